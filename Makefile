@@ -1,0 +1,48 @@
+# The two commands of the README, plus lint/chaos/bench. Every target creates or refreshes
+# .venv by itself (pinned by constraints.txt), so a fresh clone needs only Python 3.11+.
+
+# The first interpreter that actually runs and is 3.11+ (pyenv shims may exist but fail).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv start test test-chaos lint bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bisnesgpt needs Python 3.11+, found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## make start: migrate, then run the whole system (embedded PostgreSQL + Valkey unless configured)
+start: venv
+	$(BIN)/bisnesgpt start
+
+## make test: the whole test suite (uses TEST_DATABASE_URL / TEST_REDIS_URL when set)
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-chaos: venv
+	$(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python -m bench
+
+## make lock: re-pin constraints.txt from a fresh resolution of pyproject.toml
+lock:
+	rm -rf /tmp/bisnesgpt-lock && $(PYTHON) -m venv /tmp/bisnesgpt-lock
+	/tmp/bisnesgpt-lock/bin/python -m pip install --quiet --upgrade pip
+	/tmp/bisnesgpt-lock/bin/python -m pip install --quiet -e '.[dev]'
+	/tmp/bisnesgpt-lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from bisnesgpt.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The public HTTP API (the ``api`` role): routes, auth, problem responses."""

@@ -1,0 +1,1 @@
+"""The ``bisnesgpt`` command: one typer app, a module per command group."""

@@ -1,0 +1,93 @@
+"""``bisnesgpt migrate`` and ``bisnesgpt services up|down|status``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+
+from bisnesgpt.cli.common import cli_errors, console, settings_or_exit
+from bisnesgpt.config import mask_url
+from bisnesgpt.core.logging import setup_logging
+
+
+def migrate(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List pending migrations; change nothing."),
+) -> None:
+    """Apply pending database migrations (safe to run from several processes at once)."""
+    from bisnesgpt.db.migrate import migrate as run_migrations
+    from bisnesgpt.infra.services import ensure_services
+
+    settings = settings_or_exit()
+    setup_logging("migrate", settings.log_level, settings.log_format)
+    with cli_errors():
+        services = ensure_services(settings, need_redis=False)
+        try:
+            report = asyncio.run(run_migrations(services.database_url, dry_run=dry_run,
+                                                on_progress=console.print))
+        finally:
+            services.close()
+    if dry_run:
+        if report.pending:
+            console.print(f"{len(report.pending)} pending migration(s):")
+            for migration in report.pending:
+                console.print(f"  {migration.filename}")
+        else:
+            console.print(f"nothing pending ({report.already_applied} applied)")
+        return
+    console.print(f"applied {len(report.applied)}, already applied {report.already_applied}")
+
+
+services_app = typer.Typer(help="Embedded PostgreSQL/Valkey for development (no DATABASE_URL/REDIS_URL).",
+                           no_args_is_help=True)
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Start the embedded servers detached; they keep running until `services down`."""
+    from bisnesgpt.infra.services import ensure_services
+
+    settings = settings_or_exit()
+    setup_logging("services", settings.log_level, settings.log_format)
+    with cli_errors():
+        services = ensure_services(settings, detached=True)
+    console.print(f"DATABASE_URL={services.database_url}")
+    console.print(f"REDIS_URL={services.redis_url}")
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the embedded servers of this data directory (if running)."""
+    from bisnesgpt.infra.services import embedded_postgres, embedded_redis
+
+    settings = settings_or_exit()
+    setup_logging("services", settings.log_level, settings.log_format)
+    with cli_errors():
+        redis_stopped = embedded_redis(settings).stop()
+        pg_stopped = embedded_postgres(settings).stop()
+    console.print(f"Valkey: {'stopped' if redis_stopped else 'not running'}")
+    console.print(f"PostgreSQL: {'stopped' if pg_stopped else 'not running'}")
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show where PostgreSQL and Redis are, embedded or external."""
+    from bisnesgpt.infra.services import embedded_postgres, embedded_redis
+
+    settings = settings_or_exit()
+    logging.disable(logging.INFO)
+    if settings.database_url:
+        console.print(f"PostgreSQL: external {mask_url(settings.database_url)}")
+    else:
+        pg = embedded_postgres(settings)
+        running = pg.running()
+        console.print(f"PostgreSQL: embedded in {pg.data_dir}: "
+                      + (f"running pid {running[0]}, {pg.url(running[1])}" if running else "stopped"))
+    if settings.effective_redis_url:
+        console.print(f"Redis: external {mask_url(settings.effective_redis_url)}")
+    else:
+        rd = embedded_redis(settings)
+        running_r = rd.running()
+        console.print(f"Redis: embedded in {rd.data_dir}: "
+                      + (f"running pid {running_r[0]}, {rd.url(running_r[1])}" if running_r else "stopped"))

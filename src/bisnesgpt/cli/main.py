@@ -1,0 +1,30 @@
+"""The ``bisnesgpt`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from bisnesgpt import __version__
+from bisnesgpt.cli import db, processes
+
+app = typer.Typer(
+    name="bisnesgpt",
+    help="bisnesgpt: self-hosted, multi-tenant WhatsApp messaging gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(db.migrate)
+app.command()(processes.run)
+app.command()(processes.start)
+app.add_typer(db.services_app, name="services")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

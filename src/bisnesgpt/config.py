@@ -1,0 +1,216 @@
+"""Settings: one typed object, built once in each process entry point and passed down.
+
+Environment names are the ones operators already use (ARCHITECTURE §2). A ``.env`` file in
+the working directory is read if present; real environment variables win over it. Nothing
+below this module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bisnesgpt.core.errors import ConfigError
+
+Role = Literal["api", "wwebjs", "meta", "legacy"]
+ROLES: tuple[Role, ...] = ("api", "wwebjs", "meta", "legacy")
+ENGINE_ROLES: tuple[Role, ...] = ("api", "wwebjs", "meta")
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+Millis = Annotated[int, Field(ge=1)]
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class Settings(BaseSettings):
+    """Every knob of the product. Field ``foo_bar`` is environment variable ``FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- identity of this process ------------------------------------------------------
+    process_name: Role | None = None
+    instance_id: Annotated[int, Field(ge=0)] = 0
+
+    # --- HTTP ---------------------------------------------------------------------------
+    host: str = "0.0.0.0"
+    api_port: Port = 3000
+    wwebjs_port: Port = 3001
+    meta_port: Port = 3002
+    port: Port = 8443  # the legacy all-in-one process
+
+    # --- PostgreSQL -----------------------------------------------------------------------
+    database_url: str | None = None
+    database_pool_api_max: Annotated[int, Field(ge=1)] = 20
+    database_pool_wwebjs_max: Annotated[int, Field(ge=1)] = 10
+    database_pool_meta_max: Annotated[int, Field(ge=1)] = 20
+    database_pool_legacy_max: Annotated[int, Field(ge=1)] = 30
+    database_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+
+    # --- Redis ----------------------------------------------------------------------------
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: Port = 6379
+    redis_password: SecretStr | None = None
+
+    # --- embedded default (no DATABASE_URL / no REDIS_URL) ---------------------------------
+    data_dir: Path = Path("data")
+    embedded_postgres_port: Port = 0  # 0 = pick a free port at start
+    embedded_redis_port: Port = 0
+
+    # --- process roles ----------------------------------------------------------------------
+    enable_wwebjs: bool = True
+    enable_meta: bool = True
+    api_instances: Annotated[int, Field(ge=1, le=64)] = 1
+    meta_instances: Annotated[int, Field(ge=1, le=64)] = 1
+
+    # --- secrets ----------------------------------------------------------------------------
+    encryption_key: SecretStr | None = None
+    admin_api_key: SecretStr | None = None
+    meta_webhook_verify_token: SecretStr | None = None
+    meta_app_secret: SecretStr | None = None
+
+    # --- health and lifecycle ----------------------------------------------------------------
+    heartbeat_interval: Millis = 10_000
+    max_heartbeat_age: Millis = 60_000
+    shutdown_timeout: Annotated[float, Field(gt=0)] = 10.0  # seconds to drain in-flight work
+    # Set by the orchestrator: the pipe a child pings it through (not for operators).
+    bisnesgpt_supervisor_fd: int | None = None
+
+    # --- pacing -----------------------------------------------------------------------------
+    wwebjs_max_messages_per_second: Annotated[float, Field(gt=0)] = 10
+    meta_max_messages_per_second: Annotated[float, Field(gt=0)] = 20
+
+    # --- logging ----------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_dir: Path = Path("logs")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError("has no host")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ValueError("has an invalid port") from exc
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("has no host")
+        try:
+            parts.port  # noqa: B018
+        except ValueError as exc:
+            raise ValueError("has an invalid port") from exc
+        return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _check_encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if not _HEX64.match(value.get_secret_value()):
+            raise ValueError("must be 64 hex characters (a 32-byte AES-256 key)")
+        return value
+
+    # --- derived values ---------------------------------------------------------------------
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        """REDIS_URL wins; else REDIS_HOST/PORT/PASSWORD; else None (embedded Valkey)."""
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            auth = ""
+            if self.redis_password is not None and self.redis_password.get_secret_value():
+                auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
+            return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+        return None
+
+    def pool_max_for(self, role: Role) -> int:
+        return {
+            "api": self.database_pool_api_max,
+            "wwebjs": self.database_pool_wwebjs_max,
+            "meta": self.database_pool_meta_max,
+            "legacy": self.database_pool_legacy_max,
+        }[role]
+
+    def http_port_for(self, role: Role) -> int:
+        return {"api": self.api_port, "wwebjs": self.wwebjs_port, "meta": self.meta_port, "legacy": self.port}[
+            role
+        ]
+
+    def role_enabled(self, role: Role) -> bool:
+        if role == "wwebjs":
+            return self.enable_wwebjs
+        if role == "meta":
+            return self.enable_meta
+        return True
+
+
+_SECRET_FIELDS = ("key", "secret", "password", "token")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = error.get("loc") or ("?",)
+    field = str(loc[0])
+    env_name = field.upper()
+    given = error.get("input")
+    secret = any(word in field for word in _SECRET_FIELDS)
+    if field.endswith("_url") and isinstance(given, str):
+        given = mask_url(given)
+    shown = f"={given!r}" if isinstance(given, str | int | float) and not secret else ""
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"invalid setting {env_name}{shown}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from env/.env (plus explicit overrides); raise ConfigError on bad input.
+
+    The ConfigError message is one readable line naming the variable; entry points print it
+    and exit with status 2.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(_describe(dict(first))) from exc
+
+
+def mask_url(url: str | None) -> str:
+    """A URL safe to log: the password (if any) replaced by ``***``."""
+    if not url:
+        return "-"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,1 @@
+"""Cross-process coordination: Redis pub/sub channels and named leases."""

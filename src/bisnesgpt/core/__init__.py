@@ -1,0 +1,1 @@
+"""Shared core: errors, crypto, ids, logging, clocks — no I/O at import."""

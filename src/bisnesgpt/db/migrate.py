@@ -1,0 +1,130 @@
+"""Plain numbered ``.sql`` migrations with a tracking table and an advisory lock.
+
+Files live in ``bisnesgpt/db/migrations/NNNN_name.sql``; each is applied in its own
+transaction and recorded in ``schema_migrations`` with a checksum. A session-level advisory
+lock serialises concurrent migrators: the second waits, then finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+
+import asyncpg
+
+from bisnesgpt.core.errors import DatabaseUnavailable, MigrationError
+from bisnesgpt.db.pool import CONNECTION_ERRORS
+
+_FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Arbitrary but fixed: every bisnesgpt migrator takes the same lock.
+MIGRATION_LOCK_KEY = 0x62697373_6D696772  # "bissmigr"
+
+CREATE_TRACKING_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    checksum    TEXT NOT NULL,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+"""
+SELECT_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.version:04d}_{self.name}.sql"
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class MigrationReport:
+    applied: list[Migration] = field(default_factory=list)
+    pending: list[Migration] = field(default_factory=list)
+    already_applied: int = 0
+
+
+def discover() -> list[Migration]:
+    """All migration files shipped in the package, in version order."""
+    found: list[Migration] = []
+    for entry in resources.files("bisnesgpt.db.migrations").iterdir():
+        match = _FILE_RE.match(entry.name)
+        if not match:
+            continue
+        found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(versions) != len(set(versions)):
+        raise MigrationError(f"duplicate migration versions: {versions}")
+    return found
+
+
+async def migrate(
+    dsn: str,
+    *,
+    dry_run: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+    connect_timeout: float = 10.0,
+) -> MigrationReport:
+    """Apply pending migrations (or, with ``dry_run``, only list them)."""
+    say = on_progress or (lambda _msg: None)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL to migrate: {exc}") from exc
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            return await _migrate_locked(conn, dry_run=dry_run, say=say)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    finally:
+        await conn.close()
+
+
+async def _migrate_locked(
+    conn: asyncpg.Connection, *, dry_run: bool, say: Callable[[str], None]
+) -> MigrationReport:
+    report = MigrationReport()
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists and not dry_run:
+        await conn.execute(CREATE_TRACKING_TABLE)
+        exists = True
+    applied = {r["version"]: r for r in await conn.fetch(SELECT_APPLIED)} if exists else {}
+    for migration in discover():
+        done = applied.get(migration.version)
+        if done is not None:
+            if done["checksum"] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.filename} was changed after it was applied "
+                    f"(checksum {done['checksum'][:12]} in the database); add a new migration instead"
+                )
+            report.already_applied += 1
+            continue
+        report.pending.append(migration)
+    if dry_run:
+        return report
+    total = len(report.pending)
+    for number, migration in enumerate(report.pending, start=1):
+        say(f"[{number}/{total}] applying {migration.filename}")
+        try:
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(INSERT_APPLIED, migration.version, migration.name, migration.checksum)
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(f"{migration.filename} failed: {exc}") from exc
+        report.applied.append(migration)
+    report.pending = []
+    return report

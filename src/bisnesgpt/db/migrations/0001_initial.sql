@@ -1,0 +1,453 @@
+-- 0001_initial: the whole data model of ARCHITECTURE §4.
+-- Table, column, function, trigger and view names are the original system's: operators
+-- query them. Timestamps are TIMESTAMPTZ (the original's TIMESTAMP lost the zone).
+
+-- ==========================================================================================
+-- Shared helpers
+-- ==========================================================================================
+
+CREATE FUNCTION set_updated_at() RETURNS trigger AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
+-- ==========================================================================================
+-- Tenancy
+-- ==========================================================================================
+
+CREATE TABLE companies (
+    id          TEXT PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_.-]{1,64}$'),
+    name        TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TRIGGER trigger_companies_updated_at BEFORE UPDATE ON companies
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+-- API keys are stored as SHA-256 of the key; the key itself is shown once at creation.
+-- company_id NULL with role 'admin' is an operator key (all companies).
+CREATE TABLE api_keys (
+    id            BIGSERIAL PRIMARY KEY,
+    company_id    TEXT REFERENCES companies(id) ON DELETE CASCADE,
+    role          TEXT NOT NULL DEFAULT 'company' CHECK (role IN ('company', 'admin')),
+    name          TEXT NOT NULL DEFAULT '',
+    key_prefix    TEXT NOT NULL,
+    key_hash      TEXT NOT NULL UNIQUE,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    last_used_at  TIMESTAMPTZ,
+    revoked_at    TIMESTAMPTZ,
+    CHECK ((role = 'admin' AND company_id IS NULL) OR (role = 'company' AND company_id IS NOT NULL))
+);
+CREATE INDEX idx_api_keys_company ON api_keys(company_id);
+
+-- ==========================================================================================
+-- Phones
+-- ==========================================================================================
+
+CREATE TABLE phone_configs (
+    id                           BIGSERIAL PRIMARY KEY,
+    company_id                   TEXT NOT NULL REFERENCES companies(id) ON DELETE CASCADE,
+    phone_index                  INTEGER NOT NULL DEFAULT 0 CHECK (phone_index >= 0),
+    connection_type              TEXT DEFAULT 'wwebjs',
+    dialog360_client_id          TEXT,
+    dialog360_channel_id         TEXT,
+    api_key_encrypted            TEXT,
+    display_phone_number         TEXT,
+    status                       TEXT DEFAULT 'pending',
+    meta_phone_number_id         TEXT,
+    meta_waba_id                 TEXT,
+    meta_access_token_encrypted  TEXT,
+    process_name                 TEXT,
+    -- Per-phone knobs (e.g. messages_per_second, coexistence) without a migration each.
+    settings                     JSONB NOT NULL DEFAULT '{}'::jsonb,
+    created_at                   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at                   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (company_id, phone_index)
+);
+CREATE INDEX idx_phone_configs_company ON phone_configs(company_id);
+CREATE INDEX idx_phone_configs_channel ON phone_configs(dialog360_channel_id);
+CREATE INDEX idx_phone_configs_connection_type ON phone_configs(connection_type, company_id);
+CREATE INDEX idx_phone_configs_process ON phone_configs(process_name, status)
+    WHERE process_name IS NOT NULL;
+-- Meta webhooks name the phone by its phone_number_id; one phone, one owner.
+CREATE UNIQUE INDEX idx_phone_configs_meta_phone_number_id ON phone_configs(meta_phone_number_id)
+    WHERE meta_phone_number_id IS NOT NULL;
+
+CREATE FUNCTION update_process_name_on_connection_type() RETURNS trigger AS $$
+BEGIN
+    IF NEW.connection_type = 'wwebjs' OR NEW.connection_type IS NULL THEN
+        NEW.process_name := 'wwebjs';
+    ELSIF NEW.connection_type IN ('meta_direct', 'meta_embedded', '360dialog') THEN
+        NEW.process_name := 'meta';
+    ELSE
+        NEW.process_name := NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER trigger_set_process_name
+    BEFORE INSERT OR UPDATE OF connection_type ON phone_configs
+    FOR EACH ROW EXECUTE FUNCTION update_process_name_on_connection_type();
+CREATE TRIGGER trigger_phone_configs_updated_at BEFORE UPDATE ON phone_configs
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+CREATE TABLE phone_status (
+    company_id       TEXT NOT NULL REFERENCES companies(id) ON DELETE CASCADE,
+    phone_index      INTEGER NOT NULL DEFAULT 0,
+    status           TEXT NOT NULL DEFAULT 'pending' CHECK (status IN (
+                         'initializing', 'qr', 'pairing_code', 'authenticated', 'ready',
+                         'error', 'disconnected', 'pending')),
+    phone_number     TEXT,
+    last_seen        TIMESTAMPTZ,
+    metadata         JSONB NOT NULL DEFAULT '{}'::jsonb,
+    connection_type  TEXT DEFAULT 'wwebjs',
+    process_name     TEXT,
+    created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (company_id, phone_index)
+);
+CREATE INDEX idx_phone_status_process ON phone_status(process_name, status)
+    WHERE process_name IS NOT NULL;
+CREATE TRIGGER trigger_phone_status_updated_at BEFORE UPDATE ON phone_status
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+-- ==========================================================================================
+-- Messages
+-- ==========================================================================================
+
+-- The forward-only state machine, in one place, used by every status UPDATE:
+-- accepted -> queued -> sending -> sent -> delivered -> read, or failed / cancelled.
+-- Steps may be skipped (sent -> read); nothing moves backwards; failed and cancelled end it.
+CREATE FUNCTION message_status_rank(p_status TEXT) RETURNS INTEGER AS $$
+    SELECT CASE p_status
+        WHEN 'accepted' THEN 0
+        WHEN 'queued' THEN 1
+        WHEN 'sending' THEN 2
+        WHEN 'sent' THEN 3
+        WHEN 'delivered' THEN 4
+        WHEN 'read' THEN 5
+    END;
+$$ LANGUAGE sql IMMUTABLE;
+
+CREATE FUNCTION message_status_allows(p_from TEXT, p_to TEXT) RETURNS BOOLEAN AS $$
+    SELECT CASE
+        WHEN p_from IN ('failed', 'cancelled', 'read') THEN false
+        WHEN p_to = 'cancelled' THEN p_from IN ('accepted', 'queued')
+        WHEN p_to = 'failed' THEN p_from IN ('accepted', 'queued', 'sending', 'sent')
+        ELSE coalesce(message_status_rank(p_to) > message_status_rank(p_from), false)
+    END;
+$$ LANGUAGE sql IMMUTABLE;
+
+CREATE TABLE messages (
+    id                 BIGSERIAL PRIMARY KEY,
+    message_id         TEXT NOT NULL,
+    company_id         TEXT NOT NULL REFERENCES companies(id) ON DELETE CASCADE,
+    phone_index        INTEGER NOT NULL DEFAULT 0,
+    direction          TEXT NOT NULL DEFAULT 'outbound' CHECK (direction IN ('outbound', 'inbound')),
+    provider           TEXT NOT NULL DEFAULT 'wwebjs',
+    connection_type    TEXT,
+    chat_id            TEXT NOT NULL,
+    message_type       TEXT NOT NULL,
+    content            TEXT,
+    media_url          TEXT,
+    media_id           TEXT,
+    media_mime_type    TEXT,
+    media_filename     TEXT,
+    -- The Cloud-API-shaped body the engine sends (outbound) or the parsed message (inbound).
+    payload            JSONB NOT NULL DEFAULT '{}'::jsonb,
+    -- The provider's raw payload (inbound messages, original Node jobs).
+    raw                JSONB,
+    status             TEXT NOT NULL DEFAULT 'accepted' CHECK (status IN (
+                           'accepted', 'queued', 'sending', 'sent', 'delivered', 'read',
+                           'failed', 'cancelled')),
+    external_id        TEXT,
+    context_message_id TEXT,
+    error_code         TEXT,
+    error_title        TEXT,
+    error_details      JSONB,
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    idempotency_key    TEXT,
+    queue_name         TEXT,
+    process_name       TEXT,
+    source             TEXT NOT NULL DEFAULT 'api',
+    deadline_at        TIMESTAMPTZ,
+    created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    queued_at          TIMESTAMPTZ,
+    sent_at            TIMESTAMPTZ,
+    delivered_at       TIMESTAMPTZ,
+    read_at            TIMESTAMPTZ,
+    failed_at          TIMESTAMPTZ,
+    UNIQUE (message_id, company_id)
+);
+CREATE INDEX idx_messages_external_id ON messages(external_id) WHERE external_id IS NOT NULL;
+CREATE UNIQUE INDEX idx_messages_idempotency_key ON messages(company_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- Meta redelivers inbound webhooks: one row per inbound provider message.
+CREATE UNIQUE INDEX idx_messages_inbound_external_id ON messages(company_id, phone_index, external_id)
+    WHERE direction = 'inbound' AND external_id IS NOT NULL;
+CREATE INDEX idx_messages_company_chat ON messages(company_id, chat_id, created_at DESC);
+CREATE INDEX idx_messages_company_created ON messages(company_id, created_at DESC);
+-- The outbox reconciler scans only unfinished outbound rows.
+CREATE INDEX idx_messages_outbox ON messages(updated_at)
+    WHERE status IN ('accepted', 'queued', 'sending') AND direction = 'outbound';
+CREATE TRIGGER trigger_messages_updated_at BEFORE UPDATE ON messages
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+CREATE TABLE message_status_history (
+    id           BIGSERIAL PRIMARY KEY,
+    message_pk   BIGINT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    from_status  TEXT,
+    to_status    TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    detail       JSONB NOT NULL DEFAULT '{}'::jsonb,
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_message_status_history_message ON message_status_history(message_pk, id);
+
+-- Idempotency-Key replay store: same key + same body -> the stored response.
+CREATE TABLE idempotency_keys (
+    company_id       TEXT NOT NULL REFERENCES companies(id) ON DELETE CASCADE,
+    key              TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
+    request_hash     TEXT NOT NULL,
+    method           TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'in_flight' CHECK (state IN ('in_flight', 'completed')),
+    response_status  INTEGER,
+    response_body    JSONB,
+    created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at       TIMESTAMPTZ NOT NULL DEFAULT now() + INTERVAL '24 hours',
+    PRIMARY KEY (company_id, key)
+);
+CREATE INDEX idx_idempotency_keys_expires ON idempotency_keys(expires_at);
+
+-- The Meta 24-hour customer-service window, per (company, phone, contact).
+CREATE TABLE conversation_sessions (
+    company_id        TEXT NOT NULL REFERENCES companies(id) ON DELETE CASCADE,
+    phone_index       INTEGER NOT NULL DEFAULT 0,
+    contact           TEXT NOT NULL,
+    last_inbound_at   TIMESTAMPTZ,
+    last_outbound_at  TIMESTAMPTZ,
+    created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (company_id, phone_index, contact)
+);
+CREATE TRIGGER trigger_conversation_sessions_updated_at BEFORE UPDATE ON conversation_sessions
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+-- Canonical tenant events (message.inbound, message.status, session.status, phone.status),
+-- written in the same transaction as the change that caused them; webhook delivery fans
+-- them out to tenant endpoints.
+CREATE TABLE tenant_events (
+    id           TEXT PRIMARY KEY,
+    company_id   TEXT NOT NULL REFERENCES companies(id) ON DELETE CASCADE,
+    phone_index  INTEGER,
+    type         TEXT NOT NULL,
+    data         JSONB NOT NULL,
+    raw          JSONB,
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_tenant_events_company_created ON tenant_events(company_id, created_at);
+
+-- ==========================================================================================
+-- Coordination: named leases (outbox reconciler, cleanup scheduler, session ownership)
+-- ==========================================================================================
+
+CREATE TABLE process_leases (
+    name         TEXT PRIMARY KEY,
+    holder       TEXT NOT NULL,
+    acquired_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at   TIMESTAMPTZ NOT NULL
+);
+
+-- ==========================================================================================
+-- Process health, metrics and events
+-- ==========================================================================================
+
+-- One row per process instance: instance 0 of a role is named after the role ('api'),
+-- further instances '<role>-<n>' ('api-1'). The original seeds 'api', 'wwebjs', 'meta'.
+CREATE TABLE process_health (
+    process_name        TEXT PRIMARY KEY,
+    role                TEXT NOT NULL,
+    instance_id         INTEGER NOT NULL DEFAULT 0,
+    status              TEXT NOT NULL DEFAULT 'unknown',
+    pid                 INTEGER,
+    host                TEXT,
+    last_heartbeat      TIMESTAMPTZ,
+    started_at          TIMESTAMPTZ,
+    error_count         INTEGER NOT NULL DEFAULT 0,
+    last_error          TEXT,
+    uptime_seconds      INTEGER NOT NULL DEFAULT 0,
+    memory_usage_mb     INTEGER NOT NULL DEFAULT 0,
+    cpu_usage_percent   NUMERIC(6, 2) NOT NULL DEFAULT 0,
+    active_connections  INTEGER NOT NULL DEFAULT 0,
+    active_bots         INTEGER NOT NULL DEFAULT 0,
+    messages_processed  BIGINT NOT NULL DEFAULT 0,
+    restarts            INTEGER NOT NULL DEFAULT 0,
+    metadata            JSONB NOT NULL DEFAULT '{}'::jsonb,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_process_health_status ON process_health(status, last_heartbeat);
+CREATE INDEX idx_process_health_role ON process_health(role, instance_id);
+
+CREATE TABLE process_metrics (
+    id            BIGSERIAL PRIMARY KEY,
+    process_name  TEXT NOT NULL,
+    metric_name   TEXT NOT NULL,
+    metric_value  DOUBLE PRECISION NOT NULL,
+    metric_type   TEXT NOT NULL DEFAULT 'gauge' CHECK (metric_type IN ('counter', 'gauge', 'histogram')),
+    timestamp     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    metadata      JSONB NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX idx_process_metrics_name_time ON process_metrics(process_name, metric_name, timestamp DESC);
+CREATE INDEX idx_process_metrics_timestamp ON process_metrics(timestamp DESC);
+
+CREATE TABLE process_events (
+    id            BIGSERIAL PRIMARY KEY,
+    process_name  TEXT NOT NULL,
+    event_type    TEXT NOT NULL,
+    event_data    JSONB NOT NULL DEFAULT '{}'::jsonb,
+    severity      TEXT NOT NULL DEFAULT 'info' CHECK (severity IN ('info', 'warning', 'error', 'critical')),
+    timestamp     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_process_events_name_time ON process_events(process_name, timestamp DESC);
+CREATE INDEX idx_process_events_severity ON process_events(severity, timestamp DESC)
+    WHERE severity IN ('error', 'critical');
+
+CREATE FUNCTION log_process_event(
+    p_process_name TEXT,
+    p_event_type TEXT,
+    p_event_data JSONB DEFAULT '{}'::jsonb,
+    p_severity TEXT DEFAULT 'info'
+) RETURNS BIGINT AS $$
+    INSERT INTO process_events (process_name, event_type, event_data, severity)
+    VALUES (p_process_name, p_event_type, coalesce(p_event_data, '{}'::jsonb), coalesce(p_severity, 'info'))
+    RETURNING id;
+$$ LANGUAGE sql;
+
+CREATE FUNCTION record_process_metric(
+    p_process_name TEXT,
+    p_metric_name TEXT,
+    p_metric_value DOUBLE PRECISION,
+    p_metric_type TEXT DEFAULT 'gauge',
+    p_metadata JSONB DEFAULT '{}'::jsonb
+) RETURNS BIGINT AS $$
+    INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, metadata)
+    VALUES (p_process_name, p_metric_name, p_metric_value, coalesce(p_metric_type, 'gauge'),
+            coalesce(p_metadata, '{}'::jsonb))
+    RETURNING id;
+$$ LANGUAGE sql;
+
+-- The original's six leading parameters keep their order (Node callers keep working);
+-- the rest are optional. error_count: +1 on 'error', reset to 0 on 'healthy'.
+CREATE FUNCTION update_process_health(
+    p_process_name TEXT,
+    p_status TEXT DEFAULT 'healthy',
+    p_uptime_seconds INTEGER DEFAULT 0,
+    p_memory_usage_mb INTEGER DEFAULT 0,
+    p_cpu_usage_percent NUMERIC DEFAULT 0,
+    p_active_connections INTEGER DEFAULT 0,
+    p_pid INTEGER DEFAULT NULL,
+    p_active_bots INTEGER DEFAULT NULL,
+    p_messages_processed BIGINT DEFAULT NULL,
+    p_metadata JSONB DEFAULT NULL,
+    p_last_error TEXT DEFAULT NULL,
+    p_host TEXT DEFAULT NULL
+) RETURNS VOID AS $$
+DECLARE
+    v_role TEXT := split_part(p_process_name, '-', 1);
+    v_instance INTEGER := coalesce(nullif(split_part(p_process_name, '-', 2), '')::INTEGER, 0);
+BEGIN
+    INSERT INTO process_health AS ph (
+        process_name, role, instance_id, status, pid, host, last_heartbeat, started_at,
+        error_count, last_error, uptime_seconds, memory_usage_mb, cpu_usage_percent,
+        active_connections, active_bots, messages_processed, metadata, updated_at)
+    VALUES (
+        p_process_name, v_role, v_instance, p_status, p_pid, p_host, now(),
+        now() - make_interval(secs => coalesce(p_uptime_seconds, 0)),
+        CASE WHEN p_status = 'error' THEN 1 ELSE 0 END, p_last_error,
+        coalesce(p_uptime_seconds, 0), coalesce(p_memory_usage_mb, 0), coalesce(p_cpu_usage_percent, 0),
+        coalesce(p_active_connections, 0), coalesce(p_active_bots, 0), coalesce(p_messages_processed, 0),
+        coalesce(p_metadata, '{}'::jsonb), now())
+    ON CONFLICT (process_name) DO UPDATE SET
+        status = EXCLUDED.status,
+        pid = coalesce(p_pid, ph.pid),
+        host = coalesce(p_host, ph.host),
+        last_heartbeat = EXCLUDED.last_heartbeat,
+        started_at = CASE WHEN p_pid IS DISTINCT FROM ph.pid OR ph.started_at IS NULL
+                          THEN EXCLUDED.started_at ELSE ph.started_at END,
+        uptime_seconds = EXCLUDED.uptime_seconds,
+        memory_usage_mb = EXCLUDED.memory_usage_mb,
+        cpu_usage_percent = EXCLUDED.cpu_usage_percent,
+        active_connections = EXCLUDED.active_connections,
+        active_bots = coalesce(p_active_bots, ph.active_bots),
+        messages_processed = coalesce(p_messages_processed, ph.messages_processed),
+        metadata = coalesce(p_metadata, ph.metadata),
+        last_error = coalesce(p_last_error, ph.last_error),
+        updated_at = EXCLUDED.updated_at,
+        error_count = CASE
+            WHEN EXCLUDED.status = 'error' THEN ph.error_count + 1
+            WHEN EXCLUDED.status = 'healthy' THEN 0
+            ELSE ph.error_count
+        END;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE VIEW v_process_health_overview AS
+SELECT
+    ph.process_name,
+    ph.role,
+    ph.instance_id,
+    ph.status,
+    ph.pid,
+    ph.last_heartbeat,
+    ph.started_at,
+    ph.uptime_seconds,
+    ph.memory_usage_mb,
+    ph.cpu_usage_percent,
+    ph.active_connections,
+    ph.messages_processed,
+    ph.error_count,
+    ph.last_error,
+    ph.restarts,
+    CASE
+        WHEN ph.last_heartbeat > now() - INTERVAL '30 seconds' THEN 'healthy'
+        WHEN ph.last_heartbeat > now() - INTERVAL '60 seconds' THEN 'degraded'
+        ELSE 'down'
+    END AS computed_status,
+    EXTRACT(EPOCH FROM (now() - ph.last_heartbeat)) AS seconds_since_heartbeat,
+    (SELECT count(*) FROM phone_configs pc WHERE pc.process_name = ph.role) AS active_bots
+FROM process_health ph;
+
+INSERT INTO process_health (process_name, role, instance_id, status) VALUES
+    ('api', 'api', 0, 'unknown'),
+    ('wwebjs', 'wwebjs', 0, 'unknown'),
+    ('meta', 'meta', 0, 'unknown');
+
+CREATE FUNCTION cleanup_old_process_metrics() RETURNS INTEGER AS $$
+DECLARE
+    deleted_count INTEGER;
+BEGIN
+    DELETE FROM process_metrics WHERE timestamp < now() - INTERVAL '7 days';
+    GET DIAGNOSTICS deleted_count = ROW_COUNT;
+    RETURN deleted_count;
+END;
+$$ LANGUAGE plpgsql;
+
+-- Keeps error and critical events forever; everything else for 30 days.
+CREATE FUNCTION cleanup_old_process_events() RETURNS INTEGER AS $$
+DECLARE
+    deleted_count INTEGER;
+BEGIN
+    DELETE FROM process_events
+    WHERE timestamp < now() - INTERVAL '30 days'
+      AND severity NOT IN ('error', 'critical');
+    GET DIAGNOSTICS deleted_count = ROW_COUNT;
+    RETURN deleted_count;
+END;
+$$ LANGUAGE plpgsql;

@@ -1,0 +1,136 @@
+"""One asyncpg pool per process, opened after the process starts (never at import).
+
+Connection failures are translated into ``DatabaseUnavailable`` at this boundary so callers
+(and the HTTP layer) never see asyncpg's or the OS's exception types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import asyncpg
+
+from bisnesgpt.core.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the server is not reachable / went away", as opposed to a bad query.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+)
+_CLOSE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *CONNECTION_ERRORS)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Database:
+    """A lazily opened asyncpg pool with connection errors mapped to the product's errors."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_size: int,
+        min_size: int = 1,
+        application_name: str = "bisnesgpt",
+        connect_timeout: float = 5.0,
+        command_timeout: float | None = 30.0,
+    ) -> None:
+        self.dsn = dsn
+        self.max_size = max_size
+        self.min_size = min(min_size, max_size)
+        self.application_name = application_name
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                timeout=self.connect_timeout,
+                command_timeout=self.command_timeout,
+                init=_init_connection,
+                server_settings={"application_name": self.application_name},
+                # Connections that survive a server restart are dead; recycle idle ones.
+                max_inactive_connection_lifetime=60.0,
+            )
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    async def close(self, timeout: float = 5.0) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout)
+        except _CLOSE_ERRORS:
+            pool.terminate()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise DatabaseUnavailable("database pool is not open")
+        return self._pool
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """Acquire a connection; connection-level failures become DatabaseUnavailable."""
+        try:
+            async with self.pool.acquire(timeout=timeout or self.connect_timeout) as conn:
+                yield cast(asyncpg.Connection, conn)
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    @asynccontextmanager
+    async def transaction(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        async with self.connection(timeout) as conn, conn.transaction():
+            yield conn
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            return list(await conn.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.connection() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.connection() as conn:
+            return str(await conn.execute(query, *args))
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        async with self.connection(timeout) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+
+    def stats(self) -> dict[str, int]:
+        if self._pool is None:
+            return {"size": 0, "idle": 0, "max": self.max_size}
+        return {"size": self._pool.get_size(), "idle": self._pool.get_idle_size(), "max": self.max_size}

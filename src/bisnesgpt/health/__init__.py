@@ -1,0 +1,1 @@
+"""Heartbeats, process events, metrics and the /health and /metrics endpoints."""

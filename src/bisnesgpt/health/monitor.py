@@ -1,0 +1,209 @@
+"""This process's health: dependency checks, heartbeats and periodic metrics.
+
+``HealthMonitor.report()`` is what ``GET /health`` answers; ``run()`` heartbeats every
+``HEARTBEAT_INTERVAL`` into ``process_health`` (through ``update_process_health``) and on
+the ``process:heartbeat`` channel, and writes ``process_metrics`` rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import psutil
+from redis.exceptions import RedisError
+
+from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, publish
+from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.health import metrics
+from bisnesgpt.processes.component import Check, Component
+from bisnesgpt.processes.context import ProcessContext
+
+log = logging.getLogger(__name__)
+
+UPDATE_HEALTH = """
+SELECT update_process_health($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
+"""
+INSERT_METRICS = """
+INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type)
+SELECT $1, name, value, kind FROM unnest($2::text[], $3::float8[], $4::text[]) AS m(name, value, kind)
+"""
+CHECK_TIMEOUT = 2.0
+
+
+@dataclass
+class HealthReport:
+    status: str  # healthy | unhealthy | draining
+    checks: dict[str, Check] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "healthy"
+
+
+class LoopLagProbe:
+    """Measures event-loop lag: how late a 100 ms sleep wakes up (max since last read)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self._max_lag = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loop-lag-probe")
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.interval)
+            self._max_lag = max(self._max_lag, time.monotonic() - before - self.interval)
+
+    def read_and_reset(self) -> float:
+        lag, self._max_lag = self._max_lag, 0.0
+        return lag
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class HealthMonitor:
+    def __init__(self, ctx: ProcessContext, components: Sequence[Component]) -> None:
+        self.ctx = ctx
+        self.components = components
+        self.last_heartbeat: float | None = None
+        self.error_count = 0
+        self._process = psutil.Process(ctx.pid)
+        self._process.cpu_percent(None)  # prime: the first reading is always 0
+        self._lag = LoopLagProbe()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- /health ----------------------------------------------------------------------------
+
+    async def report(self) -> HealthReport:
+        checks: dict[str, Check] = {
+            "database": await self._guard(self._check_database()),
+            "redis": await self._guard(self._check_redis()),
+        }
+        for component in self.components:
+            try:
+                contributed = await asyncio.wait_for(component.checks(), CHECK_TIMEOUT)
+            except TimeoutError:
+                contributed = {component.name: Check(False, "check timed out")}
+            except Exception as exc:
+                contributed = {component.name: Check(False, f"check raised {exc!r}")}
+            checks.update(contributed)
+        if self.ctx.draining.is_set():
+            status = "draining"
+        else:
+            status = "healthy" if all(c.ok for c in checks.values()) else "unhealthy"
+        return HealthReport(status, checks)
+
+    async def _guard(self, check: Any) -> Check:
+        try:
+            result: Check = await asyncio.wait_for(check, CHECK_TIMEOUT)
+            return result
+        except TimeoutError:
+            return Check(False, "timed out")
+        except BisnesgptError as exc:
+            return Check(False, exc.detail)
+        except (RedisError, OSError) as exc:
+            return Check(False, str(exc) or type(exc).__name__)
+
+    async def _check_database(self) -> Check:
+        await self.ctx.db.ping()
+        stats = self.ctx.db.stats()
+        return Check(True, "pool ok", {"pool": stats})
+
+    async def _check_redis(self) -> Check:
+        started = time.monotonic()
+        await cast(Awaitable[bool], self.ctx.redis.ping())
+        return Check(True, "ping ok", {"latencyMs": round((time.monotonic() - started) * 1000, 2)})
+
+    def active_bots(self) -> int:
+        return sum(c.active_bots() or 0 for c in self.components)
+
+    def messages_processed(self) -> int:
+        return sum(c.messages_processed() for c in self.components)
+
+    def memory(self) -> dict[str, int]:
+        info = self._process.memory_info()
+        return {"rss": int(info.rss), "vms": int(info.vms)}
+
+    async def body(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body) for GET /health."""
+        report = await self.report()
+        body = {
+            "processName": self.ctx.process_name,
+            "role": self.ctx.role,
+            "pid": self.ctx.pid,
+            "status": report.status,
+            "uptime": round(self.ctx.uptime, 3),
+            "memory": self.memory(),
+            "lastHeartbeat": self.last_heartbeat,
+            "errorCount": self.error_count,
+            "activeBots": self.active_bots(),
+            "messagesProcessed": self.messages_processed(),
+            "checks": {name: check.as_dict() for name, check in report.checks.items()},
+        }
+        return (200 if report.ok else 503), body
+
+    # --- heartbeats -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._lag.start()
+        self._task = asyncio.create_task(self._run(), name="heartbeat")
+
+    async def stop(self, final_status: str = "stopped") -> None:
+        self._lag.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.beat(status_override=final_status)
+
+    async def _run(self) -> None:
+        interval = self.ctx.settings.heartbeat_interval / 1000
+        while True:
+            await self.beat()
+            await asyncio.sleep(interval)
+
+    async def beat(self, status_override: str | None = None) -> None:
+        report = await self.report()
+        status = status_override or report.status
+        if not report.ok and status_override is None:
+            self.error_count += 1
+        rss_mb = self._process.memory_info().rss / (1024 * 1024)
+        cpu = self._process.cpu_percent(None)
+        lag = self._lag.read_and_reset()
+        metrics.EVENT_LOOP_LAG.set(lag)
+        failing = {n: c.detail for n, c in report.checks.items() if not c.ok}
+        db_status = {"healthy": "healthy", "draining": "draining", "stopped": "stopped"}.get(status, "error")
+        try:
+            await self.ctx.db.execute(
+                UPDATE_HEALTH, self.ctx.process_name, db_status, int(self.ctx.uptime), int(rss_mb),
+                round(cpu, 2), 0, self.ctx.pid, self.active_bots(), self.messages_processed(),
+                {"failing": failing, "eventLoopLagMs": round(lag * 1000, 2)},
+                "; ".join(f"{n}: {d}" for n, d in failing.items()) or None, self.ctx.host,
+            )
+            await self.ctx.db.execute(
+                INSERT_METRICS, self.ctx.process_name,
+                ["rss_mb", "cpu_percent", "event_loop_lag_ms", "messages_processed", "active_bots"],
+                [rss_mb, cpu, lag * 1000, float(self.messages_processed()), float(self.active_bots())],
+                ["gauge", "gauge", "gauge", "counter", "gauge"],
+            )
+            metrics.HEARTBEATS.labels("ok").inc()
+            self.last_heartbeat = time.time()
+        except BisnesgptError as exc:
+            metrics.HEARTBEATS.labels("db_error").inc()
+            log.warning("heartbeat not written: %s", exc.detail)
+        await publish(self.ctx.redis, PROCESS_HEARTBEAT, {
+            "processName": self.ctx.process_name, "role": self.ctx.role, "pid": self.ctx.pid,
+            "status": status, "uptime": round(self.ctx.uptime, 1), "rssMb": round(rss_mb, 1),
+            "cpu": cpu, "activeBots": self.active_bots(), "ts": time.time(),
+        })

@@ -1,0 +1,27 @@
+"""GET /health and GET /metrics, served by every process."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from bisnesgpt.health import metrics
+from bisnesgpt.health.monitor import HealthMonitor
+
+
+def health_router(monitor: HealthMonitor) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health", summary="This process's health (200 healthy, 503 otherwise)")
+    async def health() -> JSONResponse:
+        status, body = await monitor.body()
+        return JSONResponse(body, status_code=status)
+
+    @router.get("/metrics", summary="Prometheus metrics of this process", include_in_schema=False)
+    async def prometheus(_request: Request) -> Response:
+        metrics.DB_POOL.labels("size").set(monitor.ctx.db.stats()["size"])
+        metrics.DB_POOL.labels("idle").set(monitor.ctx.db.stats()["idle"])
+        payload, content_type = metrics.render()
+        return Response(payload, media_type=content_type)
+
+    return router

@@ -1,0 +1,1 @@
+"""Infrastructure: embedded PostgreSQL/Valkey, service resolution, Redis clients."""

@@ -1,0 +1,46 @@
+"""The AES key for secrets at rest: ENCRYPTION_KEY, or (embedded default only) a generated one.
+
+With an external DATABASE_URL the key must be configured: a key that lives only on one
+machine's disk would make the database's secrets unreadable elsewhere. On the embedded
+default a key is generated once into ``$DATA_DIR/encryption.key`` (mode 0600) next to the
+data it protects, so ``make start`` works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+from pydantic import SecretStr
+
+from bisnesgpt.config import Settings
+from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_encryption_key(settings: Settings) -> Settings:
+    """Settings with ``encryption_key`` filled in (or ConfigError naming the variable)."""
+    if settings.encryption_key is not None:
+        return settings
+    path = settings.data_dir / "encryption.key"
+    if path.exists():
+        key = path.read_text().strip()
+    elif settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        log.warning("ENCRYPTION_KEY not set: generated one in %s (set ENCRYPTION_KEY in production)", path)
+    else:
+        raise ConfigError("invalid setting ENCRYPTION_KEY: required when DATABASE_URL is set (64 hex characters)")
+    return settings.model_copy(update={"encryption_key": SecretStr(key)})
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    if settings.encryption_key is None:
+        raise ConfigError("invalid setting ENCRYPTION_KEY: not resolved (call resolve_encryption_key first)")
+    return SecretBox.from_hex(settings.encryption_key.get_secret_value())

@@ -1,0 +1,58 @@
+"""What an engine may raise from ``before_send``/``send``; the worker helper acts on the type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bisnesgpt.core.errors import BisnesgptError
+
+
+class SendError(BisnesgptError):
+    """Root of engine send outcomes other than success."""
+
+    status = 502
+    type = "send-error"
+    title = "Send failed"
+
+
+class RetryableSendError(SendError):
+    """Try again later with the queue's backoff (consumes an attempt).
+
+    ``retry_after_ms`` overrides the backoff when the provider says how long to wait.
+    """
+
+    type = "send-retryable"
+
+    def __init__(self, detail: str, *, code: str | None = None, title: str | None = None,
+                 retry_after_ms: int | None = None, details: Any = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.provider_title = title or detail
+        self.retry_after_ms = retry_after_ms
+        self.details = details
+
+
+class PermanentSendError(SendError):
+    """The provider rejected the message for good: it ends ``failed`` with code and title."""
+
+    type = "send-permanent"
+
+    def __init__(self, detail: str, *, code: str, title: str | None = None, details: Any = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.provider_title = title or detail
+        self.details = details
+
+
+class DeferSend(SendError):
+    """Not now, and not the message's fault (pacing, session not ready, recipient backoff).
+
+    The job is delayed by ``delay_ms`` without consuming an attempt; the message keeps its
+    state. Past the message's ``deadline_at`` the worker fails it with ``DEADLINE_EXCEEDED``.
+    """
+
+    type = "send-deferred"
+
+    def __init__(self, detail: str, *, delay_ms: int) -> None:
+        super().__init__(detail)
+        self.delay_ms = max(1, int(delay_ms))

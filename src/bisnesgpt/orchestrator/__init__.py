@@ -1,0 +1,1 @@
+"""The orchestrator (``bisnesgpt start``): supervises the role processes."""

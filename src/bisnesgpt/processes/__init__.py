@@ -1,0 +1,1 @@
+"""Process roles (api, wwebjs, meta, legacy): entry points and the runtime they share."""

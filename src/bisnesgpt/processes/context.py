@@ -1,0 +1,43 @@
+"""What every component of a process gets: settings, pools, clients, recorders."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from bisnesgpt.config import Role, Settings
+from bisnesgpt.db.pool import Database
+from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.messaging.queues import QueueProducer
+
+
+def process_name_for(role: Role, instance_id: int) -> str:
+    """Instance 0 is named after its role (the original's names); others ``<role>-<n>``."""
+    return role if instance_id == 0 else f"{role}-{instance_id}"
+
+
+@dataclass
+class ProcessContext:
+    settings: Settings
+    role: Role
+    process_name: str
+    database_url: str
+    redis_url: str
+    db: Database
+    redis: aioredis.Redis
+    queues: QueueProducer
+    events: EventRecorder
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_monotonic

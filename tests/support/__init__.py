@@ -1,0 +1,1 @@
+"""Test support: real servers (external or embedded), fresh databases, spawned processes."""
