@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
+
 MESSAGE_COLUMNS = """
     id, message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
     message_type, content, media_url, media_id, media_mime_type, media_filename, payload, raw,
@@ -154,7 +156,13 @@ async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> 
     if row is None:
         return None
     await conn.execute(INSERT_QUEUED_HISTORY, row["id"], new.source, {"queue": new.queue_name})
-    return MessageRecord.from_row(row)
+    message = MessageRecord.from_row(row)
+    await record_tenant_event(
+        conn, company_id=message.company_id, phone_index=message.phone_index, type=MESSAGE_STATUS,
+        data={"message_id": message.message_id, "external_id": None, "chat_id": message.chat_id,
+              "direction": "outbound", "provider": message.provider, "status": "queued", "previous_status": None},
+    )
+    return message
 
 
 async def load_message(conn: asyncpg.Connection, message_id: str, company_id: str | None) -> MessageRecord | None:

@@ -1,0 +1,84 @@
+"""Who is calling: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+A company key reaches only its company; a mismatch answers 404 (never "forbidden", which
+would confirm the other tenant exists). The operator key is ``ADMIN_API_KEY`` (compared
+in constant time to its hash) or an admin key from ``bisnesgpt keys create --admin``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
+from bisnesgpt.core.errors import Forbidden, NotFound, Unauthorized
+from bisnesgpt.processes.context import ProcessContext
+from bisnesgpt.tenancy import store
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: an operator (all companies) or one company."""
+
+    kind: str  # "admin" | "company"
+    company_id: str | None
+    key_id: int | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "admin"
+
+    def can_access(self, company_id: str) -> bool:
+        return self.is_admin or self.company_id == company_id
+
+    def require_company(self, company_id: str, what: str = "company") -> None:
+        """404 (not 403) for another tenant's resources: do not confirm they exist."""
+        if not self.can_access(company_id):
+            raise NotFound(f"{what} not found")
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this operation needs an operator (admin) key")
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+async def authenticate(ctx: ProcessContext, key: str | None) -> Principal:
+    if not key:
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    admin = ctx.settings.admin_api_key
+    if admin is not None and constant_time_equals(hash_api_key(key), hash_api_key(admin.get_secret_value())):
+        return Principal("admin", None, None)
+    async with ctx.db.connection() as conn:
+        found = await store.find_key(conn, key)
+        if found is None or found[0].revoked_at is not None:
+            raise Unauthorized("invalid or revoked API key")
+        record, company_status = found
+        if record.role == "company" and company_status != "active":
+            raise Unauthorized("this company is disabled")
+        await store.touch_key(conn, record.id)
+    return Principal(record.role, record.company_id, record.id)
+
+
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the authenticated caller (401 problem otherwise)."""
+    ctx: ProcessContext = request.app.state.ctx
+    principal = await authenticate(ctx, presented_key(request))
+    request.state.principal = principal
+    return principal
+
+
+async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+AdminPrincipal = Annotated[Principal, Depends(admin_principal)]

@@ -1,0 +1,1 @@
+"""Phone configurations (connection type, credentials) and their live status."""
