@@ -6,6 +6,7 @@ import typer
 
 from bisnesgpt import __version__
 from bisnesgpt.cli import db, processes
+from bisnesgpt.cli.sandbox import sandbox_app
 
 app = typer.Typer(
     name="bisnesgpt",
@@ -18,6 +19,7 @@ app.command()(db.migrate)
 app.command()(processes.run)
 app.command()(processes.start)
 app.add_typer(db.services_app, name="services")
+app.add_typer(sandbox_app, name="sandbox")
 
 
 @app.command()

@@ -1,0 +1,13 @@
+"""``bisnesgpt sandbox …``: the shipped stand-ins for WhatsApp's servers (development, tests).
+
+Each sandbox registers its own sub-command group here (one line each).
+"""
+
+from __future__ import annotations
+
+import typer
+
+sandbox_app = typer.Typer(
+    help="Local stand-ins for WhatsApp: the Cloud API emulator and the WhatsApp-Web sandbox.",
+    no_args_is_help=True,
+)
