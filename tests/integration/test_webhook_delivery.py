@@ -117,10 +117,13 @@ async def test_deliveries_commit_and_roll_back_with_the_event(db: Database, serv
 
     inbound = await emit_inbound(db, acme)
     session = await emit_session_status(db, acme)
-    with pytest.raises(RuntimeError):
+    async def failing_change() -> None:
         async with db.transaction() as conn:
             await record_tenant_event(conn, company_id=acme, phone_index=0, type=MESSAGE_INBOUND, data={"x": 1})
             raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
 
     assert [r["event_id"] for r in await delivery_rows(db, every.id)] == inbound.event_ids + session.event_ids
     assert [r["event_id"] for r in await delivery_rows(db, sessions.id)] == session.event_ids

@@ -80,7 +80,7 @@ class Behaviour:
 class Receiver:
     """A local HTTP server on a free port that records every request and answers per path."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.received: list[Received] = []
         self.behaviours: dict[str, Behaviour] = {}
         self._lock = threading.Lock()
@@ -120,7 +120,7 @@ class Receiver:
                 with behaviour.lock:
                     behaviour.completed += 1
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port or free_port()), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="receiver", daemon=True)
@@ -161,8 +161,8 @@ class Receiver:
 
 
 @contextmanager
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
+def receiver(port: int | None = None) -> Iterator[Receiver]:
+    server = Receiver(port)
     try:
         yield server
     finally:
@@ -254,7 +254,7 @@ def readme_block(marker: str) -> str:
 
 def readme_python_verifier() -> Callable[..., bool]:
     namespace: dict[str, Any] = {}
-    exec(compile(readme_block("webhook-verify-python"), "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(readme_block("webhook-verify-python"), "README.md", "exec"), namespace)
     verifier: Callable[..., bool] = namespace["verify_bisnesgpt_signature"]
     return verifier
 

@@ -65,7 +65,7 @@ def test_readme_python_helper_agrees_with_the_signer() -> None:
     assert verify(secret, body, signature_header([secret], body, timestamp=1)) is False  # too old
 
 
-@pytest.mark.parametrize("address, reason", [
+@pytest.mark.parametrize(("address", "reason"), [
     ("127.0.0.1", "loopback"), ("::1", "loopback"), ("10.1.2.3", "private"), ("172.16.0.1", "private"),
     ("192.168.1.1", "private"), ("169.254.169.254", "link-local"), ("fe80::1", "link-local"),
     ("fc00::1", "private"), ("0.0.0.0", "unspecified"), ("224.0.0.1", "multicast"),
@@ -76,7 +76,7 @@ def test_address_classification(address: str, reason: str | None) -> None:
     assert refusal_reason(ipaddress.ip_address(address)) == reason
 
 
-@pytest.mark.parametrize("url, message", [
+@pytest.mark.parametrize(("url", "message"), [
     ("ftp://example.com/x", "http:// or https://"), ("file:///etc/passwd", "http:// or https://"),
     ("https:///nohost", "no host"), ("https://user:pw@example.com/", "credentials"),
     ("https://example.com/#frag", "fragment"), ("https://example.com:99999/", "invalid port"),
@@ -112,7 +112,7 @@ async def test_resolved_addresses_are_checked_not_just_the_text() -> None:
         await resolve_destination(target, FixedResolver("93.184.216.34", "10.0.0.5"), allow_private=False)
     allowed = await resolve_destination(target, FixedResolver("10.0.0.5"), allow_private=True)
     assert [str(a) for a in allowed] == ["10.0.0.5"]
-    with pytest.raises(DestinationRefused, match="127.0.0.1, a loopback address"):
+    with pytest.raises(DestinationRefused, match=r"127\.0\.0\.1, a loopback address"):
         await resolve_destination(parse_endpoint_url("http://127.0.0.1:9/"), FixedResolver(), allow_private=False)
 
 

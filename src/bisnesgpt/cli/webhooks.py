@@ -97,12 +97,12 @@ def list_endpoints(
     if as_json:
         _print_json(views)
         return
-    table = Table("id", "company", "url", "events", "enabled", "failing since", "notice")
+    table = Table("company", "url", "events", "enabled", "failing since", "notice")
+    table.add_column("id", no_wrap=True)
     for view in views:
-        table.add_row(view["id"], view["company_id"], view["url"],
-                      "all" if view["all_events"] else ",".join(view["events"]),
+        table.add_row(view["company_id"], view["url"], "all" if view["all_events"] else ",".join(view["events"]),
                       "yes" if view["enabled"] else "NO", view["health"]["failing_since"] or "-",
-                      (view["notice"] or "")[:60])
+                      (view["notice"] or "")[:60], view["id"])
     console.print(table)
     console.print(f"{len(views)} endpoint(s)")
 
@@ -209,10 +209,11 @@ def list_deliveries(
     if as_json:
         _print_json(views)
         return
-    table = Table("id", "event", "type", "status", "attempts", "next attempt", "last", "last error")
+    table = Table("id", "type", "status", "attempts", "next attempt", "last", "last error")
+    table.add_column("event", no_wrap=True)
     for v in views:
-        table.add_row(str(v["id"]), v["event_id"], v["event_type"], v["status"], str(v["attempts"]),
-                      v["next_attempt_at"] or "-", str(v["last_status_code"] or "-"), (v["last_error"] or "")[:50])
+        table.add_row(str(v["id"]), v["event_type"], v["status"], str(v["attempts"]), v["next_attempt_at"] or "-",
+                      str(v["last_status_code"] or "-"), (v["last_error"] or "")[:50], v["event_id"])
     console.print(table)
 
 
