@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import os
 import shutil
 import signal
@@ -254,7 +255,7 @@ async def test_receiver_failing_three_times_gets_the_event_exactly_once_more(
     assert {r.event_id for r in requests} == set(emitted.event_ids)
     assert {r.event["id"] for r in requests} == set(emitted.event_ids)
     assert [r.headers["x-bisnesgpt-attempt"] for r in requests] == ["1", "2", "3", "4"]
-    gaps = [b.at - a.at for a, b in zip(requests, requests[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(requests)]
     assert all(gap > 0.05 for gap in gaps), gaps  # backed off between attempts
     log = httpx.get(f"{base}/api/v1/webhooks/{endpoint['id']}/deliveries", headers=auth(key)).json()["data"]
     assert len(log) == 1
