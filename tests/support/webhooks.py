@@ -88,6 +88,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # like real servers; else delayed ACKs add 40 ms per request
 
             def log_message(self, *_args: Any) -> None:
                 pass

@@ -520,6 +520,9 @@ CREATE INDEX idx_webhook_deliveries_due ON webhook_deliveries(endpoint_id, next_
 -- The worker's "when is the next row due" and the lag metric.
 CREATE INDEX idx_webhook_deliveries_next ON webhook_deliveries(next_attempt_at)
     WHERE status IN ('pending', 'retrying');
+-- Attempts in flight per endpoint (the concurrency bound); tiny: claims are short-lived.
+CREATE INDEX idx_webhook_deliveries_in_flight ON webhook_deliveries(endpoint_id)
+    WHERE locked_until IS NOT NULL;
 -- GET /api/v1/webhooks/{id}/deliveries, newest first.
 CREATE INDEX idx_webhook_deliveries_endpoint ON webhook_deliveries(endpoint_id, id DESC);
 CREATE INDEX idx_webhook_deliveries_event ON webhook_deliveries(event_id);

@@ -3,8 +3,8 @@
 A row is ``pending`` (never attempted), ``retrying`` (failed, next attempt scheduled),
 ``delivered`` (a 2xx) or ``dead`` (failed past the retry horizon). An attempt in flight is
 a row with ``locked_until`` in the future; the in-flight rows of an endpoint are its
-concurrency. Claims lock endpoint rows ``FOR UPDATE SKIP LOCKED`` while they count and take
-that endpoint's due rows, so N workers never exceed the per-endpoint bound and never take
+concurrency. Claims lock endpoint rows ``FOR NO KEY UPDATE SKIP LOCKED`` while they count and
+take that endpoint's due rows, so N workers never exceed the per-endpoint bound and never take
 the same row; a worker that dies leaves locks that simply expire.
 """
 
@@ -101,33 +101,40 @@ SELECT status, count(*) AS n FROM webhook_deliveries WHERE ($1::text IS NULL OR 
 
 # --- the worker's queries ---------------------------------------------------------------------
 
-# $1 holder, $2 max endpoints, $3 per-endpoint bound, $4 rows wanted, $5 lease seconds.
+# A claim is one transaction of two statements. First lock the endpoints that have due rows
+# (skipping endpoints another worker is claiming for right now); then — in a new statement,
+# whose snapshot sees every claim committed before the locks were granted — count each
+# locked endpoint's rows in flight and take due rows up to its bound. (In one statement the
+# count could come from a snapshot older than a concurrent claim and exceed the bound.)
+# $1 max endpoints.
+LOCK_DUE_ENDPOINTS = """
+SELECT e.id
+FROM webhook_endpoints e
+WHERE e.enabled
+  AND EXISTS (
+      SELECT 1 FROM webhook_deliveries d
+      WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= now()
+        AND (d.locked_until IS NULL OR d.locked_until <= now()))
+ORDER BY (SELECT min(d.next_attempt_at) FROM webhook_deliveries d
+          WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'retrying')), e.id
+LIMIT $1
+FOR NO KEY UPDATE OF e SKIP LOCKED
+"""
+# $1 holder, $2 locked endpoint ids, $3 per-endpoint bound, $4 rows wanted, $5 lease seconds.
 CLAIM_DUE = """
-WITH due_endpoints AS (
-    SELECT e.id
-    FROM webhook_endpoints e
-    WHERE e.enabled
-      AND EXISTS (
-          SELECT 1 FROM webhook_deliveries d
-          WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= now()
-            AND (d.locked_until IS NULL OR d.locked_until <= now()))
-    ORDER BY (SELECT min(d.next_attempt_at) FROM webhook_deliveries d
-              WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'retrying')), e.id
-    LIMIT $2
-    FOR UPDATE OF e SKIP LOCKED
-), picked AS (
+WITH picked AS (
     SELECT p.id, p.next_attempt_at
-    FROM due_endpoints de
+    FROM unnest($2::text[]) AS locked(endpoint_id)
     CROSS JOIN LATERAL (
         SELECT d.id, d.next_attempt_at
         FROM webhook_deliveries d
-        WHERE d.endpoint_id = de.id AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= now()
-          AND (d.locked_until IS NULL OR d.locked_until <= now())
+        WHERE d.endpoint_id = locked.endpoint_id AND d.status IN ('pending', 'retrying')
+          AND d.next_attempt_at <= now() AND (d.locked_until IS NULL OR d.locked_until <= now())
         ORDER BY d.next_attempt_at, d.id
         LIMIT greatest(0, $3 - (SELECT count(*) FROM webhook_deliveries f
-                                WHERE f.endpoint_id = de.id AND f.status IN ('pending', 'retrying')
-                                  AND f.locked_until > now()))
-        FOR UPDATE OF d SKIP LOCKED
+                                WHERE f.endpoint_id = locked.endpoint_id AND f.locked_until IS NOT NULL
+                                  AND f.locked_until > now() AND f.status IN ('pending', 'retrying')))
+        FOR NO KEY UPDATE OF d SKIP LOCKED
     ) p
     ORDER BY p.next_attempt_at, p.id
     LIMIT $4

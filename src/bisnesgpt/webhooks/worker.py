@@ -176,10 +176,12 @@ class DeliveryWorker:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _claim(self, wanted: int) -> list[ClaimedDelivery]:
-        rows = await self.db.fetch(
-            deliveries.CLAIM_DUE, self.holder, MAX_ENDPOINTS_PER_CLAIM, self.settings.webhook_endpoint_concurrency,
-            wanted, self.lease_seconds,
-        )
+        async with self.db.transaction() as conn:
+            locked = [r["id"] for r in await conn.fetch(deliveries.LOCK_DUE_ENDPOINTS, MAX_ENDPOINTS_PER_CLAIM)]
+            if not locked:
+                return []
+            rows = await conn.fetch(deliveries.CLAIM_DUE, self.holder, locked,
+                                    self.settings.webhook_endpoint_concurrency, wanted, self.lease_seconds)
         return [ClaimedDelivery.from_row(r) for r in rows]
 
     def _finished(self, task: asyncio.Task[None]) -> None:
