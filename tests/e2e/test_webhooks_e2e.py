@@ -180,6 +180,26 @@ async def test_events_arrive_signed_and_tenants_are_isolated(db: Database, datab
     assert {e["id"] for e in admin_view} == {endpoint_a["id"], b_id}
     assert httpx.get(f"{base}/api/v1/webhooks", headers={"Authorization": "Bearer nope"}).status_code == 401
 
+    # Client mistakes are clear 422 problems; nothing changes.
+    for bad in ({"events": ["message.sent"]}, {"headers": {"X-Bisnesgpt-Event-Id": "x"}}, {"url": "ftp://x"},
+                {"unknown": 1}, {"enabled": "maybe"}):
+        response = httpx.patch(f"{base}/api/v1/webhooks/{endpoint_a['id']}", json=bad, headers=a)
+        assert response.status_code == 422, (bad, response.text)
+        assert response.json()["errors"], response.text
+
+    # Rotation through the API: the new secret is shown once; during the overlap both sign.
+    rotated = httpx.post(f"{base}/api/v1/webhooks/{endpoint_a['id']}/rotate-secret",
+                         json={"overlap_seconds": 600}, headers=a)
+    assert rotated.status_code == 200 and rotated.json()["secret"] != secret_a
+    new_secret = rotated.json()["secret"]
+    assert rotated.json()["secret_rotation"]["previous_secret_valid_until"] is not None
+    after_rotation = await emit_session_status(db, company_a, status="ready")
+    wait_received(hooks, lambda r: after_rotation.event_ids[0] in r.event_ids("/a"), what="post-rotation event")
+    request = next(r for r in hooks.requests("/a") if r.event_id == after_rotation.event_ids[0])
+    header = request.headers["x-bisnesgpt-signature"]
+    assert header.count("v1=") == 2
+    assert verify(new_secret, request.body, header) and verify(secret_a, request.body, header)
+
     # Latency from commit to receipt, one event at a time (new events wake the worker via NOTIFY).
     latencies: list[float] = []
     for n in range(40):
@@ -371,6 +391,13 @@ async def test_receiver_down_past_the_horizon_is_dead_lettered_then_replayed(
         shown = subprocess.run([*cli, "list", "--company", company], env=env, capture_output=True, text=True,
                                timeout=60, check=True)
         assert endpoint["id"] in shown.stdout
+        # The CLI applies the same destination rules: refused by default, allowed by the operator.
+        create = [*cli, "create", "--company", company, "--url", hooks.url("/cli"), "--event", "message.inbound"]
+        refused = subprocess.run(create, env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "127.0.0.1, a loopback address" in refused.stderr
+        allowed = subprocess.run(create, env={**env, "WEBHOOK_ALLOW_PRIVATE_DESTINATIONS": "true"},
+                                 capture_output=True, text=True, timeout=60, check=True)
+        assert '"secret": "whsec_' in allowed.stdout and "not shown again" in allowed.stdout
 
 
 async def test_slow_receiver_does_not_delay_another_tenant(db: Database, database_url: str, redis_url: str,

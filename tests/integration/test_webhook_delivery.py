@@ -384,3 +384,53 @@ async def test_company_endpoint_limit_and_scoping(db: Database) -> None:
     with pytest.raises(NotFound):
         await limited.replay(mine[0].id, other, since=mine[0].created_at)
     assert await limited.list_endpoints(other) == []
+
+
+LISTENER_PIDS = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+
+
+async def test_listen_connection_comes_back_after_the_server_drops_it(db: Database, service: WebhookService,
+                                                                       start_worker: WorkerFactory,
+                                                                       hooks: Receiver) -> None:
+    """With a 60 s poll, only NOTIFY can deliver promptly: it must survive a dropped connection."""
+    acme, _ = await new_company(db)
+    await service.create(acme, url=hooks.url("/listen"))
+    worker = await start_worker(holder="listener", webhook_poll_interval_seconds=60)
+    name = "bisnesgpt-listener-webhooks"
+
+    async def listener_pids() -> list[int]:
+        return [r["pid"] for r in await db.fetch(LISTENER_PIDS, name)]
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (before := await listener_pids()):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    await emit_inbound(db, acme)  # the worker's first look happens at start; wait for idle
+    await wait_received(hooks, 1, "/listen", timeout=10)
+    await db.execute("SELECT pg_terminate_backend($1)", before[0])
+    deadline = asyncio.get_running_loop().time() + 15
+    while not ((after := await listener_pids()) and after != before and worker.check().data["listening"]):
+        assert asyncio.get_running_loop().time() < deadline, "LISTEN connection never came back"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    await emit_inbound(db, acme)
+    await wait_received(hooks, 2, "/listen", timeout=10)
+
+
+async def test_cleanup_deletes_finished_rows_past_retention(db: Database, service: WebhookService,
+                                                            start_worker: WorkerFactory) -> None:
+    acme, _ = await new_company(db)
+    endpoint = (await service.create(acme, url="https://hooks.example.com/x")).endpoint
+    for _ in range(3):
+        await emit_inbound(db, acme)
+    await db.execute("ALTER TABLE webhook_deliveries DISABLE TRIGGER trigger_webhook_deliveries_updated_at")
+    rows = await delivery_rows(db, endpoint.id)
+    await db.execute("UPDATE webhook_deliveries SET status = 'delivered', updated_at = now() - interval '40 days' "
+                     "WHERE id = $1", rows[0]["id"])
+    await db.execute("UPDATE webhook_deliveries SET status = 'dead', updated_at = now() - interval '10 days' "
+                     "WHERE id = $1", rows[1]["id"])
+    await db.execute("ALTER TABLE webhook_deliveries ENABLE TRIGGER trigger_webhook_deliveries_updated_at")
+    await service.update(endpoint.id, acme, enabled=False)  # keep the worker away from the pending row
+    worker = await start_worker(holder="cleaner")
+    assert await worker.cleanup() == 1
+    assert [r["id"] for r in await delivery_rows(db, endpoint.id)] == [rows[1]["id"], rows[2]["id"]]

@@ -296,13 +296,18 @@ class DeliveryWorker:
                     self.database_url, timeout=self.settings.database_connect_timeout,
                     server_settings={"application_name": f"bisnesgpt-{self.holder}-webhooks"},
                 )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda *_: lost.set())
                 await conn.add_listener(deliveries.NOTIFY_CHANNEL, self._on_notify)
                 self._listening = True
                 pause = 0.5
                 self._wake.set()  # anything committed while we were not listening
-                while True:
-                    await asyncio.sleep(LISTEN_CHECK_INTERVAL)
-                    await conn.fetchval("SELECT 1", timeout=5)
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), LISTEN_CHECK_INTERVAL)
+                    if not lost.is_set():
+                        await conn.fetchval("SELECT 1", timeout=5)  # a silently dead TCP connection raises
+                raise ConnectionError("the server closed the LISTEN connection")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
