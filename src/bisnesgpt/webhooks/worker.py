@@ -290,36 +290,43 @@ class DeliveryWorker:
         """LISTEN on a dedicated connection; reconnect with backoff when it drops."""
         pause = 0.5
         while True:
-            conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(
-                    self.database_url, timeout=self.settings.database_connect_timeout,
-                    server_settings={"application_name": f"bisnesgpt-{self.holder}-webhooks"},
-                )
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda *_: lost.set())
-                await conn.add_listener(deliveries.NOTIFY_CHANNEL, self._on_notify)
-                self._listening = True
-                pause = 0.5
-                self._wake.set()  # anything committed while we were not listening
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), LISTEN_CHECK_INTERVAL)
-                    if not lost.is_set():
-                        await conn.fetchval("SELECT 1", timeout=5)  # a silently dead TCP connection raises
-                raise ConnectionError("the server closed the LISTEN connection")
+                await self._listen_until_lost()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if self._listening:
                     log.warning("webhooks: LISTEN connection lost (%s); polling until it is back", exc)
+                    pause = 0.5
+                else:
+                    log.debug("webhooks: LISTEN connect failed: %s", exc)
+            else:
+                log.warning("webhooks: the server closed the LISTEN connection; reconnecting")
+                pause = 0.5
             finally:
                 self._listening = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 10.0)
+
+    async def _listen_until_lost(self) -> None:
+        conn = await asyncpg.connect(
+            self.database_url, timeout=self.settings.database_connect_timeout,
+            server_settings={"application_name": f"bisnesgpt-{self.holder}-webhooks"},
+        )
+        lost = asyncio.Event()
+        try:
+            conn.add_termination_listener(lambda *_: lost.set())
+            await conn.add_listener(deliveries.NOTIFY_CHANNEL, self._on_notify)
+            self._listening = True
+            self._wake.set()  # anything committed while we were not listening
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), LISTEN_CHECK_INTERVAL)
+                if not lost.is_set():
+                    await conn.fetchval("SELECT 1", timeout=5)  # a silently dead TCP connection raises
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
 
     async def _maintain(self) -> None:
         while True:
