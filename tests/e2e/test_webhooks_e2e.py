@@ -434,10 +434,14 @@ async def test_slow_receiver_does_not_delay_another_tenant(db: Database, databas
 async def test_two_api_instances_deliver_a_backlog_exactly_once(db: Database, database_url: str, redis_url: str,
                                                                 tmp_path: Path, hooks: Receiver, procs: list[Proc]
                                                                 ) -> None:
+    # Two slots per process: one process alone would need 180 x 30 ms / 2 = 2.7 s, so the
+    # other (woken by NOTIFY or its 1 s poll) necessarily takes part.
     port = free_port()
-    first, base = spawn_api(tmp_path, database_url, redis_url, name="api-0", port=port)
+    first, base = spawn_api(tmp_path, database_url, redis_url, name="api-0", port=port,
+                            WEBHOOK_WORKER_CONCURRENCY="2")
     procs.append(first)
-    second, _ = spawn_api(tmp_path, database_url, redis_url, name="api-1", port=port, INSTANCE_ID="1")
+    second, _ = spawn_api(tmp_path, database_url, redis_url, name="api-1", port=port, INSTANCE_ID="1",
+                          WEBHOOK_WORKER_CONCURRENCY="2")
     procs.append(second)
     endpoints: list[str] = []
     emitted: list[str] = []
@@ -445,7 +449,7 @@ async def test_two_api_instances_deliver_a_backlog_exactly_once(db: Database, da
     for n, (_company, key) in enumerate(companies):
         endpoints.append(create_endpoint(base, key, hooks.url(f"/shared{n}"))["id"])
     for n in range(3):
-        hooks.set(f"/shared{n}", delay=0.02)
+        hooks.set(f"/shared{n}", delay=0.03)
     for company, _key in companies:
         emitted += await emit_backlog(db, company, 60)
     started = time.monotonic()
@@ -458,7 +462,7 @@ async def test_two_api_instances_deliver_a_backlog_exactly_once(db: Database, da
     assert sorted(received) == sorted(emitted)  # each event exactly once across both processes
     assert holders == {"api", "api-1"}, holders
     print(f"two api instances: {len(emitted)} events over 3 endpoints delivered in {elapsed:.1f}s "
-          f"(receiver 20 ms per request), shared by {sorted(holders)}")
+          f"(receiver 30 ms per request, 2 slots per process), shared by {sorted(holders)}")
     assert psutil.pid_exists(first.pid) and psutil.pid_exists(second.pid)
 
 
