@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -147,3 +149,27 @@ def test_event_filter_and_custom_header_validation() -> None:
                 {f"H{i}": "v" for i in range(11)}, {"a": "1", "A": "2"}):
         with pytest.raises(ValidationFailed):
             validate_headers(bad)
+
+
+def test_webhook_settings_defaults_and_bad_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from bisnesgpt.config import load_settings
+    from bisnesgpt.core.errors import ConfigError
+    from bisnesgpt.processes.roles import build_components
+    from bisnesgpt.webhooks.component import WebhookDeliveryComponent
+
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in [n for n in os.environ if n.startswith("WEBHOOK_")]:
+        monkeypatch.delenv(name)
+    settings = load_settings()
+    assert settings.webhook_allow_private_destinations is False
+    assert settings.webhook_timeout_seconds == 10
+    assert settings.webhook_retry_horizon_seconds == 24 * 3600
+    assert settings.webhook_endpoint_concurrency >= 1
+    monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ConfigError, match="WEBHOOK_TIMEOUT_SECONDS"):
+        load_settings()
+    monkeypatch.delenv("WEBHOOK_TIMEOUT_SECONDS")
+    # The api role runs the delivery worker, and so does legacy (every role in one process).
+    for role in ("api", "legacy"):
+        assert any(isinstance(c, WebhookDeliveryComponent) for c in build_components(role, settings))
+    assert not any(isinstance(c, WebhookDeliveryComponent) for c in build_components("meta", settings))
