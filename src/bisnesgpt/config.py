@@ -90,6 +90,31 @@ class Settings(BaseSettings):
     wwebjs_max_messages_per_second: Annotated[float, Field(gt=0)] = 10
     meta_max_messages_per_second: Annotated[float, Field(gt=0)] = 20
 
+    # --- tenant webhooks (issue 7) -----------------------------------------------------------
+    # Deliver to private, loopback and link-local addresses (local development and tests only).
+    webhook_allow_private_destinations: bool = False
+    # Run the delivery worker in this process (it lives in the api role, hence also legacy).
+    webhook_delivery_enabled: bool = True
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # Failed deliveries are retried with exponential backoff and jitter for this long, then
+    # dead-lettered (replayable).
+    webhook_retry_horizon_seconds: Annotated[float, Field(gt=0)] = 86_400.0
+    webhook_retry_base_seconds: Annotated[float, Field(gt=0)] = 10.0
+    webhook_retry_max_delay_seconds: Annotated[float, Field(gt=0)] = 3_600.0
+    # In-flight requests per endpoint (across all processes) and per delivering process.
+    webhook_endpoint_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    webhook_worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 32
+    # New rows wake the workers at once (LISTEN/NOTIFY); this poll is the fallback.
+    webhook_poll_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    webhook_max_endpoints_per_company: Annotated[int, Field(ge=1, le=100)] = 5
+    webhook_response_max_bytes: Annotated[int, Field(ge=0, le=65_536)] = 2_048
+    webhook_secret_rotation_overlap_seconds: Annotated[float, Field(ge=0)] = 86_400.0
+    # An endpoint failing this long (and at least this many attempts in a row) is disabled.
+    webhook_auto_disable_after_seconds: Annotated[float, Field(ge=0)] = 259_200.0
+    webhook_auto_disable_min_failures: Annotated[int, Field(ge=1)] = 20
+    # Delivered and dead rows are kept this long (the delivery log), then deleted.
+    webhook_delivery_retention_days: Annotated[int, Field(ge=1)] = 30
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -7,6 +7,7 @@ import typer
 from bisnesgpt import __version__
 from bisnesgpt.cli import db, processes
 from bisnesgpt.cli.sandbox import sandbox_app
+from bisnesgpt.cli.webhooks import webhooks_app
 
 app = typer.Typer(
     name="bisnesgpt",
@@ -20,6 +21,7 @@ app.command()(processes.run)
 app.command()(processes.start)
 app.add_typer(db.services_app, name="services")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 @app.command()

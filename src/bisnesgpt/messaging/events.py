@@ -1,8 +1,20 @@
 """Canonical tenant events, written in the same transaction as the change that caused them.
 
-``tenant_events`` is the outbox that tenant webhook delivery fans out from. Every engine
-produces the same shapes: ``message.inbound``, ``message.status``, ``session.status``,
-``phone.status``.
+``tenant_events`` is the outbox that tenant webhook delivery fans out from:
+``record_tenant_event`` also writes one ``webhook_deliveries`` row per enabled endpoint of
+the company whose event filter matches, in the same statement, so an event and its
+deliveries commit (or roll back) together with the change. Every engine produces the
+same shapes (the ``*_data`` helpers below build them):
+
+``message.inbound``  ``{message_id, external_id, chat_id, from, type, text, media, context,
+                     timestamp, provider, push_name}``
+``message.status``   ``{message_id, external_id, chat_id, direction, provider, status,
+                     previous_status, error?}`` (written by ``states.advance_status``)
+``session.status``   ``{status, connection_type, qr?, pairing_code?, reason?, phone_number?}``
+``phone.status``     ``{status, connection_type, reason?, ...}``
+
+The provider's original payload goes in ``raw``; webhooks add it as ``data.raw`` only for
+endpoints that ask for it.
 """
 
 from __future__ import annotations
@@ -19,9 +31,17 @@ SESSION_STATUS = "session.status"
 PHONE_STATUS = "phone.status"
 EVENT_TYPES = (MESSAGE_INBOUND, MESSAGE_STATUS, SESSION_STATUS, PHONE_STATUS)
 
+# One statement: the event, plus a delivery row for each enabled endpoint that wants it.
 INSERT_TENANT_EVENT = """
-INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
+WITH event AS (
+    INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
+    RETURNING id, company_id, type
+)
+INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
+SELECT e.id, event.id, event.company_id
+FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
+WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
 """
 
 
@@ -34,7 +54,58 @@ async def record_tenant_event(
     data: dict[str, Any],
     raw: dict[str, Any] | None = None,
 ) -> str:
-    """Store one event for the company's webhooks; returns its stable id."""
+    """Store one event and its webhook deliveries (call inside the change's transaction).
+
+    Returns the event's stable id (``X-Bisnesgpt-Event-Id`` on every delivery of it).
+    """
     event_id = new_event_id()
     await conn.execute(INSERT_TENANT_EVENT, event_id, company_id, phone_index, type, data, raw)
     return event_id
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def inbound_message_data(
+    *,
+    message_id: str,
+    chat_id: str,
+    sender: str,
+    message_type: str,
+    provider: str,
+    timestamp: str,
+    external_id: str | None = None,
+    text: str | None = None,
+    media: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    push_name: str | None = None,
+) -> dict[str, Any]:
+    """``message.inbound`` data; ``timestamp`` is ISO 8601 UTC, ``sender`` the sender's digits."""
+    return _without_none({
+        "message_id": message_id, "external_id": external_id, "chat_id": chat_id, "from": sender,
+        "type": message_type, "text": text, "media": media, "context": context, "timestamp": timestamp,
+        "provider": provider, "push_name": push_name,
+    })
+
+
+def session_status_data(
+    *,
+    status: str,
+    connection_type: str = "wwebjs",
+    qr: str | None = None,
+    pairing_code: str | None = None,
+    reason: str | None = None,
+    phone_number: str | None = None,
+) -> dict[str, Any]:
+    """``session.status`` data: qr (a PNG data URL), pairing_code, ready, disconnected (reason), error."""
+    return _without_none({
+        "status": status, "connection_type": connection_type, "qr": qr, "pairing_code": pairing_code,
+        "reason": reason, "phone_number": phone_number,
+    })
+
+
+def phone_status_data(*, status: str, connection_type: str | None, reason: str | None = None,
+                      **details: Any) -> dict[str, Any]:
+    """``phone.status`` data (e.g. ``status="partner_removed"`` for a Meta phone)."""
+    return _without_none({"status": status, "connection_type": connection_type, "reason": reason, **details})

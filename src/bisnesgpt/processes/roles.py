@@ -8,8 +8,10 @@ from bisnesgpt.processes.component import Component
 
 def api_components(settings: Settings) -> list[Component]:
     from bisnesgpt.api.component import ApiComponent
+    from bisnesgpt.api.webhooks import WebhooksApiComponent
+    from bisnesgpt.webhooks.component import WebhookDeliveryComponent
 
-    return [ApiComponent(settings)]
+    return [ApiComponent(settings), WebhooksApiComponent(settings), WebhookDeliveryComponent(settings)]
 
 
 def wwebjs_components(settings: Settings) -> list[Component]:

@@ -1,0 +1,208 @@
+"""``/api/v1/webhooks``: tenant webhook endpoints, their delivery log, retry and replay.
+
+A company key sees only its company's endpoints (another company's answer 404); an
+operator key sees all and names the company when creating one (``company_id``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from bisnesgpt.api.auth import CurrentPrincipal, Principal
+from bisnesgpt.config import Settings
+from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.infra.secrets import secret_box
+from bisnesgpt.processes.component import Component
+from bisnesgpt.processes.context import ProcessContext
+from bisnesgpt.webhooks.service import (
+    CreatedEndpoint,
+    WebhookService,
+    delivery_view,
+    endpoint_view,
+)
+
+SECRET_NOTICE = "store this secret now: it is shown only once (rotate it if lost)"  # noqa: S105 - not a secret
+
+
+class EndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048, description="http(s) URL that receives the events")
+    events: list[str] | None = Field(None, description="event types to receive; omitted or empty = all")
+    enabled: bool = True
+    headers: dict[str, str] | None = Field(None, description="custom headers sent with every delivery")
+    description: str = Field("", max_length=500)
+    include_raw: bool = Field(False, description="add the provider's original payload as data.raw")
+    company_id: str | None = Field(None, description="operators only: the company the endpoint belongs to")
+
+
+class EndpointUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, max_length=2048)
+    events: list[str] | None = None
+    enabled: bool | None = None
+    headers: dict[str, str] | None = Field(None, description="replaces all custom headers ({} clears them)")
+    description: str | None = Field(None, max_length=500)
+    include_raw: bool | None = None
+
+
+class RotateSecret(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_seconds: float | None = Field(
+        None, description="how long the previous secret keeps signing too (default WEBHOOK_SECRET_ROTATION_"
+                          "OVERLAP_SECONDS; 0 = stop at once)")
+
+
+def _scope(principal: Principal) -> str | None:
+    return None if principal.is_admin else principal.company_id
+
+
+class WebhooksApiComponent(Component):
+    name = "webhooks-api"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._service: WebhookService | None = None
+        self._router = self._build_router()
+
+    def routers(self) -> Sequence[APIRouter]:
+        return (self._router,)
+
+    async def start(self, ctx: ProcessContext) -> None:
+        self._service = WebhookService(ctx.db, secret_box(ctx.settings), ctx.settings)
+
+    @property
+    def service(self) -> WebhookService:
+        assert self._service is not None, "component not started"
+        return self._service
+
+    def _view(self, created_or_record: Any) -> dict[str, Any]:
+        record = created_or_record.endpoint if isinstance(created_or_record, CreatedEndpoint) else created_or_record
+        view = endpoint_view(record, self.service.header_names(record))
+        if isinstance(created_or_record, CreatedEndpoint):
+            view["secret"] = created_or_record.secret
+            view["secret_notice"] = SECRET_NOTICE
+        return view
+
+    def _build_router(self) -> APIRouter:
+        router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+
+        @router.post("", status_code=201, summary="Create a webhook endpoint (the signing secret is shown once)")
+        async def create_endpoint(body: EndpointCreate, principal: CurrentPrincipal) -> JSONResponse:
+            if principal.is_admin:
+                if not body.company_id:
+                    raise ValidationFailed("company_id is required with an operator key", errors=[
+                        {"field": "company_id", "message": "required with an operator key", "type": "missing"}])
+                company_id = body.company_id
+            else:
+                assert principal.company_id is not None
+                if body.company_id is not None:
+                    principal.require_company(body.company_id)
+                company_id = principal.company_id
+            created = await self.service.create(
+                company_id, url=body.url, events=body.events, enabled=body.enabled, headers=body.headers,
+                description=body.description, include_raw=body.include_raw,
+            )
+            return JSONResponse(self._view(created), status_code=201)
+
+        @router.get("", summary="List webhook endpoints")
+        async def list_endpoints(
+            principal: CurrentPrincipal,
+            company_id: Annotated[str | None, Query(description="operators: only this company")] = None,
+        ) -> dict[str, Any]:
+            scope = _scope(principal)
+            if company_id is not None:
+                principal.require_company(company_id)
+                scope = company_id
+            return {"data": [self._view(e) for e in await self.service.list_endpoints(scope)]}
+
+        @router.get("/{endpoint_id}", summary="One webhook endpoint (with its failure notice, if any)")
+        async def get_endpoint(endpoint_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+            endpoint = await self.service.get(endpoint_id, _scope(principal))
+            view = self._view(endpoint)
+            view["deliveries"] = await self.service.counts(endpoint.id, _scope(principal))
+            return view
+
+        @router.patch("/{endpoint_id}", summary="Change url, events, enabled, headers, description, include_raw")
+        async def update_endpoint(endpoint_id: str, body: EndpointUpdate, principal: CurrentPrincipal
+                                  ) -> dict[str, Any]:
+            given = body.model_fields_set
+            record = await self.service.update(
+                endpoint_id, _scope(principal), url=body.url, events=body.events, enabled=body.enabled,
+                headers=body.headers, headers_given="headers" in given, description=body.description,
+                include_raw=body.include_raw,
+            )
+            return self._view(record)
+
+        @router.delete("/{endpoint_id}", status_code=204, summary="Delete an endpoint and its delivery log")
+        async def delete_endpoint(endpoint_id: str, principal: CurrentPrincipal) -> Response:
+            await self.service.delete(endpoint_id, _scope(principal))
+            return Response(status_code=204)
+
+        @router.post("/{endpoint_id}/rotate-secret",
+                     summary="New signing secret (shown once); the old one keeps signing during the overlap")
+        async def rotate_secret(endpoint_id: str, principal: CurrentPrincipal,
+                                body: RotateSecret | None = None) -> dict[str, Any]:
+            overlap = body.overlap_seconds if body is not None else None
+            created = await self.service.rotate_secret(endpoint_id, _scope(principal), overlap)
+            return self._view(created)
+
+        @router.get("/{endpoint_id}/deliveries", summary="Delivery log, newest first")
+        async def list_deliveries(
+            endpoint_id: str,
+            principal: CurrentPrincipal,
+            status: Annotated[str | None, Query(description="pending | retrying | delivered | dead")] = None,
+            event_id: Annotated[str | None, Query()] = None,
+            before: Annotated[int | None, Query(description="page: deliveries with a smaller id")] = None,
+            limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        ) -> dict[str, Any]:
+            rows = await self.service.list_deliveries(endpoint_id, _scope(principal), status=status, before=before,
+                                                      event_id=event_id, limit=limit)
+            return {"data": [delivery_view(d) for d in rows],
+                    "next_before": rows[-1].id if len(rows) == limit else None}
+
+        @router.get("/{endpoint_id}/deliveries/{delivery_id}", summary="One delivery")
+        async def get_delivery(endpoint_id: str, delivery_id: int, principal: CurrentPrincipal) -> dict[str, Any]:
+            return delivery_view(await self.service.get_delivery(endpoint_id, delivery_id, _scope(principal)))
+
+        @router.post("/{endpoint_id}/deliveries/retry-dead", status_code=202,
+                     summary="Attempt every dead-lettered delivery of this endpoint again")
+        async def retry_dead(endpoint_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+            return {"retried": await self.service.retry_dead(endpoint_id, _scope(principal))}
+
+        @router.post("/{endpoint_id}/deliveries/{delivery_id}/retry", status_code=202,
+                     summary="Attempt one delivery again now (same event id)")
+        async def retry_delivery(endpoint_id: str, delivery_id: int, principal: CurrentPrincipal
+                                 ) -> dict[str, Any]:
+            return delivery_view(await self.service.retry(endpoint_id, delivery_id, _scope(principal)))
+
+        @router.post("/{endpoint_id}/replay", status_code=202,
+                     summary="Deliver the company's events since a time to this endpoint again")
+        async def replay(
+            endpoint_id: str,
+            principal: CurrentPrincipal,
+            since: Annotated[datetime, Query(description="ISO 8601 time; events created at or after it")],
+            until: Annotated[datetime | None, Query(description="ISO 8601 time; events created before it")] = None,
+            events: Annotated[list[str] | None, Query(description="only these event types")] = None,
+            limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+            after_event_id: Annotated[str | None, Query(description="continue after this event (paging)")] = None,
+        ) -> dict[str, Any]:
+            result = await self.service.replay(endpoint_id, _scope(principal), since=since, until=until,
+                                               events=events, limit=limit, after_event_id=after_event_id)
+            has_more = result.replayed == limit and result.last_created_at is not None
+            return {
+                "replayed": result.replayed,
+                "has_more": has_more,
+                "next": {"since": result.last_created_at.isoformat(), "after_event_id": result.last_event_id}
+                if has_more and result.last_created_at else None,
+            }
+
+        return router

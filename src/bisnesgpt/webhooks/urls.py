@@ -1,0 +1,160 @@
+"""Where a webhook may go: http(s) URLs to public addresses (unless the operator allows private).
+
+Checked twice: when an endpoint is saved (the URL text, and the addresses its host resolves
+to now) and before every delivery attempt (the addresses it resolves to then). The attempt
+then connects to exactly the address that was checked, so a DNS answer that changes between
+check and connect (rebinding) cannot redirect it to an internal service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from bisnesgpt.core.errors import BisnesgptError, ValidationFailed
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_URL_LENGTH = 2048
+
+
+class DestinationRefused(ValidationFailed):
+    """The URL is not an allowed webhook destination (scheme, credentials, private address)."""
+
+    type = "webhook-destination-refused"
+    title = "Webhook destination refused"
+
+
+class DestinationUnresolvable(BisnesgptError):
+    """The host name did not resolve (a delivery failure to retry, not a refusal)."""
+
+    status = 502
+    type = "webhook-destination-unresolvable"
+    title = "Webhook destination does not resolve"
+
+
+@dataclass(frozen=True)
+class EndpointUrl:
+    url: str
+    scheme: str  # http | https
+    host: str  # lower-case host name or IP literal, without brackets
+    port: int
+    path_and_query: str
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+    def url_for_address(self, address: IPAddress) -> str:
+        """The same URL with the host replaced by one checked address (connect to exactly it)."""
+        host = f"[{address}]" if address.version == 6 else str(address)
+        return f"{self.scheme}://{host}:{self.port}{self.path_and_query}"
+
+    @property
+    def ip_literal(self) -> IPAddress | None:
+        try:
+            return ipaddress.ip_address(self.host)
+        except ValueError:
+            return None
+
+
+def _refuse(detail: str) -> DestinationRefused:
+    return DestinationRefused(detail, errors=[{"field": "url", "message": detail, "type": "destination_refused"}])
+
+
+def parse_endpoint_url(url: str) -> EndpointUrl:
+    """Syntax rules: absolute http(s) URL with a host, no credentials, no fragment."""
+    if len(url) > MAX_URL_LENGTH:
+        raise _refuse(f"url is longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise _refuse("url must not contain whitespace or control characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise _refuse("url must start with http:// or https://")
+    if not parts.hostname:
+        raise _refuse("url has no host")
+    if parts.username is not None or parts.password is not None:
+        raise _refuse("url must not contain credentials; send them as a custom header instead")
+    if parts.fragment:
+        raise _refuse("url must not contain a #fragment")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise _refuse("url has an invalid port") from exc
+    if port == 0:
+        raise _refuse("url has an invalid port")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return EndpointUrl(url, parts.scheme, parts.hostname.lower().rstrip("."), port, path)
+
+
+def refusal_reason(address: IPAddress) -> str | None:
+    """Why ``address`` is not a public destination (None: it is)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    checks = (("loopback", address.is_loopback), ("link-local", address.is_link_local),
+              ("multicast", address.is_multicast), ("unspecified", address.is_unspecified),
+              ("private", address.is_private), ("not globally routable", not address.is_global))
+    return next((reason for reason, refused in checks if refused), None)
+
+
+class Resolver(Protocol):
+    """Host name -> addresses (a narrow interface so tests can stand in a DNS answer)."""
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]: ...
+
+
+class SystemResolver:
+    """The operating system's resolver, without blocking the event loop."""
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise DestinationUnresolvable(f"cannot resolve {host}: {exc}") from exc
+        found: list[IPAddress] = []
+        for _family, _type, _proto, _canon, sockaddr in infos:
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            if address not in found:
+                found.append(address)
+        if not found:
+            raise DestinationUnresolvable(f"{host} has no addresses")
+        return found
+
+
+async def resolve_destination(target: EndpointUrl, resolver: Resolver, *, allow_private: bool) -> list[IPAddress]:
+    """The addresses to connect to, every one of them allowed; DestinationRefused otherwise.
+
+    One refused address refuses the whole answer: a name that resolves to both a public and
+    an internal address is not a safe destination.
+    """
+    literal = target.ip_literal
+    addresses = [literal] if literal is not None else await resolver.resolve(target.host, target.port)
+    if not allow_private:
+        for address in addresses:
+            reason = refusal_reason(address)
+            if reason is not None:
+                shown = "" if literal is not None else f"{target.host} resolves to "
+                raise _refuse(f"{shown}{address}, a {reason} address; webhooks may only go to public addresses "
+                              "(operators can set WEBHOOK_ALLOW_PRIVATE_DESTINATIONS=true for local development)")
+    return addresses
+
+
+async def check_endpoint_url(url: str, resolver: Resolver, *, allow_private: bool) -> EndpointUrl:
+    """Validation when an endpoint is saved: syntax, literal and currently resolved addresses.
+
+    A host that does not resolve right now is accepted (DNS may be set up later); every
+    delivery attempt checks the addresses again anyway.
+    """
+    target = parse_endpoint_url(url)
+    with contextlib.suppress(DestinationUnresolvable):
+        await resolve_destination(target, resolver, allow_private=allow_private)
+    return target
