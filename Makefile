@@ -24,11 +24,15 @@ start: venv
 	$(BIN)/bisnesgpt start
 
 ## make test: the whole test suite (uses TEST_DATABASE_URL / TEST_REDIS_URL when set)
+# Each checkout gets its own pytest temp root: concurrent runs sharing /tmp/pytest-of-$USER
+# would prune each other's directories (embedded servers' data among them).
+PYTEST_TMP := $(CURDIR)/.pytest-tmp
+
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) $(PYTEST_ARGS)
 
 test-chaos: venv
-	$(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) -m chaos tests/chaos $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests $(wildcard bench/*.py)
