@@ -8,8 +8,14 @@ from bisnesgpt.processes.component import Component
 
 def api_components(settings: Settings) -> list[Component]:
     from bisnesgpt.api.component import ApiComponent
+    from bisnesgpt.api.pipeline import PipelineComponent
+    from bisnesgpt.messaging.outbox import OutboxReconcilerComponent
 
-    return [ApiComponent(settings)]
+    return [
+        ApiComponent(settings),
+        PipelineComponent(settings),  # send/read/phone-config routes, router (issue 3)
+        OutboxReconcilerComponent(settings),  # re-enqueues stored-but-unqueued messages (issue 3)
+    ]
 
 
 def wwebjs_components(settings: Settings) -> list[Component]:
