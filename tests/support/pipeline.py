@@ -108,7 +108,7 @@ class ApiServer:
         self.env = clean_env(
             DATABASE_URL=database_url, REDIS_URL=redis_url, API_PORT=str(self.port), HOST="127.0.0.1",
             ENCRYPTION_KEY=ENCRYPTION_KEY, ADMIN_API_KEY=ADMIN_KEY, INSTANCE_ID=str(instance_id),
-            HEARTBEAT_INTERVAL="1000", DATA_DIR=str(workdir / "data"), OUTBOX_RECONCILE_INTERVAL="250",
+            HEARTBEAT_INTERVAL="1000", DATA_DIR=str(workdir / "data"),
             **env,
         )
         self.proc: Proc | None = None
