@@ -25,7 +25,6 @@ from tests.support.pipeline import (
     ADMIN_KEY,
     ApiServer,
     RecordingEngine,
-    Tenant,
     Workers,
     seed_tenant,
     sent_message,
@@ -409,7 +408,8 @@ def test_every_route_is_documented_with_examples(api: ApiServer) -> None:
     assert httpx.get(api.url + "/docs").status_code == 200
     expected = {
         ("post", "/api/v2/messages/text/{companyId}/{chatId}"), ("post", "/api/v2/messages/image/{companyId}/{chatId}"),
-        ("post", "/api/v2/messages/video/{companyId}/{chatId}"), ("post", "/api/v2/messages/audio/{companyId}/{chatId}"),
+        ("post", "/api/v2/messages/video/{companyId}/{chatId}"),
+        ("post", "/api/v2/messages/audio/{companyId}/{chatId}"),
         ("post", "/api/v2/messages/document/{companyId}/{chatId}"),
         ("post", "/api/v2/messages/template/{companyId}/{chatId}"),
         ("put", "/api/v2/messages/{companyId}/{chatId}/{messageId}"),

@@ -7,12 +7,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from bisnesgpt.api.schemas.send import V1Message, V2Document, V2Edit, V2React, V2Text
 from bisnesgpt.api.send_routes import v1_draft
-from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.core.errors import BadRequest, ValidationFailed
 from bisnesgpt.messaging import drafts
 from bisnesgpt.messaging.addressing import chat_of_wweb_id, normalize_phone, normalize_recipient
 from bisnesgpt.messaging.drafts import Resolved
 from bisnesgpt.messaging.idempotency import fingerprint, validate_key
-from bisnesgpt.core.errors import BadRequest
 
 pytestmark = pytest.mark.unit
 
