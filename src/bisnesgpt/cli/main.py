@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bisnesgpt import __version__
-from bisnesgpt.cli import db, processes
+from bisnesgpt.cli import db, phones, processes, tenancy
 from bisnesgpt.cli.sandbox import sandbox_app
 
 app = typer.Typer(
@@ -20,6 +20,9 @@ app.command()(processes.run)
 app.command()(processes.start)
 app.add_typer(db.services_app, name="services")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(tenancy.companies_app, name="companies")
+app.add_typer(tenancy.keys_app, name="keys")
+app.add_typer(phones.phones_app, name="phones")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from bisnesgpt.core.crypto import SecretBox
-from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
+from bisnesgpt.core.errors import ConfigError, Conflict, NotFound, ValidationFailed
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
@@ -34,10 +34,15 @@ async def _no_listener(_company_id: str, _phone_index: int, _connection_type: st
 
 
 class PhoneConfigService:
-    def __init__(self, db: Database, box: SecretBox, on_change: ChangeListener = _no_listener) -> None:
+    def __init__(self, db: Database, box: SecretBox | None, on_change: ChangeListener = _no_listener) -> None:
         self.db = db
         self.box = box
         self.on_change = on_change
+
+    def encrypt(self, secret: str) -> str:
+        if self.box is None:
+            raise ConfigError("invalid setting ENCRYPTION_KEY: needed to store credentials (64 hex characters)")
+        return self.box.encrypt(secret)
 
     async def connect_meta(self, company_id: str, phone_index: int, *, phone_number_id: str, waba_id: str,
                            access_token: str, display_phone_number: str | None = None,
@@ -48,7 +53,7 @@ class PhoneConfigService:
         fields: dict[str, str | None] = {
             "meta_phone_number_id": phone_number_id,
             "meta_waba_id": waba_id,
-            "meta_access_token_encrypted": self.box.encrypt(access_token),
+            "meta_access_token_encrypted": self.encrypt(access_token),
         }
         if display_phone_number is not None:
             fields["display_phone_number"] = display_phone_number
@@ -59,7 +64,7 @@ class PhoneConfigService:
                                 api_key: str | None = None, display_phone_number: str | None = None) -> PhoneConfig:
         fields: dict[str, str | None] = {"dialog360_client_id": client_id, "dialog360_channel_id": channel_id}
         if api_key is not None:
-            fields["api_key_encrypted"] = self.box.encrypt(api_key)
+            fields["api_key_encrypted"] = self.encrypt(api_key)
         if display_phone_number is not None:
             fields["display_phone_number"] = display_phone_number
         return await self.save(company_id, phone_index, connection_type="360dialog", fields=fields,
