@@ -17,9 +17,10 @@ _URL = re.compile(URL_PATTERN)
 
 
 class Strict(BaseModel):
-    """Request bodies reject unknown fields (a typo must not be silently ignored)."""
+    """Request bodies reject unknown fields (a typo must not be silently ignored) and take
+    values only in their documented JSON type (``"phoneIndex": false`` is not phone 0)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _check_url(value: str) -> str:
