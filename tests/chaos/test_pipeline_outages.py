@@ -65,6 +65,10 @@ async def test_sends_are_accepted_with_redis_down_and_enqueued_when_it_returns(
             stored = await db.fetch("SELECT message_id, status FROM messages WHERE message_id = ANY($1::text[])",
                                     [a["messageId"] for a in accepted])
             assert sorted(r["status"] for r in stored) == ["queued"] * 6
+            metrics = (await client.get("/metrics")).text
+            deferred = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                           if line.startswith("bisnesgpt_enqueue_deferred_total{"))
+            assert deferred == 6
 
             own_redis.ensure()  # same port, same data dir
             back = time.monotonic()

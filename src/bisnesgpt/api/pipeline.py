@@ -71,6 +71,7 @@ class PipelineComponent(Component):
         self._routers = (send_routes.build(self.pipeline), message_routes.build(self.pipeline),
                          phone_routes.build(self.pipeline))
         self._router: MessageRouter | None = None
+        self._sender: SendService | None = None
 
     def routers(self) -> Sequence[APIRouter]:
         return self._routers
@@ -88,10 +89,15 @@ class PipelineComponent(Component):
                              idempotency_ttl=timedelta(hours=self.settings.idempotency_ttl_hours))
         phones = PhoneConfigService(ctx.db, secret_box(self.settings), on_change=config_changed)
         self.pipeline.bind(ctx.db, router, sender, phones)
+        self._sender = sender
 
     async def stop(self) -> None:
         if self._router is not None:
             await self._router.stop()
+
+    def messages_processed(self) -> int:
+        """Messages this API instance accepted (stored and queued) since it started."""
+        return self._sender.accepted if self._sender is not None else 0
 
     async def checks(self) -> dict[str, Check]:
         router = self._router

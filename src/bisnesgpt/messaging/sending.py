@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 
 from bisnesgpt.core.errors import BisnesgptError, QueueUnavailable
 from bisnesgpt.core.ids import new_message_id
@@ -43,6 +44,10 @@ SELECT_BY_IDEMPOTENCY_KEY = f"""
 SELECT {store.MESSAGE_COLUMNS} FROM messages WHERE company_id = $1 AND idempotency_key = $2
 """
 SELECT_STATUS = "SELECT status, external_id, error_code, error_title FROM messages WHERE id = $1"
+
+ENQUEUE_DEFERRED = Counter("bisnesgpt_enqueue_deferred_total",
+                           "Messages stored while their queue was unreachable (the outbox reconciler enqueues them)",
+                           ["queue"])
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class SendService:
         self.router = router
         self.producer = producer
         self.idempotency_ttl = idempotency_ttl
+        self.accepted = 0
         self.enqueue_failures = 0
 
     async def send(self, request: SendRequest) -> SendOutcome:
@@ -153,6 +159,7 @@ class SendService:
             # A previous attempt under this key (whose process died mid-request) stored it.
             return await self._existing(request, key, route)
         metrics.MESSAGES_ACCEPTED.labels(route.queue_name).inc()
+        self.accepted += 1
         return record, route, None
 
     async def _existing(self, request: SendRequest, key: IdempotencyKey,
@@ -174,6 +181,7 @@ class SendService:
             return True
         except QueueUnavailable as exc:
             self.enqueue_failures += 1
+            ENQUEUE_DEFERRED.labels(route.queue_name).inc()
             log.warning("message %s stored but not enqueued (%s); the outbox reconciler will enqueue it",
                         record.message_id, exc.detail)
             return False
