@@ -28,6 +28,7 @@ from tests.support.pipeline import (
     Workers,
     seed_tenant,
     sent_message,
+    until,
 )
 from tests.support.servers import redis_database, unique_name
 
@@ -217,7 +218,12 @@ async def test_idempotent_replays_are_identical_and_conflicts_are_reported(
         # In flight: the first request holds its answer (?wait=, no worker running) → 409.
         slow = asyncio.create_task(client.post(path + "?wait=3", json={"message": "slow"},
                                                headers={"Idempotency-Key": "order-2"}))
-        await asyncio.sleep(1.0)
+
+        async def claimed() -> bool:
+            return bool(await db.fetchval("SELECT count(*) FROM idempotency_keys WHERE company_id = $1 "
+                                          "AND key = 'order-2' AND state = 'in_flight'", cid))
+
+        await until(claimed, timeout=10, what="first request in flight")
         concurrent = await client.post(path + "?wait=3", json={"message": "slow"},
                                        headers={"Idempotency-Key": "order-2"})
         assert concurrent.status_code == 409, concurrent.text
