@@ -28,24 +28,17 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._db: Database | None = None
-        self._router: MessageRouter | None = None
         self._sender: SendService | None = None
         self._phones: PhoneConfigService | None = None
 
-    def bind(self, db: Database, router: MessageRouter, sender: SendService, phones: PhoneConfigService) -> None:
-        self._db, self._router, self._sender, self._phones = db, router, sender, phones
+    def bind(self, db: Database, sender: SendService, phones: PhoneConfigService) -> None:
+        self._db, self._sender, self._phones = db, sender, phones
 
     @property
     def db(self) -> Database:
         if self._db is None:
             raise ServiceUnavailable("the API is still starting")
         return self._db
-
-    @property
-    def router(self) -> MessageRouter:
-        if self._router is None:
-            raise ServiceUnavailable("the API is still starting")
-        return self._router
 
     @property
     def sender(self) -> SendService:
@@ -88,7 +81,7 @@ class PipelineComponent(Component):
         sender = SendService(ctx.db, router, ctx.queues,
                              idempotency_ttl=timedelta(hours=self.settings.idempotency_ttl_hours))
         phones = PhoneConfigService(ctx.db, secret_box(self.settings), on_change=config_changed)
-        self.pipeline.bind(ctx.db, router, sender, phones)
+        self.pipeline.bind(ctx.db, sender, phones)
         self._sender = sender
 
     async def stop(self) -> None:

@@ -111,5 +111,3 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
     return out
 
-
-AUTH_PROBLEMS = (401, 404, 422, 503)
