@@ -160,9 +160,11 @@ async def running_api(workdir: Path, database_url: str, redis_url: str, **kwargs
 
 @dataclass
 class RecordingEngine:
-    """Sends succeed with ``ext-<messageId>``; a text starting with "FAIL" fails permanently."""
+    """Sends succeed with ``ext-<messageId>``; a text starting with "FAIL" fails permanently;
+    with ``hang_on_slow`` a text starting with "SLOW" never finishes (a worker to kill)."""
 
     provider: str = "test"
+    hang_on_slow: bool = False
     sent: list[str] = field(default_factory=list)
     seen: list[store.MessageRecord] = field(default_factory=list)
 
@@ -172,6 +174,9 @@ class RecordingEngine:
     async def send(self, message: store.MessageRecord) -> SendReceipt:
         self.seen.append(message)
         body = (message.payload.get("text") or {}).get("body", "")
+        if self.hang_on_slow and isinstance(body, str) and body.startswith("SLOW"):
+            print(f"hanging on {message.message_id}", flush=True)
+            await asyncio.sleep(3600)
         if isinstance(body, str) and body.startswith("FAIL"):
             raise PermanentSendError("recipient cannot receive", code="131026", title="Message undeliverable")
         self.sent.append(message.message_id)
