@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     webhook_auto_disable_min_failures: Annotated[int, Field(ge=1)] = 20
     # Delivered and dead rows are kept this long (the delivery log), then deleted.
     webhook_delivery_retention_days: Annotated[int, Field(ge=1)] = 30
+    # --- message pipeline (api): router, outbox, idempotency --------------------------------
+    router_cache_ttl: Annotated[float, Field(gt=0, le=3600)] = 10.0  # seconds; pub/sub invalidates sooner
+    outbox_reconcile_interval: Annotated[int, Field(ge=50, le=60_000)] = 1000  # ms between reconciler passes
+    outbox_min_age: Annotated[int, Field(ge=0, le=600_000)] = 2000  # ms a row waits before the reconciler acts
+    idempotency_ttl_hours: Annotated[int, Field(ge=24, le=24 * 30)] = 24  # Idempotency-Key retention
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

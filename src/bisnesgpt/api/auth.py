@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
 from bisnesgpt.core.errors import Forbidden, NotFound, Unauthorized
@@ -67,7 +68,17 @@ async def authenticate(ctx: ProcessContext, key: str | None) -> Principal:
     return Principal(record.role, record.company_id, record.id)
 
 
-async def current_principal(request: Request) -> Principal:
+# Declared only so that the OpenAPI document lists both ways to authenticate (and /docs
+# offers them); ``presented_key`` reads the headers itself, so neither ever raises.
+_BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <API key>`")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="`X-API-Key: <key>`")
+
+
+async def current_principal(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+    _api_key: Annotated[str | None, Depends(_API_KEY)] = None,
+) -> Principal:
     """FastAPI dependency: the authenticated caller (401 problem otherwise)."""
     ctx: ProcessContext = request.app.state.ctx
     principal = await authenticate(ctx, presented_key(request))

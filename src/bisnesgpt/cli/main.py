@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bisnesgpt import __version__
-from bisnesgpt.cli import db, processes
+from bisnesgpt.cli import db, phones, processes, tenancy
 from bisnesgpt.cli.sandbox import sandbox_app
 from bisnesgpt.cli.webhooks import webhooks_app
 
@@ -22,6 +22,9 @@ app.command()(processes.start)
 app.add_typer(db.services_app, name="services")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(tenancy.companies_app, name="companies")
+app.add_typer(tenancy.keys_app, name="keys")
+app.add_typer(phones.phones_app, name="phones")
 
 
 @app.command()

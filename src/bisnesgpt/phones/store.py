@@ -134,3 +134,86 @@ async def set_phone_status(
 async def get_phone_status(conn: asyncpg.Connection, company_id: str, phone_index: int) -> dict[str, Any] | None:
     row = await conn.fetchrow(SELECT_PHONE_STATUS, company_id, phone_index)
     return dict(row) if row else None
+
+
+# --- writes (phone configuration API and CLI) -----------------------------------------------
+
+# Only the columns named in $4 (a JSON object) change; connection_type and status always do.
+UPSERT_PHONE = f"""
+INSERT INTO phone_configs AS pc (
+    company_id, phone_index, connection_type, status, display_phone_number, meta_phone_number_id,
+    meta_waba_id, meta_access_token_encrypted, dialog360_client_id, dialog360_channel_id, api_key_encrypted)
+VALUES ($1, $2, $3, $5, $4::jsonb->>'display_phone_number', $4::jsonb->>'meta_phone_number_id',
+        $4::jsonb->>'meta_waba_id', $4::jsonb->>'meta_access_token_encrypted', $4::jsonb->>'dialog360_client_id',
+        $4::jsonb->>'dialog360_channel_id', $4::jsonb->>'api_key_encrypted')
+ON CONFLICT (company_id, phone_index) DO UPDATE SET
+    connection_type = EXCLUDED.connection_type,
+    status = EXCLUDED.status,
+    display_phone_number = CASE WHEN $4::jsonb ? 'display_phone_number' THEN EXCLUDED.display_phone_number
+                                ELSE pc.display_phone_number END,
+    meta_phone_number_id = CASE WHEN $4::jsonb ? 'meta_phone_number_id' THEN EXCLUDED.meta_phone_number_id
+                                ELSE pc.meta_phone_number_id END,
+    meta_waba_id = CASE WHEN $4::jsonb ? 'meta_waba_id' THEN EXCLUDED.meta_waba_id ELSE pc.meta_waba_id END,
+    meta_access_token_encrypted = CASE WHEN $4::jsonb ? 'meta_access_token_encrypted'
+                                       THEN EXCLUDED.meta_access_token_encrypted
+                                       ELSE pc.meta_access_token_encrypted END,
+    dialog360_client_id = CASE WHEN $4::jsonb ? 'dialog360_client_id' THEN EXCLUDED.dialog360_client_id
+                               ELSE pc.dialog360_client_id END,
+    dialog360_channel_id = CASE WHEN $4::jsonb ? 'dialog360_channel_id' THEN EXCLUDED.dialog360_channel_id
+                                ELSE pc.dialog360_channel_id END,
+    api_key_encrypted = CASE WHEN $4::jsonb ? 'api_key_encrypted' THEN EXCLUDED.api_key_encrypted
+                             ELSE pc.api_key_encrypted END
+RETURNING {PHONE_COLUMNS}
+"""
+DELETE_PHONE = "DELETE FROM phone_configs WHERE company_id = $1 AND phone_index = $2 RETURNING id"
+DELETE_PHONE_STATUS = "DELETE FROM phone_status WHERE company_id = $1 AND phone_index = $2"
+SELECT_ALL_PHONES = f"""
+SELECT {PHONE_COLUMNS} FROM phone_configs
+WHERE ($1::text[] IS NULL OR connection_type = ANY($1::text[]))
+ORDER BY company_id, phone_index
+"""
+SELECT_COMPANY_STATUSES = """
+SELECT coalesce(pc.phone_index, ps.phone_index) AS phone_index,
+       coalesce(pc.connection_type, ps.connection_type) AS connection_type,
+       coalesce(pc.process_name, ps.process_name) AS process_name,
+       pc.status AS config_status, pc.display_phone_number, pc.id IS NOT NULL AS configured,
+       ps.status, ps.phone_number, ps.last_seen, coalesce(ps.metadata, '{}'::jsonb) AS metadata
+FROM (SELECT * FROM phone_configs WHERE company_id = $1) pc
+FULL OUTER JOIN (SELECT * FROM phone_status WHERE company_id = $1) ps
+  ON ps.phone_index = pc.phone_index
+ORDER BY 1
+"""
+
+# Columns `upsert_phone` may set besides connection_type and status.
+PHONE_FIELDS = ("display_phone_number", "meta_phone_number_id", "meta_waba_id", "meta_access_token_encrypted",
+                "dialog360_client_id", "dialog360_channel_id", "api_key_encrypted")
+
+
+async def upsert_phone(conn: asyncpg.Connection, company_id: str, phone_index: int, *, connection_type: str,
+                       status: str, fields: dict[str, str | None]) -> PhoneConfig:
+    """Create or update a phone; columns not named in ``fields`` keep their values.
+
+    Secrets in ``fields`` must already be encrypted (``*_encrypted`` columns).
+    """
+    unknown = set(fields) - set(PHONE_FIELDS)
+    if unknown:
+        raise ValueError(f"not phone_configs fields: {sorted(unknown)}")
+    row = await conn.fetchrow(UPSERT_PHONE, company_id, phone_index, connection_type, fields, status)
+    assert row is not None
+    return PhoneConfig.from_row(row)
+
+
+async def delete_phone(conn: asyncpg.Connection, company_id: str, phone_index: int) -> bool:
+    """Remove a phone's configuration and status row; False if there was none."""
+    deleted = await conn.fetchval(DELETE_PHONE, company_id, phone_index)
+    await conn.execute(DELETE_PHONE_STATUS, company_id, phone_index)
+    return deleted is not None
+
+
+async def all_phones(conn: asyncpg.Connection, connection_types: list[str] | None = None) -> list[PhoneConfig]:
+    return [PhoneConfig.from_row(r) for r in await conn.fetch(SELECT_ALL_PHONES, connection_types)]
+
+
+async def company_phone_statuses(conn: asyncpg.Connection, company_id: str) -> list[dict[str, Any]]:
+    """Each phone of a company (configured or with a status row) with its live status."""
+    return [dict(r) for r in await conn.fetch(SELECT_COMPANY_STATUSES, company_id)]

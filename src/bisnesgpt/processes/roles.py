@@ -8,10 +8,18 @@ from bisnesgpt.processes.component import Component
 
 def api_components(settings: Settings) -> list[Component]:
     from bisnesgpt.api.component import ApiComponent
+    from bisnesgpt.api.pipeline import PipelineComponent
     from bisnesgpt.api.webhooks import WebhooksApiComponent
+    from bisnesgpt.messaging.outbox import OutboxReconcilerComponent
     from bisnesgpt.webhooks.component import WebhookDeliveryComponent
 
-    return [ApiComponent(settings), WebhooksApiComponent(settings), WebhookDeliveryComponent(settings)]
+    return [
+        ApiComponent(settings),
+        PipelineComponent(settings),  # send/read/phone-config routes, router (issue 3)
+        OutboxReconcilerComponent(settings),  # re-enqueues stored-but-unqueued messages (issue 3)
+        WebhooksApiComponent(settings),  # /api/v1/webhooks (issue 7)
+        WebhookDeliveryComponent(settings),  # tenant webhook delivery worker (issue 7)
+    ]
 
 
 def wwebjs_components(settings: Settings) -> list[Component]:

@@ -1,0 +1,197 @@
+"""Phone configuration (the original ``/api/whatsapp/*`` routes) and ``/api/bot-status``.
+
+Credentials go in, never out: responses and logs show only whether a secret is set.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import segno
+from fastapi import APIRouter, Body, Path
+
+from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
+from bisnesgpt.api.pipeline import Pipeline
+from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN, MAX_PHONE_INDEX, problem_responses
+from bisnesgpt.api.schemas.phones import (
+    BOT_STATUS_EXAMPLE,
+    PHONE_ROW_EXAMPLE,
+    BotStatus,
+    Dialog360Onboard,
+    MetaDirectConnect,
+    PhoneConfigRow,
+    PhoneConfigSaved,
+    Removed,
+)
+from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
+from bisnesgpt.phones import store
+from bisnesgpt.phones.service import META_TYPES
+from bisnesgpt.phones.store import PhoneConfig
+from bisnesgpt.tenancy import store as tenancy
+
+CompanyPath = Annotated[str, Path(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
+                                  examples=["acme"])]
+QR_DATA_URL_PREFIX = "data:image/"
+
+
+def _queue_name(connection_type: str | None) -> str | None:
+    spec = CONNECTION_TYPE_QUEUES.get(connection_type)
+    return spec.name if spec else None
+
+
+def phone_row(config: PhoneConfig) -> dict[str, Any]:
+    return {
+        "company_id": config.company_id, "phone_index": config.phone_index,
+        "connection_type": config.connection_type or "wwebjs", "process_name": config.process_name,
+        "queue_name": _queue_name(config.connection_type), "status": config.status,
+        "display_phone_number": config.display_phone_number, "meta_phone_number_id": config.meta_phone_number_id,
+        "meta_waba_id": config.meta_waba_id, "dialog360_client_id": config.dialog360_client_id,
+        "dialog360_channel_id": config.dialog360_channel_id,
+        "has_access_token": config.meta_access_token_encrypted is not None,
+        "has_api_key": config.api_key_encrypted is not None,
+        "created_at": config.created_at.isoformat(), "updated_at": config.updated_at.isoformat(),
+    }
+
+
+def saved(config: PhoneConfig) -> dict[str, Any]:
+    return {"success": True, "companyId": config.company_id, "phoneIndex": config.phone_index,
+            "connectionType": config.connection_type or "wwebjs", "processName": config.process_name,
+            "queueName": _queue_name(config.connection_type), "displayPhoneNumber": config.display_phone_number,
+            "status": config.status}
+
+
+def qr_data_url(qr: Any) -> str | None:
+    """The QR code as a PNG data URL (engines may store the raw QR payload or the data URL)."""
+    if not isinstance(qr, str) or not qr:
+        return None
+    if qr.startswith(QR_DATA_URL_PREFIX):
+        return qr
+    return str(segno.make(qr, error="m").png_data_uri(scale=4))
+
+
+def phone_status_json(row: dict[str, Any]) -> dict[str, Any]:
+    metadata: dict[str, Any] = row["metadata"] or {}
+    status = row["status"] or ("pending" if row["configured"] else "not_configured")
+    error = metadata.get("error") or metadata.get("reason")
+    return {
+        "phoneIndex": row["phone_index"],
+        "status": status,
+        "connectionType": row["connection_type"] or "wwebjs",
+        "processName": row["process_name"],
+        "configured": bool(row["configured"]),
+        "qrCode": qr_data_url(metadata.get("qrCode")) if status == "qr" else None,
+        "pairingCode": metadata.get("pairingCode") if status == "pairing_code" else None,
+        "phoneInfo": row["phone_number"] or row["display_phone_number"],
+        "lastSeen": row["last_seen"].isoformat() if row["last_seen"] else None,
+        "error": str(error) if error else None,
+    }
+
+
+def build(pipeline: Pipeline) -> APIRouter:
+    router = APIRouter(tags=["phones"])
+
+    @router.post(
+        "/api/whatsapp/meta-direct/connect", response_model=PhoneConfigSaved,
+        summary="Connect a phone through Meta's Cloud API (phone number id, WABA id, access token)",
+        responses={200: {"content": {"application/json": {"example": {
+            "success": True, "companyId": "acme", "phoneIndex": 1, "connectionType": "meta_direct",
+            "processName": "meta", "queueName": "meta-messages", "displayPhoneNumber": "+60 12-345 6789",
+            "status": "pending"}}}}, **problem_responses(401, 404, 409, 422, 503)},
+    )
+    async def meta_direct_connect(
+        principal: CurrentPrincipal,
+        body: Annotated[MetaDirectConnect, Body(openapi_examples={"connect": {"summary": "Meta Direct", "value": {
+            "companyId": "acme", "phoneIndex": 1, "phoneNumberId": "106540352242922", "wabaId": "102290129340398",
+            "accessToken": "EAAGm0PX4ZCpsBA...", "displayPhoneNumber": "+60 12-345 6789"}}})],
+    ) -> dict[str, Any]:
+        principal.require_company(body.companyId)
+        config = await pipeline.phones.connect_meta(
+            body.companyId, body.phoneIndex, phone_number_id=body.phoneNumberId, waba_id=body.wabaId,
+            access_token=body.accessToken, display_phone_number=body.displayPhoneNumber,
+            connection_type=body.connectionType)
+        return saved(config)
+
+    @router.post(
+        "/api/whatsapp/360dialog/onboard", response_model=PhoneConfigSaved,
+        summary="Save a phone onboarded through 360dialog (client id, channel id, API key)",
+        responses={200: {"content": {"application/json": {"example": {
+            "success": True, "companyId": "acme", "phoneIndex": 2, "connectionType": "360dialog",
+            "processName": "meta", "queueName": "meta-messages", "displayPhoneNumber": None,
+            "status": "pending"}}}}, **problem_responses(401, 404, 409, 422, 503)},
+    )
+    async def dialog360_onboard(
+        principal: CurrentPrincipal,
+        body: Annotated[Dialog360Onboard, Body(openapi_examples={"onboard": {"summary": "360dialog", "value": {
+            "companyId": "acme", "phoneIndex": 2, "clientId": "aBcD1234", "channelId": "XyZ98765",
+            "apiKey": "d360-secret-key"}}})],
+    ) -> dict[str, Any]:
+        principal.require_company(body.companyId)
+        config = await pipeline.phones.onboard_360dialog(
+            body.companyId, body.phoneIndex, client_id=body.clientId, channel_id=body.channelId,
+            api_key=body.apiKey, display_phone_number=body.displayPhoneNumber)
+        return saved(config)
+
+    @router.get(
+        "/api/whatsapp/config/{companyId}", response_model=list[PhoneConfigRow],
+        summary="A company's phone configurations (no secrets)",
+        responses={200: {"content": {"application/json": {"example": [PHONE_ROW_EXAMPLE]}}},
+                   **problem_responses(401, 404, 422, 503)},
+    )
+    async def get_config(principal: CurrentPrincipal, companyId: CompanyPath) -> list[dict[str, Any]]:
+        principal.require_company(companyId)
+        async with pipeline.db.connection() as conn:
+            phones = await store.company_phones(conn, companyId)
+            if not phones:
+                await tenancy.get_company(conn, companyId)  # 404 for a company that does not exist
+        return [phone_row(p) for p in phones]
+
+    @router.delete(
+        "/api/whatsapp/config/{companyId}/{phoneIndex}", response_model=Removed,
+        summary="Remove a phone's configuration (its next message answers 404)",
+        responses={200: {"content": {"application/json": {"example": {
+            "success": True, "companyId": "acme", "phoneIndex": 1}}}}, **problem_responses(401, 404, 422, 503)},
+    )
+    async def delete_config(
+        principal: CurrentPrincipal, companyId: CompanyPath,
+        phoneIndex: Annotated[int, Path(ge=0, le=MAX_PHONE_INDEX, examples=[1])],
+    ) -> dict[str, Any]:
+        principal.require_company(companyId)
+        await pipeline.phones.remove(companyId, phoneIndex)
+        return {"success": True, "companyId": companyId, "phoneIndex": phoneIndex}
+
+    @router.get(
+        "/api/whatsapp/meta-accounts", response_model=list[PhoneConfigRow],
+        summary="Every Cloud API phone of every company (operator key)",
+        responses={200: {"content": {"application/json": {"example": [PHONE_ROW_EXAMPLE]}}},
+                   **problem_responses(401, 403, 503)},
+    )
+    async def meta_accounts(_principal: AdminPrincipal) -> list[dict[str, Any]]:
+        async with pipeline.db.connection() as conn:
+            phones = await store.all_phones(conn, [*META_TYPES, "360dialog"])
+        return [phone_row(p) for p in phones]
+
+    @router.get(
+        "/api/bot-status/{companyId}", response_model=BotStatus,
+        summary="Each phone's connection status (QR code while pairing, connection type)",
+        responses={200: {"content": {"application/json": {"example": BOT_STATUS_EXAMPLE}}},
+                   **problem_responses(401, 404, 422, 503)},
+    )
+    async def bot_status(principal: CurrentPrincipal, companyId: CompanyPath) -> dict[str, Any]:
+        principal.require_company(companyId)
+        async with pipeline.db.connection() as conn:
+            rows = await store.company_phone_statuses(conn, companyId)
+            if not rows:
+                await tenancy.get_company(conn, companyId)
+        phones = [phone_status_json(r) for r in rows]
+        first = phones[0] if phones else None
+        return {
+            "companyId": companyId,
+            "status": first["status"] if first else "not_configured",
+            "qrCode": first["qrCode"] if first else None,
+            "phoneInfo": first["phoneInfo"] if first else None,
+            "connectionType": first["connectionType"] if first else None,
+            "phoneCount": len(phones),
+            "phones": phones,
+        }
+
+    return router

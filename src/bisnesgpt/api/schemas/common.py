@@ -1,0 +1,113 @@
+"""Shared field types, the problem model and OpenAPI response helpers."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from bisnesgpt.api.problems import PROBLEM_CONTENT_TYPE, TYPE_BASE
+
+COMPANY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+MAX_PHONE_INDEX = 999
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][^\s]*)?$"
+_URL = re.compile(URL_PATTERN)
+
+
+class Strict(BaseModel):
+    """Request bodies reject unknown fields (a typo must not be silently ignored) and take
+    values only in their documented JSON type (``"phoneIndex": false`` is not phone 0)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _check_url(value: str) -> str:
+    if not _URL.match(value):
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        raise ValueError(f"invalid URL: {exc}") from exc
+    if not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+MediaUrl = Annotated[
+    str,
+    Field(min_length=10, max_length=2048, pattern=URL_PATTERN, json_schema_extra={"format": "uri"},
+          examples=["https://example.com/files/photo.jpg"]),
+    AfterValidator(_check_url),
+]
+PhoneIndex = Annotated[int, Field(ge=0, le=MAX_PHONE_INDEX, description="Which of the company's phones (0, 1, …)")]
+CompanyId = Annotated[str, Field(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
+                                 examples=["acme"])]
+UserName = Annotated[str, Field(max_length=200, description="Who sent it (stored with the message)")]
+MessageRef = Annotated[str, Field(min_length=1, max_length=256,
+                                  description="Our messageId or the provider's message id (wamid / web id)")]
+Caption = Annotated[str, Field(max_length=1024)]
+TextBody = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field ('body' for the whole body)")
+    message: str
+    type: str = "value_error"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; every failed request answers with one."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=[TYPE_BASE + "validation-error"])
+    title: str = Field(examples=["Request validation failed"])
+    status: int = Field(examples=[422])
+    detail: str = Field(examples=["message: String should have at most 4096 characters"])
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing or invalid API key",
+    403: "The key may not do this (operator key needed)",
+    404: "No such company, phone or message for this key",
+    409: "Conflict (an Idempotency-Key still in flight, or the target not yet sent)",
+    422: "Validation failed: `errors[]` names each field",
+    503: "A dependency is down (database, queue) or the engine is disabled; retry later",
+}
+_EXAMPLES: dict[int, dict[str, Any]] = {
+    400: {"type": TYPE_BASE + "bad-request", "title": "Bad request", "status": 400,
+          "detail": "Idempotency-Key must be 1-255 characters", "errors": []},
+    401: {"type": TYPE_BASE + "unauthorized", "title": "Missing or invalid credentials", "status": 401,
+          "detail": "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'", "errors": []},
+    403: {"type": TYPE_BASE + "forbidden", "title": "Not allowed", "status": 403,
+          "detail": "this operation needs an operator (admin) key", "errors": []},
+    404: {"type": TYPE_BASE + "not-found", "title": "Not found", "status": 404,
+          "detail": "no phone 1 configured for company 'acme'", "errors": []},
+    409: {"type": TYPE_BASE + "conflict", "title": "Conflict", "status": 409,
+          "detail": "a request with this Idempotency-Key is still in flight", "errors": []},
+    422: {"type": TYPE_BASE + "validation-error", "title": "Request validation failed", "status": 422,
+          "detail": "chatId: must be a phone number with country code",
+          "errors": [{"field": "chatId", "message": "must be a phone number with country code",
+                      "type": "value_error"}]},
+    503: {"type": TYPE_BASE + "engine-disabled", "title": "Engine disabled", "status": 503,
+          "detail": "the meta engine is disabled (ENABLE_META=false); nothing was stored", "errors": []},
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problem statuses a route can answer."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {
+            "model": Problem,
+            "description": _DESCRIPTIONS[status],
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"},
+                                               "example": _EXAMPLES[status]}},
+        }
+    return out
+

@@ -1,0 +1,84 @@
+"""Message read models: one message with its state history, and a page of messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class MessageErrorView(BaseModel):
+    code: str | None
+    title: str | None
+    details: Any = None
+
+
+class StatusChange(BaseModel):
+    fromStatus: str | None
+    toStatus: str
+    source: str = Field(description="Who moved it: api, wwebjs, meta, webhook, outbox …")
+    detail: dict[str, Any]
+    at: str | None
+
+
+class MessageView(BaseModel):
+    messageId: str
+    companyId: str
+    phoneIndex: int
+    direction: str
+    chatId: str
+    type: str
+    status: str = Field(description="accepted | queued | sending | sent | delivered | read | failed | cancelled")
+    provider: str
+    connectionType: str | None
+    queueName: str | None
+    processName: str | None
+    externalId: str | None = Field(description="The provider's id (wamid / WhatsApp-Web id) once sent")
+    contextMessageId: str | None
+    content: str | None
+    mediaUrl: str | None
+    payload: dict[str, Any] = Field(description="The Cloud-API-shaped body the engine sends")
+    error: MessageErrorView | None = Field(description="The provider's error when failed")
+    attempts: int
+    idempotencyKey: str | None
+    source: str
+    createdAt: str | None
+    updatedAt: str | None
+    queuedAt: str | None
+    sentAt: str | None
+    deliveredAt: str | None
+    readAt: str | None
+    failedAt: str | None
+
+
+class MessageDetail(MessageView):
+    history: list[StatusChange] = Field(description="Every state change, oldest first")
+
+
+class MessagePage(BaseModel):
+    data: list[MessageView]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last")
+
+
+MESSAGE_EXAMPLE: dict[str, Any] = {
+    "messageId": "01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f", "companyId": "acme", "phoneIndex": 0,
+    "direction": "outbound", "chatId": "60123456789@c.us", "type": "text", "status": "failed",
+    "provider": "meta", "connectionType": "meta_direct", "queueName": "meta-messages", "processName": "meta",
+    "externalId": None, "contextMessageId": None, "content": "Hello",
+    "mediaUrl": None,
+    "payload": {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "60123456789",
+                "type": "text", "text": {"body": "Hello", "preview_url": False}},
+    "error": {"code": "131026", "title": "Message undeliverable", "details": None},
+    "attempts": 1, "idempotencyKey": "order-4711-confirmation", "source": "api",
+    "createdAt": "2025-01-01T10:00:00+00:00", "updatedAt": "2025-01-01T10:00:01+00:00",
+    "queuedAt": "2025-01-01T10:00:00+00:00", "sentAt": None, "deliveredAt": None, "readAt": None,
+    "failedAt": "2025-01-01T10:00:01+00:00",
+}
+MESSAGE_DETAIL_EXAMPLE: dict[str, Any] = {**MESSAGE_EXAMPLE, "history": [
+    {"fromStatus": None, "toStatus": "queued", "source": "api", "detail": {"queue": "meta-messages"},
+     "at": "2025-01-01T10:00:00+00:00"},
+    {"fromStatus": "queued", "toStatus": "sending", "source": "meta", "detail": {"attempt": 1},
+     "at": "2025-01-01T10:00:00+00:00"},
+    {"fromStatus": "sending", "toStatus": "failed", "source": "meta", "detail": {},
+     "at": "2025-01-01T10:00:01+00:00"},
+]}

@@ -1,0 +1,116 @@
+"""Phone configuration and bot-status bodies (the original ``/api/whatsapp`` routes' names)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from bisnesgpt.api.schemas.common import CompanyId, PhoneIndex, Strict
+
+ProviderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Secret = Annotated[str, Field(min_length=8, max_length=4096, description="Stored encrypted; never returned")]
+DisplayNumber = Annotated[str, Field(max_length=32, pattern=r"^[+0-9 ()-]{3,32}$", examples=["+60 12-345 6789"])]
+
+
+class MetaDirectConnect(Strict):
+    companyId: CompanyId
+    phoneIndex: PhoneIndex
+    phoneNumberId: ProviderId = Field(examples=["106540352242922"])
+    wabaId: ProviderId = Field(examples=["102290129340398"])
+    accessToken: Secret = Field(examples=["EAAG...token"])
+    displayPhoneNumber: DisplayNumber | None = None
+    connectionType: Literal["meta_direct", "meta_embedded"] = "meta_direct"
+
+
+class Dialog360Onboard(Strict):
+    companyId: CompanyId
+    phoneIndex: PhoneIndex
+    clientId: ProviderId = Field(examples=["aBcD1234"])
+    channelId: ProviderId = Field(examples=["XyZ98765"])
+    apiKey: Secret | None = Field(default=None, description="The channel's D360-API-KEY (stored encrypted)")
+    displayPhoneNumber: DisplayNumber | None = None
+
+
+class PhoneConfigRow(BaseModel):
+    """A phone's configuration (the original's snake_case columns); secrets only as has_*."""
+
+    company_id: str
+    phone_index: int
+    connection_type: str
+    process_name: str | None
+    queue_name: str | None
+    status: str | None
+    display_phone_number: str | None
+    meta_phone_number_id: str | None
+    meta_waba_id: str | None
+    dialog360_client_id: str | None
+    dialog360_channel_id: str | None
+    has_access_token: bool
+    has_api_key: bool
+    created_at: str
+    updated_at: str
+
+
+class PhoneConfigSaved(BaseModel):
+    success: bool = True
+    companyId: str
+    phoneIndex: int
+    connectionType: str
+    processName: str | None
+    queueName: str | None
+    displayPhoneNumber: str | None
+    status: str | None
+
+
+class Removed(BaseModel):
+    success: bool = True
+    companyId: str
+    phoneIndex: int
+
+
+class PhoneBotStatus(BaseModel):
+    phoneIndex: int
+    status: str = Field(description="initializing | qr | pairing_code | authenticated | ready | error | "
+                                    "disconnected | pending | not_configured")
+    connectionType: str
+    processName: str | None
+    configured: bool
+    qrCode: str | None = Field(description="PNG data URL of the pairing QR code while status is 'qr'")
+    pairingCode: str | None
+    phoneInfo: str | None = Field(description="The phone's number once known")
+    lastSeen: str | None
+    error: str | None
+
+
+class BotStatus(BaseModel):
+    """Per-phone status; the top-level status/qrCode/phoneInfo are phone 0's (original shape)."""
+
+    companyId: str
+    status: str
+    qrCode: str | None
+    phoneInfo: str | None
+    connectionType: str | None
+    phoneCount: int
+    phones: list[PhoneBotStatus]
+
+
+BOT_STATUS_EXAMPLE = {
+    "companyId": "acme", "status": "qr", "qrCode": "data:image/png;base64,iVBORw0KGgo...", "phoneInfo": None,
+    "connectionType": "wwebjs", "phoneCount": 2,
+    "phones": [
+        {"phoneIndex": 0, "status": "qr", "connectionType": "wwebjs", "processName": "wwebjs", "configured": True,
+         "qrCode": "data:image/png;base64,iVBORw0KGgo...", "pairingCode": None, "phoneInfo": None,
+         "lastSeen": "2025-01-01T10:00:00+00:00", "error": None},
+        {"phoneIndex": 1, "status": "pending", "connectionType": "meta_direct", "processName": "meta",
+         "configured": True, "qrCode": None, "pairingCode": None, "phoneInfo": "+60 12-345 6789",
+         "lastSeen": None, "error": None},
+    ],
+}
+PHONE_ROW_EXAMPLE = {
+    "company_id": "acme", "phone_index": 1, "connection_type": "meta_direct", "process_name": "meta",
+    "queue_name": "meta-messages", "status": "pending", "display_phone_number": "+60 12-345 6789",
+    "meta_phone_number_id": "106540352242922", "meta_waba_id": "102290129340398", "dialog360_client_id": None,
+    "dialog360_channel_id": None, "has_access_token": True, "has_api_key": False,
+    "created_at": "2025-01-01T10:00:00+00:00", "updated_at": "2025-01-01T10:00:00+00:00",
+}

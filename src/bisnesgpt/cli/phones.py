@@ -1,0 +1,186 @@
+"""``bisnesgpt phones add|list|set|remove``: a company's phones and how each connects.
+
+Credentials (``--access-token``, ``--api-key``) are encrypted with ``ENCRYPTION_KEY``
+before they are stored and are never printed. Pass ``-`` to read one from stdin instead of
+the command line (which shells keep in their history). Every change is announced to the
+running API instances, which route the next message by it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.table import Table
+
+from bisnesgpt.cli.common import console, err_console
+from bisnesgpt.cli.database import run_with_database
+from bisnesgpt.config import Settings
+from bisnesgpt.core.errors import Conflict, ValidationFailed
+from bisnesgpt.db.pool import Database
+from bisnesgpt.infra.secrets import resolve_encryption_key, secret_box
+from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
+from bisnesgpt.phones import store
+from bisnesgpt.phones.service import CONNECTION_TYPES, META_TYPES, PhoneConfigService
+from bisnesgpt.phones.store import PhoneConfig
+
+phones_app = typer.Typer(help="Phones of a company: connection type and credentials.", no_args_is_help=True)
+
+TYPE_HELP = f"Connection type: {' | '.join(CONNECTION_TYPES)}"
+
+
+def _secret(value: str | None, what: str) -> str | None:
+    if value == "-":
+        read = sys.stdin.readline().strip()
+        if not read:
+            raise typer.BadParameter(f"no {what} on stdin")
+        return read
+    return value
+
+
+def _fields(display_phone_number: str | None, phone_number_id: str | None, waba_id: str | None,
+            client_id: str | None, channel_id: str | None) -> dict[str, str | None]:
+    given = {"display_phone_number": display_phone_number, "meta_phone_number_id": phone_number_id,
+             "meta_waba_id": waba_id, "dialog360_client_id": client_id, "dialog360_channel_id": channel_id}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+async def _announce(settings: Settings, company_id: str, phone_index: int, connection_type: str | None) -> None:
+    """Publish the change so running APIs drop their cached route (best effort)."""
+    from bisnesgpt.infra.redis import redis_client
+    from bisnesgpt.infra.services import embedded_redis
+    from bisnesgpt.messaging.router import announce_change
+
+    url = settings.effective_redis_url
+    if url is None:
+        running = embedded_redis(settings).running()
+        url = embedded_redis(settings).url(running[1]) if running else None
+    delivered = False
+    if url is not None:
+        client = redis_client(url, name="bisnesgpt:cli")
+        try:
+            delivered = await announce_change(client, company_id, phone_index, connection_type, "cli")
+        finally:
+            await client.aclose()
+    if not delivered:
+        err_console.print("note: Redis not reachable; running APIs pick the change up within ROUTER_CACHE_TTL")
+
+
+def _service(db: Database, settings: Settings, *, encrypts: bool) -> PhoneConfigService:
+    async def on_change(company_id: str, phone_index: int, connection_type: str | None) -> None:
+        await _announce(settings, company_id, phone_index, connection_type)
+
+    box = secret_box(resolve_encryption_key(settings)) if encrypts else None
+    return PhoneConfigService(db, box, on_change=on_change)
+
+
+def _describe(config: PhoneConfig) -> str:
+    spec = CONNECTION_TYPE_QUEUES.get(config.connection_type)
+    return (f"phone {config.company_id}/{config.phone_index}: {config.connection_type or 'wwebjs'} "
+            f"→ {spec.name if spec else '(no queue)'} ({config.status})")
+
+
+@phones_app.command("add")
+def phones_add(
+    company_id: str = typer.Argument(..., help="The company"),
+    index: int = typer.Option(0, "--index", "-i", min=0, help="Phone index (0, 1, …)"),
+    connection_type: str = typer.Option("wwebjs", "--type", "-t", help=TYPE_HELP),
+    display_phone_number: str | None = typer.Option(None, "--display-phone-number"),
+    phone_number_id: str | None = typer.Option(None, "--phone-number-id", help="Meta phone number id"),
+    waba_id: str | None = typer.Option(None, "--waba-id", help="Meta WhatsApp Business Account id"),
+    access_token: str | None = typer.Option(None, "--access-token", help="Meta access token ('-': stdin)"),
+    client_id: str | None = typer.Option(None, "--client-id", help="360dialog client id"),
+    channel_id: str | None = typer.Option(None, "--channel-id", help="360dialog channel id"),
+    api_key: str | None = typer.Option(None, "--api-key", help="360dialog D360-API-KEY ('-': stdin)"),
+) -> None:
+    """Add a phone to a company."""
+    token = _secret(access_token, "access token")
+    d360_key = _secret(api_key, "API key")
+    if connection_type in META_TYPES and not (phone_number_id and waba_id and token):
+        raise typer.BadParameter("--phone-number-id, --waba-id and --access-token are required for " + connection_type)
+    if connection_type == "360dialog" and not (client_id and channel_id):
+        raise typer.BadParameter("--client-id and --channel-id are required for 360dialog")
+
+    async def add(db: Database, settings: Settings) -> PhoneConfig:
+        async with db.connection() as conn:
+            if await store.get_phone(conn, company_id, index) is not None:
+                raise Conflict(f"phone {company_id}/{index} exists; change it with `bisnesgpt phones set`")
+        service = _service(db, settings, encrypts=token is not None or d360_key is not None)
+        fields = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id)
+        if token is not None:
+            fields["meta_access_token_encrypted"] = service.encrypt(token)
+        if d360_key is not None:
+            fields["api_key_encrypted"] = service.encrypt(d360_key)
+        return await service.save(company_id, index, connection_type=connection_type, fields=fields,
+                                  initial_status=connection_type not in ("wwebjs",))
+
+    console.print(_describe(run_with_database(add)) + " added")
+
+
+@phones_app.command("set")
+def phones_set(
+    company_id: str = typer.Argument(..., help="The company"),
+    index: int = typer.Argument(..., min=0, help="Phone index"),
+    connection_type: str | None = typer.Option(None, "--type", "-t", help=TYPE_HELP),
+    status: str | None = typer.Option(None, "--status", help="Configuration status (e.g. ready, disabled)"),
+    display_phone_number: str | None = typer.Option(None, "--display-phone-number"),
+    phone_number_id: str | None = typer.Option(None, "--phone-number-id"),
+    waba_id: str | None = typer.Option(None, "--waba-id"),
+    access_token: str | None = typer.Option(None, "--access-token", help="('-': stdin)"),
+    client_id: str | None = typer.Option(None, "--client-id"),
+    channel_id: str | None = typer.Option(None, "--channel-id"),
+    api_key: str | None = typer.Option(None, "--api-key", help="('-': stdin)"),
+) -> None:
+    """Change a phone's connection type, status or credentials (the rest is kept)."""
+    token = _secret(access_token, "access token")
+    d360_key = _secret(api_key, "API key")
+
+    async def change(db: Database, settings: Settings) -> PhoneConfig:
+        service = _service(db, settings, encrypts=token is not None or d360_key is not None)
+        fields = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id)
+        if token is not None:
+            fields["meta_access_token_encrypted"] = service.encrypt(token)
+        if d360_key is not None:
+            fields["api_key_encrypted"] = service.encrypt(d360_key)
+        if not fields and connection_type is None and status is None:
+            raise ValidationFailed("nothing to change: give --type, --status or a credential option")
+        return await service.update(company_id, index, connection_type=connection_type, status=status,
+                                    fields=fields)
+
+    console.print(_describe(run_with_database(change)) + " updated")
+
+
+@phones_app.command("remove")
+def phones_remove(
+    company_id: str = typer.Argument(..., help="The company"),
+    index: int = typer.Argument(..., min=0, help="Phone index"),
+) -> None:
+    """Remove a phone (its messages stay; new sends to it answer 404)."""
+
+    async def remove(db: Database, settings: Settings) -> None:
+        await _service(db, settings, encrypts=False).remove(company_id, index)
+
+    run_with_database(remove)
+    console.print(f"phone {company_id}/{index} removed")
+
+
+@phones_app.command("list")
+def phones_list(company_id: str | None = typer.Argument(None, help="Only this company's phones")) -> None:
+    """List phones (secrets only as set / not set)."""
+
+    async def fetch(db: Database, _settings: Settings) -> list[PhoneConfig]:
+        async with db.connection() as conn:
+            if company_id is not None:
+                return await store.company_phones(conn, company_id)
+            return await store.all_phones(conn)
+
+    table = Table("company", "index", "type", "queue", "status", "display number", "meta phone id", "360 channel",
+                  "secret")
+    for config in run_with_database(fetch):
+        spec = CONNECTION_TYPE_QUEUES.get(config.connection_type)
+        secret = "set" if (config.meta_access_token_encrypted or config.api_key_encrypted) else "-"
+        table.add_row(config.company_id, str(config.phone_index), config.connection_type or "wwebjs (NULL)",
+                      spec.name if spec else "(unknown type)", config.status or "-",
+                      config.display_phone_number or "-", config.meta_phone_number_id or "-",
+                      config.dialog360_channel_id or "-", secret)
+    console.print(table)

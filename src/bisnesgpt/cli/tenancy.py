@@ -1,0 +1,102 @@
+"""``bisnesgpt companies add|list`` and ``bisnesgpt keys create|list|revoke``.
+
+API keys are stored as SHA-256 only: ``keys create`` prints the key once and never again.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from bisnesgpt.cli.common import console, err_console
+from bisnesgpt.cli.database import run_with_database
+from bisnesgpt.config import Settings
+from bisnesgpt.db.pool import Database
+from bisnesgpt.tenancy import store
+from bisnesgpt.tenancy.store import ApiKey, Company
+
+companies_app = typer.Typer(help="Companies (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: company keys and operator (admin) keys.", no_args_is_help=True)
+
+
+def _when(value: object) -> str:
+    return value.isoformat(timespec="seconds") if hasattr(value, "isoformat") else "-"
+
+
+@companies_app.command("add")
+def companies_add(
+    company_id: str = typer.Argument(..., help="Id used in API paths (1-64 of A-Z a-z 0-9 _ . -)"),
+    name: str = typer.Option("", "--name", "-n", help="Display name (default: the id)"),
+) -> None:
+    """Create a company."""
+
+    async def add(db: Database, _settings: Settings) -> Company:
+        async with db.connection() as conn:
+            return await store.create_company(conn, company_id, name or company_id)
+
+    company = run_with_database(add)
+    console.print(f"company {company.id} ({company.name}) created")
+
+
+@companies_app.command("list")
+def companies_list() -> None:
+    """List companies."""
+
+    async def fetch(db: Database, _settings: Settings) -> list[Company]:
+        async with db.connection() as conn:
+            return await store.list_companies(conn)
+
+    table = Table("id", "name", "status", "created")
+    for company in run_with_database(fetch):
+        table.add_row(company.id, company.name, company.status, _when(company.created_at))
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    company_id: str | None = typer.Argument(None, help="The company the key belongs to (omit with --admin)"),
+    admin: bool = typer.Option(False, "--admin", help="An operator key: reaches every company"),
+    name: str = typer.Option("", "--name", "-n", help="A label to recognise the key by"),
+) -> None:
+    """Create an API key and print it (it is shown only this once)."""
+    if admin == (company_id is not None):
+        err_console.print("bisnesgpt: give a company id, or --admin for an operator key (not both)")
+        raise typer.Exit(2)
+
+    async def create(db: Database, _settings: Settings) -> tuple[ApiKey, str]:
+        async with db.connection() as conn:
+            if company_id is not None:
+                await store.get_company(conn, company_id)
+            return await store.create_api_key(conn, company_id=company_id, name=name)
+
+    record, plaintext = run_with_database(create)
+    scope = "operator (all companies)" if admin else f"company {company_id}"
+    err_console.print(f"key {record.id} for {scope} created; store it now, it is not shown again:")
+    print(plaintext)
+
+
+@keys_app.command("list")
+def keys_list(company_id: str | None = typer.Option(None, "--company", "-c", help="Only this company's keys")) -> None:
+    """List API keys (prefix only; keys themselves are not stored)."""
+
+    async def fetch(db: Database, _settings: Settings) -> list[ApiKey]:
+        async with db.connection() as conn:
+            return await store.list_api_keys(conn, company_id)
+
+    table = Table("id", "company", "role", "name", "prefix", "created", "last used", "revoked")
+    for key in run_with_database(fetch):
+        table.add_row(str(key.id), key.company_id or "*", key.role, key.name, key.key_prefix + "…",
+                      _when(key.created_at), _when(key.last_used_at), _when(key.revoked_at))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (see `keys list`)")) -> None:
+    """Revoke an API key: it stops working at once."""
+
+    async def revoke(db: Database, _settings: Settings) -> None:
+        async with db.connection() as conn:
+            await store.revoke_api_key(conn, key_id)
+
+    run_with_database(revoke)
+    console.print(f"key {key_id} revoked")

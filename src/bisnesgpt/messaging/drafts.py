@@ -1,0 +1,131 @@
+"""A message as the API understood it (a ``Draft``), and the stored Cloud-API ``payload``.
+
+The payload contract (shared with both engines) is::
+
+    {"messaging_product": "whatsapp", "recipient_type": "individual" | "group",
+     "to": "<digits or group id>", "type": T, T: {...},
+     "context": {"message_id": "<provider id of the replied-to message>"}}   # replies only
+
+``reaction``, ``edit`` and ``delete`` carry ``message_id`` = the *provider* id of their
+target; the API resolves our message ids to provider ids before storing (``targets.py``).
+``delete`` also carries ``for_everyone`` (default true).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bisnesgpt.messaging.addressing import Recipient
+
+MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
+# Types that act on an earlier message: their object's ``message_id`` names the target.
+TARGETED_TYPES = frozenset({"reaction", "edit", "delete"})
+MESSAGE_TYPES = frozenset({"text", "location", "contacts", "interactive", "template"}) | MEDIA_TYPES | TARGETED_TYPES
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One message to send, validated but not yet resolved against stored messages.
+
+    ``recipient`` is None only for a targeted type whose chat comes from its target.
+    ``target`` is the message a reaction/edit/delete acts on; ``reply_to`` the quoted one
+    (both: our messageId or a provider id, as the client gave it).
+    """
+
+    type: str
+    body: dict[str, Any] | list[Any]  # a list only for ``contacts``
+    recipient: Recipient | None
+    reply_to: str | None = None
+    target: str | None = None
+    content: str | None = None
+    mime_type: str | None = None
+    # The client's request body as given (stored in ``messages.raw`` for audit).
+    request: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.type not in MESSAGE_TYPES:
+            raise ValueError(f"unknown message type {self.type!r}")
+        if (self.type in TARGETED_TYPES) != (self.target is not None):
+            raise ValueError(f"{self.type} drafts {'need' if self.type in TARGETED_TYPES else 'take no'} target")
+
+    @property
+    def media(self) -> dict[str, Any]:
+        return self.body if self.type in MEDIA_TYPES and isinstance(self.body, dict) else {}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A draft with its recipient and provider ids settled: ready to store."""
+
+    draft: Draft
+    recipient: Recipient
+    target_external_id: str | None
+    reply_external_id: str | None
+
+    def payload(self) -> dict[str, Any]:
+        kind = self.draft.type
+        body: dict[str, Any] | list[Any] = (dict(self.draft.body) if isinstance(self.draft.body, dict)
+                                            else list(self.draft.body))
+        if self.target_external_id is not None and isinstance(body, dict):
+            body["message_id"] = self.target_external_id
+        payload: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": self.recipient.recipient_type,
+            "to": self.recipient.to,
+            "type": kind,
+            kind: body,
+        }
+        if self.reply_external_id is not None:
+            payload["context"] = {"message_id": self.reply_external_id}
+        return payload
+
+    @property
+    def context_message_id(self) -> str | None:
+        """Stored in ``messages.context_message_id``: the quoted or the acted-on message."""
+        return self.reply_external_id or self.target_external_id
+
+
+def text_draft(recipient: Recipient, body: str, *, preview_url: bool = False, reply_to: str | None = None,
+               request: dict[str, Any] | None = None) -> Draft:
+    return Draft("text", {"body": body, "preview_url": preview_url}, recipient, reply_to=reply_to, content=body,
+                 request=request or {})
+
+
+def media_draft(kind: str, recipient: Recipient, *, link: str | None = None, media_id: str | None = None,
+                caption: str | None = None, filename: str | None = None, mime_type: str | None = None,
+                reply_to: str | None = None, request: dict[str, Any] | None = None) -> Draft:
+    if kind not in MEDIA_TYPES:
+        raise ValueError(f"not a media type: {kind}")
+    body: dict[str, Any] = {"link": link} if link is not None else {"id": media_id}
+    if caption:
+        body["caption"] = caption
+    if filename:
+        body["filename"] = filename
+    return Draft(kind, body, recipient, reply_to=reply_to, content=caption or None, mime_type=mime_type,
+                 request=request or {})
+
+
+def template_draft(recipient: Recipient, name: str, language: str, components: list[dict[str, Any]] | None, *,
+                   reply_to: str | None = None, request: dict[str, Any] | None = None) -> Draft:
+    body: dict[str, Any] = {"name": name, "language": {"code": language, "policy": "deterministic"}}
+    if components:
+        body["components"] = components
+    return Draft("template", body, recipient, reply_to=reply_to, content=name, request=request or {})
+
+
+def reaction_draft(recipient: Recipient | None, target: str, emoji: str, *,
+                   request: dict[str, Any] | None = None) -> Draft:
+    return Draft("reaction", {"message_id": target, "emoji": emoji}, recipient, target=target, content=emoji,
+                 request=request or {})
+
+
+def edit_draft(recipient: Recipient | None, target: str, text: str, *, request: dict[str, Any] | None = None) -> Draft:
+    return Draft("edit", {"message_id": target, "text": {"body": text}}, recipient, target=target, content=text,
+                 request=request or {})
+
+
+def delete_draft(recipient: Recipient | None, target: str, *, for_everyone: bool = True,
+                 request: dict[str, Any] | None = None) -> Draft:
+    return Draft("delete", {"message_id": target, "for_everyone": for_everyone}, recipient, target=target,
+                 request=request or {})

@@ -1,0 +1,125 @@
+"""``Idempotency-Key``: exactly one message per key and company, and the same answer every time.
+
+The lifecycle of a key (table ``idempotency_keys``, kept ``IDEMPOTENCY_TTL`` ≥ 24 h):
+
+1. ``claim`` (own short transaction): a new key is inserted ``in_flight``. An existing key
+   answers at once — a different request under it → 422; still ``in_flight`` → 409;
+   ``completed`` → the stored status and body (a replay). An ``in_flight`` key older than
+   ``STALE_AFTER`` belonged to a process that died mid-request and may be taken over by
+   the same request (the message row, unique per key, then tells what was already done).
+2. ``complete`` — in the same transaction as the message insert when the answer is known
+   then (a 202), so a stored message always has its stored answer; after ``?wait=``
+   otherwise.
+3. ``release`` when the request failed before storing anything, so a retry runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from bisnesgpt.core.errors import BadRequest, Conflict, ValidationFailed
+
+MAX_KEY_LENGTH = 255
+# Longer than the longest legitimate request (?wait= is capped at 30 s).
+STALE_AFTER = timedelta(seconds=90)
+
+CLAIM_KEY = """
+INSERT INTO idempotency_keys AS k (company_id, key, request_hash, method, path, state, expires_at)
+VALUES ($1, $2, $3, $4, $5, 'in_flight', now() + $6::interval)
+ON CONFLICT (company_id, key) DO UPDATE SET
+    request_hash = EXCLUDED.request_hash, method = EXCLUDED.method, path = EXCLUDED.path,
+    state = 'in_flight', response_status = NULL, response_body = NULL,
+    created_at = now(), expires_at = EXCLUDED.expires_at
+WHERE k.expires_at < now()
+   OR (k.state = 'in_flight' AND k.created_at < now() - $7::interval AND k.request_hash = EXCLUDED.request_hash)
+RETURNING key
+"""
+SELECT_KEY = """
+SELECT request_hash, method, path, state, response_status, response_body
+FROM idempotency_keys WHERE company_id = $1 AND key = $2
+"""
+COMPLETE_KEY = """
+UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4::jsonb
+WHERE company_id = $1 AND key = $2
+"""
+RELEASE_KEY = "DELETE FROM idempotency_keys WHERE company_id = $1 AND key = $2 AND state = 'in_flight'"
+DELETE_EXPIRED = """
+DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM idempotency_keys WHERE expires_at < now() LIMIT $1))
+"""
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """One request's key and fingerprint (method, path and canonical JSON body)."""
+
+    company_id: str
+    key: str
+    request_hash: str
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: dict[str, Any]
+
+
+def validate_key(raw: str) -> str:
+    if not 1 <= len(raw) <= MAX_KEY_LENGTH or not raw.isprintable():
+        raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
+                         errors=[{"field": "Idempotency-Key", "message": "1-255 printable characters",
+                                  "type": "value_error"}])
+    return raw
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """Same method, path and JSON body (key order and whitespace ignored) → same hash."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{method.upper()}\n{path}\n{canonical}".encode()).hexdigest()
+
+
+async def claim(conn: asyncpg.Connection, key: IdempotencyKey, ttl: timedelta) -> StoredResponse | None:
+    """Claim the key for this request; a stored response to replay, or raise 409/422."""
+    claimed = await conn.fetchval(CLAIM_KEY, key.company_id, key.key, key.request_hash, key.method, key.path,
+                                  ttl, STALE_AFTER)
+    if claimed is not None:
+        return None
+    row = await conn.fetchrow(SELECT_KEY, key.company_id, key.key)
+    if row is None:  # expired and cleaned up between the two statements: try once more
+        claimed = await conn.fetchval(CLAIM_KEY, key.company_id, key.key, key.request_hash, key.method, key.path,
+                                      ttl, STALE_AFTER)
+        if claimed is not None:
+            return None
+        raise Conflict("the Idempotency-Key is being claimed concurrently; retry")
+    if row["request_hash"] != key.request_hash:
+        raise ValidationFailed(
+            "this Idempotency-Key was used for a different request "
+            f"({row['method']} {row['path']} with another body)",
+            errors=[{"field": "Idempotency-Key", "message": "reused with a different request body or route",
+                     "type": "idempotency_mismatch"}],
+        )
+    if row["state"] == "in_flight":
+        raise Conflict("a request with this Idempotency-Key is still in flight; retry later",
+                       errors=[{"field": "Idempotency-Key", "message": "in flight", "type": "in_flight"}])
+    return StoredResponse(int(row["response_status"]), dict(row["response_body"]))
+
+
+async def complete(conn: asyncpg.Connection, key: IdempotencyKey, response: StoredResponse) -> None:
+    await conn.execute(COMPLETE_KEY, key.company_id, key.key, response.status, response.body)
+
+
+async def release(conn: asyncpg.Connection, key: IdempotencyKey) -> None:
+    await conn.execute(RELEASE_KEY, key.company_id, key.key)
+
+
+async def delete_expired(conn: asyncpg.Connection, limit: int = 5000) -> int:
+    result = await conn.execute(DELETE_EXPIRED, limit)
+    return int(result.split()[-1])

@@ -1,0 +1,184 @@
+"""The router: which queue (engine) sends for a company's phone.
+
+``phone_configs.connection_type`` decides (``messaging.queues.CONNECTION_TYPE_QUEUES``).
+Lookups are cached per process; every change to a phone's configuration is published on
+Redis channel ``phone:config`` (``coordination.channels.PHONE_CONFIG_CHANGED``) and every
+API instance drops its cached entry when it hears it, so the next message is routed by the
+new configuration within a second everywhere. A TTL bounds staleness should a message be
+missed, and while the subscription is down (Redis restarting) the cache is bypassed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from bisnesgpt.config import Settings
+from bisnesgpt.coordination.channels import PHONE_CONFIG_CHANGED, publish
+from bisnesgpt.core.errors import EngineDisabled, NotFound
+from bisnesgpt.db.pool import Database
+from bisnesgpt.messaging.queues import QueueSpec, queue_for_connection_type
+from bisnesgpt.phones.store import PhoneConfig, get_phone
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a company's phone sends from."""
+
+    company_id: str
+    phone_index: int
+    connection_type: str | None
+    spec: QueueSpec
+
+    @property
+    def process_name(self) -> str:
+        return self.spec.process_name
+
+    @property
+    def queue_name(self) -> str:
+        return self.spec.name
+
+
+def route_for(config: PhoneConfig, settings: Settings) -> Route:
+    """The route of a configured phone: 422 for an unknown type, 503 if its engine is disabled."""
+    spec = queue_for_connection_type(config.connection_type)
+    enabled = {"wwebjs": settings.enable_wwebjs, "meta": settings.enable_meta}.get(spec.process_name, True)
+    if not enabled:
+        raise EngineDisabled(
+            f"the {spec.process_name} engine is disabled (ENABLE_{spec.process_name.upper()}=false); "
+            f"phone {config.phone_index} of {config.company_id!r} ({config.connection_type}) cannot send; "
+            "nothing was stored"
+        )
+    return Route(config.company_id, config.phone_index, config.connection_type, spec)
+
+
+async def announce_change(redis: aioredis.Redis, company_id: str, phone_index: int | None,
+                          connection_type: str | None, origin: str) -> bool:
+    """Tell every API instance that a phone's configuration changed (best effort)."""
+    return await publish(redis, PHONE_CONFIG_CHANGED, {
+        "companyId": company_id, "phoneIndex": phone_index, "connectionType": connection_type, "origin": origin,
+    })
+
+
+class MessageRouter:
+    """Cached ``(company, phone) → Route`` with pub/sub invalidation (start with ``start``)."""
+
+    def __init__(self, db: Database, settings: Settings, *, ttl_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.db = db
+        self.settings = settings
+        self.ttl = ttl_seconds
+        self._clock = clock
+        self._cache: dict[Key, tuple[float, PhoneConfig | None]] = {}
+        self._generation = 0
+        self._task: asyncio.Task[None] | None = None
+        self.listening = False
+        self.invalidations = 0
+
+    # --- routing ------------------------------------------------------------------------
+
+    async def config(self, company_id: str, phone_index: int) -> PhoneConfig | None:
+        key = (company_id, phone_index)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and self.listening and cached[0] > now:
+            return cached[1]
+        generation = self._generation
+        async with self.db.connection() as conn:
+            config = await get_phone(conn, company_id, phone_index)
+        # An invalidation that arrived during the read may concern what was just read.
+        if self.listening and generation == self._generation:
+            self._cache[key] = (now + self.ttl, config)
+        return config
+
+    async def route(self, company_id: str, phone_index: int) -> Route:
+        config = await self.config(company_id, phone_index)
+        if config is None:
+            raise NotFound(f"no phone {phone_index} configured for company {company_id!r}",
+                           errors=[{"field": "phoneIndex", "message": "no such phone configured", "type": "not_found"}])
+        return route_for(config, self.settings)
+
+    def invalidate(self, company_id: str | None = None, phone_index: int | None = None) -> None:
+        """Drop cached entries: one phone, a whole company, or (no arguments) everything."""
+        self._generation += 1
+        self.invalidations += 1
+        if company_id is None:
+            self._cache.clear()
+        elif phone_index is None:
+            for key in [k for k in self._cache if k[0] == company_id]:
+                del self._cache[key]
+        else:
+            self._cache.pop((company_id, phone_index), None)
+
+    # --- the subscription ---------------------------------------------------------------------
+
+    def start(self, redis_url: str) -> None:
+        self._task = asyncio.create_task(self._listen(redis_url), name="router-invalidation")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self.listening = False
+
+    def _on_message(self, data: str) -> None:
+        try:
+            change: dict[str, Any] = json.loads(data)
+            company_id = change.get("companyId")
+            phone_index = change.get("phoneIndex")
+            self.invalidate(str(company_id) if company_id is not None else None,
+                            int(phone_index) if phone_index is not None and company_id is not None else None)
+        except (ValueError, TypeError):
+            log.warning("unparseable %s message %r; dropping the whole cache", PHONE_CONFIG_CHANGED, data)
+            self.invalidate()
+
+    async def _listen(self, redis_url: str) -> None:
+        delay = 0.1
+        while True:
+            # No retries inside redis-py: a reconnect it did silently would hide a gap in
+            # which invalidations were missed.
+            client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2.0,
+                                             socket_timeout=None, socket_keepalive=True, health_check_interval=5,
+                                             retry=Retry(NoBackoff(), 0), client_name="bisnesgpt:router")
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(PHONE_CONFIG_CHANGED)
+                self.invalidate()  # anything cached before (re)subscribing may be stale
+                self.listening = True
+                delay = 0.1
+                log.info("router: listening on %s", PHONE_CONFIG_CHANGED)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._on_message(str(message["data"]))
+            except (RedisError, OSError) as exc:
+                if self.listening:
+                    log.warning("router: %s subscription lost (%s); bypassing the cache until back",
+                                PHONE_CONFIG_CHANGED, exc)
+                self.listening = False
+                self.invalidate()
+            finally:
+                self.listening = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)

@@ -1,0 +1,214 @@
+"""Accepting a message: the durable outbox write, then the enqueue.
+
+Order of one send (ARCHITECTURE §3):
+
+1. claim the Idempotency-Key, if any (replay / 409 / 422 answer here);
+2. route the phone (404 no config, 422 unknown type, 503 engine disabled: nothing stored);
+3. one transaction: resolve targets, INSERT the message ``queued`` (+ history + event),
+   store the idempotent answer — COMMIT. Only now may a 2xx leave;
+4. add the BullMQ job (jobId = message id). Redis down is not an error: the row is durable
+   and the outbox reconciler enqueues it when Redis is back;
+5. with ``wait``: poll the row until it is final (sent/failed/…) or the time is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from prometheus_client import Counter
+
+from bisnesgpt.core.errors import BisnesgptError, QueueUnavailable
+from bisnesgpt.core.ids import new_message_id
+from bisnesgpt.db.pool import Database
+from bisnesgpt.health import metrics
+from bisnesgpt.messaging import idempotency, store
+from bisnesgpt.messaging.drafts import Draft
+from bisnesgpt.messaging.idempotency import IdempotencyKey, StoredResponse
+from bisnesgpt.messaging.queues import QueueProducer
+from bisnesgpt.messaging.router import MessageRouter, Route
+from bisnesgpt.messaging.targets import find_message, resolve_draft
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 30.0
+WAIT_POLL_SECONDS = 0.05
+FINAL_FOR_WAIT = frozenset({"sent", "delivered", "read", "failed", "cancelled"})
+
+SELECT_BY_IDEMPOTENCY_KEY = f"""
+SELECT {store.MESSAGE_COLUMNS} FROM messages WHERE company_id = $1 AND idempotency_key = $2
+"""
+SELECT_STATUS = "SELECT status, external_id, error_code, error_title FROM messages WHERE id = $1"
+
+ENQUEUE_DEFERRED = Counter("bisnesgpt_enqueue_deferred_total",
+                           "Messages stored while their queue was unreachable (the outbox reconciler enqueues them)",
+                           ["queue"])
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    company_id: str
+    phone_index: int
+    draft: Draft
+    # False when the client did not name a phone: a reaction/edit/delete then goes out on
+    # the phone its target message belongs to.
+    phone_index_explicit: bool = True
+    idempotency: IdempotencyKey | None = None
+    wait_seconds: float = 0.0
+    source: str = "api"
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+    enqueued: bool = field(default=False, compare=False)
+
+
+def accepted_body(message_id: str, route_process: str, queue_name: str, status: str = "queued") -> dict[str, Any]:
+    return {"success": True, "messageId": message_id, "status": status, "process": route_process,
+            "queueName": queue_name}
+
+
+class SendService:
+    def __init__(self, db: Database, router: MessageRouter, producer: QueueProducer, *,
+                 idempotency_ttl: timedelta = timedelta(hours=24)) -> None:
+        self.db = db
+        self.router = router
+        self.producer = producer
+        self.idempotency_ttl = idempotency_ttl
+        self.accepted = 0
+        self.enqueue_failures = 0
+
+    async def send(self, request: SendRequest) -> SendOutcome:
+        key = request.idempotency
+        if key is not None:
+            async with self.db.transaction() as conn:
+                stored = await idempotency.claim(conn, key, self.idempotency_ttl)
+            if stored is not None:
+                return SendOutcome(stored.status, stored.body, replayed=True)
+        try:
+            record, route, outcome = await self._store(request)
+        except Exception:
+            if key is not None:
+                await self._release(key)
+            raise
+        if outcome is not None:  # the message already existed under this key
+            return outcome
+        enqueued = await self.enqueue(route, record)
+        if request.wait_seconds <= 0:
+            return SendOutcome(202, accepted_body(record.message_id, route.process_name, route.queue_name),
+                               enqueued=enqueued)
+        final = await self._wait(record, route, min(request.wait_seconds, MAX_WAIT_SECONDS))
+        if key is not None:
+            try:
+                async with self.db.transaction() as conn:
+                    await idempotency.complete(conn, key, StoredResponse(final.status_code, final.body))
+            except BisnesgptError as exc:
+                log.warning("could not store the idempotent answer for %s: %s", key.key, exc.detail)
+        return SendOutcome(final.status_code, final.body, enqueued=enqueued)
+
+    async def _store(self, request: SendRequest) -> tuple[store.MessageRecord, Route, SendOutcome | None]:
+        phone_index = request.phone_index
+        draft = request.draft
+        if draft.target is not None and not request.phone_index_explicit:
+            async with self.db.connection() as conn:
+                target = await find_message(conn, request.company_id, draft.target)
+            if target is not None:
+                phone_index = target.phone_index
+        route = await self.router.route(request.company_id, phone_index)
+        key = request.idempotency
+        try:
+            async with self.db.transaction() as conn:
+                resolved = await resolve_draft(conn, request.company_id, phone_index, draft)
+                media = draft.media
+                record = await store.insert_outbound(conn, store.NewOutboundMessage(
+                    message_id=new_message_id(),
+                    company_id=request.company_id,
+                    phone_index=phone_index,
+                    provider=route.process_name,
+                    connection_type=route.connection_type,
+                    chat_id=resolved.recipient.chat_id,
+                    message_type=draft.type,
+                    payload=resolved.payload(),
+                    queue_name=route.queue_name,
+                    process_name=route.process_name,
+                    content=draft.content,
+                    media_url=media.get("link"),
+                    media_id=media.get("id"),
+                    media_filename=media.get("filename"),
+                    media_mime_type=draft.mime_type,
+                    raw={"request": draft.request} if draft.request else None,
+                    context_message_id=resolved.context_message_id,
+                    idempotency_key=key.key if key else None,
+                    source=request.source,
+                ))
+                assert record is not None  # a fresh UUIDv7 never collides
+                if key is not None and request.wait_seconds <= 0:
+                    body = accepted_body(record.message_id, route.process_name, route.queue_name)
+                    await idempotency.complete(conn, key, StoredResponse(202, body))
+        except asyncpg.UniqueViolationError as exc:
+            if key is None or "idempotency" not in (exc.constraint_name or ""):
+                raise
+            # A previous attempt under this key (whose process died mid-request) stored it.
+            return await self._existing(request, key, route)
+        metrics.MESSAGES_ACCEPTED.labels(route.queue_name).inc()
+        self.accepted += 1
+        return record, route, None
+
+    async def _existing(self, request: SendRequest, key: IdempotencyKey,
+                        route: Route) -> tuple[store.MessageRecord, Route, SendOutcome]:
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(SELECT_BY_IDEMPOTENCY_KEY, request.company_id, key.key)
+            assert row is not None
+            record = store.MessageRecord.from_row(row)
+            body = accepted_body(record.message_id, record.process_name or route.process_name,
+                                 record.queue_name or route.queue_name, status=record.status)
+            await idempotency.complete(conn, key, StoredResponse(202, body))
+        return record, route, SendOutcome(202, body, replayed=True)
+
+    async def enqueue(self, route: Route, record: store.MessageRecord) -> bool:
+        """Add the job; False (and the reconciler's turn) when Redis is unavailable."""
+        data = {"messageId": record.message_id, "companyId": record.company_id, "phoneIndex": record.phone_index}
+        try:
+            await self.producer.add(route.spec, record.message_id, data)
+            return True
+        except QueueUnavailable as exc:
+            self.enqueue_failures += 1
+            ENQUEUE_DEFERRED.labels(route.queue_name).inc()
+            log.warning("message %s stored but not enqueued (%s); the outbox reconciler will enqueue it",
+                        record.message_id, exc.detail)
+            return False
+
+    async def _wait(self, record: store.MessageRecord, route: Route, seconds: float) -> SendOutcome:
+        deadline = time.monotonic() + seconds
+        status, external_id, error = record.status, None, None
+        while True:
+            row = await self.db.fetchrow(SELECT_STATUS, record.id)
+            if row is not None:
+                status, external_id = row["status"], row["external_id"]
+                error = {"code": row["error_code"], "title": row["error_title"]}
+            if status in FINAL_FOR_WAIT or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+        body = accepted_body(record.message_id, route.process_name, route.queue_name, status=status)
+        if status not in FINAL_FOR_WAIT:
+            return SendOutcome(202, body)
+        body["success"] = status not in ("failed", "cancelled")
+        body["externalId"] = external_id
+        body["error"] = error if status == "failed" else None
+        return SendOutcome(200, body)
+
+    async def _release(self, key: IdempotencyKey) -> None:
+        try:
+            async with self.db.transaction() as conn:
+                await idempotency.release(conn, key)
+        except BisnesgptError as exc:
+            log.warning("could not release Idempotency-Key %r: %s (it frees itself after %s)", key.key, exc.detail,
+                        idempotency.STALE_AFTER)

@@ -1,0 +1,116 @@
+"""Reading messages back: one with its full state history, or a filtered, paginated list.
+
+Pagination is keyset on the row id (newest first); the cursor is opaque to clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.messaging import store
+
+SELECT_HISTORY = """
+SELECT from_status, to_status, source, detail, created_at FROM message_status_history
+WHERE message_pk = $1 ORDER BY id
+"""
+SELECT_PAGE = f"""
+SELECT {store.MESSAGE_COLUMNS} FROM messages
+WHERE company_id = $1
+  AND ($2::text IS NULL OR chat_id = $2)
+  AND ($3::int IS NULL OR phone_index = $3)
+  AND ($4::text IS NULL OR status = $4)
+  AND ($5::text IS NULL OR direction = $5)
+  AND ($6::text IS NULL OR message_type = $6)
+  AND ($7::bigint IS NULL OR id < $7)
+ORDER BY id DESC
+LIMIT $8
+"""
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    company_id: str
+    chat_id: str | None = None
+    phone_index: int | None = None
+    status: str | None = None
+    direction: str | None = None
+    message_type: str | None = None
+    before_pk: int | None = None
+    limit: int = 50
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def message_json(record: store.MessageRecord) -> dict[str, Any]:
+    """The public shape of a message (no internal row id)."""
+    return {
+        "messageId": record.message_id,
+        "companyId": record.company_id,
+        "phoneIndex": record.phone_index,
+        "direction": record.direction,
+        "chatId": record.chat_id,
+        "type": record.message_type,
+        "status": record.status,
+        "provider": record.provider,
+        "connectionType": record.connection_type,
+        "queueName": record.queue_name,
+        "processName": record.process_name,
+        "externalId": record.external_id,
+        "contextMessageId": record.context_message_id,
+        "content": record.content,
+        "mediaUrl": record.media_url,
+        "payload": record.payload,
+        "error": ({"code": record.error_code, "title": record.error_title, "details": record.error_details}
+                  if record.error_code or record.error_title else None),
+        "attempts": record.attempts,
+        "idempotencyKey": record.idempotency_key,
+        "source": record.source,
+        "createdAt": _iso(record.created_at),
+        "updatedAt": _iso(record.updated_at),
+        "queuedAt": _iso(record.queued_at),
+        "sentAt": _iso(record.sent_at),
+        "deliveredAt": _iso(record.delivered_at),
+        "readAt": _iso(record.read_at),
+        "failedAt": _iso(record.failed_at),
+    }
+
+
+async def history(conn: asyncpg.Connection, record: store.MessageRecord) -> list[dict[str, Any]]:
+    return [{"fromStatus": r["from_status"], "toStatus": r["to_status"], "source": r["source"],
+             "detail": r["detail"], "at": _iso(r["created_at"])}
+            for r in await conn.fetch(SELECT_HISTORY, record.id)]
+
+
+async def page(conn: asyncpg.Connection, where: MessageFilter) -> tuple[list[store.MessageRecord], int | None]:
+    """One page, newest first, and the pk to continue before (None on the last page)."""
+    rows = await conn.fetch(SELECT_PAGE, where.company_id, where.chat_id, where.phone_index, where.status,
+                            where.direction, where.message_type, where.before_pk, where.limit + 1)
+    records = [store.MessageRecord.from_row(r) for r in rows[: where.limit]]
+    next_pk = records[-1].id if len(rows) > where.limit else None
+    return records, next_pk
+
+
+def encode_cursor(pk: int) -> str:
+    return base64.urlsafe_b64encode(f"m:{pk}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    problem = ValidationFailed("invalid cursor", errors=[{"field": "cursor", "message": "not a cursor from this API",
+                                                          "type": "value_error"}])
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        pk = int(text[2:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise problem from exc
+    if not text.startswith("m:") or pk < 0:
+        raise problem
+    return pk

@@ -1,0 +1,118 @@
+"""Changing a phone's configuration: one place for the API routes and the CLI.
+
+Secrets (Meta access tokens, 360dialog API keys) are encrypted with ``ENCRYPTION_KEY``
+(``ivHex:tagHex:cipherHex``) before they reach the database and are never returned. Every
+change is announced through ``on_change`` (the router's invalidation publish) after it
+committed, so all API instances route the next message by the new configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.core.errors import ConfigError, Conflict, NotFound, ValidationFailed
+from bisnesgpt.db.pool import Database
+from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
+from bisnesgpt.phones import store
+from bisnesgpt.phones.store import PhoneConfig
+
+log = logging.getLogger(__name__)
+
+CONNECTION_TYPES = tuple(sorted(t for t in CONNECTION_TYPE_QUEUES if t is not None))
+META_TYPES = ("meta_direct", "meta_embedded")
+PHONE_CONFIG_STATUSES = ("pending", "ready", "active", "disconnected", "error", "disabled")
+
+ChangeListener = Callable[[str, int, str | None], Awaitable[None]]
+
+
+async def _no_listener(_company_id: str, _phone_index: int, _connection_type: str | None) -> None:
+    return None
+
+
+class PhoneConfigService:
+    def __init__(self, db: Database, box: SecretBox | None, on_change: ChangeListener = _no_listener) -> None:
+        self.db = db
+        self.box = box
+        self.on_change = on_change
+
+    def encrypt(self, secret: str) -> str:
+        if self.box is None:
+            raise ConfigError("invalid setting ENCRYPTION_KEY: needed to store credentials (64 hex characters)")
+        return self.box.encrypt(secret)
+
+    async def connect_meta(self, company_id: str, phone_index: int, *, phone_number_id: str, waba_id: str,
+                           access_token: str, display_phone_number: str | None = None,
+                           connection_type: str = "meta_direct") -> PhoneConfig:
+        """A Cloud API phone (``meta_direct`` or ``meta_embedded``) with its encrypted token."""
+        if connection_type not in META_TYPES:
+            raise ValidationFailed(f"connectionType must be one of {', '.join(META_TYPES)}")
+        fields: dict[str, str | None] = {
+            "meta_phone_number_id": phone_number_id,
+            "meta_waba_id": waba_id,
+            "meta_access_token_encrypted": self.encrypt(access_token),
+        }
+        if display_phone_number is not None:
+            fields["display_phone_number"] = display_phone_number
+        return await self.save(company_id, phone_index, connection_type=connection_type, fields=fields,
+                               initial_status=True)
+
+    async def onboard_360dialog(self, company_id: str, phone_index: int, *, client_id: str, channel_id: str,
+                                api_key: str | None = None, display_phone_number: str | None = None) -> PhoneConfig:
+        fields: dict[str, str | None] = {"dialog360_client_id": client_id, "dialog360_channel_id": channel_id}
+        if api_key is not None:
+            fields["api_key_encrypted"] = self.encrypt(api_key)
+        if display_phone_number is not None:
+            fields["display_phone_number"] = display_phone_number
+        return await self.save(company_id, phone_index, connection_type="360dialog", fields=fields,
+                               initial_status=True)
+
+    async def save(self, company_id: str, phone_index: int, *, connection_type: str,
+                   fields: dict[str, str | None], status: str = "pending", initial_status: bool = False) -> PhoneConfig:
+        """Create or update a phone (fields not given keep their values) and announce it."""
+        if connection_type not in CONNECTION_TYPES:
+            raise ValidationFailed(
+                f"unknown connection type {connection_type!r}; expected one of {', '.join(CONNECTION_TYPES)}",
+                errors=[{"field": "connectionType", "message": f"unknown value {connection_type!r}",
+                         "type": "enum"}])
+        try:
+            async with self.db.transaction() as conn:
+                config = await store.upsert_phone(conn, company_id, phone_index, connection_type=connection_type,
+                                                  status=status, fields=fields)
+                if initial_status:
+                    # Cloud API phones have no session to pair: "pending" until the engine
+                    # confirms the credentials.
+                    await store.set_phone_status(conn, company_id, phone_index, "pending",
+                                                 connection_type=connection_type,
+                                                 process_name=config.process_name)
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise NotFound(f"company {company_id!r} not found") from exc
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict("this Meta phone number id is already connected to another phone",
+                           errors=[{"field": "phoneNumberId", "message": "already in use", "type": "unique"}]) from exc
+        log.info("phone %s/%d configured as %s", company_id, phone_index, connection_type)
+        await self.on_change(company_id, phone_index, connection_type)
+        return config
+
+    async def update(self, company_id: str, phone_index: int, *, connection_type: str | None = None,
+                     status: str | None = None, fields: dict[str, str | None] | None = None) -> PhoneConfig:
+        """Change some settings of an existing phone (404 if there is none)."""
+        async with self.db.connection() as conn:
+            current = await store.get_phone(conn, company_id, phone_index)
+        if current is None:
+            raise NotFound(f"no phone {phone_index} configured for company {company_id!r}")
+        if status is not None and status not in PHONE_CONFIG_STATUSES:
+            raise ValidationFailed(f"status must be one of {', '.join(PHONE_CONFIG_STATUSES)}")
+        return await self.save(company_id, phone_index, connection_type=connection_type or current.connection_type
+                               or "wwebjs", fields=fields or {}, status=status or current.status or "pending")
+
+    async def remove(self, company_id: str, phone_index: int) -> None:
+        async with self.db.transaction() as conn:
+            deleted = await store.delete_phone(conn, company_id, phone_index)
+        if not deleted:
+            raise NotFound(f"no phone {phone_index} configured for company {company_id!r}")
+        log.info("phone %s/%d removed", company_id, phone_index)
+        await self.on_change(company_id, phone_index, None)
