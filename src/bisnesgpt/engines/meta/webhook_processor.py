@@ -160,9 +160,7 @@ class WebhookProcessor:
         at = message_timestamp(message)
         raw = {"waba_id": item.source.waba_id, "field": item.source.field, "metadata": item.source.metadata,
                "contact": {"wa_id": message.get("from"), "profile": item.profile}, "message": message}
-        payload = dict(message)
-        if fields.media_sha256:
-            payload.setdefault("_media", {"sha256": fields.media_sha256})
+        payload = dict(message)  # the provider's message as received (sha256, referral, errors… all kept)
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
                 INSERT_INBOUND, new_message_id(), phone.company_id, phone.phone_index, item.source.provider,
