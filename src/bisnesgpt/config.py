@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     meta_phone_messages_per_second: Annotated[float, Field(gt=0, le=10_000)] = 80
     meta_coexistence_messages_per_second: Annotated[float, Field(gt=0, le=10_000)] = 20
     meta_pacing_burst_ms: Annotated[int, Field(ge=0, le=10_000)] = 100
+    # How much of a late backlog may go out faster than the rate to catch up (kept below
+    # one second's worth: Meta's bucket is per second).
+    meta_pacing_catchup_ms: Annotated[int, Field(ge=0, le=1_000)] = 500
+    # A job whose slot is this close waits in the process (a timer, no worker slot used for
+    # work) instead of re-entering the queue behind every fresh job; at most this many.
+    meta_pacing_hold_ms: Annotated[int, Field(ge=0, le=60_000)] = 3_000
+    meta_pacing_hold_jobs: Annotated[int, Field(ge=0, le=10_000)] = 300
     # Per recipient (Meta's pair rate: about one message per 6 s, bursts tolerated).
     meta_pair_interval_ms: Annotated[int, Field(ge=0)] = 6_000
     meta_pair_burst: Annotated[int, Field(ge=1)] = 40

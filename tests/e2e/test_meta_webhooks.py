@@ -229,7 +229,8 @@ async def test_partner_removed_disconnects_the_phone(stack: Stack) -> None:
                    "phone_number": "15550783881", "event": "PARTNER_REMOVED",
                    "waba_info": {"waba_id": "419561257915477", "owner_business_id": "1"}}}]}]}
     assert stack.signed("/webhook/meta", json.dumps(payload).encode()).status_code == 200
-    status = await wait_for(stack.db, "SELECT * FROM phone_status WHERE company_id = 'acme' AND status = 'disconnected'")
+    status = await wait_for(stack.db,
+                            "SELECT * FROM phone_status WHERE company_id = 'acme' AND status = 'disconnected'")
     assert status["metadata"]["reason"] == "PARTNER_REMOVED"
     event = await wait_for(stack.db, "SELECT * FROM tenant_events WHERE type = 'phone.status' AND company_id = 'acme'")
     assert event["data"]["status"] == "disconnected"

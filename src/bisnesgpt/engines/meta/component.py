@@ -42,7 +42,9 @@ class MetaSendComponent(Component):
                             secret_box(settings), ProcessRateLimiter(settings.meta_max_messages_per_second))
         processor = SendJobProcessor(ctx.db, engine, META, process_name=ctx.process_name,
                                      on_outcome=self._on_outcome)
-        self.worker = QueueWorker(ctx.redis_url, META, processor, concurrency=settings.meta_send_concurrency,
+        # Held jobs (waiting for a near pacing slot) do no work: they get slots of their own.
+        concurrency = settings.meta_send_concurrency + settings.meta_pacing_hold_jobs
+        self.worker = QueueWorker(ctx.redis_url, META, processor, concurrency=concurrency,
                                   name=f"{ctx.process_name}:{META.name}")
         await self.worker.start()
 

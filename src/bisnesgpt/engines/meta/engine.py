@@ -55,6 +55,9 @@ from bisnesgpt.messaging.store import MessageRecord
 from bisnesgpt.messaging.worker import SendReceipt
 from bisnesgpt.phones.store import PhoneConfig
 
+# Waits longer than this at the gate are served by delaying the job instead of holding a worker slot.
+MAX_GATE_WAIT_MS = 1_000
+
 
 class ProcessRateLimiter:
     """``META_MAX_MESSAGES_PER_SECOND``: this worker process's overall send rate.
@@ -90,6 +93,7 @@ class MetaEngine:
         self.events = events
         self.box = box
         self.process_limiter = process_limiter
+        self.held = 0  # jobs waiting in this process for a near slot
 
     async def _phone(self, message: MessageRecord) -> PhoneConfig:
         phone = await self.phones.get(message.company_id, message.phone_index)
@@ -107,6 +111,9 @@ class MetaEngine:
         body = self._body(message)
         phone = await self._phone(message)
         credentials_for_phone(self.settings, self.box, phone)  # configuration problems fail here, unsent
+        await self._pace(message, phone)
+        # Checked when the message is about to go (not on every deferral): the window may
+        # have opened or closed while it waited.
         if self.settings.meta_enforce_conversation_window and (phone.settings or {}).get("enforce_window", True):
             try:
                 async with self.db.connection() as conn:
@@ -115,18 +122,12 @@ class MetaEngine:
                 raise PermanentSendError(exc.detail, code="TEMPLATE_REQUIRED",
                                          title="Template required: the contact has not written in the last 24 hours",
                                          details=exc.extra) from exc
-        decision = await self.pacer.acquire(message.company_id, message.phone_index, message.contact,
-                                            message.message_id, rates_for_phone(self.settings, phone.settings))
-        if not decision.go:
-            PACING_DEFERRALS.labels(decision.reason).inc()
-            raise DeferSend(f"pacing: {decision.reason}", delay_ms=decision.wait_ms)
 
     async def send(self, message: MessageRecord) -> SendReceipt:
         phone = await self._phone(message)
         creds = credentials_for_phone(self.settings, self.box, phone)
         body = self._body(message)
-        if self.process_limiter is not None:
-            await self.process_limiter.wait()
+        await self._through_the_gate(message, phone)
         try:
             sent = await self.client.send_message(creds, body)
         except RecipientBackoffError as exc:
@@ -145,6 +146,43 @@ class MetaEngine:
             raise _permanent(exc) from exc
         await self.pacer.clear_recipient_backoff(message.company_id, message.phone_index, message.contact)
         return SendReceipt(external_id=sent.wamid, detail=_receipt_detail(creds, sent.wa_id, sent.message_status))
+
+    async def _pace(self, message: MessageRecord, phone: PhoneConfig) -> None:
+        """Return when the message may go; raise DeferSend when it should wait in the queue.
+
+        A slot less than ``META_PACING_HOLD_MS`` away is waited for here (at most
+        ``META_PACING_HOLD_JOBS`` such jobs per process): a delayed job re-enters the queue
+        behind every fresh job, so near slots would otherwise be missed during a burst.
+        """
+        rates = rates_for_phone(self.settings, phone.settings)
+        for _ in range(3):
+            decision = await self.pacer.acquire(message.company_id, message.phone_index, message.contact,
+                                                message.message_id, rates)
+            if decision.go:
+                return
+            near = decision.wait_ms <= self.settings.meta_pacing_hold_ms
+            holdable = near and decision.reason in ("phone", "recipient")
+            if not holdable or self.held >= self.settings.meta_pacing_hold_jobs:
+                break
+            self.held += 1
+            try:
+                await asyncio.sleep(decision.wait_ms / 1000)
+            finally:
+                self.held -= 1
+        PACING_DEFERRALS.labels(decision.reason).inc()
+        raise DeferSend(f"pacing: {decision.reason}", delay_ms=decision.wait_ms)
+
+    async def _through_the_gate(self, message: MessageRecord, phone: PhoneConfig) -> None:
+        """Space the moments requests leave: the process cap, then the phone's shared gate."""
+        if self.process_limiter is not None:
+            await self.process_limiter.wait()
+        wait_ms = await self.pacer.gate(message.company_id, message.phone_index,
+                                        rates_for_phone(self.settings, phone.settings))
+        if wait_ms > MAX_GATE_WAIT_MS:  # a backlog of the phone: let the job wait in the queue, not here
+            PACING_DEFERRALS.labels("gate").inc()
+            raise DeferSend("pacing: gate", delay_ms=wait_ms)
+        if wait_ms > 0:
+            await asyncio.sleep(wait_ms / 1000)
 
     # --- outcomes -------------------------------------------------------------------------------
 

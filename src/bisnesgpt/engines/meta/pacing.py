@@ -85,6 +85,24 @@ end
 return {0, '0'}
 """
 
+# The send gate: the phone's schedule says when a job should wake; the gate spaces the
+# moments requests actually leave. Jobs that wake late together (a stalled or restarted
+# process, delayed jobs queued behind fresh ones) may catch up by at most ``gate_burst``
+# messages (META_PACING_CATCHUP_MS worth), never as an unbounded burst. Reserve-and-wait:
+# each caller takes the next gate slot and waits in-process until it (steady state: none).
+# KEYS: 1 gate schedule. ARGV: 1 interval ms, 2 tolerance ms. Returns wait ms.
+GATE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
+local allow = tat - tonumber(ARGV[2])
+if allow > now then return math.ceil(allow - now) end
+return 0
+"""
+
 # KEYS: 1 recipient backoff hash. ARGV: 1 max exponent. Returns {n, delay_ms}.
 BACKOFF_LUA = """
 local t = redis.call('TIME')
@@ -117,6 +135,7 @@ class PhoneRates:
     burst: int
     pair_interval_ms: int
     pair_burst: int
+    gate_burst: int = 1
 
     @property
     def interval_ms(self) -> float:
@@ -136,9 +155,10 @@ def rates_for_phone(settings: Settings, phone_settings: dict[str, Any] | None) -
     if isinstance(overrides.get("messages_per_second"), int | float) and overrides["messages_per_second"] > 0:
         rate = float(overrides["messages_per_second"])
     burst = max(1, math.floor(rate * settings.meta_pacing_burst_ms / 1000))
+    gate_burst = max(burst, math.floor(rate * settings.meta_pacing_catchup_ms / 1000))
     pair_interval = overrides.get("pair_interval_ms", settings.meta_pair_interval_ms)
     pair_burst = overrides.get("pair_burst", settings.meta_pair_burst)
-    return PhoneRates(rate, burst, max(0, int(pair_interval)), max(1, int(pair_burst)))
+    return PhoneRates(rate, burst, max(0, int(pair_interval)), max(1, int(pair_burst)), gate_burst)
 
 
 @dataclass(frozen=True)
@@ -164,6 +184,7 @@ class Pacer:
         self._acquire = redis.register_script(ACQUIRE_LUA)
         self._backoff = redis.register_script(BACKOFF_LUA)
         self._pause = redis.register_script(PAUSE_LUA)
+        self._gate = redis.register_script(GATE_LUA)
 
     async def acquire(self, company_id: str, phone_index: int, contact: str, message_id: str,
                       rates: PhoneRates) -> Decision:
@@ -176,6 +197,12 @@ class Pacer:
         code, wait = cast(list[Any], await self._acquire(keys=keys, args=args))
         wait_ms = max(1, math.ceil(float(wait))) if int(code) else 0
         return Decision(int(code) == 0, wait_ms, _REASONS[int(code)])
+
+    async def gate(self, company_id: str, phone_index: int, rates: PhoneRates) -> int:
+        """Milliseconds to wait before this request may leave (its gate slot is taken)."""
+        key = f"{phone_key(company_id, phone_index)}:gate"
+        wait = await self._gate(keys=[key], args=[rates.interval_ms, (rates.gate_burst - 1) * rates.interval_ms])
+        return int(cast(int, wait))
 
     async def back_off_recipient(self, company_id: str, phone_index: int, contact: str,
                                  max_exponent: int) -> tuple[int, int]:
