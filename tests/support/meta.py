@@ -120,7 +120,10 @@ async def wait_statuses(db: Database, message_ids: list[str], wanted: set[str], 
             counts: dict[str, int] = {}
             for value in current.values():
                 counts[value] = counts.get(value, 0) + 1
-            raise AssertionError(f"timed out waiting for {what or wanted}: {counts}")
+            failures = await db.fetch("SELECT message_id, error_code, error_title FROM messages WHERE "
+                                      "message_id = ANY($1::text[]) AND status = 'failed' LIMIT 3", message_ids)
+            raise AssertionError(f"timed out waiting for {what or wanted}: {counts}; failures: "
+                                 f"{[tuple(f) for f in failures]}")
         await asyncio.sleep(0.2)
 
 
