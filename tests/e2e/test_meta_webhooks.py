@@ -19,6 +19,7 @@ import pytest
 
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.meta.signature import sign
+from bisnesgpt.messaging.states import advance_status
 from bisnesgpt.sandbox.meta_emulator.spec import load_spec, webhook_examples
 from tests.support.meta import (
     APP_SECRET,
@@ -28,11 +29,13 @@ from tests.support.meta import (
     add_d360_phone,
     add_meta_phone,
     drop_module_database,
+    insert_message,
     meta_env,
     module_database,
     module_redis,
+    text_payload,
 )
-from tests.support.procs import free_port
+from tests.support.procs import Proc, free_port, http_ok, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +51,7 @@ class Stack:
         self.database_url = database_url
         self.http = httpx.Client(base_url=meta.url, timeout=10)
         self.ack_ms: list[float] = []
+        self.env: dict[str, str] = {}
 
     def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
         started = time.perf_counter()
@@ -87,8 +91,10 @@ async def stack(pg_server_url: str, template_database: str, redis_server_url: st
     await add_d360_phone(db, company_id="d360co", channel_id="chan-77", display="+60 12-345 6789")
     workdir: Path = tmp_path_factory.mktemp("meta-webhooks")
     with module_redis(redis_server_url) as redis_url:
-        meta = MetaProc(workdir, meta_env(database_url, redis_url, free_port(), "http://127.0.0.1:9"))
+        env = meta_env(database_url, redis_url, free_port(), "http://127.0.0.1:9", META_STATUS_RETRY_SECONDS="4")
+        meta = MetaProc(workdir, env)
         the_stack = Stack(db, meta, database_url)
+        the_stack.env = env
         try:
             yield the_stack
         finally:
@@ -270,6 +276,94 @@ async def test_360dialog_webhook_needs_its_token(stack: Stack) -> None:
     assert routed.status_code == 200
     await wait_for(stack.db, "SELECT 1 FROM messages WHERE external_id = 'wamid.d360-inbound-2' "
                              "AND company_id = 'd360co'")
+
+
+def status_payload(wamid: str, status: str, recipient: str = SENDER, **extra: Any) -> bytes:
+    entry = {"id": wamid, "status": status, "timestamp": str(int(time.time())), "recipient_id": recipient, **extra}
+    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "419561257915477", "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {
+            "display_phone_number": "15550783881", "phone_number_id": PHONE_ID}, "statuses": [entry]}}]}]}).encode()
+
+
+async def outbound(db: Database, status: str, wamid: str | None = None) -> int:
+    """An outbound message moved to ``status`` (with ``wamid`` once sent), as the send path leaves it."""
+    message_id = await insert_message(db, text_payload(SENDER, "status test"))
+    pk = await db.fetchval("SELECT id FROM messages WHERE message_id = $1", message_id)
+    async with db.transaction() as conn:
+        for step in ("sending", "sent")[: ("sending", "sent").index(status) + 1]:
+            await advance_status(conn, pk, step, source="test", external_id=wamid if step == "sent" else None)
+    return int(pk)
+
+
+async def test_statuses_move_forward_only_and_dedupe(stack: Stack) -> None:
+    await reset(stack.db)
+    pk = await outbound(stack.db, "sent", "wamid.forward-only")
+    for status in ("read", "delivered", "read", "sent", "delivered"):
+        assert stack.signed("/webhook/meta", status_payload("wamid.forward-only", status)).status_code == 200
+    await wait_for(stack.db, "SELECT 1 FROM messages WHERE id = $1 AND status = 'read'", pk)
+    await asyncio.sleep(1.0)
+    steps = [r["to_status"] for r in await stack.db.fetch(
+        "SELECT to_status FROM message_status_history WHERE message_pk = $1 ORDER BY id", pk)]
+    assert steps == ["queued", "sending", "sent", "read"]
+    events = await stack.db.fetch("SELECT data FROM tenant_events WHERE type = 'message.status' "
+                                  "AND data->>'external_id' = 'wamid.forward-only' ORDER BY created_at")
+    assert [e["data"]["status"] for e in events] == ["sent", "read"]
+
+
+async def test_failed_status_keeps_its_errors(stack: Stack) -> None:
+    await reset(stack.db)
+    pk = await outbound(stack.db, "sent", "wamid.will-fail")
+    errors = [{"code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
+               "error_data": {"details": "Message failed to send because more than 24 hours have passed."}}]
+    assert stack.signed("/webhook/meta", status_payload("wamid.will-fail", "failed", errors=errors)).status_code == 200
+    row = await wait_for(stack.db, "SELECT * FROM messages WHERE id = $1 AND status = 'failed'", pk)
+    assert (row["error_code"], row["error_title"], row["error_details"]) == ("131047", "Re-engagement message",
+                                                                             errors)
+    assert stack.signed("/webhook/meta", status_payload("wamid.will-fail", "read")).status_code == 200
+    await asyncio.sleep(1.0)
+    assert await stack.db.fetchval("SELECT status FROM messages WHERE id = $1", pk) == "failed"
+
+
+async def test_status_that_beats_the_send_record_is_applied_once_recorded(stack: Stack) -> None:
+    await reset(stack.db)
+    pk = await outbound(stack.db, "sending")
+    assert stack.signed("/webhook/meta", status_payload("wamid.early-bird", "delivered")).status_code == 200
+    await asyncio.sleep(1.5)  # the status arrived first and is waiting for its message
+    assert await stack.db.fetchval("SELECT status FROM messages WHERE id = $1", pk) == "sending"
+    async with stack.db.transaction() as conn:
+        await advance_status(conn, pk, "sent", source="test", external_id="wamid.early-bird")
+    await wait_for(stack.db, "SELECT 1 FROM messages WHERE id = $1 AND status = 'delivered'", pk)
+
+
+async def test_status_never_matched_is_reported_not_dropped(stack: Stack) -> None:
+    await reset(stack.db)
+    assert stack.signed("/webhook/meta", status_payload("wamid.nobody-sent-me", "sent")).status_code == 200
+    event = await wait_for(stack.db, "SELECT * FROM process_events WHERE event_type = 'meta.status.unmatched' "
+                                     "AND event_data->>'wamid' = 'wamid.nobody-sent-me'", timeout=30)
+    assert event["severity"] == "warning" and event["event_data"]["waitedSeconds"] >= 4
+
+
+async def test_legacy_serves_the_same_webhook_routes(stack: Stack, tmp_path: Path) -> None:
+    await reset(stack.db)
+    port = free_port()
+    env = {**stack.env, "PORT": str(port), "API_PORT": str(free_port()), "ENABLE_WWEBJS": "false"}
+    legacy = Proc(["run", "legacy"], cwd=tmp_path, env=env, log_name="legacy")
+    try:
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=60, what="legacy /health")
+        verified = httpx.get(f"http://127.0.0.1:{port}/webhook/meta", params={
+            "hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "42"})
+        assert (verified.status_code, verified.text) == (200, "42")
+        example = json.loads(json.dumps(EXAMPLES["Text Message"]))
+        example["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = "wamid.via-legacy"
+        body = json.dumps(example).encode()
+        unsigned = httpx.post(f"http://127.0.0.1:{port}/api/meta/webhook", content=body)
+        assert unsigned.status_code == 401
+        signed = httpx.post(f"http://127.0.0.1:{port}/api/meta/webhook", content=body,
+                            headers={"X-Hub-Signature-256": sign(APP_SECRET, body)})
+        assert signed.status_code == 200
+        await wait_for(stack.db, "SELECT 1 FROM messages WHERE external_id = 'wamid.via-legacy'")
+    finally:
+        legacy.kill_tree()
 
 
 async def test_webhook_ack_latency_is_reported(stack: Stack) -> None:
