@@ -143,17 +143,22 @@ async def test_pair_rate_backs_off_that_recipient_only(stack: Stack) -> None:
     refused = [r for r in to_hot if r.get("error_code") == 131056]
     assert refused, "the emulator never answered 131056"
     assert all(r.get("error_code") != 131056 for r in record if r.get("wa_id") != hot)
-    for refusal in refused:
-        later = [r for r in to_hot if r["ts"] > refusal["ts"]]
-        assert later, "no retry after 131056"
-        gap = later[0]["ts"] - refusal["ts"]
-        assert gap >= 3.9, f"recipient retried after {gap:.2f} s, not after its 4 s backoff"
-        flowing = [r for r in record if r.get("wa_id") != hot and r["http_status"] == 200
-                   and refusal["ts"] < r["ts"] < refusal["ts"] + 4]
-        print(f"\n131056 at +{refusal['ts'] - record[0]['ts']:.2f}s: next try {gap:.2f}s later; "
-              f"{len(flowing)} other messages sent meanwhile")
-        if refusal["ts"] + 4 < max(r["ts"] for r in record if r.get("wa_id") != hot):
-            assert len(flowing) >= 20, "other recipients did not keep flowing during the backoff"
+    # A backoff episode starts at a refusal; requests already in flight then (arriving within
+    # 0.5 s) may be refused too, but nothing new may go to that recipient for 4 s.
+    episode_start = None
+    for attempt in to_hot:
+        if episode_start is not None and attempt["ts"] - episode_start["ts"] < 0.5:
+            continue
+        if episode_start is not None:
+            gap = attempt["ts"] - episode_start["ts"]
+            assert gap >= 3.9, f"recipient retried after {gap:.2f} s, not after its 4 s backoff"
+            flowing = [r for r in record if r.get("wa_id") != hot and r["http_status"] == 200
+                       and episode_start["ts"] < r["ts"] < episode_start["ts"] + 4]
+            print(f"\n131056 at +{episode_start['ts'] - record[0]['ts']:.2f}s: next try {gap:.2f}s later; "
+                  f"{len(flowing)} other messages sent meanwhile")
+            if episode_start["ts"] + 4 < max(r["ts"] for r in record if r.get("wa_id") != hot):
+                assert len(flowing) >= 20, "other recipients did not keep flowing during the backoff"
+        episode_start = attempt if attempt.get("error_code") == 131056 else None
     assert [await history(stack.db, mid) for mid in hot_ids] == [["queued", "sending", "sent"]] * 3
 
 
@@ -203,6 +208,9 @@ async def test_shuffled_duplicated_statuses_end_in_the_right_state(stack: Stack)
         body = [s for s in steps if s != "failed"]
         assert body == sorted(body, key=ladder.index) and len(set(body)) == len(body), steps
     duplicates = len(posts) - len({(h["wamid"], h["status"]) for h in posts})
+    acks = sorted(h["latency_ms"] for h in posts if h["http_status"] == 200)
+    print(f"\nwebhook ack latency seen by the emulator over {len(acks)} POSTs: "
+          f"median {acks[len(acks) // 2]:.1f} ms, p99 {acks[int(len(acks) * 0.99)]:.1f} ms, max {acks[-1]:.1f} ms")
     out_of_order = sum(1 for wamid in wamids if "read" in delivered.get(wamid, set()))
     print(f"\n{len(posts)} status webhooks ({duplicates} duplicates, shuffled) for {len(ids)} messages; "
           f"final states {sorted(set(expected.values()))}; {out_of_order} reached read")

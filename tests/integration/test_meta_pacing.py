@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bisnesgpt.config import load_settings
-from bisnesgpt.engines.meta.pacing import Pacer, PhoneRates, rates_for_phone
+from bisnesgpt.engines.meta.pacing import Pacer, PhoneRates, phone_key, rates_for_phone
 from bisnesgpt.infra.redis import redis_client
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,12 @@ async def test_recipient_spacing_and_backoff(clients: tuple[aioredis.Redis, aior
     assert (n, delay) == (1, 4000)
     blocked = await pacer.acquire("c", 2, "601", "r3", rates)
     assert not blocked.go and blocked.reason == "backoff" and blocked.wait_ms > 3900
+    # A refusal of a request already in flight during the backoff does not escalate it.
+    n, remaining = await pacer.back_off_recipient("c", 2, "601", max_exponent=5)
+    assert n == 1 and 3900 <= remaining <= 4000
+    await clients[0].hset(f"{phone_key('c', 2)}:backoff:601", "until", "0")  # the backoff ran out
     assert (await pacer.back_off_recipient("c", 2, "601", max_exponent=5)) == (2, 16000)
+    await clients[0].hset(f"{phone_key('c', 2)}:backoff:601", "until", "0")
     assert (await pacer.back_off_recipient("c", 2, "601", max_exponent=2))[1] == 16000  # capped exponent
     assert (await pacer.acquire("c", 2, "603", "third-party", rates)).go
     await pacer.clear_recipient_backoff("c", 2, "601")

@@ -104,9 +104,14 @@ return 0
 """
 
 # KEYS: 1 recipient backoff hash. ARGV: 1 max exponent. Returns {n, delay_ms}.
+# Refusals of requests that were already in flight when a backoff began do not escalate it.
 BACKOFF_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local active = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if active > now then
+  return {tonumber(redis.call('HGET', KEYS[1], 'n') or '1'), math.ceil(active - now)}
+end
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local capped = math.min(n, tonumber(ARGV[1]))
 local delay = math.floor(4 ^ capped * 1000)

@@ -60,6 +60,7 @@ STATUS_RETRY_KIND = "meta-status-retry"
 FIRST_RETRY_MS = 250
 STATUS_DETAIL_KEYS = ("timestamp", "recipient_id", "conversation", "pricing", "biz_opaque_callback_data")
 MAX_RETRY_DELAY_MS = 10_000
+PHONE_CACHE_SECONDS = 5.0
 
 INSERT_INBOUND = """
 INSERT INTO messages (
@@ -91,6 +92,8 @@ class WebhookProcessor:
         self.events = events
         self.settings = settings
         self.processed = 0
+        # Which phone a webhook names, cached briefly: a burst of statuses names the same few.
+        self._phones: dict[tuple[str, str | None, str, str], tuple[float, PhoneConfig | None]] = {}
 
     async def __call__(self, job: Any, token: str) -> dict[str, Any]:
         data = job.data or {}
@@ -134,9 +137,23 @@ class WebhookProcessor:
         WEBHOOK_ITEMS.labels(kind, outcome).inc()
         return outcome
 
-    async def _apply(self, item: Item, channel: str | None) -> str:
+    async def _phone(self, source: Source, channel: str | None) -> PhoneConfig | None:
+        key = (source.provider, channel, str(source.metadata.get("phone_number_id") or ""),
+               str(source.metadata.get("display_phone_number") or ""))
+        cached = self._phones.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < PHONE_CACHE_SECONDS:
+            return cached[1]
         async with self.db.connection() as conn:
-            phone = await phone_for_webhook(conn, item.source.provider, item.source.metadata, channel)
+            phone = await phone_for_webhook(conn, source.provider, source.metadata, channel)
+        if phone is not None:  # a phone configured a moment ago must not stay "unknown"
+            if len(self._phones) > 10_000:
+                self._phones.clear()
+            self._phones[key] = (now, phone)
+        return phone
+
+    async def _apply(self, item: Item, channel: str | None) -> str:
+        phone = await self._phone(item.source, channel)
         if isinstance(item, InboundItem):
             return await self._apply_inbound(item, phone)
         if isinstance(item, StatusItem):
@@ -224,8 +241,7 @@ class WebhookProcessor:
         source = Source(str(data.get("provider") or "meta"), data.get("wabaId"), data.get("metadata") or {},
                         "messages")
         item = StatusItem(source, data.get("status") or {})
-        async with self.db.connection() as conn:
-            phone = await phone_for_webhook(conn, source.provider, source.metadata, data.get("channel"))
+        phone = await self._phone(source, data.get("channel"))
         outcome = await self._apply_status(item, phone)
         if outcome != "unmatched":
             WEBHOOK_ITEMS.labels("status_retry", outcome).inc()
