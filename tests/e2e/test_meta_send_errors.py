@@ -7,6 +7,7 @@ and phone so their outcomes (pauses, phone errors) cannot leak into each other.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,11 @@ import httpx
 import pytest
 
 from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.meta.client import CloudApiClient
+from bisnesgpt.engines.meta.profiles import Credentials
 from bisnesgpt.messaging.queues import QueueProducer
 from tests.support.meta import (
+    APP_SECRET,
     EmulatorProc,
     MetaProc,
     add_meta_phone,
@@ -241,3 +245,52 @@ async def test_every_message_type_of_the_payload_contract_goes_out(stack: Stack)
     assert set(received) == {p["type"] for p in payloads}
     assert received["text"]["body"]["context"] == {"message_id": "wamid.prev"}
     assert all(r["http_status"] == 200 for r in received.values())
+
+
+async def test_window_closed_on_metas_side_fails_by_webhook_131047(stack: Stack) -> None:
+    """Our sessions say the contact wrote, Meta says not: accepted, then a failed status."""
+    stack.emulator.configure_webhooks(url=f"{stack.meta.url}/webhook/meta", app_secret=APP_SECRET)
+    try:
+        phone = await stack.phone("stale")
+        await open_window(stack.db, ["60180000013"], company_id="stale")
+        stack.emulator.admin("POST", "/contacts", json={"wa_id": "60180000013", "written": False})
+        message = await one(stack, "stale", text_payload("60180000013", "are you there?"))
+        await wait_statuses(stack.db, [message], {"failed"}, timeout=30)
+        failed = await row(stack.db, message)
+        assert failed["error_code"] == "131047" and failed["error_details"][0]["title"] == "Re-engagement message"
+        assert await history(stack.db, message) == ["queued", "sending", "sent", "failed"]
+        assert len(stack.requests_for(phone)) == 1
+    finally:
+        stack.emulator.configure_webhooks(url=None)
+
+
+async def test_inbound_media_is_stored_and_downloadable_in_two_hops(stack: Stack) -> None:
+    stack.emulator.configure_webhooks(url=f"{stack.meta.url}/webhook/meta", app_secret=APP_SECRET)
+    try:
+        phone = await stack.phone("media")
+        picture = b"\xff\xd8\xff\xe0 a tiny jpeg" * 10
+        injected = stack.emulator.admin("POST", "/inbound", json={
+            "phone_number_id": phone, "from": "60180000014", "name": "Siti", "type": "image",
+            "media_base64": base64.b64encode(picture).decode(), "mime_type": "image/jpeg", "caption": "look"})
+        wamid = injected["message"]["id"]
+        stored = None
+        for _ in range(100):
+            stored = await stack.db.fetchrow("SELECT * FROM messages WHERE external_id = $1", wamid)
+            if stored is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert stored is not None
+        assert (stored["message_type"], stored["content"], stored["media_mime_type"]) == ("image", "look",
+                                                                                          "image/jpeg")
+        event = await stack.db.fetchrow("SELECT data FROM tenant_events WHERE type = 'message.inbound' "
+                                        "AND company_id = 'media'")
+        assert event["data"]["contact_name"] == "Siti" and event["data"]["media"]["id"] == stored["media_id"]
+        creds = Credentials("meta", stack.emulator.url, "good-token", phone, "v23.0")
+        async with CloudApiClient() as client:
+            info, content = await client.download_media_by_id(creds, stored["media_id"])
+        assert content == picture and info.mime_type == "image/jpeg"
+        # The contact wrote: the window is open for a free-form reply.
+        reply = await one(stack, "media", text_payload("60180000014", "nice picture"))
+        await wait_statuses(stack.db, [reply], {"sent", "delivered", "read"})
+    finally:
+        stack.emulator.configure_webhooks(url=None)

@@ -229,6 +229,27 @@ async def test_signed_other_example_is_kept(stack: Stack, name: str) -> None:
     assert (await stack.counts())["messages"] == 0
 
 
+async def test_unknown_fields_are_kept_not_fatal(stack: Stack) -> None:
+    await reset(stack.db)
+    example = json.loads(json.dumps(EXAMPLES["Text Message"]))
+    value = example["entry"][0]["changes"][0]["value"]
+    value["messages"][0]["id"] = "wamid.with-extras"
+    value["messages"][0]["brand_new_field"] = {"x": 1}
+    value["something_meta_adds_later"] = [1, 2, 3]
+    example["entry"][0]["changes"].append({"field": "message_template_status_update", "value": {
+        "event": "APPROVED", "message_template_id": 123, "message_template_name": "promo"}})
+    example["entry"][0]["changes"].append({"field": "messages", "value": {"garbled": True}})
+    assert stack.signed("/webhook/meta", json.dumps(example).encode()).status_code == 200
+    stored = await wait_for(stack.db, "SELECT payload FROM messages WHERE external_id = 'wamid.with-extras'")
+    assert stored["payload"]["brand_new_field"] == {"x": 1}
+    template = await wait_for(stack.db, "SELECT * FROM meta_webhook_changes "
+                                        "WHERE field = 'message_template_status_update'")
+    assert template["value"]["event"] == "APPROVED" and template["company_id"] == "acme"  # the WABA's owner
+    extra = await wait_for(stack.db, "SELECT * FROM meta_webhook_changes WHERE field = 'messages.extra'")
+    assert extra["value"] == {"something_meta_adds_later": [1, 2, 3]} and extra["company_id"] == "acme"
+    await wait_for(stack.db, "SELECT 1 FROM meta_webhook_changes WHERE value = '{\"garbled\": true}'::jsonb")
+
+
 async def test_partner_removed_disconnects_the_phone(stack: Stack) -> None:
     payload = {"object": "whatsapp_business_account", "entry": [{"id": "419561257915477", "time": 1750000000,
                "changes": [{"field": "account_update", "value": {

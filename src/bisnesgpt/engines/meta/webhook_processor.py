@@ -263,6 +263,11 @@ class WebhookProcessor:
 
     async def _apply_change(self, item: ChangeItem, phone: PhoneConfig | None) -> str:
         source = item.source
+        if phone is None and source.waba_id:
+            # Account-level changes (templates, account updates) name only the WABA.
+            async with self.db.connection() as conn:
+                owners = await phones_by_waba_id(conn, source.waba_id)
+            phone = owners[0] if owners else None
         stored = await self._keep_change(source, item.value, phone)
         if source.field == "account_update" and str(item.value.get("event") or "") == "PARTNER_REMOVED":
             await self._partner_removed(source, item.value)
