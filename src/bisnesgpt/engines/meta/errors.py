@@ -6,7 +6,8 @@ The Cloud API answers failures with HTTP 4xx/5xx and the Graph envelope
 engine must do about it:
 
 * ``RetryableGraphError`` — the request was rejected or the service hiccuped; try again
-  with backoff and jitter, honouring ``X-Business-Use-Case-Usage``.
+  with backoff and jitter, honouring ``X-Business-Use-Case-Usage``. (A read timeout is
+  retried too: Meta has no idempotency key, so that one case may duplicate a message.)
 * ``RecipientBackoffError`` — 131056, pair rate: back off for that recipient only.
 * ``PhoneAuthError`` — 190/0, the token is bad: the message fails and the phone is marked
   ``error`` with the reason.
