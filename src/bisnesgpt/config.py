@@ -119,6 +119,37 @@ class Settings(BaseSettings):
     outbox_reconcile_interval: Annotated[int, Field(ge=50, le=60_000)] = 1000  # ms between reconciler passes
     outbox_min_age: Annotated[int, Field(ge=0, le=600_000)] = 2000  # ms a row waits before the reconciler acts
     idempotency_ttl_hours: Annotated[int, Field(ge=24, le=24 * 30)] = 24  # Idempotency-Key retention
+    # --- Meta Cloud API engine (engines/meta) and its webhooks ------------------------------
+    meta_graph_url: str = "https://graph.facebook.com"
+    meta_graph_version: str = "v23.0"
+    d360_base_url: str = "https://waba-v2.360dialog.io"
+    # Per business phone number (Meta's default tier); per-phone override in
+    # phone_configs.settings {"messages_per_second": n} or {"coexistence": true}.
+    meta_phone_messages_per_second: Annotated[float, Field(gt=0, le=10_000)] = 80
+    meta_coexistence_messages_per_second: Annotated[float, Field(gt=0, le=10_000)] = 20
+    meta_pacing_burst_ms: Annotated[int, Field(ge=0, le=10_000)] = 100
+    # How much of a late backlog may go out faster than the rate to catch up (kept below
+    # one second's worth: Meta's bucket is per second).
+    meta_pacing_catchup_ms: Annotated[int, Field(ge=0, le=1_000)] = 500
+    # A job whose slot is this close waits in the process (a timer, no worker slot used for
+    # work) instead of re-entering the queue behind every fresh job; at most this many.
+    meta_pacing_hold_ms: Annotated[int, Field(ge=0, le=60_000)] = 3_000
+    meta_pacing_hold_jobs: Annotated[int, Field(ge=0, le=10_000)] = 300
+    # Per recipient (Meta's pair rate: about one message per 6 s, bursts tolerated).
+    meta_pair_interval_ms: Annotated[int, Field(ge=0)] = 6_000
+    meta_pair_burst: Annotated[int, Field(ge=1)] = 40
+    meta_pair_backoff_max_exponent: Annotated[int, Field(ge=1, le=8)] = 5
+    meta_retry_base_ms: Millis = 1_000
+    meta_retry_max_ms: Millis = 60_000
+    meta_http_timeout: Annotated[float, Field(gt=0)] = 30.0
+    meta_http_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    meta_http_max_connections: Annotated[int, Field(ge=1)] = 100
+    meta_send_concurrency: Annotated[int, Field(ge=1, le=500)] = 10
+    meta_enforce_conversation_window: bool = True
+    meta_webhook_max_bytes: Annotated[int, Field(ge=1024)] = 3 * 1024 * 1024
+    meta_status_retry_seconds: Annotated[float, Field(gt=0)] = 120.0
+    meta_phone_pause_seconds: Annotated[int, Field(ge=1)] = 3_600
+    d360_webhook_token: SecretStr | None = None
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -129,6 +160,21 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("meta_graph_version")
+    @classmethod
+    def _check_graph_version(cls, value: str) -> str:
+        if not re.fullmatch(r"v\d+\.\d+", value):
+            raise ValueError("must look like v23.0")
+        return value
+
+    @field_validator("meta_graph_url", "d360_base_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s):// URL")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod

@@ -11,3 +11,7 @@ sandbox_app = typer.Typer(
     help="Local stand-ins for WhatsApp: the Cloud API emulator and the WhatsApp-Web sandbox.",
     no_args_is_help=True,
 )
+
+from bisnesgpt.sandbox.meta_emulator.cli import meta_command  # noqa: E402 - registration below the app
+
+sandbox_app.command("meta")(meta_command)

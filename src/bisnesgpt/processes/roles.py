@@ -27,7 +27,9 @@ def wwebjs_components(settings: Settings) -> list[Component]:
 
 
 def meta_components(settings: Settings) -> list[Component]:
-    return []
+    from bisnesgpt.engines.meta.component import meta_role_components
+
+    return meta_role_components(settings)
 
 
 def build_components(role: Role, settings: Settings) -> list[Component]:

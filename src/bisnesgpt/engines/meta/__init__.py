@@ -1,0 +1,1 @@
+"""The Cloud API engine: client, transport profiles, errors, pacing, window, webhooks."""

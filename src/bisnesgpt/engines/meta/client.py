@@ -1,0 +1,167 @@
+"""A thin async client for the WhatsApp Cloud API (no SDK).
+
+One ``CloudApiClient`` per process, opened after start: a single ``httpx.AsyncClient``
+keeps an HTTP/1.1 keep-alive pool shared by every phone, with explicit timeouts. Calls take
+the phone's ``Credentials`` (profile ``meta`` or ``d360``), so one client serves all
+tenants. Failures come back as the typed ``CloudApiError`` subclasses of ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bisnesgpt import __version__
+from bisnesgpt.engines.meta import messages
+from bisnesgpt.engines.meta.errors import CloudApiError, PermanentGraphError, TransportError
+from bisnesgpt.engines.meta.metrics import GRAPH_REQUESTS, GRAPH_SECONDS
+from bisnesgpt.engines.meta.profiles import Credentials
+
+USER_AGENT = f"bisnesgpt/{__version__}"
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """The Cloud API's answer to a send: the wamid and the recipient's WhatsApp id."""
+
+    wamid: str
+    wa_id: str | None
+    message_status: str | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    id: str
+    url: str
+    mime_type: str | None
+    sha256: str | None
+    file_size: int | None
+
+
+class CloudApiClient:
+    """Sends messages, marks them read, uploads/retrieves/downloads/deletes media."""
+
+    def __init__(self, *, timeout: float = 30.0, connect_timeout: float = 5.0, max_connections: int = 100,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout, pool=timeout)
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                                    keepalive_expiry=60.0)
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    async def open(self) -> None:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self._timeout, limits=self._limits, transport=self._transport,
+                                           headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+
+    async def close(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    async def __aenter__(self) -> CloudApiClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # --- messages -----------------------------------------------------------------------------
+
+    async def send_message(self, creds: Credentials, body: dict[str, Any]) -> SentMessage:
+        """POST a message body; returns the wamid (raises a CloudApiError subclass)."""
+        response = await self._request("send", creds, "POST", creds.messages_url(), json=body)
+        data = _json(response)
+        try:
+            message = data["messages"][0]
+            wamid = str(message["id"])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise PermanentGraphError(f"send answered without messages[0].id: {str(data)[:200]}",
+                                      http_status=response.status_code, error_title="Malformed Cloud API answer") \
+                from exc
+        contacts = data.get("contacts") or [{}]
+        wa_id = contacts[0].get("wa_id") if isinstance(contacts[0], dict) else None
+        return SentMessage(wamid, wa_id, message.get("message_status"), data)
+
+    async def mark_as_read(self, creds: Credentials, message_id: str, *, typing_indicator: bool = False) -> bool:
+        body = messages.mark_as_read(message_id, typing_indicator=typing_indicator)
+        response = await self._request("mark_read", creds, "POST", creds.messages_url(), json=body)
+        return bool(_json(response).get("success", False))
+
+    # --- media --------------------------------------------------------------------------------
+
+    async def upload_media(self, creds: Credentials, content: bytes, mime_type: str,
+                           filename: str = "file") -> str:
+        """Multipart upload (``file``, ``type``, ``messaging_product``); returns the media id."""
+        response = await self._request(
+            "media_upload", creds, "POST", creds.media_upload_url(),
+            data={"messaging_product": "whatsapp", "type": mime_type},
+            files={"file": (filename, content, mime_type)},
+        )
+        return str(_json(response)["id"])
+
+    async def retrieve_media(self, creds: Credentials, media_id: str) -> MediaInfo:
+        """The media's (short-lived) download URL and metadata."""
+        params = {"phone_number_id": creds.phone_number_id} if creds.profile == "meta" and creds.phone_number_id \
+            else None
+        response = await self._request("media_retrieve", creds, "GET", creds.media_object_url(media_id),
+                                       params=params)
+        data = _json(response)
+        size = data.get("file_size")
+        return MediaInfo(id=str(data.get("id") or media_id), url=str(data["url"]), mime_type=data.get("mime_type"),
+                         sha256=data.get("sha256"), file_size=int(size) if size is not None else None)
+
+    async def download_media(self, creds: Credentials, media_url: str) -> bytes:
+        """GET a retrieved media URL with the phone's credentials (the second hop)."""
+        response = await self._request("media_download", creds, "GET", creds.download_url(media_url))
+        return response.content
+
+    async def download_media_by_id(self, creds: Credentials, media_id: str) -> tuple[MediaInfo, bytes]:
+        """Both hops: retrieve the URL, then download it."""
+        info = await self.retrieve_media(creds, media_id)
+        return info, await self.download_media(creds, info.url)
+
+    async def delete_media(self, creds: Credentials, media_id: str) -> bool:
+        response = await self._request("media_delete", creds, "DELETE", creds.media_object_url(media_id))
+        return bool(_json(response).get("success", False))
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    async def _request(self, operation: str, creds: Credentials, method: str, url: str, **kwargs: Any) \
+            -> httpx.Response:
+        if self._http is None:
+            raise RuntimeError("CloudApiClient is not open")
+        started = time.monotonic()
+        try:
+            response = await self._http.request(method, url, headers=creds.auth_headers(), **kwargs)
+        except httpx.TimeoutException as exc:
+            GRAPH_REQUESTS.labels(operation, creds.profile, "timeout").inc()
+            raise TransportError(f"{operation}: timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            GRAPH_REQUESTS.labels(operation, creds.profile, "transport_error").inc()
+            raise TransportError(f"{operation}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            GRAPH_SECONDS.labels(operation).observe(time.monotonic() - started)
+        if response.status_code >= 400:
+            error = CloudApiError.from_response(response.status_code, response.content, dict(response.headers))
+            GRAPH_REQUESTS.labels(operation, creds.profile, f"http_{response.status_code // 100}xx").inc()
+            raise error
+        GRAPH_REQUESTS.labels(operation, creds.profile, "ok").inc()
+        return response
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise PermanentGraphError(f"Cloud API answered non-JSON ({response.status_code})",
+                                  http_status=response.status_code, error_title="Malformed Cloud API answer") \
+            from exc
+    if not isinstance(data, dict):
+        raise PermanentGraphError("Cloud API answered a non-object", http_status=response.status_code)
+    return data

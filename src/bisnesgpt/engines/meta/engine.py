@@ -1,0 +1,243 @@
+"""The Cloud API send engine: what the shared worker helper calls for each ``meta-messages`` job.
+
+``before_send`` (nothing sent yet): refuses what the Cloud API cannot send, enforces the
+24-hour window (``TEMPLATE_REQUIRED``, before Meta is called), and paces — phone
+throughput and recipient spacing in Redis; a job that must wait is delayed, not spun.
+
+``send``: one request through the phone's transport profile, and the Graph error mapped
+onto the helper's outcomes:
+
+=====================================  ==========================================================
+Graph answer                           outcome
+=====================================  ==========================================================
+200                                    ``sent`` with the wamid as ``external_id``
+4, 80007, 130429, 131000, 131016,      retry with exponential backoff and jitter, at least the
+131057, 133004, 5xx, timeouts          ``X-Business-Use-Case-Usage`` regain time; ``failed``
+                                       with the last code after ``META`` queue attempts
+131056                                 this recipient backs off 4^n s (others keep flowing);
+                                       the message is delayed without using an attempt
+190, 0                                 ``failed``; the phone is marked ``error`` with the reason
+368, 131031                            ``failed``; the phone's sending is paused for
+                                       ``META_PHONE_PAUSE_SECONDS`` and a critical event recorded
+anything else (100, 131026, 132xxx…)   ``failed`` with the code and title
+=====================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from bisnesgpt.config import Settings
+from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.meta import messages
+from bisnesgpt.engines.meta.client import CloudApiClient
+from bisnesgpt.engines.meta.errors import (
+    CloudApiError,
+    PermanentGraphError,
+    PhoneAuthError,
+    PhoneBlockedError,
+    RecipientBackoffError,
+    RetryableGraphError,
+)
+from bisnesgpt.engines.meta.metrics import PACING_DEFERRALS
+from bisnesgpt.engines.meta.pacing import Pacer, rates_for_phone
+from bisnesgpt.engines.meta.phones import PhoneCache, change_phone_status
+from bisnesgpt.engines.meta.profiles import Credentials, credentials_for_phone
+from bisnesgpt.engines.meta.window import TemplateRequired, check_window
+from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
+from bisnesgpt.messaging.queues import META
+from bisnesgpt.messaging.store import MessageRecord
+from bisnesgpt.messaging.worker import SendReceipt
+from bisnesgpt.phones.store import PhoneConfig
+
+# Waits longer than this at the gate are served by delaying the job instead of holding a worker slot.
+MAX_GATE_WAIT_MS = 1_000
+
+
+class ProcessRateLimiter:
+    """``META_MAX_MESSAGES_PER_SECOND``: this worker process's overall send rate.
+
+    Evenly spaced slots handed out in order; a caller awaits its slot (at most
+    concurrency / rate seconds). Per-phone pacing is separate (Redis, shared).
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class MetaEngine:
+    """Implements the worker helper's ``Engine`` protocol for Cloud API phones."""
+
+    provider = "meta"
+
+    def __init__(self, settings: Settings, db: Database, client: CloudApiClient, pacer: Pacer, phones: PhoneCache,
+                 events: EventRecorder, box: SecretBox, process_limiter: ProcessRateLimiter | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.client = client
+        self.pacer = pacer
+        self.phones = phones
+        self.events = events
+        self.box = box
+        self.process_limiter = process_limiter
+        self.held = 0  # jobs waiting in this process for a near slot
+
+    async def _phone(self, message: MessageRecord) -> PhoneConfig:
+        phone = await self.phones.get(message.company_id, message.phone_index)
+        if phone is None:
+            raise PermanentSendError(f"no phone {message.phone_index} configured for company {message.company_id}",
+                                     code="PHONE_NOT_FOUND", title="Phone not configured")
+        return phone
+
+    @staticmethod
+    def _body(message: MessageRecord) -> dict[str, Any]:
+        return messages.body_from_payload(message.payload or {}, contact=message.contact,
+                                          group=message.chat_id.endswith("@g.us"))
+
+    async def before_send(self, message: MessageRecord) -> None:
+        body = self._body(message)
+        phone = await self._phone(message)
+        credentials_for_phone(self.settings, self.box, phone)  # configuration problems fail here, unsent
+        await self._pace(message, phone)
+        # Checked when the message is about to go (not on every deferral): the window may
+        # have opened or closed while it waited.
+        if self.settings.meta_enforce_conversation_window and (phone.settings or {}).get("enforce_window", True):
+            try:
+                async with self.db.connection() as conn:
+                    await check_window(conn, message.company_id, message.phone_index, message.contact, body["type"])
+            except TemplateRequired as exc:
+                raise PermanentSendError(exc.detail, code="TEMPLATE_REQUIRED",
+                                         title="Template required: the contact has not written in the last 24 hours",
+                                         details=exc.extra) from exc
+
+    async def send(self, message: MessageRecord) -> SendReceipt:
+        phone = await self._phone(message)
+        creds = credentials_for_phone(self.settings, self.box, phone)
+        body = self._body(message)
+        await self._through_the_gate(message, phone)
+        try:
+            sent = await self.client.send_message(creds, body)
+        except RecipientBackoffError as exc:
+            await self._recipient_backoff(message, exc)
+            raise AssertionError("unreachable") from exc  # _recipient_backoff always raises
+        except PhoneAuthError as exc:
+            await self._phone_auth_failed(phone, exc)
+            raise _permanent(exc) from exc
+        except PhoneBlockedError as exc:
+            await self._phone_blocked(phone, exc)
+            raise _permanent(exc) from exc
+        except RetryableGraphError as exc:
+            await self._retry(message, exc)
+            raise AssertionError("unreachable") from exc
+        except PermanentGraphError as exc:
+            raise _permanent(exc) from exc
+        await self.pacer.clear_recipient_backoff(message.company_id, message.phone_index, message.contact)
+        return SendReceipt(external_id=sent.wamid, detail=_receipt_detail(creds, sent.wa_id, sent.message_status))
+
+    async def _pace(self, message: MessageRecord, phone: PhoneConfig) -> None:
+        """Return when the message may go; raise DeferSend when it should wait in the queue.
+
+        A slot less than ``META_PACING_HOLD_MS`` away is waited for here (at most
+        ``META_PACING_HOLD_JOBS`` such jobs per process): a delayed job re-enters the queue
+        behind every fresh job, so near slots would otherwise be missed during a burst.
+        """
+        rates = rates_for_phone(self.settings, phone.settings)
+        for _ in range(3):
+            decision = await self.pacer.acquire(message.company_id, message.phone_index, message.contact,
+                                                message.message_id, rates)
+            if decision.go:
+                return
+            near = decision.wait_ms <= self.settings.meta_pacing_hold_ms
+            holdable = near and decision.reason in ("phone", "recipient")
+            if not holdable or self.held >= self.settings.meta_pacing_hold_jobs:
+                break
+            self.held += 1
+            try:
+                await asyncio.sleep(decision.wait_ms / 1000)
+            finally:
+                self.held -= 1
+        PACING_DEFERRALS.labels(decision.reason).inc()
+        raise DeferSend(f"pacing: {decision.reason}", delay_ms=decision.wait_ms)
+
+    async def _through_the_gate(self, message: MessageRecord, phone: PhoneConfig) -> None:
+        """Space the moments requests leave: the process cap, then the phone's shared gate."""
+        if self.process_limiter is not None:
+            await self.process_limiter.wait()
+        wait_ms = await self.pacer.gate(message.company_id, message.phone_index,
+                                        rates_for_phone(self.settings, phone.settings))
+        if wait_ms > MAX_GATE_WAIT_MS:  # a backlog of the phone: let the job wait in the queue, not here
+            PACING_DEFERRALS.labels("gate").inc()
+            raise DeferSend("pacing: gate", delay_ms=wait_ms)
+        if wait_ms > 0:
+            await asyncio.sleep(wait_ms / 1000)
+
+    # --- outcomes -------------------------------------------------------------------------------
+
+    async def _recipient_backoff(self, message: MessageRecord, exc: RecipientBackoffError) -> None:
+        limit = self.settings.meta_pair_backoff_max_exponent
+        n, delay_ms = await self.pacer.back_off_recipient(message.company_id, message.phone_index, message.contact,
+                                                          limit)
+        if n > limit:
+            raise PermanentSendError(f"{exc.detail} (still limited after {limit} backoffs)", code=exc.code_text,
+                                     title=exc.error_title, details=exc.error) from exc
+        PACING_DEFERRALS.labels("pair_rate").inc()
+        raise DeferSend(f"131056 pair rate: {message.contact} backs off {delay_ms} ms (n={n})", delay_ms=delay_ms)
+
+    async def _retry(self, message: MessageRecord, exc: CloudApiError) -> None:
+        # Counted here, not by BullMQ: a provider-given delay moves the job without using an attempt.
+        tries = await self.pacer.count_retry(message.message_id)
+        if tries >= META.attempts:
+            raise PermanentSendError(f"{exc.detail} (gave up after {tries} attempts)", code=exc.code_text,
+                                     title=exc.error_title, details=exc.error) from exc
+        backoff = min(self.settings.meta_retry_max_ms, self.settings.meta_retry_base_ms * 2 ** (tries - 1))
+        delay = int(backoff * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not security
+        if exc.retry_after_ms is not None:
+            delay = max(delay, exc.retry_after_ms)
+        raise RetryableSendError(exc.detail, code=exc.code_text, title=exc.error_title, retry_after_ms=delay,
+                                 details=exc.error) from exc
+
+    async def _phone_auth_failed(self, phone: PhoneConfig, exc: CloudApiError) -> None:
+        reason = f"Cloud API rejected the credentials ({exc.code_text}): {exc.error_title}"
+        async with self.db.transaction() as conn:
+            await change_phone_status(conn, phone, "error", reason=reason, code=exc.code_text)
+        self.phones.forget(phone.company_id, phone.phone_index)
+        await self.events.record("meta.phone.auth_failed", {
+            "companyId": phone.company_id, "phoneIndex": phone.phone_index, "code": exc.code_text,
+            "title": exc.error_title}, "error")
+
+    async def _phone_blocked(self, phone: PhoneConfig, exc: CloudApiError) -> None:
+        seconds = self.settings.meta_phone_pause_seconds
+        await self.pacer.pause_phone(phone.company_id, phone.phone_index, seconds)
+        reason = f"sending paused for {seconds} s: account restricted ({exc.code_text}): {exc.error_title}"
+        async with self.db.transaction() as conn:
+            await change_phone_status(conn, phone, "error", reason=reason, code=exc.code_text,
+                                      extra={"pausedSeconds": seconds})
+        await self.events.record("meta.phone.paused", {
+            "companyId": phone.company_id, "phoneIndex": phone.phone_index, "code": exc.code_text,
+            "title": exc.error_title, "pausedSeconds": seconds}, "critical")
+
+
+def _permanent(exc: CloudApiError) -> PermanentSendError:
+    return PermanentSendError(exc.detail, code=exc.code_text, title=exc.error_title, details=exc.error)
+
+
+def _receipt_detail(creds: Credentials, wa_id: str | None, message_status: str | None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"profile": creds.profile}
+    if wa_id:
+        detail["wa_id"] = wa_id
+    if message_status:
+        detail["message_status"] = message_status
+    return detail

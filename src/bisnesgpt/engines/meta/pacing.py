@@ -1,0 +1,238 @@
+"""Per-phone and per-recipient pacing in Redis, shared by every meta instance.
+
+Both limits are GCRA schedules (a token bucket expressed as a "theoretical arrival time"),
+advanced atomically by one Lua script using Redis's clock, so N meta processes share them:
+
+* the phone's throughput (Meta: 80 msg/s by default, 20 for coexistence numbers), with a
+  small burst (``META_PACING_BURST_MS`` worth of messages);
+* the pair rate to one recipient (about one message per 6 s, bursts tolerated).
+
+A message that may not go now **reserves** its slot and is told how long to wait; the
+worker delays the job (``DeferSend``) instead of spinning, so a phone with a backlog never
+holds a worker slot that another phone's message could use. When the job comes back, its
+reservation lets it through without taking a second slot. A message first waits for its
+recipient slot, then takes a phone slot (so a slow recipient never punches holes in the
+phone's schedule).
+
+Also here: the 131056 recipient backoff (4^n seconds, for that recipient only) and the
+phone pause that 368/131031 trigger.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from bisnesgpt.config import Settings
+
+PREFIX = "bisnesgpt:meta"
+
+# KEYS: 1 phone schedule, 2 recipient schedule, 3 this message's reservation,
+#       4 recipient backoff (hash until/n), 5 phone pause (until ms)
+# ARGV: 1 phone interval ms, 2 phone tolerance ms, 3 recipient interval ms,
+#       4 recipient tolerance ms, 5 early-wake tolerance ms
+# Returns {code, wait_ms}: 0 go, 1 wait for phone slot, 2 wait for recipient slot,
+#                          3 recipient backing off, 4 phone paused.
+ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local early = tonumber(ARGV[5])
+local paused = tonumber(redis.call('GET', KEYS[5]) or '0')
+if paused > now then return {4, tostring(paused - now)} end
+local backoff = tonumber(redis.call('HGET', KEYS[4], 'until') or '0')
+if backoff > now then
+  redis.call('DEL', KEYS[3])
+  return {3, tostring(backoff - now)}
+end
+local stage = 'recipient'
+local held = redis.call('GET', KEYS[3])
+if held then
+  local kind = string.sub(held, 1, 1)
+  local slot = tonumber(string.sub(held, 3))
+  if slot > now + early then
+    if kind == 'p' then return {1, tostring(slot - now)} end
+    return {2, tostring(slot - now)}
+  end
+  redis.call('DEL', KEYS[3])
+  if kind == 'p' then return {0, '0'} end
+  stage = 'phone'
+end
+if stage == 'recipient' then
+  local interval = tonumber(ARGV[3])
+  if interval > 0 then
+    local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if tat < now then tat = now end
+    local allow = tat - tonumber(ARGV[4])
+    redis.call('SET', KEYS[2], tostring(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
+    if allow > now + early then
+      redis.call('SET', KEYS[3], 'r:' .. tostring(allow), 'PX', math.ceil(allow - now) + 600000)
+      return {2, tostring(allow - now)}
+    end
+  end
+end
+local pinterval = tonumber(ARGV[1])
+local ptat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ptat < now then ptat = now end
+local pallow = ptat - tonumber(ARGV[2])
+redis.call('SET', KEYS[1], tostring(ptat + pinterval), 'PX', math.ceil(ptat + pinterval - now) + 1000)
+if pallow > now + early then
+  redis.call('SET', KEYS[3], 'p:' .. tostring(pallow), 'PX', math.ceil(pallow - now) + 600000)
+  return {1, tostring(pallow - now)}
+end
+return {0, '0'}
+"""
+
+# The send gate: the phone's schedule says when a job should wake; the gate spaces the
+# moments requests actually leave. Jobs that wake late together (a stalled or restarted
+# process, delayed jobs queued behind fresh ones) may catch up by at most ``gate_burst``
+# messages (META_PACING_CATCHUP_MS worth), never as an unbounded burst. Reserve-and-wait:
+# each caller takes the next gate slot and waits in-process until it (steady state: none).
+# KEYS: 1 gate schedule. ARGV: 1 interval ms, 2 tolerance ms. Returns wait ms.
+GATE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
+local allow = tat - tonumber(ARGV[2])
+if allow > now then return math.ceil(allow - now) end
+return 0
+"""
+
+# KEYS: 1 recipient backoff hash. ARGV: 1 max exponent. Returns {n, delay_ms}.
+# Refusals of requests that were already in flight when a backoff began do not escalate it.
+BACKOFF_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local active = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if active > now then
+  return {tonumber(redis.call('HGET', KEYS[1], 'n') or '1'), math.ceil(active - now)}
+end
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+local capped = math.min(n, tonumber(ARGV[1]))
+local delay = math.floor(4 ^ capped * 1000)
+redis.call('HSET', KEYS[1], 'until', tostring(now + delay))
+redis.call('PEXPIRE', KEYS[1], delay + 3600000)
+return {n, delay}
+"""
+
+# KEYS: 1 pause key. ARGV: 1 duration ms. Returns remaining ms.
+PAUSE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untilms = now + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], tostring(untilms), 'PX', tonumber(ARGV[1]))
+return tonumber(ARGV[1])
+"""
+
+EARLY_WAKE_MS = 2.0
+
+
+@dataclass(frozen=True)
+class PhoneRates:
+    """The limits one phone is paced with."""
+
+    messages_per_second: float
+    burst: int
+    pair_interval_ms: int
+    pair_burst: int
+    gate_burst: int = 1
+
+    @property
+    def interval_ms(self) -> float:
+        return 1000.0 / self.messages_per_second
+
+
+def rates_for_phone(settings: Settings, phone_settings: dict[str, Any] | None) -> PhoneRates:
+    """Defaults from settings, overridden by ``phone_configs.settings``.
+
+    Keys: ``messages_per_second`` (number), ``coexistence`` (true → the 20/s coexistence
+    default), ``pair_interval_ms``, ``pair_burst``.
+    """
+    overrides = phone_settings or {}
+    rate = settings.meta_phone_messages_per_second
+    if overrides.get("coexistence"):
+        rate = settings.meta_coexistence_messages_per_second
+    if isinstance(overrides.get("messages_per_second"), int | float) and overrides["messages_per_second"] > 0:
+        rate = float(overrides["messages_per_second"])
+    burst = max(1, math.floor(rate * settings.meta_pacing_burst_ms / 1000))
+    gate_burst = max(burst, math.floor(rate * settings.meta_pacing_catchup_ms / 1000))
+    pair_interval = overrides.get("pair_interval_ms", settings.meta_pair_interval_ms)
+    pair_burst = overrides.get("pair_burst", settings.meta_pair_burst)
+    return PhoneRates(rate, burst, max(0, int(pair_interval)), max(1, int(pair_burst)), gate_burst)
+
+
+@dataclass(frozen=True)
+class Decision:
+    go: bool
+    wait_ms: int
+    reason: str  # "ok" | "phone" | "recipient" | "backoff" | "paused"
+
+
+_REASONS = {0: "ok", 1: "phone", 2: "recipient", 3: "backoff", 4: "paused"}
+
+
+def phone_key(company_id: str, phone_index: int) -> str:
+    # The hash tag keeps one phone's keys in one slot (Redis Cluster runs the script).
+    return f"{PREFIX}:{{{company_id}:{phone_index}}}"
+
+
+class Pacer:
+    """The Redis side of pacing; one per process, on the process's Redis client."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._acquire = redis.register_script(ACQUIRE_LUA)
+        self._backoff = redis.register_script(BACKOFF_LUA)
+        self._pause = redis.register_script(PAUSE_LUA)
+        self._gate = redis.register_script(GATE_LUA)
+
+    async def acquire(self, company_id: str, phone_index: int, contact: str, message_id: str,
+                      rates: PhoneRates) -> Decision:
+        """May this message go now? Otherwise how long to wait (its slot is reserved)."""
+        base = phone_key(company_id, phone_index)
+        keys = [f"{base}:rate", f"{base}:pair:{contact}", f"{base}:res:{message_id}", f"{base}:backoff:{contact}",
+                f"{base}:pause"]
+        args = [rates.interval_ms, (rates.burst - 1) * rates.interval_ms, rates.pair_interval_ms,
+                (rates.pair_burst - 1) * rates.pair_interval_ms, EARLY_WAKE_MS]
+        code, wait = cast(list[Any], await self._acquire(keys=keys, args=args))
+        wait_ms = max(1, math.ceil(float(wait))) if int(code) else 0
+        return Decision(int(code) == 0, wait_ms, _REASONS[int(code)])
+
+    async def gate(self, company_id: str, phone_index: int, rates: PhoneRates) -> int:
+        """Milliseconds to wait before this request may leave (its gate slot is taken)."""
+        key = f"{phone_key(company_id, phone_index)}:gate"
+        wait = await self._gate(keys=[key], args=[rates.interval_ms, (rates.gate_burst - 1) * rates.interval_ms])
+        return int(cast(int, wait))
+
+    async def back_off_recipient(self, company_id: str, phone_index: int, contact: str,
+                                 max_exponent: int) -> tuple[int, int]:
+        """Record one more 131056 for the recipient; returns (n, delay ms = 4^n s, capped)."""
+        key = f"{phone_key(company_id, phone_index)}:backoff:{contact}"
+        n, delay = cast(list[Any], await self._backoff(keys=[key], args=[max_exponent]))
+        return int(n), int(delay)
+
+    async def clear_recipient_backoff(self, company_id: str, phone_index: int, contact: str) -> None:
+        await self.redis.delete(f"{phone_key(company_id, phone_index)}:backoff:{contact}")
+
+    async def pause_phone(self, company_id: str, phone_index: int, seconds: float) -> None:
+        await self._pause(keys=[f"{phone_key(company_id, phone_index)}:pause"], args=[int(seconds * 1000)])
+
+    async def resume_phone(self, company_id: str, phone_index: int) -> None:
+        await self.redis.delete(f"{phone_key(company_id, phone_index)}:pause")
+
+    async def count_retry(self, message_id: str) -> int:
+        """Retryable failures of one message so far (including this one)."""
+        key = f"{PREFIX}:retries:{message_id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 86_400)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def clear_retries(self, message_id: str) -> None:
+        await self.redis.delete(f"{PREFIX}:retries:{message_id}")

@@ -1,0 +1,179 @@
+"""Parsing Cloud API webhook payloads into the items the processor applies.
+
+A payload is ``{"object": "whatsapp_business_account", "entry": [{"id": <WABA id>,
+"changes": [{"field": ..., "value": {...}}]}]}``. A ``messages`` change carries inbound
+``messages`` (with the senders' ``contacts``) and/or outbound ``statuses``; every other
+field (``account_update``, template and group updates, fields this version has never
+heard of) is kept as a ``ChangeItem``. Nothing here raises on unknown shapes: what cannot
+be understood is kept, not dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+STATUS_MAP = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an item came from: provider, WABA (entry id), the phone's metadata."""
+
+    provider: str
+    waba_id: str | None
+    metadata: dict[str, Any]
+    field: str
+
+    @property
+    def phone_number_id(self) -> str | None:
+        value = self.metadata.get("phone_number_id")
+        return str(value) if value else None
+
+
+@dataclass(frozen=True)
+class InboundItem:
+    source: Source
+    message: dict[str, Any]
+    profile: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StatusItem:
+    source: Source
+    status: dict[str, Any]
+
+    @property
+    def wamid(self) -> str:
+        return str(self.status.get("id") or "")
+
+    @property
+    def our_status(self) -> str | None:
+        return STATUS_MAP.get(str(self.status.get("status") or ""))
+
+
+@dataclass(frozen=True)
+class ChangeItem:
+    source: Source
+    value: dict[str, Any]
+
+
+Item = InboundItem | StatusItem | ChangeItem
+
+
+def parse_payload(payload: Any, provider: str) -> list[Item]:
+    """Every item in a webhook payload, in order."""
+    items: list[Item] = []
+    if not isinstance(payload, dict):
+        return items
+    for entry in payload.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        waba_id = str(entry["id"]) if entry.get("id") is not None else None
+        for change in entry.get("changes") or []:
+            if not isinstance(change, dict):
+                continue
+            field_name = str(change.get("field") or "unknown")
+            value = as_dict(change.get("value"))
+            metadata = as_dict(value.get("metadata"))
+            source = Source(provider, waba_id, metadata, field_name)
+            items.extend(_items_of_change(source, value))
+    return items
+
+
+def _items_of_change(source: Source, value: dict[str, Any]) -> list[Item]:
+    if source.field != "messages" or not (value.get("messages") or value.get("statuses")):
+        return [ChangeItem(source, value)]
+    items: list[Item] = []
+    profiles = {str(c.get("wa_id")): c.get("profile") for c in value.get("contacts") or [] if isinstance(c, dict)}
+    for message in value.get("messages") or []:
+        if isinstance(message, dict):
+            items.append(InboundItem(source, message, profiles.get(str(message.get("from")))))
+    for status in value.get("statuses") or []:
+        if isinstance(status, dict):
+            items.append(StatusItem(source, status))
+    # Anything else the change carries (errors, fields added later) is kept as well.
+    extra = {k: v for k, v in value.items() if k not in ("messages", "statuses", "contacts", "metadata",
+                                                          "messaging_product")}
+    if extra:
+        items.append(ChangeItem(Source(source.provider, source.waba_id, source.metadata, "messages.extra"), extra))
+    return items
+
+
+@dataclass
+class InboundFields:
+    """The columns an inbound message fills, derived from its type-specific object."""
+
+    message_type: str
+    content: str | None = None
+    media_id: str | None = None
+    media_url: str | None = None
+    media_mime_type: str | None = None
+    media_filename: str | None = None
+    media_sha256: str | None = None
+    context_message_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def describe_inbound(message: dict[str, Any]) -> InboundFields:
+    """Content, media and reply context of an inbound message of any type."""
+    kind = str(message.get("type") or "unknown")
+    fields = InboundFields(message_type=kind)
+    obj = as_dict(message.get(kind))
+    context = as_dict(message.get("context"))
+    if context.get("id"):
+        fields.context_message_id = str(context["id"])
+    if kind == "text":
+        fields.content = _str(obj.get("body"))
+    elif kind in MEDIA_TYPES:
+        fields.media_id = _str(obj.get("id"))
+        fields.media_url = _str(obj.get("url") or obj.get("link"))
+        fields.media_mime_type = _str(obj.get("mime_type"))
+        fields.media_filename = _str(obj.get("filename"))
+        fields.media_sha256 = _str(obj.get("sha256"))
+        fields.content = _str(obj.get("caption"))
+    elif kind == "location":
+        fields.content = _str(obj.get("name") or obj.get("address")) or \
+            (f"{obj.get('latitude')},{obj.get('longitude')}" if "latitude" in obj else None)
+    elif kind == "contacts":
+        cards = message.get("contacts")
+        names = [str(as_dict(as_dict(card).get("name")).get("formatted_name") or "")
+                 for card in (cards if isinstance(cards, list) else [])]
+        fields.content = ", ".join(n for n in names if n) or None
+    elif kind == "button":
+        fields.content = _str(obj.get("text") or obj.get("payload"))
+    elif kind == "interactive":
+        reply_type = str(obj.get("type") or "")
+        reply = as_dict(obj.get(reply_type))
+        fields.content = _str(reply.get("title") or reply.get("body") or reply.get("response_json"))
+        fields.extra["reply_id"] = reply.get("id")
+    elif kind == "reaction":
+        fields.content = _str(obj.get("emoji"))
+        fields.context_message_id = _str(obj.get("message_id")) or fields.context_message_id
+    elif kind == "order":
+        fields.content = _str(obj.get("text"))
+    elif kind == "system":
+        fields.content = _str(obj.get("body"))
+    return fields
+
+
+def message_timestamp(message: dict[str, Any]) -> datetime:
+    """The message's Unix ``timestamp`` (seconds, as a string), or now if absent/garbled."""
+    try:
+        return datetime.fromtimestamp(int(str(message.get("timestamp"))), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.now(UTC)
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (webhooks may omit or garble parts)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if text != "" else None

@@ -1,0 +1,308 @@
+"""Applying Cloud API webhooks: the processor of the ``webhook-events`` queue.
+
+Jobs are what the webhook routes enqueued (``kind: meta-webhook``, the raw body as
+received) or status retries this processor scheduled itself (``kind: meta-status-retry``).
+
+* inbound messages of every type become ``messages`` rows (direction ``inbound``, the
+  provider's message kept in ``payload`` and the change in ``raw``), deduplicated on the
+  provider id; the 24-hour window is touched; a ``message.inbound`` tenant event is written;
+* statuses move the outbound message found by ``external_id`` forward only
+  (``advance_status`` writes history and the ``message.status`` event; duplicates and late
+  arrivals change nothing); ``failed`` keeps ``errors[]``;
+* a status for a wamid not recorded yet (the send's database update can lose the race with
+  Meta's ``sent`` webhook) is retried with growing delays for ``META_STATUS_RETRY_SECONDS``
+  and, if still unmatched, recorded as a warning event — never dropped silently;
+* ``account_update`` ``PARTNER_REMOVED`` marks the WABA's phones ``disconnected``;
+* every other change is kept in ``meta_webhook_changes``.
+
+Each item is applied in its own transaction, so a job that is retried (or a webhook Meta
+delivers twice) only fills in what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+from bullmq.custom_errors import DelayedError, UnrecoverableError
+
+from bisnesgpt.config import Settings
+from bisnesgpt.core.errors import BisnesgptError, DatabaseUnavailable
+from bisnesgpt.core.ids import new_event_id, new_message_id
+from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.meta.metrics import WEBHOOK_ITEMS
+from bisnesgpt.engines.meta.phones import change_phone_status, phone_for_webhook, phones_by_waba_id
+from bisnesgpt.engines.meta.webhook_parse import (
+    ChangeItem,
+    InboundItem,
+    Item,
+    Source,
+    StatusItem,
+    as_dict,
+    describe_inbound,
+    message_timestamp,
+    parse_payload,
+)
+from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.messaging import store
+from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
+from bisnesgpt.messaging.queues import WEBHOOK_EVENTS, QueueProducer
+from bisnesgpt.messaging.states import advance_status
+from bisnesgpt.phones.store import PhoneConfig
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_KIND = "meta-webhook"
+STATUS_RETRY_KIND = "meta-status-retry"
+FIRST_RETRY_MS = 250
+STATUS_DETAIL_KEYS = ("timestamp", "recipient_id", "conversation", "pricing", "biz_opaque_callback_data")
+MAX_RETRY_DELAY_MS = 10_000
+PHONE_CACHE_SECONDS = 5.0
+
+INSERT_INBOUND = """
+INSERT INTO messages (
+    message_id, company_id, phone_index, direction, provider, connection_type, chat_id, message_type,
+    content, media_url, media_id, media_mime_type, media_filename, payload, raw, status, external_id,
+    context_message_id, source, process_name, delivered_at)
+VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb, 'delivered', $15,
+        $16, $17, 'meta', $18)
+ON CONFLICT (company_id, phone_index, external_id) WHERE direction = 'inbound' AND external_id IS NOT NULL
+DO NOTHING
+RETURNING id, message_id
+"""
+
+INSERT_CHANGE = """
+INSERT INTO meta_webhook_changes (provider, company_id, phone_index, waba_id, phone_number_id, field, value,
+                                  value_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+ON CONFLICT (provider, value_hash) DO NOTHING
+RETURNING id
+"""
+
+
+class WebhookProcessor:
+    """Processor of ``webhook-events`` jobs (see module docstring)."""
+
+    def __init__(self, db: Database, queues: QueueProducer, events: EventRecorder, settings: Settings) -> None:
+        self.db = db
+        self.queues = queues
+        self.events = events
+        self.settings = settings
+        self.processed = 0
+        # Which phone a webhook names, cached briefly: a burst of statuses names the same few.
+        self._phones: dict[tuple[str, str | None, str, str], tuple[float, PhoneConfig | None]] = {}
+
+    async def __call__(self, job: Any, token: str) -> dict[str, Any]:
+        data = job.data or {}
+        kind = data.get("kind")
+        if kind == WEBHOOK_KIND:
+            result = await self.process_webhook(data)
+        elif kind == STATUS_RETRY_KIND:
+            result = await self._retry_status(job, token, data)
+        else:
+            raise UnrecoverableError(f"unknown webhook-events job kind {kind!r}")
+        self.processed += 1
+        return result
+
+    # --- raw webhooks -----------------------------------------------------------------------------
+
+    async def process_webhook(self, data: dict[str, Any]) -> dict[str, Any]:
+        provider = str(data.get("provider") or "meta")
+        try:
+            payload = json.loads(data["body"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnrecoverableError(f"webhook body is not JSON: {exc}") from exc
+        counts: dict[str, int] = {}
+        for item in parse_payload(payload, provider):
+            outcome = await self._apply_guarded(item, data.get("channel"))
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return {"outcome": "processed", "items": counts}
+
+    async def _apply_guarded(self, item: Item, channel: str | None) -> str:
+        kind = type(item).__name__.removesuffix("Item").lower()
+        try:
+            outcome = await self._apply(item, channel)
+        except DatabaseUnavailable:
+            raise  # the job is retried; items already applied are idempotent
+        except BisnesgptError as exc:
+            outcome = "error"
+            await self.events.record("meta.webhook.item_failed", {"kind": kind, "error": exc.detail}, "error")
+        except Exception as exc:  # one odd item must not stop the rest of the webhook
+            outcome = "error"
+            log.exception("applying a %s webhook item failed", kind)
+            await self.events.record("meta.webhook.item_failed", {"kind": kind, "error": repr(exc)[:500]}, "error")
+        WEBHOOK_ITEMS.labels(kind, outcome).inc()
+        return outcome
+
+    async def _phone(self, source: Source, channel: str | None) -> PhoneConfig | None:
+        key = (source.provider, channel, str(source.metadata.get("phone_number_id") or ""),
+               str(source.metadata.get("display_phone_number") or ""))
+        cached = self._phones.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < PHONE_CACHE_SECONDS:
+            return cached[1]
+        async with self.db.connection() as conn:
+            phone = await phone_for_webhook(conn, source.provider, source.metadata, channel)
+        if phone is not None:  # a phone configured a moment ago must not stay "unknown"
+            if len(self._phones) > 10_000:
+                self._phones.clear()
+            self._phones[key] = (now, phone)
+        return phone
+
+    async def _apply(self, item: Item, channel: str | None) -> str:
+        phone = await self._phone(item.source, channel)
+        if isinstance(item, InboundItem):
+            return await self._apply_inbound(item, phone)
+        if isinstance(item, StatusItem):
+            outcome = await self._apply_status(item, phone)
+            if outcome == "unmatched":
+                await self._schedule_status_retry(item, channel)
+                return "retry_scheduled"
+            return outcome
+        return await self._apply_change(item, phone)
+
+    # --- inbound ------------------------------------------------------------------------------
+
+    async def _apply_inbound(self, item: InboundItem, phone: PhoneConfig | None) -> str:
+        message = item.message
+        if phone is None:
+            await self._keep_unrouted(item.source, {"message": message, "profile": item.profile})
+            return "unknown_phone"
+        sender = "".join(ch for ch in str(message.get("from") or "") if ch.isdigit())
+        external_id = str(message.get("id") or "") or None
+        fields = describe_inbound(message)
+        at = message_timestamp(message)
+        raw = {"waba_id": item.source.waba_id, "field": item.source.field, "metadata": item.source.metadata,
+               "contact": {"wa_id": message.get("from"), "profile": item.profile}, "message": message}
+        payload = dict(message)  # the provider's message as received (sha256, referral, errors… all kept)
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                INSERT_INBOUND, new_message_id(), phone.company_id, phone.phone_index, item.source.provider,
+                phone.connection_type, f"{sender}@c.us", fields.message_type, fields.content, fields.media_url,
+                fields.media_id, fields.media_mime_type, fields.media_filename, payload, raw, external_id,
+                fields.context_message_id, f"{item.source.provider}-webhook", at,
+            )
+            if sender:
+                await store.touch_inbound_session(conn, phone.company_id, phone.phone_index, sender, at)
+            if row is None:
+                return "duplicate"
+            await record_tenant_event(
+                conn, company_id=phone.company_id, phone_index=phone.phone_index, type=MESSAGE_INBOUND,
+                data={
+                    "message_id": row["message_id"], "external_id": external_id, "chat_id": f"{sender}@c.us",
+                    "from": sender, "contact_name": (item.profile or {}).get("name"), "type": fields.message_type,
+                    "content": fields.content, "timestamp": at.isoformat(), "provider": item.source.provider,
+                    "context_message_id": fields.context_message_id,
+                    "media": {"id": fields.media_id, "url": fields.media_url, "mime_type": fields.media_mime_type,
+                              "filename": fields.media_filename, "sha256": fields.media_sha256}
+                    if fields.media_id or fields.media_url else None,
+                },
+                raw=message,
+            )
+        return "stored"
+
+    # --- statuses -----------------------------------------------------------------------------
+
+    async def _apply_status(self, item: StatusItem, phone: PhoneConfig | None) -> str:
+        to_status = item.our_status
+        if to_status is None or not item.wamid:
+            await self._apply_change(ChangeItem(item.source, {"status": item.status}), phone)
+            return "kept"
+        errors = item.status.get("errors") if isinstance(item.status.get("errors"), list) else None
+        first_error = as_dict(errors[0]) if errors else {}
+        detail = {k: item.status[k] for k in STATUS_DETAIL_KEYS if k in item.status}
+        async with self.db.transaction() as conn:
+            message = await store.find_outbound_by_external_id(conn, item.wamid)
+            if message is None:
+                return "unmatched"
+            if phone is not None and message.company_id != phone.company_id:
+                log.warning("status for %s names phone %s of another company; ignored", item.wamid,
+                            item.source.phone_number_id)
+                return "foreign"
+            transition = await advance_status(
+                conn, message.id, to_status, source=f"{item.source.provider}-webhook", detail=detail,
+                error_code=str(first_error["code"]) if first_error.get("code") is not None else None,
+                error_title=str(first_error.get("title") or first_error.get("message") or "") or None,
+                error_details=errors, raw=item.status,
+            )
+        return "applied" if transition.changed else "unchanged"
+
+    async def _schedule_status_retry(self, item: StatusItem, channel: str | None) -> None:
+        data = {"kind": STATUS_RETRY_KIND, "provider": item.source.provider, "wabaId": item.source.waba_id,
+                "metadata": item.source.metadata, "status": item.status, "channel": channel,
+                "firstSeenMs": int(time.time() * 1000)}
+        job_id = f"status-retry-{new_event_id()}"
+        await self.queues.add(WEBHOOK_EVENTS, job_id, data, delay_ms=FIRST_RETRY_MS)
+
+    async def _retry_status(self, job: Any, token: str, data: dict[str, Any]) -> dict[str, Any]:
+        source = Source(str(data.get("provider") or "meta"), data.get("wabaId"), data.get("metadata") or {},
+                        "messages")
+        item = StatusItem(source, data.get("status") or {})
+        phone = await self._phone(source, data.get("channel"))
+        outcome = await self._apply_status(item, phone)
+        if outcome != "unmatched":
+            WEBHOOK_ITEMS.labels("status_retry", outcome).inc()
+            return {"outcome": outcome}
+        now_ms = int(time.time() * 1000)
+        elapsed = now_ms - int(data.get("firstSeenMs") or now_ms)
+        if elapsed < self.settings.meta_status_retry_seconds * 1000:
+            delay = min(MAX_RETRY_DELAY_MS, max(FIRST_RETRY_MS, elapsed // 2))
+            await job.moveToDelayed(now_ms + delay, token)
+            raise DelayedError(f"wamid {item.wamid} not recorded yet")
+        WEBHOOK_ITEMS.labels("status_retry", "unmatched").inc()
+        await self.events.record("meta.status.unmatched", {
+            "wamid": item.wamid, "status": item.status.get("status"), "phoneNumberId": source.phone_number_id,
+            "waitedSeconds": round(elapsed / 1000, 1),
+        }, "warning")
+        return {"outcome": "unmatched"}
+
+    # --- everything else ----------------------------------------------------------------------
+
+    async def _apply_change(self, item: ChangeItem, phone: PhoneConfig | None) -> str:
+        source = item.source
+        if phone is None and source.waba_id:
+            # Account-level changes (templates, account updates) name only the WABA.
+            async with self.db.connection() as conn:
+                owners = await phones_by_waba_id(conn, source.waba_id)
+            phone = owners[0] if owners else None
+        stored = await self._keep_change(source, item.value, phone)
+        if source.field == "account_update" and str(item.value.get("event") or "") == "PARTNER_REMOVED":
+            await self._partner_removed(source, item.value)
+        if isinstance(item.value.get("errors"), list):
+            await self.events.record("meta.webhook.errors", {"field": source.field, "errors": item.value["errors"],
+                                                             "phoneNumberId": source.phone_number_id}, "warning")
+        return "stored" if stored else "duplicate"
+
+    async def _keep_unrouted(self, source: Source, value: dict[str, Any]) -> None:
+        await self.events.record("meta.webhook.unknown_phone", {
+            "phoneNumberId": source.phone_number_id, "wabaId": source.waba_id, "field": source.field}, "warning")
+        await self._keep_change(Source(source.provider, source.waba_id, source.metadata, f"{source.field}.unrouted"),
+                                value, None)
+
+    async def _keep_change(self, source: Source, value: dict[str, Any], phone: PhoneConfig | None) -> bool:
+        canonical = json.dumps([source.waba_id, source.field, value], sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        async with self.db.connection() as conn:
+            row = await conn.fetchrow(
+                INSERT_CHANGE, source.provider, phone.company_id if phone else None,
+                phone.phone_index if phone else None, source.waba_id, source.phone_number_id, source.field, value,
+                digest,
+            )
+        return row is not None
+
+    async def _partner_removed(self, source: Source, value: dict[str, Any]) -> None:
+        waba_info = as_dict(value.get("waba_info"))
+        waba_id = str(waba_info.get("waba_id") or source.waba_id or "")
+        if not waba_id:
+            return
+        async with self.db.transaction() as conn:
+            phones = await phones_by_waba_id(conn, waba_id)
+            for phone in phones:
+                await change_phone_status(conn, phone, "disconnected", reason="PARTNER_REMOVED",
+                                          code="PARTNER_REMOVED", extra={"wabaId": waba_id})
+        for phone in phones:
+            await self.events.record("meta.phone.partner_removed", {
+                "companyId": phone.company_id, "phoneIndex": phone.phone_index, "wabaId": waba_id}, "warning")

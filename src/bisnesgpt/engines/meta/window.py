@@ -1,0 +1,56 @@
+"""The 24-hour customer-service window (``conversation_sessions``).
+
+Free-form messages may only go to a contact who wrote to the phone in the last 24 hours;
+outside the window only templates are allowed (Meta would fail the message with 131047).
+Checking before calling Meta turns a delayed, billed failure into an immediate, clear one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from bisnesgpt.core.errors import BisnesgptError
+
+WINDOW = timedelta(hours=24)
+# Message types that never need an open window.
+ALWAYS_ALLOWED_TYPES = frozenset({"template"})
+
+SELECT_LAST_INBOUND = """
+SELECT last_inbound_at FROM conversation_sessions
+WHERE company_id = $1 AND phone_index = $2 AND contact = $3
+"""
+
+
+class TemplateRequired(BisnesgptError):
+    """A free-form message to a contact outside the 24-hour window (problem type for the API)."""
+
+    status = 422
+    type = "template-required"
+    title = "Template required"
+
+
+async def last_inbound_at(conn: asyncpg.Connection, company_id: str, phone_index: int,
+                          contact: str) -> datetime | None:
+    value = await conn.fetchval(SELECT_LAST_INBOUND, company_id, phone_index, contact)
+    return value if isinstance(value, datetime) else None
+
+
+async def check_window(conn: asyncpg.Connection, company_id: str, phone_index: int, contact: str,
+                       message_type: str, *, now: datetime | None = None) -> None:
+    """Raise ``TemplateRequired`` unless ``message_type`` may be sent to ``contact`` now."""
+    if message_type in ALWAYS_ALLOWED_TYPES:
+        return
+    last = await last_inbound_at(conn, company_id, phone_index, contact)
+    current = now or datetime.now(UTC)
+    if last is None:
+        raise TemplateRequired(
+            f"{contact} has never written to this number: only a template can start the conversation",
+            extra={"code": "TEMPLATE_REQUIRED", "contact": contact},
+        )
+    if current - last > WINDOW:
+        raise TemplateRequired(
+            f"{contact} last wrote at {last.isoformat()}, more than 24 hours ago: only a template may be sent",
+            extra={"code": "TEMPLATE_REQUIRED", "contact": contact, "lastInboundAt": last.isoformat()},
+        )

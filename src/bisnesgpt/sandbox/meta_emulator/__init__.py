@@ -1,0 +1,1 @@
+"""A faithful Cloud API emulator: ``bisnesgpt sandbox meta`` (see ``app.py``)."""

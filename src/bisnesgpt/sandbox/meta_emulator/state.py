@@ -1,0 +1,286 @@
+"""The emulator's in-memory world: phones, limits, media, templates, rules, and the record.
+
+Everything is per emulator process and lives in memory (it is a development and test
+stand-in); the record of requests is what tests, benchmarks and the chaos checker read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_TEMPLATES: dict[str, set[str] | None] = {
+    # Every WhatsApp Business Account starts with Meta's sample templates.
+    "hello_world": {"en_US"},
+    "sample_shipping_confirmation": None,
+    "sample_issue_resolution": None,
+    "sample_flight_confirmation": None,
+    "sample_movie_ticket_confirmation": None,
+    "sample_purchase_feedback": None,
+    "sample_happy_hour_announcement": None,
+}
+
+
+def new_wamid() -> str:
+    """A message id shaped like Meta's (``wamid.`` + base64)."""
+    return "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x18\x12" + secrets.token_bytes(18)).decode()
+
+
+def new_object_id() -> str:
+    """Graph object ids are digit strings (media ids, conversation ids)."""
+    return str(10**15 + secrets.randbelow(9 * 10**15))
+
+
+def digits(value: Any) -> str:
+    return "".join(ch for ch in str(value or "") if ch.isdigit())
+
+
+@dataclass
+class EmulatedPhone:
+    """A business phone number the emulator knows, with its limits and their state."""
+
+    phone_number_id: str
+    access_token: str | None = None
+    d360_api_key: str | None = None
+    display_phone_number: str = "15550000000"
+    waba_id: str = "100000000000001"
+    messages_per_second: float = 80.0
+    pair_interval_ms: float = 6_000.0
+    pair_burst: int = 45
+    _tokens: float = field(default=-1.0, repr=False)
+    _refilled: float = field(default=0.0, repr=False)
+    _pair_tat: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def take_throughput_token(self, now: float) -> bool:
+        """Token bucket: ``messages_per_second`` per second, bursts of up to one second's worth."""
+        capacity = max(1.0, self.messages_per_second)
+        if self._tokens < 0:
+            self._tokens, self._refilled = capacity, now
+        self._tokens = min(capacity, self._tokens + (now - self._refilled) * self.messages_per_second)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def take_pair_slot(self, wa_id: str, now: float) -> bool:
+        """Pair rate (GCRA): one message per ``pair_interval_ms`` to one user, ``pair_burst`` at once."""
+        if self.pair_interval_ms <= 0:
+            return True
+        interval = self.pair_interval_ms / 1000
+        tat = max(self._pair_tat.get(wa_id, now), now)
+        if tat - (self.pair_burst - 1) * interval > now:
+            return False
+        self._pair_tat[wa_id] = tat + interval
+        return True
+
+    def public(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key in ("access_token", "d360_api_key", "display_phone_number", "waba_id"):
+            if key in values:
+                setattr(self, key, None if values[key] is None else str(values[key]))
+        for key in ("messages_per_second", "pair_interval_ms"):
+            if key in values:
+                setattr(self, key, float(values[key]))
+        if "pair_burst" in values:
+            self.pair_burst = max(1, int(values["pair_burst"]))
+        self._tokens = -1.0
+
+
+@dataclass
+class StoredMedia:
+    id: str
+    phone_number_id: str
+    content: bytes
+    mime_type: str
+    created: float
+
+    @property
+    def sha256_hex(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+    @property
+    def sha256_b64(self) -> str:
+        return base64.b64encode(hashlib.sha256(self.content).digest()).decode()
+
+
+@dataclass
+class ErrorRule:
+    """Answer (``sync``) or fail by webhook (``webhook``) matching sends with ``code``."""
+
+    id: int
+    code: int
+    mode: str = "sync"  # sync | webhook
+    phone_number_id: str | None = None
+    to: str | None = None
+    type: str | None = None
+    times: int | None = None  # None: every matching send
+    details: str | None = None
+    usage_minutes: int | None = None  # X-Business-Use-Case-Usage estimated_time_to_regain_access
+    hits: int = 0
+
+    def matches(self, phone_number_id: str, wa_id: str, kind: str) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        return ((self.phone_number_id is None or self.phone_number_id == phone_number_id)
+                and (self.to is None or digits(self.to) == wa_id)
+                and (self.type is None or self.type == kind))
+
+
+@dataclass
+class WebhookConfig:
+    """Where and how status/inbound webhooks go back, and how they are disordered."""
+
+    url: str | None = None
+    app_secret: str | None = None
+    profile: str = "meta"  # meta | d360
+    token: str | None = None  # d360: sent as X-Webhook-Token
+    sent_delay_ms: float = 50.0
+    delivered_delay_ms: float = 250.0
+    read_delay_ms: float = 800.0
+    jitter_ms: float = 0.0
+    shuffle: bool = False
+    duplicate_rate: float = 0.0
+    read_rate: float = 1.0
+    retry_seconds: float = 600.0
+    timeout_seconds: float = 10.0
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key not in self.__dataclass_fields__:
+                raise KeyError(key)
+            current = getattr(self, key)
+            if value is None or isinstance(current, str | type(None)):
+                setattr(self, key, value)
+            elif isinstance(current, bool):
+                setattr(self, key, bool(value))
+            else:
+                setattr(self, key, float(value))
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["app_secret"] = "***" if self.app_secret else None
+        data["token"] = "***" if self.token else None
+        return data
+
+
+class RequestRecord:
+    """Every request the emulator answered, in order (bounded), queryable by sequence number."""
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self.limit = limit
+        self.entries: list[dict[str, Any]] = []
+        self.next_seq = 1
+
+    def add(self, **entry: Any) -> dict[str, Any]:
+        entry["seq"] = self.next_seq
+        entry.setdefault("ts", time.time())
+        self.next_seq += 1
+        self.entries.append(entry)
+        if len(self.entries) > self.limit:
+            del self.entries[: len(self.entries) - self.limit]
+        return entry
+
+    def query(self, *, since: int = 0, operation: str | None = None, phone_number_id: str | None = None,
+              limit: int | None = None, with_body: bool = False) -> list[dict[str, Any]]:
+        out = []
+        for entry in self.entries:
+            if entry["seq"] <= since:
+                continue
+            if operation is not None and entry.get("operation") != operation:
+                continue
+            if phone_number_id is not None and entry.get("phone_number_id") != phone_number_id:
+                continue
+            out.append(entry if with_body else {k: v for k, v in entry.items() if k != "body"})
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+@dataclass
+class EmulatorState:
+    phones: dict[str, EmulatedPhone] = field(default_factory=dict)
+    media: dict[str, StoredMedia] = field(default_factory=dict)
+    templates: dict[str, set[str] | None] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    silent_contacts: set[tuple[str, str]] = field(default_factory=set)  # (phone id or "*", wa_id)
+    rules: list[ErrorRule] = field(default_factory=list)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    requests: RequestRecord = field(default_factory=RequestRecord)
+    media_url_ttl: float = 300.0
+    url_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    default_messages_per_second: float = 80.0
+    _next_rule: int = 1
+
+    def add_phone(self, phone_number_id: str, **values: Any) -> EmulatedPhone:
+        phone = self.phones.get(phone_number_id)
+        if phone is None:
+            phone = EmulatedPhone(phone_number_id, messages_per_second=self.default_messages_per_second)
+            self.phones[phone_number_id] = phone
+        phone.update(values)
+        return phone
+
+    def phone_by_d360_key(self, key: str) -> EmulatedPhone | None:
+        for phone in self.phones.values():
+            if phone.d360_api_key and hmac.compare_digest(phone.d360_api_key, key):
+                return phone
+        return None
+
+    def add_rule(self, values: dict[str, Any]) -> ErrorRule:
+        rule = ErrorRule(
+            id=self._next_rule, code=int(values["code"]), mode=str(values.get("mode") or "sync"),
+            phone_number_id=values.get("phone_number_id"), to=values.get("to"), type=values.get("type"),
+            times=int(values["times"]) if values.get("times") is not None else None, details=values.get("details"),
+            usage_minutes=int(values["usage_minutes"]) if values.get("usage_minutes") is not None else None,
+        )
+        if rule.mode not in ("sync", "webhook"):
+            raise ValueError("mode must be 'sync' or 'webhook'")
+        self._next_rule += 1
+        self.rules.append(rule)
+        return rule
+
+    def match_rule(self, phone_number_id: str, wa_id: str, kind: str) -> ErrorRule | None:
+        for rule in self.rules:
+            if rule.matches(phone_number_id, wa_id, kind):
+                rule.hits += 1
+                return rule
+        return None
+
+    def template_known(self, name: str, language: str) -> bool:
+        if name not in self.templates:
+            return False
+        languages = self.templates[name]
+        return languages is None or language in languages
+
+    def has_written(self, phone_number_id: str, wa_id: str) -> bool:
+        return (phone_number_id, wa_id) not in self.silent_contacts and ("*", wa_id) not in self.silent_contacts
+
+    def set_written(self, phone_number_id: str | None, wa_id: str, written: bool) -> None:
+        key = (phone_number_id or "*", wa_id)
+        if written:
+            self.silent_contacts.discard(key)
+            self.silent_contacts.discard(("*", wa_id))
+        else:
+            self.silent_contacts.add(key)
+
+    def store_media(self, phone_number_id: str, content: bytes, mime_type: str) -> StoredMedia:
+        media = StoredMedia(new_object_id(), phone_number_id, content, mime_type, time.time())
+        self.media[media.id] = media
+        return media
+
+    def media_query(self, media_id: str, expires: int) -> str:
+        digest = hmac.new(self.url_key, f"{media_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+        return f"mid={media_id}&ext={expires}&hash={digest}"
+
+    def media_url_valid(self, media_id: str, expires: int, digest: str) -> bool:
+        expected = self.media_query(media_id, expires).rsplit("hash=", 1)[1]
+        return hmac.compare_digest(expected, digest) and expires >= time.time()
