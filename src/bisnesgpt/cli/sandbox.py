@@ -11,3 +11,7 @@ sandbox_app = typer.Typer(
     help="Local stand-ins for WhatsApp: the Cloud API emulator and the WhatsApp-Web sandbox.",
     no_args_is_help=True,
 )
+
+from bisnesgpt.sandbox.wweb.cli import wweb_app  # noqa: E402
+
+sandbox_app.add_typer(wweb_app, name="wweb")

@@ -8,12 +8,15 @@ from bisnesgpt.processes.component import Component
 
 def api_components(settings: Settings) -> list[Component]:
     from bisnesgpt.api.component import ApiComponent
+    from bisnesgpt.api.sessions import SessionApiComponent
 
-    return [ApiComponent(settings)]
+    return [ApiComponent(settings), SessionApiComponent(settings)]
 
 
 def wwebjs_components(settings: Settings) -> list[Component]:
-    return []
+    from bisnesgpt.engines.wwebjs.components import wwebjs_engine_components
+
+    return [*wwebjs_engine_components(settings)]
 
 
 def meta_components(settings: Settings) -> list[Component]:

@@ -1,0 +1,1 @@
+"""Shipped stand-ins for WhatsApp's servers, for local development and the tests."""
