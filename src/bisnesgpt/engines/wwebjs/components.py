@@ -62,7 +62,8 @@ class WebSessionsComponent(Component):
             wwebjs_metrics.SESSIONS.labels(status).set(summary["statuses"].get(status, 0))
         wwebjs_metrics.STANDBY_SESSIONS.set(summary["standby"])
         stale_after = 3 * self.settings.wwebjs_reconcile_interval_ms / 1000 + 10
-        fresh = manager.last_tick_ok is not None and time.time() - manager.last_tick_ok < stale_after
+        last = manager.last_tick_ok or manager.started_at  # a grace period right after start
+        fresh = time.time() - last < stale_after
         if not fresh:
             detail = f"session reconcile failing: {manager.last_error or 'not run yet'}"
         elif summary["mode"] == "standby":

@@ -103,6 +103,7 @@ class SessionManager:
         self._tick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.started_at = time.time()
         self.last_tick_ok: float | None = None
         self.last_error: str | None = None
         self.was_standby = False
@@ -110,6 +111,7 @@ class SessionManager:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.started_at = time.time()
         await self.driver.open()
         self._tasks = [
             asyncio.create_task(self._loop(), name="wwebjs-reconcile"),
