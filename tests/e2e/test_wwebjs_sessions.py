@@ -311,3 +311,79 @@ async def test_disconnect_loop_trips_the_breaker_until_an_operator_starts_it(sta
     stored = await db.fetchrow("SELECT * FROM wwebjs_sessions WHERE company_id = 'flappy'")
     assert stored["breaker_tripped_at"] is None
     assert len((await sandbox.connections("flappy:0"))["connections"]) == connections + 1
+
+
+async def test_pairing_code_session_api_commands_and_tenancy(stack: Stack) -> None:
+    await seed_phone(stack.database_url, "acme", 0)
+    await seed_phone(stack.database_url, "acme", 1, connection_type="meta_direct")
+    await seed_phone(stack.database_url, "globex", 0)
+    sandbox, _wwebjs, api = stack.start()
+    assert api is not None
+    db = stack.db
+    key = await company_key(stack.database_url, "acme")
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=40) as http:
+        await db.wait_status("acme", 0, "qr")
+
+        # Bad input: clear 4xx problems, nothing queued.
+        bad = await http.post("/api/sessions/acme/0/pairing-code", json={"phoneNumber": "12ab"})
+        assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+        assert bad.json()["errors"][0]["field"] == "phoneNumber"
+        unknown_field = await http.post("/api/sessions/acme/0/pairing-code", json={"phone": "+60123456789"})
+        assert unknown_field.status_code == 422
+        assert (await http.post("/api/sessions/acme/0/reboot")).status_code == 422
+        assert await db.fetch("SELECT * FROM wwebjs_session_commands") == []
+
+        # Tenancy: another company's session is "not found", a meta phone has no session.
+        assert (await http.get("/api/sessions/globex/0")).status_code == 404
+        assert (await http.post("/api/sessions/globex/0/logout")).status_code == 404
+        assert (await http.get("/api/sessions/globex/0/qr")).status_code == 404
+        assert (await http.get("/api/sessions/acme/1")).status_code == 409
+        assert (await http.get("/api/sessions/acme/7")).status_code == 404
+        assert (await http.get("/api/admin/sessions")).status_code == 403
+        assert (await httpx.AsyncClient(base_url=api.url).get("/api/sessions/acme/0")).status_code == 401
+        listed = (await http.get("/api/sessions/acme")).json()["sessions"]
+        assert [(s["companyId"], s["phoneIndex"]) for s in listed] == [("acme", 0)]
+
+        # Pairing code instead of the QR.
+        response = await http.post("/api/sessions/acme/0/pairing-code", json={"phoneNumber": "+60 12-345 6789"})
+        assert response.status_code == 200, response.text
+        code = response.json()["result"]["pairingCode"]
+        assert len(code) == 9 and code[4] == "-"
+        row = await db.wait_status("acme", 0, "pairing_code")
+        assert row["metadata"]["pairingCode"] == code and row["metadata"]["phoneNumber"] == "60123456789"
+        assert (await sandbox.session("acme", 0))["pairingCode"] == code
+        no_qr = await http.get("/api/sessions/acme/0/qr")
+        assert no_qr.status_code == 404 and "pairing code" in no_qr.json()["detail"]
+        with pytest.raises(httpx.HTTPStatusError):
+            await sandbox.scan("acme", 0, code="AAAA-AAAA")
+        await sandbox.scan("acme", 0, code=code)
+        ready = await db.wait_status("acme", 0, "ready")
+        assert ready["phone_number"] == "60123456789"
+        again = await http.post("/api/sessions/acme/0/pairing-code", json={"phoneNumber": "+60123456789"})
+        assert again.status_code == 409 and "already paired" in again.json()["detail"]
+
+        # stop -> disconnected, nothing connected; start -> ready from the stored credentials, no QR.
+        stopped = await http.post("/api/sessions/acme/0/stop")
+        assert stopped.status_code == 200, stopped.text
+        await db.wait_status("acme", 0, "disconnected")
+        await eventually(lambda: _not_connected(sandbox, "acme"), what="the network connection closed")
+        qr_events_before = [e["status"] for e in await db.session_events("acme")].count("qr")
+        assert (await http.post("/api/sessions/acme/0/start")).status_code == 200
+        await db.wait_status("acme", 0, "ready")
+        before = await db.wait_status("acme", 0, "ready")
+        connections = len((await sandbox.connections("acme:0"))["connections"])
+        assert (await http.post("/api/sessions/acme/0/restart")).status_code == 200
+        await db.wait_status("acme", 0, "ready", where=lambda r: r["last_seen"] > before["last_seen"])
+        assert len((await sandbox.connections("acme:0"))["connections"]) == connections + 1
+        assert [e["status"] for e in await db.session_events("acme")].count("qr") == qr_events_before
+        view = (await http.get("/api/sessions/acme/0")).json()
+        assert view["status"] == "ready" and view["paired"] and not view["stale"]
+
+    async with httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": ADMIN_KEY}, timeout=30) as admin:
+        everything = (await admin.get("/api/admin/sessions")).json()["sessions"]
+        assert {(s["companyId"], s["phoneIndex"]) for s in everything} == {("acme", 0), ("globex", 0)}
+        assert (await admin.get("/api/sessions/globex/0")).status_code == 200
+
+
+async def _not_connected(sandbox: SandboxNetwork, company: str) -> bool:
+    return not (await sandbox.session(company, 0))["connected"]

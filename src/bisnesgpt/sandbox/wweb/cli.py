@@ -53,6 +53,7 @@ def serve(
     ack_device_ms: int = typer.Option(300, help="delay of the device ack (delivered)"),
     ack_read_ms: int = typer.Option(1000, help="delay of the read receipt"),
     no_read: bool = typer.Option(False, "--no-read", help="recipients never read"),
+    result_delay_ms: int = typer.Option(0, help="answer sends this much later (records them at once)"),
     qr_rotate_ms: int = typer.Option(20_000, help="how often an unscanned QR rotates"),
     auth_delay_ms: int = typer.Option(200, help="pair_success -> ready"),
     ready_delay_ms: int = typer.Option(200, help="authenticated (resumed) -> ready"),
@@ -65,7 +66,8 @@ def serve(
 
     settings = settings_or_exit()
     config = NetworkConfig(ack_server_ms=ack_server_ms, ack_device_ms=ack_device_ms, ack_read_ms=ack_read_ms,
-                           auto_read=not no_read, qr_rotate_ms=qr_rotate_ms, auth_delay_ms=auth_delay_ms,
+                           auto_read=not no_read, result_delay_ms=result_delay_ms, qr_rotate_ms=qr_rotate_ms,
+                           auth_delay_ms=auth_delay_ms,
                            ready_delay_ms=ready_delay_ms, keepalive_interval=keepalive_interval,
                            keepalive_timeout=keepalive_timeout)
     directory = None if memory else (Path(data_dir) if data_dir else settings.data_dir / "sandbox-wweb")

@@ -43,6 +43,9 @@ class NetworkConfig:
     ack_device_ms: int = 300
     ack_read_ms: int = 1_000
     auto_read: bool = True
+    # Recorded at once, answered this much later (a slow network: a client killed in between
+    # resends, and the record shows the duplicate).
+    result_delay_ms: int = 0
     keepalive_interval: float = 5.0
     keepalive_timeout: float = 15.0
     hello_timeout: float = 10.0
@@ -333,8 +336,11 @@ class Network:
         if new and kind in ("reaction", "edit", "delete"):
             self.records.annotate(conn.session, str(message["targetId"]),
                                   {"kind": kind, "id": message_id, "text": message.get("text"), "at": time.time()})
-        await conn.push({"type": "send_result", "ref": ref, "id": message_id, "timestamp": time.time(),
-                         "duplicate": not new})
+        result = {"type": "send_result", "ref": ref, "id": message_id, "timestamp": time.time(), "duplicate": not new}
+        if self.config.result_delay_ms > 0:
+            self._later(self.config.result_delay_ms, conn.push(result))
+        else:
+            await conn.push(result)
         if new:
             self._schedule_acks(conn.session, message_id)
 
