@@ -15,6 +15,8 @@ from typing import Any, Literal, Protocol
 
 from bisnesgpt.core.errors import BisnesgptError
 
+LEASE_PREFIX = "wwebjs:session:"
+
 
 @dataclass(frozen=True, order=True)
 class SessionKey:
@@ -28,7 +30,16 @@ class SessionKey:
 
     @property
     def lease_name(self) -> str:
-        return f"wwebjs:session:{self.company_id}:{self.phone_index}"
+        return f"{LEASE_PREFIX}{self.company_id}:{self.phone_index}"
+
+    @classmethod
+    def from_lease_name(cls, name: str) -> SessionKey | None:
+        if not name.startswith(LEASE_PREFIX):
+            return None
+        try:
+            return cls.parse(name[len(LEASE_PREFIX):])
+        except ValueError:
+            return None
 
     @classmethod
     def parse(cls, text: str) -> SessionKey:

@@ -94,17 +94,21 @@ class SessionLeases:
         now = time.monotonic()
         return [name for name, until in self._valid_until.items() if until > now]
 
-    async def acquire(self, names: Iterable[str]) -> set[str]:
-        """Take or renew the leases of ``names``; the set actually held afterwards."""
+    async def acquire(self, names: Iterable[str], *, observe: Iterable[str] = ()) -> set[str]:
+        """Take or renew the leases of ``names``; the set actually held afterwards.
+
+        ``observe`` names are only looked up (who holds them), for the standby report.
+        """
         wanted = sorted(set(names))
-        if not wanted:
+        looked_up = sorted(set(wanted) | set(observe))
+        if not looked_up:
             return set()
         started = time.monotonic()
         try:
-            if self.takeover_same_host:
+            if self.takeover_same_host and wanted:
                 await self._drop_dead_holders(wanted)
-            rows = await self.db.fetch(ACQUIRE_MANY, wanted, self.holder, float(self.ttl_seconds))
-            holders = await self.db.fetch(CURRENT_HOLDERS, wanted)
+            rows = await self.db.fetch(ACQUIRE_MANY, wanted, self.holder, float(self.ttl_seconds)) if wanted else []
+            holders = await self.db.fetch(CURRENT_HOLDERS, looked_up)
         except BisnesgptError as exc:
             log.warning("session leases not renewed: %s", exc.detail)
             return {n for n in wanted if self.held(n)}
@@ -112,10 +116,9 @@ class SessionLeases:
         until = started + self.ttl_seconds - self.margin
         for name in wanted:
             if name in got:
-                if name not in self._valid_until or self._valid_until[name] <= time.monotonic():
+                if self._valid_until.get(name, 0.0) <= time.monotonic():
                     log.info("lease %s acquired by %s", name, self.holder)
                 self._valid_until[name] = until
-                self.others.pop(name, None)
             elif self._valid_until.pop(name, 0.0) > time.monotonic():
                 log.warning("lease %s lost by %s", name, self.holder)
         self.others = {r["name"]: r["holder"] for r in holders if r["holder"] != self.holder}

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -198,8 +199,14 @@ class SessionManager:
         by_key = {p.key: p for p in phones}
         self.wanted = {p.key for p in phones if p.should_run}
         commanded = {c.key for c in commands if c.key in by_key}
-        names = {k.lease_name for k in self.wanted | commanded | set(self.sessions)}
-        held = await self.leases.acquire(names)
+        # Renew what we hold; claim at most a start batch of new sessions per round, so that
+        # processes starting together share the sessions instead of the first taking all.
+        keep = {k.lease_name for k in commanded | set(self.sessions) | set(self._command_tasks)}
+        keep |= {name for name in self.leases.held_names() if SessionKey.from_lease_name(name) in self.wanted}
+        new = [k.lease_name for k in self.wanted if k.lease_name not in keep and k.lease_name not in self.leases.others]
+        random.shuffle(new)  # processes claiming at the same moment then mostly pick different sessions
+        claim = keep | set(new[: max(0, self.settings.wwebjs_start_concurrency - len(self._start_queue))])
+        held = await self.leases.acquire(claim, observe={k.lease_name for k in self.wanted})
         self._note_standby()
 
         for key, session in list(self.sessions.items()):
@@ -228,8 +235,8 @@ class SessionManager:
             if key.lease_name in held and key not in self.sessions and key not in self._command_tasks:
                 self._queue_start(key)
 
-        keep = {k.lease_name for k in self.wanted | set(self.sessions) | set(self._command_tasks)}
-        await self.leases.release(name for name in held if name not in keep)
+        still = {k.lease_name for k in self.wanted | set(self.sessions) | set(self._command_tasks)}
+        await self.leases.release(name for name in held if name not in still)
 
     def _note_standby(self) -> None:
         standby = self.standby()
