@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.driver import (
     Authenticated,
@@ -52,14 +55,23 @@ log = logging.getLogger(__name__)
 # still running after this long is connected and waiting for a QR scan or the server.
 STARTUP_GRACE = 3.0
 RECEIPT_LEVELS = {1: "device", 4: "read", 6: "played"}
+# neonize opens a new database handle (a Go sql.DB) for every connect and never closes it;
+# each connection attempt gets its own application_name so its connections can be closed
+# from here once the attempt is over (otherwise every retry leaks a PostgreSQL connection).
+TERMINATE_ATTEMPT_CONNECTIONS = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()
+"""
 
 
-def store_dsn(database_url: str, schema: str, sslmode: str) -> str:
+def store_dsn(database_url: str, schema: str, sslmode: str, application_name: str | None = None) -> str:
     """DATABASE_URL for lib/pq with whatsmeow's schema on the search path."""
     parts = urlsplit(database_url)
     query = dict(parse_qsl(parts.query))
     query.setdefault("sslmode", sslmode)
     query["search_path"] = schema
+    if application_name:
+        query["application_name"] = application_name
     scheme = "postgres" if parts.scheme in ("postgres", "postgresql") else parts.scheme
     return urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
 
@@ -78,7 +90,9 @@ class NeonizeDriver:
                  media_timeout: float) -> None:
         self.db = db
         self.schema = schema
-        self.dsn = store_dsn(database_url, schema, sslmode)
+        self.database_url = database_url
+        self.sslmode = sslmode
+        self._attempts = itertools.count(1)
         self.media_max_bytes = media_max_bytes
         self.media_timeout = media_timeout
         self.load_error: str | None = None
@@ -95,6 +109,19 @@ class NeonizeDriver:
     def session(self, key: SessionKey, sink: EventSink, auth_state: dict[str, Any] | None) -> NeonizeSession:
         return NeonizeSession(self, key, sink, auth_state)
 
+    def attempt_dsn(self) -> tuple[str, str]:
+        """A DSN whose connections are recognisable as this connection attempt's."""
+        name = f"bisnesgpt-wa-{os.getpid()}-{next(self._attempts)}"
+        return store_dsn(self.database_url, self.schema, self.sslmode, name), name
+
+    async def release_connections(self, application_name: str) -> int:
+        """Close the PostgreSQL connections neonize left open for one finished attempt."""
+        try:
+            return int(await self.db.fetchval(TERMINATE_ATTEMPT_CONNECTIONS, application_name) or 0)
+        except BisnesgptError as exc:
+            log.warning("could not close neonize's connections %s: %s", application_name, exc.detail)
+            return 0
+
     async def close(self) -> None:
         return None
 
@@ -107,6 +134,7 @@ class NeonizeSession:
         self.sink = sink
         self.auth_state = auth_state or {}
         self.client: Any = None
+        self._application_name: str | None = None
         self._task: asyncio.Task[Any] | None = None
         self._stopped = False
         self._ready = False
@@ -122,8 +150,8 @@ class NeonizeSession:
         stored = self.auth_state.get("jid")
         jid = JID(User=stored["user"], Server=stored["server"], Device=int(stored.get("device", 0)),
                   RawAgent=int(stored.get("rawAgent", 0)), Integrator=0, IsEmpty=False) if stored else None
-        self.client = NewAClient(self.driver.dsn, jid=jid, uuid=None if jid else str(self.key),
-                                 new_device=jid is None)
+        dsn, self._application_name = self.driver.attempt_dsn()
+        self.client = NewAClient(dsn, jid=jid, uuid=None if jid else str(self.key), new_device=jid is None)
         self._subscribe(self.client)
         try:
             task = await self.client.connect()
@@ -159,6 +187,8 @@ class NeonizeSession:
         if self._task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._task, 5)
+        if self._application_name is not None:
+            await self.driver.release_connections(self._application_name)
 
     async def logout(self) -> None:
         if self.client is None:
