@@ -387,3 +387,49 @@ async def test_pairing_code_session_api_commands_and_tenancy(stack: Stack) -> No
 
 async def _not_connected(sandbox: SandboxNetwork, company: str) -> bool:
     return not (await sandbox.session(company, 0))["connected"]
+
+
+async def test_faults_hang_stall_slow_sends_and_memory_growth(stack: Stack) -> None:
+    await seed_phone(stack.database_url, "faulty", 0)
+    sandbox, wwebjs, _api = stack.start(api=False, WWEBJS_INIT_TIMEOUT_SECONDS="3",
+                                        WWEBJS_BREAKER_DISCONNECTS="50")
+    db = stack.db
+    await db.wait_status("faulty", 0, "qr")
+    await sandbox.scan("faulty", 0)
+    await db.wait_status("faulty", 0, "ready")
+
+    # A hung network answers nothing: the keepalive notices, the session reconnects once it answers.
+    await sandbox.fault("faulty", 0, type="hang", seconds=5)
+    down = await db.wait_status("faulty", 0, "disconnected", timeout=20,
+                                where=lambda r: "keepalive timeout" in r["metadata"]["reason"])
+    back = await db.wait_status("faulty", 0, "ready", timeout=40, where=lambda r: r["last_seen"] > down["last_seen"])
+
+    # Authenticated but never ready: the watchdog restarts the session.
+    await sandbox.fault("faulty", 0, type="stall", count=1)
+    await sandbox.fault("faulty", 0, type="disconnect")
+    stuck = await db.wait_status("faulty", 0, "disconnected", timeout=30,
+                                 where=lambda r: "watchdog" in r["metadata"]["reason"])
+    assert stuck["metadata"]["reason"].startswith("stuck in authenticated for 3s")
+    await db.wait_status("faulty", 0, "ready", timeout=30, where=lambda r: r["last_seen"] > stuck["last_seen"])
+    assert back["last_seen"] < stuck["last_seen"]
+
+    # Slow sends, acted out inside the driver: the send takes at least the injected delay.
+    await sandbox.fault("faulty", 0, type="slow_sends", delayMs=800)
+    slow = await enqueue_message(stack.database_url, stack.redis_url, "faulty", 0, text_payload("60111", "slow"))
+    await db.wait_message(slow, "sent")
+    steps = {r["to_status"]: r["created_at"] for r in await db.fetch(
+        "SELECT h.to_status, h.created_at FROM message_status_history h JOIN messages m ON m.id = h.message_pk "
+        "WHERE m.message_id = $1", slow)}
+    assert (steps["sent"] - steps["sending"]).total_seconds() >= 0.8
+
+    # Memory growth inside the wwebjs process: its RSS climbs (what the orchestrator's limit watches).
+    rss_before = wwebjs.health()["memory"]["rss"]
+    await sandbox.fault("faulty", 0, type="memory_growth", mbPerSecond=100, maxMb=150)
+
+    async def grown() -> int | None:
+        rss = int(wwebjs.health()["memory"]["rss"])
+        return rss if rss >= rss_before + (120 << 20) else None
+
+    await eventually(grown, timeout=30, what="the wwebjs process to grow by 120 MB")
+    await sandbox.fault("faulty", 0, type="clear")
+    assert wwebjs.health()["status"] == "healthy"

@@ -306,7 +306,7 @@ def start_wwebjs(workdir: Path, database_url: str, redis_url: str, sandbox_url: 
                  name: str = "wwebjs", driver: str = "sandbox", wait: bool = True, **extra: str) -> RoleProc:
     port = free_port()
     env = role_env(database_url, redis_url, WWEBJS_PORT=str(port), WWEBJS_DRIVER=driver,
-                   **FAST_WWEBJS_ENV, **extra)
+                   **{**FAST_WWEBJS_ENV, **extra})
     if sandbox_url:
         env["WWEBJS_SANDBOX_URL"] = sandbox_url
     proc = Proc(["run", "wwebjs"], cwd=workdir, env=env, log_name=name)

@@ -106,10 +106,10 @@ def inbound(
 def fault(
     company_id: str,
     phone_index: int,
-    kind: str = typer.Argument(..., help="disconnect | logout | hang | flap | slow_sends | memory_growth | "
-                               "freeze | clear"),
+    kind: str = typer.Argument(..., help="disconnect | logout | hang | flap | stall | slow_sends | memory_growth"
+                               " | freeze | clear"),
     seconds: float = typer.Option(None, help="hang / freeze duration"),
-    count: int = typer.Option(None, help="flap: how many disconnects"),
+    count: int = typer.Option(None, help="flap: how many disconnects; stall: how many connections stall"),
     after_ms: int = typer.Option(None, help="flap: ms after ready before each disconnect"),
     delay_ms: int = typer.Option(None, help="slow_sends: extra ms per send"),
     mb_per_second: float = typer.Option(None, help="memory_growth: MB per second"),

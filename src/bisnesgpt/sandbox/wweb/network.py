@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTVWXYZ23456789"
 DRIVER_FAULTS = ("slow_sends", "memory_growth", "freeze")
-FAULT_TYPES = ("disconnect", "logout", "hang", "flap", *DRIVER_FAULTS, "clear")
+FAULT_TYPES = ("disconnect", "logout", "hang", "flap", "stall", *DRIVER_FAULTS, "clear")
 
 
 @dataclass
@@ -94,6 +94,8 @@ class Faults:
     hang_until: float = 0.0
     flap_remaining: int = 0
     flap_after_ms: int = 500
+    # Connections that get stuck after authenticating: the network never says "ready".
+    stall_remaining: int = 0
     driver: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def hung(self) -> bool:
@@ -103,7 +105,8 @@ class Faults:
         hang = None
         if self.hung():
             hang = "until cleared" if math.isinf(self.hang_until) else round(self.hang_until - time.monotonic(), 2)
-        return {"hang": hang, "flapRemaining": self.flap_remaining, "driver": self.driver}
+        return {"hang": hang, "flapRemaining": self.flap_remaining, "stallRemaining": self.stall_remaining,
+                "driver": self.driver}
 
 
 class Connection:
@@ -118,6 +121,7 @@ class Connection:
         self.phone: str | None = None
         self.push_name: str | None = None
         self.close_reason: str | None = None
+        self.backlog: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
 
     @property
@@ -125,9 +129,12 @@ class Connection:
         return self.state != "closed"
 
     async def push(self, frame: dict[str, Any], *, force: bool = False) -> bool:
-        """Send a frame unless the session is hung (the network is silent) or the socket is gone."""
-        if not self.open or (not force and self.session and self.network.faults_for(self.session).hung()):
+        """Send a frame; while the session's network hangs, hold it until the hang ends."""
+        if not self.open:
             return False
+        if not force and self.session and self.network.faults_for(self.session).hung():
+            self.backlog.append(frame)
+            return True
         async with self._lock:
             try:
                 await self.socket.send_json(frame)
@@ -135,6 +142,11 @@ class Connection:
             except Exception as exc:  # the peer went away mid-send
                 log.debug("connection %d: send failed: %r", self.id, exc)
                 return False
+
+    async def flush(self) -> None:
+        backlog, self.backlog = self.backlog, []
+        for frame in backlog:
+            await self.push(frame)
 
     async def kick(self, frame_type: str, reason: str) -> None:
         """Tell the client why, then close (disconnect / logged_out / replaced)."""
@@ -204,16 +216,21 @@ class Network:
         company, _, index = session.rpartition(":")
         if not company or not index.isdigit():
             raise NetworkError(400, f"hello needs session '<company>:<phone index>', got {session!r}")
+        await self.wait_unhung(session)  # a hung network does not read
         conn.session = session
         client = frame.get("client")
         conn.client = client if isinstance(client, dict) else {}
         existing = self.live.get(session)
-        overlapped = existing is not None and existing.open
+        replacing = existing is not None and existing.open
+        # Two clients (processes) driving one device at once is the violation; the same client
+        # reconnecting before its old socket was noticed dead is only a stale socket.
+        overlapped = replacing and existing is not None and existing.client.get("holder") != conn.client.get("holder")
         self.records.bind_connection(conn.id, session, conn.client, overlapped)
         self.live[session] = conn
-        if existing is not None and overlapped:
-            log.warning("session %s: connection %d replaces open connection %d (%s)", session, conn.id, existing.id,
-                        existing.client)
+        if existing is not None and replacing:
+            if overlapped:
+                log.warning("session %s: connection %d (%s) replaces open connection %d (%s)", session, conn.id,
+                            conn.client, existing.id, existing.client)
             await existing.kick("disconnect", "replaced: this device connected from another client")
         auth = frame.get("auth")
         if isinstance(auth, dict) and auth.get("deviceId") and auth.get("secret"):
@@ -258,10 +275,14 @@ class Network:
     async def _ready(self, conn: Connection) -> None:
         if not conn.open or conn.state != "authenticated" or conn.session is None:
             return
-        conn.state = "ready"
         session = conn.session
-        await conn.push({"type": "ready", "phone": conn.phone, "pushName": conn.push_name})
         faults = self.faults_for(session)
+        if faults.stall_remaining > 0:
+            faults.stall_remaining -= 1
+            log.info("session %s: stalled after authenticating (sandbox fault)", session)
+            return
+        conn.state = "ready"
+        await conn.push({"type": "ready", "phone": conn.phone, "pushName": conn.push_name})
         for name, params in faults.driver.items():
             await conn.push({"type": "fault", "fault": name, **params})
         for message_id, level in self.records.unconfirmed_acks(session):
@@ -274,10 +295,17 @@ class Network:
 
     # --- frames from a client ------------------------------------------------------------------
 
+    async def wait_unhung(self, session: str) -> None:
+        """A hung network reads nothing: frames wait (like bytes in a socket buffer) until it recovers."""
+        while self.faults_for(session).hung():  # noqa: ASYNC110 - hangs end by time or by a clear
+            await asyncio.sleep(0.05)
+
     async def frame(self, conn: Connection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if conn.session is not None and self.faults_for(conn.session).hung():
-            return  # a hung network answers nothing
+        if conn.session is not None:
+            await self.wait_unhung(conn.session)
+        if not conn.open:
+            return
         if kind == "ping":
             await conn.push({"type": "pong", "n": frame.get("n")})
         elif kind == "pair_phone":
@@ -442,6 +470,13 @@ class Network:
     async def _fault_hang(self, session: str, _conn: Connection | None, body: dict[str, Any]) -> None:
         seconds = float(body.get("seconds") or 0)
         self.faults_for(session).hang_until = time.monotonic() + seconds if seconds > 0 else math.inf
+        if seconds > 0:
+            self._later(seconds * 1000 + 10, self._recover(session))
+
+    async def _recover(self, session: str) -> None:
+        conn = self.live.get(session)
+        if conn is not None and not self.faults_for(session).hung():
+            await conn.flush()
 
     async def _fault_flap(self, session: str, conn: Connection | None, body: dict[str, Any]) -> None:
         faults = self.faults_for(session)
@@ -451,9 +486,13 @@ class Network:
             faults.flap_remaining -= 1
             self._later(faults.flap_after_ms, conn.kick("disconnect", "sandbox fault: flapping connection"))
 
+    async def _fault_stall(self, session: str, _conn: Connection | None, body: dict[str, Any]) -> None:
+        self.faults_for(session).stall_remaining = int(body.get("count") or 1)
+
     async def _fault_clear(self, session: str, conn: Connection | None, _body: dict[str, Any]) -> None:
         self.faults[session] = Faults()
         if conn is not None:
+            await conn.flush()
             await conn.push({"type": "fault", "fault": "clear"})
 
     async def _driver_fault(self, session: str, conn: Connection | None, kind: str, params: dict[str, Any]) -> None:

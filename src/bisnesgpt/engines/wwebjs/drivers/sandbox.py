@@ -211,12 +211,17 @@ class SandboxSession:
         except ConnectionClosed as exc:
             raise NotConnected(f"connection closed: {exc}") from exc
 
-    async def _close_socket(self) -> None:
+    async def _close_socket(self, *, abort: bool = False) -> None:
+        """Close (or, when the peer no longer answers, drop) the connection."""
         ws, self.ws = self.ws, None
         self.ready = False
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 3)
+        if ws is None:
+            return
+        if abort:
+            ws.transport.abort()  # no closing handshake with a network that does not answer
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 3)
 
     def _fail_pending(self, exc: DriverError) -> None:
         for future in self._pending.values():
@@ -233,7 +238,7 @@ class SandboxSession:
             if time.monotonic() - self._last_pong > timeout:
                 self._end_reason = f"keepalive timeout: no answer from the network for {timeout:g}s"
                 log.warning("session %s: %s", self.key, self._end_reason)
-                await self._close_socket()
+                await self._close_socket(abort=True)
                 return
             n += 1
             with contextlib.suppress(NotConnected):
