@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ async def test_session_lifecycle_qr_send_receive_disconnect_logout(stack: Stack)
     try:
         await eventually(lambda: _true(bool(sse.events)), what="the SSE snapshot")
         assert sse.events[0][1]["status"] == "pending" and sse.events[0][1]["snapshot"] is True
-        wwebjs = stack.start_wwebjs()
+        wwebjs = stack.start_wwebjs(WWEBJS_MEDIA_MAX_BYTES=str(2 << 20))
 
         # --- a new phone: initializing -> qr, with a valid PNG of the code the network issued ---------
         row = await db.wait_status("acme", 0, "qr")
@@ -150,9 +151,14 @@ async def test_session_lifecycle_qr_send_receive_disconnect_logout(stack: Stack)
         # --- a message for a session that is not ready waits, queued, not failed ------------------------
         early = await enqueue_message(stack.database_url, stack.redis_url, "acme", 0,
                                       text_payload("60111000001", "sent once the phone is paired"))
+        hurried = await enqueue_message(stack.database_url, stack.redis_url, "acme", 0,
+                                        text_payload("60111000009", "only worth sending within a second"),
+                                        deadline_at=datetime.now(UTC) + timedelta(seconds=1))
         await asyncio.sleep(2.0)
         waiting = await db.message(early)
         assert waiting is not None and waiting["status"] == "queued" and waiting["attempts"] == 0
+        expired = await db.wait_message(hurried, "failed")
+        assert expired["error_code"] == "DEADLINE_EXCEEDED" and expired["attempts"] == 0
 
         # --- scanned -> authenticated -> ready; the waiting message goes out ----------------------------
         await sandbox.scan("acme", 0, phone="60123456789")
@@ -208,6 +214,19 @@ async def test_session_lifecycle_qr_send_receive_disconnect_logout(stack: Stack)
         edited = recorded[target]["body"]
         assert edited["editedText"] == "hello (edited)" and edited["revoked"] is True
         assert edited["reaction"] == "\N{THUMBS UP SIGN}"
+
+        # --- what WhatsApp Web cannot or will not take fails for good, with a code ---------------------
+        refused = {
+            "UNSUPPORTED_MESSAGE_TYPE": {"messaging_product": "whatsapp", "to": "60111000002", "type": "template",
+                                         "template": {"name": "hello_world", "language": {"code": "en"}}},
+            "RECIPIENT_NOT_ON_WHATSAPP": text_payload("0111000002", "nobody there"),
+            "MEDIA_TOO_LARGE": {"messaging_product": "whatsapp", "to": "60111000002", "type": "document",
+                                "document": {"link": sandbox.url + "/samples/large.bin?size=3000000"}},
+        }
+        for code, payload in refused.items():
+            failed = await db.wait_message(
+                await enqueue_message(stack.database_url, stack.redis_url, "acme", 0, payload), "failed")
+            assert failed["error_code"] == code, (code, failed["error_code"], failed["error_title"])
 
         # --- an inbound message is stored (direction inbound) and published -----------------------------
         injected = await sandbox.inbound("acme", 0, **{"from": "60199887766", "text": "hi there",

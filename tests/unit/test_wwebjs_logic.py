@@ -195,4 +195,7 @@ async def test_driver_faults_grow_memory_and_slow_sends_until_cleared() -> None:
     assert 4 <= faults.ballast_mb <= 6
     faults.apply("clear", {})
     assert faults.ballast_mb == 0 and faults.slow_ms == 0
+    blocked_from = loop.time()
+    faults.apply("freeze", {"seconds": 0.2})  # blocks the event loop itself, like a hung browser
+    assert loop.time() - blocked_from >= 0.2
     await faults.close()

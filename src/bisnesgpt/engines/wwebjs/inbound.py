@@ -17,6 +17,7 @@ from typing import Any
 
 from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs import metrics
 from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
 from bisnesgpt.messaging import store as message_store
 from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
@@ -87,6 +88,7 @@ class InboundRecorder:
             )
             if row is None:
                 self.duplicates += 1
+                metrics.INBOUND.labels("duplicate").inc()
                 return True
             await record_tenant_event(conn, company_id=key.company_id, phone_index=key.phone_index,
                                       type=MESSAGE_INBOUND, data={
@@ -97,10 +99,12 @@ class InboundRecorder:
                                       raw=message.raw or None)
             await message_store.touch_inbound_session(conn, key.company_id, key.phone_index, message.sender, at)
         self.stored += 1
+        metrics.INBOUND.labels("stored").inc()
         return True
 
     async def on_ack(self, key: SessionKey, ack: DeliveryAck) -> bool:
         """True when applied; False when retried in the background (confirmed to WhatsApp only then)."""
+        metrics.ACKS.labels(ack.level).inc()
         if await self._apply_ack(key, ack):
             return True
         task = asyncio.create_task(self._retry_ack(key, ack), name=f"ack-retry:{ack.message_id}")

@@ -188,6 +188,7 @@ class SessionManager:
             except Exception as exc:
                 self.last_error = repr(exc)
                 log.exception("reconcile failed")
+            await self._enforce_leases()
             self._tick.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tick.wait(), interval)
@@ -237,6 +238,16 @@ class SessionManager:
 
         still = {k.lease_name for k in self.wanted | set(self.sessions) | set(self._command_tasks)}
         await self.leases.release(name for name in held if name not in still)
+
+    async def _enforce_leases(self) -> None:
+        """Stop driving any session whose lease could not be renewed in time (e.g. PostgreSQL is
+        unreachable): another process may take it over once it expires, and two must never drive it."""
+        for key, session in list(self.sessions.items()):
+            if key in self._command_tasks or self.leases.held(key.lease_name):
+                continue
+            log.warning("session %s: lease not renewed in time; letting go of it", key)
+            await session.close()
+            self.sessions.pop(key, None)
 
     def _note_standby(self) -> None:
         standby = self.standby()
