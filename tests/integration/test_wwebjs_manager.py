@@ -7,6 +7,7 @@ manager: bounded, staggered starts, and letting go of sessions whose lease it ca
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,7 +121,8 @@ async def wait_for(predicate: Any, timeout: float = 20) -> None:
 
 async def test_starts_are_bounded_and_staggered(db: Database, redis_url: str) -> None:
     await db.execute("INSERT INTO companies (id, name) VALUES ('many', 'Many')")
-    await db.execute("INSERT INTO phone_configs (company_id, phone_index) SELECT 'many', g FROM generate_series(0, 7) g")
+    await db.execute("INSERT INTO phone_configs (company_id, phone_index) "
+                     "SELECT 'many', g FROM generate_series(0, 7) g")
     driver = ScriptedDriver(connect_seconds=0.4)
     manager = manager_for(db, redis_url, driver, wwebjs_start_concurrency=2, wwebjs_start_stagger_ms=100)
     await manager.start()
@@ -130,7 +132,7 @@ async def test_starts_are_bounded_and_staggered(db: Database, redis_url: str) ->
         await manager.stop()
     assert driver.max_connecting <= 2
     times = sorted(t for _key, t in driver.starts)
-    assert all(b - a >= 0.09 for a, b in zip(times, times[1:], strict=False)), times
+    assert all(b - a >= 0.09 for a, b in itertools.pairwise(times)), times
     rows = await db.fetch("SELECT status FROM phone_status WHERE company_id = 'many'")
     assert [r["status"] for r in rows] == ["disconnected"] * 8  # the manager's stop says so
 
