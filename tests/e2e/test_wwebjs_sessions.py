@@ -284,6 +284,16 @@ async def test_session_lifecycle_qr_send_receive_disconnect_logout(stack: Stack)
         assert any(a["authStatus"] == "logged_out" for a in auth)
         assert all(data.get("companyId") == "acme" for _kind, data in sse.events)
         assert wwebjs.health()["status"] == "healthy"
+
+        # --- linked again after the logout, this time by phone number (a pairing code) ---------------
+        response = await http.post("/api/sessions/acme/0/pairing-code", json={"phoneNumber": "+60123456780"})
+        assert response.status_code == 200, response.text
+        code = response.json()["result"]["pairingCode"]
+        assert (await sandbox.session("acme", 0))["pairingCode"] == code
+        await sandbox.scan("acme", 0, code=code)
+        relinked = await db.wait_status("acme", 0, "ready", where=lambda r: r["last_seen"] > out["last_seen"])
+        assert relinked["phone_number"] == "60123456780"
+        assert (await sandbox.session("acme", 0))["device"]["loggedOut"] is False
     finally:
         await sse.stop()
         await http.aclose()
@@ -300,7 +310,7 @@ async def _delivered(sandbox: SandboxNetwork, message_id: str) -> bool:
 
 async def test_disconnect_loop_trips_the_breaker_until_an_operator_starts_it(stack: Stack) -> None:
     await seed_phone(stack.database_url, "flappy", 0)
-    sandbox, _wwebjs, api = stack.start()
+    sandbox, wwebjs, api = stack.start()
     assert api is not None
     db = stack.db
     await db.wait_status("flappy", 0, "qr")
@@ -330,6 +340,13 @@ async def test_disconnect_loop_trips_the_breaker_until_an_operator_starts_it(sta
     stored = await db.fetchrow("SELECT * FROM wwebjs_sessions WHERE company_id = 'flappy'")
     assert stored["breaker_tripped_at"] is None
     assert len((await sandbox.connections("flappy:0"))["connections"]) == connections + 1
+
+    # A graceful stop (SIGTERM) says so in phone_status and hands the lease back at once.
+    assert wwebjs.stop() == 0
+    stopped = await db.phone_status("flappy", 0)
+    assert (stopped["status"], stopped["metadata"]["reason"]) == ("disconnected", "wwebjs process stopped")
+    assert await db.fetch("SELECT * FROM process_leases WHERE name LIKE 'wwebjs:session:%'") == []
+    assert stored["auth_state"] is not None  # credentials kept for the next start
 
 
 async def test_pairing_code_session_api_commands_and_tenancy(stack: Stack) -> None:

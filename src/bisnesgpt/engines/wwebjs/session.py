@@ -173,19 +173,27 @@ class ManagedSession:
         if self.status in ("authenticated", "ready"):
             raise PairingUnavailable(f"session {self.key} is already paired (status {self.status}); log out first")
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         waiter: asyncio.Future[str] = loop.create_future()
         self._pairing_waiters.append(waiter)
         try:
+            # A connection on its way up is about to show a QR: ask it, rather than reconnecting.
+            while self.running and self.status in ("pending", "initializing") and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            if waiter.done():  # connected with the number: the code already arrived
+                return waiter.result()
             session = self._driver_session
             if session is not None and self.status in ("qr", "pairing_code"):
-                code = await asyncio.wait_for(session.request_pairing_code(phone_number), timeout)
+                code = await asyncio.wait_for(session.request_pairing_code(phone_number),
+                                              max(0.1, deadline - loop.time()))
                 if not waiter.done():
                     waiter.set_result(code)
             else:
-                # Not connected yet: connect with the number, the code comes as an event.
+                # Not connected (waiting to retry, or not started): connect with the number; the
+                # code comes as an event.
                 self._pairing_phone = phone_number
                 self.wake()
-            return await asyncio.wait_for(waiter, timeout)
+            return await asyncio.wait_for(waiter, max(0.1, deadline - loop.time()))
         finally:
             with contextlib.suppress(ValueError):
                 self._pairing_waiters.remove(waiter)
