@@ -50,7 +50,8 @@ async def connect(network: Network, session: str, auth: dict[str, Any] | None = 
                   pid: int = 1) -> tuple[Any, FakeSocket]:
     socket = FakeSocket()
     conn = network.connect(socket, "test")
-    await network.hello(conn, {"type": "hello", "session": session, "auth": auth, "client": {"pid": pid}})
+    await network.hello(conn, {"type": "hello", "session": session, "auth": auth,
+                               "client": {"pid": pid, "holder": f"wwebjs@host:{pid}:x"}})
     return conn, socket
 
 
@@ -121,11 +122,14 @@ async def test_unconfirmed_acks_and_inbound_are_replayed_after_a_reconnect(netwo
 
 async def test_a_second_connection_replaces_the_first_and_is_flagged(network: Network) -> None:
     _conn, socket, auth = await pair(network, "acme:0")
-    _conn2, socket2 = await connect(network, "acme:0", auth, pid=2)
+    _conn2, socket2 = await connect(network, "acme:0", auth, pid=2)  # another process: a violation
     assert socket.closed and "replaced" in socket.of("disconnect")[0]["reason"]
     await settle(lambda: socket2.of("ready"))
+    _conn3, socket3 = await connect(network, "acme:0", auth, pid=2)  # the same client, stale socket
+    assert socket2.closed
+    await settle(lambda: socket3.of("ready"))
     connections = network.records.connections("acme:0")
-    assert [c["overlapped"] for c in connections] == [0, 1]
+    assert [c["overlapped"] for c in connections] == [0, 1, 0]
 
 
 async def test_faults(network: Network) -> None:
