@@ -292,14 +292,20 @@ class RoleProc:
         self.proc.signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> int:
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; if it does not exit, dump every thread's stack (faulthandler) first."""
         self.proc.signal(signal.SIGTERM)
-        return self.proc.wait(30)
+        try:
+            return self.proc.popen.wait(timeout)
+        except Exception:
+            self.proc.signal(signal.SIGABRT)
+            self.proc.popen.wait(10)
+            raise AssertionError(f"did not stop within {timeout}s:\n{self.proc.output()[-6000:]}") from None
 
 
 def role_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     return clean_env(DATABASE_URL=database_url, REDIS_URL=redis_url, ENCRYPTION_KEY=ENCRYPTION_KEY,
-                     ADMIN_API_KEY=ADMIN_KEY, HOST="127.0.0.1", LOG_LEVEL="INFO", **extra)
+                     ADMIN_API_KEY=ADMIN_KEY, HOST="127.0.0.1", LOG_LEVEL="INFO", PYTHONFAULTHANDLER="1", **extra)
 
 
 def start_wwebjs(workdir: Path, database_url: str, redis_url: str, sandbox_url: str | None, *,

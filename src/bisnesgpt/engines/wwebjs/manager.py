@@ -124,11 +124,11 @@ class SessionManager:
     async def stop(self) -> None:
         """Disconnect every session (credentials stay), release the leases."""
         self._stopping = True
-        for task in [*self._tasks, *self._command_tasks.values()]:
+        tasks = [*self._tasks, *self._command_tasks.values()]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *self._command_tasks.values()]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
         closing = [s.close(final_status=("disconnected", {"reason": "wwebjs process stopped"}))
                    for s in self.sessions.values()]
         await asyncio.gather(*closing, return_exceptions=True)

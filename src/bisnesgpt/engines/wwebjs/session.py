@@ -148,10 +148,7 @@ class ManagedSession:
     async def close(self, *, final_status: tuple[str, dict[str, Any]] | None = None, timeout: float = 10.0) -> None:
         """Stop driving this session; optionally write a last status (not when the lease was lost)."""
         self._closing = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        await self._cancel_task(timeout)
         await self._stop_driver()
         for waiter in self._pairing_waiters:
             if not waiter.done():
@@ -210,10 +207,7 @@ class ManagedSession:
         else:
             how = "credentials removed locally (no live connection); unlink the device on the phone"
         self._closing = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await self._cancel_task(10.0)
         await self._stop_driver()
         await self._logged_out("logged out by operator", detail=how)
         return how
@@ -381,6 +375,13 @@ class ManagedSession:
                 await confirm()
 
     # --- helpers --------------------------------------------------------------------------------
+
+    async def _cancel_task(self, timeout: float) -> None:
+        """Cancel the run loop and wait for it (our own cancellation still propagates)."""
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.wait({task}, timeout=timeout)
 
     def _drain_events(self) -> None:
         while not self._events.empty():
