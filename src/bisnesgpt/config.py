@@ -150,6 +150,41 @@ class Settings(BaseSettings):
     meta_status_retry_seconds: Annotated[float, Field(gt=0)] = 120.0
     meta_phone_pause_seconds: Annotated[int, Field(ge=1)] = 3_600
     d360_webhook_token: SecretStr | None = None
+    # --- WhatsApp-Web engine (wwebjs) ----------------------------------------------------------
+    # Which driver talks to WhatsApp Web: neonize (whatsmeow, the real network) or the
+    # sandbox network server (`bisnesgpt sandbox wweb serve`) for development and tests.
+    wwebjs_driver: Literal["neonize", "sandbox"] = "neonize"
+    wwebjs_sandbox_url: str = "http://127.0.0.1:3010"
+    # neonize keeps its device keys in PostgreSQL, in this schema of DATABASE_URL.
+    wwebjs_store_schema: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "whatsmeow"
+    wwebjs_store_sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = "disable"
+    # Starting sessions: at most this many at once, this far apart.
+    wwebjs_start_concurrency: Annotated[int, Field(ge=1, le=100)] = 3
+    wwebjs_start_stagger_ms: Annotated[int, Field(ge=0)] = 1_000
+    # Reconnect with exponential backoff from base to max (a session ready for
+    # WWEBJS_STABLE_SECONDS starts again from base).
+    wwebjs_reconnect_base_ms: Millis = 2_000
+    wwebjs_reconnect_max_ms: Millis = 300_000
+    wwebjs_stable_seconds: Annotated[float, Field(gt=0)] = 60
+    # Circuit breaker: this many disconnects within the window -> status error "flapping",
+    # no more tries until an operator starts the session again.
+    wwebjs_breaker_disconnects: Annotated[int, Field(ge=1)] = 5
+    wwebjs_breaker_window_seconds: Annotated[float, Field(gt=0)] = 300
+    # Watchdog: a session stuck in initializing/authenticated this long is restarted.
+    wwebjs_init_timeout_seconds: Annotated[float, Field(gt=0)] = 90
+    # A QR nobody scans for this long stops the session (start it again for a new QR).
+    wwebjs_qr_timeout_seconds: Annotated[float, Field(gt=0)] = 300
+    # Session ownership leases (one process drives a session).
+    wwebjs_lease_ttl_seconds: Annotated[float, Field(ge=2)] = 20
+    wwebjs_lease_takeover_same_host: bool = True
+    wwebjs_reconcile_interval_ms: Millis = 2_000
+    # Sending.
+    wwebjs_send_timeout_seconds: Annotated[float, Field(gt=0)] = 30
+    wwebjs_send_jitter_ms: Annotated[int, Field(ge=0)] = 250
+    wwebjs_not_ready_retry_ms: Millis = 2_000
+    wwebjs_not_ready_retry_max_ms: Millis = 60_000
+    wwebjs_media_max_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
+    wwebjs_media_timeout_seconds: Annotated[float, Field(gt=0)] = 30
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -216,6 +251,14 @@ class Settings(BaseSettings):
         if not _HEX64.match(value.get_secret_value()):
             raise ValueError("must be 64 hex characters (a 32-byte AES-256 key)")
         return value
+
+    @field_validator("wwebjs_sandbox_url")
+    @classmethod
+    def _check_sandbox_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s):// URL of the sandbox network server")
+        return value.rstrip("/")
 
     # --- derived values ---------------------------------------------------------------------
 

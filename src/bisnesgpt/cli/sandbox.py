@@ -12,6 +12,9 @@ sandbox_app = typer.Typer(
     no_args_is_help=True,
 )
 
-from bisnesgpt.sandbox.meta_emulator.cli import meta_command  # noqa: E402 - registration below the app
+# Registration below the app: each sandbox module is imported only here.
+from bisnesgpt.sandbox.meta_emulator.cli import meta_command  # noqa: E402
+from bisnesgpt.sandbox.wweb.cli import wweb_app  # noqa: E402
 
 sandbox_app.command("meta")(meta_command)
+sandbox_app.add_typer(wweb_app, name="wweb")

@@ -1,0 +1,1 @@
+"""Engines: one subpackage per way of reaching WhatsApp (``wwebjs``, ``meta``)."""

@@ -9,6 +9,7 @@ from bisnesgpt.processes.component import Component
 def api_components(settings: Settings) -> list[Component]:
     from bisnesgpt.api.component import ApiComponent
     from bisnesgpt.api.pipeline import PipelineComponent
+    from bisnesgpt.api.sessions import SessionApiComponent
     from bisnesgpt.api.webhooks import WebhooksApiComponent
     from bisnesgpt.messaging.outbox import OutboxReconcilerComponent
     from bisnesgpt.webhooks.component import WebhookDeliveryComponent
@@ -17,13 +18,16 @@ def api_components(settings: Settings) -> list[Component]:
         ApiComponent(settings),
         PipelineComponent(settings),  # send/read/phone-config routes, router (issue 3)
         OutboxReconcilerComponent(settings),  # re-enqueues stored-but-unqueued messages (issue 3)
+        SessionApiComponent(settings),  # WhatsApp-Web session API via DB + pub/sub (issue 6)
         WebhooksApiComponent(settings),  # /api/v1/webhooks (issue 7)
         WebhookDeliveryComponent(settings),  # tenant webhook delivery worker (issue 7)
     ]
 
 
 def wwebjs_components(settings: Settings) -> list[Component]:
-    return []
+    from bisnesgpt.engines.wwebjs.components import wwebjs_engine_components
+
+    return [*wwebjs_engine_components(settings)]
 
 
 def meta_components(settings: Settings) -> list[Component]:

@@ -1,0 +1,23 @@
+"""Driver implementations: ``neonize`` (WhatsApp's network) and ``sandbox`` (the sandbox network)."""
+
+from __future__ import annotations
+
+from bisnesgpt.config import Settings
+from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs.driver import WebDriver
+
+
+def build_driver(settings: Settings, db: Database, database_url: str, *, process_name: str,
+                 holder: str) -> WebDriver:
+    """The driver WWEBJS_DRIVER names, constructed (opened later, inside the running process)."""
+    if settings.wwebjs_driver == "sandbox":
+        from bisnesgpt.engines.wwebjs.drivers.sandbox import SandboxDriver
+
+        return SandboxDriver(settings.wwebjs_sandbox_url, process_name=process_name, holder=holder,
+                             media_max_bytes=settings.wwebjs_media_max_bytes,
+                             media_timeout=settings.wwebjs_media_timeout_seconds)
+    from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeDriver
+
+    return NeonizeDriver(db, database_url, schema=settings.wwebjs_store_schema,
+                         sslmode=settings.wwebjs_store_sslmode, media_max_bytes=settings.wwebjs_media_max_bytes,
+                         media_timeout=settings.wwebjs_media_timeout_seconds)

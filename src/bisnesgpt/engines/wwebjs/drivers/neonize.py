@@ -1,0 +1,372 @@
+"""The ``neonize`` driver: WhatsApp Web multi-device through whatsmeow (the Go library neonize binds).
+
+* Session store: whatsmeow's own tables, in PostgreSQL (DATABASE_URL), in their own schema
+  (WWEBJS_STORE_SCHEMA, created at start; whatsmeow creates and upgrades its tables on
+  first use). neonize picks the PostgreSQL dialect for names starting with ``postgres``;
+  the schema is selected with ``search_path`` in the DSN.
+* One client per phone. A new phone is a new device (QR or pairing code); a paired phone is
+  resumed by its device JID, which is the only thing kept in our session store.
+* QR codes arrive as strings; the session manager renders them as PNG data URLs (segno).
+* Media by URL is downloaded here with the size limit (WWEBJS_MEDIA_MAX_BYTES) and uploaded
+  by whatsmeow. neonize needs ffmpeg for video/sticker thumbnails.
+
+whatsmeow reconnects by itself; the session manager owns reconnects instead, so a
+disconnect stops the client and the manager decides when to try again (backoff, breaker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs.driver import (
+    Authenticated,
+    DeliveryAck,
+    Disconnected,
+    DriverConnectError,
+    DriverError,
+    EventSink,
+    InboundMedia,
+    InboundMessage,
+    LoggedOut,
+    NotConnected,
+    OutgoingMessage,
+    PairingCode,
+    PairingUnavailable,
+    QrCode,
+    Ready,
+    SendRejected,
+    SentMessage,
+    SessionKey,
+)
+from bisnesgpt.engines.wwebjs.media import fetch_media
+
+log = logging.getLogger(__name__)
+
+# A connect attempt that fails does so within milliseconds (DNS, TCP, TLS); one that is
+# still running after this long is connected and waiting for a QR scan or the server.
+STARTUP_GRACE = 3.0
+RECEIPT_LEVELS = {1: "device", 4: "read", 6: "played"}
+# neonize opens a new database handle (a Go sql.DB) for every connect and never closes it;
+# each connection attempt gets its own application_name so its connections can be closed
+# from here once the attempt is over (otherwise every retry leaks a PostgreSQL connection).
+TERMINATE_ATTEMPT_CONNECTIONS = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()
+"""
+
+
+def store_dsn(database_url: str, schema: str, sslmode: str, application_name: str | None = None) -> str:
+    """DATABASE_URL for lib/pq with whatsmeow's schema on the search path."""
+    parts = urlsplit(database_url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("sslmode", sslmode)
+    query["search_path"] = schema
+    if application_name:
+        query["application_name"] = application_name
+    scheme = "postgres" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    return urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
+
+
+def readable_error(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "web.whatsapp.com" in text and ("no such host" in text or "dial" in text):
+        return f"cannot reach WhatsApp (web.whatsapp.com): {text}"
+    return text
+
+
+class NeonizeDriver:
+    name = "neonize"
+
+    def __init__(self, db: Database, database_url: str, *, schema: str, sslmode: str, media_max_bytes: int,
+                 media_timeout: float) -> None:
+        self.db = db
+        self.schema = schema
+        self.database_url = database_url
+        self.sslmode = sslmode
+        self._attempts = itertools.count(1)
+        self.media_max_bytes = media_max_bytes
+        self.media_timeout = media_timeout
+        self.load_error: str | None = None
+
+    async def open(self) -> None:
+        # The schema name is validated by settings (^[a-z_][a-z0-9_]*$), so quoting is enough.
+        await self.db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        try:
+            import neonize.aioze.client  # noqa: F401 - loads the Go library once, at start
+        except (ImportError, OSError) as exc:
+            self.load_error = f"neonize cannot be loaded on this machine: {exc}"
+            log.exception("%s", self.load_error)
+
+    def session(self, key: SessionKey, sink: EventSink, auth_state: dict[str, Any] | None) -> NeonizeSession:
+        return NeonizeSession(self, key, sink, auth_state)
+
+    def attempt_dsn(self) -> tuple[str, str]:
+        """A DSN whose connections are recognisable as this connection attempt's."""
+        name = f"bisnesgpt-wa-{os.getpid()}-{next(self._attempts)}"
+        return store_dsn(self.database_url, self.schema, self.sslmode, name), name
+
+    async def release_connections(self, application_name: str) -> int:
+        """Close the PostgreSQL connections neonize left open for one finished attempt."""
+        try:
+            return int(await self.db.fetchval(TERMINATE_ATTEMPT_CONNECTIONS, application_name) or 0)
+        except BisnesgptError as exc:
+            log.warning("could not close neonize's connections %s: %s", application_name, exc.detail)
+            return 0
+
+    async def close(self) -> None:
+        return None
+
+
+class NeonizeSession:
+    def __init__(self, driver: NeonizeDriver, key: SessionKey, sink: EventSink,
+                 auth_state: dict[str, Any] | None) -> None:
+        self.driver = driver
+        self.key = key
+        self.sink = sink
+        self.auth_state = auth_state or {}
+        self.client: Any = None
+        self._application_name: str | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._stopped = False
+        self._ready = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self, *, pairing_phone: str | None = None) -> None:
+        if self.driver.load_error:
+            raise DriverConnectError(self.driver.load_error)
+        from neonize.aioze.client import NewAClient
+        from neonize.proto.Neonize_pb2 import JID
+
+        stored = self.auth_state.get("jid")
+        jid = JID(User=stored["user"], Server=stored["server"], Device=int(stored.get("device", 0)),
+                  RawAgent=int(stored.get("rawAgent", 0)), Integrator=0, IsEmpty=False) if stored else None
+        dsn, self._application_name = self.driver.attempt_dsn()
+        self.client = NewAClient(dsn, jid=jid, uuid=None if jid else str(self.key), new_device=jid is None)
+        self._subscribe(self.client)
+        try:
+            task = await self.client.connect()
+        except Exception as exc:
+            raise DriverConnectError(readable_error(exc)) from exc
+        done, _ = await asyncio.wait({task}, timeout=STARTUP_GRACE)
+        if task in done:
+            error = task.exception()
+            await self._stop_client()
+            raise DriverConnectError(readable_error(error) if error else "the WhatsApp connection ended at once")
+        self._task = task
+        task.add_done_callback(self._connection_ended)
+        if pairing_phone and jid is None:
+            await self.request_pairing_code(pairing_phone)
+
+    def _connection_ended(self, task: asyncio.Task[Any]) -> None:
+        if self._stopped:
+            return
+        error = None if task.cancelled() else task.exception()
+        self.sink(Disconnected(readable_error(error) if error else "connection to WhatsApp ended"))
+
+    async def stop(self) -> None:
+        self._stopped = True
+        await self._stop_client()
+
+    async def _stop_client(self) -> None:
+        client, self.client = self.client, None
+        self._ready = False
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.stop(), 10)
+        if self._task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 5)
+        if self._application_name is not None:
+            await self.driver.release_connections(self._application_name)
+
+    async def logout(self) -> None:
+        if self.client is None:
+            raise NotConnected("not connected")
+        try:
+            await self.client.logout()
+        except Exception as exc:
+            raise DriverError(f"logout failed: {readable_error(exc)}") from exc
+
+    async def request_pairing_code(self, phone_number: str) -> str:
+        if self.client is None or self._ready:
+            raise PairingUnavailable("a pairing code needs a connection waiting to be paired")
+        digits = "".join(ch for ch in phone_number if ch.isdigit())
+        try:
+            code = str(await self.client.PairPhone(digits, True))
+        except Exception as exc:
+            raise PairingUnavailable(f"pairing code request failed: {readable_error(exc)}") from exc
+        self.sink(PairingCode(code, digits))
+        return code
+
+    # --- events -----------------------------------------------------------------------------------
+
+    def _subscribe(self, client: Any) -> None:
+        from neonize.aioze.events import (
+            ConnectedEv,
+            ConnectFailureEv,
+            DisconnectedEv,
+            LoggedOutEv,
+            MessageEv,
+            PairStatusEv,
+            ReceiptEv,
+            StreamReplacedEv,
+            TemporaryBanEv,
+        )
+
+        async def on_qr(_client: Any, data: bytes) -> None:
+            self.sink(QrCode(data.decode() if isinstance(data, bytes) else str(data)))
+
+        async def on_pair(_client: Any, event: Any) -> None:
+            if int(event.Status) == 2:  # SUCCESS
+                jid = event.ID
+                self.auth_state = {"jid": {"user": jid.User, "server": jid.Server, "device": jid.Device,
+                                           "rawAgent": jid.RawAgent}}
+                self.sink(Authenticated(self.auth_state, phone_number=jid.User,
+                                        device_id=f"{jid.User}:{jid.Device}@{jid.Server}"))
+            else:
+                self.sink(Disconnected(f"pairing failed: {event.Error}"))
+
+        async def on_connected(_client: Any, _event: Any) -> None:
+            stored = self.auth_state.get("jid") or {}
+            if not self._ready and stored:
+                self.sink(Authenticated(self.auth_state, phone_number=stored.get("user")))
+            self._ready = True
+            self.sink(Ready(stored.get("user")))
+
+        async def on_logged_out(_client: Any, event: Any) -> None:
+            self.sink(LoggedOut(f"logged out by WhatsApp (reason {int(event.Reason)})"))
+
+        async def on_disconnected(_client: Any, _event: Any) -> None:
+            if not self._stopped:
+                self.sink(Disconnected("connection to WhatsApp lost"))
+
+        async def on_replaced(_client: Any, _event: Any) -> None:
+            self.sink(Disconnected("replaced: this device connected from another client"))
+
+        async def on_connect_failure(_client: Any, event: Any) -> None:
+            self.sink(Disconnected(f"WhatsApp refused the connection: {event.Message or int(event.Reason)}",
+                                   connect_failure=True))
+
+        async def on_ban(_client: Any, event: Any) -> None:
+            self.sink(Disconnected(f"temporarily banned by WhatsApp (code {int(event.Code)}, "
+                                   f"expires in {int(event.Expire)} s)"))
+
+        async def on_message(_client: Any, event: Any) -> None:
+            inbound = self._inbound(event)
+            if inbound is not None:
+                self.sink(inbound)
+
+        async def on_receipt(_client: Any, event: Any) -> None:
+            level = RECEIPT_LEVELS.get(int(event.Type))
+            if level is not None:
+                for message_id in event.MessageIDs:
+                    self.sink(DeliveryAck(str(message_id), level))  # type: ignore[arg-type]
+
+        client.qr(on_qr)
+        for event_type, handler in ((PairStatusEv, on_pair), (ConnectedEv, on_connected),
+                                    (LoggedOutEv, on_logged_out), (DisconnectedEv, on_disconnected),
+                                    (StreamReplacedEv, on_replaced), (ConnectFailureEv, on_connect_failure),
+                                    (TemporaryBanEv, on_ban), (MessageEv, on_message), (ReceiptEv, on_receipt)):
+            client.event(event_type)(handler)
+
+    def _inbound(self, event: Any) -> InboundMessage | None:
+        info, message = event.Info, event.Message
+        source = info.MessageSource
+        if source.IsFromMe:
+            return None
+        chat = f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
+        kind, text, media, quoted = "unknown", None, None, None
+        if message.conversation:
+            kind, text = "text", message.conversation
+        elif message.HasField("extendedTextMessage"):
+            kind, text = "text", message.extendedTextMessage.text
+            quoted = message.extendedTextMessage.contextInfo.stanzaID or None
+        else:
+            for name in ("image", "video", "audio", "document", "sticker"):
+                field = f"{name}Message"
+                if message.HasField(field):
+                    body = getattr(message, field)
+                    kind = name
+                    media = InboundMedia(name, mime_type=getattr(body, "mimetype", None) or None,
+                                         filename=getattr(body, "fileName", None) or None,
+                                         size=int(getattr(body, "fileLength", 0) or 0) or None,
+                                         sha256=(getattr(body, "fileSHA256", b"") or b"").hex() or None,
+                                         caption=getattr(body, "caption", None) or None)
+                    break
+        return InboundMessage(id=info.ID, chat_id=chat, sender=source.Sender.User, timestamp=float(info.Timestamp),
+                              type=kind, text=text, media=media, quoted_id=quoted, push_name=info.Pushname or None,
+                              raw={"type": info.Type, "mediaType": info.MediaType})
+
+    # --- sending ----------------------------------------------------------------------------------
+
+    async def send(self, message: OutgoingMessage) -> SentMessage:
+        if self.client is None or not self._ready:
+            raise NotConnected(f"session {self.key} is not ready")
+        from neonize.proto.Neonize_pb2 import JID
+
+        user, _, server = message.to.partition("@")
+        chat = JID(User=user, Server="g.us" if server == "g.us" else "s.whatsapp.net", Device=0, RawAgent=0,
+                   Integrator=0, IsEmpty=False)
+        try:
+            response = await self._send(self.client, chat, message)
+        except DriverError:
+            raise
+        except Exception as exc:
+            raise DriverError(f"send failed: {readable_error(exc)}") from exc
+        return SentMessage(str(response.ID), float(response.Timestamp or time.time()))
+
+    async def _send(self, client: Any, chat: Any, message: OutgoingMessage) -> Any:
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContextInfo, ExtendedTextMessage, LocationMessage
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+        if message.kind == "text":
+            if message.reply_to:
+                context = ContextInfo(stanzaID=message.reply_to, participant=message.to)
+                payload = WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or "",
+                                                                            contextInfo=context))
+            else:
+                payload = WAMessage(conversation=message.text or "")
+            return await client.send_message(chat, payload, link_preview=message.preview_url)
+        if message.media is not None:
+            return await client.send_message(chat, await self._media_message(client, message))
+        if message.kind == "location" and message.location is not None:
+            loc = message.location
+            return await client.send_message(chat, WAMessage(locationMessage=LocationMessage(
+                degreesLatitude=loc["latitude"], degreesLongitude=loc["longitude"], name=loc.get("name") or "",
+                address=loc.get("address") or "")))
+        if message.kind == "reaction":
+            # The reacted-to message's author is not known here; in 1:1 chats the chat JID works.
+            reaction = await client.build_reaction(chat, chat, message.target_id or "", message.text or "")
+            return await client.send_message(chat, reaction)
+        if message.kind == "edit":
+            return await client.edit_message(chat, message.target_id or "", WAMessage(conversation=message.text or ""))
+        if message.kind == "delete":
+            me = getattr(getattr(client, "me", None), "JID", None) or chat
+            return await client.revoke_message(chat, me, message.target_id or "")
+        raise SendRejected(f"cannot send {message.kind} on WhatsApp Web", code="UNSUPPORTED_MESSAGE_TYPE")
+
+    async def _media_message(self, client: Any, message: OutgoingMessage) -> Any:
+        assert message.media is not None
+        media = await fetch_media(message.media, max_bytes=self.driver.media_max_bytes,
+                                  timeout=self.driver.media_timeout)
+        if message.kind == "image":
+            return await client.build_image_message(media.data, caption=message.text)
+        if message.kind == "video":
+            return await client.build_video_message(media.data, caption=message.text)
+        if message.kind == "audio":
+            return await client.build_audio_message(media.data)
+        if message.kind == "sticker":
+            return await client.build_sticker_message(media.data)
+        return await client.build_document_message(media.data, caption=message.text, filename=media.filename,
+                                                   mimetype=media.mime_type)

@@ -1,0 +1,80 @@
+"""The WhatsApp-Web engine as the shared send worker sees it (``messaging.worker.Engine``).
+
+``before_send`` refuses what WhatsApp Web cannot send (permanently, before the claim) and
+defers while the session is not ``ready`` here: the message stays ``queued``, the job waits
+with a backoff that grows with the message's age (no attempt is used) until it is sent or
+its deadline passes. ``send`` paces per session, sends through the session's driver and
+maps driver errors to the worker's outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from bisnesgpt.config import Settings
+from bisnesgpt.engines.wwebjs.driver import DriverError, NotConnected, SendRejected, SendTimeout, SessionKey
+from bisnesgpt.engines.wwebjs.manager import SessionManager
+from bisnesgpt.engines.wwebjs.outgoing import to_outgoing
+from bisnesgpt.engines.wwebjs.pacing import SessionPacer
+from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
+from bisnesgpt.messaging.store import MessageRecord
+from bisnesgpt.messaging.worker import SendReceipt
+
+# A job waits in-process for its pacing slot up to this long; beyond, it is delayed in Redis.
+MAX_INLINE_WAIT = 2.0
+OTHER_OWNER_RETRY_MS = 1_000
+
+
+class WebEngine:
+    provider = "wwebjs"
+
+    def __init__(self, settings: Settings, manager: SessionManager) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.pacer = SessionPacer(settings.wwebjs_max_messages_per_second, settings.wwebjs_send_jitter_ms)
+
+    def _defer_ms(self, message: MessageRecord) -> int:
+        """Grows with how long the message has waited: base, then about half its age, capped."""
+        queued = message.queued_at or message.created_at
+        age_ms = (datetime.now(UTC) - queued).total_seconds() * 1000
+        return int(min(self.settings.wwebjs_not_ready_retry_max_ms,
+                       max(self.settings.wwebjs_not_ready_retry_ms, age_ms / 2)))
+
+    def _check_ready(self, message: MessageRecord) -> None:
+        readiness = self.manager.readiness(SessionKey(message.company_id, message.phone_index))
+        if readiness.state == "ready":
+            return
+        if readiness.state == "other_owner":
+            raise DeferSend(readiness.detail, delay_ms=OTHER_OWNER_RETRY_MS)
+        raise DeferSend(f"session {message.company_id}:{message.phone_index} not ready: {readiness.detail}",
+                        delay_ms=self._defer_ms(message))
+
+    async def before_send(self, message: MessageRecord) -> None:
+        to_outgoing(message)  # raises PermanentSendError for what can never be sent
+        self._check_ready(message)
+
+    async def send(self, message: MessageRecord) -> SendReceipt:
+        outgoing = to_outgoing(message)
+        key = SessionKey(message.company_id, message.phone_index)
+        wait = self.pacer.reserve(key, max_wait=MAX_INLINE_WAIT)
+        if wait is None:
+            raise DeferSend("paced", delay_ms=int(self.pacer.delay_until_free(key) * 1000) + 1)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        readiness = self.manager.readiness(key)
+        if readiness.session is None or readiness.state != "ready":
+            raise DeferSend(f"session not ready: {readiness.detail}", delay_ms=self._defer_ms(message))
+        try:
+            sent = await readiness.session.send(outgoing)
+        except NotConnected as exc:
+            raise DeferSend(exc.detail, delay_ms=self._defer_ms(message)) from exc
+        except SendTimeout as exc:
+            raise RetryableSendError(exc.detail, code=exc.code, title=exc.title) from exc
+        except SendRejected as exc:
+            raise PermanentSendError(exc.detail, code=exc.code, title=exc.title) from exc
+        except DriverError as exc:
+            if exc.retryable:
+                raise RetryableSendError(exc.detail, code=exc.code, title=exc.title) from exc
+            raise PermanentSendError(exc.detail, code=exc.code, title=exc.title) from exc
+        return SendReceipt(sent.id, {"duplicate": sent.duplicate, "timestamp": sent.timestamp})

@@ -1,0 +1,139 @@
+"""What arrives on a session: inbound messages (stored like Meta's) and delivery acks.
+
+Inbound messages become ``messages`` rows (direction ``inbound``, provider ``wwebjs``,
+deduplicated on the provider id per phone) with a tenant ``message.inbound`` event in the
+same transaction. Acks move our outbound messages forward (``sent → delivered → read``)
+through ``advance_status``, which never moves backwards; an ack that arrives before the
+worker recorded the external id is retried for a short while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from bisnesgpt.core.ids import new_message_id
+from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs import metrics
+from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
+from bisnesgpt.messaging import store as message_store
+from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
+from bisnesgpt.messaging.states import advance_status
+
+log = logging.getLogger(__name__)
+
+INSERT_INBOUND = """
+INSERT INTO messages (message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
+                      message_type, content, media_url, media_mime_type, media_filename, payload, raw, status,
+                      external_id, context_message_id, source, created_at)
+VALUES ($1, $2, $3, 'inbound', 'wwebjs', 'wwebjs', $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, 'delivered',
+        $12, $13, 'wwebjs', $14)
+ON CONFLICT (company_id, phone_index, external_id) WHERE direction = 'inbound' AND external_id IS NOT NULL
+DO NOTHING
+RETURNING id, message_id
+"""
+FIND_OUTBOUND = """
+SELECT id, status FROM messages
+WHERE external_id = $1 AND company_id = $2 AND phone_index = $3 AND direction = 'outbound'
+ORDER BY id DESC LIMIT 1
+"""
+ACK_STATUS = {"server": "sent", "device": "delivered", "read": "read", "played": "read"}
+ACK_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+def inbound_payload(message: InboundMessage) -> dict[str, Any]:
+    """The Cloud-API-webhook-shaped body of an inbound message (what tenants already parse)."""
+    body: dict[str, Any] = {"from": message.sender, "id": message.id, "timestamp": str(int(message.timestamp)),
+                            "type": message.type}
+    if message.push_name:
+        body["profile"] = {"name": message.push_name}
+    if message.type == "text":
+        body["text"] = {"body": message.text or ""}
+    elif message.media is not None:
+        media = message.media
+        body[message.type] = {k: v for k, v in {
+            "mime_type": media.mime_type, "sha256": media.sha256, "caption": media.caption,
+            "filename": media.filename, "link": media.url, "file_size": media.size}.items() if v is not None}
+    elif message.text is not None:
+        body[message.type] = {"body": message.text}
+    if message.quoted_id:
+        body["context"] = {"id": message.quoted_id}
+    return body
+
+
+class InboundRecorder:
+    """Stores inbound messages and applies acks for the sessions of one process."""
+
+    def __init__(self, db: Database, *, source: str = "wwebjs") -> None:
+        self.db = db
+        self.source = source
+        self.stored = 0
+        self.duplicates = 0
+        self._retries: set[asyncio.Task[None]] = set()
+
+    async def on_inbound(self, key: SessionKey, message: InboundMessage) -> bool:
+        payload = inbound_payload(message)
+        media = message.media
+        content = message.text if message.text is not None else (media.caption if media else None)
+        at = datetime.fromtimestamp(message.timestamp, UTC)
+        chat_id = message.chat_id if "@" in message.chat_id else f"{message.chat_id}@c.us"
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                INSERT_INBOUND, new_message_id(), key.company_id, key.phone_index, chat_id, message.type, content,
+                media.url if media else None, media.mime_type if media else None, media.filename if media else None,
+                payload, message.raw or None, message.id, message.quoted_id, at,
+            )
+            if row is None:
+                self.duplicates += 1
+                metrics.INBOUND.labels("duplicate").inc()
+                return True
+            await record_tenant_event(conn, company_id=key.company_id, phone_index=key.phone_index,
+                                      type=MESSAGE_INBOUND, data={
+                                          "message_id": row["message_id"], "external_id": message.id,
+                                          "chat_id": chat_id, "from": message.sender, "type": message.type,
+                                          "text": content, "timestamp": at.isoformat(), "provider": "wwebjs",
+                                          "push_name": message.push_name, "payload": payload},
+                                      raw=message.raw or None)
+            await message_store.touch_inbound_session(conn, key.company_id, key.phone_index, message.sender, at)
+        self.stored += 1
+        metrics.INBOUND.labels("stored").inc()
+        return True
+
+    async def on_ack(self, key: SessionKey, ack: DeliveryAck) -> bool:
+        """True when applied; False when retried in the background (confirmed to WhatsApp only then)."""
+        metrics.ACKS.labels(ack.level).inc()
+        if await self._apply_ack(key, ack):
+            return True
+        task = asyncio.create_task(self._retry_ack(key, ack), name=f"ack-retry:{ack.message_id}")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+        return False
+
+    async def _apply_ack(self, key: SessionKey, ack: DeliveryAck) -> bool:
+        to_status = ACK_STATUS.get(ack.level)
+        if to_status is None:
+            return True
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(FIND_OUTBOUND, ack.message_id, key.company_id, key.phone_index)
+            if row is None:
+                return False
+            await advance_status(conn, row["id"], to_status, source=self.source, detail={"ack": ack.level})
+        return True
+
+    async def _retry_ack(self, key: SessionKey, ack: DeliveryAck) -> None:
+        for delay in ACK_RETRY_DELAYS:
+            await asyncio.sleep(delay)
+            with contextlib.suppress(Exception):
+                if await self._apply_ack(key, ack):
+                    if ack.confirm is not None:
+                        await ack.confirm()
+                    return
+        # Left unconfirmed: WhatsApp (or the sandbox) sends the receipt again on the next connection.
+        log.info("ack %s for %s: no outbound message with that id (yet)", ack.level, ack.message_id)
+
+    async def close(self) -> None:
+        for task in list(self._retries):
+            task.cancel()

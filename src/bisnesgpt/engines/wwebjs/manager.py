@@ -1,0 +1,390 @@
+"""The session manager: which sessions run here, started gently, owned exclusively, commanded.
+
+Every reconcile tick (``WWEBJS_RECONCILE_INTERVAL_MS``, or at once when the API publishes a
+command on ``process:message``):
+
+1. read the ``wwebjs`` phones from the database (not a hard-coded list) with what the
+   operator wants for each (running/stopped, breaker tripped);
+2. take or renew the lease of every session it should run or has a command for — a session
+   whose lease another live process holds is left alone (this process is *standby* for it);
+3. close sessions whose lease was lost or that are no longer wanted, release their leases;
+4. run pending operator commands (start/stop/restart/logout/pairing code) for sessions it
+   owns, one at a time per session;
+5. queue the wanted, owned, not-running sessions for the starter, which starts at most
+   ``WWEBJS_START_CONCURRENCY`` at a time (counting those still initializing), spaced by
+   ``WWEBJS_START_STAGGER_MS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bisnesgpt.config import Settings
+from bisnesgpt.coordination.channels import PROCESS_MESSAGE
+from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs import store
+from bisnesgpt.engines.wwebjs.driver import DeliveryAck, DriverError, InboundMessage, SessionKey, WebDriver
+from bisnesgpt.engines.wwebjs.leases import SessionLeases
+from bisnesgpt.engines.wwebjs.session import ManagedSession, SessionConfig, SessionServices
+from bisnesgpt.health.events import EventRecorder
+
+log = logging.getLogger(__name__)
+
+# What the API publishes on process:message to wake the wwebjs processes up.
+SESSION_COMMAND_MESSAGE = "wwebjs.session_command"
+STARTING_STATUSES = frozenset({"pending", "initializing"})
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Can this process send on a session now, and if not, why."""
+
+    state: str  # ready | other_owner | not_ready | not_running
+    session: ManagedSession | None = None
+    detail: str = ""
+
+
+def session_config(settings: Settings) -> SessionConfig:
+    return SessionConfig(
+        reconnect_base_ms=settings.wwebjs_reconnect_base_ms,
+        reconnect_max_ms=settings.wwebjs_reconnect_max_ms,
+        stable_seconds=settings.wwebjs_stable_seconds,
+        breaker_disconnects=settings.wwebjs_breaker_disconnects,
+        breaker_window_seconds=settings.wwebjs_breaker_window_seconds,
+        init_timeout_seconds=settings.wwebjs_init_timeout_seconds,
+        qr_timeout_seconds=settings.wwebjs_qr_timeout_seconds,
+        send_timeout_seconds=settings.wwebjs_send_timeout_seconds,
+    )
+
+
+class SessionManager:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        redis: aioredis.Redis,
+        redis_url: str,
+        driver: WebDriver,
+        auth: store.AuthStore,
+        events: EventRecorder,
+        *,
+        process_name: str,
+        holder: str,
+        pid: int,
+        on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]],
+        on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]],
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.redis_url = redis_url
+        self.driver = driver
+        self.holder = holder
+        self.leases = SessionLeases(db, self.holder, settings.wwebjs_lease_ttl_seconds,
+                                    takeover_same_host=settings.wwebjs_lease_takeover_same_host)
+        self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
+                                        process_name=process_name, holder=self.holder, pid=pid,
+                                        on_inbound=on_inbound, on_ack=on_ack)
+        self.config = session_config(settings)
+        self.sessions: dict[SessionKey, ManagedSession] = {}
+        self.wanted: set[SessionKey] = set()
+        self._command_tasks: dict[SessionKey, asyncio.Task[None]] = {}
+        self._start_queue: list[SessionKey] = []
+        self._tick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.started_at = time.time()
+        self.last_tick_ok: float | None = None
+        self.last_error: str | None = None
+        self.was_standby = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.started_at = time.time()
+        await self.driver.open()
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="wwebjs-reconcile"),
+            asyncio.create_task(self._starter(), name="wwebjs-starter"),
+            asyncio.create_task(self._listen(), name="wwebjs-commands"),
+        ]
+        log.info("session manager started as %s (driver %s)", self.holder, self.driver.name)
+
+    async def stop(self) -> None:
+        """Disconnect every session (credentials stay), release the leases."""
+        self._stopping = True
+        tasks = [*self._tasks, *self._command_tasks.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        closing = [s.close(final_status=("disconnected", {"reason": "wwebjs process stopped"}))
+                   for s in self.sessions.values()]
+        await asyncio.gather(*closing, return_exceptions=True)
+        await self.leases.release([k.lease_name for k in self.sessions])
+        await self.leases.release(self.leases.held_names())
+        self.sessions.clear()
+        await self.driver.close()
+
+    def poke(self) -> None:
+        self._tick.set()
+
+    # --- what the worker and /health ask ------------------------------------------------------
+
+    def readiness(self, key: SessionKey) -> Readiness:
+        session = self.sessions.get(key)
+        if session is not None and session.running and session.is_ready() and self.leases.held(key.lease_name):
+            return Readiness("ready", session)
+        other = self.leases.others.get(key.lease_name)
+        if other is not None:
+            return Readiness("other_owner", detail=f"session driven by {other}")
+        if session is not None and session.running:
+            return Readiness("not_ready", session, f"session status is {session.status}")
+        return Readiness("not_running", detail="session not running here")
+
+    def owned(self) -> list[SessionKey]:
+        return [k for k in self.sessions if self.leases.held(k.lease_name)]
+
+    def standby(self) -> dict[str, str]:
+        """Wanted sessions another process drives: name -> holder."""
+        names = {k.lease_name for k in self.wanted}
+        return {name: holder for name, holder in self.leases.others.items() if name in names}
+
+    def ready_count(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.is_ready())
+
+    def summary(self) -> dict[str, Any]:
+        statuses: dict[str, int] = {}
+        for session in self.sessions.values():
+            statuses[session.status] = statuses.get(session.status, 0) + 1
+        standby = self.standby()
+        return {"holder": self.holder, "driver": self.driver.name, "owned": len(self.owned()),
+                "standby": len(standby), "standbyHolders": sorted(set(standby.values())), "statuses": statuses,
+                "mode": "standby" if standby and not self.sessions else "active"}
+
+    # --- reconcile --------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        interval = self.settings.wwebjs_reconcile_interval_ms / 1000
+        while not self._stopping:
+            try:
+                await self.reconcile()
+                self.last_tick_ok = time.time()
+                self.last_error = None
+            except BisnesgptError as exc:
+                self.last_error = exc.detail
+                log.warning("reconcile failed: %s", exc.detail)
+            except Exception as exc:
+                self.last_error = repr(exc)
+                log.exception("reconcile failed")
+            await self._enforce_leases()
+            self._tick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tick.wait(), interval)
+
+    async def reconcile(self) -> None:
+        async with self.db.connection() as conn:
+            phones = await store.wwebjs_phones(conn)
+            commands = await store.pending_commands(conn)
+        by_key = {p.key: p for p in phones}
+        self.wanted = {p.key for p in phones if p.should_run}
+        commanded = {c.key for c in commands if c.key in by_key}
+        # Renew what we hold; claim at most a start batch of new sessions per round, so that
+        # processes starting together share the sessions instead of the first taking all.
+        keep = {k.lease_name for k in commanded | set(self.sessions) | set(self._command_tasks)}
+        keep |= {name for name in self.leases.held_names() if SessionKey.from_lease_name(name) in self.wanted}
+        new = [k.lease_name for k in self.wanted if k.lease_name not in keep and k.lease_name not in self.leases.others]
+        random.shuffle(new)  # processes claiming at the same moment then mostly pick different sessions
+        claim = keep | set(new[: max(0, self.settings.wwebjs_start_concurrency - len(self._start_queue))])
+        held = await self.leases.acquire(claim, observe={k.lease_name for k in self.wanted})
+        self._note_standby()
+
+        for key, session in list(self.sessions.items()):
+            if key.lease_name not in held:
+                log.warning("session %s: lease lost; no longer driving it", key)
+                await session.close()
+                del self.sessions[key]
+            elif not session.running:
+                del self.sessions[key]
+                if session.ended == "crashed" and key in self.wanted:
+                    self._queue_start(key)
+            elif key not in self.wanted and key not in self._command_tasks:
+                reason = self._not_wanted_reason(by_key.get(key))
+                log.info("session %s: no longer wanted (%s); stopping", key, reason)
+                await session.close(final_status=("disconnected", {"reason": reason}))
+                del self.sessions[key]
+
+        for command in commands:
+            if command.key not in by_key:
+                continue  # the phone is gone (or no longer wwebjs): the cascade removes it
+            if command.key.lease_name in held and command.key not in self._command_tasks:
+                self._command_tasks[command.key] = asyncio.create_task(
+                    self._run_command(command), name=f"wwebjs-command:{command.id}")
+
+        for key in sorted(self.wanted):
+            if key.lease_name in held and key not in self.sessions and key not in self._command_tasks:
+                self._queue_start(key)
+
+        still = {k.lease_name for k in self.wanted | set(self.sessions) | set(self._command_tasks)}
+        await self.leases.release(name for name in held if name not in still)
+
+    async def _enforce_leases(self) -> None:
+        """Stop driving any session whose lease could not be renewed in time (e.g. PostgreSQL is
+        unreachable): another process may take it over once it expires, and two must never drive it."""
+        for key, session in list(self.sessions.items()):
+            if key in self._command_tasks or self.leases.held(key.lease_name):
+                continue
+            log.warning("session %s: lease not renewed in time; letting go of it", key)
+            await session.close()
+            self.sessions.pop(key, None)
+
+    def _note_standby(self) -> None:
+        standby = self.standby()
+        if standby and not self.was_standby:
+            holders = ", ".join(sorted(set(standby.values())))
+            log.warning("standby for %d session(s) driven by %s", len(standby), holders)
+        self.was_standby = bool(standby)
+
+    @staticmethod
+    def _not_wanted_reason(phone: store.WantedPhone | None) -> str:
+        if phone is None:
+            return "phone removed or no longer a wwebjs phone"
+        if not phone.company_active:
+            return "company disabled"
+        if phone.breaker_tripped_at is not None:
+            return phone.breaker_reason or "circuit breaker open"
+        return "stopped by operator"
+
+    # --- starting ---------------------------------------------------------------------------------
+
+    def _queue_start(self, key: SessionKey) -> None:
+        if key not in self._start_queue:
+            self._start_queue.append(key)
+
+    def _starting(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.running and s.status in STARTING_STATUSES)
+
+    async def _starter(self) -> None:
+        stagger = self.settings.wwebjs_start_stagger_ms / 1000
+        limit = self.settings.wwebjs_start_concurrency
+        while not self._stopping:
+            if not self._start_queue or self._starting() >= limit:
+                await asyncio.sleep(0.05)
+                continue
+            key = self._start_queue.pop(0)
+            if key in self.sessions or key not in self.wanted or not self.leases.held(key.lease_name):
+                continue
+            self._launch(key)
+            if stagger:
+                await asyncio.sleep(stagger)
+
+    def _launch(self, key: SessionKey, *, pairing_phone: str | None = None) -> ManagedSession:
+        session = ManagedSession(key, self.services, self.config, pairing_phone=pairing_phone)
+        self.sessions[key] = session
+        session.start()
+        return session
+
+    # --- operator commands -----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Wake the reconcile loop when the API publishes a command (best effort; the loop polls)."""
+        while not self._stopping:
+            client = aioredis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=None,
+                                             socket_connect_timeout=2.0, health_check_interval=15)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(PROCESS_MESSAGE)
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is None:
+                        continue
+                    try:
+                        data = json.loads(message["data"])
+                    except (TypeError, ValueError):
+                        continue
+                    if isinstance(data, dict) and data.get("messageType") == SESSION_COMMAND_MESSAGE:
+                        self.poke()
+            except (RedisError, OSError) as exc:
+                log.debug("command listener: %s; reconnecting", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    async def _run_command(self, command: store.Command) -> None:
+        ok, result = True, {}
+        try:
+            result = await self._execute(command)
+        except DriverError as exc:
+            ok, result = False, {"error": exc.detail, "code": exc.code}
+        except BisnesgptError as exc:
+            ok, result = False, {"error": exc.detail}
+        except TimeoutError:
+            ok, result = False, {"error": "timed out"}
+        except Exception as exc:
+            log.exception("command %s failed", command.id)
+            ok, result = False, {"error": f"internal error: {exc!r}"}
+        finally:
+            self._command_tasks.pop(command.key, None)
+        try:
+            async with self.db.connection() as conn:
+                await store.finish_command(conn, command.id, ok=ok, result=result, handled_by=self.holder)
+        except BisnesgptError as exc:
+            log.warning("command %s result not stored: %s", command.id, exc.detail)
+        await self.services.events.record("wwebjs_session_command", {
+            "session": str(command.key), "action": command.action, "ok": ok, **result})
+        self.poke()
+
+    async def _execute(self, command: store.Command) -> dict[str, Any]:
+        handler = {"start": self._start_command, "restart": self._restart_command, "stop": self._stop_command,
+                   "logout": self._logout_command, "pairing_code": self._pairing_command}.get(command.action)
+        if handler is None:
+            return {"error": f"unknown action {command.action!r}"}
+        return await handler(command)
+
+    async def _start_command(self, command: store.Command) -> dict[str, Any]:
+        session = self.sessions.get(command.key)
+        if session is not None and session.running:
+            session.wake()
+            return {"status": session.status, "note": "already running; retrying now if it was waiting"}
+        self._launch(command.key)
+        return {"status": "initializing"}
+
+    async def _restart_command(self, command: store.Command) -> dict[str, Any]:
+        session = self.sessions.get(command.key)
+        if session is not None:
+            await session.close()
+        self._launch(command.key)
+        return {"status": "initializing"}
+
+    async def _stop_command(self, command: store.Command) -> dict[str, Any]:
+        session = self.sessions.pop(command.key, None)
+        if session is not None:
+            await session.close(final_status=("disconnected", {"reason": "stopped by operator"}))
+        return {"status": "disconnected", "desiredState": "stopped"}
+
+    async def _logout_command(self, command: store.Command) -> dict[str, Any]:
+        session = self.sessions.pop(command.key, None) or ManagedSession(command.key, self.services, self.config)
+        how = await session.logout()
+        return {"status": "disconnected", "loggedOut": True, "detail": how}
+
+    async def _pairing_command(self, command: store.Command) -> dict[str, Any]:
+        phone = str(command.args.get("phoneNumber") or "")
+        session = self.sessions.get(command.key)
+        if session is None or not session.running:
+            session = self._launch(command.key, pairing_phone=phone)
+        code = await session.request_pairing_code(phone)
+        return {"status": "pairing_code", "pairingCode": code, "phoneNumber": phone}

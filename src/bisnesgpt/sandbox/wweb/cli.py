@@ -1,0 +1,151 @@
+"""``bisnesgpt sandbox wweb …``: run the sandbox WhatsApp-Web network and act as the phone.
+
+``serve`` runs the network; the other commands talk to a running one over HTTP (the URL
+defaults to WWEBJS_SANDBOX_URL): ``scan`` links a session waiting for its QR or pairing
+code, ``inbound`` sends a message to a session, ``fault`` injects a fault, ``sessions`` and
+``messages`` show what the network saw.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+
+from bisnesgpt.cli.common import console, settings_or_exit
+
+wweb_app = typer.Typer(help="The sandbox WhatsApp-Web network (a stand-in for WhatsApp's servers).",
+                       no_args_is_help=True)
+
+URL_OPTION = typer.Option(None, "--url", help="sandbox network URL (default: WWEBJS_SANDBOX_URL)")
+
+
+def _url(url: str | None) -> str:
+    return (url or settings_or_exit().wwebjs_sandbox_url).rstrip("/")
+
+
+def _call(method: str, url: str, **kwargs: Any) -> Any:
+    try:
+        response = httpx.request(method, url, timeout=15, **kwargs)
+    except httpx.HTTPError as exc:
+        typer.echo(f"bisnesgpt: cannot reach the sandbox network at {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        typer.echo(f"bisnesgpt: sandbox answered {response.status_code}: {detail}", err=True)
+        raise typer.Exit(1)
+    return response.json()
+
+
+@wweb_app.command()
+def serve(
+    port: int = typer.Option(3010, help="port to listen on"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    data_dir: str = typer.Option(None, help="where records persist (default: $DATA_DIR/sandbox-wweb)"),
+    memory: bool = typer.Option(False, "--memory", help="keep records in memory only"),
+    ack_server_ms: int = typer.Option(50, help="delay of the server ack (sent)"),
+    ack_device_ms: int = typer.Option(300, help="delay of the device ack (delivered)"),
+    ack_read_ms: int = typer.Option(1000, help="delay of the read receipt"),
+    no_read: bool = typer.Option(False, "--no-read", help="recipients never read"),
+    result_delay_ms: int = typer.Option(0, help="answer sends this much later (records them at once)"),
+    qr_rotate_ms: int = typer.Option(20_000, help="how often an unscanned QR rotates"),
+    auth_delay_ms: int = typer.Option(200, help="pair_success -> ready"),
+    ready_delay_ms: int = typer.Option(200, help="authenticated (resumed) -> ready"),
+    keepalive_interval: float = typer.Option(5.0, help="seconds between client pings"),
+    keepalive_timeout: float = typer.Option(15.0, help="seconds without a pong before a client gives up"),
+) -> None:
+    """Run the sandbox network (WebSocket for drivers, HTTP admin API)."""
+    from bisnesgpt.sandbox.wweb.network import NetworkConfig
+    from bisnesgpt.sandbox.wweb.server import serve as run
+
+    settings = settings_or_exit()
+    config = NetworkConfig(ack_server_ms=ack_server_ms, ack_device_ms=ack_device_ms, ack_read_ms=ack_read_ms,
+                           auto_read=not no_read, result_delay_ms=result_delay_ms, qr_rotate_ms=qr_rotate_ms,
+                           auth_delay_ms=auth_delay_ms,
+                           ready_delay_ms=ready_delay_ms, keepalive_interval=keepalive_interval,
+                           keepalive_timeout=keepalive_timeout)
+    directory = None if memory else (Path(data_dir) if data_dir else settings.data_dir / "sandbox-wweb")
+    run(host=host, port=port, data_dir=directory, config=config, log_level=settings.log_level)
+
+
+@wweb_app.command()
+def scan(
+    company_id: str,
+    phone_index: int,
+    phone: str = typer.Option(None, help="the phone number that scans (default: derived)"),
+    code: str = typer.Option(None, help="enter this pairing code instead of scanning the QR"),
+    url: str = URL_OPTION,
+) -> None:
+    """Scan the session's QR code (or enter its pairing code) as the phone would."""
+    body = {k: v for k, v in {"phone": phone, "code": code}.items() if v}
+    result = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/scan", json=body)
+    console.print(f"linked {result['session']} as {result['phone']} (device {result['deviceId']})")
+
+
+@wweb_app.command()
+def inbound(
+    company_id: str,
+    phone_index: int,
+    sender: str = typer.Option(..., "--from", help="sender's phone number"),
+    text: str = typer.Option("hello from the sandbox", help="message text"),
+    url: str = URL_OPTION,
+) -> None:
+    """Send a text message to the session's phone from ``--from``."""
+    result = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/inbound",
+                   json={"from": sender, "type": "text", "text": text})
+    console.print(f"message {result['id']} {'delivered' if result['pushed'] else 'queued until the session is ready'}")
+
+
+@wweb_app.command()
+def fault(
+    company_id: str,
+    phone_index: int,
+    kind: str = typer.Argument(..., help="disconnect | logout | hang | flap | stall | slow_sends | memory_growth"
+                               " | freeze | clear"),
+    seconds: float = typer.Option(None, help="hang / freeze duration"),
+    count: int = typer.Option(None, help="flap: how many disconnects; stall: how many connections stall"),
+    after_ms: int = typer.Option(None, help="flap: ms after ready before each disconnect"),
+    delay_ms: int = typer.Option(None, help="slow_sends: extra ms per send"),
+    mb_per_second: float = typer.Option(None, help="memory_growth: MB per second"),
+    max_mb: float = typer.Option(None, help="memory_growth: stop at this many MB"),
+    url: str = URL_OPTION,
+) -> None:
+    """Inject a fault into a session (network-side, or acted out inside the driver)."""
+    body: dict[str, Any] = {"type": kind, "seconds": seconds, "count": count, "afterMs": after_ms,
+                            "delayMs": delay_ms, "mbPerSecond": mb_per_second, "maxMb": max_mb}
+    result = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/faults",
+                   json={k: v for k, v in body.items() if v is not None})
+    console.print(json.dumps(result, indent=2))
+
+
+@wweb_app.command()
+def sessions(url: str = URL_OPTION) -> None:
+    """The sessions the network knows (connection state, device, counts)."""
+    result = _call("GET", f"{_url(url)}/admin/sessions")
+    for view in result["sessions"]:
+        device = view["device"] or {}
+        console.print(f"{view['session']:<24} {view['state']:<14} phone={device.get('phone', '-'):<14} "
+                      f"sent={view['sent']} received={view['received']} overlaps={view['overlaps']}")
+
+
+@wweb_app.command()
+def messages(
+    session: str = typer.Option(None, help="<company>:<phone index>"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    url: str = URL_OPTION,
+) -> None:
+    """Every message the network recorded (with receive counts and ack levels)."""
+    params = {"session": session} if session else {}
+    result = _call("GET", f"{_url(url)}/admin/messages", params=params)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    for m in result["messages"]:
+        console.print(f"{m['session']:<20} {m['direction']:<3} {m['id']:<24} {m['kind']:<9} ack={m['ack']} "
+                      f"received={m['received_count']} {m['chat']}")

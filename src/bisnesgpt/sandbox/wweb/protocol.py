@@ -1,0 +1,63 @@
+"""The sandbox WhatsApp-Web network's wire protocol (JSON frames over one WebSocket).
+
+Client (the ``sandbox`` driver in a wwebjs process) -> server::
+
+    hello        {session, client:{process,pid,host,holder}, auth:{deviceId,secret}|null, pairPhone}
+    pair_phone   {phone}                          ask for a pairing code instead of the QR
+    send         {ref, message:{id,to,kind,text,media,targetId,replyTo,location}}
+    receipt      {ids:[...]}                      inbound messages stored (stop redelivering)
+    ack_received {acks:[{id,level}]}              delivery acks applied (stop replaying)
+    logout       {}                               unlink this device
+    ping         {n}
+
+Server -> client::
+
+    welcome      {keepalive:{interval,timeout}}
+    qr           {code}                            rotates while nobody scans
+    pairing_code {code, phone}
+    pair_success {auth:{deviceId,secret}, phone, pushName}   a scan (or code entry) paired us
+    authenticated{phone, deviceId}                 stored credentials accepted
+    ready        {phone, pushName}
+    send_result  {ref, id, timestamp, duplicate} | {ref, error:{code,message}}
+    ack          {id, level: server|device|read}
+    message      {message:{id,from,chat,timestamp,type,text,media,quotedId,pushName}}
+    fault        {fault: slow_sends|memory_growth|freeze|clear, ...}   acted on inside the driver
+    disconnect   {reason}                          then the socket closes
+    logged_out   {reason}                          credentials are void; then the socket closes
+    pong         {n}
+
+Message ids are chosen by the sender like WhatsApp Web's (``3EB0`` + hex); the sandbox
+driver derives them from our message id, so a resend after a crash carries the same id and
+the network records it as a duplicate instead of delivering it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+WS_PATH = "/ws/chat"
+ACK_LEVELS = ("server", "device", "read")
+ACK_RANK = {"none": 0, "server": 1, "device": 2, "read": 3}
+MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
+SEND_KINDS = ("text", *MEDIA_KINDS, "location", "reaction", "edit", "delete")
+# WhatsApp's own limits: 16 MB for photos, videos, voice; 100 MB (2 GB nowadays) for documents.
+MEDIA_LIMITS = {"image": 16 << 20, "video": 16 << 20, "audio": 16 << 20, "sticker": 1 << 20, "document": 100 << 20}
+
+CHAT_ID = re.compile(r"^(\d{5,20})@c\.us$|^[\d-]{5,40}@g\.us$")
+
+# Error codes a send_result may carry.
+NOT_ON_WHATSAPP = "not-on-whatsapp"
+MEDIA_MISSING = "media-missing"
+MEDIA_TOO_LARGE = "media-too-large"
+BAD_REQUEST = "bad-request"
+NOT_READY = "not-ready"
+
+
+def wa_message_id(client_id: str) -> str:
+    """The WhatsApp Web style id (``3EB0`` + 18 hex digits) for one of our message ids."""
+    return "3EB0" + hashlib.sha256(client_id.encode("utf-8")).hexdigest()[:18].upper()
+
+
+def session_label(company_id: str, phone_index: int) -> str:
+    return f"{company_id}:{phone_index}"
