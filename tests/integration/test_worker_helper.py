@@ -163,3 +163,13 @@ async def test_original_node_job_format_is_recorded_then_sent(db: Database, harn
     assert sent.chat_id == "60198765432@c.us"
     assert json.loads(json.dumps(sent.raw))["messageData"]["message"] == "from node"
     assert engine.sent == ["node-job-1"]
+
+
+async def test_provider_given_delays_still_count_against_the_attempts(db: Database, harness: Any) -> None:
+    queue, engine, producer, _worker = harness
+    record = await new_message(db, queue)
+    engine.script[record.message_id] = [RetryableSendError("slow down", code="130429", retry_after_ms=20)] * 5
+    await producer.add(queue, record.message_id, {"messageId": record.message_id, "companyId": "acme"})
+    failed = await wait_status(db, record.message_id, "failed")
+    assert failed.error_code == "130429"
+    assert engine.calls[record.message_id] == queue.attempts == 3

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 LOCK_DURATION_MS = 5_000
 STALLED_INTERVAL_MS = 2_000
 MAX_STALLED_COUNT = 10
+# Job-data key counting retries that waited a provider-given delay (see _retry_or_fail).
+DELAYED_RETRIES_KEY = "delayedRetries"
 
 
 @dataclass(frozen=True)
@@ -216,11 +218,17 @@ class SendJobProcessor:
     async def _retry_or_fail(self, job: Any, token: str, message: store.MessageRecord,
                              exc: RetryableSendError) -> None:
         attempts_allowed = int((job.opts or {}).get("attempts", self.spec.attempts) or 1)
-        if job.attemptsMade + 1 >= attempts_allowed:
+        # A provider-given delay moves the job without BullMQ counting an attempt, so those
+        # retries are counted in the job's own data; the budget covers both kinds.
+        data = dict(job.data or {})
+        delayed_retries = int(data.get(DELAYED_RETRIES_KEY, 0))
+        if job.attemptsMade + delayed_retries + 1 >= attempts_allowed:
             await self._fail(message, exc.code or "RETRIES_EXHAUSTED", exc.provider_title, exc.details)
             return
         if exc.retry_after_ms is not None:
             # The provider said how long to wait: honour it instead of the queue's backoff.
+            data[DELAYED_RETRIES_KEY] = delayed_retries + 1
+            await job.updateData(data)
             await job.moveToDelayed(int(time.time() * 1000) + exc.retry_after_ms, token)
             raise DelayedError(str(exc)) from exc
 
@@ -298,7 +306,9 @@ class QueueWorker:
 
     def _on_error(self, error: Any, *_args: Any) -> None:
         self.last_error = str(error)
-        log.warning("worker %s: %s", self.spec.name, error)
+        # A job caught mid-move (delayed/completed) between two lock renewals is harmless.
+        level = logging.DEBUG if "could not renew lock" in str(error).lower() else logging.WARNING
+        log.log(level, "worker %s: %s", self.spec.name, error)
 
     @property
     def alive(self) -> bool:
