@@ -11,6 +11,7 @@ import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from bisnesgpt.db.migrate import migrate
 from bisnesgpt.db.pool import Database
 from bisnesgpt.infra.embedded_postgres import EmbeddedPostgres
 from bisnesgpt.infra.embedded_redis import EmbeddedRedis
+from bisnesgpt.messaging.store import touch_inbound_session
 from tests.support.pipeline import ApiServer, RecordingEngine, Workers, seed_tenant, until
 from tests.support.procs import free_port
 
@@ -189,6 +191,8 @@ async def test_a_config_change_reroutes_the_next_message_on_every_api_instance(
         tmp_path: Path, db: Database, database_url: str, redis_url: str) -> None:
     tenant = await seed_tenant(db, f"co-{uuid.uuid4().hex[:8]}", {0: "wwebjs"})
     cid = tenant.company_id
+    async with db.connection() as conn:  # the contact wrote: Meta's 24-hour window is open
+        await touch_inbound_session(conn, cid, 0, CHAT.split("@", maxsplit=1)[0], datetime.now(UTC))
     # A long TTL: only the pub/sub invalidation can explain a reroute within a second.
     instances = [ApiServer(tmp_path / f"api{i}", database_url, redis_url, instance_id=i, name=f"api-{i}",
                            ROUTER_CACHE_TTL="300") for i in range(2)]

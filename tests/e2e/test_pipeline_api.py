@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from bullmq import Queue
 from bisnesgpt.db.pool import Database
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
+from bisnesgpt.messaging.store import touch_inbound_session
 from tests.conftest import create_database, drop_database
 from tests.support.pipeline import (
     ADMIN_KEY,
@@ -491,6 +493,8 @@ async def test_phone_credentials_are_stored_encrypted_and_never_shown(api: ApiSe
             "companyId": other.company_id, "phoneIndex": 0, "phoneNumberId": pn_id, "wabaId": "1",
             "accessToken": "another-token"})
         not_operator = await client.get("/api/whatsapp/meta-accounts")
+        async with db.connection() as conn:  # the contact wrote: Meta's 24-hour window is open
+            await touch_inbound_session(conn, cid, 2, CHAT.split("@", maxsplit=1)[0], datetime.now(UTC))
         routed = await client.post(f"/api/v2/messages/text/{cid}/{CHAT}", json={"message": "x", "phoneIndex": 2})
     async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as operator:
         accounts = await operator.get("/api/whatsapp/meta-accounts")
@@ -564,3 +568,24 @@ async def test_bot_status_shows_each_phone_with_its_qr_code(api: ApiServer, db: 
     assert (phones[2]["status"], phones[2]["pairingCode"], phones[2]["configured"], phones[2]["phoneInfo"]) == (
         "pairing_code", "ABCD-EFGH", False, "60111222333")
     assert empty.status_code == 200 and empty.json()["status"] == "not_configured"
+
+
+async def test_meta_free_form_outside_the_24_hour_window_is_refused_at_once(api: ApiServer, db: Database) -> None:
+    tenant = await seed_tenant(db, company(), {0: "meta_direct"})
+    cid = tenant.company_id
+    stranger = "60177777777"
+    async with httpx.AsyncClient(base_url=api.url, headers=tenant.headers) as client:
+        refused = await client.post(f"/api/v2/messages/text/{cid}/{stranger}", json={"message": "hello"})
+        template = await client.post("/api/v1/messages", json={
+            "to": stranger, "type": "template", "phoneIndex": 0,
+            "template": {"name": "hello_world", "language": {"code": "en_US"}}})
+        async with db.connection() as conn:
+            await touch_inbound_session(conn, cid, 0, stranger, datetime.now(UTC))
+        after_inbound = await client.post(f"/api/v2/messages/text/{cid}/{stranger}", json={"message": "hello"})
+    assert refused.status_code == 422
+    assert refused.json()["type"].endswith("/template-required")
+    assert refused.json()["code"] == "TEMPLATE_REQUIRED"
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE company_id = $1 AND message_type = 'text'",
+                             cid) == 1  # only the one sent after the contact wrote
+    assert template.status_code == 202, template.text
+    assert after_inbound.status_code == 202, after_inbound.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.db.pool import Database
+from bisnesgpt.messaging.store import touch_inbound_session
 from tests.support.pipeline import ENCRYPTION_KEY, ApiServer, until
 from tests.support.procs import clean_env
 
@@ -70,6 +72,8 @@ async def test_operators_manage_companies_keys_and_phones(tmp_path: Path, db: Da
         await api.start()
         async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}) as client:
             send = "/api/v2/messages/text/acme/60123456789"
+            async with db.connection() as conn:  # the contact wrote: Meta's 24-hour window is open
+                await touch_inbound_session(conn, "acme", 1, "60123456789", datetime.now(UTC))
             first = await client.post(send, json={"message": "x", "phoneIndex": 1})
             assert first.json()["queueName"] == "meta-messages"
             admin = await client.get("/api/whatsapp/meta-accounts", headers={"Authorization": f"Bearer {operator}"})

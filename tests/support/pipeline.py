@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
+from bisnesgpt.messaging.store import touch_inbound_session
 from bisnesgpt.messaging.worker import QueueWorker, SendJobProcessor, SendReceipt
 from bisnesgpt.phones import store as phones
 from bisnesgpt.tenancy import store as tenancy
@@ -54,6 +56,10 @@ class Tenant:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
+# Contacts the pipeline tests write to; Meta phones get an open 24-hour window with them.
+WINDOW_OPEN_CONTACTS = ("60123456789", "60198765432", "60111111111")
+
+
 async def seed_tenant(db: Database, company_id: str, phones_by_index: dict[int, str | None] | None = None,
                       name: str = "") -> Tenant:
     """A company, one API key and its phones (index → connection_type; None stays NULL)."""
@@ -73,6 +79,11 @@ async def set_phone(conn: Any, company_id: str, index: int, connection_type: str
         fields = {"dialog360_channel_id": f"ch-{company_id}-{index}", "dialog360_client_id": "cl-1"}
     await phones.upsert_phone(conn, company_id, index, connection_type=connection_type or "wwebjs", status="ready",
                               fields=fields)
+    if connection_type in ("meta_direct", "meta_embedded", "360dialog"):
+        # The Cloud API's 24-hour window: these contacts "wrote" just now, so free-form
+        # sends to them are allowed (the API refuses them with TEMPLATE_REQUIRED otherwise).
+        for contact in WINDOW_OPEN_CONTACTS:
+            await touch_inbound_session(conn, company_id, index, contact, datetime.now(UTC))
     if connection_type is None:
         await conn.execute("UPDATE phone_configs SET connection_type = NULL WHERE company_id = $1 AND phone_index = $2",
                            company_id, index)

@@ -26,6 +26,7 @@ from prometheus_client import Counter
 from bisnesgpt.core.errors import BisnesgptError, QueueUnavailable
 from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.meta.window import check_window
 from bisnesgpt.health import metrics
 from bisnesgpt.messaging import idempotency, store
 from bisnesgpt.messaging.drafts import Draft
@@ -127,6 +128,10 @@ class SendService:
         try:
             async with self.db.transaction() as conn:
                 resolved = await resolve_draft(conn, request.company_id, phone_index, draft)
+                if route.process_name == "meta":
+                    # The Cloud API's 24-hour window: refuse now with a clear problem rather
+                    # than let Meta fail the message later (the engine checks again).
+                    await check_window(conn, request.company_id, phone_index, resolved.recipient.to, draft.type)
                 media = draft.media
                 record = await store.insert_outbound(conn, store.NewOutboundMessage(
                     message_id=new_message_id(),
