@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bisnesgpt import __version__
-from bisnesgpt.cli import db, processes
+from bisnesgpt.cli import db, monitoring, processes
 from bisnesgpt.cli.sandbox import sandbox_app
 
 app = typer.Typer(
@@ -18,6 +18,8 @@ app = typer.Typer(
 app.command()(db.migrate)
 app.command()(processes.run)
 app.command()(processes.start)
+app.command()(monitoring.status)
+app.command()(monitoring.doctor)
 app.add_typer(db.services_app, name="services")
 app.add_typer(sandbox_app, name="sandbox")
 

@@ -8,8 +8,14 @@ from bisnesgpt.processes.component import Component
 
 def api_components(settings: Settings) -> list[Component]:
     from bisnesgpt.api.component import ApiComponent
+    from bisnesgpt.health.all_component import HealthAllComponent
+    from bisnesgpt.health.maintenance import MaintenanceComponent
 
-    return [ApiComponent(settings)]
+    return [
+        ApiComponent(settings),
+        HealthAllComponent(),
+        MaintenanceComponent(settings),
+    ]
 
 
 def wwebjs_components(settings: Settings) -> list[Component]:

@@ -1,0 +1,34 @@
+-- v_process_health_overview also listens to what is known about a process, not only to
+-- how old its last heartbeat is: a process that stopped, crashed or was given up (written
+-- by the process itself or by the orchestrator that reaped it) is 'down' at once instead
+-- of 60 s later; one reporting failing checks or draining is 'degraded'; a role switched
+-- off (ENABLE_WWEBJS/ENABLE_META=false) is 'disabled'. Columns are unchanged.
+CREATE OR REPLACE VIEW v_process_health_overview AS
+SELECT
+    ph.process_name,
+    ph.role,
+    ph.instance_id,
+    ph.status,
+    ph.pid,
+    ph.last_heartbeat,
+    ph.started_at,
+    ph.uptime_seconds,
+    ph.memory_usage_mb,
+    ph.cpu_usage_percent,
+    ph.active_connections,
+    ph.messages_processed,
+    ph.error_count,
+    ph.last_error,
+    ph.restarts,
+    CASE
+        WHEN ph.status = 'disabled' THEN 'disabled'
+        WHEN ph.status IN ('stopped', 'crashed', 'errored') THEN 'down'
+        WHEN ph.last_heartbeat > now() - INTERVAL '30 seconds' AND ph.status IN ('error', 'draining')
+            THEN 'degraded'
+        WHEN ph.last_heartbeat > now() - INTERVAL '30 seconds' THEN 'healthy'
+        WHEN ph.last_heartbeat > now() - INTERVAL '60 seconds' THEN 'degraded'
+        ELSE 'down'
+    END AS computed_status,
+    EXTRACT(EPOCH FROM (now() - ph.last_heartbeat)) AS seconds_since_heartbeat,
+    (SELECT count(*) FROM phone_configs pc WHERE pc.process_name = ph.role) AS active_bots
+FROM process_health ph;
