@@ -457,7 +457,10 @@ $$ LANGUAGE plpgsql;
 -- how old its last heartbeat is: a process that stopped, crashed or was given up (written
 -- by the process itself or by the orchestrator that reaped it) is 'down' at once instead
 -- of 60 s later; one reporting failing checks or draining is 'degraded'; a role switched
--- off (ENABLE_WWEBJS/ENABLE_META=false) is 'disabled'. Columns are unchanged.
+-- off (ENABLE_WWEBJS/ENABLE_META=false) is 'disabled'. The heartbeat thresholds are half
+-- and all of the MAX_HEARTBEAT_AGE each process reports in its heartbeat metadata
+-- (maxHeartbeatAgeMs), so the view and GET /health/all judge alike; without it (rows
+-- written by the Node server) the original 30 s / 60 s. Columns are unchanged.
 CREATE OR REPLACE VIEW v_process_health_overview AS
 SELECT
     ph.process_name,
@@ -478,12 +481,16 @@ SELECT
     CASE
         WHEN ph.status = 'disabled' THEN 'disabled'
         WHEN ph.status IN ('stopped', 'crashed', 'errored') THEN 'down'
-        WHEN ph.last_heartbeat > now() - INTERVAL '30 seconds' AND ph.status IN ('error', 'draining')
-            THEN 'degraded'
-        WHEN ph.last_heartbeat > now() - INTERVAL '30 seconds' THEN 'healthy'
-        WHEN ph.last_heartbeat > now() - INTERVAL '60 seconds' THEN 'degraded'
+        WHEN ph.last_heartbeat > now() - lim.max_age / 2 AND ph.status IN ('error', 'draining') THEN 'degraded'
+        WHEN ph.last_heartbeat > now() - lim.max_age / 2 THEN 'healthy'
+        WHEN ph.last_heartbeat > now() - lim.max_age THEN 'degraded'
         ELSE 'down'
     END AS computed_status,
     EXTRACT(EPOCH FROM (now() - ph.last_heartbeat)) AS seconds_since_heartbeat,
     (SELECT count(*) FROM phone_configs pc WHERE pc.process_name = ph.role) AS active_bots
-FROM process_health ph;
+FROM process_health ph
+CROSS JOIN LATERAL (
+    SELECT make_interval(secs => CASE WHEN ph.metadata->>'maxHeartbeatAgeMs' ~ '^[0-9]{1,9}$'
+                                      THEN (ph.metadata->>'maxHeartbeatAgeMs')::int / 1000.0
+                                      ELSE 60 END) AS max_age
+) lim;

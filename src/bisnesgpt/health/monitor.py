@@ -226,7 +226,9 @@ class HealthMonitor:
                 UPDATE_HEALTH, self.ctx.process_name, db_status, int(self.ctx.uptime), int(rss_mb),
                 round(cpu, 2), 0, self.ctx.pid, self.active_bots(), self.messages_processed(),
                 {"failing": failing, "eventLoopLagMs": round(lag * 1000, 2), "queueDepth": depths,
-                 "instanceId": self.ctx.settings.instance_id},
+                 "instanceId": self.ctx.settings.instance_id,
+                 # v_process_health_overview judges this row by the process's own limit.
+                 "maxHeartbeatAgeMs": self.ctx.settings.max_heartbeat_age},
                 "; ".join(f"{n}: {d}" for n, d in failing.items()) or None, self.ctx.host,
             )
             await self.ctx.db.execute(INSERT_METRICS, self.ctx.process_name, names, values, kinds, meta)

@@ -6,13 +6,15 @@ Which processes *should* exist comes from the settings (``API_INSTANCES``,
 ``disabled``, never ``down``; a row of an instance that is no longer expected (say
 ``api-2`` after scaling down) is listed but does not count.
 
-A process is judged like ``v_process_health_overview`` does, with its thresholds scaled to
-``MAX_HEARTBEAT_AGE`` (the view's 30 s / 60 s are half and all of the 60 s default):
+A process is judged as ``v_process_health_overview`` judges it (migration 0003), by the
+``MAX_HEARTBEAT_AGE`` it reports in its heartbeat (else ours; the original 30 s / 60 s are
+half and all of the 60 s default):
 
-* ``down`` — no heartbeat yet, last one older than ``MAX_HEARTBEAT_AGE``, or known to have
-  stopped / crashed / been given up;
-* ``unhealthy`` — heartbeating but reporting failing checks; ``draining`` — stopping;
-* ``degraded`` — healthy but its heartbeat is older than half of ``MAX_HEARTBEAT_AGE``;
+* ``down`` — no heartbeat yet, last one ``MAX_HEARTBEAT_AGE`` old or older, or known to
+  have stopped / crashed / been given up (the view: ``down``);
+* ``unhealthy`` — heartbeating but reporting failing checks; ``draining`` — stopping
+  (the view: ``degraded``);
+* ``degraded`` — healthy but its heartbeat is at least half of ``MAX_HEARTBEAT_AGE`` old;
 * ``healthy``.
 
 A role is ``healthy`` when every expected instance is healthy or degraded, ``partial``
@@ -140,13 +142,13 @@ def judge(reported: str | None, heartbeat_age_s: float | None, max_age_s: float)
     """One process's status from its row (see the module docstring)."""
     if reported == "disabled":
         return "disabled"
-    if heartbeat_age_s is None or reported in DEAD_STATUSES or heartbeat_age_s > max_age_s:
+    if heartbeat_age_s is None or reported in DEAD_STATUSES or heartbeat_age_s >= max_age_s:
         return "down"
     if reported == "draining":
         return "draining"
     if reported != "healthy":
         return "unhealthy"
-    if heartbeat_age_s > max_age_s / 2:
+    if heartbeat_age_s >= max_age_s / 2:
         return "degraded"
     return "healthy"
 
@@ -164,7 +166,7 @@ def build_overview(rows: list[dict[str, Any]], settings: Settings, *, legacy: bo
         if row is None:
             processes.append(ProcessView(name, role, _instance_of(name), "down", None, True))
             continue
-        status = judge(row["status"], row["heartbeat_age"], max_age_s)
+        status = judge(row["status"], row["heartbeat_age"], _declared_max_age_s(row) or max_age_s)
         if not enabled and name not in expected:
             status = "disabled"
         processes.append(ProcessView(
@@ -189,6 +191,14 @@ def _role_view(role: Role, settings: Settings, processes: list[ProcessView], *, 
     ok = sum(p.ok for p in mine)
     status = "healthy" if mine and ok == len(mine) else ("partial" if ok else "down")
     return RoleView(role, True, status, len(mine), ok, served_by="legacy" if legacy else None)
+
+
+def _declared_max_age_s(row: dict[str, Any]) -> float | None:
+    """The MAX_HEARTBEAT_AGE the process itself reported (the view uses the same)."""
+    declared = (row.get("metadata") or {}).get("maxHeartbeatAgeMs")
+    if isinstance(declared, int) and 0 < declared < 10**9:
+        return declared / 1000
+    return None
 
 
 def _sort_key(name: str) -> tuple[int, int, str]:
