@@ -49,6 +49,15 @@ def test_start_serves_every_instance_then_sigterm_stops_all(tmp_path: Path, data
             assert "bisnesgpt_process_up" in __import__("httpx").get(run.url(role, "/metrics")).text
         assert http_status(run.url("api", "/api/health")) == 200
 
+        # The orchestrator relays each child's status_update to its siblings over their sockets.
+        def _meta_knows_siblings() -> bool:
+            peers = get_json(run.url("meta"))[1].get("peers", {})
+            return "meta" not in peers and all(
+                peers.get(n, {}).get("supervisorSeenAt") and peers[n]["pid"] == children[n].pid
+                and peers[n]["status"] in ("ready", "healthy") for n in ("api", "api-1", "wwebjs"))
+
+        wait_until(_meta_knows_siblings, timeout=20, what="meta to know its siblings")
+
         # Every child heartbeats into process_health and writes process_metrics.
         wait_until(lambda: len(query(database_url, "SELECT DISTINCT process_name FROM process_metrics "
                                                    "WHERE metric_name = 'rss_mb'")) == 4, timeout=30)

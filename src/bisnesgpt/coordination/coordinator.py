@@ -78,7 +78,7 @@ class Coordinator:
             return
         entry = self.peers.setdefault(name, {})
         entry.update({k: v for k, v in payload.items() if k != "type"})
-        entry["seenAt"] = time.time()
+        entry["redisSeenAt"] = time.time()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="coordinator")

@@ -174,6 +174,10 @@ class HealthMonitor:
             "messagesProcessed": self.messages_processed(),
             "eventLoopLagMs": round(self._lag.last_lag * 1000, 2),
             "supervised": self.ctx.supervised,
+            # What this process last heard about its siblings (orchestrator status_update
+            # broadcast and the process:status / process:heartbeat channels).
+            "peers": {name: {k: peer.get(k) for k in ("status", "pid", "supervisorSeenAt", "redisSeenAt")}
+                      for name, peer in sorted(self.ctx.peers.items())},
             "version": _version(),
             "checks": {name: check.as_dict() for name, check in report.checks.items()},
         }

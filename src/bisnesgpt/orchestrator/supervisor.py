@@ -86,6 +86,7 @@ class Child:
     stop_reason: str | None = None  # why we asked it to stop: shutdown | hang | memory
     kill_at: float | None = None
     pending_restart: dict[str, Any] | None = None
+    status: str = "waiting"  # the last status it reported (or we observed), relayed to siblings
     pumps: list[OutputPump] = field(default_factory=list)
 
     @property
@@ -219,6 +220,7 @@ class Supervisor:
 
     def _on_status_update(self, child: Child, message: dict[str, Any]) -> None:
         status = str(message.get("status"))
+        child.status = status
         if status == "ready" and child.state == "starting":
             child.state = "online"
             log.info("%s (pid %s) ready after %.2fs", child.name, child.pid, time.monotonic() - child.started_at)
@@ -227,6 +229,10 @@ class Supervisor:
     def broadcast(self, name: str, role: str, status: str, pid: int | None, *,
                   origin: Child | None = None, publish: bool = False, **extra: Any) -> None:
         """Relay a status to every other child (the original's status_update IPC message)."""
+        if origin is None:
+            for child in self.children:
+                if child.name == name:
+                    child.status = status
         message = {"type": protocol.STATUS_UPDATE, "processName": name, "role": role, "status": status,
                    "pid": pid, "ts": time.time(), **extra}
         data = protocol.encode(message)
@@ -299,6 +305,18 @@ class Supervisor:
         else:
             log.info("spawned %s (pid %d)", child.name, process.pid)
         self.broadcast(child.name, child.spec.role, "starting", process.pid, publish=True)
+        self._send_snapshot(child)
+
+    def _send_snapshot(self, newcomer: Child) -> None:
+        """What a new child should know at once: every sibling's last status."""
+        assert newcomer.link is not None
+        for other in self.children:
+            if other is newcomer:
+                continue
+            message = {"type": protocol.STATUS_UPDATE, "processName": other.name, "role": other.spec.role,
+                       "status": other.status, "pid": other.pid, "ts": time.time()}
+            with contextlib.suppress(OSError):
+                newcomer.link.send(protocol.encode(message))
 
     def _pump(self, child: Child, stream: IO[bytes], kind: str) -> OutputPump:
         pump = OutputPump(stream, self.settings.log_dir / f"{child.spec.role}-{kind}.log", child.name,

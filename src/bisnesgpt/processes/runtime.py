@@ -294,7 +294,7 @@ def _remember_peer(peers: dict[str, dict[str, Any]], message: dict[str, Any], me
     name = message.get("processName")
     if isinstance(name, str) and name != me:
         peers.setdefault(name, {}).update({k: v for k, v in message.items() if k != "type"},
-                                          seenAt=time.time())
+                                          supervisorSeenAt=time.time())
 
 
 async def _announce(ctx: ProcessContext, link: SupervisorLink | None, status: str, **extra: Any) -> None:
