@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bisnesgpt.cli.common import cli_errors, console, settings_or_exit
 from bisnesgpt.config import Settings
-from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.errors import ServiceUnavailable
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.doctor import Doctor, DoctorOptions
 from bisnesgpt.health.overview import Overview, ProcessView, fetch_overview
@@ -52,7 +52,7 @@ def status(
 async def _gather_status(settings: Settings, *, host: str | None, legacy: bool) -> tuple[Overview, dict[str, Probe]]:
     located = locate_services(settings)
     if located.database_url is None:
-        raise BisnesgptError("; ".join(located.notes) or "no DATABASE_URL")
+        raise ServiceUnavailable("; ".join(located.notes) or "no DATABASE_URL")
     db = Database(located.database_url, max_size=1, min_size=0, application_name="bisnesgpt-status",
                   connect_timeout=3.0)
     await db.open()

@@ -23,6 +23,7 @@ from typing import Any, cast
 import psutil
 from redis.exceptions import RedisError
 
+from bisnesgpt import __version__
 from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, publish
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.health import metrics
@@ -178,7 +179,7 @@ class HealthMonitor:
             # broadcast and the process:status / process:heartbeat channels).
             "peers": {name: {k: peer.get(k) for k in ("status", "pid", "supervisorSeenAt", "redisSeenAt")}
                       for name, peer in sorted(self.ctx.peers.items())},
-            "version": _version(),
+            "version": __version__,
             "checks": {name: check.as_dict() for name, check in report.checks.items()},
         }
         return (200 if report.ok else 503), body
@@ -260,9 +261,3 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _version() -> str:
-    from bisnesgpt import __version__
-
-    return __version__
