@@ -74,7 +74,7 @@ def test_start_serves_every_instance_then_sigterm_stops_all(tmp_path: Path, data
         assert table.returncode == 0, table.stderr
         for name, proc in children.items():
             assert re.search(rf"{name.split('-')[0]}\s+{name.split('-')[1] if '-' in name else 0}\s+{proc.pid}\s+"
-                             r"healthy", table.stdout), table.stdout
+                             r"(healthy|degraded)", table.stdout), table.stdout
         status = json.loads(bisnesgpt(["status", "--json"], cwd=tmp_path, env=env).stdout)
         assert {p["processName"]: p["pid"] for p in status["processes"] if p["expected"]} == reported
         assert {r: v["statusCode"] for r, v in status["http"].items()} == {"api": 200, "wwebjs": 200, "meta": 200}
