@@ -93,11 +93,12 @@ def test_kill_9_of_any_child_restarts_it_with_backoff_and_health_all_follows(
             assert row == {"restarts": 1, "pid": new}
             if role != "api":  # the replacement was told its siblings' status at spawn (snapshot)
                 peers = get_json(run.url(role))[1]["peers"]
-                assert all(peers[n]["supervisorSeenAt"] for n in ("api", "api-1", "wwebjs", "meta") if n != name)
+                assert all(peers[n]["supervisor"]["pid"] == run.pid_of(n)
+                           for n in ("api", "api-1", "wwebjs", "meta") if n != name)
             # The siblings heard about the replacement (status_update relay / process:status).
             sibling = "api" if name != "api-1" else "meta"
-            wait_until(lambda name=name, new=new, sibling=sibling: get_json(run.url(
-                "meta" if sibling == "meta" else "api"))[1].get("peers", {}).get(name, {}).get("pid") == new,
+            wait_until(lambda name=name, new=new, sibling=sibling: ((get_json(run.url(sibling))[1].get(
+                "peers", {}).get(name) or {}).get("supervisor") or {}).get("pid") == new,
                 timeout=30, what=f"{sibling} to know the new {name}")
         code, _ = run.stop()
         assert code == 0

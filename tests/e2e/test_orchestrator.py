@@ -52,9 +52,9 @@ def test_start_serves_every_instance_then_sigterm_stops_all(tmp_path: Path, data
         # The orchestrator relays each child's status_update to its siblings over their sockets.
         def _meta_knows_siblings() -> bool:
             peers = get_json(run.url("meta"))[1].get("peers", {})
-            return "meta" not in peers and all(
-                peers.get(n, {}).get("supervisorSeenAt") and peers[n]["pid"] == children[n].pid
-                and peers[n]["status"] in ("ready", "healthy") for n in ("api", "api-1", "wwebjs"))
+            relayed = {n: (peers.get(n) or {}).get("supervisor") or {} for n in ("api", "api-1", "wwebjs")}
+            return "meta" not in peers and all(r.get("pid") == children[n].pid and r.get("status") == "ready"
+                                               for n, r in relayed.items())
 
         wait_until(_meta_knows_siblings, timeout=20, what="meta to know its siblings")
 

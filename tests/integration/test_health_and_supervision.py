@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -214,25 +215,32 @@ async def test_the_view_follows_known_status_and_the_declared_heartbeat_age(
 
 
 async def test_coordinator_tracks_peers_and_obeys_targeted_shutdown(redis_url: str) -> None:
+    # Pub/sub channels are per Redis *server*, not per logical db: everything here carries a
+    # host and names no real process can have, so concurrent test runs never see each other.
+    host, peer, company = (f"test-{uuid.uuid4().hex[:8]}" for _ in range(3))
     peers: dict[str, dict[str, Any]] = {}
     shutdowns: list[str] = []
     bot_events: list[dict[str, Any]] = []
-    coordinator = Coordinator(redis_url, process_name="meta-1", role="meta", host="h1", peers=peers,
+    coordinator = Coordinator(redis_url, process_name="meta-1", role="meta", host=host, peers=peers,
                               on_shutdown=shutdowns.append)
-    coordinator.on(BOT_EVENT, bot_events.append)
+    coordinator.on(BOT_EVENT, lambda event: bot_events.append(event) if event.get("companyId") == company else None)
     coordinator.start()
     client = redis_client(redis_url)
     try:
         await _until(lambda: coordinator.connected, what="coordinator subscribed")
-        await client.publish(PROCESS_STATUS, json.dumps({"processName": "wwebjs", "status": "ready", "pid": 7}))
+        await client.publish(PROCESS_STATUS, json.dumps({"processName": peer, "status": "ready", "pid": 7}))
         await client.publish(PROCESS_STATUS, json.dumps({"processName": "meta-1", "status": "ready"}))  # itself
-        await client.publish(BOT_EVENT, json.dumps({"companyId": "acme", "event": "qr"}))
-        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["api"], "reason": "not me"}))
-        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["meta"], "host": "h1", "reason": "rolling"}))
-        await _until(lambda: shutdowns and bot_events and "wwebjs" in peers, what="messages delivered")
+        await client.publish(BOT_EVENT, json.dumps({"companyId": company, "event": "qr"}))
+        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["api"], "host": host, "reason": "not me"}))
+        # Another deployment on the same server (other logical db): ignored.
+        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["all"], "host": host, "redisDb": 99,
+                                                           "reason": "other deployment"}))
+        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["meta"], "host": host, "reason": "rolling"}))
+        await _until(lambda: shutdowns and bot_events and peer in peers, what="messages delivered")
         assert shutdowns == ["rolling"]
-        assert bot_events == [{"companyId": "acme", "event": "qr"}]
-        assert peers["wwebjs"]["status"] == "ready" and "meta-1" not in peers
+        assert bot_events == [{"companyId": company, "event": "qr"}]
+        assert peers[peer]["status"] == "ready" and peers[peer]["redis"]["pid"] == 7
+        assert "meta-1" not in peers
     finally:
         await coordinator.stop()
         await client.aclose()

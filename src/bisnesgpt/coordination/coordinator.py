@@ -10,7 +10,9 @@
   ``on(channel, handler)``.
 
 Pub/sub is best effort: while Redis is away the listener reconnects quietly and nothing
-else is affected.
+else is affected. Channels span every logical database of a Redis server, so messages
+carry ``redisDb`` (see ``channels.stamped``) and those of another database are ignored;
+messages without it (e.g. from the Node server) are accepted.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bisnesgpt.coordination.channels import (
     PROCESS_MESSAGE,
     PROCESS_SHUTDOWN,
     PROCESS_STATUS,
+    redis_db_of,
 )
 from bisnesgpt.infra.redis import redis_client
 
@@ -66,6 +69,7 @@ class Coordinator:
         self._handlers: dict[str, list[Handler]] = {}
         self._task: asyncio.Task[None] | None = None
         self._client: aioredis.Redis | None = None
+        self._db = 0
         self.connected = False
 
     def on(self, channel: str, handler: Handler) -> None:
@@ -77,8 +81,9 @@ class Coordinator:
         if not isinstance(name, str) or name == self.process_name:
             return
         entry = self.peers.setdefault(name, {})
-        entry.update({k: v for k, v in payload.items() if k != "type"})
-        entry["redisSeenAt"] = time.time()
+        entry.update(status=payload.get("status"), pid=payload.get("pid"), role=payload.get("role"),
+                     host=payload.get("host"))
+        entry["redis"] = {"status": payload.get("status"), "pid": payload.get("pid"), "seenAt": time.time()}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="coordinator")
@@ -107,6 +112,7 @@ class Coordinator:
     async def _listen(self) -> None:
         if self._client is None:
             self._client = redis_client(self.redis_url, name=f"bisnesgpt:{self.process_name}:coordinator")
+            self._db = redis_db_of(self._client)
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(*LISTENED)
@@ -126,6 +132,8 @@ class Coordinator:
             return
         if not isinstance(payload, dict):
             return
+        if self._client is not None and payload.get("redisDb", self._db) != self._db:
+            return  # another deployment on the same Redis server (another logical db)
         if channel in (PROCESS_STATUS, PROCESS_HEARTBEAT):
             self.update_peer(payload)
         elif channel == PROCESS_SHUTDOWN and shutdown_targets_me(

@@ -177,7 +177,7 @@ class HealthMonitor:
             "supervised": self.ctx.supervised,
             # What this process last heard about its siblings (orchestrator status_update
             # broadcast and the process:status / process:heartbeat channels).
-            "peers": {name: {k: peer.get(k) for k in ("status", "pid", "supervisorSeenAt", "redisSeenAt")}
+            "peers": {name: {k: peer.get(k) for k in ("status", "pid", "supervisor", "redis")}
                       for name, peer in sorted(self.ctx.peers.items())},
             "version": __version__,
             "checks": {name: check.as_dict() for name, check in report.checks.items()},

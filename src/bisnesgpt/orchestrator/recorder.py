@@ -21,6 +21,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from bisnesgpt.coordination.channels import stamped
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.events import Severity
@@ -146,7 +147,7 @@ class Recorder:
 
     async def _write(self, db: Database, redis: Any, item: object) -> None:
         if isinstance(item, _Publish):
-            await redis.publish(item.channel, json.dumps(item.payload, default=str))
+            await redis.publish(item.channel, json.dumps(stamped(redis, item.payload), default=str))
             return
         await db.open()  # no-op once open; retried on the next item after a failure
         if isinstance(item, _Event):

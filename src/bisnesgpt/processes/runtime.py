@@ -293,8 +293,9 @@ async def _mark_ready(ctx: ProcessContext, link: SupervisorLink | None, port: in
 def _remember_peer(peers: dict[str, dict[str, Any]], message: dict[str, Any], me: str) -> None:
     name = message.get("processName")
     if isinstance(name, str) and name != me:
-        peers.setdefault(name, {}).update({k: v for k, v in message.items() if k != "type"},
-                                          supervisorSeenAt=time.time())
+        entry = peers.setdefault(name, {})
+        entry.update(status=message.get("status"), pid=message.get("pid"), role=message.get("role"))
+        entry["supervisor"] = {"status": message.get("status"), "pid": message.get("pid"), "seenAt": time.time()}
 
 
 async def _announce(ctx: ProcessContext, link: SupervisorLink | None, status: str, **extra: Any) -> None:
