@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bisnesgpt.core.errors import ConfigError
@@ -24,6 +24,21 @@ ENGINE_ROLES: tuple[Role, ...] = ("api", "wwebjs", "meta")
 Port = Annotated[int, Field(ge=0, le=65535)]
 Millis = Annotated[int, Field(ge=1)]
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_MEMORY_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_memory_size(value: Any) -> Any:
+    """PM2-style sizes ("2G", "512M", "300K", plain bytes) -> bytes; 0 means "no limit"."""
+    if isinstance(value, str):
+        match = _MEMORY_SIZE.match(value)
+        if match is None:
+            raise ValueError("must be a size like 2G, 512M, 300K or a number of bytes")
+        return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).upper()])
+    return value
+
+
+MemorySize = Annotated[int, BeforeValidator(parse_memory_size), Field(ge=0)]
 
 
 class Settings(BaseSettings):
@@ -83,8 +98,38 @@ class Settings(BaseSettings):
     heartbeat_interval: Millis = 10_000
     max_heartbeat_age: Millis = 60_000
     shutdown_timeout: Annotated[float, Field(gt=0)] = 10.0  # seconds to drain in-flight work
-    # Set by the orchestrator: the pipe a child pings it through (not for operators).
+    # Set by the orchestrator: the socket a child pings it through (not for operators).
     bisnesgpt_supervisor_fd: int | None = None
+
+    # --- orchestrator (`bisnesgpt start`): restart policy per role ---------------------------
+    # Exponential backoff: delay = <ROLE>_RESTART_DELAY * 2^(restarts in a row - 1), capped at
+    # RESTART_DELAY_MAX; the count resets once a child stayed up <ROLE>_MIN_UPTIME. After
+    # <ROLE>_MAX_RESTARTS restarts in a row the role is given up (api: the orchestrator exits).
+    api_restart_delay: Millis = 2_000
+    wwebjs_restart_delay: Millis = 5_000
+    meta_restart_delay: Millis = 3_000
+    restart_delay_max: Millis = 60_000
+    api_min_uptime: Millis = 10_000
+    wwebjs_min_uptime: Millis = 30_000
+    meta_min_uptime: Millis = 10_000
+    api_max_restarts: Annotated[int, Field(ge=0)] = 5
+    wwebjs_max_restarts: Annotated[int, Field(ge=0)] = 10
+    meta_max_restarts: Annotated[int, Field(ge=0)] = 10
+    # RSS of a child (with its own children) above this: drained and restarted. 0 = no limit.
+    api_max_memory: MemorySize = 2 * 1024**3
+    wwebjs_max_memory: MemorySize = 4 * 1024**3
+    meta_max_memory: MemorySize = 1 * 1024**3
+    memory_check_interval: Millis = 5_000
+    # A new child must ping within this long (imports, pools, components starting).
+    child_start_timeout: Millis = 60_000
+
+    # --- maintenance (one process at a time, under a lease) ---------------------------------
+    cleanup_interval: Millis = 3_600_000  # cleanup_old_process_metrics/events, expired idempotency keys
+
+    # --- fault injection for tests only -------------------------------------------------------
+    # Comma-separated roles that raise at start-up (proves the give-up policy). Never set it
+    # in production; unset (the default) it does nothing.
+    test_crash_on_start: str = ""
 
     # --- pacing -----------------------------------------------------------------------------
     wwebjs_max_messages_per_second: Annotated[float, Field(gt=0)] = 10
@@ -286,6 +331,31 @@ class Settings(BaseSettings):
         return {"api": self.api_port, "wwebjs": self.wwebjs_port, "meta": self.meta_port, "legacy": self.port}[
             role
         ]
+
+    def restart_delay_for(self, role: Role) -> int:
+        return {"api": self.api_restart_delay, "wwebjs": self.wwebjs_restart_delay,
+                "meta": self.meta_restart_delay, "legacy": self.api_restart_delay}[role]
+
+    def min_uptime_for(self, role: Role) -> int:
+        return {"api": self.api_min_uptime, "wwebjs": self.wwebjs_min_uptime,
+                "meta": self.meta_min_uptime, "legacy": self.api_min_uptime}[role]
+
+    def max_restarts_for(self, role: Role) -> int:
+        return {"api": self.api_max_restarts, "wwebjs": self.wwebjs_max_restarts,
+                "meta": self.meta_max_restarts, "legacy": self.api_max_restarts}[role]
+
+    def max_memory_for(self, role: Role) -> int:
+        return {"api": self.api_max_memory, "wwebjs": self.wwebjs_max_memory,
+                "meta": self.meta_max_memory, "legacy": 0}[role]
+
+    def instances_of(self, role: Role) -> int:
+        """How many processes of ``role`` this deployment runs (0 when disabled)."""
+        if not self.role_enabled(role):
+            return 0
+        return {"api": self.api_instances, "wwebjs": 1, "meta": self.meta_instances, "legacy": 1}[role]
+
+    def crashes_on_start(self, role: Role) -> bool:
+        return role in {part.strip() for part in self.test_crash_on_start.split(",") if part.strip()}
 
     def role_enabled(self, role: Role) -> bool:
         if role == "wwebjs":

@@ -1,26 +1,33 @@
 """This process's health: dependency checks, heartbeats and periodic metrics.
 
-``HealthMonitor.report()`` is what ``GET /health`` answers; ``run()`` heartbeats every
-``HEARTBEAT_INTERVAL`` into ``process_health`` (through ``update_process_health``) and on
-the ``process:heartbeat`` channel, and writes ``process_metrics`` rows.
+``HealthMonitor.report()`` is what ``GET /health`` answers: the database pool, Redis, one
+``queue:<name>`` check per queue consumer the components run (``Component.queue_workers``)
+and whatever the components add. ``run()`` heartbeats every ``HEARTBEAT_INTERVAL`` into
+``process_health`` (through ``update_process_health``) and on the ``process:heartbeat``
+channel, and writes ``process_metrics`` rows: RSS, CPU %, event-loop lag, messages
+processed, active bots and the depth of the queues this role consumes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import psutil
 from redis.exceptions import RedisError
 
+from bisnesgpt import __version__
 from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, publish
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.health import metrics
+from bisnesgpt.health.queues import queue_depths, queues_of_role
 from bisnesgpt.processes.component import Check, Component
 from bisnesgpt.processes.context import ProcessContext
 
@@ -30,8 +37,9 @@ UPDATE_HEALTH = """
 SELECT update_process_health($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
 """
 INSERT_METRICS = """
-INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type)
-SELECT $1, name, value, kind FROM unnest($2::text[], $3::float8[], $4::text[]) AS m(name, value, kind)
+INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, metadata)
+SELECT $1, name, value, kind, meta::jsonb
+FROM unnest($2::text[], $3::float8[], $4::text[], $5::text[]) AS m(name, value, kind, meta)
 """
 CHECK_TIMEOUT = 2.0
 
@@ -52,6 +60,7 @@ class LoopLagProbe:
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self._max_lag = 0.0
+        self.last_lag = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -65,6 +74,7 @@ class LoopLagProbe:
 
     def read_and_reset(self) -> float:
         lag, self._max_lag = self._max_lag, 0.0
+        self.last_lag = lag
         return lag
 
     def stop(self) -> None:
@@ -91,6 +101,11 @@ class HealthMonitor:
             "redis": await self._guard(self._check_redis()),
         }
         for component in self.components:
+            for worker in component.queue_workers():
+                checks[f"queue:{worker.spec.name}"] = Check(
+                    worker.alive, "consumer running" if worker.alive else "consumer stopped",
+                    {"activeJobs": worker.active_jobs, "lastError": worker.last_error},
+                )
             try:
                 contributed = await asyncio.wait_for(component.checks(), CHECK_TIMEOUT)
             except TimeoutError:
@@ -135,20 +150,36 @@ class HealthMonitor:
         info = self._process.memory_info()
         return {"rss": int(info.rss), "vms": int(info.vms)}
 
+    def consumed_queues(self) -> list[str]:
+        """Queues whose depth this process reports: its workers' queues, else its role's."""
+        names = [w.spec.name for c in self.components for w in c.queue_workers()]
+        return sorted(set(names)) or [spec.name for spec in queues_of_role(self.ctx.role)]
+
     async def body(self) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON body) for GET /health."""
         report = await self.report()
         body = {
             "processName": self.ctx.process_name,
             "role": self.ctx.role,
+            "instanceId": self.ctx.settings.instance_id,
             "pid": self.ctx.pid,
+            "host": self.ctx.host,
             "status": report.status,
             "uptime": round(self.ctx.uptime, 3),
+            "startedAt": _iso(self.ctx.started_wall),
             "memory": self.memory(),
-            "lastHeartbeat": self.last_heartbeat,
+            "lastHeartbeat": _iso(self.last_heartbeat),
+            "heartbeatIntervalMs": self.ctx.settings.heartbeat_interval,
             "errorCount": self.error_count,
             "activeBots": self.active_bots(),
             "messagesProcessed": self.messages_processed(),
+            "eventLoopLagMs": round(self._lag.last_lag * 1000, 2),
+            "supervised": self.ctx.supervised,
+            # What this process last heard about its siblings (orchestrator status_update
+            # broadcast and the process:status / process:heartbeat channels).
+            "peers": {name: {k: peer.get(k) for k in ("status", "pid", "supervisor", "redis")}
+                      for name, peer in sorted(self.ctx.peers.items())},
+            "version": __version__,
             "checks": {name: check.as_dict() for name, check in report.checks.items()},
         }
         return (200 if report.ok else 503), body
@@ -184,19 +215,28 @@ class HealthMonitor:
         metrics.EVENT_LOOP_LAG.set(lag)
         failing = {n: c.detail for n, c in report.checks.items() if not c.ok}
         db_status = {"healthy": "healthy", "draining": "draining", "stopped": "stopped"}.get(status, "error")
+        names = ["rss_mb", "cpu_percent", "event_loop_lag_ms", "messages_processed", "active_bots"]
+        values = [rss_mb, cpu, lag * 1000, float(self.messages_processed()), float(self.active_bots())]
+        kinds = ["gauge", "gauge", "gauge", "counter", "gauge"]
+        meta = ["{}"] * len(names)
+        depths = await self._queue_depths()
+        for queue, backlog in depths.items():
+            metrics.QUEUE_DEPTH.labels(queue).set(backlog)
+            names.append("queue_depth")
+            values.append(float(backlog))
+            kinds.append("gauge")
+            meta.append(json.dumps({"queue": queue}))
         try:
             await self.ctx.db.execute(
                 UPDATE_HEALTH, self.ctx.process_name, db_status, int(self.ctx.uptime), int(rss_mb),
                 round(cpu, 2), 0, self.ctx.pid, self.active_bots(), self.messages_processed(),
-                {"failing": failing, "eventLoopLagMs": round(lag * 1000, 2)},
+                {"failing": failing, "eventLoopLagMs": round(lag * 1000, 2), "queueDepth": depths,
+                 "instanceId": self.ctx.settings.instance_id,
+                 # v_process_health_overview judges this row by the process's own limit.
+                 "maxHeartbeatAgeMs": self.ctx.settings.max_heartbeat_age},
                 "; ".join(f"{n}: {d}" for n, d in failing.items()) or None, self.ctx.host,
             )
-            await self.ctx.db.execute(
-                INSERT_METRICS, self.ctx.process_name,
-                ["rss_mb", "cpu_percent", "event_loop_lag_ms", "messages_processed", "active_bots"],
-                [rss_mb, cpu, lag * 1000, float(self.messages_processed()), float(self.active_bots())],
-                ["gauge", "gauge", "gauge", "counter", "gauge"],
-            )
+            await self.ctx.db.execute(INSERT_METRICS, self.ctx.process_name, names, values, kinds, meta)
             metrics.HEARTBEATS.labels("ok").inc()
             self.last_heartbeat = time.time()
         except BisnesgptError as exc:
@@ -204,6 +244,20 @@ class HealthMonitor:
             log.warning("heartbeat not written: %s", exc.detail)
         await publish(self.ctx.redis, PROCESS_HEARTBEAT, {
             "processName": self.ctx.process_name, "role": self.ctx.role, "pid": self.ctx.pid,
-            "status": status, "uptime": round(self.ctx.uptime, 1), "rssMb": round(rss_mb, 1),
-            "cpu": cpu, "activeBots": self.active_bots(), "ts": time.time(),
+            "host": self.ctx.host, "status": status, "uptime": round(self.ctx.uptime, 1),
+            "rssMb": round(rss_mb, 1), "cpu": cpu, "activeBots": self.active_bots(), "ts": time.time(),
         })
+
+    async def _queue_depths(self) -> dict[str, int]:
+        """Backlog of the consumed queues; {} while Redis is unreachable (the check says why)."""
+        try:
+            depths = await asyncio.wait_for(queue_depths(self.ctx.redis, self.consumed_queues()), CHECK_TIMEOUT)
+        except (RedisError, OSError, TimeoutError):
+            return {}
+        return {name: depth.backlog for name, depth in depths.items()}
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -21,13 +21,17 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
     It runs after ``user=``/``group=`` are applied, so it survives the credential change.
     """
     parent = os.getpid()
+    # Loaded here, in the parent: after fork only the calling thread exists, and a dlopen
+    # in the child could wait forever on a loader lock another thread held at fork time.
+    try:
+        libc: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        libc = None
 
     def _preexec() -> None:
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        except OSError:
+        if libc is None:
             return
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os.kill(os.getpid(), sig)
 

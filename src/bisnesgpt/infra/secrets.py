@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -31,13 +33,26 @@ def resolve_encryption_key(settings: Settings) -> Settings:
     elif settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key + "\n")
-        log.warning("ENCRYPTION_KEY not set: generated one in %s (set ENCRYPTION_KEY in production)", path)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process (PM2 starts the roles at once) won the race
+            key = _read_key_when_written(path)
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key + "\n")
+            log.warning("ENCRYPTION_KEY not set: generated one in %s (set ENCRYPTION_KEY in production)", path)
     else:
         raise ConfigError("invalid setting ENCRYPTION_KEY: required when DATABASE_URL is set (64 hex characters)")
     return settings.model_copy(update={"encryption_key": SecretStr(key)})
+
+
+def _read_key_when_written(path: Path, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        key = path.read_text().strip()
+        if key or time.monotonic() > deadline:
+            return key
+        time.sleep(0.02)
 
 
 def secret_box(settings: Settings) -> SecretBox:

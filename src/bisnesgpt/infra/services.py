@@ -111,3 +111,33 @@ class _services_lock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where PostgreSQL/Redis are, found without starting anything (None: not running)."""
+
+    database_url: str | None
+    redis_url: str | None
+    notes: tuple[str, ...] = ()
+
+
+def locate_services(settings: Settings) -> Located:
+    """The configured URLs, or those of the embedded servers *if they are running* (for
+    read-only tools like ``bisnesgpt status`` and ``doctor``, which must not start servers)."""
+    notes: list[str] = []
+    database_url = settings.database_url
+    if database_url is None:
+        pg = embedded_postgres(settings)
+        running = pg.running()
+        database_url = pg.url(running[1]) if running else None
+        if running is None:
+            notes.append(f"embedded PostgreSQL in {pg.data_dir} is not running")
+    redis_url = settings.effective_redis_url
+    if redis_url is None:
+        rd = embedded_redis(settings)
+        running_r = rd.running()
+        redis_url = rd.url(running_r[1]) if running_r else None
+        if running_r is None:
+            notes.append(f"embedded Valkey in {rd.data_dir} is not running")
+    return Located(database_url, redis_url, tuple(notes))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+    from bisnesgpt.messaging.worker import QueueWorker
     from bisnesgpt.processes.context import ProcessContext
 
 
@@ -50,6 +51,14 @@ class Component:
     async def checks(self) -> dict[str, Check]:
         """Health checks contributed to /health (all must pass for 200)."""
         return {}
+
+    def queue_workers(self) -> Sequence[QueueWorker]:
+        """The queue consumers this component runs.
+
+        /health adds a ``queue:<name>`` check per worker (consumer alive), and the heartbeat
+        records those queues' depth; a role with workers is unhealthy when one has died.
+        """
+        return ()
 
     def active_bots(self) -> int | None:
         """Sessions/phones this component is actively serving (None: not applicable)."""

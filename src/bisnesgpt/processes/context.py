@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
@@ -14,6 +15,9 @@ from bisnesgpt.config import Role, Settings
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging.queues import QueueProducer
+
+if TYPE_CHECKING:
+    from bisnesgpt.coordination.coordinator import Coordinator
 
 
 def process_name_for(role: Role, instance_id: int) -> str:
@@ -37,6 +41,14 @@ class ProcessContext:
     started_monotonic: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
+    # Last known status of the other processes, by process name (orchestrator broadcasts
+    # and the process:status / process:heartbeat channels).
+    peers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Listens on the coordinator channels; ``coordinator.on(channel, handler)`` for
+    # bot:event / process:message. None outside a running role (e.g. unit tests).
+    coordinator: Coordinator | None = None
+    # True when an orchestrator supervises this process (BISNESGPT_SUPERVISOR_FD given).
+    supervised: bool = False
 
     @property
     def uptime(self) -> float:

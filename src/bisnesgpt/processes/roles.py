@@ -11,11 +11,15 @@ def api_components(settings: Settings) -> list[Component]:
     from bisnesgpt.api.pipeline import PipelineComponent
     from bisnesgpt.api.sessions import SessionApiComponent
     from bisnesgpt.api.webhooks import WebhooksApiComponent
+    from bisnesgpt.health.all_component import HealthAllComponent
+    from bisnesgpt.health.maintenance import MaintenanceComponent
     from bisnesgpt.messaging.outbox import OutboxReconcilerComponent
     from bisnesgpt.webhooks.component import WebhookDeliveryComponent
 
     return [
         ApiComponent(settings),
+        HealthAllComponent(),  # GET /health/all (issue 4)
+        MaintenanceComponent(settings),  # cleanup functions on a schedule, one process at a time (issue 4)
         PipelineComponent(settings),  # send/read/phone-config routes, router (issue 3)
         OutboxReconcilerComponent(settings),  # re-enqueues stored-but-unqueued messages (issue 3)
         SessionApiComponent(settings),  # WhatsApp-Web session API via DB + pub/sub (issue 6)

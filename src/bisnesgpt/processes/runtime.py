@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -31,6 +31,7 @@ from bisnesgpt import __version__
 from bisnesgpt.api.problems import install_problem_handlers
 from bisnesgpt.config import Role, Settings
 from bisnesgpt.coordination.channels import PROCESS_STATUS, publish
+from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health import metrics
 from bisnesgpt.health.events import EventRecorder
@@ -38,6 +39,8 @@ from bisnesgpt.health.monitor import HealthMonitor
 from bisnesgpt.health.routes import health_router
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.queues import QueueProducer
+from bisnesgpt.orchestrator import protocol
+from bisnesgpt.orchestrator.protocol import LineDecoder
 from bisnesgpt.processes.component import Component
 from bisnesgpt.processes.context import ProcessContext, process_name_for
 
@@ -85,36 +88,92 @@ def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: Hea
 
 
 class SupervisorLink:
-    """Pings the orchestrator over an inherited pipe once a second from the event loop.
+    """This child's end of the orchestrator socket (protocol: ``orchestrator/protocol.py``).
 
-    A blocked loop stops the pings, which is how the orchestrator tells "hung" from "busy".
+    Pings from the event loop every ``interval`` seconds: a blocked loop stops the pings,
+    which is how the orchestrator tells "hung" from "busy". Receives sibling status updates
+    (into ``peers``) and ``shutdown``; end of file means the orchestrator is gone, and this
+    process then stops by itself (besides the parent-death signal).
     """
 
-    def __init__(self, fd: int, on_lost: asyncio.Event) -> None:
+    def __init__(self, fd: int, *, interval: float, on_lost: Callable[[], None],
+                 on_shutdown: Callable[[str], None],
+                 on_status: Callable[[dict[str, Any]], None]) -> None:
         self.fd = fd
+        self.interval = interval
         self.on_lost = on_lost
+        self.on_shutdown = on_shutdown
+        self.on_status = on_status
+        self._decoder = LineDecoder()
         self._task: asyncio.Task[None] | None = None
+        self._reading = False
+        self.lost = False
 
     def start(self) -> None:
         os.set_blocking(self.fd, False)
+        asyncio.get_running_loop().add_reader(self.fd, self._on_readable)
+        self._reading = True
         self._task = asyncio.create_task(self._run(), name="supervisor-link")
 
     def send(self, message: dict[str, object]) -> None:
+        if self.lost:
+            return
         try:
-            os.write(self.fd, (json.dumps(message) + "\n").encode())
+            os.write(self.fd, protocol.encode(message))
         except BlockingIOError:
-            pass  # the supervisor is slow to read; the next ping will do
+            pass  # the orchestrator is slow to read; the next ping will do
         except OSError:
-            self.on_lost.set()  # the orchestrator is gone: shut down
+            self._lose()
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lose()
+            return
+        for message in self._decoder.feed(data):
+            kind = message.get("type")
+            if kind == protocol.SHUTDOWN:
+                self.on_shutdown(str(message.get("reason") or "orchestrator"))
+            elif kind == protocol.STATUS_UPDATE:
+                self.on_status(message)
+
+    def _lose(self) -> None:
+        if self.lost:
+            return
+        self.lost = True
+        self._stop_reading()
+        log.warning("orchestrator link lost: stopping")
+        self.on_lost()
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.fd)
 
     async def _run(self) -> None:
         while True:
-            self.send({"type": "heartbeat", "ts": time.time()})
-            await asyncio.sleep(1.0)
+            self.send({"type": protocol.HEARTBEAT, "ts": time.time()})
+            await asyncio.sleep(self.interval)
 
     def stop(self) -> None:
+        self._stop_reading()
         if self._task is not None:
             self._task.cancel()
+
+
+class StartupCrash(RuntimeError):
+    """Raised by TEST_CRASH_ON_START: a role that fails at start-up, for supervisor tests."""
+
+    @classmethod
+    def maybe_raise(cls, settings: Settings, role: Role) -> None:
+        if settings.crashes_on_start(role):
+            raise cls(f"TEST_CRASH_ON_START={settings.test_crash_on_start!r}: {role} crashing at start-up")
 
 
 async def serve_role(
@@ -130,54 +189,54 @@ async def serve_role(
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     stop_now = asyncio.Event()
-    received: list[str] = []
+    received: list[str] = []  # why we stop: signal names and stop requests, in order
+    signals: list[str] = []
+    peers: dict[str, dict[str, Any]] = {}
 
     def _on_signal(sig: signal.Signals) -> None:
+        # The first signal asks for a graceful stop; a second one means "now" (a stop asked
+        # for otherwise — orchestrator message, process:shutdown — does not count).
+        (stop_now if signals else stop_requested).set()
+        signals.append(sig.name)
         received.append(sig.name)
-        (stop_now if stop_requested.is_set() else stop_requested).set()
+
+    def _request_stop(reason: str) -> None:
+        if not stop_requested.is_set():
+            received.append(reason)
+        stop_requested.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig)
 
-    db = Database(database_url, min_size=0, max_size=settings.pool_max_for(role),
-                  application_name=f"bisnesgpt-{process_name}",
-                  connect_timeout=settings.database_connect_timeout)
-    await db.open()
-    redis = redis_client(redis_url, name=f"bisnesgpt:{process_name}")
-    queues = QueueProducer(redis_url)
-    ctx = ProcessContext(
-        settings=settings, role=role, process_name=process_name, database_url=database_url,
-        redis_url=redis_url, db=db, redis=redis, queues=queues, events=EventRecorder(db, process_name),
-    )
+    # Ping from the start, so a start-up that hangs is caught like any other hang.
+    link = _start_link(settings, process_name, peers, _request_stop)
+    StartupCrash.maybe_raise(settings, role)
+
+    ctx = await _open_context(role, settings, database_url=database_url, redis_url=redis_url, peers=peers,
+                              supervised=link is not None, on_shutdown=_request_stop)
     monitor = HealthMonitor(ctx, components)
     app = build_app(ctx, components, monitor)
     port = settings.http_port_for(role)
     sock = bind_socket(settings.host, port)
     server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                     timeout_keep_alive=30, timeout_graceful_shutdown=5))
-    link = (SupervisorLink(settings.bisnesgpt_supervisor_fd, stop_requested)
-            if settings.bisnesgpt_supervisor_fd is not None else None)
 
     started: list[Component] = []
+    server_task: asyncio.Task[None] | None = None
     exit_status = 0
     try:
+        if ctx.coordinator is not None:
+            ctx.coordinator.start()
         for component in components:
             await component.start(ctx)
             started.append(component)
         monitor.start()
-        if link is not None:
-            link.start()
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         await ctx.events.record("start", {"pid": ctx.pid, "port": port, "version": __version__})
         while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn only has a flag
             await asyncio.sleep(0.01)
         if server.started:
-            metrics.PROCESS_UP.labels(role).set(1)
-            log.info("%s serving on %s:%d (pid %d)", process_name, settings.host, port, ctx.pid)
-            await ctx.events.record("ready", {"pid": ctx.pid, "port": port})
-            await publish(redis, PROCESS_STATUS, {"processName": process_name, "status": "ready", "pid": ctx.pid})
-            if link is not None:
-                link.send({"type": "status_update", "status": "ready", "pid": ctx.pid})
+            await _mark_ready(ctx, link, port)
 
         waiter = asyncio.create_task(stop_requested.wait())
         await asyncio.wait({waiter, server_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -186,9 +245,66 @@ async def serve_role(
             exit_status = 1
             log.error("HTTP server stopped unexpectedly: %r", server_task.exception())
     finally:
-        await _shutdown(ctx, settings, started, server, monitor, link, stop_now, received)
+        await _shutdown(ctx, settings, started, server, server_task, monitor, link, stop_now, received)
         sock.close()
     return exit_status
+
+
+def _start_link(settings: Settings, process_name: str, peers: dict[str, dict[str, Any]],
+                request_stop: Callable[[str], None]) -> SupervisorLink | None:
+    if settings.bisnesgpt_supervisor_fd is None:
+        return None
+    link = SupervisorLink(
+        settings.bisnesgpt_supervisor_fd, interval=protocol.ping_interval(settings.max_heartbeat_age),
+        on_lost=lambda: request_stop("orchestrator-lost"), on_shutdown=request_stop,
+        on_status=lambda message: _remember_peer(peers, message, process_name),
+    )
+    link.start()
+    return link
+
+
+async def _open_context(role: Role, settings: Settings, *, database_url: str, redis_url: str,
+                        peers: dict[str, dict[str, Any]], supervised: bool,
+                        on_shutdown: Callable[[str], None]) -> ProcessContext:
+    """Pools and clients, opened now that the process runs (never at import)."""
+    process_name = process_name_for(role, settings.instance_id)
+    db = Database(database_url, min_size=0, max_size=settings.pool_max_for(role),
+                  application_name=f"bisnesgpt-{process_name}",
+                  connect_timeout=settings.database_connect_timeout)
+    await db.open()
+    ctx = ProcessContext(
+        settings=settings, role=role, process_name=process_name, database_url=database_url,
+        redis_url=redis_url, db=db, redis=redis_client(redis_url, name=f"bisnesgpt:{process_name}"),
+        queues=QueueProducer(redis_url), events=EventRecorder(db, process_name),
+        peers=peers, supervised=supervised,
+    )
+    ctx.coordinator = Coordinator(redis_url, process_name=process_name, role=role, host=ctx.host,
+                                  peers=peers, on_shutdown=on_shutdown)
+    return ctx
+
+
+async def _mark_ready(ctx: ProcessContext, link: SupervisorLink | None, port: int) -> None:
+    metrics.PROCESS_UP.labels(ctx.role).set(1)
+    log.info("%s serving on %s:%d (pid %d)", ctx.process_name, ctx.settings.host, port, ctx.pid)
+    await ctx.events.record("ready", {"pid": ctx.pid, "port": port})
+    await _announce(ctx, link, "ready", port=port)
+
+
+def _remember_peer(peers: dict[str, dict[str, Any]], message: dict[str, Any], me: str) -> None:
+    name = message.get("processName")
+    if isinstance(name, str) and name != me:
+        entry = peers.setdefault(name, {})
+        entry.update(status=message.get("status"), pid=message.get("pid"), role=message.get("role"))
+        entry["supervisor"] = {"status": message.get("status"), "pid": message.get("pid"), "seenAt": time.time()}
+
+
+async def _announce(ctx: ProcessContext, link: SupervisorLink | None, status: str, **extra: Any) -> None:
+    """Tell the orchestrator (which relays it to the siblings) and the process:status channel."""
+    payload: dict[str, Any] = {"processName": ctx.process_name, "role": ctx.role, "status": status,
+                               "pid": ctx.pid, "host": ctx.host, "ts": time.time(), **extra}
+    if link is not None:
+        link.send({"type": protocol.STATUS_UPDATE, **payload})
+    await publish(ctx.redis, PROCESS_STATUS, payload)
 
 
 async def _shutdown(
@@ -196,17 +312,19 @@ async def _shutdown(
     settings: Settings,
     started: Sequence[Component],
     server: _Server,
+    server_task: asyncio.Task[None] | None,
     monitor: HealthMonitor,
     link: SupervisorLink | None,
     stop_now: asyncio.Event,
     received: Sequence[str],
 ) -> None:
-    deadline = time.monotonic() + settings.shutdown_timeout
+    began = time.monotonic()
+    deadline = began + settings.shutdown_timeout
     ctx.draining.set()
     metrics.PROCESS_UP.labels(ctx.role).set(0)
     log.info("%s shutting down (%s); draining up to %.1fs", ctx.process_name,
              ",".join(received) or "server stopped", settings.shutdown_timeout)
-    await publish(ctx.redis, PROCESS_STATUS, {"processName": ctx.process_name, "status": "draining", "pid": ctx.pid})
+    await _announce(ctx, link, "draining")
 
     async def _drain_all() -> None:
         await asyncio.gather(*(c.drain(max(0.1, deadline - time.monotonic())) for c in started),
@@ -223,15 +341,25 @@ async def _shutdown(
     server.should_exit = True
     if stop_now.is_set():
         server.force_exit = True
+    if server_task is not None and not server_task.done():
+        # Let in-flight HTTP requests finish (they may still use the pools closed below).
+        done, _ = await asyncio.wait({server_task}, timeout=max(1.0, deadline - time.monotonic()))
+        if not done:
+            server.force_exit = True
+            server_task.cancel()
     for component in reversed(started):
         try:
             await asyncio.wait_for(component.stop(), 5)
         except Exception as exc:
             log.warning("stopping %s: %r", component.name, exc)
-    await ctx.events.record("stop", {"pid": ctx.pid, "signals": list(received)})
+    await ctx.events.record("stop", {"pid": ctx.pid, "signals": list(received),
+                                     "drainSeconds": round(time.monotonic() - began, 3)})
     await monitor.stop("stopped")
+    await _announce(ctx, link, "stopped")
     if link is not None:
         link.stop()
+    if ctx.coordinator is not None:
+        await ctx.coordinator.stop()
     await ctx.queues.close()
     with contextlib.suppress(Exception):
         await ctx.redis.aclose()

@@ -1,0 +1,73 @@
+"""Asking the running processes over HTTP: ``GET /health`` on each role's port."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bisnesgpt.config import ENGINE_ROLES, Role, Settings
+
+
+@dataclass(frozen=True)
+class Probe:
+    role: Role
+    url: str
+    status_code: int | None
+    body: dict[str, Any] | None
+    error: str | None
+    elapsed_ms: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code == 200
+
+    def summary(self) -> str:
+        if self.status_code is None:
+            return f"unreachable ({self.error})"
+        failing = {n: c.get("detail") for n, c in ((self.body or {}).get("checks") or {}).items()
+                   if isinstance(c, dict) and not c.get("ok")}
+        extra = "; ".join(f"{n}: {d}" for n, d in failing.items())
+        status = (self.body or {}).get("status")
+        return f"{self.status_code}" + (f" {status}" if status else "") + (f" ({extra})" if extra else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "url": self.url, "statusCode": self.status_code, "error": self.error,
+                "elapsedMs": self.elapsed_ms, "status": (self.body or {}).get("status")}
+
+
+def local_host(settings: Settings) -> str:
+    """Where to reach this machine's processes: HOST, unless it is a wildcard address."""
+    return "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
+
+
+def health_urls(settings: Settings, *, host: str | None = None, legacy: bool = False) -> dict[Role, str]:
+    """``/health`` URL per enabled role (``legacy``: the all-in-one process on PORT)."""
+    where = host or local_host(settings)
+    if ":" in where and not where.startswith("["):
+        where = f"[{where}]"
+    if legacy:
+        return {"legacy": f"http://{where}:{settings.port}/health"}
+    return {role: f"http://{where}:{settings.http_port_for(role)}/health"
+            for role in ENGINE_ROLES if settings.role_enabled(role)}
+
+
+async def probe(client: httpx.AsyncClient, role: Role, url: str) -> Probe:
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError as exc:
+        return Probe(role, url, None, None, str(exc) or type(exc).__name__, None)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return Probe(role, url, response.status_code, body if isinstance(body, dict) else None, None,
+                 round(response.elapsed.total_seconds() * 1000, 1))
+
+
+async def probe_all(urls: dict[Role, str], *, timeout: float = 3.0) -> dict[Role, Probe]:
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        results = await asyncio.gather(*(probe(client, role, url) for role, url in urls.items()))
+    return {result.role: result for result in results}

@@ -1,0 +1,40 @@
+"""A real ProcessContext (own pool, Redis client, producer) for in-process component tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bisnesgpt.config import Role, Settings
+from bisnesgpt.db.pool import Database
+from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.infra.redis import redis_client
+from bisnesgpt.messaging.queues import QueueProducer
+from bisnesgpt.processes.context import ProcessContext, process_name_for
+
+
+def test_settings(**overrides: Any) -> Settings:
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+@contextlib.asynccontextmanager
+async def process_context(database_url: str, redis_url: str, role: Role, *, instance_id: int = 0,
+                          **settings: Any) -> AsyncIterator[ProcessContext]:
+    config = test_settings(instance_id=instance_id, **settings)
+    name = process_name_for(role, instance_id)
+    db = Database(database_url, max_size=3, min_size=0, application_name=f"test-{name}")
+    await db.open()
+    queues = QueueProducer(redis_url)
+    ctx = ProcessContext(settings=config, role=role, process_name=name, database_url=database_url,
+                         redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=queues,
+                         events=EventRecorder(db, name))
+    try:
+        yield ctx
+    finally:
+        await queues.close()
+        await ctx.redis.aclose()
+        await db.close()
