@@ -49,7 +49,8 @@ class MetaSendComponent(Component):
         await self.worker.start()
 
     def _on_outcome(self, outcome: str, seconds: float) -> None:
-        self._processed += 1
+        if outcome in ("sent", "failed"):  # finished messages, not deferrals or retries
+            self._processed += 1
         metrics.MESSAGES_PROCESSED.labels(META.name, outcome).inc()
         metrics.SEND_SECONDS.labels(META.name).observe(seconds)
 
@@ -72,6 +73,9 @@ class MetaSendComponent(Component):
 
     def messages_processed(self) -> int:
         return self._processed
+
+    def queue_workers(self) -> Sequence[QueueWorker]:
+        return (self.worker,) if self.worker is not None else ()
 
 
 class MetaWebhookComponent(Component):
@@ -116,6 +120,9 @@ class MetaWebhookComponent(Component):
 
     def messages_processed(self) -> int:
         return self.processor.processed if self.processor else 0
+
+    def queue_workers(self) -> Sequence[QueueWorker]:
+        return (self.worker,) if self.worker is not None else ()
 
 
 def meta_role_components(settings: Settings) -> list[Component]:

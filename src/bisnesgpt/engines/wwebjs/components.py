@@ -121,6 +121,9 @@ class WebSendWorkerComponent(Component):
     def messages_processed(self) -> int:
         return self.processed
 
+    def queue_workers(self) -> Sequence[QueueWorker]:
+        return (self.worker,) if self.worker is not None else ()
+
 
 def wwebjs_engine_components(settings: Settings) -> Sequence[Component]:
     """The wwebjs role's components, in start order (sessions, then the worker using them)."""
