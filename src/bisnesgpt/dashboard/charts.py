@@ -49,6 +49,22 @@ SELECT {_BUCKET} AS b, (metadata->>'provider') || ' p99' AS label, max(metric_va
 FROM process_metrics WHERE metric_name = 'send_latency_p99_ms' AND {_SINCE} GROUP BY 1, 2
 """
 NOW_EPOCH = "SELECT EXTRACT(EPOCH FROM now())::float8"
+# The minute in progress is not rolled up yet: read it from `messages` (cheap: indexed, one minute).
+CURRENT_MINUTE = """
+SELECT 'sent' AS chart, provider AS label, count(*)::float8 AS value
+FROM messages WHERE sent_at >= date_trunc('minute', now()) AND direction = 'outbound' GROUP BY provider
+UNION ALL
+SELECT 'failed', coalesce(error_code, 'UNKNOWN'), count(*)::float8
+FROM messages WHERE failed_at >= date_trunc('minute', now()) AND direction = 'outbound' GROUP BY 2
+UNION ALL
+SELECT 'latency', provider || ' p50',
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000)
+FROM messages WHERE sent_at >= date_trunc('minute', now()) AND direction = 'outbound' GROUP BY provider
+UNION ALL
+SELECT 'latency', provider || ' p99',
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000)
+FROM messages WHERE sent_at >= date_trunc('minute', now()) AND direction = 'outbound' GROUP BY provider
+"""
 
 CHARTS: dict[str, tuple[str, str, str]] = {
     # key: (query, title, unit)
@@ -78,10 +94,11 @@ async def chart_data(db: Database, range_name: str) -> dict[str, Any]:
     end = int(now // bucket) * bucket
     window = Window(seconds, bucket, end - (seconds // bucket - 1) * bucket, end)
     xs = window.buckets()
+    current = await _current_minute(db, xs[-1], bucket)
     charts: dict[str, Any] = {}
     for key, (query, title, unit) in CHARTS.items():
-        rows = await db.fetch(query, float(seconds), float(bucket))
-        series = _series(rows, xs)
+        rows = [dict(r) for r in await db.fetch(query, float(seconds), float(bucket))]
+        series = _series(_merge_current(key, rows, current.get(key, []), bucket), xs)
         if key == "failed":
             series = _top(series, TOP_FAILURE_CODES)
         charts[key] = {"title": title, "unit": unit, "series": series}
@@ -113,3 +130,31 @@ def _top(series: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
             if value is not None:
                 other[i] = round((other[i] or 0) + value, 2)
     return [*kept, {"label": "other", "values": other}]
+
+
+async def _current_minute(db: Database, last_bucket: int, bucket: int) -> dict[str, list[dict[str, Any]]]:
+    """This minute's sent/failed counts and latencies, as rows of the last bucket."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in await db.fetch(CURRENT_MINUTE):
+        value = float(row["value"])
+        if row["chart"] in ("sent", "failed"):
+            value = value / (bucket / 60)  # a per-minute rate over the bucket, like the rolled-up rows
+        out.setdefault(row["chart"], []).append({"b": last_bucket, "label": row["label"], "value": value})
+    return out
+
+
+def _merge_current(key: str, rows: list[dict[str, Any]], current: list[dict[str, Any]], bucket: int) \
+        -> list[dict[str, Any]]:
+    """Add this minute's values into the last bucket (summed for rates, the worse for latency)."""
+    if not current:
+        return rows
+    merged = {(int(r["b"]), str(r["label"])): r for r in rows}
+    for extra in current:
+        key_ = (int(extra["b"]), str(extra["label"]))
+        if key_ not in merged:
+            merged[key_] = extra
+        elif key == "latency":
+            merged[key_] = {**merged[key_], "value": max(float(merged[key_]["value"]), extra["value"])}
+        else:
+            merged[key_] = {**merged[key_], "value": float(merged[key_]["value"]) + extra["value"]}
+    return list(merged.values())

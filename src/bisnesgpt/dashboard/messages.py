@@ -39,7 +39,7 @@ SELECT d.id, d.endpoint_id, e.url, d.event_id, te.type AS event_type, te.data->>
 FROM tenant_events te
 JOIN webhook_deliveries d ON d.event_id = te.id
 JOIN webhook_endpoints e ON e.id = d.endpoint_id
-WHERE te.company_id = $1 AND te.created_at >= $3 - interval '1 minute' AND te.data->>'message_id' = $2
+WHERE te.company_id = $1 AND te.created_at >= $3::timestamptz - interval '1 minute' AND te.data->>'message_id' = $2
 ORDER BY d.id
 LIMIT 200
 """

@@ -109,7 +109,7 @@
       const opts = {
         width, height: 180,
         series: [{}].concat(chart.series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5,
-                                                          spanGaps: false, points: { show: false } }))),
+                                                          spanGaps: false }))),
         axes: [{}, { size: 50 }],
         legend: { live: false },
         scales: { x: { time: true } },
@@ -124,8 +124,14 @@
     renderEvents(data.events);
   };
 
+  let eventsTimer = null;
+  function reloadEventsSoon() {
+    clearTimeout(eventsTimer);
+    eventsTimer = setTimeout(() => BG.api("/dashboard/api/events?limit=30").then((d) => renderEvents(d.events)).catch(() => {}), 1000);
+  }
+
   BG.on("overview", renderOverview);
-  BG.on("process", patchProcess);
+  BG.on("process", (event) => { patchProcess(event); if (event.kind === "status") reloadEventsSoon(); });
 
   document.querySelectorAll("[data-range]").forEach((button) => button.addEventListener("click", () => {
     range = button.dataset.range;
