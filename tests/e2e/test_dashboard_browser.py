@@ -99,14 +99,18 @@ def _no_page_errors(request: pytest.FixtureRequest) -> Any:
 async def sign_in(page: Any, base: str, key: str) -> Any:
     await page.goto(base + "/dashboard/login")
     await page.fill("#api_key", key)
-    async with page.expect_response(lambda r: r.url.endswith("/dashboard/login") and r.request.method == "POST") as info:
+    def is_sign_in(response: Any) -> bool:
+        return bool(response.url.endswith("/dashboard/login") and response.request.method == "POST")
+
+    async with page.expect_response(is_sign_in) as info:
         await page.click("#sign-in")
     return await info.value
 
 
 async def wait_status(page: Any, selector: str, statuses: tuple[str, ...], timeout: int = LIVE_TIMEOUT_MS) -> None:
     await page.wait_for_function(
-        "([sel, wanted]) => { const n = document.querySelector(sel); return !!n && wanted.includes(n.dataset.status); }",
+        "([sel, wanted]) => { const n = document.querySelector(sel); "
+        "return !!n && wanted.includes(n.dataset.status); }",
         arg=[selector, list(statuses)], timeout=timeout)
 
 
@@ -155,7 +159,6 @@ async def test_process_cards_show_every_role_healthy(system: DashboardSystem, op
     await page.wait_for_selector('#live[data-state="live"]')
     assert await page.inner_text("#overall") == "healthy"
     await page.wait_for_selector('[data-chart="rss"] .uplot')  # RSS per role, from process_metrics
-    await screenshot(page, "processes")
 
 
 async def test_wwebjs_phone_shows_a_qr_and_flips_to_ready_live_after_a_cli_scan(
@@ -281,6 +284,10 @@ async def test_meta_card_goes_down_and_back_to_healthy_without_a_reload_after_ki
     await page.evaluate("window.__sameDocument = true")
     old_pid = run.pid_of("meta")
     assert old_pid is not None
+    # By now one message failed and was sent after a retry: the charts have something to show.
+    await page.wait_for_selector('[data-chart="sent"] .uplot')
+    await page.wait_for_selector('[data-chart="failed"] .uplot')
+    await screenshot(page, "processes")
 
     killed_at = time.monotonic()
     os.kill(old_pid, signal.SIGKILL)
