@@ -201,6 +201,14 @@ async def test_the_rollup_counts_each_minute_once_and_the_charts_show_it(ctx: Pr
                                      sent_at, failed_at, error_code)
                VALUES ($1, 'acme', '60123456789@c.us', 'text', $2, $3, $4, $5, $6, $7)""",
             f"r{i}", provider, "sent" if sent else "failed", created, sent, failed, code)
+    # A failure an operator re-queued before the rollup still counts (its error is in the history row).
+    requeued = await db.fetchval(
+        """INSERT INTO messages (message_id, company_id, chat_id, message_type, provider, status, created_at,
+                                 failed_at, error_code)
+           VALUES ('r-requeued', 'acme', '60123456789@c.us', 'text', 'meta', 'failed', $1, $2, '131047')
+           RETURNING id""", minute + timedelta(seconds=11), minute + timedelta(seconds=12))
+    async with db.transaction() as conn:
+        assert (await requeue_failed(conn, requeued, by="admin", queue="meta-messages")).requeued
     rollup = MetricsRollup(ctx.settings)
     rollup._ctx = ctx  # run_once without the lease loop
     assert await rollup.run_once() >= 60  # the first run backfills an hour
@@ -217,7 +225,7 @@ async def test_the_rollup_counts_each_minute_once_and_the_charts_show_it(ctx: Pr
     assert sent == {"meta": 2, "wwebjs": 1}
     failed = {(r["metadata"]["code"], r["metadata"]["provider"]): r["metric_value"]
               for r in await db.fetch(metric("messages_failed"), minute)}
-    assert failed == {("131026", "meta"): 2, ("SESSION_LOGGED_OUT", "wwebjs"): 1}
+    assert failed == {("131026", "meta"): 2, ("131047", "meta"): 1, ("SESSION_LOGGED_OUT", "wwebjs"): 1}
     p50 = {r["metadata"]["provider"]: r["metric_value"] for r in await db.fetch(metric("send_latency_p50_ms"), minute)}
     assert p50 == {"meta": pytest.approx(600, abs=1), "wwebjs": pytest.approx(500, abs=1)}
     quiet = await db.fetch(metric("messages_sent"), minute - timedelta(minutes=1))
@@ -229,7 +237,7 @@ async def test_the_rollup_counts_each_minute_once_and_the_charts_show_it(ctx: Pr
     series = {s["label"]: s["values"] for s in data["charts"]["sent"]["series"]}
     assert series["meta"][at] == 2 and series["wwebjs"][at] == 1
     failures = {s["label"]: s["values"][at] for s in data["charts"]["failed"]["series"]}
-    assert failures == {"131026": 2, "SESSION_LOGGED_OUT": 1}
+    assert failures == {"131026": 2, "131047": 1, "SESSION_LOGGED_OUT": 1}
     latency = {s["label"]: s["values"][at] for s in data["charts"]["latency"]["series"]}
     assert latency["meta p50"] == pytest.approx(600, abs=1) and latency["meta p99"] == pytest.approx(990, abs=2)
     day = await charts.chart_data(db, "day")

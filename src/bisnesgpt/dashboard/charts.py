@@ -9,8 +9,10 @@ p50s and the highest minute p99 of each bucket.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bisnesgpt.dashboard.rollup import FAILURES
 from bisnesgpt.db.pool import Database
 
 RANGES: dict[str, tuple[int, int]] = {"hour": (3_600, 60), "day": (86_400, 600)}
@@ -50,20 +52,19 @@ FROM process_metrics WHERE metric_name = 'send_latency_p99_ms' AND {_SINCE} GROU
 """
 NOW_EPOCH = "SELECT EXTRACT(EPOCH FROM now())::float8"
 # The minute in progress is not rolled up yet: read it from `messages` (cheap: indexed, one minute).
-CURRENT_MINUTE = """
+CURRENT_MINUTE = f"""
 SELECT 'sent' AS chart, provider AS label, count(*)::float8 AS value
-FROM messages WHERE sent_at >= date_trunc('minute', now()) AND direction = 'outbound' GROUP BY provider
+FROM messages WHERE sent_at >= $1 AND direction = 'outbound' GROUP BY provider
 UNION ALL
-SELECT 'failed', coalesce(error_code, 'UNKNOWN'), count(*)::float8
-FROM messages WHERE failed_at >= date_trunc('minute', now()) AND direction = 'outbound' GROUP BY 2
+SELECT 'failed', f.code, count(*)::float8 FROM ({FAILURES}) f GROUP BY 2
 UNION ALL
 SELECT 'latency', provider || ' p50',
        percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000)
-FROM messages WHERE sent_at >= date_trunc('minute', now()) AND direction = 'outbound' GROUP BY provider
+FROM messages WHERE sent_at >= $1 AND direction = 'outbound' GROUP BY provider
 UNION ALL
 SELECT 'latency', provider || ' p99',
        percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000)
-FROM messages WHERE sent_at >= date_trunc('minute', now()) AND direction = 'outbound' GROUP BY provider
+FROM messages WHERE sent_at >= $1 AND direction = 'outbound' GROUP BY provider
 """
 
 CHARTS: dict[str, tuple[str, str, str]] = {
@@ -94,7 +95,7 @@ async def chart_data(db: Database, range_name: str) -> dict[str, Any]:
     end = int(now // bucket) * bucket
     window = Window(seconds, bucket, end - (seconds // bucket - 1) * bucket, end)
     xs = window.buckets()
-    current = await _current_minute(db, xs[-1], bucket)
+    current = await _current_minute(db, xs[-1], bucket, int(now // 60) * 60)
     charts: dict[str, Any] = {}
     for key, (query, title, unit) in CHARTS.items():
         rows = [dict(r) for r in await db.fetch(query, float(seconds), float(bucket))]
@@ -132,10 +133,12 @@ def _top(series: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
     return [*kept, {"label": "other", "values": other}]
 
 
-async def _current_minute(db: Database, last_bucket: int, bucket: int) -> dict[str, list[dict[str, Any]]]:
+async def _current_minute(db: Database, last_bucket: int, bucket: int, minute: int) \
+        -> dict[str, list[dict[str, Any]]]:
     """This minute's sent/failed counts and latencies, as rows of the last bucket."""
+    start = datetime.fromtimestamp(minute, UTC)
     out: dict[str, list[dict[str, Any]]] = {}
-    for row in await db.fetch(CURRENT_MINUTE):
+    for row in await db.fetch(CURRENT_MINUTE, start, start + timedelta(minutes=1)):
         value = float(row["value"])
         if row["chart"] in ("sent", "failed"):
             value = value / (bucket / 60)  # a per-minute rate over the bucket, like the rolled-up rows

@@ -7,7 +7,8 @@ the last day; the first run backfills an hour), from ``messages``:
 * ``messages_sent``        — outbound messages that reached ``sent`` that minute, per engine
   (``metadata.provider``; a row per engine every minute, zero included);
 * ``messages_failed``      — outbound messages that failed that minute, per provider error
-  code (``metadata.code``, ``metadata.provider``);
+  code (``metadata.code``, ``metadata.provider``), including failures an operator has since
+  re-queued (their error is kept in the re-queue's history row);
 * ``send_latency_p50_ms`` / ``send_latency_p99_ms`` — accept (``created_at``) → ``sent_at``
   of the messages sent that minute, per engine.
 
@@ -68,12 +69,25 @@ FROM (
 ) l
 CROSS JOIN LATERAL (VALUES ('send_latency_p50_ms', l.p50), ('send_latency_p99_ms', l.p99)) AS q(name, value)
 """
-INSERT_FAILED = """
-INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, timestamp, metadata)
-SELECT $3, 'messages_failed', count(*), 'gauge', date_trunc('minute', failed_at),
-       jsonb_build_object('code', coalesce(error_code, 'UNKNOWN'), 'provider', provider)
+# Failures: messages failed in the window, plus failures an operator has re-queued since
+# (their error moved to the re-queue history row; see requeue.py). ($1, $2) = the window.
+FAILURES = """
+SELECT failed_at, coalesce(error_code, 'UNKNOWN') AS code, provider
 FROM messages WHERE failed_at >= $1 AND failed_at < $2 AND direction = 'outbound'
-GROUP BY date_trunc('minute', failed_at), coalesce(error_code, 'UNKNOWN'), provider
+UNION ALL
+SELECT (h.detail->'previousError'->>'failedAt')::timestamptz,
+       coalesce(h.detail->'previousError'->>'code', 'UNKNOWN'), m.provider
+FROM message_status_history h JOIN messages m ON m.id = h.message_pk
+WHERE h.source = 'operator' AND h.to_status = 'queued' AND h.created_at >= $1
+  AND (h.detail->'previousError'->>'failedAt')::timestamptz >= $1
+  AND (h.detail->'previousError'->>'failedAt')::timestamptz < $2
+"""
+INSERT_FAILED = f"""
+INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, timestamp, metadata)
+SELECT $3, 'messages_failed', count(*), 'gauge', date_trunc('minute', f.failed_at),
+       jsonb_build_object('code', f.code, 'provider', f.provider)
+FROM ({FAILURES}) f
+GROUP BY date_trunc('minute', f.failed_at), f.code, f.provider
 """
 
 

@@ -109,7 +109,7 @@
       const opts = {
         width, height: 180,
         series: [{}].concat(chart.series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5,
-                                                          spanGaps: false }))),
+                                                          spanGaps: false, points: { show: true, size: 5 } }))),
         axes: [{}, { size: 50 }],
         legend: { live: false },
         scales: { x: { time: true } },

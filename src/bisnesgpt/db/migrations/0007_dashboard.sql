@@ -7,3 +7,7 @@
 CREATE INDEX idx_messages_sent_at ON messages(sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX idx_messages_failed_at ON messages(failed_at) WHERE failed_at IS NOT NULL;
 CREATE INDEX idx_process_metrics_metric_time ON process_metrics(metric_name, timestamp DESC);
+-- Failures an operator re-queued keep their error in the re-queue's history row (source
+-- 'operator'); the rollup finds those rows by time.
+CREATE INDEX idx_message_status_history_operator ON message_status_history(created_at)
+    WHERE source = 'operator';
