@@ -161,6 +161,21 @@ async def test_process_cards_show_every_role_healthy(system: DashboardSystem, op
     await page.wait_for_selector('[data-chart="rss"] .uplot')  # RSS per role, from process_metrics
 
 
+async def test_pages_still_work_without_the_live_stream(system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    await page.route("**/dashboard/api/live", lambda route: route.abort())
+    try:
+        await page.goto(system.url + "/dashboard/processes")
+        await wait_status(page, '[data-process="meta"]', ("healthy",))
+        await page.wait_for_selector('#live[data-state="reconnecting"]')
+        assert "reconnecting" in await page.inner_text("#live")
+        await page.goto(system.url + "/dashboard/queues")
+        await page.wait_for_selector('#queues tr[data-queue="meta-messages"]')
+    finally:
+        await page.unroute("**/dashboard/api/live")
+    page.problems.clear()  # the aborted stream requests are expected here
+
+
 async def test_wwebjs_phone_shows_a_qr_and_flips_to_ready_live_after_a_cli_scan(
         system: DashboardSystem, operator: Any) -> None:
     page = operator
