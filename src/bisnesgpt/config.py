@@ -230,6 +230,9 @@ class Settings(BaseSettings):
     wwebjs_not_ready_retry_max_ms: Millis = 60_000
     wwebjs_media_max_bytes: Annotated[int, Field(ge=1)] = 64 * 1024 * 1024
     wwebjs_media_timeout_seconds: Annotated[float, Field(gt=0)] = 30
+    # Media URLs are fetched by our server: private/loopback/link-local addresses are refused
+    # (like webhook destinations) unless this is true (local development, the sandbox).
+    wwebjs_media_allow_private_urls: bool = False
 
     # --- operator dashboard (issue 8), served by the api role at /dashboard -------------------
     # A sign-in lasts this long (the session cookie expires; sign in again with a key).

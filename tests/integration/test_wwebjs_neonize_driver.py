@@ -7,6 +7,7 @@ import pytest
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.driver import DriverConnectError, SessionEvent, SessionKey
 from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeDriver, store_dsn
+from bisnesgpt.engines.wwebjs.media import MediaFetcher
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +23,7 @@ def test_store_dsn_selects_the_schema_for_lib_pq() -> None:
 
 
 async def test_connect_failure_is_readable_and_leaves_no_connection_behind(db: Database) -> None:
-    driver = NeonizeDriver(db, db.dsn, schema="wa_test", sslmode="disable", media_max_bytes=1 << 20,
-                           media_timeout=5)
+    driver = NeonizeDriver(db, db.dsn, schema="wa_test", sslmode="disable", media=MediaFetcher(1 << 20, 5))
     await driver.open()
     events: list[SessionEvent] = []
     baseline = await db.fetchval(COUNT_CONNECTIONS)

@@ -48,6 +48,8 @@ FAST_WWEBJS_ENV = {
     "WWEBJS_SEND_TIMEOUT_SECONDS": "5",
     "WWEBJS_INIT_TIMEOUT_SECONDS": "20",
     "HEARTBEAT_INTERVAL": "1000",
+    # The sandbox serves its sample media on 127.0.0.1.
+    "WWEBJS_MEDIA_ALLOW_PRIVATE_URLS": "true",
 }
 
 

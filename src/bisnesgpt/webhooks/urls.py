@@ -1,5 +1,8 @@
 """Where a webhook may go: http(s) URLs to public addresses (unless the operator allows private).
 
+The same rules guard the media URLs the wwebjs engine downloads (``engines/wwebjs/media.py``):
+our server fetching a tenant-given URL must not reach internal services either.
+
 Checked twice: when an endpoint is saved (the URL text, and the addresses its host resolves
 to now) and before every delivery attempt (the addresses it resolves to then). The attempt
 then connects to exactly the address that was checked, so a DNS answer that changes between
@@ -130,7 +133,9 @@ class SystemResolver:
         return found
 
 
-async def resolve_destination(target: EndpointUrl, resolver: Resolver, *, allow_private: bool) -> list[IPAddress]:
+async def resolve_destination(target: EndpointUrl, resolver: Resolver, *, allow_private: bool,
+                              what: str = "webhooks",
+                              setting: str = "WEBHOOK_ALLOW_PRIVATE_DESTINATIONS") -> list[IPAddress]:
     """The addresses to connect to, every one of them allowed; DestinationRefused otherwise.
 
     One refused address refuses the whole answer: a name that resolves to both a public and
@@ -143,8 +148,8 @@ async def resolve_destination(target: EndpointUrl, resolver: Resolver, *, allow_
             reason = refusal_reason(address)
             if reason is not None:
                 shown = "" if literal is not None else f"{target.host} resolves to "
-                raise _refuse(f"{shown}{address}, a {reason} address; webhooks may only go to public addresses "
-                              "(operators can set WEBHOOK_ALLOW_PRIVATE_DESTINATIONS=true for local development)")
+                raise _refuse(f"{shown}{address}, a {reason} address; {what} may only use public addresses "
+                              f"(operators can set {setting}=true for local development)")
     return addresses
 
 

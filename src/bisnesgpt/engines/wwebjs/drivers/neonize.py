@@ -47,7 +47,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     SentMessage,
     SessionKey,
 )
-from bisnesgpt.engines.wwebjs.media import fetch_media
+from bisnesgpt.engines.wwebjs.media import MediaFetcher
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,13 @@ def readable_error(exc: BaseException) -> str:
 class NeonizeDriver:
     name = "neonize"
 
-    def __init__(self, db: Database, database_url: str, *, schema: str, sslmode: str, media_max_bytes: int,
-                 media_timeout: float) -> None:
+    def __init__(self, db: Database, database_url: str, *, schema: str, sslmode: str, media: MediaFetcher) -> None:
         self.db = db
         self.schema = schema
         self.database_url = database_url
         self.sslmode = sslmode
         self._attempts = itertools.count(1)
-        self.media_max_bytes = media_max_bytes
-        self.media_timeout = media_timeout
+        self.media = media
         self.load_error: str | None = None
 
     async def open(self) -> None:
@@ -358,8 +356,7 @@ class NeonizeSession:
 
     async def _media_message(self, client: Any, message: OutgoingMessage) -> Any:
         assert message.media is not None
-        media = await fetch_media(message.media, max_bytes=self.driver.media_max_bytes,
-                                  timeout=self.driver.media_timeout)
+        media = await self.driver.media.fetch(message.media)
         if message.kind == "image":
             return await client.build_image_message(media.data, caption=message.text)
         if message.kind == "video":

@@ -44,7 +44,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     SessionKey,
 )
 from bisnesgpt.engines.wwebjs.drivers.faults import DriverFaults
-from bisnesgpt.engines.wwebjs.media import fetch_media
+from bisnesgpt.engines.wwebjs.media import MediaFetcher
 from bisnesgpt.sandbox.wweb import protocol as p
 
 log = logging.getLogger(__name__)
@@ -60,14 +60,12 @@ SEND_ERRORS = {
 class SandboxDriver:
     name = "sandbox"
 
-    def __init__(self, base_url: str, *, process_name: str, holder: str, media_max_bytes: int,
-                 media_timeout: float) -> None:
+    def __init__(self, base_url: str, *, process_name: str, holder: str, media: MediaFetcher) -> None:
         self.base_url = base_url.rstrip("/")
         self.ws_url = ("wss://" if self.base_url.startswith("https://") else "ws://") + \
             self.base_url.split("://", 1)[1] + p.WS_PATH
         self.process_name = process_name
-        self.media_max_bytes = media_max_bytes
-        self.media_timeout = media_timeout
+        self.media = media
         self.faults = DriverFaults()
         self.holder = holder
         self._http: httpx.AsyncClient | None = None
@@ -75,7 +73,7 @@ class SandboxDriver:
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.media_timeout, follow_redirects=True)
+            self._http = httpx.AsyncClient(timeout=self.media.timeout, trust_env=False)
         return self._http
 
     async def open(self) -> None:
@@ -188,8 +186,7 @@ class SandboxSession:
 
     async def _upload(self, message: OutgoingMessage) -> dict[str, Any]:
         assert message.media is not None
-        media = await fetch_media(message.media, max_bytes=self.driver.media_max_bytes,
-                                  timeout=self.driver.media_timeout, client=self.driver.http)
+        media = await self.driver.media.fetch(message.media, client=self.driver.http)
         try:
             response = await self.driver.http.post(f"{self.driver.base_url}/media/upload", content=media.data,
                                                    params={"name": media.filename},
