@@ -80,7 +80,12 @@ async def operator(system: DashboardSystem, browser: Any) -> AsyncIterator[Any]:
     page = await context.new_page()
     page.problems = []  # script errors and server errors seen by the page, checked after each test
     page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
-    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}") if r.status >= 500 or (
+        r.status == 404 and "/dashboard/" in r.url) else None)
+    # Console errors other than expected ones (the browser's favicon probe; a wrong key's 401).
+    page.on("console", lambda m: page.problems.append(f"console: {m.text} ({m.location.get('url')})")
+            if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") and not any(
+                allowed in m.text for allowed in ("401 (Unauthorized)", "net::ERR_FAILED")) else None)
     try:
         yield page
     finally:
