@@ -24,6 +24,7 @@ from typing import Any
 from bench import seed
 from bench.system import (
     REPO,
+    PidSource,
     Servers,
     Spawned,
     bisnesgpt_args,
@@ -32,6 +33,7 @@ from bench.system import (
     run_load,
     run_sql,
     scenario_storage,
+    storage_pids,
     wait_for,
 )
 
@@ -70,7 +72,8 @@ def measure(servers: Servers, workdir: Path, *, instances: int, server: str, dur
         procs = start_api(workdir, database_url, redis_url, instances=instances, server=server, port=port)
         try:
             base = f"http://127.0.0.1:{port}"
-            pids = {f"api-{i}": p.pid for i, p in enumerate(procs)}
+            pids: dict[str, PidSource] = {f"api-{i}": p.pid for i, p in enumerate(procs)}
+            pids.update(storage_pids(servers, database_url))
             health = [{"method": "GET", "url": f"{base}/api/health"}]
             post = seed.text_shapes(base, api_key)
             out: dict[str, Any] = {"server": server, "instances": instances}

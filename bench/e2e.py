@@ -17,13 +17,18 @@ one machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tests.support.meta import EmulatorProc
+from tests.support.orchestrator import FAST_TIMINGS, OrchestratorRun
+
 from bench import anchors, seed
 from bench.system import (
+    PidSource,
     RssSampler,
     Servers,
     latency_summary,
@@ -31,9 +36,8 @@ from bench.system import (
     run_load,
     run_sql,
     scenario_storage,
+    storage_pids,
 )
-from tests.support.meta import EmulatorProc
-from tests.support.orchestrator import FAST_TIMINGS, OrchestratorRun
 
 UNFINISHED = "SELECT count(*) AS n FROM messages WHERE status IN ('queued', 'sending')"
 WINDOW_ROWS = """
@@ -80,8 +84,9 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, a
                                               META_GRAPH_URL=emulator.url, **seed.PACING_ENV)
             orchestrator.wait_healthy(["api", "meta"], timeout=120)
             kids = orchestrator.children()
-            pids = {"api": kids["api"].pid, "meta": kids["meta"].pid, "emulator": emulator.proc.pid,
-                    "orchestrator": orchestrator.pid}
+            pids: dict[str, PidSource] = {"api": kids["api"].pid, "meta": kids["meta"].pid,
+                                          "emulator": emulator.proc.pid, "orchestrator": orchestrator.pid}
+            pids.update(storage_pids(servers, database_url))
             base = orchestrator.url("api", "")
             shapes = seed.text_shapes(base, api_key)
             out["pacing"] = {
@@ -106,11 +111,11 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, a
             else:
                 out["anchor_node_bullmq"] = None
 
-            idle = {name: rss_mb(pid) for name, pid in pids.items()}
+            idle = {name: rss_mb(proc.pid) for name, proc in kids.items()}
 
             # --- saturation --------------------------------------------------------------------------
             log("e2e: saturation (closed loop)")
-            with RssSampler({"api": pids["api"], "meta": pids["meta"]}) as rss:
+            with RssSampler({"api": kids["api"].pid, "meta": kids["meta"].pid}) as rss:
                 sat = run_load(base, shapes, connections=connections, duration=duration, cpu_pids=pids,
                                workdir=workdir)
             drain = wait_drained(database_url, timeout=300)
@@ -147,10 +152,8 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, a
             out["finished_at"] = datetime.now().isoformat(timespec="seconds")
         finally:
             if orchestrator is not None:
-                try:
+                with contextlib.suppress(Exception):  # cleanup below kills whatever is left
                     orchestrator.stop(timeout=60)
-                except Exception:  # noqa: BLE001 - cleanup below kills whatever is left
-                    pass
                 orchestrator.cleanup()
             emulator.close()
     return out

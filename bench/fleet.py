@@ -17,6 +17,7 @@ and, for meta, a job that was in flight in the killed worker (held by recipient 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -25,13 +26,13 @@ from typing import Any
 
 import httpx
 import redis
+from tests.support.meta import EmulatorProc
+from tests.support.orchestrator import OrchestratorRun
+from tests.support.wwebjs import SandboxNetwork, company_key, seed_phone, start_sandbox
 
 from bench import seed
 from bench.e2e import receipts, start_orchestrator, wait_drained
 from bench.system import RssSampler, Servers, http_json, rss_mb, run_load, run_sql, scenario_storage, wait_for
-from tests.support.meta import EmulatorProc
-from tests.support.orchestrator import OrchestratorRun
-from tests.support.wwebjs import SandboxNetwork, company_key, seed_phone, start_sandbox
 
 WEB_COMPANY = "bench-web"
 RECOVERY_PHONE = 9  # a Meta phone whose recipient pacing holds the second message in the worker
@@ -62,8 +63,9 @@ def _sessions(orchestrator: OrchestratorRun, sandbox: SandboxNetwork, database_u
         new = list(range(have, count))
         for index in new:
             asyncio.run(seed_phone(database_url, WEB_COMPANY, index))
-        wait_for(lambda: run_sql(database_url, STATUS_COUNT, WEB_COMPANY, "qr")[0]["n"] >= len(new)
-                 or run_sql(database_url, STATUS_COUNT, WEB_COMPANY, "ready")[0]["n"] >= count,
+        fresh = len(new)
+        wait_for(lambda n=fresh, c=count: run_sql(database_url, STATUS_COUNT, WEB_COMPANY, "qr")[0]["n"] >= n
+                 or run_sql(database_url, STATUS_COUNT, WEB_COMPANY, "ready")[0]["n"] >= c,
                  timeout=120, interval=0.2, what=f"{count} sessions showing a QR")
 
         async def scan_all(indexes: list[int] = new) -> None:
@@ -191,10 +193,8 @@ def run(servers: Servers, workdir: Path, *, duration: float, sessions: tuple[int
                                  "HEARTBEAT_INTERVAL 10000 ms, MAX_HEARTBEAT_AGE 60000 ms)"
         finally:
             if orchestrator is not None:
-                try:
+                with contextlib.suppress(Exception):  # cleanup below kills whatever is left
                     orchestrator.stop(timeout=60)
-                except Exception:  # noqa: BLE001 - cleanup below kills whatever is left
-                    pass
                 orchestrator.cleanup()
             if sandbox is not None:
                 sandbox.proc.kill_tree()

@@ -41,7 +41,7 @@ class GranianServer:
                 self.started = True
                 break
             await asyncio.sleep(0.05)
-        while not self.should_exit and not task.done():
+        while not self.should_exit and not task.done():  # noqa: ASYNC110 - uvicorn's contract is a flag
             await asyncio.sleep(0.05)
         server.signal_handler_interrupt()
         with contextlib.suppress(Exception):

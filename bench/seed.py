@@ -12,9 +12,10 @@ import asyncio
 import json
 from typing import Any
 
+from tests.support.meta import ENCRYPTION_KEY, add_meta_phone, open_window
+
 from bisnesgpt.db.pool import Database
 from bisnesgpt.tenancy import store as tenancy
-from tests.support.meta import ENCRYPTION_KEY, add_meta_phone, open_window
 
 COMPANY = "bench"
 TOKEN = "bench-access-token"

@@ -21,18 +21,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import psutil
-
-from bisnesgpt.db.migrate import migrate
 from tests.support.procs import clean_env, free_port
 from tests.support.servers import redis_database, with_database
+
+from bisnesgpt.db.migrate import migrate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +125,7 @@ class Spawned:
 
     def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str], log_name: str) -> None:
         self.log_path = cwd / f"{log_name}.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in close()
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
         self.popen = subprocess.Popen(args, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
 
@@ -139,10 +140,8 @@ class Spawned:
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.popen.send_signal(sig)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         try:
             children = psutil.Process(self.pid).children(recursive=True)
         except psutil.NoSuchProcess:
@@ -200,7 +199,7 @@ def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
 
 
@@ -222,13 +221,63 @@ def rss_mb(pid: int, *, with_children: bool = False) -> float | None:
         return None
 
 
-class CpuMeter:
-    """CPU used by named processes between start() and stop(), in cores (1.0 = one full core)."""
+def listener_pid(url: str) -> int | None:
+    """The local process listening on the URL's port (a server given by the environment)."""
+    port = urlsplit(url).port
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return int(conn.pid)
+    return None
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self._start: dict[str, float] = {}
+
+def postgres_pids(server_url: str, database_url: str) -> list[int]:
+    """The postmaster, its background processes and the backends of ``database_url`` only
+    (a shared server also serves other databases, whose CPU is not ours)."""
+    root = listener_pid(server_url)
+    if root is None:
+        return []
+    database = urlsplit(database_url).path.lstrip("/")
+    pids = [root]
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(root).children():
+            with contextlib.suppress(psutil.Error):
+                cmdline = " ".join(child.cmdline())
+                if f" {database} " in cmdline or "(" not in cmdline:  # our backends, or auxiliary processes
+                    pids.append(child.pid)
+    return pids
+
+
+PidSource = int | list[int] | Callable[[], list[int]]
+
+
+def storage_pids(servers: Servers, database_url: str) -> dict[str, PidSource]:
+    """CPU groups for PostgreSQL (this database's backends + auxiliaries) and Redis, when local."""
+    out: dict[str, PidSource] = {"postgres": lambda: postgres_pids(servers.postgres_url, database_url)}
+    redis_pid = listener_pid(servers.redis_url)
+    if redis_pid is not None:
+        out["redis"] = redis_pid
+    return out
+
+
+class CpuMeter:
+    """CPU used by named processes between start() and stop(), in cores (1.0 = one full core).
+
+    A group given as a callable is resolved at start and again at stop: a process that
+    appeared in between (a new database backend) counts with all of its CPU time.
+    """
+
+    def __init__(self, pids: dict[str, PidSource]) -> None:
+        self.sources = pids
+        self._start: dict[int, float] = {}
         self._t0 = 0.0
+        self._busy0 = 0.0
+
+    @staticmethod
+    def _resolve(source: PidSource) -> list[int]:
+        if isinstance(source, int):
+            return [source]
+        return list(source) if isinstance(source, list) else source()
 
     @staticmethod
     def _cpu(pid: int) -> float | None:
@@ -238,18 +287,35 @@ class CpuMeter:
         except psutil.Error:
             return None
 
+    @staticmethod
+    def _busy() -> float:
+        times = psutil.cpu_times()
+        return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
     def start(self) -> CpuMeter:
         self._t0 = time.monotonic()
-        self._start = {name: c for name, pid in self.pids.items() if (c := self._cpu(pid)) is not None}
+        self._busy0 = self._busy()
+        self._start = {pid: c for source in self.sources.values() for pid in self._resolve(source)
+                       if (c := self._cpu(pid)) is not None}
         return self
 
     def stop(self) -> dict[str, float]:
         wall = max(1e-6, time.monotonic() - self._t0)
         out = {}
-        for name, pid in self.pids.items():
-            now = self._cpu(pid)
-            if now is not None and name in self._start:
-                out[name] = round((now - self._start[name]) / wall, 3)
+        for name, source in self.sources.items():
+            used = []
+            for pid in set(self._resolve(source)):
+                now = self._cpu(pid)
+                if now is None:
+                    continue
+                if pid in self._start:
+                    used.append(now - self._start[pid])
+                elif callable(source):
+                    used.append(now)
+            if used:
+                out[name] = round(sum(used) / wall, 3)
+        # Everything else the machine did meanwhile (the generator included): the noise gauge.
+        out["machine"] = round((self._busy() - self._busy0) / wall, 3)
         return out
 
 
@@ -307,7 +373,7 @@ class LoadRun:
 
 
 def run_load(url: str, shapes: list[dict[str, Any]], *, connections: int, duration: float, warmup: float = 1.0,
-             rate: float = 0.0, cpu_pids: dict[str, int] | None = None, workdir: Path | None = None) -> LoadRun:
+             rate: float = 0.0, cpu_pids: dict[str, PidSource] | None = None, workdir: Path | None = None) -> LoadRun:
     """Run ``bench.loadgen`` in a separate process; CPU of ``cpu_pids`` measured meanwhile."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=workdir, delete=False) as handle:
         json.dump(shapes, handle)
@@ -356,12 +422,35 @@ def machine_info() -> dict[str, Any]:
                 break
     node = None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip() or None
+        version = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10, check=False)
+        node = version.stdout.strip() or None
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "node": node,
             "platform": platform.platform(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-__all__ = ["REPO", "CpuMeter", "LoadRun", "RssSampler", "Servers", "Spawned", "bisnesgpt_args", "clean_env",
-           "free_port", "http_json", "http_status", "latency_summary", "machine_info", "open_servers",
-           "percentile", "rss_mb", "run_load", "run_sql", "scenario_storage", "wait_for"]
+__all__ = [
+    "REPO",
+    "CpuMeter",
+    "LoadRun",
+    "RssSampler",
+    "Servers",
+    "Spawned",
+    "bisnesgpt_args",
+    "clean_env",
+    "free_port",
+    "http_json",
+    "http_status",
+    "latency_summary",
+    "listener_pid",
+    "machine_info",
+    "open_servers",
+    "percentile",
+    "postgres_pids",
+    "rss_mb",
+    "run_load",
+    "run_sql",
+    "scenario_storage",
+    "storage_pids",
+    "wait_for",
+]
