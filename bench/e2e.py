@@ -123,8 +123,16 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, a
             t0, t1 = sat.started_at, sat.started_at + sat.duration
             delivered = sum(1 for ts in got.values() if t0 <= ts < t1)
             sustained = delivered / sat.duration
+            # The backlog left at the window's end, drained by meta with the API idle: the
+            # engine's own processing rate (comparable to the no-op anchor, also a drain).
+            after = sorted(ts for ts in got.values() if ts >= t1)
+            drain_rate = (len(after) - 1) / (after[-1] - after[0]) if len(after) > 100 else None
+            per_message = {name: round(cores * 1000 / sustained, 2) for name, cores in sat.server_cores.items()
+                           if name not in ("machine", "orchestrator")} if sustained else {}
             out["saturation"] = {"load": sat.public(), "delivered_in_window": delivered,
                                  "sustained_rate": round(sustained, 1), "backlog_drain_seconds": drain,
+                                 "backlog": len(after), "meta_drain_rate": round(drain_rate, 1) if drain_rate else None,
+                                 "cpu_ms_per_delivered_message": per_message,
                                  "rss_peak_mb": rss.peak, "rss_idle_mb": idle}
 
             # --- 50 % load ---------------------------------------------------------------------------
@@ -147,6 +155,7 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, a
                                 "latency_ms": latency_summary(latencies), "drain_seconds": drain_half,
                                 "accepted_202": half.statuses.get("202", 0)}
             out["ratio_python"] = round(sustained / py.rate, 3) if py.rate else None
+            out["ratio_python_drain"] = round(drain_rate / py.rate, 3) if drain_rate and py.rate else None
             node_rate = (out["anchor_node_bullmq"] or {}).get("rate")
             out["ratio_node"] = round(sustained / node_rate, 3) if node_rate else None
             out["finished_at"] = datetime.now().isoformat(timespec="seconds")

@@ -63,8 +63,11 @@ def render(results: dict[str, Any]) -> str:
         sat = e["saturation"]
         lines.append(head)
         lines.append(_load_row("saturation (accept side)", sat["load"]))
-        lines.append(f"  sustained delivered to the emulator: {_f(sat['sustained_rate'])} msg/s; backlog drained in "
-                     f"{_f(sat['backlog_drain_seconds'])} s after the window")
+        lines.append(f"  sustained delivered to the emulator: {_f(sat['sustained_rate'])} msg/s; backlog of "
+                     f"{sat.get('backlog')} drained in {_f(sat['backlog_drain_seconds'])} s after the window "
+                     f"(meta alone: {_f(sat.get('meta_drain_rate'))} msg/s)")
+        per = sat.get("cpu_ms_per_delivered_message") or {}
+        lines.append("  CPU ms per delivered message: " + " ".join(f"{k}={v}" for k, v in sorted(per.items())))
         half = e["half_load"]
         lat = half["latency_ms"]
         lines.append(_load_row(f"50 % ({_f(half['offered_rate'], 0)}/s open loop)", half["load"]))
@@ -72,7 +75,8 @@ def render(results: dict[str, Any]) -> str:
                      f"p50 {_f(lat['p50'], 2)} ms, p99 {_f(lat['p99'], 2)} ms, p99.9 {_f(lat['p99.9'], 2)} ms, "
                      f"max {_f(lat['max'], 2)} ms (goal p99 <= 25 ms; pacing delay configured to ~0)")
         lines.append(f"  ratio sustained/Python no-op = {_f(e['ratio_python'], 3)} (goal >= 0.6); "
-                     f"sustained/Node no-op = {_f(e['ratio_node'], 3)}")
+                     f"sustained/Node no-op = {_f(e['ratio_node'], 3)}; meta drain/Python no-op = "
+                     f"{_f(e.get('ratio_python_drain'), 3)}")
     if "fleet" in results:
         f = results["fleet"]
         lines += ["", "FOOTPRINT — RSS MB (orchestrator: api + wwebjs[sandbox] + meta)"]
