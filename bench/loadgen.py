@@ -8,6 +8,10 @@ Modes:
   answer arrives — finds saturation throughput;
 * open loop: requests started at a fixed ``rate`` regardless of answers (no coordinated
   omission: latency is measured from the scheduled start) — latency at a given load.
+
+Several request shapes (``--requests-file``: a JSON list of ``{method, url, body, headers}``)
+are sent round-robin, e.g. to spread messages over phones and recipients. The result (JSON
+on stdout) carries ``started_at``: the wall-clock start of the measured window.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class LoadResult:
     statuses: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     generator_cpu_seconds: float = 0.0
+    started_at: float = 0.0  # time.time() when the measured window began
 
     @property
     def throughput(self) -> float:
@@ -77,18 +82,31 @@ class _Conn:
             raise
 
 
-async def closed_loop(url: str, request: bytes, connections: int, duration: float, warmup: float) -> LoadResult:
+class _RoundRobin:
+    def __init__(self, requests: list[bytes]) -> None:
+        self.requests = requests
+        self.n = 0
+
+    def next(self) -> bytes:
+        request = self.requests[self.n % len(self.requests)]
+        self.n += 1
+        return request
+
+
+async def closed_loop(url: str, requests: list[bytes], connections: int, duration: float,
+                      warmup: float) -> LoadResult:
     parts = urlsplit(url)
     result = LoadResult()
     measuring = False
     stop_at = time.perf_counter() + warmup + duration
+    shapes = _RoundRobin(requests)
 
     async def worker() -> None:
         conn = _Conn(parts.hostname or "127.0.0.1", parts.port or 80)
         while time.perf_counter() < stop_at:
             start = time.perf_counter()
             try:
-                status = await conn.roundtrip(request)
+                status = await conn.roundtrip(shapes.next())
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 if measuring:
                     result.errors += 1
@@ -103,13 +121,14 @@ async def closed_loop(url: str, request: bytes, connections: int, duration: floa
     await asyncio.sleep(warmup)
     measuring = True
     cpu0, t0 = _cpu(), time.perf_counter()
+    result.started_at = time.time()
     await asyncio.gather(*tasks)
     result.duration = time.perf_counter() - t0
     result.generator_cpu_seconds = _cpu() - cpu0
     return result
 
 
-async def open_loop(url: str, request: bytes, rate: float, duration: float, connections: int) -> LoadResult:
+async def open_loop(url: str, requests: list[bytes], rate: float, duration: float, connections: int) -> LoadResult:
     """Start a request every 1/rate s on a free connection (more connections if all are busy)."""
     parts = urlsplit(url)
     result = LoadResult()
@@ -117,8 +136,9 @@ async def open_loop(url: str, request: bytes, rate: float, duration: float, conn
     for _ in range(connections):
         idle.put_nowait(_Conn(parts.hostname or "127.0.0.1", parts.port or 80))
     pending: set[asyncio.Task[None]] = set()
+    shapes = _RoundRobin(requests)
 
-    async def one(scheduled: float) -> None:
+    async def one(scheduled: float, request: bytes) -> None:
         conn = await idle.get() if not idle.empty() else _Conn(parts.hostname or "127.0.0.1", parts.port or 80)
         try:
             status = await conn.roundtrip(request)
@@ -132,6 +152,7 @@ async def open_loop(url: str, request: bytes, rate: float, duration: float, conn
 
     interval = 1.0 / rate
     cpu0, t0 = _cpu(), time.perf_counter()
+    result.started_at = time.time()
     n = 0
     while True:
         scheduled = t0 + n * interval
@@ -140,7 +161,7 @@ async def open_loop(url: str, request: bytes, rate: float, duration: float, conn
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.create_task(one(scheduled))
+        task = asyncio.create_task(one(scheduled, shapes.next()))
         pending.add(task)
         task.add_done_callback(pending.discard)
         n += 1
@@ -166,11 +187,21 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop at this rate (0 = closed loop)")
+    parser.add_argument("--requests-file", help="JSON list of {method, url, body, headers}, sent round-robin")
     args = parser.parse_args()
-    headers = dict(h.split(": ", 1) for h in args.header)
-    if args.body:
-        headers.setdefault("Content-Type", "application/json")
-    request = build_request(args.method, args.url, args.body.encode(), headers)
+    if args.requests_file:
+        with open(args.requests_file) as handle:
+            shapes = json.load(handle)
+    else:
+        shapes = [{"method": args.method, "url": args.url, "body": args.body,
+                   "headers": dict(h.split(": ", 1) for h in args.header)}]
+    requests = []
+    for shape in shapes:
+        headers = dict(shape.get("headers") or {})
+        body = str(shape.get("body") or "")
+        if body:
+            headers.setdefault("Content-Type", "application/json")
+        requests.append(build_request(shape.get("method", "GET"), shape["url"], body.encode(), headers))
     try:
         import uvloop
 
@@ -178,9 +209,9 @@ def main() -> None:
     except ImportError:
         pass
     if args.rate > 0:
-        result = asyncio.run(open_loop(args.url, request, args.rate, args.duration, args.connections))
+        result = asyncio.run(open_loop(args.url, requests, args.rate, args.duration, args.connections))
     else:
-        result = asyncio.run(closed_loop(args.url, request, args.connections, args.duration, args.warmup))
+        result = asyncio.run(closed_loop(args.url, requests, args.connections, args.duration, args.warmup))
     json.dump(asdict(result), sys.stdout)
 
 

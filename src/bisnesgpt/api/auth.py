@@ -64,7 +64,8 @@ async def authenticate(ctx: ProcessContext, key: str | None) -> Principal:
         record, company_status = found
         if record.role == "company" and company_status != "active":
             raise Unauthorized("this company is disabled")
-        await store.touch_key(conn, record.id)
+        if store.touch_due(record):
+            await store.touch_key(conn, record.id)
     return Principal(record.role, record.company_id, record.id)
 
 

@@ -38,6 +38,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's default reset query (one round trip per release saved).
+
+    asyncpg still rolls back a transaction left open and drops listeners before calling
+    this; what the skipped ``RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()``
+    would undo never happens on pooled connections: session settings, LISTEN and advisory
+    locks only ever use dedicated connections (``asyncpg.connect``), and cursors live in
+    transactions. Keep it that way: a pooled connection must not leave session state.
+    """
+
+
 class Database:
     """A lazily opened asyncpg pool with connection errors mapped to the product's errors."""
 
@@ -70,6 +81,7 @@ class Database:
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
                 init=_init_connection,
+                reset=_keep_session,
                 server_settings={"application_name": self.application_name},
                 # Connections that survive a server restart are dead; recycle idle ones.
                 max_inactive_connection_lifetime=60.0,

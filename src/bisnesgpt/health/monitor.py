@@ -151,9 +151,10 @@ class HealthMonitor:
         return {"rss": int(info.rss), "vms": int(info.vms)}
 
     def consumed_queues(self) -> list[str]:
-        """Queues whose depth this process reports: its workers' queues, else its role's."""
-        names = [w.spec.name for c in self.components for w in c.queue_workers()]
-        return sorted(set(names)) or [spec.name for spec in queues_of_role(self.ctx.role)]
+        """Queues whose depth this process reports: its role's queues and its workers' queues."""
+        names = {w.spec.name for c in self.components for w in c.queue_workers()}
+        names.update(spec.name for spec in queues_of_role(self.ctx.role))
+        return sorted(names)
 
     async def body(self) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON body) for GET /health."""

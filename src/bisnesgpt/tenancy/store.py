@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -29,7 +29,9 @@ SELECT id, company_id, role, name, key_prefix, created_at, last_used_at, revoked
 WHERE ($1::text IS NULL OR company_id = $1) ORDER BY id
 """
 REVOKE_KEY = "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id"
-# last_used_at is advisory: written at most once a minute per key to keep auth cheap.
+# last_used_at is advisory: written at most once a minute per key to keep auth cheap
+# (checked first against the value just read, then again in SQL against concurrent writers).
+TOUCH_EVERY = timedelta(minutes=1)
 TOUCH_KEY = """
 UPDATE api_keys SET last_used_at = now()
 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
@@ -107,6 +109,12 @@ async def find_key(conn: asyncpg.Connection, plaintext: str) -> tuple[ApiKey, st
     if row is None:
         return None
     return _key(row), row["company_status"]
+
+
+def touch_due(record: ApiKey) -> bool:
+    """Whether ``last_used_at`` is old enough to be written again (saves a round trip per request)."""
+    last = record.last_used_at
+    return last is None or datetime.now(UTC) - last >= TOUCH_EVERY
 
 
 async def touch_key(conn: asyncpg.Connection, key_id: int) -> None:

@@ -1,0 +1,87 @@
+"""``python -m bench`` (``make bench``): run the benchmarks, print the table, write JSON.
+
+Sections: ``accept``, ``e2e``, ``fleet`` (footprint and recovery under the orchestrator).
+``--quick`` shrinks every duration (a harness check, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench import accept, e2e, fleet
+from bench.report import render
+from bench.system import REPO, machine_info, open_servers
+
+SECTIONS = ("accept", "e2e", "fleet")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of each measured load window")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections of the generator")
+    parser.add_argument("--anchor-jobs", type=int, default=5000, help="jobs of each BullMQ no-op anchor")
+    parser.add_argument("--sessions", default="1,10,50", help="sandbox session counts for the wwebjs footprint")
+    parser.add_argument("--no-granian", action="store_true", help="skip the granian comparison")
+    parser.add_argument("--no-node", action="store_true", help="skip the Node BullMQ anchor")
+    parser.add_argument("--quick", action="store_true", help="tiny durations: prove the harness works")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="directory for the JSON")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep process logs after the run")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {sorted(unknown)}")
+    if args.quick:
+        args.duration, args.anchor_jobs, args.sessions = 1.0, 300, "1,2"
+        args.no_node, args.no_granian = True, True
+    session_counts = tuple(int(n) for n in args.sessions.split(","))
+
+    workdir = Path(tempfile.mkdtemp(prefix="bisnesgpt-bench-"))
+    results: dict[str, Any] = {
+        "started_at": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
+        "settings": {"duration_s": args.duration, "connections": args.connections, "anchor_jobs": args.anchor_jobs,
+                     "sessions": list(session_counts), "quick": args.quick, "sections": sections},
+    }
+    servers = open_servers(workdir)
+    results["servers"] = servers.source
+    began = time.monotonic()
+    try:
+        if "accept" in sections:
+            results["accept"] = accept.run(servers, workdir, duration=args.duration, connections=args.connections,
+                                           instance_counts=(1, 2), granian=not args.no_granian, log=log)
+        if "e2e" in sections:
+            results["e2e"] = e2e.run(servers, workdir, duration=args.duration, connections=args.connections,
+                                     anchor_jobs=args.anchor_jobs, node=not args.no_node, log=log)
+        if "fleet" in sections:
+            results["fleet"] = fleet.run(servers, workdir, duration=args.duration, sessions=session_counts, log=log)
+    finally:
+        servers.close()
+        results["wall_seconds"] = round(time.monotonic() - began, 1)
+        if args.keep_workdir:
+            log(f"process logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = args.out / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(render(results))
+    print(f"\nJSON: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Accept: durable ``POST /api/v2/messages/text/…`` (202) against ``GET /api/health``, same server.
+
+For each configuration (uvicorn with API_INSTANCES 1 and 2 — N ``bisnesgpt run api``
+processes sharing one port through SO_REUSEPORT, exactly what the orchestrator spawns —
+and granian with 1 instance when it is installed):
+
+1. saturation: closed loop, ``connections`` keep-alive connections, for ``duration`` s —
+   first ``/api/health``, then the POST;
+2. 50 %: open loop at half of each one's saturation throughput.
+
+No engine consumes the queue here (the figure is the API's); the outbox reconciler is
+slowed (``OUTBOX_RECONCILE_INTERVAL`` 60 s, ``OUTBOX_MIN_AGE`` 600 s) so that it does not walk
+the growing backlog of unconsumed ``queued`` rows, which never happens with running engines.
+Every 202 is checked against the database afterwards (durable means: the row exists).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import seed
+from bench.system import (
+    REPO,
+    PidSource,
+    Servers,
+    Spawned,
+    bisnesgpt_args,
+    clean_env,
+    free_port,
+    run_load,
+    run_sql,
+    scenario_storage,
+    storage_pids,
+    wait_for,
+)
+
+
+def granian_available() -> bool:
+    return importlib.util.find_spec("granian") is not None
+
+
+def start_api(workdir: Path, database_url: str, redis_url: str, *, instances: int, server: str,
+              port: int) -> list[Spawned]:
+    procs: list[Spawned] = []
+    try:
+        for instance in range(instances):
+            env = clean_env(
+                DATABASE_URL=database_url, REDIS_URL=redis_url, API_PORT=str(port), HOST="127.0.0.1",
+                INSTANCE_ID=str(instance), API_INSTANCES=str(instances), DATA_DIR=str(workdir / "data"),
+                OUTBOX_RECONCILE_INTERVAL="60000", OUTBOX_MIN_AGE="600000", PYTHONPATH=str(REPO),
+                **seed.PACING_ENV,
+            )
+            args = [sys.executable, "-m", "bench.granian_api"] if server == "granian" else bisnesgpt_args("run", "api")
+            procs.append(Spawned(args, cwd=workdir, env=env, log_name=f"api-{server}-{instances}-{instance}"))
+        for proc in procs:
+            wait_for(lambda p=proc: "serving on" in p.output(), timeout=90, what="api serving", proc=proc)  # type: ignore[misc]
+    except BaseException:
+        for proc in procs:
+            proc.close()
+        raise
+    return procs
+
+
+def measure(servers: Servers, workdir: Path, *, instances: int, server: str, duration: float,
+            connections: int, log: Any) -> dict[str, Any]:
+    with scenario_storage(servers) as (database_url, redis_url):
+        api_key = seed.seed_meta_tenant(database_url)
+        port = free_port()
+        procs = start_api(workdir, database_url, redis_url, instances=instances, server=server, port=port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            pids: dict[str, PidSource] = {f"api-{i}": p.pid for i, p in enumerate(procs)}
+            pids.update(storage_pids(servers, database_url))
+            health = [{"method": "GET", "url": f"{base}/api/health"}]
+            post = seed.text_shapes(base, api_key)
+            out: dict[str, Any] = {"server": server, "instances": instances}
+            log(f"accept[{server} x{instances}]: saturation /api/health")
+            out["health_saturation"] = run_load(base, health, connections=connections, duration=duration,
+                                                cpu_pids=pids, workdir=workdir).public()
+            log(f"accept[{server} x{instances}]: saturation POST text")
+            out["post_saturation"] = run_load(base, post, connections=connections, duration=duration,
+                                              cpu_pids=pids, workdir=workdir).public()
+            half_health = out["health_saturation"]["throughput"] / 2
+            half_post = out["post_saturation"]["throughput"] / 2
+            log(f"accept[{server} x{instances}]: 50 % /api/health ({half_health:.0f}/s)")
+            out["health_half"] = run_load(base, health, connections=connections, duration=duration, rate=half_health,
+                                          cpu_pids=pids, workdir=workdir).public()
+            log(f"accept[{server} x{instances}]: 50 % POST text ({half_post:.0f}/s)")
+            out["post_half"] = run_load(base, post, connections=connections, duration=duration, rate=half_post,
+                                        cpu_pids=pids, workdir=workdir).public()
+            accepted = sum(out[k]["statuses"].get("202", 0) for k in ("post_saturation", "post_half"))
+            stored = run_sql(database_url, "SELECT count(*) AS n FROM messages")[0]["n"]
+            # The measured windows' 202s are a subset of all 202s (warm-up ones are stored too).
+            out["durability"] = {"accepted_202_in_windows": accepted, "rows_stored": stored,
+                                 "every_202_stored": stored >= accepted}
+            h, p = out["health_saturation"]["throughput"], out["post_saturation"]["throughput"]
+            out["ratio"] = round(p / h, 3) if h else None
+        finally:
+            for proc in procs:
+                proc.close()
+        return out
+
+
+def run(servers: Servers, workdir: Path, *, duration: float, connections: int, instance_counts: tuple[int, ...],
+        granian: bool, log: Any) -> dict[str, Any]:
+    configs = [("uvicorn", n) for n in instance_counts]
+    skipped = None
+    if granian:
+        if granian_available():
+            configs.append(("granian", 1))
+        else:
+            skipped = "granian not installed (pip install granian into the venv to compare)"
+    results = [measure(servers, workdir, instances=n, server=kind, duration=duration, connections=connections,
+                       log=log) for kind, n in configs]
+    note = ("/api/health is not trivial: each call pings PostgreSQL (SELECT 1 through the pool) and Redis (PING), "
+            "and reports the queue consumers and components' checks")
+    return {"runs": results, "health_note": note, "granian_skipped": skipped}

@@ -1,0 +1,107 @@
+"""The printed table of a benchmark run (the JSON holds everything else)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _cores(cores: dict[str, float]) -> str:
+    return " ".join(f"{name}={value:.2f}" for name, value in sorted(cores.items()))
+
+
+def _load_row(label: str, load: dict[str, Any]) -> str:
+    lat = load["latency_ms"]
+    errors = load["errors"] + sum(n for code, n in load["statuses"].items() if not code.startswith("2"))
+    return (f"  {label:<30} {_f(load['throughput']):>9} {_f(lat['p50'], 2):>8} {_f(lat['p99'], 2):>8} "
+            f"{_f(load['generator_cores'], 2):>7} {errors:>6}  {_cores(load['server_cores'])}")
+
+
+def render(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [f"bisnesgpt benchmarks — {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
+             f"node {machine['node'] or '-'}; PostgreSQL/Redis: {results.get('servers')}; "
+             f"{results['settings']['duration_s']} s windows"
+             + (" (QUICK: harness check, not a measurement)" if results["settings"]["quick"] else "")]
+    head = (f"  {'':<30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'gen CPU':>7} {'errors':>6}  "
+            "server CPU (cores)")
+    if "accept" in results:
+        lines += ["", "ACCEPT — durable POST /api/v2/messages/text (202) vs GET /api/health, same server", head]
+        for run in results["accept"]["runs"]:
+            name = f"{run['server']} x{run['instances']}"
+            lines.append(_load_row(f"{name} health  saturation", run["health_saturation"]))
+            lines.append(_load_row(f"{name} POST    saturation", run["post_saturation"]))
+            lines.append(_load_row(f"{name} health  50 %", run["health_half"]))
+            lines.append(_load_row(f"{name} POST    50 %", run["post_half"]))
+            durable = run["durability"]
+            lines.append(f"  {name}: ratio POST/health = {_f(run['ratio'], 2)} (goal >= 0.5); "
+                         f"every 202 stored: {durable['every_202_stored']}")
+        lines.append(f"  note: {results['accept']['health_note']}")
+        by = {(r["server"], r["instances"]): r for r in results["accept"]["runs"]}
+        if ("granian", 1) in by and ("uvicorn", 1) in by:
+            g, u = by[("granian", 1)], by[("uvicorn", 1)]
+            lines.append(f"  granian/uvicorn x1: POST {_ratio(g, u, 'post_saturation')}x, "
+                         f"health {_ratio(g, u, 'health_saturation')}x")
+        elif results["accept"].get("granian_skipped"):
+            lines.append(f"  granian: {results['accept']['granian_skipped']}")
+    if "e2e" in results:
+        e = results["e2e"]
+        lines += ["", "END-TO-END, META PATH — accept -> Cloud API emulator receipt (orchestrator: api + meta)"]
+        py = e["anchor_python_bullmq"]
+        lines.append(f"  anchor: Python bullmq no-op, 1 worker, concurrency 10: {_f(py['rate'])} jobs/s "
+                     f"(p50 {_f(py['latency_ms']['p50'])} ms add->process)")
+        if e.get("anchor_node_bullmq"):
+            nd = e["anchor_node_bullmq"]
+            lines.append(f"  anchor: Node BullMQ no-op, concurrency 10:             {_f(nd['rate'])} jobs/s")
+        sat = e["saturation"]
+        lines.append(head)
+        lines.append(_load_row("saturation (accept side)", sat["load"]))
+        lines.append(f"  sustained delivered to the emulator: {_f(sat['sustained_rate'])} msg/s; backlog of "
+                     f"{sat.get('backlog')} drained in {_f(sat['backlog_drain_seconds'])} s after the window "
+                     f"(meta alone: {_f(sat.get('meta_drain_rate'))} msg/s)")
+        per = sat.get("cpu_ms_per_delivered_message") or {}
+        lines.append("  CPU ms per delivered message: " + " ".join(f"{k}={v}" for k, v in sorted(per.items())))
+        half = e["half_load"]
+        lat = half["latency_ms"]
+        lines.append(_load_row(f"50 % ({_f(half['offered_rate'], 0)}/s open loop)", half["load"]))
+        lines.append(f"  50 %: {half['received_by_emulator']}/{half['messages']} received; accept->receipt "
+                     f"p50 {_f(lat['p50'], 2)} ms, p99 {_f(lat['p99'], 2)} ms, p99.9 {_f(lat['p99.9'], 2)} ms, "
+                     f"max {_f(lat['max'], 2)} ms (goal p99 <= 25 ms; pacing delay configured to ~0)")
+        lines.append(f"  ratio sustained/Python no-op = {_f(e['ratio_python'], 3)} (goal >= 0.6); "
+                     f"sustained/Node no-op = {_f(e['ratio_node'], 3)}; meta drain/Python no-op = "
+                     f"{_f(e.get('ratio_python_drain'), 3)}")
+    if "fleet" in results:
+        f = results["fleet"]
+        lines += ["", "FOOTPRINT — RSS MB (orchestrator: api + wwebjs[sandbox] + meta)"]
+        idle, peak = f["rss_idle_mb"], f["under_load"]["rss_peak_mb"]
+        for name in sorted(idle):
+            lines.append(f"  {name:<14} idle {_f(idle[name]):>7}   under load {_f(peak.get(name)):>7}")
+        load = f["under_load"]["load"]
+        lines.append(f"  load: {_f(load['offered_rate'], 0)}/s mixed Meta/WhatsApp-Web for {load['duration']} s, "
+                     f"p99 accept {_f(load['latency_ms']['p99'], 2)} ms")
+        s = f["sessions"]
+        lines.append(f"  wwebjs with 0 sessions: {s['rss_mb_0_sessions']} MB")
+        for row in s["by_count"]:
+            lines.append(f"  wwebjs with {row['sessions']:>3} sandbox sessions: {_f(row['rss_mb']):>7} MB "
+                         f"= {_f(row['per_session_mb'], 2)} MB/session")
+        lines += ["", "RECOVERY — kill -9 under the orchestrator with default supervision settings"]
+        for rec in f["recovery"]:
+            extra = ""
+            if "in_flight_rerun_s" in rec:
+                extra = f", in-flight job re-run {_f(rec['in_flight_rerun_s'], 2)} s (goal <= 10 s)"
+            lines.append(f"  {rec['role']:<7} respawn {_f(rec['respawn_s'], 2)} s, /health 200 "
+                         f"{_f(rec['health_200_s'], 2)} s{extra}")
+    lines.append(f"\nwall time {results.get('wall_seconds')} s")
+    return "\n".join(lines)
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> str:
+    x, y = a[key]["throughput"], b[key]["throughput"]
+    return f"{x / y:.2f}" if y else "-"
