@@ -234,6 +234,20 @@ class Settings(BaseSettings):
     # (like webhook destinations) unless this is true (local development, the sandbox).
     wwebjs_media_allow_private_urls: bool = False
 
+    # --- operator dashboard (issue 8), served by the api role at /dashboard -------------------
+    # A sign-in lasts this long (the session cookie expires; sign in again with a key).
+    dashboard_session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    # Secure flag on the session cookie: auto = when the request came over HTTPS (directly or
+    # X-Forwarded-Proto), always (TLS terminated before an HTTP proxy hop), never (plain HTTP only).
+    dashboard_cookie_secure: Literal["auto", "always", "never"] = "auto"
+    # Signs session cookies; empty = derived from ENCRYPTION_KEY (set it to rotate sign-ins alone).
+    dashboard_session_secret: SecretStr | None = None
+    # How often the live stream re-reads process health and queue counts for open dashboards.
+    dashboard_live_interval_ms: Annotated[int, Field(ge=200, le=60_000)] = 2_000
+    # Per-minute message metrics (sent by engine, failures by code, accept->sent latency) are
+    # rolled up from `messages` into process_metrics this often (one api process at a time).
+    dashboard_rollup_interval_ms: Annotated[int, Field(ge=500, le=3_600_000)] = 30_000
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -130,6 +130,40 @@ def normalise_phone(raw: str) -> str:
     return f"{parsed.country_code}{parsed.national_number}"
 
 
+def requester(principal: Principal) -> str:
+    """Who asked for a session command, as recorded in ``wwebjs_session_commands.requested_by``."""
+    return "admin" if principal.is_admin else f"key:{principal.key_id}"
+
+
+async def run_session_command(ctx: ProcessContext, key: SessionKey, action: str, args: dict[str, Any], *,
+                              requested_by: str, wait: float) -> dict[str, Any]:
+    """Record what the operator wants, queue the command, wake the wwebjs processes, wait.
+
+    The one path for session commands (the session API and the dashboard): the API never
+    calls into a wwebjs process; whichever process owns the session carries the command out
+    and writes its result, awaited here for up to ``wait`` seconds (the row is returned
+    still ``pending`` if it is not done by then).
+    """
+    async with ctx.db.transaction() as conn:
+        if action in ("start", "restart", "pairing_code"):
+            await sessions_store.set_desired_state(conn, key, "running")
+        elif action == "stop":
+            await sessions_store.set_desired_state(conn, key, "stopped", "stopped by operator")
+        command = await sessions_store.insert_command(conn, key, action, args, requested_by)
+    await publish(ctx.redis, PROCESS_MESSAGE, {"processName": ctx.process_name, "processId": ctx.pid,
+                                                "messageType": SESSION_COMMAND_MESSAGE, "timestamp":
+                                                int(time.time() * 1000), "data": {"commandId": command["id"],
+                                                                                  "companyId": key.company_id,
+                                                                                  "phoneIndex": key.phone_index,
+                                                                                  "action": action}})
+    deadline = time.monotonic() + wait
+    while command["state"] == "pending" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        async with ctx.db.connection() as conn:
+            command = await sessions_store.load_command(conn, key, command["id"]) or command
+    return dict(command)
+
+
 class SessionApiComponent(Component):
     name = "session_api"
 
@@ -186,25 +220,8 @@ class SessionApiComponent(Component):
                        action: str, args: dict[str, Any], wait: float) -> Response:
         ctx: ProcessContext = request.app.state.ctx
         await self._session_row(ctx, principal, company_id, phone_index)
-        key = SessionKey(company_id, phone_index)
-        requested_by = "admin" if principal.is_admin else f"key:{principal.key_id}"
-        async with ctx.db.transaction() as conn:
-            if action in ("start", "restart", "pairing_code"):
-                await sessions_store.set_desired_state(conn, key, "running")
-            elif action == "stop":
-                await sessions_store.set_desired_state(conn, key, "stopped", "stopped by operator")
-            command = await sessions_store.insert_command(conn, key, action, args, requested_by)
-        await publish(ctx.redis, PROCESS_MESSAGE, {"processName": ctx.process_name, "processId": ctx.pid,
-                                                    "messageType": SESSION_COMMAND_MESSAGE, "timestamp":
-                                                    int(time.time() * 1000), "data": {"commandId": command["id"],
-                                                                                      "companyId": company_id,
-                                                                                      "phoneIndex": phone_index,
-                                                                                      "action": action}})
-        deadline = time.monotonic() + wait
-        while command["state"] == "pending" and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-            async with ctx.db.connection() as conn:
-                command = await sessions_store.load_command(conn, key, command["id"]) or command
+        command = await run_session_command(ctx, SessionKey(company_id, phone_index), action, args,
+                                            requested_by=requester(principal), wait=wait)
         view = command_view(command)
         if command["state"] == "pending":
             return JSONResponse({"command": view, "status": "accepted",

@@ -34,6 +34,9 @@ class Component:
     """Base class with do-nothing defaults; override what the component needs."""
 
     name: str = "component"
+    # True for a component that serves ``/docs`` itself (the dashboard: Swagger UI from
+    # vendored assets, so it works offline); FastAPI's CDN-based page is then left out.
+    serves_docs: bool = False
 
     def routers(self) -> Sequence[APIRouter]:
         """HTTP routes this component serves on its process's port."""

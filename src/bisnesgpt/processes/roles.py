@@ -11,6 +11,7 @@ def api_components(settings: Settings) -> list[Component]:
     from bisnesgpt.api.pipeline import PipelineComponent
     from bisnesgpt.api.sessions import SessionApiComponent
     from bisnesgpt.api.webhooks import WebhooksApiComponent
+    from bisnesgpt.dashboard.component import DashboardComponent
     from bisnesgpt.health.all_component import HealthAllComponent
     from bisnesgpt.health.maintenance import MaintenanceComponent
     from bisnesgpt.messaging.outbox import OutboxReconcilerComponent
@@ -25,6 +26,7 @@ def api_components(settings: Settings) -> list[Component]:
         SessionApiComponent(settings),  # WhatsApp-Web session API via DB + pub/sub (issue 6)
         WebhooksApiComponent(settings),  # /api/v1/webhooks (issue 7)
         WebhookDeliveryComponent(settings),  # tenant webhook delivery worker (issue 7)
+        DashboardComponent(settings),  # /dashboard, its live stream and metrics rollup; /docs offline (issue 8)
     ]
 
 

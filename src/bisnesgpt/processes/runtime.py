@@ -72,6 +72,7 @@ def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: Hea
         title=f"bisnesgpt {ctx.role}",
         version=__version__,
         description="Self-hosted, multi-tenant WhatsApp messaging gateway.",
+        docs_url=None if any(component.serves_docs for component in components) else "/docs",
     )
     app.state.ctx = ctx
     app.state.components = components

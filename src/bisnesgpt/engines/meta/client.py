@@ -22,6 +22,9 @@ from bisnesgpt.engines.meta.metrics import GRAPH_REQUESTS, GRAPH_SECONDS
 from bisnesgpt.engines.meta.profiles import Credentials
 
 USER_AGENT = f"bisnesgpt/{__version__}"
+# What an operator's "verify" asks for (Meta's PhoneNumberInfo; the first four are the defaults).
+PHONE_NUMBER_FIELDS = ("id", "display_phone_number", "verified_name", "quality_rating",
+                       "code_verification_status", "name_status")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,19 @@ class CloudApiClient:
         body = messages.mark_as_read(message_id, typing_indicator=typing_indicator)
         response = await self._request("mark_read", creds, "POST", creds.messages_url(), json=body)
         return bool(_json(response).get("success", False))
+
+    # --- phone numbers ------------------------------------------------------------------------
+
+    async def get_phone_number(self, creds: Credentials, fields: tuple[str, ...] = PHONE_NUMBER_FIELDS) \
+            -> dict[str, Any]:
+        """The business phone number object (``GET /{version}/{phone_number_id}?fields=…``):
+        display number, verified name, quality rating, verification and name status."""
+        if creds.profile != "meta" or not creds.phone_number_id:
+            raise PermanentGraphError("phone number details need a Cloud API phone (profile meta, phone_number_id)",
+                                      http_status=400, error_title="Not a Cloud API phone")
+        response = await self._request("phone_number", creds, "GET", creds.phone_number_url(),
+                                       params={"fields": ",".join(fields)})
+        return _json(response)
 
     # --- media --------------------------------------------------------------------------------
 

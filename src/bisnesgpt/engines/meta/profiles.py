@@ -47,6 +47,10 @@ class Credentials:
             return f"{self._root()}/messages"
         return f"{self._versioned()}/{self.phone_number_id}/messages"
 
+    def phone_number_url(self) -> str:
+        """The phone number object itself (Graph only: 360dialog has no phone id in its paths)."""
+        return f"{self._versioned()}/{self.phone_number_id}"
+
     def media_upload_url(self) -> str:
         if self.profile == "d360":
             return f"{self._root()}/media"

@@ -7,6 +7,8 @@ Cloud API (both auth profiles, any ``/vNN.N`` version prefix):
   the real success shape or the real error envelope; throughput (130429), pair rate
   (131056), unknown templates (132001), the 24-h window (131047, by webhook, as Meta
   does), injected error rules; then the signed status webhooks;
+* ``GET /{version}/{phone_number_id}[?fields=…]`` — the phone number object (display
+  number, verified name, quality rating, code verification and name status);
 * media: ``POST …/media`` (multipart ``file``, ``type``, ``messaging_product``) → digit
   id; ``GET /{version}/{media_id}`` / ``GET /{media_id}`` → an expiring URL;
   ``GET /whatsapp_business/attachments/?mid=…&ext=…&hash=…`` (with the phone's credentials)
@@ -48,6 +50,8 @@ VERSION_RE = re.compile(r"^v\d+\.\d+$")
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 MAX_MEDIA_BYTES = 100 * 1024 * 1024
 ATTACHMENTS_PATH = "/whatsapp_business/attachments/"
+# GET /{version}/{phone_number_id} without ?fields= (Meta's getPhoneNumberById).
+PHONE_NUMBER_DEFAULT_FIELDS = ("id", "display_phone_number", "verified_name", "quality_rating")
 
 
 class Emulator:
@@ -199,7 +203,7 @@ class Emulator:
     def retrieve(self, request: Request, media_id: str, entry: dict[str, Any], *,
                  d360_phone: EmulatedPhone | None = None) -> JSONResponse:
         media = self.state.media.get(media_id)
-        phone = self.state.phones.get(media.phone_number_id) if media else None
+        phone = self.state.phones.get(media.phone_number_id) if media else self.state.phones.get(media_id)
         if d360_phone is None:
             problem = self._bearer_problem(request, phone, entry)
             if problem is not None:
@@ -208,7 +212,7 @@ class Emulator:
             media = None
         if media is None:
             if d360_phone is None and media_id in self.state.phones:
-                return self._phone_info(entry, self.state.phones[media_id])
+                return self._phone_info(request, entry, self.state.phones[media_id])
             return self._unknown(entry, media_id, "get")
         expires = int(time.time() + self.state.media_url_ttl)
         url = f"{str(request.base_url).rstrip('/')}{ATTACHMENTS_PATH}?{self.state.media_query(media.id, expires)}"
@@ -216,11 +220,26 @@ class Emulator:
         return JSONResponse({"messaging_product": "whatsapp", "url": url, "mime_type": media.mime_type,
                              "sha256": media.sha256_hex, "file_size": len(media.content), "id": media.id})
 
-    def _phone_info(self, entry: dict[str, Any], phone: EmulatedPhone) -> JSONResponse:
+    def _phone_info(self, request: Request, entry: dict[str, Any], phone: EmulatedPhone) -> JSONResponse:
+        """Meta's phone number object: the default fields, or those named in ``?fields=``."""
+        entry["operation"] = "phone_number"
+        entry["phone_number_id"] = phone.phone_number_id
+        known = {
+            "id": phone.phone_number_id, "display_phone_number": phone.display_phone_number,
+            "verified_name": phone.verified_name, "quality_rating": phone.quality_rating,
+            "code_verification_status": phone.code_verification_status, "name_status": phone.name_status,
+            "status": phone.status, "platform_type": "CLOUD_API", "throughput": {"level": "STANDARD"},
+            "messaging_limit_tier": "TIER_1K", "account_mode": "LIVE", "is_official_business_account": False,
+        }
+        asked = [f.strip() for f in request.query_params.get("fields", "").split(",") if f.strip()]
+        unknown = [f for f in asked if f not in known]
+        if unknown:
+            return self._error(entry, 100, message=f"(#100) Tried accessing nonexisting field ({unknown[0]}) on "
+                                                   "node type (WhatsAppBusinessPhoneNumber)")
+        fields = asked or list(PHONE_NUMBER_DEFAULT_FIELDS)
         self.state.requests.add(**entry, http_status=200)
-        return JSONResponse({"verified_name": "Emulated Business", "display_phone_number": phone.display_phone_number,
-                             "quality_rating": "GREEN", "platform_type": "CLOUD_API",
-                             "throughput": {"level": "STANDARD"}, "id": phone.phone_number_id})
+        # Graph always includes the id.
+        return JSONResponse({**{f: known[f] for f in fields}, "id": phone.phone_number_id})
 
     def delete(self, request: Request, media_id: str, entry: dict[str, Any], *,
                d360_phone: EmulatedPhone | None = None) -> JSONResponse:

@@ -49,6 +49,12 @@ class EmulatedPhone:
     d360_api_key: str | None = None
     display_phone_number: str = "15550000000"
     waba_id: str = "100000000000001"
+    # The phone number object Meta answers on GET /{version}/{phone_number_id} (PhoneNumberInfo).
+    verified_name: str = "Emulated Business"
+    quality_rating: str = "GREEN"  # GREEN | YELLOW | RED | NA
+    code_verification_status: str = "VERIFIED"  # VERIFIED | UNVERIFIED
+    name_status: str = "APPROVED"  # APPROVED | AVAILABLE_WITHOUT_REVIEW | DECLINED | EXPIRED | PENDING_REVIEW | NONE
+    status: str = "CONNECTED"  # CONNECTED | DISCONNECTED | FLAGGED | PENDING | RESTRICTED | UNVERIFIED
     messages_per_second: float = 80.0
     pair_interval_ms: float = 6_000.0
     pair_burst: int = 45
@@ -86,6 +92,9 @@ class EmulatedPhone:
         for key in ("access_token", "d360_api_key", "display_phone_number", "waba_id"):
             if key in values:
                 setattr(self, key, None if values[key] is None else str(values[key]))
+        for key in ("verified_name", "quality_rating", "code_verification_status", "name_status", "status"):
+            if values.get(key) is not None:
+                setattr(self, key, str(values[key]))
         for key in ("messages_per_second", "pair_interval_ms"):
             if key in values:
                 setattr(self, key, float(values[key]))

@@ -1,0 +1,252 @@
+"""Operator actions on the BullMQ queues: counts, rates, failed jobs, retry, remove, pause.
+
+Everything goes through ``bullmq.Queue`` (``ctx.queues.queue(name)``: the original key
+layout, so Bull Board sees the same) except the rate, read from the queue's own event
+stream (``bull:<queue>:events``: one entry per completed/failed job, ids are timestamps).
+
+Retrying a failed *send* job re-queues its message first (``requeue.py``): the worker skips
+a message that is already ``failed``. A message already past sending (``sent`` …) is not
+retried at all — that would send it twice — and the operator is told to remove the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
+
+from bisnesgpt.core.errors import BisnesgptError, Conflict, NotFound, QueueUnavailable
+from bisnesgpt.dashboard.requeue import requeue_failed
+from bisnesgpt.messaging import store
+from bisnesgpt.messaging.queues import ALL_QUEUES, META_QUEUE, QUEUES_BY_NAME, WWEBJS_QUEUE
+from bisnesgpt.messaging.states import PAST_SENDING
+from bisnesgpt.messaging.worker import parse_job_data
+from bisnesgpt.processes.context import ProcessContext
+
+SEND_QUEUES = frozenset({WWEBJS_QUEUE, META_QUEUE})
+COUNT_TYPES = ("waiting", "active", "delayed", "prioritized", "completed", "failed", "paused")
+RATE_WINDOW_MS = 60_000
+RATE_MAX_EVENTS = 20_000
+REDIS_TIMEOUT_S = 5.0
+BULK_LIMIT = 1_000  # failed jobs retried / completed jobs cleaned per click
+T = TypeVar("T")
+
+SELECT_MESSAGES = f"""
+SELECT {store.MESSAGE_COLUMNS} FROM messages WHERE message_id = ANY($1::text[])
+"""
+
+
+@dataclass
+class BulkResult:
+    done: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    remaining: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"done": self.done, "skipped": self.skipped[:50], "skippedCount": len(self.skipped),
+                "remaining": self.remaining}
+
+
+def queue_names() -> list[str]:
+    return [spec.name for spec in ALL_QUEUES]
+
+
+class QueueAdmin:
+    def __init__(self, ctx: ProcessContext) -> None:
+        self.ctx = ctx
+
+    def _queue(self, name: str) -> Any:
+        if name not in QUEUES_BY_NAME:
+            raise NotFound(f"no queue named {name!r}; queues: {', '.join(queue_names())}")
+        return self.ctx.queues.queue(name)
+
+    async def _redis(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await asyncio.wait_for(call(), REDIS_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise QueueUnavailable(f"{what}: Redis unavailable ({exc or type(exc).__name__})") from exc
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def overview(self) -> list[dict[str, Any]]:
+        """Counts, paused flag and last-minute rates of every queue."""
+        return list(await asyncio.gather(*(self.queue_view(spec.name) for spec in ALL_QUEUES)))
+
+    async def queue_view(self, name: str) -> dict[str, Any]:
+        queue = self._queue(name)
+        counts = await self._redis(f"counts of {name}", lambda: queue.getJobCounts(*COUNT_TYPES))
+        paused = await self._redis(f"state of {name}", queue.isPaused)
+        rates = await self._redis(f"rate of {name}", lambda: self._rates(name))
+        spec = QUEUES_BY_NAME[name]
+        return {"name": name, "jobName": spec.job_name, "consumer": spec.process_name, "paused": bool(paused),
+                "counts": {t: int(counts.get(t, 0) or 0) for t in COUNT_TYPES}, "ratePerMinute": rates,
+                "sendQueue": name in SEND_QUEUES}
+
+    async def _rates(self, name: str) -> dict[str, int]:
+        """Jobs completed / failed in the last minute, from the queue's event stream."""
+        since = int(time.time() * 1000) - RATE_WINDOW_MS
+        key = f"{self.ctx.queues.prefix}:{name}:events"
+        entries = await self.ctx.redis.xrevrange(key, "+", f"{since}-0", count=RATE_MAX_EVENTS)
+        rates = {"completed": 0, "failed": 0}
+        for _entry_id, fields in entries:
+            event = fields.get(b"event") or fields.get("event")
+            event = event.decode() if isinstance(event, bytes) else event
+            if event in rates:
+                rates[event] += 1
+        return rates
+
+    async def failed_jobs(self, name: str, *, start: int = 0, limit: int = 50) -> dict[str, Any]:
+        """Failed jobs, newest first, with their error, attempts and (send queues) message."""
+        queue = self._queue(name)
+        jobs = await self._redis(f"failed jobs of {name}", lambda: queue.getJobs(["failed"], start, start + limit - 1))
+        total = await self._redis(f"counts of {name}", lambda: queue.getJobCountByTypes("failed"))
+        refs: dict[str, str] = {}
+        for job in jobs:
+            try:
+                refs[str(job.id)] = parse_job_data(job.id, job.data or {}).message_id
+            except ValueError:
+                continue
+        messages: dict[str, store.MessageRecord] = {}
+        if name in SEND_QUEUES and refs:
+            rows = await self.ctx.db.fetch(SELECT_MESSAGES, list(set(refs.values())))
+            messages = {r["message_id"]: store.MessageRecord.from_row(r) for r in rows}
+        out = []
+        for job in sorted(jobs, key=lambda j: j.finishedOn or j.timestamp or 0, reverse=True):
+            record = messages.get(refs.get(str(job.id), ""))
+            out.append({
+                "id": str(job.id), "name": job.name, "data": _job_data_view(job.data),
+                "failedReason": job.failedReason, "attemptsMade": job.attemptsMade,
+                "attempts": int((job.opts or {}).get("attempts") or 1),
+                "timestamp": job.timestamp, "finishedOn": job.finishedOn or None,
+                "stacktrace": (job.stacktrace or [])[-1:],
+                "message": None if record is None else {
+                    "messageId": record.message_id, "companyId": record.company_id, "phoneIndex": record.phone_index,
+                    "status": record.status, "errorCode": record.error_code, "errorTitle": record.error_title,
+                    "chatId": record.chat_id},
+            })
+        return {"queue": name, "total": int(total), "start": start, "jobs": out}
+
+    # --- actions ----------------------------------------------------------------------------
+
+    async def retry(self, name: str, job_id: str, *, by: str) -> dict[str, Any]:
+        """Retry one failed job (re-queueing its message first for send queues)."""
+        queue = self._queue(name)
+        job = await self._failed_job(queue, name, job_id)
+        requeued = await self._prepare_send(name, job, by=by)
+        await self._redis(f"retry {job_id}", _retry_call(job))
+        await self.ctx.events.record("dashboard.queue.retry", {"queue": name, "jobId": job_id, "by": by,
+                                                               "messageRequeued": requeued})
+        return {"queue": name, "jobId": job_id, "retried": True, "messageRequeued": requeued}
+
+    async def retry_all_failed(self, name: str, *, by: str) -> dict[str, Any]:
+        queue = self._queue(name)
+        jobs = await self._redis(f"failed jobs of {name}", lambda: queue.getJobs(["failed"], 0, BULK_LIMIT - 1))
+        result = BulkResult()
+        for job in jobs:
+            try:
+                await self._prepare_send(name, job, by=by)
+                await self._redis(f"retry {job.id}", _retry_call(job))
+                result.done += 1
+            except QueueUnavailable:
+                raise
+            except BisnesgptError as exc:
+                result.skipped.append({"jobId": str(job.id), "reason": exc.detail})
+            except Exception as exc:  # bullmq raises plain Exceptions (job locked, moved meanwhile)
+                result.skipped.append({"jobId": str(job.id), "reason": str(exc) or type(exc).__name__})
+        result.remaining = int(await self._redis(f"counts of {name}", lambda: queue.getJobCountByTypes("failed")))
+        await self.ctx.events.record("dashboard.queue.retry_all", {"queue": name, "by": by, **result.as_dict()},
+                                     "warning")
+        return {"queue": name, **result.as_dict()}
+
+    async def remove(self, name: str, job_id: str, *, by: str) -> dict[str, Any]:
+        queue = self._queue(name)
+        state = await self._redis(f"state of {job_id}", lambda: queue.getJobState(job_id))
+        if state in (None, "unknown"):
+            raise NotFound(f"no job {job_id!r} in {name}")
+        if state == "active":
+            raise Conflict(f"job {job_id!r} is being processed right now; wait for it to finish or fail")
+        removed = await self._redis(f"remove {job_id}", lambda: queue.remove(job_id))
+        if not removed:
+            raise Conflict(f"job {job_id!r} could not be removed (locked or moved meanwhile)")
+        await self.ctx.events.record("dashboard.queue.remove", {"queue": name, "jobId": job_id, "state": state,
+                                                                "by": by}, "warning")
+        return {"queue": name, "jobId": job_id, "removed": True, "state": state}
+
+    async def pause(self, name: str, *, by: str) -> dict[str, Any]:
+        queue = self._queue(name)
+        await self._redis(f"pause {name}", queue.pause)
+        await self.ctx.events.record("dashboard.queue.pause", {"queue": name, "by": by}, "warning")
+        return {"queue": name, "paused": True}
+
+    async def resume(self, name: str, *, by: str) -> dict[str, Any]:
+        queue = self._queue(name)
+        await self._redis(f"resume {name}", queue.resume)
+        await self.ctx.events.record("dashboard.queue.resume", {"queue": name, "by": by})
+        return {"queue": name, "paused": False}
+
+    async def clean_completed(self, name: str, *, by: str) -> dict[str, Any]:
+        queue = self._queue(name)
+        removed = 0
+        for _ in range(100):
+            batch = await self._redis(f"clean {name}", lambda: queue.clean(0, BULK_LIMIT, "completed"))
+            removed += len(batch or [])
+            if len(batch or []) < BULK_LIMIT:
+                break
+        await self.ctx.events.record("dashboard.queue.clean", {"queue": name, "removed": removed, "by": by})
+        return {"queue": name, "removed": removed}
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _failed_job(self, queue: Any, name: str, job_id: str) -> Any:
+        from bullmq import Job
+
+        job = await self._redis(f"job {job_id}", lambda: Job.fromId(queue, job_id))
+        if job is None:
+            raise NotFound(f"no job {job_id!r} in {name}")
+        state = await self._redis(f"state of {job_id}", lambda: queue.getJobState(job_id))
+        if state != "failed":
+            raise Conflict(f"job {job_id!r} is {state}, not failed: only failed jobs can be retried")
+        return job
+
+    async def _prepare_send(self, name: str, job: Any, *, by: str) -> bool:
+        """For a send job: re-queue its failed message; refuse if it went out already."""
+        if name not in SEND_QUEUES:
+            return False
+        try:
+            ref = parse_job_data(job.id, job.data or {})
+        except ValueError:
+            return False  # not a send job the workers understand; retrying it fails it again, visibly
+        async with self.ctx.db.transaction() as conn:
+            record = await store.load_message(conn, ref.message_id, ref.company_id)
+            if record is None:
+                return False  # an original Node job not yet recorded: the worker records it
+            if record.status == "failed":
+                outcome = await requeue_failed(conn, record.id, by=by, queue=name)
+                return outcome.requeued
+            if record.status in PAST_SENDING:
+                raise Conflict(f"message {record.message_id} is already {record.status}: retrying its job would "
+                               "not send it again (remove the job instead)")
+        return False
+
+
+def _job_data_view(data: Any) -> dict[str, Any]:
+    """What a job list shows of the job's data (message ids, not message bodies)."""
+    if not isinstance(data, dict):
+        return {}
+    keep = ("messageId", "companyId", "phoneIndex", "provider", "kind", "type")
+    view = {k: data[k] for k in keep if k in data}
+    if isinstance(data.get("messageData"), dict):
+        view["nodeFormat"] = True
+    return view
+
+
+def _retry_call(job: Any) -> Callable[[], Awaitable[None]]:
+    """Move a failed job back to waiting with a fresh attempts budget (an operator's retry)."""
+    async def call() -> None:
+        await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+
+    return call

@@ -1,0 +1,170 @@
+/* bisnesgpt dashboard: shared helpers and the live stream. No build step, no framework.
+ *
+ * Every page script registers `BG.load` (how to (re)read its data from /dashboard/api) and
+ * listens to live events with `BG.on(name, fn)`. The stream is an EventSource on
+ * /dashboard/api/live; the header shows "live" while it is open and "reconnecting…" while
+ * the browser retries. Pages keep working without it: they are re-read every 15 s while
+ * the stream is down, and once more when it comes back.
+ */
+"use strict";
+
+(function () {
+  const body = document.body;
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const handlers = {};
+
+  const BG = {
+    kind: body.dataset.kind,
+    company: body.dataset.company || null,
+    page: body.dataset.page,
+    load: null,
+    liveState: "connecting",
+
+    on(event, fn) { (handlers[event] = handlers[event] || []).push(fn); },
+    emit(event, data) { (handlers[event] || []).forEach((fn) => { try { fn(data); } catch (e) { console.error(e); } }); },
+
+    async api(path, options = {}) {
+      const init = { method: options.method || "GET", headers: { Accept: "application/json" },
+                     credentials: "same-origin" };
+      if (init.method !== "GET") {
+        init.headers["X-CSRF-Token"] = csrf;
+        init.headers["Content-Type"] = "application/json";
+        init.body = JSON.stringify(options.body || {});
+      }
+      const response = await fetch(path, init);
+      if (response.status === 401) {
+        window.location.href = "/dashboard/login?next=" + encodeURIComponent(location.pathname + location.search);
+        throw new Error("signed out");
+      }
+      const text = await response.text();
+      let data = null;
+      try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+      if (!response.ok) {
+        const detail = (data && (data.detail || data.title)) || response.statusText || ("HTTP " + response.status);
+        const error = new Error(detail);
+        error.status = response.status;
+        throw error;
+      }
+      return data;
+    },
+
+    post(path, payload) { return BG.api(path, { method: "POST", body: payload }); },
+
+    /* el("td", {class: "x", dataset: {a: 1}}, "text", childNode) */
+    el(tag, attrs, ...children) {
+      const node = document.createElement(tag);
+      for (const [key, value] of Object.entries(attrs || {})) {
+        if (value === null || value === undefined || value === false) continue;
+        if (key === "dataset") Object.entries(value).forEach(([k, v]) => { node.dataset[k] = v; });
+        else if (key === "class") node.className = value;
+        else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+        else node.setAttribute(key, value === true ? "" : value);
+      }
+      for (const child of children.flat()) {
+        if (child === null || child === undefined || child === false) continue;
+        node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+      }
+      return node;
+    },
+
+    badge(status, text) { return BG.el("span", { class: "badge", dataset: { status: status || "unknown" } }, text || status || "?"); },
+
+    confirm(text, okLabel) {
+      const dialog = document.getElementById("confirm");
+      document.getElementById("confirm-text").textContent = text;
+      document.getElementById("confirm-ok").textContent = okLabel || "Confirm";
+      return new Promise((resolve) => {
+        dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+        dialog.returnValue = "cancel";
+        dialog.showModal();
+      });
+    },
+
+    toast(text, kind) {
+      const toast = document.getElementById("toast");
+      toast.textContent = text;
+      toast.dataset.kind = kind || "info";
+      toast.hidden = false;
+      clearTimeout(BG._toastTimer);
+      BG._toastTimer = setTimeout(() => { toast.hidden = true; }, kind === "error" ? 8000 : 4000);
+    },
+
+    /* Run an action: confirm (if asked), POST, toast the outcome, reload the page data. */
+    async act(path, { confirmText, okLabel, payload, done } = {}) {
+      if (confirmText && !(await BG.confirm(confirmText, okLabel))) return null;
+      try {
+        const result = await BG.post(path, Object.assign({ confirm: true }, payload || {}));
+        BG.toast(done ? done(result) : "Done", "ok");
+        if (BG.load) await BG.load();
+        return result;
+      } catch (error) {
+        BG.toast(error.message, "error");
+        return null;
+      }
+    },
+
+    fmt: {
+      ago(value) {
+        if (!value) return "never";
+        const seconds = Math.max(0, (Date.now() - new Date(value).getTime()) / 1000);
+        return BG.fmt.duration(seconds) + " ago";
+      },
+      duration(seconds) {
+        if (seconds === null || seconds === undefined) return "–";
+        seconds = Math.round(seconds);
+        if (seconds < 60) return seconds + "s";
+        if (seconds < 3600) return Math.floor(seconds / 60) + "m " + (seconds % 60) + "s";
+        if (seconds < 86400) return Math.floor(seconds / 3600) + "h " + Math.floor((seconds % 3600) / 60) + "m";
+        return Math.floor(seconds / 86400) + "d " + Math.floor((seconds % 86400) / 3600) + "h";
+      },
+      time(value) {
+        if (!value) return "–";
+        const date = typeof value === "number" ? new Date(value) : new Date(value);
+        return date.toLocaleString();
+      },
+      json(value) { return value === null || value === undefined ? "" : JSON.stringify(value); },
+    },
+  };
+  window.BG = BG;
+
+  /* --- the live stream --------------------------------------------------------------- */
+  const indicator = document.getElementById("live");
+  const LABELS = { connecting: "connecting…", live: "● live", reconnecting: "reconnecting…" };
+  let pollTimer = null;
+
+  function setState(state) {
+    BG.liveState = state;
+    if (indicator) { indicator.dataset.state = state; indicator.textContent = LABELS[state] || state; }
+    if (state === "live") { clearInterval(pollTimer); pollTimer = null; }
+    else if (!pollTimer) pollTimer = setInterval(() => { if (BG.load) BG.load().catch(() => {}); }, 15000);
+  }
+
+  function connect() {
+    let source;
+    try { source = new EventSource("/dashboard/api/live"); } catch (_) { setState("reconnecting"); return; }
+    let dropped = false;
+    source.onopen = () => {
+      setState("live");
+      if (dropped && BG.load) BG.load().catch(() => {});  // catch up on what was missed
+      dropped = false;
+    };
+    source.onerror = () => {
+      dropped = true;
+      setState("reconnecting");
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
+    };
+    ["hello", "overview", "process", "queues", "session"].forEach((name) => {
+      source.addEventListener(name, (event) => {
+        let data = null;
+        try { data = JSON.parse(event.data); } catch (_) { return; }
+        BG.emit(name, data);
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setState("connecting");
+    if (BG.load) BG.load().catch((error) => BG.toast(error.message, "error"));
+    if (window.EventSource) connect(); else setState("reconnecting");
+  });
+})();

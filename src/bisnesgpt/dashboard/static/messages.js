@@ -1,0 +1,84 @@
+/* Messages: find by id, provider id or chat; a message's timeline, error and webhook deliveries. */
+"use strict";
+
+(function () {
+  const { el, badge, fmt } = BG;
+  const form = document.getElementById("search");
+  const companySelect = document.getElementById("msg-company");
+  const input = document.getElementById("q");
+  const params = new URLSearchParams(location.search);
+  if (BG.kind !== "admin") document.getElementById("msg-company-label").hidden = true;
+  if (params.get("q")) input.value = params.get("q");
+
+  async function companies() {
+    if (BG.kind !== "admin" || companySelect.options.length > 1) return;
+    const data = await BG.api("/dashboard/api/phones");
+    data.companies.forEach((c) => companySelect.append(el("option", { value: c.id }, c.name + " (" + c.id + ")")));
+    if (params.get("company")) companySelect.value = params.get("company");
+  }
+
+  async function search() {
+    const query = new URLSearchParams();
+    if (companySelect.value) query.set("company", companySelect.value);
+    if (input.value.trim()) query.set("q", input.value.trim());
+    const data = await BG.api("/dashboard/api/messages?" + query);
+    document.getElementById("results-title").textContent = input.value.trim()
+      ? data.data.length + " message(s) matching " + (data.matchedBy === "chat" ? "the chat" : "the id") : "Latest messages";
+    const tbody = document.querySelector("#results tbody");
+    tbody.replaceChildren(...(data.data.length ? data.data.map((m) => el("tr", {
+        class: "clickable", tabindex: 0, dataset: { messageId: m.messageId, companyId: m.companyId },
+        onclick: () => show(m.companyId, m.messageId),
+        onkeydown: (e) => { if (e.key === "Enter") show(m.companyId, m.messageId); } },
+      el("td", { class: "small" }, fmt.time(m.createdAt)), el("td", {}, m.companyId + " / " + m.phoneIndex),
+      el("td", { class: "mono small" }, m.chatId), el("td", {}, m.direction === "inbound" ? "in" : "out"),
+      el("td", {}, m.type), el("td", {}, badge(m.status, m.status), m.errorCode ? el("span", { class: "small error" }, " " + m.errorCode) : null)))
+      : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No messages found."))]));
+  }
+
+  async function show(companyId, messageId) {
+    const m = await BG.api("/dashboard/api/messages/" + encodeURIComponent(companyId) + "/" + encodeURIComponent(messageId));
+    const detail = document.getElementById("detail");
+    detail.hidden = false;
+    detail.dataset.messageId = m.messageId;
+    detail.dataset.status = m.status;
+    document.getElementById("detail-id").textContent = m.messageId;
+    const fields = [["Status", badge(m.status, m.status)], ["Company", m.companyId + " · phone " + m.phoneIndex],
+      ["Chat", m.chatId], ["Direction", m.direction], ["Type", m.type], ["Provider", m.provider],
+      ["Provider id", m.externalId || "–"], ["Attempts", m.attempts], ["Created", fmt.time(m.createdAt)],
+      ["Sent", fmt.time(m.sentAt)], ["Delivered", fmt.time(m.deliveredAt)], ["Read", fmt.time(m.readAt)]];
+    if (m.content) fields.push(["Text", m.content]);
+    if (m.error) fields.push(["Error", el("span", { class: "error" }, (m.error.code || "") + " " + (m.error.title || ""))]);
+    document.getElementById("detail-fields").replaceChildren(...fields.map(([label, value]) =>
+      el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value))));
+    document.getElementById("timeline").replaceChildren(...m.history.map((h) => {
+      const previous = h.detail && h.detail.previousError;
+      return el("li", { dataset: { to: h.toStatus, source: h.source } },
+        el("span", { class: "small muted" }, fmt.time(h.at) + " "),
+        h.fromStatus ? badge(h.fromStatus, h.fromStatus) : null, h.fromStatus ? " → " : null, badge(h.toStatus, h.toStatus),
+        el("span", { class: "small" }, " by " + h.source),
+        previous ? el("div", { class: "small error" }, "previous error: " + (previous.code || "") + " " + (previous.title || "")) : null,
+        h.detail && Object.keys(h.detail).length && !previous ? el("div", { class: "small mono muted" }, fmt.json(h.detail).slice(0, 300)) : null);
+    }));
+    const tbody = document.querySelector("#deliveries tbody");
+    tbody.replaceChildren(...(m.deliveries.length ? m.deliveries.map((d) => el("tr", { dataset: { delivery: d.id, status: d.status } },
+        el("td", {}, d.eventType + (d.eventStatus ? " (" + d.eventStatus + ")" : "")), el("td", { class: "small mono" }, d.url),
+        el("td", {}, badge(d.status, d.status)), el("td", {}, d.attempts),
+        el("td", { class: "small" }, d.lastStatusCode ? "HTTP " + d.lastStatusCode : (d.lastError || "–"))))
+      : [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No webhook deliveries (no endpoint subscribed to these events)."))]));
+    const url = new URL(location.href);
+    url.searchParams.set("company", companyId);
+    url.searchParams.set("id", messageId);
+    history.replaceState(null, "", url);
+    if (window.innerWidth < 900) detail.scrollIntoView({ behavior: "smooth" });
+  }
+
+  BG.load = async function () {
+    await companies();
+    await search();
+    if (params.get("id") && params.get("company")) await show(params.get("company"), params.get("id"));
+    else if (params.get("id") && BG.company) await show(BG.company, params.get("id"));
+  };
+
+  form.addEventListener("submit", (event) => { event.preventDefault(); search().catch((e) => BG.toast(e.message, "error")); });
+  companySelect.addEventListener("change", () => search().catch((e) => BG.toast(e.message, "error")));
+})();

@@ -1,0 +1,104 @@
+/* Phones & sessions: counts, a card per phone; live QR / pairing code; session and Cloud API actions. */
+"use strict";
+
+(function () {
+  const { el, badge, fmt } = BG;
+  const cardsBox = document.getElementById("phone-cards");
+  const companySelect = document.getElementById("company-filter");
+  const typeSelect = document.getElementById("type-filter");
+  const params = new URLSearchParams(location.search);
+  if (params.get("type")) typeSelect.value = params.get("type");
+  if (BG.kind !== "admin") document.getElementById("company-filter-label").hidden = true;
+  const COUNT_LABELS = [["total", "Total"], ["connected", "Connected"], ["meta", "Meta / 360dialog"],
+                        ["wwebjs", "WhatsApp Web"], ["disconnected", "Disconnected"], ["activeNow", "Active now"]];
+
+  function path(phone, tail) {
+    return "/dashboard/api/phones/" + encodeURIComponent(phone.companyId) + "/" + phone.phoneIndex + tail;
+  }
+
+  function qrBlock(phone) {
+    if (phone.status === "qr" && phone.qrAvailable) {
+      return el("figure", { class: "qr" },
+        el("img", { src: path(phone, "/qr.png") + "?t=" + Date.now(), alt: "QR code for " + phone.companyId + " phone " + phone.phoneIndex,
+                    width: 220, height: 220, dataset: { qr: phone.companyId + ":" + phone.phoneIndex } }),
+        el("figcaption", { class: "small muted" }, "Scan with WhatsApp → Linked devices"));
+    }
+    if (phone.status === "pairing_code" && phone.pairingCode) {
+      return el("p", { class: "pairing" }, "Pairing code: ", el("strong", { class: "mono", dataset: { pairing: "1" } }, phone.pairingCode));
+    }
+    return null;
+  }
+
+  function wwebjsActions(phone) {
+    const act = (action, confirmText) => el("button", { dataset: { action }, class: action === "logout" ? "danger" : "",
+      onclick: () => BG.act(path(phone, "/session/" + action), { confirmText, okLabel: action,
+        done: (r) => action + ": " + (r.state === "pending" ? "queued" : "done") }) }, action);
+    return el("div", { class: "actions" },
+      act("start"), act("restart"),
+      act("stop", "Stop the session of " + phone.companyId + " phone " + phone.phoneIndex + "? It stays stopped until started."),
+      act("logout", "Log out " + phone.companyId + " phone " + phone.phoneIndex + "? The device is unlinked; it needs a new QR scan."),
+      el("button", { dataset: { action: "pairing-code" }, onclick: async () => {
+        const number = window.prompt("Phone number to link (international format, e.g. +60123456789)");
+        if (number) await BG.act(path(phone, "/pairing-code"), { payload: { phoneNumber: number }, done: () => "pairing code requested" });
+      } }, "pairing code"));
+  }
+
+  function cloudActions(phone) {
+    return el("div", { class: "actions" },
+      phone.connectionType === "360dialog" ? null : el("button", { dataset: { action: "verify" }, onclick: () => BG.act(path(phone, "/verify"), {
+        done: (r) => "verified: quality " + (r.verification.qualityRating || "?") }) }, "verify"),
+      el("button", { class: "danger", dataset: { action: "remove" }, onclick: () => BG.act(path(phone, "/remove"), {
+        confirmText: "Remove phone " + phone.phoneIndex + " of " + phone.companyId + "? Its messages can no longer be sent.",
+        okLabel: "Remove", done: () => "phone removed" }) }, "remove"));
+  }
+
+  function card(phone) {
+    const v = phone.verification;
+    const rows = [
+      ["Type", phone.connectionType], ["Number", phone.displayNumber || "–"], ["Last seen", fmt.ago(phone.lastSeen)],
+    ];
+    if (phone.kind === "wwebjs") {
+      rows.push(["Wanted", phone.desiredState], ["Owner", phone.owner || "–"]);
+      if (phone.breaker && phone.breaker.open) rows.push(["Breaker", "open: " + (phone.breaker.reason || "")]);
+    } else {
+      rows.push(["Phone number id", phone.metaPhoneNumberId || phone.dialog360ChannelId || "–"], ["WABA", phone.metaWabaId || "–"]);
+      if (v && v.ok) rows.push(["Verified name", v.verifiedName || "–"], ["Quality", v.qualityRating || "–"],
+                               ["2-step verification", v.codeVerificationStatus || "–"], ["Checked", fmt.ago(v.checkedAt)]);
+    }
+    return el("article", { class: "card phone", dataset: { phone: phone.companyId + ":" + phone.phoneIndex, status: phone.status, kind: phone.kind } },
+      el("header", {}, el("h3", {}, phone.companyName + " · phone " + phone.phoneIndex), badge(phone.status, phone.status.replace("_", " "))),
+      el("dl", { class: "fields" }, rows.map(([label, value]) => el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value)))),
+      phone.reason && phone.status !== "ready" ? el("p", { class: "small error" }, phone.reason) : null,
+      phone.kind === "wwebjs" ? qrBlock(phone) : null,
+      phone.kind === "wwebjs" ? wwebjsActions(phone) : cloudActions(phone));
+  }
+
+  function renderCounts(counts) {
+    document.getElementById("counts").replaceChildren(...COUNT_LABELS.map(([key, label]) =>
+      el("div", { class: "tile", dataset: { count: key } }, el("strong", {}, counts[key]), el("span", {}, label))));
+  }
+
+  BG.load = async function () {
+    const query = new URLSearchParams();
+    if (companySelect.value) query.set("company", companySelect.value);
+    if (typeSelect.value) query.set("type", typeSelect.value);
+    const data = await BG.api("/dashboard/api/phones?" + query);
+    renderCounts(data.counts);
+    if (BG.kind === "admin" && companySelect.options.length <= 1) {
+      data.companies.forEach((c) => companySelect.append(el("option", { value: c.id }, c.name + " (" + c.id + ")")));
+    }
+    cardsBox.replaceChildren(...(data.phones.length ? data.phones.map(card)
+      : [el("p", { class: "muted" }, "No phones configured" + (companySelect.value ? " for this company." : "."))]));
+  };
+
+  /* A session changed: update its card in place (status, QR, pairing code); unknown cards reload the list. */
+  BG.on("session", (event) => {
+    const key = event.companyId + ":" + event.phoneIndex;
+    const node = cardsBox.querySelector(`[data-phone="${CSS.escape(key)}"]`);
+    if (!node) return;
+    BG.api(path(event, "")).then((phone) => { node.replaceWith(card(phone)); }).catch(() => {});
+  });
+
+  companySelect.addEventListener("change", () => BG.load().catch((e) => BG.toast(e.message, "error")));
+  typeSelect.addEventListener("change", () => BG.load().catch((e) => BG.toast(e.message, "error")));
+})();

@@ -1,0 +1,325 @@
+"""The dashboard in a real browser against the running system (issue 8's "Done when").
+
+One system for the module (``tests/support/dashboard.py``): the real orchestrator with
+api, wwebjs (sandbox driver) and meta (pointed at the Cloud API emulator), and Debian's
+Chromium driven by Playwright. The tests run in file order; the kill -9 test comes last.
+Screenshots of every page go to ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bisnesgpt.db.pool import Database
+from tests.support.dashboard import (
+    ADMIN_KEY,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CONTACT,
+    META_PHONE_ID,
+    DashboardSystem,
+    screenshot,
+)
+from tests.support.meta import drop_module_database, module_database, module_redis
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is a dev dependency")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)"),
+]
+
+LIVE_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+async def system(pg_server_url: str, template_database: str, redis_server_url: str,
+                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DashboardSystem]:
+    database_url = await module_database(pg_server_url, template_database)
+    db = Database(database_url, max_size=4)
+    await db.open()
+    workdir: Path = tmp_path_factory.mktemp("dashboard")
+    with module_redis(redis_server_url) as redis_url:
+        running = DashboardSystem(workdir, database_url, redis_url, db)
+        try:
+            await running.seed()
+            started = time.monotonic()
+            running.start(META_RESTART_DELAY="3000")
+            print(f"\n[measured] system up (orchestrator + 3 roles healthy): {time.monotonic() - started:.1f}s")
+            yield running
+        finally:
+            running.close()
+            await db.close()
+            await drop_module_database(pg_server_url, database_url)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture(scope="module")
+async def operator(system: DashboardSystem, browser: Any) -> AsyncIterator[Any]:
+    """A browser context signed in as the operator (the first test does the signing in)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    page = await context.new_page()
+    page.problems = []  # script errors and server errors seen by the page, checked after each test
+    page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
+    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}") if r.status >= 500 or (
+        r.status == 404 and "/dashboard/" in r.url) else None)
+    # Console errors other than expected ones (the browser's favicon probe; a wrong key's 401).
+    page.on("console", lambda m: page.problems.append(f"console: {m.text} ({m.location.get('url')})")
+            if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") and not any(
+                allowed in m.text for allowed in ("401 (Unauthorized)", "net::ERR_FAILED")) else None)
+    try:
+        yield page
+    finally:
+        await context.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_page_errors(request: pytest.FixtureRequest) -> Any:
+    yield
+    if "operator" in request.fixturenames:
+        page = request.getfixturevalue("operator")
+        problems, page.problems[:] = list(page.problems), []
+        assert not problems, problems
+
+
+async def sign_in(page: Any, base: str, key: str) -> Any:
+    await page.goto(base + "/dashboard/login")
+    await page.fill("#api_key", key)
+    def is_sign_in(response: Any) -> bool:
+        return bool(response.url.endswith("/dashboard/login") and response.request.method == "POST")
+
+    async with page.expect_response(is_sign_in) as info:
+        await page.click("#sign-in")
+    return await info.value
+
+
+async def wait_status(page: Any, selector: str, statuses: tuple[str, ...], timeout: int = LIVE_TIMEOUT_MS) -> None:
+    await page.wait_for_function(
+        "([sel, wanted]) => { const n = document.querySelector(sel); "
+        "return !!n && wanted.includes(n.dataset.status); }",
+        arg=[selector, list(statuses)], timeout=timeout)
+
+
+async def test_sign_in_refuses_a_wrong_key_and_accepts_the_operator_key(system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    await page.goto(system.url + "/dashboard")
+    assert "/dashboard/login" in page.url  # not signed in: sent to the sign-in page
+    await screenshot(page, "login")
+
+    refused = await sign_in(page, system.url, "bgpt_not-a-real-key")
+    assert refused.status == 401
+    assert "not accepted" in await page.inner_text("#login-error")
+    assert not [c for c in await page.context.cookies() if c["name"] == "bgpt_dashboard"]
+
+    accepted = await sign_in(page, system.url, ADMIN_KEY)
+    assert accepted.status == 303
+    await page.wait_for_url("**/dashboard/processes")
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "bgpt_dashboard")
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert time.time() + 3600 < cookie["expires"] < time.time() + 13 * 3600  # DASHBOARD_SESSION_HOURS=12
+
+    # The paths operators know lead to the pages.
+    for old, new in (("/status", "/dashboard/processes"), ("/queue", "/dashboard/queues"),
+                     ("/meta-status", "/dashboard/phones?type=cloud")):
+        await page.goto(system.url + old)
+        assert page.url == system.url + new
+
+    # An action with the session cookie but without the page's CSRF token is refused.
+    response = await page.request.post(system.url + "/dashboard/api/queues/meta-messages/pause",
+                                       data={"confirm": True})
+    assert response.status == 403
+    assert "CSRF" in (await response.json())["detail"]
+    # /docs is served from the vendored Swagger UI.
+    await page.goto(system.url + "/docs")
+    await page.wait_for_selector(".swagger-ui .information-container")
+    await screenshot(page, "docs", full_page=False)
+
+
+async def test_process_cards_show_every_role_healthy(system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    await page.goto(system.url + "/dashboard/processes")
+    for name in ("api", "wwebjs", "meta"):
+        await wait_status(page, f'[data-process="{name}"]', ("healthy",))
+        pid = await page.inner_text(f'[data-process="{name}"] [data-field="pid"]')
+        assert int(pid) == system.run.pid_of(name)  # type: ignore[union-attr]
+    await page.wait_for_selector('#live[data-state="live"]')
+    assert await page.inner_text("#overall") == "healthy"
+    await page.wait_for_selector('[data-chart="rss"] .uplot')  # RSS per role, from process_metrics
+
+
+async def test_pages_still_work_without_the_live_stream(system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    await page.route("**/dashboard/api/live", lambda route: route.abort())
+    try:
+        await page.goto(system.url + "/dashboard/processes")
+        await wait_status(page, '[data-process="meta"]', ("healthy",))
+        await page.wait_for_selector('#live[data-state="reconnecting"]')
+        assert "reconnecting" in await page.inner_text("#live")
+        await page.goto(system.url + "/dashboard/queues")
+        await page.wait_for_selector('#queues tr[data-queue="meta-messages"]')
+    finally:
+        await page.unroute("**/dashboard/api/live")
+    page.problems.clear()  # the aborted stream requests are expected here
+
+
+async def test_wwebjs_phone_shows_a_qr_and_flips_to_ready_live_after_a_cli_scan(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    await page.goto(system.url + "/dashboard/phones")
+    await page.evaluate("window.__sameDocument = true")
+    image = page.locator('[data-phone="acme:0"][data-status="qr"] img[data-qr]')
+    await image.wait_for()
+    await page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=await image.element_handle())
+    await screenshot(page, "phones-qr")
+
+    code, out = await system.cli("sandbox", "wweb", "scan", "acme", "0", "--url", system.sandbox.url)  # type: ignore[union-attr]
+    assert code == 0, out
+    await wait_status(page, '[data-phone="acme:0"]', ("ready",))
+    assert await page.evaluate("window.__sameDocument === true")  # updated live, no reload
+    assert await page.locator('[data-phone="acme:0"] img[data-qr]').count() == 0
+    assert await page.locator('[data-phone="beta:0"][data-status="qr"]').count() == 1  # the other one still waits
+
+    # The Cloud API phone: verify asks the emulator for the number's status and quality.
+    await page.click('[data-phone="acme:1"] button[data-action="verify"]')
+    await wait_status(page, '[data-phone="acme:1"]', ("ready",))
+    card = await page.inner_text('[data-phone="acme:1"]')
+    assert "GREEN" in card and "Emulated Business" in card and "VERIFIED" in card
+    asked = system.emulator.requests(operation="phone_number", phone_number_id=META_PHONE_ID)  # type: ignore[union-attr]
+    assert asked and asked[-1]["http_status"] == 200
+    await screenshot(page, "phones")
+
+
+async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    acme = system.keys["acme"]
+    system.emulator.admin("POST", "/rules", json={"code": 131026, "times": 1,  # type: ignore[union-attr]
+                                                  "phone_number_id": META_PHONE_ID})
+    sent = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", acme,
+                            json={"message": "retry me", "phoneIndex": 1})
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["messageId"]
+    await system.wait_message(message_id, "failed")
+
+    await page.goto(system.url + "/dashboard/queues")
+    row = page.locator(f'#failed tr[data-job="{message_id}"]')
+    await row.wait_for()
+    assert await page.input_value("#failed-queue") == "meta-messages"
+    assert "131026" in await row.inner_text()
+    await screenshot(page, "queues")
+
+    await row.locator('button[data-action="retry"]').click()
+    await page.wait_for_selector("#confirm[open]")
+    await page.click("#confirm-ok")
+    await system.wait_message(message_id, "sent")
+    await row.wait_for(state="detached")
+
+    detail = (await system.api("GET", f"/api/v1/messages/{message_id}", acme)).json()
+    steps = [(h["fromStatus"], h["toStatus"], h["source"]) for h in detail["history"]]
+    assert ("failed", "queued", "operator") in steps, steps
+    assert steps.index(("failed", "queued", "operator")) < [s[1] for s in steps].index("sent")
+    assert detail["error"] is None  # the message is no longer failed; the old error is in the history row
+
+    await page.goto(f"{system.url}/dashboard/messages?company=acme&id={message_id}")
+    await page.wait_for_selector('#timeline li[data-to="sent"]')
+    timeline = await page.inner_text("#timeline")
+    assert "131026" in timeline and "operator" in timeline
+    await screenshot(page, "messages")
+
+
+async def test_company_user_sees_and_acts_on_its_own_phones_only(system: DashboardSystem, browser: Any) -> None:
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    try:
+        page = await context.new_page()
+        assert (await sign_in(page, system.url, system.keys["acme"])).status == 303
+        await page.wait_for_url("**/dashboard/phones")
+        await page.wait_for_selector('[data-phone="acme:0"]')
+        assert await page.locator('[data-phone^="beta:"]').count() == 0
+        assert await page.inner_text('[data-count="total"] strong') == "2"
+        await screenshot(page, "phones-company-mobile")
+
+        # The UI: operators' pages are refused.
+        response = await page.goto(system.url + "/dashboard/queues")
+        assert response.status == 403
+        assert await page.locator("#forbidden").count() == 1
+
+        # The endpoints behind it, with the session cookie and a valid CSRF token ...
+        csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
+        headers = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
+        request = page.request
+        for path in ("/dashboard/api/phones?company=beta", "/dashboard/api/phones/beta/0",
+                     "/dashboard/api/phones/beta/0/qr.png", "/dashboard/api/messages?company=beta"):
+            assert (await request.get(system.url + path)).status == 404, path
+        for path in ("/dashboard/api/phones/beta/0/session/restart", "/dashboard/api/phones/beta/0/session/logout",
+                     "/dashboard/api/phones/beta/0/remove"):
+            answer = await request.post(system.url + path, headers=headers, data={"confirm": True})
+            assert answer.status == 404, (path, answer.status)
+        for path in ("/dashboard/api/queues", "/dashboard/api/processes", "/dashboard/api/charts"):
+            assert (await request.get(system.url + path)).status == 403, path
+        assert (await request.post(system.url + "/dashboard/api/queues/meta-messages/pause", headers=headers,
+                                   data={"confirm": True})).status == 403
+        # ... and with acme's API key instead of the cookie.
+        for path in ("/dashboard/api/phones/beta/0", "/dashboard/api/phones/beta/0/qr.png"):
+            assert (await system.api("GET", path, system.keys["acme"])).status_code == 404
+        assert (await system.api("POST", "/dashboard/api/phones/beta/0/session/restart",
+                                 system.keys["acme"])).status_code == 404
+        # Its own phone works.
+        own = await request.get(system.url + "/dashboard/api/phones/acme/0")
+        assert own.status == 200 and (await own.json())["status"] == "ready"
+    finally:
+        await context.close()
+    # Nothing was done to beta's session.
+    assert await system.db.fetchval("SELECT count(*) FROM wwebjs_session_commands WHERE company_id = 'beta'") == 0
+    assert await system.db.fetchval("SELECT count(*) FROM phone_configs WHERE company_id = 'beta'") == 1
+
+
+async def test_meta_card_goes_down_and_back_to_healthy_without_a_reload_after_kill9(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    run = system.run
+    assert run is not None
+    await page.goto(system.url + "/dashboard/processes")
+    await wait_status(page, '[data-process="meta"]', ("healthy",))
+    await page.wait_for_selector('#live[data-state="live"]')
+    await page.evaluate("window.__sameDocument = true")
+    old_pid = run.pid_of("meta")
+    assert old_pid is not None
+    # By now one message failed and was sent after a retry: the charts have something to show.
+    await page.wait_for_selector('[data-chart="sent"] .uplot')
+    await page.wait_for_selector('[data-chart="failed"] .uplot')
+    await screenshot(page, "processes")
+
+    killed_at = time.monotonic()
+    os.kill(old_pid, signal.SIGKILL)
+    await wait_status(page, '[data-process="meta"]', ("down", "degraded", "unhealthy"))
+    print(f"\n[measured] kill -9 meta -> card not healthy: {time.monotonic() - killed_at:.2f}s")
+    await screenshot(page, "processes-meta-down")
+
+    await wait_status(page, '[data-process="meta"]', ("healthy",), timeout=90_000)
+    print(f"[measured] kill -9 meta -> card healthy again: {time.monotonic() - killed_at:.2f}s")
+    assert await page.evaluate("window.__sameDocument === true")  # no reload
+    new_pid = run.pid_of("meta")
+    assert new_pid is not None and new_pid != old_pid
+    await page.wait_for_function(
+        "pid => document.querySelector('[data-process=\"meta\"] [data-field=\"pid\"]').textContent === String(pid)",
+        arg=new_pid)

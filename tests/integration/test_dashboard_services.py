@@ -1,0 +1,244 @@
+"""The dashboard's services over real PostgreSQL and Redis (BullMQ): queue actions with the
+operator re-queue, the per-minute metrics rollup and the charts read from it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from bisnesgpt.config import Settings
+from bisnesgpt.core.errors import Conflict, NotFound
+from bisnesgpt.dashboard import charts
+from bisnesgpt.dashboard.queues import QueueAdmin
+from bisnesgpt.dashboard.requeue import requeue_failed
+from bisnesgpt.dashboard.rollup import MetricsRollup
+from bisnesgpt.db.pool import Database
+from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.infra.redis import redis_client
+from bisnesgpt.messaging import store
+from bisnesgpt.messaging.errors import PermanentSendError
+from bisnesgpt.messaging.queues import WWEBJS, QueueProducer
+from bisnesgpt.messaging.states import advance_status
+from bisnesgpt.messaging.worker import QueueWorker, SendJobProcessor, SendReceipt
+from bisnesgpt.processes.context import ProcessContext
+from tests.support.pipeline import until
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class FailFirstEngine:
+    """The first send of each message fails for good (131026); later sends succeed."""
+
+    provider: str = "wwebjs"
+    calls: dict[str, int] = field(default_factory=dict)
+
+    async def before_send(self, message: store.MessageRecord) -> None:
+        return None
+
+    async def send(self, message: store.MessageRecord) -> SendReceipt:
+        self.calls[message.message_id] = self.calls.get(message.message_id, 0) + 1
+        if self.calls[message.message_id] == 1:
+            raise PermanentSendError("recipient cannot receive", code="131026", title="Message undeliverable")
+        return SendReceipt(external_id=f"ext-{message.message_id}")
+
+
+@pytest.fixture
+async def ctx(db: Database, database_url: str, redis_url: str) -> AsyncIterator[ProcessContext]:
+    settings = Settings(encryption_key=SecretStr("ab" * 32))
+    context = ProcessContext(settings=settings, role="api", process_name="api", database_url=database_url,
+                             redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=QueueProducer(redis_url),
+                             events=EventRecorder(db, "api"))
+    await db.execute("INSERT INTO companies (id, name) VALUES ('acme', 'Acme')")
+    yield context
+    await context.queues.close()
+    await context.redis.aclose()
+
+
+async def outbound(db: Database, text: str = "hello") -> store.MessageRecord:
+    async with db.transaction() as conn:
+        record = await store.insert_outbound(conn, store.NewOutboundMessage(
+            message_id=str(uuid.uuid4()), company_id="acme", phone_index=0, provider="wwebjs", connection_type="wwebjs",
+            chat_id="60123456789@c.us", message_type="text", payload={"type": "text", "text": {"body": text}},
+            queue_name=WWEBJS.name, process_name="wwebjs", content=text))
+    assert record is not None
+    return record
+
+
+async def status_of(db: Database, message_id: str) -> str:
+    return str(await db.fetchval("SELECT status FROM messages WHERE message_id = $1", message_id))
+
+
+async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: ProcessContext, db: Database) -> None:
+    admin = QueueAdmin(ctx)
+    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(db, FailFirstEngine(), WWEBJS, process_name="w"))
+    await worker.start()
+    try:
+        first, second = await outbound(db), await outbound(db)
+        for record in (first, second):
+            await ctx.queues.add(WWEBJS, record.message_id, {"messageId": record.message_id, "companyId": "acme",
+                                                             "phoneIndex": 0})
+
+        async def both_failed() -> bool:
+            view = await admin.queue_view(WWEBJS.name)
+            return view["counts"]["failed"] == 2
+
+        await until(both_failed, timeout=30, what="two failed jobs")
+        listed = await admin.failed_jobs(WWEBJS.name)
+        assert listed["total"] == 2
+        job = next(j for j in listed["jobs"] if j["id"] == first.message_id)
+        assert job["message"]["status"] == "failed" and job["message"]["errorCode"] == "131026"
+        assert job["failedReason"] and job["attemptsMade"] >= 1
+        assert (await admin.queue_view(WWEBJS.name))["ratePerMinute"]["failed"] == 2
+
+        # Retry: the message goes failed -> queued (operator, with the old error), then out.
+        result = await admin.retry(WWEBJS.name, first.message_id, by="admin")
+        assert result["messageRequeued"] is True
+
+        async def sent() -> bool:
+            return await status_of(db, first.message_id) == "sent"
+
+        await until(sent, timeout=30, what="the retried message sent")
+        history = await db.fetch("SELECT h.from_status, h.to_status, h.source, h.detail FROM message_status_history h "
+                                 "JOIN messages m ON m.id = h.message_pk WHERE m.message_id = $1 ORDER BY h.id",
+                                 first.message_id)
+        steps = [(h["from_status"], h["to_status"], h["source"]) for h in history]
+        assert steps[-4:] == [("sending", "failed", "wwebjs"), ("failed", "queued", "operator"),
+                              ("queued", "sending", "wwebjs"), ("sending", "sent", "wwebjs")]
+        requeue = history[-3]["detail"]
+        assert requeue["by"] == "admin" and requeue["previousError"]["code"] == "131026"
+        row = await db.fetchrow("SELECT error_code, failed_at FROM messages WHERE message_id = $1", first.message_id)
+        assert row is not None and row["error_code"] is None and row["failed_at"] is None
+        statuses = [r["data"]["status"] for r in await db.fetch(
+            "SELECT data FROM tenant_events WHERE data->>'message_id' = $1 ORDER BY created_at, id", first.message_id)]
+        assert statuses == ["queued", "failed", "queued", "sent"]
+        assert await db.fetchval("SELECT count(*) FROM process_events WHERE event_type = 'dashboard.queue.retry'") == 1
+
+        # A message that went out meanwhile is not retried (it would not be sent twice).
+        await db.execute("UPDATE messages SET status = 'sent' WHERE message_id = $1", second.message_id)
+        with pytest.raises(Conflict, match="already sent"):
+            await admin.retry(WWEBJS.name, second.message_id, by="admin")
+        with pytest.raises(NotFound):
+            await admin.retry(WWEBJS.name, first.message_id, by="admin")  # completed: removed (removeOnComplete)
+        with pytest.raises(NotFound):
+            await admin.retry("no-such-queue", "x", by="admin")
+        assert (await admin.remove(WWEBJS.name, second.message_id, by="admin"))["removed"] is True
+        assert (await admin.queue_view(WWEBJS.name))["counts"]["failed"] == 0
+
+        # Pause and resume are global (BullMQ's own flag).
+        assert (await admin.pause(WWEBJS.name, by="admin"))["paused"] is True
+        assert (await admin.queue_view(WWEBJS.name))["paused"] is True
+        await admin.resume(WWEBJS.name, by="admin")
+        assert (await admin.queue_view(WWEBJS.name))["paused"] is False
+        assert (await admin.clean_completed(WWEBJS.name, by="admin"))["removed"] == 0  # removeOnComplete
+    finally:
+        await worker.close(timeout=5)
+
+
+async def test_retry_all_failed_requeues_each_failed_message(ctx: ProcessContext, db: Database) -> None:
+    admin = QueueAdmin(ctx)
+    engine = FailFirstEngine()
+    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(db, engine, WWEBJS, process_name="w"))
+    await worker.start()
+    try:
+        records = [await outbound(db, f"m{i}") for i in range(3)]
+        for record in records:
+            await ctx.queues.add(WWEBJS, record.message_id, {"messageId": record.message_id, "companyId": "acme",
+                                                             "phoneIndex": 0})
+
+        async def all_failed() -> bool:
+            return (await admin.queue_view(WWEBJS.name))["counts"]["failed"] == 3
+
+        await until(all_failed, timeout=30, what="three failed jobs")
+        result = await admin.retry_all_failed(WWEBJS.name, by="admin")
+        assert result["done"] == 3 and result["skippedCount"] == 0
+
+        async def all_sent() -> bool:
+            return {await status_of(db, r.message_id) for r in records} == {"sent"}
+
+        await until(all_sent, timeout=30, what="every retried message sent")
+    finally:
+        await worker.close(timeout=5)
+
+
+async def test_requeue_is_only_for_failed_outbound_messages(ctx: ProcessContext, db: Database) -> None:
+    record = await outbound(db)
+    async with db.transaction() as conn:
+        outcome = await requeue_failed(conn, record.id, by="admin", queue=WWEBJS.name)
+    assert not outcome.requeued and outcome.previous_status == "queued"
+    async with db.transaction() as conn:
+        await advance_status(conn, record.id, "sending", source="test")
+        await advance_status(conn, record.id, "sent", source="test", external_id="x1")
+        assert not (await requeue_failed(conn, record.id, by="admin", queue=WWEBJS.name)).requeued
+        await conn.execute("UPDATE messages SET status = 'failed', direction = 'inbound' WHERE id = $1", record.id)
+        assert not (await requeue_failed(conn, record.id, by="admin", queue=WWEBJS.name)).requeued
+        missing = await requeue_failed(conn, 10**12, by="admin", queue=WWEBJS.name)
+    assert not missing.requeued and missing.previous_status is None
+    assert await status_of(db, record.message_id) == "failed"
+
+
+async def test_the_rollup_counts_each_minute_once_and_the_charts_show_it(ctx: ProcessContext, db: Database) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    minute = now - timedelta(minutes=3)
+    rows: list[tuple[Any, ...]] = [
+        # (provider, created_at, sent_at, failed_at, error_code)
+        ("meta", minute + timedelta(seconds=1), minute + timedelta(seconds=1.2), None, None),
+        ("meta", minute + timedelta(seconds=2), minute + timedelta(seconds=3), None, None),
+        ("wwebjs", minute + timedelta(seconds=5), minute + timedelta(seconds=5.5), None, None),
+        ("meta", minute + timedelta(seconds=7), None, minute + timedelta(seconds=8), "131026"),
+        ("meta", minute + timedelta(seconds=9), None, minute + timedelta(seconds=9.5), "131026"),
+        ("wwebjs", minute + timedelta(seconds=9), None, minute + timedelta(seconds=10), "SESSION_LOGGED_OUT"),
+    ]
+    for i, (provider, created, sent, failed, code) in enumerate(rows):
+        await db.execute(
+            """INSERT INTO messages (message_id, company_id, chat_id, message_type, provider, status, created_at,
+                                     sent_at, failed_at, error_code)
+               VALUES ($1, 'acme', '60123456789@c.us', 'text', $2, $3, $4, $5, $6, $7)""",
+            f"r{i}", provider, "sent" if sent else "failed", created, sent, failed, code)
+    # A failure an operator re-queued before the rollup still counts (its error is in the history row).
+    requeued = await db.fetchval(
+        """INSERT INTO messages (message_id, company_id, chat_id, message_type, provider, status, created_at,
+                                 failed_at, error_code)
+           VALUES ('r-requeued', 'acme', '60123456789@c.us', 'text', 'meta', 'failed', $1, $2, '131047')
+           RETURNING id""", minute + timedelta(seconds=11), minute + timedelta(seconds=12))
+    async with db.transaction() as conn:
+        assert (await requeue_failed(conn, requeued, by="admin", queue="meta-messages")).requeued
+    rollup = MetricsRollup(ctx.settings)
+    rollup._ctx = ctx  # run_once without the lease loop
+    assert await rollup.run_once() >= 59  # the first run backfills an hour (59 in the 5 s after a minute starts)
+    assert await rollup.run_once() <= 1  # continues from the watermark (a minute may just have completed)
+    duplicates = await db.fetchval("SELECT count(*) FROM (SELECT 1 FROM process_metrics WHERE metric_name = "
+                                   "'messages_sent' GROUP BY timestamp, metadata HAVING count(*) > 1) d")
+    assert duplicates == 0
+
+    def metric(name: str) -> str:
+        return (f"SELECT metadata, metric_value FROM process_metrics WHERE metric_name = '{name}' "
+                "AND timestamp = $1 ORDER BY metadata::text")
+
+    sent = {r["metadata"]["provider"]: r["metric_value"] for r in await db.fetch(metric("messages_sent"), minute)}
+    assert sent == {"meta": 2, "wwebjs": 1}
+    failed = {(r["metadata"]["code"], r["metadata"]["provider"]): r["metric_value"]
+              for r in await db.fetch(metric("messages_failed"), minute)}
+    assert failed == {("131026", "meta"): 2, ("131047", "meta"): 1, ("SESSION_LOGGED_OUT", "wwebjs"): 1}
+    p50 = {r["metadata"]["provider"]: r["metric_value"] for r in await db.fetch(metric("send_latency_p50_ms"), minute)}
+    assert p50 == {"meta": pytest.approx(600, abs=1), "wwebjs": pytest.approx(500, abs=1)}
+    quiet = await db.fetch(metric("messages_sent"), minute - timedelta(minutes=1))
+    assert {r["metadata"]["provider"]: r["metric_value"] for r in quiet} == {"meta": 0, "wwebjs": 0}
+
+    data = await charts.chart_data(db, "hour")
+    assert data["bucketSeconds"] == 60 and len(data["x"]) == 60
+    at = data["x"].index(int(minute.timestamp()))
+    series = {s["label"]: s["values"] for s in data["charts"]["sent"]["series"]}
+    assert series["meta"][at] == 2 and series["wwebjs"][at] == 1
+    failures = {s["label"]: s["values"][at] for s in data["charts"]["failed"]["series"]}
+    assert failures == {"131026": 2, "131047": 1, "SESSION_LOGGED_OUT": 1}
+    latency = {s["label"]: s["values"][at] for s in data["charts"]["latency"]["series"]}
+    assert latency["meta p50"] == pytest.approx(600, abs=1) and latency["meta p99"] == pytest.approx(990, abs=2)
+    day = await charts.chart_data(db, "day")
+    assert day["bucketSeconds"] == 600 and len(day["x"]) == 144

@@ -1,0 +1,126 @@
+"""Test support for the dashboard: the whole running system and a headless Chromium.
+
+``DashboardSystem`` starts the sandbox WhatsApp-Web network, the Cloud API emulator and the
+real orchestrator (``bisnesgpt start``: api, wwebjs with the sandbox driver, meta pointed at
+the emulator), with two companies: ``acme`` (a WhatsApp-Web phone 0 and a Cloud API phone 1)
+and ``beta`` (a WhatsApp-Web phone 0). The browser is Debian's ``/usr/bin/chromium`` driven
+by Playwright (``playwright install`` is never used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.db.pool import Database
+from bisnesgpt.messaging.store import touch_inbound_session
+from bisnesgpt.tenancy import store as tenancy
+from tests.support import orchestrator as orch
+from tests.support.meta import APP_SECRET, VERIFY_TOKEN, EmulatorProc
+from tests.support.wwebjs import FAST_WWEBJS_ENV, SandboxNetwork, start_sandbox
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ADMIN_KEY = "dashboard-operator-key-0123456789"
+META_PHONE_ID = "106540352242922"
+META_TOKEN = "dashboard-meta-token"
+CONTACT = "60123456789"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@dataclass
+class DashboardSystem:
+    workdir: Path
+    database_url: str
+    redis_url: str
+    db: Database
+    sandbox: SandboxNetwork | None = None
+    emulator: EmulatorProc | None = None
+    run: orch.OrchestratorRun | None = None
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        assert self.run is not None
+        return f"http://127.0.0.1:{self.run.ports['api']}"
+
+    async def seed(self) -> None:
+        box = SecretBox.from_hex(orch.ENCRYPTION_KEY)
+        async with self.db.transaction() as conn:
+            for company, name in (("acme", "Acme Trading"), ("beta", "Beta Foods")):
+                await tenancy.create_company(conn, company, name)
+                _record, self.keys[company] = await tenancy.create_api_key(conn, company_id=company, name="dashboard")
+                await conn.execute("INSERT INTO phone_configs (company_id, phone_index, connection_type) "
+                                   "VALUES ($1, 0, 'wwebjs')", company)
+            await conn.execute(
+                """INSERT INTO phone_configs (company_id, phone_index, connection_type, meta_phone_number_id,
+                                              meta_waba_id, meta_access_token_encrypted, display_phone_number)
+                   VALUES ('acme', 1, 'meta_direct', $1, '419561257915477', $2, '+1 555-078-3881')""",
+                META_PHONE_ID, box.encrypt(META_TOKEN))
+            # The Cloud API's 24-hour window is open with this contact.
+            await touch_inbound_session(conn, "acme", 1, CONTACT, datetime.now(UTC))
+
+    def start(self, **env: str) -> None:
+        self.sandbox = start_sandbox(self.workdir)
+        run = orch.OrchestratorRun(self.workdir, database_url=self.database_url, redis_url=self.redis_url)
+        self.emulator = EmulatorProc(self.workdir, webhook_url=f"http://127.0.0.1:{run.ports['meta']}/webhook/meta",
+                                     phones=[f"{META_PHONE_ID}:{META_TOKEN}"])
+        wwebjs = {k: v for k, v in FAST_WWEBJS_ENV.items() if k != "HEARTBEAT_INTERVAL"}
+        run.env.update(wwebjs)
+        run.env.update(ADMIN_API_KEY=ADMIN_KEY, WWEBJS_DRIVER="sandbox", WWEBJS_SANDBOX_URL=self.sandbox.url,
+                       META_GRAPH_URL=self.emulator.url, META_APP_SECRET=APP_SECRET,
+                       META_WEBHOOK_VERIFY_TOKEN=VERIFY_TOKEN, META_RETRY_BASE_MS="200",
+                       DASHBOARD_LIVE_INTERVAL_MS="500", DASHBOARD_ROLLUP_INTERVAL_MS="1000", **env)
+        self.run = run.start()
+        run.wait_healthy(["api", "wwebjs", "meta"], timeout=120)
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.cleanup()
+        if self.emulator is not None:
+            self.emulator.close()
+        if self.sandbox is not None:
+            self.sandbox.proc.kill_tree()
+
+    # --- helpers for tests ------------------------------------------------------------------
+
+    async def api(self, method: str, path: str, key: str, **kwargs: Any) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30,
+                                     headers={"Authorization": f"Bearer {key}"}) as client:
+            return await client.request(method, path, **kwargs)
+
+    async def message_status(self, message_id: str) -> str | None:
+        value = await self.db.fetchval("SELECT status FROM messages WHERE message_id = $1", message_id)
+        return str(value) if value is not None else None
+
+    async def wait_message(self, message_id: str, status: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (current := await self.message_status(message_id)) != status:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"message {message_id} is {current}, not {status}, after {timeout}s")
+            await asyncio.sleep(0.2)
+
+    async def cli(self, *args: str) -> tuple[int, str]:
+        assert self.run is not None
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bisnesgpt", *args, cwd=self.workdir,
+                                                    env=self.run.env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return int(proc.returncode or 0), out.decode(errors="replace")
+
+
+async def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot into docs/screenshots/ (committed: the README shows them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=full_page)
+    return path
