@@ -242,3 +242,49 @@ async def test_the_rollup_counts_each_minute_once_and_the_charts_show_it(ctx: Pr
     assert latency["meta p50"] == pytest.approx(600, abs=1) and latency["meta p99"] == pytest.approx(990, abs=2)
     day = await charts.chart_data(db, "day")
     assert day["bucketSeconds"] == 600 and len(day["x"]) == 144
+
+
+@dataclass
+class SlowDownThenOkEngine:
+    """Every send answers "slow down" (a provider-given delay) until ``recovered`` is set."""
+
+    provider: str = "wwebjs"
+    recovered: bool = False
+    calls: int = 0
+
+    async def before_send(self, message: store.MessageRecord) -> None:
+        return None
+
+    async def send(self, message: store.MessageRecord) -> SendReceipt:
+        from bisnesgpt.messaging.errors import RetryableSendError
+
+        self.calls += 1
+        if not self.recovered:
+            raise RetryableSendError("slow down", code="130429", retry_after_ms=20)
+        return SendReceipt(external_id=f"ext-{message.message_id}")
+
+
+async def test_an_operator_retry_gets_a_fresh_attempt_budget(ctx: ProcessContext, db: Database) -> None:
+    engine = SlowDownThenOkEngine()
+    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(db, engine, WWEBJS, process_name="w"))
+    await worker.start()
+    try:
+        record = await outbound(db)
+        await ctx.queues.add(WWEBJS, record.message_id, {"messageId": record.message_id, "companyId": "acme",
+                                                         "phoneIndex": 0})
+
+        async def failed() -> bool:
+            return await status_of(db, record.message_id) == "failed"
+
+        await until(failed, timeout=30, what="the message failed after its attempts")
+        assert engine.calls == WWEBJS.attempts
+        engine.recovered = True
+        await QueueAdmin(ctx).retry(WWEBJS.name, record.message_id, by="admin")
+
+        async def sent() -> bool:
+            return await status_of(db, record.message_id) == "sent"
+
+        await until(sent, timeout=30, what="the retried message sent")
+        assert engine.calls == WWEBJS.attempts + 1  # one more try was enough, not refused at once
+    finally:
+        await worker.close(timeout=5)

@@ -96,9 +96,8 @@ async def test_pause_stops_the_whole_phone(clients: tuple[aioredis.Redis, aiored
 
 async def test_retry_counter(clients: tuple[aioredis.Redis, aioredis.Redis]) -> None:
     pacer = Pacer(clients[0])
-    assert [await pacer.count_retry("m") for _ in range(3)] == [1, 2, 3]
-    await pacer.clear_retries("m")
-    assert await pacer.count_retry("m") == 1
+    assert [await pacer.count_retry("m:1.0") for _ in range(3)] == [1, 2, 3]
+    assert await pacer.count_retry("m:2.0") == 1  # re-queued: a fresh count
 
 
 def test_rates_from_phone_settings() -> None:

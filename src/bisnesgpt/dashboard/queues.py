@@ -24,7 +24,7 @@ from bisnesgpt.dashboard.requeue import requeue_failed
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.queues import ALL_QUEUES, META_QUEUE, QUEUES_BY_NAME, WWEBJS_QUEUE
 from bisnesgpt.messaging.states import PAST_SENDING
-from bisnesgpt.messaging.worker import parse_job_data
+from bisnesgpt.messaging.worker import DELAYED_RETRIES_KEY, parse_job_data
 from bisnesgpt.processes.context import ProcessContext
 
 SEND_QUEUES = frozenset({WWEBJS_QUEUE, META_QUEUE})
@@ -247,6 +247,9 @@ def _job_data_view(data: Any) -> dict[str, Any]:
 def _retry_call(job: Any) -> Callable[[], Awaitable[None]]:
     """Move a failed job back to waiting with a fresh attempts budget (an operator's retry)."""
     async def call() -> None:
+        data = dict(job.data or {})
+        if data.pop(DELAYED_RETRIES_KEY, None) is not None:  # the helper's count of provider-delayed retries
+            await job.updateData(data)
         await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
 
     return call

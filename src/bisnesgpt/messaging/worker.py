@@ -223,8 +223,11 @@ class SendJobProcessor:
         data = dict(job.data or {})
         delayed_retries = int(data.get(DELAYED_RETRIES_KEY, 0))
         if job.attemptsMade + delayed_retries + 1 >= attempts_allowed:
-            await self._fail(message, exc.code or "RETRIES_EXHAUSTED", exc.provider_title, exc.details)
-            return
+            code = exc.code or "RETRIES_EXHAUSTED"
+            await self._fail(message, code, exc.provider_title, exc.details)
+            # Fail the job now too (BullMQ alone would schedule another try: it does not count
+            # the provider-delayed ones), so it shows among failed jobs and can be retried.
+            raise UnrecoverableError(f"{code}: {exc.provider_title} (out of attempts)") from exc
         if exc.retry_after_ms is not None:
             # The provider said how long to wait: honour it instead of the queue's backoff.
             data[DELAYED_RETRIES_KEY] = delayed_retries + 1

@@ -59,6 +59,12 @@ from bisnesgpt.phones.store import PhoneConfig
 MAX_GATE_WAIT_MS = 1_000
 
 
+
+def retry_key(message: MessageRecord) -> str:
+    """The retry-count key of one queueing of a message (``queued_at`` changes on a re-queue)."""
+    queued = message.queued_at.timestamp() if message.queued_at is not None else 0.0
+    return f"{message.message_id}:{queued:.6f}"
+
 class ProcessRateLimiter:
     """``META_MAX_MESSAGES_PER_SECOND``: this worker process's overall send rate.
 
@@ -198,7 +204,8 @@ class MetaEngine:
 
     async def _retry(self, message: MessageRecord, exc: CloudApiError) -> None:
         # Counted here, not by BullMQ: a provider-given delay moves the job without using an attempt.
-        tries = await self.pacer.count_retry(message.message_id)
+        # Keyed by the queueing moment too: an operator's re-queue starts a fresh count.
+        tries = await self.pacer.count_retry(retry_key(message))
         if tries >= META.attempts:
             raise PermanentSendError(f"{exc.detail} (gave up after {tries} attempts)", code=exc.code_text,
                                      title=exc.error_title, details=exc.error) from exc

@@ -225,14 +225,11 @@ class Pacer:
     async def resume_phone(self, company_id: str, phone_index: int) -> None:
         await self.redis.delete(f"{phone_key(company_id, phone_index)}:pause")
 
-    async def count_retry(self, message_id: str) -> int:
-        """Retryable failures of one message so far (including this one)."""
-        key = f"{PREFIX}:retries:{message_id}"
+    async def count_retry(self, retry_key: str) -> int:
+        """Retryable failures of one queued message so far (including this one)."""
+        key = f"{PREFIX}:retries:{retry_key}"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, 86_400)
             count, _ = await pipe.execute()
         return int(count)
-
-    async def clear_retries(self, message_id: str) -> None:
-        await self.redis.delete(f"{PREFIX}:retries:{message_id}")
