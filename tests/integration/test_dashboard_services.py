@@ -244,6 +244,32 @@ async def test_the_rollup_counts_each_minute_once_and_the_charts_show_it(ctx: Pr
     assert day["bucketSeconds"] == 600 and len(day["x"]) == 144
 
 
+async def test_charts_show_minutes_the_rollup_has_not_reached_yet(db: Database) -> None:
+    """A minute that ended but is not rolled up yet (the rollup waits for it to settle) is
+    read from `messages`, so the charts never have a gap between "this minute" and the rollup."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    earlier, pending = now - timedelta(minutes=3), now - timedelta(minutes=2)
+    await db.execute("INSERT INTO companies (id, name) VALUES ('acme', 'Acme') ON CONFLICT DO NOTHING")
+    # The rollup has reached `earlier` only (one quiet minute, as it records them).
+    await db.execute("""INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, timestamp,
+                                                     metadata)
+                        VALUES ('api', 'messages_sent', 0, 'gauge', $1, '{"provider": "meta"}')""", earlier)
+    for i, (sent, failed, code) in enumerate([(pending + timedelta(seconds=5), None, None),
+                                              (None, pending + timedelta(seconds=6), "131026")]):
+        await db.execute(
+            """INSERT INTO messages (message_id, company_id, chat_id, message_type, provider, status, created_at,
+                                     sent_at, failed_at, error_code)
+               VALUES ($1, 'acme', '60123456789@c.us', 'text', 'meta', $2, $3, $4, $5, $6)""",
+            f"p{i}", "sent" if sent else "failed", pending, sent, failed, code)
+    data = await charts.chart_data(db, "hour")
+    at = data["x"].index(int(pending.timestamp()))
+    assert {s["label"]: s["values"][at] for s in data["charts"]["sent"]["series"]} == {"meta": 1}
+    assert {s["label"]: s["values"][at] for s in data["charts"]["failed"]["series"]} == {"131026": 1}
+    day = await charts.chart_data(db, "day")
+    # The day view has ten-minute buckets: one failure is 0.1 per minute there.
+    assert sum(v or 0 for s in day["charts"]["failed"]["series"] for v in s["values"]) == pytest.approx(0.1)
+
+
 @dataclass
 class SlowDownThenOkEngine:
     """Every send answers "slow down" (a provider-given delay) until ``recovered`` is set."""

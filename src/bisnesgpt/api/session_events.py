@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bisnesgpt.coordination.channels import BOT_EVENT
+from bisnesgpt.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,7 @@ class SessionEventHub:
                     subscription.queue.get_nowait()
             subscription.queue.put_nowait(CLOSED)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
 

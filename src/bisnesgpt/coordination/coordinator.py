@@ -37,6 +37,7 @@ from bisnesgpt.coordination.channels import (
     PROCESS_STATUS,
     redis_db_of,
 )
+from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.infra.redis import redis_client
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,7 @@ class Coordinator:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()

@@ -51,20 +51,28 @@ SELECT {_BUCKET} AS b, (metadata->>'provider') || ' p99' AS label, max(metric_va
 FROM process_metrics WHERE metric_name = 'send_latency_p99_ms' AND {_SINCE} GROUP BY 1, 2
 """
 NOW_EPOCH = "SELECT EXTRACT(EPOCH FROM now())::float8"
-# The minute in progress is not rolled up yet: read it from `messages` (cheap: indexed, one minute).
-CURRENT_MINUTE = f"""
-SELECT 'sent' AS chart, provider AS label, count(*)::float8 AS value
-FROM messages WHERE sent_at >= $1 AND direction = 'outbound' GROUP BY provider
+# Minutes the rollup has not reached yet (the minute in progress, and the one that just ended
+# until it settles): read them from `messages` (cheap: indexed, a minute or two), per bucket.
+# Same watermark as the rollup's, so no minute is counted twice or missed.
+ROLLUP_WATERMARK = """
+SELECT coalesce(max(timestamp) + interval '1 minute', date_trunc('minute', now()) - make_interval(secs => $1))
+FROM process_metrics WHERE metric_name = 'messages_sent'
+"""
+_MINUTE_BUCKET = "floor(EXTRACT(EPOCH FROM date_trunc('minute', {column})) / $3) * $3"
+NOT_ROLLED_UP = f"""
+SELECT 'sent' AS chart, {_MINUTE_BUCKET.format(column="sent_at")} AS b, provider AS label, count(*)::float8 AS value
+FROM messages WHERE sent_at >= $1 AND sent_at < $2 AND direction = 'outbound' GROUP BY 2, 3
 UNION ALL
-SELECT 'failed', f.code, count(*)::float8 FROM ({FAILURES}) f GROUP BY 2
+SELECT 'failed', {_MINUTE_BUCKET.format(column="f.failed_at")}, f.code, count(*)::float8 FROM ({FAILURES}) f
+GROUP BY 2, 3
 UNION ALL
-SELECT 'latency', provider || ' p50',
+SELECT 'latency', {_MINUTE_BUCKET.format(column="sent_at")}, provider || ' p50',
        percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000)
-FROM messages WHERE sent_at >= $1 AND direction = 'outbound' GROUP BY provider
+FROM messages WHERE sent_at >= $1 AND sent_at < $2 AND direction = 'outbound' GROUP BY 2, provider
 UNION ALL
-SELECT 'latency', provider || ' p99',
+SELECT 'latency', {_MINUTE_BUCKET.format(column="sent_at")}, provider || ' p99',
        percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000)
-FROM messages WHERE sent_at >= $1 AND direction = 'outbound' GROUP BY provider
+FROM messages WHERE sent_at >= $1 AND sent_at < $2 AND direction = 'outbound' GROUP BY 2, provider
 """
 
 CHARTS: dict[str, tuple[str, str, str]] = {
@@ -91,18 +99,21 @@ class Window:
 async def chart_data(db: Database, range_name: str) -> dict[str, Any]:
     """Every chart of the range, aligned on one time axis (epoch seconds); gaps are null."""
     seconds, bucket = RANGES[range_name]
-    now = float(await db.fetchval(NOW_EPOCH))
-    end = int(now // bucket) * bucket
-    window = Window(seconds, bucket, end - (seconds // bucket - 1) * bucket, end)
-    xs = window.buckets()
-    current = await _current_minute(db, xs[-1], bucket, int(now // 60) * 60)
-    charts: dict[str, Any] = {}
-    for key, (query, title, unit) in CHARTS.items():
-        rows = [dict(r) for r in await db.fetch(query, float(seconds), float(bucket))]
-        series = _series(_merge_current(key, rows, current.get(key, []), bucket), xs)
-        if key == "failed":
-            series = _top(series, TOP_FAILURE_CODES)
-        charts[key] = {"title": title, "unit": unit, "series": series}
+    # One snapshot: the rollup cannot move a minute from `messages` into `process_metrics`
+    # between the two reads (it would be counted twice, or not at all).
+    async with db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        now = float(await conn.fetchval(NOW_EPOCH))
+        end = int(now // bucket) * bucket
+        window = Window(seconds, bucket, end - (seconds // bucket - 1) * bucket, end)
+        xs = window.buckets()
+        recent = await _not_rolled_up(conn, float(seconds), bucket)
+        charts: dict[str, Any] = {}
+        for key, (query, title, unit) in CHARTS.items():
+            rows = [dict(r) for r in await conn.fetch(query, float(seconds), float(bucket))]
+            series = _series(_merge_recent(key, rows, recent.get(key, [])), xs)
+            if key == "failed":
+                series = _top(series, TOP_FAILURE_CODES)
+            charts[key] = {"title": title, "unit": unit, "series": series}
     return {"range": range_name, "bucketSeconds": bucket, "x": xs, "charts": charts}
 
 
@@ -133,26 +144,25 @@ def _top(series: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
     return [*kept, {"label": "other", "values": other}]
 
 
-async def _current_minute(db: Database, last_bucket: int, bucket: int, minute: int) \
-        -> dict[str, list[dict[str, Any]]]:
-    """This minute's sent/failed counts and latencies, as rows of the last bucket."""
-    start = datetime.fromtimestamp(minute, UTC)
+async def _not_rolled_up(conn: Any, seconds: float, bucket: int) -> dict[str, list[dict[str, Any]]]:
+    """Sent/failed counts and latencies of the minutes not rolled up yet, as rows per bucket."""
+    since = await conn.fetchval(ROLLUP_WATERMARK, seconds)
+    until = datetime.now(UTC) + timedelta(minutes=1)
     out: dict[str, list[dict[str, Any]]] = {}
-    for row in await db.fetch(CURRENT_MINUTE, start, start + timedelta(minutes=1)):
+    for row in await conn.fetch(NOT_ROLLED_UP, since, until, float(bucket)):
         value = float(row["value"])
         if row["chart"] in ("sent", "failed"):
             value = value / (bucket / 60)  # a per-minute rate over the bucket, like the rolled-up rows
-        out.setdefault(row["chart"], []).append({"b": last_bucket, "label": row["label"], "value": value})
+        out.setdefault(row["chart"], []).append({"b": int(row["b"]), "label": row["label"], "value": value})
     return out
 
 
-def _merge_current(key: str, rows: list[dict[str, Any]], current: list[dict[str, Any]], bucket: int) \
-        -> list[dict[str, Any]]:
-    """Add this minute's values into the last bucket (summed for rates, the worse for latency)."""
-    if not current:
+def _merge_recent(key: str, rows: list[dict[str, Any]], recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add the not-yet-rolled-up values into their buckets (summed for rates, the worse for latency)."""
+    if not recent:
         return rows
     merged = {(int(r["b"]), str(r["label"])): r for r in rows}
-    for extra in current:
+    for extra in recent:
         key_ = (int(extra["b"]), str(extra["label"]))
         if key_ not in merged:
             merged[key_] = extra

@@ -27,6 +27,7 @@ from typing import Any
 from bisnesgpt.api.auth import Principal
 from bisnesgpt.coordination.channels import BOT_EVENT, PROCESS_HEARTBEAT, PROCESS_STATUS
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.processes.context import ProcessContext
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,7 @@ class LiveHub:
         for watcher in list(self.watchers):
             watcher.offer("__closed__", CLOSED)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     # --- subscriptions ----------------------------------------------------------------------

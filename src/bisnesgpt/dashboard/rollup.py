@@ -19,13 +19,13 @@ watermark, so a new lease holder continues where the old one stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
 from bisnesgpt.config import Settings
 from bisnesgpt.coordination.leases import Lease
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.processes.context import ProcessContext
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,7 @@ class MetricsRollup:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self.lease is not None:
             await self.lease.release()

@@ -11,7 +11,6 @@ the schedule instead of running again at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from bisnesgpt.config import Settings
 from bisnesgpt.coordination.leases import Lease
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.processes.component import Component
 from bisnesgpt.processes.context import ProcessContext
 
@@ -64,9 +64,7 @@ class MaintenanceComponent(Component):
 
     async def drain(self, timeout: float) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def stop(self) -> None:
         await self.drain(0)

@@ -11,7 +11,6 @@ processed, active bots and the depth of the queues this role consumes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -26,6 +25,7 @@ from redis.exceptions import RedisError
 from bisnesgpt import __version__
 from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, publish
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.health import metrics
 from bisnesgpt.health.queues import queue_depths, queues_of_role
 from bisnesgpt.processes.component import Check, Component
@@ -194,9 +194,7 @@ class HealthMonitor:
     async def stop(self, final_status: str = "stopped") -> None:
         self._lag.stop()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self.beat(status_override=final_status)
 
     async def _run(self) -> None:

@@ -18,7 +18,6 @@ time (PostgreSQL lease ``outbox-reconciler``); it also deletes expired idempoten
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -32,6 +31,7 @@ from redis.exceptions import RedisError
 from bisnesgpt.config import Settings
 from bisnesgpt.coordination.leases import Lease
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import idempotency
 from bisnesgpt.messaging.queues import QUEUES_BY_NAME, QueueProducer
@@ -184,9 +184,7 @@ class OutboxReconcilerComponent(Component):
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait(self._task)
         if self._lease is not None:
             await self._lease.release()
 

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PHONE_CONFIG_CHANGED, publish
 from bisnesgpt.core.errors import EngineDisabled, NotFound
+from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import QueueSpec, queue_for_connection_type
 from bisnesgpt.phones.store import PhoneConfig, get_phone
@@ -132,9 +133,7 @@ class MessageRouter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self.listening = False
 
