@@ -278,9 +278,9 @@ class QueueWorker:
         self.last_error: str | None = None
 
     async def start(self) -> None:
-        from bullmq import Worker
+        from bisnesgpt.messaging.serial_fetch import SerialFetchWorker
 
-        self._worker = Worker(
+        self._worker = SerialFetchWorker(
             self.spec.name,
             self.processor,
             {
