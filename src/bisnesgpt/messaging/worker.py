@@ -286,18 +286,31 @@ class SendJobProcessor:
 Processor = Callable[[Any, str], Awaitable[Any]]
 
 
+# bullmq ships this script (Node's Job.moveToWait uses it) but python-bullmq does not register it.
+HAND_BACK_SCRIPT = "moveJobFromActiveToWait-9.lua"
+
+
 async def hand_back(worker: Any, job: Any, token: str) -> bool:
     """Move a job this worker holds from ``active`` back to ``wait`` (front of the queue)."""
+    from bullmq.redis_connection import loadScript
+
     scripts = worker.backend.scripts
     keys = scripts.getKeys(["active", "wait", "stalled", "paused", "meta", "limiter", "prioritized", "marker",
                             "events"])
     try:
-        result = await scripts.commands["moveJobFromActiveToWait"](
-            keys=keys, args=[job.id, token, scripts.toKey(job.id)])
+        script = scripts.commands.get(HAND_BACK_SCRIPT)
+        if script is None:
+            script = scripts.commands[HAND_BACK_SCRIPT] = scripts.redisClient.register_script(
+                loadScript(HAND_BACK_SCRIPT))
+        result = await script(keys=keys, args=[job.id, token, scripts.toKey(job.id)])
     except Exception as exc:  # Redis gone: the lock expires and the stalled checker returns it
         log.warning("could not hand job %s back: %r", job.id, exc)
         return False
-    return not (isinstance(result, int) and result < 0)
+    if isinstance(result, int) and result < 0:
+        log.warning("could not hand job %s back: bullmq error %d (no longer ours)", job.id, result)
+        return False
+    log.info("job %s handed back to wait (worker closing)", job.id)
+    return True
 
 
 class _Worker(Worker):  # type: ignore[misc]
@@ -420,7 +433,8 @@ class QueueWorker:
         if worker is None:
             return
         self._worker = None
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         worker.closing = True
         worker.paused = False
         worker.resume_event.set()
@@ -440,9 +454,12 @@ class QueueWorker:
                 await asyncio.wait(running, timeout=2)
                 break
             await asyncio.wait(running, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        drained = time.monotonic()
         try:
             await asyncio.wait_for(asyncio.shield(worker.close(force=worker.forceClosing)), 3)
         except (TimeoutError, asyncio.CancelledError):
             log.warning("worker %s: closing its connections timed out", self.spec.name)
         except Exception as exc:
             log.warning("worker %s: close: %r", self.spec.name, exc)
+        log.info("worker %s closed in %.2fs (jobs drained in %.2fs%s)", self.spec.name, time.monotonic() - began,
+                 drained - began, ", forced" if worker.forceClosing else "")
