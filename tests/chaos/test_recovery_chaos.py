@@ -17,6 +17,7 @@ Every scenario ends with the checker (``tests.support.chaos.check``) and prints 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,20 @@ def leftover_jobs(redis_url: str) -> dict[str, int]:
         return found
     finally:
         client.close()
+
+
+def error_answers(load: LoadGenerator) -> dict[str, int]:
+    """What the clients' failed tries got: HTTP status or transport error name → count."""
+    counts: Counter[str] = Counter()
+    for send in load.sends:
+        for error in send.errors:
+            counts[error.split(":", 1)[0]] += 1
+    return dict(counts)
+
+
+def assert_no_server_errors(answers: dict[str, int]) -> None:
+    """An outage answers 503 problem (or the connection is refused): never a 500."""
+    assert not {k: v for k, v in answers.items() if k.isdigit() and k != "503" and k.startswith("5")}, answers
 
 
 def first_receipts_after(system: ChaosSystem, wall: float, timeout: float = 60) -> tuple[float, float]:
@@ -105,11 +120,14 @@ def test_api_killed_under_load_retries_with_the_same_key_make_no_duplicates(
             # The engines were never restarted and kept sending while the API was down/back.
             resumed = first_receipts_after(system, outage_at)
         retried = sum(1 for s in load.sends if s.attempts > 1)
+        answers = error_answers(load)
         replayed_keys = sum(1 for s in load.sends if s.attempts > 1 and s.message_id)
         result = check(system, load, scenario="API restarted", duplicate_bound=0, extra={
             "retried_sends": retried, "retried_then_acked": replayed_keys,
-            "api_outage_s": round(back - both[0].at, 2), "first_receipt_after_outage_s": resumed})
+            "api_outage_s": round(back - both[0].at, 2), "first_receipt_after_outage_s": resumed,
+            "error_answers": answers})
         result.assert_ok()
+        assert_no_server_errors(answers)
         # Every send got its 2xx in the end: no Idempotency-Key was left answering 409.
         assert result.unacked == 0, [(s.key, s.errors[-3:]) for s in load.sends if not s.message_id][:5]
         assert retried >= 1, "no send was cut by the kills: the scenario proved nothing about retries"
@@ -187,7 +205,7 @@ def own_servers(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, EmbeddedRedi
 def _restart(system: ChaosSystem, kind: str, stop: object, start: object, down_s: float) -> tuple[Fault, float]:
     """Stop a server, keep it down ``down_s``, start it again: (fault, wall clock when back)."""
     assert callable(stop) and callable(start)
-    fault = system.record_fault("restart", kind, stop)
+    fault = system.record_fault("restart", kind, lambda: stop() and None)
     time.sleep(down_s)
     start()
     back = time.time()
@@ -213,8 +231,10 @@ def test_redis_and_postgres_restarted_under_load_lose_nothing(
             pg_resumed = first_receipts_after(system, pg_back)
             load.wait_acked(int(scaled(60, 20)), timeout=90)
         result = check(system, load, scenario="Redis and PostgreSQL restarted", extra={
-            "down_s": down_s, "resume_after_redis_s": redis_resumed, "resume_after_postgres_s": pg_resumed})
+            "down_s": down_s, "resume_after_redis_s": redis_resumed, "resume_after_postgres_s": pg_resumed,
+            "error_answers": error_answers(load)})
         result.assert_ok()
+        assert_no_server_errors(error_answers(load))
         failed = system.status_counts().get("failed", 0)
         assert failed == 0, f"{failed} message(s) failed: an outage used up their attempts"
         for name, resumed in (("redis", redis_resumed), ("postgres", pg_resumed)):

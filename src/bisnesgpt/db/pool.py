@@ -7,6 +7,7 @@ Connection failures are translated into ``DatabaseUnavailable`` at this boundary
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -27,6 +28,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # class 57: admin/crash shutdown, cannot connect now
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,  # e.g. "connection is closed"
+    # A pooled connection left mid-operation by a server restart: "cannot switch to state …;
+    # another operation is in progress". Terminated below, so never handed out again.
+    asyncpg.exceptions.InternalClientError,
 )
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *CONNECTION_ERRORS)
 
@@ -122,7 +126,8 @@ class Database:
         try:
             yield cast(asyncpg.Connection, conn)
         except CONNECTION_ERRORS as exc:
-            conn.terminate()
+            with contextlib.suppress(Exception):  # asyncpg may have detached it already
+                conn.terminate()
             if not isinstance(exc, asyncio.TimeoutError):
                 await pool.expire_connections()
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
