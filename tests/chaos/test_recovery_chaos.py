@@ -108,6 +108,7 @@ def test_api_killed_under_load_retries_with_the_same_key_make_no_duplicates(
             one = system.kill9("api")
             system.wait_respawned(one)
             load.wait_acked(int(scaled(40, 15)))
+            backlog = system.status_counts()
             both = [system.kill9("api-1"), system.kill9("api")]
             outage_at = both[0].wall
             for fault in both:
@@ -116,6 +117,9 @@ def test_api_killed_under_load_retries_with_the_same_key_make_no_duplicates(
             wait_until(lambda: get_json(system.run.url("api", "/api/health"), timeout=1.0)[0] == 200,
                        timeout=90, interval=0.05, what="the API answering again")
             back = time.monotonic()
+            back_wall = time.time()
+            sent_while_down = (sum(1 for r in system.meta_sends() if outage_at <= float(r["ts"]) <= back_wall)
+                               + sum(1 for m in system.web_sends() if outage_at <= float(m["first_at"]) <= back_wall))
             load.wait_acked(int(scaled(60, 20)))
             # The engines were never restarted and kept sending while the API was down/back.
             resumed = first_receipts_after(system, outage_at)
@@ -125,6 +129,8 @@ def test_api_killed_under_load_retries_with_the_same_key_make_no_duplicates(
         result = check(system, load, scenario="API restarted", duplicate_bound=0, extra={
             "retried_sends": retried, "retried_then_acked": replayed_keys,
             "api_outage_s": round(back - both[0].at, 2), "first_receipt_after_outage_s": resumed,
+            "backlog_at_kill": {k: v for k, v in backlog.items() if k in ("queued", "sending")},
+            "sent_while_api_down": sent_while_down,
             "error_answers": answers})
         result.assert_ok()
         assert_no_server_errors(answers)
