@@ -238,3 +238,45 @@ async def test_close_is_bounded_and_hands_unfinished_jobs_back(db: Database, red
     finally:
         await client.aclose()
         await producer.close()
+
+
+@dataclass
+class PausingEngine:
+    provider: str = "test"
+    seconds: float = 2.5
+    started: list[str] = field(default_factory=list)
+
+    async def before_send(self, message: store.MessageRecord) -> None:
+        return None
+
+    async def send(self, message: store.MessageRecord) -> SendReceipt:
+        self.started.append(message.message_id)
+        await asyncio.sleep(self.seconds)
+        return SendReceipt(external_id=f"ext-{message.message_id}")
+
+
+async def test_a_job_draining_at_close_keeps_its_lock_and_completes(db: Database, redis_url: str) -> None:
+    """Closing stops fetching, not lock renewal: a job longer than the lock still finishes cleanly."""
+    queue = spec(f"test-{uuid.uuid4().hex[:8]}")
+    engine = PausingEngine()
+    producer = QueueProducer(redis_url)
+    worker = QueueWorker(redis_url, queue, SendJobProcessor(db, engine, queue, process_name="test"),
+                         lock_duration_ms=1000, stalled_interval_ms=500)
+    client = redis_client(redis_url)
+    try:
+        await worker.start()
+        record = await new_message(db, queue)
+        await producer.add(queue, record.message_id, {"messageId": record.message_id, "companyId": "acme"})
+        deadline = asyncio.get_running_loop().time() + 15
+        while not engine.started:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        await worker.close(timeout=10)  # the send takes 2.5 s: 2.5 lock durations
+        sent = await wait_status(db, record.message_id, "sent", timeout=1)
+        assert sent.external_id == f"ext-{record.message_id}"
+        prefix = f"bull:{queue.name}"
+        assert await client.llen(f"{prefix}:active") == 0
+        assert await producer.queue(queue.name).getJob(record.message_id) is None  # completed and removed
+    finally:
+        await client.aclose()
+        await producer.close()

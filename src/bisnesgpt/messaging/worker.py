@@ -25,6 +25,7 @@ handed back to ``wait`` at once instead of lingering ``active`` until the stalle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -314,7 +315,25 @@ async def hand_back(worker: Any, job: Any, token: str) -> bool:
 
 
 class _Worker(Worker):  # type: ignore[misc]
-    """bullmq's Worker, handing back the jobs it fetched but will not run because it is closing."""
+    """bullmq's Worker, handing back the jobs it fetched but will not run because it is closing.
+
+    Also keeps renewing the locks of running jobs until they finish: bullmq's run loop closes
+    the lock manager as soon as it stops fetching, so a job still draining lost its lock
+    after ``lockDuration`` ("Missing lock … moveToDelayed") and was left ``active``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        close_locks = self.lockManager.close
+
+        async def close_when_idle() -> None:
+            # bullmq calls this from its run loop (may still have jobs) and from close()'s
+            # teardown (always after the jobs): only the idle call really stops renewing.
+            if not self.jobs:
+                await close_locks()
+
+        self.lockManager.close = close_when_idle
+        self.close_locks = close_locks
 
     async def getNextJob(self, token: str) -> Any:
         job = await super().getNextJob(token)
@@ -461,5 +480,7 @@ class QueueWorker:
             log.warning("worker %s: closing its connections timed out", self.spec.name)
         except Exception as exc:
             log.warning("worker %s: close: %r", self.spec.name, exc)
+        with contextlib.suppress(Exception):
+            await worker.close_locks()  # idempotent; a no-op unless a forced job never ended
         log.info("worker %s closed in %.2fs (jobs drained in %.2fs%s)", self.spec.name, time.monotonic() - began,
                  drained - began, ", forced" if worker.forceClosing else "")
