@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -314,6 +315,9 @@ async def hand_back(worker: Any, job: Any, token: str) -> bool:
     return True
 
 
+_RUN_TOKEN: contextvars.ContextVar[str] = contextvars.ContextVar("bullmq_job_token")
+
+
 class _Worker(Worker):  # type: ignore[misc]
     """bullmq's Worker, handing back the jobs it fetched but will not run because it is closing.
 
@@ -334,6 +338,18 @@ class _Worker(Worker):  # type: ignore[misc]
 
         self.lockManager.close = close_when_idle
         self.close_locks = close_locks
+        untrack = self.lockManager.untrack_job
+
+        def untrack_own(job_id: str) -> None:
+            # bullmq untracks by job id alone: a job deferred (moved to delayed) and fetched
+            # again at once is tracked anew under a new token before the old run's cleanup,
+            # which then untracked the new run: its lock was no longer renewed and expired
+            # ("Missing lock" on completion, job left active until the stalled checker).
+            tracked = self.lockManager.tracked_jobs.get(job_id)
+            if tracked is None or tracked.get("token") == _RUN_TOKEN.get(None):
+                untrack(job_id)
+
+        self.lockManager.untrack_job = untrack_own
 
     async def getNextJob(self, token: str) -> Any:
         job = await super().getNextJob(token)
@@ -344,6 +360,7 @@ class _Worker(Worker):  # type: ignore[misc]
         return job
 
     async def processJob(self, job: Any, token: str) -> Any:
+        _RUN_TOKEN.set(token)  # each job runs in a task of its own: this context is the job's
         if self.closing:
             # Moved to active by a fetch that raced with close(): never started, give it back.
             await hand_back(self, job, token)
