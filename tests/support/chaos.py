@@ -269,41 +269,51 @@ class ChaosSystem:
 
     # --- faults ---------------------------------------------------------------------------------
 
-    def in_flight(self) -> int:
-        """Jobs that a fault right now could make re-run: 'sending' messages + active send jobs."""
-        sending = self.fetchrow("SELECT count(*) AS n FROM messages WHERE direction = 'outbound' "
-                                "AND status = 'sending'")
+    def in_flight(self, queues: tuple[str, ...] = SEND_QUEUES) -> int:
+        """Jobs a fault right now could make re-run: messages in 'sending' + active jobs, of ``queues``."""
+        sending = _quick_query(self.database_url, "SELECT count(*) AS n FROM messages WHERE direction = "
+                               "'outbound' AND status = 'sending' AND queue_name = ANY($1::text[])", list(queues))
         active = 0
         with contextlib.suppress(redis.RedisError, OSError):
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
             try:
-                active = sum(int(client.llen(f"bull:{q}:active")) for q in SEND_QUEUES)
+                active = sum(int(client.llen(f"bull:{q}:active")) for q in queues)
             finally:
                 client.close()
-        return int(sending["n"] if sending else 0) + active
+        return int(sending[0]["n"] if sending else 0) + active
 
-    def record_fault(self, kind: str, target: str, inject: Callable[[], Any], **detail: Any) -> Fault:
-        """Sample in-flight work, run ``inject()``, sample again; the fault is kept in ``faults``."""
-        before = self._safe_in_flight()
+    def record_fault(self, kind: str, target: str, inject: Callable[[], Any], *,
+                     queues: tuple[str, ...] = SEND_QUEUES, **detail: Any) -> Fault:
+        """Sample in-flight work of ``queues``, run ``inject()``, sample again; kept in ``faults``.
+
+        ``inject`` may return the pid it hit. Pass ``queues=()`` for a fault that cannot make a
+        send job re-run (e.g. killing an API instance): it then adds nothing to the duplicate bound.
+        """
+        before = self._safe_in_flight(queues)
         fault = Fault(kind, target, time.monotonic(), time.time(), detail=dict(detail))
         result = inject()
         if isinstance(result, int):
             fault.pid = result
-        fault.in_flight = max(before, self._safe_in_flight())
+        fault.in_flight = max(before, self._safe_in_flight(queues))
         self.faults.append(fault)
         log(f"fault {kind} {target} (pid {fault.pid}): {fault.in_flight} job(s) in flight")
         return fault
 
     def kill9(self, name: str) -> Fault:
-        """``kill -9`` the live child ``name`` (``meta``, ``api-1``…) of the orchestrator."""
+        """``kill -9`` the live child ``name`` (``meta``, ``api-1``…) of the orchestrator.
+
+        The duplicate bound counts the jobs in flight in that role's send queue (none for api).
+        """
         pid = self.run.pid_of(name)
         assert pid is not None, f"no live {name} (children: {sorted(self.run.children())})"
+        role = name.split("-", maxsplit=1)[0]
+        queues = {"meta": ("meta-messages",), "wwebjs": ("wwebjs-messages",)}.get(role, ())
 
         def _kill() -> int:
             os.kill(pid, signal.SIGKILL)
             return pid
 
-        return self.record_fault("kill9", name, _kill)
+        return self.record_fault("kill9", name, _kill, queues=queues)
 
     def wait_respawned(self, fault: Fault, timeout: float = 90) -> float:
         """Until a new ``fault.target`` serves ``/health`` 200 with its new pid; seconds since the fault."""
@@ -323,9 +333,11 @@ class ChaosSystem:
         fault.recovered_s = round(time.monotonic() - fault.at, 2)
         return fault.recovered_s
 
-    def _safe_in_flight(self) -> int:
+    def _safe_in_flight(self, queues: tuple[str, ...]) -> int:
+        if not queues:
+            return 0
         try:
-            return self.in_flight()
+            return self.in_flight(queues)
         except Exception:  # the database may be the thing being broken
             return 0
 
@@ -370,6 +382,20 @@ class ChaosSystem:
                                      f"{[(r['status'], r['n']) for r in left]}; missing rows: "
                                      f"{len(pending) - sum(r['n'] for r in left)}; e.g. {pending[:3]}")
             time.sleep(0.25)
+
+
+def _quick_query(database_url: str, sql: str, *args: Any, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """A query that gives up within ``timeout`` (the server may be the thing being broken)."""
+    import asyncpg
+
+    async def _run() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(database_url, timeout=timeout)
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args, timeout=timeout)]
+        finally:
+            await conn.close(timeout=timeout)
+
+    return asyncio.run(_run())
 
 
 def _seed(database_url: str) -> tuple[Tenant, Tenant]:
