@@ -95,11 +95,11 @@ def test_a_failed_or_missing_row_is_lost() -> None:
 def test_duplicates_pass_within_the_in_flight_bound_and_fail_beyond_it() -> None:
     system = FakeSystem()
     load = _load(system, [_meta(system, "k1", "m1", receipts=2), _web(system, "k2", "m2", receipts=3)])
-    system.faults.append(Fault("kill9", "meta", 0.0, 0.0, in_flight=3))
+    system.faults.append(Fault("kill9", "meta", 0.0, 0.0, in_flight=3, in_flight_ids={"m1", "m2", "m3"}))
     result = check(system, load, scenario="dups")  # type: ignore[arg-type]
     assert len(result.duplicated) == 2 and result.duplicate_receipts == 3 and result.duplicate_bound == 3
     result.assert_ok()
-    system.faults[0].in_flight = 2
+    system.faults[0].in_flight_ids = {"m1", "m2"}
     with pytest.raises(AssertionError, match="duplicate receipts"):
         check(system, load, scenario="dups").assert_ok()  # type: ignore[arg-type]
 
