@@ -320,9 +320,12 @@ def test_repeated_random_kill9_of_api_wwebjs_meta_instances(tmp_path: Path, data
             kills: list[Fault] = []
             while time.monotonic() - began < chaos_seconds:
                 time.sleep(rng.uniform(1.0, 3.0))
-                # Any live instance that has been up a little while (a kill of a process still
-                # starting proves less, and keeps the restart backoff from growing unboundedly).
-                live = [name for name, proc in system.run.children().items() if _age(proc) >= 2.5]
+                # Any instance that is serving (it recorded its 'ready' event): a kill of a
+                # process still starting proves less, and on this machine a start takes seconds.
+                ready = {int(r["pid"]) for r in system.fetch(
+                    "SELECT (event_data->>'pid')::int AS pid FROM process_events WHERE event_type = 'ready' "
+                    "AND event_data ? 'pid'")}
+                live = [name for name, proc in system.run.children().items() if proc.pid in ready and _age(proc) >= 1.0]
                 if not live:
                     continue
                 kills.append(system.kill9(rng.choice(sorted(live))))
