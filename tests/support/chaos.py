@@ -133,8 +133,9 @@ class Fault:
     wall: float  # time.time(): compare with the emulator's/sandbox's record timestamps
     pid: int | None = None
     # Jobs that may be re-run because of this fault: messages in 'sending' plus jobs in the
-    # send queues' active lists, sampled just before and just after the fault (the larger).
+    # send queues' active lists (job id = message id), sampled just before and just after it.
     in_flight: int = 0
+    in_flight_ids: set[str] = field(default_factory=set)
     detail: dict[str, Any] = field(default_factory=dict)
     recovered_s: float | None = None  # filled by ChaosSystem.wait_respawned / the scenario
 
@@ -269,33 +270,45 @@ class ChaosSystem:
 
     # --- faults ---------------------------------------------------------------------------------
 
-    def in_flight(self) -> int:
-        """Jobs that a fault right now could make re-run: 'sending' messages + active send jobs."""
-        sending = self.fetchrow("SELECT count(*) AS n FROM messages WHERE direction = 'outbound' "
-                                "AND status = 'sending'")
-        active = 0
+    def in_flight(self, queues: tuple[str, ...] = SEND_QUEUES) -> set[str]:
+        """Message ids a fault right now could make re-run: 'sending' rows + active jobs of ``queues``."""
+        rows = _quick_query(self.database_url, "SELECT message_id FROM messages WHERE direction = 'outbound' "
+                            "AND status = 'sending' AND queue_name = ANY($1::text[])", list(queues))
+        ids = {str(r["message_id"]) for r in rows}
         with contextlib.suppress(redis.RedisError, OSError):
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2,
+                                          decode_responses=True)
             try:
-                active = sum(int(client.llen(f"bull:{q}:active")) for q in SEND_QUEUES)
+                for q in queues:
+                    ids.update(str(i) for i in client.lrange(f"bull:{q}:active", 0, -1))
             finally:
                 client.close()
-        return int(sending["n"] if sending else 0) + active
+        return ids
 
-    def record_fault(self, kind: str, target: str, inject: Callable[[], Any], **detail: Any) -> Fault:
-        """Sample in-flight work, run ``inject()``, sample again; the fault is kept in ``faults``."""
-        before = self._safe_in_flight()
+    def record_fault(self, kind: str, target: str, inject: Callable[[], Any], *,
+                     queues: tuple[str, ...] = SEND_QUEUES, **detail: Any) -> Fault:
+        """Sample in-flight work of ``queues``, run ``inject()``, sample again; kept in ``faults``.
+
+        ``inject`` may return the pid it hit. Pass ``queues=()`` for a fault that cannot make a
+        send job re-run (e.g. killing an API instance): it then adds nothing to the duplicate bound.
+        """
+        before = self._safe_in_flight(queues)
         fault = Fault(kind, target, time.monotonic(), time.time(), detail=dict(detail))
         result = inject()
         if isinstance(result, int):
             fault.pid = result
-        fault.in_flight = max(before, self._safe_in_flight())
+        fault.in_flight_ids = before | self._safe_in_flight(queues)
+        fault.in_flight = len(fault.in_flight_ids)
         self.faults.append(fault)
         log(f"fault {kind} {target} (pid {fault.pid}): {fault.in_flight} job(s) in flight")
         return fault
 
     def kill9(self, name: str) -> Fault:
-        """``kill -9`` the live child ``name`` (``meta``, ``api-1``…) of the orchestrator."""
+        """``kill -9`` the live child ``name`` (``meta``, ``api-1``…) of the orchestrator.
+
+        The duplicate bound counts every send job in flight at that moment (both queues: a
+        fault also slows its neighbours, and a job whose lock lapses is re-run too).
+        """
         pid = self.run.pid_of(name)
         assert pid is not None, f"no live {name} (children: {sorted(self.run.children())})"
 
@@ -323,11 +336,13 @@ class ChaosSystem:
         fault.recovered_s = round(time.monotonic() - fault.at, 2)
         return fault.recovered_s
 
-    def _safe_in_flight(self) -> int:
+    def _safe_in_flight(self, queues: tuple[str, ...]) -> set[str]:
+        if not queues:
+            return set()
         try:
-            return self.in_flight()
+            return self.in_flight(queues)
         except Exception:  # the database may be the thing being broken
-            return 0
+            return set()
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -370,6 +385,20 @@ class ChaosSystem:
                                      f"{[(r['status'], r['n']) for r in left]}; missing rows: "
                                      f"{len(pending) - sum(r['n'] for r in left)}; e.g. {pending[:3]}")
             time.sleep(0.25)
+
+
+def _quick_query(database_url: str, sql: str, *args: Any, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """A query that gives up within ``timeout`` (the server may be the thing being broken)."""
+    import asyncpg
+
+    async def _run() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(database_url, timeout=timeout)
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args, timeout=timeout)]
+        finally:
+            await conn.close(timeout=timeout)
+
+    return asyncio.run(_run())
 
 
 def _seed(database_url: str) -> tuple[Tenant, Tenant]:
@@ -488,7 +517,21 @@ class LoadGenerator:
             total = len(self.sends)
             acked = sum(1 for s in self.sends if s.message_id)
             retried = sum(1 for s in self.sends if s.attempts > 1)
-        return f"{total} sends, {acked} acknowledged, {retried} retried"
+            slowest = max((s.acked_at - s.started for s in self.sends if s.acked_at is not None), default=0.0)
+        errors = self.error_kinds()
+        return (f"{total} sends, {acked} acknowledged, {retried} retried, slowest ack {slowest:.1f}s"
+                + (f", errors {errors}" if errors else ""))
+
+    def error_kinds(self, since: float = 0.0, until: float = float("inf")) -> dict[str, int]:
+        """Failed attempts by kind (``409``, ``503``, ``ConnectError``…) of sends begun in [since, until]."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for send in self.sends:
+                if since <= send.started <= until:
+                    for error in send.errors:
+                        kind = error.split(":", 1)[0]
+                        out[kind] = out.get(kind, 0) + 1
+        return out
 
     def max_latency(self, since: float = 0.0) -> float:
         with self._lock:
@@ -592,6 +635,9 @@ class CheckResult:
     unacked: int = 0  # sends that never got a 2xx before give-up (reported; they may have been stored)
     by_kind: dict[str, int] = field(default_factory=dict)
     duplicate_bound: int = 0
+    # Duplicated messages that were NOT among the jobs in flight at any fault (reported: a
+    # re-run for another reason, e.g. a job whose lock lapsed on a starved machine).
+    duplicates_outside_faults: list[str] = field(default_factory=list)
     drain_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -600,7 +646,8 @@ class CheckResult:
         parts = [f"scenario={self.scenario!r}", f"scale={CHAOS_SCALE:g}", f"acked={self.acked}",
                  *(f"{k}={v}" for k, v in sorted(self.by_kind.items())),
                  f"delivered={len(self.delivered)}", f"lost={len(self.lost)}",
-                 f"duplicated={len(self.duplicated)}(+{self.duplicate_receipts} copies, bound {self.duplicate_bound})",
+                 f"duplicated={len(self.duplicated)}(+{self.duplicate_receipts} copies, bound {self.duplicate_bound}, "
+                 f"{len(self.duplicates_outside_faults)} not in flight at a fault)",
                  f"unexpected={len(self.unexpected)}", f"unacked={self.unacked}", f"drain={self.drain_s:.1f}s"]
         if recov:
             parts.append(f"recovery={recov}")
@@ -626,7 +673,9 @@ def check(system: ChaosSystem, load: LoadGenerator, *, scenario: str, drain_time
           duplicate_bound: int | None = None, extra: dict[str, Any] | None = None) -> CheckResult:
     """Wait for every acknowledged message to be final, then classify everything (``CheckResult``).
 
-    ``duplicate_bound`` defaults to the sum of ``Fault.in_flight`` over ``system.faults``.
+    ``duplicate_bound`` defaults to the number of distinct jobs in flight at the faults (the
+    union of ``Fault.in_flight_ids`` over ``system.faults``; ``Fault.in_flight`` for a fault
+    recorded without ids).
     """
     acked = load.acked()
     with load._lock:
@@ -634,8 +683,11 @@ def check(system: ChaosSystem, load: LoadGenerator, *, scenario: str, drain_time
     result = CheckResult(scenario, len(acked), extra=dict(extra or {}))
     result.by_kind = {kind: sum(1 for s in acked if s.kind == kind) for kind in ("meta", "wwebjs")}
     result.unacked = sum(1 for s in sends if not s.message_id)
-    result.duplicate_bound = (duplicate_bound if duplicate_bound is not None
-                              else sum(f.in_flight for f in system.faults))
+    in_flight_ids: set[str] = set()
+    for fault in system.faults:
+        in_flight_ids |= fault.in_flight_ids
+    result.duplicate_bound = (duplicate_bound if duplicate_bound is not None else len(in_flight_ids) + sum(
+        f.in_flight for f in system.faults if not f.in_flight_ids))
     recoveries = [f"{f.target}:{f.recovered_s}s" for f in system.faults if f.recovered_s is not None]
     if recoveries and "recovery" not in result.extra:
         result.extra["recovery"] = ",".join(recoveries[:12]) + ("…" if len(recoveries) > 12 else "")
@@ -694,6 +746,8 @@ def check(system: ChaosSystem, load: LoadGenerator, *, scenario: str, drain_time
         if receipts > 1:
             result.duplicated.append(f"{label}: received {receipts}x")
             result.duplicate_receipts += receipts - 1
+            if send.message_id not in in_flight_ids:
+                result.duplicates_outside_faults.append(label)
         else:
             result.delivered.append(send.message_id)
 
