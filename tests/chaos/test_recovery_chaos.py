@@ -38,6 +38,9 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 SHUTDOWN_TIMEOUT_S = float(FAST_TIMINGS["SHUTDOWN_TIMEOUT"])
 # Processing must resume within this many seconds of a restarted server answering again.
 RESUME_BOUND_S = 5.0
+# Two API instances on the machine's shared PostgreSQL (max_connections 100, other runs too):
+# a smaller pool each is plenty for this load.
+SMALL_API_POOLS = {"DATABASE_POOL_API_MAX": "8"}
 
 
 def _rates() -> tuple[float, float]:
@@ -101,7 +104,8 @@ def test_api_killed_under_load_retries_with_the_same_key_make_no_duplicates(
     """5. ``kill -9`` one API instance, then both: engines keep working; retries never duplicate."""
     meta_rate, web_rate = _rates()
     with scenario_timer("API restarted") as timer, \
-            ChaosSystem(tmp_path, database_url=database_url, redis_url=redis_url, api_instances=2) as system:
+            ChaosSystem(tmp_path, database_url=database_url, redis_url=redis_url, api_instances=2,
+                        env=SMALL_API_POOLS) as system:
         engines = {name: system.run.pid_of(name) for name in ("meta", "wwebjs")}
         with LoadGenerator(system, meta_rate=meta_rate, wwebjs_rate=web_rate) as load:
             load.wait_acked(int(scaled(60, 20)))
