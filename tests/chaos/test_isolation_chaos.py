@@ -9,6 +9,7 @@ at the faults. ``CHAOS_SCALE`` scales load and durations; ``-s`` shows the summa
 from __future__ import annotations
 
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,29 @@ def test_kill9_wwebjs_under_mixed_load_meta_keeps_sending(tmp_path: Path, databa
         with LoadGenerator(system, meta_rate=meta_rate, wwebjs_rate=web_rate) as load:
             load.wait_acked(int(scaled(60, 20)))
             fault = system.kill9("wwebjs")
-            system.wait_respawned(fault)
-            # The outage ends when wwebjs sends again (session re-established from its stored
-            # credentials, backlog being drained).
-            resumed = _wait_first_after(lambda: _web_times(system), fault.wall + 0.5, what="wwebjs sending again")
+            # Contacts keep writing to the Meta phone during the outage (inbound webhooks).
+            inbound: list[str] = []
+            stop = threading.Event()
+
+            def _write() -> None:
+                while not stop.is_set():
+                    inbound.append(system.inject_meta_inbound(f"inbound during the wwebjs outage {len(inbound)}"))
+                    stop.wait(0.3)
+
+            writer = threading.Thread(target=_write, daemon=True)
+            writer.start()
+            try:
+                system.wait_respawned(fault)
+                # The outage ends when wwebjs sends again (session re-established from its
+                # stored credentials, backlog being drained).
+                resumed = _wait_first_after(lambda: _web_times(system), fault.wall + 0.5,
+                                            what="wwebjs sending again")
+            finally:
+                stop.set()
+                writer.join(10)
             outage = resumed - fault.wall
+            wait_until(lambda: system.inbound_stored(inbound) == set(inbound), timeout=60,
+                       what="the inbound messages of the outage stored")
             load.wait_acked(int(scaled(40, 15)))
         api = _api_during(load, fault.at, fault.at + outage)
         meta_times = _meta_times(system)
@@ -122,11 +141,13 @@ def test_kill9_wwebjs_under_mixed_load_meta_keeps_sending(tmp_path: Path, databa
         hook_gap = max_gap(webhooks, fault.wall, resumed)
         result = check(system, load, scenario="kill -9 wwebjs", extra={
             "wwebjs_resumed_s": round(outage, 2), "meta_sent_during_outage": meta_during,
+            "meta_inbound_during_outage": len(inbound),
             "meta_max_gap_s": round(meta_gap, 2), "meta_webhooks_during_outage": sum(
                 1 for t in webhooks if fault.wall <= t <= resumed), "meta_webhook_max_gap_s": round(hook_gap, 2),
             "api_during_outage": api})
         result.assert_ok()
         assert meta_during >= 1 and meta_gap <= META_MAX_GAP_S, (meta_during, meta_gap)
+        assert inbound, "no inbound message was injected during the outage"
         assert hook_gap <= META_MAX_GAP_S + 1.0, hook_gap  # statuses keep arriving (their ladder adds delays)
         _assert_api_answered(api)
         crash = system.run.wait_event("wwebjs", "crash")[-1]["event_data"]

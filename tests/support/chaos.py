@@ -91,6 +91,9 @@ META_PACING_ENV = {
     "META_PAIR_INTERVAL_MS": "0",
 }
 EMULATOR_ARGS = ["--messages-per-second", "1000", "--pair-interval-ms", "0"]
+# The machine's PostgreSQL (max_connections 100) is shared with other test runs: smaller
+# pools than the product's defaults (20/10/20), still more than this modest load needs.
+POOL_ENV = {"DATABASE_POOL_API_MAX": "8", "DATABASE_POOL_META_MAX": "8", "DATABASE_POOL_WWEBJS_MAX": "5"}
 # Orchestrated processes: the sandbox driver with the wwebjs tests' fast timings (the
 # orchestrator's FAST_TIMINGS decide the heartbeat).
 WWEBJS_ENV = {k: v for k, v in FAST_WWEBJS_ENV.items() if k != "HEARTBEAT_INTERVAL"} | {"WWEBJS_DRIVER": "sandbox"}
@@ -217,7 +220,7 @@ class ChaosSystem:
             "META_GRAPH_URL": self.emulator.url, "D360_BASE_URL": self.emulator.url,
             "WWEBJS_SANDBOX_URL": self.sandbox.url, "API_INSTANCES": str(self.api_instances),
             "META_INSTANCES": str(self.meta_instances), "LOG_LEVEL": "INFO", "PYTHONFAULTHANDLER": "1",
-            **WWEBJS_ENV, **META_PACING_ENV, **self.extra_env,
+            **WWEBJS_ENV, **META_PACING_ENV, **POOL_ENV, **self.extra_env,
         }
 
     def start_orchestrator(self) -> OrchestratorRun:
@@ -362,6 +365,19 @@ class ChaosSystem:
         """The emulator's accepted send requests (``ts`` wall clock, ``wamid``, ``body``)."""
         assert self.emulator is not None
         return [r for r in self.emulator.requests(operation="send", body=True) if r.get("http_status") == 200]
+
+    def inject_meta_inbound(self, text: str, contact: str = CONTACTS[0]) -> str:
+        """A contact writes to the Meta phone (the emulator sends the signed webhook); its wamid."""
+        assert self.emulator is not None
+        out = self.emulator.admin("POST", "/inbound", json={"phone_number_id": META_PHONE_NUMBER_ID, "from": contact,
+                                                            "text": text})
+        return str(out["message"]["id"])
+
+    def inbound_stored(self, wamids: list[str]) -> set[str]:
+        """Which of these inbound wamids the meta process stored (``messages``, direction inbound)."""
+        rows = self.fetch("SELECT external_id FROM messages WHERE direction = 'inbound' "
+                          "AND external_id = ANY($1::text[])", wamids)
+        return {str(r["external_id"]) for r in rows}
 
     def web_sends(self) -> list[dict[str, Any]]:
         """Messages the sandbox network received from clients (``id``, ``received_count``, ``body``)."""
