@@ -170,8 +170,8 @@ def test_kill9_meta_leaves_wwebjs_unaffected_and_drains(tmp_path: Path, database
             web_during = [m for m in system.web_sends() if fault.wall <= m["first_at"] <= outage_end]
             web_gap = max_gap([m["first_at"] for m in system.web_sends()], fault.wall, outage_end)
             load.wait_acked(int(scaled(60, 20)))
-            # Meta is processing again: a send after recovery reached the emulator.
-            resumed = _first_meta_send_after(system, fault.wall)
+            # Meta is processing again: a send by the new process reached the emulator.
+            resumed = _first_meta_send_after(system, fault.wall + recovered)
         api = _api_during(load, fault.at, fault.at + recovered)
         result = check(system, load, scenario="kill -9 meta", extra={"api_during_outage": api,
             "meta_down_s": recovered, "wwebjs_sent_during_outage": len(web_during),
