@@ -248,6 +248,7 @@ def test_wwebjs_losing_its_database_connections_reconnects_and_meta_is_unaffecte
         meta_gap = max_gap(meta_times, fault.wall, resumed)
         result = check(system, load, scenario="wwebjs loses its database connections", extra={
             "backends_terminated": len(terminated), "wwebjs_resumed_s": fault.recovered_s,
+            "wwebjs_db_errors_logged": _log_count(system, "wwebjs", "PostgreSQL unavailable"),
             "meta_max_gap_s": round(meta_gap, 2), "api_during_fault": api})
         result.assert_ok()
         assert system.run.pid_of("wwebjs") == wwebjs_pid, "wwebjs was restarted instead of reconnecting"
@@ -257,6 +258,12 @@ def test_wwebjs_losing_its_database_connections_reconnects_and_meta_is_unaffecte
         assert meta_gap <= META_MAX_GAP_S, meta_gap
         _assert_api_answered(api)
     log(f"duration {timer['seconds']:.1f}s")
+
+
+def _log_count(system: ChaosSystem, role: str, needle: str) -> int:
+    """Lines of the role's log files (``logs/<role>-{out,error}.log``) containing ``needle``."""
+    return sum(path.read_text(errors="replace").count(needle)
+               for path in (system.run_dir / "logs").glob(f"{role}-*.log"))
 
 
 WWEBJS_MEMORY_LIMIT_MB = 320
