@@ -462,6 +462,7 @@ class Send:
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
     message_ids: set[str] = field(default_factory=set)  # every messageId any 2xx answered (must be 1)
+    attempt_log: list[tuple[float, float, str]] = field(default_factory=list)  # (began, took, outcome)
 
 
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
@@ -533,9 +534,14 @@ class LoadGenerator:
             total = len(self.sends)
             acked = sum(1 for s in self.sends if s.message_id)
             retried = sum(1 for s in self.sends if s.attempts > 1)
-            slowest = max((s.acked_at - s.started for s in self.sends if s.acked_at is not None), default=0.0)
+            done = [s for s in self.sends if s.acked_at is not None]
+            worst = max(done, key=lambda s: s.acked_at - s.started if s.acked_at else 0.0, default=None)
         errors = self.error_kinds()
-        return (f"{total} sends, {acked} acknowledged, {retried} retried, slowest ack {slowest:.1f}s"
+        slowest = ""
+        if worst is not None and worst.acked_at is not None:
+            tries = [(round(b - worst.started, 1), round(t, 1), o) for b, t, o in worst.attempt_log]
+            slowest = f", slowest ack {worst.acked_at - worst.started:.1f}s ({worst.key}: {tries[-4:]})"
+        return (f"{total} sends, {acked} acknowledged, {retried} retried{slowest}"
                 + (f", errors {errors}" if errors else ""))
 
     def error_kinds(self, since: float = 0.0, until: float = float("inf")) -> dict[str, int]:
@@ -602,6 +608,7 @@ class LoadGenerator:
             try:
                 response = await client.post(path, json=body, headers=headers)
                 status = response.status_code
+                send.attempt_log.append((began, time.monotonic() - began, str(status)))
                 if 200 <= status < 300:
                     message_id = str(response.json()["messageId"])
                     with self._lock:
@@ -616,6 +623,7 @@ class LoadGenerator:
                     return
             except (httpx.TransportError, ValueError, KeyError) as exc:
                 send.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                send.attempt_log.append((began, time.monotonic() - began, type(exc).__name__))
             with self._lock:
                 self.latencies.append((began, time.monotonic() - began, status))
             if time.monotonic() - send.started > self.give_up_after:
