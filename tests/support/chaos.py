@@ -29,7 +29,7 @@ The database is expected to be migrated already (the ``database_url`` fixture is
 fresh server call ``bisnesgpt.db.migrate.migrate`` first).
 
 ``LoadGenerator`` POSTs ``/api/v2/messages/text/{company}/{contact}`` through one keep-alive
-``httpx.AsyncClient`` per tenant, open loop at ``meta_rate``/``wwebjs_rate`` messages/s,
+``httpx.AsyncClient`` (both tenants), open loop at ``meta_rate``/``wwebjs_rate`` messages/s,
 from a thread of its own (so the scenario's code stays synchronous). Every send carries an
 ``Idempotency-Key``; a connection error, timeout, 409 (key still in flight), 429 or 5xx is
 retried with the SAME key until it gets a 2xx (or ``give_up_after`` seconds). The body of
@@ -37,8 +37,14 @@ every message carries its key, so the emulator's record can be matched back to i
 
 ``check`` waits until every acknowledged message is final in the database, then classifies
 each one (and anything else the providers or the database saw) as delivered / lost /
-duplicated / unexpected — see ``CheckResult``. Duplicates are bounded by the jobs in flight
-at the faults (``Fault.in_flight``, recorded by ``ChaosSystem.kill9``/``record_fault``).
+duplicated / unexpected — see ``CheckResult``. Duplicates are bounded by the distinct jobs
+in flight at the faults (``Fault.in_flight_ids``: messages in 'sending' + active send jobs,
+sampled around the fault by ``ChaosSystem.kill9``/``record_fault``).
+
+The orchestrator runs in ``system.run_dir`` (its ``logs/``; the emulator and sandbox live
+beside it, so ``OrchestratorRun.assert_nothing_left`` only sees its own tree).
+``system.stop_orchestrator()`` (SIGTERM, waits) then ``system.start_orchestrator()`` restarts
+it on the same ports, env and data; ``system.run`` is always the current ``OrchestratorRun``.
 
 ``CHAOS_SCALE`` (env, default 1.0; ``.ci/run`` uses less) scales load and fault durations:
 use ``scaled(full, minimum)``.
