@@ -8,7 +8,9 @@ at the faults. ``CHAOS_SCALE`` scales load and durations; ``-s`` shows the summa
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -106,11 +108,29 @@ def test_kill9_wwebjs_under_mixed_load_meta_keeps_sending(tmp_path: Path, databa
         with LoadGenerator(system, meta_rate=meta_rate, wwebjs_rate=web_rate) as load:
             load.wait_acked(int(scaled(60, 20)))
             fault = system.kill9("wwebjs")
-            system.wait_respawned(fault)
-            # The outage ends when wwebjs sends again (session re-established from its stored
-            # credentials, backlog being drained).
-            resumed = _wait_first_after(lambda: _web_times(system), fault.wall + 0.5, what="wwebjs sending again")
+            # Contacts keep writing to the Meta phone during the outage (inbound webhooks).
+            inbound: list[str] = []
+            stop = threading.Event()
+
+            def _write() -> None:
+                while not stop.is_set():
+                    inbound.append(system.inject_meta_inbound(f"inbound during the wwebjs outage {len(inbound)}"))
+                    stop.wait(0.3)
+
+            writer = threading.Thread(target=_write, daemon=True)
+            writer.start()
+            try:
+                system.wait_respawned(fault)
+                # The outage ends when wwebjs sends again (session re-established from its
+                # stored credentials, backlog being drained).
+                resumed = _wait_first_after(lambda: _web_times(system), fault.wall + 0.5,
+                                            what="wwebjs sending again")
+            finally:
+                stop.set()
+                writer.join(10)
             outage = resumed - fault.wall
+            wait_until(lambda: system.inbound_stored(inbound) == set(inbound), timeout=60,
+                       what="the inbound messages of the outage stored")
             load.wait_acked(int(scaled(40, 15)))
         api = _api_during(load, fault.at, fault.at + outage)
         meta_times = _meta_times(system)
@@ -122,11 +142,13 @@ def test_kill9_wwebjs_under_mixed_load_meta_keeps_sending(tmp_path: Path, databa
         hook_gap = max_gap(webhooks, fault.wall, resumed)
         result = check(system, load, scenario="kill -9 wwebjs", extra={
             "wwebjs_resumed_s": round(outage, 2), "meta_sent_during_outage": meta_during,
+            "meta_inbound_during_outage": len(inbound),
             "meta_max_gap_s": round(meta_gap, 2), "meta_webhooks_during_outage": sum(
                 1 for t in webhooks if fault.wall <= t <= resumed), "meta_webhook_max_gap_s": round(hook_gap, 2),
             "api_during_outage": api})
         result.assert_ok()
         assert meta_during >= 1 and meta_gap <= META_MAX_GAP_S, (meta_during, meta_gap)
+        assert inbound, "no inbound message was injected during the outage"
         assert hook_gap <= META_MAX_GAP_S + 1.0, hook_gap  # statuses keep arriving (their ladder adds delays)
         _assert_api_answered(api)
         crash = system.run.wait_event("wwebjs", "crash")[-1]["event_data"]
@@ -148,8 +170,8 @@ def test_kill9_meta_leaves_wwebjs_unaffected_and_drains(tmp_path: Path, database
             web_during = [m for m in system.web_sends() if fault.wall <= m["first_at"] <= outage_end]
             web_gap = max_gap([m["first_at"] for m in system.web_sends()], fault.wall, outage_end)
             load.wait_acked(int(scaled(60, 20)))
-            # Meta is processing again: a send after recovery reached the emulator.
-            resumed = _first_meta_send_after(system, fault.wall)
+            # Meta is processing again: a send by the new process reached the emulator.
+            resumed = _first_meta_send_after(system, fault.wall + recovered)
         api = _api_during(load, fault.at, fault.at + recovered)
         result = check(system, load, scenario="kill -9 meta", extra={"api_during_outage": api,
             "meta_down_s": recovered, "wwebjs_sent_during_outage": len(web_during),
@@ -226,6 +248,7 @@ def test_wwebjs_losing_its_database_connections_reconnects_and_meta_is_unaffecte
         meta_gap = max_gap(meta_times, fault.wall, resumed)
         result = check(system, load, scenario="wwebjs loses its database connections", extra={
             "backends_terminated": len(terminated), "wwebjs_resumed_s": fault.recovered_s,
+            "wwebjs_db_errors_logged": _log_count(system, "wwebjs", "PostgreSQL unavailable"),
             "meta_max_gap_s": round(meta_gap, 2), "api_during_fault": api})
         result.assert_ok()
         assert system.run.pid_of("wwebjs") == wwebjs_pid, "wwebjs was restarted instead of reconnecting"
@@ -235,6 +258,12 @@ def test_wwebjs_losing_its_database_connections_reconnects_and_meta_is_unaffecte
         assert meta_gap <= META_MAX_GAP_S, meta_gap
         _assert_api_answered(api)
     log(f"duration {timer['seconds']:.1f}s")
+
+
+def _log_count(system: ChaosSystem, role: str, needle: str) -> int:
+    """Lines of the role's log files (``logs/<role>-{out,error}.log``) containing ``needle``."""
+    return sum(path.read_text(errors="replace").count(needle)
+               for path in (system.run_dir / "logs").glob(f"{role}-*.log"))
 
 
 WWEBJS_MEMORY_LIMIT_MB = 320
@@ -259,13 +288,14 @@ def test_wwebjs_memory_growth_restarts_it_after_draining_and_meta_is_unaffected(
             grow_to = WWEBJS_MEMORY_LIMIT_MB - baseline_mb + 150  # MB of ballast: well past the limit
 
             def _grow() -> int:
-                import asyncio
-
                 asyncio.run(sandbox.fault(WEB_COMPANY, 0, type="memory_growth", mbPerSecond=80, maxMb=grow_to))
                 return old
 
             fault = system.record_fault("memory_growth", "wwebjs", _grow, queues=("wwebjs-messages",))
             event = system.run.wait_event("wwebjs", "memory_restart", timeout=60)[-1]
+            # The sandbox re-applies a remembered driver fault on every ready (a leak that comes
+            # back): clear it, so the replacement starts clean.
+            asyncio.run(sandbox.call("DELETE", f"/admin/sessions/{WEB_COMPANY}/0/faults"))
             over_after = event["timestamp"].timestamp() - fault.wall
             restart = system.run.wait_event("wwebjs", "restart", timeout=60)[-1]["event_data"]
             fault.pid = old
@@ -288,8 +318,9 @@ def test_wwebjs_memory_growth_restarts_it_after_draining_and_meta_is_unaffected(
         # Drained, not killed: the old process recorded its own graceful stop after SIGTERM.
         stops = [e["event_data"] for e in system.run.events("wwebjs", "stop")]
         assert any(s["pid"] == old and s["signals"] == ["SIGTERM"] for s in stops), stops
-        assert not [e for e in system.run.events("wwebjs", "killed") if e["event_data"]["pid"] == old]
+        assert not system.run.events("wwebjs", "killed")
         assert not system.run.events("wwebjs", "crash")
+        assert len(system.run.events("wwebjs", "memory_restart")) == 1  # the replacement stayed small
         assert meta_gap <= META_MAX_GAP_S, meta_gap
         _assert_api_answered(api)
     log(f"duration {timer['seconds']:.1f}s")
@@ -306,7 +337,8 @@ def restart_wall(system: ChaosSystem, old_pid: int) -> float | None:
 def test_repeated_random_kill9_of_api_wwebjs_meta_instances(tmp_path: Path, database_url: str,
                                                             redis_url: str) -> None:
     """6. Random ``kill -9`` of api/wwebjs/meta instances (2 api, 2 meta) for a bounded time under
-    load; then everything drains and the checker passes."""
+    load — any serving instance except the last serving one of api or meta —; then everything
+    drains and the checker passes."""
     meta_rate, web_rate = _rates()
     chaos_seconds = scaled(60, 20)
     rng = random.Random(int(time.time()))
@@ -325,7 +357,12 @@ def test_repeated_random_kill9_of_api_wwebjs_meta_instances(tmp_path: Path, data
                 ready = {int(r["pid"]) for r in system.fetch(
                     "SELECT (event_data->>'pid')::int AS pid FROM process_events WHERE event_type = 'ready' "
                     "AND event_data ? 'pid'")}
-                live = [name for name, proc in system.run.children().items() if proc.pid in ready and _age(proc) >= 1.0]
+                serving = {name for name, proc in system.run.children().items()
+                           if proc.pid in ready and _age(proc) >= 1.0}
+                # Never the last serving api/meta instance: N instances exist so that the others
+                # carry the load while one is replaced (wwebjs has one instance by design).
+                live = [name for name in serving if name.startswith("wwebjs")
+                        or any(other != name and other.split("-")[0] == name.split("-")[0] for other in serving)]
                 if not live:
                     continue
                 kills.append(system.kill9(rng.choice(sorted(live))))

@@ -29,7 +29,7 @@ The database is expected to be migrated already (the ``database_url`` fixture is
 fresh server call ``bisnesgpt.db.migrate.migrate`` first).
 
 ``LoadGenerator`` POSTs ``/api/v2/messages/text/{company}/{contact}`` through one keep-alive
-``httpx.AsyncClient`` per tenant, open loop at ``meta_rate``/``wwebjs_rate`` messages/s,
+``httpx.AsyncClient`` (both tenants), open loop at ``meta_rate``/``wwebjs_rate`` messages/s,
 from a thread of its own (so the scenario's code stays synchronous). Every send carries an
 ``Idempotency-Key``; a connection error, timeout, 409 (key still in flight), 429 or 5xx is
 retried with the SAME key until it gets a 2xx (or ``give_up_after`` seconds). The body of
@@ -37,8 +37,14 @@ every message carries its key, so the emulator's record can be matched back to i
 
 ``check`` waits until every acknowledged message is final in the database, then classifies
 each one (and anything else the providers or the database saw) as delivered / lost /
-duplicated / unexpected — see ``CheckResult``. Duplicates are bounded by the jobs in flight
-at the faults (``Fault.in_flight``, recorded by ``ChaosSystem.kill9``/``record_fault``).
+duplicated / unexpected — see ``CheckResult``. Duplicates are bounded by the distinct jobs
+in flight at the faults (``Fault.in_flight_ids``: messages in 'sending' + active send jobs,
+sampled around the fault by ``ChaosSystem.kill9``/``record_fault``).
+
+The orchestrator runs in ``system.run_dir`` (its ``logs/``; the emulator and sandbox live
+beside it, so ``OrchestratorRun.assert_nothing_left`` only sees its own tree).
+``system.stop_orchestrator()`` (SIGTERM, waits) then ``system.start_orchestrator()`` restarts
+it on the same ports, env and data; ``system.run`` is always the current ``OrchestratorRun``.
 
 ``CHAOS_SCALE`` (env, default 1.0; ``.ci/run`` uses less) scales load and fault durations:
 use ``scaled(full, minimum)``.
@@ -91,6 +97,9 @@ META_PACING_ENV = {
     "META_PAIR_INTERVAL_MS": "0",
 }
 EMULATOR_ARGS = ["--messages-per-second", "1000", "--pair-interval-ms", "0"]
+# The machine's PostgreSQL (max_connections 100) is shared with other test runs: smaller
+# pools than the product's defaults (20/10/20), still more than this modest load needs.
+POOL_ENV = {"DATABASE_POOL_API_MAX": "8", "DATABASE_POOL_META_MAX": "8", "DATABASE_POOL_WWEBJS_MAX": "5"}
 # Orchestrated processes: the sandbox driver with the wwebjs tests' fast timings (the
 # orchestrator's FAST_TIMINGS decide the heartbeat).
 WWEBJS_ENV = {k: v for k, v in FAST_WWEBJS_ENV.items() if k != "HEARTBEAT_INTERVAL"} | {"WWEBJS_DRIVER": "sandbox"}
@@ -217,7 +226,7 @@ class ChaosSystem:
             "META_GRAPH_URL": self.emulator.url, "D360_BASE_URL": self.emulator.url,
             "WWEBJS_SANDBOX_URL": self.sandbox.url, "API_INSTANCES": str(self.api_instances),
             "META_INSTANCES": str(self.meta_instances), "LOG_LEVEL": "INFO", "PYTHONFAULTHANDLER": "1",
-            **WWEBJS_ENV, **META_PACING_ENV, **self.extra_env,
+            **WWEBJS_ENV, **META_PACING_ENV, **POOL_ENV, **self.extra_env,
         }
 
     def start_orchestrator(self) -> OrchestratorRun:
@@ -363,6 +372,19 @@ class ChaosSystem:
         assert self.emulator is not None
         return [r for r in self.emulator.requests(operation="send", body=True) if r.get("http_status") == 200]
 
+    def inject_meta_inbound(self, text: str, contact: str = CONTACTS[0]) -> str:
+        """A contact writes to the Meta phone (the emulator sends the signed webhook); its wamid."""
+        assert self.emulator is not None
+        out = self.emulator.admin("POST", "/inbound", json={"phone_number_id": META_PHONE_NUMBER_ID, "from": contact,
+                                                            "text": text})
+        return str(out["message"]["id"])
+
+    def inbound_stored(self, wamids: list[str]) -> set[str]:
+        """Which of these inbound wamids the meta process stored (``messages``, direction inbound)."""
+        rows = self.fetch("SELECT external_id FROM messages WHERE direction = 'inbound' "
+                          "AND external_id = ANY($1::text[])", wamids)
+        return {str(r["external_id"]) for r in rows}
+
     def web_sends(self) -> list[dict[str, Any]]:
         """Messages the sandbox network received from clients (``id``, ``received_count``, ``body``)."""
         assert self.sandbox is not None
@@ -446,6 +468,7 @@ class Send:
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
     message_ids: set[str] = field(default_factory=set)  # every messageId any 2xx answered (must be 1)
+    attempt_log: list[tuple[float, float, str]] = field(default_factory=list)  # (began, took, outcome)
 
 
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
@@ -517,9 +540,14 @@ class LoadGenerator:
             total = len(self.sends)
             acked = sum(1 for s in self.sends if s.message_id)
             retried = sum(1 for s in self.sends if s.attempts > 1)
-            slowest = max((s.acked_at - s.started for s in self.sends if s.acked_at is not None), default=0.0)
+            done = [s for s in self.sends if s.acked_at is not None]
+            worst = max(done, key=lambda s: s.acked_at - s.started if s.acked_at else 0.0, default=None)
         errors = self.error_kinds()
-        return (f"{total} sends, {acked} acknowledged, {retried} retried, slowest ack {slowest:.1f}s"
+        slowest = ""
+        if worst is not None and worst.acked_at is not None:
+            tries = [(round(b - worst.started, 1), round(t, 1), o) for b, t, o in worst.attempt_log]
+            slowest = f", slowest ack {worst.acked_at - worst.started:.1f}s ({worst.key}: {tries[-4:]})"
+        return (f"{total} sends, {acked} acknowledged, {retried} retried{slowest}"
                 + (f", errors {errors}" if errors else ""))
 
     def error_kinds(self, since: float = 0.0, until: float = float("inf")) -> dict[str, int]:
@@ -586,6 +614,7 @@ class LoadGenerator:
             try:
                 response = await client.post(path, json=body, headers=headers)
                 status = response.status_code
+                send.attempt_log.append((began, time.monotonic() - began, str(status)))
                 if 200 <= status < 300:
                     message_id = str(response.json()["messageId"])
                     with self._lock:
@@ -600,6 +629,7 @@ class LoadGenerator:
                     return
             except (httpx.TransportError, ValueError, KeyError) as exc:
                 send.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                send.attempt_log.append((began, time.monotonic() - began, type(exc).__name__))
             with self._lock:
                 self.latencies.append((began, time.monotonic() - began, status))
             if time.monotonic() - send.started > self.give_up_after:
