@@ -263,6 +263,62 @@ async def test_idempotent_answer_survives_an_api_restart(
     assert await db.fetchval("SELECT count(*) FROM messages WHERE company_id = $1", tenant.company_id) == 1
 
 
+async def test_an_api_killed_between_claiming_a_key_and_storing_leaves_no_stuck_key(
+        tmp_path: Path, module_db: tuple[str, Database], module_redis: str) -> None:
+    """kill -9 while the message insert is in progress: the retry creates it once (no 409 for 90 s)."""
+    db = module_db[1]
+    tenant = await seed_tenant(db, company(), {0: "meta_direct"})
+    path = f"/api/v2/messages/text/{tenant.company_id}/{CHAT}"
+    headers = {**tenant.headers, "Idempotency-Key": "crash-1"}
+    # Holds the message INSERT of this company (and with it the request) until the kill.
+    function = f"slow_{uuid.uuid4().hex[:8]}"
+    await db.execute(f"""
+        CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.company_id = '{tenant.company_id}' AND NEW.content = 'hold' THEN PERFORM pg_sleep(4); END IF;
+            RETURN NEW;
+        END $$""")
+    await db.execute(f"CREATE TRIGGER {function} BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION {function}()")
+    server = ApiServer(tmp_path, module_db[0], module_redis, name="api-crash")
+    try:
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            request = asyncio.create_task(client.post(path, json={"message": "hold"}, headers=headers))
+
+            async def inserting() -> bool:
+                return bool(await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%messages%'"))
+
+            await until(inserting, timeout=20, what="the insert in progress")
+            assert server.proc is not None
+            server.proc.kill_tree()  # kill -9: no release, no rollback by the process itself
+            with pytest.raises(httpx.TransportError):
+                await request
+    finally:
+        server.stop()
+        await db.execute(f"DROP TRIGGER {function} ON messages")
+        await db.execute(f"DROP FUNCTION {function}()")
+    # The server ends the killed connection's transaction: the claim went with it.
+    await until(lambda: _no_backend_sleeping(db), timeout=20, what="the killed transaction rolled back")
+    assert await db.fetchval("SELECT count(*) FROM idempotency_keys WHERE company_id = $1",
+                             tenant.company_id) == 0
+    server = ApiServer(tmp_path, module_db[0], module_redis, name="api-after-crash")
+    try:
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            retry = await client.post(path, json={"message": "hold"}, headers=headers)
+            replay = await client.post(path, json={"message": "hold"}, headers=headers)
+    finally:
+        server.stop()
+    assert retry.status_code == 202, retry.text
+    assert (replay.status_code, replay.json()) == (202, retry.json())
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE company_id = $1", tenant.company_id) == 1
+
+
+async def _no_backend_sleeping(db: Database) -> bool:
+    return not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+
+
 async def test_a_tenant_never_reaches_another_tenants_phones_or_messages(api: ApiServer, db: Database) -> None:
     a = await seed_tenant(db, company("a"), {0: "wwebjs"})
     b = await seed_tenant(db, company("b"), {0: "wwebjs", 1: "meta_direct"})

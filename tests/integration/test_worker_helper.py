@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from bisnesgpt.core.errors import DatabaseUnavailable, QueueUnavailable
 from bisnesgpt.db.pool import Database
+from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
 from bisnesgpt.messaging.queues import QueueProducer, QueueSpec
@@ -209,4 +211,108 @@ async def test_many_slots_fetch_one_job_at_a_time(redis_url: str) -> None:
         assert calls <= 4 * jobs, calls
     finally:
         await worker.close()
+
+
+async def test_an_outage_costs_no_attempt(db: Database, harness: Any) -> None:
+    """PostgreSQL/Redis unavailable more times than the job has attempts: delayed, then sent."""
+    queue, engine, producer, _worker = harness
+    record = await new_message(db, queue)
+    engine.script[record.message_id] = [DatabaseUnavailable("PostgreSQL unavailable: restarting"),
+                                        QueueUnavailable("Redis unavailable"),
+                                        DatabaseUnavailable("PostgreSQL unavailable: restarting"),
+                                        DatabaseUnavailable("PostgreSQL unavailable: restarting")]
+    await producer.add(queue, record.message_id, {"messageId": record.message_id, "companyId": "acme"})
+    sent = await wait_status(db, record.message_id, "sent", timeout=30)
+    assert sent.external_id == f"ext-{record.message_id}"
+    assert engine.calls[record.message_id] == 5 > queue.attempts
+    job = await producer.queue(queue.name).getJob(record.message_id)
+    assert job is None  # completed (removeOnComplete), not failed
+
+
+@dataclass
+class SlowEngine:
+    provider: str = "test"
+    started: list[str] = field(default_factory=list)
+
+    async def before_send(self, message: store.MessageRecord) -> None:
+        return None
+
+    async def send(self, message: store.MessageRecord) -> SendReceipt:
+        self.started.append(message.message_id)
+        await asyncio.sleep(30)
+        return SendReceipt(external_id=f"ext-{message.message_id}")
+
+
+async def test_close_is_bounded_and_hands_unfinished_jobs_back(db: Database, redis_url: str) -> None:
+    """Jobs still running at the close deadline go back to wait at once: none left active/stalled."""
+    queue = spec(f"test-{uuid.uuid4().hex[:8]}")
+    engine = SlowEngine()
+    producer = QueueProducer(redis_url)
+    worker = QueueWorker(redis_url, queue, SendJobProcessor(db, engine, queue, process_name="test"))
+    client = redis_client(redis_url)
+    try:
+        await worker.start()
+        records = [await new_message(db, queue) for _ in range(6)]
+        for record in records:
+            await producer.add(queue, record.message_id, {"messageId": record.message_id, "companyId": "acme"})
+        deadline = asyncio.get_running_loop().time() + 15
+        while len(engine.started) < queue.concurrency:
+            assert asyncio.get_running_loop().time() < deadline, engine.started
+            await asyncio.sleep(0.05)
+        began = asyncio.get_running_loop().time()
+        await worker.close(timeout=0.5)
+        took = asyncio.get_running_loop().time() - began
+        assert took < 5, took  # bullmq's own close() would wait the 30 s sends out
+        prefix = f"bull:{queue.name}"
+        assert await client.llen(f"{prefix}:active") == 0
+        assert await client.scard(f"{prefix}:stalled") == 0
+        waiting = await client.lrange(f"{prefix}:wait", 0, -1)
+        assert sorted(w.decode() if isinstance(w, bytes) else w for w in waiting) == sorted(
+            r.message_id for r in records)
+        job = await producer.queue(queue.name).getJob(records[0].message_id)
+        assert job is not None and job.attemptsMade == 0
+    finally:
+        await client.aclose()
+        await producer.close()
+
+
+@dataclass
+class PausingEngine:
+    provider: str = "test"
+    seconds: float = 2.5
+    started: list[str] = field(default_factory=list)
+
+    async def before_send(self, message: store.MessageRecord) -> None:
+        return None
+
+    async def send(self, message: store.MessageRecord) -> SendReceipt:
+        self.started.append(message.message_id)
+        await asyncio.sleep(self.seconds)
+        return SendReceipt(external_id=f"ext-{message.message_id}")
+
+
+async def test_a_job_draining_at_close_keeps_its_lock_and_completes(db: Database, redis_url: str) -> None:
+    """Closing stops fetching, not lock renewal: a job longer than the lock still finishes cleanly."""
+    queue = spec(f"test-{uuid.uuid4().hex[:8]}")
+    engine = PausingEngine()
+    producer = QueueProducer(redis_url)
+    worker = QueueWorker(redis_url, queue, SendJobProcessor(db, engine, queue, process_name="test"),
+                         lock_duration_ms=1000, stalled_interval_ms=500)
+    client = redis_client(redis_url)
+    try:
+        await worker.start()
+        record = await new_message(db, queue)
+        await producer.add(queue, record.message_id, {"messageId": record.message_id, "companyId": "acme"})
+        deadline = asyncio.get_running_loop().time() + 15
+        while not engine.started:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        await worker.close(timeout=10)  # the send takes 2.5 s: 2.5 lock durations
+        sent = await wait_status(db, record.message_id, "sent", timeout=1)
+        assert sent.external_id == f"ext-{record.message_id}"
+        prefix = f"bull:{queue.name}"
+        assert await client.llen(f"{prefix}:active") == 0
+        assert await producer.queue(queue.name).getJob(record.message_id) is None  # completed and removed
+    finally:
+        await client.aclose()
         await producer.close()

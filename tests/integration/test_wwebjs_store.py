@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.core.errors import DatabaseUnavailable
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
 from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
@@ -125,3 +126,51 @@ async def test_the_session_store_keeps_credentials_encrypted(db: Database) -> No
         assert phones[KEY].should_run is True
         await auth.clear(conn, KEY)
         assert await auth.load(conn, KEY) is None
+
+
+class FlakyDatabase:
+    """The real database, unavailable for the next ``down`` transactions (a PostgreSQL restart)."""
+
+    def __init__(self, db: Database, down: int) -> None:
+        self.db = db
+        self.down = down
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        if self.down > 0:
+            self.down -= 1
+            raise DatabaseUnavailable("PostgreSQL unavailable: the database system is shutting down")
+        return self.db.transaction()
+
+
+async def test_inbound_and_acks_during_a_postgres_outage_are_stored_in_the_background(db: Database) -> None:
+    """Not lost, not left for a redelivery that needs a reconnect: retried until stored, then confirmed."""
+    await seed(db)
+    async with db.transaction() as conn:
+        record = await messages.insert_outbound(conn, messages.NewOutboundMessage(
+            message_id="m2", company_id="acme", phone_index=0, provider="wwebjs", connection_type="wwebjs",
+            chat_id="60111@c.us", message_type="text", payload={"type": "text", "text": {"body": "x"}},
+            queue_name="wwebjs-messages", process_name="wwebjs"))
+        assert record is not None
+        await messages.claim_for_send(conn, record.id, source="wwebjs", process_name="wwebjs")
+        await advance_status(conn, record.id, "sent", source="wwebjs", external_id="3EB0M2")
+    flaky = FlakyDatabase(db, down=4)
+    recorder = InboundRecorder(flaky)  # type: ignore[arg-type]
+    confirmed: list[str] = []
+
+    def confirmer(what: str):  # type: ignore[no-untyped-def]
+        async def confirm() -> None:
+            confirmed.append(what)
+        return confirm
+
+    inbound = InboundMessage("3AOUTAGE", "60199@c.us", "60199", 1_700_000_000, "text", text="during the outage",
+                             confirm=confirmer("inbound"))
+    assert await recorder.on_inbound(KEY, inbound) is False  # not stored yet: not confirmed yet
+    assert await recorder.on_ack(KEY, DeliveryAck("3EB0M2", "device", confirm=confirmer("ack"))) is False
+    for _ in range(100):
+        if len(confirmed) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(confirmed) == ["ack", "inbound"]
+    assert await db.fetchval("SELECT content FROM messages WHERE external_id = '3AOUTAGE'") == "during the outage"
+    assert await db.fetchval("SELECT status FROM messages WHERE id = $1", record.id) == "delivered"
+    await recorder.close()

@@ -7,6 +7,7 @@ Connection failures are translated into ``DatabaseUnavailable`` at this boundary
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -23,12 +24,13 @@ log = logging.getLogger(__name__)
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08, e.g. ConnectionDoesNotExistError
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: admin/crash shutdown, cannot connect now
     asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InterfaceError,  # e.g. "connection is closed"
+    # A pooled connection left mid-operation by a server restart: "cannot switch to state …;
+    # another operation is in progress". Terminated below, so never handed out again.
+    asyncpg.exceptions.InternalClientError,
 )
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *CONNECTION_ERRORS)
 
@@ -110,12 +112,30 @@ class Database:
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
-        """Acquire a connection; connection-level failures become DatabaseUnavailable."""
+        """Acquire a connection; connection-level failures become DatabaseUnavailable.
+
+        A connection that breaks mid-operation is terminated, never handed back to the pool,
+        and the pool's other connections are expired (after a server restart they are all
+        dead): the next acquire opens fresh ones instead of failing once per idle connection.
+        """
+        pool = self.pool
         try:
-            async with self.pool.acquire(timeout=timeout or self.connect_timeout) as conn:
-                yield cast(asyncpg.Connection, conn)
+            conn = await pool.acquire(timeout=timeout or self.connect_timeout)
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+        try:
+            yield cast(asyncpg.Connection, conn)
+        except CONNECTION_ERRORS as exc:
+            with contextlib.suppress(Exception):  # asyncpg may have detached it already
+                conn.terminate()
+            if not isinstance(exc, asyncio.TimeoutError):
+                await pool.expire_connections()
+            raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+        finally:
+            try:
+                await pool.release(conn)
+            except CONNECTION_ERRORS as exc:  # already broken: the pool replaces it
+                log.debug("releasing a broken connection: %r", exc)
 
     @asynccontextmanager
     async def transaction(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:

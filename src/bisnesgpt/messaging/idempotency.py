@@ -2,7 +2,9 @@
 
 The lifecycle of a key (table ``idempotency_keys``, kept ``IDEMPOTENCY_TTL`` ≥ 24 h):
 
-1. ``claim`` (own short transaction): a new key is inserted ``in_flight``. An existing key
+1. ``claim`` — in the transaction that inserts the message (``messaging.sending``), so a
+   process killed before COMMIT leaves no key behind: a new key is inserted ``in_flight``
+   (a concurrent request with the same key waits on its row lock until that commits). An existing key
    answers at once — a different request under it → 422; still ``in_flight`` → 409;
    ``completed`` → the stored status and body (a replay). An ``in_flight`` key older than
    ``STALE_AFTER`` belonged to a process that died mid-request and may be taken over by
@@ -10,7 +12,12 @@ The lifecycle of a key (table ``idempotency_keys``, kept ``IDEMPOTENCY_TTL`` ≥
 2. ``complete`` — in the same transaction as the message insert when the answer is known
    then (a 202), so a stored message always has its stored answer; after ``?wait=``
    otherwise.
-3. ``release`` when the request failed before storing anything, so a retry runs again.
+   With ``?wait=`` the key stays ``in_flight`` (committed with the message) until the
+   answer is known; a retry meanwhile gets 409.
+3. ``release`` when a request failed before storing anything, so a retry runs again
+   (not needed when the claim was rolled back with the message).
+
+``lookup`` is the read-only fast path before routing: a completed key replays at once.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ WHERE k.expires_at < now()
 RETURNING key
 """
 SELECT_KEY = """
-SELECT request_hash, method, path, state, response_status, response_body
+SELECT request_hash, method, path, state, response_status, response_body,
+       created_at < now() - $3::interval AS stale
 FROM idempotency_keys WHERE company_id = $1 AND key = $2
 """
 COMPLETE_KEY = """
@@ -92,13 +100,25 @@ async def claim(conn: asyncpg.Connection, key: IdempotencyKey, ttl: timedelta) -
                                   ttl, STALE_AFTER)
     if claimed is not None:
         return None
-    row = await conn.fetchrow(SELECT_KEY, key.company_id, key.key)
+    row = await conn.fetchrow(SELECT_KEY, key.company_id, key.key, STALE_AFTER)
     if row is None:  # expired and cleaned up between the two statements: try once more
         claimed = await conn.fetchval(CLAIM_KEY, key.company_id, key.key, key.request_hash, key.method, key.path,
                                       ttl, STALE_AFTER)
         if claimed is not None:
             return None
         raise Conflict("the Idempotency-Key is being claimed concurrently; retry")
+    return _answer(row, key)
+
+
+async def lookup(conn: asyncpg.Connection, key: IdempotencyKey) -> StoredResponse | None:
+    """The stored answer of a completed, unexpired key; raise 422 (other request) / 409 (in flight)."""
+    row = await conn.fetchrow(SELECT_KEY + " AND expires_at >= now()", key.company_id, key.key, STALE_AFTER)
+    if row is None:
+        return None
+    return _answer(row, key, stale_ok=True)
+
+
+def _answer(row: asyncpg.Record, key: IdempotencyKey, *, stale_ok: bool = False) -> StoredResponse | None:
     if row["request_hash"] != key.request_hash:
         raise ValidationFailed(
             "this Idempotency-Key was used for a different request "
@@ -107,6 +127,8 @@ async def claim(conn: asyncpg.Connection, key: IdempotencyKey, ttl: timedelta) -
                      "type": "idempotency_mismatch"}],
         )
     if row["state"] == "in_flight":
+        if stale_ok and row["stale"]:
+            return None  # its process died mid-request: claim() takes it over
         raise Conflict("a request with this Idempotency-Key is still in flight; retry later",
                        errors=[{"field": "Idempotency-Key", "message": "in flight", "type": "in_flight"}])
     return StoredResponse(int(row["response_status"]), dict(row["response_body"]))

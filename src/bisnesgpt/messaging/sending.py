@@ -2,10 +2,12 @@
 
 Order of one send (ARCHITECTURE §3):
 
-1. claim the Idempotency-Key, if any (replay / 409 / 422 answer here);
+1. look the Idempotency-Key up, if any (a completed key replays; 409 / 422 answer here);
 2. route the phone (404 no config, 422 unknown type, 503 engine disabled: nothing stored);
-3. one transaction: resolve targets, INSERT the message ``queued`` (+ history + event),
-   store the idempotent answer — COMMIT. Only now may a 2xx leave;
+3. one transaction: claim the Idempotency-Key, resolve targets, INSERT the message
+   ``queued`` (+ history + event), store the idempotent answer — COMMIT. Only now may a
+   2xx leave. Claim and message commit together: an API killed in between leaves no key
+   behind, so the client's retry runs again (never a 409 for a request that died);
 4. add the BullMQ job (jobId = message id). Redis down is not an error: the row is durable
    and the outbox reconciler enqueues it when Redis is back;
 5. with ``wait``: poll the row until it is final (sent/failed/…) or the time is up.
@@ -90,32 +92,40 @@ class SendService:
     async def send(self, request: SendRequest) -> SendOutcome:
         key = request.idempotency
         if key is not None:
-            async with self.db.transaction() as conn:
-                stored = await idempotency.claim(conn, key, self.idempotency_ttl)
+            # Fast path for a replay (no routing): the key is only *claimed* inside the
+            # transaction that stores the message (_store), so a process killed between
+            # the claim and the insert leaves nothing behind and a retry simply runs again.
+            async with self.db.connection() as conn:
+                stored = await idempotency.lookup(conn, key)
             if stored is not None:
                 return SendOutcome(stored.status, stored.body, replayed=True)
-        try:
-            record, route, outcome = await self._store(request)
-        except Exception:
-            if key is not None:
-                await self._release(key)
-            raise
-        if outcome is not None:  # the message already existed under this key
+        record, route, outcome = await self._store(request)
+        if outcome is not None:  # a replay, or the message already existed under this key
             return outcome
+        assert record is not None
         enqueued = await self.enqueue(route, record)
         if request.wait_seconds <= 0:
             return SendOutcome(202, accepted_body(record.message_id, route.process_name, route.queue_name),
                                enqueued=enqueued)
-        final = await self._wait(record, route, min(request.wait_seconds, MAX_WAIT_SECONDS))
+        try:
+            final = await self._wait(record, route, min(request.wait_seconds, MAX_WAIT_SECONDS))
+        except BaseException:
+            if key is not None:  # the message is stored: a retry must get it, not a 409
+                await self._complete(key, StoredResponse(202, accepted_body(
+                    record.message_id, route.process_name, route.queue_name)))
+            raise
         if key is not None:
-            try:
-                async with self.db.transaction() as conn:
-                    await idempotency.complete(conn, key, StoredResponse(final.status_code, final.body))
-            except BisnesgptError as exc:
-                log.warning("could not store the idempotent answer for %s: %s", key.key, exc.detail)
+            await self._complete(key, StoredResponse(final.status_code, final.body))
         return SendOutcome(final.status_code, final.body, enqueued=enqueued)
 
-    async def _store(self, request: SendRequest) -> tuple[store.MessageRecord, Route, SendOutcome | None]:
+    async def _complete(self, key: IdempotencyKey, response: StoredResponse) -> None:
+        try:
+            async with self.db.transaction() as conn:
+                await idempotency.complete(conn, key, response)
+        except BisnesgptError as exc:
+            log.warning("could not store the idempotent answer for %s: %s", key.key, exc.detail)
+
+    async def _store(self, request: SendRequest) -> tuple[store.MessageRecord | None, Route, SendOutcome | None]:
         phone_index = request.phone_index
         draft = request.draft
         if draft.target is not None and not request.phone_index_explicit:
@@ -127,6 +137,13 @@ class SendService:
         key = request.idempotency
         try:
             async with self.db.transaction() as conn:
+                if key is not None:
+                    # Claimed in the transaction that stores the message: both or neither.
+                    # A concurrent request with the same key waits here on the row lock,
+                    # then replays the committed answer.
+                    stored = await idempotency.claim(conn, key, self.idempotency_ttl)
+                    if stored is not None:
+                        return None, route, SendOutcome(stored.status, stored.body, replayed=True)
                 resolved = await resolve_draft(conn, request.company_id, phone_index, draft)
                 if route.process_name == "meta":
                     # The Cloud API's 24-hour window: refuse now with a clear problem rather
@@ -168,8 +185,11 @@ class SendService:
         return record, route, None
 
     async def _existing(self, request: SendRequest, key: IdempotencyKey,
-                        route: Route) -> tuple[store.MessageRecord, Route, SendOutcome]:
+                        route: Route) -> tuple[store.MessageRecord | None, Route, SendOutcome]:
         async with self.db.transaction() as conn:
+            stored = await idempotency.claim(conn, key, self.idempotency_ttl)
+            if stored is not None:
+                return None, route, SendOutcome(stored.status, stored.body, replayed=True)
             row = await conn.fetchrow(SELECT_BY_IDEMPOTENCY_KEY, request.company_id, key.key)
             assert row is not None
             record = store.MessageRecord.from_row(row)
@@ -209,11 +229,3 @@ class SendService:
         body["externalId"] = external_id
         body["error"] = error if status == "failed" else None
         return SendOutcome(200, body)
-
-    async def _release(self, key: IdempotencyKey) -> None:
-        try:
-            async with self.db.transaction() as conn:
-                await idempotency.release(conn, key)
-        except BisnesgptError as exc:
-            log.warning("could not release Idempotency-Key %r: %s (it frees itself after %s)", key.key, exc.detail,
-                        idempotency.STALE_AFTER)

@@ -14,11 +14,19 @@
 Redis version probed at start so delays are not rounded to seconds (pitfall 2), no bullmq
 limiter (pitfall 3: engines pace per phone themselves), short lock/stalled intervals so a
 killed worker's job is back within 10 s, fast reconnects after a Redis restart.
+
+Outages never cost a job an attempt: a job that meets PostgreSQL or Redis unavailable is
+delayed by ``OUTAGE_RETRY_MS`` (or, with Redis itself gone, left to the stalled checker)
+without BullMQ counting it, so an outage never turns into ``failed`` messages. On a
+graceful stop, jobs fetched but not yet started (and jobs cut short at the deadline) are
+handed back to ``wait`` at once instead of lingering ``active`` until the stalled checker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,8 +34,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bullmq import Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bisnesgpt.core.errors import DatabaseUnavailable, QueueUnavailable
 from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.db.pool import Database
 from bisnesgpt.infra.redis import connection_kwargs, fast_retry
@@ -43,6 +56,13 @@ log = logging.getLogger(__name__)
 LOCK_DURATION_MS = 5_000
 STALLED_INTERVAL_MS = 2_000
 MAX_STALLED_COUNT = 10
+# A job that met an outage (PostgreSQL or Redis unavailable) runs again after this, attempt-free.
+OUTAGE_RETRY_MS = 1_000
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable, QueueUnavailable, RedisConnectionError, RedisTimeoutError, BusyLoadingError)
+# After a send, recording ``sent`` is retried in place this long (a PostgreSQL restart)
+# before the job is given back: a re-run would send the message a second time.
+RECORD_SENT_PATIENCE_S = 15.0
 # Job-data key counting retries that waited a provider-given delay (see _retry_or_fail).
 DELAYED_RETRIES_KEY = "delayedRetries"
 
@@ -196,6 +216,8 @@ class SendJobProcessor:
         except RetryableSendError as exc:
             await self._retry_or_fail(job, token, message, exc)
             raise
+        except OUTAGE_ERRORS:
+            raise  # QueueWorker delays the job without counting an attempt
         except Exception as exc:
             log.exception("unexpected error sending %s", message.message_id)
             await self._retry_or_fail(
@@ -203,11 +225,27 @@ class SendJobProcessor:
             )
             raise
 
-        async with self.db.transaction() as conn:
-            await advance_status(conn, message.id, "sent", source=self.spec.process_name,
-                                 external_id=receipt.external_id, detail=receipt.detail)
-            await store.touch_outbound_session(conn, message.company_id, message.phone_index, message.contact)
+        await self._record_sent(message, receipt)
         return {"outcome": "sent", "externalId": receipt.external_id}
+
+    async def _record_sent(self, message: store.MessageRecord, receipt: SendReceipt) -> None:
+        give_up = time.monotonic() + RECORD_SENT_PATIENCE_S
+        pause = 0.2
+        while True:
+            try:
+                async with self.db.transaction() as conn:
+                    await advance_status(conn, message.id, "sent", source=self.spec.process_name,
+                                         external_id=receipt.external_id, detail=receipt.detail)
+                    await store.touch_outbound_session(conn, message.company_id, message.phone_index,
+                                                       message.contact)
+                return
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + pause > give_up:
+                    raise
+                log.warning("message %s sent (%s) but not recorded yet: %s; retrying", message.message_id,
+                            receipt.external_id, exc.detail)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _load_or_record(self, ref: JobRef, data: dict[str, Any]) -> store.MessageRecord | None:
         async with self.db.transaction() as conn:
@@ -250,6 +288,102 @@ class SendJobProcessor:
 Processor = Callable[[Any, str], Awaitable[Any]]
 
 
+# bullmq ships this script (Node's Job.moveToWait uses it) but python-bullmq does not register it.
+HAND_BACK_SCRIPT = "moveJobFromActiveToWait-9.lua"
+
+
+async def hand_back(worker: Any, job: Any, token: str) -> bool:
+    """Move a job this worker holds from ``active`` back to ``wait`` (front of the queue)."""
+    from bullmq.redis_connection import loadScript
+
+    scripts = worker.backend.scripts
+    keys = scripts.getKeys(["active", "wait", "stalled", "paused", "meta", "limiter", "prioritized", "marker",
+                            "events"])
+    try:
+        script = scripts.commands.get(HAND_BACK_SCRIPT)
+        if script is None:
+            script = scripts.commands[HAND_BACK_SCRIPT] = scripts.redisClient.register_script(
+                loadScript(HAND_BACK_SCRIPT))
+        result = await script(keys=keys, args=[job.id, token, scripts.toKey(job.id)])
+    except Exception as exc:  # Redis gone: the lock expires and the stalled checker returns it
+        log.warning("could not hand job %s back: %r", job.id, exc)
+        return False
+    if isinstance(result, int) and result < 0:
+        log.warning("could not hand job %s back: bullmq error %d (no longer ours)", job.id, result)
+        return False
+    log.info("job %s handed back to wait (worker closing)", job.id)
+    return True
+
+
+_RUN_TOKEN: contextvars.ContextVar[str] = contextvars.ContextVar("bullmq_job_token")
+
+
+class _Worker(Worker):  # type: ignore[misc]
+    """bullmq's Worker, fetching one job at a time and handing back the jobs it fetched but
+    will not run because it is closing.
+
+    bullmq 3.4.4's run loop starts a fetch for every free concurrency slot at once, and each
+    one that finds the queue not (yet) marked drained calls ``moveToActive`` (a Lua script).
+    The meta engine runs 310 slots (10 sends + 300 pacing holds): every arriving job set off
+    about 15 calls and kept the process busy. Serialised, a job costs about three; fetches
+    queued behind the lock cost nothing while they wait.
+
+    Also keeps renewing the locks of running jobs until they finish: bullmq's run loop closes
+    the lock manager as soon as it stops fetching, so a job still draining lost its lock
+    after ``lockDuration`` ("Missing lock … moveToDelayed") and was left ``active``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fetching = asyncio.Lock()
+        close_locks = self.lockManager.close
+
+        async def close_when_idle() -> None:
+            # bullmq calls this from its run loop (may still have jobs) and from close()'s
+            # teardown (always after the jobs): only the idle call really stops renewing.
+            if not self.jobs:
+                await close_locks()
+
+        self.lockManager.close = close_when_idle
+        self.close_locks = close_locks
+        untrack = self.lockManager.untrack_job
+
+        def untrack_own(job_id: str) -> None:
+            # bullmq untracks by job id alone: a job deferred (moved to delayed) and fetched
+            # again at once is tracked anew under a new token before the old run's cleanup,
+            # which then untracked the new run: its lock was no longer renewed and expired
+            # ("Missing lock" on completion, job left active until the stalled checker).
+            tracked = self.lockManager.tracked_jobs.get(job_id)
+            if tracked is None or tracked.get("token") == _RUN_TOKEN.get(None):
+                untrack(job_id)
+
+        self.lockManager.untrack_job = untrack_own
+
+    async def getNextJob(self, token: str) -> Any:
+        async with self._fetching:
+            if self.closing:
+                return None  # queued fetches end at once instead of blocking one after another
+            job = await super().getNextJob(token)
+        if job is not None and self.closing:
+            # Fetched while close() began: the run loop may already have stopped collecting.
+            await hand_back(self, job, token)
+            return None
+        return job
+
+    async def processJob(self, job: Any, token: str) -> Any:
+        _RUN_TOKEN.set(token)  # each job runs in a task of its own: this context is the job's
+        if self.closing:
+            # Moved to active by a fetch that raced with close(): never started, give it back.
+            await hand_back(self, job, token)
+            return None
+        try:
+            return await super().processJob(job, token)
+        except asyncio.CancelledError:
+            if self.forceClosing:  # cut short at the drain deadline: back to wait, not stalled
+                await asyncio.shield(hand_back(self, job, token))
+            raise
+
+
 class QueueWorker:
     """A ``bullmq.Worker`` for one queue, started after the process starts."""
 
@@ -278,11 +412,9 @@ class QueueWorker:
         self.last_error: str | None = None
 
     async def start(self) -> None:
-        from bisnesgpt.messaging.serial_fetch import SerialFetchWorker
-
-        self._worker = SerialFetchWorker(
+        self._worker = _Worker(
             self.spec.name,
-            self.processor,
+            self._process,
             {
                 "connection": connection_kwargs(self.redis_url),
                 "prefix": self.prefix,
@@ -307,6 +439,22 @@ class QueueWorker:
         await self._worker.runStalledJobsCheck()
         self._task = asyncio.create_task(self._worker.run(), name=f"worker:{self.spec.name}")
 
+    async def _process(self, job: Any, token: str) -> Any:
+        try:
+            return await self.processor(job, token)
+        except OUTAGE_ERRORS as exc:
+            # Not the job's fault: run it again soon without counting an attempt. With Redis
+            # gone the move fails too; the job stays active, its lock expires and the stalled
+            # checker puts it back once Redis is up (no attempt counted either).
+            log.warning("job %s on %s: %s; retrying in %d ms (no attempt used)", job.id, self.spec.name,
+                        getattr(exc, "detail", None) or repr(exc), OUTAGE_RETRY_MS)
+            try:
+                await job.moveToDelayed(int(time.time() * 1000) + OUTAGE_RETRY_MS, token)
+            except Exception as move_error:
+                log.warning("job %s: could not delay it (%r); the stalled checker will return it", job.id,
+                            move_error)
+            raise DelayedError(f"dependency unavailable: {exc}") from exc
+
     def _on_error(self, error: Any, *_args: Any) -> None:
         self.last_error = str(error)
         # A job caught mid-move (delayed/completed) between two lock renewals is harmless.
@@ -322,17 +470,45 @@ class QueueWorker:
         return len(self._worker.jobs) if self._worker is not None else 0
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Stop taking jobs, let in-flight ones finish up to ``timeout``, then force."""
-        if self._worker is None:
+        """Stop taking jobs, let in-flight ones finish up to ``timeout``, then force.
+
+        Bounded: bullmq's own ``close()`` waits for every job and ignores cancellation, so
+        it is only called once nothing runs any more. Jobs fetched but not started, and
+        jobs cut short at the deadline, are handed back to ``wait`` (``_Worker``).
+        """
+        worker = self._worker
+        if worker is None:
             return
-        try:
-            await asyncio.wait_for(self._worker.close(), timeout)
-        except TimeoutError:
-            log.warning("worker %s: in-flight jobs did not finish in %.1fs; forcing", self.spec.name, timeout)
-            await self._worker.close(force=True)
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 2)
-            except (TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
         self._worker = None
+        began = time.monotonic()
+        deadline = began + timeout
+        worker.closing = True
+        worker.paused = False
+        worker.resume_event.set()
+        if worker.waiting:
+            worker.waiting.cancel()
+        while True:
+            running = [t for t in (self._task, *worker.processing) if t is not None and not t.done()]
+            if not running:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("worker %s: %d job(s) did not finish in %.1fs; handing them back", self.spec.name,
+                            len(worker.jobs), timeout)
+                worker.forceClosing = True
+                for task in running:
+                    task.cancel()
+                await asyncio.wait(running, timeout=2)
+                break
+            await asyncio.wait(running, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        drained = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.shield(worker.close(force=worker.forceClosing)), 3)
+        except (TimeoutError, asyncio.CancelledError):
+            log.warning("worker %s: closing its connections timed out", self.spec.name)
+        except Exception as exc:
+            log.warning("worker %s: close: %r", self.spec.name, exc)
+        with contextlib.suppress(Exception):
+            await worker.close_locks()  # idempotent; a no-op unless a forced job never ended
+        log.info("worker %s closed in %.2fs (jobs drained in %.2fs%s)", self.spec.name, time.monotonic() - began,
+                 drained - began, ", forced" if worker.forceClosing else "")

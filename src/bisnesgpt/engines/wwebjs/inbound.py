@@ -15,6 +15,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from bisnesgpt.core.errors import DatabaseUnavailable
 from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import metrics
@@ -42,6 +43,9 @@ ORDER BY id DESC LIMIT 1
 """
 ACK_STATUS = {"server": "sent", "device": "delivered", "read": "read", "played": "read"}
 ACK_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# While PostgreSQL is unavailable an inbound message or ack is retried in the background
+# (not confirmed to WhatsApp until stored) at most this far apart, for as long as it takes.
+OUTAGE_RETRY_MAX_S = 2.0
 
 
 def inbound_payload(message: InboundMessage) -> dict[str, Any]:
@@ -75,6 +79,35 @@ class InboundRecorder:
         self._retries: set[asyncio.Task[None]] = set()
 
     async def on_inbound(self, key: SessionKey, message: InboundMessage) -> bool:
+        """True when stored; False when PostgreSQL is unavailable and it is retried in the background
+        (confirmed to WhatsApp only once stored: a connection lost meanwhile redelivers it too)."""
+        try:
+            return await self._store_inbound(key, message)
+        except DatabaseUnavailable as exc:
+            log.warning("inbound %s on %s not stored (%s); retrying in the background", message.id, key, exc.detail)
+            self._spawn(self._retry_inbound(key, message), f"inbound-retry:{message.id}")
+            return False
+
+    async def _retry_inbound(self, key: SessionKey, message: InboundMessage) -> None:
+        pause = 0.2
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                await self._store_inbound(key, message)
+            except DatabaseUnavailable:
+                pause = min(pause * 2, OUTAGE_RETRY_MAX_S)
+                continue
+            if message.confirm is not None:
+                with contextlib.suppress(Exception):
+                    await message.confirm()
+            return
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _store_inbound(self, key: SessionKey, message: InboundMessage) -> bool:
         payload = inbound_payload(message)
         media = message.media
         content = message.text if message.text is not None else (media.caption if media else None)
@@ -105,11 +138,13 @@ class InboundRecorder:
     async def on_ack(self, key: SessionKey, ack: DeliveryAck) -> bool:
         """True when applied; False when retried in the background (confirmed to WhatsApp only then)."""
         metrics.ACKS.labels(ack.level).inc()
-        if await self._apply_ack(key, ack):
-            return True
-        task = asyncio.create_task(self._retry_ack(key, ack), name=f"ack-retry:{ack.message_id}")
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
+        try:
+            if await self._apply_ack(key, ack):
+                return True
+        except DatabaseUnavailable as exc:
+            log.warning("ack %s for %s not applied (%s); retrying in the background", ack.level, ack.message_id,
+                        exc.detail)
+        self._spawn(self._retry_ack(key, ack), f"ack-retry:{ack.message_id}")
         return False
 
     async def _apply_ack(self, key: SessionKey, ack: DeliveryAck) -> bool:
@@ -124,13 +159,29 @@ class InboundRecorder:
         return True
 
     async def _retry_ack(self, key: SessionKey, ack: DeliveryAck) -> None:
-        for delay in ACK_RETRY_DELAYS:
+        """Until applied: a PostgreSQL outage does not use up the schedule (no row yet does)."""
+        delays = iter(ACK_RETRY_DELAYS)
+        delay = next(delays)
+        outage_pause = 0.2
+        while True:
             await asyncio.sleep(delay)
-            with contextlib.suppress(Exception):
-                if await self._apply_ack(key, ack):
-                    if ack.confirm is not None:
+            try:
+                applied = await self._apply_ack(key, ack)
+            except DatabaseUnavailable:
+                delay = outage_pause = min(outage_pause * 2, OUTAGE_RETRY_MAX_S)
+                continue
+            except Exception:
+                log.exception("ack %s for %s", ack.level, ack.message_id)
+                applied = False
+            if applied:
+                if ack.confirm is not None:
+                    with contextlib.suppress(Exception):
                         await ack.confirm()
-                    return
+                return
+            next_delay = next(delays, None)
+            if next_delay is None:
+                break
+            delay = next_delay
         # Left unconfirmed: WhatsApp (or the sandbox) sends the receipt again on the next connection.
         log.info("ack %s for %s: no outbound message with that id (yet)", ack.level, ack.message_id)
 
