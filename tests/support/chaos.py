@@ -547,8 +547,15 @@ class LoadGenerator:
         if worst is not None and worst.acked_at is not None:
             tries = [(round(b - worst.started, 1), round(t, 1), o) for b, t, o in worst.attempt_log]
             slowest = f", slowest ack {worst.acked_at - worst.started:.1f}s ({worst.key}: {tries[-4:]})"
-        return (f"{total} sends, {acked} acknowledged, {retried} retried{slowest}"
+        return (f"{total} sends, {acked} acknowledged, {retried} retried{slowest}, "
+                f"largest gap between sends begun {self.largest_start_gap():.2f}s"
                 + (f", errors {errors}" if errors else ""))
+
+    def largest_start_gap(self) -> float:
+        """The longest time the generator began no send (its own health: it should be ~1/rate)."""
+        with self._lock:
+            starts = sorted(s.started for s in self.sends)
+        return max((b - a for a, b in itertools.pairwise(starts)), default=0.0)
 
     def error_kinds(self, since: float = 0.0, until: float = float("inf")) -> dict[str, int]:
         """Failed attempts by kind (``409``, ``503``, ``ConnectError``…) of sends begun in [since, until]."""
