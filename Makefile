@@ -28,11 +28,12 @@ start: venv
 # would prune each other's directories (embedded servers' data among them).
 PYTEST_TMP := $(CURDIR)/.pytest-tmp
 
+# The chaos scenarios run at reduced load here (CHAOS_SCALE 0.3); `make test-chaos` runs them in full.
 test: venv
-	$(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) $(PYTEST_ARGS)
+	CHAOS_SCALE=$${CHAOS_SCALE:-0.3} $(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) $(PYTEST_ARGS)
 
 test-chaos: venv
-	$(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) -m chaos tests/chaos $(PYTEST_ARGS)
+	CHAOS_SCALE=$${CHAOS_SCALE:-1.0} $(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) -m chaos tests/chaos $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests $(wildcard bench/*.py)

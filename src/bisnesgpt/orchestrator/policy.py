@@ -33,7 +33,7 @@ class RestartPolicy:
         return int(min(self.base_delay_ms * 2 ** min(exponent, 32), self.max_delay_ms))
 
     def was_stable(self, uptime_s: float) -> bool:
-        """A child that stayed up ``min_uptime`` resets the restarts-in-a-row count."""
+        """A child that stayed ready ``min_uptime`` resets the restarts-in-a-row count."""
         return uptime_s * 1000 >= self.min_uptime_ms
 
     def gives_up_after(self, restarts_in_a_row: int) -> bool:

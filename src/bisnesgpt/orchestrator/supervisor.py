@@ -78,6 +78,7 @@ class Child:
     link: socket.socket | None = None
     decoder: protocol.LineDecoder = field(default_factory=protocol.LineDecoder)
     started_at: float = 0.0
+    ready_at: float | None = None  # when it reported ready: uptime counts as stable from here
     first_ping_at: float | None = None
     last_ping: float = 0.0
     restarts: int = 0  # restarts of this slot since the orchestrator started
@@ -223,6 +224,7 @@ class Supervisor:
         child.status = status
         if status == "ready" and child.state == "starting":
             child.state = "online"
+            child.ready_at = time.monotonic()
             log.info("%s (pid %s) ready after %.2fs", child.name, child.pid, time.monotonic() - child.started_at)
         self.broadcast(child.name, child.spec.role, status, child.pid, origin=child)
 
@@ -289,6 +291,7 @@ class Supervisor:
         child.decoder = protocol.LineDecoder()
         child.state = "starting"
         child.started_at = child.last_ping = now
+        child.ready_at = None
         child.first_ping_at = None
         child.stop_reason = None
         child.kill_at = None
@@ -338,6 +341,8 @@ class Supervisor:
             if code is None:
                 continue
             uptime = time.monotonic() - child.started_at
+            # A child that crashes while starting never counts as stable, however slow the start.
+            ready_for = time.monotonic() - child.ready_at if child.ready_at is not None else 0.0
             requested = child.stop_reason
             self._forget(child)
             exit_info = describe_exit(code)
@@ -348,11 +353,11 @@ class Supervisor:
                 log.warning("%s (pid %d) died: %s after %.1fs", child.name, process.pid, how, uptime)
             else:
                 log.info("%s (pid %d) stopped (%s): %s", child.name, process.pid, requested, how)
-            self._after_exit(child, uptime_s=uptime, exit_info={**exit_info, "pid": process.pid},
-                             requested=requested)
+            self._after_exit(child, uptime_s=uptime, ready_for_s=ready_for,
+                             exit_info={**exit_info, "pid": process.pid}, requested=requested)
 
     def _after_exit(self, child: Child, *, uptime_s: float, exit_info: dict[str, Any],
-                    requested: str | None) -> None:
+                    requested: str | None, ready_for_s: float = 0.0) -> None:
         """Record the exit, then schedule the restart (backoff) or give the role up."""
         pid = exit_info.get("pid")
         data = {**exit_info, "uptimeSeconds": round(uptime_s, 3), "restartsInARow": child.in_a_row}
@@ -362,7 +367,7 @@ class Supervisor:
         self.recorder.exited(child.name, child.spec.role, child.spec.instance_id, status="crashed",
                              pid=pid or 0, error=None if requested else _exit_text(exit_info),
                              exited_at=time.time())
-        if child.policy.was_stable(uptime_s):
+        if child.policy.was_stable(ready_for_s):
             child.in_a_row = 0
         if child.policy.gives_up_after(child.in_a_row):
             self.give_up(child, exit_info)
