@@ -11,11 +11,10 @@ The lifecycle of a key (table ``idempotency_keys``, kept ``IDEMPOTENCY_TTL`` ≥
    the same request (the message row, unique per key, then tells what was already done).
 2. ``complete`` — in the same transaction as the message insert when the answer is known
    then (a 202), so a stored message always has its stored answer; after ``?wait=``
-   otherwise.
-   With ``?wait=`` the key stays ``in_flight`` (committed with the message) until the
-   answer is known; a retry meanwhile gets 409.
-3. ``release`` when a request failed before storing anything, so a retry runs again
-   (not needed when the claim was rolled back with the message).
+   otherwise: with ``?wait=`` the key stays ``in_flight`` (committed with the message)
+   until the answer is known, and a retry meanwhile gets 409.
+3. Nothing to release: a request that fails before storing anything rolls its claim back
+   with the message, so a retry simply runs again.
 
 ``lookup`` is the read-only fast path before routing: a completed key replays at once.
 """
@@ -56,7 +55,6 @@ COMPLETE_KEY = """
 UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4::jsonb
 WHERE company_id = $1 AND key = $2
 """
-RELEASE_KEY = "DELETE FROM idempotency_keys WHERE company_id = $1 AND key = $2 AND state = 'in_flight'"
 DELETE_EXPIRED = """
 DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM idempotency_keys WHERE expires_at < now() LIMIT $1))
@@ -136,10 +134,6 @@ def _answer(row: asyncpg.Record, key: IdempotencyKey, *, stale_ok: bool = False)
 
 async def complete(conn: asyncpg.Connection, key: IdempotencyKey, response: StoredResponse) -> None:
     await conn.execute(COMPLETE_KEY, key.company_id, key.key, response.status, response.body)
-
-
-async def release(conn: asyncpg.Connection, key: IdempotencyKey) -> None:
-    await conn.execute(RELEASE_KEY, key.company_id, key.key)
 
 
 async def delete_expired(conn: asyncpg.Connection, limit: int = 5000) -> int:
