@@ -6,16 +6,24 @@ alone knows (a child crashed, how often a slot was restarted) and coordinator me
 One background thread with its own event loop writes them in order, best effort: while
 PostgreSQL or Redis is away, items are logged and dropped (the console and the log files
 still have them), never retried forever.
+
+``concurrent.futures.thread`` is imported here, at load, not lazily by the thread's first
+``run_in_executor``: importing it registers at-fork hooks (acquire a lock before a fork,
+release it after). Registered while the arbiter was inside ``Popen(preexec_fn=…)``, between
+the two hooks, the "after" hook released a lock the recorder thread held ("release
+unlocked lock"); the thread died and the orchestrator recorded nothing more (seen in CI).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread  # noqa: F401
 import contextlib
 import json
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +130,14 @@ class Recorder:
     # --- the thread -------------------------------------------------------------------------
 
     def _main(self) -> None:
-        asyncio.run(self._consume())
+        while True:
+            try:
+                asyncio.run(self._consume())
+                return
+            except Exception:
+                # Never die silently: the arbiter keeps enqueueing, a new loop keeps writing.
+                log.exception("recorder: writer loop failed; starting it again")
+                time.sleep(1)
 
     async def _consume(self) -> None:
         db = Database(self.database_url, min_size=0, max_size=2, application_name="bisnesgpt-orchestrator")
