@@ -55,10 +55,6 @@ COMPLETE_KEY = """
 UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4::jsonb
 WHERE company_id = $1 AND key = $2
 """
-DELETE_EXPIRED = """
-DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM idempotency_keys WHERE expires_at < now() LIMIT $1))
-"""
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,3 @@ def _answer(row: asyncpg.Record, key: IdempotencyKey, *, stale_ok: bool = False)
 async def complete(conn: asyncpg.Connection, key: IdempotencyKey, response: StoredResponse) -> None:
     await conn.execute(COMPLETE_KEY, key.company_id, key.key, response.status, response.body)
 
-
-async def delete_expired(conn: asyncpg.Connection, limit: int = 5000) -> int:
-    result = await conn.execute(DELETE_EXPIRED, limit)
-    return int(result.split()[-1])

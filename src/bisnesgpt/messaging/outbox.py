@@ -12,7 +12,8 @@ asks Redis, in one pipeline per batch, whether each one's job exists:
 
 Adding twice is harmless: BullMQ ignores an add for an existing jobId, and the worker
 refuses to send a message already past ``sending``. Exactly one process reconciles at a
-time (PostgreSQL lease ``outbox-reconciler``); it also deletes expired idempotency keys.
+time (PostgreSQL lease ``outbox-reconciler``). Expired idempotency keys are the maintenance
+job's (``health/maintenance.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from bisnesgpt.coordination.leases import Lease
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.db.pool import Database
-from bisnesgpt.messaging import idempotency
 from bisnesgpt.messaging.queues import QUEUES_BY_NAME, QueueProducer
 from bisnesgpt.processes.component import Check, Component
 from bisnesgpt.processes.context import ProcessContext
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "outbox-reconciler"
 LEASE_TTL_SECONDS = 10.0
 BATCH_SIZE = 500
-CLEANUP_EVERY_SECONDS = 60.0
 
 REDISPATCHED = Counter("bisnesgpt_outbox_redispatched_total",
                        "Messages the outbox reconciler put (back) into a queue", ["queue", "reason"])
@@ -154,7 +153,6 @@ class OutboxReconcilerComponent(Component):
         assert self._lease is not None
         assert self._reconciler is not None
         assert self._ctx is not None
-        last_cleanup = 0.0
         while True:
             report = PassReport()
             if await self._lease.try_acquire():
@@ -168,12 +166,6 @@ class OutboxReconcilerComponent(Component):
                         await self._ctx.events.record("outbox_redispatch", {
                             "enqueued": report.enqueued, "requeuedStalled": report.requeued_stalled,
                             "checked": report.checked}, "warning")
-                    if time.monotonic() - last_cleanup > CLEANUP_EVERY_SECONDS:
-                        async with self._ctx.db.connection() as conn:
-                            removed = await idempotency.delete_expired(conn)
-                        last_cleanup = time.monotonic()
-                        if removed:
-                            log.info("outbox: deleted %d expired idempotency keys", removed)
                 except (BisnesgptError, RedisError, OSError, TimeoutError) as exc:
                     detail = exc.detail if isinstance(exc, BisnesgptError) else (str(exc) or type(exc).__name__)
                     if detail != self.last_error:
