@@ -177,42 +177,6 @@ async def test_provider_given_delays_still_count_against_the_attempts(db: Databa
     assert engine.calls[record.message_id] == queue.attempts == 3
 
 
-async def test_many_slots_fetch_one_job_at_a_time(redis_url: str) -> None:
-    """310 slots (the meta engine's sends + pacing holds) must not turn each arriving job into
-    a burst of ``moveToActive`` calls: fetches run one at a time, about two per job."""
-    spec = QueueSpec(f"fetch-{uuid.uuid4().hex[:8]}", "send-message", 1, {"type": "fixed", "delay": 20}, 310, "meta")
-    done: list[str] = []
-
-    async def processor(job: Any, _token: str) -> None:
-        done.append(job.id)
-
-    worker = QueueWorker(redis_url, spec, processor, concurrency=310)
-    producer = QueueProducer(redis_url)
-    await worker.start()
-    calls = 0
-    original = worker._worker.moveToActive
-
-    async def counting(token: str) -> Any:
-        nonlocal calls
-        calls += 1
-        return await original(token)
-
-    worker._worker.moveToActive = counting
-    try:
-        jobs = 40
-        for n in range(jobs):
-            await producer.add(spec, f"job-{n}", {"n": n})
-            await asyncio.sleep(0.02)  # jobs arrive one by one, as messages do
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(done) < jobs and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        assert sorted(done) == sorted(f"job-{n}" for n in range(jobs))
-        print(f"\nmoveToActive calls per job with 310 slots: {calls / jobs:.1f}")
-        assert calls <= 4 * jobs, calls
-    finally:
-        await worker.close()
-
-
 async def test_an_outage_costs_no_attempt(db: Database, harness: Any) -> None:
     """PostgreSQL/Redis unavailable more times than the job has attempts: delayed, then sent."""
     queue, engine, producer, _worker = harness

@@ -319,14 +319,7 @@ _RUN_TOKEN: contextvars.ContextVar[str] = contextvars.ContextVar("bullmq_job_tok
 
 
 class _Worker(Worker):  # type: ignore[misc]
-    """bullmq's Worker, fetching one job at a time and handing back the jobs it fetched but
-    will not run because it is closing.
-
-    bullmq 3.4.4's run loop starts a fetch for every free concurrency slot at once, and each
-    one that finds the queue not (yet) marked drained calls ``moveToActive`` (a Lua script).
-    The meta engine runs 310 slots (10 sends + 300 pacing holds): every arriving job set off
-    about 15 calls and kept the process busy. Serialised, a job costs about three; fetches
-    queued behind the lock cost nothing while they wait.
+    """bullmq's Worker, handing back the jobs it fetched but will not run because it is closing.
 
     Also keeps renewing the locks of running jobs until they finish: bullmq's run loop closes
     the lock manager as soon as it stops fetching, so a job still draining lost its lock
@@ -335,7 +328,6 @@ class _Worker(Worker):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._fetching = asyncio.Lock()
         close_locks = self.lockManager.close
 
         async def close_when_idle() -> None:
@@ -360,10 +352,7 @@ class _Worker(Worker):  # type: ignore[misc]
         self.lockManager.untrack_job = untrack_own
 
     async def getNextJob(self, token: str) -> Any:
-        async with self._fetching:
-            if self.closing:
-                return None  # queued fetches end at once instead of blocking one after another
-            job = await super().getNextJob(token)
+        job = await super().getNextJob(token)
         if job is not None and self.closing:
             # Fetched while close() began: the run loop may already have stopped collecting.
             await hand_back(self, job, token)
