@@ -16,6 +16,7 @@ import pytest
 
 from bisnesgpt.db.migrate import migrate
 from bisnesgpt.db.pool import Database
+from tests.support import procs
 from tests.support.servers import (
     postgres_server,
     redis_database,
@@ -23,6 +24,26 @@ from tests.support.servers import (
     unique_name,
     with_database,
 )
+
+FIRST_PROC = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[FIRST_PROC] = len(procs.SPAWNED)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test's report ends with the logs of the product processes it ran (CI keeps nothing else)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "teardown" or not report.failed:
+        return
+    first = item.stash.get(FIRST_PROC, len(procs.SPAWNED))
+    for index, proc in enumerate(procs.SPAWNED):
+        if index >= first or proc.popen.poll() is None:
+            report.sections.append((f"log {proc.log_path}", proc.tail()))
 
 
 @pytest.fixture(scope="session")

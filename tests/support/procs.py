@@ -33,10 +33,15 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+# Every Proc spawned in this test session, in order: a failing test's report shows their logs.
+SPAWNED: list[Proc] = []
+
+
 class Proc:
     """A spawned ``python -m bisnesgpt …`` with its output in a file."""
 
     def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str], log_name: str = "proc") -> None:
+        SPAWNED.append(self)
         self.log_path = cwd / f"{log_name}.log"
         self._log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
@@ -50,6 +55,12 @@ class Proc:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.output().splitlines()[-lines:])
+        except OSError as exc:
+            return f"(log unreadable: {exc})"
 
     def wait_for_output(self, pattern: str, timeout: float = 60) -> re.Match[str]:
         deadline = time.monotonic() + timeout

@@ -176,7 +176,12 @@ class Db:
             row = await self.message(message_id)
             return row if row and row["status"] == status else None
 
-        return await eventually(check, timeout=timeout, what=f"message {message_id} {status}")
+        try:
+            return await eventually(check, timeout=timeout, what=f"message {message_id} {status}")
+        except AssertionError as exc:
+            row = await self.message(message_id)
+            now = {k: row[k] for k in ("status", "attempts", "error_code", "error_title")} if row else None
+            raise AssertionError(f"{exc}; now {now}, history {await self.history(message_id)}") from None
 
     async def history(self, message_id: str) -> list[str]:
         rows = await self.fetch("SELECT h.to_status FROM message_status_history h JOIN messages m ON m.id = "

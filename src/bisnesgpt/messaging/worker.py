@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from bullmq import Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError
@@ -192,8 +192,7 @@ class SendJobProcessor:
         except DeferSend as defer:
             if await self._deadline_passed(message, defer.detail):
                 raise UnrecoverableError("deadline exceeded") from defer
-            await job.moveToDelayed(int(time.time() * 1000) + defer.delay_ms, token)
-            raise DelayedError(defer.detail) from defer
+            await self._defer(job, token, message, defer)
         except PermanentSendError as exc:
             await self._fail(message, exc.code, exc.provider_title, exc.details)
             raise UnrecoverableError(f"{exc.code}: {exc.provider_title}") from exc
@@ -208,8 +207,7 @@ class SendJobProcessor:
         try:
             receipt = await self.engine.send(message)
         except DeferSend as defer:
-            await job.moveToDelayed(int(time.time() * 1000) + defer.delay_ms, token)
-            raise DelayedError(defer.detail) from defer
+            await self._defer(job, token, message, defer)
         except PermanentSendError as exc:
             await self._fail(message, exc.code, exc.provider_title, exc.details)
             raise UnrecoverableError(f"{exc.code}: {exc.provider_title}") from exc
@@ -227,6 +225,13 @@ class SendJobProcessor:
 
         await self._record_sent(message, receipt)
         return {"outcome": "sent", "externalId": receipt.external_id}
+
+    async def _defer(self, job: Any, token: str, message: store.MessageRecord, defer: DeferSend) -> NoReturn:
+        # Pacing holds are routine; a wait of a second or more says why a message is late.
+        level = logging.INFO if defer.delay_ms >= 1000 else logging.DEBUG
+        log.log(level, "message %s deferred %d ms: %s", message.message_id, defer.delay_ms, defer.detail)
+        await job.moveToDelayed(int(time.time() * 1000) + defer.delay_ms, token)
+        raise DelayedError(defer.detail) from defer
 
     async def _record_sent(self, message: store.MessageRecord, receipt: SendReceipt) -> None:
         give_up = time.monotonic() + RECORD_SENT_PATIENCE_S
