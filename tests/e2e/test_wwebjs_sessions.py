@@ -308,6 +308,29 @@ async def _delivered(sandbox: SandboxNetwork, message_id: str) -> bool:
     return bool(found and found[0]["delivered"])
 
 
+async def test_messages_waiting_for_a_session_go_out_once_it_is_ready_not_after_their_backoff(
+        stack: Stack) -> None:
+    await seed_phone(stack.database_url, "patient", 0)
+    sandbox, wwebjs, _api = stack.start(api=False, WWEBJS_NOT_READY_RETRY_MS="120000",
+                                        WWEBJS_NOT_READY_RETRY_MAX_MS="120000")
+    db = stack.db
+    await db.wait_status("patient", 0, "qr")
+    waiting = [await enqueue_message(stack.database_url, stack.redis_url, "patient", 0,
+                                     text_payload(f"6011100000{n}", f"waiting {n}")) for n in range(3)]
+    for message_id in waiting:
+        wwebjs.proc.wait_for_output(rf"message {message_id} deferred 120000 ms: session patient:0 not ready")
+
+    await sandbox.scan("patient", 0)
+    await db.wait_status("patient", 0, "ready")
+    # Well inside the 120 s they were deferred for: only the promotion on "ready" sends them now.
+    for message_id in waiting:
+        async def was_sent(m: str = message_id) -> bool:
+            return "sent" in await db.history(m)
+
+        await eventually(was_sent, timeout=60, what=f"message {message_id} sent")
+    wwebjs.proc.wait_for_output(r"session patient:0 ready: 3 waiting job\(s\) promoted")
+
+
 async def test_disconnect_loop_trips_the_breaker_until_an_operator_starts_it(stack: Stack) -> None:
     await seed_phone(stack.database_url, "flappy", 0)
     sandbox, wwebjs, api = stack.start()

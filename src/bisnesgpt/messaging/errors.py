@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from bisnesgpt.core.errors import BisnesgptError
@@ -49,10 +50,14 @@ class DeferSend(SendError):
 
     The job is delayed by ``delay_ms`` without consuming an attempt; the message keeps its
     state. Past the message's ``deadline_at`` the worker fails it with ``DEADLINE_EXCEEDED``.
+    ``wake_on`` names the condition it waits for (see ``messaging.wakeups``): when it holds
+    earlier, the job is promoted instead of waiting out the delay.
     """
 
     type = "send-deferred"
 
-    def __init__(self, detail: str, *, delay_ms: int) -> None:
+    def __init__(self, detail: str, *, delay_ms: int, wake_on: str | None = None) -> None:
         super().__init__(detail)
         self.delay_ms = max(1, int(delay_ms))
+        self.wake_on = wake_on
+        self.checked_at = time.monotonic()  # when the condition was seen not to hold

@@ -48,6 +48,7 @@ from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
 from bisnesgpt.messaging.queues import DEFAULT_PREFIX, QueueSpec
 from bisnesgpt.messaging.states import PAST_SENDING, advance_status
+from bisnesgpt.messaging.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +153,14 @@ class SendJobProcessor:
         *,
         process_name: str,
         on_outcome: Callable[[str, float], None] | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
         self.spec = spec
         self.process_name = process_name
         self._on_outcome = on_outcome or (lambda _outcome, _seconds: None)
+        self.wakeups = wakeups
 
     async def __call__(self, job: Any, token: str) -> Outcome:
         started = time.monotonic()
@@ -231,6 +234,9 @@ class SendJobProcessor:
         level = logging.INFO if defer.delay_ms >= 1000 else logging.DEBUG
         log.log(level, "message %s deferred %d ms: %s", message.message_id, defer.delay_ms, defer.detail)
         await job.moveToDelayed(int(time.time() * 1000) + defer.delay_ms, token)
+        if (defer.wake_on is not None and self.wakeups is not None and job.id is not None
+                and self.wakeups.note(defer.wake_on, str(job.id), defer.checked_at)):
+            await promote(job.backend, [str(job.id)])  # it came true while we were deferring
         raise DelayedError(defer.detail) from defer
 
     async def _record_sent(self, message: store.MessageRecord, receipt: SendReceipt) -> None:
@@ -291,6 +297,18 @@ class SendJobProcessor:
 
 
 Processor = Callable[[Any, str], Awaitable[Any]]
+
+
+async def promote(backend: Any, job_ids: list[str]) -> int:
+    """Move delayed jobs to ``wait`` now; how many moved (one already running or done is skipped)."""
+    moved = 0
+    for job_id in job_ids:
+        try:
+            await backend.promote(job_id)
+            moved += 1
+        except TypeError as exc:  # bullmq's "not in the delayed state" / "missing key"
+            log.debug("job %s not promoted: %s", job_id, exc)
+    return moved
 
 
 # bullmq ships this script (Node's Job.moveToWait uses it) but python-bullmq does not register it.
@@ -454,6 +472,12 @@ class QueueWorker:
         # A job caught mid-move (delayed/completed) between two lock renewals is harmless.
         level = logging.DEBUG if "could not renew lock" in str(error).lower() else logging.WARNING
         log.log(level, "worker %s: %s", self.spec.name, error)
+
+    async def promote(self, job_ids: list[str]) -> int:
+        """Run these delayed jobs now (see ``messaging.wakeups``)."""
+        if self._worker is None or not job_ids:
+            return 0
+        return await promote(self._worker.backend, job_ids)
 
     @property
     def alive(self) -> bool:

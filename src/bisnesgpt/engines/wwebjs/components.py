@@ -7,13 +7,18 @@ and the sessions disconnect last (credentials stay; leases are released for a su
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
 
+from redis.exceptions import RedisError
+
 from bisnesgpt.config import Settings
 from bisnesgpt.engines.wwebjs import metrics as wwebjs_metrics
+from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.drivers import build_driver
-from bisnesgpt.engines.wwebjs.engine import WebEngine
+from bisnesgpt.engines.wwebjs.engine import WebEngine, ready_condition
 from bisnesgpt.engines.wwebjs.inbound import InboundRecorder
 from bisnesgpt.engines.wwebjs.leases import make_holder
 from bisnesgpt.engines.wwebjs.manager import SessionManager
@@ -21,9 +26,12 @@ from bisnesgpt.engines.wwebjs.store import SESSION_STATUSES, AuthStore
 from bisnesgpt.health import metrics
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.queues import WWEBJS
+from bisnesgpt.messaging.wakeups import Wakeups
 from bisnesgpt.messaging.worker import QueueWorker, SendJobProcessor
 from bisnesgpt.processes.component import Check, Component
 from bisnesgpt.processes.context import ProcessContext
+
+log = logging.getLogger(__name__)
 
 
 class WebSessionsComponent(Component):
@@ -87,6 +95,8 @@ class WebSendWorkerComponent(Component):
         self.sessions = sessions
         self.worker: QueueWorker | None = None
         self.processed = 0
+        self.wakeups = Wakeups()
+        self._wake_tasks: set[asyncio.Task[None]] = set()
 
     def _on_outcome(self, outcome: str, seconds: float) -> None:
         metrics.MESSAGES_PROCESSED.labels(WWEBJS.name, outcome).inc()
@@ -99,9 +109,27 @@ class WebSendWorkerComponent(Component):
             raise RuntimeError("the wwebjs worker needs the session manager started first")
         engine = WebEngine(ctx.settings, self.sessions.manager)
         processor = SendJobProcessor(ctx.db, engine, WWEBJS, process_name=ctx.process_name,
-                                     on_outcome=self._on_outcome)
+                                     on_outcome=self._on_outcome, wakeups=self.wakeups)
         self.worker = QueueWorker(ctx.redis_url, WWEBJS, processor)
         await self.worker.start()
+        self.sessions.manager.ready_listeners.append(self._session_ready)
+
+    def _session_ready(self, key: SessionKey) -> None:
+        """Send what waited for this session now, not after its (age-grown) deferral delay."""
+        job_ids = self.wakeups.wake(ready_condition(key))
+        if job_ids and self.worker is not None:
+            task = asyncio.create_task(self._promote(key, job_ids), name=f"wwebjs-wake:{key}")
+            self._wake_tasks.add(task)
+            task.add_done_callback(self._wake_tasks.discard)
+
+    async def _promote(self, key: SessionKey, job_ids: list[str]) -> None:
+        assert self.worker is not None
+        try:
+            moved = await self.worker.promote(job_ids)
+        except (RedisError, OSError) as exc:  # they still run once their delay is over
+            log.warning("session %s ready; its %d waiting jobs not promoted: %s", key, len(job_ids), exc)
+            return
+        log.info("session %s ready: %d waiting job(s) promoted", key, moved)
 
     async def drain(self, timeout: float) -> None:
         if self.worker is not None:

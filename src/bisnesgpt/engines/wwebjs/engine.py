@@ -3,8 +3,9 @@
 ``before_send`` refuses what WhatsApp Web cannot send (permanently, before the claim) and
 defers while the session is not ``ready`` here: the message stays ``queued``, the job waits
 with a backoff that grows with the message's age (no attempt is used) until it is sent or
-its deadline passes. ``send`` paces per session, sends through the session's driver and
-maps driver errors to the worker's outcomes.
+its deadline passes; the session becoming ready cuts that wait short (``messaging.wakeups``).
+``send`` paces per session, sends through the session's driver and maps driver errors to
+the worker's outcomes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from bisnesgpt.messaging.worker import SendReceipt
 # A job waits in-process for its pacing slot up to this long; beyond, it is delayed in Redis.
 MAX_INLINE_WAIT = 2.0
 OTHER_OWNER_RETRY_MS = 1_000
+
+
+def ready_condition(message: MessageRecord | SessionKey) -> str:
+    """The wakeup condition "this session is ready" (``messaging.wakeups``)."""
+    key = message if isinstance(message, SessionKey) else SessionKey(message.company_id, message.phone_index)
+    return f"ready:{key}"
 
 
 class WebEngine:
@@ -48,7 +55,7 @@ class WebEngine:
         if readiness.state == "other_owner":
             raise DeferSend(readiness.detail, delay_ms=OTHER_OWNER_RETRY_MS)
         raise DeferSend(f"session {message.company_id}:{message.phone_index} not ready: {readiness.detail}",
-                        delay_ms=self._defer_ms(message))
+                        delay_ms=self._defer_ms(message), wake_on=ready_condition(message))
 
     async def before_send(self, message: MessageRecord) -> None:
         to_outgoing(message)  # raises PermanentSendError for what can never be sent
@@ -64,11 +71,12 @@ class WebEngine:
             await asyncio.sleep(wait)
         readiness = self.manager.readiness(key)
         if readiness.session is None or readiness.state != "ready":
-            raise DeferSend(f"session not ready: {readiness.detail}", delay_ms=self._defer_ms(message))
+            raise DeferSend(f"session not ready: {readiness.detail}", delay_ms=self._defer_ms(message),
+                            wake_on=ready_condition(message))
         try:
             sent = await readiness.session.send(outgoing)
         except NotConnected as exc:
-            raise DeferSend(exc.detail, delay_ms=self._defer_ms(message)) from exc
+            raise DeferSend(exc.detail, delay_ms=self._defer_ms(message), wake_on=ready_condition(message)) from exc
         except SendTimeout as exc:
             raise RetryableSendError(exc.detail, code=exc.code, title=exc.title) from exc
         except SendRejected as exc:

@@ -95,7 +95,9 @@ class SessionManager:
                                     takeover_same_host=settings.wwebjs_lease_takeover_same_host)
         self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
                                         process_name=process_name, holder=self.holder, pid=pid,
-                                        on_inbound=on_inbound, on_ack=on_ack)
+                                        on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready)
+        # Called with the key of each session that becomes ready (the send worker wakes its jobs).
+        self.ready_listeners: list[Callable[[SessionKey], None]] = []
         self.config = session_config(settings)
         self.sessions: dict[SessionKey, ManagedSession] = {}
         self.wanted: set[SessionKey] = set()
@@ -152,6 +154,10 @@ class SessionManager:
         if session is not None and session.running:
             return Readiness("not_ready", session, f"session status is {session.status}")
         return Readiness("not_running", detail="session not running here")
+
+    def _session_ready(self, key: SessionKey) -> None:
+        for listener in self.ready_listeners:
+            listener(key)
 
     def owned(self) -> list[SessionKey]:
         return [k for k in self.sessions if self.leases.held(k.lease_name)]

@@ -89,6 +89,8 @@ class SessionServices:
     # Both return False when the event is not handled yet (then it is not confirmed).
     on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]]
     on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]]
+    # Told once a session is ready to send (after its status is written).
+    on_ready: Callable[[SessionKey], None] = lambda _key: None
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,7 @@ class ManagedSession:
             self._pairing_phone = None
             await self._set_status("ready", {"pushName": event.push_name})
             await self._guard_db(store.mark_ready, self.key, self.phone_number)
+            self.services.on_ready(self.key)
         elif isinstance(event, Disconnected):
             was_ready = self.status == "ready"
             await self._stop_driver()
