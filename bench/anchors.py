@@ -7,6 +7,7 @@ worker achieves on this machine in the same run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -82,3 +83,73 @@ def node_noop(redis_url: str, jobs: int, concurrency: int = 10) -> QueueRun | No
                          capture_output=True, text=True, check=True, timeout=600)
     data = json.loads(out.stdout)
     return QueueRun(data["jobs"], data["seconds"], data["latencies_ms"])
+
+
+@dataclass
+class FetchCost:
+    loop: str
+    jobs: int
+    fetches: int
+    cpu_seconds: float
+    seconds: float
+
+    @property
+    def fetches_per_job(self) -> float:
+        return self.fetches / self.jobs if self.jobs else 0.0
+
+    @property
+    def cores(self) -> float:
+        return self.cpu_seconds / self.seconds if self.seconds else 0.0
+
+
+async def fetch_cost(redis_url: str, *, ours: bool, rate: float, seconds: float, concurrency: int) -> FetchCost:
+    """A no-op worker with ``concurrency`` slots fed ``rate`` jobs/s: ``moveToActive`` calls and CPU.
+
+    ``ours`` picks the product's worker (sequential fetches) instead of bullmq's stock run
+    loop; producer and worker share this process, so the CPU difference is the loop's.
+    """
+    from bullmq import Queue, Worker
+
+    from bisnesgpt.infra.redis import connection_kwargs
+    from bisnesgpt.messaging.worker import _Worker
+
+    name = f"bench-fetch-{uuid.uuid4().hex[:8]}"
+    processed: list[str] = []
+    all_done = asyncio.Event()
+    jobs = int(rate * seconds)
+
+    async def process(job: Any, _token: str) -> None:
+        processed.append(job.id)
+        if len(processed) >= jobs:
+            all_done.set()
+
+    worker_cls = _Worker if ours else Worker
+    queue = Queue(name, {"connection": connection_kwargs(redis_url)})
+    worker = worker_cls(name, process, {"connection": connection_kwargs(redis_url), "concurrency": concurrency,
+                                        "autorun": False, "removeOnComplete": True})
+    await worker.backend.blocking_connection.getRedisVersion()
+    fetches = 0
+    move_to_active = worker.moveToActive
+
+    async def counted(token: str) -> Any:
+        nonlocal fetches
+        fetches += 1
+        return await move_to_active(token)
+
+    worker.moveToActive = counted
+    runner = asyncio.create_task(worker.run())
+    await asyncio.sleep(1.0)  # settle into the idle blocking wait
+    fetches = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for n in range(jobs):
+        await asyncio.sleep(max(0.0, t0 + n / rate - time.perf_counter()))
+        await queue.add("noop", {}, {"removeOnComplete": True})
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_done.wait(), 30)
+    cost = FetchCost("product (sequential)" if ours else "bullmq 3.4.4 stock", len(processed), fetches,
+                     time.process_time() - cpu0, time.perf_counter() - t0)
+    await worker.close()
+    runner.cancel()
+    await queue.obliterate(force=True)
+    await queue.close()
+    return cost

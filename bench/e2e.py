@@ -8,7 +8,9 @@ by the accepting transaction), joined on the wamid (``messages.external_id``). S
 one machine.
 
 1. anchors: a no-op ``bullmq`` worker (Python, concurrency 10 like the meta queue) and,
-   with ``node``, Node BullMQ — on the same Redis, in the same run;
+   with ``node``, Node BullMQ — on the same Redis, in the same run; and the cost of the
+   worker's fetch loop (``moveToActive`` calls and CPU per job) with meta's 310 slots,
+   bullmq's stock loop against the product's sequential one;
 2. saturation: closed-loop POSTs; the sustained rate is what reached the emulator inside
    the measured window (a backlog left behind is drained and reported);
 3. 50 % of that, open loop: p50/p99/p99.9 accept → receipt for every message of the window.
@@ -39,6 +41,9 @@ from bench.system import (
     storage_pids,
 )
 
+# Meta's worker: META_SEND_CONCURRENCY 10 + META_PACING_HOLD_JOBS 300 slots; a steady trickle.
+FETCH_SLOTS = 310
+FETCH_RATE = 25.0
 UNFINISHED = "SELECT count(*) AS n FROM messages WHERE status IN ('queued', 'sending')"
 WINDOW_ROWS = """
 SELECT external_id, extract(epoch FROM created_at)::float8 AS accepted, status FROM messages
@@ -110,6 +115,16 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, a
                                              "rate": round(nd.rate, 1), "latency_ms": latency_summary(nd.latencies_ms)}
             else:
                 out["anchor_node_bullmq"] = None
+
+            # The worker's fetch loop, bullmq's stock one against ours, as meta runs it (310 slots).
+            log("e2e: worker fetch cost, stock bullmq loop vs the product's")
+            costs = [asyncio.run(anchors.fetch_cost(redis_url, ours=ours, rate=FETCH_RATE, seconds=duration,
+                                                    concurrency=FETCH_SLOTS)) for ours in (False, True)]
+            out["fetch_cost"] = {"rate": FETCH_RATE, "slots": FETCH_SLOTS, "runs": [
+                {"loop": c.loop, "jobs": c.jobs, "move_to_active": c.fetches,
+                 "per_job": round(c.fetches_per_job, 2), "cores": round(c.cores, 3)} for c in costs]}
+            stock, ours_cost = costs
+            out["fetch_cost"]["cpu_ratio"] = round(ours_cost.cores / stock.cores, 2) if stock.cores else None
 
             idle = {name: rss_mb(proc.pid) for name, proc in kids.items()}
 

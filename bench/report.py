@@ -60,6 +60,12 @@ def render(results: dict[str, Any]) -> str:
         if e.get("anchor_node_bullmq"):
             nd = e["anchor_node_bullmq"]
             lines.append(f"  anchor: Node BullMQ no-op, concurrency 10:             {_f(nd['rate'])} jobs/s")
+        fetch = e.get("fetch_cost")
+        if fetch:
+            for run in fetch["runs"]:
+                lines.append(f"  fetch loop, {fetch['slots']} slots, {_f(fetch['rate'], 0)} jobs/s, {run['loop']:<21}: "
+                             f"{_f(run['per_job'], 2)} moveToActive/job, {_f(run['cores'], 3)} cores")
+            lines.append(f"  fetch loop CPU ratio product/stock = {_f(fetch['cpu_ratio'], 2)}")
         sat = e["saturation"]
         lines.append(head)
         lines.append(_load_row("saturation (accept side)", sat["load"]))

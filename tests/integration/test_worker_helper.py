@@ -280,3 +280,47 @@ async def test_a_job_draining_at_close_keeps_its_lock_and_completes(db: Database
     finally:
         await client.aclose()
         await producer.close()
+
+
+async def test_free_slots_fetch_one_job_at_a_time_and_a_parked_wait_still_sees_new_jobs(
+        db: Database, redis_url: str) -> None:
+    """Meta's worker has 310 slots: an arriving job must not set off one fetch per free slot,
+    and while jobs run, the one blocking wait parked for the queue must still pick new jobs up."""
+    queue = spec(f"test-{uuid.uuid4().hex[:8]}")
+    engine = PausingEngine(seconds=30)
+    producer = QueueProducer(redis_url)
+    worker = QueueWorker(redis_url, queue, SendJobProcessor(db, engine, queue, process_name="test"),
+                         concurrency=310)
+    try:
+        await worker.start()
+        fetches = 0
+        move_to_active = worker._worker.moveToActive
+
+        async def counted(token: str) -> Any:
+            nonlocal fetches
+            fetches += 1
+            return await move_to_active(token)
+
+        worker._worker.moveToActive = counted
+        await asyncio.sleep(0.5)  # idle: parked in the blocking wait
+        records = [await new_message(db, queue) for _ in range(20)]
+        for n, record in enumerate(records, start=1):
+            # Each job arrives while the previous ones are still sending (30 s each).
+            await producer.add(queue, record.message_id, {"messageId": record.message_id, "companyId": "acme"})
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(engine.started) < n:
+                assert asyncio.get_running_loop().time() < deadline, f"job {n} not picked up while {n - 1} run"
+                await asyncio.sleep(0.02)
+        # About 3 per job here (the wait's pop, one that finds nothing, drain-delay wake-ups);
+        # bullmq's stock loop made 2,712 for these 20 (one per free slot per arrival).
+        assert fetches <= 5 * len(records), fetches
+        burst = [await new_message(db, queue) for _ in range(40)]
+        for record in burst:
+            await producer.add(queue, record.message_id, {"messageId": record.message_id, "companyId": "acme"})
+        deadline = asyncio.get_running_loop().time() + 15
+        while len(engine.started) < len(records) + len(burst):  # a backlog fills the free slots
+            assert asyncio.get_running_loop().time() < deadline, len(engine.started)
+            await asyncio.sleep(0.02)
+    finally:
+        await worker.close(timeout=0.5)
+        await producer.close()

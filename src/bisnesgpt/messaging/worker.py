@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +36,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
-from bullmq import Worker
+from bullmq import Job, Worker
 from bullmq.custom_errors import DelayedError, UnrecoverableError
+from bullmq.timer import Timer
+from bullmq.utils import extract_result
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -347,6 +351,11 @@ class _Worker(Worker):  # type: ignore[misc]
     Also keeps renewing the locks of running jobs until they finish: bullmq's run loop closes
     the lock manager as soon as it stops fetching, so a job still draining lost its lock
     after ``lockDuration`` ("Missing lock … moveToDelayed") and was left ``active``.
+
+    And fetches one job at a time (``run``), as Node BullMQ does: the Python port starts one
+    fetch per free slot at once, so each job arriving at an idle worker with many slots (the
+    meta worker's pacing holds) cost one ``moveToActive`` per free slot, nearly all finding
+    nothing.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -373,6 +382,75 @@ class _Worker(Worker):  # type: ignore[misc]
                 untrack(job_id)
 
         self.lockManager.untrack_job = untrack_own
+
+    async def run(self) -> None:
+        """bullmq's run loop with sequential fetching.
+
+        Fetch while slots are free, starting each job as soon as it is fetched; a fetch that
+        finds nothing marks the queue drained, so the next one becomes the single blocking
+        wait (BZPOPMIN on the marker), parked while jobs run and collected like them.
+        """
+        if self.running:  # type: ignore[has-type]
+            raise RuntimeError("Worker is already running")
+        await self._ensure_client_names()
+        self.lockManager.start()
+        self.stalledCheckTimer = Timer(self.opts.get("stalledInterval") / 1000, self.runStalledJobsCheck, self.emit)
+        self.running = True
+        concurrency = int(self.opts.get("concurrency") or 1)
+        retry_opts = {"delay_in_ms": self.opts.get("runRetryDelay"), "only_emit_error": True}
+        fetches = itertools.count(1)
+        try:
+            while not self.closed:
+                if self.paused and not self.closing:
+                    await self.resume_event.wait()
+                    continue
+                started = self._start_fetched()
+                while not self.waiting and len(self.processing) < concurrency and not self.closing \
+                        and not self.paused:
+                    token = f"{self.id}:{next(fetches)}"
+                    fetch = asyncio.ensure_future(self.retryIfFailed(functools.partial(self.getNextJob, token),
+                                                                     retry_opts))
+                    self.processing.add(fetch)
+                    await asyncio.sleep(0)  # let it start: it may have become the blocking wait
+                    if self.waiting is not None and len(self.processing) > 1:
+                        break  # parked; collected with the running jobs below
+                    await asyncio.wait({fetch})
+                    started += self._start_fetched()
+                if self.closing and (started == 0 or not self.processing):
+                    break
+                if self.processing:
+                    await asyncio.wait(self.processing, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self._after_run()
+
+    async def _after_run(self) -> None:
+        """As bullmq's: a loop ended other than by close() (cancelled) leaves nothing running."""
+        self.running = False
+        if not self.closing:
+            for task in self.processing:
+                task.cancel()
+            if self.waiting and not self.waiting.done():
+                self.waiting.cancel()
+            if self.processing:
+                await asyncio.gather(*self.processing, return_exceptions=True)
+            self.processing.clear()
+        if self.stalledCheckTimer is not None:
+            with contextlib.suppress(Exception):
+                self.stalledCheckTimer.stop()
+        await self.lockManager.close()
+
+    def _start_fetched(self) -> int:
+        """Forget finished tasks; start the jobs that finished fetches brought. How many started."""
+        started = 0
+        for task in [t for t in self.processing if t.done()]:
+            self.processing.discard(task)
+            if task.cancelled():
+                continue
+            result = extract_result(task, self.emit)
+            if isinstance(result, Job):
+                self.processing.add(asyncio.ensure_future(self.processJob(result, result.token)))
+                started += 1
+        return started
 
     async def getNextJob(self, token: str) -> Any:
         job = await super().getNextJob(token)
