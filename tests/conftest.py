@@ -8,10 +8,13 @@ gets its own database (cloned from a migrated template) and its own Redis logica
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 
 from bisnesgpt.db.migrate import migrate
@@ -44,6 +47,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     for index, proc in enumerate(procs.SPAWNED):
         if index >= first or proc.popen.poll() is None:
             report.sections.append((f"log {proc.log_path}", proc.tail()))
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind(tmp_path: Path) -> Iterator[None]:
+    """After everything else of a test is torn down, nothing it spawned in its directory runs.
+
+    A leftover engine would keep consuming the next tests' queues (most lease Redis db 1).
+    """
+    yield
+    deadline = time.monotonic() + 5  # a process told to stop may take a moment to exit
+    while (left := procs.processes_under(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left:
+        described = []
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                described.append(f"{proc.pid} {' '.join(proc.cmdline())[:160]}")
+                proc.kill()
+        pytest.fail(f"processes left running after the test: {described}")
 
 
 @pytest.fixture(scope="session")

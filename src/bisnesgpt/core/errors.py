@@ -113,6 +113,13 @@ class MigrationError(BisnesgptError):
     title = "Migration failed"
 
 
+class SchemaNotMigrated(ConfigError):
+    """A process role was started on a database the migrations have not reached."""
+
+    type = "schema-not-migrated"
+    title = "Database not migrated"
+
+
 class EmbeddedServiceError(BisnesgptError):
     """An embedded PostgreSQL/Valkey server could not be started or reached."""
 

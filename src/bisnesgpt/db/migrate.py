@@ -94,12 +94,15 @@ async def migrate(
         await conn.close()
 
 
-async def _migrate_locked(
-    conn: asyncpg.Connection, *, dry_run: bool, say: Callable[[str], None]
-) -> MigrationReport:
+async def pending(conn: asyncpg.Connection) -> MigrationReport:
+    """What ``migrate`` would apply, changing nothing (MigrationError if a file was edited)."""
+    return await _plan(conn, create=False)
+
+
+async def _plan(conn: asyncpg.Connection, *, create: bool) -> MigrationReport:
     report = MigrationReport()
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    if not exists and not dry_run:
+    if not exists and create:
         await conn.execute(CREATE_TRACKING_TABLE)
         exists = True
     applied = {r["version"]: r for r in await conn.fetch(SELECT_APPLIED)} if exists else {}
@@ -114,6 +117,13 @@ async def _migrate_locked(
             report.already_applied += 1
             continue
         report.pending.append(migration)
+    return report
+
+
+async def _migrate_locked(
+    conn: asyncpg.Connection, *, dry_run: bool, say: Callable[[str], None]
+) -> MigrationReport:
+    report = await _plan(conn, create=not dry_run)
     if dry_run:
         return report
     total = len(report.pending)

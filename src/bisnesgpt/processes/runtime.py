@@ -32,6 +32,8 @@ from bisnesgpt.api.problems import install_problem_handlers
 from bisnesgpt.config import Role, Settings
 from bisnesgpt.coordination.channels import PROCESS_STATUS, publish
 from bisnesgpt.coordination.coordinator import Coordinator
+from bisnesgpt.core.errors import DatabaseUnavailable, MigrationError, SchemaNotMigrated
+from bisnesgpt.db import migrate as migrations
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health import metrics
 from bisnesgpt.health.events import EventRecorder
@@ -273,6 +275,7 @@ async def _open_context(role: Role, settings: Settings, *, database_url: str, re
                   application_name=f"bisnesgpt-{process_name}",
                   connect_timeout=settings.database_connect_timeout)
     await db.open()
+    await _require_migrated(db)
     ctx = ProcessContext(
         settings=settings, role=role, process_name=process_name, database_url=database_url,
         redis_url=redis_url, db=db, redis=redis_client(redis_url, name=f"bisnesgpt:{process_name}"),
@@ -282,6 +285,26 @@ async def _open_context(role: Role, settings: Settings, *, database_url: str, re
     ctx.coordinator = Coordinator(redis_url, process_name=process_name, role=role, host=ctx.host,
                                   peers=peers, on_shutdown=on_shutdown)
     return ctx
+
+
+async def _require_migrated(db: Database) -> None:
+    """Refuse to run on a database the migrations have not reached (PM2 does not migrate),
+    with one line instead of every component failing on missing tables. PostgreSQL being
+    down at start is survived like any later outage: the check is skipped then."""
+    try:
+        async with db.connection() as conn:
+            report = await migrations.pending(conn)
+    except DatabaseUnavailable as exc:
+        log.warning("schema not checked (%s); continuing", exc.detail)
+        return
+    except MigrationError as exc:
+        await db.close()
+        raise SchemaNotMigrated(exc.detail) from exc
+    if report.pending:
+        await db.close()
+        names = ", ".join(m.filename for m in report.pending)
+        raise SchemaNotMigrated(f"the database is not migrated ({len(report.pending)} pending: {names}): "
+                                "run `bisnesgpt migrate` first (`bisnesgpt start` migrates; PM2 does not)")
 
 
 async def _mark_ready(ctx: ProcessContext, link: SupervisorLink | None, port: int) -> None:
