@@ -19,6 +19,8 @@ import httpx
 import pytest
 
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
+from bisnesgpt.infra.redis import redis_client
+from bisnesgpt.messaging.queues import WWEBJS
 from bisnesgpt.sandbox.wweb.protocol import wa_message_id
 from tests.support.wwebjs import (
     ADMIN_KEY,
@@ -317,8 +319,15 @@ async def test_messages_waiting_for_a_session_go_out_once_it_is_ready_not_after_
     await db.wait_status("patient", 0, "qr")
     waiting = [await enqueue_message(stack.database_url, stack.redis_url, "patient", 0,
                                      text_payload(f"6011100000{n}", f"waiting {n}")) for n in range(3)]
-    for message_id in waiting:
-        wwebjs.proc.wait_for_output(rf"message {message_id} deferred 120000 ms: session patient:0 not ready")
+    wwebjs.proc.wait_for_output(r"message \S+ deferred 120000 ms: session patient:0 not ready")
+    redis = redis_client(stack.redis_url)
+    try:
+        async def all_delayed() -> bool:
+            return int(await redis.zcard(f"bull:{WWEBJS.name}:delayed")) == len(waiting)
+
+        await eventually(all_delayed, what="the 3 jobs delayed")
+    finally:
+        await redis.aclose()
 
     await sandbox.scan("patient", 0)
     await db.wait_status("patient", 0, "ready")

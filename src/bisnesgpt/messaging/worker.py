@@ -30,6 +30,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 # After a send, recording ``sent`` is retried in place this long (a PostgreSQL restart)
 # before the job is given back: a re-run would send the message a second time.
 RECORD_SENT_PATIENCE_S = 15.0
+# A deferral is logged at INFO at most this often per reason (the rest at DEBUG).
+DEFERRAL_LOG_INTERVAL_S = 10.0
 # Job-data key counting retries that waited a provider-given delay (see _retry_or_fail).
 DELAYED_RETRIES_KEY = "delayedRetries"
 
@@ -165,6 +168,7 @@ class SendJobProcessor:
         self.process_name = process_name
         self._on_outcome = on_outcome or (lambda _outcome, _seconds: None)
         self.wakeups = wakeups
+        self._deferrals_logged: dict[str, float] = {}
 
     async def __call__(self, job: Any, token: str) -> Outcome:
         started = time.monotonic()
@@ -234,14 +238,26 @@ class SendJobProcessor:
         return {"outcome": "sent", "externalId": receipt.external_id}
 
     async def _defer(self, job: Any, token: str, message: store.MessageRecord, defer: DeferSend) -> NoReturn:
-        # Pacing holds are routine; a wait of a second or more says why a message is late.
-        level = logging.INFO if defer.delay_ms >= 1000 else logging.DEBUG
-        log.log(level, "message %s deferred %d ms: %s", message.message_id, defer.delay_ms, defer.detail)
+        self._log_deferral(message, defer)
         await job.moveToDelayed(int(time.time() * 1000) + defer.delay_ms, token)
         if (defer.wake_on is not None and self.wakeups is not None and job.id is not None
                 and self.wakeups.note(defer.wake_on, str(job.id), defer.checked_at)):
             await promote(job.backend, [str(job.id)])  # it came true while we were deferring
         raise DelayedError(defer.detail) from defer
+
+    def _log_deferral(self, message: store.MessageRecord, defer: DeferSend) -> None:
+        """Why a message is late, at INFO once per reason per interval (a phone down for hours
+        defers thousands of messages every minute); pacing holds under a second at DEBUG."""
+        level = logging.DEBUG
+        if defer.delay_ms >= 1000:
+            reason = defer.wake_on or defer.detail.split(":", 1)[0]
+            now = time.monotonic()
+            if now - self._deferrals_logged.get(reason, -math.inf) >= DEFERRAL_LOG_INTERVAL_S:
+                if len(self._deferrals_logged) > 1000:
+                    self._deferrals_logged.clear()
+                self._deferrals_logged[reason] = now
+                level = logging.INFO
+        log.log(level, "message %s deferred %d ms: %s", message.message_id, defer.delay_ms, defer.detail)
 
     async def _record_sent(self, message: store.MessageRecord, receipt: SendReceipt) -> None:
         give_up = time.monotonic() + RECORD_SENT_PATIENCE_S
