@@ -123,7 +123,7 @@ async def test_sign_in_refuses_a_wrong_key_and_accepts_the_operator_key(system: 
     page = operator
     await page.goto(system.url + "/dashboard")
     assert "/dashboard/login" in page.url  # not signed in: sent to the sign-in page
-    await screenshot(page, "login")
+    await screenshot(page, "login", into=system.workdir / "screenshots")
 
     refused = await sign_in(page, system.url, "bgpt_not-a-real-key")
     assert refused.status == 401
@@ -151,7 +151,7 @@ async def test_sign_in_refuses_a_wrong_key_and_accepts_the_operator_key(system: 
     # /docs is served from the vendored Swagger UI.
     await page.goto(system.url + "/docs")
     await page.wait_for_selector(".swagger-ui .information-container")
-    await screenshot(page, "docs", full_page=False)
+    await screenshot(page, "docs", into=system.workdir / "screenshots", full_page=False)
 
 
 async def test_process_cards_show_every_role_healthy(system: DashboardSystem, operator: Any) -> None:
@@ -189,7 +189,7 @@ async def test_wwebjs_phone_shows_a_qr_and_flips_to_ready_live_after_a_cli_scan(
     image = page.locator('[data-phone="acme:0"][data-status="qr"] img[data-qr]')
     await image.wait_for()
     await page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=await image.element_handle())
-    await screenshot(page, "phones-qr")
+    await screenshot(page, "phones-qr", into=system.workdir / "screenshots")
 
     code, out = await system.cli("sandbox", "wweb", "scan", "acme", "0", "--url", system.sandbox.url)  # type: ignore[union-attr]
     assert code == 0, out
@@ -205,7 +205,7 @@ async def test_wwebjs_phone_shows_a_qr_and_flips_to_ready_live_after_a_cli_scan(
     assert "GREEN" in card and "Emulated Business" in card and "VERIFIED" in card
     asked = system.emulator.requests(operation="phone_number", phone_number_id=META_PHONE_ID)  # type: ignore[union-attr]
     assert asked and asked[-1]["http_status"] == 200
-    await screenshot(page, "phones")
+    await screenshot(page, "phones", into=system.workdir / "screenshots")
 
 
 async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent(
@@ -225,7 +225,7 @@ async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent
     await row.wait_for()
     assert await page.input_value("#failed-queue") == "meta-messages"
     assert "131026" in await row.inner_text()
-    await screenshot(page, "queues")
+    await screenshot(page, "queues", into=system.workdir / "screenshots")
 
     await row.locator('button[data-action="retry"]').click()
     await page.wait_for_selector("#confirm[open]")
@@ -243,7 +243,7 @@ async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent
     await page.wait_for_selector('#timeline li[data-to="sent"]')
     timeline = await page.inner_text("#timeline")
     assert "131026" in timeline and "operator" in timeline
-    await screenshot(page, "messages")
+    await screenshot(page, "messages", into=system.workdir / "screenshots")
 
 
 async def test_company_user_sees_and_acts_on_its_own_phones_only(system: DashboardSystem, browser: Any) -> None:
@@ -256,7 +256,7 @@ async def test_company_user_sees_and_acts_on_its_own_phones_only(system: Dashboa
         await page.wait_for_selector('[data-phone="acme:0"]')
         assert await page.locator('[data-phone^="beta:"]').count() == 0
         assert await page.inner_text('[data-count="total"] strong') == "2"
-        await screenshot(page, "phones-company-mobile")
+        await screenshot(page, "phones-company-mobile", into=system.workdir / "screenshots")
 
         # The UI: operators' pages are refused.
         response = await page.goto(system.url + "/dashboard/queues")
@@ -307,13 +307,13 @@ async def test_meta_card_goes_down_and_back_to_healthy_without_a_reload_after_ki
     # By now one message failed and was sent after a retry: the charts have something to show.
     await page.wait_for_selector('[data-chart="sent"] .uplot')
     await page.wait_for_selector('[data-chart="failed"] .uplot')
-    await screenshot(page, "processes")
+    await screenshot(page, "processes", into=system.workdir / "screenshots")
 
     killed_at = time.monotonic()
     os.kill(old_pid, signal.SIGKILL)
     await wait_status(page, '[data-process="meta"]', ("down", "degraded", "unhealthy"))
     print(f"\n[measured] kill -9 meta -> card not healthy: {time.monotonic() - killed_at:.2f}s")
-    await screenshot(page, "processes-meta-down")
+    await screenshot(page, "processes-meta-down", into=system.workdir / "screenshots")
 
     await wait_status(page, '[data-process="meta"]', ("healthy",), timeout=90_000)
     print(f"[measured] kill -9 meta -> card healthy again: {time.monotonic() - killed_at:.2f}s")

@@ -10,6 +10,7 @@ by Playwright (``playwright install`` is never used).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ ADMIN_KEY = "dashboard-operator-key-0123456789"
 META_PHONE_ID = "106540352242922"
 META_TOKEN = "dashboard-meta-token"
 CONTACT = "60123456789"
+# The README's screenshots; refreshed only on request (a test run never edits tracked files).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 
 
 @dataclass
@@ -118,9 +121,11 @@ class DashboardSystem:
         return int(proc.returncode or 0), out.decode(errors="replace")
 
 
-async def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
-    """Save a screenshot into docs/screenshots/ (committed: the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+async def screenshot(page: Any, name: str, *, into: Path, full_page: bool = True) -> Path:
+    """Save a screenshot into ``into`` (the test's directory), or with ``UPDATE_SCREENSHOTS=1``
+    into docs/screenshots/ (committed: the README shows them)."""
+    folder = SCREENSHOTS if UPDATE_SCREENSHOTS else into
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     await page.screenshot(path=str(path), full_page=full_page)
     return path
