@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,41 +32,49 @@ class QueueRun:
         return self.jobs / self.seconds if self.seconds else 0.0
 
 
-async def python_noop(redis_url: str, jobs: int, concurrency: int = 10) -> QueueRun:
-    """Add ``jobs`` jobs, process them with a no-op bullmq worker; throughput and latency."""
+@contextlib.asynccontextmanager
+async def running_worker(redis_url: str, prefix: str, process: Any, *, concurrency: int,
+                         worker_cls: Any = None) -> AsyncIterator[tuple[Any, Any]]:
+    """A fresh queue and a running bullmq worker on it (``worker_cls``, default bullmq's own),
+    delays not rounded to seconds (pitfall 2); closed and the queue obliterated afterwards."""
     from bullmq import Queue, Worker
 
     from bisnesgpt.infra.redis import connection_kwargs
 
-    name = f"bench-noop-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, {"connection": connection_kwargs(redis_url)})
+    worker = (worker_cls or Worker)(name, process, {"connection": connection_kwargs(redis_url),
+                                                    "concurrency": concurrency, "autorun": False,
+                                                    "removeOnComplete": True})
+    await worker.backend.blocking_connection.getRedisVersion()
+    runner = asyncio.create_task(worker.run())
+    try:
+        yield queue, worker
+    finally:
+        await worker.close()
+        runner.cancel()
+        await queue.obliterate(force=True)
+        await queue.close()
+
+
+async def python_noop(redis_url: str, jobs: int, concurrency: int = 10) -> QueueRun:
+    """Add ``jobs`` jobs, process them with a no-op bullmq worker; throughput and latency."""
     done = asyncio.Event()
     latencies: list[float] = []
-    first: list[float] = []
 
     async def process(job: Any, _token: str) -> None:
-        now = time.time() * 1000
-        if not first:
-            first.append(time.perf_counter())
-        latencies.append(now - float(job.data["t"]))
+        latencies.append(time.time() * 1000 - float(job.data["t"]))
         if len(latencies) >= jobs:
             done.set()
 
-    queue = Queue(name, {"connection": connection_kwargs(redis_url)})
-    worker = Worker(name, process, {"connection": connection_kwargs(redis_url), "concurrency": concurrency,
-                                    "autorun": False, "removeOnComplete": True})
-    await worker.backend.blocking_connection.getRedisVersion()
-    runner = asyncio.create_task(worker.run())
-    start = time.perf_counter()
-    batch = 500
-    for offset in range(0, jobs, batch):
-        await queue.addBulk([{"name": "noop", "data": {"t": time.time() * 1000},
-                              "opts": {"removeOnComplete": True}} for _ in range(min(batch, jobs - offset))])
-    await asyncio.wait_for(done.wait(), 300)
-    seconds = time.perf_counter() - start
-    await worker.close()
-    runner.cancel()
-    await queue.obliterate(force=True)
-    await queue.close()
+    async with running_worker(redis_url, "bench-noop", process, concurrency=concurrency) as (queue, _worker):
+        start = time.perf_counter()
+        batch = 500
+        for offset in range(0, jobs, batch):
+            await queue.addBulk([{"name": "noop", "data": {"t": time.time() * 1000},
+                                  "opts": {"removeOnComplete": True}} for _ in range(min(batch, jobs - offset))])
+        await asyncio.wait_for(done.wait(), 300)
+        seconds = time.perf_counter() - start
     return QueueRun(jobs, seconds, latencies)
 
 
@@ -108,12 +117,8 @@ async def fetch_cost(redis_url: str, *, ours: bool, rate: float, seconds: float,
     ``ours`` picks the product's worker (sequential fetches) instead of bullmq's stock run
     loop; producer and worker share this process, so the CPU difference is the loop's.
     """
-    from bullmq import Queue, Worker
-
-    from bisnesgpt.infra.redis import connection_kwargs
     from bisnesgpt.messaging.worker import _Worker
 
-    name = f"bench-fetch-{uuid.uuid4().hex[:8]}"
     processed: list[str] = []
     all_done = asyncio.Event()
     jobs = int(rate * seconds)
@@ -123,33 +128,24 @@ async def fetch_cost(redis_url: str, *, ours: bool, rate: float, seconds: float,
         if len(processed) >= jobs:
             all_done.set()
 
-    worker_cls = _Worker if ours else Worker
-    queue = Queue(name, {"connection": connection_kwargs(redis_url)})
-    worker = worker_cls(name, process, {"connection": connection_kwargs(redis_url), "concurrency": concurrency,
-                                        "autorun": False, "removeOnComplete": True})
-    await worker.backend.blocking_connection.getRedisVersion()
-    fetches = 0
-    move_to_active = worker.moveToActive
+    async with running_worker(redis_url, "bench-fetch", process, concurrency=concurrency,
+                              worker_cls=_Worker if ours else None) as (queue, worker):
+        fetches = 0
+        move_to_active = worker.moveToActive
 
-    async def counted(token: str) -> Any:
-        nonlocal fetches
-        fetches += 1
-        return await move_to_active(token)
+        async def counted(token: str) -> Any:
+            nonlocal fetches
+            fetches += 1
+            return await move_to_active(token)
 
-    worker.moveToActive = counted
-    runner = asyncio.create_task(worker.run())
-    await asyncio.sleep(1.0)  # settle into the idle blocking wait
-    fetches = 0
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    for n in range(jobs):
-        await asyncio.sleep(max(0.0, t0 + n / rate - time.perf_counter()))
-        await queue.add("noop", {}, {"removeOnComplete": True})
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(all_done.wait(), 30)
-    cost = FetchCost("product (sequential)" if ours else "bullmq 3.4.4 stock", len(processed), fetches,
-                     time.process_time() - cpu0, time.perf_counter() - t0)
-    await worker.close()
-    runner.cancel()
-    await queue.obliterate(force=True)
-    await queue.close()
-    return cost
+        worker.moveToActive = counted
+        await asyncio.sleep(1.0)  # settle into the idle blocking wait
+        fetches = 0
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for n in range(jobs):
+            await asyncio.sleep(max(0.0, t0 + n / rate - time.perf_counter()))
+            await queue.add("noop", {}, {"removeOnComplete": True})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_done.wait(), 30)
+        return FetchCost("product (sequential)" if ours else "bullmq 3.4.4 stock", len(processed), fetches,
+                         time.process_time() - cpu0, time.perf_counter() - t0)

@@ -275,7 +275,11 @@ async def _open_context(role: Role, settings: Settings, *, database_url: str, re
                   application_name=f"bisnesgpt-{process_name}",
                   connect_timeout=settings.database_connect_timeout)
     await db.open()
-    await _require_migrated(db)
+    try:
+        await _require_migrated(db)
+    except SchemaNotMigrated:
+        await db.close()
+        raise
     ctx = ProcessContext(
         settings=settings, role=role, process_name=process_name, database_url=database_url,
         redis_url=redis_url, db=db, redis=redis_client(redis_url, name=f"bisnesgpt:{process_name}"),
@@ -298,10 +302,8 @@ async def _require_migrated(db: Database) -> None:
         log.warning("schema not checked (%s); continuing", exc.detail)
         return
     except MigrationError as exc:
-        await db.close()
         raise SchemaNotMigrated(exc.detail) from exc
     if report.pending:
-        await db.close()
         names = ", ".join(m.filename for m in report.pending)
         raise SchemaNotMigrated(f"the database is not migrated ({len(report.pending)} pending: {names}): "
                                 "run `bisnesgpt migrate` first (`bisnesgpt start` migrates; PM2 does not)")
