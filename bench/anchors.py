@@ -117,7 +117,7 @@ async def fetch_cost(redis_url: str, *, ours: bool, rate: float, seconds: float,
     ``ours`` picks the product's worker (sequential fetches) instead of bullmq's stock run
     loop; producer and worker share this process, so the CPU difference is the loop's.
     """
-    from bisnesgpt.messaging.worker import _Worker
+    from bisnesgpt.infra.bullmq_worker import HandBackWorker
 
     processed: list[str] = []
     all_done = asyncio.Event()
@@ -129,7 +129,7 @@ async def fetch_cost(redis_url: str, *, ours: bool, rate: float, seconds: float,
             all_done.set()
 
     async with running_worker(redis_url, "bench-fetch", process, concurrency=concurrency,
-                              worker_cls=_Worker if ours else None) as (queue, worker):
+                              worker_cls=HandBackWorker if ours else None) as (queue, worker):
         fetches = 0
         move_to_active = worker.moveToActive
 

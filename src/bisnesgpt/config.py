@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     wwebjs_max_messages_per_second: Annotated[float, Field(gt=0)] = 10
     meta_max_messages_per_second: Annotated[float, Field(gt=0)] = 20
 
-    # --- tenant webhooks (issue 7) -----------------------------------------------------------
+    # --- tenant webhooks -----------------------------------------------------------
     # Deliver to private, loopback and link-local addresses (local development and tests only).
     webhook_allow_private_destinations: bool = False
     # Run the delivery worker in this process (it lives in the api role, hence also legacy).
@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     webhook_auto_disable_min_failures: Annotated[int, Field(ge=1)] = 20
     # Delivered and dead rows are kept this long (the delivery log), then deleted.
     webhook_delivery_retention_days: Annotated[int, Field(ge=1)] = 30
+    # How often the backlog gauges are refreshed, and the retention clean-up runs (one
+    # process at a time, under a lease).
+    webhook_gauge_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    webhook_cleanup_interval_seconds: Annotated[float, Field(gt=0)] = 3_600.0
     # --- message pipeline (api): router, outbox, idempotency --------------------------------
     router_cache_ttl: Annotated[float, Field(gt=0, le=3600)] = 10.0  # seconds; pub/sub invalidates sooner
     outbox_reconcile_interval: Annotated[int, Field(ge=50, le=60_000)] = 1000  # ms between reconciler passes
@@ -234,7 +238,7 @@ class Settings(BaseSettings):
     # (like webhook destinations) unless this is true (local development, the sandbox).
     wwebjs_media_allow_private_urls: bool = False
 
-    # --- operator dashboard (issue 8), served by the api role at /dashboard -------------------
+    # --- operator dashboard, served by the api role at /dashboard -------------------
     # A sign-in lasts this long (the session cookie expires; sign in again with a key).
     dashboard_session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
     # Secure flag on the session cookie: auto = when the request came over HTTPS (directly or

@@ -19,14 +19,14 @@ from bisnesgpt.dashboard.queues import QueueAdmin
 from bisnesgpt.dashboard.requeue import requeue_failed
 from bisnesgpt.dashboard.rollup import MetricsRollup
 from bisnesgpt.db.pool import Database
-from bisnesgpt.health.events import EventRecorder
-from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import PermanentSendError
-from bisnesgpt.messaging.queues import WWEBJS, QueueProducer
+from bisnesgpt.messaging.queue_worker import QueueWorker
+from bisnesgpt.messaging.queues import WWEBJS
+from bisnesgpt.messaging.send_processor import SendJobProcessor, SendReceipt
 from bisnesgpt.messaging.states import advance_status
-from bisnesgpt.messaging.worker import QueueWorker, SendJobProcessor, SendReceipt
 from bisnesgpt.processes.context import ProcessContext
+from tests.support.health import new_context
 from tests.support.pipeline import until
 
 pytestmark = pytest.mark.integration
@@ -52,9 +52,7 @@ class FailFirstEngine:
 @pytest.fixture
 async def ctx(db: Database, database_url: str, redis_url: str) -> AsyncIterator[ProcessContext]:
     settings = Settings(encryption_key=SecretStr("ab" * 32))
-    context = ProcessContext(settings=settings, role="api", process_name="api", database_url=database_url,
-                             redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=QueueProducer(redis_url),
-                             events=EventRecorder(db, "api"))
+    context = new_context(settings, "api", "api", database_url=database_url, redis_url=redis_url, db=db)
     await db.execute("INSERT INTO companies (id, name) VALUES ('acme', 'Acme')")
     yield context
     await context.queues.close()
@@ -209,8 +207,7 @@ async def test_the_rollup_counts_each_minute_once_and_the_charts_show_it(ctx: Pr
            RETURNING id""", minute + timedelta(seconds=11), minute + timedelta(seconds=12))
     async with db.transaction() as conn:
         assert (await requeue_failed(conn, requeued, by="admin", queue="meta-messages")).requeued
-    rollup = MetricsRollup(ctx.settings)
-    rollup._ctx = ctx  # run_once without the lease loop
+    rollup = MetricsRollup(ctx.db, ctx.process_name)  # run_once without the lease loop
     assert await rollup.run_once() >= 59  # the first run backfills an hour (59 in the 5 s after a minute starts)
     assert await rollup.run_once() <= 1  # continues from the watermark (a minute may just have completed)
     duplicates = await db.fetchval("SELECT count(*) FROM (SELECT 1 FROM process_metrics WHERE metric_name = "

@@ -16,20 +16,20 @@ import pytest
 from bisnesgpt.coordination.channels import BOT_EVENT, PROCESS_SHUTDOWN, PROCESS_STATUS
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.db.pool import Database
-from bisnesgpt.health.maintenance import MaintenanceComponent
+from bisnesgpt.health.component import MaintenanceComponent
 from bisnesgpt.health.monitor import HealthMonitor
 from bisnesgpt.health.queues import queue_depths
 from bisnesgpt.infra.redis import redis_client
+from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import WWEBJS
-from bisnesgpt.messaging.worker import QueueWorker
 from bisnesgpt.orchestrator.recorder import Recorder
-from bisnesgpt.processes.component import Component
+from bisnesgpt.processes.component import HealthReporter
 from tests.support.health import process_context
 
 pytestmark = pytest.mark.integration
 
 
-class _WorkerComponent(Component):
+class _WorkerComponent(HealthReporter):
     name = "test-worker"
 
     def __init__(self, worker: QueueWorker) -> None:
@@ -108,9 +108,9 @@ async def test_maintenance_runs_in_exactly_one_process_and_fails_over(database_u
                                ('acme', 'kept', 'h', 'POST', '/x', now() + interval '1 hour')""")
     async with process_context(database_url, redis_url, "api", cleanup_interval=400) as first, \
             process_context(database_url, redis_url, "api", instance_id=1, cleanup_interval=400) as second:
-        a, b = MaintenanceComponent(first.settings), MaintenanceComponent(second.settings)
-        await a.start(first)
-        await b.start(second)
+        a, b = MaintenanceComponent(first), MaintenanceComponent(second)
+        await a.start()
+        await b.start()
 
         async def runs() -> list[dict[str, Any]]:
             return [dict(r) for r in await db.fetch(

@@ -11,12 +11,13 @@ import pytest
 
 from bisnesgpt.config import load_settings
 from bisnesgpt.db.pool import Database
-from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging import store
-from bisnesgpt.messaging.outbox import LEASE_NAME, OutboxReconciler, OutboxReconcilerComponent
+from bisnesgpt.messaging.component import LEASE_NAME, OutboxReconcilerComponent
+from bisnesgpt.messaging.outbox import OutboxReconciler
 from bisnesgpt.messaging.queues import WWEBJS, QueueProducer
 from bisnesgpt.processes.context import ProcessContext
+from tests.support.health import new_context
 from tests.support.pipeline import until
 
 pytestmark = pytest.mark.integration
@@ -105,17 +106,15 @@ async def test_large_backlogs_are_walked_in_batches(db: Database, redis_url: str
 
 def context(db: Database, database_url: str, redis_url: str, name: str) -> ProcessContext:
     settings = load_settings(outbox_reconcile_interval=100, outbox_min_age=0)
-    return ProcessContext(settings=settings, role="api", process_name=name, database_url=database_url,
-                          redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=QueueProducer(redis_url),
-                          events=EventRecorder(db, name))
+    return new_context(settings, "api", name, database_url=database_url, redis_url=redis_url, db=db)
 
 
 async def test_exactly_one_instance_reconciles_at_a_time(db: Database, database_url: str, redis_url: str) -> None:
     contexts = [context(db, database_url, redis_url, f"api-{i}") for i in range(2)]
-    components = [OutboxReconcilerComponent(ctx.settings) for ctx in contexts]
+    components = [OutboxReconcilerComponent(ctx) for ctx in contexts]
     try:
-        for component, ctx in zip(components, contexts, strict=True):
-            await component.start(ctx)
+        for component in components:
+            await component.start()
 
         async def one_holder() -> bool:
             holders = [(await c.checks())["outbox"].data["leaseHeld"] for c in components]

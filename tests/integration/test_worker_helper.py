@@ -19,8 +19,9 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
+from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import QueueProducer, QueueSpec
-from bisnesgpt.messaging.worker import QueueWorker, SendJobProcessor, SendReceipt
+from bisnesgpt.messaging.send_processor import SendJobProcessor, SendReceipt
 
 pytestmark = pytest.mark.integration
 

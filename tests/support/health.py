@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from bisnesgpt.config import Role, Settings
+from bisnesgpt.coordination.coordinator import Coordinator
+from bisnesgpt.coordination.leases import holder_id
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.infra.redis import redis_client
@@ -21,6 +23,18 @@ def test_settings(**overrides: Any) -> Settings:
 test_settings.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
+def new_context(settings: Settings, role: Role, name: str, *, database_url: str, redis_url: str,
+                db: Database) -> ProcessContext:
+    """A ProcessContext over an open pool, as the runtime builds it (the coordinator not started)."""
+    peers: dict[str, dict[str, Any]] = {}
+    coordinator = Coordinator(redis_url, process_name=name, role=role, host="test-host", peers=peers,
+                              on_shutdown=lambda _reason: None)
+    return ProcessContext(settings=settings, role=role, process_name=name, database_url=database_url,
+                          redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=QueueProducer(redis_url),
+                          events=EventRecorder(db, name), coordinator=coordinator, holder=holder_id(name),
+                          peers=peers)
+
+
 @contextlib.asynccontextmanager
 async def process_context(database_url: str, redis_url: str, role: Role, *, instance_id: int = 0,
                           **settings: Any) -> AsyncIterator[ProcessContext]:
@@ -28,13 +42,11 @@ async def process_context(database_url: str, redis_url: str, role: Role, *, inst
     name = process_name_for(role, instance_id)
     db = Database(database_url, max_size=3, min_size=0, application_name=f"test-{name}")
     await db.open()
-    queues = QueueProducer(redis_url)
-    ctx = ProcessContext(settings=config, role=role, process_name=name, database_url=database_url,
-                         redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=queues,
-                         events=EventRecorder(db, name))
+    ctx = new_context(config, role, name, database_url=database_url, redis_url=redis_url, db=db)
     try:
         yield ctx
     finally:
-        await queues.close()
+        await ctx.coordinator.stop()
+        await ctx.queues.close()
         await ctx.redis.aclose()
         await db.close()

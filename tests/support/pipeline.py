@@ -23,9 +23,10 @@ import httpx
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import PermanentSendError
+from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
+from bisnesgpt.messaging.send_processor import SendJobProcessor, SendReceipt
 from bisnesgpt.messaging.store import touch_inbound_session
-from bisnesgpt.messaging.worker import QueueWorker, SendJobProcessor, SendReceipt
 from bisnesgpt.phones import store as phones
 from bisnesgpt.tenancy import store as tenancy
 from tests.support.procs import Proc, clean_env, free_port

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bisnesgpt.api.problems import problem_for
 from bisnesgpt.core.errors import ValidationFailed
 from bisnesgpt.webhooks.backoff import retry_delay
 from bisnesgpt.webhooks.payload import encode_body, event_document
@@ -87,7 +88,7 @@ def test_address_classification(address: str, reason: str | None) -> None:
 def test_url_syntax_is_refused_clearly(url: str, message: str) -> None:
     with pytest.raises(DestinationRefused, match=message) as caught:
         parse_endpoint_url(url)
-    assert caught.value.status == 422 and caught.value.errors[0]["field"] == "url"
+    assert problem_for(caught.value).status == 422 and caught.value.errors[0]["field"] == "url"
 
 
 def test_url_parts_for_pinned_connection() -> None:
@@ -152,10 +153,14 @@ def test_event_filter_and_custom_header_validation() -> None:
 
 
 def test_webhook_settings_defaults_and_bad_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    from bisnesgpt.config import load_settings
+    from pydantic import SecretStr
+
+    from bisnesgpt.config import Role, load_settings
     from bisnesgpt.core.errors import ConfigError
+    from bisnesgpt.db.pool import Database
     from bisnesgpt.processes.roles import build_components
     from bisnesgpt.webhooks.component import WebhookDeliveryComponent
+    from tests.support.health import new_context
 
     monkeypatch.chdir(tmp_path)  # no stray .env
     for name in [n for n in os.environ if n.startswith("WEBHOOK_")]:
@@ -170,6 +175,13 @@ def test_webhook_settings_defaults_and_bad_values(monkeypatch: pytest.MonkeyPatc
         load_settings()
     monkeypatch.delenv("WEBHOOK_TIMEOUT_SECONDS")
     # The api role runs the delivery worker, and so does legacy (every role in one process).
+    def components(role: Role) -> list[Any]:
+        # Built as the runtime builds them; nothing is opened or connected by construction.
+        ctx = new_context(settings.model_copy(update={"encryption_key": SecretStr("ab" * 32)}), role, role,
+                          database_url="postgresql://127.0.0.1:1/none", redis_url="redis://127.0.0.1:1/0",
+                          db=Database("postgresql://127.0.0.1:1/none", max_size=1))
+        return build_components(role, ctx)
+
     for role in ("api", "legacy"):
-        assert any(isinstance(c, WebhookDeliveryComponent) for c in build_components(role, settings))
-    assert not any(isinstance(c, WebhookDeliveryComponent) for c in build_components("meta", settings))
+        assert any(isinstance(c, WebhookDeliveryComponent) for c in components(role))
+    assert not any(isinstance(c, WebhookDeliveryComponent) for c in components("meta"))

@@ -1,21 +1,35 @@
-"""The ``api`` role's HTTP surface."""
+"""The ``api`` role's HTTP components: each builds its services from the process context and
+hands them to its route builders, which get per-request things (the caller) through FastAPI
+dependencies.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from bisnesgpt.config import Settings
-from bisnesgpt.processes.component import Component
+from bisnesgpt.api import message_routes, phone_routes, send_routes
+from bisnesgpt.api.session_events import SessionEventHub
+from bisnesgpt.api.session_routes import SessionRoutes
+from bisnesgpt.api.webhook_routes import WebhookRoutes
+from bisnesgpt.infra.secrets import secret_box
+from bisnesgpt.messaging.router import MessageRouter, announce_change
+from bisnesgpt.messaging.sending import SendService
+from bisnesgpt.phones.service import PhoneConfigService
+from bisnesgpt.processes.component import Check, Component, HealthReporter
+from bisnesgpt.processes.context import ProcessContext
+from bisnesgpt.webhooks.service import WebhookService
 
 
 class ApiComponent(Component):
+    """``GET /api/health``: the API process's own health under the original path."""
+
     name = "api"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, ctx: ProcessContext) -> None:
         self._router = APIRouter()
 
         @self._router.get("/api/health", tags=["health"], summary="The API process's health (same as /health)")
@@ -24,4 +38,80 @@ class ApiComponent(Component):
             return JSONResponse(body, status_code=status)
 
     def routers(self) -> Sequence[APIRouter]:
+        """``/api/health``."""
         return (self._router,)
+
+
+class PipelineComponent(Component, HealthReporter):
+    """The message pipeline: send, read and phone-configuration routes, and the router's cache."""
+
+    name = "pipeline"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        self.ctx = ctx
+        settings = ctx.settings
+        self.router = MessageRouter(ctx.db, settings, ctx.coordinator, ttl_seconds=settings.router_cache_ttl)
+        self.sender = SendService(ctx.db, self.router, ctx.queues,
+                                  idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours))
+        self.phones = PhoneConfigService(ctx.db, secret_box(settings), on_change=self._config_changed)
+        self._routers = (send_routes.build(self.sender), message_routes.build(ctx.db),
+                         phone_routes.build(ctx.db, self.phones))
+
+    async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
+        self.router.invalidate(company_id, phone_index)
+        await announce_change(self.ctx.redis, company_id, phone_index, connection_type, self.ctx.process_name)
+
+    def routers(self) -> Sequence[APIRouter]:
+        """Send, message and phone routes."""
+        return self._routers
+
+    def messages_processed(self) -> int:
+        """Messages this API instance accepted (stored and queued) since it started."""
+        return self.sender.accepted
+
+    async def checks(self) -> dict[str, Check]:
+        """``router``: whether config changes are heard (the cache is bypassed otherwise)."""
+        listening = self.router.listening
+        return {"router": Check(True, "config changes subscribed" if listening else "cache bypassed (no pub/sub)",
+                                {"listening": listening})}
+
+
+class SessionsApiComponent(Component, HealthReporter):
+    """The WhatsApp-Web session API (through the database and pub/sub) and its live events."""
+
+    name = "sessions-api"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        self.hub = SessionEventHub(ctx.coordinator)
+        self._routes = SessionRoutes(ctx, self.hub)
+
+    def routers(self) -> Sequence[APIRouter]:
+        """``/api/sessions/…`` and ``/api/admin/sessions…``."""
+        return (self._routes.router,)
+
+    async def drain(self, timeout: float) -> None:
+        """End the live streams (their clients reconnect to another instance)."""
+        self.hub.close()
+
+    async def stop(self) -> None:
+        """End any stream still open."""
+        self.hub.close()
+
+    async def checks(self) -> dict[str, Check]:
+        """Informational: pub/sub being down degrades live streams only, never the API."""
+        connected = self.hub.connected
+        return {"session_api": Check(True, "live events subscribed" if connected else "live events not subscribed",
+                                     {"subscribers": len(self.hub.subscriptions), "subscribed": connected})}
+
+
+class WebhooksApiComponent(Component):
+    """``/api/v1/webhooks``: tenant webhook endpoints, their deliveries, retry and replay."""
+
+    name = "webhooks-api"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        self._routes = WebhookRoutes(WebhookService(ctx.db, secret_box(ctx.settings), ctx.settings))
+
+    def routers(self) -> Sequence[APIRouter]:
+        """``/api/v1/webhooks…``."""
+        return (self._routes.router,)

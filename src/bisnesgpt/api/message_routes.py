@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
-from bisnesgpt.api.pipeline import Pipeline
 from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN, MAX_PHONE_INDEX, problem_responses
 from bisnesgpt.api.schemas.messages import MESSAGE_DETAIL_EXAMPLE, MESSAGE_EXAMPLE, MessageDetail, MessagePage
 from bisnesgpt.core.errors import NotFound, ValidationFailed
+from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store, views
 from bisnesgpt.messaging.addressing import normalize_recipient
 from bisnesgpt.messaging.targets import find_message
@@ -34,7 +34,8 @@ def _company(principal: Principal, company_id: str | None, *, required: bool) ->
     return None
 
 
-def build(pipeline: Pipeline) -> APIRouter:
+def build(db: Database) -> APIRouter:
+    """Message reading routes: one message with its history, and filtered pages."""
     router = APIRouter(tags=["messages"])
 
     @router.get(
@@ -49,7 +50,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         companyId: CompanyQuery = None,
     ) -> dict[str, Any]:
         company_id = _company(principal, companyId, required=False)
-        async with pipeline.db.connection() as conn:
+        async with db.connection() as conn:
             if company_id is None:  # an operator without a company: our ids are unique
                 record = await store.load_message(conn, messageId, None)
             else:
@@ -84,7 +85,7 @@ def build(pipeline: Pipeline) -> APIRouter:
             phone_index=phoneIndex, status=status, direction=direction, message_type=type,
             before_pk=views.decode_cursor(cursor) if cursor else None, limit=limit,
         )
-        async with pipeline.db.connection() as conn:
+        async with db.connection() as conn:
             records, next_pk = await views.page(conn, where)
         return {"data": [views.message_json(r) for r in records],
                 "nextCursor": views.encode_cursor(next_pk) if next_pk is not None else None}

@@ -11,7 +11,6 @@ import segno
 from fastapi import APIRouter, Body, Path
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
-from bisnesgpt.api.pipeline import Pipeline
 from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN, MAX_PHONE_INDEX, problem_responses
 from bisnesgpt.api.schemas.phones import (
     BOT_STATUS_EXAMPLE,
@@ -23,9 +22,10 @@ from bisnesgpt.api.schemas.phones import (
     PhoneConfigSaved,
     Removed,
 )
+from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
-from bisnesgpt.phones.service import META_TYPES
+from bisnesgpt.phones.service import META_TYPES, PhoneConfigService
 from bisnesgpt.phones.store import PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
 
@@ -87,7 +87,8 @@ def phone_status_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build(pipeline: Pipeline) -> APIRouter:
+def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
+    """Phone configuration routes: connect Meta / 360dialog, list, status, remove."""
     router = APIRouter(tags=["phones"])
 
     @router.post(
@@ -105,7 +106,7 @@ def build(pipeline: Pipeline) -> APIRouter:
             "accessToken": "EAAGm0PX4ZCpsBA...", "displayPhoneNumber": "+60 12-345 6789"}}})],
     ) -> dict[str, Any]:
         principal.require_company(body.companyId)
-        config = await pipeline.phones.connect_meta(
+        config = await phone_config.connect_meta(
             body.companyId, body.phoneIndex, phone_number_id=body.phoneNumberId, waba_id=body.wabaId,
             access_token=body.accessToken, display_phone_number=body.displayPhoneNumber,
             connection_type=body.connectionType)
@@ -126,7 +127,7 @@ def build(pipeline: Pipeline) -> APIRouter:
             "apiKey": "d360-secret-key"}}})],
     ) -> dict[str, Any]:
         principal.require_company(body.companyId)
-        config = await pipeline.phones.onboard_360dialog(
+        config = await phone_config.onboard_360dialog(
             body.companyId, body.phoneIndex, client_id=body.clientId, channel_id=body.channelId,
             api_key=body.apiKey, display_phone_number=body.displayPhoneNumber)
         return saved(config)
@@ -139,7 +140,7 @@ def build(pipeline: Pipeline) -> APIRouter:
     )
     async def get_config(principal: CurrentPrincipal, companyId: CompanyPath) -> list[dict[str, Any]]:
         principal.require_company(companyId)
-        async with pipeline.db.connection() as conn:
+        async with db.connection() as conn:
             phones = await store.company_phones(conn, companyId)
             if not phones:
                 await tenancy.get_company(conn, companyId)  # 404 for a company that does not exist
@@ -156,7 +157,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         phoneIndex: Annotated[int, Path(ge=0, le=MAX_PHONE_INDEX, examples=[1])],
     ) -> dict[str, Any]:
         principal.require_company(companyId)
-        await pipeline.phones.remove(companyId, phoneIndex)
+        await phone_config.remove(companyId, phoneIndex)
         return {"success": True, "companyId": companyId, "phoneIndex": phoneIndex}
 
     @router.get(
@@ -166,7 +167,7 @@ def build(pipeline: Pipeline) -> APIRouter:
                    **problem_responses(401, 403, 503)},
     )
     async def meta_accounts(_principal: AdminPrincipal) -> list[dict[str, Any]]:
-        async with pipeline.db.connection() as conn:
+        async with db.connection() as conn:
             phones = await store.all_phones(conn, [*META_TYPES, "360dialog"])
         return [phone_row(p) for p in phones]
 
@@ -178,7 +179,7 @@ def build(pipeline: Pipeline) -> APIRouter:
     )
     async def bot_status(principal: CurrentPrincipal, companyId: CompanyPath) -> dict[str, Any]:
         principal.require_company(companyId)
-        async with pipeline.db.connection() as conn:
+        async with db.connection() as conn:
             rows = await store.company_phone_statuses(conn, companyId)
             if not rows:
                 await tenancy.get_company(conn, companyId)

@@ -1,13 +1,17 @@
-"""The one place errors become HTTP: RFC 9457 problem+json bodies.
+"""The one place errors become HTTP: RFC 9457 problem+json bodies, from one table.
 
-Every response for a failed request has ``type``, ``title``, ``status``, ``detail`` and
-``errors[]`` (field errors, possibly empty). A client mistake is always 4xx; an unexpected
-exception is a 500 with no internals leaked (it is logged with its traceback).
+``PROBLEMS`` maps each product error class to its HTTP status, problem type and title; an
+error not in the table takes its nearest listed base class's entry (so a new subclass is a
+conscious choice, not an accident). Every response for a failed request has ``type``,
+``title``, ``status``, ``detail`` and ``errors[]`` (field errors, possibly empty). A
+client mistake is always 4xx; an unexpected exception is a 500 with no internals leaked (it
+is logged with its traceback).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core import errors
+from bisnesgpt.engines.meta.errors import CloudApiError
+from bisnesgpt.engines.meta.window import TemplateRequired
+from bisnesgpt.engines.wwebjs.driver import DriverError
+from bisnesgpt.messaging.errors import SendError
+from bisnesgpt.webhooks.urls import DestinationRefused, DestinationUnresolvable
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +32,56 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_BASE = "https://bisnesgpt.dev/problems/"
 
 
+@dataclass(frozen=True)
+class Problem:
+    """How one kind of error is answered over HTTP."""
+
+    status: int
+    type: str
+    title: str
+
+
+PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
+    errors.BisnesgptError: Problem(500, "internal-error", "Internal error"),
+    errors.ConfigError: Problem(500, "config-error", "Invalid configuration"),
+    errors.SchemaNotMigrated: Problem(500, "schema-not-migrated", "Database not migrated"),
+    errors.MigrationError: Problem(500, "migration-error", "Migration failed"),
+    errors.EmbeddedServiceError: Problem(500, "embedded-service-error", "Embedded service failed"),
+    errors.CryptoError: Problem(500, "crypto-error", "Secret could not be decrypted"),
+    # client mistakes
+    errors.ValidationFailed: Problem(422, "validation-error", "Request validation failed"),
+    TemplateRequired: Problem(422, "template-required", "Template required"),
+    DestinationRefused: Problem(422, "webhook-destination-refused", "Webhook destination refused"),
+    errors.BadRequest: Problem(400, "bad-request", "Bad request"),
+    errors.Unauthorized: Problem(401, "unauthorized", "Missing or invalid credentials"),
+    errors.Forbidden: Problem(403, "forbidden", "Not allowed"),
+    errors.NotFound: Problem(404, "not-found", "Not found"),
+    errors.Conflict: Problem(409, "conflict", "Conflict"),
+    errors.PayloadTooLarge: Problem(413, "payload-too-large", "Payload too large"),
+    # a dependency or a provider is not able to serve
+    errors.ServiceUnavailable: Problem(503, "service-unavailable", "Service unavailable"),
+    errors.DatabaseUnavailable: Problem(503, "database-unavailable", "Database unavailable"),
+    errors.QueueUnavailable: Problem(503, "queue-unavailable", "Queue unavailable"),
+    errors.EngineDisabled: Problem(503, "engine-disabled", "Engine disabled"),
+    SendError: Problem(502, "send-error", "Send failed"),
+    CloudApiError: Problem(502, "cloud-api-error", "Cloud API error"),
+    DriverError: Problem(502, "wwebjs-driver-error", "WhatsApp Web driver error"),
+    DestinationUnresolvable: Problem(502, "webhook-destination-unresolvable", "Webhook destination does not resolve"),
+}
+
+
+def problem_for(exc: errors.BisnesgptError) -> Problem:
+    """The table entry of ``exc``'s class, or of its nearest listed base class."""
+    for cls in type(exc).__mro__:
+        found = PROBLEMS.get(cls)
+        if found is not None:
+            return found
+    return PROBLEMS[errors.BisnesgptError]
+
+
 def problem(status: int, type_: str, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """A problem+json response."""
     body: dict[str, Any] = {
         "type": TYPE_BASE + type_,
         "title": title,
@@ -34,6 +91,15 @@ def problem(status: int, type_: str, title: str, detail: str, errors: list[dict[
         **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+
+
+def error_response(exc: errors.BisnesgptError) -> JSONResponse:
+    """The problem response for a product error (503s say when to retry)."""
+    found = problem_for(exc)
+    if found.status >= 500:
+        log.warning("%s: %s", found.type, exc.detail)
+    headers = {"Retry-After": "1"} if found.status == 503 else None
+    return problem(found.status, found.type, found.title, exc.detail, exc.errors, headers=headers, **exc.extra)
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -51,18 +117,17 @@ _HTTP_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: 
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    @app.exception_handler(BisnesgptError)
-    async def _product_error(_request: Request, exc: BisnesgptError) -> JSONResponse:
-        if exc.status >= 500:
-            log.warning("%s: %s", exc.type, exc.detail)
-        headers = {"Retry-After": "1"} if exc.status == 503 else None
-        return problem(exc.status, exc.type, exc.title, exc.detail, exc.errors, headers=headers, **exc.extra)
+    """Answer every error raised by a route of ``app`` with a problem body."""
+
+    @app.exception_handler(errors.BisnesgptError)
+    async def _product_error(_request: Request, exc: errors.BisnesgptError) -> JSONResponse:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _field_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return problem(422, "validation-error", "Request validation failed", detail, errors)
+        field_errors = _field_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors[:5])
+        return problem(422, "validation-error", "Request validation failed", detail, field_errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

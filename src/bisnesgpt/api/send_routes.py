@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
-from bisnesgpt.api.pipeline import Pipeline
 from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN, problem_responses
 from bisnesgpt.api.schemas.send import (
     SEND_ACCEPTED_EXAMPLE,
@@ -51,7 +50,7 @@ from bisnesgpt.messaging import drafts
 from bisnesgpt.messaging.addressing import Recipient, invalid, normalize_recipient
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, fingerprint, validate_key
-from bisnesgpt.messaging.sending import MAX_WAIT_SECONDS, SendRequest
+from bisnesgpt.messaging.sending import MAX_WAIT_SECONDS, SendRequest, SendService
 
 CompanyPath = Annotated[str, Path(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
                                   examples=["acme"])]
@@ -91,10 +90,10 @@ async def _idempotency(request: Request, company_id: str, raw_key: str | None) -
                           request.method, request.url.path)
 
 
-async def _dispatch(pipeline: Pipeline, request: Request, *, company_id: str, phone_index: int, explicit: bool,
+async def _dispatch(sender: SendService, request: Request, *, company_id: str, phone_index: int, explicit: bool,
                     draft: Draft, raw_key: str | None, wait: float) -> JSONResponse:
     key = await _idempotency(request, company_id, raw_key)
-    outcome = await pipeline.sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,
+    outcome = await sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,
                                                      idempotency=key, wait_seconds=wait))
     headers = {"Location": f"/api/v1/messages/{outcome.body['messageId']}"}
     if outcome.replayed:
@@ -181,7 +180,8 @@ V1_EXAMPLES = {
 }
 
 
-def build(pipeline: Pipeline) -> APIRouter:
+def build(sender: SendService) -> APIRouter:
+    """The send routes (v2 per type, react, edit, delete; v1 in the Cloud API shape)."""
     router = APIRouter(tags=["send"])
     common: dict[str, Any] = {"status_code": 202, "response_model": SendResponse, "responses": SEND_RESPONSES}
 
@@ -197,7 +197,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         principal.require_company(companyId)
         draft = drafts.text_draft(normalize_recipient(chatId), body.message, reply_to=body.quotedMessageId,
                                   request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
                                draft=draft, raw_key=idempotency_key, wait=wait)
 
     @router.post("/api/v2/messages/image/{companyId}/{chatId}", summary="Send an image by URL", **common)
@@ -210,7 +210,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         principal.require_company(companyId)
         draft = drafts.media_draft("image", normalize_recipient(chatId), link=body.imageUrl, caption=body.caption,
                                    reply_to=body.quotedMessageId, request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
                                draft=draft, raw_key=idempotency_key, wait=wait)
 
     @router.post("/api/v2/messages/video/{companyId}/{chatId}", summary="Send a video by URL", **common)
@@ -223,7 +223,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         principal.require_company(companyId)
         draft = drafts.media_draft("video", normalize_recipient(chatId), link=body.videoUrl, caption=body.caption,
                                    reply_to=body.quotedMessageId, request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
                                draft=draft, raw_key=idempotency_key, wait=wait)
 
     @router.post("/api/v2/messages/audio/{companyId}/{chatId}", summary="Send audio (voice note) by URL", **common)
@@ -236,7 +236,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         principal.require_company(companyId)
         draft = drafts.media_draft("audio", normalize_recipient(chatId), link=body.audioUrl,
                                    reply_to=body.quotedMessageId, request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
                                draft=draft, raw_key=idempotency_key, wait=wait)
 
     @router.post("/api/v2/messages/document/{companyId}/{chatId}", summary="Send a document by URL", **common)
@@ -251,7 +251,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         draft = drafts.media_draft("document", normalize_recipient(chatId), link=body.documentUrl,
                                    caption=body.caption, filename=body.effective_filename, mime_type=body.mimeType,
                                    reply_to=body.quotedMessageId, request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
                                draft=draft, raw_key=idempotency_key, wait=wait)
 
     @router.post("/api/v2/messages/template/{companyId}/{chatId}", summary="Send an approved template", **common)
@@ -267,7 +267,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         draft = drafts.template_draft(normalize_recipient(chatId), body.templateName, body.templateLang,
                                       body.templateComponents, reply_to=body.quotedMessageId,
                                       request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
                                draft=draft, raw_key=idempotency_key, wait=wait)
 
     @router.put("/api/v2/messages/{companyId}/{chatId}/{messageId}", summary="Edit a sent message's text",
@@ -281,7 +281,7 @@ def build(pipeline: Pipeline) -> APIRouter:
     ) -> JSONResponse:
         principal.require_company(companyId)
         draft = drafts.edit_draft(normalize_recipient(chatId), messageId, body.text, request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex,
                                explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
                                wait=wait)
 
@@ -303,7 +303,7 @@ def build(pipeline: Pipeline) -> APIRouter:
             raise invalid("chatId", "differs from the chatId in the path")
         draft = drafts.delete_draft(recipient, messageId, for_everyone=body.deleteForEveryone,
                                     request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex,
                                explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
                                wait=wait)
 
@@ -320,7 +320,7 @@ def build(pipeline: Pipeline) -> APIRouter:
         principal.require_company(companyId)
         recipient: Recipient | None = normalize_recipient(body.chatId) if body.chatId else None
         draft = drafts.reaction_draft(recipient, messageId, body.effective_emoji, request=_request(body))
-        return await _dispatch(pipeline, request, company_id=companyId, phone_index=body.phoneIndex,
+        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex,
                                explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
                                wait=wait)
 
@@ -332,7 +332,7 @@ def build(pipeline: Pipeline) -> APIRouter:
     ) -> JSONResponse:
         company_id = _v1_company(principal, body.companyId)
         draft = v1_draft(body)
-        return await _dispatch(pipeline, request, company_id=company_id, phone_index=body.phoneIndex,
+        return await _dispatch(sender, request, company_id=company_id, phone_index=body.phoneIndex,
                                explicit="phoneIndex" in body.model_fields_set or draft.target is None, draft=draft,
                                raw_key=idempotency_key, wait=wait)
 

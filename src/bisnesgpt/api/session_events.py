@@ -1,7 +1,7 @@
-"""Live session events for Server-Sent Events: one ``bot:event`` subscription per API process.
+"""Live session events for Server-Sent Events, heard on ``bot:event`` through the coordinator.
 
 The wwebjs processes publish every session change on ``bot:event`` (``status_update``,
-``auth_status``). This hub holds one Redis subscription and fans the events out to the
+``auth_status``). This hub hears them through the process's one subscription and fans them out to the
 open SSE streams, each filtered to a company (or all companies for operators). A slow
 client loses its oldest events, never slows the others; on shutdown every stream ends.
 """
@@ -14,11 +14,8 @@ import json
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from bisnesgpt.coordination.channels import BOT_EVENT
-from bisnesgpt.core.tasks import cancel_and_wait
+from bisnesgpt.coordination.coordinator import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -44,65 +41,43 @@ class Subscription:
 
 
 class SessionEventHub:
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-        self.subscriptions: set[Subscription] = set()
-        self._task: asyncio.Task[None] | None = None
-        self.connected = False
+    """Fans ``bot:event`` session events out to the open SSE streams of this process."""
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="session-event-hub")
+    def __init__(self, subscriptions: Subscriptions) -> None:
+        self.subscriptions: set[Subscription] = set()
+        self.connected = False
+        subscriptions.on(BOT_EVENT, self._on_bot_event)
+        subscriptions.on_connection(self._on_connection)
+
+    def _on_connection(self, connected: bool) -> None:
+        self.connected = connected
+
+    def _on_bot_event(self, event: dict[str, Any]) -> None:
+        if event.get("eventType") in SESSION_EVENT_TYPES:
+            self.publish_local(event)
 
     def subscribe(self, company_id: str | None) -> Subscription:
+        """A new stream's queue (``None``: every company's events, for operators)."""
         subscription = Subscription(company_id)
         self.subscriptions.add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        """Forget a closed stream."""
         self.subscriptions.discard(subscription)
 
     def publish_local(self, event: dict[str, Any]) -> None:
+        """Offer ``event`` to every stream (each filters to its company)."""
         for subscription in list(self.subscriptions):
             subscription.offer(event)
 
-    async def _run(self) -> None:
-        while True:
-            client = aioredis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=None,
-                                             socket_connect_timeout=2.0, health_check_interval=15)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(BOT_EVENT)
-                self.connected = True
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is None:
-                        continue
-                    try:
-                        event = json.loads(message["data"])
-                    except (TypeError, ValueError):
-                        continue
-                    if isinstance(event, dict) and event.get("eventType") in SESSION_EVENT_TYPES:
-                        self.publish_local(event)
-            except (RedisError, OSError) as exc:
-                self.connected = False
-                log.debug("session event hub: %s; resubscribing", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                self.connected = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-
-    async def close(self) -> None:
+    def close(self) -> None:
+        """End every open stream."""
         for subscription in list(self.subscriptions):
             if subscription.queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     subscription.queue.get_nowait()
             subscription.queue.put_nowait(CLOSED)
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
 
 
 def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:

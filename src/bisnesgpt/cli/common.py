@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from bisnesgpt.api.problems import problem_for
 from bisnesgpt.config import Settings, load_settings
 from bisnesgpt.core.errors import BisnesgptError, ConfigError
 
@@ -28,7 +29,7 @@ def cli_errors() -> Iterator[None]:
         print(f"bisnesgpt: {exc.detail}", file=sys.stderr)
         raise typer.Exit(EXIT_CONFIG) from None
     except BisnesgptError as exc:
-        print(f"bisnesgpt: {exc.title}: {exc.detail}", file=sys.stderr)
+        print(f"bisnesgpt: {problem_for(exc).title}: {exc.detail}", file=sys.stderr)
         raise typer.Exit(1) from None
 
 

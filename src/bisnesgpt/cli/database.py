@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 class SchemaMissing(BisnesgptError):
-    title = "Database not migrated"
+    """The command needs tables the migrations have not created yet."""
 
 
 def run_with_database(operation: Callable[[Database, Settings], Awaitable[T]]) -> T:

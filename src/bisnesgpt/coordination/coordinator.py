@@ -1,18 +1,23 @@
-"""The Redis coordinator: every process listens on the coordinator channels.
+"""The Redis coordinator: the one subscription of each process, for every channel it hears.
+
+Components never open a pub/sub connection of their own: they register with
+``on(channel, handler)`` (and ``on_connection(listener)`` when they must know about gaps)
+and the coordinator holds one connection subscribed to every registered channel,
+reconnecting after a loss. What it handles itself:
 
 * ``process:status`` / ``process:heartbeat`` keep ``peers`` — the last known status of
   every other process (also fed by the orchestrator's ``status_update`` broadcast, so it
   works under PM2, where there is no orchestrator, as well);
 * ``process:shutdown`` ``{"targets": ["meta-1" | "meta" | "all"], "host": optional, "reason"}``
   asks the matching processes to stop gracefully (under a supervisor they come back fresh:
-  a rolling restart);
-* ``bot:event`` and ``process:message`` are delivered to handlers components register with
-  ``on(channel, handler)``.
+  a rolling restart).
 
-Pub/sub is best effort: while Redis is away the listener reconnects quietly and nothing
-else is affected. Channels span every logical database of a Redis server, so messages
-carry ``redisDb`` (see ``channels.stamped``) and those of another database are ignored;
-messages without it (e.g. from the Node server) are accepted.
+Pub/sub is best effort: while Redis is away the listener reconnects quietly, listeners
+hear ``False`` (a handler that caches must stop trusting its cache) and ``True`` once
+subscribed again (anything published meanwhile was missed). Channels span every logical
+database of a Redis server, so messages carry ``redisDb`` (``channels.stamped``) and those
+of another database are ignored; messages without it (e.g. from the Node server) are
+accepted.
 """
 
 from __future__ import annotations
@@ -24,27 +29,33 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bisnesgpt.coordination.channels import (
-    BOT_EVENT,
-    PROCESS_HEARTBEAT,
-    PROCESS_MESSAGE,
-    PROCESS_SHUTDOWN,
-    PROCESS_STATUS,
-    redis_db_of,
-)
+from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, PROCESS_SHUTDOWN, PROCESS_STATUS, redis_db_of
 from bisnesgpt.core.tasks import cancel_and_wait
-from bisnesgpt.infra.redis import redis_client
+from bisnesgpt.infra.redis import pubsub_client
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None] | None]
-LISTENED = (PROCESS_STATUS, PROCESS_HEARTBEAT, PROCESS_SHUTDOWN, BOT_EVENT, PROCESS_MESSAGE)
+ConnectionListener = Callable[[bool], None]
+# Channels every process listens on, whatever its components register.
+BUILT_IN = (PROCESS_STATUS, PROCESS_HEARTBEAT, PROCESS_SHUTDOWN)
 RECONNECT_DELAY = 1.0
+READ_TIMEOUT = 1.0
+
+
+class Subscriptions(Protocol):
+    """The narrow face of the coordinator that components subscribe through."""
+
+    def on(self, channel: str, handler: Handler) -> None:
+        """Call ``handler(payload)`` for every JSON object published on ``channel``."""
+
+    def on_connection(self, listener: ConnectionListener) -> None:
+        """Call ``listener(True)`` after every (re)subscription and ``listener(False)`` on a loss."""
 
 
 def shutdown_targets_me(payload: dict[str, Any], *, process_name: str, role: str, host: str) -> bool:
@@ -59,6 +70,8 @@ def shutdown_targets_me(payload: dict[str, Any], *, process_name: str, role: str
 
 
 class Coordinator:
+    """One process's pub/sub listener: peers, shutdown requests, and the components' handlers."""
+
     def __init__(self, redis_url: str, *, process_name: str, role: str, host: str,
                  peers: dict[str, dict[str, Any]], on_shutdown: Callable[[str], None]) -> None:
         self.redis_url = redis_url
@@ -67,17 +80,27 @@ class Coordinator:
         self.host = host
         self.peers = peers
         self.on_shutdown = on_shutdown
-        self._handlers: dict[str, list[Handler]] = {}
+        self._handlers: dict[str, list[Handler]] = {channel: [] for channel in BUILT_IN}
+        self._connection_listeners: list[ConnectionListener] = []
+        self._unsubscribed: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._client: aioredis.Redis | None = None
         self._db = 0
         self.connected = False
 
     def on(self, channel: str, handler: Handler) -> None:
-        """Call ``handler(payload)`` for every message on ``channel`` (any of LISTENED)."""
-        self._handlers.setdefault(channel, []).append(handler)
+        """Call ``handler(payload)`` for every JSON object published on ``channel``."""
+        if channel not in self._handlers:
+            self._handlers[channel] = []
+            self._unsubscribed.add(channel)  # a running listener subscribes at its next read
+        self._handlers[channel].append(handler)
+
+    def on_connection(self, listener: ConnectionListener) -> None:
+        """Call ``listener(True)`` after every (re)subscription and ``listener(False)`` on a loss."""
+        self._connection_listeners.append(listener)
 
     def update_peer(self, payload: dict[str, Any]) -> None:
+        """Remember a sibling's status from a ``process:status`` / ``process:heartbeat`` message."""
         name = payload.get("processName")
         if not isinstance(name, str) or name == self.process_name:
             return
@@ -87,14 +110,28 @@ class Coordinator:
         entry["redis"] = {"status": payload.get("status"), "pid": payload.get("pid"), "seenAt": time.time()}
 
     def start(self) -> None:
+        """Begin listening (in a task of its own)."""
         self._task = asyncio.create_task(self._run(), name="coordinator")
 
     async def stop(self) -> None:
+        """Stop listening and close the connection."""
         if self._task is not None:
             await cancel_and_wait(self._task)
+            self._task = None
+        self._set_connected(False)
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._client.aclose()
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self.connected:
+            return
+        self.connected = connected
+        for listener in self._connection_listeners:
+            try:
+                listener(connected)
+            except Exception:
+                log.exception("coordinator connection listener failed")
 
     async def _run(self) -> None:
         while True:
@@ -105,20 +142,24 @@ class Coordinator:
             except (RedisError, OSError) as exc:
                 if self.connected:
                     log.info("coordinator: lost Redis (%s); reconnecting", exc)
-                self.connected = False
+            self._set_connected(False)
             await asyncio.sleep(RECONNECT_DELAY)
 
     async def _listen(self) -> None:
         if self._client is None:
-            self._client = redis_client(self.redis_url, name=f"bisnesgpt:{self.process_name}:coordinator")
+            self._client = pubsub_client(self.redis_url, name=f"bisnesgpt:{self.process_name}:coordinator")
             self._db = redis_db_of(self._client)
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(*LISTENED)
-            self.connected = True
+            await pubsub.subscribe(*self._handlers)
+            self._unsubscribed.clear()
+            self._set_connected(True)
             while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None:
+                if self._unsubscribed:
+                    channels, self._unsubscribed = sorted(self._unsubscribed), set()
+                    await pubsub.subscribe(*channels)
+                message = await pubsub.get_message(timeout=READ_TIMEOUT)
+                if message is not None and message.get("type") == "message":
                     await self._dispatch(str(message["channel"]), message["data"])
         finally:
             with contextlib.suppress(RedisError, OSError):
@@ -128,10 +169,11 @@ class Coordinator:
         try:
             payload = json.loads(raw)
         except (TypeError, ValueError):
+            log.debug("coordinator: not JSON on %s: %r", channel, raw)
             return
         if not isinstance(payload, dict):
             return
-        if self._client is not None and payload.get("redisDb", self._db) != self._db:
+        if payload.get("redisDb", self._db) != self._db:
             return  # another deployment on the same Redis server (another logical db)
         if channel in (PROCESS_STATUS, PROCESS_HEARTBEAT):
             self.update_peer(payload)

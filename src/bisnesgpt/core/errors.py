@@ -1,8 +1,9 @@
 """One rooted error hierarchy for the whole product.
 
 Every boundary (database, Redis, HTTP clients, drivers) translates what it catches into one
-of these with ``raise X from exc``; the API maps them to problem responses in exactly one
-place (``bisnesgpt.api.problems``). ``status``/``type``/``title`` are what a client sees.
+of these with ``raise X from exc``. The errors say what went wrong (``detail``, field
+``errors``, ``extra`` facts); how a client sees them — HTTP status, problem type, title —
+is decided in one table at the HTTP edge (``bisnesgpt.api.problems.PROBLEMS``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ from typing import Any
 
 class BisnesgptError(Exception):
     """Root of every error this product raises on purpose."""
-
-    status: int = 500
-    type: str = "internal-error"
-    title: str = "Internal error"
 
     def __init__(
         self,
@@ -33,53 +30,36 @@ class BisnesgptError(Exception):
 class ConfigError(BisnesgptError):
     """A setting is missing or invalid; raised before anything starts."""
 
-    type = "config-error"
-    title = "Invalid configuration"
-
 
 # --- client mistakes (4xx) ---------------------------------------------------------------
 
 
 class ValidationFailed(BisnesgptError):
-    status = 422
-    type = "validation-error"
-    title = "Request validation failed"
+    """The request is well-formed but its content is not acceptable (field errors say why)."""
 
 
 class BadRequest(BisnesgptError):
-    status = 400
-    type = "bad-request"
-    title = "Bad request"
+    """The request cannot be understood at all."""
 
 
 class Unauthorized(BisnesgptError):
-    status = 401
-    type = "unauthorized"
-    title = "Missing or invalid credentials"
+    """No credentials, or credentials that are wrong or revoked."""
 
 
 class Forbidden(BisnesgptError):
-    status = 403
-    type = "forbidden"
-    title = "Not allowed"
+    """Authenticated, but not allowed to do this."""
 
 
 class NotFound(BisnesgptError):
-    status = 404
-    type = "not-found"
-    title = "Not found"
+    """No such resource (or one the caller may not know exists)."""
 
 
 class Conflict(BisnesgptError):
-    status = 409
-    type = "conflict"
-    title = "Conflict"
+    """The request contradicts the current state (a duplicate, a wrong kind of phone)."""
 
 
 class PayloadTooLarge(BisnesgptError):
-    status = 413
-    type = "payload-too-large"
-    title = "Payload too large"
+    """The request body is over its limit."""
 
 
 # --- our side is not able to serve (5xx) -------------------------------------------------
@@ -88,45 +68,30 @@ class PayloadTooLarge(BisnesgptError):
 class ServiceUnavailable(BisnesgptError):
     """A dependency (PostgreSQL, Redis, an engine) is down; the client may retry."""
 
-    status = 503
-    type = "service-unavailable"
-    title = "Service unavailable"
-
 
 class DatabaseUnavailable(ServiceUnavailable):
-    type = "database-unavailable"
-    title = "Database unavailable"
+    """PostgreSQL cannot be reached (or went away mid-operation)."""
 
 
 class QueueUnavailable(ServiceUnavailable):
-    type = "queue-unavailable"
-    title = "Queue unavailable"
+    """Redis (the queues) cannot be reached."""
 
 
 class EngineDisabled(ServiceUnavailable):
-    type = "engine-disabled"
-    title = "Engine disabled"
+    """The engine that would send this message is switched off (``ENABLE_*``)."""
 
 
 class MigrationError(BisnesgptError):
-    type = "migration-error"
-    title = "Migration failed"
+    """A migration could not be applied, or an applied one was edited."""
 
 
 class SchemaNotMigrated(ConfigError):
     """A process role was started on a database the migrations have not reached."""
 
-    type = "schema-not-migrated"
-    title = "Database not migrated"
-
 
 class EmbeddedServiceError(BisnesgptError):
     """An embedded PostgreSQL/Valkey server could not be started or reached."""
 
-    type = "embedded-service-error"
-    title = "Embedded service failed"
-
 
 class CryptoError(BisnesgptError):
-    type = "crypto-error"
-    title = "Secret could not be decrypted"
+    """A stored secret could not be decrypted (wrong ``ENCRYPTION_KEY`` or a damaged value)."""

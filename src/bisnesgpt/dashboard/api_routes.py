@@ -8,14 +8,13 @@ company only, and another company's phone or message answers 404, exactly as the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bisnesgpt.api.sessions import PairingCodeRequest, normalise_phone, run_session_command
+from bisnesgpt.api.session_routes import PairingCodeRequest, normalise_phone, run_session_command
 from bisnesgpt.core.errors import Conflict, NotFound, ServiceUnavailable
 from bisnesgpt.dashboard import charts, messages, phones
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operator
@@ -85,7 +84,7 @@ def ctx_of(request: Request) -> ProcessContext:
     return ctx
 
 
-def build_api(hub_of: Callable[[], LiveHub], phones_of: Callable[[], PhoneConfigService]) -> APIRouter:
+def build_api(hub: LiveHub, phone_config: PhoneConfigService) -> APIRouter:
     router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
     @router.get("/me", summary="The signed-in principal")
@@ -96,12 +95,11 @@ def build_api(hub_of: Callable[[], LiveHub], phones_of: Callable[[], PhoneConfig
 
     _process_routes(router)
     _queue_routes(router)
-    _phone_routes(router, phones_of)
+    _phone_routes(router, phone_config)
     _message_routes(router)
 
     @router.get("/live", summary="Live updates (Server-Sent Events)", response_class=StreamingResponse)
     async def live(request: Request, who: Who) -> StreamingResponse:
-        hub = hub_of()
         watcher = hub.watch(who.principal)
         hello = {"kind": who.principal.kind, "companyId": who.principal.company_id,
                  "servedBy": ctx_of(request).process_name}
@@ -180,7 +178,7 @@ def _queue_routes(router: APIRouter) -> None:
         return await QueueAdmin(ctx_of(request)).clean_completed(queue, by=who.label)
 
 
-def _phone_routes(router: APIRouter, phones_of: Callable[[], PhoneConfigService]) -> None:
+def _phone_routes(router: APIRouter, phone_config: PhoneConfigService) -> None:
     @router.get("/phones", summary="Phones with their connection status, and the counts")
     async def phone_list(request: Request, who: Who, company: CompanyQuery = None,
                          type: Annotated[Literal["wwebjs", "cloud"] | None, Query()] = None) -> dict[str, Any]:
@@ -251,7 +249,7 @@ def _phone_routes(router: APIRouter, phones_of: Callable[[], PhoneConfigService]
                            body: Confirmed | None = None) -> dict[str, Any]:
         _confirmed(body)
         who.principal.require_company(company_id, "phone")
-        await phones_of().remove(company_id, phone_index)
+        await phone_config.remove(company_id, phone_index)
         await ctx_of(request).events.record("dashboard.phone.remove", {
             "companyId": company_id, "phoneIndex": phone_index, "by": who.label}, "warning")
         return {"removed": True, "companyId": company_id, "phoneIndex": phone_index}

@@ -14,74 +14,69 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from bisnesgpt.config import Settings
+from bisnesgpt.coordination.leased_loop import LeasedLoop
 from bisnesgpt.dashboard.api_routes import build_api, overview_snapshot
 from bisnesgpt.dashboard.auth import SessionAuth
 from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.pages import build_pages
 from bisnesgpt.dashboard.queues import QueueAdmin
-from bisnesgpt.dashboard.rollup import MetricsRollup
+from bisnesgpt.dashboard.rollup import LEASE_NAME, MetricsRollup
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.router import announce_change
 from bisnesgpt.phones.service import PhoneConfigService
-from bisnesgpt.processes.component import Check, Component
+from bisnesgpt.processes.component import Check, Component, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
 
 
-class DashboardComponent(Component):
+class DashboardComponent(Component, HealthReporter):
+    """The operator console: pages, JSON API, live stream, /docs and the metrics rollup."""
+
     name = "dashboard"
     serves_docs = True
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.hub: LiveHub | None = None
-        self.phones: PhoneConfigService | None = None
-        self.rollup = MetricsRollup(settings)
-        self._routers = (build_pages(), build_api(self._hub, self._phones))
+    def __init__(self, ctx: ProcessContext) -> None:
+        SessionAuth.check_settings(ctx.settings)  # fail at start, not at the first sign-in
+        self.ctx = ctx
+        self.hub = LiveHub(ctx.settings.dashboard_live_interval_ms / 1000, overview=self._overview,
+                           queues=self._queues)
+        self.hub.listen(ctx.coordinator)
+        self.phones = PhoneConfigService(ctx.db, secret_box(ctx.settings), on_change=self._config_changed)
+        self.rollup = MetricsRollup(ctx.db, ctx.process_name)
+        self.rollup_loop = LeasedLoop(ctx.db, LEASE_NAME, ctx.holder, ctx.settings.dashboard_rollup_interval_ms / 1000,
+                                      self._roll_up)
+        self._routers = (build_pages(), build_api(self.hub, self.phones))
+
+    async def _overview(self) -> dict[str, Any]:
+        return await overview_snapshot(self.ctx)
+
+    async def _queues(self) -> dict[str, Any]:
+        return {"queues": await QueueAdmin(self.ctx).overview()}
+
+    async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
+        await announce_change(self.ctx.redis, company_id, phone_index, connection_type, self.ctx.process_name)
+
+    async def _roll_up(self) -> None:
+        await self.rollup.run_once()
 
     def routers(self) -> Sequence[APIRouter]:
+        """The pages, ``/dashboard/api/…`` and ``/docs``."""
         return self._routers
 
-    def _hub(self) -> LiveHub:
-        if self.hub is None:
-            raise RuntimeError("dashboard not started")
-        return self.hub
-
-    def _phones(self) -> PhoneConfigService:
-        if self.phones is None:
-            raise RuntimeError("dashboard not started")
-        return self.phones
-
-    async def start(self, ctx: ProcessContext) -> None:
-        SessionAuth.check_settings(ctx.settings)  # fail at start, not at the first sign-in
-
-        async def overview() -> dict[str, Any]:
-            return await overview_snapshot(ctx)
-
-        async def queues() -> dict[str, Any]:
-            return {"queues": await QueueAdmin(ctx).overview()}
-
-        self.hub = LiveHub(self.settings.dashboard_live_interval_ms / 1000, overview=overview, queues=queues)
-        self.hub.start(ctx)
-
-        async def config_changed(company_id: str, phone_index: int, connection_type: str | None) -> None:
-            await announce_change(ctx.redis, company_id, phone_index, connection_type, ctx.process_name)
-
-        self.phones = PhoneConfigService(ctx.db, secret_box(ctx.settings), on_change=config_changed)
-        self.rollup.start(ctx)
+    async def start(self) -> None:
+        """Begin the live snapshots and the rollup loop."""
+        self.hub.start()
+        self.rollup_loop.start()
 
     async def drain(self, timeout: float) -> None:
-        if self.hub is not None:
-            await self.hub.close()
+        """End the live streams (their clients reconnect to another instance)."""
+        await self.hub.close()
 
     async def stop(self) -> None:
-        if self.hub is not None:
-            await self.hub.close()
-        await self.rollup.stop()
+        """End the live streams and stop the rollup (releasing its lease)."""
+        await self.hub.close()
+        await self.rollup_loop.stop()
 
     async def checks(self) -> dict[str, Check]:
-        # Informational: the dashboard never makes the API unhealthy.
-        watchers = len(self.hub.watchers) if self.hub is not None else 0
-        return {self.name: Check(True, "serving", {"liveWatchers": watchers,
-                                                   "rollupLeaseHeld": bool(self.rollup.lease and
-                                                                           self.rollup.lease.held)})}
+        """Informational: the dashboard never makes the API unhealthy."""
+        return {self.name: Check(True, "serving", {"liveWatchers": len(self.hub.watchers),
+                                                   "rollupLeaseHeld": self.rollup_loop.held})}

@@ -26,9 +26,9 @@ from typing import Any
 
 from bisnesgpt.api.auth import Principal
 from bisnesgpt.coordination.channels import BOT_EVENT, PROCESS_HEARTBEAT, PROCESS_STATUS
+from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.core.tasks import cancel_and_wait
-from bisnesgpt.processes.context import ProcessContext
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,14 @@ class LiveHub:
 
     # --- life -------------------------------------------------------------------------------
 
-    def start(self, ctx: ProcessContext) -> None:
-        if ctx.coordinator is not None:
-            ctx.coordinator.on(PROCESS_HEARTBEAT, self._on_heartbeat)
-            ctx.coordinator.on(PROCESS_STATUS, self._on_status)
-            ctx.coordinator.on(BOT_EVENT, self._on_bot_event)
+    def listen(self, coordinator: Coordinator) -> None:
+        """Hear heartbeats, status changes and bot events through the process's coordinator."""
+        coordinator.on(PROCESS_HEARTBEAT, self._on_heartbeat)
+        coordinator.on(PROCESS_STATUS, self._on_status)
+        coordinator.on(BOT_EVENT, self._on_bot_event)
+
+    def start(self) -> None:
+        """Begin the periodic snapshots."""
         self._task = asyncio.create_task(self._run(), name="dashboard-live")
 
     async def close(self) -> None:

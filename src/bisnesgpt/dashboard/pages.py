@@ -22,6 +22,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from bisnesgpt import __version__
+from bisnesgpt.api.problems import problem_for
 from bisnesgpt.core.crypto import constant_time_equals
 from bisnesgpt.core.errors import BisnesgptError, NotFound, Unauthorized
 from bisnesgpt.dashboard.auth import LOGIN_COOKIE, DashboardSession, SessionAuth, session_auth
@@ -125,7 +126,7 @@ def _sign_in_routes(router: APIRouter) -> None:
             return login_page(request, auth, error="That key was not accepted (unknown, revoked, or its company "
                                                    "is disabled).", status=401, next_path=next)
         except BisnesgptError as exc:
-            return login_page(request, auth, error=exc.detail, status=exc.status, next_path=next)
+            return login_page(request, auth, error=exc.detail, status=problem_for(exc).status, next_path=next)
         await ctx.events.record("dashboard.sign_in", {"kind": principal.kind, "companyId": principal.company_id,
                                                       "keyId": principal.key_id})
         response = RedirectResponse(_safe_next(next), status_code=303)

@@ -22,9 +22,10 @@ from redis.exceptions import RedisError
 from bisnesgpt.core.errors import BisnesgptError, Conflict, NotFound, QueueUnavailable
 from bisnesgpt.dashboard.requeue import requeue_failed
 from bisnesgpt.messaging import store
+from bisnesgpt.messaging.node_jobs import parse_job_data
 from bisnesgpt.messaging.queues import ALL_QUEUES, META_QUEUE, QUEUES_BY_NAME, WWEBJS_QUEUE
+from bisnesgpt.messaging.send_processor import DELAYED_RETRIES_KEY
 from bisnesgpt.messaging.states import PAST_SENDING
-from bisnesgpt.messaging.worker import DELAYED_RETRIES_KEY, parse_job_data
 from bisnesgpt.processes.context import ProcessContext
 
 SEND_QUEUES = frozenset({WWEBJS_QUEUE, META_QUEUE})

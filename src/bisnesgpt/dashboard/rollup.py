@@ -18,15 +18,10 @@ watermark, so a new lease holder continues where the old one stopped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
-from bisnesgpt.config import Settings
-from bisnesgpt.coordination.leases import Lease
-from bisnesgpt.core.errors import BisnesgptError
-from bisnesgpt.core.tasks import cancel_and_wait
-from bisnesgpt.processes.context import ProcessContext
+from bisnesgpt.db.pool import Database
 
 log = logging.getLogger(__name__)
 
@@ -92,45 +87,16 @@ GROUP BY date_trunc('minute', f.failed_at), f.code, f.provider
 
 
 class MetricsRollup:
-    """Runs the rollup under a lease (``start``/``stop``); ``run_once`` does one pass."""
+    """The rollup pass; the dashboard component runs it under a lease (``LeasedLoop``)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.interval = settings.dashboard_rollup_interval_ms / 1000
-        self.lease: Lease | None = None
+    def __init__(self, db: Database, process_name: str) -> None:
+        self.db = db
+        self.process_name = process_name
         self.minutes_rolled = 0
-        self._ctx: ProcessContext | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self, ctx: ProcessContext) -> None:
-        self._ctx = ctx
-        self.lease = Lease(ctx.db, LEASE_NAME, f"{ctx.host}:{ctx.pid}:{ctx.process_name}",
-                           max(3 * self.interval, 10.0))
-        self._task = asyncio.create_task(self._run(), name="dashboard-rollup")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
-        if self.lease is not None:
-            await self.lease.release()
-
-    async def _run(self) -> None:
-        assert self.lease is not None
-        while True:
-            try:
-                if await self.lease.try_acquire():
-                    await self.run_once()
-            except BisnesgptError as exc:
-                log.warning("metrics rollup: %s", exc.detail)
-            except Exception:
-                log.exception("metrics rollup failed")
-            await asyncio.sleep(self.interval)
 
     async def run_once(self) -> int:
         """Roll up every complete minute since the watermark; returns how many minutes."""
-        assert self._ctx is not None
-        ctx = self._ctx
-        async with ctx.db.transaction() as conn:
+        async with self.db.transaction() as conn:
             window = await conn.fetchrow(ROLLUP_WINDOW)
             assert window is not None
             start, end = window["start_at"], window["end_at"]
@@ -140,7 +106,7 @@ class MetricsRollup:
             if minutes > MAX_MINUTES:
                 start = end - timedelta(minutes=MAX_MINUTES)
                 minutes = MAX_MINUTES
-            args = (start, end, ctx.process_name)
+            args = (start, end, self.process_name)
             await conn.execute(INSERT_SENT, *args, list(ENGINES))
             await conn.execute(INSERT_LATENCY, *args)
             await conn.execute(INSERT_FAILED, *args)

@@ -28,7 +28,7 @@ from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.health import metrics
 from bisnesgpt.health.queues import queue_depths, queues_of_role
-from bisnesgpt.processes.component import Check, Component
+from bisnesgpt.processes.component import Check, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class LoopLagProbe:
 
 
 class HealthMonitor:
-    def __init__(self, ctx: ProcessContext, components: Sequence[Component]) -> None:
+    def __init__(self, ctx: ProcessContext, components: Sequence[HealthReporter]) -> None:
         self.ctx = ctx
         self.components = components
         self.last_heartbeat: float | None = None

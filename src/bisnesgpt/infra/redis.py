@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 # Retry quickly and for a long time: after a Redis restart, work resumes within ~1 s of the
@@ -16,6 +16,7 @@ FAST_RECONNECT_ATTEMPTS = 10_000
 
 
 def fast_retry() -> Retry:
+    """The retry policy of clients that must ride out a Redis restart."""
     return Retry(ExponentialBackoff(cap=1.0, base=0.05), FAST_RECONNECT_ATTEMPTS,
                  supported_errors=(ConnectionError, TimeoutError, BusyLoadingError))
 
@@ -31,6 +32,23 @@ def redis_client(url: str, *, name: str | None = None, retry: bool = False) -> a
         health_check_interval=15,
         client_name=name,
         retry=fast_retry() if retry else Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+    )
+    return client
+
+
+def pubsub_client(url: str, *, name: str | None = None) -> aioredis.Redis:
+    """A client for one long-lived subscription: no retries inside redis-py (a silent
+    reconnect would hide a gap in which messages were missed), a dead connection noticed
+    within seconds (health checks), no read timeout while waiting for messages."""
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2.0,
+        socket_timeout=None,
+        socket_keepalive=True,
+        health_check_interval=5,
+        client_name=name,
+        retry=Retry(NoBackoff(), 0),
     )
     return client
 

@@ -1,4 +1,4 @@
-"""What an engine may raise from ``before_send``/``send``; the worker helper acts on the type."""
+"""What an engine may raise from ``before_send``/``send``; the send processor acts on the type."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ from bisnesgpt.core.errors import BisnesgptError
 
 
 class SendError(BisnesgptError):
-    """Root of engine send outcomes other than success."""
-
-    status = 502
-    type = "send-error"
-    title = "Send failed"
+    """Root of engine send failures."""
 
 
 class RetryableSendError(SendError):
@@ -21,8 +17,6 @@ class RetryableSendError(SendError):
 
     ``retry_after_ms`` overrides the backoff when the provider says how long to wait.
     """
-
-    type = "send-retryable"
 
     def __init__(self, detail: str, *, code: str | None = None, title: str | None = None,
                  retry_after_ms: int | None = None, details: Any = None) -> None:
@@ -36,8 +30,6 @@ class RetryableSendError(SendError):
 class PermanentSendError(SendError):
     """The provider rejected the message for good: it ends ``failed`` with code and title."""
 
-    type = "send-permanent"
-
     def __init__(self, detail: str, *, code: str, title: str | None = None, details: Any = None) -> None:
         super().__init__(detail)
         self.code = code
@@ -45,19 +37,19 @@ class PermanentSendError(SendError):
         self.details = details
 
 
-class DeferSend(SendError):
+class DeferSend(Exception):
     """Not now, and not the message's fault (pacing, session not ready, recipient backoff).
 
-    The job is delayed by ``delay_ms`` without consuming an attempt; the message keeps its
-    state. Past the message's ``deadline_at`` the worker fails it with ``DEADLINE_EXCEEDED``.
-    ``wake_on`` names the condition it waits for (see ``messaging.wakeups``): when it holds
-    earlier, the job is promoted instead of waiting out the delay.
+    Flow control rather than a failure, so outside the error hierarchy: the job is delayed
+    by ``delay_ms`` without consuming an attempt and the message keeps its state. Past the
+    message's ``deadline_at`` the processor fails it with ``DEADLINE_EXCEEDED``. ``wake_on``
+    names the condition it waits for (see ``messaging.wakeups``): when it holds earlier,
+    the job is promoted instead of waiting out the delay.
     """
-
-    type = "send-deferred"
 
     def __init__(self, detail: str, *, delay_ms: int, wake_on: str | None = None) -> None:
         super().__init__(detail)
+        self.detail = detail
         self.delay_ms = max(1, int(delay_ms))
         self.wake_on = wake_on
         self.checked_at = time.monotonic()  # when the condition was seen not to hold

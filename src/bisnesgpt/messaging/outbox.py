@@ -18,30 +18,17 @@ job's (``health/maintenance.py``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import socket
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
-from bisnesgpt.config import Settings
-from bisnesgpt.coordination.leases import Lease
-from bisnesgpt.core.errors import BisnesgptError
-from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import QUEUES_BY_NAME, QueueProducer
-from bisnesgpt.processes.component import Check, Component
-from bisnesgpt.processes.context import ProcessContext
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "outbox-reconciler"
-LEASE_TTL_SECONDS = 10.0
 BATCH_SIZE = 500
 
 REDISPATCHED = Counter("bisnesgpt_outbox_redispatched_total",
@@ -123,65 +110,3 @@ class OutboxReconciler:
                 log.warning("outbox: re-dispatched %s message %s (its job failed: %s)", item.status, item.message_id,
                             failed_reason)
         return report
-
-
-class OutboxReconcilerComponent(Component):
-    """Runs the reconciler in whichever API instance holds the lease."""
-
-    name = "outbox"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.interval = settings.outbox_reconcile_interval / 1000
-        self._task: asyncio.Task[None] | None = None
-        self._lease: Lease | None = None
-        self._reconciler: OutboxReconciler | None = None
-        self.last_pass_at: float | None = None
-        self.last_error: str | None = None
-        self.total_enqueued = 0
-        self._ctx: ProcessContext | None = None
-
-    async def start(self, ctx: ProcessContext) -> None:
-        self._ctx = ctx
-        holder = f"{ctx.process_name}@{socket.gethostname()}:{os.getpid()}"
-        self._lease = Lease(ctx.db, LEASE_NAME, holder, LEASE_TTL_SECONDS)
-        self._reconciler = OutboxReconciler(ctx.db, ctx.redis, ctx.queues,
-                                            min_age_seconds=self.settings.outbox_min_age / 1000)
-        self._task = asyncio.create_task(self._run(), name="outbox-reconciler")
-
-    async def _run(self) -> None:
-        assert self._lease is not None
-        assert self._reconciler is not None
-        assert self._ctx is not None
-        while True:
-            report = PassReport()
-            if await self._lease.try_acquire():
-                try:
-                    report = await self._reconciler.run_pass()
-                    self.last_pass_at = time.time()
-                    self.last_error = None
-                    moved = report.enqueued + report.requeued_stalled
-                    if moved:
-                        self.total_enqueued += moved
-                        await self._ctx.events.record("outbox_redispatch", {
-                            "enqueued": report.enqueued, "requeuedStalled": report.requeued_stalled,
-                            "checked": report.checked}, "warning")
-                except (BisnesgptError, RedisError, OSError, TimeoutError) as exc:
-                    detail = exc.detail if isinstance(exc, BisnesgptError) else (str(exc) or type(exc).__name__)
-                    if detail != self.last_error:
-                        log.warning("outbox: pass failed: %s (retrying)", detail)
-                    self.last_error = detail
-            if not report.full_batch:
-                await asyncio.sleep(self.interval)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-        if self._lease is not None:
-            await self._lease.release()
-
-    async def checks(self) -> dict[str, Check]:
-        held = self._lease is not None and self._lease.held
-        return {"outbox": Check(True, "reconciling" if held else "standby (another instance holds the lease)",
-                                {"leaseHeld": held, "lastPassAt": self.last_pass_at, "lastError": self.last_error,
-                                 "redispatched": self.total_enqueued})}

@@ -10,9 +10,6 @@ missed, and while the subscription is down (Redis restarting) the cache is bypas
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,14 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PHONE_CONFIG_CHANGED, publish
+from bisnesgpt.coordination.coordinator import Subscriptions
 from bisnesgpt.core.errors import EngineDisabled, NotFound
-from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import QueueSpec, queue_for_connection_type
 from bisnesgpt.phones.store import PhoneConfig, get_phone
@@ -77,9 +71,13 @@ async def announce_change(redis: aioredis.Redis, company_id: str, phone_index: i
 
 
 class MessageRouter:
-    """Cached ``(company, phone) → Route`` with pub/sub invalidation (start with ``start``)."""
+    """Cached ``(company, phone) → Route``, invalidated over pub/sub (``phone:config``).
 
-    def __init__(self, db: Database, settings: Settings, *, ttl_seconds: float,
+    The cache is used only while the coordinator's subscription is up: everything cached is
+    dropped on every (re)subscription and on a loss (a change announced meanwhile was missed).
+    """
+
+    def __init__(self, db: Database, settings: Settings, subscriptions: Subscriptions, *, ttl_seconds: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.settings = settings
@@ -87,13 +85,15 @@ class MessageRouter:
         self._clock = clock
         self._cache: dict[Key, tuple[float, PhoneConfig | None]] = {}
         self._generation = 0
-        self._task: asyncio.Task[None] | None = None
         self.listening = False
         self.invalidations = 0
+        subscriptions.on(PHONE_CONFIG_CHANGED, self._on_change)
+        subscriptions.on_connection(self._on_connection)
 
     # --- routing ------------------------------------------------------------------------
 
     async def config(self, company_id: str, phone_index: int) -> PhoneConfig | None:
+        """The phone's configuration (cached while the subscription is up)."""
         key = (company_id, phone_index)
         now = self._clock()
         cached = self._cache.get(key)
@@ -108,6 +108,7 @@ class MessageRouter:
         return config
 
     async def route(self, company_id: str, phone_index: int) -> Route:
+        """Where this phone sends from: 404 if it is not configured (see ``route_for``)."""
         config = await self.config(company_id, phone_index)
         if config is None:
             raise NotFound(f"no phone {phone_index} configured for company {company_id!r}",
@@ -128,56 +129,20 @@ class MessageRouter:
 
     # --- the subscription ---------------------------------------------------------------------
 
-    def start(self, redis_url: str) -> None:
-        self._task = asyncio.create_task(self._listen(redis_url), name="router-invalidation")
+    def _on_connection(self, connected: bool) -> None:
+        if connected:
+            log.info("router: listening on %s", PHONE_CONFIG_CHANGED)
+        elif self.listening:
+            log.warning("router: %s subscription lost; bypassing the cache until back", PHONE_CONFIG_CHANGED)
+        self.listening = connected
+        self.invalidate()  # anything cached before (re)subscribing, or while away, may be stale
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
-        self.listening = False
-
-    def _on_message(self, data: str) -> None:
+    def _on_change(self, change: dict[str, Any]) -> None:
+        company_id = change.get("companyId")
+        phone_index = change.get("phoneIndex")
         try:
-            change: dict[str, Any] = json.loads(data)
-            company_id = change.get("companyId")
-            phone_index = change.get("phoneIndex")
             self.invalidate(str(company_id) if company_id is not None else None,
                             int(phone_index) if phone_index is not None and company_id is not None else None)
         except (ValueError, TypeError):
-            log.warning("unparseable %s message %r; dropping the whole cache", PHONE_CONFIG_CHANGED, data)
+            log.warning("malformed %s message %r; dropping the whole cache", PHONE_CONFIG_CHANGED, change)
             self.invalidate()
-
-    async def _listen(self, redis_url: str) -> None:
-        delay = 0.1
-        while True:
-            # No retries inside redis-py: a reconnect it did silently would hide a gap in
-            # which invalidations were missed.
-            client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=2.0,
-                                             socket_timeout=None, socket_keepalive=True, health_check_interval=5,
-                                             retry=Retry(NoBackoff(), 0), client_name="bisnesgpt:router")
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(PHONE_CONFIG_CHANGED)
-                self.invalidate()  # anything cached before (re)subscribing may be stale
-                self.listening = True
-                delay = 0.1
-                log.info("router: listening on %s", PHONE_CONFIG_CHANGED)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self._on_message(str(message["data"]))
-            except (RedisError, OSError) as exc:
-                if self.listening:
-                    log.warning("router: %s subscription lost (%s); bypassing the cache until back",
-                                PHONE_CONFIG_CHANGED, exc)
-                self.listening = False
-                self.invalidate()
-            finally:
-                self.listening = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-            await asyncio.sleep(delay)
-            delay = min(1.0, delay * 2)

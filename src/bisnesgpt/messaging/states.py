@@ -7,25 +7,14 @@ mirrors it for validation in Python (a test checks the two agree).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
 
-
-class MessageStatus(enum.StrEnum):
-    ACCEPTED = "accepted"
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    READ = "read"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
+MessageState = Literal["accepted", "queued", "sending", "sent", "delivered", "read", "failed", "cancelled"]
 
 LADDER = ("accepted", "queued", "sending", "sent", "delivered", "read")
 TERMINAL = frozenset({"read", "failed", "cancelled"})
@@ -92,7 +81,7 @@ class Transition:
 async def advance_status(
     conn: asyncpg.Connection,
     message_pk: int,
-    to_status: str,
+    to_status: MessageState,
     *,
     source: str,
     detail: dict[str, Any] | None = None,

@@ -7,17 +7,15 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from bisnesgpt.config import Role, Settings
+from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging.queues import QueueProducer
-
-if TYPE_CHECKING:
-    from bisnesgpt.coordination.coordinator import Coordinator
 
 
 def process_name_for(role: Role, instance_id: int) -> str:
@@ -27,6 +25,8 @@ def process_name_for(role: Role, instance_id: int) -> str:
 
 @dataclass
 class ProcessContext:
+    """A running process's shared parts, opened after the process started (never at import)."""
+
     settings: Settings
     role: Role
     process_name: str
@@ -36,6 +36,11 @@ class ProcessContext:
     redis: aioredis.Redis
     queues: QueueProducer
     events: EventRecorder
+    # The one subscription of this process: components register their channels with
+    # ``coordinator.on(channel, handler)`` (see ``coordination/coordinator.py``).
+    coordinator: Coordinator
+    # This process's lease holder id (``coordination.leases.holder_id``).
+    holder: str
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     started_monotonic: float = field(default_factory=time.monotonic)
@@ -44,12 +49,10 @@ class ProcessContext:
     # Last known status of the other processes, by process name (orchestrator broadcasts
     # and the process:status / process:heartbeat channels).
     peers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Listens on the coordinator channels; ``coordinator.on(channel, handler)`` for
-    # bot:event / process:message. None outside a running role (e.g. unit tests).
-    coordinator: Coordinator | None = None
     # True when an orchestrator supervises this process (BISNESGPT_SUPERVISOR_FD given).
     supervised: bool = False
 
     @property
     def uptime(self) -> float:
+        """Seconds since this process started."""
         return time.monotonic() - self.started_monotonic

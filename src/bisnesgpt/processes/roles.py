@@ -1,58 +1,59 @@
-"""Which components make up each role. ``legacy`` is every role in one process."""
+"""Which components make up each role, in start order. ``legacy`` is every role in one process."""
 
 from __future__ import annotations
 
-from bisnesgpt.config import Role, Settings
+from bisnesgpt.config import Role
 from bisnesgpt.processes.component import Component
+from bisnesgpt.processes.context import ProcessContext
 
 
-def api_components(settings: Settings) -> list[Component]:
-    from bisnesgpt.api.component import ApiComponent
-    from bisnesgpt.api.pipeline import PipelineComponent
-    from bisnesgpt.api.sessions import SessionApiComponent
-    from bisnesgpt.api.webhooks import WebhooksApiComponent
+def api_components(ctx: ProcessContext) -> list[Component]:
+    """The api role: HTTP API, session and webhook APIs, dashboard, and the api's upkeep jobs."""
+    from bisnesgpt.api.component import ApiComponent, PipelineComponent, SessionsApiComponent, WebhooksApiComponent
     from bisnesgpt.dashboard.component import DashboardComponent
-    from bisnesgpt.health.all_component import HealthAllComponent
-    from bisnesgpt.health.maintenance import MaintenanceComponent
-    from bisnesgpt.messaging.outbox import OutboxReconcilerComponent
+    from bisnesgpt.health.component import HealthAllComponent, MaintenanceComponent
+    from bisnesgpt.messaging.component import OutboxReconcilerComponent
     from bisnesgpt.webhooks.component import WebhookDeliveryComponent
 
     return [
-        ApiComponent(settings),
-        HealthAllComponent(),  # GET /health/all (issue 4)
-        MaintenanceComponent(settings),  # cleanup functions on a schedule, one process at a time (issue 4)
-        PipelineComponent(settings),  # send/read/phone-config routes, router (issue 3)
-        OutboxReconcilerComponent(settings),  # re-enqueues stored-but-unqueued messages (issue 3)
-        SessionApiComponent(settings),  # WhatsApp-Web session API via DB + pub/sub (issue 6)
-        WebhooksApiComponent(settings),  # /api/v1/webhooks (issue 7)
-        WebhookDeliveryComponent(settings),  # tenant webhook delivery worker (issue 7)
-        DashboardComponent(settings),  # /dashboard, its live stream and metrics rollup; /docs offline (issue 8)
+        ApiComponent(ctx),
+        HealthAllComponent(ctx),
+        MaintenanceComponent(ctx),
+        PipelineComponent(ctx),
+        OutboxReconcilerComponent(ctx),
+        SessionsApiComponent(ctx),
+        WebhooksApiComponent(ctx),
+        WebhookDeliveryComponent(ctx),
+        DashboardComponent(ctx),
     ]
 
 
-def wwebjs_components(settings: Settings) -> list[Component]:
-    from bisnesgpt.engines.wwebjs.components import wwebjs_engine_components
+def wwebjs_components(ctx: ProcessContext) -> list[Component]:
+    """The wwebjs role: the sessions, then the send worker that uses them."""
+    from bisnesgpt.engines.wwebjs.component import wwebjs_components as build
 
-    return [*wwebjs_engine_components(settings)]
-
-
-def meta_components(settings: Settings) -> list[Component]:
-    from bisnesgpt.engines.meta.component import meta_role_components
-
-    return meta_role_components(settings)
+    return build(ctx)
 
 
-def build_components(role: Role, settings: Settings) -> list[Component]:
+def meta_components(ctx: ProcessContext) -> list[Component]:
+    """The meta role: the send worker and the webhook routes with their worker."""
+    from bisnesgpt.engines.meta.component import meta_components as build
+
+    return build(ctx)
+
+
+def build_components(role: Role, ctx: ProcessContext) -> list[Component]:
+    """The components of ``role``, built with the process's open context."""
     if role == "api":
-        return api_components(settings)
+        return api_components(ctx)
     if role == "wwebjs":
-        return wwebjs_components(settings)
+        return wwebjs_components(ctx)
     if role == "meta":
-        return meta_components(settings)
+        return meta_components(ctx)
     # legacy: the rollback target runs everything itself, honouring ENABLE_* like the orchestrator.
-    components = api_components(settings)
-    if settings.enable_wwebjs:
-        components += wwebjs_components(settings)
-    if settings.enable_meta:
-        components += meta_components(settings)
+    components = api_components(ctx)
+    if ctx.settings.enable_wwebjs:
+        components += wwebjs_components(ctx)
+    if ctx.settings.enable_meta:
+        components += meta_components(ctx)
     return components

@@ -32,6 +32,7 @@ from bisnesgpt.api.problems import install_problem_handlers
 from bisnesgpt.config import Role, Settings
 from bisnesgpt.coordination.channels import PROCESS_STATUS, publish
 from bisnesgpt.coordination.coordinator import Coordinator
+from bisnesgpt.coordination.leases import holder_id
 from bisnesgpt.core.errors import DatabaseUnavailable, MigrationError, SchemaNotMigrated
 from bisnesgpt.db import migrate as migrations
 from bisnesgpt.db.pool import Database
@@ -43,8 +44,9 @@ from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.queues import QueueProducer
 from bisnesgpt.orchestrator import protocol
 from bisnesgpt.orchestrator.protocol import LineDecoder
-from bisnesgpt.processes.component import Component
+from bisnesgpt.processes.component import Component, reporters
 from bisnesgpt.processes.context import ProcessContext, process_name_for
+from bisnesgpt.processes.roles import build_components
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: HealthMonitor) -> FastAPI:
+    """The role's HTTP app: health routes, then every component's routers."""
     app = FastAPI(
         title=f"bisnesgpt {ctx.role}",
         version=__version__,
@@ -179,14 +182,7 @@ class StartupCrash(RuntimeError):
             raise cls(f"TEST_CRASH_ON_START={settings.test_crash_on_start!r}: {role} crashing at start-up")
 
 
-async def serve_role(
-    role: Role,
-    settings: Settings,
-    *,
-    database_url: str,
-    redis_url: str,
-    components: Sequence[Component],
-) -> int:
+async def serve_role(role: Role, settings: Settings, *, database_url: str, redis_url: str) -> int:
     """Run one role until a signal (or the server failing); returns the exit status."""
     process_name = process_name_for(role, settings.instance_id)
     loop = asyncio.get_running_loop()
@@ -217,7 +213,8 @@ async def serve_role(
 
     ctx = await _open_context(role, settings, database_url=database_url, redis_url=redis_url, peers=peers,
                               supervised=link is not None, on_shutdown=_request_stop)
-    monitor = HealthMonitor(ctx, components)
+    components = build_components(role, ctx)
+    monitor = HealthMonitor(ctx, reporters(components))
     app = build_app(ctx, components, monitor)
     port = settings.http_port_for(role)
     sock = bind_socket(settings.host, port)
@@ -228,10 +225,9 @@ async def serve_role(
     server_task: asyncio.Task[None] | None = None
     exit_status = 0
     try:
-        if ctx.coordinator is not None:
-            ctx.coordinator.start()
+        ctx.coordinator.start()
         for component in components:
-            await component.start(ctx)
+            await component.start()
             started.append(component)
         monitor.start()
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
@@ -280,15 +276,15 @@ async def _open_context(role: Role, settings: Settings, *, database_url: str, re
     except SchemaNotMigrated:
         await db.close()
         raise
-    ctx = ProcessContext(
+    host = socket.gethostname()
+    return ProcessContext(
         settings=settings, role=role, process_name=process_name, database_url=database_url,
         redis_url=redis_url, db=db, redis=redis_client(redis_url, name=f"bisnesgpt:{process_name}"),
         queues=QueueProducer(redis_url), events=EventRecorder(db, process_name),
-        peers=peers, supervised=supervised,
+        coordinator=Coordinator(redis_url, process_name=process_name, role=role, host=host, peers=peers,
+                                on_shutdown=on_shutdown),
+        holder=holder_id(process_name), host=host, peers=peers, supervised=supervised,
     )
-    ctx.coordinator = Coordinator(redis_url, process_name=process_name, role=role, host=ctx.host,
-                                  peers=peers, on_shutdown=on_shutdown)
-    return ctx
 
 
 async def _require_migrated(db: Database) -> None:
@@ -384,8 +380,7 @@ async def _shutdown(
     await _announce(ctx, link, "stopped")
     if link is not None:
         link.stop()
-    if ctx.coordinator is not None:
-        await ctx.coordinator.stop()
+    await ctx.coordinator.stop()
     await ctx.queues.close()
     with contextlib.suppress(Exception):
         await ctx.redis.aclose()
@@ -397,16 +392,13 @@ def run_role(role: Role, settings: Settings) -> int:
     from bisnesgpt.core.logging import setup_logging
     from bisnesgpt.infra.secrets import resolve_encryption_key
     from bisnesgpt.infra.services import ensure_services
-    from bisnesgpt.processes.roles import build_components
 
     process_name = process_name_for(role, settings.instance_id)
     setup_logging(process_name, settings.log_level, settings.log_format)
     settings = resolve_encryption_key(settings)
     services = ensure_services(settings)
     try:
-        components = build_components(role, settings)
-        coroutine = serve_role(role, settings, database_url=services.database_url,
-                               redis_url=services.redis_url, components=components)
+        coroutine = serve_role(role, settings, database_url=services.database_url, redis_url=services.redis_url)
         try:
             import uvloop
 

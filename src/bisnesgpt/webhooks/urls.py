@@ -28,16 +28,9 @@ MAX_URL_LENGTH = 2048
 class DestinationRefused(ValidationFailed):
     """The URL is not an allowed webhook destination (scheme, credentials, private address)."""
 
-    type = "webhook-destination-refused"
-    title = "Webhook destination refused"
-
 
 class DestinationUnresolvable(BisnesgptError):
     """The host name did not resolve (a delivery failure to retry, not a refusal)."""
-
-    status = 502
-    type = "webhook-destination-unresolvable"
-    title = "Webhook destination does not resolve"
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ from typing import Any
 import asyncpg
 
 from bisnesgpt.config import Settings
-from bisnesgpt.coordination.leases import Lease
+from bisnesgpt.coordination.leased_loop import LeasedLoop
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.core.errors import BisnesgptError, CryptoError
+from bisnesgpt.core.periodic import Periodic
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.processes.component import Check
@@ -48,8 +49,7 @@ log = logging.getLogger(__name__)
 # How long a claim holds a row: the attempt's deadline plus room for recording the outcome.
 LEASE_MARGIN_SECONDS = 30.0
 MAX_ENDPOINTS_PER_CLAIM = 200
-MAINTENANCE_INTERVAL = 5.0
-CLEANUP_INTERVAL = 3600.0
+CLEANUP_LEASE = "webhook-delivery-cleanup"
 CLEANUP_BATCH = 5000
 LISTEN_CHECK_INTERVAL = 10.0
 _DB_ERRORS = (BisnesgptError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
@@ -59,7 +59,11 @@ class DeliveryWorker:
     """Delivers due webhook rows with bounded concurrency (per process and per endpoint)."""
 
     def __init__(self, *, db: Database, database_url: str, box: SecretBox, settings: Settings, holder: str,
-                 events: EventRecorder, resolver: Resolver | None = None, rng: random.Random | None = None) -> None:
+                 events: EventRecorder, lease_holder: str | None = None, resolver: Resolver | None = None,
+                 rng: random.Random | None = None) -> None:
+        """``holder`` marks this process's claims on delivery rows (its process name: a restart
+        of the same process frees them at once); ``lease_holder`` holds the clean-up lease."""
+        lease_holder = lease_holder or holder
         self.db = db
         self.database_url = database_url
         self.box = box
@@ -76,7 +80,11 @@ class DeliveryWorker:
             response_max_bytes=settings.webhook_response_max_bytes,
             endpoint_concurrency=settings.webhook_endpoint_concurrency,
         )
-        self.cleanup_lease = Lease(db, "webhook-delivery-cleanup", holder, ttl_seconds=CLEANUP_INTERVAL * 2)
+        self.gauges = Periodic("webhook-gauges", settings.webhook_gauge_interval_seconds, self._upkeep)
+        # The first clean-up one gauge interval after start (not in the middle of starting).
+        cleanup_every = settings.webhook_cleanup_interval_seconds
+        self.cleanup_loop = LeasedLoop(db, CLEANUP_LEASE, lease_holder, cleanup_every, self._cleanup_pass,
+                                       ttl=cleanup_every * 2, first_delay=settings.webhook_gauge_interval_seconds)
         self._wake = asyncio.Event()
         self._draining = False
         self._in_flight: dict[asyncio.Task[None], ClaimedDelivery] = {}
@@ -84,7 +92,6 @@ class DeliveryWorker:
         self._loop_task: asyncio.Task[None] | None = None
         self._last_loop = time.monotonic()
         self._listening = False
-        self._last_cleanup = 0.0
         self.delivered = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -98,10 +105,9 @@ class DeliveryWorker:
         except _DB_ERRORS as exc:
             log.warning("webhooks: could not release stale claims: %s", exc)
         self._loop_task = asyncio.create_task(self._run(), name="webhook-delivery")
-        self._background = [
-            asyncio.create_task(self._listen(), name="webhook-listen"),
-            asyncio.create_task(self._maintain(), name="webhook-maintenance"),
-        ]
+        self._background = [asyncio.create_task(self._listen(), name="webhook-listen")]
+        self.gauges.start()
+        self.cleanup_loop.start()
         log.info("webhook delivery started (concurrency %d, per endpoint %d, horizon %gs)", self.concurrency,
                  self.settings.webhook_endpoint_concurrency, self.settings.webhook_retry_horizon_seconds)
 
@@ -127,7 +133,8 @@ class DeliveryWorker:
             with contextlib.suppress(*_DB_ERRORS):
                 await self.db.execute(deliveries.RELEASE_CLAIMS, ids, self.holder)
             log.info("webhooks: released %d unfinished attempt(s) for other workers", len(ids))
-        await self.cleanup_lease.release()
+        await self.gauges.stop()
+        await self.cleanup_loop.stop()
         await self.deliverer.close()
 
     def check(self) -> Check:
@@ -328,16 +335,10 @@ class DeliveryWorker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)
 
-    async def _maintain(self) -> None:
-        while True:
-            with contextlib.suppress(*_DB_ERRORS):
-                await self.refresh_gauges()
-            await self.deliverer.close_idle()
-            if time.monotonic() - self._last_cleanup > CLEANUP_INTERVAL:
-                self._last_cleanup = time.monotonic()
-                with contextlib.suppress(*_DB_ERRORS):
-                    await self.cleanup()
-            await asyncio.sleep(MAINTENANCE_INTERVAL)
+    async def _upkeep(self) -> None:
+        with contextlib.suppress(*_DB_ERRORS):
+            await self.refresh_gauges()
+        await self.deliverer.close_idle()
 
     async def refresh_gauges(self) -> None:
         row = await self.db.fetchrow(deliveries.BACKLOG_STATS)
@@ -348,10 +349,11 @@ class DeliveryWorker:
             metrics.LAG.set(row["lag_seconds"])
         metrics.DEAD_RECENT.set(await self.db.fetchval(deliveries.COUNT_DEAD_SINCE))
 
+    async def _cleanup_pass(self) -> None:
+        await self.cleanup()
+
     async def cleanup(self) -> int:
-        """Delete finished rows past retention (one process at a time, under a lease)."""
-        if not await self.cleanup_lease.try_acquire():
-            return 0
+        """Delete finished rows past retention (``cleanup_loop`` runs it in one process at a time)."""
         deleted = 0
         while True:
             status = await self.db.execute(deliveries.DELETE_FINISHED,

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter
 
-from bisnesgpt.config import Settings
 from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.engines.meta.engine import MetaEngine, ProcessRateLimiter
 from bisnesgpt.engines.meta.pacing import Pacer
@@ -15,29 +14,23 @@ from bisnesgpt.engines.meta.webhook_processor import WebhookProcessor
 from bisnesgpt.engines.meta.webhook_routes import webhook_router
 from bisnesgpt.health import metrics
 from bisnesgpt.infra.secrets import secret_box
+from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WEBHOOK_EVENTS
-from bisnesgpt.messaging.worker import QueueWorker, SendJobProcessor
-from bisnesgpt.processes.component import Check, Component
+from bisnesgpt.messaging.send_processor import OutcomeKind, SendJobProcessor
+from bisnesgpt.processes.component import Check, Component, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
 
 
-class MetaSendComponent(Component):
+class MetaSendComponent(Component, HealthReporter):
     """Consumes ``meta-messages``: paces and sends through the Cloud API (or 360dialog)."""
 
     name = "meta-send"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.client: CloudApiClient | None = None
-        self.worker: QueueWorker | None = None
-        self._processed = 0
-
-    async def start(self, ctx: ProcessContext) -> None:
+    def __init__(self, ctx: ProcessContext) -> None:
         settings = ctx.settings
         self.client = CloudApiClient(timeout=settings.meta_http_timeout,
                                      connect_timeout=settings.meta_http_connect_timeout,
                                      max_connections=settings.meta_http_max_connections)
-        await self.client.open()
         engine = MetaEngine(settings, ctx.db, self.client, Pacer(ctx.redis), PhoneCache(ctx.db), ctx.events,
                             secret_box(settings), ProcessRateLimiter(settings.meta_max_messages_per_second))
         processor = SendJobProcessor(ctx.db, engine, META, process_name=ctx.process_name,
@@ -46,84 +39,94 @@ class MetaSendComponent(Component):
         concurrency = settings.meta_send_concurrency + settings.meta_pacing_hold_jobs
         self.worker = QueueWorker(ctx.redis_url, META, processor, concurrency=concurrency,
                                   name=f"{ctx.process_name}:{META.name}")
+        self._processed = 0
+
+    async def start(self) -> None:
+        """Open the HTTP client, then begin consuming."""
+        await self.client.open()
         await self.worker.start()
 
-    def _on_outcome(self, outcome: str, seconds: float) -> None:
+    def _on_outcome(self, outcome: OutcomeKind, seconds: float) -> None:
         if outcome in ("sent", "failed"):  # finished messages, not deferrals or retries
             self._processed += 1
         metrics.MESSAGES_PROCESSED.labels(META.name, outcome).inc()
         metrics.SEND_SECONDS.labels(META.name).observe(seconds)
 
     async def drain(self, timeout: float) -> None:
-        if self.worker is not None:
-            await self.worker.close(timeout)
+        """Stop fetching; let sends in flight finish."""
+        await self.worker.close(timeout)
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            await self.worker.close(1.0)
-        if self.client is not None:
-            await self.client.close()
+        """Close the worker and the HTTP client."""
+        await self.worker.close(1.0)
+        await self.client.close()
 
     async def checks(self) -> dict[str, Check]:
+        """``metaSendWorker``: the consumer is running."""
         worker = self.worker
-        alive = worker is not None and worker.alive
+        alive = worker.alive
         return {"metaSendWorker": Check(alive, "consuming meta-messages" if alive else "not running",
-                                        {"activeJobs": worker.active_jobs if worker else 0,
-                                         "lastError": worker.last_error if worker else None})}
+                                        {"activeJobs": worker.active_jobs, "lastError": worker.last_error})}
 
     def messages_processed(self) -> int:
+        """Messages sent or failed for good by this process."""
         return self._processed
 
     def queue_workers(self) -> Sequence[QueueWorker]:
-        return (self.worker,) if self.worker is not None else ()
+        """The ``meta-messages`` consumer."""
+        return (self.worker,)
 
 
-class MetaWebhookComponent(Component):
+class MetaWebhookComponent(Component, HealthReporter):
     """Serves the Meta/360dialog webhook routes and consumes ``webhook-events``."""
 
     name = "meta-webhooks"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._router = webhook_router(settings)
-        self.worker: QueueWorker | None = None
-        self.processor: WebhookProcessor | None = None
-
-    def routers(self) -> Sequence[APIRouter]:
-        return (self._router,)
-
-    async def start(self, ctx: ProcessContext) -> None:
+    def __init__(self, ctx: ProcessContext) -> None:
+        self.ctx = ctx
+        self._router = webhook_router(ctx)
         self.processor = WebhookProcessor(ctx.db, ctx.queues, ctx.events, ctx.settings)
         self.worker = QueueWorker(ctx.redis_url, WEBHOOK_EVENTS, self.processor,
                                   name=f"{ctx.process_name}:{WEBHOOK_EVENTS.name}")
+
+    def routers(self) -> Sequence[APIRouter]:
+        """The webhook routes (Meta's and 360dialog's)."""
+        return (self._router,)
+
+    async def start(self) -> None:
+        """Begin consuming ``webhook-events``; warn when webhooks cannot be verified."""
         await self.worker.start()
-        if ctx.settings.meta_app_secret is None:
-            await ctx.events.record("meta.webhook.unsigned", {
+        if self.ctx.settings.meta_app_secret is None:
+            await self.ctx.events.record("meta.webhook.unsigned", {
                 "detail": "META_APP_SECRET is not set: every Meta webhook POST will be rejected (401)"}, "warning")
 
     async def drain(self, timeout: float) -> None:
-        if self.worker is not None:
-            await self.worker.close(timeout)
+        """Stop fetching; let webhook jobs in flight finish."""
+        await self.worker.close(timeout)
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            await self.worker.close(1.0)
+        """Close the worker."""
+        await self.worker.close(1.0)
 
     async def checks(self) -> dict[str, Check]:
-        worker = self.worker
-        alive = worker is not None and worker.alive
+        """``metaWebhookWorker``: the consumer is running, and whether webhooks can be verified."""
+        settings = self.ctx.settings
+        alive = self.worker.alive
         return {"metaWebhookWorker": Check(alive, "consuming webhook-events" if alive else "not running", {
-            "activeJobs": worker.active_jobs if worker else 0,
-            "appSecretConfigured": self.settings.meta_app_secret is not None,
-            "verifyTokenConfigured": self.settings.meta_webhook_verify_token is not None,
+            "activeJobs": self.worker.active_jobs,
+            "appSecretConfigured": settings.meta_app_secret is not None,
+            "verifyTokenConfigured": settings.meta_webhook_verify_token is not None,
         })}
 
     def messages_processed(self) -> int:
-        return self.processor.processed if self.processor else 0
+        """Webhook events this process handled."""
+        return self.processor.processed
 
     def queue_workers(self) -> Sequence[QueueWorker]:
-        return (self.worker,) if self.worker is not None else ()
+        """The ``webhook-events`` consumer."""
+        return (self.worker,)
 
 
-def meta_role_components(settings: Settings) -> list[Component]:
-    return [MetaSendComponent(settings), MetaWebhookComponent(settings)]
+def meta_components(ctx: ProcessContext) -> list[Component]:
+    """The meta role's components, in start order."""
+    return [MetaSendComponent(ctx), MetaWebhookComponent(ctx)]

@@ -51,8 +51,8 @@ from bisnesgpt.engines.meta.window import TemplateRequired, check_window
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
 from bisnesgpt.messaging.queues import META
+from bisnesgpt.messaging.send_processor import SendReceipt
 from bisnesgpt.messaging.store import MessageRecord
-from bisnesgpt.messaging.worker import SendReceipt
 from bisnesgpt.phones.store import PhoneConfig
 
 # Waits longer than this at the gate are served by delaying the job instead of holding a worker slot.

@@ -42,9 +42,7 @@ _CODE_PREFIX = re.compile(r"^\(#\d+\)\s*")
 class CloudApiError(BisnesgptError):
     """A failure talking to the Cloud API (Meta or 360dialog)."""
 
-    status = 502
-    type = "cloud-api-error"
-    title = "Cloud API error"
+    """Cloud API error."""
 
     def __init__(
         self,
@@ -101,35 +99,27 @@ class CloudApiError(BisnesgptError):
 
 
 class RetryableGraphError(CloudApiError):
-    type = "cloud-api-retryable"
-    title = "Cloud API temporarily refused the request"
+    """Cloud API temporarily refused the request."""
 
 
 class RecipientBackoffError(CloudApiError):
-    type = "cloud-api-pair-rate"
-    title = "Too many messages to this recipient"
+    """Too many messages to this recipient."""
 
 
 class PermanentGraphError(CloudApiError):
-    type = "cloud-api-rejected"
-    title = "Cloud API rejected the request"
+    """Cloud API rejected the request."""
 
 
 class PhoneAuthError(PermanentGraphError):
-    type = "cloud-api-auth"
-    title = "Cloud API credentials rejected"
+    """Cloud API credentials rejected."""
 
 
 class PhoneBlockedError(PermanentGraphError):
-    type = "cloud-api-blocked"
-    title = "Business account restricted"
+    """Business account restricted."""
 
 
 class TransportError(RetryableGraphError):
     """The request did not complete (connect error, timeout, broken connection)."""
-
-    type = "cloud-api-transport"
-    title = "Cloud API unreachable"
 
 
 _BY_CODE: dict[frozenset[int], type[CloudApiError]] = {}

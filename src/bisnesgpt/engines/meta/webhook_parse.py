@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bisnesgpt.messaging.states import MessageState
+
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
-STATUS_MAP = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}
+STATUS_MAP: dict[str, MessageState] = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": "failed"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class StatusItem:
         return str(self.status.get("id") or "")
 
     @property
-    def our_status(self) -> str | None:
+    def our_status(self) -> MessageState | None:
         return STATUS_MAP.get(str(self.status.get("status") or ""))
 
 

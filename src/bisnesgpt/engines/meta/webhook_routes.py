@@ -21,9 +21,9 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from bisnesgpt.config import Settings
+from bisnesgpt.api.problems import problem_for
 from bisnesgpt.core.crypto import constant_time_equals
-from bisnesgpt.core.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from bisnesgpt.core.errors import BadRequest, BisnesgptError, Forbidden, PayloadTooLarge, Unauthorized
 from bisnesgpt.core.ids import new_event_id
 from bisnesgpt.engines.meta import signature
 from bisnesgpt.engines.meta.metrics import WEBHOOK_ACK_SECONDS, WEBHOOKS_RECEIVED
@@ -36,8 +36,9 @@ D360_PATH = "/webhook/360dialog"
 D360_TOKEN_HEADER = "X-Webhook-Token"  # noqa: S105 - a header name, not a secret
 
 
-def webhook_router(settings: Settings) -> APIRouter:
+def webhook_router(ctx: ProcessContext) -> APIRouter:
     router = APIRouter(tags=["webhooks"])
+    settings = ctx.settings
     verify_token = settings.meta_webhook_verify_token.get_secret_value() if settings.meta_webhook_verify_token else ""
     app_secret = settings.meta_app_secret.get_secret_value() if settings.meta_app_secret else ""
     d360_token = settings.d360_webhook_token.get_secret_value() if settings.d360_webhook_token else ""
@@ -62,13 +63,12 @@ def webhook_router(settings: Settings) -> APIRouter:
             body = await _read_limited(request, max_bytes)
             _check_authentic(request, provider, body)
             _check_json_object(body)
-            ctx: ProcessContext = request.app.state.ctx
             await ctx.queues.add(WEBHOOK_EVENTS, new_event_id(), {
                 "kind": WEBHOOK_KIND, "provider": provider, "body": body.decode("utf-8"),
                 "receivedAt": time.time(), "channel": request.query_params.get("channel"),
             })
         except Exception as exc:
-            result = getattr(exc, "type", "error")
+            result = problem_for(exc).type if isinstance(exc, BisnesgptError) else "error"
             WEBHOOKS_RECEIVED.labels(provider, result).inc()
             raise
         WEBHOOKS_RECEIVED.labels(provider, "accepted").inc()

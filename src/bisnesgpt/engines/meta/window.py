@@ -24,11 +24,7 @@ WHERE company_id = $1 AND phone_index = $2 AND contact = $3
 
 
 class TemplateRequired(BisnesgptError):
-    """A free-form message to a contact outside the 24-hour window (problem type for the API)."""
-
-    status = 422
-    type = "template-required"
-    title = "Template required"
+    """A free-form message to a contact outside the 24-hour window: only a template may go."""
 
 
 async def last_inbound_at(conn: asyncpg.Connection, company_id: str, phone_index: int,

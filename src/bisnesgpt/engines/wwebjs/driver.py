@@ -189,11 +189,13 @@ class SentMessage:
 
 
 class DriverError(BisnesgptError):
-    """Something the driver could not do; ``retryable`` says whether trying later may work."""
+    """Something the driver could not do; ``retryable`` says whether trying later may work.
 
-    status = 502
-    type = "wwebjs-driver-error"
-    title = "WhatsApp Web driver error"
+    ``code`` and ``summary`` are what a message that fails this way records as its error
+    code and title.
+    """
+
+    summary = "WhatsApp Web driver error"
     retryable = True
     code = "DRIVER_ERROR"
 
@@ -201,30 +203,28 @@ class DriverError(BisnesgptError):
 class DriverConnectError(DriverError):
     """Could not connect (network, WhatsApp unreachable, sandbox server down)."""
 
-    type = "wwebjs-connect-error"
-    title = "Cannot reach WhatsApp Web"
+    summary = "Cannot reach WhatsApp Web"
     code = "CONNECT_FAILED"
 
 
 class NotConnected(DriverError):
     """The session has no live connection right now."""
 
-    type = "wwebjs-not-connected"
-    title = "Session not connected"
+    summary = "Session not connected"
     code = "SESSION_NOT_CONNECTED"
 
 
 class SendTimeout(DriverError):
-    type = "wwebjs-send-timeout"
-    title = "No answer to a send in time"
+    """WhatsApp did not acknowledge a send in time."""
+
+    summary = "No answer to a send in time"
     code = "SEND_TIMEOUT"
 
 
 class SendRejected(DriverError):
     """WhatsApp refused the message for good (bad recipient, media too large, ...)."""
 
-    type = "wwebjs-send-rejected"
-    title = "Message rejected"
+    summary = "Message rejected"
     retryable = False
 
     def __init__(self, detail: str, *, code: str) -> None:
@@ -235,8 +235,7 @@ class SendRejected(DriverError):
 class PairingUnavailable(DriverError):
     """A pairing code can only be requested while the session waits to be paired."""
 
-    type = "wwebjs-pairing-unavailable"
-    title = "Pairing not possible now"
+    summary = "Pairing not possible now"
     retryable = False
     code = "PAIRING_UNAVAILABLE"
 

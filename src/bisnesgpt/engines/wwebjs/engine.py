@@ -1,4 +1,4 @@
-"""The WhatsApp-Web engine as the shared send worker sees it (``messaging.worker.Engine``).
+"""The WhatsApp-Web engine as the shared send worker sees it (``messaging.send_processor.Engine``).
 
 ``before_send`` refuses what WhatsApp Web cannot send (permanently, before the claim) and
 defers while the session is not ``ready`` here: the message stays ``queued``, the job waits
@@ -19,8 +19,8 @@ from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.outgoing import to_outgoing
 from bisnesgpt.engines.wwebjs.pacing import SessionPacer
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
+from bisnesgpt.messaging.send_processor import SendReceipt
 from bisnesgpt.messaging.store import MessageRecord
-from bisnesgpt.messaging.worker import SendReceipt
 
 # A job waits in-process for its pacing slot up to this long; beyond, it is delayed in Redis.
 MAX_INLINE_WAIT = 2.0
@@ -78,11 +78,11 @@ class WebEngine:
         except NotConnected as exc:
             raise DeferSend(exc.detail, delay_ms=self._defer_ms(message), wake_on=ready_condition(message)) from exc
         except SendTimeout as exc:
-            raise RetryableSendError(exc.detail, code=exc.code, title=exc.title) from exc
+            raise RetryableSendError(exc.detail, code=exc.code, title=exc.summary) from exc
         except SendRejected as exc:
-            raise PermanentSendError(exc.detail, code=exc.code, title=exc.title) from exc
+            raise PermanentSendError(exc.detail, code=exc.code, title=exc.summary) from exc
         except DriverError as exc:
             if exc.retryable:
-                raise RetryableSendError(exc.detail, code=exc.code, title=exc.title) from exc
-            raise PermanentSendError(exc.detail, code=exc.code, title=exc.title) from exc
+                raise RetryableSendError(exc.detail, code=exc.code, title=exc.summary) from exc
+            raise PermanentSendError(exc.detail, code=exc.code, title=exc.summary) from exc
         return SendReceipt(sent.id, {"duplicate": sent.duplicate, "timestamp": sent.timestamp})

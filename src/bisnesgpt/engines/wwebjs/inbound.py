@@ -22,7 +22,7 @@ from bisnesgpt.engines.wwebjs import metrics
 from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
 from bisnesgpt.messaging import store as message_store
 from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
-from bisnesgpt.messaging.states import advance_status
+from bisnesgpt.messaging.states import MessageState, advance_status
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ SELECT id, status FROM messages
 WHERE external_id = $1 AND company_id = $2 AND phone_index = $3 AND direction = 'outbound'
 ORDER BY id DESC LIMIT 1
 """
-ACK_STATUS = {"server": "sent", "device": "delivered", "read": "read", "played": "read"}
+ACK_STATUS: dict[str, MessageState] = {"server": "sent", "device": "delivered", "read": "read", "played": "read"}
 ACK_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # While PostgreSQL is unavailable an inbound message or ack is retried in the background
 # (not confirmed to WhatsApp until stored) at most this far apart, for as long as it takes.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -28,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE
+from bisnesgpt.coordination.coordinator import Subscriptions
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
@@ -75,7 +74,7 @@ class SessionManager:
         settings: Settings,
         db: Database,
         redis: aioredis.Redis,
-        redis_url: str,
+        subscriptions: Subscriptions,
         driver: WebDriver,
         auth: store.AuthStore,
         events: EventRecorder,
@@ -88,7 +87,6 @@ class SessionManager:
     ) -> None:
         self.settings = settings
         self.db = db
-        self.redis_url = redis_url
         self.driver = driver
         self.holder = holder
         self.leases = SessionLeases(db, self.holder, settings.wwebjs_lease_ttl_seconds,
@@ -110,6 +108,7 @@ class SessionManager:
         self.last_tick_ok: float | None = None
         self.last_error: str | None = None
         self.was_standby = False
+        subscriptions.on(PROCESS_MESSAGE, self._on_process_message)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -119,7 +118,6 @@ class SessionManager:
         self._tasks = [
             asyncio.create_task(self._loop(), name="wwebjs-reconcile"),
             asyncio.create_task(self._starter(), name="wwebjs-starter"),
-            asyncio.create_task(self._listen(), name="wwebjs-commands"),
         ]
         log.info("session manager started as %s (driver %s)", self.holder, self.driver.name)
 
@@ -303,32 +301,10 @@ class SessionManager:
 
     # --- operator commands -----------------------------------------------------------------------
 
-    async def _listen(self) -> None:
-        """Wake the reconcile loop when the API publishes a command (best effort; the loop polls)."""
-        while not self._stopping:
-            client = aioredis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=None,
-                                             socket_connect_timeout=2.0, health_check_interval=15)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(PROCESS_MESSAGE)
-                while not self._stopping:
-                    message = await pubsub.get_message(timeout=5.0)
-                    if message is None:
-                        continue
-                    try:
-                        data = json.loads(message["data"])
-                    except (TypeError, ValueError):
-                        continue
-                    if isinstance(data, dict) and data.get("messageType") == SESSION_COMMAND_MESSAGE:
-                        self.poke()
-            except (RedisError, OSError) as exc:
-                log.debug("command listener: %s; reconnecting", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+    def _on_process_message(self, payload: dict[str, Any]) -> None:
+        """Wake the reconcile loop when the API queued a command (best effort; the loop polls)."""
+        if payload.get("messageType") == SESSION_COMMAND_MESSAGE:
+            self.poke()
 
     async def _run_command(self, command: store.Command) -> None:
         ok, result = True, {}

@@ -38,8 +38,7 @@ class MediaBytes:
 
 
 class MediaDownloadFailed(DriverError):
-    type = "wwebjs-media-download-failed"
-    title = "Media could not be downloaded"
+    summary = "Media could not be downloaded"
     code = "MEDIA_DOWNLOAD_FAILED"
 
 

@@ -110,11 +110,6 @@ async def wwebjs_phones(conn: asyncpg.Connection) -> list[WantedPhone]:
                         r["breaker_tripped_at"], r["breaker_reason"], r["company_active"]) for r in rows]
 
 
-async def load_session(conn: asyncpg.Connection, key: SessionKey) -> dict[str, Any] | None:
-    row = await conn.fetchrow(SELECT_SESSION, key.company_id, key.phone_index)
-    return dict(row) if row else None
-
-
 class AuthStore:
     """The session store for driver credentials: encrypted JSON in ``wwebjs_sessions.auth_state``."""
 

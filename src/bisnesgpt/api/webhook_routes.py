@@ -6,7 +6,6 @@ operator key sees all and names the company when creating one (``company_id``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,11 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
-from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import ValidationFailed
-from bisnesgpt.infra.secrets import secret_box
-from bisnesgpt.processes.component import Component
-from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.webhooks.service import (
     CreatedEndpoint,
     WebhookService,
@@ -65,24 +60,12 @@ def _scope(principal: Principal) -> str | None:
     return None if principal.is_admin else principal.company_id
 
 
-class WebhooksApiComponent(Component):
-    name = "webhooks-api"
+class WebhookRoutes:
+    """``/api/v1/webhooks`` over a ``WebhookService``."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._service: WebhookService | None = None
-        self._router = self._build_router()
-
-    def routers(self) -> Sequence[APIRouter]:
-        return (self._router,)
-
-    async def start(self, ctx: ProcessContext) -> None:
-        self._service = WebhookService(ctx.db, secret_box(ctx.settings), ctx.settings)
-
-    @property
-    def service(self) -> WebhookService:
-        assert self._service is not None, "component not started"
-        return self._service
+    def __init__(self, service: WebhookService) -> None:
+        self.service = service
+        self.router = self._build_router()
 
     def _view(self, created_or_record: Any) -> dict[str, Any]:
         record = created_or_record.endpoint if isinstance(created_or_record, CreatedEndpoint) else created_or_record

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import phonenumbers
@@ -34,14 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal, Principal
 from bisnesgpt.api.session_events import CLOSED, SessionEventHub, sse
-from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
 from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
 from bisnesgpt.engines.wwebjs import store as sessions_store
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.manager import SESSION_COMMAND_MESSAGE
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
-from bisnesgpt.processes.component import Check, Component
 from bisnesgpt.processes.context import ProcessContext
 
 SESSION_VIEW = """
@@ -164,50 +162,26 @@ async def run_session_command(ctx: ProcessContext, key: SessionKey, action: str,
     return dict(command)
 
 
-class SessionApiComponent(Component):
-    name = "session_api"
+class SessionRoutes:
+    """The session API's routes, over this process's context and live event hub."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.hub: SessionEventHub | None = None
+    def __init__(self, ctx: ProcessContext, hub: SessionEventHub) -> None:
+        self.ctx = ctx
+        self.hub = hub
         self.router = APIRouter(tags=["sessions"])
         self._routes()
 
-    def routers(self) -> Sequence[APIRouter]:
-        return (self.router,)
-
-    async def start(self, ctx: ProcessContext) -> None:
-        self.hub = SessionEventHub(ctx.redis_url)
-        self.hub.start()
-
-    async def drain(self, timeout: float) -> None:
-        if self.hub is not None:
-            await self.hub.close()
-
-    async def stop(self) -> None:
-        if self.hub is not None:
-            await self.hub.close()
-
-    async def checks(self) -> dict[str, Check]:
-        connected = self.hub is not None and self.hub.connected
-        subscribers = len(self.hub.subscriptions) if self.hub is not None else 0
-        # Informational: pub/sub being down degrades live streams only, never the API.
-        return {self.name: Check(True, "live events subscribed" if connected else "live events not subscribed",
-                                 {"subscribers": subscribers, "subscribed": connected})}
-
     # --- helpers ----------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _rows(ctx: ProcessContext, company_id: str | None, phone_index: int | None = None) -> list[Any]:
-        async with ctx.db.connection() as conn:
+    async def _rows(self, company_id: str | None, phone_index: int | None = None) -> list[Any]:
+        async with self.ctx.db.connection() as conn:
             if company_id is not None and await conn.fetchval(COMPANY_EXISTS, company_id) is None:
                 raise NotFound("company not found")
             return list(await conn.fetch(SESSION_VIEW, company_id, phone_index))
 
-    async def _session_row(self, ctx: ProcessContext, principal: Principal, company_id: str,
-                           phone_index: int) -> Any:
+    async def _session_row(self, principal: Principal, company_id: str, phone_index: int) -> Any:
         principal.require_company(company_id)
-        rows = await self._rows(ctx, company_id, phone_index)
+        rows = await self._rows(company_id, phone_index)
         if not rows:
             raise NotFound(f"phone {phone_index} of company {company_id} is not configured")
         row = rows[0]
@@ -216,11 +190,10 @@ class SessionApiComponent(Component):
                            "WhatsApp Web sessions exist only for wwebjs phones")
         return row
 
-    async def _command(self, request: Request, principal: Principal, company_id: str, phone_index: int,
+    async def _command(self, principal: Principal, company_id: str, phone_index: int,
                        action: str, args: dict[str, Any], wait: float) -> Response:
-        ctx: ProcessContext = request.app.state.ctx
-        await self._session_row(ctx, principal, company_id, phone_index)
-        command = await run_session_command(ctx, SessionKey(company_id, phone_index), action, args,
+        await self._session_row(principal, company_id, phone_index)
+        command = await run_session_command(self.ctx, SessionKey(company_id, phone_index), action, args,
                                             requested_by=requester(principal), wait=wait)
         view = command_view(command)
         if command["state"] == "pending":
@@ -234,8 +207,6 @@ class SessionApiComponent(Component):
 
     def _stream(self, request: Request, company_id: str | None, initial: list[dict[str, Any]]) -> StreamingResponse:
         hub = self.hub
-        if hub is None:
-            raise NotFound("live events are not available")
         subscription = hub.subscribe(company_id)
 
         async def events() -> AsyncIterator[str]:
@@ -267,20 +238,20 @@ class SessionApiComponent(Component):
 
         @router.get("/api/admin/sessions", summary="Every wwebjs session of every company (operators)")
         async def all_sessions(request: Request, _admin: AdminPrincipal) -> dict[str, Any]:
-            rows = await self._rows(request.app.state.ctx, None)
+            rows = await self._rows(None)
             return {"sessions": [session_view(r) for r in rows if r["connection_type"] == "wwebjs"]}
 
         @router.get("/api/admin/sessions/events", summary="Live session events of every company (SSE, operators)",
                     response_class=StreamingResponse)
         async def all_events(request: Request, _admin: AdminPrincipal) -> StreamingResponse:
-            rows = await self._rows(request.app.state.ctx, None)
+            rows = await self._rows(None)
             return self._stream(request, None, [session_view(r) for r in rows if r["connection_type"] == "wwebjs"])
 
         @router.get("/api/sessions/{company_id}", summary="The company's WhatsApp Web sessions")
         async def company_sessions(request: Request, principal: CurrentPrincipal,
                                    company_id: CompanyId) -> dict[str, Any]:
             principal.require_company(company_id)
-            rows = await self._rows(request.app.state.ctx, company_id)
+            rows = await self._rows(company_id)
             return {"companyId": company_id,
                     "sessions": [session_view(r) for r in rows if r["connection_type"] == "wwebjs"]}
 
@@ -289,14 +260,14 @@ class SessionApiComponent(Component):
         async def company_events(request: Request, principal: CurrentPrincipal,
                                  company_id: CompanyId) -> StreamingResponse:
             principal.require_company(company_id)
-            rows = await self._rows(request.app.state.ctx, company_id)
+            rows = await self._rows(company_id)
             return self._stream(request, company_id,
                                 [session_view(r) for r in rows if r["connection_type"] == "wwebjs"])
 
         @router.get("/api/sessions/{company_id}/{phone_index}", summary="One phone's WhatsApp Web session")
         async def one_session(request: Request, principal: CurrentPrincipal, company_id: CompanyId,
                               phone_index: PhoneIndex) -> dict[str, Any]:
-            return session_view(await self._session_row(request.app.state.ctx, principal, company_id, phone_index))
+            return session_view(await self._session_row(principal, company_id, phone_index))
 
         @router.get("/api/sessions/{company_id}/{phone_index}/qr",
                     summary="The QR code to scan: image/png, or JSON with a PNG data URL",
@@ -305,7 +276,7 @@ class SessionApiComponent(Component):
         async def qr(request: Request, principal: CurrentPrincipal, company_id: CompanyId,
                      phone_index: PhoneIndex,
                      format: Annotated[Literal["png", "json"] | None, Query()] = None) -> Response:
-            row = await self._session_row(request.app.state.ctx, principal, company_id, phone_index)
+            row = await self._session_row(principal, company_id, phone_index)
             metadata = row["metadata"] or {}
             status = row["status"] or "pending"
             if status != "qr" or not metadata.get("qrCode"):
@@ -324,16 +295,15 @@ class SessionApiComponent(Component):
         async def pairing_code(request: Request, principal: CurrentPrincipal, company_id: CompanyId,
                                phone_index: PhoneIndex, body: PairingCodeRequest, wait: Wait = 20) -> Response:
             phone = normalise_phone(body.phoneNumber)
-            return await self._command(request, principal, company_id, phone_index, "pairing_code",
+            return await self._command(principal, company_id, phone_index, "pairing_code",
                                        {"phoneNumber": phone}, wait)
 
         @router.get("/api/sessions/{company_id}/{phone_index}/commands/{command_id}",
                     summary="A session command and its result")
         async def command(request: Request, principal: CurrentPrincipal, company_id: CompanyId,
                           phone_index: PhoneIndex, command_id: int) -> dict[str, Any]:
-            ctx: ProcessContext = request.app.state.ctx
-            await self._session_row(ctx, principal, company_id, phone_index)
-            async with ctx.db.connection() as conn:
+            await self._session_row(principal, company_id, phone_index)
+            async with self.ctx.db.connection() as conn:
                 found = await sessions_store.load_command(conn, SessionKey(company_id, phone_index), command_id)
             if found is None:
                 raise NotFound("command not found")
@@ -344,4 +314,4 @@ class SessionApiComponent(Component):
                      description="start/restart also clear an open circuit breaker (an operator acted).")
         async def act(request: Request, principal: CurrentPrincipal, company_id: CompanyId, phone_index: PhoneIndex,
                       action: Action, wait: Wait = 10) -> Response:
-            return await self._command(request, principal, company_id, phone_index, action, {}, wait)
+            return await self._command(principal, company_id, phone_index, action, {}, wait)

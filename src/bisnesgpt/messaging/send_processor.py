@@ -1,0 +1,288 @@
+"""What every send job goes through, whatever the engine: ``SendJobProcessor``.
+
+1. accept both job formats (``node_jobs``): ours, and the original Node router's;
+2. load the message; never send one already past ``sending`` (jobs can run twice);
+3. ``engine.before_send`` (pacing, session readiness, 24 h window) may defer or refuse;
+4. claim (``sending``, attempts + 1), ``engine.send``, then ``sent`` with the external id —
+   or ``failed`` with the provider's code and title when permanent or out of attempts.
+
+The processor sees a job only through ``JobHandle`` (the handful of bullmq ``Job``
+members it uses), so its branches are unit-tested with a fake job
+(``tests/unit/test_send_processor.py``). Each run ends in an ``Outcome``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NoReturn, Protocol
+
+from bullmq.custom_errors import DelayedError, UnrecoverableError
+
+from bisnesgpt.core.errors import DatabaseUnavailable
+from bisnesgpt.db.pool import Database
+from bisnesgpt.messaging import store
+from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
+from bisnesgpt.messaging.node_jobs import JobRef, node_job_to_message, parse_job_data
+from bisnesgpt.messaging.queue_worker import OUTAGE_ERRORS
+from bisnesgpt.messaging.queues import QueueSpec
+from bisnesgpt.messaging.states import PAST_SENDING, advance_status
+from bisnesgpt.messaging.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+
+# After a send, recording ``sent`` is retried in place this long (a PostgreSQL restart)
+# before the job is given back: a re-run would send the message a second time.
+RECORD_SENT_PATIENCE_S = 15.0
+# A deferral is logged at INFO at most this often per reason (the rest at DEBUG).
+DEFERRAL_LOG_INTERVAL_S = 10.0
+# Job-data key counting retries that waited a provider-given delay (see _retry_or_fail).
+DELAYED_RETRIES_KEY = "delayedRetries"
+
+# sent: handed to the provider; skipped: already past sending (or finished by another run);
+# missing: no such message; deferred: moved to delayed (not now); failed: for good;
+# error: the job ended in an error its queue will retry.
+OutcomeKind = Literal["sent", "skipped", "missing", "deferred", "failed", "error"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run of a send job ended (what completed jobs return)."""
+
+    kind: OutcomeKind
+    external_id: str | None = None
+    status: str | None = None
+
+    def as_job_result(self) -> dict[str, str]:
+        """The JSON BullMQ keeps as the completed job's return value."""
+        result: dict[str, str] = {"outcome": self.kind}
+        if self.external_id is not None:
+            result["externalId"] = self.external_id
+        if self.status is not None:
+            result["status"] = self.status
+        return result
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    """What a provider answered to a send: its message id and anything worth keeping."""
+
+    external_id: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """What an engine implements for the shared processor."""
+
+    provider: str
+
+    async def before_send(self, message: store.MessageRecord) -> None:
+        """Raise DeferSend (not now) or PermanentSendError (never) before anything is sent."""
+
+    async def send(self, message: store.MessageRecord) -> SendReceipt:
+        """Send through the provider; raise RetryableSendError / PermanentSendError / DeferSend."""
+
+
+class JobHandle(Protocol):
+    """The members of a bullmq ``Job`` the processor uses (bullmq's own names)."""
+
+    id: str | None
+    data: dict[str, Any] | None
+    opts: dict[str, Any] | None
+    attemptsMade: int
+
+    async def moveToDelayed(self, timestamp: int, token: str) -> None:
+        """Park the job until ``timestamp`` (ms) without counting an attempt."""
+
+    def updateData(self, data: dict[str, Any]) -> Any:
+        """Replace the job's data (awaitable)."""
+
+    async def promote(self) -> None:
+        """Move the delayed job to ``wait`` now."""
+
+
+OutcomeListener = Callable[[OutcomeKind, float], None]
+
+
+class SendJobProcessor:
+    """The processor a send queue's worker runs for each job (see module docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        engine: Engine,
+        spec: QueueSpec,
+        *,
+        process_name: str,
+        on_outcome: OutcomeListener | None = None,
+        wakeups: Wakeups | None = None,
+    ) -> None:
+        self.db = db
+        self.engine = engine
+        self.spec = spec
+        self.process_name = process_name
+        self._on_outcome = on_outcome or (lambda _outcome, _seconds: None)
+        self.wakeups = wakeups
+        self._deferrals_logged: dict[str, float] = {}
+
+    async def __call__(self, job: JobHandle, token: str) -> dict[str, str]:
+        """bullmq's processor contract: run the job, return JSON, raise to delay or fail it."""
+        return (await self.process(job, token)).as_job_result()
+
+    async def process(self, job: JobHandle, token: str) -> Outcome:
+        """Run one job; the outcome, or DelayedError / UnrecoverableError / the retryable error."""
+        started = time.monotonic()
+        kind: OutcomeKind = "error"
+        try:
+            outcome = await self._process(job, token)
+            kind = outcome.kind
+            return outcome
+        except DelayedError:
+            kind = "deferred"
+            raise
+        except UnrecoverableError:
+            kind = "failed"
+            raise
+        finally:
+            self._on_outcome(kind, time.monotonic() - started)
+
+    async def _process(self, job: JobHandle, token: str) -> Outcome:
+        try:
+            ref = parse_job_data(job.id, job.data or {})
+        except ValueError as exc:
+            raise UnrecoverableError(str(exc)) from exc
+        message = await self._load_or_record(ref, job.data or {})
+        if message is None:
+            log.warning("job %s on %s: message %s not found; dropping", job.id, self.spec.name, ref.message_id)
+            return Outcome("missing")
+        if message.status in PAST_SENDING:
+            return Outcome("skipped", status=message.status)
+
+        try:
+            await self.engine.before_send(message)
+        except DeferSend as defer:
+            if await self._deadline_passed(message, defer.detail):
+                raise UnrecoverableError("deadline exceeded") from defer
+            await self._defer(job, token, message, defer)
+        except PermanentSendError as exc:
+            await self._fail(message, exc.code, exc.provider_title, exc.details)
+            raise UnrecoverableError(f"{exc.code}: {exc.provider_title}") from exc
+
+        async with self.db.transaction() as conn:
+            attempt = await store.claim_for_send(
+                conn, message.id, source=self.spec.process_name, process_name=self.process_name
+            )
+        if attempt is None:  # someone else finished it meanwhile
+            return Outcome("skipped")
+
+        try:
+            receipt = await self.engine.send(message)
+        except DeferSend as defer:
+            await self._defer(job, token, message, defer)
+        except PermanentSendError as exc:
+            await self._fail(message, exc.code, exc.provider_title, exc.details)
+            raise UnrecoverableError(f"{exc.code}: {exc.provider_title}") from exc
+        except RetryableSendError as exc:
+            await self._retry_or_fail(job, token, message, exc)
+            raise
+        except OUTAGE_ERRORS:
+            raise  # QueueWorker delays the job without counting an attempt
+        except Exception as exc:
+            log.exception("unexpected error sending %s", message.message_id)
+            await self._retry_or_fail(
+                job, token, message, RetryableSendError(str(exc) or type(exc).__name__, code="INTERNAL")
+            )
+            raise
+
+        await self._record_sent(message, receipt)
+        return Outcome("sent", external_id=receipt.external_id)
+
+    async def _defer(self, job: JobHandle, token: str, message: store.MessageRecord, defer: DeferSend) -> NoReturn:
+        self._log_deferral(message, defer)
+        await job.moveToDelayed(int(time.time() * 1000) + defer.delay_ms, token)
+        if (defer.wake_on is not None and self.wakeups is not None and job.id is not None
+                and self.wakeups.note(defer.wake_on, str(job.id), defer.checked_at)):
+            await self._promote(job)  # it came true while we were deferring
+        raise DelayedError(defer.detail) from defer
+
+    @staticmethod
+    async def _promote(job: JobHandle) -> None:
+        try:
+            await job.promote()
+        except TypeError as exc:  # bullmq's "not in the delayed state": it already runs again
+            log.debug("job %s not promoted: %s", job.id, exc)
+
+    def _log_deferral(self, message: store.MessageRecord, defer: DeferSend) -> None:
+        """Why a message is late, at INFO once per reason per interval (a phone down for hours
+        defers thousands of messages every minute); pacing holds under a second at DEBUG."""
+        level = logging.DEBUG
+        if defer.delay_ms >= 1000:
+            reason = defer.wake_on or defer.detail.split(":", 1)[0]
+            now = time.monotonic()
+            if now - self._deferrals_logged.get(reason, -math.inf) >= DEFERRAL_LOG_INTERVAL_S:
+                if len(self._deferrals_logged) > 1000:
+                    self._deferrals_logged.clear()
+                self._deferrals_logged[reason] = now
+                level = logging.INFO
+        log.log(level, "message %s deferred %d ms: %s", message.message_id, defer.delay_ms, defer.detail)
+
+    async def _record_sent(self, message: store.MessageRecord, receipt: SendReceipt) -> None:
+        give_up = time.monotonic() + RECORD_SENT_PATIENCE_S
+        pause = 0.2
+        while True:
+            try:
+                async with self.db.transaction() as conn:
+                    await advance_status(conn, message.id, "sent", source=self.spec.process_name,
+                                         external_id=receipt.external_id, detail=receipt.detail)
+                    await store.touch_outbound_session(conn, message.company_id, message.phone_index,
+                                                       message.contact)
+                return
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + pause > give_up:
+                    raise
+                log.warning("message %s sent (%s) but not recorded yet: %s; retrying", message.message_id,
+                            receipt.external_id, exc.detail)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    async def _load_or_record(self, ref: JobRef, data: dict[str, Any]) -> store.MessageRecord | None:
+        async with self.db.transaction() as conn:
+            if ref.node_format:
+                await store.insert_outbound(conn, node_job_to_message(ref, data, self.spec))
+            return await store.load_message(conn, ref.message_id, ref.company_id)
+
+    async def _retry_or_fail(self, job: JobHandle, token: str, message: store.MessageRecord,
+                             exc: RetryableSendError) -> None:
+        attempts_allowed = int((job.opts or {}).get("attempts", self.spec.attempts) or 1)
+        # A provider-given delay moves the job without BullMQ counting an attempt, so those
+        # retries are counted in the job's own data; the budget covers both kinds.
+        data = dict(job.data or {})
+        delayed_retries = int(data.get(DELAYED_RETRIES_KEY, 0))
+        if job.attemptsMade + delayed_retries + 1 >= attempts_allowed:
+            code = exc.code or "RETRIES_EXHAUSTED"
+            await self._fail(message, code, exc.provider_title, exc.details)
+            # Fail the job now too (BullMQ alone would schedule another try: it does not count
+            # the provider-delayed ones), so it shows among failed jobs and can be retried.
+            raise UnrecoverableError(f"{code}: {exc.provider_title} (out of attempts)") from exc
+        if exc.retry_after_ms is not None:
+            # The provider said how long to wait: honour it instead of the queue's backoff.
+            data[DELAYED_RETRIES_KEY] = delayed_retries + 1
+            await job.updateData(data)
+            await job.moveToDelayed(int(time.time() * 1000) + exc.retry_after_ms, token)
+            raise DelayedError(str(exc)) from exc
+
+    async def _fail(self, message: store.MessageRecord, code: str, title: str, details: Any) -> None:
+        async with self.db.transaction() as conn:
+            await advance_status(conn, message.id, "failed", source=self.spec.process_name,
+                                 error_code=str(code), error_title=title, error_details=details)
+
+    async def _deadline_passed(self, message: store.MessageRecord, reason: str) -> bool:
+        if message.deadline_at is None or message.deadline_at > datetime.now(UTC):
+            return False
+        await self._fail(message, "DEADLINE_EXCEEDED", f"not sent before its deadline: {reason}", None)
+        return True
