@@ -83,6 +83,13 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"  ratio sustained/Python no-op = {_f(e['ratio_python'], 3)} (goal >= 0.6); "
                      f"sustained/Node no-op = {_f(e['ratio_node'], 3)}; meta drain/Python no-op = "
                      f"{_f(e.get('ratio_python_drain'), 3)}")
+    if "pacing" in results:
+        p = results["pacing"]
+        lines += ["", "PACING — one Cloud API phone at its configured rate (meta alone, emulator at the same limit)"]
+        lines.append(f"  {p['accepted']}/{p['messages']} sent in {_f(p['span_seconds'], 2)} s: "
+                     f"{_f(p['achieved_rate'], 2)} msg/s beyond a burst of {p['burst']} against a limit of {_f(p['limit_per_second'], 0)} "
+                     f"(ratio {_f(p['ratio_to_limit'], 3)}; 1 = at the limit); "
+                     f"130429 errors: {p['throughput_errors_130429']}")
     if "fleet" in results:
         f = results["fleet"]
         lines += ["", "FOOTPRINT — RSS MB (orchestrator: api + wwebjs[sandbox] + meta)"]
