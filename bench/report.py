@@ -87,7 +87,8 @@ def render(results: dict[str, Any]) -> str:
         p = results["pacing"]
         lines += ["", "PACING — one Cloud API phone at its configured rate (meta alone, emulator at the same limit)"]
         lines.append(f"  {p['accepted']}/{p['messages']} sent in {_f(p['span_seconds'], 2)} s: "
-                     f"{_f(p['achieved_rate'], 2)} msg/s beyond a burst of {p['burst']} against a limit of {_f(p['limit_per_second'], 0)} "
+                     f"{_f(p['achieved_rate'], 2)} msg/s beyond a burst of {p['burst']} "
+                     f"against a limit of {_f(p['limit_per_second'], 0)} "
                      f"(ratio {_f(p['ratio_to_limit'], 3)}; 1 = at the limit); "
                      f"130429 errors: {p['throughput_errors_130429']}")
     if "fleet" in results:
