@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv start test test-chaos lint bench lock clean
+.PHONY: venv start test test-fast test-chaos lint bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bisnesgpt needs Python 3.11+, found " + sys.version.split()[0])'
@@ -31,6 +31,10 @@ PYTEST_TMP := $(CURDIR)/.pytest-tmp
 # The chaos scenarios run at reduced load here (CHAOS_SCALE 0.3); `make test-chaos` runs them in full.
 test: venv
 	CHAOS_SCALE=$${CHAOS_SCALE:-0.3} $(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) $(PYTEST_ARGS)
+
+## make test-fast: unit and integration tests only (no processes spawned; about a minute here)
+test-fast: venv
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) tests/unit tests/integration $(PYTEST_ARGS)
 
 test-chaos: venv
 	CHAOS_SCALE=$${CHAOS_SCALE:-1.0} $(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) -m chaos tests/chaos $(PYTEST_ARGS)
