@@ -33,6 +33,7 @@ FailureStatus = Literal["retrying", "dead", "gone"]
 STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
 OPEN_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "retrying")
 
+
 @dataclass(frozen=True)
 class DeliveryRecord(RowRecord):
     """A row of the delivery log, with its event's type and creation time."""

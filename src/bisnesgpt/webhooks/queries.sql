@@ -283,3 +283,7 @@ DELETE FROM webhook_deliveries WHERE id IN (
     SELECT id FROM webhook_deliveries
     WHERE status IN ('delivered', 'dead') AND updated_at < now() - make_interval(days => $1)
     LIMIT $2)
+
+-- check_listen_connection --
+-- A round trip on the LISTEN connection: a silently dead TCP connection raises instead of waiting forever.
+SELECT 1

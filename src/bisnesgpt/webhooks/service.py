@@ -158,8 +158,10 @@ class WebhookService:
                      events: list[str] | None = None, enabled: bool | None = None,
                      headers: dict[str, str] | None = None, headers_given: bool = False,
                      description: str | None = None, include_raw: bool | None = None) -> EndpointRecord:
-        """Change what is given (``headers_given`` with ``headers`` None clears them); enabling resumes
-        the deliveries that waited while the endpoint was disabled."""
+        """Change what is given (``headers_given`` with no headers clears them).
+
+        Enabling a disabled endpoint resumes the deliveries that waited meanwhile.
+        """
         current = await self.get(endpoint_id, scope)
         _check_description(description)
         changes = EndpointChanges(

@@ -334,7 +334,7 @@ class DeliveryWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), LISTEN_CHECK_INTERVAL)
                 if not lost.is_set():
-                    await conn.fetchval("SELECT 1", timeout=5)  # a silently dead TCP connection raises
+                    await conn.fetchval(SQL.check_listen_connection, timeout=5)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)
