@@ -69,7 +69,7 @@ class WebhookRoutes:
 
     def _view(self, created_or_record: Any) -> dict[str, Any]:
         record = created_or_record.endpoint if isinstance(created_or_record, CreatedEndpoint) else created_or_record
-        view: dict[str, Any] = dict(endpoint_view(record, self.service.header_names(record)))
+        view = dict(endpoint_view(record, self.service.header_names(record)))
         if isinstance(created_or_record, CreatedEndpoint):
             view["secret"] = created_or_record.secret
             view["secret_notice"] = SECRET_NOTICE
