@@ -26,7 +26,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
 from bisnesgpt.phones.service import META_TYPES, PhoneConfigService
-from bisnesgpt.phones.store import PhoneConfig
+from bisnesgpt.phones.store import CompanyPhoneStatus, PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
 
 CompanyPath = Annotated[str, Path(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
@@ -69,7 +69,7 @@ def qr_data_url(qr: Any) -> str | None:
     return str(segno.make(qr, error="m").png_data_uri(scale=4))
 
 
-def phone_status_json(row: dict[str, Any]) -> dict[str, Any]:
+def phone_status_json(row: CompanyPhoneStatus) -> dict[str, Any]:
     metadata: dict[str, Any] = row["metadata"] or {}
     status = row["status"] or ("pending" if row["configured"] else "not_configured")
     error = metadata.get("error") or metadata.get("reason")

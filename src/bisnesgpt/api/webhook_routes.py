@@ -69,7 +69,7 @@ class WebhookRoutes:
 
     def _view(self, created_or_record: Any) -> dict[str, Any]:
         record = created_or_record.endpoint if isinstance(created_or_record, CreatedEndpoint) else created_or_record
-        view = endpoint_view(record, self.service.header_names(record))
+        view = dict(endpoint_view(record, self.service.header_names(record)))
         if isinstance(created_or_record, CreatedEndpoint):
             view["secret"] = created_or_record.secret
             view["secret_notice"] = SECRET_NOTICE
@@ -154,7 +154,7 @@ class WebhookRoutes:
 
         @router.get("/{endpoint_id}/deliveries/{delivery_id}", summary="One delivery")
         async def get_delivery(endpoint_id: str, delivery_id: int, principal: CurrentPrincipal) -> dict[str, Any]:
-            return delivery_view(await self.service.get_delivery(endpoint_id, delivery_id, _scope(principal)))
+            return dict(delivery_view(await self.service.get_delivery(endpoint_id, delivery_id, _scope(principal))))
 
         @router.post("/{endpoint_id}/deliveries/retry-dead", status_code=202,
                      summary="Attempt every dead-lettered delivery of this endpoint again")
@@ -165,7 +165,7 @@ class WebhookRoutes:
                      summary="Attempt one delivery again now (same event id)")
         async def retry_delivery(endpoint_id: str, delivery_id: int, principal: CurrentPrincipal
                                  ) -> dict[str, Any]:
-            return delivery_view(await self.service.retry(endpoint_id, delivery_id, _scope(principal)))
+            return dict(delivery_view(await self.service.retry(endpoint_id, delivery_id, _scope(principal))))
 
         @router.post("/{endpoint_id}/replay", status_code=202,
                      summary="Deliver the company's events since a time to this endpoint again")

@@ -17,7 +17,8 @@ from rich.table import Table
 
 from bisnesgpt.cli.common import cli_errors, console, settings_or_exit
 from bisnesgpt.core.errors import ValidationFailed
-from bisnesgpt.webhooks.service import WebhookService, delivery_view, endpoint_view
+from bisnesgpt.webhooks.deliveries import DeliveryStatus
+from bisnesgpt.webhooks.service import DeliveryView, EndpointView, WebhookService, delivery_view, endpoint_view
 
 T = TypeVar("T")
 
@@ -90,7 +91,7 @@ def list_endpoints(
 ) -> None:
     """List endpoints (all companies unless --company)."""
 
-    async def action(service: WebhookService) -> list[dict[str, Any]]:
+    async def action(service: WebhookService) -> list[EndpointView]:
         return [endpoint_view(e, service.header_names(e)) for e in await service.list_endpoints(company)]
 
     views = _run(action)
@@ -111,7 +112,7 @@ def list_endpoints(
 def show(endpoint_id: str) -> None:
     """One endpoint, with delivery counts by status."""
 
-    async def action(service: WebhookService) -> dict[str, Any]:
+    async def action(service: WebhookService) -> EndpointView:
         endpoint = await service.get(endpoint_id, None)
         view = endpoint_view(endpoint, service.header_names(endpoint))
         view["deliveries"] = await service.counts(endpoint.id, None)
@@ -133,7 +134,7 @@ def create(
     """Create an endpoint; prints its signing secret once."""
     headers = _headers(header)
 
-    async def action(service: WebhookService) -> dict[str, Any]:
+    async def action(service: WebhookService) -> EndpointView:
         created = await service.create(company, url=url, events=event, enabled=not disabled, headers=headers,
                                        description=description, include_raw=include_raw)
         view = endpoint_view(created.endpoint, service.header_names(created.endpoint))
@@ -157,7 +158,7 @@ def update(
     """Change an endpoint."""
     events = [] if all_events else (event or None)
 
-    async def action(service: WebhookService) -> dict[str, Any]:
+    async def action(service: WebhookService) -> EndpointView:
         record = await service.update(endpoint_id, None, url=url, events=events, enabled=enable,
                                       description=description)
         return endpoint_view(record, service.header_names(record))
@@ -183,7 +184,7 @@ def rotate_secret(
 ) -> None:
     """New signing secret (printed once); the old one signs too during the overlap."""
 
-    async def action(service: WebhookService) -> dict[str, Any]:
+    async def action(service: WebhookService) -> EndpointView:
         created = await service.rotate_secret(endpoint_id, None, overlap)
         view = endpoint_view(created.endpoint, service.header_names(created.endpoint))
         view["secret"] = created.secret
@@ -201,7 +202,7 @@ def list_deliveries(
 ) -> None:
     """Delivery log of an endpoint, newest first."""
 
-    async def action(service: WebhookService) -> list[dict[str, Any]]:
+    async def action(service: WebhookService) -> list[DeliveryView]:
         return [delivery_view(d) for d in await service.list_deliveries(endpoint_id, None, status=status,
                                                                          limit=limit)]
 
@@ -271,7 +272,7 @@ def replay(
 def stats(endpoint_id: str) -> None:
     """Delivery counts by status for one endpoint."""
 
-    async def action(service: WebhookService) -> dict[str, int]:
+    async def action(service: WebhookService) -> dict[DeliveryStatus, int]:
         return await service.counts(endpoint_id, None)
 
     _print_json(_run(action))

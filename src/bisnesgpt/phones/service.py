@@ -18,13 +18,12 @@ from bisnesgpt.core.errors import ConfigError, Conflict, NotFound, ValidationFai
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
-from bisnesgpt.phones.store import PhoneConfig
+from bisnesgpt.phones.store import PHONE_CONFIG_STATUSES, PhoneConfig
 
 log = logging.getLogger(__name__)
 
 CONNECTION_TYPES = tuple(sorted(t for t in CONNECTION_TYPE_QUEUES if t is not None))
 META_TYPES = ("meta_direct", "meta_embedded")
-PHONE_CONFIG_STATUSES = ("pending", "ready", "active", "disconnected", "error", "disabled")
 
 ChangeListener = Callable[[str, int, str | None], Awaitable[None]]
 
@@ -34,12 +33,15 @@ async def _no_listener(_company_id: str, _phone_index: int, _connection_type: st
 
 
 class PhoneConfigService:
+    """Connect, change and remove phones, with credentials encrypted and every change announced."""
+
     def __init__(self, db: Database, box: SecretBox | None, on_change: ChangeListener = _no_listener) -> None:
         self.db = db
         self.box = box
         self.on_change = on_change
 
     def encrypt(self, secret: str) -> str:
+        """A credential as stored (ConfigError when no ``ENCRYPTION_KEY`` is set)."""
         if self.box is None:
             raise ConfigError("invalid setting ENCRYPTION_KEY: needed to store credentials (64 hex characters)")
         return self.box.encrypt(secret)
@@ -62,6 +64,7 @@ class PhoneConfigService:
 
     async def onboard_360dialog(self, company_id: str, phone_index: int, *, client_id: str, channel_id: str,
                                 api_key: str | None = None, display_phone_number: str | None = None) -> PhoneConfig:
+        """A 360dialog phone (its client and channel ids, and its API key encrypted when given)."""
         fields: dict[str, str | None] = {"dialog360_client_id": client_id, "dialog360_channel_id": channel_id}
         if api_key is not None:
             fields["api_key_encrypted"] = self.encrypt(api_key)
@@ -110,6 +113,7 @@ class PhoneConfigService:
                                or "wwebjs", fields=fields or {}, status=status or current.status or "pending")
 
     async def remove(self, company_id: str, phone_index: int) -> None:
+        """Delete a phone's configuration and status (its next message answers 404), and announce it."""
         async with self.db.transaction() as conn:
             deleted = await store.delete_phone(conn, company_id, phone_index)
         if not deleted:

@@ -4,53 +4,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import asyncpg
 
 from bisnesgpt.core.crypto import hash_api_key, new_api_key
 from bisnesgpt.core.errors import Conflict, NotFound
+from bisnesgpt.db.queries import load_queries
+from bisnesgpt.db.records import RowRecord
 
-INSERT_COMPANY = "INSERT INTO companies (id, name) VALUES ($1, $2) RETURNING id, name, status, created_at"
-SELECT_COMPANIES = "SELECT id, name, status, created_at FROM companies ORDER BY id"
-SELECT_COMPANY = "SELECT id, name, status, created_at FROM companies WHERE id = $1"
-INSERT_API_KEY = """
-INSERT INTO api_keys (company_id, role, name, key_prefix, key_hash)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at
-"""
-SELECT_KEY_BY_HASH = """
-SELECT k.id, k.company_id, k.role, k.name, k.key_prefix, k.created_at, k.last_used_at, k.revoked_at,
-       c.status AS company_status
-FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
-WHERE k.key_hash = $1
-"""
-SELECT_KEYS = """
-SELECT id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at FROM api_keys
-WHERE ($1::text IS NULL OR company_id = $1) ORDER BY id
-"""
-REVOKE_KEY = "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id"
+SQL = load_queries("bisnesgpt.tenancy")
 # last_used_at is advisory: written at most once a minute per key to keep auth cheap
 # (checked first against the value just read, then again in SQL against concurrent writers).
 TOUCH_EVERY = timedelta(minutes=1)
-TOUCH_KEY = """
-UPDATE api_keys SET last_used_at = now()
-WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-"""
+
+CompanyStatus = Literal["active", "disabled"]
+"""A disabled company's keys are refused."""
+KeyRole = Literal["company", "admin"]
+"""``company``: one company's key; ``admin``: an operator key (every company, no company id)."""
 
 
 @dataclass(frozen=True)
-class Company:
+class Company(RowRecord):
+    """A tenant: its id (used in every URL), display name and status."""
+
     id: str
     name: str
-    status: str
+    status: CompanyStatus
     created_at: datetime
 
 
 @dataclass(frozen=True)
-class ApiKey:
+class ApiKey(RowRecord):
+    """An API key as stored: who it is for and when it was used, never the key itself."""
+
     id: int
     company_id: str | None
-    role: str
+    role: KeyRole
     name: str
     key_prefix: str
     created_at: datetime
@@ -58,57 +48,57 @@ class ApiKey:
     revoked_at: datetime | None
 
 
-def _key(row: asyncpg.Record) -> ApiKey:
-    return ApiKey(row["id"], row["company_id"], row["role"], row["name"], row["key_prefix"], row["created_at"],
-                  row["last_used_at"], row["revoked_at"])
-
-
 async def create_company(conn: asyncpg.Connection, company_id: str, name: str) -> Company:
+    """A new active company; Conflict when the id is taken or not a valid id."""
     try:
-        row = await conn.fetchrow(INSERT_COMPANY, company_id, name)
+        row = await conn.fetchrow(SQL.insert_company, company_id, name)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"company {company_id!r} already exists") from exc
     except asyncpg.CheckViolationError as exc:
         raise Conflict(f"company id {company_id!r} must be 1-64 of A-Z a-z 0-9 _ . -") from exc
     assert row is not None
-    return Company(**dict(row))
+    return Company.from_row(row)
 
 
 async def list_companies(conn: asyncpg.Connection) -> list[Company]:
-    return [Company(**dict(r)) for r in await conn.fetch(SELECT_COMPANIES)]
+    """Every company, by id."""
+    return [Company.from_row(r) for r in await conn.fetch(SQL.list_companies)]
 
 
 async def get_company(conn: asyncpg.Connection, company_id: str) -> Company:
-    row = await conn.fetchrow(SELECT_COMPANY, company_id)
+    """One company; NotFound when there is none with this id."""
+    row = await conn.fetchrow(SQL.get_company, company_id)
     if row is None:
         raise NotFound(f"company {company_id!r} not found")
-    return Company(**dict(row))
+    return Company.from_row(row)
 
 
 async def create_api_key(conn: asyncpg.Connection, *, company_id: str | None, name: str = "") -> tuple[ApiKey, str]:
     """Create a key; returns (record, plaintext key). company_id None = operator (admin) key."""
     plaintext = new_api_key("bgpt_admin" if company_id is None else "bgpt")
-    row = await conn.fetchrow(INSERT_API_KEY, company_id, "admin" if company_id is None else "company", name,
+    row = await conn.fetchrow(SQL.insert_api_key, company_id, "admin" if company_id is None else "company", name,
                               plaintext[:14], hash_api_key(plaintext))
     assert row is not None
-    return _key(row), plaintext
+    return ApiKey.from_row(row), plaintext
 
 
 async def list_api_keys(conn: asyncpg.Connection, company_id: str | None = None) -> list[ApiKey]:
-    return [_key(r) for r in await conn.fetch(SELECT_KEYS, company_id)]
+    """Every key, revoked ones too (or one company's), by id."""
+    return [ApiKey.from_row(r) for r in await conn.fetch(SQL.list_api_keys, company_id)]
 
 
 async def revoke_api_key(conn: asyncpg.Connection, key_id: int) -> None:
-    if await conn.fetchval(REVOKE_KEY, key_id) is None:
+    """Revoke a key at once; NotFound when there is no active key with this id."""
+    if await conn.fetchval(SQL.revoke_api_key, key_id) is None:
         raise NotFound(f"no active API key with id {key_id}")
 
 
-async def find_key(conn: asyncpg.Connection, plaintext: str) -> tuple[ApiKey, str | None] | None:
+async def find_key(conn: asyncpg.Connection, plaintext: str) -> tuple[ApiKey, CompanyStatus | None] | None:
     """The key record and its company's status, or None."""
-    row = await conn.fetchrow(SELECT_KEY_BY_HASH, hash_api_key(plaintext))
+    row = await conn.fetchrow(SQL.find_key_by_hash, hash_api_key(plaintext))
     if row is None:
         return None
-    return _key(row), row["company_status"]
+    return ApiKey.from_row(row), row["company_status"]
 
 
 def touch_due(record: ApiKey) -> bool:
@@ -118,4 +108,5 @@ def touch_due(record: ApiKey) -> bool:
 
 
 async def touch_key(conn: asyncpg.Connection, key_id: int) -> None:
-    await conn.execute(TOUCH_KEY, key_id)
+    """Record that the key was used now (skipped in SQL when another request just did)."""
+    await conn.execute(SQL.touch_api_key, key_id)

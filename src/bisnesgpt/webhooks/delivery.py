@@ -35,6 +35,8 @@ CLIENT_IDLE_SECONDS = 300.0
 
 @dataclass(frozen=True)
 class AttemptResult:
+    """How one attempt went: what the receiver answered, or why there was no usable answer."""
+
     ok: bool
     status_code: int | None
     error: str | None  # why it failed (None when ok)
@@ -85,6 +87,7 @@ class Deliverer:
         return client
 
     async def close_idle(self, idle_seconds: float = CLIENT_IDLE_SECONDS) -> None:
+        """Close the pools of endpoints not posted to for ``idle_seconds`` (they reopen on demand)."""
         cutoff = time.monotonic() - idle_seconds
         for endpoint_id, (client, last_used) in list(self._clients.items()):
             if last_used < cutoff:
@@ -92,11 +95,13 @@ class Deliverer:
                 await client.aclose()
 
     async def close(self) -> None:
+        """Close every endpoint's pool (at shutdown)."""
         clients, self._clients = self._clients, {}
         for client, _ in clients.values():
             await client.aclose()
 
     async def post(self, endpoint_id: str, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
+        """POST ``body`` to the checked address of ``url`` within one deadline; never raises for the network."""
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):

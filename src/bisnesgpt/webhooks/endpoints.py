@@ -6,62 +6,23 @@ ciphertexts only — ``service.py`` decides when to decrypt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Self
 
 import asyncpg
 
-ENDPOINT_COLUMNS = """
-    id, company_id, url, description, event_types, enabled, include_raw, headers_encrypted,
-    secret_encrypted, previous_secret_encrypted, previous_secret_expires_at, consecutive_failures,
-    failing_since, last_success_at, last_failure_at, disabled_at, disabled_reason, created_at, updated_at
-"""
+from bisnesgpt.db.queries import load_queries
+from bisnesgpt.db.records import Row, RowRecord
 
-LOCK_COMPANY = "SELECT id FROM companies WHERE id = $1 FOR UPDATE"
-COUNT_COMPANY_ENDPOINTS = "SELECT count(*) FROM webhook_endpoints WHERE company_id = $1"
-INSERT_ENDPOINT = f"""
-INSERT INTO webhook_endpoints (id, company_id, url, description, event_types, enabled, include_raw,
-                               headers_encrypted, secret_encrypted, disabled_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $6 THEN NULL ELSE now() END)
-RETURNING {ENDPOINT_COLUMNS}
-"""
-SELECT_ENDPOINT = f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
-SELECT_ENDPOINTS = f"""
-SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints
-WHERE ($1::text IS NULL OR company_id = $1) ORDER BY company_id, created_at, id
-"""
-# NULL parameters leave a field as it is; $6 says whether headers were given at all.
-# Enabling clears the failure streak and any disabled notice; disabling records when.
-UPDATE_ENDPOINT = f"""
-UPDATE webhook_endpoints SET
-    url = coalesce($2, url),
-    description = coalesce($3, description),
-    event_types = coalesce($4, event_types),
-    include_raw = coalesce($5, include_raw),
-    headers_encrypted = CASE WHEN $6 THEN $7 ELSE headers_encrypted END,
-    enabled = coalesce($8, enabled),
-    disabled_at = CASE WHEN $8 IS NULL OR $8 = enabled THEN disabled_at WHEN $8 THEN NULL ELSE now() END,
-    disabled_reason = CASE WHEN $8 IS NULL OR $8 = enabled THEN disabled_reason ELSE NULL END,
-    consecutive_failures = CASE WHEN $8 AND NOT enabled THEN 0 ELSE consecutive_failures END,
-    failing_since = CASE WHEN $8 AND NOT enabled THEN NULL ELSE failing_since END
-WHERE id = $1
-RETURNING {ENDPOINT_COLUMNS}
-"""
-DELETE_ENDPOINT = "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING id"
-# The current secret becomes the previous one (signing too until it expires), unless the
-# overlap is 0. A second rotation within the window drops the oldest secret.
-ROTATE_SECRET = f"""
-UPDATE webhook_endpoints SET
-    previous_secret_encrypted = CASE WHEN $3 > 0 THEN secret_encrypted END,
-    previous_secret_expires_at = CASE WHEN $3 > 0 THEN now() + make_interval(secs => $3) END,
-    secret_encrypted = $2
-WHERE id = $1
-RETURNING {ENDPOINT_COLUMNS}
-"""
+SQL = load_queries("bisnesgpt.webhooks")
 
 
 @dataclass(frozen=True)
-class EndpointRecord:
+class NewEndpoint:
+    """An endpoint to insert: what its owner chose (already checked) and its ciphertexts."""
+
     id: str
     company_id: str
     url: str
@@ -71,6 +32,12 @@ class EndpointRecord:
     include_raw: bool
     headers_encrypted: str | None
     secret_encrypted: str
+
+
+@dataclass(frozen=True)
+class EndpointRecord(NewEndpoint, RowRecord):
+    """A stored endpoint: what it was created with, its secret rotation and its failure streak."""
+
     previous_secret_encrypted: str | None
     previous_secret_expires_at: datetime | None
     consecutive_failures: int
@@ -83,23 +50,10 @@ class EndpointRecord:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> EndpointRecord:
-        values = {f.name: row[f.name] for f in fields(cls)}
-        values["event_types"] = list(values["event_types"] or [])
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class NewEndpoint:
-    id: str
-    company_id: str
-    url: str
-    description: str
-    event_types: list[str]
-    enabled: bool
-    include_raw: bool
-    headers_encrypted: str | None
-    secret_encrypted: str
+    def from_row(cls, row: Row) -> Self:
+        """The record of a ``webhook_endpoints`` row (``event_types`` always a list)."""
+        record = super().from_row(row)
+        return dataclasses.replace(record, event_types=list(record.event_types or []))
 
 
 @dataclass(frozen=True)
@@ -117,41 +71,50 @@ class EndpointChanges:
 
 async def lock_company(conn: asyncpg.Connection, company_id: str) -> bool:
     """Serialise endpoint creation per company (so the per-company limit holds); False if no company."""
-    return await conn.fetchval(LOCK_COMPANY, company_id) is not None
+    return await conn.fetchval(SQL.lock_company, company_id) is not None
 
 
 async def count_endpoints(conn: asyncpg.Connection, company_id: str) -> int:
-    return int(await conn.fetchval(COUNT_COMPANY_ENDPOINTS, company_id))
+    """How many endpoints the company has (checked against the per-company limit)."""
+    return int(await conn.fetchval(SQL.count_company_endpoints, company_id))
 
 
 async def insert_endpoint(conn: asyncpg.Connection, new: NewEndpoint) -> EndpointRecord:
-    row = await conn.fetchrow(INSERT_ENDPOINT, new.id, new.company_id, new.url, new.description, new.event_types,
-                              new.enabled, new.include_raw, new.headers_encrypted, new.secret_encrypted)
+    """Store a new endpoint; one created disabled gets ``disabled_at`` now."""
+    row = await conn.fetchrow(SQL.insert_endpoint, new.id, new.company_id, new.url, new.description,
+                              new.event_types, new.enabled, new.include_raw, new.headers_encrypted,
+                              new.secret_encrypted)
     assert row is not None
     return EndpointRecord.from_row(row)
 
 
 async def get_endpoint(conn: asyncpg.Connection, endpoint_id: str) -> EndpointRecord | None:
-    row = await conn.fetchrow(SELECT_ENDPOINT, endpoint_id)
+    """One endpoint by id, whichever company it belongs to (the service applies the scope)."""
+    row = await conn.fetchrow(SQL.get_endpoint, endpoint_id)
     return EndpointRecord.from_row(row) if row else None
 
 
 async def list_endpoints(conn: asyncpg.Connection, company_id: str | None) -> list[EndpointRecord]:
-    return [EndpointRecord.from_row(r) for r in await conn.fetch(SELECT_ENDPOINTS, company_id)]
+    """A company's endpoints (None: every company's), by company then creation time."""
+    return [EndpointRecord.from_row(r) for r in await conn.fetch(SQL.list_endpoints, company_id)]
 
 
 async def update_endpoint(conn: asyncpg.Connection, endpoint_id: str,
                           changes: EndpointChanges) -> EndpointRecord | None:
-    row = await conn.fetchrow(UPDATE_ENDPOINT, endpoint_id, changes.url, changes.description, changes.event_types,
-                              changes.include_raw, changes.headers_given, changes.headers_encrypted, changes.enabled)
+    """Apply ``changes`` (enabling clears the failure streak); None if the endpoint is gone."""
+    row = await conn.fetchrow(SQL.update_endpoint, endpoint_id, changes.url, changes.description,
+                              changes.event_types, changes.include_raw, changes.headers_given,
+                              changes.headers_encrypted, changes.enabled)
     return EndpointRecord.from_row(row) if row else None
 
 
 async def delete_endpoint(conn: asyncpg.Connection, endpoint_id: str) -> bool:
-    return await conn.fetchval(DELETE_ENDPOINT, endpoint_id) is not None
+    """Delete an endpoint and its delivery log; False if it did not exist."""
+    return await conn.fetchval(SQL.delete_endpoint, endpoint_id) is not None
 
 
 async def rotate_secret(conn: asyncpg.Connection, endpoint_id: str, secret_encrypted: str,
                         overlap_seconds: float) -> EndpointRecord | None:
-    row = await conn.fetchrow(ROTATE_SECRET, endpoint_id, secret_encrypted, float(overlap_seconds))
+    """Sign with a new secret; the current one keeps signing for ``overlap_seconds`` (0: stops now)."""
+    row = await conn.fetchrow(SQL.rotate_secret, endpoint_id, secret_encrypted, float(overlap_seconds))
     return EndpointRecord.from_row(row) if row else None

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
+
+from bisnesgpt.core.jsontypes import JsonObject
+
+
+class EventDocument(TypedDict):
+    """The body a receiver gets: the event's envelope and its ``data`` (``data.raw`` only on request)."""
+
+    id: str
+    type: str
+    created_at: str
+    company_id: str
+    phone_index: int | None
+    data: JsonObject
 
 
 def iso_utc(moment: datetime) -> str:
@@ -13,8 +26,8 @@ def iso_utc(moment: datetime) -> str:
 
 
 def event_document(*, event_id: str, event_type: str, created_at: datetime, company_id: str,
-                   phone_index: int | None, data: dict[str, Any], raw: dict[str, Any] | None,
-                   include_raw: bool) -> dict[str, Any]:
+                   phone_index: int | None, data: JsonObject, raw: JsonObject | None,
+                   include_raw: bool) -> EventDocument:
     """``{id, type, created_at, company_id, phone_index, data}``; ``data.raw`` only on request."""
     body_data = dict(data)
     body_data.pop("raw", None)
@@ -30,6 +43,6 @@ def event_document(*, event_id: str, event_type: str, created_at: datetime, comp
     }
 
 
-def encode_body(document: dict[str, Any]) -> bytes:
+def encode_body(document: EventDocument) -> bytes:
     """Compact UTF-8 JSON: the exact bytes that are signed and sent."""
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")

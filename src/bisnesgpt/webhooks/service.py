@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import SecretBox
@@ -20,7 +20,7 @@ from bisnesgpt.core.ids import uuid7
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.events import EVENT_TYPES
 from bisnesgpt.webhooks import deliveries, endpoints
-from bisnesgpt.webhooks.deliveries import DeliveryRecord, ReplayResult
+from bisnesgpt.webhooks.deliveries import DeliveryOrigin, DeliveryRecord, DeliveryStatus, ReplayResult
 from bisnesgpt.webhooks.endpoints import EndpointChanges, EndpointRecord, NewEndpoint
 from bisnesgpt.webhooks.payload import iso_utc
 from bisnesgpt.webhooks.signing import new_secret
@@ -43,6 +43,11 @@ def _field_error(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}", errors=[{"field": field, "message": message, "type": "value_error"}])
 
 
+def _check_description(description: str | None) -> None:
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise _field_error("description", f"at most {MAX_DESCRIPTION} characters")
+
+
 def validate_event_types(values: list[str] | None) -> list[str]:
     """Known event types, de-duplicated; empty = all types."""
     if not values:
@@ -54,6 +59,7 @@ def validate_event_types(values: list[str] | None) -> list[str]:
 
 
 def validate_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """Custom headers an endpoint may send: valid names, not ones the delivery sets, single-line values."""
     if not headers:
         return {}
     if len(headers) > MAX_HEADERS:
@@ -75,11 +81,14 @@ def validate_headers(headers: dict[str, str] | None) -> dict[str, str]:
 
 
 def new_endpoint_id() -> str:
+    """A new endpoint id: ``whk_`` and a UUIDv7 (ids sort by creation time)."""
     return f"whk_{uuid7().hex}"
 
 
 @dataclass(frozen=True)
 class CreatedEndpoint:
+    """An endpoint just created or given a new secret, with that secret in clear (shown once)."""
+
     endpoint: EndpointRecord
     secret: str  # shown once
 
@@ -102,6 +111,7 @@ class WebhookService:
         return self.box.encrypt(json.dumps(headers)) if headers else None
 
     def header_names(self, endpoint: EndpointRecord) -> list[str]:
+        """The names of the endpoint's custom headers, sorted (their values are never shown)."""
         if not endpoint.headers_encrypted:
             return []
         return sorted(json.loads(self.box.decrypt(endpoint.headers_encrypted)))
@@ -111,8 +121,8 @@ class WebhookService:
     async def create(self, company_id: str, *, url: str, events: list[str] | None = None, enabled: bool = True,
                      headers: dict[str, str] | None = None, description: str = "",
                      include_raw: bool = False) -> CreatedEndpoint:
-        if len(description) > MAX_DESCRIPTION:
-            raise _field_error("description", f"at most {MAX_DESCRIPTION} characters")
+        """A new endpoint of ``company_id`` with a fresh signing secret (within the per-company limit)."""
+        _check_description(description)
         checked_url = await self._checked_url(url)
         event_types = validate_event_types(events)
         custom = validate_headers(headers)
@@ -132,6 +142,7 @@ class WebhookService:
         return CreatedEndpoint(record, secret)
 
     async def get(self, endpoint_id: str, scope: str | None) -> EndpointRecord:
+        """One endpoint in ``scope``; NotFound for another company's (never confirm it exists)."""
         async with self.db.connection() as conn:
             record = await endpoints.get_endpoint(conn, endpoint_id)
         if record is None or (scope is not None and record.company_id != scope):
@@ -139,6 +150,7 @@ class WebhookService:
         return record
 
     async def list_endpoints(self, scope: str | None) -> list[EndpointRecord]:
+        """The endpoints in ``scope`` (None: every company's)."""
         async with self.db.connection() as conn:
             return await endpoints.list_endpoints(conn, scope)
 
@@ -146,9 +158,12 @@ class WebhookService:
                      events: list[str] | None = None, enabled: bool | None = None,
                      headers: dict[str, str] | None = None, headers_given: bool = False,
                      description: str | None = None, include_raw: bool | None = None) -> EndpointRecord:
+        """Change what is given (``headers_given`` with no headers clears them).
+
+        Enabling a disabled endpoint resumes the deliveries that waited meanwhile.
+        """
         current = await self.get(endpoint_id, scope)
-        if description is not None and len(description) > MAX_DESCRIPTION:
-            raise _field_error("description", f"at most {MAX_DESCRIPTION} characters")
+        _check_description(description)
         changes = EndpointChanges(
             url=await self._checked_url(url) if url is not None else None,
             description=description,
@@ -167,6 +182,7 @@ class WebhookService:
         return record
 
     async def delete(self, endpoint_id: str, scope: str | None) -> None:
+        """Delete an endpoint in ``scope`` and its delivery log."""
         current = await self.get(endpoint_id, scope)
         async with self.db.connection() as conn:
             if not await endpoints.delete_endpoint(conn, current.id):
@@ -174,6 +190,7 @@ class WebhookService:
 
     async def rotate_secret(self, endpoint_id: str, scope: str | None,
                             overlap_seconds: float | None = None) -> CreatedEndpoint:
+        """A new signing secret; the old one keeps signing for the overlap (default from settings)."""
         current = await self.get(endpoint_id, scope)
         overlap = self.settings.webhook_secret_rotation_overlap_seconds if overlap_seconds is None else overlap_seconds
         if overlap < 0 or overlap > 30 * 86_400:
@@ -188,16 +205,19 @@ class WebhookService:
     # --- deliveries ----------------------------------------------------------------------------
 
     async def list_deliveries(self, endpoint_id: str, scope: str | None, *, status: str | None = None,
-                         before: int | None = None, event_id: str | None = None,
-                         limit: int = 50) -> list[DeliveryRecord]:
+                              before: int | None = None, event_id: str | None = None,
+                              limit: int = 50) -> list[DeliveryRecord]:
+        """An endpoint's delivery log, newest first (``limit`` kept within 1..500)."""
         endpoint = await self.get(endpoint_id, scope)
-        if status is not None and status not in deliveries.STATUSES:
+        wanted = next((known for known in deliveries.STATUSES if known == status), None)
+        if status is not None and wanted is None:
             raise _field_error("status", f"must be one of {list(deliveries.STATUSES)}")
         async with self.db.connection() as conn:
-            return await deliveries.list_deliveries(conn, endpoint.id, status=status, before=before,
+            return await deliveries.list_deliveries(conn, endpoint.id, status=wanted, before=before,
                                                     event_id=event_id, limit=max(1, min(limit, 500)))
 
     async def get_delivery(self, endpoint_id: str, delivery_id: int, scope: str | None) -> DeliveryRecord:
+        """One delivery of an endpoint in ``scope``."""
         endpoint = await self.get(endpoint_id, scope)
         async with self.db.connection() as conn:
             record = await deliveries.get_delivery(conn, endpoint.id, delivery_id)
@@ -218,6 +238,7 @@ class WebhookService:
         return record
 
     async def retry_dead(self, endpoint_id: str, scope: str | None) -> int:
+        """Attempt every dead-lettered delivery of the endpoint again now; how many."""
         endpoint = await self.get(endpoint_id, scope)
         async with self.db.transaction() as conn:
             return await deliveries.retry_dead(conn, endpoint.id)
@@ -242,7 +263,8 @@ class WebhookService:
             return await deliveries.replay(conn, endpoint.id, since=since, until=until, event_types=types,
                                            limit=limit, after_event_id=after_event_id)
 
-    async def counts(self, endpoint_id: str, scope: str | None) -> dict[str, int]:
+    async def counts(self, endpoint_id: str, scope: str | None) -> dict[DeliveryStatus, int]:
+        """The endpoint's delivery rows per status."""
         endpoint = await self.get(endpoint_id, scope)
         async with self.db.connection() as conn:
             return await deliveries.count_by_status(conn, endpoint.id)
@@ -251,11 +273,72 @@ class WebhookService:
 # --- public representations (API responses and CLI --json) ----------------------------------------
 
 
+class SecretRotationView(TypedDict):
+    """Until when the previous secret still signs (None: no rotation in progress)."""
+
+    previous_secret_valid_until: str | None
+
+
+class EndpointHealthView(TypedDict):
+    """The endpoint's failure streak and its last outcomes."""
+
+    consecutive_failures: int
+    failing_since: str | None
+    last_success_at: str | None
+    last_failure_at: str | None
+
+
+class EndpointView(TypedDict):
+    """An endpoint as tenants see it (``deliveries`` and ``secret`` where the caller adds them)."""
+
+    id: str
+    company_id: str
+    url: str
+    description: str
+    events: list[str]
+    all_events: bool
+    enabled: bool
+    include_raw: bool
+    headers: dict[str, str]
+    secret_rotation: SecretRotationView
+    health: EndpointHealthView
+    disabled_at: str | None
+    disabled_reason: str | None
+    notice: str | None
+    created_at: str
+    updated_at: str
+    deliveries: NotRequired[dict[DeliveryStatus, int]]
+    secret: NotRequired[str]
+
+
+class DeliveryView(TypedDict):
+    """A delivery as its log shows it (``next_attempt_at`` only while it waits)."""
+
+    id: int
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    event_created_at: str
+    origin: DeliveryOrigin
+    status: DeliveryStatus
+    in_flight: bool
+    attempts: int
+    next_attempt_at: str | None
+    last_attempt_at: str | None
+    last_attempt_by: str | None
+    last_status_code: int | None
+    last_error: str | None
+    last_response_excerpt: str | None
+    delivered_at: str | None
+    dead_at: str | None
+    created_at: str
+
+
 def _iso(moment: datetime | None) -> str | None:
     return iso_utc(moment) if moment is not None else None
 
 
-def endpoint_view(endpoint: EndpointRecord, header_names: list[str]) -> dict[str, Any]:
+def endpoint_view(endpoint: EndpointRecord, header_names: list[str]) -> EndpointView:
     """An endpoint as tenants see it: never the secret, custom header values redacted."""
     notice = None
     if not endpoint.enabled and endpoint.disabled_reason:
@@ -286,12 +369,13 @@ def endpoint_view(endpoint: EndpointRecord, header_names: list[str]) -> dict[str
         "disabled_at": _iso(endpoint.disabled_at),
         "disabled_reason": endpoint.disabled_reason,
         "notice": notice,
-        "created_at": _iso(endpoint.created_at),
-        "updated_at": _iso(endpoint.updated_at),
+        "created_at": iso_utc(endpoint.created_at),
+        "updated_at": iso_utc(endpoint.updated_at),
     }
 
 
-def delivery_view(delivery: DeliveryRecord) -> dict[str, Any]:
+def delivery_view(delivery: DeliveryRecord) -> DeliveryView:
+    """A delivery row as the API and the CLI show it (``in_flight``: an attempt holds it now)."""
     in_flight = delivery.locked_until is not None and delivery.locked_until > datetime.now(UTC)
     waiting = delivery.status in deliveries.OPEN_STATUSES
     return {
@@ -299,7 +383,7 @@ def delivery_view(delivery: DeliveryRecord) -> dict[str, Any]:
         "endpoint_id": delivery.endpoint_id,
         "event_id": delivery.event_id,
         "event_type": delivery.event_type,
-        "event_created_at": _iso(delivery.event_created_at),
+        "event_created_at": iso_utc(delivery.event_created_at),
         "origin": delivery.origin,
         "status": delivery.status,
         "in_flight": in_flight,
@@ -312,5 +396,5 @@ def delivery_view(delivery: DeliveryRecord) -> dict[str, Any]:
         "last_response_excerpt": delivery.last_response_excerpt,
         "delivered_at": _iso(delivery.delivered_at),
         "dead_at": _iso(delivery.dead_at),
-        "created_at": _iso(delivery.created_at),
+        "created_at": iso_utc(delivery.created_at),
     }

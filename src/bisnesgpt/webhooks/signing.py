@@ -29,6 +29,7 @@ def new_secret() -> str:
 
 
 def compute_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``"<timestamp>.<body>"`` keyed with the secret string (one ``v1=`` value)."""
     message = str(timestamp).encode("ascii") + b"." + body
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 

@@ -35,6 +35,8 @@ class DestinationUnresolvable(BisnesgptError):
 
 @dataclass(frozen=True)
 class EndpointUrl:
+    """A parsed destination URL: what to connect to, and what to say in Host and TLS SNI."""
+
     url: str
     scheme: str  # http | https
     host: str  # lower-case host name or IP literal, without brackets
@@ -43,6 +45,7 @@ class EndpointUrl:
 
     @property
     def host_header(self) -> str:
+        """The Host header: the name (IPv6 in brackets), with the port only when it is not the default."""
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == default else f"{host}:{self.port}"
@@ -54,6 +57,7 @@ class EndpointUrl:
 
     @property
     def ip_literal(self) -> IPAddress | None:
+        """The address when the URL's host is an IP literal (None for a name to resolve)."""
         try:
             return ipaddress.ip_address(self.host)
         except ValueError:
@@ -104,13 +108,16 @@ def refusal_reason(address: IPAddress) -> str | None:
 class Resolver(Protocol):
     """Host name -> addresses (a narrow interface so tests can stand in a DNS answer)."""
 
-    async def resolve(self, host: str, port: int) -> list[IPAddress]: ...
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """Every address ``host`` resolves to; DestinationUnresolvable when there is none."""
+        ...
 
 
 class SystemResolver:
     """The operating system's resolver, without blocking the event loop."""
 
     async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """``getaddrinfo`` in the loop's executor, de-duplicated, zone ids dropped."""
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)

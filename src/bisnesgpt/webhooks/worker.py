@@ -27,11 +27,12 @@ from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.core.errors import BisnesgptError, CryptoError
 from bisnesgpt.core.periodic import Periodic
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.processes.component import Check
-from bisnesgpt.webhooks import deliveries, metrics
+from bisnesgpt.webhooks import metrics
 from bisnesgpt.webhooks.backoff import retry_delay
-from bisnesgpt.webhooks.deliveries import ClaimedDelivery, FailureOutcome
+from bisnesgpt.webhooks.deliveries import NOTIFY_CHANNEL, ClaimedDelivery, FailureOutcome
 from bisnesgpt.webhooks.delivery import AttemptResult, Deliverer
 from bisnesgpt.webhooks.payload import encode_body, event_document
 from bisnesgpt.webhooks.signing import (
@@ -45,6 +46,7 @@ from bisnesgpt.webhooks.signing import (
 from bisnesgpt.webhooks.urls import Resolver, SystemResolver
 
 log = logging.getLogger(__name__)
+SQL = load_queries("bisnesgpt.webhooks")
 
 # How long a claim holds a row: the attempt's deadline plus room for recording the outcome.
 LEASE_MARGIN_SECONDS = 30.0
@@ -99,7 +101,7 @@ class DeliveryWorker:
     async def start(self) -> None:
         """Free rows a previous run of this process left locked, then start working."""
         try:
-            released = await self.db.execute(deliveries.RELEASE_STALE_CLAIMS, self.holder)
+            released = await self.db.execute(SQL.release_stale_claims, self.holder)
             if not released.endswith(" 0"):
                 log.info("webhooks: released claims left by a previous %s (%s)", self.holder, released)
         except _DB_ERRORS as exc:
@@ -119,6 +121,7 @@ class DeliveryWorker:
             await asyncio.wait(set(self._in_flight), timeout=timeout)
 
     async def stop(self) -> None:
+        """Cancel the loops and any attempt still running; release those rows for other workers."""
         self._draining = True
         self._wake.set()
         tasks = [t for t in (self._loop_task, *self._background) if t is not None]
@@ -131,13 +134,14 @@ class DeliveryWorker:
         if unfinished:
             ids = [item.id for item in unfinished.values()]
             with contextlib.suppress(*_DB_ERRORS):
-                await self.db.execute(deliveries.RELEASE_CLAIMS, ids, self.holder)
+                await self.db.execute(SQL.release_claims, ids, self.holder)
             log.info("webhooks: released %d unfinished attempt(s) for other workers", len(ids))
         await self.gauges.stop()
         await self.cleanup_loop.stop()
         await self.deliverer.close()
 
     def check(self) -> Check:
+        """``webhookDelivery`` health: the claim loop is alive and has turned recently (or is draining)."""
         alive = self._loop_task is not None and not self._loop_task.done()
         stale_after = max(30.0, self.settings.webhook_poll_interval_seconds * 5)
         recent = time.monotonic() - self._last_loop < stale_after
@@ -173,7 +177,7 @@ class DeliveryWorker:
             timeout = poll
             if free > 0:
                 with contextlib.suppress(*_DB_ERRORS):
-                    due_at = await self.db.fetchval(deliveries.NEXT_DUE_AT)
+                    due_at = await self.db.fetchval(SQL.next_due_at)
                     if due_at is not None:
                         timeout = min(timeout, max(0.005, (due_at - datetime.now(UTC)).total_seconds()))
             await self._sleep(timeout)
@@ -184,10 +188,10 @@ class DeliveryWorker:
 
     async def _claim(self, wanted: int) -> list[ClaimedDelivery]:
         async with self.db.transaction() as conn:
-            locked = [r["id"] for r in await conn.fetch(deliveries.LOCK_DUE_ENDPOINTS, MAX_ENDPOINTS_PER_CLAIM)]
+            locked = [r["id"] for r in await conn.fetch(SQL.lock_due_endpoints, MAX_ENDPOINTS_PER_CLAIM)]
             if not locked:
                 return []
-            rows = await conn.fetch(deliveries.CLAIM_DUE, self.holder, locked,
+            rows = await conn.fetch(SQL.claim_due_deliveries, self.holder, locked,
                                     self.settings.webhook_endpoint_concurrency, wanted, self.lease_seconds)
         return [ClaimedDelivery.from_row(r) for r in rows]
 
@@ -252,7 +256,7 @@ class DeliveryWorker:
                 pause = min(pause * 2, 5.0)
 
     async def _record_delivered(self, item: ClaimedDelivery, result: AttemptResult) -> None:
-        await self.db.execute(deliveries.RECORD_DELIVERED, item.id, self.holder, result.status_code, result.excerpt)
+        await self.db.execute(SQL.record_delivered, item.id, self.holder, result.status_code, result.excerpt)
         self.delivered += 1
         metrics.DELIVERED.inc()
         if item.attempts == 1:
@@ -266,12 +270,12 @@ class DeliveryWorker:
         if result.retry_after is not None:
             delay = max(delay, min(result.retry_after, settings.webhook_retry_max_delay_seconds))
         row = await self.db.fetchrow(
-            deliveries.RECORD_FAILED, item.id, self.holder, result.status_code, result.error, delay,
+            SQL.record_failed, item.id, self.holder, result.status_code, result.error, delay,
             settings.webhook_retry_horizon_seconds, settings.webhook_auto_disable_min_failures,
             settings.webhook_auto_disable_after_seconds, result.excerpt,
         )
         metrics.FAILED.inc()
-        outcome = _failure_outcome(row)
+        outcome = FailureOutcome.from_row(row)
         if outcome.status == "dead":
             metrics.DEAD.inc()
             log.warning("webhooks: delivery %d of %s to endpoint %s is dead after %d attempts: %s", item.id,
@@ -323,14 +327,14 @@ class DeliveryWorker:
         lost = asyncio.Event()
         try:
             conn.add_termination_listener(lambda *_: lost.set())
-            await conn.add_listener(deliveries.NOTIFY_CHANNEL, self._on_notify)
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             self._listening = True
             self._wake.set()  # anything committed while we were not listening
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), LISTEN_CHECK_INTERVAL)
                 if not lost.is_set():
-                    await conn.fetchval("SELECT 1", timeout=5)  # a silently dead TCP connection raises
+                    await conn.fetchval(SQL.check_listen_connection, timeout=5)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)
@@ -341,13 +345,14 @@ class DeliveryWorker:
         await self.deliverer.close_idle()
 
     async def refresh_gauges(self) -> None:
-        row = await self.db.fetchrow(deliveries.BACKLOG_STATS)
+        """Set the backlog, lag and dead-letter gauges from the whole system's rows."""
+        row = await self.db.fetchrow(SQL.backlog_stats)
         if row is not None:
             metrics.BACKLOG.labels("pending").set(row["pending"])
             metrics.BACKLOG.labels("retrying").set(row["retrying"])
             metrics.BACKLOG.labels("in_flight").set(row["in_flight"])
             metrics.LAG.set(row["lag_seconds"])
-        metrics.DEAD_RECENT.set(await self.db.fetchval(deliveries.COUNT_DEAD_SINCE))
+        metrics.DEAD_RECENT.set(await self.db.fetchval(SQL.count_dead_last_day))
 
     async def _cleanup_pass(self) -> None:
         await self.cleanup()
@@ -356,7 +361,7 @@ class DeliveryWorker:
         """Delete finished rows past retention (``cleanup_loop`` runs it in one process at a time)."""
         deleted = 0
         while True:
-            status = await self.db.execute(deliveries.DELETE_FINISHED,
+            status = await self.db.execute(SQL.delete_finished_deliveries,
                                            self.settings.webhook_delivery_retention_days, CLEANUP_BATCH)
             count = int(status.split()[-1])
             deleted += count
@@ -366,9 +371,3 @@ class DeliveryWorker:
             log.info("webhooks: deleted %d finished delivery rows past retention", deleted)
         return deleted
 
-
-def _failure_outcome(row: asyncpg.Record | None) -> FailureOutcome:
-    if row is None:
-        return FailureOutcome("gone", None, None, None, None, 0, None, False)
-    return FailureOutcome(row["status"], row["next_attempt_at"], row["endpoint_id"], row["company_id"], row["url"],
-                          int(row["consecutive_failures"] or 0), row["failing_since"], bool(row["just_disabled"]))

@@ -11,7 +11,6 @@ import asyncpg
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.events import PHONE_STATUS, record_tenant_event
 from bisnesgpt.phones.store import (
-    PHONE_COLUMNS,
     PhoneConfig,
     get_phone,
     get_phone_status,
@@ -20,12 +19,10 @@ from bisnesgpt.phones.store import (
     set_phone_status,
 )
 
-SELECT_BY_WABA_ID = (
-    f"SELECT {PHONE_COLUMNS} FROM phone_configs WHERE meta_waba_id = $1 ORDER BY company_id, phone_index"
-)
+SELECT_BY_WABA_ID = "SELECT * FROM phone_configs WHERE meta_waba_id = $1 ORDER BY company_id, phone_index"
 # 360dialog phones may lack meta_phone_number_id; their webhooks still carry the display number.
-SELECT_D360_BY_DISPLAY_NUMBER = f"""
-SELECT {PHONE_COLUMNS} FROM phone_configs
+SELECT_D360_BY_DISPLAY_NUMBER = """
+SELECT * FROM phone_configs
 WHERE connection_type = '360dialog' AND regexp_replace(coalesce(display_phone_number, ''), '[^0-9]', '', 'g') = $1
 ORDER BY company_id, phone_index LIMIT 1
 """

@@ -17,7 +17,7 @@ import asyncpg
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.messaging.events import SESSION_STATUS, record_tenant_event
-from bisnesgpt.phones.store import set_phone_status
+from bisnesgpt.phones.store import PhoneStatusRow, set_phone_status
 
 SESSION_STATUSES = ("initializing", "qr", "pairing_code", "authenticated", "ready", "error", "disconnected", "pending")
 COMMAND_ACTIONS = ("start", "stop", "restart", "logout", "pairing_code")
@@ -150,7 +150,7 @@ async def mark_ready(conn: asyncpg.Connection, key: SessionKey, phone_number: st
 
 
 async def write_status(conn: asyncpg.Connection, key: SessionKey, status: str, metadata: dict[str, Any], *,
-                       phone_number: str | None = None) -> dict[str, Any]:
+                       phone_number: str | None = None) -> PhoneStatusRow:
     """``phone_status`` + tenant ``session.status`` event, in the caller's transaction."""
     row = await set_phone_status(conn, key.company_id, key.phone_index, status, metadata=metadata,
                                  phone_number=phone_number, connection_type="wwebjs", process_name="wwebjs")

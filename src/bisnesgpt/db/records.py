@@ -1,0 +1,28 @@
+"""Rows read into frozen dataclasses: each record takes the columns it has fields for.
+
+A query may answer more columns than a record needs (``SELECT *``, ``RETURNING *``, or a
+join that adds a few): ``from_row`` picks the record's fields by name, so a column list is
+written once, as the dataclass, and not copied into every query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Protocol, Self
+
+
+class Row(Protocol):
+    """What ``from_row`` reads: values by column name (an ``asyncpg.Record``, or a mapping in tests)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class RowRecord:
+    """Base of a frozen ``@dataclass`` read from a database row by field name."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    @classmethod
+    def from_row(cls, row: Row) -> Self:
+        """The record of ``row``: one value per field, by name; other columns are ignored."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
