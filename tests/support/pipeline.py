@@ -26,6 +26,7 @@ from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
 from bisnesgpt.messaging.send_processor import SendJobProcessor, SendReceipt
+from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.store import touch_inbound_session
 from bisnesgpt.phones import store as phones
 from bisnesgpt.tenancy import store as tenancy
@@ -199,7 +200,8 @@ class Workers:
     """In-process workers on the product's send queues, sending through ``engine``."""
 
     def __init__(self, db: Database, redis_url: str, engine: Any, specs: tuple[QueueSpec, ...] = (WWEBJS, META)):
-        self.workers = [QueueWorker(redis_url, spec, SendJobProcessor(db, engine, spec, process_name="test-worker"))
+        self.workers = [QueueWorker(redis_url, spec,
+                                    SendJobProcessor(PgSendStore(db), engine, spec, process_name="test-worker"))
                         for spec in specs]
 
     async def __aenter__(self) -> Workers:

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
+from bisnesgpt.messaging.states import MessageState
 
 MESSAGE_COLUMNS = """
     id, message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
@@ -91,7 +92,7 @@ class MessageRecord:
     media_filename: str | None
     payload: dict[str, Any]
     raw: dict[str, Any] | None
-    status: str
+    status: MessageState
     external_id: str | None
     context_message_id: str | None
     error_code: str | None
