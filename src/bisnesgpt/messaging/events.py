@@ -24,25 +24,15 @@ from typing import Any
 import asyncpg
 
 from bisnesgpt.core.ids import new_event_id
+from bisnesgpt.db.queries import load_queries
+
+SQL = load_queries("bisnesgpt.messaging")
 
 MESSAGE_INBOUND = "message.inbound"
 MESSAGE_STATUS = "message.status"
 SESSION_STATUS = "session.status"
 PHONE_STATUS = "phone.status"
 EVENT_TYPES = (MESSAGE_INBOUND, MESSAGE_STATUS, SESSION_STATUS, PHONE_STATUS)
-
-# One statement: the event, plus a delivery row for each enabled endpoint that wants it.
-INSERT_TENANT_EVENT = """
-WITH event AS (
-    INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
-    RETURNING id, company_id, type
-)
-INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
-SELECT e.id, event.id, event.company_id
-FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
-WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
-"""
 
 
 async def record_tenant_event(
@@ -59,7 +49,7 @@ async def record_tenant_event(
     Returns the event's stable id (``X-Bisnesgpt-Event-Id`` on every delivery of it).
     """
     event_id = new_event_id()
-    await conn.execute(INSERT_TENANT_EVENT, event_id, company_id, phone_index, type, data, raw)
+    await conn.execute(SQL.insert_tenant_event, event_id, company_id, phone_index, type, data, raw)
     return event_id
 
 

@@ -25,24 +25,16 @@ from typing import Any
 from prometheus_client import Counter
 
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging.queues import QUEUES_BY_NAME, QueueProducer
 
 log = logging.getLogger(__name__)
+SQL = load_queries("bisnesgpt.messaging")
 
 BATCH_SIZE = 500
 
 REDISPATCHED = Counter("bisnesgpt_outbox_redispatched_total",
                        "Messages the outbox reconciler put (back) into a queue", ["queue", "reason"])
-
-SELECT_UNFINISHED = """
-SELECT id, message_id, company_id, phone_index, status, queue_name
-FROM messages
-WHERE status IN ('queued', 'sending') AND direction = 'outbound'
-  AND updated_at < now() - make_interval(secs => $1)
-  AND id > $2
-ORDER BY id
-LIMIT $3
-"""
 
 
 @dataclass(frozen=True)
@@ -77,7 +69,7 @@ class OutboxReconciler:
 
     async def run_pass(self) -> PassReport:
         """Check one batch (resuming after the last one); raises on DB/Redis trouble."""
-        rows = await self.db.fetch(SELECT_UNFINISHED, self.min_age_seconds, self._cursor, self.batch_size)
+        rows = await self.db.fetch(SQL.select_unfinished_outbound, self.min_age_seconds, self._cursor, self.batch_size)
         report = PassReport(checked=len(rows), full_batch=len(rows) == self.batch_size)
         self._cursor = rows[-1]["id"] if report.full_batch else 0
         candidates = [Unfinished(r["id"], r["message_id"], r["company_id"], r["phone_index"], r["status"],

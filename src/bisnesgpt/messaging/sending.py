@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from bisnesgpt.core.errors import BisnesgptError, QueueUnavailable
 from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.window import check_window
 from bisnesgpt.health import metrics
 from bisnesgpt.messaging import idempotency, store
@@ -38,15 +39,12 @@ from bisnesgpt.messaging.router import MessageRouter, Route
 from bisnesgpt.messaging.targets import find_message, resolve_draft
 
 log = logging.getLogger(__name__)
+SQL = load_queries("bisnesgpt.messaging")
 
 MAX_WAIT_SECONDS = 30.0
 WAIT_POLL_SECONDS = 0.05
 FINAL_FOR_WAIT = frozenset({"sent", "delivered", "read", "failed", "cancelled"})
 
-SELECT_BY_IDEMPOTENCY_KEY = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages WHERE company_id = $1 AND idempotency_key = $2
-"""
-SELECT_STATUS = "SELECT status, external_id, error_code, error_title FROM messages WHERE id = $1"
 
 ENQUEUE_DEFERRED = Counter("bisnesgpt_enqueue_deferred_total",
                            "Messages stored while their queue was unreachable (the outbox reconciler enqueues them)",
@@ -190,7 +188,7 @@ class SendService:
             stored = await idempotency.claim(conn, key, self.idempotency_ttl)
             if stored is not None:
                 return None, route, SendOutcome(stored.status, stored.body, replayed=True)
-            row = await conn.fetchrow(SELECT_BY_IDEMPOTENCY_KEY, request.company_id, key.key)
+            row = await conn.fetchrow(SQL.select_message_by_idempotency_key, request.company_id, key.key)
             assert row is not None
             record = store.MessageRecord.from_row(row)
             body = accepted_body(record.message_id, record.process_name or route.process_name,
@@ -215,7 +213,7 @@ class SendService:
         deadline = time.monotonic() + seconds
         status, external_id, error = record.status, None, None
         while True:
-            row = await self.db.fetchrow(SELECT_STATUS, record.id)
+            row = await self.db.fetchrow(SQL.select_send_status, record.id)
             if row is not None:
                 status, external_id = row["status"], row["external_id"]
                 error = {"code": row["error_code"], "title": row["error_title"]}

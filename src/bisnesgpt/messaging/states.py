@@ -12,7 +12,10 @@ from typing import Any, Literal
 
 import asyncpg
 
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
+
+SQL = load_queries("bisnesgpt.messaging")
 
 MessageState = Literal["accepted", "queued", "sending", "sent", "delivered", "read", "failed", "cancelled"]
 
@@ -37,37 +40,6 @@ def allowed(from_status: str, to_status: str) -> bool:
 
 # Statuses tenants hear about through `message.status` events.
 PUBLISHED_STATUSES = frozenset({"queued", "sent", "delivered", "read", "failed", "cancelled"})
-
-ADVANCE_STATUS = """
-WITH prev AS (
-    SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
-), upd AS (
-    UPDATE messages m SET
-        status        = $2,
-        external_id   = coalesce($4, m.external_id),
-        error_code    = CASE WHEN $2 = 'failed' THEN $5 ELSE m.error_code END,
-        error_title   = CASE WHEN $2 = 'failed' THEN $6 ELSE m.error_title END,
-        error_details = CASE WHEN $2 = 'failed' THEN $7::jsonb ELSE m.error_details END,
-        attempts      = m.attempts + CASE WHEN $2 = 'sending' THEN 1 ELSE 0 END,
-        queued_at     = CASE WHEN $2 = 'queued' THEN now() ELSE m.queued_at END,
-        sent_at       = CASE WHEN $2 = 'sent' THEN now() ELSE m.sent_at END,
-        delivered_at  = CASE WHEN $2 = 'delivered' THEN now() ELSE m.delivered_at END,
-        read_at       = CASE WHEN $2 = 'read' THEN now() ELSE m.read_at END,
-        failed_at     = CASE WHEN $2 = 'failed' THEN now() ELSE m.failed_at END
-    FROM prev
-    WHERE m.id = prev.id AND message_status_allows(prev.status, $2)
-    RETURNING m.id, prev.status AS from_status, m.status AS to_status, m.message_id, m.company_id,
-              m.phone_index, m.chat_id, m.external_id, m.direction, m.provider, m.error_code, m.error_title
-), hist AS (
-    INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
-    SELECT id, from_status, to_status, $3, $8::jsonb FROM upd
-)
-SELECT upd.*, (SELECT status FROM prev) AS current_status FROM upd
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       (SELECT status FROM prev)
-WHERE NOT EXISTS (SELECT 1 FROM upd)
-"""
 
 
 @dataclass(frozen=True)
@@ -97,7 +69,7 @@ async def advance_status(
     together with the status change, or not at all.
     """
     row = await conn.fetchrow(
-        ADVANCE_STATUS, message_pk, to_status, source, external_id, error_code, error_title,
+        SQL.advance_status, message_pk, to_status, source, external_id, error_code, error_title,
         error_details, detail or {},
     )
     if row is None or row["id"] is None:

@@ -14,24 +14,10 @@ from typing import Any
 import asyncpg
 
 from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging import store
 
-SELECT_HISTORY = """
-SELECT from_status, to_status, source, detail, created_at FROM message_status_history
-WHERE message_pk = $1 ORDER BY id
-"""
-SELECT_PAGE = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages
-WHERE company_id = $1
-  AND ($2::text IS NULL OR chat_id = $2)
-  AND ($3::int IS NULL OR phone_index = $3)
-  AND ($4::text IS NULL OR status = $4)
-  AND ($5::text IS NULL OR direction = $5)
-  AND ($6::text IS NULL OR message_type = $6)
-  AND ($7::bigint IS NULL OR id < $7)
-ORDER BY id DESC
-LIMIT $8
-"""
+SQL = load_queries("bisnesgpt.messaging")
 
 
 @dataclass(frozen=True)
@@ -87,12 +73,12 @@ def message_json(record: store.MessageRecord) -> dict[str, Any]:
 async def history(conn: asyncpg.Connection, record: store.MessageRecord) -> list[dict[str, Any]]:
     return [{"fromStatus": r["from_status"], "toStatus": r["to_status"], "source": r["source"],
              "detail": r["detail"], "at": _iso(r["created_at"])}
-            for r in await conn.fetch(SELECT_HISTORY, record.id)]
+            for r in await conn.fetch(SQL.select_status_history, record.id)]
 
 
 async def page(conn: asyncpg.Connection, where: MessageFilter) -> tuple[list[store.MessageRecord], int | None]:
     """One page, newest first, and the pk to continue before (None on the last page)."""
-    rows = await conn.fetch(SELECT_PAGE, where.company_id, where.chat_id, where.phone_index, where.status,
+    rows = await conn.fetch(SQL.select_message_page, where.company_id, where.chat_id, where.phone_index, where.status,
                             where.direction, where.message_type, where.before_pk, where.limit + 1)
     records = [store.MessageRecord.from_row(r) for r in rows[: where.limit]]
     next_pk = records[-1].id if len(rows) > where.limit else None
