@@ -25,12 +25,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import asyncpg
 
 from bisnesgpt.core.errors import BadRequest, Conflict, ValidationFailed
+from bisnesgpt.core.jsontypes import JsonValue
 from bisnesgpt.db.queries import load_queries
+
+if TYPE_CHECKING:
+    from bisnesgpt.messaging.sending import SendAnswer
 
 SQL = load_queries("bisnesgpt.messaging")
 
@@ -52,11 +56,14 @@ class IdempotencyKey:
 
 @dataclass(frozen=True)
 class StoredResponse:
+    """The answer kept for a key: replayed as it was to every later request with the key."""
+
     status: int
-    body: dict[str, Any]
+    body: SendAnswer
 
 
 def validate_key(raw: str) -> str:
+    """The header's value if it is a usable key (400 problem otherwise)."""
     if not 1 <= len(raw) <= MAX_KEY_LENGTH or not raw.isprintable():
         raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
                          errors=[{"field": "Idempotency-Key", "message": "1-255 printable characters",
@@ -64,7 +71,7 @@ def validate_key(raw: str) -> str:
     return raw
 
 
-def fingerprint(method: str, path: str, body: Any) -> str:
+def fingerprint(method: str, path: str, body: JsonValue) -> str:
     """Same method, path and JSON body (key order and whitespace ignored) → same hash."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{method.upper()}\n{path}\n{canonical}".encode()).hexdigest()
@@ -110,9 +117,11 @@ def _answer(row: asyncpg.Record, key: IdempotencyKey, *, stale_ok: bool = False)
             return None  # its process died mid-request: claim() takes it over
         raise Conflict("a request with this Idempotency-Key is still in flight; retry later",
                        errors=[{"field": "Idempotency-Key", "message": "in flight", "type": "in_flight"}])
-    return StoredResponse(int(row["response_status"]), dict(row["response_body"]))
+    # Written by complete() from a SendAnswer: read back as one.
+    return StoredResponse(int(row["response_status"]), cast("SendAnswer", dict(row["response_body"])))
 
 
 async def complete(conn: asyncpg.Connection, key: IdempotencyKey, response: StoredResponse) -> None:
+    """Store the answer to replay for the key (its state becomes ``completed``)."""
     await conn.execute(SQL.complete_idempotency_key, key.company_id, key.key, response.status, response.body)
 

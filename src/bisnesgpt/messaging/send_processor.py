@@ -26,7 +26,7 @@ from bullmq.custom_errors import DelayedError, UnrecoverableError
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
-from bisnesgpt.messaging.node_jobs import node_job_to_message, parse_job_data
+from bisnesgpt.messaging.node_jobs import as_int, node_job_to_message, parse_job_data
 from bisnesgpt.messaging.queue_worker import OUTAGE_ERRORS
 from bisnesgpt.messaging.queues import QueueSpec
 from bisnesgpt.messaging.states import PAST_SENDING, MessageState
@@ -251,11 +251,11 @@ class SendJobProcessor:
 
     async def _retry_or_fail(self, job: JobHandle, token: str, message: MessageRecord,
                              exc: RetryableSendError) -> None:
-        attempts_allowed = _as_int((job.opts or {}).get("attempts", self.spec.attempts) or 1)
+        attempts_allowed = as_int((job.opts or {}).get("attempts", self.spec.attempts) or 1)
         # A provider-given delay moves the job without BullMQ counting an attempt, so those
         # retries are counted in the job's own data; the budget covers both kinds.
         data = dict(job.data or {})
-        delayed_retries = _as_int(data.get(DELAYED_RETRIES_KEY, 0))
+        delayed_retries = as_int(data.get(DELAYED_RETRIES_KEY, 0))
         if job.attemptsMade + delayed_retries + 1 >= attempts_allowed:
             code = exc.code or "RETRIES_EXHAUSTED"
             await self._fail(message, code, exc.provider_title, exc.details)
@@ -279,9 +279,3 @@ class SendJobProcessor:
         await self._fail(message, "DEADLINE_EXCEEDED", f"not sent before its deadline: {reason}", None)
         return True
 
-
-def _as_int(value: JsonValue) -> int:
-    """``int(value)`` for a number read from job data (raises like ``int()`` on anything else)."""
-    if isinstance(value, str | int | float):
-        return int(value)
-    raise TypeError(f"int() argument must be a string or a number, not {type(value).__name__!r}")

@@ -1,31 +1,32 @@
 """Message states and forward-only transitions, each recorded in ``message_status_history``.
 
 The rule itself lives in SQL (``message_status_allows`` in migration 0001) so that every
-writer — API, workers, webhook processing, operators with psql — is held to it; ``ALLOWED``
+writer — API, workers, webhook processing, operators with psql — is held to it; ``allowed``
 mirrors it for validation in Python (a test checks the two agree).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.queries import load_queries
-from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
+from bisnesgpt.messaging.events import MESSAGE_STATUS, MessageStatusData, record_tenant_event
 
 SQL = load_queries("bisnesgpt.messaging")
 
 MessageState = Literal["accepted", "queued", "sending", "sent", "delivered", "read", "failed", "cancelled"]
 
-LADDER = ("accepted", "queued", "sending", "sent", "delivered", "read")
-TERMINAL = frozenset({"read", "failed", "cancelled"})
+LADDER: tuple[MessageState, ...] = ("accepted", "queued", "sending", "sent", "delivered", "read")
+TERMINAL: frozenset[MessageState] = frozenset({"read", "failed", "cancelled"})
 # States after which a send must never be attempted again.
-PAST_SENDING = frozenset({"sent", "delivered", "read", "failed", "cancelled"})
+PAST_SENDING: frozenset[MessageState] = frozenset({"sent", "delivered", "read", "failed", "cancelled"})
 
 
-def allowed(from_status: str, to_status: str) -> bool:
+def allowed(from_status: MessageState, to_status: MessageState) -> bool:
     """Python mirror of SQL ``message_status_allows``."""
     if from_status in TERMINAL:
         return False
@@ -39,15 +40,17 @@ def allowed(from_status: str, to_status: str) -> bool:
 
 
 # Statuses tenants hear about through `message.status` events.
-PUBLISHED_STATUSES = frozenset({"queued", "sent", "delivered", "read", "failed", "cancelled"})
+PUBLISHED_STATUSES: frozenset[MessageState] = frozenset({"queued", "sent", "delivered", "read", "failed", "cancelled"})
 
 
 @dataclass(frozen=True)
 class Transition:
+    """What ``advance_status`` did: whether the message moved, from what, and to what."""
+
     changed: bool
-    from_status: str | None
-    to_status: str
-    current_status: str | None  # the status before this call (None: no such message)
+    from_status: MessageState | None
+    to_status: MessageState
+    current_status: MessageState | None  # the status before this call (None: no such message)
 
 
 async def advance_status(
@@ -56,12 +59,12 @@ async def advance_status(
     to_status: MessageState,
     *,
     source: str,
-    detail: dict[str, Any] | None = None,
+    detail: JsonObject | None = None,
     external_id: str | None = None,
     error_code: str | None = None,
     error_title: str | None = None,
-    error_details: Any = None,
-    raw: dict[str, Any] | None = None,
+    error_details: JsonValue = None,
+    raw: JsonObject | None = None,
 ) -> Transition:
     """Move a message forward (or do nothing if the rule forbids it), with history and event.
 
@@ -76,7 +79,7 @@ async def advance_status(
         current = row["current_status"] if row is not None else None
         return Transition(False, current, to_status, current)
     if to_status in PUBLISHED_STATUSES:
-        data: dict[str, Any] = {
+        data: MessageStatusData = {
             "message_id": row["message_id"],
             "external_id": row["external_id"],
             "chat_id": row["chat_id"],

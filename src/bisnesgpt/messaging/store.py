@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
 import asyncpg
 
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
 from bisnesgpt.messaging.states import MessageState
@@ -15,13 +16,18 @@ from bisnesgpt.messaging.states import MessageState
 SQL = load_queries("bisnesgpt.messaging")
 
 
+Direction = Literal["outbound", "inbound"]
+
+
 @dataclass(frozen=True)
 class MessageRecord:
+    """A ``messages`` row: an outbound message in the send pipeline, or one received."""
+
     id: int
     message_id: str
     company_id: str
     phone_index: int
-    direction: str
+    direction: Direction
     provider: str
     connection_type: str | None
     chat_id: str
@@ -31,14 +37,14 @@ class MessageRecord:
     media_id: str | None
     media_mime_type: str | None
     media_filename: str | None
-    payload: dict[str, Any]
-    raw: dict[str, Any] | None
+    payload: JsonObject  # the Cloud-API-shaped body (see ``drafts``), or the parsed inbound message
+    raw: JsonObject | None  # the provider's original (inbound), or the original Node job
     status: MessageState
     external_id: str | None
     context_message_id: str | None
     error_code: str | None
     error_title: str | None
-    error_details: Any
+    error_details: JsonValue
     attempts: int
     idempotency_key: str | None
     queue_name: str | None
@@ -55,6 +61,7 @@ class MessageRecord:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> MessageRecord:
+        """The record of a row with (at least) every column of ``messages``."""
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     @property
@@ -65,6 +72,8 @@ class MessageRecord:
 
 @dataclass(frozen=True)
 class NewOutboundMessage:
+    """What ``insert_outbound`` stores for a message accepted for sending (it starts ``queued``)."""
+
     message_id: str
     company_id: str
     phone_index: int
@@ -72,7 +81,7 @@ class NewOutboundMessage:
     connection_type: str | None
     chat_id: str
     message_type: str
-    payload: dict[str, Any]
+    payload: JsonObject
     queue_name: str
     process_name: str
     content: str | None = None
@@ -80,7 +89,7 @@ class NewOutboundMessage:
     media_id: str | None = None
     media_mime_type: str | None = None
     media_filename: str | None = None
-    raw: dict[str, Any] | None = None
+    raw: JsonObject | None = None
     context_message_id: str | None = None
     idempotency_key: str | None = None
     source: str = "api"
@@ -108,16 +117,19 @@ async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> 
 
 
 async def load_message(conn: asyncpg.Connection, message_id: str, company_id: str | None) -> MessageRecord | None:
+    """A message by our id, within ``company_id`` (or of any company when None)."""
     row = await conn.fetchrow(SQL.select_message, message_id, company_id)
     return MessageRecord.from_row(row) if row else None
 
 
 async def load_message_pk(conn: asyncpg.Connection, message_pk: int) -> MessageRecord | None:
+    """A message by its row id."""
     row = await conn.fetchrow(SQL.select_message_by_pk, message_pk)
     return MessageRecord.from_row(row) if row else None
 
 
 async def find_outbound_by_external_id(conn: asyncpg.Connection, external_id: str) -> MessageRecord | None:
+    """The newest outbound message the provider knows by ``external_id`` (status webhooks, acks)."""
     row = await conn.fetchrow(SQL.select_outbound_by_external_id, external_id)
     return MessageRecord.from_row(row) if row else None
 
@@ -131,12 +143,14 @@ async def claim_for_send(conn: asyncpg.Connection, message_pk: int, *, source: s
 
 
 async def touch_outbound_session(conn: asyncpg.Connection, company_id: str, phone_index: int, contact: str) -> None:
+    """Note that the conversation with ``contact`` had an outbound message now."""
     await conn.execute(SQL.touch_outbound_session, company_id, phone_index, contact)
 
 
 async def touch_inbound_session(
     conn: asyncpg.Connection, company_id: str, phone_index: int, contact: str, at: datetime
 ) -> None:
+    """Note an inbound message from ``contact`` at ``at`` (opens Meta's 24-hour window; never moved back)."""
     await conn.execute(SQL.touch_inbound_session, company_id, phone_index, contact, at)
 
 

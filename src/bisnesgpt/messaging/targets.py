@@ -30,6 +30,8 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 
 @dataclass(frozen=True)
 class TargetRef:
+    """A resolved reference: the provider id to send, and our record when we have one."""
+
     external_id: str
     record: store.MessageRecord | None
 
@@ -41,6 +43,7 @@ async def find_message(conn: asyncpg.Connection, company_id: str, ref: str) -> s
 
 
 async def resolve_ref(conn: asyncpg.Connection, company_id: str, ref: str, *, field: str) -> TargetRef:
+    """The provider id ``ref`` stands for (rules in the module docstring; ``field`` names it in problems)."""
     record = await find_message(conn, company_id, ref)
     if record is None:
         if _UUID.match(ref):
