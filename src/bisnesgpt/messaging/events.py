@@ -20,7 +20,7 @@ endpoints that ask for it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, Literal, NotRequired, TypedDict
+from typing import Final, Literal, NotRequired, TypedDict, cast
 
 import asyncpg
 
@@ -112,19 +112,11 @@ def inbound_message_data(
     push_name: str | None = None,
 ) -> InboundMessageData:
     """``message.inbound`` data; ``timestamp`` is ISO 8601 UTC, ``sender`` the sender's digits."""
-    data: InboundMessageData = {"message_id": message_id, "chat_id": chat_id, "from": sender, "type": message_type,
-                                "timestamp": timestamp, "provider": provider}
-    if external_id is not None:
-        data["external_id"] = external_id
-    if text is not None:
-        data["text"] = text
-    if media is not None:
-        data["media"] = media
-    if context is not None:
-        data["context"] = context
-    if push_name is not None:
-        data["push_name"] = push_name
-    return data
+    return cast("InboundMessageData", _without_none({
+        "message_id": message_id, "external_id": external_id, "chat_id": chat_id, "from": sender,
+        "type": message_type, "text": text, "media": media, "context": context, "timestamp": timestamp,
+        "provider": provider, "push_name": push_name,
+    }))
 
 
 def session_status_data(
@@ -137,16 +129,10 @@ def session_status_data(
     phone_number: str | None = None,
 ) -> SessionStatusData:
     """``session.status`` data: qr (a PNG data URL), pairing_code, ready, disconnected (reason), error."""
-    data: SessionStatusData = {"status": status, "connection_type": connection_type}
-    if qr is not None:
-        data["qr"] = qr
-    if pairing_code is not None:
-        data["pairing_code"] = pairing_code
-    if reason is not None:
-        data["reason"] = reason
-    if phone_number is not None:
-        data["phone_number"] = phone_number
-    return data
+    return cast("SessionStatusData", _without_none({
+        "status": status, "connection_type": connection_type, "qr": qr, "pairing_code": pairing_code,
+        "reason": reason, "phone_number": phone_number,
+    }))
 
 
 def phone_status_data(*, status: str, connection_type: str | None, reason: str | None = None,
@@ -155,5 +141,9 @@ def phone_status_data(*, status: str, connection_type: str | None, reason: str |
 
     Open-ended: each engine adds the details of its phone's state beside the three fixed keys.
     """
-    values: JsonObject = {"status": status, "connection_type": connection_type, "reason": reason, **details}
+    return _without_none({"status": status, "connection_type": connection_type, "reason": reason, **details})
+
+
+def _without_none(values: JsonObject) -> JsonObject:
+    """The keys whose value is not None (the ``*_data`` shapes leave absent what is unknown)."""
     return {key: value for key, value in values.items() if value is not None}

@@ -109,7 +109,7 @@ def node_job_to_message(ref: JobRef, data: JsonObject, spec: QueueSpec) -> store
 
 
 def as_int(value: JsonValue) -> int:
-    """``int(value)`` for a number read from job data (raises like ``int()`` on anything else)."""
+    """``int(value)`` for a number read from JSON (job data, a published change); raises like ``int()``."""
     if isinstance(value, str | int | float):
         return int(value)
     raise TypeError(f"int() argument must be a string or a number, not {type(value).__name__!r}")

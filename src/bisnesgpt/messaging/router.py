@@ -21,8 +21,9 @@ from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PHONE_CONFIG_CHANGED, publish
 from bisnesgpt.coordination.coordinator import Subscriptions
 from bisnesgpt.core.errors import EngineDisabled, NotFound
-from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
+from bisnesgpt.messaging.node_jobs import as_int
 from bisnesgpt.messaging.queues import QueueSpec, queue_for_connection_type
 from bisnesgpt.phones.store import PhoneConfig, get_phone
 
@@ -144,14 +145,8 @@ class MessageRouter:
         phone_index = change.get("phoneIndex")
         try:
             self.invalidate(str(company_id) if company_id is not None else None,
-                            _index(phone_index) if phone_index is not None and company_id is not None else None)
+                            as_int(phone_index) if phone_index is not None and company_id is not None else None)
         except (ValueError, TypeError):
             log.warning("malformed %s message %r; dropping the whole cache", PHONE_CONFIG_CHANGED, change)
             self.invalidate()
 
-
-def _index(value: JsonValue) -> int:
-    """A phone index from a published change, as ``int()`` reads it (TypeError/ValueError otherwise)."""
-    if isinstance(value, str | int | float):
-        return int(value)
-    raise TypeError(f"phoneIndex {value!r} is not a number")
