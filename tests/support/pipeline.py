@@ -186,7 +186,8 @@ class RecordingEngine:
 
     async def send(self, message: store.MessageRecord) -> SendReceipt:
         self.seen.append(message)
-        body = (message.payload.get("text") or {}).get("body", "")
+        text = message.payload.get("text")
+        body = text.get("body", "") if isinstance(text, dict) else ""
         if self.hang_on_slow and isinstance(body, str) and body.startswith("SLOW"):
             print(f"hanging on {message.message_id}", flush=True)
             await asyncio.sleep(3600)
