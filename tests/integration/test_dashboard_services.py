@@ -24,6 +24,7 @@ from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import WWEBJS
 from bisnesgpt.messaging.send_processor import SendJobProcessor, SendReceipt
+from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.states import advance_status
 from bisnesgpt.processes.context import ProcessContext
 from tests.support.health import new_context
@@ -75,7 +76,8 @@ async def status_of(db: Database, message_id: str) -> str:
 
 async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: ProcessContext, db: Database) -> None:
     admin = QueueAdmin(ctx)
-    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(db, FailFirstEngine(), WWEBJS, process_name="w"))
+    worker = QueueWorker(ctx.redis_url, WWEBJS,
+                         SendJobProcessor(PgSendStore(db), FailFirstEngine(), WWEBJS, process_name="w"))
     await worker.start()
     try:
         first, second = await outbound(db), await outbound(db)
@@ -142,7 +144,7 @@ async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: Proce
 async def test_retry_all_failed_requeues_each_failed_message(ctx: ProcessContext, db: Database) -> None:
     admin = QueueAdmin(ctx)
     engine = FailFirstEngine()
-    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(db, engine, WWEBJS, process_name="w"))
+    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(PgSendStore(db), engine, WWEBJS, process_name="w"))
     await worker.start()
     try:
         records = [await outbound(db, f"m{i}") for i in range(3)]
@@ -289,7 +291,7 @@ class SlowDownThenOkEngine:
 
 async def test_an_operator_retry_gets_a_fresh_attempt_budget(ctx: ProcessContext, db: Database) -> None:
     engine = SlowDownThenOkEngine()
-    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(db, engine, WWEBJS, process_name="w"))
+    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(PgSendStore(db), engine, WWEBJS, process_name="w"))
     await worker.start()
     try:
         record = await outbound(db)

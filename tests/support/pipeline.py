@@ -26,6 +26,7 @@ from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
 from bisnesgpt.messaging.send_processor import SendJobProcessor, SendReceipt
+from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.store import touch_inbound_session
 from bisnesgpt.phones import store as phones
 from bisnesgpt.tenancy import store as tenancy
@@ -185,7 +186,8 @@ class RecordingEngine:
 
     async def send(self, message: store.MessageRecord) -> SendReceipt:
         self.seen.append(message)
-        body = (message.payload.get("text") or {}).get("body", "")
+        text = message.payload.get("text")
+        body = text.get("body", "") if isinstance(text, dict) else ""
         if self.hang_on_slow and isinstance(body, str) and body.startswith("SLOW"):
             print(f"hanging on {message.message_id}", flush=True)
             await asyncio.sleep(3600)
@@ -199,7 +201,8 @@ class Workers:
     """In-process workers on the product's send queues, sending through ``engine``."""
 
     def __init__(self, db: Database, redis_url: str, engine: Any, specs: tuple[QueueSpec, ...] = (WWEBJS, META)):
-        self.workers = [QueueWorker(redis_url, spec, SendJobProcessor(db, engine, spec, process_name="test-worker"))
+        self.workers = [QueueWorker(redis_url, spec,
+                                    SendJobProcessor(PgSendStore(db), engine, spec, process_name="test-worker"))
                         for spec in specs]
 
     async def __aenter__(self) -> Workers:

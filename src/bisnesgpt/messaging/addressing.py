@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import phonenumbers
 
@@ -34,11 +35,13 @@ class Recipient:
     is_group: bool
 
     @property
-    def recipient_type(self) -> str:
+    def recipient_type(self) -> Literal["individual", "group"]:
+        """The Cloud API's ``recipient_type`` for this chat."""
         return "group" if self.is_group else "individual"
 
 
 def invalid(field: str, message: str) -> ValidationFailed:
+    """The 422 problem for one invalid request field."""
     return ValidationFailed(f"{field}: {message}", errors=[{"field": field, "message": message,
                                                             "type": "value_error"}])
 

@@ -13,15 +13,29 @@ target; the API resolves our message ids to provider ids before storing (``targe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal, get_args
 
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.messaging.addressing import Recipient
 
-MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
+MediaType = Literal["image", "video", "audio", "document", "sticker"]
 # Types that act on an earlier message: their object's ``message_id`` names the target.
-TARGETED_TYPES = frozenset({"reaction", "edit", "delete"})
-MESSAGE_TYPES = frozenset({"text", "location", "contacts", "interactive", "template"}) | MEDIA_TYPES | TARGETED_TYPES
+TargetedType = Literal["reaction", "edit", "delete"]
+MessageType = Literal["text", "location", "contacts", "interactive", "template", MediaType, TargetedType]
+MEDIA_TYPES: frozenset[str] = frozenset(get_args(MediaType))
+TARGETED_TYPES: frozenset[str] = frozenset(get_args(TargetedType))
+MESSAGE_TYPES: frozenset[str] = frozenset(get_args(MessageType))
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """Where a media draft's file comes from (``link`` or an uploaded ``id``), and its file name."""
+
+    link: str | None = None
+    id: str | None = None
+    filename: str | None = None
 
 
 @dataclass(frozen=True)
@@ -33,25 +47,31 @@ class Draft:
     (both: our messageId or a provider id, as the client gave it).
     """
 
-    type: str
-    body: dict[str, Any] | list[Any]  # a list only for ``contacts``
+    type: MessageType
+    body: JsonObject | Sequence[JsonValue]  # a list only for ``contacts``
     recipient: Recipient | None
     reply_to: str | None = None
     target: str | None = None
     content: str | None = None
     mime_type: str | None = None
     # The client's request body as given (stored in ``messages.raw`` for audit).
-    request: dict[str, Any] = field(default_factory=dict)
+    request: JsonObject = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Refuse an unknown type, and a target on a type that takes none (or none where one is needed)."""
         if self.type not in MESSAGE_TYPES:
             raise ValueError(f"unknown message type {self.type!r}")
         if (self.type in TARGETED_TYPES) != (self.target is not None):
             raise ValueError(f"{self.type} drafts {'need' if self.type in TARGETED_TYPES else 'take no'} target")
 
     @property
-    def media(self) -> dict[str, Any]:
-        return self.body if self.type in MEDIA_TYPES and isinstance(self.body, dict) else {}
+    def media(self) -> MediaRef:
+        """The file of a media draft (all None for other types)."""
+        if self.type not in MEDIA_TYPES or not isinstance(self.body, dict):
+            return MediaRef()
+        link, media_id, filename = (self.body.get(name) for name in ("link", "id", "filename"))
+        return MediaRef(link if isinstance(link, str) else None, media_id if isinstance(media_id, str) else None,
+                        filename if isinstance(filename, str) else None)
 
 
 @dataclass(frozen=True)
@@ -63,13 +83,14 @@ class Resolved:
     target_external_id: str | None
     reply_external_id: str | None
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> JsonObject:
+        """The stored ``messages.payload`` (the contract in the module docstring)."""
         kind = self.draft.type
-        body: dict[str, Any] | list[Any] = (dict(self.draft.body) if isinstance(self.draft.body, dict)
-                                            else list(self.draft.body))
+        body: JsonObject | list[JsonValue] = (dict(self.draft.body) if isinstance(self.draft.body, dict)
+                                              else list(self.draft.body))
         if self.target_external_id is not None and isinstance(body, dict):
             body["message_id"] = self.target_external_id
-        payload: dict[str, Any] = {
+        payload: JsonObject = {
             "messaging_product": "whatsapp",
             "recipient_type": self.recipient.recipient_type,
             "to": self.recipient.to,
@@ -87,17 +108,19 @@ class Resolved:
 
 
 def text_draft(recipient: Recipient, body: str, *, preview_url: bool = False, reply_to: str | None = None,
-               request: dict[str, Any] | None = None) -> Draft:
+               request: JsonObject | None = None) -> Draft:
+    """A text message (``preview_url``: let WhatsApp show a link preview)."""
     return Draft("text", {"body": body, "preview_url": preview_url}, recipient, reply_to=reply_to, content=body,
                  request=request or {})
 
 
-def media_draft(kind: str, recipient: Recipient, *, link: str | None = None, media_id: str | None = None,
+def media_draft(kind: MediaType, recipient: Recipient, *, link: str | None = None, media_id: str | None = None,
                 caption: str | None = None, filename: str | None = None, mime_type: str | None = None,
-                reply_to: str | None = None, request: dict[str, Any] | None = None) -> Draft:
+                reply_to: str | None = None, request: JsonObject | None = None) -> Draft:
+    """An image/video/audio/document/sticker from a ``link`` (or an uploaded ``media_id``)."""
     if kind not in MEDIA_TYPES:
         raise ValueError(f"not a media type: {kind}")
-    body: dict[str, Any] = {"link": link} if link is not None else {"id": media_id}
+    body: JsonObject = {"link": link} if link is not None else {"id": media_id}
     if caption:
         body["caption"] = caption
     if filename:
@@ -106,26 +129,30 @@ def media_draft(kind: str, recipient: Recipient, *, link: str | None = None, med
                  request=request or {})
 
 
-def template_draft(recipient: Recipient, name: str, language: str, components: list[dict[str, Any]] | None, *,
-                   reply_to: str | None = None, request: dict[str, Any] | None = None) -> Draft:
-    body: dict[str, Any] = {"name": name, "language": {"code": language, "policy": "deterministic"}}
+def template_draft(recipient: Recipient, name: str, language: str, components: list[JsonObject] | None, *,
+                   reply_to: str | None = None, request: JsonObject | None = None) -> Draft:
+    """An approved template by name and language code, with its parameter ``components``."""
+    body: JsonObject = {"name": name, "language": {"code": language, "policy": "deterministic"}}
     if components:
-        body["components"] = components
+        body["components"] = [*components]
     return Draft("template", body, recipient, reply_to=reply_to, content=name, request=request or {})
 
 
 def reaction_draft(recipient: Recipient | None, target: str, emoji: str, *,
-                   request: dict[str, Any] | None = None) -> Draft:
+                   request: JsonObject | None = None) -> Draft:
+    """A reaction to ``target`` (an empty ``emoji`` removes ours)."""
     return Draft("reaction", {"message_id": target, "emoji": emoji}, recipient, target=target, content=emoji,
                  request=request or {})
 
 
-def edit_draft(recipient: Recipient | None, target: str, text: str, *, request: dict[str, Any] | None = None) -> Draft:
+def edit_draft(recipient: Recipient | None, target: str, text: str, *, request: JsonObject | None = None) -> Draft:
+    """A new text for an earlier text message of ours (``target``)."""
     return Draft("edit", {"message_id": target, "text": {"body": text}}, recipient, target=target, content=text,
                  request=request or {})
 
 
 def delete_draft(recipient: Recipient | None, target: str, *, for_everyone: bool = True,
-                 request: dict[str, Any] | None = None) -> Draft:
+                 request: JsonObject | None = None) -> Draft:
+    """Delete ``target``: for everyone in the chat, or only on our phone."""
     return Draft("delete", {"message_id": target, "for_everyone": for_everyone}, recipient, target=target,
                  request=request or {})

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.jsontypes import JsonValue
 
 
 class SendError(BisnesgptError):
@@ -19,7 +19,7 @@ class RetryableSendError(SendError):
     """
 
     def __init__(self, detail: str, *, code: str | None = None, title: str | None = None,
-                 retry_after_ms: int | None = None, details: Any = None) -> None:
+                 retry_after_ms: int | None = None, details: JsonValue = None) -> None:
         super().__init__(detail)
         self.code = code
         self.provider_title = title or detail
@@ -30,7 +30,7 @@ class RetryableSendError(SendError):
 class PermanentSendError(SendError):
     """The provider rejected the message for good: it ends ``failed`` with code and title."""
 
-    def __init__(self, detail: str, *, code: str, title: str | None = None, details: Any = None) -> None:
+    def __init__(self, detail: str, *, code: str, title: str | None = None, details: JsonValue = None) -> None:
         super().__init__(detail)
         self.code = code
         self.provider_title = title or detail

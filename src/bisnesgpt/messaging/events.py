@@ -19,30 +19,63 @@ endpoints that ask for it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Final, Literal, NotRequired, TypedDict, cast
 
 import asyncpg
 
 from bisnesgpt.core.ids import new_event_id
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.db.queries import load_queries
 
-MESSAGE_INBOUND = "message.inbound"
-MESSAGE_STATUS = "message.status"
-SESSION_STATUS = "session.status"
-PHONE_STATUS = "phone.status"
-EVENT_TYPES = (MESSAGE_INBOUND, MESSAGE_STATUS, SESSION_STATUS, PHONE_STATUS)
+SQL = load_queries("bisnesgpt.messaging")
 
-# One statement: the event, plus a delivery row for each enabled endpoint that wants it.
-INSERT_TENANT_EVENT = """
-WITH event AS (
-    INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
-    RETURNING id, company_id, type
-)
-INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
-SELECT e.id, event.id, event.company_id
-FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
-WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
-"""
+MESSAGE_INBOUND: Final = "message.inbound"
+MESSAGE_STATUS: Final = "message.status"
+SESSION_STATUS: Final = "session.status"
+PHONE_STATUS: Final = "phone.status"
+EventType = Literal["message.inbound", "message.status", "session.status", "phone.status"]
+EVENT_TYPES: tuple[EventType, ...] = (MESSAGE_INBOUND, MESSAGE_STATUS, SESSION_STATUS, PHONE_STATUS)
+
+
+class MessageError(TypedDict):
+    """Why a message failed: the provider's (or our) code and title, and its details."""
+
+    code: str | None
+    title: str | None
+    details: JsonValue
+
+
+class MessageStatusData(TypedDict):
+    """``message.status`` data (the ``error`` only when the message failed)."""
+
+    message_id: str
+    external_id: str | None
+    chat_id: str
+    direction: str
+    provider: str
+    status: str
+    previous_status: str | None
+    error: NotRequired[MessageError]
+
+
+# ``from`` is a keyword, hence the functional form.
+InboundMessageData = TypedDict("InboundMessageData", {
+    "message_id": str, "external_id": NotRequired[str], "chat_id": str, "from": str, "type": str,
+    "text": NotRequired[str], "media": NotRequired[JsonObject], "context": NotRequired[JsonObject],
+    "timestamp": str, "provider": str, "push_name": NotRequired[str],
+})
+
+
+class SessionStatusData(TypedDict):
+    """``session.status`` data."""
+
+    status: str
+    connection_type: str
+    qr: NotRequired[str]
+    pairing_code: NotRequired[str]
+    reason: NotRequired[str]
+    phone_number: NotRequired[str]
 
 
 async def record_tenant_event(
@@ -50,21 +83,18 @@ async def record_tenant_event(
     *,
     company_id: str,
     phone_index: int | None,
-    type: str,
-    data: dict[str, Any],
-    raw: dict[str, Any] | None = None,
+    type: EventType,
+    data: Mapping[str, object],
+    raw: JsonObject | None = None,
 ) -> str:
     """Store one event and its webhook deliveries (call inside the change's transaction).
 
-    Returns the event's stable id (``X-Bisnesgpt-Event-Id`` on every delivery of it).
+    ``data`` is the event's JSON object (one of the shapes above); returns the event's
+    stable id (``X-Bisnesgpt-Event-Id`` on every delivery of it).
     """
     event_id = new_event_id()
-    await conn.execute(INSERT_TENANT_EVENT, event_id, company_id, phone_index, type, data, raw)
+    await conn.execute(SQL.insert_tenant_event, event_id, company_id, phone_index, type, data, raw)
     return event_id
-
-
-def _without_none(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def inbound_message_data(
@@ -77,16 +107,16 @@ def inbound_message_data(
     timestamp: str,
     external_id: str | None = None,
     text: str | None = None,
-    media: dict[str, Any] | None = None,
-    context: dict[str, Any] | None = None,
+    media: JsonObject | None = None,
+    context: JsonObject | None = None,
     push_name: str | None = None,
-) -> dict[str, Any]:
+) -> InboundMessageData:
     """``message.inbound`` data; ``timestamp`` is ISO 8601 UTC, ``sender`` the sender's digits."""
-    return _without_none({
+    return cast("InboundMessageData", _without_none({
         "message_id": message_id, "external_id": external_id, "chat_id": chat_id, "from": sender,
         "type": message_type, "text": text, "media": media, "context": context, "timestamp": timestamp,
         "provider": provider, "push_name": push_name,
-    })
+    }))
 
 
 def session_status_data(
@@ -97,15 +127,23 @@ def session_status_data(
     pairing_code: str | None = None,
     reason: str | None = None,
     phone_number: str | None = None,
-) -> dict[str, Any]:
+) -> SessionStatusData:
     """``session.status`` data: qr (a PNG data URL), pairing_code, ready, disconnected (reason), error."""
-    return _without_none({
+    return cast("SessionStatusData", _without_none({
         "status": status, "connection_type": connection_type, "qr": qr, "pairing_code": pairing_code,
         "reason": reason, "phone_number": phone_number,
-    })
+    }))
 
 
 def phone_status_data(*, status: str, connection_type: str | None, reason: str | None = None,
-                      **details: Any) -> dict[str, Any]:
-    """``phone.status`` data (e.g. ``status="partner_removed"`` for a Meta phone)."""
+                      **details: JsonValue) -> JsonObject:
+    """``phone.status`` data (e.g. ``status="partner_removed"`` for a Meta phone); ``None`` values left out.
+
+    Open-ended: each engine adds the details of its phone's state beside the three fixed keys.
+    """
     return _without_none({"status": status, "connection_type": connection_type, "reason": reason, **details})
+
+
+def _without_none(values: JsonObject) -> JsonObject:
+    """The keys whose value is not None (the ``*_data`` shapes leave absent what is unknown)."""
+    return {key: value for key, value in values.items() if value is not None}

@@ -25,36 +25,22 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import asyncpg
 
 from bisnesgpt.core.errors import BadRequest, Conflict, ValidationFailed
+from bisnesgpt.core.jsontypes import JsonValue
+from bisnesgpt.db.queries import load_queries
+
+if TYPE_CHECKING:
+    from bisnesgpt.messaging.sending import SendAnswer
+
+SQL = load_queries("bisnesgpt.messaging")
 
 MAX_KEY_LENGTH = 255
 # Longer than the longest legitimate request (?wait= is capped at 30 s).
 STALE_AFTER = timedelta(seconds=90)
-
-CLAIM_KEY = """
-INSERT INTO idempotency_keys AS k (company_id, key, request_hash, method, path, state, expires_at)
-VALUES ($1, $2, $3, $4, $5, 'in_flight', now() + $6::interval)
-ON CONFLICT (company_id, key) DO UPDATE SET
-    request_hash = EXCLUDED.request_hash, method = EXCLUDED.method, path = EXCLUDED.path,
-    state = 'in_flight', response_status = NULL, response_body = NULL,
-    created_at = now(), expires_at = EXCLUDED.expires_at
-WHERE k.expires_at < now()
-   OR (k.state = 'in_flight' AND k.created_at < now() - $7::interval AND k.request_hash = EXCLUDED.request_hash)
-RETURNING key
-"""
-SELECT_KEY = """
-SELECT request_hash, method, path, state, response_status, response_body,
-       created_at < now() - $3::interval AS stale
-FROM idempotency_keys WHERE company_id = $1 AND key = $2
-"""
-COMPLETE_KEY = """
-UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4::jsonb
-WHERE company_id = $1 AND key = $2
-"""
 
 
 @dataclass(frozen=True)
@@ -70,11 +56,14 @@ class IdempotencyKey:
 
 @dataclass(frozen=True)
 class StoredResponse:
+    """The answer kept for a key: replayed as it was to every later request with the key."""
+
     status: int
-    body: dict[str, Any]
+    body: SendAnswer
 
 
 def validate_key(raw: str) -> str:
+    """The header's value if it is a usable key (400 problem otherwise)."""
     if not 1 <= len(raw) <= MAX_KEY_LENGTH or not raw.isprintable():
         raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
                          errors=[{"field": "Idempotency-Key", "message": "1-255 printable characters",
@@ -82,7 +71,7 @@ def validate_key(raw: str) -> str:
     return raw
 
 
-def fingerprint(method: str, path: str, body: Any) -> str:
+def fingerprint(method: str, path: str, body: JsonValue) -> str:
     """Same method, path and JSON body (key order and whitespace ignored) → same hash."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{method.upper()}\n{path}\n{canonical}".encode()).hexdigest()
@@ -90,23 +79,26 @@ def fingerprint(method: str, path: str, body: Any) -> str:
 
 async def claim(conn: asyncpg.Connection, key: IdempotencyKey, ttl: timedelta) -> StoredResponse | None:
     """Claim the key for this request; a stored response to replay, or raise 409/422."""
-    claimed = await conn.fetchval(CLAIM_KEY, key.company_id, key.key, key.request_hash, key.method, key.path,
-                                  ttl, STALE_AFTER)
-    if claimed is not None:
+    if await _take(conn, key, ttl):
         return None
-    row = await conn.fetchrow(SELECT_KEY, key.company_id, key.key, STALE_AFTER)
+    row = await conn.fetchrow(SQL.select_idempotency_key, key.company_id, key.key, STALE_AFTER, False)
     if row is None:  # expired and cleaned up between the two statements: try once more
-        claimed = await conn.fetchval(CLAIM_KEY, key.company_id, key.key, key.request_hash, key.method, key.path,
-                                      ttl, STALE_AFTER)
-        if claimed is not None:
+        if await _take(conn, key, ttl):
             return None
         raise Conflict("the Idempotency-Key is being claimed concurrently; retry")
     return _answer(row, key)
 
 
+async def _take(conn: asyncpg.Connection, key: IdempotencyKey, ttl: timedelta) -> bool:
+    """Insert the key in_flight (or take over an expired/stale one); False when it is not ours."""
+    claimed = await conn.fetchval(SQL.claim_idempotency_key, key.company_id, key.key, key.request_hash, key.method,
+                                  key.path, ttl, STALE_AFTER)
+    return claimed is not None
+
+
 async def lookup(conn: asyncpg.Connection, key: IdempotencyKey) -> StoredResponse | None:
     """The stored answer of a completed, unexpired key; raise 422 (other request) / 409 (in flight)."""
-    row = await conn.fetchrow(SELECT_KEY + " AND expires_at >= now()", key.company_id, key.key, STALE_AFTER)
+    row = await conn.fetchrow(SQL.select_idempotency_key, key.company_id, key.key, STALE_AFTER, True)
     if row is None:
         return None
     return _answer(row, key, stale_ok=True)
@@ -125,9 +117,11 @@ def _answer(row: asyncpg.Record, key: IdempotencyKey, *, stale_ok: bool = False)
             return None  # its process died mid-request: claim() takes it over
         raise Conflict("a request with this Idempotency-Key is still in flight; retry later",
                        errors=[{"field": "Idempotency-Key", "message": "in flight", "type": "in_flight"}])
-    return StoredResponse(int(row["response_status"]), dict(row["response_body"]))
+    # Written by complete() from a SendAnswer: read back as one.
+    return StoredResponse(int(row["response_status"]), cast("SendAnswer", dict(row["response_body"])))
 
 
 async def complete(conn: asyncpg.Connection, key: IdempotencyKey, response: StoredResponse) -> None:
-    await conn.execute(COMPLETE_KEY, key.company_id, key.key, response.status, response.body)
+    """Store the answer to replay for the key (its state becomes ``completed``)."""
+    await conn.execute(SQL.complete_idempotency_key, key.company_id, key.key, response.status, response.body)
 

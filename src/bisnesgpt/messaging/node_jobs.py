@@ -9,11 +9,41 @@ loses nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, TypedDict
 
 from bisnesgpt.core.ids import new_message_id
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.queues import QueueSpec
+
+
+class SendJobData(TypedDict):
+    """Our send job's data: the stored message it is about."""
+
+    messageId: str
+    companyId: str
+    phoneIndex: int
+
+
+class AboutAMessage(Protocol):
+    """Anything that names a stored message (a ``MessageRecord``, the reconciler's rows)."""
+
+    @property
+    def message_id(self) -> str:
+        """Our id of the message."""
+
+    @property
+    def company_id(self) -> str:
+        """The company it belongs to."""
+
+    @property
+    def phone_index(self) -> int:
+        """The company's phone that sends it."""
+
+
+def send_job_data(message: AboutAMessage) -> SendJobData:
+    """The data of the job that sends ``message`` (the API's enqueue and the outbox reconciler's)."""
+    return {"messageId": message.message_id, "companyId": message.company_id, "phoneIndex": message.phone_index}
 
 
 @dataclass(frozen=True)
@@ -26,31 +56,39 @@ class JobRef:
     node_format: bool
 
 
-def parse_job_data(job_id: str | None, data: dict[str, Any]) -> JobRef:
+def parse_job_data(job_id: str | None, data: JsonObject) -> JobRef:
     """Our format or the original Node router's; raises ValueError on anything else."""
     if "messageId" in data:
-        return JobRef(str(data["messageId"]), data.get("companyId"), data.get("phoneIndex"), False)
+        company_id, phone_index = data.get("companyId"), data.get("phoneIndex")
+        return JobRef(str(data["messageId"]), None if company_id is None else str(company_id),
+                      phone_index if isinstance(phone_index, int) else None, False)
     if "companyId" in data and isinstance(data.get("messageData"), dict):
         return JobRef(str(job_id or new_message_id()), str(data["companyId"]),
-                      int(data.get("phoneIndex") or 0), True)
+                      as_int(data.get("phoneIndex") or 0), True)
     raise ValueError(f"unrecognised job data keys: {sorted(data)}")
 
 
-def node_job_to_message(ref: JobRef, data: dict[str, Any], spec: QueueSpec) -> store.NewOutboundMessage:
+def node_job_to_message(ref: JobRef, data: JsonObject, spec: QueueSpec) -> store.NewOutboundMessage:
     """Map ``{companyId, phoneIndex, messageData:{to, message, …}}`` to a message row."""
-    message_data: dict[str, Any] = data["messageData"]
+    message_data = data["messageData"]
+    if not isinstance(message_data, dict):
+        raise TypeError("Node job has no messageData object")
     to = str(message_data.get("to") or message_data.get("chatId") or "")
     digits = "".join(ch for ch in to.split("@", 1)[0] if ch.isdigit())
     if not digits:
         raise ValueError("Node job messageData has no recipient ('to')")
     kind = str(message_data.get("type") or "text")
-    text = message_data.get("message") if isinstance(message_data.get("message"), str) else None
-    payload: dict[str, Any] = {"messaging_product": "whatsapp", "to": digits, "type": kind}
+    message = message_data.get("message")
+    text = message if isinstance(message, str) else None
+    payload: JsonObject = {"messaging_product": "whatsapp", "to": digits, "type": kind}
     media_url: str | None = None
     if kind == "text":
         payload["text"] = {"body": text or ""}
     else:
-        media_url = message_data.get("mediaUrl") or message_data.get("url")
+        link = message_data.get("mediaUrl") or message_data.get("url")
+        if link is not None and not isinstance(link, str):
+            raise TypeError(f"Node job media URL is not text: {link!r}")
+        media_url = link
         payload[kind] = {"link": media_url, **({"caption": text} if text else {})}
     return store.NewOutboundMessage(
         message_id=ref.message_id,
@@ -68,3 +106,10 @@ def node_job_to_message(ref: JobRef, data: dict[str, Any], spec: QueueSpec) -> s
         raw=data,
         source="node-job",
     )
+
+
+def as_int(value: JsonValue) -> int:
+    """``int(value)`` for a number read from JSON (job data, a published change); raises like ``int()``."""
+    if isinstance(value, str | int | float):
+        return int(value)
+    raise TypeError(f"int() argument must be a string or a number, not {type(value).__name__!r}")

@@ -20,43 +20,41 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
+import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
+from bisnesgpt.messaging.node_jobs import send_job_data
 from bisnesgpt.messaging.queues import QUEUES_BY_NAME, QueueProducer
+from bisnesgpt.messaging.states import MessageState
 
 log = logging.getLogger(__name__)
+SQL = load_queries("bisnesgpt.messaging")
 
 BATCH_SIZE = 500
 
 REDISPATCHED = Counter("bisnesgpt_outbox_redispatched_total",
                        "Messages the outbox reconciler put (back) into a queue", ["queue", "reason"])
 
-SELECT_UNFINISHED = """
-SELECT id, message_id, company_id, phone_index, status, queue_name
-FROM messages
-WHERE status IN ('queued', 'sending') AND direction = 'outbound'
-  AND updated_at < now() - make_interval(secs => $1)
-  AND id > $2
-ORDER BY id
-LIMIT $3
-"""
-
 
 @dataclass(frozen=True)
 class Unfinished:
+    """An outbound message still queued or sending: what the reconciler checks in Redis."""
+
     pk: int
     message_id: str
     company_id: str
     phone_index: int
-    status: str
+    status: MessageState
     queue_name: str
 
 
 @dataclass
 class PassReport:
+    """What one pass did: messages checked, enqueued (no job), re-added (a stalled, failed job)."""
+
     checked: int = 0
     enqueued: int = 0
     requeued_stalled: int = 0
@@ -66,7 +64,7 @@ class PassReport:
 class OutboxReconciler:
     """One reconciliation pass at a time over the unfinished outbound messages."""
 
-    def __init__(self, db: Database, redis: Any, producer: QueueProducer, *, min_age_seconds: float,
+    def __init__(self, db: Database, redis: aioredis.Redis, producer: QueueProducer, *, min_age_seconds: float,
                  batch_size: int = BATCH_SIZE) -> None:
         self.db = db
         self.redis = redis
@@ -77,7 +75,7 @@ class OutboxReconciler:
 
     async def run_pass(self) -> PassReport:
         """Check one batch (resuming after the last one); raises on DB/Redis trouble."""
-        rows = await self.db.fetch(SELECT_UNFINISHED, self.min_age_seconds, self._cursor, self.batch_size)
+        rows = await self.db.fetch(SQL.select_unfinished_outbound, self.min_age_seconds, self._cursor, self.batch_size)
         report = PassReport(checked=len(rows), full_batch=len(rows) == self.batch_size)
         self._cursor = rows[-1]["id"] if report.full_batch else 0
         candidates = [Unfinished(r["id"], r["message_id"], r["company_id"], r["phone_index"], r["status"],
@@ -95,7 +93,7 @@ class OutboxReconciler:
         for index, item in enumerate(candidates):
             exists, failed_score, failed_reason = answers[3 * index: 3 * index + 3]
             spec = QUEUES_BY_NAME[item.queue_name]
-            data = {"messageId": item.message_id, "companyId": item.company_id, "phoneIndex": item.phone_index}
+            data = send_job_data(item)
             if not exists:
                 await self.producer.add(spec, item.message_id, data)
                 report.enqueued += 1

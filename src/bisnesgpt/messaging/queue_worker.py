@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bullmq.custom_errors import DelayedError
 from redis.exceptions import BusyLoadingError
@@ -32,6 +32,9 @@ from bisnesgpt.core.errors import DatabaseUnavailable, QueueUnavailable
 from bisnesgpt.infra.bullmq_worker import HandBackWorker, promote
 from bisnesgpt.infra.redis import connection_kwargs, fast_retry
 from bisnesgpt.messaging.queues import DEFAULT_PREFIX, QueueSpec
+
+if TYPE_CHECKING:
+    from bullmq import Job
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,8 @@ OUTAGE_RETRY_MS = 1_000
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     DatabaseUnavailable, QueueUnavailable, RedisConnectionError, RedisTimeoutError, BusyLoadingError)
 
-Processor = Callable[[Any, str], Awaitable[Any]]
+# Called with each job and its lock token; returns the completed job's value, raises to delay/fail it.
+Processor = Callable[["Job", str], Awaitable[object]]
 
 
 class QueueWorker:
@@ -71,7 +75,7 @@ class QueueWorker:
         self.name = name or spec.name
         self.lock_duration_ms = lock_duration_ms
         self.stalled_interval_ms = stalled_interval_ms
-        self._worker: Any = None
+        self._worker: HandBackWorker | None = None
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
@@ -104,7 +108,7 @@ class QueueWorker:
         await self._worker.runStalledJobsCheck()
         self._task = asyncio.create_task(self._worker.run(), name=f"worker:{self.spec.name}")
 
-    async def _process(self, job: Any, token: str) -> Any:
+    async def _process(self, job: Job, token: str) -> object:
         try:
             return await self.processor(job, token)
         except OUTAGE_ERRORS as exc:
@@ -120,7 +124,7 @@ class QueueWorker:
                             move_error)
             raise DelayedError(f"dependency unavailable: {exc}") from exc
 
-    def _on_error(self, error: Any, *_args: Any) -> None:
+    def _on_error(self, error: object, *_args: object) -> None:
         self.last_error = str(error)
         # A job caught mid-move (delayed/completed) between two lock renewals is harmless.
         level = logging.DEBUG if "could not renew lock" in str(error).lower() else logging.WARNING

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
 from redis.exceptions import RedisError
 
 from bisnesgpt.core.errors import QueueUnavailable, ValidationFailed
 from bisnesgpt.infra.redis import redis_client
+
+if TYPE_CHECKING:
+    from bullmq import Queue
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +34,41 @@ WEBHOOK_JOB = "webhook-event"
 DEFAULT_PREFIX = "bull"
 
 
+class Backoff(TypedDict):
+    """BullMQ's retry backoff: ``delay`` ms, doubled per attempt when exponential."""
+
+    type: Literal["exponential", "fixed"]
+    delay: int
+
+
+class JobOptions(TypedDict):
+    """The BullMQ options every job is added with (``delay`` only when delayed)."""
+
+    jobId: str
+    attempts: int
+    backoff: Backoff
+    removeOnComplete: bool
+    removeOnFail: bool
+    delay: NotRequired[int]
+
+
 @dataclass(frozen=True)
 class QueueSpec:
+    """One queue: its name and job name, retry policy, worker concurrency and owning engine."""
+
     name: str
     job_name: str
     attempts: int
-    backoff: dict[str, Any]
+    backoff: Backoff
     concurrency: int
     process_name: str
 
-    def job_options(self, job_id: str, *, delay_ms: int = 0) -> dict[str, Any]:
-        opts: dict[str, Any] = {
+    def job_options(self, job_id: str, *, delay_ms: int = 0) -> JobOptions:
+        """Options for a job with id ``job_id``: the queue's attempts and backoff, kept when failed."""
+        opts: JobOptions = {
             "jobId": job_id,
             "attempts": self.attempts,
-            "backoff": dict(self.backoff),
+            "backoff": self.backoff.copy(),
             "removeOnComplete": True,
             "removeOnFail": False,
         }
@@ -71,6 +96,7 @@ CONNECTION_TYPE_QUEUES: dict[str | None, QueueSpec] = {
 
 
 def queue_for_connection_type(connection_type: str | None) -> QueueSpec:
+    """The send queue of a phone's connection type (422 problem for an unknown one)."""
     try:
         return CONNECTION_TYPE_QUEUES[connection_type]
     except KeyError:
@@ -92,13 +118,14 @@ class QueueProducer:
         self._redis_url = redis_url
         self._prefix = prefix
         self._timeout = timeout
-        self._queues: dict[str, Any] = {}
+        self._queues: dict[str, Queue] = {}
 
     @property
     def prefix(self) -> str:
+        """The BullMQ key prefix (``bull``): keys are ``<prefix>:<queue>:...``."""
         return self._prefix
 
-    def queue(self, name: str) -> Any:
+    def queue(self, name: str) -> Queue:
         """The underlying ``bullmq.Queue`` (for counts, admin actions)."""
         if name not in self._queues:
             from bullmq import Queue
@@ -107,7 +134,7 @@ class QueueProducer:
             self._queues[name] = Queue(name, {"connection": client, "prefix": self._prefix})
         return self._queues[name]
 
-    async def add(self, spec: QueueSpec, job_id: str, data: dict[str, Any], *, delay_ms: int = 0) -> None:
+    async def add(self, spec: QueueSpec, job_id: str, data: Mapping[str, object], *, delay_ms: int = 0) -> None:
         """Add a job; an existing job with the same id is left alone (BullMQ semantics)."""
         try:
             await asyncio.wait_for(
@@ -118,6 +145,7 @@ class QueueProducer:
             raise QueueUnavailable(f"cannot enqueue to {spec.name}: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:
+        """Close every queue's Redis client (a queue asked for later opens a new one)."""
         queues, self._queues = self._queues, {}
         for queue in queues.values():
             try:

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -22,7 +21,9 @@ from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PHONE_CONFIG_CHANGED, publish
 from bisnesgpt.coordination.coordinator import Subscriptions
 from bisnesgpt.core.errors import EngineDisabled, NotFound
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
+from bisnesgpt.messaging.node_jobs import as_int
 from bisnesgpt.messaging.queues import QueueSpec, queue_for_connection_type
 from bisnesgpt.phones.store import PhoneConfig, get_phone
 
@@ -42,10 +43,12 @@ class Route:
 
     @property
     def process_name(self) -> str:
+        """The engine that sends (``wwebjs`` or ``meta``)."""
         return self.spec.process_name
 
     @property
     def queue_name(self) -> str:
+        """The queue its messages go to."""
         return self.spec.name
 
 
@@ -137,12 +140,13 @@ class MessageRouter:
         self.listening = connected
         self.invalidate()  # anything cached before (re)subscribing, or while away, may be stale
 
-    def _on_change(self, change: dict[str, Any]) -> None:
+    def _on_change(self, change: JsonObject) -> None:
         company_id = change.get("companyId")
         phone_index = change.get("phoneIndex")
         try:
             self.invalidate(str(company_id) if company_id is not None else None,
-                            int(phone_index) if phone_index is not None and company_id is not None else None)
+                            as_int(phone_index) if phone_index is not None and company_id is not None else None)
         except (ValueError, TypeError):
             log.warning("malformed %s message %r; dropping the whole cache", PHONE_CONFIG_CHANGED, change)
             self.invalidate()
+

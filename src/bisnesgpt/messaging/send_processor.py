@@ -7,38 +7,34 @@
    or ``failed`` with the provider's code and title when permanent or out of attempts.
 
 The processor sees a job only through ``JobHandle`` (the handful of bullmq ``Job``
-members it uses), so its branches are unit-tested with a fake job
+members it uses) and the database only through ``SendStore`` (``PgSendStore`` in
+``send_store``), so its branches are unit-tested with fakes
 (``tests/unit/test_send_processor.py``). Each run ends in an ``Outcome``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Literal, NoReturn, Protocol
 
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
-from bisnesgpt.core.errors import DatabaseUnavailable
-from bisnesgpt.db.pool import Database
-from bisnesgpt.messaging import store
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
-from bisnesgpt.messaging.node_jobs import JobRef, node_job_to_message, parse_job_data
+from bisnesgpt.messaging.node_jobs import as_int, node_job_to_message, parse_job_data
 from bisnesgpt.messaging.queue_worker import OUTAGE_ERRORS
 from bisnesgpt.messaging.queues import QueueSpec
-from bisnesgpt.messaging.states import PAST_SENDING, advance_status
+from bisnesgpt.messaging.states import PAST_SENDING, MessageState
+from bisnesgpt.messaging.store import MessageRecord, NewOutboundMessage
 from bisnesgpt.messaging.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
-# After a send, recording ``sent`` is retried in place this long (a PostgreSQL restart)
-# before the job is given back: a re-run would send the message a second time.
-RECORD_SENT_PATIENCE_S = 15.0
 # A deferral is logged at INFO at most this often per reason (the rest at DEBUG).
 DEFERRAL_LOG_INTERVAL_S = 10.0
 # Job-data key counting retries that waited a provider-given delay (see _retry_or_fail).
@@ -56,7 +52,7 @@ class Outcome:
 
     kind: OutcomeKind
     external_id: str | None = None
-    status: str | None = None
+    status: MessageState | None = None
 
     def as_job_result(self) -> dict[str, str]:
         """The JSON BullMQ keeps as the completed job's return value."""
@@ -73,7 +69,7 @@ class SendReceipt:
     """What a provider answered to a send: its message id and anything worth keeping."""
 
     external_id: str
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: JsonObject = field(default_factory=dict)
 
 
 class Engine(Protocol):
@@ -81,26 +77,49 @@ class Engine(Protocol):
 
     provider: str
 
-    async def before_send(self, message: store.MessageRecord) -> None:
+    async def before_send(self, message: MessageRecord) -> None:
         """Raise DeferSend (not now) or PermanentSendError (never) before anything is sent."""
 
-    async def send(self, message: store.MessageRecord) -> SendReceipt:
+    async def send(self, message: MessageRecord) -> SendReceipt:
         """Send through the provider; raise RetryableSendError / PermanentSendError / DeferSend."""
+
+
+class SendStore(Protocol):
+    """Where the processor reads and records a job's message (``send_store.PgSendStore``).
+
+    ``source`` is the name the status history credits (the queue's engine); each method
+    commits on its own.
+    """
+
+    async def load(self, message_id: str, company_id: str | None,
+                   record_first: NewOutboundMessage | None = None) -> MessageRecord | None:
+        """The message (of any company when ``company_id`` is None), recording ``record_first`` first."""
+
+    async def claim(self, message: MessageRecord, *, source: str, process_name: str) -> int | None:
+        """``sending`` for one more attempt: the attempt number, or None if it may not be sent now."""
+
+    async def record_sent(self, message: MessageRecord, external_id: str, detail: JsonObject, *,
+                          source: str) -> None:
+        """``sent`` with the provider's id (waiting out a short database outage: it has left already)."""
+
+    async def record_failed(self, message: MessageRecord, *, code: str, title: str, details: JsonValue,
+                            source: str) -> None:
+        """``failed`` for good, with the error's code, title and details."""
 
 
 class JobHandle(Protocol):
     """The members of a bullmq ``Job`` the processor uses (bullmq's own names)."""
 
     id: str | None
-    data: dict[str, Any] | None
-    opts: dict[str, Any] | None
+    data: JsonObject | None
+    opts: JsonObject | None
     attemptsMade: int
 
     async def moveToDelayed(self, timestamp: int, token: str) -> None:
         """Park the job until ``timestamp`` (ms) without counting an attempt."""
 
-    def updateData(self, data: dict[str, Any]) -> Any:
-        """Replace the job's data (awaitable)."""
+    def updateData(self, data: JsonObject) -> Awaitable[object]:
+        """Replace the job's data (in Redis too, once awaited)."""
 
     async def promote(self) -> None:
         """Move the delayed job to ``wait`` now."""
@@ -114,7 +133,7 @@ class SendJobProcessor:
 
     def __init__(
         self,
-        db: Database,
+        send_store: SendStore,
         engine: Engine,
         spec: QueueSpec,
         *,
@@ -122,7 +141,7 @@ class SendJobProcessor:
         on_outcome: OutcomeListener | None = None,
         wakeups: Wakeups | None = None,
     ) -> None:
-        self.db = db
+        self.store = send_store
         self.engine = engine
         self.spec = spec
         self.process_name = process_name
@@ -152,11 +171,13 @@ class SendJobProcessor:
             self._on_outcome(kind, time.monotonic() - started)
 
     async def _process(self, job: JobHandle, token: str) -> Outcome:
+        data = job.data or {}
         try:
-            ref = parse_job_data(job.id, job.data or {})
+            ref = parse_job_data(job.id, data)
         except ValueError as exc:
             raise UnrecoverableError(str(exc)) from exc
-        message = await self._load_or_record(ref, job.data or {})
+        record_first = node_job_to_message(ref, data, self.spec) if ref.node_format else None
+        message = await self.store.load(ref.message_id, ref.company_id, record_first)
         if message is None:
             log.warning("job %s on %s: message %s not found; dropping", job.id, self.spec.name, ref.message_id)
             return Outcome("missing")
@@ -173,10 +194,7 @@ class SendJobProcessor:
             await self._fail(message, exc.code, exc.provider_title, exc.details)
             raise UnrecoverableError(f"{exc.code}: {exc.provider_title}") from exc
 
-        async with self.db.transaction() as conn:
-            attempt = await store.claim_for_send(
-                conn, message.id, source=self.spec.process_name, process_name=self.process_name
-            )
+        attempt = await self.store.claim(message, source=self.spec.process_name, process_name=self.process_name)
         if attempt is None:  # someone else finished it meanwhile
             return Outcome("skipped")
 
@@ -199,10 +217,10 @@ class SendJobProcessor:
             )
             raise
 
-        await self._record_sent(message, receipt)
+        await self.store.record_sent(message, receipt.external_id, receipt.detail, source=self.spec.process_name)
         return Outcome("sent", external_id=receipt.external_id)
 
-    async def _defer(self, job: JobHandle, token: str, message: store.MessageRecord, defer: DeferSend) -> NoReturn:
+    async def _defer(self, job: JobHandle, token: str, message: MessageRecord, defer: DeferSend) -> NoReturn:
         self._log_deferral(message, defer)
         await job.moveToDelayed(int(time.time() * 1000) + defer.delay_ms, token)
         if (defer.wake_on is not None and self.wakeups is not None and job.id is not None
@@ -217,7 +235,7 @@ class SendJobProcessor:
         except TypeError as exc:  # bullmq's "not in the delayed state": it already runs again
             log.debug("job %s not promoted: %s", job.id, exc)
 
-    def _log_deferral(self, message: store.MessageRecord, defer: DeferSend) -> None:
+    def _log_deferral(self, message: MessageRecord, defer: DeferSend) -> None:
         """Why a message is late, at INFO once per reason per interval (a phone down for hours
         defers thousands of messages every minute); pacing holds under a second at DEBUG."""
         level = logging.DEBUG
@@ -231,38 +249,13 @@ class SendJobProcessor:
                 level = logging.INFO
         log.log(level, "message %s deferred %d ms: %s", message.message_id, defer.delay_ms, defer.detail)
 
-    async def _record_sent(self, message: store.MessageRecord, receipt: SendReceipt) -> None:
-        give_up = time.monotonic() + RECORD_SENT_PATIENCE_S
-        pause = 0.2
-        while True:
-            try:
-                async with self.db.transaction() as conn:
-                    await advance_status(conn, message.id, "sent", source=self.spec.process_name,
-                                         external_id=receipt.external_id, detail=receipt.detail)
-                    await store.touch_outbound_session(conn, message.company_id, message.phone_index,
-                                                       message.contact)
-                return
-            except DatabaseUnavailable as exc:
-                if time.monotonic() + pause > give_up:
-                    raise
-                log.warning("message %s sent (%s) but not recorded yet: %s; retrying", message.message_id,
-                            receipt.external_id, exc.detail)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
-
-    async def _load_or_record(self, ref: JobRef, data: dict[str, Any]) -> store.MessageRecord | None:
-        async with self.db.transaction() as conn:
-            if ref.node_format:
-                await store.insert_outbound(conn, node_job_to_message(ref, data, self.spec))
-            return await store.load_message(conn, ref.message_id, ref.company_id)
-
-    async def _retry_or_fail(self, job: JobHandle, token: str, message: store.MessageRecord,
+    async def _retry_or_fail(self, job: JobHandle, token: str, message: MessageRecord,
                              exc: RetryableSendError) -> None:
-        attempts_allowed = int((job.opts or {}).get("attempts", self.spec.attempts) or 1)
+        attempts_allowed = as_int((job.opts or {}).get("attempts", self.spec.attempts) or 1)
         # A provider-given delay moves the job without BullMQ counting an attempt, so those
         # retries are counted in the job's own data; the budget covers both kinds.
         data = dict(job.data or {})
-        delayed_retries = int(data.get(DELAYED_RETRIES_KEY, 0))
+        delayed_retries = as_int(data.get(DELAYED_RETRIES_KEY, 0))
         if job.attemptsMade + delayed_retries + 1 >= attempts_allowed:
             code = exc.code or "RETRIES_EXHAUSTED"
             await self._fail(message, code, exc.provider_title, exc.details)
@@ -276,13 +269,13 @@ class SendJobProcessor:
             await job.moveToDelayed(int(time.time() * 1000) + exc.retry_after_ms, token)
             raise DelayedError(str(exc)) from exc
 
-    async def _fail(self, message: store.MessageRecord, code: str, title: str, details: Any) -> None:
-        async with self.db.transaction() as conn:
-            await advance_status(conn, message.id, "failed", source=self.spec.process_name,
-                                 error_code=str(code), error_title=title, error_details=details)
+    async def _fail(self, message: MessageRecord, code: str, title: str, details: JsonValue) -> None:
+        await self.store.record_failed(message, code=str(code), title=title, details=details,
+                                       source=self.spec.process_name)
 
-    async def _deadline_passed(self, message: store.MessageRecord, reason: str) -> bool:
+    async def _deadline_passed(self, message: MessageRecord, reason: str) -> bool:
         if message.deadline_at is None or message.deadline_at > datetime.now(UTC):
             return False
         await self._fail(message, "DEADLINE_EXCEEDED", f"not sent before its deadline: {reason}", None)
         return True
+

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import asyncpg
 from prometheus_client import Counter
@@ -28,33 +28,55 @@ from prometheus_client import Counter
 from bisnesgpt.core.errors import BisnesgptError, QueueUnavailable
 from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.window import check_window
 from bisnesgpt.health import metrics
 from bisnesgpt.messaging import idempotency, store
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, StoredResponse
+from bisnesgpt.messaging.node_jobs import send_job_data
 from bisnesgpt.messaging.queues import QueueProducer
 from bisnesgpt.messaging.router import MessageRouter, Route
+from bisnesgpt.messaging.states import PAST_SENDING, MessageState
 from bisnesgpt.messaging.targets import find_message, resolve_draft
 
 log = logging.getLogger(__name__)
+SQL = load_queries("bisnesgpt.messaging")
 
 MAX_WAIT_SECONDS = 30.0
 WAIT_POLL_SECONDS = 0.05
-FINAL_FOR_WAIT = frozenset({"sent", "delivered", "read", "failed", "cancelled"})
+# ?wait= answers once the message is past sending (sent or finished).
+FINAL_FOR_WAIT = PAST_SENDING
 
-SELECT_BY_IDEMPOTENCY_KEY = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages WHERE company_id = $1 AND idempotency_key = $2
-"""
-SELECT_STATUS = "SELECT status, external_id, error_code, error_title FROM messages WHERE id = $1"
 
 ENQUEUE_DEFERRED = Counter("bisnesgpt_enqueue_deferred_total",
                            "Messages stored while their queue was unreachable (the outbox reconciler enqueues them)",
                            ["queue"])
 
 
+class ErrorSummary(TypedDict):
+    """A failed message's code and title, as a send answer shows them."""
+
+    code: str | None
+    title: str | None
+
+
+class SendAnswer(TypedDict):
+    """The JSON body of a send: accepted (202), or final after ``?wait=`` (200, with the outcome)."""
+
+    success: bool
+    messageId: str
+    status: MessageState
+    process: str
+    queueName: str
+    externalId: NotRequired[str | None]
+    error: NotRequired[ErrorSummary | None]
+
+
 @dataclass(frozen=True)
 class SendRequest:
+    """One message to accept for a company's phone, with the request's key and ``?wait=``."""
+
     company_id: str
     phone_index: int
     draft: Draft
@@ -68,18 +90,24 @@ class SendRequest:
 
 @dataclass(frozen=True)
 class SendOutcome:
+    """The HTTP answer to a send (``replayed``: the stored answer of an earlier request with the key)."""
+
     status_code: int
-    body: dict[str, Any]
+    body: SendAnswer
     replayed: bool = False
     enqueued: bool = field(default=False, compare=False)
 
 
-def accepted_body(message_id: str, route_process: str, queue_name: str, status: str = "queued") -> dict[str, Any]:
+def accepted_body(message_id: str, route_process: str, queue_name: str,
+                  status: MessageState = "queued") -> SendAnswer:
+    """The 202 answer: the message is stored and (being) queued."""
     return {"success": True, "messageId": message_id, "status": status, "process": route_process,
             "queueName": queue_name}
 
 
 class SendService:
+    """Accepts messages: routes, stores and enqueues them (see the module docstring for the order)."""
+
     def __init__(self, db: Database, router: MessageRouter, producer: QueueProducer, *,
                  idempotency_ttl: timedelta = timedelta(hours=24)) -> None:
         self.db = db
@@ -90,6 +118,7 @@ class SendService:
         self.enqueue_failures = 0
 
     async def send(self, request: SendRequest) -> SendOutcome:
+        """Accept one message: the stored answer of a replay, 202 once stored, or 200 when final within ``wait``."""
         key = request.idempotency
         if key is not None:
             # Fast path for a replay (no routing): the key is only *claimed* inside the
@@ -162,9 +191,9 @@ class SendService:
                     queue_name=route.queue_name,
                     process_name=route.process_name,
                     content=draft.content,
-                    media_url=media.get("link"),
-                    media_id=media.get("id"),
-                    media_filename=media.get("filename"),
+                    media_url=media.link,
+                    media_id=media.id,
+                    media_filename=media.filename,
                     media_mime_type=draft.mime_type,
                     raw={"request": draft.request} if draft.request else None,
                     context_message_id=resolved.context_message_id,
@@ -190,7 +219,7 @@ class SendService:
             stored = await idempotency.claim(conn, key, self.idempotency_ttl)
             if stored is not None:
                 return None, route, SendOutcome(stored.status, stored.body, replayed=True)
-            row = await conn.fetchrow(SELECT_BY_IDEMPOTENCY_KEY, request.company_id, key.key)
+            row = await conn.fetchrow(SQL.select_message_by_idempotency_key, request.company_id, key.key)
             assert row is not None
             record = store.MessageRecord.from_row(row)
             body = accepted_body(record.message_id, record.process_name or route.process_name,
@@ -200,9 +229,8 @@ class SendService:
 
     async def enqueue(self, route: Route, record: store.MessageRecord) -> bool:
         """Add the job; False (and the reconciler's turn) when Redis is unavailable."""
-        data = {"messageId": record.message_id, "companyId": record.company_id, "phoneIndex": record.phone_index}
         try:
-            await self.producer.add(route.spec, record.message_id, data)
+            await self.producer.add(route.spec, record.message_id, send_job_data(record))
             return True
         except QueueUnavailable as exc:
             self.enqueue_failures += 1
@@ -213,12 +241,14 @@ class SendService:
 
     async def _wait(self, record: store.MessageRecord, route: Route, seconds: float) -> SendOutcome:
         deadline = time.monotonic() + seconds
-        status, external_id, error = record.status, None, None
+        status: MessageState = record.status
+        external_id: str | None = None
+        error: ErrorSummary | None = None
         while True:
-            row = await self.db.fetchrow(SELECT_STATUS, record.id)
+            row = await self.db.fetchrow(SQL.select_send_status, record.id)
             if row is not None:
                 status, external_id = row["status"], row["external_id"]
-                error = {"code": row["error_code"], "title": row["error_title"]}
+                error = ErrorSummary(code=row["error_code"], title=row["error_title"])
             if status in FINAL_FOR_WAIT or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(WAIT_POLL_SECONDS)

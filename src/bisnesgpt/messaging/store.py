@@ -4,82 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
 import asyncpg
 
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
+from bisnesgpt.messaging.states import MessageState
 
-MESSAGE_COLUMNS = """
-    id, message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
-    message_type, content, media_url, media_id, media_mime_type, media_filename, payload, raw,
-    status, external_id, context_message_id, error_code, error_title, error_details, attempts,
-    idempotency_key, queue_name, process_name, source, deadline_at, created_at, updated_at,
-    queued_at, sent_at, delivered_at, read_at, failed_at
-"""
+SQL = load_queries("bisnesgpt.messaging")
 
-SELECT_BY_MESSAGE_ID = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = $1 AND company_id = $2"
-SELECT_BY_MESSAGE_ID_ANY_COMPANY = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = $1"
-SELECT_BY_PK = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
-SELECT_OUTBOUND_BY_EXTERNAL_ID = f"""
-SELECT {MESSAGE_COLUMNS} FROM messages
-WHERE external_id = $1 AND direction = 'outbound' ORDER BY id DESC LIMIT 1
-"""
 
-INSERT_OUTBOUND = f"""
-INSERT INTO messages (
-    message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
-    message_type, content, media_url, media_id, media_mime_type, media_filename, payload, raw,
-    status, context_message_id, idempotency_key, queue_name, process_name, source, deadline_at,
-    queued_at)
-VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb,
-        'queued', $15, $16, $17, $18, $19, $20, now())
-ON CONFLICT (message_id, company_id) DO NOTHING
-RETURNING {MESSAGE_COLUMNS}
-"""
-
-INSERT_QUEUED_HISTORY = """
-INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
-VALUES ($1, NULL, 'queued', $2, $3::jsonb)
-"""
-
-# Claim a message for a send attempt: queued -> sending, or another attempt while sending.
-CLAIM_FOR_SEND = """
-WITH prev AS (
-    SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
-), upd AS (
-    UPDATE messages m SET status = 'sending', attempts = m.attempts + 1, process_name = $3
-    FROM prev WHERE m.id = prev.id AND prev.status IN ('accepted', 'queued', 'sending')
-    RETURNING m.id, prev.status AS from_status, m.attempts
-), hist AS (
-    INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
-    SELECT id, from_status, 'sending', $2, jsonb_build_object('attempt', attempts)
-    FROM upd WHERE from_status <> 'sending'
-)
-SELECT (SELECT status FROM prev) AS previous_status, (SELECT attempts FROM upd) AS attempts
-"""
-
-TOUCH_OUTBOUND_SESSION = """
-INSERT INTO conversation_sessions (company_id, phone_index, contact, last_outbound_at)
-VALUES ($1, $2, $3, now())
-ON CONFLICT (company_id, phone_index, contact) DO UPDATE SET last_outbound_at = now()
-"""
-
-TOUCH_INBOUND_SESSION = """
-INSERT INTO conversation_sessions (company_id, phone_index, contact, last_inbound_at)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (company_id, phone_index, contact) DO UPDATE
-SET last_inbound_at = GREATEST(conversation_sessions.last_inbound_at, EXCLUDED.last_inbound_at)
-"""
+Direction = Literal["outbound", "inbound"]
 
 
 @dataclass(frozen=True)
 class MessageRecord:
+    """A ``messages`` row: an outbound message in the send pipeline, or one received."""
+
     id: int
     message_id: str
     company_id: str
     phone_index: int
-    direction: str
+    direction: Direction
     provider: str
     connection_type: str | None
     chat_id: str
@@ -89,14 +37,14 @@ class MessageRecord:
     media_id: str | None
     media_mime_type: str | None
     media_filename: str | None
-    payload: dict[str, Any]
-    raw: dict[str, Any] | None
-    status: str
+    payload: JsonObject  # the Cloud-API-shaped body (see ``drafts``), or the parsed inbound message
+    raw: JsonObject | None  # the provider's original (inbound), or the original Node job
+    status: MessageState
     external_id: str | None
     context_message_id: str | None
     error_code: str | None
     error_title: str | None
-    error_details: Any
+    error_details: JsonValue
     attempts: int
     idempotency_key: str | None
     queue_name: str | None
@@ -113,6 +61,7 @@ class MessageRecord:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> MessageRecord:
+        """The record of a row with (at least) every column of ``messages``."""
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     @property
@@ -123,6 +72,8 @@ class MessageRecord:
 
 @dataclass(frozen=True)
 class NewOutboundMessage:
+    """What ``insert_outbound`` stores for a message accepted for sending (it starts ``queued``)."""
+
     message_id: str
     company_id: str
     phone_index: int
@@ -130,7 +81,7 @@ class NewOutboundMessage:
     connection_type: str | None
     chat_id: str
     message_type: str
-    payload: dict[str, Any]
+    payload: JsonObject
     queue_name: str
     process_name: str
     content: str | None = None
@@ -138,7 +89,7 @@ class NewOutboundMessage:
     media_id: str | None = None
     media_mime_type: str | None = None
     media_filename: str | None = None
-    raw: dict[str, Any] | None = None
+    raw: JsonObject | None = None
     context_message_id: str | None = None
     idempotency_key: str | None = None
     source: str = "api"
@@ -148,14 +99,14 @@ class NewOutboundMessage:
 async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> MessageRecord | None:
     """Insert a ``queued`` outbound message with its first history row (None if it exists)."""
     row = await conn.fetchrow(
-        INSERT_OUTBOUND, new.message_id, new.company_id, new.phone_index, new.provider,
+        SQL.insert_outbound, new.message_id, new.company_id, new.phone_index, new.provider,
         new.connection_type, new.chat_id, new.message_type, new.content, new.media_url, new.media_id,
         new.media_mime_type, new.media_filename, new.payload, new.raw, new.context_message_id,
         new.idempotency_key, new.queue_name, new.process_name, new.source, new.deadline_at,
     )
     if row is None:
         return None
-    await conn.execute(INSERT_QUEUED_HISTORY, row["id"], new.source, {"queue": new.queue_name})
+    await conn.execute(SQL.insert_queued_history, row["id"], new.source, {"queue": new.queue_name})
     message = MessageRecord.from_row(row)
     await record_tenant_event(
         conn, company_id=message.company_id, phone_index=message.phone_index, type=MESSAGE_STATUS,
@@ -166,36 +117,43 @@ async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> 
 
 
 async def load_message(conn: asyncpg.Connection, message_id: str, company_id: str | None) -> MessageRecord | None:
-    if company_id is None:
-        row = await conn.fetchrow(SELECT_BY_MESSAGE_ID_ANY_COMPANY, message_id)
-    else:
-        row = await conn.fetchrow(SELECT_BY_MESSAGE_ID, message_id, company_id)
+    """A message by our id, within ``company_id`` (or of any company when None)."""
+    row = await conn.fetchrow(SQL.select_message, message_id, company_id)
     return MessageRecord.from_row(row) if row else None
 
 
 async def load_message_pk(conn: asyncpg.Connection, message_pk: int) -> MessageRecord | None:
-    row = await conn.fetchrow(SELECT_BY_PK, message_pk)
+    """A message by its row id."""
+    row = await conn.fetchrow(SQL.select_message_by_pk, message_pk)
     return MessageRecord.from_row(row) if row else None
 
 
 async def find_outbound_by_external_id(conn: asyncpg.Connection, external_id: str) -> MessageRecord | None:
-    row = await conn.fetchrow(SELECT_OUTBOUND_BY_EXTERNAL_ID, external_id)
+    """The newest outbound message the provider knows by ``external_id`` (status webhooks, acks)."""
+    row = await conn.fetchrow(SQL.select_outbound_by_external_id, external_id)
     return MessageRecord.from_row(row) if row else None
 
 
 async def claim_for_send(conn: asyncpg.Connection, message_pk: int, *, source: str, process_name: str) -> int | None:
     """Mark a message ``sending`` for one more attempt; None if it may not be sent."""
-    row = await conn.fetchrow(CLAIM_FOR_SEND, message_pk, source, process_name)
+    row = await conn.fetchrow(SQL.claim_for_send, message_pk, source, process_name)
     if row is None or row["attempts"] is None:
         return None
     return int(row["attempts"])
 
 
 async def touch_outbound_session(conn: asyncpg.Connection, company_id: str, phone_index: int, contact: str) -> None:
-    await conn.execute(TOUCH_OUTBOUND_SESSION, company_id, phone_index, contact)
+    """Note that the conversation with ``contact`` had an outbound message now."""
+    await conn.execute(SQL.touch_outbound_session, company_id, phone_index, contact)
 
 
 async def touch_inbound_session(
     conn: asyncpg.Connection, company_id: str, phone_index: int, contact: str, at: datetime
 ) -> None:
-    await conn.execute(TOUCH_INBOUND_SESSION, company_id, phone_index, contact, at)
+    """Note an inbound message from ``contact`` at ``at`` (opens Meta's 24-hour window; never moved back)."""
+    await conn.execute(SQL.touch_inbound_session, company_id, phone_index, contact, at)
+
+
+# The columns of a MessageRecord, for the dashboard's queries until they move to their own
+# queries.sql (the messaging package selects ``*`` and lets ``from_row`` pick its fields).
+MESSAGE_COLUMNS = ", ".join(f.name for f in fields(MessageRecord))

@@ -18,33 +18,32 @@ from dataclasses import dataclass
 import asyncpg
 
 from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.addressing import Recipient, chat_of_wweb_id
 from bisnesgpt.messaging.drafts import Draft, Resolved
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+SQL = load_queries("bisnesgpt.messaging")
 
-SELECT_BY_ANY_ID = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages
-WHERE company_id = $1 AND (message_id = $2 OR external_id = $2)
-ORDER BY (message_id = $2) DESC, id DESC
-LIMIT 1
-"""
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
 class TargetRef:
+    """A resolved reference: the provider id to send, and our record when we have one."""
+
     external_id: str
     record: store.MessageRecord | None
 
 
 async def find_message(conn: asyncpg.Connection, company_id: str, ref: str) -> store.MessageRecord | None:
     """A company's message by our id or its provider id."""
-    row = await conn.fetchrow(SELECT_BY_ANY_ID, company_id, ref)
+    row = await conn.fetchrow(SQL.select_message_by_any_id, company_id, ref)
     return store.MessageRecord.from_row(row) if row else None
 
 
 async def resolve_ref(conn: asyncpg.Connection, company_id: str, ref: str, *, field: str) -> TargetRef:
+    """The provider id ``ref`` stands for (rules in the module docstring; ``field`` names it in problems)."""
     record = await find_message(conn, company_id, ref)
     if record is None:
         if _UUID.match(ref):

@@ -9,33 +9,23 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 import asyncpg
 
 from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging import store
+from bisnesgpt.messaging.states import MessageState
 
-SELECT_HISTORY = """
-SELECT from_status, to_status, source, detail, created_at FROM message_status_history
-WHERE message_pk = $1 ORDER BY id
-"""
-SELECT_PAGE = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages
-WHERE company_id = $1
-  AND ($2::text IS NULL OR chat_id = $2)
-  AND ($3::int IS NULL OR phone_index = $3)
-  AND ($4::text IS NULL OR status = $4)
-  AND ($5::text IS NULL OR direction = $5)
-  AND ($6::text IS NULL OR message_type = $6)
-  AND ($7::bigint IS NULL OR id < $7)
-ORDER BY id DESC
-LIMIT $8
-"""
+SQL = load_queries("bisnesgpt.messaging")
 
 
 @dataclass(frozen=True)
 class MessageFilter:
+    """Which of a company's messages a list shows (None: any), and how many per page."""
+
     company_id: str
     chat_id: str | None = None
     phone_index: int | None = None
@@ -46,11 +36,61 @@ class MessageFilter:
     limit: int = 50
 
 
+class MessageErrorJson(TypedDict):
+    """A failed message's error, as the API shows it."""
+
+    code: str | None
+    title: str | None
+    details: JsonValue
+
+
+class MessageJson(TypedDict):
+    """The public shape of a message (``GET /api/v1/messages/...``)."""
+
+    messageId: str
+    companyId: str
+    phoneIndex: int
+    direction: store.Direction
+    chatId: str
+    type: str
+    status: MessageState
+    provider: str
+    connectionType: str | None
+    queueName: str | None
+    processName: str | None
+    externalId: str | None
+    contextMessageId: str | None
+    content: str | None
+    mediaUrl: str | None
+    payload: JsonObject
+    error: MessageErrorJson | None
+    attempts: int
+    idempotencyKey: str | None
+    source: str
+    createdAt: str | None
+    updatedAt: str | None
+    queuedAt: str | None
+    sentAt: str | None
+    deliveredAt: str | None
+    readAt: str | None
+    failedAt: str | None
+
+
+class HistoryEntry(TypedDict):
+    """One state change of a message."""
+
+    fromStatus: MessageState | None
+    toStatus: MessageState
+    source: str
+    detail: JsonObject | None
+    at: str | None
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def message_json(record: store.MessageRecord) -> dict[str, Any]:
+def message_json(record: store.MessageRecord) -> MessageJson:
     """The public shape of a message (no internal row id)."""
     return {
         "messageId": record.message_id,
@@ -84,15 +124,16 @@ def message_json(record: store.MessageRecord) -> dict[str, Any]:
     }
 
 
-async def history(conn: asyncpg.Connection, record: store.MessageRecord) -> list[dict[str, Any]]:
+async def history(conn: asyncpg.Connection, record: store.MessageRecord) -> list[HistoryEntry]:
+    """The message's state changes, oldest first."""
     return [{"fromStatus": r["from_status"], "toStatus": r["to_status"], "source": r["source"],
              "detail": r["detail"], "at": _iso(r["created_at"])}
-            for r in await conn.fetch(SELECT_HISTORY, record.id)]
+            for r in await conn.fetch(SQL.select_status_history, record.id)]
 
 
 async def page(conn: asyncpg.Connection, where: MessageFilter) -> tuple[list[store.MessageRecord], int | None]:
     """One page, newest first, and the pk to continue before (None on the last page)."""
-    rows = await conn.fetch(SELECT_PAGE, where.company_id, where.chat_id, where.phone_index, where.status,
+    rows = await conn.fetch(SQL.select_message_page, where.company_id, where.chat_id, where.phone_index, where.status,
                             where.direction, where.message_type, where.before_pk, where.limit + 1)
     records = [store.MessageRecord.from_row(r) for r in rows[: where.limit]]
     next_pk = records[-1].id if len(rows) > where.limit else None
@@ -100,10 +141,12 @@ async def page(conn: asyncpg.Connection, where: MessageFilter) -> tuple[list[sto
 
 
 def encode_cursor(pk: int) -> str:
+    """The opaque ``cursor`` that continues a list before row ``pk``."""
     return base64.urlsafe_b64encode(f"m:{pk}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
+    """The row id inside a ``cursor`` (422 problem for anything this API did not hand out)."""
     problem = ValidationFailed("invalid cursor", errors=[{"field": "cursor", "message": "not a cursor from this API",
                                                           "type": "value_error"}])
     try:

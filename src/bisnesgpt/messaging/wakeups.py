@@ -18,6 +18,8 @@ MAX_JOBS_PER_CONDITION = 10_000
 
 
 class Wakeups:
+    """The delayed jobs of one worker, by the condition each waits for (see the module docstring)."""
+
     def __init__(self, max_jobs_per_condition: int = MAX_JOBS_PER_CONDITION) -> None:
         self.max_jobs = max_jobs_per_condition
         self._jobs: dict[str, set[str]] = {}
@@ -39,4 +41,5 @@ class Wakeups:
         return sorted(self._jobs.pop(condition, ()))
 
     def waiting(self, condition: str) -> int:
+        """How many jobs are noted for ``condition`` now."""
         return len(self._jobs.get(condition, ()))

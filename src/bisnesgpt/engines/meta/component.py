@@ -17,6 +17,7 @@ from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WEBHOOK_EVENTS
 from bisnesgpt.messaging.send_processor import OutcomeKind, SendJobProcessor
+from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.processes.component import Check, Component, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
 
@@ -33,7 +34,7 @@ class MetaSendComponent(Component, HealthReporter):
                                      max_connections=settings.meta_http_max_connections)
         engine = MetaEngine(settings, ctx.db, self.client, Pacer(ctx.redis), PhoneCache(ctx.db), ctx.events,
                             secret_box(settings), ProcessRateLimiter(settings.meta_max_messages_per_second))
-        processor = SendJobProcessor(ctx.db, engine, META, process_name=ctx.process_name,
+        processor = SendJobProcessor(PgSendStore(ctx.db), engine, META, process_name=ctx.process_name,
                                      on_outcome=self._on_outcome)
         # Held jobs (waiting for a near pacing slot) do no work: they get slots of their own.
         concurrency = settings.meta_send_concurrency + settings.meta_pacing_hold_jobs

@@ -26,6 +26,7 @@ from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import WWEBJS
 from bisnesgpt.messaging.send_processor import OutcomeKind, SendJobProcessor
+from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.wakeups import Wakeups
 from bisnesgpt.processes.component import Check, Component, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
@@ -93,7 +94,7 @@ class WebSendWorkerComponent(Component, HealthReporter):
         self.wakeups = Wakeups()
         self._wake_tasks: set[asyncio.Task[None]] = set()
         engine = WebEngine(ctx.settings, sessions.manager)
-        processor = SendJobProcessor(ctx.db, engine, WWEBJS, process_name=ctx.process_name,
+        processor = SendJobProcessor(PgSendStore(ctx.db), engine, WWEBJS, process_name=ctx.process_name,
                                      on_outcome=self._on_outcome, wakeups=self.wakeups)
         self.worker = QueueWorker(ctx.redis_url, WWEBJS, processor)
         sessions.manager.ready_listeners.append(self._session_ready)

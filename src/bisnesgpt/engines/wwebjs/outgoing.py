@@ -93,7 +93,8 @@ def to_outgoing(message: MessageRecord) -> OutgoingMessage:
         return OutgoingMessage(kind, text=caption, media=source, **common)  # type: ignore[arg-type]
     if kind == "location":
         try:
-            location = {"latitude": float(body["latitude"]), "longitude": float(body["longitude"]),
+            # float() refuses what is not a number (TypeError/ValueError, caught below).
+            location = {"latitude": float(body["latitude"]), "longitude": float(body["longitude"]),  # type: ignore[arg-type]
                         "name": body.get("name"), "address": body.get("address")}
         except (KeyError, TypeError, ValueError) as exc:
             raise _invalid("location needs numeric 'latitude' and 'longitude'") from exc

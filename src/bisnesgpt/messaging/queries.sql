@@ -1,0 +1,171 @@
+-- select_message --
+-- One message by our id, within a company ($2), or of any company when $2 is NULL.
+SELECT * FROM messages WHERE message_id = $1 AND ($2::text IS NULL OR company_id = $2)
+
+-- select_message_by_pk --
+-- One message by its row id.
+SELECT * FROM messages WHERE id = $1
+
+-- select_outbound_by_external_id --
+-- The newest outbound message the provider knows by this id (wamid / WhatsApp-Web id).
+SELECT * FROM messages
+WHERE external_id = $1 AND direction = 'outbound' ORDER BY id DESC LIMIT 1
+
+-- select_message_by_any_id --
+-- A company's message by our id or its provider id; our id wins, then the newest.
+SELECT * FROM messages
+WHERE company_id = $1 AND (message_id = $2 OR external_id = $2)
+ORDER BY (message_id = $2) DESC, id DESC
+LIMIT 1
+
+-- select_message_by_idempotency_key --
+-- The message a company stored under an Idempotency-Key.
+SELECT * FROM messages WHERE company_id = $1 AND idempotency_key = $2
+
+-- select_send_status --
+-- What ?wait= polls: a message's status, provider id and error.
+SELECT status, external_id, error_code, error_title FROM messages WHERE id = $1
+
+-- select_message_page --
+-- A company's messages, newest first, filtered by whichever of $2..$6 are not NULL,
+-- before row id $7 (the cursor) when given; $8 rows at most.
+SELECT * FROM messages
+WHERE company_id = $1
+  AND ($2::text IS NULL OR chat_id = $2)
+  AND ($3::int IS NULL OR phone_index = $3)
+  AND ($4::text IS NULL OR status = $4)
+  AND ($5::text IS NULL OR direction = $5)
+  AND ($6::text IS NULL OR message_type = $6)
+  AND ($7::bigint IS NULL OR id < $7)
+ORDER BY id DESC
+LIMIT $8
+
+-- select_status_history --
+-- A message's state changes, oldest first.
+SELECT from_status, to_status, source, detail, created_at FROM message_status_history
+WHERE message_pk = $1 ORDER BY id
+
+-- insert_outbound --
+-- A new outbound message, queued; nothing (no row) if its message id exists in the company.
+INSERT INTO messages (
+    message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
+    message_type, content, media_url, media_id, media_mime_type, media_filename, payload, raw,
+    status, context_message_id, idempotency_key, queue_name, process_name, source, deadline_at,
+    queued_at)
+VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb,
+        'queued', $15, $16, $17, $18, $19, $20, now())
+ON CONFLICT (message_id, company_id) DO NOTHING
+RETURNING *
+
+-- insert_queued_history --
+-- The first history row of a new outbound message: (nothing) -> queued.
+INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
+VALUES ($1, NULL, 'queued', $2, $3::jsonb)
+
+-- claim_for_send --
+-- Mark a message sending for one more attempt: queued -> sending, or another attempt
+-- while sending (history only for the first). attempts is NULL when it may not be sent.
+WITH prev AS (
+    SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
+), upd AS (
+    UPDATE messages m SET status = 'sending', attempts = m.attempts + 1, process_name = $3
+    FROM prev WHERE m.id = prev.id AND prev.status IN ('accepted', 'queued', 'sending')
+    RETURNING m.id, prev.status AS from_status, m.attempts
+), hist AS (
+    INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
+    SELECT id, from_status, 'sending', $2, jsonb_build_object('attempt', attempts)
+    FROM upd WHERE from_status <> 'sending'
+)
+SELECT (SELECT status FROM prev) AS previous_status, (SELECT attempts FROM upd) AS attempts
+
+-- advance_status --
+-- Move a message to $2 if message_status_allows it, with its history row; answers the
+-- changed row, or one row of NULLs but current_status when nothing changed.
+WITH prev AS (
+    SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
+), upd AS (
+    UPDATE messages m SET
+        status        = $2,
+        external_id   = coalesce($4, m.external_id),
+        error_code    = CASE WHEN $2 = 'failed' THEN $5 ELSE m.error_code END,
+        error_title   = CASE WHEN $2 = 'failed' THEN $6 ELSE m.error_title END,
+        error_details = CASE WHEN $2 = 'failed' THEN $7::jsonb ELSE m.error_details END,
+        attempts      = m.attempts + CASE WHEN $2 = 'sending' THEN 1 ELSE 0 END,
+        queued_at     = CASE WHEN $2 = 'queued' THEN now() ELSE m.queued_at END,
+        sent_at       = CASE WHEN $2 = 'sent' THEN now() ELSE m.sent_at END,
+        delivered_at  = CASE WHEN $2 = 'delivered' THEN now() ELSE m.delivered_at END,
+        read_at       = CASE WHEN $2 = 'read' THEN now() ELSE m.read_at END,
+        failed_at     = CASE WHEN $2 = 'failed' THEN now() ELSE m.failed_at END
+    FROM prev
+    WHERE m.id = prev.id AND message_status_allows(prev.status, $2)
+    RETURNING m.id, prev.status AS from_status, m.status AS to_status, m.message_id, m.company_id,
+              m.phone_index, m.chat_id, m.external_id, m.direction, m.provider, m.error_code, m.error_title
+), hist AS (
+    INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
+    SELECT id, from_status, to_status, $3, $8::jsonb FROM upd
+)
+SELECT upd.*, (SELECT status FROM prev) AS current_status FROM upd
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       (SELECT status FROM prev)
+WHERE NOT EXISTS (SELECT 1 FROM upd)
+
+-- touch_outbound_session --
+-- The conversation's last outbound message was now.
+INSERT INTO conversation_sessions (company_id, phone_index, contact, last_outbound_at)
+VALUES ($1, $2, $3, now())
+ON CONFLICT (company_id, phone_index, contact) DO UPDATE SET last_outbound_at = now()
+
+-- touch_inbound_session --
+-- The conversation's last inbound message was at $4 (never moved back: the 24 h window).
+INSERT INTO conversation_sessions (company_id, phone_index, contact, last_inbound_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (company_id, phone_index, contact) DO UPDATE
+SET last_inbound_at = GREATEST(conversation_sessions.last_inbound_at, EXCLUDED.last_inbound_at)
+
+-- select_unfinished_outbound --
+-- Outbound messages still queued/sending, untouched for $1 seconds, after row id $2; $3 at most.
+SELECT id, message_id, company_id, phone_index, status, queue_name
+FROM messages
+WHERE status IN ('queued', 'sending') AND direction = 'outbound'
+  AND updated_at < now() - make_interval(secs => $1)
+  AND id > $2
+ORDER BY id
+LIMIT $3
+
+-- claim_idempotency_key --
+-- Take a key in_flight for this request: a new one, an expired one, or a stale in_flight
+-- one ($7 old) of the same request. Answers the key, or nothing when it is someone else's.
+INSERT INTO idempotency_keys AS k (company_id, key, request_hash, method, path, state, expires_at)
+VALUES ($1, $2, $3, $4, $5, 'in_flight', now() + $6::interval)
+ON CONFLICT (company_id, key) DO UPDATE SET
+    request_hash = EXCLUDED.request_hash, method = EXCLUDED.method, path = EXCLUDED.path,
+    state = 'in_flight', response_status = NULL, response_body = NULL,
+    created_at = now(), expires_at = EXCLUDED.expires_at
+WHERE k.expires_at < now()
+   OR (k.state = 'in_flight' AND k.created_at < now() - $7::interval AND k.request_hash = EXCLUDED.request_hash)
+RETURNING key
+
+-- select_idempotency_key --
+-- A key's request, state and stored answer; stale: in_flight for longer than $3.
+-- Only an unexpired key when $4 is true.
+SELECT request_hash, method, path, state, response_status, response_body,
+       created_at < now() - $3::interval AS stale
+FROM idempotency_keys WHERE company_id = $1 AND key = $2 AND (NOT $4::boolean OR expires_at >= now())
+
+-- complete_idempotency_key --
+-- Store the answer to replay for a key.
+UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4::jsonb
+WHERE company_id = $1 AND key = $2
+
+-- insert_tenant_event --
+-- One tenant event, plus a delivery row for each enabled endpoint of the company that wants it.
+WITH event AS (
+    INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
+    RETURNING id, company_id, type
+)
+INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
+SELECT e.id, event.id, event.company_id
+FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
+WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))

@@ -1,0 +1,81 @@
+"""``PgSendStore``: the send processor's ``SendStore`` over PostgreSQL.
+
+Each method is one transaction, as the processor ran them when it held the connection
+itself: loading (and, for a Node-format job, first recording) the message; the claim for
+an attempt; ``sent`` with the provider id together with the conversation's last outbound
+time; ``failed`` with the provider's code, title and details. Recording ``sent`` is
+patient: the message has left already, so a PostgreSQL restart is waited out in place
+rather than handing the job back (a re-run would send it a second time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from bisnesgpt.core.errors import DatabaseUnavailable
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.db.pool import Database
+from bisnesgpt.messaging import store
+from bisnesgpt.messaging.states import advance_status
+
+log = logging.getLogger(__name__)
+
+# After a send, recording ``sent`` is retried in place this long (a PostgreSQL restart)
+# before the job is given back: a re-run would send the message a second time.
+RECORD_SENT_PATIENCE_S = 15.0
+RECORD_SENT_FIRST_PAUSE_S = 0.2
+RECORD_SENT_MAX_PAUSE_S = 2.0
+
+
+class PgSendStore:
+    """The ``messages`` rows of send jobs, read and written in the processor's transactions."""
+
+    def __init__(self, db: Database, *, patience_s: float = RECORD_SENT_PATIENCE_S) -> None:
+        self.db = db
+        self.patience_s = patience_s
+
+    async def load(self, message_id: str, company_id: str | None,
+                   record_first: store.NewOutboundMessage | None = None) -> store.MessageRecord | None:
+        """The message (of any company when ``company_id`` is None), recording ``record_first`` first."""
+        async with self.db.transaction() as conn:
+            if record_first is not None:
+                await store.insert_outbound(conn, record_first)
+            return await store.load_message(conn, message_id, company_id)
+
+    async def claim(self, message: store.MessageRecord, *, source: str, process_name: str) -> int | None:
+        """``sending`` for one more attempt: the attempt number, or None if it may not be sent now."""
+        async with self.db.transaction() as conn:
+            return await store.claim_for_send(conn, message.id, source=source, process_name=process_name)
+
+    async def record_sent(self, message: store.MessageRecord, external_id: str, detail: JsonObject, *,
+                          source: str) -> None:
+        """``sent`` with the provider's id, and the conversation's last outbound time.
+
+        A ``DatabaseUnavailable`` is retried with a growing pause for ``patience_s``, then raised.
+        """
+        give_up = time.monotonic() + self.patience_s
+        pause = RECORD_SENT_FIRST_PAUSE_S
+        while True:
+            try:
+                async with self.db.transaction() as conn:
+                    await advance_status(conn, message.id, "sent", source=source, external_id=external_id,
+                                         detail=detail)
+                    await store.touch_outbound_session(conn, message.company_id, message.phone_index,
+                                                       message.contact)
+                return
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + pause > give_up:
+                    raise
+                log.warning("message %s sent (%s) but not recorded yet: %s; retrying", message.message_id,
+                            external_id, exc.detail)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RECORD_SENT_MAX_PAUSE_S)
+
+    async def record_failed(self, message: store.MessageRecord, *, code: str, title: str, details: JsonValue,
+                            source: str) -> None:
+        """``failed`` for good, with the provider's (or our) error code, title and details."""
+        async with self.db.transaction() as conn:
+            await advance_status(conn, message.id, "failed", source=source, error_code=code, error_title=title,
+                                 error_details=details)
