@@ -124,6 +124,18 @@ class Supervisor:
         """
         if install_signals:
             self.signals.install()
+        self.start()
+        try:
+            while True:
+                self.wait_for_activity(LOOP_TICK_S)
+                status = self.turn()
+                if status is not None:
+                    return status
+        finally:
+            self.recorder.close()
+
+    def start(self) -> None:
+        """Start the recorder, record the ``start`` event and spawn every slot."""
         self.recorder.start()
         disabled = [r for r in ("wwebjs", "meta") if not self.settings.role_enabled(r)]
         log.info("orchestrator %s (pid %d) starting %s%s", __version__, os.getpid(),
@@ -133,14 +145,6 @@ class Supervisor:
                                                "disabled": disabled})
         for child in self.children:
             self.restarts.spawn(child)
-        try:
-            while True:
-                self.wait_for_activity(LOOP_TICK_S)
-                status = self.turn()
-                if status is not None:
-                    return status
-        finally:
-            self.recorder.close()
 
     def turn(self) -> int | None:
         """One turn after waking: signals, reap, judge, spawn; the exit status once it is over."""
