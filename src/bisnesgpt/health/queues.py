@@ -10,24 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypedDict
 
 import redis.asyncio as aioredis
 
 from bisnesgpt.messaging.queues import ALL_QUEUES, DEFAULT_PREFIX, QueueSpec
-
-
-class QueueDepthJson(TypedDict):
-    """A queue's depth in ``doctor --json``."""
-
-    waiting: int
-    active: int
-    delayed: int
-    prioritized: int
-    paused: int
-    failed: int
-    backlog: int
-    oldestWaitingAgeSeconds: float | None
 
 
 @dataclass(frozen=True)
@@ -48,8 +34,8 @@ class QueueDepth:
         """Jobs ready or scheduled to run that no worker holds yet."""
         return self.waiting + self.delayed + self.prioritized + self.paused
 
-    def as_dict(self) -> QueueDepthJson:
-        """The JSON form."""
+    def as_dict(self) -> dict[str, int | float | None]:
+        """The JSON form (``doctor --json``): the counts, the backlog and ``oldestWaitingAgeSeconds``."""
         return {"waiting": self.waiting, "active": self.active, "delayed": self.delayed,
                 "prioritized": self.prioritized, "paused": self.paused, "failed": self.failed,
                 "backlog": self.backlog, "oldestWaitingAgeSeconds": self.oldest_waiting_age_s}
