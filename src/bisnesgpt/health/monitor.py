@@ -40,10 +40,10 @@ SQL = load_queries("bisnesgpt.health")
 
 CHECK_TIMEOUT = 2.0
 
-# What /health says of this process. The heartbeat writes the same into process_health,
-# or ``stopped`` for the last one.
+# What /health says of this process.
 ReportStatus = Literal["healthy", "unhealthy", "draining"]
-# process_health.status as a heartbeat writes it.
+# process_health.status as a heartbeat writes it: unhealthy is ``error``; the last
+# heartbeat of a process says ``stopped``.
 RowStatus = Literal["healthy", "draining", "stopped", "error"]
 
 
