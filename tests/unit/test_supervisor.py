@@ -225,7 +225,7 @@ class Rig:
 
 def _settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = {"enable_wwebjs": False, "enable_meta": False, "log_dir": tmp_path / "logs"}
-    return Settings(_env_file=None, **(base | overrides))  # type: ignore[call-arg]
+    return Settings(_env_file=None, **(base | overrides))
 
 
 @pytest.fixture
@@ -267,7 +267,7 @@ def test_a_crash_is_restarted_after_a_backoff_that_doubles(make_rig: Any) -> Non
     assert rig.launcher.current("api").released and rig.launcher.current("api").group_cleared
     child = rig.child("api")
     assert (child.state, child.status, child.in_a_row, child.restarts) == ("waiting", "restarting", 1, 1)
-    restarting = [p for channel, p in rig.recorder.published if p["status"] == "restarting"]
+    restarting = [p for _, p in rig.recorder.published if p["status"] == "restarting"]
     assert restarting[-1] | {"ts": 0} == {"processName": "api", "role": "api", "status": "restarting", "pid": 1000,
                                           "ts": 0, "delayMs": 2000, "host": rig.supervisor.ctx.host,
                                           "source": "orchestrator"}
@@ -355,8 +355,8 @@ def test_giving_the_api_up_stops_everything_and_exits_1(make_rig: Any) -> None:
                                       "error": "given up after 2 restarts"}
     assert rig.child("api").state == "given_up"
     assert rig.launcher.current("wwebjs").signals == ["SIGTERM"]  # the rest were stopped
-    assert rig.recorder.of_type("stop")[-1][0] == "orchestrator"
     stop = rig.recorder.of_type("stop")[-1]
+    assert stop[0] == "orchestrator"
     assert (stop[1]["reason"], stop[1]["exitCode"], stop[1]["killed"], stop[2]) == ("api given up", 1, [], "critical")
 
 
