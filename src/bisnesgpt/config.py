@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bisnesgpt.core.errors import ConfigError
@@ -341,6 +342,7 @@ class Settings(BaseSettings):
         return None
 
     def pool_max_for(self, role: Role) -> int:
+        """DATABASE_POOL_<ROLE>_MAX: the most PostgreSQL connections a process of ``role`` opens."""
         return {
             "api": self.database_pool_api_max,
             "wwebjs": self.database_pool_wwebjs_max,
@@ -349,23 +351,28 @@ class Settings(BaseSettings):
         }[role]
 
     def http_port_for(self, role: Role) -> int:
+        """The port a process of ``role`` serves on (``legacy``: PORT); its instances share it."""
         return {"api": self.api_port, "wwebjs": self.wwebjs_port, "meta": self.meta_port, "legacy": self.port}[
             role
         ]
 
     def restart_delay_for(self, role: Role) -> int:
+        """<ROLE>_RESTART_DELAY (ms): the first backoff of the orchestrator's restarts (legacy: the api's)."""
         return {"api": self.api_restart_delay, "wwebjs": self.wwebjs_restart_delay,
                 "meta": self.meta_restart_delay, "legacy": self.api_restart_delay}[role]
 
     def min_uptime_for(self, role: Role) -> int:
+        """<ROLE>_MIN_UPTIME (ms): ready this long, a child's restarts in a row start again from 0."""
         return {"api": self.api_min_uptime, "wwebjs": self.wwebjs_min_uptime,
                 "meta": self.meta_min_uptime, "legacy": self.api_min_uptime}[role]
 
     def max_restarts_for(self, role: Role) -> int:
+        """<ROLE>_MAX_RESTARTS: restarts in a row before the orchestrator gives the role up."""
         return {"api": self.api_max_restarts, "wwebjs": self.wwebjs_max_restarts,
                 "meta": self.meta_max_restarts, "legacy": self.api_max_restarts}[role]
 
     def max_memory_for(self, role: Role) -> int:
+        """<ROLE>_MAX_MEMORY in bytes (0: no limit; legacy is never restarted for its size)."""
         return {"api": self.api_max_memory, "wwebjs": self.wwebjs_max_memory,
                 "meta": self.meta_max_memory, "legacy": 0}[role]
 
@@ -376,9 +383,11 @@ class Settings(BaseSettings):
         return {"api": self.api_instances, "wwebjs": 1, "meta": self.meta_instances, "legacy": 1}[role]
 
     def crashes_on_start(self, role: Role) -> bool:
+        """Whether TEST_CRASH_ON_START names ``role`` (fault injection for tests only)."""
         return role in {part.strip() for part in self.test_crash_on_start.split(",") if part.strip()}
 
     def role_enabled(self, role: Role) -> bool:
+        """ENABLE_WWEBJS / ENABLE_META for the engines; the api and legacy always run."""
         if role == "wwebjs":
             return self.enable_wwebjs
         if role == "meta":
@@ -389,7 +398,7 @@ class Settings(BaseSettings):
 _SECRET_FIELDS = ("key", "secret", "password", "token")
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = error.get("loc") or ("?",)
     field = str(loc[0])
     env_name = field.upper()
@@ -412,7 +421,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(_describe(dict(first))) from exc
+        raise ConfigError(_describe(first)) from exc
 
 
 def mask_url(url: str | None) -> str:

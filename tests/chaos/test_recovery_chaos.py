@@ -28,7 +28,7 @@ from bisnesgpt.db.migrate import migrate
 from bisnesgpt.infra.embedded_postgres import EmbeddedPostgres
 from bisnesgpt.infra.embedded_redis import EmbeddedRedis
 from bisnesgpt.messaging.queues import ALL_QUEUES
-from bisnesgpt.orchestrator.supervisor import KILL_GRACE_S
+from bisnesgpt.orchestrator.judging import KILL_GRACE_S
 from tests.support.chaos import ChaosSystem, Fault, LoadGenerator, check, log, scaled, scenario_timer
 from tests.support.orchestrator import FAST_TIMINGS, get_json
 from tests.support.procs import wait_until

@@ -20,7 +20,7 @@ from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 
-KILL_GRACE_S = 2.0  # orchestrator.supervisor.KILL_GRACE_S
+KILL_GRACE_S = 2.0  # orchestrator.judging.KILL_GRACE_S
 
 
 @pytest.mark.timeout(240)

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bisnesgpt.db.migrate import INSERT_APPLIED, discover, migrate
+from bisnesgpt.db.migrate import SQL, discover, migrate
 from tests.support.procs import Proc, free_port
 from tests.support.wwebjs import role_env, start_api
 
@@ -48,7 +48,7 @@ async def test_an_unmigrated_database_is_refused_with_one_line(
     last = migrations[-1]
     conn = await asyncpg.connect(empty_database_url)
     try:
-        await conn.execute(INSERT_APPLIED, last.version, last.name, last.checksum)
+        await conn.execute(SQL.record_migration, last.version, last.name, last.checksum)
     finally:
         await conn.close()
     api = start_api(tmp_path, empty_database_url, redis_url, name="api-migrated")

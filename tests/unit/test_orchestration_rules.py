@@ -12,8 +12,9 @@ from bisnesgpt.coordination.coordinator import shutdown_targets_me
 from bisnesgpt.core.errors import ConfigError
 from bisnesgpt.health.overview import build_overview, expected_names, judge
 from bisnesgpt.orchestrator import protocol
+from bisnesgpt.orchestrator.children import describe_exit
 from bisnesgpt.orchestrator.policy import RestartPolicy
-from bisnesgpt.orchestrator.supervisor import Supervisor, describe_exit
+from bisnesgpt.orchestrator.supervisor import Supervisor
 
 pytestmark = pytest.mark.unit
 

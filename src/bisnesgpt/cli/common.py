@@ -34,6 +34,7 @@ def cli_errors() -> Iterator[None]:
 
 
 def settings_or_exit(**overrides: Any) -> Settings:
+    """The settings, or the one-line error and exit status 2 when they are invalid."""
     with cli_errors():
         return load_settings(**overrides)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import typer
 
 from bisnesgpt.cli.common import cli_errors, console, settings_or_exit
 from bisnesgpt.config import mask_url
 from bisnesgpt.core.logging import setup_logging
+
+if TYPE_CHECKING:
+    from bisnesgpt.infra.embedded import EmbeddedServer
 
 
 def migrate(
@@ -77,17 +81,13 @@ def services_status() -> None:
 
     settings = settings_or_exit()
     logging.disable(logging.INFO)
-    if settings.database_url:
-        console.print(f"PostgreSQL: external {mask_url(settings.database_url)}")
-    else:
-        pg = embedded_postgres(settings)
-        running = pg.running()
-        console.print(f"PostgreSQL: embedded in {pg.data_dir}: "
-                      + (f"running pid {running[0]}, {pg.url(running[1])}" if running else "stopped"))
-    if settings.effective_redis_url:
-        console.print(f"Redis: external {mask_url(settings.effective_redis_url)}")
-    else:
-        rd = embedded_redis(settings)
-        running_r = rd.running()
-        console.print(f"Redis: embedded in {rd.data_dir}: "
-                      + (f"running pid {running_r[0]}, {rd.url(running_r[1])}" if running_r else "stopped"))
+    console.print(_whereabouts("PostgreSQL", settings.database_url, embedded_postgres(settings)))
+    console.print(_whereabouts("Redis", settings.effective_redis_url, embedded_redis(settings)))
+
+
+def _whereabouts(label: str, configured: str | None, embedded: EmbeddedServer) -> str:
+    if configured:
+        return f"{label}: external {mask_url(configured)}"
+    running = embedded.running()
+    state = f"running pid {running[0]}, {embedded.url(running[1])}" if running else "stopped"
+    return f"{label}: embedded in {embedded.data_dir}: {state}"

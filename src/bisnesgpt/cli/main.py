@@ -36,4 +36,5 @@ def version() -> None:
 
 
 def main() -> None:
+    """The console-script entry point (``bisnesgpt`` and ``python -m bisnesgpt``)."""
     app()

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 import typer
 from rich import box
@@ -20,10 +20,19 @@ from bisnesgpt.cli.common import cli_errors, console, settings_or_exit
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import ServiceUnavailable
 from bisnesgpt.db.pool import Database
-from bisnesgpt.health.doctor import Doctor, DoctorOptions
+from bisnesgpt.health.doctor import CheckResultJson, Doctor, DoctorOptions
 from bisnesgpt.health.overview import Overview, ProcessView, fetch_overview
 from bisnesgpt.health.probe import Probe, health_urls, probe_all
 from bisnesgpt.infra.services import locate_services
+
+
+class DoctorJson(TypedDict):
+    """``bisnesgpt doctor --json``."""
+
+    ok: bool
+    checkedAt: str
+    checks: list[CheckResultJson]
+
 
 STATUS_STYLE = {"healthy": "green", "degraded": "yellow", "draining": "yellow", "unhealthy": "red",
                 "down": "red", "disabled": "dim", "partial": "yellow"}
@@ -129,7 +138,7 @@ def doctor(
                                      options=options, notes=located.notes).run())
     all_ok = all(r.ok for r in results)
     if json_output:
-        body: dict[str, Any] = {"ok": all_ok, "checkedAt": datetime.now(UTC).isoformat(),
+        body: DoctorJson = {"ok": all_ok, "checkedAt": datetime.now(UTC).isoformat(),
                                 "checks": [r.as_dict() for r in results]}
         typer.echo(json.dumps(body, default=str, indent=2))
     else:

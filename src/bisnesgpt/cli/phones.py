@@ -51,10 +51,7 @@ async def _announce(settings: Settings, company_id: str, phone_index: int, conne
     from bisnesgpt.infra.services import embedded_redis
     from bisnesgpt.messaging.router import announce_change
 
-    url = settings.effective_redis_url
-    if url is None:
-        running = embedded_redis(settings).running()
-        url = embedded_redis(settings).url(running[1]) if running else None
+    url = settings.effective_redis_url or embedded_redis(settings).running_url()
     delivered = False
     if url is not None:
         client = redis_client(url, name="bisnesgpt:cli")
@@ -72,6 +69,17 @@ def _service(db: Database, settings: Settings, *, encrypts: bool) -> PhoneConfig
 
     box = secret_box(resolve_encryption_key(settings)) if encrypts else None
     return PhoneConfigService(db, box, on_change=on_change)
+
+
+def _with_secrets(db: Database, settings: Settings, fields: dict[str, str | None], *, token: str | None,
+                  d360_key: str | None) -> tuple[PhoneConfigService, dict[str, str | None]]:
+    """The phone service (with the key when a secret is given) and ``fields`` plus the encrypted secrets."""
+    service = _service(db, settings, encrypts=token is not None or d360_key is not None)
+    if token is not None:
+        fields["meta_access_token_encrypted"] = service.encrypt(token)
+    if d360_key is not None:
+        fields["api_key_encrypted"] = service.encrypt(d360_key)
+    return service, fields
 
 
 def _describe(config: PhoneConfig) -> str:
@@ -105,12 +113,8 @@ def phones_add(
         async with db.connection() as conn:
             if await store.get_phone(conn, company_id, index) is not None:
                 raise Conflict(f"phone {company_id}/{index} exists; change it with `bisnesgpt phones set`")
-        service = _service(db, settings, encrypts=token is not None or d360_key is not None)
-        fields = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id)
-        if token is not None:
-            fields["meta_access_token_encrypted"] = service.encrypt(token)
-        if d360_key is not None:
-            fields["api_key_encrypted"] = service.encrypt(d360_key)
+        service, fields = _with_secrets(db, settings, _fields(display_phone_number, phone_number_id, waba_id,
+                                                              client_id, channel_id), token=token, d360_key=d360_key)
         return await service.save(company_id, index, connection_type=connection_type, fields=fields,
                                   initial_status=connection_type not in ("wwebjs",))
 
@@ -136,12 +140,8 @@ def phones_set(
     d360_key = _secret(api_key, "API key")
 
     async def change(db: Database, settings: Settings) -> PhoneConfig:
-        service = _service(db, settings, encrypts=token is not None or d360_key is not None)
-        fields = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id)
-        if token is not None:
-            fields["meta_access_token_encrypted"] = service.encrypt(token)
-        if d360_key is not None:
-            fields["api_key_encrypted"] = service.encrypt(d360_key)
+        service, fields = _with_secrets(db, settings, _fields(display_phone_number, phone_number_id, waba_id,
+                                                              client_id, channel_id), token=token, d360_key=d360_key)
         if not fields and connection_type is None and status is None:
             raise ValidationFailed("nothing to change: give --type, --status or a credential option")
         return await service.update(company_id, index, connection_type=connection_type, status=status,

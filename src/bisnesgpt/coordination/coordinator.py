@@ -29,7 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -37,6 +37,9 @@ from redis.exceptions import RedisError
 from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, PROCESS_SHUTDOWN, PROCESS_STATUS, redis_db_of
 from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.infra.redis import pubsub_client
+
+if TYPE_CHECKING:
+    from bisnesgpt.processes.context import Peer
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class Coordinator:
     """One process's pub/sub listener: peers, shutdown requests, and the components' handlers."""
 
     def __init__(self, redis_url: str, *, process_name: str, role: str, host: str,
-                 peers: dict[str, dict[str, Any]], on_shutdown: Callable[[str], None]) -> None:
+                 peers: dict[str, Peer], on_shutdown: Callable[[str], None]) -> None:
         self.redis_url = redis_url
         self.process_name = process_name
         self.role = role
@@ -105,8 +108,8 @@ class Coordinator:
         if not isinstance(name, str) or name == self.process_name:
             return
         entry = self.peers.setdefault(name, {})
-        entry.update(status=payload.get("status"), pid=payload.get("pid"), role=payload.get("role"),
-                     host=payload.get("host"))
+        entry.update({"status": payload.get("status"), "pid": payload.get("pid"), "role": payload.get("role"),
+                      "host": payload.get("host")})
         entry["redis"] = {"status": payload.get("status"), "pid": payload.get("pid"), "seenAt": time.time()}
 
     def start(self) -> None:

@@ -30,18 +30,21 @@ class SecretBox:
 
     @classmethod
     def from_hex(cls, key_hex: str) -> SecretBox:
+        """A box for ENCRYPTION_KEY as configured (64 hex characters)."""
         try:
             return cls(bytes.fromhex(key_hex))
         except ValueError as exc:
             raise CryptoError("ENCRYPTION_KEY must be 64 hex characters") from exc
 
     def encrypt(self, plaintext: str) -> str:
+        """``ivHex:tagHex:cipherHex`` with a fresh random IV (the Node server reads it as is)."""
         iv = os.urandom(IV_BYTES)
         sealed = self._aead.encrypt(iv, plaintext.encode("utf-8"), None)
         cipher, tag = sealed[:-TAG_BYTES], sealed[-TAG_BYTES:]
         return f"{iv.hex()}:{tag.hex()}:{cipher.hex()}"
 
     def decrypt(self, token: str) -> str:
+        """The plaintext of ``ivHex:tagHex:cipherHex``; CryptoError when malformed, tampered or the key is wrong."""
         try:
             iv_hex, tag_hex, cipher_hex = token.split(":")
             iv, tag, cipher = bytes.fromhex(iv_hex), bytes.fromhex(tag_hex), bytes.fromhex(cipher_hex)
@@ -61,10 +64,12 @@ def hash_api_key(key: str) -> str:
 
 
 def new_api_key(prefix: str = "bgpt") -> str:
+    """A new API key, ``<prefix>_`` and 32 random bytes, URL-safe (shown once, stored hashed)."""
     return f"{prefix}_{secrets.token_urlsafe(32)}"
 
 
 def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
+    """Compare secrets without leaking, through timing, how much of them matched."""
     a_bytes = a.encode() if isinstance(a, str) else a
     b_bytes = b.encode() if isinstance(b, str) else b
     return hmac.compare_digest(a_bytes, b_bytes)

@@ -20,8 +20,10 @@ def uuid7() -> uuid.UUID:
 
 
 def new_message_id() -> str:
+    """A message id: a UUIDv7 in its canonical text form."""
     return str(uuid7())
 
 
 def new_event_id() -> str:
+    """A webhook event id: ``evt_`` and a UUIDv7's hex digits."""
     return f"evt_{uuid7().hex}"

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import NotRequired, TypedDict
 
 _TEXT_FORMAT = "%(asctime)s.%(msecs)03d %(process_label)s[%(process)d] %(levelname)s %(name)s: %(message)s"
 _DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -26,9 +26,19 @@ class _ProcessLabelFilter(logging.Filter):
         return True
 
 
+class _JsonLine(TypedDict):
+    ts: str
+    process: str
+    pid: int | None
+    level: str
+    logger: str
+    msg: str
+    exc: NotRequired[str]
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {
+        payload: _JsonLine = {
             "ts": time.strftime(_DATE_FORMAT, time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "process": getattr(record, "process_label", "?"),
             "pid": record.process,

@@ -17,40 +17,38 @@ import asyncpg
 
 from bisnesgpt.core.errors import DatabaseUnavailable, MigrationError
 from bisnesgpt.db.pool import CONNECTION_ERRORS
+from bisnesgpt.db.queries import load_queries
+
+SQL = load_queries("bisnesgpt.db")
 
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Arbitrary but fixed: every bisnesgpt migrator takes the same lock.
 MIGRATION_LOCK_KEY = 0x62697373_6D696772  # "bissmigr"
 
-CREATE_TRACKING_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     INTEGER PRIMARY KEY,
-    name        TEXT NOT NULL,
-    checksum    TEXT NOT NULL,
-    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
-)
-"""
-SELECT_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
-INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
-
 
 @dataclass(frozen=True)
 class Migration:
+    """One shipped migration file: ``NNNN_name.sql`` and its SQL."""
+
     version: int
     name: str
     sql: str
 
     @property
     def filename(self) -> str:
+        """The file's name, as shipped."""
         return f"{self.version:04d}_{self.name}.sql"
 
     @property
     def checksum(self) -> str:
+        """SHA-256 of the SQL: an applied migration whose file changed is refused."""
         return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
 
 
 @dataclass
 class MigrationReport:
+    """What a run applied, what is still pending, and how many were applied before."""
+
     applied: list[Migration] = field(default_factory=list)
     pending: list[Migration] = field(default_factory=list)
     already_applied: int = 0
@@ -85,11 +83,11 @@ async def migrate(
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL to migrate: {exc}") from exc
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute(SQL.lock_migrations, MIGRATION_LOCK_KEY)
         try:
             return await _migrate_locked(conn, dry_run=dry_run, say=say)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+            await conn.execute(SQL.unlock_migrations, MIGRATION_LOCK_KEY)
     finally:
         await conn.close()
 
@@ -101,11 +99,11 @@ async def pending(conn: asyncpg.Connection) -> MigrationReport:
 
 async def _plan(conn: asyncpg.Connection, *, create: bool) -> MigrationReport:
     report = MigrationReport()
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    exists = await conn.fetchval(SQL.migrations_table_exists)
     if not exists and create:
-        await conn.execute(CREATE_TRACKING_TABLE)
+        await conn.execute(SQL.create_migrations_table)
         exists = True
-    applied = {r["version"]: r for r in await conn.fetch(SELECT_APPLIED)} if exists else {}
+    applied = {r["version"]: r for r in await conn.fetch(SQL.applied_migrations)} if exists else {}
     for migration in discover():
         done = applied.get(migration.version)
         if done is not None:
@@ -132,7 +130,7 @@ async def _migrate_locked(
         try:
             async with conn.transaction():
                 await conn.execute(migration.sql)
-                await conn.execute(INSERT_APPLIED, migration.version, migration.name, migration.checksum)
+                await conn.execute(SQL.record_migration, migration.version, migration.name, migration.checksum)
         except asyncpg.PostgresError as exc:
             raise MigrationError(f"{migration.filename} failed: {exc}") from exc
         report.applied.append(migration)

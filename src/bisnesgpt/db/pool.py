@@ -12,13 +12,16 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import asyncpg
 
 from bisnesgpt.core.errors import DatabaseUnavailable
+from bisnesgpt.db.queries import load_queries
 
 log = logging.getLogger(__name__)
+
+SQL = load_queries("bisnesgpt.db")
 
 # Errors that mean "the server is not reachable / went away", as opposed to a bad query.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -51,6 +54,14 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     """
 
 
+class PoolStats(TypedDict):
+    """Connections of a pool: open, idle among them, and the most it opens."""
+
+    size: int
+    idle: int
+    max: int
+
+
 class Database:
     """A lazily opened asyncpg pool with connection errors mapped to the product's errors."""
 
@@ -73,6 +84,7 @@ class Database:
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
+        """Create the pool (a no-op once open); DatabaseUnavailable when the server cannot be reached."""
         if self._pool is not None:
             return
         try:
@@ -92,6 +104,7 @@ class Database:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
 
     async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool gracefully within ``timeout``, else terminate its connections."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -102,12 +115,14 @@ class Database:
 
     @property
     def pool(self) -> asyncpg.Pool:
+        """The open pool (DatabaseUnavailable before ``open``)."""
         if self._pool is None:
             raise DatabaseUnavailable("database pool is not open")
         return self._pool
 
     @property
     def is_open(self) -> bool:
+        """Whether ``open`` succeeded and ``close`` has not been called."""
         return self._pool is not None
 
     @asynccontextmanager
@@ -139,30 +154,37 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a transaction (committed when the block ends without an error)."""
         async with self.connection(timeout) as conn, conn.transaction():
             yield conn
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """All rows of ``query`` on a pooled connection."""
         async with self.connection() as conn:
             return list(await conn.fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        """The first row of ``query`` (None: no row)."""
         async with self.connection() as conn:
             return await conn.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
+        """The first column of the first row of ``query``."""
         async with self.connection() as conn:
             return await conn.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
+        """Run ``query``; its status tag (``UPDATE 3``)."""
         async with self.connection() as conn:
             return str(await conn.execute(query, *args))
 
     async def ping(self, timeout: float = 2.0) -> None:
+        """One round trip within ``timeout`` (for /health); raises when the server is away."""
         async with self.connection(timeout) as conn:
-            await conn.fetchval("SELECT 1", timeout=timeout)
+            await conn.fetchval(SQL.ping, timeout=timeout)
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> PoolStats:
+        """The pool's connection counts now (zeros before ``open``)."""
         if self._pool is None:
             return {"size": 0, "idle": 0, "max": self.max_size}
         return {"size": self._pool.get_size(), "idle": self._pool.get_idle_size(), "max": self.max_size}

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TypedDict, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,36 +27,31 @@ from redis.exceptions import RedisError
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import BisnesgptError, ServiceUnavailable
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.health.overview import Overview, fetch_overview
 from bisnesgpt.health.probe import health_urls, probe_all
 from bisnesgpt.health.queues import queue_depths
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.queues import ALL_QUEUES
 
+SQL = load_queries("bisnesgpt.health")
+
 CHECK_TIMEOUT = 8.0
-CONNECTIONS = """
-SELECT (SELECT count(*) FROM pg_stat_activity)::int AS used,
-       current_setting('max_connections')::int AS max,
-       (SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'bisnesgpt-%')::int AS ours
-"""
-RECENT_PROBLEMS = """
-SELECT process_name, event_type, severity, timestamp, event_data
-FROM process_events
-WHERE severity IN ('error', 'critical') AND timestamp > now() - make_interval(secs => $1)
-ORDER BY timestamp DESC
-"""
-STUCK_MESSAGES = """
-SELECT count(*) FILTER (WHERE status IN ('queued', 'sending') AND updated_at < now() - make_interval(secs => $1))
-           ::int AS stuck,
-       count(*) FILTER (WHERE status IN ('accepted', 'queued', 'sending'))::int AS in_flight,
-       count(*) FILTER (WHERE sent_at > now() - make_interval(secs => $2))::int AS sent_recently,
-       min(updated_at) FILTER (WHERE status IN ('queued', 'sending')) AS oldest_unsent
-FROM messages WHERE direction = 'outbound'
-"""
+
+
+class CheckResultJson(TypedDict):
+    """A check in ``bisnesgpt doctor --json``."""
+
+    name: str
+    ok: bool
+    evidence: str
+    data: Mapping[str, object]
 
 
 @dataclass(frozen=True)
 class DoctorOptions:
+    """The thresholds of the checklist (the command's options)."""
+
     since_minutes: float = 10.0
     stuck_minutes: float = 5.0
     max_queue_backlog: int = 1000
@@ -67,12 +62,15 @@ class DoctorOptions:
 
 @dataclass
 class CheckResult:
+    """One check's verdict, the line of evidence printed for it, and the data behind it."""
+
     name: str
     ok: bool
     evidence: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, object] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> CheckResultJson:
+        """The JSON form."""
         return {"name": self.name, "ok": self.ok, "evidence": self.evidence, "data": self.data}
 
 
@@ -92,6 +90,7 @@ class Doctor:
         self._overview_error: str | None = None
 
     async def run(self) -> list[CheckResult]:
+        """Every check, in the checklist's order (each within CHECK_TIMEOUT)."""
         await self._open()
         try:
             checks: list[tuple[str, Callable[[], Awaitable[CheckResult]]]] = [
@@ -153,6 +152,7 @@ class Doctor:
     # --- the checks -------------------------------------------------------------------------
 
     async def processes_online(self) -> CheckResult:
+        """Every expected process heartbeating and healthy (from process_health)."""
         name = "processes-online"
         if self._overview is None:
             return CheckResult(name, False, f"cannot read process_health: {self._overview_error}")
@@ -168,6 +168,7 @@ class Doctor:
         return CheckResult(name, not bad and self._overview.healthy, "; ".join(parts), data)
 
     async def health_endpoints(self) -> CheckResult:
+        """GET /health answers 200 on every enabled role's port."""
         urls = health_urls(self.settings, host=self.options.host, legacy=self.options.legacy)
         probes = await probe_all(urls)
         evidence = "; ".join(f"{role} {p.url} {p.summary()}" for role, p in probes.items())
@@ -175,6 +176,7 @@ class Doctor:
                            {"probes": [p.as_dict() for p in probes.values()]})
 
     async def redis_check(self) -> CheckResult:
+        """Redis answers PING (with its latency and server version)."""
         client = self._need_redis()
         started = time.monotonic()
         await cast(Awaitable[bool], client.ping())
@@ -185,9 +187,10 @@ class Doctor:
                            {"latencyMs": round(latency, 2), "version": version})
 
     async def database_pool(self) -> CheckResult:
+        """PostgreSQL answers, under 90 % of max_connections, and no process reports a failing database check."""
         db = self._need_db()
         started = time.monotonic()
-        row = await db.fetchrow(CONNECTIONS)
+        row = await db.fetchrow(SQL.connection_counts)
         latency = (time.monotonic() - started) * 1000
         assert row is not None
         used, limit, ours = int(row["used"]), int(row["max"]), int(row["ours"])
@@ -204,9 +207,10 @@ class Doctor:
                             "bisnesgptConnections": ours, "failing": failing})
 
     async def recent_errors(self) -> CheckResult:
+        """No error or critical process event in the last ``since_minutes``."""
         db = self._need_db()
         window = self.options.since_minutes * 60
-        rows = await db.fetch(RECENT_PROBLEMS, float(window))
+        rows = await db.fetch(SQL.recent_problems, float(window))
         latest = [f"{r['process_name']} {r['event_type']} ({r['severity']}, {r['timestamp']:%H:%M:%S})"
                   for r in rows[:5]]
         evidence = (f"{len(rows)} error/critical event(s) in the last {self.options.since_minutes:g} min"
@@ -216,9 +220,10 @@ class Doctor:
                                                            for r in rows[:5]]})
 
     async def messages_processing(self) -> CheckResult:
+        """No outbound message stuck in queued/sending for ``stuck_minutes``."""
         db = self._need_db()
         stuck_after = self.options.stuck_minutes * 60
-        row = await db.fetchrow(STUCK_MESSAGES, float(stuck_after), float(self.options.since_minutes * 60))
+        row = await db.fetchrow(SQL.stuck_messages, float(stuck_after), float(self.options.since_minutes * 60))
         assert row is not None
         processed = sum(p.messages_processed for p in (self._overview.expected_processes() if self._overview else []))
         evidence = (f"{row['stuck']} outbound message(s) stuck in queued/sending > {self.options.stuck_minutes:g} min; "
@@ -229,6 +234,7 @@ class Doctor:
                             "processedByWorkers": processed})
 
     async def queues(self) -> CheckResult:
+        """No queue backing up: backlog and oldest waiting job under their limits."""
         client = self._need_redis()
         depths = await queue_depths(client, [spec.name for spec in ALL_QUEUES])
         parts, bad = [], []

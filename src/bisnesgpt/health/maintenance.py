@@ -10,7 +10,7 @@ new holder (after the old one died) keeps the schedule instead of running again 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TypedDict
 
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
@@ -21,6 +21,16 @@ SQL = load_queries("bisnesgpt.health")
 LEASE_NAME = "maintenance:cleanup"
 EVENT_TYPE = "maintenance"
 IDEMPOTENCY_BATCH = 5_000
+
+
+class MaintenanceResult(TypedDict):
+    """What one pass deleted (also the data of its ``maintenance`` event)."""
+
+    holder: str
+    metricsDeleted: int
+    eventsDeleted: int
+    idempotencyKeysDeleted: int
+    seconds: float
 
 
 class Maintenance:
@@ -39,7 +49,7 @@ class Maintenance:
         if since is None or float(since) >= self.interval:
             await self.run_once()
 
-    async def run_once(self) -> dict[str, Any]:
+    async def run_once(self) -> MaintenanceResult:
         """One clean-up pass (the caller holds the lease); what it deleted, also recorded as an event."""
         started = time.monotonic()
         metrics_deleted = await self.db.fetchval(SQL.cleanup_metrics)
@@ -51,8 +61,9 @@ class Maintenance:
             if batch < IDEMPOTENCY_BATCH:
                 break
         self.runs += 1
-        result = {"holder": self.holder, "metricsDeleted": int(metrics_deleted or 0),
-                  "eventsDeleted": int(events_deleted or 0), "idempotencyKeysDeleted": keys_deleted,
-                  "seconds": round(time.monotonic() - started, 3)}
+        result: MaintenanceResult = {
+            "holder": self.holder, "metricsDeleted": int(metrics_deleted or 0),
+            "eventsDeleted": int(events_deleted or 0), "idempotencyKeysDeleted": keys_deleted,
+            "seconds": round(time.monotonic() - started, 3)}
         await self.events.record(EVENT_TYPE, result)
         return result

@@ -20,4 +20,5 @@ DB_POOL = Gauge("bisnesgpt_db_pool_connections", "Database pool connections", ["
 
 
 def render() -> tuple[bytes, str]:
+    """The exposition text of every metric and its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -17,40 +17,86 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Literal, TypedDict, cast
 
 import psutil
 from redis.exceptions import RedisError
 
 from bisnesgpt import __version__
+from bisnesgpt.config import Role
 from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, publish
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.core.tasks import cancel_and_wait
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.health import metrics
+from bisnesgpt.health.overview import HeartbeatMetadata
 from bisnesgpt.health.queues import queue_depths, queues_of_role
 from bisnesgpt.processes.component import Check, HealthReporter
-from bisnesgpt.processes.context import ProcessContext
+from bisnesgpt.processes.context import PeerSighting, ProcessContext
 
 log = logging.getLogger(__name__)
 
-UPDATE_HEALTH = """
-SELECT update_process_health($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
-"""
-INSERT_METRICS = """
-INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, metadata)
-SELECT $1, name, value, kind, meta::jsonb
-FROM unnest($2::text[], $3::float8[], $4::text[], $5::text[]) AS m(name, value, kind, meta)
-"""
+SQL = load_queries("bisnesgpt.health")
+
 CHECK_TIMEOUT = 2.0
+
+# What /health says of this process.
+ReportStatus = Literal["healthy", "unhealthy", "draining"]
+# process_health.status as a heartbeat writes it: unhealthy is ``error``; the last
+# heartbeat of a process says ``stopped``.
+RowStatus = Literal["healthy", "draining", "stopped", "error"]
+
+
+class MemoryJson(TypedDict):
+    """Resident and virtual size of this process, in bytes."""
+
+    rss: int
+    vms: int
+
+
+class PeerJson(TypedDict):
+    """A sibling in ``/health``'s ``peers``: its status and what each channel last said."""
+
+    status: str | None
+    pid: int | None
+    supervisor: PeerSighting | None
+    redis: PeerSighting | None
+
+
+class HealthBody(TypedDict):
+    """The JSON body of ``GET /health``."""
+
+    processName: str
+    role: Role
+    instanceId: int
+    pid: int
+    host: str
+    status: ReportStatus
+    uptime: float
+    startedAt: str | None
+    memory: MemoryJson
+    lastHeartbeat: str | None
+    heartbeatIntervalMs: int
+    errorCount: int
+    activeBots: int
+    messagesProcessed: int
+    eventLoopLagMs: float
+    supervised: bool
+    peers: dict[str, PeerJson]
+    version: str
+    checks: dict[str, dict[str, object]]
 
 
 @dataclass
 class HealthReport:
-    status: str  # healthy | unhealthy | draining
+    """This process's checks and the verdict drawn from them."""
+
+    status: ReportStatus
     checks: dict[str, Check] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
+        """Healthy: /health answers 200."""
         return self.status == "healthy"
 
 
@@ -64,6 +110,7 @@ class LoopLagProbe:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Begin measuring (a task of its own)."""
         self._task = asyncio.create_task(self._run(), name="loop-lag-probe")
 
     async def _run(self) -> None:
@@ -73,16 +120,20 @@ class LoopLagProbe:
             self._max_lag = max(self._max_lag, time.monotonic() - before - self.interval)
 
     def read_and_reset(self) -> float:
+        """The worst lag (seconds) since the last call, which it also keeps as ``last_lag``."""
         lag, self._max_lag = self._max_lag, 0.0
         self.last_lag = lag
         return lag
 
     def stop(self) -> None:
+        """Stop measuring."""
         if self._task is not None:
             self._task.cancel()
 
 
 class HealthMonitor:
+    """``/health`` and the heartbeat of one process, from its pools and its components' reports."""
+
     def __init__(self, ctx: ProcessContext, components: Sequence[HealthReporter]) -> None:
         self.ctx = ctx
         self.components = components
@@ -96,6 +147,7 @@ class HealthMonitor:
     # --- /health ----------------------------------------------------------------------------
 
     async def report(self) -> HealthReport:
+        """Run every check (each within CHECK_TIMEOUT); draining wins over any verdict."""
         checks: dict[str, Check] = {
             "database": await self._guard(self._check_database()),
             "redis": await self._guard(self._check_redis()),
@@ -113,13 +165,14 @@ class HealthMonitor:
             except Exception as exc:
                 contributed = {component.name: Check(False, f"check raised {exc!r}")}
             checks.update(contributed)
+        status: ReportStatus
         if self.ctx.draining.is_set():
             status = "draining"
         else:
             status = "healthy" if all(c.ok for c in checks.values()) else "unhealthy"
         return HealthReport(status, checks)
 
-    async def _guard(self, check: Any) -> Check:
+    async def _guard(self, check: Awaitable[Check]) -> Check:
         try:
             result: Check = await asyncio.wait_for(check, CHECK_TIMEOUT)
             return result
@@ -141,12 +194,15 @@ class HealthMonitor:
         return Check(True, "ping ok", {"latencyMs": round((time.monotonic() - started) * 1000, 2)})
 
     def active_bots(self) -> int:
+        """Sessions/phones served by all components."""
         return sum(c.active_bots() or 0 for c in self.components)
 
     def messages_processed(self) -> int:
+        """Messages finished by all components since the process started."""
         return sum(c.messages_processed() for c in self.components)
 
-    def memory(self) -> dict[str, int]:
+    def memory(self) -> MemoryJson:
+        """This process's memory now."""
         info = self._process.memory_info()
         return {"rss": int(info.rss), "vms": int(info.vms)}
 
@@ -156,10 +212,10 @@ class HealthMonitor:
         names.update(spec.name for spec in queues_of_role(self.ctx.role))
         return sorted(names)
 
-    async def body(self) -> tuple[int, dict[str, Any]]:
+    async def body(self) -> tuple[int, HealthBody]:
         """(HTTP status, JSON body) for GET /health."""
         report = await self.report()
-        body = {
+        body: HealthBody = {
             "processName": self.ctx.process_name,
             "role": self.ctx.role,
             "instanceId": self.ctx.settings.instance_id,
@@ -178,7 +234,8 @@ class HealthMonitor:
             "supervised": self.ctx.supervised,
             # What this process last heard about its siblings (orchestrator status_update
             # broadcast and the process:status / process:heartbeat channels).
-            "peers": {name: {k: peer.get(k) for k in ("status", "pid", "supervisor", "redis")}
+            "peers": {name: {"status": peer.get("status"), "pid": peer.get("pid"),
+                             "supervisor": peer.get("supervisor"), "redis": peer.get("redis")}
                       for name, peer in sorted(self.ctx.peers.items())},
             "version": __version__,
             "checks": {name: check.as_dict() for name, check in report.checks.items()},
@@ -188,10 +245,12 @@ class HealthMonitor:
     # --- heartbeats -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Begin heartbeating every HEARTBEAT_INTERVAL (and measuring loop lag)."""
         self._lag.start()
         self._task = asyncio.create_task(self._run(), name="heartbeat")
 
-    async def stop(self, final_status: str = "stopped") -> None:
+    async def stop(self, final_status: RowStatus = "stopped") -> None:
+        """Stop heartbeating; a last heartbeat says ``final_status``."""
         self._lag.stop()
         if self._task is not None:
             await cancel_and_wait(self._task)
@@ -203,7 +262,8 @@ class HealthMonitor:
             await self.beat()
             await asyncio.sleep(interval)
 
-    async def beat(self, status_override: str | None = None) -> None:
+    async def beat(self, status_override: RowStatus | None = None) -> None:
+        """One heartbeat: the row in process_health, process_metrics rows, and ``process:heartbeat``."""
         report = await self.report()
         status = status_override or report.status
         if not report.ok and status_override is None:
@@ -213,7 +273,7 @@ class HealthMonitor:
         lag = self._lag.read_and_reset()
         metrics.EVENT_LOOP_LAG.set(lag)
         failing = {n: c.detail for n, c in report.checks.items() if not c.ok}
-        db_status = {"healthy": "healthy", "draining": "draining", "stopped": "stopped"}.get(status, "error")
+        db_status: RowStatus = status if status in ("healthy", "draining", "stopped") else "error"
         names = ["rss_mb", "cpu_percent", "event_loop_lag_ms", "messages_processed", "active_bots"]
         values = [rss_mb, cpu, lag * 1000, float(self.messages_processed()), float(self.active_bots())]
         kinds = ["gauge", "gauge", "gauge", "counter", "gauge"]
@@ -225,17 +285,16 @@ class HealthMonitor:
             values.append(float(backlog))
             kinds.append("gauge")
             meta.append(json.dumps({"queue": queue}))
+        metadata: HeartbeatMetadata = {
+            "failing": failing, "eventLoopLagMs": round(lag * 1000, 2), "queueDepth": depths,
+            "instanceId": self.ctx.settings.instance_id, "maxHeartbeatAgeMs": self.ctx.settings.max_heartbeat_age}
         try:
             await self.ctx.db.execute(
-                UPDATE_HEALTH, self.ctx.process_name, db_status, int(self.ctx.uptime), int(rss_mb),
-                round(cpu, 2), 0, self.ctx.pid, self.active_bots(), self.messages_processed(),
-                {"failing": failing, "eventLoopLagMs": round(lag * 1000, 2), "queueDepth": depths,
-                 "instanceId": self.ctx.settings.instance_id,
-                 # v_process_health_overview judges this row by the process's own limit.
-                 "maxHeartbeatAgeMs": self.ctx.settings.max_heartbeat_age},
+                SQL.update_process_health, self.ctx.process_name, db_status, int(self.ctx.uptime), int(rss_mb),
+                round(cpu, 2), 0, self.ctx.pid, self.active_bots(), self.messages_processed(), metadata,
                 "; ".join(f"{n}: {d}" for n, d in failing.items()) or None, self.ctx.host,
             )
-            await self.ctx.db.execute(INSERT_METRICS, self.ctx.process_name, names, values, kinds, meta)
+            await self.ctx.db.execute(SQL.insert_metrics, self.ctx.process_name, names, values, kinds, meta)
             metrics.HEARTBEATS.labels("ok").inc()
             self.last_heartbeat = time.time()
         except BisnesgptError as exc:

@@ -4,36 +4,54 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import httpx
 
 from bisnesgpt.config import ENGINE_ROLES, Role, Settings
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+
+
+class ProbeJson(TypedDict):
+    """A probe in ``doctor`` and ``status --json``."""
+
+    role: Role
+    url: str
+    statusCode: int | None
+    error: str | None
+    elapsedMs: float | None
+    status: JsonValue  # the status the process reported, as it said it
 
 
 @dataclass(frozen=True)
 class Probe:
+    """One ``GET /health``: the status code and body, or why there was none."""
+
     role: Role
     url: str
     status_code: int | None
-    body: dict[str, Any] | None
+    body: JsonObject | None  # another process's /health: read with care
     error: str | None
     elapsed_ms: float | None
 
     @property
     def ok(self) -> bool:
+        """It answered 200."""
         return self.status_code == 200
 
     def summary(self) -> str:
+        """``200 healthy``, ``503 unhealthy (redis: …)`` or ``unreachable (…)``."""
         if self.status_code is None:
             return f"unreachable ({self.error})"
-        failing = {n: c.get("detail") for n, c in ((self.body or {}).get("checks") or {}).items()
+        checks = (self.body or {}).get("checks")
+        failing = {n: c.get("detail") for n, c in (checks.items() if isinstance(checks, dict) else ())
                    if isinstance(c, dict) and not c.get("ok")}
         extra = "; ".join(f"{n}: {d}" for n, d in failing.items())
         status = (self.body or {}).get("status")
         return f"{self.status_code}" + (f" {status}" if status else "") + (f" ({extra})" if extra else "")
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> ProbeJson:
+        """The JSON form."""
         return {"role": self.role, "url": self.url, "statusCode": self.status_code, "error": self.error,
                 "elapsedMs": self.elapsed_ms, "status": (self.body or {}).get("status")}
 
@@ -55,6 +73,7 @@ def health_urls(settings: Settings, *, host: str | None = None, legacy: bool = F
 
 
 async def probe(client: httpx.AsyncClient, role: Role, url: str) -> Probe:
+    """GET ``url``; a connection failure is a probe without a status code."""
     try:
         response = await client.get(url)
     except httpx.HTTPError as exc:
@@ -68,6 +87,7 @@ async def probe(client: httpx.AsyncClient, role: Role, url: str) -> Probe:
 
 
 async def probe_all(urls: dict[Role, str], *, timeout: float = 3.0) -> dict[Role, Probe]:
+    """Probe every URL at once."""
     async with httpx.AsyncClient(timeout=timeout) as client:
         results = await asyncio.gather(*(probe(client, role, url) for role, url in urls.items()))
     return {result.role: result for result in results}

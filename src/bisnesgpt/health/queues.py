@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -19,6 +18,8 @@ from bisnesgpt.messaging.queues import ALL_QUEUES, DEFAULT_PREFIX, QueueSpec
 
 @dataclass(frozen=True)
 class QueueDepth:
+    """How many jobs of a queue are in each state, and how long the oldest has waited."""
+
     name: str
     waiting: int
     active: int
@@ -33,7 +34,8 @@ class QueueDepth:
         """Jobs ready or scheduled to run that no worker holds yet."""
         return self.waiting + self.delayed + self.prioritized + self.paused
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, int | float | None]:
+        """The JSON form (``doctor --json``): the counts, the backlog and ``oldestWaitingAgeSeconds``."""
         return {"waiting": self.waiting, "active": self.active, "delayed": self.delayed,
                 "prioritized": self.prioritized, "paused": self.paused, "failed": self.failed,
                 "backlog": self.backlog, "oldestWaitingAgeSeconds": self.oldest_waiting_age_s}
@@ -63,7 +65,7 @@ async def queue_depths(redis: aioredis.Redis, names: Sequence[str], *,
         pipe.lindex(f"{key}:wait", -1)
     results = await pipe.execute()
     oldest_ids = {name: results[i * 7 + 6] for i, name in enumerate(names)}
-    timestamps: dict[str, Any] = {}
+    timestamps: dict[str, str | bytes | None] = {}
     waiting_ids = [(name, job_id) for name, job_id in oldest_ids.items() if job_id]
     if waiting_ids:
         pipe = redis.pipeline(transaction=False)
@@ -81,5 +83,5 @@ async def queue_depths(redis: aioredis.Redis, names: Sequence[str], *,
     return depths
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

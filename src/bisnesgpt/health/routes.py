@@ -10,6 +10,7 @@ from bisnesgpt.health.monitor import HealthMonitor
 
 
 def health_router(monitor: HealthMonitor) -> APIRouter:
+    """``/health`` (this process, 200 or 503) and ``/metrics`` (Prometheus), from ``monitor``."""
     router = APIRouter(tags=["health"])
 
     @router.get("/health", summary="This process's health (200 healthy, 503 otherwise)")
@@ -19,8 +20,9 @@ def health_router(monitor: HealthMonitor) -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics of this process", include_in_schema=False)
     async def prometheus(_request: Request) -> Response:
-        metrics.DB_POOL.labels("size").set(monitor.ctx.db.stats()["size"])
-        metrics.DB_POOL.labels("idle").set(monitor.ctx.db.stats()["idle"])
+        stats = monitor.ctx.db.stats()
+        metrics.DB_POOL.labels("size").set(stats["size"])
+        metrics.DB_POOL.labels("idle").set(stats["idle"])
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
 

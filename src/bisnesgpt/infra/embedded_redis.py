@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from bisnesgpt.core.errors import EmbeddedServiceError
-from bisnesgpt.infra.process_utils import die_with_parent, free_port, wait_for_exit
+from bisnesgpt.infra.embedded import EmbeddedServer, ServerHandle, start_server
+from bisnesgpt.infra.process_utils import free_port, wait_for_exit
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +45,10 @@ def _binary() -> Path:
     return Path(get_binary_path())
 
 
-@dataclass
-class RedisHandle:
-    url: str
-    pid: int
-    port: int
-    started_here: bool
-    process: subprocess.Popen[bytes] | None
-
-
-class EmbeddedRedis:
+class EmbeddedRedis(EmbeddedServer):
     """Start-or-reuse a Valkey server whose data lives in ``data_dir``."""
+
+    label = "Valkey"
 
     def __init__(self, data_dir: Path, *, port: int = 0) -> None:
         self.data_dir = data_dir.resolve()
@@ -64,29 +56,20 @@ class EmbeddedRedis:
         self.port_file = self.data_dir / "port"
         self.pid_file = self.data_dir / "valkey.pid"
 
-    def ensure(self, *, detached: bool = False, timeout: float = 30.0) -> RedisHandle:
+    def ensure(self, *, detached: bool = False, timeout: float = 30.0) -> ServerHandle:
+        """Return a running server, starting one if needed (the caller holds the services lock)."""
         running = self.running()
         if running is not None:
             pid, port = running
             log.info("embedded Valkey already running (pid %d, port %d); reusing it", pid, port)
-            return RedisHandle(self.url(port), pid, port, started_here=False, process=None)
+            return ServerHandle(self.url(port), pid, port, started_here=False, process=None)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pid_file.unlink(missing_ok=True)  # stale after a kill -9
         port = self.requested_port or free_port()
         config = self.data_dir / "valkey.conf"
         config.write_text(_CONFIG.format(port=port, dir=self.data_dir))
-        try:
-            process = subprocess.Popen(
-                [str(_binary()), str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=str(self.data_dir),
-                start_new_session=True,
-                preexec_fn=None if detached else die_with_parent(signal.SIGTERM),
-            )
-        except OSError as exc:
-            raise EmbeddedServiceError(f"cannot start embedded Valkey: {exc}") from exc
+        process = start_server([str(_binary()), str(config)], label=self.label, cwd=self.data_dir,
+                               detached=detached, death_signal=signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -96,12 +79,13 @@ class EmbeddedRedis:
             if _ping(port):
                 self.port_file.write_text(str(port))
                 log.info("embedded Valkey started (pid %d, port %d, data %s)", process.pid, port, self.data_dir)
-                return RedisHandle(self.url(port), process.pid, port, started_here=True, process=process)
+                return ServerHandle(self.url(port), process.pid, port, started_here=True, process=process)
             time.sleep(0.05)
         process.kill()
         raise EmbeddedServiceError(f"embedded Valkey not ready after {timeout:.0f}s")
 
     def running(self) -> tuple[int, int] | None:
+        """(pid, port) of a live Valkey for our data dir (its pid and port files), or None."""
         try:
             pid = int(self.pid_file.read_text().strip())
             port = int(self.port_file.read_text().strip())
@@ -116,6 +100,7 @@ class EmbeddedRedis:
         return (pid, port) if _ping(port) else None
 
     def stop(self, timeout: float = 30.0) -> bool:
+        """Stop a running server for this data dir (SIGTERM: it flushes the AOF); True if one was stopped."""
         running = self.running()
         if running is None:
             return False
@@ -126,8 +111,8 @@ class EmbeddedRedis:
             wait_for_exit(pid, 5)
         return True
 
-    @staticmethod
-    def url(port: int) -> str:
+    def url(self, port: int) -> str:
+        """The URL of this server's database 0."""
         return f"redis://127.0.0.1:{port}/0"
 
 

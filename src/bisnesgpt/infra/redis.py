@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NotRequired, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -53,14 +53,28 @@ def pubsub_client(url: str, *, name: str | None = None) -> aioredis.Redis:
     return client
 
 
-def connection_kwargs(url: str) -> dict[str, Any]:
+class ConnectionKwargs(TypedDict):
+    """redis-py connection options, as a dict for libraries that build their own client."""
+
+    host: str
+    port: int
+    db: int
+    password: str | None
+    username: str | None
+    socket_timeout: float | None
+    socket_connect_timeout: float
+    socket_keepalive: bool
+    ssl: NotRequired[bool]
+
+
+def connection_kwargs(url: str) -> ConnectionKwargs:
     """Keyword arguments for libraries (bullmq) that build their own client from a dict.
 
-    ``socket_timeout=None`` sidesteps bullmq pitfall 1 (a 5 s socket timeout equal to the
-    worker's 5 s blocking wait makes idle workers stop picking up jobs).
+    ``socket_timeout=None``: a 5 s socket timeout equal to the worker's 5 s blocking wait
+    makes idle workers stop picking up jobs.
     """
     parts = urlsplit(url)
-    kwargs: dict[str, Any] = {
+    kwargs: ConnectionKwargs = {
         "host": parts.hostname or "127.0.0.1",
         "port": parts.port or 6379,
         "db": int(parts.path.lstrip("/") or 0),

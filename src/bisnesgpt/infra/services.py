@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from bisnesgpt.config import Settings, mask_url
-from bisnesgpt.infra.embedded_postgres import EmbeddedPostgres, PostgresHandle
-from bisnesgpt.infra.embedded_redis import EmbeddedRedis, RedisHandle
+from bisnesgpt.infra.embedded import EmbeddedServer, ServerHandle
+from bisnesgpt.infra.embedded_postgres import EmbeddedPostgres
+from bisnesgpt.infra.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,14 @@ Mode = Literal["embedded", "external"]
 
 @dataclass
 class Services:
+    """The servers a process uses, and the embedded ones it started (stopped by ``close``)."""
+
     database_url: str
     redis_url: str
     database_mode: Mode
     redis_mode: Mode
-    postgres: PostgresHandle | None = None
-    redis: RedisHandle | None = None
+    postgres: ServerHandle | None = None
+    redis: ServerHandle | None = None
     _closed: bool = field(default=False, repr=False)
 
     def close(self, timeout: float = 30.0) -> None:
@@ -56,10 +59,12 @@ class Services:
 
 
 def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
+    """The embedded PostgreSQL of ``$DATA_DIR/postgres`` (not started)."""
     return EmbeddedPostgres(settings.data_dir / "postgres", port=settings.embedded_postgres_port)
 
 
 def embedded_redis(settings: Settings) -> EmbeddedRedis:
+    """The embedded Valkey of ``$DATA_DIR/redis`` (not started)."""
     return EmbeddedRedis(settings.data_dir / "redis", port=settings.embedded_redis_port)
 
 
@@ -68,8 +73,8 @@ def ensure_services(settings: Settings, *, detached: bool = False, need_redis: b
 
     ``need_redis=False`` (e.g. ``migrate``) leaves Redis alone; ``redis_url`` is then "".
     """
-    pg_handle: PostgresHandle | None = None
-    redis_handle: RedisHandle | None = None
+    pg_handle: ServerHandle | None = None
+    redis_handle: ServerHandle | None = None
     database_url = settings.database_url
     redis_url = settings.effective_redis_url if need_redis else ""
     if database_url is None or redis_url is None:
@@ -126,18 +131,15 @@ def locate_services(settings: Settings) -> Located:
     """The configured URLs, or those of the embedded servers *if they are running* (for
     read-only tools like ``bisnesgpt status`` and ``doctor``, which must not start servers)."""
     notes: list[str] = []
-    database_url = settings.database_url
-    if database_url is None:
-        pg = embedded_postgres(settings)
-        running = pg.running()
-        database_url = pg.url(running[1]) if running else None
-        if running is None:
-            notes.append(f"embedded PostgreSQL in {pg.data_dir} is not running")
-    redis_url = settings.effective_redis_url
-    if redis_url is None:
-        rd = embedded_redis(settings)
-        running_r = rd.running()
-        redis_url = rd.url(running_r[1]) if running_r else None
-        if running_r is None:
-            notes.append(f"embedded Valkey in {rd.data_dir} is not running")
+
+    def where(configured: str | None, embedded: EmbeddedServer) -> str | None:
+        if configured is not None:
+            return configured
+        url = embedded.running_url()
+        if url is None:
+            notes.append(f"embedded {embedded.label} in {embedded.data_dir} is not running")
+        return url
+
+    database_url = where(settings.database_url, embedded_postgres(settings))
+    redis_url = where(settings.effective_redis_url, embedded_redis(settings))
     return Located(database_url, redis_url, tuple(notes))

@@ -13,6 +13,8 @@ from typing import IO, TextIO
 
 
 class OutputPump(threading.Thread):
+    """A thread copying one stream of a child, line by line, to its log file and the console."""
+
     def __init__(self, stream: IO[bytes], path: Path, name: str, *, echo: TextIO | None) -> None:
         super().__init__(name=f"pump:{name}:{path.name}", daemon=True)
         self.stream = stream
@@ -21,6 +23,7 @@ class OutputPump(threading.Thread):
         self.echo = echo
 
     def run(self) -> None:
+        """Copy until the child closes the stream; a console that went away is dropped, the file kept."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab", buffering=0) as sink:
             for raw in iter(self.stream.readline, b""):

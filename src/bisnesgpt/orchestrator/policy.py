@@ -9,6 +9,8 @@ from bisnesgpt.config import Role, Settings
 
 @dataclass(frozen=True)
 class RestartPolicy:
+    """How the orchestrator restarts one role's children (the ``<ROLE>_*`` settings)."""
+
     role: Role
     base_delay_ms: int
     max_delay_ms: int
@@ -18,6 +20,7 @@ class RestartPolicy:
 
     @classmethod
     def for_role(cls, settings: Settings, role: Role) -> RestartPolicy:
+        """The policy the settings give ``role``."""
         return cls(
             role=role,
             base_delay_ms=settings.restart_delay_for(role),
@@ -37,6 +40,7 @@ class RestartPolicy:
         return uptime_s * 1000 >= self.min_uptime_ms
 
     def gives_up_after(self, restarts_in_a_row: int) -> bool:
+        """Whether a child that already had ``restarts_in_a_row`` restarts in a row is given up now."""
         return restarts_in_a_row >= self.max_restarts
 
     @property

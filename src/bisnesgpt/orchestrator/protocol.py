@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import NotRequired, TypedDict
+
+from bisnesgpt.core.jsontypes import JsonObject
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,31 @@ SHUTDOWN = "shutdown"
 MAX_LINE = 64 * 1024
 
 
-def encode(message: dict[str, Any]) -> bytes:
+class StatusUpdate(TypedDict):
+    """A process's status as relayed to its siblings and published on ``process:status``.
+
+    On the socket it travels as a ``status_update`` message (``status_message``).
+    """
+
+    processName: str
+    role: str
+    status: str
+    pid: int | None
+    ts: float
+    host: NotRequired[str]
+    port: NotRequired[int]  # a child's ``ready``: the port it serves on
+    delayMs: NotRequired[int]  # ``restarting``: the backoff before the next start
+    reason: NotRequired[str]  # ``stopping``: why the supervisor stops it
+    source: NotRequired[str]  # published by the orchestrator on the child's behalf
+
+
+def status_message(update: StatusUpdate) -> dict[str, object]:
+    """``update`` as a ``status_update`` message (its ``type`` first, like the original's)."""
+    return {"type": STATUS_UPDATE, **update}
+
+
+def encode(message: Mapping[str, object]) -> bytes:
+    """One message as a line of compact JSON."""
     return (json.dumps(message, separators=(",", ":"), default=str) + "\n").encode()
 
 
@@ -46,13 +73,14 @@ class LineDecoder:
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
+    def feed(self, data: bytes) -> list[JsonObject]:
+        """Add ``data``; the messages it completed, in order."""
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
         if len(self._buffer) > MAX_LINE:  # a runaway line: drop it rather than grow forever
             log.warning("supervisor link: dropping %d bytes without a newline", len(self._buffer))
             self._buffer = b""
-        messages = []
+        messages: list[JsonObject] = []
         for line in lines:
             if not line.strip():
                 continue

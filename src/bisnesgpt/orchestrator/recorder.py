@@ -24,43 +24,64 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal, Protocol
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bisnesgpt.coordination.channels import stamped
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.health.events import Severity
 from bisnesgpt.infra.redis import redis_client
 
 log = logging.getLogger(__name__)
 
-LOG_EVENT = "SELECT log_process_event($1, $2, $3::jsonb, $4)"
-# A reaped child's row: 'crashed' / 'errored' — unless a newer child of the slot already
-# heartbeated (its heartbeat is later than this exit), which must not be overwritten.
-MARK_EXITED = """
-INSERT INTO process_health AS ph (process_name, role, instance_id, status, pid, last_error, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, now())
-ON CONFLICT (process_name) DO UPDATE SET
-    status = EXCLUDED.status,
-    last_error = coalesce(EXCLUDED.last_error, ph.last_error),
-    updated_at = now()
-WHERE ph.pid IS NULL OR ph.pid = $5 OR ph.last_heartbeat IS NULL OR ph.last_heartbeat < to_timestamp($7)
-"""
-SET_RESTARTS = """
-INSERT INTO process_health AS ph (process_name, role, instance_id, restarts)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (process_name) DO UPDATE SET restarts = EXCLUDED.restarts
-"""
+SQL = load_queries("bisnesgpt.orchestrator")
+
+# The row status of a slot whose process exited: crashed (it will be restarted) or
+# errored (given up).
+ExitedStatus = Literal["crashed", "errored"]
+
+
+class RecordSink(Protocol):
+    """Where the supervisor hands its writes: the ``Recorder`` thread (a list, in tests)."""
+
+    def start(self) -> None:
+        """Begin writing (before the first child is spawned)."""
+        ...
+
+    def event(self, process_name: str, event_type: str, data: Mapping[str, object],
+              severity: Severity = "info") -> None:
+        """A process event for ``process_events``."""
+        ...
+
+    def exited(self, process_name: str, role: str, instance_id: int, *, status: ExitedStatus, pid: int,
+               error: str | None, exited_at: float) -> None:
+        """A slot's process exited (``process_health``, unless a newer process already heartbeated)."""
+        ...
+
+    def restarts(self, process_name: str, role: str, instance_id: int, restarts: int) -> None:
+        """How often a slot was restarted (``process_health.restarts``)."""
+        ...
+
+    def publish(self, channel: str, payload: Mapping[str, object]) -> None:
+        """A coordinator message (``process:status``, ``process:shutdown``)."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued (up to ``timeout``) and stop."""
+        ...
 
 
 @dataclass(frozen=True)
 class _Event:
     process_name: str
     event_type: str
-    data: dict[str, Any]
+    data: Mapping[str, object]
     severity: Severity
 
 
@@ -69,7 +90,7 @@ class _Exited:
     process_name: str
     role: str
     instance_id: int
-    status: str
+    status: ExitedStatus
     pid: int
     error: str | None
     exited_at: float
@@ -86,7 +107,7 @@ class _Restarts:
 @dataclass(frozen=True)
 class _Publish:
     channel: str
-    payload: dict[str, Any]
+    payload: Mapping[str, object]
 
 
 _STOP = object()
@@ -104,20 +125,25 @@ class Recorder:
         self.dropped = 0
 
     def start(self) -> None:
+        """Start the writer thread."""
         self._thread.start()
 
-    def event(self, process_name: str, event_type: str, data: dict[str, Any],
+    def event(self, process_name: str, event_type: str, data: Mapping[str, object],
               severity: Severity = "info") -> None:
+        """Queue a process event."""
         self._queue.put(_Event(process_name, event_type, data, severity))
 
-    def exited(self, process_name: str, role: str, instance_id: int, *, status: str, pid: int,
+    def exited(self, process_name: str, role: str, instance_id: int, *, status: ExitedStatus, pid: int,
                error: str | None, exited_at: float) -> None:
+        """Queue the mark of an exit (``exited_at``: wall-clock seconds, to compare with heartbeats)."""
         self._queue.put(_Exited(process_name, role, instance_id, status, pid, error, exited_at))
 
     def restarts(self, process_name: str, role: str, instance_id: int, restarts: int) -> None:
+        """Queue a slot's restart count."""
         self._queue.put(_Restarts(process_name, role, instance_id, restarts))
 
-    def publish(self, channel: str, payload: dict[str, Any]) -> None:
+    def publish(self, channel: str, payload: Mapping[str, object]) -> None:
+        """Queue a coordinator message (stamped with the Redis db when sent)."""
         self._queue.put(_Publish(channel, payload))
 
     def close(self, timeout: float = 5.0) -> None:
@@ -160,15 +186,15 @@ class Recorder:
                 await redis.aclose()
             await db.close()
 
-    async def _write(self, db: Database, redis: Any, item: object) -> None:
+    async def _write(self, db: Database, redis: aioredis.Redis, item: object) -> None:
         if isinstance(item, _Publish):
-            await redis.publish(item.channel, json.dumps(stamped(redis, item.payload), default=str))
+            await redis.publish(item.channel, json.dumps(stamped(redis, dict(item.payload)), default=str))
             return
         await db.open()  # no-op once open; retried on the next item after a failure
         if isinstance(item, _Event):
-            await db.execute(LOG_EVENT, item.process_name, item.event_type, item.data, item.severity)
+            await db.execute(SQL.log_event, item.process_name, item.event_type, item.data, item.severity)
         elif isinstance(item, _Exited):
-            await db.execute(MARK_EXITED, item.process_name, item.role, item.instance_id, item.status,
+            await db.execute(SQL.mark_exited, item.process_name, item.role, item.instance_id, item.status,
                              item.pid, item.error, item.exited_at)
         elif isinstance(item, _Restarts):
-            await db.execute(SET_RESTARTS, item.process_name, item.role, item.instance_id, item.restarts)
+            await db.execute(SQL.set_restarts, item.process_name, item.role, item.instance_id, item.restarts)

@@ -11,9 +11,9 @@ What a component tells ``/health`` and the heartbeat is a separate, small interf
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -27,9 +27,9 @@ class Check:
 
     ok: bool
     detail: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, object] = field(default_factory=dict)  # JSON-ready evidence, merged into the check
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         """The check as it appears in ``/health`` (``ok``, ``detail`` and its evidence)."""
         return {"ok": self.ok, "detail": self.detail, **self.data}
 

@@ -7,7 +7,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import redis.asyncio as aioredis
 
@@ -16,6 +16,26 @@ from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging.queues import QueueProducer
+
+
+class PeerSighting(TypedDict):
+    """What one channel last said about a sibling: its status and pid, and when we heard it."""
+
+    status: str | None
+    pid: int | None
+    seenAt: float
+
+
+class Peer(TypedDict, total=False):
+    """The last known status of another process, merged from the orchestrator's relay
+    (``supervisor``) and the ``process:status`` / ``process:heartbeat`` channels (``redis``)."""
+
+    status: str | None
+    pid: int | None
+    role: str | None
+    host: str | None
+    supervisor: PeerSighting
+    redis: PeerSighting
 
 
 def process_name_for(role: Role, instance_id: int) -> str:
@@ -48,7 +68,7 @@ class ProcessContext:
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     # Last known status of the other processes, by process name (orchestrator broadcasts
     # and the process:status / process:heartbeat channels).
-    peers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    peers: dict[str, Peer] = field(default_factory=dict)
     # True when an orchestrator supervises this process (BISNESGPT_SUPERVISOR_FD given).
     supervised: bool = False
 

@@ -21,8 +21,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Mapping, Sequence
 
 import uvicorn
 from fastapi import FastAPI
@@ -34,6 +33,7 @@ from bisnesgpt.coordination.channels import PROCESS_STATUS, publish
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.coordination.leases import holder_id
 from bisnesgpt.core.errors import DatabaseUnavailable, MigrationError, SchemaNotMigrated
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db import migrate as migrations
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health import metrics
@@ -45,7 +45,7 @@ from bisnesgpt.messaging.queues import QueueProducer
 from bisnesgpt.orchestrator import protocol
 from bisnesgpt.orchestrator.protocol import LineDecoder
 from bisnesgpt.processes.component import Component, reporters
-from bisnesgpt.processes.context import ProcessContext, process_name_for
+from bisnesgpt.processes.context import Peer, ProcessContext, process_name_for
 from bisnesgpt.processes.roles import build_components
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class SupervisorLink:
 
     def __init__(self, fd: int, *, interval: float, on_lost: Callable[[], None],
                  on_shutdown: Callable[[str], None],
-                 on_status: Callable[[dict[str, Any]], None]) -> None:
+                 on_status: Callable[[JsonObject], None]) -> None:
         self.fd = fd
         self.interval = interval
         self.on_lost = on_lost
@@ -116,12 +116,14 @@ class SupervisorLink:
         self.lost = False
 
     def start(self) -> None:
+        """Read the socket from the event loop and begin pinging."""
         os.set_blocking(self.fd, False)
         asyncio.get_running_loop().add_reader(self.fd, self._on_readable)
         self._reading = True
         self._task = asyncio.create_task(self._run(), name="supervisor-link")
 
-    def send(self, message: dict[str, object]) -> None:
+    def send(self, message: Mapping[str, object]) -> None:
+        """Write one message; dropped when the orchestrator is slow to read (the next ping will do)."""
         if self.lost:
             return
         try:
@@ -168,6 +170,7 @@ class SupervisorLink:
             await asyncio.sleep(self.interval)
 
     def stop(self) -> None:
+        """Stop reading and pinging (the socket stays open until the process exits)."""
         self._stop_reading()
         if self._task is not None:
             self._task.cancel()
@@ -178,6 +181,7 @@ class StartupCrash(RuntimeError):
 
     @classmethod
     def maybe_raise(cls, settings: Settings, role: Role) -> None:
+        """Raise if TEST_CRASH_ON_START names ``role``."""
         if settings.crashes_on_start(role):
             raise cls(f"TEST_CRASH_ON_START={settings.test_crash_on_start!r}: {role} crashing at start-up")
 
@@ -190,7 +194,7 @@ async def serve_role(role: Role, settings: Settings, *, database_url: str, redis
     stop_now = asyncio.Event()
     received: list[str] = []  # why we stop: signal names and stop requests, in order
     signals: list[str] = []
-    peers: dict[str, dict[str, Any]] = {}
+    peers: dict[str, Peer] = {}
 
     def _on_signal(sig: signal.Signals) -> None:
         # The first signal asks for a graceful stop; a second one means "now" (a stop asked
@@ -249,7 +253,7 @@ async def serve_role(role: Role, settings: Settings, *, database_url: str, redis
     return exit_status
 
 
-def _start_link(settings: Settings, process_name: str, peers: dict[str, dict[str, Any]],
+def _start_link(settings: Settings, process_name: str, peers: dict[str, Peer],
                 request_stop: Callable[[str], None]) -> SupervisorLink | None:
     if settings.bisnesgpt_supervisor_fd is None:
         return None
@@ -263,7 +267,7 @@ def _start_link(settings: Settings, process_name: str, peers: dict[str, dict[str
 
 
 async def _open_context(role: Role, settings: Settings, *, database_url: str, redis_url: str,
-                        peers: dict[str, dict[str, Any]], supervised: bool,
+                        peers: dict[str, Peer], supervised: bool,
                         on_shutdown: Callable[[str], None]) -> ProcessContext:
     """Pools and clients, opened now that the process runs (never at import)."""
     process_name = process_name_for(role, settings.instance_id)
@@ -312,21 +316,34 @@ async def _mark_ready(ctx: ProcessContext, link: SupervisorLink | None, port: in
     await _announce(ctx, link, "ready", port=port)
 
 
-def _remember_peer(peers: dict[str, dict[str, Any]], message: dict[str, Any], me: str) -> None:
+def _remember_peer(peers: dict[str, Peer], message: JsonObject, me: str) -> None:
+    """Note a sibling's status relayed by the orchestrator."""
     name = message.get("processName")
     if isinstance(name, str) and name != me:
+        status, pid = _text(message.get("status")), _number(message.get("pid"))
         entry = peers.setdefault(name, {})
-        entry.update(status=message.get("status"), pid=message.get("pid"), role=message.get("role"))
-        entry["supervisor"] = {"status": message.get("status"), "pid": message.get("pid"), "seenAt": time.time()}
+        entry.update({"status": status, "pid": pid, "role": _text(message.get("role"))})
+        entry["supervisor"] = {"status": status, "pid": pid, "seenAt": time.time()}
 
 
-async def _announce(ctx: ProcessContext, link: SupervisorLink | None, status: str, **extra: Any) -> None:
+def _text(value: JsonValue) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: JsonValue) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def _announce(ctx: ProcessContext, link: SupervisorLink | None, status: str, *,
+                    port: int | None = None) -> None:
     """Tell the orchestrator (which relays it to the siblings) and the process:status channel."""
-    payload: dict[str, Any] = {"processName": ctx.process_name, "role": ctx.role, "status": status,
-                               "pid": ctx.pid, "host": ctx.host, "ts": time.time(), **extra}
+    payload: protocol.StatusUpdate = {"processName": ctx.process_name, "role": ctx.role, "status": status,
+                                      "pid": ctx.pid, "host": ctx.host, "ts": time.time()}
+    if port is not None:
+        payload["port"] = port
     if link is not None:
-        link.send({"type": protocol.STATUS_UPDATE, **payload})
-    await publish(ctx.redis, PROCESS_STATUS, payload)
+        link.send(protocol.status_message(payload))
+    await publish(ctx.redis, PROCESS_STATUS, dict(payload))
 
 
 async def _shutdown(
