@@ -20,7 +20,8 @@ from bisnesgpt.engines.wwebjs.drivers import build_driver
 from bisnesgpt.engines.wwebjs.engine import WebEngine, ready_condition
 from bisnesgpt.engines.wwebjs.inbound import InboundRecorder
 from bisnesgpt.engines.wwebjs.manager import SessionManager
-from bisnesgpt.engines.wwebjs.store import SESSION_STATUSES, AuthStore
+from bisnesgpt.engines.wwebjs.status import SESSION_STATUSES
+from bisnesgpt.engines.wwebjs.store import AuthStore
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.queues import WWEBJS
 from bisnesgpt.messaging.wakeups import Wakeups
@@ -72,7 +73,7 @@ class WebSessionsComponent(Component, HealthReporter):
                       f"{', '.join(summary['standbyHolders'])}")
         else:
             detail = f"{summary['owned']} session(s) owned, {manager.ready_count()} ready"
-        return {"wwebjs_sessions": Check(fresh, detail, summary)}
+        return {"wwebjs_sessions": Check(fresh, detail, dict(summary))}
 
     def active_bots(self) -> int | None:
         """Sessions ready to send."""
