@@ -33,7 +33,6 @@ from bisnesgpt.engines.wwebjs.driver import (
     NotConnected,
     OutgoingMessage,
     PairingUnavailable,
-    SendRejected,
     SentMessage,
     SessionKey,
 )
@@ -46,11 +45,6 @@ from bisnesgpt.sandbox.wweb import protocol as p
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
-SEND_ERRORS = {
-    p.NOT_ON_WHATSAPP: "RECIPIENT_NOT_ON_WHATSAPP",
-    p.MEDIA_TOO_LARGE: "MEDIA_TOO_LARGE",
-    p.BAD_REQUEST: "INVALID_PAYLOAD",
-}
 
 
 class SandboxDriver:
@@ -178,17 +172,7 @@ class SandboxSession(SessionBase):
             result = await future
         finally:
             self._pending.pop(ref, None)
-        error = result.get("error")
-        if error:
-            error = wire.member(result, "error")
-            code = str(error.get("code"))
-            if code == p.NOT_READY:
-                raise NotConnected(str(error.get("message")))
-            if code in SEND_ERRORS:
-                raise SendRejected(str(error.get("message")), code=SEND_ERRORS[code])
-            raise DriverError(f"send failed: {error.get('message')} ({code})")
-        return SentMessage(str(result["id"]), wire.number(result, "timestamp") or time.time(),
-                           bool(result.get("duplicate")))
+        return wire.sent_message(result)
 
     async def _upload(self, message: OutgoingMessage) -> wire.UploadedMedia:
         assert message.media is not None

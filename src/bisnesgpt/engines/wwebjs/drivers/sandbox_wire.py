@@ -16,13 +16,24 @@ from bisnesgpt.engines.wwebjs.driver import (
     AckLevel,
     AuthState,
     Confirm,
+    DriverError,
     InboundMedia,
     InboundMessage,
     Location,
+    NotConnected,
     OutgoingKind,
     OutgoingMessage,
+    SendRejected,
+    SentMessage,
 )
 from bisnesgpt.sandbox.wweb import protocol as p
+
+# The network's send refusals that are final, and the codes the failed message records.
+SEND_ERRORS = {
+    p.NOT_ON_WHATSAPP: "RECIPIENT_NOT_ON_WHATSAPP",
+    p.MEDIA_TOO_LARGE: "MEDIA_TOO_LARGE",
+    p.BAD_REQUEST: "INVALID_PAYLOAD",
+}
 
 # --- client -> server --------------------------------------------------------------------------
 
@@ -187,3 +198,16 @@ def inbound_message(message: JsonObject, confirm: Confirm) -> InboundMessage:
         text=text(message, "text") if media is None else None, media=media, quoted_id=text(message, "quotedId"),
         push_name=text(message, "pushName"), raw=message, confirm=confirm,
     )
+
+
+def sent_message(result: JsonObject) -> SentMessage:
+    """A ``send_result``: the sent message, or the driver error its ``error`` stands for."""
+    if result.get("error"):
+        error = member(result, "error")
+        code = str(error.get("code"))
+        if code == p.NOT_READY:
+            raise NotConnected(str(error.get("message")))
+        if code in SEND_ERRORS:
+            raise SendRejected(str(error.get("message")), code=SEND_ERRORS[code])
+        raise DriverError(f"send failed: {error.get('message')} ({code})")
+    return SentMessage(str(result["id"]), number(result, "timestamp") or time.time(), bool(result.get("duplicate")))
