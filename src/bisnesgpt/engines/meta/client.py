@@ -84,10 +84,12 @@ class CloudApiClient:
             await http.aclose()
 
     async def __aenter__(self) -> CloudApiClient:
+        """``async with CloudApiClient(...) as client``: opened for the block (one-off uses)."""
         await self.open()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        """Closed when the block ends."""
         await self.close()
 
     # --- messages -----------------------------------------------------------------------------

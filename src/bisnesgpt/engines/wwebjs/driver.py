@@ -227,6 +227,7 @@ class DriverError(BisnesgptError):
 
     def __init_subclass__(cls, *, summary: str | None = None, code: str | None = None,
                           retryable: bool | None = None) -> None:
+        """Take the subclass's ``summary``, ``code`` and ``retryable`` class keywords."""
         super().__init_subclass__()
         if summary is not None:
             cls.summary = summary
