@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 
 import phonenumbers
@@ -106,7 +106,7 @@ def session_view(row: Any) -> dict[str, Any]:
     return view
 
 
-def command_view(row: dict[str, Any]) -> dict[str, Any]:
+def command_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "companyId": row["company_id"], "phoneIndex": row["phone_index"],
             "action": row["action"], "args": row["args"], "state": row["state"], "result": row["result"],
             "requestedBy": row["requested_by"], "handledBy": row["handled_by"],

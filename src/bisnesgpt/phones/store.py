@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypedDict, get_args
@@ -128,7 +129,7 @@ async def set_phone_status(
     phone_index: int,
     status: str,
     *,
-    metadata: JsonObject | None = None,
+    metadata: Mapping[str, object] | None = None,
     phone_number: str | None = None,
     connection_type: str | None = None,
     process_name: str | None = None,

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
 from bisnesgpt import __version__
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.engines.meta import messages
 from bisnesgpt.engines.meta.errors import CloudApiError, PermanentGraphError, TransportError
 from bisnesgpt.engines.meta.metrics import GRAPH_REQUESTS, GRAPH_SECONDS
@@ -34,16 +35,29 @@ class SentMessage:
     wamid: str
     wa_id: str | None
     message_status: str | None
-    raw: dict[str, Any]
+    raw: JsonObject
 
 
 @dataclass(frozen=True)
 class MediaInfo:
+    """A media object's short-lived download URL and what the Cloud API says about the file."""
+
     id: str
     url: str
     mime_type: str | None
     sha256: str | None
     file_size: int | None
+
+
+class PhoneNumberInfo(TypedDict):
+    """What ``get_phone_number`` answers about a business number (None: not in the answer)."""
+
+    id: str | None
+    display_phone_number: str | None
+    verified_name: str | None
+    quality_rating: str | None
+    code_verification_status: str | None
+    name_status: str | None
 
 
 class CloudApiClient:
@@ -58,56 +72,65 @@ class CloudApiClient:
         self._http: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
+        """Create the shared connection pool (inside the running event loop)."""
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self._timeout, limits=self._limits, transport=self._transport,
                                            headers={"User-Agent": USER_AGENT}, follow_redirects=False)
 
     async def close(self) -> None:
+        """Close the connection pool; requests after this raise until ``open`` again."""
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()
 
     async def __aenter__(self) -> CloudApiClient:
+        """``async with CloudApiClient(...) as client``: opened for the block (one-off uses)."""
         await self.open()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        """Closed when the block ends."""
         await self.close()
 
     # --- messages -----------------------------------------------------------------------------
 
-    async def send_message(self, creds: Credentials, body: dict[str, Any]) -> SentMessage:
+    async def send_message(self, creds: Credentials, body: messages.Body) -> SentMessage:
         """POST a message body; returns the wamid (raises a CloudApiError subclass)."""
         response = await self._request("send", creds, "POST", creds.messages_url(), json=body)
         data = _json(response)
-        try:
-            message = data["messages"][0]
-            wamid = str(message["id"])
-        except (KeyError, IndexError, TypeError) as exc:
+        message = _first_object(data.get("messages"))
+        if message is None or "id" not in message:
             raise PermanentGraphError(f"send answered without messages[0].id: {str(data)[:200]}",
-                                      http_status=response.status_code, error_title="Malformed Cloud API answer") \
-                from exc
-        contacts = data.get("contacts") or [{}]
-        wa_id = contacts[0].get("wa_id") if isinstance(contacts[0], dict) else None
-        return SentMessage(wamid, wa_id, message.get("message_status"), data)
+                                      http_status=response.status_code, error_title="Malformed Cloud API answer")
+        contact = _first_object(data.get("contacts")) or {}
+        return SentMessage(str(message["id"]), _text(contact.get("wa_id")), _text(message.get("message_status")),
+                           data)
 
     async def mark_as_read(self, creds: Credentials, message_id: str, *, typing_indicator: bool = False) -> bool:
+        """Mark an inbound message read (blue ticks), optionally with a typing indicator; True on success."""
         body = messages.mark_as_read(message_id, typing_indicator=typing_indicator)
         response = await self._request("mark_read", creds, "POST", creds.messages_url(), json=body)
         return bool(_json(response).get("success", False))
 
     # --- phone numbers ------------------------------------------------------------------------
 
-    async def get_phone_number(self, creds: Credentials, fields: tuple[str, ...] = PHONE_NUMBER_FIELDS) \
-            -> dict[str, Any]:
-        """The business phone number object (``GET /{version}/{phone_number_id}?fields=…``):
-        display number, verified name, quality rating, verification and name status."""
+    async def get_phone_number(self, creds: Credentials) -> PhoneNumberInfo:
+        """The business phone number object (``GET /{version}/{phone_number_id}?fields=…``).
+
+        Display number, verified name, quality rating, verification and name status.
+        """
         if creds.profile != "meta" or not creds.phone_number_id:
             raise PermanentGraphError("phone number details need a Cloud API phone (profile meta, phone_number_id)",
                                       http_status=400, error_title="Not a Cloud API phone")
         response = await self._request("phone_number", creds, "GET", creds.phone_number_url(),
-                                       params={"fields": ",".join(fields)})
-        return _json(response)
+                                       params={"fields": ",".join(PHONE_NUMBER_FIELDS)})
+        data = _json(response)
+        return PhoneNumberInfo(
+            id=_text(data.get("id")), display_phone_number=_text(data.get("display_phone_number")),
+            verified_name=_text(data.get("verified_name")), quality_rating=_text(data.get("quality_rating")),
+            code_verification_status=_text(data.get("code_verification_status")),
+            name_status=_text(data.get("name_status")),
+        )
 
     # --- media --------------------------------------------------------------------------------
 
@@ -129,8 +152,9 @@ class CloudApiClient:
                                        params=params)
         data = _json(response)
         size = data.get("file_size")
-        return MediaInfo(id=str(data.get("id") or media_id), url=str(data["url"]), mime_type=data.get("mime_type"),
-                         sha256=data.get("sha256"), file_size=int(size) if size is not None else None)
+        return MediaInfo(id=str(data.get("id") or media_id), url=str(data["url"]),
+                         mime_type=_text(data.get("mime_type")), sha256=_text(data.get("sha256")),
+                         file_size=int(size) if isinstance(size, int | float | str) else None)
 
     async def download_media(self, creds: Credentials, media_url: str) -> bytes:
         """GET a retrieved media URL with the phone's credentials (the second hop)."""
@@ -143,6 +167,7 @@ class CloudApiClient:
         return info, await self.download_media(creds, info.url)
 
     async def delete_media(self, creds: Credentials, media_id: str) -> bool:
+        """Delete an uploaded media object; True when the Cloud API confirms."""
         response = await self._request("media_delete", creds, "DELETE", creds.media_object_url(media_id))
         return bool(_json(response).get("success", False))
 
@@ -171,9 +196,9 @@ class CloudApiClient:
         return response
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: httpx.Response) -> JsonObject:
     try:
-        data = response.json()
+        data: JsonValue = response.json()
     except (json.JSONDecodeError, ValueError) as exc:
         raise PermanentGraphError(f"Cloud API answered non-JSON ({response.status_code})",
                                   http_status=response.status_code, error_title="Malformed Cloud API answer") \
@@ -181,3 +206,13 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PermanentGraphError("Cloud API answered a non-object", http_status=response.status_code)
     return data
+
+
+def _first_object(value: JsonValue) -> JsonObject | None:
+    """The first element of a JSON array when it is an object (``messages[0]``, ``contacts[0]``)."""
+    first = value[0] if isinstance(value, list) and value else None
+    return first if isinstance(first, dict) else None
+
+
+def _text(value: JsonValue) -> str | None:
+    return value if isinstance(value, str) else None

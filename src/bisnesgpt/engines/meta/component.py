@@ -12,17 +12,15 @@ from bisnesgpt.engines.meta.pacing import Pacer
 from bisnesgpt.engines.meta.phones import PhoneCache
 from bisnesgpt.engines.meta.webhook_processor import WebhookProcessor
 from bisnesgpt.engines.meta.webhook_routes import webhook_router
-from bisnesgpt.health import metrics
+from bisnesgpt.engines.queue_components import QueueComponent, SendQueueComponent
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WEBHOOK_EVENTS
-from bisnesgpt.messaging.send_processor import OutcomeKind, SendJobProcessor
-from bisnesgpt.messaging.send_store import PgSendStore
-from bisnesgpt.processes.component import Check, Component, HealthReporter
+from bisnesgpt.processes.component import Check, Component
 from bisnesgpt.processes.context import ProcessContext
 
 
-class MetaSendComponent(Component, HealthReporter):
+class MetaSendComponent(SendQueueComponent):
     """Consumes ``meta-messages``: paces and sends through the Cloud API (or 360dialog)."""
 
     name = "meta-send"
@@ -34,32 +32,18 @@ class MetaSendComponent(Component, HealthReporter):
                                      max_connections=settings.meta_http_max_connections)
         engine = MetaEngine(settings, ctx.db, self.client, Pacer(ctx.redis), PhoneCache(ctx.db), ctx.events,
                             secret_box(settings), ProcessRateLimiter(settings.meta_max_messages_per_second))
-        processor = SendJobProcessor(PgSendStore(ctx.db), engine, META, process_name=ctx.process_name,
-                                     on_outcome=self._on_outcome)
         # Held jobs (waiting for a near pacing slot) do no work: they get slots of their own.
-        concurrency = settings.meta_send_concurrency + settings.meta_pacing_hold_jobs
-        self.worker = QueueWorker(ctx.redis_url, META, processor, concurrency=concurrency,
-                                  name=f"{ctx.process_name}:{META.name}")
-        self._processed = 0
+        super().__init__(ctx, META, engine, concurrency=settings.meta_send_concurrency + settings.meta_pacing_hold_jobs,
+                         worker_name=f"{ctx.process_name}:{META.name}")
 
     async def start(self) -> None:
         """Open the HTTP client, then begin consuming."""
         await self.client.open()
-        await self.worker.start()
-
-    def _on_outcome(self, outcome: OutcomeKind, seconds: float) -> None:
-        if outcome in ("sent", "failed"):  # finished messages, not deferrals or retries
-            self._processed += 1
-        metrics.MESSAGES_PROCESSED.labels(META.name, outcome).inc()
-        metrics.SEND_SECONDS.labels(META.name).observe(seconds)
-
-    async def drain(self, timeout: float) -> None:
-        """Stop fetching; let sends in flight finish."""
-        await self.worker.close(timeout)
+        await super().start()
 
     async def stop(self) -> None:
         """Close the worker and the HTTP client."""
-        await self.worker.close(1.0)
+        await super().stop()
         await self.client.close()
 
     async def checks(self) -> dict[str, Check]:
@@ -69,16 +53,8 @@ class MetaSendComponent(Component, HealthReporter):
         return {"metaSendWorker": Check(alive, "consuming meta-messages" if alive else "not running",
                                         {"activeJobs": worker.active_jobs, "lastError": worker.last_error})}
 
-    def messages_processed(self) -> int:
-        """Messages sent or failed for good by this process."""
-        return self._processed
 
-    def queue_workers(self) -> Sequence[QueueWorker]:
-        """The ``meta-messages`` consumer."""
-        return (self.worker,)
-
-
-class MetaWebhookComponent(Component, HealthReporter):
+class MetaWebhookComponent(QueueComponent):
     """Serves the Meta/360dialog webhook routes and consumes ``webhook-events``."""
 
     name = "meta-webhooks"
@@ -96,18 +72,10 @@ class MetaWebhookComponent(Component, HealthReporter):
 
     async def start(self) -> None:
         """Begin consuming ``webhook-events``; warn when webhooks cannot be verified."""
-        await self.worker.start()
+        await super().start()
         if self.ctx.settings.meta_app_secret is None:
             await self.ctx.events.record("meta.webhook.unsigned", {
                 "detail": "META_APP_SECRET is not set: every Meta webhook POST will be rejected (401)"}, "warning")
-
-    async def drain(self, timeout: float) -> None:
-        """Stop fetching; let webhook jobs in flight finish."""
-        await self.worker.close(timeout)
-
-    async def stop(self) -> None:
-        """Close the worker."""
-        await self.worker.close(1.0)
 
     async def checks(self) -> dict[str, Check]:
         """``metaWebhookWorker``: the consumer is running, and whether webhooks can be verified."""
@@ -122,10 +90,6 @@ class MetaWebhookComponent(Component, HealthReporter):
     def messages_processed(self) -> int:
         """Webhook events this process handled."""
         return self.processor.processed
-
-    def queue_workers(self) -> Sequence[QueueWorker]:
-        """The ``webhook-events`` consumer."""
-        return (self.worker,)
 
 
 def meta_components(ctx: ProcessContext) -> list[Component]:

@@ -28,10 +28,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.meta import messages
 from bisnesgpt.engines.meta.client import CloudApiClient
@@ -59,11 +59,11 @@ from bisnesgpt.phones.store import PhoneConfig
 MAX_GATE_WAIT_MS = 1_000
 
 
-
 def retry_key(message: MessageRecord) -> str:
     """The retry-count key of one queueing of a message (``queued_at`` changes on a re-queue)."""
     queued = message.queued_at.timestamp() if message.queued_at is not None else 0.0
     return f"{message.message_id}:{queued:.6f}"
+
 
 class ProcessRateLimiter:
     """``META_MAX_MESSAGES_PER_SECOND``: this worker process's overall send rate.
@@ -77,6 +77,7 @@ class ProcessRateLimiter:
         self._next = 0.0
 
     async def wait(self) -> None:
+        """Take the next slot and sleep until it comes."""
         now = time.monotonic()
         slot = max(now, self._next)
         self._next = slot + self.interval
@@ -109,11 +110,12 @@ class MetaEngine:
         return phone
 
     @staticmethod
-    def _body(message: MessageRecord) -> dict[str, Any]:
+    def _body(message: MessageRecord) -> messages.Body:
         return messages.body_from_payload(message.payload or {}, contact=message.contact,
                                           group=message.chat_id.endswith("@g.us"))
 
     async def before_send(self, message: MessageRecord) -> None:
+        """Refuse what cannot be sent, pace the message, then check the 24-hour window (nothing sent yet)."""
         body = self._body(message)
         phone = await self._phone(message)
         credentials_for_phone(self.settings, self.box, phone)  # configuration problems fail here, unsent
@@ -123,13 +125,15 @@ class MetaEngine:
         if self.settings.meta_enforce_conversation_window and (phone.settings or {}).get("enforce_window", True):
             try:
                 async with self.db.connection() as conn:
-                    await check_window(conn, message.company_id, message.phone_index, message.contact, body["type"])
+                    await check_window(conn, message.company_id, message.phone_index, message.contact,
+                                       str(body["type"]))
             except TemplateRequired as exc:
                 raise PermanentSendError(exc.detail, code="TEMPLATE_REQUIRED",
                                          title="Template required: the contact has not written in the last 24 hours",
                                          details=exc.extra) from exc
 
     async def send(self, message: MessageRecord) -> SendReceipt:
+        """One request through the phone's profile; Graph errors become the worker's outcomes (table above)."""
         phone = await self._phone(message)
         creds = credentials_for_phone(self.settings, self.box, phone)
         body = self._body(message)
@@ -241,8 +245,8 @@ def _permanent(exc: CloudApiError) -> PermanentSendError:
     return PermanentSendError(exc.detail, code=exc.code_text, title=exc.error_title, details=exc.error)
 
 
-def _receipt_detail(creds: Credentials, wa_id: str | None, message_status: str | None) -> dict[str, Any]:
-    detail: dict[str, Any] = {"profile": creds.profile}
+def _receipt_detail(creds: Credentials, wa_id: str | None, message_status: str | None) -> JsonObject:
+    detail: JsonObject = {"profile": creds.profile}
     if wa_id:
         detail["wa_id"] = wa_id
     if message_status:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 
 # Codes whose requests provably did not go out, or that Meta documents as temporary.
 RETRYABLE_CODES = frozenset({1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131016, 131057, 133004})
@@ -40,9 +40,11 @@ _CODE_PREFIX = re.compile(r"^\(#\d+\)\s*")
 
 
 class CloudApiError(BisnesgptError):
-    """A failure talking to the Cloud API (Meta or 360dialog)."""
+    """A failure talking to the Cloud API (Meta or 360dialog).
 
-    """Cloud API error."""
+    ``error`` is the Graph ``error`` object as answered (or ``{"http_status": …}`` when the
+    answer had none): it is kept on the failed message as its details.
+    """
 
     def __init__(
         self,
@@ -53,7 +55,7 @@ class CloudApiError(BisnesgptError):
         http_status: int | None = None,
         error_title: str | None = None,
         fbtrace_id: str | None = None,
-        error: dict[str, Any] | None = None,
+        error: JsonObject | None = None,
         retry_after_ms: int | None = None,
     ) -> None:
         super().__init__(detail)
@@ -77,25 +79,27 @@ class CloudApiError(BisnesgptError):
     @staticmethod
     def from_response(http_status: int, body: bytes, headers: dict[str, str] | None = None) -> CloudApiError:
         """Classify an error answer; a body that is not the Graph envelope is still handled."""
-        error: dict[str, Any] = {}
-        try:
-            parsed = json.loads(body or b"{}")
-            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-                error = parsed["error"]
-        except ValueError:
-            pass
+        error = _graph_error(body)
         code = _int_or_none(error.get("code"))
-        subcode = _int_or_none(error.get("error_subcode"))
         message = str(error.get("message") or f"HTTP {http_status}")
-        title = str(error.get("error_user_title") or _CODE_PREFIX.sub("", message) or message)
-        retry_after = retry_after_from_headers(headers or {})
-        kwargs: dict[str, Any] = {
-            "code": code, "subcode": subcode, "http_status": http_status, "error_title": title,
-            "fbtrace_id": error.get("fbtrace_id"), "error": error or {"http_status": http_status},
-            "retry_after_ms": retry_after,
-        }
+        fbtrace_id = error.get("fbtrace_id")
         cls = classify(code, http_status)
-        return cls(message, **kwargs)
+        return cls(
+            message, code=code, subcode=_int_or_none(error.get("error_subcode")), http_status=http_status,
+            error_title=str(error.get("error_user_title") or _CODE_PREFIX.sub("", message) or message),
+            fbtrace_id=fbtrace_id if isinstance(fbtrace_id, str) else None,
+            error=error or {"http_status": http_status}, retry_after_ms=retry_after_from_headers(headers or {}),
+        )
+
+
+def _graph_error(body: bytes) -> JsonObject:
+    """The ``error`` object of a Graph error envelope; empty for any other body."""
+    try:
+        parsed = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    return error if isinstance(error, dict) else {}
 
 
 class RetryableGraphError(CloudApiError):
@@ -173,8 +177,10 @@ def retry_after_from_headers(headers: dict[str, str]) -> int | None:
     return best
 
 
-def _int_or_none(value: Any) -> int | None:
+def _int_or_none(value: JsonValue) -> int | None:
+    if value is None or value == "" or isinstance(value, list | dict):
+        return None
     try:
-        return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return None

@@ -9,8 +9,8 @@ sends ``messages.payload`` (already Cloud-API-shaped, see the payload contract) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.messaging.errors import PermanentSendError
 
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
@@ -18,10 +18,12 @@ CLOUD_API_TYPES = frozenset({"text", *MEDIA_TYPES, "location", "contacts", "inte
 # Payload-contract extensions that only WhatsApp Web can do.
 WEB_ONLY_TYPES = frozenset({"edit", "delete"})
 
-Body = dict[str, Any]
+# A request body is a JSON object; the parts callers pass in are JSON objects of their own.
+Body = JsonObject
+Part = Mapping[str, JsonValue]
 
 
-def _envelope(to: str, kind: str, content: Any, *, reply_to: str | None = None,
+def _envelope(to: str, kind: str, content: JsonValue, *, reply_to: str | None = None,
               recipient_type: str = "individual") -> Body:
     body: Body = {"messaging_product": "whatsapp", "recipient_type": recipient_type, "to": to, "type": kind,
                   kind: content}
@@ -30,11 +32,12 @@ def _envelope(to: str, kind: str, content: Any, *, reply_to: str | None = None,
     return body
 
 
-def _compact(values: Mapping[str, Any]) -> dict[str, Any]:
+def _compact(values: Part) -> JsonObject:
     return {k: v for k, v in values.items() if v is not None}
 
 
 def text(to: str, body: str, *, preview_url: bool | None = None, reply_to: str | None = None) -> Body:
+    """A text message (``preview_url`` asks WhatsApp to render the first link's preview)."""
     return _envelope(to, "text", _compact({"body": body, "preview_url": preview_url}), reply_to=reply_to)
 
 
@@ -51,23 +54,24 @@ def media(kind: str, to: str, *, media_id: str | None = None, link: str | None =
 
 def location(to: str, *, latitude: float, longitude: float, name: str | None = None, address: str | None = None,
              reply_to: str | None = None) -> Body:
+    """A location pin, optionally named and with an address."""
     content = _compact({"latitude": latitude, "longitude": longitude, "name": name, "address": address})
     return _envelope(to, "location", content, reply_to=reply_to)
 
 
-def contacts(to: str, cards: Sequence[Mapping[str, Any]], *, reply_to: str | None = None) -> Body:
+def contacts(to: str, cards: Sequence[Part], *, reply_to: str | None = None) -> Body:
     """Contact cards (``name``, ``phones``, ``emails``, ``addresses``, ``org``, ``urls``, ``birthday``)."""
     return _envelope(to, "contacts", [dict(card) for card in cards], reply_to=reply_to)
 
 
-def interactive(to: str, content: Mapping[str, Any], *, reply_to: str | None = None) -> Body:
+def interactive(to: str, content: Part, *, reply_to: str | None = None) -> Body:
     """Any interactive object (button, list, product, product_list, catalog_message, flow, …)."""
     return _envelope(to, "interactive", dict(content), reply_to=reply_to)
 
 
-def _frame(kind: str, body_text: str | None, action: dict[str, Any], header: Mapping[str, Any] | None,
-           footer: str | None) -> dict[str, Any]:
-    content: dict[str, Any] = {"type": kind}
+def _frame(kind: str, body_text: str | None, action: JsonObject, header: Part | None,
+           footer: str | None) -> JsonObject:
+    content: JsonObject = {"type": kind}
     if header is not None:
         content["header"] = dict(header)
     if body_text is not None:
@@ -79,25 +83,26 @@ def _frame(kind: str, body_text: str | None, action: dict[str, Any], header: Map
 
 
 def reply_buttons(to: str, body_text: str, buttons: Iterable[tuple[str, str]], *,
-                  header: Mapping[str, Any] | None = None, footer: str | None = None,
+                  header: Part | None = None, footer: str | None = None,
                   reply_to: str | None = None) -> Body:
     """Up to three reply buttons given as ``(id, title)`` pairs."""
-    action = {"buttons": [{"type": "reply", "reply": {"id": bid, "title": title}} for bid, title in buttons]}
+    replies: list[JsonValue] = [{"type": "reply", "reply": {"id": bid, "title": title}} for bid, title in buttons]
+    action: JsonObject = {"buttons": replies}
     return interactive(to, _frame("button", body_text, action, header, footer), reply_to=reply_to)
 
 
-def list_message(to: str, body_text: str, button: str, sections: Sequence[Mapping[str, Any]], *,
-                 header: Mapping[str, Any] | None = None, footer: str | None = None,
+def list_message(to: str, body_text: str, button: str, sections: Sequence[Part], *,
+                 header: Part | None = None, footer: str | None = None,
                  reply_to: str | None = None) -> Body:
     """A list: ``sections`` of ``{"title", "rows": [{"id", "title", "description"}]}``."""
-    action = {"button": button, "sections": [dict(section) for section in sections]}
+    action: JsonObject = {"button": button, "sections": [dict(section) for section in sections]}
     return interactive(to, _frame("list", body_text, action, header, footer), reply_to=reply_to)
 
 
-def template(to: str, name: str, language: str, *, components: Sequence[Mapping[str, Any]] | None = None,
+def template(to: str, name: str, language: str, *, components: Sequence[Part] | None = None,
              policy: str | None = None, reply_to: str | None = None) -> Body:
     """An approved template with its components' parameters."""
-    content: dict[str, Any] = {"name": name, "language": _compact({"code": language, "policy": policy})}
+    content: JsonObject = {"name": name, "language": _compact({"code": language, "policy": policy})}
     if components is not None:
         content["components"] = [dict(component) for component in components]
     return _envelope(to, "template", content, reply_to=reply_to)
@@ -116,7 +121,7 @@ def mark_as_read(message_id: str, *, typing_indicator: bool = False) -> Body:
     return body
 
 
-def body_from_payload(payload: Mapping[str, Any], *, contact: str, group: bool = False) -> Body:
+def body_from_payload(payload: Part, *, contact: str, group: bool = False) -> Body:
     """The request body for a stored ``messages.payload`` (payload contract shape).
 
     Fills the envelope (``messaging_product``, ``recipient_type``, ``to``, ``type``) and
@@ -140,8 +145,9 @@ def body_from_payload(payload: Mapping[str, Any], *, contact: str, group: bool =
         kind: payload[kind],
     }
     context = payload.get("context")
-    if isinstance(context, Mapping) and context.get("message_id"):
+    if isinstance(context, dict) and context.get("message_id"):
         body["context"] = {"message_id": str(context["message_id"])}
-    if kind == "text" and isinstance(body["text"], Mapping) and "preview_url" in body["text"]:
-        body["text"] = {**body["text"], "preview_url": bool(body["text"]["preview_url"])}
+    text_object = body["text"] if kind == "text" else None
+    if isinstance(text_object, dict) and "preview_url" in text_object:
+        body["text"] = {**text_object, "preview_url": bool(text_object["preview_url"])}
     return body

@@ -21,8 +21,9 @@ phone pause that 368/131031 trigger.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
 
@@ -40,6 +41,21 @@ ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local early = tonumber(ARGV[5])
+-- One GCRA step on a schedule (an interval of 0 never waits): advance it by one message;
+-- when the slot comes later than ``early`` ms from now, reserve it for this message
+-- (tagged p or r) and answer {code, wait_ms}; nil when the message may go on now.
+local function take(schedule, interval, tolerance, tag, code)
+  if interval <= 0 then return nil end
+  local tat = tonumber(redis.call('GET', schedule) or '0')
+  if tat < now then tat = now end
+  local allow = tat - tolerance
+  redis.call('SET', schedule, tostring(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
+  if allow > now + early then
+    redis.call('SET', KEYS[3], tag .. ':' .. tostring(allow), 'PX', math.ceil(allow - now) + 600000)
+    return {code, tostring(allow - now)}
+  end
+  return nil
+end
 local paused = tonumber(redis.call('GET', KEYS[5]) or '0')
 if paused > now then return {4, tostring(paused - now)} end
 local backoff = tonumber(redis.call('HGET', KEYS[4], 'until') or '0')
@@ -61,27 +77,11 @@ if held then
   stage = 'phone'
 end
 if stage == 'recipient' then
-  local interval = tonumber(ARGV[3])
-  if interval > 0 then
-    local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-    if tat < now then tat = now end
-    local allow = tat - tonumber(ARGV[4])
-    redis.call('SET', KEYS[2], tostring(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
-    if allow > now + early then
-      redis.call('SET', KEYS[3], 'r:' .. tostring(allow), 'PX', math.ceil(allow - now) + 600000)
-      return {2, tostring(allow - now)}
-    end
-  end
+  local waiting = take(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), 'r', 2)
+  if waiting then return waiting end
 end
-local pinterval = tonumber(ARGV[1])
-local ptat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ptat < now then ptat = now end
-local pallow = ptat - tonumber(ARGV[2])
-redis.call('SET', KEYS[1], tostring(ptat + pinterval), 'PX', math.ceil(ptat + pinterval - now) + 1000)
-if pallow > now + early then
-  redis.call('SET', KEYS[3], 'p:' .. tostring(pallow), 'PX', math.ceil(pallow - now) + 600000)
-  return {1, tostring(pallow - now)}
-end
+local waiting = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 'p', 1)
+if waiting then return waiting end
 return {0, '0'}
 """
 
@@ -144,10 +144,11 @@ class PhoneRates:
 
     @property
     def interval_ms(self) -> float:
+        """Milliseconds between two messages of the phone at its rate."""
         return 1000.0 / self.messages_per_second
 
 
-def rates_for_phone(settings: Settings, phone_settings: dict[str, Any] | None) -> PhoneRates:
+def rates_for_phone(settings: Settings, phone_settings: Mapping[str, object] | None) -> PhoneRates:
     """Defaults from settings, overridden by ``phone_configs.settings``.
 
     Keys: ``messages_per_second`` (number), ``coexistence`` (true → the 20/s coexistence
@@ -157,27 +158,40 @@ def rates_for_phone(settings: Settings, phone_settings: dict[str, Any] | None) -
     rate = settings.meta_phone_messages_per_second
     if overrides.get("coexistence"):
         rate = settings.meta_coexistence_messages_per_second
-    if isinstance(overrides.get("messages_per_second"), int | float) and overrides["messages_per_second"] > 0:
-        rate = float(overrides["messages_per_second"])
+    given_rate = overrides.get("messages_per_second")
+    if isinstance(given_rate, int | float) and given_rate > 0:
+        rate = float(given_rate)
     burst = max(1, math.floor(rate * settings.meta_pacing_burst_ms / 1000))
     gate_burst = max(burst, math.floor(rate * settings.meta_pacing_catchup_ms / 1000))
-    pair_interval = overrides.get("pair_interval_ms", settings.meta_pair_interval_ms)
-    pair_burst = overrides.get("pair_burst", settings.meta_pair_burst)
-    return PhoneRates(rate, burst, max(0, int(pair_interval)), max(1, int(pair_burst)), gate_burst)
+    pair_interval = _whole(overrides, "pair_interval_ms", settings.meta_pair_interval_ms)
+    pair_burst = _whole(overrides, "pair_burst", settings.meta_pair_burst)
+    return PhoneRates(rate, burst, max(0, pair_interval), max(1, pair_burst), gate_burst)
+
+
+def _whole(overrides: Mapping[str, object], name: str, default: int) -> int:
+    value = overrides.get(name, default)
+    if not isinstance(value, int | float | str):
+        raise TypeError(f"phone setting {name} is not a number: {value!r}")
+    return int(value)
+
+
+Reason = Literal["ok", "phone", "recipient", "backoff", "paused"]
 
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether a message may go now; if not, how long to wait and for what (its slot is kept)."""
+
     go: bool
     wait_ms: int
-    reason: str  # "ok" | "phone" | "recipient" | "backoff" | "paused"
+    reason: Reason
 
 
-_REASONS = {0: "ok", 1: "phone", 2: "recipient", 3: "backoff", 4: "paused"}
+_REASONS: dict[int, Reason] = {0: "ok", 1: "phone", 2: "recipient", 3: "backoff", 4: "paused"}
 
 
 def phone_key(company_id: str, phone_index: int) -> str:
-    # The hash tag keeps one phone's keys in one slot (Redis Cluster runs the script).
+    """The prefix of one phone's pacing keys (its hash tag keeps them in one Redis Cluster slot)."""
     return f"{PREFIX}:{{{company_id}:{phone_index}}}"
 
 
@@ -217,12 +231,15 @@ class Pacer:
         return int(n), int(delay)
 
     async def clear_recipient_backoff(self, company_id: str, phone_index: int, contact: str) -> None:
+        """A message got through to the recipient: the next 131056 starts again at 4^1 s."""
         await self.redis.delete(f"{phone_key(company_id, phone_index)}:backoff:{contact}")
 
     async def pause_phone(self, company_id: str, phone_index: int, seconds: float) -> None:
+        """Hold every message of the phone for ``seconds`` (its account was restricted)."""
         await self._pause(keys=[f"{phone_key(company_id, phone_index)}:pause"], args=[int(seconds * 1000)])
 
     async def resume_phone(self, company_id: str, phone_index: int) -> None:
+        """End the phone's pause before it runs out."""
         await self.redis.delete(f"{phone_key(company_id, phone_index)}:pause")
 
     async def count_retry(self, retry_key: str) -> int:

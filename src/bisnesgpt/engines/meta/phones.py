@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Mapping
 
 import asyncpg
 
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging.events import PHONE_STATUS, record_tenant_event
 from bisnesgpt.phones.store import (
     PhoneConfig,
@@ -19,13 +20,7 @@ from bisnesgpt.phones.store import (
     set_phone_status,
 )
 
-SELECT_BY_WABA_ID = "SELECT * FROM phone_configs WHERE meta_waba_id = $1 ORDER BY company_id, phone_index"
-# 360dialog phones may lack meta_phone_number_id; their webhooks still carry the display number.
-SELECT_D360_BY_DISPLAY_NUMBER = """
-SELECT * FROM phone_configs
-WHERE connection_type = '360dialog' AND regexp_replace(coalesce(display_phone_number, ''), '[^0-9]', '', 'g') = $1
-ORDER BY company_id, phone_index LIMIT 1
-"""
+SQL = load_queries("bisnesgpt.engines.meta")
 
 
 class PhoneCache:
@@ -42,6 +37,7 @@ class PhoneCache:
         self._lock = asyncio.Lock()
 
     async def get(self, company_id: str, phone_index: int) -> PhoneConfig | None:
+        """The phone's row (None: not configured), read again once the cached one is ``ttl`` old."""
         key = (company_id, phone_index)
         entry = self._entries.get(key)
         now = time.monotonic()
@@ -53,35 +49,38 @@ class PhoneCache:
         return phone
 
     def forget(self, company_id: str, phone_index: int) -> None:
+        """Drop the cached row, so that the next send reads the phone's new status and credentials."""
         self._entries.pop((company_id, phone_index), None)
 
 
 async def phones_by_waba_id(conn: asyncpg.Connection, waba_id: str) -> list[PhoneConfig]:
-    return [PhoneConfig.from_row(r) for r in await conn.fetch(SELECT_BY_WABA_ID, waba_id)]
+    """The phones of a WhatsApp Business Account (account-level webhooks name only the WABA)."""
+    return [PhoneConfig.from_row(r) for r in await conn.fetch(SQL.phones_of_waba, waba_id)]
 
 
-async def phone_for_webhook(conn: asyncpg.Connection, provider: str, metadata: dict[str, Any],
-                            channel: str | None) -> PhoneConfig | None:
-    """The phone a webhook change is about: by 360dialog channel, phone_number_id, or number."""
-    if channel:
-        phone = await phone_by_d360_channel(conn, channel)
-        if phone is not None:
-            return phone
-    phone_number_id = str(metadata.get("phone_number_id") or "")
-    if phone_number_id:
-        phone = await phone_by_meta_phone_number_id(conn, phone_number_id)
-        if phone is not None:
-            return phone
+async def phone_for_webhook(conn: asyncpg.Connection, provider: str, *, channel: str | None,
+                            phone_number_id: str, display_phone_number: str) -> PhoneConfig | None:
+    """The phone a webhook change is about: by 360dialog channel, phone_number_id, or number.
+
+    360dialog phones may lack ``meta_phone_number_id``; their webhooks still carry the
+    display number, so for them the number (digits only) is the last resort.
+    """
+    lookups = ((channel, phone_by_d360_channel), (phone_number_id, phone_by_meta_phone_number_id))
+    for value, lookup in lookups:
+        if value:
+            phone = await lookup(conn, value)
+            if phone is not None:
+                return phone
     if provider == "360dialog":
-        digits = "".join(ch for ch in str(metadata.get("display_phone_number") or "") if ch.isdigit())
+        digits = "".join(ch for ch in display_phone_number if ch.isdigit())
         if digits:
-            row = await conn.fetchrow(SELECT_D360_BY_DISPLAY_NUMBER, digits)
+            row = await conn.fetchrow(SQL.d360_phone_by_display_number, digits)
             return PhoneConfig.from_row(row) if row else None
     return None
 
 
 async def change_phone_status(conn: asyncpg.Connection, phone: PhoneConfig, status: str, *, reason: str,
-                              code: str | None = None, extra: dict[str, Any] | None = None) -> bool:
+                              code: str | None = None, extra: Mapping[str, object] | None = None) -> bool:
     """Set ``phone_status`` and publish ``phone.status`` (only when something changed)."""
     current = await get_phone_status(conn, phone.company_id, phone.phone_index)
     metadata = {"error": reason, "reason": reason, "code": code, **(extra or {})}

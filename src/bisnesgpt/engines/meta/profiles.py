@@ -39,27 +39,30 @@ class Credentials:
     def _root(self) -> str:
         return self.base_url.rstrip("/")
 
-    def _versioned(self) -> str:
-        return f"{self._root()}/{self.version}"
+    def _graph(self, path: str) -> str:
+        return f"{self._root()}/{self.version}/{path}"
+
+    def _url(self, path: str, *, phone_scoped: bool) -> str:
+        """``path`` under this profile's root: 360dialog's unversioned, or Graph's (under the phone id)."""
+        if self.profile == "d360":
+            return f"{self._root()}/{path}"
+        return self._graph(f"{self.phone_number_id}/{path}" if phone_scoped else path)
 
     def messages_url(self) -> str:
-        if self.profile == "d360":
-            return f"{self._root()}/messages"
-        return f"{self._versioned()}/{self.phone_number_id}/messages"
+        """Where message bodies (and read receipts) are POSTed."""
+        return self._url("messages", phone_scoped=True)
 
     def phone_number_url(self) -> str:
         """The phone number object itself (Graph only: 360dialog has no phone id in its paths)."""
-        return f"{self._versioned()}/{self.phone_number_id}"
+        return self._graph(str(self.phone_number_id))
 
     def media_upload_url(self) -> str:
-        if self.profile == "d360":
-            return f"{self._root()}/media"
-        return f"{self._versioned()}/{self.phone_number_id}/media"
+        """Where media is uploaded (multipart) to get a media id."""
+        return self._url("media", phone_scoped=True)
 
     def media_object_url(self, media_id: str) -> str:
-        if self.profile == "d360":
-            return f"{self._root()}/{media_id}"
-        return f"{self._versioned()}/{media_id}"
+        """One uploaded media object: GET retrieves its download URL, DELETE removes it."""
+        return self._url(media_id, phone_scoped=False)
 
     def download_url(self, media_url: str) -> str:
         """The URL to GET a retrieved media URL from (360dialog proxies Meta's host)."""
@@ -70,16 +73,19 @@ class Credentials:
         return urlunsplit((base.scheme, base.netloc, given.path, given.query, ""))
 
     def auth_headers(self) -> dict[str, str]:
+        """The header that authenticates a request under this profile."""
         if self.profile == "d360":
             return {"D360-API-KEY": self.secret}
         return {"Authorization": f"Bearer {self.secret}"}
 
 
 def meta_credentials(settings: Settings, phone_number_id: str, access_token: str) -> Credentials:
+    """Graph API credentials at the configured Graph URL and version."""
     return Credentials("meta", settings.meta_graph_url, access_token, phone_number_id, settings.meta_graph_version)
 
 
 def d360_credentials(settings: Settings, api_key: str) -> Credentials:
+    """360dialog credentials at the configured 360dialog URL (no phone id: the key names the number)."""
     return Credentials("d360", settings.d360_base_url, api_key, None, settings.meta_graph_version)
 
 

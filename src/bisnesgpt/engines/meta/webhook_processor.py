@@ -25,14 +25,16 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any
+from typing import Final, Literal, TypedDict
 
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import BisnesgptError, DatabaseUnavailable
 from bisnesgpt.core.ids import new_event_id, new_message_id
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.metrics import WEBHOOK_ITEMS
 from bisnesgpt.engines.meta.phones import change_phone_status, phone_for_webhook, phones_by_waba_id
 from bisnesgpt.engines.meta.webhook_parse import (
@@ -50,37 +52,48 @@ from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
 from bisnesgpt.messaging.queues import WEBHOOK_EVENTS, QueueProducer
+from bisnesgpt.messaging.send_processor import JobHandle
 from bisnesgpt.messaging.states import advance_status
 from bisnesgpt.phones.store import PhoneConfig
 
 log = logging.getLogger(__name__)
+SQL = load_queries("bisnesgpt.engines.meta")
 
-WEBHOOK_KIND = "meta-webhook"
-STATUS_RETRY_KIND = "meta-status-retry"
+WEBHOOK_KIND: Final = "meta-webhook"
+STATUS_RETRY_KIND: Final = "meta-status-retry"
 FIRST_RETRY_MS = 250
 STATUS_DETAIL_KEYS = ("timestamp", "recipient_id", "conversation", "pricing", "biz_opaque_callback_data")
 MAX_RETRY_DELAY_MS = 10_000
 PHONE_CACHE_SECONDS = 5.0
 
-INSERT_INBOUND = """
-INSERT INTO messages (
-    message_id, company_id, phone_index, direction, provider, connection_type, chat_id, message_type,
-    content, media_url, media_id, media_mime_type, media_filename, payload, raw, status, external_id,
-    context_message_id, source, process_name, delivered_at)
-VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb, 'delivered', $15,
-        $16, $17, 'meta', $18)
-ON CONFLICT (company_id, phone_index, external_id) WHERE direction = 'inbound' AND external_id IS NOT NULL
-DO NOTHING
-RETURNING id, message_id
-"""
 
-INSERT_CHANGE = """
-INSERT INTO meta_webhook_changes (provider, company_id, phone_index, waba_id, phone_number_id, field, value,
-                                  value_hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
-ON CONFLICT (provider, value_hash) DO NOTHING
-RETURNING id
-"""
+class WebhookJob(TypedDict):
+    """A ``webhook-events`` job the webhook routes enqueue: one POST, its body as received."""
+
+    kind: Literal["meta-webhook"]
+    provider: str
+    body: str
+    receivedAt: float
+    channel: str | None
+
+
+class StatusRetryJob(TypedDict):
+    """A ``webhook-events`` job this processor schedules: a status whose message was not found yet."""
+
+    kind: Literal["meta-status-retry"]
+    provider: str
+    wabaId: str | None
+    metadata: JsonObject
+    status: JsonObject
+    channel: str | None
+    firstSeenMs: int
+
+
+class JobResult(TypedDict, total=False):
+    """What a ``webhook-events`` job answers (bullmq keeps it as the job's return value)."""
+
+    outcome: str
+    items: dict[str, int]
 
 
 class WebhookProcessor:
@@ -95,8 +108,9 @@ class WebhookProcessor:
         # Which phone a webhook names, cached briefly: a burst of statuses names the same few.
         self._phones: dict[tuple[str, str | None, str, str], tuple[float, PhoneConfig | None]] = {}
 
-    async def __call__(self, job: Any, token: str) -> dict[str, Any]:
-        data = job.data or {}
+    async def __call__(self, job: JobHandle, token: str) -> JobResult:
+        """bullmq's processor contract: apply a raw webhook or retry a status, by the job's ``kind``."""
+        data: JsonObject = job.data or {}
         kind = data.get("kind")
         if kind == WEBHOOK_KIND:
             result = await self.process_webhook(data)
@@ -109,15 +123,13 @@ class WebhookProcessor:
 
     # --- raw webhooks -----------------------------------------------------------------------------
 
-    async def process_webhook(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def process_webhook(self, data: JsonObject) -> JobResult:
+        """Apply every item of one webhook POST (a ``WebhookJob``'s data); how many ended which way."""
         provider = str(data.get("provider") or "meta")
-        try:
-            payload = json.loads(data["body"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UnrecoverableError(f"webhook body is not JSON: {exc}") from exc
+        payload = _json_body(data.get("body"))
         counts: dict[str, int] = {}
         for item in parse_payload(payload, provider):
-            outcome = await self._apply_guarded(item, data.get("channel"))
+            outcome = await self._apply_guarded(item, _text(data.get("channel")))
             counts[outcome] = counts.get(outcome, 0) + 1
         return {"outcome": "processed", "items": counts}
 
@@ -138,14 +150,15 @@ class WebhookProcessor:
         return outcome
 
     async def _phone(self, source: Source, channel: str | None) -> PhoneConfig | None:
-        key = (source.provider, channel, str(source.metadata.get("phone_number_id") or ""),
-               str(source.metadata.get("display_phone_number") or ""))
+        key = (source.provider, channel, source.phone_number_id or "", source.display_phone_number)
         cached = self._phones.get(key)
         now = time.monotonic()
         if cached is not None and now - cached[0] < PHONE_CACHE_SECONDS:
             return cached[1]
         async with self.db.connection() as conn:
-            phone = await phone_for_webhook(conn, source.provider, source.metadata, channel)
+            phone = await phone_for_webhook(conn, source.provider, channel=channel,
+                                            phone_number_id=source.phone_number_id or "",
+                                            display_phone_number=source.display_phone_number)
         if phone is not None:  # a phone configured a moment ago must not stay "unknown"
             if len(self._phones) > 10_000:
                 self._phones.clear()
@@ -171,34 +184,35 @@ class WebhookProcessor:
         if phone is None:
             await self._keep_unrouted(item.source, {"message": message, "profile": item.profile})
             return "unknown_phone"
-        sender = "".join(ch for ch in str(message.get("from") or "") if ch.isdigit())
-        external_id = str(message.get("id") or "") or None
+        sender, external_id, provider = item.sender, item.external_id, item.source.provider
         fields = describe_inbound(message)
         at = message_timestamp(message)
-        raw = {"waba_id": item.source.waba_id, "field": item.source.field, "metadata": item.source.metadata,
-               "contact": {"wa_id": message.get("from"), "profile": item.profile}, "message": message}
+        raw: JsonObject = {"waba_id": item.source.waba_id, "field": item.source.field,
+                           "metadata": item.source.metadata,
+                           "contact": {"wa_id": message.get("from"), "profile": item.profile}, "message": message}
         payload = dict(message)  # the provider's message as received (sha256, referral, errors… all kept)
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
-                INSERT_INBOUND, new_message_id(), phone.company_id, phone.phone_index, item.source.provider,
+                SQL.insert_inbound_message, new_message_id(), phone.company_id, phone.phone_index, provider,
                 phone.connection_type, f"{sender}@c.us", fields.message_type, fields.content, fields.media_url,
                 fields.media_id, fields.media_mime_type, fields.media_filename, payload, raw, external_id,
-                fields.context_message_id, f"{item.source.provider}-webhook", at,
+                fields.context_message_id, f"{provider}-webhook", at,
             )
             if sender:
                 await store.touch_inbound_session(conn, phone.company_id, phone.phone_index, sender, at)
             if row is None:
                 return "duplicate"
+            media: JsonObject | None = None
+            if fields.media_id or fields.media_url:
+                media = {"id": fields.media_id, "url": fields.media_url, "mime_type": fields.media_mime_type,
+                         "filename": fields.media_filename, "sha256": fields.media_sha256}
             await record_tenant_event(
                 conn, company_id=phone.company_id, phone_index=phone.phone_index, type=MESSAGE_INBOUND,
                 data={
                     "message_id": row["message_id"], "external_id": external_id, "chat_id": f"{sender}@c.us",
-                    "from": sender, "contact_name": (item.profile or {}).get("name"), "type": fields.message_type,
-                    "content": fields.content, "timestamp": at.isoformat(), "provider": item.source.provider,
-                    "context_message_id": fields.context_message_id,
-                    "media": {"id": fields.media_id, "url": fields.media_url, "mime_type": fields.media_mime_type,
-                              "filename": fields.media_filename, "sha256": fields.media_sha256}
-                    if fields.media_id or fields.media_url else None,
+                    "from": sender, "contact_name": item.contact_name, "type": fields.message_type,
+                    "content": fields.content, "timestamp": at.isoformat(), "provider": provider,
+                    "context_message_id": fields.context_message_id, "media": media,
                 },
                 raw=message,
             )
@@ -211,7 +225,7 @@ class WebhookProcessor:
         if to_status is None or not item.wamid:
             await self._apply_change(ChangeItem(item.source, {"status": item.status}), phone)
             return "kept"
-        errors = item.status.get("errors") if isinstance(item.status.get("errors"), list) else None
+        errors = item.errors
         first_error = as_dict(errors[0]) if errors else {}
         detail = {k: item.status[k] for k in STATUS_DETAIL_KEYS if k in item.status}
         async with self.db.transaction() as conn:
@@ -231,23 +245,23 @@ class WebhookProcessor:
         return "applied" if transition.changed else "unchanged"
 
     async def _schedule_status_retry(self, item: StatusItem, channel: str | None) -> None:
-        data = {"kind": STATUS_RETRY_KIND, "provider": item.source.provider, "wabaId": item.source.waba_id,
-                "metadata": item.source.metadata, "status": item.status, "channel": channel,
-                "firstSeenMs": int(time.time() * 1000)}
-        job_id = f"status-retry-{new_event_id()}"
-        await self.queues.add(WEBHOOK_EVENTS, job_id, data, delay_ms=FIRST_RETRY_MS)
+        job = StatusRetryJob(kind=STATUS_RETRY_KIND, provider=item.source.provider, wabaId=item.source.waba_id,
+                             metadata=item.source.metadata, status=item.status, channel=channel,
+                             firstSeenMs=int(time.time() * 1000))
+        await self.queues.add(WEBHOOK_EVENTS, f"status-retry-{new_event_id()}", dict(job), delay_ms=FIRST_RETRY_MS)
 
-    async def _retry_status(self, job: Any, token: str, data: dict[str, Any]) -> dict[str, Any]:
-        source = Source(str(data.get("provider") or "meta"), data.get("wabaId"), data.get("metadata") or {},
+    async def _retry_status(self, job: JobHandle, token: str, data: JsonObject) -> JobResult:
+        source = Source(str(data.get("provider") or "meta"), _text(data.get("wabaId")), as_dict(data.get("metadata")),
                         "messages")
-        item = StatusItem(source, data.get("status") or {})
-        phone = await self._phone(source, data.get("channel"))
+        item = StatusItem(source, as_dict(data.get("status")))
+        phone = await self._phone(source, _text(data.get("channel")))
         outcome = await self._apply_status(item, phone)
         if outcome != "unmatched":
             WEBHOOK_ITEMS.labels("status_retry", outcome).inc()
             return {"outcome": outcome}
         now_ms = int(time.time() * 1000)
-        elapsed = now_ms - int(data.get("firstSeenMs") or now_ms)
+        first_seen = data.get("firstSeenMs")
+        elapsed = now_ms - (int(first_seen) if isinstance(first_seen, int | float) and first_seen else now_ms)
         if elapsed < self.settings.meta_status_retry_seconds * 1000:
             delay = min(MAX_RETRY_DELAY_MS, max(FIRST_RETRY_MS, elapsed // 2))
             await job.moveToDelayed(now_ms + delay, token)
@@ -276,24 +290,23 @@ class WebhookProcessor:
                                                              "phoneNumberId": source.phone_number_id}, "warning")
         return "stored" if stored else "duplicate"
 
-    async def _keep_unrouted(self, source: Source, value: dict[str, Any]) -> None:
+    async def _keep_unrouted(self, source: Source, value: JsonObject) -> None:
         await self.events.record("meta.webhook.unknown_phone", {
             "phoneNumberId": source.phone_number_id, "wabaId": source.waba_id, "field": source.field}, "warning")
-        await self._keep_change(Source(source.provider, source.waba_id, source.metadata, f"{source.field}.unrouted"),
-                                value, None)
+        await self._keep_change(source.under(f"{source.field}.unrouted"), value, None)
 
-    async def _keep_change(self, source: Source, value: dict[str, Any], phone: PhoneConfig | None) -> bool:
+    async def _keep_change(self, source: Source, value: JsonObject, phone: PhoneConfig | None) -> bool:
         canonical = json.dumps([source.waba_id, source.field, value], sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                INSERT_CHANGE, source.provider, phone.company_id if phone else None,
+                SQL.keep_webhook_change, source.provider, phone.company_id if phone else None,
                 phone.phone_index if phone else None, source.waba_id, source.phone_number_id, source.field, value,
                 digest,
             )
         return row is not None
 
-    async def _partner_removed(self, source: Source, value: dict[str, Any]) -> None:
+    async def _partner_removed(self, source: Source, value: JsonObject) -> None:
         waba_info = as_dict(value.get("waba_info"))
         waba_id = str(waba_info.get("waba_id") or source.waba_id or "")
         if not waba_id:
@@ -306,3 +319,18 @@ class WebhookProcessor:
         for phone in phones:
             await self.events.record("meta.phone.partner_removed", {
                 "companyId": phone.company_id, "phoneIndex": phone.phone_index, "wabaId": waba_id}, "warning")
+
+
+def _json_body(body: JsonValue) -> JsonValue:
+    """The webhook's JSON, parsed; a job without a JSON body can never succeed."""
+    if not isinstance(body, str):
+        raise UnrecoverableError(f"webhook body is not JSON: the job's body is {type(body).__name__}")
+    try:
+        parsed: JsonValue = json.loads(body)
+    except ValueError as exc:
+        raise UnrecoverableError(f"webhook body is not JSON: {exc}") from exc
+    return parsed
+
+
+def _text(value: JsonValue) -> str | None:
+    return value if isinstance(value, str) else None

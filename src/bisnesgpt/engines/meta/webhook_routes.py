@@ -27,7 +27,7 @@ from bisnesgpt.core.errors import BadRequest, BisnesgptError, Forbidden, Payload
 from bisnesgpt.core.ids import new_event_id
 from bisnesgpt.engines.meta import signature
 from bisnesgpt.engines.meta.metrics import WEBHOOK_ACK_SECONDS, WEBHOOKS_RECEIVED
-from bisnesgpt.engines.meta.webhook_processor import WEBHOOK_KIND
+from bisnesgpt.engines.meta.webhook_processor import WEBHOOK_KIND, WebhookJob
 from bisnesgpt.messaging.queues import WEBHOOK_EVENTS
 from bisnesgpt.processes.context import ProcessContext
 
@@ -37,6 +37,7 @@ D360_TOKEN_HEADER = "X-Webhook-Token"  # noqa: S105 - a header name, not a secre
 
 
 def webhook_router(ctx: ProcessContext) -> APIRouter:
+    """The webhook routes, with the secrets and limits of ``ctx.settings`` (see module docstring)."""
     router = APIRouter(tags=["webhooks"])
     settings = ctx.settings
     verify_token = settings.meta_webhook_verify_token.get_secret_value() if settings.meta_webhook_verify_token else ""
@@ -63,10 +64,9 @@ def webhook_router(ctx: ProcessContext) -> APIRouter:
             body = await _read_limited(request, max_bytes)
             _check_authentic(request, provider, body)
             _check_json_object(body)
-            await ctx.queues.add(WEBHOOK_EVENTS, new_event_id(), {
-                "kind": WEBHOOK_KIND, "provider": provider, "body": body.decode("utf-8"),
-                "receivedAt": time.time(), "channel": request.query_params.get("channel"),
-            })
+            job = WebhookJob(kind=WEBHOOK_KIND, provider=provider, body=body.decode("utf-8"), receivedAt=time.time(),
+                             channel=request.query_params.get("channel"))
+            await ctx.queues.add(WEBHOOK_EVENTS, new_event_id(), dict(job))
         except Exception as exc:
             result = problem_for(exc).type if isinstance(exc, BisnesgptError) else "error"
             WEBHOOKS_RECEIVED.labels(provider, result).inc()

@@ -12,15 +12,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.db.queries import load_queries
 
+SQL = load_queries("bisnesgpt.engines.meta")
 WINDOW = timedelta(hours=24)
 # Message types that never need an open window.
 ALWAYS_ALLOWED_TYPES = frozenset({"template"})
-
-SELECT_LAST_INBOUND = """
-SELECT last_inbound_at FROM conversation_sessions
-WHERE company_id = $1 AND phone_index = $2 AND contact = $3
-"""
 
 
 class TemplateRequired(BisnesgptError):
@@ -29,7 +26,8 @@ class TemplateRequired(BisnesgptError):
 
 async def last_inbound_at(conn: asyncpg.Connection, company_id: str, phone_index: int,
                           contact: str) -> datetime | None:
-    value = await conn.fetchval(SELECT_LAST_INBOUND, company_id, phone_index, contact)
+    """When ``contact`` last wrote to the phone (None: never, so no window was ever open)."""
+    value = await conn.fetchval(SQL.last_inbound_at, company_id, phone_index, contact)
     return value if isinstance(value, datetime) else None
 
 

@@ -27,6 +27,7 @@ class Backoff:
         return max(1, int(min(self.cap_ms, raw * factor)))
 
     def reset(self) -> None:
+        """Start again from ``base`` (the session was stable, or an operator asked for a retry)."""
         self.failures = 0
 
 
@@ -50,13 +51,16 @@ class CircuitBreaker:
 
     @property
     def recent(self) -> int:
+        """Disconnects recorded within the window, as of now."""
         now = self._clock()
         return sum(1 for t in self._events if now - t <= self.window_seconds)
 
     def reset(self) -> None:
+        """Forget the disconnects recorded so far."""
         self._events.clear()
 
     def describe(self) -> str:
+        """Why the breaker tripped, as the session's status reason (``flapping: 5 disconnects within …``)."""
         minutes = self.window_seconds / 60
         window = f"{minutes:g} minute{'s' if minutes != 1 else ''}" if minutes >= 1 else f"{self.window_seconds:g} s"
         return f"flapping: {self.threshold} disconnects within {window}"

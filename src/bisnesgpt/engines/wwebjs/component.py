@@ -10,23 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
+from bisnesgpt.engines.queue_components import SendQueueComponent
 from bisnesgpt.engines.wwebjs import metrics as wwebjs_metrics
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.drivers import build_driver
 from bisnesgpt.engines.wwebjs.engine import WebEngine, ready_condition
 from bisnesgpt.engines.wwebjs.inbound import InboundRecorder
 from bisnesgpt.engines.wwebjs.manager import SessionManager
-from bisnesgpt.engines.wwebjs.store import SESSION_STATUSES, AuthStore
-from bisnesgpt.health import metrics
+from bisnesgpt.engines.wwebjs.status import SESSION_STATUSES
+from bisnesgpt.engines.wwebjs.store import AuthStore
 from bisnesgpt.infra.secrets import secret_box
-from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import WWEBJS
-from bisnesgpt.messaging.send_processor import OutcomeKind, SendJobProcessor
-from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.wakeups import Wakeups
 from bisnesgpt.processes.component import Check, Component, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
@@ -76,38 +73,28 @@ class WebSessionsComponent(Component, HealthReporter):
                       f"{', '.join(summary['standbyHolders'])}")
         else:
             detail = f"{summary['owned']} session(s) owned, {manager.ready_count()} ready"
-        return {"wwebjs_sessions": Check(fresh, detail, summary)}
+        return {"wwebjs_sessions": Check(fresh, detail, dict(summary))}
 
     def active_bots(self) -> int | None:
         """Sessions ready to send."""
         return self.manager.ready_count()
 
 
-class WebSendWorkerComponent(Component, HealthReporter):
-    """The ``wwebjs-messages`` consumer, sending through the sessions of ``sessions``."""
+class WebSendWorkerComponent(SendQueueComponent):
+    """The ``wwebjs-messages`` consumer, sending through the sessions of ``sessions``.
+
+    Started after the sessions and drained before they stop: sends in flight finish while
+    the sessions are still up.
+    """
 
     name = "wwebjs-send"
 
     def __init__(self, ctx: ProcessContext, sessions: WebSessionsComponent) -> None:
         self.sessions = sessions
-        self.processed = 0
         self.wakeups = Wakeups()
         self._wake_tasks: set[asyncio.Task[None]] = set()
-        engine = WebEngine(ctx.settings, sessions.manager)
-        processor = SendJobProcessor(PgSendStore(ctx.db), engine, WWEBJS, process_name=ctx.process_name,
-                                     on_outcome=self._on_outcome, wakeups=self.wakeups)
-        self.worker = QueueWorker(ctx.redis_url, WWEBJS, processor)
+        super().__init__(ctx, WWEBJS, WebEngine(ctx.settings, sessions.manager), wakeups=self.wakeups)
         sessions.manager.ready_listeners.append(self._session_ready)
-
-    def _on_outcome(self, outcome: OutcomeKind, seconds: float) -> None:
-        metrics.MESSAGES_PROCESSED.labels(WWEBJS.name, outcome).inc()
-        metrics.SEND_SECONDS.labels(WWEBJS.name).observe(seconds)
-        if outcome in ("sent", "failed"):
-            self.processed += 1
-
-    async def start(self) -> None:
-        """Begin consuming (the sessions component has started)."""
-        await self.worker.start()
 
     def _session_ready(self, key: SessionKey) -> None:
         """Send what waited for this session now, not after its (age-grown) deferral delay."""
@@ -125,27 +112,11 @@ class WebSendWorkerComponent(Component, HealthReporter):
             return
         log.info("session %s ready: %d waiting job(s) promoted", key, moved)
 
-    async def drain(self, timeout: float) -> None:
-        """Stop fetching; let sends in flight finish while the sessions are still up."""
-        await self.worker.close(timeout)
-
-    async def stop(self) -> None:
-        """Close the worker."""
-        await self.worker.close(1.0)
-
     async def checks(self) -> dict[str, Check]:
         """``wwebjs_worker``: the consumer is running."""
         worker = self.worker
         detail = f"consuming {WWEBJS.name}" if worker.alive else f"consumer stopped: {worker.last_error}"
         return {"wwebjs_worker": Check(worker.alive, detail, {"activeJobs": worker.active_jobs})}
-
-    def messages_processed(self) -> int:
-        """Messages sent or failed for good by this process."""
-        return self.processed
-
-    def queue_workers(self) -> Sequence[QueueWorker]:
-        """The ``wwebjs-messages`` consumer."""
-        return (self.worker,)
 
 
 def wwebjs_components(ctx: ProcessContext) -> list[Component]:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import ClassVar, Literal, Protocol, TypeAlias, TypedDict
 
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.jsontypes import JsonObject
 
 LEASE_PREFIX = "wwebjs:session:"
+# What a driver needs to resume a paired session; stored encrypted, meaningful to that driver only.
+AuthState: TypeAlias = JsonObject
+Confirm: TypeAlias = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, order=True)
@@ -26,14 +30,17 @@ class SessionKey:
     phone_index: int
 
     def __str__(self) -> str:
+        """``company:index``, the form ``parse`` reads back."""
         return f"{self.company_id}:{self.phone_index}"
 
     @property
     def lease_name(self) -> str:
+        """The ``process_leases`` name whose holder drives this session."""
         return f"{LEASE_PREFIX}{self.company_id}:{self.phone_index}"
 
     @classmethod
     def from_lease_name(cls, name: str) -> SessionKey | None:
+        """The session a lease name is about; None for a lease that is not a session's."""
         if not name.startswith(LEASE_PREFIX):
             return None
         try:
@@ -43,6 +50,7 @@ class SessionKey:
 
     @classmethod
     def parse(cls, text: str) -> SessionKey:
+        """The key written as ``company:index`` (ValueError otherwise)."""
         company, _, index = text.rpartition(":")
         if not company or not index.isdigit():
             raise ValueError(f"not a session key: {text!r}")
@@ -71,13 +79,15 @@ class PairingCode:
 class Authenticated:
     """Paired or resumed; ``auth_state`` is what the driver needs to resume next time."""
 
-    auth_state: dict[str, Any]
+    auth_state: AuthState
     phone_number: str | None = None
     device_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Ready:
+    """Connected and able to send, as the number ``phone_number`` (WhatsApp display name ``push_name``)."""
+
     phone_number: str | None = None
     push_name: str | None = None
 
@@ -100,6 +110,8 @@ class LoggedOut:
 
 @dataclass(frozen=True)
 class InboundMedia:
+    """The media of an inbound message: what WhatsApp says about the file, and where to fetch it."""
+
     kind: str  # image | video | audio | document | sticker
     mime_type: str | None = None
     filename: str | None = None
@@ -122,8 +134,8 @@ class InboundMessage:
     media: InboundMedia | None = None
     quoted_id: str | None = None
     push_name: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-    confirm: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+    raw: JsonObject = field(default_factory=dict)
+    confirm: Confirm | None = field(default=None, compare=False, repr=False)
 
 
 AckLevel = Literal["server", "device", "read", "played"]
@@ -135,7 +147,7 @@ class DeliveryAck:
 
     message_id: str
     level: AckLevel
-    confirm: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+    confirm: Confirm | None = field(default=None, compare=False, repr=False)
 
 
 SessionEvent = QrCode | PairingCode | Authenticated | Ready | Disconnected | LoggedOut | InboundMessage | DeliveryAck
@@ -155,6 +167,19 @@ class MediaSource:
     filename: str | None = None
 
 
+class Location(TypedDict):
+    """A location pin to send (the Cloud API's ``location`` object, coordinates as numbers)."""
+
+    latitude: float
+    longitude: float
+    name: str | None
+    address: str | None
+
+
+OutgoingKind = Literal["text", "image", "video", "audio", "document", "sticker", "location", "reaction", "edit",
+                       "delete"]
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     """One thing to send to ``to`` (``<digits>@c.us`` or ``<id>@g.us``).
@@ -166,20 +191,21 @@ class OutgoingMessage:
     resend after a crash is recognised as the same message.
     """
 
-    kind: Literal["text", "image", "video", "audio", "document", "sticker", "location",
-                  "reaction", "edit", "delete"]
+    kind: OutgoingKind
     to: str
     client_id: str
     text: str | None = None
     media: MediaSource | None = None
     target_id: str | None = None
     reply_to: str | None = None
-    location: dict[str, Any] | None = None
+    location: Location | None = None
     preview_url: bool = False
 
 
 @dataclass(frozen=True)
 class SentMessage:
+    """What WhatsApp answered to a send: the message's id, its time, and whether it was a resend."""
+
     id: str
     timestamp: float
     duplicate: bool = False
@@ -192,52 +218,48 @@ class DriverError(BisnesgptError):
     """Something the driver could not do; ``retryable`` says whether trying later may work.
 
     ``code`` and ``summary`` are what a message that fails this way records as its error
-    code and title.
+    code and title; a subclass sets them (and ``retryable``) as class keywords.
     """
 
-    summary = "WhatsApp Web driver error"
-    retryable = True
-    code = "DRIVER_ERROR"
+    summary: ClassVar[str] = "WhatsApp Web driver error"
+    retryable: ClassVar[bool] = True
+    code: str = "DRIVER_ERROR"
+
+    def __init_subclass__(cls, *, summary: str | None = None, code: str | None = None,
+                          retryable: bool | None = None) -> None:
+        """Take the subclass's ``summary``, ``code`` and ``retryable`` class keywords."""
+        super().__init_subclass__()
+        if summary is not None:
+            cls.summary = summary
+        if code is not None:
+            cls.code = code
+        if retryable is not None:
+            cls.retryable = retryable
 
 
-class DriverConnectError(DriverError):
+class DriverConnectError(DriverError, summary="Cannot reach WhatsApp Web", code="CONNECT_FAILED"):
     """Could not connect (network, WhatsApp unreachable, sandbox server down)."""
 
-    summary = "Cannot reach WhatsApp Web"
-    code = "CONNECT_FAILED"
 
-
-class NotConnected(DriverError):
+class NotConnected(DriverError, summary="Session not connected", code="SESSION_NOT_CONNECTED"):
     """The session has no live connection right now."""
 
-    summary = "Session not connected"
-    code = "SESSION_NOT_CONNECTED"
 
-
-class SendTimeout(DriverError):
+class SendTimeout(DriverError, summary="No answer to a send in time", code="SEND_TIMEOUT"):
     """WhatsApp did not acknowledge a send in time."""
 
-    summary = "No answer to a send in time"
-    code = "SEND_TIMEOUT"
 
-
-class SendRejected(DriverError):
-    """WhatsApp refused the message for good (bad recipient, media too large, ...)."""
-
-    summary = "Message rejected"
-    retryable = False
+class SendRejected(DriverError, summary="Message rejected", retryable=False):
+    """WhatsApp refused the message for good (bad recipient, media too large, ...); ``code`` says why."""
 
     def __init__(self, detail: str, *, code: str) -> None:
         super().__init__(detail)
         self.code = code
 
 
-class PairingUnavailable(DriverError):
+class PairingUnavailable(DriverError, summary="Pairing not possible now", code="PAIRING_UNAVAILABLE",
+                         retryable=False):
     """A pairing code can only be requested while the session waits to be paired."""
-
-    summary = "Pairing not possible now"
-    retryable = False
-    code = "PAIRING_UNAVAILABLE"
 
 
 # --- the interface -------------------------------------------------------------------------
@@ -270,7 +292,7 @@ class WebDriver(Protocol):
     async def open(self) -> None:
         """Process-level setup (e.g. the session store schema)."""
 
-    def session(self, key: SessionKey, sink: EventSink, auth_state: dict[str, Any] | None) -> DriverSession:
+    def session(self, key: SessionKey, sink: EventSink, auth_state: AuthState | None) -> DriverSession:
         """A new, not yet started session; ``auth_state`` from a previous Authenticated event."""
 
     async def close(self) -> None:

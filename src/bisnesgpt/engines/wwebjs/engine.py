@@ -34,6 +34,8 @@ def ready_condition(message: MessageRecord | SessionKey) -> str:
 
 
 class WebEngine:
+    """Implements the worker helper's ``Engine`` protocol for WhatsApp Web sessions."""
+
     provider = "wwebjs"
 
     def __init__(self, settings: Settings, manager: SessionManager) -> None:
@@ -58,10 +60,12 @@ class WebEngine:
                         delay_ms=self._defer_ms(message), wake_on=ready_condition(message))
 
     async def before_send(self, message: MessageRecord) -> None:
+        """Refuse what WhatsApp Web cannot send; defer while the session is not ready here."""
         to_outgoing(message)  # raises PermanentSendError for what can never be sent
         self._check_ready(message)
 
     async def send(self, message: MessageRecord) -> SendReceipt:
+        """Pace, send through the session's driver, and map driver errors onto the worker's outcomes."""
         outgoing = to_outgoing(message)
         key = SessionKey(message.company_id, message.phone_index)
         wait = self.pacer.reserve(key, max_wait=MAX_INLINE_WAIT)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any
 
 from bisnesgpt.core.errors import DatabaseUnavailable
 from bisnesgpt.core.ids import new_message_id
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs import metrics
 from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
 from bisnesgpt.messaging import store as message_store
@@ -26,21 +28,7 @@ from bisnesgpt.messaging.states import MessageState, advance_status
 
 log = logging.getLogger(__name__)
 
-INSERT_INBOUND = """
-INSERT INTO messages (message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
-                      message_type, content, media_url, media_mime_type, media_filename, payload, raw, status,
-                      external_id, context_message_id, source, created_at)
-VALUES ($1, $2, $3, 'inbound', 'wwebjs', 'wwebjs', $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, 'delivered',
-        $12, $13, 'wwebjs', $14)
-ON CONFLICT (company_id, phone_index, external_id) WHERE direction = 'inbound' AND external_id IS NOT NULL
-DO NOTHING
-RETURNING id, message_id
-"""
-FIND_OUTBOUND = """
-SELECT id, status FROM messages
-WHERE external_id = $1 AND company_id = $2 AND phone_index = $3 AND direction = 'outbound'
-ORDER BY id DESC LIMIT 1
-"""
+SQL = load_queries("bisnesgpt.engines.wwebjs")
 ACK_STATUS: dict[str, MessageState] = {"server": "sent", "device": "delivered", "read": "read", "played": "read"}
 ACK_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # While PostgreSQL is unavailable an inbound message or ack is retried in the background
@@ -48,10 +36,10 @@ ACK_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 OUTAGE_RETRY_MAX_S = 2.0
 
 
-def inbound_payload(message: InboundMessage) -> dict[str, Any]:
+def inbound_payload(message: InboundMessage) -> JsonObject:
     """The Cloud-API-webhook-shaped body of an inbound message (what tenants already parse)."""
-    body: dict[str, Any] = {"from": message.sender, "id": message.id, "timestamp": str(int(message.timestamp)),
-                            "type": message.type}
+    body: JsonObject = {"from": message.sender, "id": message.id, "timestamp": str(int(message.timestamp)),
+                        "type": message.type}
     if message.push_name:
         body["profile"] = {"name": message.push_name}
     if message.type == "text":
@@ -102,7 +90,7 @@ class InboundRecorder:
                     await message.confirm()
             return
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
+    def _spawn(self, coroutine: Coroutine[object, object, None], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
@@ -115,9 +103,9 @@ class InboundRecorder:
         chat_id = message.chat_id if "@" in message.chat_id else f"{message.chat_id}@c.us"
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
-                INSERT_INBOUND, new_message_id(), key.company_id, key.phone_index, chat_id, message.type, content,
-                media.url if media else None, media.mime_type if media else None, media.filename if media else None,
-                payload, message.raw or None, message.id, message.quoted_id, at,
+                SQL.insert_inbound_message, new_message_id(), key.company_id, key.phone_index, chat_id, message.type,
+                content, media.url if media else None, media.mime_type if media else None,
+                media.filename if media else None, payload, message.raw or None, message.id, message.quoted_id, at,
             )
             if row is None:
                 self.duplicates += 1
@@ -152,7 +140,7 @@ class InboundRecorder:
         if to_status is None:
             return True
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(FIND_OUTBOUND, ack.message_id, key.company_id, key.phone_index)
+            row = await conn.fetchrow(SQL.outbound_for_ack, ack.message_id, key.company_id, key.phone_index)
             if row is None:
                 return False
             await advance_status(conn, row["id"], to_status, source=self.source, detail={"ack": ack.level})
@@ -186,5 +174,6 @@ class InboundRecorder:
         log.info("ack %s for %s: no outbound message with that id (yet)", ack.level, ack.message_id)
 
     async def close(self) -> None:
+        """Give up the retries still running (what they did not store is redelivered on a later connection)."""
         for task in list(self._retries):
             task.cancel()

@@ -22,9 +22,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal, TypedDict
 
 import redis.asyncio as aioredis
 
@@ -37,38 +37,59 @@ from bisnesgpt.engines.wwebjs import store
 from bisnesgpt.engines.wwebjs.driver import DeliveryAck, DriverError, InboundMessage, SessionKey, WebDriver
 from bisnesgpt.engines.wwebjs.leases import SessionLeases
 from bisnesgpt.engines.wwebjs.session import ManagedSession, SessionConfig, SessionServices
+from bisnesgpt.engines.wwebjs.status import SessionStatus
 from bisnesgpt.health.events import EventRecorder
 
 log = logging.getLogger(__name__)
 
 # What the API publishes on process:message to wake the wwebjs processes up.
 SESSION_COMMAND_MESSAGE = "wwebjs.session_command"
-STARTING_STATUSES = frozenset({"pending", "initializing"})
+STARTING_STATUSES: frozenset[SessionStatus] = frozenset({"pending", "initializing"})
+
+ReadinessState = Literal["ready", "other_owner", "not_ready", "not_running"]
 
 
 @dataclass(frozen=True)
 class Readiness:
     """Can this process send on a session now, and if not, why."""
 
-    state: str  # ready | other_owner | not_ready | not_running
+    state: ReadinessState
     session: ManagedSession | None = None
     detail: str = ""
 
 
-def session_config(settings: Settings) -> SessionConfig:
-    return SessionConfig(
-        reconnect_base_ms=settings.wwebjs_reconnect_base_ms,
-        reconnect_max_ms=settings.wwebjs_reconnect_max_ms,
-        stable_seconds=settings.wwebjs_stable_seconds,
-        breaker_disconnects=settings.wwebjs_breaker_disconnects,
-        breaker_window_seconds=settings.wwebjs_breaker_window_seconds,
-        init_timeout_seconds=settings.wwebjs_init_timeout_seconds,
-        qr_timeout_seconds=settings.wwebjs_qr_timeout_seconds,
-        send_timeout_seconds=settings.wwebjs_send_timeout_seconds,
-    )
+class ManagerSummary(TypedDict):
+    """What ``/health`` shows of the sessions here (``wwebjs_sessions`` check data)."""
+
+    holder: str
+    driver: str
+    owned: int
+    standby: int
+    standbyHolders: list[str]
+    statuses: dict[str, int]
+    mode: Literal["standby", "active"]
+
+
+class CommandResult(TypedDict, total=False):
+    """What a session command answers (stored in ``wwebjs_session_commands.result``)."""
+
+    status: SessionStatus
+    note: str
+    desiredState: Literal["stopped"]
+    loggedOut: bool
+    detail: str
+    pairingCode: str
+    phoneNumber: str
+    error: str
+    code: str
+
+
+CommandHandler = Callable[[store.Command], Awaitable[CommandResult]]
 
 
 class SessionManager:
+    """The sessions of this process: which it drives (by lease), starting them, and operator commands."""
+
     def __init__(
         self,
         settings: Settings,
@@ -96,7 +117,7 @@ class SessionManager:
                                         on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready)
         # Called with the key of each session that becomes ready (the send worker wakes its jobs).
         self.ready_listeners: list[Callable[[SessionKey], None]] = []
-        self.config = session_config(settings)
+        self.config = SessionConfig.from_settings(settings)
         self.sessions: dict[SessionKey, ManagedSession] = {}
         self.wanted: set[SessionKey] = set()
         self._command_tasks: dict[SessionKey, asyncio.Task[None]] = {}
@@ -113,6 +134,7 @@ class SessionManager:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the driver and begin the reconcile loop and the starter."""
         self.started_at = time.time()
         await self.driver.open()
         self._tasks = [
@@ -138,11 +160,13 @@ class SessionManager:
         await self.driver.close()
 
     def poke(self) -> None:
+        """Reconcile now instead of at the next interval."""
         self._tick.set()
 
     # --- what the worker and /health ask ------------------------------------------------------
 
     def readiness(self, key: SessionKey) -> Readiness:
+        """Whether a send on ``key`` can go out here now (its session ready, its lease held), or why not."""
         session = self.sessions.get(key)
         if session is not None and session.running and session.is_ready() and self.leases.held(key.lease_name):
             return Readiness("ready", session)
@@ -158,6 +182,7 @@ class SessionManager:
             listener(key)
 
     def owned(self) -> list[SessionKey]:
+        """The sessions this process drives and holds the lease of."""
         return [k for k in self.sessions if self.leases.held(k.lease_name)]
 
     def standby(self) -> dict[str, str]:
@@ -166,16 +191,18 @@ class SessionManager:
         return {name: holder for name, holder in self.leases.others.items() if name in names}
 
     def ready_count(self) -> int:
+        """Sessions ready to send."""
         return sum(1 for s in self.sessions.values() if s.is_ready())
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ManagerSummary:
+        """Owned and standby counts, sessions by status, and whether this process is standby only."""
         statuses: dict[str, int] = {}
         for session in self.sessions.values():
             statuses[session.status] = statuses.get(session.status, 0) + 1
         standby = self.standby()
-        return {"holder": self.holder, "driver": self.driver.name, "owned": len(self.owned()),
-                "standby": len(standby), "standbyHolders": sorted(set(standby.values())), "statuses": statuses,
-                "mode": "standby" if standby and not self.sessions else "active"}
+        return ManagerSummary(holder=self.holder, driver=self.driver.name, owned=len(self.owned()),
+                              standby=len(standby), standbyHolders=sorted(set(standby.values())), statuses=statuses,
+                              mode="standby" if standby and not self.sessions else "active")
 
     # --- reconcile --------------------------------------------------------------------------------
 
@@ -198,6 +225,7 @@ class SessionManager:
                 await asyncio.wait_for(self._tick.wait(), interval)
 
     async def reconcile(self) -> None:
+        """One round: read what is wanted, take or renew leases, close, command and queue sessions."""
         async with self.db.connection() as conn:
             phones = await store.wwebjs_phones(conn)
             commands = await store.pending_commands(conn)
@@ -301,13 +329,13 @@ class SessionManager:
 
     # --- operator commands -----------------------------------------------------------------------
 
-    def _on_process_message(self, payload: dict[str, Any]) -> None:
+    def _on_process_message(self, payload: Mapping[str, object]) -> None:
         """Wake the reconcile loop when the API queued a command (best effort; the loop polls)."""
         if payload.get("messageType") == SESSION_COMMAND_MESSAGE:
             self.poke()
 
     async def _run_command(self, command: store.Command) -> None:
-        ok, result = True, {}
+        ok, result = True, CommandResult()
         try:
             result = await self._execute(command)
         except DriverError as exc:
@@ -330,14 +358,16 @@ class SessionManager:
             "session": str(command.key), "action": command.action, "ok": ok, **result})
         self.poke()
 
-    async def _execute(self, command: store.Command) -> dict[str, Any]:
-        handler = {"start": self._start_command, "restart": self._restart_command, "stop": self._stop_command,
-                   "logout": self._logout_command, "pairing_code": self._pairing_command}.get(command.action)
+    async def _execute(self, command: store.Command) -> CommandResult:
+        handlers: dict[str, CommandHandler] = {
+            "start": self._start_command, "restart": self._restart_command, "stop": self._stop_command,
+            "logout": self._logout_command, "pairing_code": self._pairing_command}
+        handler = handlers.get(command.action)
         if handler is None:
             return {"error": f"unknown action {command.action!r}"}
         return await handler(command)
 
-    async def _start_command(self, command: store.Command) -> dict[str, Any]:
+    async def _start_command(self, command: store.Command) -> CommandResult:
         session = self.sessions.get(command.key)
         if session is not None and session.running:
             session.wake()
@@ -345,25 +375,25 @@ class SessionManager:
         self._launch(command.key)
         return {"status": "initializing"}
 
-    async def _restart_command(self, command: store.Command) -> dict[str, Any]:
+    async def _restart_command(self, command: store.Command) -> CommandResult:
         session = self.sessions.get(command.key)
         if session is not None:
             await session.close()
         self._launch(command.key)
         return {"status": "initializing"}
 
-    async def _stop_command(self, command: store.Command) -> dict[str, Any]:
+    async def _stop_command(self, command: store.Command) -> CommandResult:
         session = self.sessions.pop(command.key, None)
         if session is not None:
             await session.close(final_status=("disconnected", {"reason": "stopped by operator"}))
         return {"status": "disconnected", "desiredState": "stopped"}
 
-    async def _logout_command(self, command: store.Command) -> dict[str, Any]:
+    async def _logout_command(self, command: store.Command) -> CommandResult:
         session = self.sessions.pop(command.key, None) or ManagedSession(command.key, self.services, self.config)
         how = await session.logout()
         return {"status": "disconnected", "loggedOut": True, "detail": how}
 
-    async def _pairing_command(self, command: store.Command) -> dict[str, Any]:
+    async def _pairing_command(self, command: store.Command) -> CommandResult:
         phone = str(command.args.get("phoneNumber") or "")
         session = self.sessions.get(command.key)
         if session is None or not session.running:

@@ -32,14 +32,15 @@ MAX_REDIRECTS = 5
 
 @dataclass(frozen=True)
 class MediaBytes:
+    """Media ready to upload: its bytes, mime type and a file name (guessed when not given)."""
+
     data: bytes
     mime_type: str
     filename: str
 
 
-class MediaDownloadFailed(DriverError):
-    summary = "Media could not be downloaded"
-    code = "MEDIA_DOWNLOAD_FAILED"
+class MediaDownloadFailed(DriverError, summary="Media could not be downloaded", code="MEDIA_DOWNLOAD_FAILED"):
+    """The media URL could not be fetched now (network trouble, 5xx): a later try may work."""
 
 
 def _too_large(limit: int) -> SendRejected:
@@ -65,6 +66,7 @@ class MediaFetcher:
     resolver: Resolver = field(default_factory=SystemResolver)
 
     async def fetch(self, source: MediaSource, client: httpx.AsyncClient | None = None) -> MediaBytes:
+        """The media's bytes (see ``fetch_media``), on ``client`` when the driver has one."""
         return await fetch_media(source, max_bytes=self.max_bytes, timeout=self.timeout, client=client,
                                  allow_private=self.allow_private, resolver=self.resolver)
 

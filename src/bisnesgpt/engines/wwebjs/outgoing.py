@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from bisnesgpt.engines.wwebjs.driver import MediaSource, OutgoingMessage
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.engines.wwebjs.driver import Location, MediaSource, OutgoingKind, OutgoingMessage
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.store import MessageRecord
 
-MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
-SUPPORTED = (*MEDIA_KINDS, "text", "location", "reaction", "edit", "delete")
+MEDIA_KINDS: tuple[OutgoingKind, ...] = ("image", "video", "audio", "document", "sticker")
+SUPPORTED: tuple[OutgoingKind, ...] = (*MEDIA_KINDS, "text", "location", "reaction", "edit", "delete")
 
 
 def _unsupported(kind: str) -> PermanentSendError:
@@ -47,13 +47,14 @@ def parse_data_url(url: str) -> tuple[bytes, str | None]:
     return body, mime
 
 
-def _media_source(kind: str, body: dict[str, Any], mime_type: str | None) -> MediaSource:
+def _media_source(kind: str, body: JsonObject, mime_type: str | None) -> MediaSource:
     link = body.get("link")
+    filename = _text(body.get("filename"))
     if isinstance(link, str) and link.startswith("data:"):
         data, mime = parse_data_url(link)
-        return MediaSource(data=data, mime_type=mime or mime_type, filename=body.get("filename"))
+        return MediaSource(data=data, mime_type=mime or mime_type, filename=filename)
     if isinstance(link, str) and link.startswith(("http://", "https://")):
-        return MediaSource(url=link, mime_type=mime_type, filename=body.get("filename"))
+        return MediaSource(url=link, mime_type=mime_type, filename=filename)
     if body.get("id"):
         raise PermanentSendError(
             "a Cloud API media id cannot be used on a WhatsApp Web session; send the media by link",
@@ -62,8 +63,8 @@ def _media_source(kind: str, body: dict[str, Any], mime_type: str | None) -> Med
     raise _invalid(f"{kind} needs a 'link' (http(s) or data: URL)")
 
 
-def _target(body: Any, kind: str) -> str:
-    target = body.get("message_id") if isinstance(body, dict) else None
+def _target(body: JsonObject, kind: str) -> str:
+    target = body.get("message_id")
     if not isinstance(target, str) or not target:
         raise _invalid(f"{kind} needs 'message_id' (the provider id of the message it refers to)")
     return target
@@ -71,43 +72,61 @@ def _target(body: Any, kind: str) -> str:
 
 def to_outgoing(message: MessageRecord) -> OutgoingMessage:
     """Translate a queued message; raise PermanentSendError for what WhatsApp Web cannot send."""
-    payload = message.payload or {}
-    kind = str(payload.get("type") or message.message_type or "text")
-    if kind not in SUPPORTED:
-        raise _unsupported(kind)
+    payload: JsonObject = message.payload or {}
+    kind = _supported_kind(str(payload.get("type") or message.message_type or "text"))
     body = payload.get(kind)
     if not isinstance(body, dict):
         raise _invalid(f"payload has no '{kind}' object")
     context = payload.get("context")
-    reply_to = context.get("message_id") if isinstance(context, dict) else None
-    common: dict[str, Any] = {"to": message.chat_id, "client_id": message.message_id,
-                              "reply_to": reply_to if isinstance(reply_to, str) and reply_to else None}
+    reply_to = _text(context.get("message_id")) if isinstance(context, dict) else None
+    to, client_id, reply_to = message.chat_id, message.message_id, reply_to or None
     if kind == "text":
         text = body.get("body")
         if not isinstance(text, str) or not text:
             raise _invalid("text needs a non-empty 'body'")
-        return OutgoingMessage("text", text=text, preview_url=bool(body.get("preview_url")), **common)
+        return OutgoingMessage("text", to, client_id, text=text, preview_url=bool(body.get("preview_url")),
+                               reply_to=reply_to)
     if kind in MEDIA_KINDS:
         source = _media_source(kind, body, message.media_mime_type)
-        caption = body.get("caption") if isinstance(body.get("caption"), str) else None
-        return OutgoingMessage(kind, text=caption, media=source, **common)  # type: ignore[arg-type]
+        return OutgoingMessage(kind, to, client_id, text=_text(body.get("caption")), media=source,
+                               reply_to=reply_to)
     if kind == "location":
-        try:
-            # float() refuses what is not a number (TypeError/ValueError, caught below).
-            location = {"latitude": float(body["latitude"]), "longitude": float(body["longitude"]),  # type: ignore[arg-type]
-                        "name": body.get("name"), "address": body.get("address")}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _invalid("location needs numeric 'latitude' and 'longitude'") from exc
-        return OutgoingMessage("location", location=location, **common)
-    if kind == "reaction":
-        emoji = body.get("emoji")
-        if not isinstance(emoji, str):
-            raise _invalid("reaction needs 'emoji' (empty string removes the reaction)")
-        return OutgoingMessage("reaction", target_id=_target(body, kind), text=emoji, **common)
+        return OutgoingMessage("location", to, client_id, location=_location(body), reply_to=reply_to)
     if kind == "edit":
         text_body = body.get("text")
         new_text = text_body.get("body") if isinstance(text_body, dict) else None
         if not isinstance(new_text, str) or not new_text:
             raise _invalid("edit needs 'text': {'body': ...}")
-        return OutgoingMessage("edit", target_id=_target(body, kind), text=new_text, **common)
-    return OutgoingMessage("delete", target_id=_target(body, kind), **common)
+        return OutgoingMessage("edit", to, client_id, target_id=_target(body, kind), text=new_text, reply_to=reply_to)
+    text = None
+    if kind == "reaction":
+        text = body.get("emoji")
+        if not isinstance(text, str):
+            raise _invalid("reaction needs 'emoji' (empty string removes the reaction)")
+    return OutgoingMessage(kind, to, client_id, target_id=_target(body, kind), text=text, reply_to=reply_to)
+
+
+def _supported_kind(kind: str) -> OutgoingKind:
+    for supported in SUPPORTED:
+        if kind == supported:
+            return supported
+    raise _unsupported(kind)
+
+
+def _location(body: JsonObject) -> Location:
+    return Location(latitude=_coordinate(body, "latitude"), longitude=_coordinate(body, "longitude"),
+                    name=_text(body.get("name")), address=_text(body.get("address")))
+
+
+def _coordinate(body: JsonObject, name: str) -> float:
+    value = body.get(name)
+    if not isinstance(value, str | int | float):
+        raise _invalid("location needs numeric 'latitude' and 'longitude'")
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise _invalid("location needs numeric 'latitude' and 'longitude'") from exc
+
+
+def _text(value: JsonValue) -> str | None:
+    return value if isinstance(value, str) else None

@@ -13,6 +13,8 @@ from collections.abc import Callable, Hashable
 
 
 class SessionPacer:
+    """Send slots per session (any hashable key), spaced by the rate plus a random gap."""
+
     def __init__(self, per_second: float, jitter_ms: int, *, clock: Callable[[], float] = time.monotonic,
                  rand: Callable[[], float] = random.random) -> None:
         self.interval = 1.0 / per_second
@@ -32,4 +34,5 @@ class SessionPacer:
         return wait
 
     def delay_until_free(self, key: Hashable) -> float:
+        """Seconds until the session's next slot is free (0 when it is free now)."""
         return max(0.0, self._next.get(key, 0.0) - self._clock())

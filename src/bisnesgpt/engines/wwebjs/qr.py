@@ -20,6 +20,7 @@ def qr_png(code: str, *, scale: int = QR_SCALE, border: int = QR_BORDER) -> byte
 
 
 def qr_data_url(code: str) -> str:
+    """The QR code for ``code`` as a ``data:image/png;base64,…`` URL."""
     return PNG_PREFIX + base64.b64encode(qr_png(code)).decode("ascii")
 
 

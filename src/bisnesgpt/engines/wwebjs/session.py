@@ -23,13 +23,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal, TypeVar
 
+import asyncpg
 import redis.asyncio as aioredis
 
-from bisnesgpt.coordination.channels import BOT_EVENT, publish
+from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
@@ -55,15 +56,22 @@ from bisnesgpt.engines.wwebjs.driver import (
     WebDriver,
 )
 from bisnesgpt.engines.wwebjs.qr import qr_data_url
+from bisnesgpt.engines.wwebjs.status import SessionStatus, StatusMetadata, announce_status, write_status
 from bisnesgpt.health.events import EventRecorder
 
 log = logging.getLogger(__name__)
 
-AUTH_STATUSES = frozenset({"qr", "pairing_code", "authenticated", "ready"})
+# Why a session's run loop ended by itself (None while it runs, or when it was closed).
+SessionEnd = Literal["crashed", "qr_timeout", "flapping", "logged_out"]
+# How one connection ended.
+OutcomeKind = Literal["connect_failed", "disconnected", "watchdog", "logged_out", "qr_timeout"]
+_Delivered = TypeVar("_Delivered", InboundMessage, DeliveryAck)
 
 
 @dataclass(frozen=True)
 class SessionConfig:
+    """The timings of a session's life: reconnect backoff, breaker, watchdog, QR and send timeouts."""
+
     reconnect_base_ms: int
     reconnect_max_ms: int
     stable_seconds: float
@@ -72,6 +80,11 @@ class SessionConfig:
     init_timeout_seconds: float
     qr_timeout_seconds: float
     send_timeout_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionConfig:
+        """Each timing from its setting, ``WWEBJS_<NAME>`` (``wwebjs_reconnect_base_ms``, …)."""
+        return cls(**{f.name: getattr(settings, f"wwebjs_{f.name}") for f in fields(cls)})
 
 
 @dataclass
@@ -95,7 +108,9 @@ class SessionServices:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # connect_failed | disconnected | watchdog | logged_out | qr_timeout
+    """How one connection ended, and whether the session had been ready on it."""
+
+    kind: OutcomeKind
     reason: str
     was_ready: bool = False
 
@@ -112,11 +127,11 @@ class ManagedSession:
         self.key = key
         self.services = services
         self.config = config
-        self.status = "pending"
+        self.status: SessionStatus = "pending"
         self.status_since = time.monotonic()
         self.phone_number: str | None = None
         self.last_reason: str | None = None
-        self.ended: str | None = None  # why the run loop ended by itself
+        self.ended: SessionEnd | None = None
         self.backoff = Backoff(config.reconnect_base_ms, config.reconnect_max_ms)
         self.breaker = CircuitBreaker(config.breaker_disconnects, config.breaker_window_seconds)
         self.connects = 0
@@ -133,13 +148,16 @@ class ManagedSession:
     # --- control (called by the manager) ---------------------------------------------------
 
     def start(self) -> None:
+        """Run the session in a task of its own (until it ends or is closed)."""
         self._task = asyncio.create_task(self._run(), name=f"wwebjs-session:{self.key}")
 
     @property
     def running(self) -> bool:
+        """Whether the run loop is still going (it may be waiting to reconnect)."""
         return self._task is not None and not self._task.done()
 
     def is_ready(self) -> bool:
+        """Whether a send can go out on this session now."""
         return self.status == "ready" and self._driver_session is not None
 
     def wake(self) -> None:
@@ -147,7 +165,8 @@ class ManagedSession:
         self.backoff.reset()
         self._wake.set()
 
-    async def close(self, *, final_status: tuple[str, dict[str, Any]] | None = None, timeout: float = 10.0) -> None:
+    async def close(self, *, final_status: tuple[SessionStatus, StatusMetadata] | None = None,
+                    timeout: float = 10.0) -> None:
         """Stop driving this session; optionally write a last status (not when the lease was lost)."""
         self._closing = True
         await self._cancel_task(timeout)
@@ -159,6 +178,7 @@ class ManagedSession:
             await self._set_status(final_status[0], final_status[1])
 
     async def send(self, message: OutgoingMessage) -> SentMessage:
+        """Send through the driver; NotConnected unless ready, SendTimeout when WhatsApp does not answer."""
         session = self._driver_session
         if session is None or self.status != "ready":
             raise NotConnected(f"session {self.key} is {self.status}")
@@ -217,6 +237,7 @@ class ManagedSession:
     # --- the run loop -------------------------------------------------------------------------
 
     def closing(self) -> bool:
+        """Whether the session is being closed (the run loop then stops at its next step)."""
         return self._closing
 
     async def _run(self) -> None:
@@ -290,7 +311,7 @@ class ManagedSession:
         elif isinstance(event, Disconnected):
             was_ready = self.status == "ready"
             await self._stop_driver()
-            kind = "connect_failed" if event.connect_failure and not was_ready else "disconnected"
+            kind: OutcomeKind = "connect_failed" if event.connect_failure and not was_ready else "disconnected"
             return Outcome(kind, event.reason, was_ready)
         elif isinstance(event, LoggedOut):
             await self._stop_driver()
@@ -335,7 +356,7 @@ class ManagedSession:
                 return False
         delay_ms = self.backoff.next_delay_ms()
         retry_at = time.time() + delay_ms / 1000
-        status = "error" if outcome.kind == "connect_failed" else "disconnected"
+        status: SessionStatus = "error" if outcome.kind == "connect_failed" else "disconnected"
         await self._set_status(status, {"reason": outcome.reason, "retryInMs": delay_ms, "retryAt": _iso(retry_at),
                                         "attempt": self.backoff.failures})
         self._wake.clear()
@@ -348,23 +369,23 @@ class ManagedSession:
         saved = await self._guard_db(self._save_auth, event)
         await self._set_status("authenticated", {"deviceId": event.device_id, "stored": saved})
 
-    async def _save_auth(self, conn: Any, event: Authenticated) -> None:
+    async def _save_auth(self, conn: asyncpg.Connection, event: Authenticated) -> None:
         await self.services.auth.save(conn, self.key, event.auth_state, device_id=event.device_id,
                                       phone_number=event.phone_number)
 
     async def _logged_out(self, reason: str, *, detail: str | None = None) -> None:
-        async def _forget(conn: Any) -> None:
+        async def _forget(conn: asyncpg.Connection) -> None:
             await self.services.auth.clear(conn, self.key)
             await store.set_desired_state(conn, self.key, "stopped", "logged_out")
 
         await self._guard_db(_forget)
-        metadata: dict[str, Any] = {"reason": reason, "loggedOut": True}
+        metadata: StatusMetadata = {"reason": reason, "loggedOut": True}
         if detail:
             metadata["detail"] = detail
         await self._set_status("disconnected", metadata)
         self.ended = "logged_out"
 
-    async def _deliver(self, handler: Callable[[SessionKey, Any], Awaitable[bool]], event: Any,
+    async def _deliver(self, handler: Callable[[SessionKey, _Delivered], Awaitable[bool]], event: _Delivered,
                        confirm: Callable[[], Awaitable[None]] | None) -> None:
         try:
             handled = await handler(self.key, event)
@@ -399,7 +420,7 @@ class ManagedSession:
         except Exception as exc:
             log.warning("session %s: stopping the driver session: %r", self.key, exc)
 
-    async def _guard_db(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+    async def _guard_db(self, fn: Callable[..., Awaitable[None]], *args: object) -> bool:
         try:
             async with self.services.db.transaction() as conn:
                 await fn(conn, *args)
@@ -408,28 +429,19 @@ class ManagedSession:
             log.warning("session %s: %s not written: %s", self.key, getattr(fn, "__name__", "update"), exc.detail)
             return False
 
-    async def _set_status(self, status: str, metadata: dict[str, Any]) -> None:
+    async def _set_status(self, status: SessionStatus, metadata: StatusMetadata) -> None:
         if status != self.status:
             self.status_since = time.monotonic()
         self.status = status
-        full = {k: v for k, v in metadata.items() if v is not None}
-        full.update({"owner": self.services.holder, "pid": self.services.pid,
-                     "driver": self.services.driver.name, "since": _iso(time.time())})
+        services = self.services
+        full: dict[str, object] = {k: v for k, v in metadata.items() if v is not None}
+        full.update({"owner": services.holder, "pid": services.pid, "driver": services.driver.name,
+                     "since": _iso(time.time())})
         try:
-            async with self.services.db.transaction() as conn:
-                await store.write_status(conn, self.key, status, full, phone_number=self.phone_number)
+            async with services.db.transaction() as conn:
+                await write_status(conn, self.key, status, full, phone_number=self.phone_number)
         except BisnesgptError as exc:
             log.warning("session %s: status %s not written: %s", self.key, status, exc.detail)
         log.info("session %s: %s %s", self.key, status, full.get("reason") or "")
-        payload: dict[str, Any] = {
-            "processName": self.services.process_name, "processId": self.services.pid,
-            "eventType": "status_update", "timestamp": int(time.time() * 1000),
-            "companyId": self.key.company_id, "phoneIndex": self.key.phone_index,
-            "status": status, "phoneNumber": self.phone_number, "metadata": full,
-        }
-        await publish(self.services.redis, BOT_EVENT, payload)
-        if status in AUTH_STATUSES or full.get("loggedOut"):
-            auth_status = "logged_out" if full.get("loggedOut") else status
-            await publish(self.services.redis, BOT_EVENT, {**payload, "eventType": "auth_status",
-                                                           "authStatus": auth_status})
-
+        await announce_status(services.redis, self.key, status, full, process_name=services.process_name,
+                              pid=services.pid, phone_number=self.phone_number)

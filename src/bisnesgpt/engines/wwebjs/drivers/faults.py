@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,23 @@ class DriverFaults:
 
     @property
     def ballast_mb(self) -> float:
+        """How much memory the ``memory_growth`` fault holds now."""
         return sum(len(b) for b in self.ballast) / MB
 
-    def apply(self, fault: str, params: dict[str, Any]) -> None:
+    def apply(self, fault: str, params: JsonObject) -> None:
+        """Act out ``fault`` (``slow_sends``, ``memory_growth``, ``freeze``, ``clear``) with its ``params``."""
         if fault == "slow_sends":
-            self.slow_ms = max(0, int(params.get("delayMs") or 0))
+            self.slow_ms = max(0, int(_number(params.get("delayMs"), 0)))
             log.warning("sandbox fault: every send now takes %d ms longer", self.slow_ms)
         elif fault == "memory_growth":
-            rate = float(params.get("mbPerSecond") or 50)
-            limit = float(params.get("maxMb") or 1024)
+            rate = _number(params.get("mbPerSecond"), 50)
+            limit = _number(params.get("maxMb"), 1024)
             if self._grower is not None:
                 self._grower.cancel()
             self._grower = asyncio.create_task(self._grow(rate, limit), name="sandbox-fault-memory")
             log.warning("sandbox fault: memory grows by %.1f MB/s up to %.0f MB", rate, limit)
         elif fault == "freeze":
-            seconds = float(params.get("seconds") or 5)
+            seconds = _number(params.get("seconds"), 5)
             log.warning("sandbox fault: blocking the event loop for %.1f s", seconds)
             time.sleep(seconds)  # deliberately blocking: this is the fault
         elif fault == "clear":
@@ -56,10 +59,12 @@ class DriverFaults:
             await asyncio.sleep(0.1)
 
     async def before_send(self) -> None:
+        """Where ``slow_sends`` makes a send wait."""
         if self.slow_ms:
             await asyncio.sleep(self.slow_ms / 1000)
 
     def clear(self) -> None:
+        """Undo every fault (sends at full speed, the ballast released)."""
         self.slow_ms = 0
         if self._grower is not None:
             self._grower.cancel()
@@ -67,8 +72,16 @@ class DriverFaults:
         self.ballast.clear()
 
     async def close(self) -> None:
+        """Stop growing and release the ballast (the driver is closing)."""
         if self._grower is not None:
             self._grower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._grower
         self.clear()
+
+
+def _number(value: JsonValue, default: float) -> float:
+    """A fault parameter as a number; ``default`` when it is missing, zero or not a number."""
+    if isinstance(value, str | int | float) and value:
+        return float(value)
+    return default

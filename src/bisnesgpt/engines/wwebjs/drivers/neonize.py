@@ -22,46 +22,38 @@ import itertools
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.driver import (
-    Authenticated,
-    DeliveryAck,
-    Disconnected,
+    AckLevel,
+    AuthState,
     DriverConnectError,
     DriverError,
     EventSink,
     InboundMedia,
     InboundMessage,
-    LoggedOut,
-    NotConnected,
     OutgoingMessage,
-    PairingCode,
     PairingUnavailable,
-    QrCode,
-    Ready,
     SendRejected,
     SentMessage,
     SessionKey,
 )
+from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.media import MediaFetcher
 
 log = logging.getLogger(__name__)
+SQL = load_queries("bisnesgpt.engines.wwebjs.drivers")
 
 # A connect attempt that fails does so within milliseconds (DNS, TCP, TLS); one that is
 # still running after this long is connected and waiting for a QR scan or the server.
 STARTUP_GRACE = 3.0
-RECEIPT_LEVELS = {1: "device", 4: "read", 6: "played"}
-# neonize opens a new database handle (a Go sql.DB) for every connect and never closes it;
-# each connection attempt gets its own application_name so its connections can be closed
-# from here once the attempt is over (otherwise every retry leaks a PostgreSQL connection).
-TERMINATE_ATTEMPT_CONNECTIONS = """
-SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE application_name = $1 AND datname = current_database() AND pid <> pg_backend_pid()
-"""
+RECEIPT_LEVELS: dict[int, AckLevel] = {1: "device", 4: "read", 6: "played"}
 
 
 def store_dsn(database_url: str, schema: str, sslmode: str, application_name: str | None = None) -> str:
@@ -77,13 +69,40 @@ def store_dsn(database_url: str, schema: str, sslmode: str, application_name: st
 
 
 def readable_error(exc: BaseException) -> str:
+    """What went wrong in whatsmeow's words, saying so plainly when WhatsApp cannot be reached."""
     text = str(exc) or type(exc).__name__
     if "web.whatsapp.com" in text and ("no such host" in text or "dial" in text):
         return f"cannot reach WhatsApp (web.whatsapp.com): {text}"
     return text
 
 
+@dataclass(frozen=True)
+class DeviceJid:
+    """The paired device's JID: all our session store keeps for neonize (its keys are whatsmeow's)."""
+
+    user: str
+    server: str
+    device: int = 0
+    raw_agent: int = 0
+
+    @classmethod
+    def from_auth(cls, auth_state: AuthState) -> DeviceJid | None:
+        """The JID stored in ``auth_state`` (``{"jid": {user, server, device, rawAgent}}``); None if unpaired."""
+        jid = auth_state.get("jid")
+        if not isinstance(jid, dict) or not jid:
+            return None
+        device, raw_agent = jid.get("device", 0), jid.get("rawAgent", 0)
+        return cls(str(jid["user"]), str(jid["server"]), int(device) if isinstance(device, int | str) else 0,
+                   int(raw_agent) if isinstance(raw_agent, int | str) else 0)
+
+    def as_auth(self) -> JsonObject:
+        """The ``auth_state`` that resumes this device."""
+        return {"jid": {"user": self.user, "server": self.server, "device": self.device, "rawAgent": self.raw_agent}}
+
+
 class NeonizeDriver:
+    """Sessions on WhatsApp's network through neonize, with whatsmeow's store in PostgreSQL."""
+
     name = "neonize"
 
     def __init__(self, db: Database, database_url: str, *, schema: str, sslmode: str, media: MediaFetcher) -> None:
@@ -96,15 +115,18 @@ class NeonizeDriver:
         self.load_error: str | None = None
 
     async def open(self) -> None:
-        # The schema name is validated by settings (^[a-z_][a-z0-9_]*$), so quoting is enough.
-        await self.db.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        """Create whatsmeow's schema and load the Go library (a failure to load fails every session start)."""
+        async with self.db.transaction() as conn:
+            await conn.execute(SQL.name_store_schema, self.schema)
+            await conn.execute(SQL.create_store_schema)
         try:
             import neonize.aioze.client  # noqa: F401 - loads the Go library once, at start
         except (ImportError, OSError) as exc:
             self.load_error = f"neonize cannot be loaded on this machine: {exc}"
             log.exception("%s", self.load_error)
 
-    def session(self, key: SessionKey, sink: EventSink, auth_state: dict[str, Any] | None) -> NeonizeSession:
+    def session(self, key: SessionKey, sink: EventSink, auth_state: AuthState | None) -> NeonizeSession:
+        """A new neonize client for ``key``, resuming the device of ``auth_state`` if it has one."""
         return NeonizeSession(self, key, sink, auth_state)
 
     def attempt_dsn(self) -> tuple[str, str]:
@@ -113,41 +135,52 @@ class NeonizeDriver:
         return store_dsn(self.database_url, self.schema, self.sslmode, name), name
 
     async def release_connections(self, application_name: str) -> int:
-        """Close the PostgreSQL connections neonize left open for one finished attempt."""
+        """Close the PostgreSQL connections neonize left open for one finished attempt.
+
+        neonize opens a new database handle (a Go sql.DB) for every connect and never closes
+        it; each attempt's own ``application_name`` lets them be closed from here (otherwise
+        every retry leaks a PostgreSQL connection).
+        """
         try:
-            return int(await self.db.fetchval(TERMINATE_ATTEMPT_CONNECTIONS, application_name) or 0)
+            return int(await self.db.fetchval(SQL.terminate_attempt_connections, application_name) or 0)
         except BisnesgptError as exc:
             log.warning("could not close neonize's connections %s: %s", application_name, exc.detail)
             return 0
 
     async def close(self) -> None:
+        """Nothing to release: each session closes its own client."""
         return None
 
 
-class NeonizeSession:
+class NeonizeSession(SessionBase):
+    """One phone's neonize client: connect (QR, pairing code or resume), events, sends."""
+
     def __init__(self, driver: NeonizeDriver, key: SessionKey, sink: EventSink,
-                 auth_state: dict[str, Any] | None) -> None:
+                 auth_state: AuthState | None) -> None:
+        super().__init__(key, sink)
         self.driver = driver
-        self.key = key
-        self.sink = sink
-        self.auth_state = auth_state or {}
+        self.jid = DeviceJid.from_auth(auth_state or {})
         self.client: Any = None
         self._application_name: str | None = None
         self._task: asyncio.Task[Any] | None = None
-        self._stopped = False
-        self._ready = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the neonize client exists (it may still be connecting)."""
+        return self.client is not None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self, *, pairing_phone: str | None = None) -> None:
+        """Connect; a new device (no stored JID) shows a QR, or a pairing code for ``pairing_phone``."""
         if self.driver.load_error:
             raise DriverConnectError(self.driver.load_error)
         from neonize.aioze.client import NewAClient
         from neonize.proto.Neonize_pb2 import JID
 
-        stored = self.auth_state.get("jid")
-        jid = JID(User=stored["user"], Server=stored["server"], Device=int(stored.get("device", 0)),
-                  RawAgent=int(stored.get("rawAgent", 0)), Integrator=0, IsEmpty=False) if stored else None
+        stored = self.jid
+        jid = JID(User=stored.user, Server=stored.server, Device=stored.device, RawAgent=stored.raw_agent,
+                  Integrator=0, IsEmpty=False) if stored else None
         dsn, self._application_name = self.driver.attempt_dsn()
         self.client = NewAClient(dsn, jid=jid, uuid=None if jid else str(self.key), new_device=jid is None)
         self._subscribe(self.client)
@@ -166,18 +199,17 @@ class NeonizeSession:
             await self.request_pairing_code(pairing_phone)
 
     def _connection_ended(self, task: asyncio.Task[Any]) -> None:
-        if self._stopped:
-            return
         error = None if task.cancelled() else task.exception()
-        self.sink(Disconnected(readable_error(error) if error else "connection to WhatsApp ended"))
+        self.report_connection_lost(readable_error(error) if error else "connection to WhatsApp ended")
 
     async def stop(self) -> None:
-        self._stopped = True
+        """Stop the client (the device stays paired) and close the attempt's database connections."""
+        self.stopped = True
         await self._stop_client()
 
     async def _stop_client(self) -> None:
         client, self.client = self.client, None
-        self._ready = False
+        self.ready = False
         if client is None:
             return
         with contextlib.suppress(Exception):
@@ -189,22 +221,22 @@ class NeonizeSession:
             await self.driver.release_connections(self._application_name)
 
     async def logout(self) -> None:
-        if self.client is None:
-            raise NotConnected("not connected")
+        """Unlink the device on WhatsApp."""
+        self.require_connected()
         try:
             await self.client.logout()
         except Exception as exc:
             raise DriverError(f"logout failed: {readable_error(exc)}") from exc
 
     async def request_pairing_code(self, phone_number: str) -> str:
-        if self.client is None or self._ready:
-            raise PairingUnavailable("a pairing code needs a connection waiting to be paired")
+        """A pairing code for ``phone_number`` (digits only are sent), also reported as an event."""
+        self.require_pairable()
         digits = "".join(ch for ch in phone_number if ch.isdigit())
         try:
             code = str(await self.client.PairPhone(digits, True))
         except Exception as exc:
             raise PairingUnavailable(f"pairing code request failed: {readable_error(exc)}") from exc
-        self.sink(PairingCode(code, digits))
+        self.report_pairing_code(code, digits)
         return code
 
     # --- events -----------------------------------------------------------------------------------
@@ -223,53 +255,50 @@ class NeonizeSession:
         )
 
         async def on_qr(_client: Any, data: bytes) -> None:
-            self.sink(QrCode(data.decode() if isinstance(data, bytes) else str(data)))
+            self.report_qr(data.decode() if isinstance(data, bytes) else str(data))
 
         async def on_pair(_client: Any, event: Any) -> None:
             if int(event.Status) == 2:  # SUCCESS
                 jid = event.ID
-                self.auth_state = {"jid": {"user": jid.User, "server": jid.Server, "device": jid.Device,
-                                           "rawAgent": jid.RawAgent}}
-                self.sink(Authenticated(self.auth_state, phone_number=jid.User,
-                                        device_id=f"{jid.User}:{jid.Device}@{jid.Server}"))
+                self.jid = DeviceJid(jid.User, jid.Server, jid.Device, jid.RawAgent)
+                self.report_authenticated(self.jid.as_auth(), phone_number=jid.User,
+                                          device_id=f"{jid.User}:{jid.Device}@{jid.Server}")
             else:
-                self.sink(Disconnected(f"pairing failed: {event.Error}"))
+                self.report_disconnected(f"pairing failed: {event.Error}")
 
         async def on_connected(_client: Any, _event: Any) -> None:
-            stored = self.auth_state.get("jid") or {}
-            if not self._ready and stored:
-                self.sink(Authenticated(self.auth_state, phone_number=stored.get("user")))
-            self._ready = True
-            self.sink(Ready(stored.get("user")))
+            user = self.jid.user if self.jid else None
+            if not self.ready and self.jid:
+                self.report_authenticated(self.jid.as_auth(), phone_number=user)
+            self.report_ready(user)
 
         async def on_logged_out(_client: Any, event: Any) -> None:
-            self.sink(LoggedOut(f"logged out by WhatsApp (reason {int(event.Reason)})"))
+            self.report_logged_out(f"logged out by WhatsApp (reason {int(event.Reason)})")
 
         async def on_disconnected(_client: Any, _event: Any) -> None:
-            if not self._stopped:
-                self.sink(Disconnected("connection to WhatsApp lost"))
+            self.report_connection_lost("connection to WhatsApp lost")
 
         async def on_replaced(_client: Any, _event: Any) -> None:
-            self.sink(Disconnected("replaced: this device connected from another client"))
+            self.report_disconnected("replaced: this device connected from another client")
 
         async def on_connect_failure(_client: Any, event: Any) -> None:
-            self.sink(Disconnected(f"WhatsApp refused the connection: {event.Message or int(event.Reason)}",
-                                   connect_failure=True))
+            self.report_disconnected(f"WhatsApp refused the connection: {event.Message or int(event.Reason)}",
+                                     connect_failure=True)
 
         async def on_ban(_client: Any, event: Any) -> None:
-            self.sink(Disconnected(f"temporarily banned by WhatsApp (code {int(event.Code)}, "
-                                   f"expires in {int(event.Expire)} s)"))
+            self.report_disconnected(f"temporarily banned by WhatsApp (code {int(event.Code)}, "
+                                     f"expires in {int(event.Expire)} s)")
 
         async def on_message(_client: Any, event: Any) -> None:
             inbound = self._inbound(event)
             if inbound is not None:
-                self.sink(inbound)
+                self.report_inbound(inbound)
 
         async def on_receipt(_client: Any, event: Any) -> None:
             level = RECEIPT_LEVELS.get(int(event.Type))
             if level is not None:
                 for message_id in event.MessageIDs:
-                    self.sink(DeliveryAck(str(message_id), level))  # type: ignore[arg-type]
+                    self.report_ack(str(message_id), level)
 
         client.qr(on_qr)
         for event_type, handler in ((PairStatusEv, on_pair), (ConnectedEv, on_connected),
@@ -309,8 +338,8 @@ class NeonizeSession:
     # --- sending ----------------------------------------------------------------------------------
 
     async def send(self, message: OutgoingMessage) -> SentMessage:
-        if self.client is None or not self._ready:
-            raise NotConnected(f"session {self.key} is not ready")
+        """Send through whatsmeow (media is downloaded here first, with the size limit)."""
+        self.require_ready()
         from neonize.proto.Neonize_pb2 import JID
 
         user, _, server = message.to.partition("@")

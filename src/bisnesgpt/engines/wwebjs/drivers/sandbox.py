@@ -17,32 +17,27 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.engines.wwebjs.driver import (
-    Authenticated,
-    DeliveryAck,
-    Disconnected,
+    AuthState,
+    Confirm,
     DriverConnectError,
     DriverError,
     EventSink,
-    InboundMedia,
-    InboundMessage,
-    LoggedOut,
     NotConnected,
     OutgoingMessage,
-    PairingCode,
     PairingUnavailable,
-    QrCode,
-    Ready,
-    SendRejected,
     SentMessage,
     SessionKey,
 )
+from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
+from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.drivers.faults import DriverFaults
 from bisnesgpt.engines.wwebjs.media import MediaFetcher
 from bisnesgpt.sandbox.wweb import protocol as p
@@ -50,14 +45,11 @@ from bisnesgpt.sandbox.wweb import protocol as p
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
-SEND_ERRORS = {
-    p.NOT_ON_WHATSAPP: "RECIPIENT_NOT_ON_WHATSAPP",
-    p.MEDIA_TOO_LARGE: "MEDIA_TOO_LARGE",
-    p.BAD_REQUEST: "INVALID_PAYLOAD",
-}
 
 
 class SandboxDriver:
+    """Sessions on the sandbox network server (``WWEBJS_SANDBOX_URL``), sharing one HTTP client for media."""
+
     name = "sandbox"
 
     def __init__(self, base_url: str, *, process_name: str, holder: str, media: MediaFetcher) -> None:
@@ -72,48 +64,59 @@ class SandboxDriver:
 
     @property
     def http(self) -> httpx.AsyncClient:
+        """The HTTP client for media downloads and uploads (created on first use)."""
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self.media.timeout, trust_env=False)
         return self._http
 
     async def open(self) -> None:
+        """Create the HTTP client (inside the running process, not at import)."""
         self.http  # noqa: B018 - created after the process started, not at import
 
-    def session(self, key: SessionKey, sink: EventSink, auth_state: dict[str, Any] | None) -> SandboxSession:
+    def session(self, key: SessionKey, sink: EventSink, auth_state: AuthState | None) -> SandboxSession:
+        """A new WebSocket session for ``key`` (resuming with ``auth_state`` when it has one)."""
         return SandboxSession(self, key, sink, auth_state)
 
     async def close(self) -> None:
+        """Undo the faults acted out here and close the HTTP client."""
         await self.faults.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
 
-    def client_info(self) -> dict[str, Any]:
-        return {"process": self.process_name, "pid": os.getpid(), "host": socket.gethostname(), "holder": self.holder}
+    def client_info(self) -> wire.ClientInfo:
+        """Who connects, as the ``hello`` frame says."""
+        return wire.ClientInfo(process=self.process_name, pid=os.getpid(), host=socket.gethostname(),
+                               holder=self.holder)
 
 
-class SandboxSession:
+class SandboxSession(SessionBase):
+    """One phone's WebSocket to the sandbox network: keepalive, frames in and out, sends by ``ref``."""
+
     def __init__(self, driver: SandboxDriver, key: SessionKey, sink: EventSink,
-                 auth_state: dict[str, Any] | None) -> None:
+                 auth_state: AuthState | None) -> None:
+        super().__init__(key, sink)
         self.driver = driver
-        self.key = key
-        self.sink = sink
         self.auth = auth_state
         self.ws: ClientConnection | None = None
-        self.ready = False
         self._refs = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[int, asyncio.Future[JsonObject]] = {}
         self._pairing: asyncio.Future[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopped = False
         self._end_reason: str | None = None
         self._logged_out: str | None = None
         self._keepalive = (5.0, 15.0)
         self._last_pong = time.monotonic()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the WebSocket is open."""
+        return self.ws is not None
+
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self, *, pairing_phone: str | None = None) -> None:
+        """Connect, say hello (resume, or pair: by QR, or by code for ``pairing_phone``), start reading."""
         try:
             self.ws = await connect(self.driver.ws_url, open_timeout=CONNECT_TIMEOUT, ping_interval=None,
                                     max_size=None, proxy=None, compression=None)
@@ -122,16 +125,17 @@ class SandboxSession:
             await self._close_socket()
             raise DriverConnectError(f"cannot reach the sandbox WhatsApp network at {self.driver.base_url}: "
                                      f"{exc or type(exc).__name__}") from exc
-        keepalive = welcome.get("keepalive") or {}
-        self._keepalive = (float(keepalive.get("interval") or 5.0), float(keepalive.get("timeout") or 15.0))
+        keepalive = wire.member(welcome, "keepalive") if isinstance(welcome, dict) else {}
+        self._keepalive = (wire.number(keepalive, "interval") or 5.0, wire.number(keepalive, "timeout") or 15.0)
         self._last_pong = time.monotonic()
-        await self._send_frame({"type": "hello", "session": str(self.key), "client": self.driver.client_info(),
-                                "auth": self.auth, "pairPhone": pairing_phone})
+        await self._send_frame(wire.HelloFrame(type="hello", session=str(self.key), client=self.driver.client_info(),
+                                               auth=self.auth, pairPhone=pairing_phone))
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"sandbox-read:{self.key}"),
                        asyncio.create_task(self._ping_loop(), name=f"sandbox-ping:{self.key}")]
 
     async def stop(self) -> None:
-        self._stopped = True
+        """Close the socket (the device stays linked) and fail what still waits for an answer."""
+        self.stopped = True
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -140,51 +144,37 @@ class SandboxSession:
         self._fail_pending(NotConnected("session stopped"))
 
     async def logout(self) -> None:
-        if self.ws is None:
-            raise NotConnected("not connected")
-        await self._send_frame({"type": "logout"})
+        """Unlink the device; the network then closes the socket."""
+        await self._send_frame(wire.LogoutFrame(type="logout"))
         with contextlib.suppress(TimeoutError, ConnectionClosed):
-            await asyncio.wait_for(self.ws.wait_closed(), 5)
+            if self.ws is not None:
+                await asyncio.wait_for(self.ws.wait_closed(), 5)
 
     async def request_pairing_code(self, phone_number: str) -> str:
-        if self.ws is None or self.ready:
-            raise PairingUnavailable("a pairing code needs a connection waiting to be paired")
+        """A pairing code for ``phone_number``, from the network (it also arrives as an event)."""
+        self.require_pairable()
         self._pairing = asyncio.get_running_loop().create_future()
-        await self._send_frame({"type": "pair_phone", "phone": phone_number})
+        await self._send_frame(wire.PairPhoneFrame(type="pair_phone", phone=phone_number))
         return await asyncio.wait_for(self._pairing, 15)
 
     # --- sending ----------------------------------------------------------------------------------
 
     async def send(self, message: OutgoingMessage) -> SentMessage:
-        if self.ws is None or not self.ready:
-            raise NotConnected(f"session {self.key} is not ready")
+        """Send one message (media uploaded first) and wait for its ``send_result``."""
+        self.require_ready()
         await self.driver.faults.before_send()
-        body: dict[str, Any] = {"id": p.wa_message_id(message.client_id), "to": message.to, "kind": message.kind,
-                                "text": message.text, "targetId": message.target_id, "replyTo": message.reply_to,
-                                "location": message.location, "previewUrl": message.preview_url or None}
-        if message.media is not None:
-            body["media"] = await self._upload(message)
+        media = await self._upload(message) if message.media is not None else None
         ref = next(self._refs)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
         try:
-            await self._send_frame({"type": "send", "ref": ref,
-                                    "message": {k: v for k, v in body.items() if v is not None}})
+            await self._send_frame(wire.SendFrame(type="send", ref=ref, message=wire.wire_message(message, media)))
             result = await future
         finally:
             self._pending.pop(ref, None)
-        error = result.get("error")
-        if error:
-            code = str(error.get("code"))
-            if code == p.NOT_READY:
-                raise NotConnected(str(error.get("message")))
-            if code in SEND_ERRORS:
-                raise SendRejected(str(error.get("message")), code=SEND_ERRORS[code])
-            raise DriverError(f"send failed: {error.get('message')} ({code})")
-        return SentMessage(str(result["id"]), float(result.get("timestamp") or time.time()),
-                           bool(result.get("duplicate")))
+        return wire.sent_message(result)
 
-    async def _upload(self, message: OutgoingMessage) -> dict[str, Any]:
+    async def _upload(self, message: OutgoingMessage) -> wire.UploadedMedia:
         assert message.media is not None
         media = await self.driver.media.fetch(message.media, client=self.driver.http)
         try:
@@ -195,16 +185,17 @@ class SandboxSession:
         except httpx.HTTPError as exc:
             raise DriverError(f"media upload failed: {exc or type(exc).__name__}") from exc
         uploaded = response.json()
-        return {"handle": uploaded["handle"], "sha256": uploaded["sha256"], "size": uploaded["size"],
-                "mime": media.mime_type, "filename": media.filename}
+        return wire.UploadedMedia(handle=uploaded["handle"], sha256=uploaded["sha256"], size=uploaded["size"],
+                                  mime=media.mime_type, filename=media.filename)
 
     # --- the connection ---------------------------------------------------------------------------
 
-    async def _send_frame(self, frame: dict[str, Any]) -> None:
-        if self.ws is None:
+    async def _send_frame(self, frame: wire.ClientFrame) -> None:
+        ws = self.ws
+        if ws is None:
             raise NotConnected("not connected")
         try:
-            await self.ws.send(json.dumps(frame))
+            await ws.send(json.dumps(frame))
         except ConnectionClosed as exc:
             raise NotConnected(f"connection closed: {exc}") from exc
 
@@ -239,7 +230,7 @@ class SandboxSession:
                 return
             n += 1
             with contextlib.suppress(NotConnected):
-                await self._send_frame({"type": "ping", "n": n})
+                await self._send_frame(wire.PingFrame(type="ping", n=n))
 
     async def _read_loop(self) -> None:
         ws = self.ws
@@ -251,105 +242,94 @@ class SandboxSession:
                 except ValueError:
                     continue
                 if isinstance(frame, dict):
-                    await self._handle(frame)
+                    self._handle(frame)
         except ConnectionClosed:
             pass
         finally:
             self.ready = False
             self._fail_pending(NotConnected(self._end_reason or "connection lost"))
-            if not self._stopped:
+            if not self.stopped:  # when the manager closed it, there is nothing to report
                 if self._logged_out is not None:
-                    self.sink(LoggedOut(self._logged_out))
+                    self.report_logged_out(self._logged_out)
                 else:
-                    self.sink(Disconnected(self._end_reason or "connection closed by the network"))
+                    self.report_disconnected(self._end_reason or "connection closed by the network")
 
-    async def _handle(self, frame: dict[str, Any]) -> None:
+    def _handle(self, frame: JsonObject) -> None:
         handler = self._handlers.get(str(frame.get("type")))
         if handler is not None:
             handler(frame)
 
     @property
-    def _handlers(self) -> dict[str, Any]:
+    def _handlers(self) -> dict[str, Callable[[JsonObject], None]]:
         return {"pong": self._on_pong, "qr": self._on_qr, "pairing_code": self._on_pairing_code,
                 "pair_success": self._on_pair_success, "authenticated": self._on_authenticated,
                 "ready": self._on_ready, "send_result": self._on_send_result, "ack": self._on_ack,
                 "message": self._on_message, "fault": self._on_fault, "disconnect": self._on_disconnect,
                 "logged_out": self._on_logged_out, "error": self._on_error}
 
-    def _on_pong(self, _frame: dict[str, Any]) -> None:
+    def _on_pong(self, _frame: JsonObject) -> None:
         self._last_pong = time.monotonic()
 
-    def _on_qr(self, frame: dict[str, Any]) -> None:
-        self.sink(QrCode(str(frame["code"])))
+    def _on_qr(self, frame: JsonObject) -> None:
+        self.report_qr(str(frame["code"]))
 
-    def _on_pairing_code(self, frame: dict[str, Any]) -> None:
+    def _on_pairing_code(self, frame: JsonObject) -> None:
         code = str(frame["code"])
         if self._pairing is not None and not self._pairing.done():
             self._pairing.set_result(code)
-        self.sink(PairingCode(code, str(frame.get("phone") or "")))
+        self.report_pairing_code(code, wire.text(frame, "phone") or "")
 
-    def _on_pair_success(self, frame: dict[str, Any]) -> None:
-        self.auth = dict(frame["auth"])
-        self.sink(Authenticated(self.auth, phone_number=frame.get("phone"), device_id=self.auth.get("deviceId")))
+    def _on_pair_success(self, frame: JsonObject) -> None:
+        self.auth = dict(wire.member(frame, "auth"))
+        self.report_authenticated(self.auth, phone_number=wire.text(frame, "phone"),
+                                  device_id=wire.text(self.auth, "deviceId"))
 
-    def _on_authenticated(self, frame: dict[str, Any]) -> None:
-        self.sink(Authenticated(dict(self.auth or {}), phone_number=frame.get("phone"),
-                                device_id=frame.get("deviceId")))
+    def _on_authenticated(self, frame: JsonObject) -> None:
+        self.report_authenticated(dict(self.auth or {}), phone_number=wire.text(frame, "phone"),
+                                  device_id=wire.text(frame, "deviceId"))
 
-    def _on_ready(self, frame: dict[str, Any]) -> None:
-        self.ready = True
-        self.sink(Ready(frame.get("phone"), frame.get("pushName")))
+    def _on_ready(self, frame: JsonObject) -> None:
+        self.report_ready(wire.text(frame, "phone"), wire.text(frame, "pushName"))
 
-    def _on_send_result(self, frame: dict[str, Any]) -> None:
-        future = self._pending.get(int(frame.get("ref") or 0))
+    def _on_send_result(self, frame: JsonObject) -> None:
+        ref = wire.number(frame, "ref")
+        future = self._pending.get(int(ref) if ref is not None else 0)
         if future is not None and not future.done():
             future.set_result(frame)
 
-    def _on_ack(self, frame: dict[str, Any]) -> None:
+    def _on_ack(self, frame: JsonObject) -> None:
         self._last_pong = time.monotonic()
-        message_id, level = str(frame["id"]), str(frame["level"])
-        self.sink(DeliveryAck(message_id, level, confirm=self._confirmer(  # type: ignore[arg-type]
-            {"type": "ack_received", "acks": [{"id": message_id, "level": level}]})))
+        message_id, level = str(frame["id"]), wire.ack_level(frame)
+        if level is None:
+            log.warning("session %s: ack of unknown level %r for %s ignored", self.key, frame.get("level"), message_id)
+            return
+        confirm = self._confirmer(wire.AckReceivedFrame(type="ack_received",
+                                                        acks=[wire.AckReceived(id=message_id, level=level)]))
+        self.report_ack(message_id, level, confirm)
 
-    def _on_message(self, frame: dict[str, Any]) -> None:
+    def _on_message(self, frame: JsonObject) -> None:
         self._last_pong = time.monotonic()
-        self.sink(self._inbound(frame["message"]))
+        message = wire.member(frame, "message")
+        confirm = self._confirmer(wire.ReceiptFrame(type="receipt", ids=[str(message["id"])]))
+        self.report_inbound(wire.inbound_message(message, confirm))
 
-    def _on_fault(self, frame: dict[str, Any]) -> None:
+    def _on_fault(self, frame: JsonObject) -> None:
         self.driver.faults.apply(str(frame.get("fault")), frame)
 
-    def _on_disconnect(self, frame: dict[str, Any]) -> None:
+    def _on_disconnect(self, frame: JsonObject) -> None:
         self._end_reason = f"disconnected by the network: {frame.get('reason')}"
 
-    def _on_logged_out(self, frame: dict[str, Any]) -> None:
+    def _on_logged_out(self, frame: JsonObject) -> None:
         self._logged_out = str(frame.get("reason") or "logged out")
 
-    def _on_error(self, frame: dict[str, Any]) -> None:
+    def _on_error(self, frame: JsonObject) -> None:
         log.warning("session %s: network error: %s", self.key, frame.get("message"))
         if self._pairing is not None and not self._pairing.done():
             self._pairing.set_exception(PairingUnavailable(str(frame.get("message"))))
 
-    def _confirmer(self, frame: dict[str, Any]) -> Any:
+    def _confirmer(self, frame: wire.ClientFrame) -> Confirm:
         async def confirm() -> None:
             with contextlib.suppress(NotConnected):
                 await self._send_frame(frame)
 
         return confirm
-
-    def _inbound(self, message: dict[str, Any]) -> InboundMessage:
-        kind = str(message.get("type") or "text")
-        media_body = message.get("media") if isinstance(message.get("media"), dict) else None
-        media = None
-        if kind in p.MEDIA_KINDS:
-            media_body = media_body or {}
-            media = InboundMedia(kind, mime_type=media_body.get("mime"), filename=media_body.get("filename"),
-                                 size=media_body.get("size"), sha256=media_body.get("sha256"),
-                                 url=media_body.get("url"), caption=message.get("text"))
-        message_id = str(message["id"])
-        return InboundMessage(
-            id=message_id, chat_id=str(message.get("chat") or f"{message.get('from')}@c.us"),
-            sender=str(message.get("from") or ""), timestamp=float(message.get("timestamp") or time.time()),
-            type=kind, text=message.get("text") if media is None else None, media=media,
-            quoted_id=message.get("quotedId"), push_name=message.get("pushName"), raw=message,
-            confirm=self._confirmer({"type": "receipt", "ids": [message_id]}),
-        )

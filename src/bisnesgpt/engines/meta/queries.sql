@@ -1,0 +1,35 @@
+-- last_inbound_at --
+-- When the contact last wrote to the phone (the start of its 24-hour window); no row: never.
+SELECT last_inbound_at FROM conversation_sessions
+WHERE company_id = $1 AND phone_index = $2 AND contact = $3
+
+-- phones_of_waba --
+-- The phones of one WhatsApp Business Account, in a stable order (the first is its owner).
+SELECT * FROM phone_configs WHERE meta_waba_id = $1 ORDER BY company_id, phone_index
+
+-- d360_phone_by_display_number --
+-- A 360dialog phone by its display number, digits only ($1): their webhooks may carry no
+-- phone_number_id, only the number.
+SELECT * FROM phone_configs
+WHERE connection_type = '360dialog' AND regexp_replace(coalesce(display_phone_number, ''), '[^0-9]', '', 'g') = $1
+ORDER BY company_id, phone_index LIMIT 1
+
+-- insert_inbound_message --
+-- Store one inbound webhook message, once per provider id and phone; no row when it is a duplicate.
+INSERT INTO messages (
+    message_id, company_id, phone_index, direction, provider, connection_type, chat_id, message_type,
+    content, media_url, media_id, media_mime_type, media_filename, payload, raw, status, external_id,
+    context_message_id, source, process_name, delivered_at)
+VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb, 'delivered', $15,
+        $16, $17, 'meta', $18)
+ON CONFLICT (company_id, phone_index, external_id) WHERE direction = 'inbound' AND external_id IS NOT NULL
+DO NOTHING
+RETURNING id, message_id
+
+-- keep_webhook_change --
+-- Keep a webhook change that is not a message or status, once per content hash; no row when seen before.
+INSERT INTO meta_webhook_changes (provider, company_id, phone_index, waba_id, phone_number_id, field, value,
+                                  value_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+ON CONFLICT (provider, value_hash) DO NOTHING
+RETURNING id

@@ -1,0 +1,213 @@
+"""The sandbox driver's side of the sandbox network's protocol: the frames it sends, and reading those it gets.
+
+The frames are described in ``bisnesgpt.sandbox.wweb.protocol``. What the driver sends is
+typed here frame by frame; what it receives is a JSON object read member by member (the
+network is another process: a member may be missing or of another type, and is then
+treated as absent).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal, TypedDict
+
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.engines.wwebjs.driver import (
+    AckLevel,
+    AuthState,
+    Confirm,
+    DriverError,
+    InboundMedia,
+    InboundMessage,
+    Location,
+    NotConnected,
+    OutgoingKind,
+    OutgoingMessage,
+    SendRejected,
+    SentMessage,
+)
+from bisnesgpt.sandbox.wweb import protocol as p
+
+# The network's send refusals that are final, and the codes the failed message records.
+SEND_ERRORS = {
+    p.NOT_ON_WHATSAPP: "RECIPIENT_NOT_ON_WHATSAPP",
+    p.MEDIA_TOO_LARGE: "MEDIA_TOO_LARGE",
+    p.BAD_REQUEST: "INVALID_PAYLOAD",
+}
+
+# --- client -> server --------------------------------------------------------------------------
+
+
+class ClientInfo(TypedDict):
+    """Who is connecting (shown by the network, used by its chaos tooling to find the process)."""
+
+    process: str
+    pid: int
+    host: str
+    holder: str
+
+
+class HelloFrame(TypedDict):
+    """Opens a session: resume with ``auth``, or pair (by QR, or by code for ``pairPhone``)."""
+
+    type: Literal["hello"]
+    session: str
+    client: ClientInfo
+    auth: AuthState | None
+    pairPhone: str | None
+
+
+class PairPhoneFrame(TypedDict):
+    """Ask for a pairing code for ``phone`` instead of the QR."""
+
+    type: Literal["pair_phone"]
+    phone: str
+
+
+class UploadedMedia(TypedDict):
+    """Media uploaded over HTTP first, referenced by its handle in a send."""
+
+    handle: JsonValue
+    sha256: JsonValue
+    size: JsonValue
+    mime: str
+    filename: str
+
+
+class WireMessage(TypedDict, total=False):
+    """A message to send; members without a value are left out."""
+
+    id: str
+    to: str
+    kind: OutgoingKind
+    text: str
+    targetId: str
+    replyTo: str
+    location: Location
+    previewUrl: Literal[True]
+    media: UploadedMedia
+
+
+class SendFrame(TypedDict):
+    """Send ``message``; the answer is a ``send_result`` with the same ``ref``."""
+
+    type: Literal["send"]
+    ref: int
+    message: WireMessage
+
+
+class ReceiptFrame(TypedDict):
+    """Inbound messages stored: the network stops redelivering them."""
+
+    type: Literal["receipt"]
+    ids: list[str]
+
+
+class AckReceived(TypedDict):
+    """One delivery ack that was applied (its level as the network named it)."""
+
+    id: str
+    level: str
+
+
+class AckReceivedFrame(TypedDict):
+    """Delivery acks applied: the network stops replaying them."""
+
+    type: Literal["ack_received"]
+    acks: list[AckReceived]
+
+
+class LogoutFrame(TypedDict):
+    """Unlink this device."""
+
+    type: Literal["logout"]
+
+
+class PingFrame(TypedDict):
+    """Keepalive; answered by a ``pong``."""
+
+    type: Literal["ping"]
+    n: int
+
+
+ClientFrame = HelloFrame | PairPhoneFrame | SendFrame | ReceiptFrame | AckReceivedFrame | LogoutFrame | PingFrame
+
+
+def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireMessage:
+    """The ``send`` frame's message for ``message`` (its id derived from our message id)."""
+    wire = WireMessage(id=p.wa_message_id(message.client_id), to=message.to, kind=message.kind)
+    if message.text is not None:
+        wire["text"] = message.text
+    if message.target_id is not None:
+        wire["targetId"] = message.target_id
+    if message.reply_to is not None:
+        wire["replyTo"] = message.reply_to
+    if message.location is not None:
+        wire["location"] = message.location
+    if message.preview_url:
+        wire["previewUrl"] = True
+    if media is not None:
+        wire["media"] = media
+    return wire
+
+
+# --- server -> client --------------------------------------------------------------------------
+
+
+def text(frame: JsonObject, name: str) -> str | None:
+    """A string member of a frame (None when absent or not a string)."""
+    value = frame.get(name)
+    return value if isinstance(value, str) else None
+
+
+def number(frame: JsonObject, name: str) -> float | None:
+    """A numeric member of a frame (None when absent or not a number)."""
+    value = frame.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def member(frame: JsonObject, name: str) -> JsonObject:
+    """An object member of a frame (empty when absent or not an object)."""
+    value = frame.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+ACK_LEVELS: tuple[AckLevel, ...] = ("server", "device", "read", "played")
+
+
+def ack_level(frame: JsonObject) -> AckLevel | None:
+    """The level of an ``ack`` frame; None for a level this driver does not know."""
+    level = frame.get("level")
+    return next((known for known in ACK_LEVELS if known == level), None)
+
+
+def inbound_message(message: JsonObject, confirm: Confirm) -> InboundMessage:
+    """A ``message`` frame's message as the manager's ``InboundMessage``."""
+    kind = text(message, "type") or "text"
+    media = None
+    if kind in p.MEDIA_KINDS:
+        body = member(message, "media")
+        size = number(body, "size")
+        media = InboundMedia(kind, mime_type=text(body, "mime"), filename=text(body, "filename"),
+                             size=int(size) if size is not None else None, sha256=text(body, "sha256"),
+                             url=text(body, "url"), caption=text(message, "text"))
+    sender = text(message, "from") or ""
+    return InboundMessage(
+        id=str(message["id"]), chat_id=text(message, "chat") or f"{message.get('from')}@c.us", sender=sender,
+        timestamp=number(message, "timestamp") or time.time(), type=kind,
+        text=text(message, "text") if media is None else None, media=media, quoted_id=text(message, "quotedId"),
+        push_name=text(message, "pushName"), raw=message, confirm=confirm,
+    )
+
+
+def sent_message(result: JsonObject) -> SentMessage:
+    """A ``send_result``: the sent message, or the driver error its ``error`` stands for."""
+    if result.get("error"):
+        error = member(result, "error")
+        code = str(error.get("code"))
+        if code == p.NOT_READY:
+            raise NotConnected(str(error.get("message")))
+        if code in SEND_ERRORS:
+            raise SendRejected(str(error.get("message")), code=SEND_ERRORS[code])
+        raise DriverError(f"send failed: {error.get('message')} ({code})")
+    return SentMessage(str(result["id"]), number(result, "timestamp") or time.time(), bool(result.get("duplicate")))

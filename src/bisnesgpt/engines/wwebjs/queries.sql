@@ -1,0 +1,88 @@
+-- wanted_phones --
+-- Every wwebjs phone with what its operator wants (running unless stopped), its breaker and
+-- whether its company is active: what the session manager should be driving.
+SELECT pc.company_id, pc.phone_index, coalesce(ws.desired_state, 'running') AS desired_state,
+       ws.breaker_tripped_at, ws.breaker_reason, (c.status = 'active') AS company_active
+FROM phone_configs pc
+JOIN companies c ON c.id = pc.company_id
+LEFT JOIN wwebjs_sessions ws ON ws.company_id = pc.company_id AND ws.phone_index = pc.phone_index
+WHERE pc.process_name = 'wwebjs'
+ORDER BY pc.company_id, pc.phone_index
+
+-- session_auth --
+-- A session's stored (encrypted) driver credentials and the driver that paired it.
+SELECT driver, auth_state FROM wwebjs_sessions WHERE company_id = $1 AND phone_index = $2
+
+-- save_auth --
+-- Store a session's encrypted credentials after pairing or resuming; a missing device id or
+-- number keeps the one already known.
+INSERT INTO wwebjs_sessions (company_id, phone_index, driver, auth_state, device_id, phone_number)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (company_id, phone_index) DO UPDATE SET
+    driver = EXCLUDED.driver, auth_state = EXCLUDED.auth_state,
+    device_id = coalesce(EXCLUDED.device_id, wwebjs_sessions.device_id),
+    phone_number = coalesce(EXCLUDED.phone_number, wwebjs_sessions.phone_number)
+
+-- clear_auth --
+-- Forget a session's credentials (logged out: the next start shows a new QR).
+UPDATE wwebjs_sessions SET auth_state = NULL, device_id = NULL WHERE company_id = $1 AND phone_index = $2
+
+-- set_desired_state --
+-- Record what the operator wants ($3 running|stopped, $4 why stopped); running also clears a
+-- tripped breaker.
+INSERT INTO wwebjs_sessions (company_id, phone_index, desired_state, stopped_reason)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (company_id, phone_index) DO UPDATE SET
+    desired_state = EXCLUDED.desired_state, stopped_reason = EXCLUDED.stopped_reason,
+    breaker_tripped_at = CASE WHEN EXCLUDED.desired_state = 'running' THEN NULL
+                              ELSE wwebjs_sessions.breaker_tripped_at END,
+    breaker_reason = CASE WHEN EXCLUDED.desired_state = 'running' THEN NULL ELSE wwebjs_sessions.breaker_reason END
+
+-- trip_breaker --
+-- Open a session's circuit breaker now, with the reason: it is not retried until an operator starts it.
+INSERT INTO wwebjs_sessions (company_id, phone_index, breaker_tripped_at, breaker_reason)
+VALUES ($1, $2, now(), $3)
+ON CONFLICT (company_id, phone_index) DO UPDATE SET breaker_tripped_at = now(), breaker_reason = EXCLUDED.breaker_reason
+
+-- mark_ready --
+-- Note that a session became ready now (and its number, when known).
+INSERT INTO wwebjs_sessions (company_id, phone_index, last_ready_at, phone_number) VALUES ($1, $2, now(), $3)
+ON CONFLICT (company_id, phone_index) DO UPDATE SET
+    last_ready_at = now(), phone_number = coalesce(EXCLUDED.phone_number, wwebjs_sessions.phone_number)
+
+-- pending_commands --
+-- Operator commands not carried out yet, oldest first (at most 200 per reconcile round).
+SELECT id, company_id, phone_index, action, args, created_at FROM wwebjs_session_commands
+WHERE state = 'pending' ORDER BY id LIMIT 200
+
+-- finish_command --
+-- Record a pending command's outcome ($2 done|failed, $3 its result) and who carried it out.
+UPDATE wwebjs_session_commands SET state = $2, result = $3::jsonb, handled_by = $4, handled_at = now()
+WHERE id = $1 AND state = 'pending'
+
+-- insert_command --
+-- Queue an operator command for whichever wwebjs process owns the session.
+INSERT INTO wwebjs_session_commands (company_id, phone_index, action, args, requested_by)
+VALUES ($1, $2, $3, $4::jsonb, $5)
+RETURNING *
+
+-- load_command --
+-- One command of one session, as it stands now.
+SELECT * FROM wwebjs_session_commands WHERE id = $1 AND company_id = $2 AND phone_index = $3
+
+-- insert_inbound_message --
+-- Store one inbound WhatsApp Web message, once per provider id and phone; no row when it is a duplicate.
+INSERT INTO messages (message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
+                      message_type, content, media_url, media_mime_type, media_filename, payload, raw, status,
+                      external_id, context_message_id, source, created_at)
+VALUES ($1, $2, $3, 'inbound', 'wwebjs', 'wwebjs', $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, 'delivered',
+        $12, $13, 'wwebjs', $14)
+ON CONFLICT (company_id, phone_index, external_id) WHERE direction = 'inbound' AND external_id IS NOT NULL
+DO NOTHING
+RETURNING id, message_id
+
+-- outbound_for_ack --
+-- The outbound message of this session a delivery ack names by its WhatsApp id (the latest, if resent).
+SELECT id, status FROM messages
+WHERE external_id = $1 AND company_id = $2 AND phone_index = $3 AND direction = 'outbound'
+ORDER BY id DESC LIMIT 1
