@@ -15,16 +15,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from bisnesgpt.core.jsontypes import JsonObject
+from bisnesgpt.sandbox.http import AN_OBJECT, OBJECTS
 from bisnesgpt.sandbox.jsonvalues import as_float, as_strings
 from bisnesgpt.sandbox.meta_emulator.state import digits
 
 if TYPE_CHECKING:
     from bisnesgpt.sandbox.meta_emulator.app import Emulator
-
-# What the OpenAPI page says these routes answer. Documentation only: every route returns its own
-# JSONResponse, which FastAPI passes through without validating it against these.
-AN_OBJECT = dict[str, object]
-OBJECTS = list[dict[str, object]]
 
 
 def bad(detail: str) -> JSONResponse:
