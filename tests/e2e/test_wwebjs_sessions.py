@@ -484,7 +484,8 @@ async def test_faults_hang_stall_slow_sends_and_memory_growth(stack: Stack) -> N
     # Slow sends, acted out inside the driver: the send takes at least the injected delay.
     await sandbox.fault("faulty", 0, type="slow_sends", delayMs=800)
     slow = await enqueue_message(stack.database_url, stack.redis_url, "faulty", 0, text_payload("60111", "slow"))
-    await db.wait_message(slow, "sent")
+    # Wait for the last ack: "sent" lasts only until the device ack (100 ms here), too short for a poll to see.
+    await db.wait_message(slow, "read")
     steps = {r["to_status"]: r["created_at"] for r in await db.fetch(
         "SELECT h.to_status, h.created_at FROM message_status_history h JOIN messages m ON m.id = h.message_pk "
         "WHERE m.message_id = $1", slow)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from bisnesgpt.sandbox.meta_emulator.state import EmulatedPhone, EmulatorState, WebhookConfig
+
 PHONE_OPTION = typer.Option(None, "--phone", help="PHONE_NUMBER_ID[:SECRET] to serve (repeatable). Without a "
                                                   "secret any Bearer token is accepted.")
 
@@ -19,16 +21,22 @@ def meta_command(
     webhook_token: str | None = typer.Option(None, "--webhook-token",
                                       help="Send X-Webhook-Token with webhooks (360dialog style, D360_WEBHOOK_TOKEN)."),
     phone: list[str] | None = PHONE_OPTION,
-    messages_per_second: float = typer.Option(80.0, help="Throughput per phone before 130429."),
-    pair_interval_ms: float = typer.Option(6000.0, help="Pair rate: one message per this many ms to one user."),
-    pair_burst: int = typer.Option(45, help="Pair rate: messages to one user allowed at once before 131056."),
-    sent_delay_ms: float = typer.Option(50.0, help="Delay of the 'sent' webhook."),
-    delivered_delay_ms: float = typer.Option(250.0, help="Delay of the 'delivered' webhook."),
-    read_delay_ms: float = typer.Option(800.0, help="Delay of the 'read' webhook."),
-    jitter_ms: float = typer.Option(0.0, help="Random extra delay per webhook."),
-    shuffle: bool = typer.Option(False, help="Deliver each message's statuses in random order."),
-    duplicate_rate: float = typer.Option(0.0, help="Probability that a status webhook is delivered twice."),
-    read_rate: float = typer.Option(1.0, help="Fraction of messages that get a 'read' status."),
+    # Defaults are the emulator's own (a phone's limits, the webhook behaviour), written once there.
+    messages_per_second: float = typer.Option(EmulatorState.default_messages_per_second,
+                                              help="Throughput per phone before 130429."),
+    pair_interval_ms: float = typer.Option(EmulatedPhone.pair_interval_ms,
+                                           help="Pair rate: one message per this many ms to one user."),
+    pair_burst: int = typer.Option(EmulatedPhone.pair_burst,
+                                   help="Pair rate: messages to one user allowed at once before 131056."),
+    sent_delay_ms: float = typer.Option(WebhookConfig.sent_delay_ms, help="Delay of the 'sent' webhook."),
+    delivered_delay_ms: float = typer.Option(WebhookConfig.delivered_delay_ms,
+                                             help="Delay of the 'delivered' webhook."),
+    read_delay_ms: float = typer.Option(WebhookConfig.read_delay_ms, help="Delay of the 'read' webhook."),
+    jitter_ms: float = typer.Option(WebhookConfig.jitter_ms, help="Random extra delay per webhook."),
+    shuffle: bool = typer.Option(WebhookConfig.shuffle, help="Deliver each message's statuses in random order."),
+    duplicate_rate: float = typer.Option(WebhookConfig.duplicate_rate,
+                                         help="Probability that a status webhook is delivered twice."),
+    read_rate: float = typer.Option(WebhookConfig.read_rate, help="Fraction of messages that get a 'read' status."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run a Cloud API look-alike for development without a Meta account (see README)."""
@@ -37,7 +45,6 @@ def meta_command(
     import uvicorn
 
     from bisnesgpt.sandbox.meta_emulator.app import create_app
-    from bisnesgpt.sandbox.meta_emulator.state import EmulatorState, WebhookConfig
 
     if profile not in ("meta", "d360"):
         typer.echo(f"bisnesgpt: --profile must be meta or d360, not {profile!r}", err=True)

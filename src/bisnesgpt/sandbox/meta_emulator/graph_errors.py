@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict
 
 
 @dataclass(frozen=True)
 class GraphErrorSpec:
+    """How the Cloud API answers one error code: HTTP status, title, default details, exception type."""
+
     http_status: int
     title: str
     details: str
@@ -52,19 +54,56 @@ ERRORS: dict[int, GraphErrorSpec] = {
 UNKNOWN = GraphErrorSpec(400, "Error", "An error occurred.")
 
 
+class ErrorData(TypedDict):
+    """``error_data`` of an error: the details sentence (and, in HTTP answers, the product)."""
+
+    messaging_product: NotRequired[str]
+    details: str
+
+
+class GraphError(TypedDict):
+    """The ``error`` object of a ``GraphAPIError`` answer."""
+
+    message: str
+    type: str
+    code: int
+    error_data: NotRequired[ErrorData]
+    fbtrace_id: str
+    error_subcode: NotRequired[int]
+    is_transient: NotRequired[bool]
+
+
+class GraphErrorBody(TypedDict):
+    """The body of every Graph error answer."""
+
+    error: GraphError
+
+
+class StatusError(TypedDict):
+    """One entry of a ``failed`` status webhook's ``errors[]``."""
+
+    code: int
+    title: str
+    message: str
+    error_data: ErrorData
+    href: str
+
+
 def fbtrace_id() -> str:
+    """A trace id shaped like Graph's (Meta support asks for it; here it only has to look right)."""
     return "A" + secrets.token_urlsafe(16)
 
 
 def spec_for(code: int) -> GraphErrorSpec:
+    """The answer for ``code``; codes the table does not know get a generic 400."""
     return ERRORS.get(code, UNKNOWN)
 
 
 def error_body(code: int, *, details: str | None = None, message: str | None = None,
-               subcode: int | None = None) -> tuple[int, dict[str, Any]]:
+               subcode: int | None = None) -> tuple[int, GraphErrorBody]:
     """(HTTP status, ``{"error": {...}}``) for a Graph error code."""
     spec = spec_for(code)
-    error: dict[str, Any] = {
+    error: GraphError = {
         "message": message or f"(#{code}) {spec.title}",
         "type": spec.type,
         "code": code,
@@ -78,7 +117,7 @@ def error_body(code: int, *, details: str | None = None, message: str | None = N
     return spec.http_status, {"error": error}
 
 
-def unknown_object(object_id: str, method: str) -> tuple[int, dict[str, Any]]:
+def unknown_object(object_id: str, method: str) -> tuple[int, GraphErrorBody]:
     """Graph's answer for an id that is not an object you may use (code 100, subcode 33)."""
     message = (f"Unsupported {method.lower()} request. Object with ID '{object_id}' does not exist, cannot be loaded "
                "due to missing permissions, or does not support this operation. Please read the Graph API "
@@ -87,7 +126,7 @@ def unknown_object(object_id: str, method: str) -> tuple[int, dict[str, Any]]:
                            "fbtrace_id": fbtrace_id()}}
 
 
-def status_error(code: int, details: str | None = None) -> dict[str, Any]:
+def status_error(code: int, details: str | None = None) -> StatusError:
     """One entry of a failed status's ``errors[]``."""
     spec = spec_for(code)
     return {"code": code, "title": spec.title, "message": spec.title,

@@ -28,11 +28,12 @@ import copy
 import functools
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 
 SPEC_FILE = "business-messaging-api_v23.0.yaml"
 MESSAGES_PATH = "/{Version}/{Phone-Number-ID}/messages"
@@ -41,55 +42,90 @@ TYPE_KEYS = ("text", "image", "audio", "video", "document", "sticker", "location
 BUTTON_SUB_TYPES = "quick_reply|url|catalog|flow|copy_code|voice_call|mpm|order_details|otp|spm"
 
 
-def load_spec() -> dict[str, Any]:
+def load_spec() -> JsonObject:
     """Meta's OpenAPI document, parsed (about a second; cached by callers)."""
     text = resources.files("bisnesgpt.sandbox.meta_emulator").joinpath("spec", SPEC_FILE).read_text("utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    document: dict[str, Any] = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    return document
+    document = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    return _object(document)
 
 
-def request_examples(document: dict[str, Any]) -> dict[str, Any]:
+def _at(node: JsonValue, *path: str | int) -> JsonValue:
+    """The part of a JSON document at ``path`` (object keys and array indexes)."""
+    for step in path:
+        if isinstance(node, dict) and isinstance(step, str):
+            node = node[step]
+            continue
+        if isinstance(node, list) and isinstance(step, int):
+            node = node[step]
+            continue
+        raise TypeError(f"the document has no {step!r} here")
+    return node
+
+
+def _object(node: JsonValue, *path: str | int) -> JsonObject:
+    """The object at ``path``: Meta's document has one there, or it is not the document we ship."""
+    found = _at(node, *path)
+    if not isinstance(found, dict):
+        raise TypeError(f"expected an object at {'/'.join(map(str, path)) or 'the top'}")
+    return found
+
+
+def _array(node: JsonValue, *path: str | int) -> list[JsonValue]:
+    """The array at ``path`` (see ``_object``)."""
+    found = _at(node, *path)
+    if not isinstance(found, list):
+        raise TypeError(f"expected an array at {'/'.join(map(str, path))}")
+    return found
+
+
+def _examples(document: JsonObject, path: str) -> JsonObject:
+    content = _object(document, "paths", path, "post", "requestBody", "content", "application/json")
+    return {name: _object(example)["value"] for name, example in _object(content, "examples").items()}
+
+
+def request_examples(document: JsonObject) -> JsonObject:
     """The request examples of ``POST /{Version}/{Phone-Number-ID}/messages``, by name."""
-    content = document["paths"][MESSAGES_PATH]["post"]["requestBody"]["content"]["application/json"]
-    return {name: example["value"] for name, example in content["examples"].items()}
+    return _examples(document, MESSAGES_PATH)
 
 
-def webhook_examples(document: dict[str, Any]) -> dict[str, Any]:
+def webhook_examples(document: JsonObject) -> JsonObject:
     """The webhook payload examples of ``POST /whatsapp/webhooks``, by name."""
-    content = document["paths"]["/whatsapp/webhooks"]["post"]["requestBody"]["content"]["application/json"]
-    return {name: example["value"] for name, example in content["examples"].items()}
+    return _examples(document, "/whatsapp/webhooks")
 
 
-def _overlay(schemas: dict[str, Any]) -> None:
+def _overlay(schemas: JsonObject) -> None:
     """Apply the documented relaxations (module docstring, points 2 to 5) in place."""
-    location = schemas["LocationMessage"]["allOf"][1]["properties"]["location"]["properties"]
+    location = _object(schemas, "LocationMessage", "allOf", 1, "properties", "location", "properties")
     for axis in ("latitude", "longitude"):
-        location[axis] = {**location[axis], "type": ["number", "string"]}
-    schemas["LanguageObject"]["required"] = ["code"]
-    component = schemas["TemplateComponent"]["properties"]
+        location[axis] = {**_object(location, axis), "type": ["number", "string"]}
+    _object(schemas, "LanguageObject")["required"] = ["code"]
+    component = _object(schemas, "TemplateComponent", "properties")
     component["index"] = {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 0}
     component["sub_type"] = {"type": "string", "pattern": f"(?i)^({BUTTON_SUB_TYPES})$"}
-    interactive_type = schemas["InteractiveObject"]["properties"]["type"]
-    interactive_type["enum"] = [*interactive_type["enum"], "order_details", "order_status"]
-    schemas["ActionObject"]["oneOf"].append({
+    interactive_type = _object(schemas, "InteractiveObject", "properties", "type")
+    interactive_type["enum"] = [*_array(interactive_type, "enum"), "order_details", "order_status"]
+    _array(schemas, "ActionObject", "oneOf").append({
         "required": ["name", "parameters"],
         "properties": {"name": {"type": "string", "enum": ["review_and_pay", "review_order"]},
                        "parameters": {"type": "object"}},
     })
 
 
-def _merged(schemas: dict[str, Any], name: str) -> dict[str, Any]:
+def _merged(schemas: JsonObject, name: str) -> JsonObject:
     """One object schema from ``allOf: [BaseMessageProperties, {…type-specific…}]``."""
-    properties: dict[str, Any] = {}
+    properties: JsonObject = {}
     required: list[str] = []
     closed = False
-    for piece in schemas[name]["allOf"]:
-        part = schemas[piece["$ref"].rsplit("/", 1)[-1]] if "$ref" in piece else piece
-        properties.update(part.get("properties", {}))
-        required.extend(part.get("required", []))
+    for piece in _array(schemas, name, "allOf"):
+        part = _object(piece)
+        if "$ref" in part:
+            part = _object(schemas, str(part["$ref"]).rsplit("/", 1)[-1])
+        properties.update(_object(part.get("properties", {})))
+        required.extend(str(key) for key in _array(part.get("required", [])))
         closed = closed or part.get("additionalProperties") is False
-    merged: dict[str, Any] = {"type": "object", "properties": properties, "required": sorted(set(required))}
+    merged: JsonObject = {"type": "object", "properties": properties,
+                          "required": [key for key in sorted(set(required))]}
     if closed:
         merged["additionalProperties"] = False
     return merged
@@ -106,25 +142,27 @@ class Problem:
 class MessageValidator:
     """Validates send and mark-as-read bodies; built once per emulator."""
 
-    def __init__(self, document: dict[str, Any] | None = None) -> None:
+    def __init__(self, document: JsonObject | None = None) -> None:
         document = copy.deepcopy(document) if document is not None else load_spec()
-        schemas = document["components"]["schemas"]
+        components = _object(document, "components")
+        schemas = _object(components, "schemas")
         _overlay(schemas)
-        mapping: dict[str, str] = schemas["Message"]["discriminator"]["mapping"]
+        mapping = _object(schemas, "Message", "discriminator", "mapping")
         self._validators: dict[str, Draft202012Validator] = {}
-        root = {"components": document["components"]}
+        root: JsonObject = {"components": components}
         for kind, ref in mapping.items():
-            name = ref.rsplit("/", 1)[-1]
+            name = str(ref).rsplit("/", 1)[-1]
             schemas[f"x-merged-{name}"] = _merged(schemas, name)
             self._validators[kind] = Draft202012Validator({**root, "$ref": f"#/components/schemas/x-merged-{name}"})
         self._mark_read = Draft202012Validator({**root, "$ref": "#/components/schemas/MarkMessageRequestPayload"})
 
     @staticmethod
-    def is_mark_as_read(body: dict[str, Any]) -> bool:
+    def is_mark_as_read(body: JsonObject) -> bool:
+        """A ``status`` + ``message_id`` body with no message object is mark-as-read, not a send."""
         return "status" in body and "message_id" in body and not any(key in body for key in TYPE_KEYS)
 
     @staticmethod
-    def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
+    def with_defaults(body: JsonObject) -> JsonObject:
         """The body with Meta's defaults for ``recipient_type`` and ``type`` filled in."""
         filled = dict(body)
         filled.setdefault("recipient_type", "individual")
@@ -133,7 +171,7 @@ class MessageValidator:
             filled["type"] = present[0] if len(present) == 1 else "text"
         return filled
 
-    def validate(self, body: dict[str, Any]) -> Problem | None:
+    def validate(self, body: JsonObject) -> Problem | None:
         """None if valid; otherwise the most relevant problem."""
         if self.is_mark_as_read(body):
             return _first_problem(self._mark_read, body)
@@ -146,10 +184,11 @@ class MessageValidator:
 
     @property
     def message_types(self) -> list[str]:
+        """The ``type`` values a send may have (the schema's discriminator mapping)."""
         return sorted(self._validators)
 
 
-def _first_problem(validator: Draft202012Validator, body: dict[str, Any]) -> Problem | None:
+def _first_problem(validator: Draft202012Validator, body: JsonObject) -> Problem | None:
     error = best_match(validator.iter_errors(body))
     if error is None:
         return None
@@ -159,4 +198,5 @@ def _first_problem(validator: Draft202012Validator, body: dict[str, Any]) -> Pro
 
 @functools.cache
 def default_validator() -> MessageValidator:
+    """The validator over the shipped document, built once per process (it takes about a second)."""
     return MessageValidator()

@@ -1,7 +1,7 @@
-"""The emulator's in-memory world: phones, limits, media, templates, rules, and the record.
+"""The emulator's in-memory world: phones, limits, media, templates, rules, and the request log.
 
 Everything is per emulator process and lives in memory (it is a development and test
-stand-in); the record of requests is what tests, benchmarks and the chaos checker read.
+stand-in); the request log (``record.py``) is what tests, benchmarks and the chaos checker read.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import hmac
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Literal
+
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.sandbox.jsonvalues import as_float, as_int, as_text
+from bisnesgpt.sandbox.meta_emulator.record import RequestLog
+
+RuleMode = Literal["sync", "webhook"]
+RULE_MODES: dict[str, RuleMode] = {"sync": "sync", "webhook": "webhook"}
 
 DEFAULT_TEMPLATES: dict[str, set[str] | None] = {
     # Every WhatsApp Business Account starts with Meta's sample templates.
@@ -36,7 +43,8 @@ def new_object_id() -> str:
     return str(10**15 + secrets.randbelow(9 * 10**15))
 
 
-def digits(value: Any) -> str:
+def digits(value: object) -> str:
+    """Only the digits of a phone number as given (``"+60 12-345"`` -> ``"6012345"``; None -> ``""``)."""
     return "".join(ch for ch in str(value or "") if ch.isdigit())
 
 
@@ -85,26 +93,30 @@ class EmulatedPhone:
         self._pair_tat[wa_id] = tat + interval
         return True
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> JsonObject:
+        """The phone as the admin API shows it: every setting, none of the limiters' state."""
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
-    def update(self, values: dict[str, Any]) -> None:
+    def update(self, values: JsonObject) -> None:
+        """Apply the settings present in ``values`` (admin API names); the throughput bucket refills."""
         for key in ("access_token", "d360_api_key", "display_phone_number", "waba_id"):
             if key in values:
-                setattr(self, key, None if values[key] is None else str(values[key]))
+                setattr(self, key, as_text(values[key]))
         for key in ("verified_name", "quality_rating", "code_verification_status", "name_status", "status"):
             if values.get(key) is not None:
                 setattr(self, key, str(values[key]))
         for key in ("messages_per_second", "pair_interval_ms"):
             if key in values:
-                setattr(self, key, float(values[key]))
+                setattr(self, key, as_float(values[key]))
         if "pair_burst" in values:
-            self.pair_burst = max(1, int(values["pair_burst"]))
+            self.pair_burst = max(1, as_int(values["pair_burst"]))
         self._tokens = -1.0
 
 
 @dataclass
 class StoredMedia:
+    """An uploaded file, kept for the phone that uploaded it until deleted."""
+
     id: str
     phone_number_id: str
     content: bytes
@@ -113,10 +125,12 @@ class StoredMedia:
 
     @property
     def sha256_hex(self) -> str:
+        """The digest as the media object's ``sha256`` (hex)."""
         return hashlib.sha256(self.content).hexdigest()
 
     @property
     def sha256_b64(self) -> str:
+        """The digest as an inbound media message's ``sha256`` (base64)."""
         return base64.b64encode(hashlib.sha256(self.content).digest()).decode()
 
 
@@ -126,7 +140,7 @@ class ErrorRule:
 
     id: int
     code: int
-    mode: str = "sync"  # sync | webhook
+    mode: RuleMode = "sync"
     phone_number_id: str | None = None
     to: str | None = None
     type: str | None = None
@@ -136,6 +150,7 @@ class ErrorRule:
     hits: int = 0
 
     def matches(self, phone_number_id: str, wa_id: str, kind: str) -> bool:
+        """Whether a send of ``kind`` from the phone to ``wa_id`` is one this rule fails (and it is not used up)."""
         if self.times is not None and self.hits >= self.times:
             return False
         return ((self.phone_number_id is None or self.phone_number_id == phone_number_id)
@@ -161,76 +176,45 @@ class WebhookConfig:
     retry_seconds: float = 600.0
     timeout_seconds: float = 10.0
 
-    def update(self, values: dict[str, Any]) -> None:
+    def update(self, values: JsonObject) -> None:
+        """Apply ``PATCH /_emulator/config``'s ``webhook`` object; an unknown name is a KeyError."""
         for key, value in values.items():
             if key not in self.__dataclass_fields__:
                 raise KeyError(key)
             current = getattr(self, key)
-            if value is None or isinstance(current, str | type(None)):
-                setattr(self, key, value)
+            if isinstance(current, str | type(None)):
+                setattr(self, key, as_text(value))
             elif isinstance(current, bool):
                 setattr(self, key, bool(value))
             else:
-                setattr(self, key, float(value))
+                setattr(self, key, as_float(value))
 
-    def public(self) -> dict[str, Any]:
-        data = asdict(self)
+    def public(self) -> JsonObject:
+        """The settings as the admin API shows them, secrets masked."""
+        data: JsonObject = asdict(self)
         data["app_secret"] = "***" if self.app_secret else None
         data["token"] = "***" if self.token else None
         return data
 
 
-class RequestRecord:
-    """Every request the emulator answered, in order (bounded), queryable by sequence number."""
-
-    def __init__(self, limit: int = 500_000) -> None:
-        self.limit = limit
-        self.entries: list[dict[str, Any]] = []
-        self.next_seq = 1
-
-    def add(self, **entry: Any) -> dict[str, Any]:
-        entry["seq"] = self.next_seq
-        entry.setdefault("ts", time.time())
-        self.next_seq += 1
-        self.entries.append(entry)
-        if len(self.entries) > self.limit:
-            del self.entries[: len(self.entries) - self.limit]
-        return entry
-
-    def query(self, *, since: int = 0, operation: str | None = None, phone_number_id: str | None = None,
-              limit: int | None = None, with_body: bool = False) -> list[dict[str, Any]]:
-        out = []
-        for entry in self.entries:
-            if entry["seq"] <= since:
-                continue
-            if operation is not None and entry.get("operation") != operation:
-                continue
-            if phone_number_id is not None and entry.get("phone_number_id") != phone_number_id:
-                continue
-            out.append(entry if with_body else {k: v for k, v in entry.items() if k != "body"})
-            if limit is not None and len(out) >= limit:
-                break
-        return out
-
-    def clear(self) -> None:
-        self.entries.clear()
-
-
 @dataclass
 class EmulatorState:
+    """Everything one emulator process knows: phones, media, templates, contacts, rules, settings, log."""
+
     phones: dict[str, EmulatedPhone] = field(default_factory=dict)
     media: dict[str, StoredMedia] = field(default_factory=dict)
     templates: dict[str, set[str] | None] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     silent_contacts: set[tuple[str, str]] = field(default_factory=set)  # (phone id or "*", wa_id)
     rules: list[ErrorRule] = field(default_factory=list)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
-    requests: RequestRecord = field(default_factory=RequestRecord)
+    requests: RequestLog = field(default_factory=RequestLog)
     media_url_ttl: float = 300.0
     url_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     default_messages_per_second: float = 80.0
     _next_rule: int = 1
 
-    def add_phone(self, phone_number_id: str, **values: Any) -> EmulatedPhone:
+    def add_phone(self, phone_number_id: str, **values: JsonValue) -> EmulatedPhone:
+        """Create the phone (at the default throughput) if new, then apply ``values`` to it."""
         phone = self.phones.get(phone_number_id)
         if phone is None:
             phone = EmulatedPhone(phone_number_id, messages_per_second=self.default_messages_per_second)
@@ -239,25 +223,30 @@ class EmulatorState:
         return phone
 
     def phone_by_d360_key(self, key: str) -> EmulatedPhone | None:
+        """The phone whose 360dialog API key this is (compared in constant time)."""
         for phone in self.phones.values():
             if phone.d360_api_key and hmac.compare_digest(phone.d360_api_key, key):
                 return phone
         return None
 
-    def add_rule(self, values: dict[str, Any]) -> ErrorRule:
-        rule = ErrorRule(
-            id=self._next_rule, code=int(values["code"]), mode=str(values.get("mode") or "sync"),
-            phone_number_id=values.get("phone_number_id"), to=values.get("to"), type=values.get("type"),
-            times=int(values["times"]) if values.get("times") is not None else None, details=values.get("details"),
-            usage_minutes=int(values["usage_minutes"]) if values.get("usage_minutes") is not None else None,
-        )
-        if rule.mode not in ("sync", "webhook"):
+    def add_rule(self, values: JsonObject) -> ErrorRule:
+        """A new error rule from ``POST /_emulator/rules``; a missing code or a bad mode is refused."""
+        code, times, usage_minutes = as_int(values["code"]), values.get("times"), values.get("usage_minutes")
+        mode = RULE_MODES.get(str(values.get("mode") or "sync"))
+        rule_times = as_int(times) if times is not None else None
+        rule_usage = as_int(usage_minutes) if usage_minutes is not None else None
+        if mode is None:
             raise ValueError("mode must be 'sync' or 'webhook'")
+        rule = ErrorRule(id=self._next_rule, code=code, mode=mode,
+                         phone_number_id=as_text(values.get("phone_number_id")), to=as_text(values.get("to")),
+                         type=as_text(values.get("type")), times=rule_times, details=as_text(values.get("details")),
+                         usage_minutes=rule_usage)
         self._next_rule += 1
         self.rules.append(rule)
         return rule
 
     def match_rule(self, phone_number_id: str, wa_id: str, kind: str) -> ErrorRule | None:
+        """The first rule this send matches, counted as a hit."""
         for rule in self.rules:
             if rule.matches(phone_number_id, wa_id, kind):
                 rule.hits += 1
@@ -265,15 +254,18 @@ class EmulatorState:
         return None
 
     def template_known(self, name: str, language: str) -> bool:
+        """Whether the template exists in that language (None languages: in every language)."""
         if name not in self.templates:
             return False
         languages = self.templates[name]
         return languages is None or language in languages
 
     def has_written(self, phone_number_id: str, wa_id: str) -> bool:
+        """Whether the 24-hour window is open: everyone has written unless marked silent (per phone or all)."""
         return (phone_number_id, wa_id) not in self.silent_contacts and ("*", wa_id) not in self.silent_contacts
 
     def set_written(self, phone_number_id: str | None, wa_id: str, written: bool) -> None:
+        """Mark whether the contact has written to one phone (None: to every phone)."""
         key = (phone_number_id or "*", wa_id)
         if written:
             self.silent_contacts.discard(key)
@@ -282,14 +274,17 @@ class EmulatorState:
             self.silent_contacts.add(key)
 
     def store_media(self, phone_number_id: str, content: bytes, mime_type: str) -> StoredMedia:
+        """Keep an upload under a new Graph object id."""
         media = StoredMedia(new_object_id(), phone_number_id, content, mime_type, time.time())
         self.media[media.id] = media
         return media
 
     def media_query(self, media_id: str, expires: int) -> str:
+        """The query string of a download URL: the id, its expiry and an HMAC over both."""
         digest = hmac.new(self.url_key, f"{media_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
         return f"mid={media_id}&ext={expires}&hash={digest}"
 
     def media_url_valid(self, media_id: str, expires: int, digest: str) -> bool:
+        """Whether a download URL is one this emulator signed and has not expired."""
         expected = self.media_query(media_id, expires).rsplit("hash=", 1)[1]
         return hmac.compare_digest(expected, digest) and expires >= time.time()

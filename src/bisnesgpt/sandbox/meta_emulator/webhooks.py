@@ -18,50 +18,27 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.engines.meta.signature import sign
-from bisnesgpt.sandbox.meta_emulator.graph_errors import status_error
-from bisnesgpt.sandbox.meta_emulator.state import EmulatedPhone, RequestRecord, WebhookConfig, new_object_id
+from bisnesgpt.sandbox.meta_emulator.payloads import StatusName, WebhookPayload, envelope, status_value
+from bisnesgpt.sandbox.meta_emulator.record import DeliveryKind, WebhookLog, WebhookSummary
+from bisnesgpt.sandbox.meta_emulator.state import EmulatedPhone, WebhookConfig, new_object_id
 
 log = logging.getLogger(__name__)
 
 MAX_PARALLEL_DELIVERIES = 32
 
 
-def envelope(phone: EmulatedPhone, value: dict[str, Any], field_name: str = "messages") -> dict[str, Any]:
-    """A webhook payload around one change ``value`` for ``phone``."""
-    value = {"messaging_product": "whatsapp",
-             "metadata": {"display_phone_number": phone.display_phone_number,
-                          "phone_number_id": phone.phone_number_id},
-             **value}
-    return {"object": "whatsapp_business_account",
-            "entry": [{"id": phone.waba_id, "changes": [{"value": value, "field": field_name}]}]}
-
-
-def status_value(wamid: str, status: str, wa_id: str, *, error_code: int | None = None,
-                 error_details: str | None = None, conversation_id: str | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(int(time.time())),
-                             "recipient_id": wa_id}
-    if status in ("sent", "delivered"):
-        entry["conversation"] = {"id": conversation_id or new_object_id(),
-                                 "expiration_timestamp": str(int(time.time()) + 86_400),
-                                 "origin": {"type": "service"}}
-        entry["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "service"}
-    if status == "failed" and error_code is not None:
-        entry["errors"] = [status_error(error_code, error_details)]
-    return {"statuses": [entry]}
-
-
 @dataclass(order=True)
 class _Delivery:
     due: float
     seq: int
-    payload: dict[str, Any] = field(compare=False)
-    kind: str = field(compare=False)
-    summary: dict[str, Any] = field(compare=False)
+    payload: WebhookPayload | JsonObject = field(compare=False)
+    kind: DeliveryKind = field(compare=False)
+    summary: WebhookSummary = field(compare=False)
     first_due: float = field(compare=False, default=0.0)
     attempt: int = field(compare=False, default=0)
 
@@ -69,9 +46,9 @@ class _Delivery:
 class WebhookSender:
     """Schedules and delivers webhooks (see module docstring)."""
 
-    def __init__(self, config: WebhookConfig, record: RequestRecord | None = None) -> None:
+    def __init__(self, config: WebhookConfig, record: WebhookLog | None = None) -> None:
         self.config = config
-        self.record = record or RequestRecord()
+        self.record = record or WebhookLog()
         self._queue: list[_Delivery] = []
         self._seq = 0
         self._wake = asyncio.Event()
@@ -81,11 +58,13 @@ class WebhookSender:
         self._slots = asyncio.Semaphore(MAX_PARALLEL_DELIVERIES)
 
     def start(self) -> None:
+        """Open the HTTP client and start the delivery loop (in the running event loop)."""
         self._http = httpx.AsyncClient(timeout=self.config.timeout_seconds,
                                        limits=httpx.Limits(max_connections=MAX_PARALLEL_DELIVERIES))
         self._task = asyncio.create_task(self._run(), name="webhook-sender")
 
     async def stop(self) -> None:
+        """Stop delivering; webhooks still queued are dropped (the emulator is going away)."""
         if self._task is not None:
             self._task.cancel()
         for task in list(self._inflight):
@@ -95,9 +74,11 @@ class WebhookSender:
 
     @property
     def pending(self) -> int:
+        """Webhooks not yet delivered: queued, waiting for a retry, or being posted."""
         return len(self._queue) + len(self._inflight)
 
-    def schedule(self, payload: dict[str, Any], *, delay_s: float, kind: str, summary: dict[str, Any]) -> int:
+    def schedule(self, payload: WebhookPayload | JsonObject, *, delay_s: float, kind: DeliveryKind,
+                 summary: WebhookSummary) -> int:
         """Queue one webhook; returns its sequence number (none is sent without a URL)."""
         if not self.config.url:
             return 0
@@ -112,7 +93,7 @@ class WebhookSender:
         """sent → delivered → read (or a single ``failed``), with the configured disorder."""
         cfg = self.config
         conversation = new_object_id()
-        steps: list[tuple[str, float]]
+        steps: list[tuple[StatusName, float]]
         if failed_code is not None:
             steps = [("failed", cfg.sent_delay_ms)]
         else:
@@ -183,7 +164,7 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         latency_ms = (time.monotonic() - started) * 1000
-        self.record.add(operation="webhook", kind=delivery.kind, url=cfg.url, http_status=status, error=error,
+        self.record.add(kind=delivery.kind, url=cfg.url, http_status=status, error=error,
                         latency_ms=round(latency_ms, 3), attempt=delivery.attempt, delivery=delivery.seq,
-                        **delivery.summary)
+                        summary=delivery.summary)
         return status is not None and 200 <= status < 300

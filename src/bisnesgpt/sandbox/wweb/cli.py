@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import typer
 
 from bisnesgpt.cli.common import console, settings_or_exit
+from bisnesgpt.core.jsontypes import JsonObject
+from bisnesgpt.sandbox.wweb.config import NetworkConfig
+
+if TYPE_CHECKING:
+    from bisnesgpt.sandbox.wweb.network import SessionView
+    from bisnesgpt.sandbox.wweb.records import MessageRow
+    from bisnesgpt.sandbox.wweb.routing import InjectedInbound
+    from bisnesgpt.sandbox.wweb.sessions import Linked
 
 wweb_app = typer.Typer(help="The sandbox WhatsApp-Web network (a stand-in for WhatsApp's servers).",
                        no_args_is_help=True)
@@ -28,6 +36,7 @@ def _url(url: str | None) -> str:
 
 
 def _call(method: str, url: str, **kwargs: Any) -> Any:
+    """The admin API's JSON answer (the callers know its shape); an error ends the command."""
     try:
         response = httpx.request(method, url, timeout=15, **kwargs)
     except httpx.HTTPError as exc:
@@ -49,19 +58,21 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
     data_dir: str = typer.Option(None, help="where records persist (default: $DATA_DIR/sandbox-wweb)"),
     memory: bool = typer.Option(False, "--memory", help="keep records in memory only"),
-    ack_server_ms: int = typer.Option(50, help="delay of the server ack (sent)"),
-    ack_device_ms: int = typer.Option(300, help="delay of the device ack (delivered)"),
-    ack_read_ms: int = typer.Option(1000, help="delay of the read receipt"),
-    no_read: bool = typer.Option(False, "--no-read", help="recipients never read"),
-    result_delay_ms: int = typer.Option(0, help="answer sends this much later (records them at once)"),
-    qr_rotate_ms: int = typer.Option(20_000, help="how often an unscanned QR rotates"),
-    auth_delay_ms: int = typer.Option(200, help="pair_success -> ready"),
-    ready_delay_ms: int = typer.Option(200, help="authenticated (resumed) -> ready"),
-    keepalive_interval: float = typer.Option(5.0, help="seconds between client pings"),
-    keepalive_timeout: float = typer.Option(15.0, help="seconds without a pong before a client gives up"),
+    # Defaults are the network's own (NetworkConfig), written once there.
+    ack_server_ms: int = typer.Option(NetworkConfig.ack_server_ms, help="delay of the server ack (sent)"),
+    ack_device_ms: int = typer.Option(NetworkConfig.ack_device_ms, help="delay of the device ack (delivered)"),
+    ack_read_ms: int = typer.Option(NetworkConfig.ack_read_ms, help="delay of the read receipt"),
+    no_read: bool = typer.Option(not NetworkConfig.auto_read, "--no-read", help="recipients never read"),
+    result_delay_ms: int = typer.Option(NetworkConfig.result_delay_ms,
+                                        help="answer sends this much later (records them at once)"),
+    qr_rotate_ms: int = typer.Option(NetworkConfig.qr_rotate_ms, help="how often an unscanned QR rotates"),
+    auth_delay_ms: int = typer.Option(NetworkConfig.auth_delay_ms, help="pair_success -> ready"),
+    ready_delay_ms: int = typer.Option(NetworkConfig.ready_delay_ms, help="authenticated (resumed) -> ready"),
+    keepalive_interval: float = typer.Option(NetworkConfig.keepalive_interval, help="seconds between client pings"),
+    keepalive_timeout: float = typer.Option(NetworkConfig.keepalive_timeout,
+                                            help="seconds without a pong before a client gives up"),
 ) -> None:
     """Run the sandbox network (WebSocket for drivers, HTTP admin API)."""
-    from bisnesgpt.sandbox.wweb.network import NetworkConfig
     from bisnesgpt.sandbox.wweb.server import serve as run
 
     settings = settings_or_exit()
@@ -84,7 +95,7 @@ def scan(
 ) -> None:
     """Scan the session's QR code (or enter its pairing code) as the phone would."""
     body = {k: v for k, v in {"phone": phone, "code": code}.items() if v}
-    result = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/scan", json=body)
+    result: Linked = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/scan", json=body)
     console.print(f"linked {result['session']} as {result['phone']} (device {result['deviceId']})")
 
 
@@ -97,8 +108,8 @@ def inbound(
     url: str = URL_OPTION,
 ) -> None:
     """Send a text message to the session's phone from ``--from``."""
-    result = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/inbound",
-                   json={"from": sender, "type": "text", "text": text})
+    result: InjectedInbound = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/inbound",
+                                    json={"from": sender, "type": "text", "text": text})
     console.print(f"message {result['id']} {'delivered' if result['pushed'] else 'queued until the session is ready'}")
 
 
@@ -117,7 +128,7 @@ def fault(
     url: str = URL_OPTION,
 ) -> None:
     """Inject a fault into a session (network-side, or acted out inside the driver)."""
-    body: dict[str, Any] = {"type": kind, "seconds": seconds, "count": count, "afterMs": after_ms,
+    body: JsonObject = {"type": kind, "seconds": seconds, "count": count, "afterMs": after_ms,
                             "delayMs": delay_ms, "mbPerSecond": mb_per_second, "maxMb": max_mb}
     result = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/faults",
                    json={k: v for k, v in body.items() if v is not None})
@@ -127,10 +138,10 @@ def fault(
 @wweb_app.command()
 def sessions(url: str = URL_OPTION) -> None:
     """The sessions the network knows (connection state, device, counts)."""
-    result = _call("GET", f"{_url(url)}/admin/sessions")
-    for view in result["sessions"]:
-        device = view["device"] or {}
-        console.print(f"{view['session']:<24} {view['state']:<14} phone={device.get('phone', '-'):<14} "
+    views: list[SessionView] = _call("GET", f"{_url(url)}/admin/sessions")["sessions"]
+    for view in views:
+        phone = view["device"]["phone"] if view["device"] else "-"
+        console.print(f"{view['session']:<24} {view['state']:<14} phone={phone:<14} "
                       f"sent={view['sent']} received={view['received']} overlaps={view['overlaps']}")
 
 
@@ -146,6 +157,7 @@ def messages(
     if as_json:
         console.print_json(json.dumps(result))
         return
-    for m in result["messages"]:
+    found: list[MessageRow] = result["messages"]
+    for m in found:
         console.print(f"{m['session']:<20} {m['direction']:<3} {m['id']:<24} {m['kind']:<9} ack={m['ack']} "
                       f"received={m['received_count']} {m['chat']}")

@@ -35,9 +35,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Literal, TypeAlias, TypedDict
+
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+
+AckLevel = Literal["server", "device", "read"]
 
 WS_PATH = "/ws/chat"
-ACK_LEVELS = ("server", "device", "read")
+ACK_LEVELS: tuple[AckLevel, ...] = ("server", "device", "read")
 ACK_RANK = {"none": 0, "server": 1, "device": 2, "read": 3}
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 SEND_KINDS = ("text", *MEDIA_KINDS, "location", "reaction", "edit", "delete")
@@ -60,4 +65,140 @@ def wa_message_id(client_id: str) -> str:
 
 
 def session_label(company_id: str, phone_index: int) -> str:
+    """The network's name for a phone's session: ``<company>:<phone index>``."""
     return f"{company_id}:{phone_index}"
+
+
+# --- server -> client frames ------------------------------------------------------------------------
+
+
+class Keepalive(TypedDict):
+    """How often the client pings, and how long it waits for a pong before it gives up."""
+
+    interval: float
+    timeout: float
+
+
+class Welcome(TypedDict):
+    """The first frame on every socket."""
+
+    type: Literal["welcome"]
+    keepalive: Keepalive
+
+
+class QrFrame(TypedDict):
+    """A QR code to show (rotates while nobody scans it)."""
+
+    type: Literal["qr"]
+    code: str
+
+
+class PairingCodeFrame(TypedDict):
+    """The code to enter on the phone instead of scanning."""
+
+    type: Literal["pairing_code"]
+    code: str
+    phone: str
+
+
+class DeviceAuth(TypedDict):
+    """The credentials a linked device resumes with."""
+
+    deviceId: str
+    secret: str
+
+
+class PairSuccess(TypedDict):
+    """A scan (or code entry) linked the device: keep these credentials."""
+
+    type: Literal["pair_success"]
+    auth: DeviceAuth
+    phone: str
+    pushName: str
+
+
+class Authenticated(TypedDict):
+    """Stored credentials were accepted."""
+
+    type: Literal["authenticated"]
+    phone: str
+    deviceId: str
+
+
+class Ready(TypedDict):
+    """The session may send and will receive."""
+
+    type: Literal["ready"]
+    phone: str | None
+    pushName: str | None
+
+
+class SendError(TypedDict):
+    """Why a send was refused (``code``: one of the error codes above)."""
+
+    code: str
+    message: str
+
+
+class SendRefused(TypedDict):
+    """A ``send_result`` for a refused send."""
+
+    type: Literal["send_result"]
+    ref: JsonValue
+    error: SendError
+
+
+class SendAccepted(TypedDict):
+    """A ``send_result`` for an accepted send (``duplicate``: the id was already recorded)."""
+
+    type: Literal["send_result"]
+    ref: JsonValue
+    id: str
+    timestamp: float
+    duplicate: bool
+
+
+class AckFrame(TypedDict):
+    """A sent message reached the server, the device, or was read."""
+
+    type: Literal["ack"]
+    id: str
+    level: AckLevel
+
+
+class MessageFrame(TypedDict):
+    """An inbound message (``{id, chat, timestamp, type}`` plus its recorded content)."""
+
+    type: Literal["message"]
+    message: JsonObject
+
+
+class Kick(TypedDict):
+    """Why the network closes the socket: a disconnect, or credentials voided (``logged_out``)."""
+
+    type: Literal["disconnect", "logged_out"]
+    reason: str
+
+
+class Pong(TypedDict):
+    """The answer to a ping, echoing its ``n``."""
+
+    type: Literal["pong"]
+    n: JsonValue
+
+
+class ErrorFrame(TypedDict):
+    """A frame the network could not act on."""
+
+    type: Literal["error"]
+    message: str
+
+
+# A ``fault`` frame carries the fault's own parameters next to ``type`` and ``fault``: a plain object.
+ServerFrame: TypeAlias = ("Welcome | QrFrame | PairingCodeFrame | PairSuccess | Authenticated | Ready | SendRefused"
+                          " | SendAccepted | AckFrame | MessageFrame | Kick | Pong | ErrorFrame | JsonObject")
+
+
+def fault_frame(fault: str, params: JsonObject) -> JsonObject:
+    """The ``fault`` frame for a fault the driver acts out, with that fault's parameters."""
+    return {"type": "fault", "fault": fault, **params}

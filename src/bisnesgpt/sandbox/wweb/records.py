@@ -2,6 +2,8 @@
 
 Everything a test or the chaos checker asks afterwards lives here, written as it happens,
 so it outlives any client (a ``kill -9`` of wwebjs) and a restart of the sandbox itself.
+The SQL is in ``queries.sql``; rows come back as the ``TypedDict``s below, whose keys are
+the tables' columns (JSON columns decoded), which is also how the admin API shows them.
 """
 
 from __future__ import annotations
@@ -11,59 +13,87 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict, cast
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    session       TEXT PRIMARY KEY,
-    device_id     TEXT NOT NULL,
-    secret_hash   TEXT NOT NULL,
-    phone         TEXT NOT NULL,
-    push_name     TEXT,
-    paired_at     REAL NOT NULL,
-    logged_out_at REAL,
-    logout_reason TEXT
-);
-CREATE TABLE IF NOT EXISTS messages (
-    session          TEXT NOT NULL,
-    id               TEXT NOT NULL,
-    direction        TEXT NOT NULL,          -- out (sent by a client) | in (injected inbound)
-    chat             TEXT NOT NULL,
-    kind             TEXT NOT NULL,
-    body             TEXT NOT NULL,          -- JSON
-    received_count   INTEGER NOT NULL DEFAULT 1,
-    first_at         REAL NOT NULL,
-    last_at          REAL NOT NULL,
-    ack              INTEGER NOT NULL DEFAULT 0,   -- 0 none, 1 server, 2 device, 3 read
-    ack_confirmed    INTEGER NOT NULL DEFAULT 0,   -- highest ack level the client confirmed
-    delivered        INTEGER NOT NULL DEFAULT 0,   -- inbound: the client confirmed storing it
-    delivery_count   INTEGER NOT NULL DEFAULT 0,   -- inbound: how often it was pushed
-    connection_id    INTEGER,
-    PRIMARY KEY (session, id)
-);
-CREATE INDEX IF NOT EXISTS idx_messages_session_first ON messages(session, first_at);
-CREATE TABLE IF NOT EXISTS connections (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    session       TEXT,
-    client        TEXT NOT NULL,            -- JSON: process, pid, host, holder
-    remote        TEXT,
-    opened_at     REAL NOT NULL,
-    closed_at     REAL,
-    close_reason  TEXT,
-    overlapped    INTEGER NOT NULL DEFAULT 0 -- another connection of the session was still open
-);
-CREATE TABLE IF NOT EXISTS media (
-    handle  TEXT PRIMARY KEY,
-    sha256  TEXT NOT NULL,
-    size    INTEGER NOT NULL,
-    mime    TEXT NOT NULL,
-    name    TEXT
-);
-"""
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.db.queries import load_queries
+
+SQL = load_queries("bisnesgpt.sandbox.wweb")
+
+Direction = Literal["out", "in"]
+ChangeKind = Literal["reaction", "edit", "delete"]
+
+
+class DeviceRow(TypedDict):
+    """The device linked to a session (credentials as a hash; logged out once voided)."""
+
+    session: str
+    device_id: str
+    secret_hash: str
+    phone: str
+    push_name: str | None
+    paired_at: float
+    logged_out_at: float | None
+    logout_reason: str | None
+
+
+class MessageRow(TypedDict):
+    """A message as the network saw it: how often it arrived, its ack level, what the client confirmed."""
+
+    session: str
+    id: str
+    direction: Direction
+    chat: str
+    kind: str
+    body: JsonObject
+    received_count: int
+    first_at: float
+    last_at: float
+    ack: int
+    ack_confirmed: int
+    delivered: int
+    delivery_count: int
+    connection_id: int | None
+
+
+class ConnectionRow(TypedDict):
+    """One socket from hello to close (``overlapped``: another client's connection was still open)."""
+
+    id: int
+    session: str | None
+    client: JsonObject
+    remote: str | None
+    opened_at: float
+    closed_at: float | None
+    close_reason: str | None
+    overlapped: int
+
+
+class MediaRow(TypedDict):
+    """An upload to the network's media server."""
+
+    handle: str
+    sha256: str
+    size: int
+    mime: str
+    name: str | None
 
 
 def secret_hash(secret: str) -> str:
+    """How a device secret is kept (never the secret itself)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _message(row: sqlite3.Row) -> MessageRow:
+    data = dict(row)
+    data["body"] = json.loads(data["body"])
+    return cast(MessageRow, data)
+
+
+def _connection(row: sqlite3.Row) -> ConnectionRow:
+    data = dict(row)
+    data["client"] = json.loads(data["client"])
+    return cast(ConnectionRow, data)
 
 
 class Records:
@@ -77,23 +107,27 @@ class Records:
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(SCHEMA)
+        self.conn.executescript(SQL.create_tables)
 
     def close(self) -> None:
+        """Close the database (the server does, on its way out)."""
         self.conn.close()
 
     # --- devices ----------------------------------------------------------------------------------
 
     def link_device(self, session: str, device_id: str, secret: str, phone: str, push_name: str | None) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO devices (session, device_id, secret_hash, phone, push_name, paired_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (session, device_id, secret_hash(secret), phone, push_name, time.time()))
+        """Record the session's newly linked device."""
+        self.conn.execute(SQL.link_device, {"session": session, "device_id": device_id,
+                                            "secret_hash": secret_hash(secret), "phone": phone,
+                                            "push_name": push_name, "paired_at": time.time()})
 
-    def device(self, session: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM devices WHERE session = ?", (session,)).fetchone()
-        return dict(row) if row else None
+    def device(self, session: str) -> DeviceRow | None:
+        """The session's device, logged out or not."""
+        row = self.conn.execute(SQL.device, {"session": session}).fetchone()
+        return cast(DeviceRow, dict(row)) if row else None
 
-    def check_device(self, session: str, device_id: str, secret: str) -> dict[str, Any] | None:
+    def check_device(self, session: str, device_id: str, secret: str) -> DeviceRow | None:
+        """The device if these stored credentials still log it in (linked, not logged out)."""
         found = self.device(session)
         if (found is None or found["logged_out_at"] is not None or found["device_id"] != device_id
                 or found["secret_hash"] != secret_hash(secret)):
@@ -101,140 +135,128 @@ class Records:
         return found
 
     def log_out_device(self, session: str, reason: str) -> bool:
-        cursor = self.conn.execute(
-            "UPDATE devices SET logged_out_at = ?, logout_reason = ? WHERE session = ? AND logged_out_at IS NULL",
-            (time.time(), reason, session))
+        """Void the device's credentials; False if there was none to void."""
+        cursor = self.conn.execute(SQL.log_out_device, {"at": time.time(), "reason": reason, "session": session})
         return cursor.rowcount > 0
 
     # --- messages ---------------------------------------------------------------------------------
 
-    def record_outbound(self, session: str, message_id: str, chat: str, kind: str, body: dict[str, Any],
+    def record_outbound(self, session: str, message_id: str, chat: str, kind: str, body: JsonObject,
                         connection_id: int) -> bool:
         """True if new; a known id counts as a duplicate receipt (delivered once, counted twice)."""
         now = time.time()
-        cursor = self.conn.execute(
-            "UPDATE messages SET received_count = received_count + 1, last_at = ? "
-            "WHERE session = ? AND id = ? AND direction = 'out'", (now, session, message_id))
+        cursor = self.conn.execute(SQL.count_outbound_again, {"at": now, "session": session, "id": message_id})
         if cursor.rowcount:
             return False
-        self.conn.execute(
-            "INSERT INTO messages (session, id, direction, chat, kind, body, first_at, last_at, connection_id) "
-            "VALUES (?, ?, 'out', ?, ?, ?, ?, ?, ?)",
-            (session, message_id, chat, kind, json.dumps(body), now, now, connection_id))
+        self._insert(session, message_id, "out", chat, kind, body, now, connection_id)
         return True
 
-    def record_inbound(self, session: str, message_id: str, chat: str, kind: str, body: dict[str, Any]) -> None:
-        now = time.time()
-        self.conn.execute(
-            "INSERT INTO messages (session, id, direction, chat, kind, body, first_at, last_at) "
-            "VALUES (?, ?, 'in', ?, ?, ?, ?, ?)", (session, message_id, chat, kind, json.dumps(body), now, now))
+    def record_inbound(self, session: str, message_id: str, chat: str, kind: str, body: JsonObject) -> None:
+        """Record a message injected for the session (pushed now or when it is next ready)."""
+        self._insert(session, message_id, "in", chat, kind, body, time.time(), None)
 
-    def message(self, session: str, message_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM messages WHERE session = ? AND id = ?", (session, message_id)).fetchone()
-        return self._message(row) if row else None
+    def _insert(self, session: str, message_id: str, direction: Direction, chat: str, kind: str, body: JsonObject,
+                at: float, connection_id: int | None) -> None:
+        self.conn.execute(SQL.insert_message, {"session": session, "id": message_id, "direction": direction,
+                                               "chat": chat, "kind": kind, "body": json.dumps(body), "at": at,
+                                               "connection_id": connection_id})
+
+    def message(self, session: str, message_id: str) -> MessageRow | None:
+        """One message of the session."""
+        row = self.conn.execute(SQL.message, {"session": session, "id": message_id}).fetchone()
+        return _message(row) if row else None
 
     def set_ack(self, session: str, message_id: str, level: int) -> bool:
-        cursor = self.conn.execute("UPDATE messages SET ack = ? WHERE session = ? AND id = ? AND ack < ?",
-                                   (level, session, message_id, level))
+        """Raise a sent message's ack level; False if it was already there (nothing to push)."""
+        cursor = self.conn.execute(SQL.raise_ack, {"level": level, "session": session, "id": message_id})
         return cursor.rowcount > 0
 
     def confirm_ack(self, session: str, message_id: str, level: int) -> None:
-        self.conn.execute("UPDATE messages SET ack_confirmed = max(ack_confirmed, ?) WHERE session = ? AND id = ?",
-                          (level, session, message_id))
+        """The client applied the ack up to ``level``."""
+        self.conn.execute(SQL.confirm_ack, {"level": level, "session": session, "id": message_id})
 
     def unconfirmed_acks(self, session: str) -> list[tuple[str, int]]:
-        rows = self.conn.execute(
-            "SELECT id, ack FROM messages WHERE session = ? AND direction = 'out' AND ack > ack_confirmed "
-            "ORDER BY first_at", (session,)).fetchall()
+        """(message id, ack level) the client has not confirmed, oldest first."""
+        rows = self.conn.execute(SQL.unconfirmed_acks, {"session": session}).fetchall()
         return [(r["id"], r["ack"]) for r in rows]
 
-    def pending_inbound(self, session: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            "SELECT * FROM messages WHERE session = ? AND direction = 'in' AND delivered = 0 ORDER BY first_at",
-            (session,)).fetchall()
-        return [self._message(r) for r in rows]
+    def pending_inbound(self, session: str) -> list[MessageRow]:
+        """Inbound messages the client has not confirmed storing, oldest first."""
+        rows = self.conn.execute(SQL.pending_inbound, {"session": session}).fetchall()
+        return [_message(r) for r in rows]
 
     def count_push(self, session: str, message_id: str) -> None:
-        self.conn.execute("UPDATE messages SET delivery_count = delivery_count + 1 WHERE session = ? AND id = ?",
-                          (session, message_id))
+        """An inbound message was pushed once more."""
+        self.conn.execute(SQL.count_push, {"session": session, "id": message_id})
 
     def confirm_inbound(self, session: str, message_id: str) -> None:
-        self.conn.execute("UPDATE messages SET delivered = 1 WHERE session = ? AND id = ? AND direction = 'in'",
-                          (session, message_id))
+        """The client stored the inbound message."""
+        self.conn.execute(SQL.confirm_inbound, {"session": session, "id": message_id})
 
-    def annotate(self, session: str, target_id: str, change: dict[str, Any]) -> bool:
+    def annotate(self, session: str, target_id: str, kind: ChangeKind, change_id: str, text: JsonValue) -> bool:
         """Edits, revokes and reactions leave their mark on the message they refer to."""
-        row = self.conn.execute("SELECT body FROM messages WHERE session = ? AND id = ?",
-                                (session, target_id)).fetchone()
+        row = self.conn.execute(SQL.message_body, {"session": session, "id": target_id}).fetchone()
         if row is None:
             return False
         body = json.loads(row["body"])
-        body.setdefault("changes", []).append(change)
-        if change.get("kind") == "delete":
+        body.setdefault("changes", []).append({"kind": kind, "id": change_id, "text": text, "at": time.time()})
+        if kind == "delete":
             body["revoked"] = True
-        elif change.get("kind") == "edit":
-            body["editedText"] = change.get("text")
-        elif change.get("kind") == "reaction":
-            body["reaction"] = change.get("text") or None
-        self.conn.execute("UPDATE messages SET body = ? WHERE session = ? AND id = ?",
-                          (json.dumps(body), session, target_id))
+        elif kind == "edit":
+            body["editedText"] = text
+        else:
+            body["reaction"] = text or None
+        self.conn.execute(SQL.set_message_body, {"body": json.dumps(body), "session": session, "id": target_id})
         return True
 
     def messages(self, *, session: str | None = None, direction: str | None = None,
-                 chat: str | None = None) -> list[dict[str, Any]]:
-        clauses, args = [], []
-        for column, value in (("session", session), ("direction", direction), ("chat", chat)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self.conn.execute(f"SELECT * FROM messages{where} ORDER BY first_at", args).fetchall()
-        return [self._message(r) for r in rows]
-
-    @staticmethod
-    def _message(row: sqlite3.Row) -> dict[str, Any]:
-        data = dict(row)
-        data["body"] = json.loads(data["body"])
-        return data
+                 chat: str | None = None) -> list[MessageRow]:
+        """Messages oldest first, of one session, direction and/or chat when given."""
+        query = SQL.all_messages if session is None else SQL.session_messages
+        rows = self.conn.execute(query, {"session": session, "direction": direction, "chat": chat}).fetchall()
+        return [_message(r) for r in rows]
 
     # --- connections ------------------------------------------------------------------------------
 
-    def open_connection(self, client: dict[str, Any], remote: str | None) -> int:
-        cursor = self.conn.execute("INSERT INTO connections (client, remote, opened_at) VALUES (?, ?, ?)",
-                                   (json.dumps(client), remote, time.time()))
+    def open_connection(self, client: JsonObject, remote: str | None) -> int:
+        """Record a new socket; its id."""
+        cursor = self.conn.execute(SQL.open_connection, {"client": json.dumps(client), "remote": remote,
+                                                         "at": time.time()})
         return int(cursor.lastrowid or 0)
 
-    def bind_connection(self, connection_id: int, session: str, client: dict[str, Any], overlapped: bool) -> None:
-        self.conn.execute("UPDATE connections SET session = ?, client = ?, overlapped = ? WHERE id = ?",
-                          (session, json.dumps(client), int(overlapped), connection_id))
+    def bind_connection(self, connection_id: int, session: str, client: JsonObject, overlapped: bool) -> None:
+        """The socket's hello named its session and client."""
+        self.conn.execute(SQL.bind_connection, {"session": session, "client": json.dumps(client),
+                                                "overlapped": int(overlapped), "id": connection_id})
 
     def close_connection(self, connection_id: int, reason: str) -> None:
-        self.conn.execute("UPDATE connections SET closed_at = ?, close_reason = ? WHERE id = ? AND closed_at IS NULL",
-                          (time.time(), reason, connection_id))
+        """The socket ended, for ``reason`` (the first reason recorded stays)."""
+        self.conn.execute(SQL.close_connection, {"at": time.time(), "reason": reason, "id": connection_id})
 
-    def connections(self, session: str | None = None) -> list[dict[str, Any]]:
+    def connections(self, session: str | None = None) -> list[ConnectionRow]:
+        """Connections in order: all, or one session's."""
         if session is None:
-            rows = self.conn.execute("SELECT * FROM connections ORDER BY id").fetchall()
+            rows = self.conn.execute(SQL.all_connections).fetchall()
         else:
-            rows = self.conn.execute("SELECT * FROM connections WHERE session = ? ORDER BY id", (session,)).fetchall()
-        out = []
-        for row in rows:
-            data = dict(row)
-            data["client"] = json.loads(data["client"])
-            out.append(data)
-        return out
+            rows = self.conn.execute(SQL.session_connections, {"session": session}).fetchall()
+        return [_connection(r) for r in rows]
 
     def close_dangling(self) -> None:
         """After a restart of the sandbox itself, no connection from before is open."""
-        self.conn.execute("UPDATE connections SET closed_at = ?, close_reason = 'sandbox restarted' "
-                          "WHERE closed_at IS NULL", (time.time(),))
+        self.conn.execute(SQL.close_dangling, {"at": time.time()})
+
+    def sessions(self) -> set[str]:
+        """Every session on record (a device, a message or a connection)."""
+        return {r["session"] for r in self.conn.execute(SQL.known_sessions)}
 
     # --- media ------------------------------------------------------------------------------------
 
     def add_media(self, handle: str, sha256: str, size: int, mime: str, name: str | None) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO media (handle, sha256, size, mime, name) VALUES (?, ?, ?, ?, ?)",
-                          (handle, sha256, size, mime, name))
+        """Record an upload to the media server."""
+        self.conn.execute(SQL.add_media, {"handle": handle, "sha256": sha256, "size": size, "mime": mime,
+                                          "name": name})
 
-    def media(self, handle: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM media WHERE handle = ?", (handle,)).fetchone()
-        return dict(row) if row else None
+    def media(self, handle: str) -> MediaRow | None:
+        """An upload by handle."""
+        row = self.conn.execute(SQL.media, {"handle": handle}).fetchone()
+        return cast(MediaRow, dict(row)) if row else None

@@ -19,14 +19,17 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from bisnesgpt import __version__
+from bisnesgpt.sandbox.http import AN_OBJECT, ANYTHING, decoded
+from bisnesgpt.sandbox.jsonvalues import as_text
 from bisnesgpt.sandbox.wweb import protocol as p
-from bisnesgpt.sandbox.wweb.network import Network, NetworkConfig, NetworkError
+from bisnesgpt.sandbox.wweb.config import NetworkConfig
+from bisnesgpt.sandbox.wweb.network import Network
+from bisnesgpt.sandbox.wweb.switchboard import NetworkError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ SAMPLE_TYPES = {"image.png": "image/png", "document.pdf": "application/pdf", "vi
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
+    """The sandbox's error answer (RFC 9457 problem details)."""
     return JSONResponse({"title": "sandbox error", "status": status, "detail": detail}, status_code=status,
                         media_type="application/problem+json")
 
@@ -64,6 +68,7 @@ def _session(company_id: str, phone_index: int) -> str:
 
 
 def create_app(network: Network) -> FastAPI:
+    """The sandbox network's HTTP and WebSocket app (``serve`` runs it with uvicorn)."""
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -76,9 +81,9 @@ def create_app(network: Network) -> FastAPI:
     async def _network_error(_request: Request, exc: NetworkError) -> JSONResponse:
         return _problem(exc.status, exc.detail)
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "sessions": len(network.live), "version": __version__}
+    @app.get("/health", response_model=AN_OBJECT)
+    async def health() -> Response:
+        return JSONResponse({"status": "ok", "sessions": len(network.live), "version": __version__})
 
     _chat_route(app, network)
     _media_routes(app, network)
@@ -118,10 +123,9 @@ def _chat_route(app: FastAPI, network: Network) -> None:
                 await websocket.close()
 
 
-
 def _media_routes(app: FastAPI, network: Network) -> None:
-    @app.post("/media/upload")
-    async def upload(request: Request, name: str | None = None) -> Any:
+    @app.post("/media/upload", response_model=ANYTHING)
+    async def upload(request: Request, name: str | None = None) -> Response:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_UPLOAD:
             return _problem(413, f"upload larger than {MAX_UPLOAD} bytes")
@@ -133,8 +137,8 @@ def _media_routes(app: FastAPI, network: Network) -> None:
         mime = request.headers.get("content-type", "application/octet-stream")
         digest = hashlib.sha256(data).hexdigest()
         network.records.add_media(handle, digest, len(data), mime, name)
-        return {"handle": handle, "sha256": digest, "size": len(data), "mime": mime,
-                "url": f"{request.base_url}media/{handle}"}
+        return JSONResponse({"handle": handle, "sha256": digest, "size": len(data), "mime": mime,
+                             "url": f"{request.base_url}media/{handle}"})
 
     @app.get("/media/{handle}")
     async def media(handle: str) -> Response:
@@ -160,29 +164,28 @@ def _media_routes(app: FastAPI, network: Network) -> None:
         return Response(_sample(name), media_type=SAMPLE_TYPES[name])
 
 
-
 def _admin_routes(app: FastAPI, network: Network) -> None:
-    @app.get("/admin/config")
-    async def get_config() -> dict[str, Any]:
-        return network.config_view()
+    @app.get("/admin/config", response_model=AN_OBJECT)
+    async def get_config() -> Response:
+        return JSONResponse(network.config_view())
 
-    @app.put("/admin/config")
-    async def put_config(changes: dict[str, Any]) -> Any:
+    @app.put("/admin/config", response_model=ANYTHING)
+    async def put_config(changes: dict[str, object]) -> Response:
         try:
-            network.config.update(changes)
+            network.config.update(decoded(changes))
         except KeyError as exc:
             return _problem(400, f"unknown setting {exc.args[0]!r}")
         except (TypeError, ValueError) as exc:
             return _problem(400, f"bad value: {exc}")
-        return network.config_view()
+        return JSONResponse(network.config_view())
 
-    @app.get("/admin/sessions")
-    async def sessions() -> dict[str, Any]:
-        return {"sessions": [network.session_view(s) for s in network.sessions()]}
+    @app.get("/admin/sessions", response_model=AN_OBJECT)
+    async def sessions() -> Response:
+        return JSONResponse({"sessions": [network.session_view(s) for s in network.sessions()]})
 
-    @app.get("/admin/sessions/{company_id}/{phone_index}")
-    async def session(company_id: str, phone_index: int) -> dict[str, Any]:
-        return network.session_view(_session(company_id, phone_index))
+    @app.get("/admin/sessions/{company_id}/{phone_index}", response_model=AN_OBJECT)
+    async def session(company_id: str, phone_index: int) -> Response:
+        return JSONResponse(network.session_view(_session(company_id, phone_index)))
 
     @app.get("/admin/sessions/{company_id}/{phone_index}/qr.png")
     async def session_qr(company_id: str, phone_index: int) -> Response:
@@ -193,34 +196,35 @@ def _admin_routes(app: FastAPI, network: Network) -> None:
 
         return Response(qr_png(view["qr"]), media_type="image/png")
 
-    @app.post("/admin/sessions/{company_id}/{phone_index}/scan")
-    async def scan(company_id: str, phone_index: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = body or {}
-        return await network.scan(_session(company_id, phone_index), phone=body.get("phone"),
-                                  code=body.get("code"), push_name=body.get("pushName"))
+    @app.post("/admin/sessions/{company_id}/{phone_index}/scan", response_model=AN_OBJECT)
+    async def scan(company_id: str, phone_index: int, body: dict[str, object] | None = None) -> Response:
+        given = decoded(body or {})
+        return JSONResponse(await network.scan(_session(company_id, phone_index), phone=as_text(given.get("phone")),
+                                               code=as_text(given.get("code")),
+                                               push_name=as_text(given.get("pushName"))))
 
-    @app.post("/admin/sessions/{company_id}/{phone_index}/inbound")
-    async def inbound(company_id: str, phone_index: int, body: dict[str, Any]) -> dict[str, Any]:
-        return await network.inject(_session(company_id, phone_index), body)
+    @app.post("/admin/sessions/{company_id}/{phone_index}/inbound", response_model=AN_OBJECT)
+    async def inbound(company_id: str, phone_index: int, body: dict[str, object]) -> Response:
+        return JSONResponse(await network.inject(_session(company_id, phone_index), decoded(body)))
 
-    @app.post("/admin/sessions/{company_id}/{phone_index}/faults")
-    async def fault(company_id: str, phone_index: int, body: dict[str, Any]) -> dict[str, Any]:
-        return await network.fault(_session(company_id, phone_index), body)
+    @app.post("/admin/sessions/{company_id}/{phone_index}/faults", response_model=AN_OBJECT)
+    async def fault(company_id: str, phone_index: int, body: dict[str, object]) -> Response:
+        return JSONResponse(await network.fault(_session(company_id, phone_index), decoded(body)))
 
-    @app.delete("/admin/sessions/{company_id}/{phone_index}/faults")
-    async def clear_faults(company_id: str, phone_index: int) -> dict[str, Any]:
-        return await network.fault(_session(company_id, phone_index), {"type": "clear"})
+    @app.delete("/admin/sessions/{company_id}/{phone_index}/faults", response_model=AN_OBJECT)
+    async def clear_faults(company_id: str, phone_index: int) -> Response:
+        return JSONResponse(await network.fault(_session(company_id, phone_index), {"type": "clear"}))
 
-    @app.get("/admin/messages")
+    @app.get("/admin/messages", response_model=AN_OBJECT)
     async def messages(session: str | None = None, direction: str | None = None,
-                       chat: str | None = None) -> dict[str, Any]:
+                       chat: str | None = None) -> Response:
         found = network.records.messages(session=session, direction=direction, chat=chat)
-        return {"messages": found, "count": len(found)}
+        return JSONResponse({"messages": found, "count": len(found)})
 
-    @app.get("/admin/connections")
-    async def connections(session: str | None = None) -> dict[str, Any]:
+    @app.get("/admin/connections", response_model=AN_OBJECT)
+    async def connections(session: str | None = None) -> Response:
         found = network.records.connections(session)
-        return {"connections": found, "overlaps": sum(c["overlapped"] for c in found)}
+        return JSONResponse({"connections": found, "overlaps": sum(c["overlapped"] for c in found)})
 
 
 def serve(*, host: str, port: int, data_dir: Path | None, config: NetworkConfig, log_level: str = "INFO") -> None:

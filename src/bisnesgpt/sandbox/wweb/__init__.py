@@ -1,0 +1,1 @@
+"""The sandbox WhatsApp-Web network: ``bisnesgpt sandbox wweb`` (a stand-in for WhatsApp's servers)."""

@@ -1,0 +1,53 @@
+"""The sandbox network's settings: delays, keepalive, numbers that are not on WhatsApp.
+
+Set from ``bisnesgpt sandbox wweb serve``'s options and changeable at run time through
+``PUT /admin/config`` (each value converted to the setting's type, as ``int()``/``float()``
+would).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from bisnesgpt.core.jsontypes import JsonObject
+from bisnesgpt.sandbox.jsonvalues import as_float, as_int, as_strings
+
+
+@dataclass
+class NetworkConfig:
+    """How the network behaves towards every session (delays in milliseconds, keepalive in seconds)."""
+
+    qr_delay_ms: int = 100
+    qr_rotate_ms: int = 20_000
+    auth_delay_ms: int = 200
+    ready_delay_ms: int = 200
+    ack_server_ms: int = 50
+    ack_device_ms: int = 300
+    ack_read_ms: int = 1_000
+    auto_read: bool = True
+    # Recorded at once, answered this much later (a slow network: a client killed in between
+    # resends, and the record shows the duplicate).
+    result_delay_ms: int = 0
+    keepalive_interval: float = 5.0
+    keepalive_timeout: float = 15.0
+    hello_timeout: float = 10.0
+    not_on_whatsapp: list[str] = field(default_factory=list)
+
+    def update(self, changes: JsonObject) -> None:
+        """Apply ``PUT /admin/config``; an unknown name is a KeyError, a bad value a TypeError/ValueError."""
+        for name, value in changes.items():
+            if name not in self.__dataclass_fields__:
+                raise KeyError(name)
+            current = getattr(self, name)
+            if isinstance(current, bool):
+                setattr(self, name, bool(value))
+            elif isinstance(current, int):
+                setattr(self, name, as_int(value))
+            elif isinstance(current, float):
+                setattr(self, name, as_float(value))
+            else:
+                setattr(self, name, as_strings(value))
+
+    def as_json(self) -> JsonObject:
+        """The settings as the admin API shows them."""
+        return asdict(self)

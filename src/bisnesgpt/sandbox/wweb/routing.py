@@ -1,0 +1,166 @@
+"""Message routing on the sandbox network: frames from a ready client, and messages injected for it.
+
+A send is checked as WhatsApp would (recipient, media, target of a reaction or edit),
+recorded (a known id is a duplicate, counted but not delivered again), answered, and then
+acked server → device → read after the configured delays. Acks and inbound messages are
+replayed after a reconnect until the client confirms them (``ack_received``, ``receipt``);
+inbound messages wait while the device is offline.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TypedDict
+
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.sandbox.jsonvalues import as_strings
+from bisnesgpt.sandbox.wweb import protocol as p
+from bisnesgpt.sandbox.wweb.connection import Connection
+from bisnesgpt.sandbox.wweb.records import ChangeKind
+from bisnesgpt.sandbox.wweb.sessions import SessionLinker
+from bisnesgpt.sandbox.wweb.switchboard import NetworkError, Switchboard
+
+CHANGE_KINDS: dict[str, ChangeKind] = {"reaction": "reaction", "edit": "edit", "delete": "delete"}
+# What of a sent message the network records (and the admin API shows as its body).
+RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl")
+
+
+class InjectedInbound(TypedDict):
+    """The answer of an inbound injection (``pushed``: the session was ready and got it now)."""
+
+    id: str
+    session: str
+    pushed: bool
+
+
+class Routing:
+    """Handles a client's frames after its hello, and delivers injected inbound messages."""
+
+    def __init__(self, board: Switchboard, linker: SessionLinker) -> None:
+        self.board = board
+        self.linker = linker
+
+    async def frame(self, conn: Connection, frame: JsonObject) -> None:
+        """One frame from the client (a hung network reads it only once it recovers)."""
+        kind = frame.get("type")
+        if conn.session is not None:
+            await self.board.wait_unhung(conn.session)
+        if not conn.open:
+            return
+        records = self.board.records
+        if kind == "ping":
+            await conn.push({"type": "pong", "n": frame.get("n")})
+        elif kind == "pair_phone":
+            await self.linker.pairing_code(conn, str(frame.get("phone") or ""))
+        elif kind == "send":
+            await self._send(conn, frame)
+        elif kind == "receipt" and conn.session:
+            for message_id in as_strings(frame.get("ids") or []):
+                records.confirm_inbound(conn.session, message_id)
+        elif kind == "ack_received" and conn.session:
+            acks = frame.get("acks") or []
+            for ack in acks if isinstance(acks, list) else []:
+                if isinstance(ack, dict):
+                    level = p.ACK_RANK.get(str(ack.get("level")), 0)
+                    records.confirm_ack(conn.session, str(ack.get("id")), level)
+        elif kind == "logout" and conn.session:
+            records.log_out_device(conn.session, "logged out by the client")
+            await conn.kick("logged_out", "logged out by the client")
+        else:
+            await conn.push({"type": "error", "message": f"unexpected frame {kind!r}"})
+
+    async def _send(self, conn: Connection, frame: JsonObject) -> None:
+        ref = frame.get("ref")
+        raw = frame.get("message")
+        message: JsonObject = raw if isinstance(raw, dict) else {}
+        if conn.state != "ready" or conn.session is None:
+            await self._refuse(conn, ref, p.NOT_READY, f"connection is {conn.state}")
+            return
+        refusal = self._refusal(message)
+        if refusal is not None:
+            await self._refuse(conn, ref, *refusal)
+            return
+        kind, to = str(message.get("kind") or ""), str(message.get("to") or "")
+        message_id = str(message.get("id") or ("3EB0" + secrets.token_hex(9).upper()))
+        body: JsonObject = {k: message.get(k) for k in RECORDED_FIELDS if message.get(k) is not None}
+        new = self.board.records.record_outbound(conn.session, message_id, to, kind, body, conn.id)
+        change = CHANGE_KINDS.get(kind)
+        if new and change is not None:
+            self.board.records.annotate(conn.session, str(message["targetId"]), change, message_id,
+                                        message.get("text"))
+        result: p.SendAccepted = {"type": "send_result", "ref": ref, "id": message_id, "timestamp": time.time(),
+                                  "duplicate": not new}
+        if self.board.config.result_delay_ms > 0:
+            self.board.later(self.board.config.result_delay_ms, conn.push(result))
+        else:
+            await conn.push(result)
+        if new:
+            self._schedule_acks(conn.session, message_id)
+
+    @staticmethod
+    async def _refuse(conn: Connection, ref: JsonValue, code: str, text: str) -> None:
+        await conn.push({"type": "send_result", "ref": ref, "error": {"code": code, "message": text}})
+
+    def _refusal(self, message: JsonObject) -> tuple[str, str] | None:
+        """(error code, text) if WhatsApp would refuse this send from a ready connection; None if it goes out."""
+        kind, to = str(message.get("kind") or ""), str(message.get("to") or "")
+        match = p.CHAT_ID.match(to)
+        if kind not in p.SEND_KINDS or match is None:
+            return p.BAD_REQUEST, f"bad kind {kind!r} or recipient {to!r}"
+        digits = match.group(1)
+        if digits is not None and (digits.startswith("0") or digits in self.board.config.not_on_whatsapp):
+            return p.NOT_ON_WHATSAPP, f"{digits} is not on WhatsApp"
+        if kind in p.MEDIA_KINDS:
+            media = message.get("media")
+            handle = media.get("handle") if isinstance(media, dict) else None
+            stored = self.board.records.media(str(handle or ""))
+            if stored is None:
+                return p.MEDIA_MISSING, "media handle unknown (upload it first)"
+            if stored["size"] > p.MEDIA_LIMITS[kind]:
+                return p.MEDIA_TOO_LARGE, f"{kind} of {stored['size']} bytes exceeds {p.MEDIA_LIMITS[kind]}"
+        if kind in CHANGE_KINDS and not message.get("targetId"):
+            return p.BAD_REQUEST, f"{kind} needs targetId"
+        return None
+
+    def _schedule_acks(self, session: str, message_id: str) -> None:
+        config = self.board.config
+        steps = [(1, config.ack_server_ms), (2, config.ack_device_ms)]
+        if config.auto_read:
+            steps.append((3, config.ack_read_ms))
+        for level, delay in steps:
+            self.board.later(delay, self._ack(session, message_id, level))
+
+    async def _ack(self, session: str, message_id: str, level: int) -> None:
+        if not self.board.records.set_ack(session, message_id, level):
+            return
+        conn = self.board.ready_connection(session)
+        if conn is not None:
+            await conn.push({"type": "ack", "id": message_id, "level": p.ACK_LEVELS[level - 1]})
+
+    async def inject(self, session: str, body: JsonObject) -> InjectedInbound:
+        """A contact writes to the session's phone: recorded, and pushed now if the session is ready."""
+        sender = "".join(ch for ch in str(body.get("from") or "") if ch.isdigit())
+        if not sender:
+            raise NetworkError(400, "inbound message needs 'from' (the sender's phone number)")
+        kind = str(body.get("type") or "text")
+        if kind not in ("text", *p.MEDIA_KINDS, "location"):
+            raise NetworkError(400, f"unsupported inbound type {kind!r}")
+        message_id = str(body.get("id") or ("3A" + secrets.token_hex(10).upper()))
+        chat = str(body.get("chat") or f"{sender}@c.us")
+        given: JsonObject = {
+            "from": sender, "text": body.get("text"), "media": body.get("media"), "quotedId": body.get("quotedId"),
+            "pushName": body.get("pushName") or f"Contact {sender}", "location": body.get("location")}
+        content: JsonObject = {k: v for k, v in given.items() if v is not None}
+        records = self.board.records
+        if records.message(session, message_id) is not None:
+            raise NetworkError(409, f"message {message_id} already exists")
+        records.record_inbound(session, message_id, chat, kind, content)
+        conn = self.board.ready_connection(session)
+        pushed = False
+        if conn is not None:
+            stored = records.message(session, message_id)
+            if stored is not None:
+                await self.board.push_inbound(conn, stored)
+                pushed = True
+        return {"id": message_id, "session": session, "pushed": pushed}
