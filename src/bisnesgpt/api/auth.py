@@ -8,30 +8,34 @@ in constant time to its hash) or an admin key from ``bisnesgpt keys create --adm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
-from bisnesgpt.core.errors import Forbidden, NotFound, Unauthorized
+from bisnesgpt.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.tenancy import store
+
+PrincipalKind = Literal["admin", "company"]
 
 
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller: an operator (all companies) or one company."""
 
-    kind: str  # "admin" | "company"
+    kind: PrincipalKind
     company_id: str | None
     key_id: int | None
 
     @property
     def is_admin(self) -> bool:
+        """Whether this is an operator (every company, and the operator-only routes)."""
         return self.kind == "admin"
 
     def can_access(self, company_id: str) -> bool:
+        """Whether this caller may see the company's resources."""
         return self.is_admin or self.company_id == company_id
 
     def require_company(self, company_id: str, what: str = "company") -> None:
@@ -40,11 +44,30 @@ class Principal:
             raise NotFound(f"{what} not found")
 
     def require_admin(self) -> None:
+        """403 unless this is an operator."""
         if not self.is_admin:
             raise Forbidden("this operation needs an operator (admin) key")
 
+    def company_scope(self, company_id: str | None) -> str | None:
+        """The company a request acts on: the one asked for (if allowed), else the key's own (None: an
+        operator's "every company")."""
+        if company_id is not None:
+            self.require_company(company_id)
+            return company_id
+        return self.company_id
+
+    def company_required(self, company_id: str | None, field: str = "companyId") -> str:
+        """Like ``company_scope``, but an operator must name the company (422 otherwise)."""
+        scoped = self.company_scope(company_id)
+        if scoped is None:
+            raise ValidationFailed(f"{field} is required with an operator key",
+                                   errors=[{"field": field, "message": "required with an operator key",
+                                            "type": "missing"}])
+        return scoped
+
 
 def presented_key(request: Request) -> str | None:
+    """The API key a request carries (``Authorization: Bearer`` first, then ``X-API-Key``), if any."""
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
@@ -52,6 +75,7 @@ def presented_key(request: Request) -> str | None:
 
 
 async def authenticate(ctx: ProcessContext, key: str | None) -> Principal:
+    """The principal of an API key: the operator key, or an active key of an active company (401 otherwise)."""
     if not key:
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
     admin = ctx.settings.admin_api_key
@@ -66,7 +90,7 @@ async def authenticate(ctx: ProcessContext, key: str | None) -> Principal:
             raise Unauthorized("this company is disabled")
         if store.touch_due(record):
             await store.touch_key(conn, record.id)
-    return Principal(record.role, record.company_id, record.id)
+    return Principal("admin" if record.role == "admin" else "company", record.company_id, record.id)
 
 
 # Declared only so that the OpenAPI document lists both ways to authenticate (and /docs
@@ -88,6 +112,7 @@ async def current_principal(
 
 
 async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """FastAPI dependency: an operator (403 for a company key)."""
     principal.require_admin()
     return principal
 

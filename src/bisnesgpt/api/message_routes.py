@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from bisnesgpt.api.auth import CurrentPrincipal, Principal
+from bisnesgpt.api.auth import CurrentPrincipal
 from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN, MAX_PHONE_INDEX, problem_responses
-from bisnesgpt.api.schemas.messages import MESSAGE_DETAIL_EXAMPLE, MESSAGE_EXAMPLE, MessageDetail, MessagePage
-from bisnesgpt.core.errors import NotFound, ValidationFailed
+from bisnesgpt.api.schemas.messages import (
+    MESSAGE_DETAIL_EXAMPLE,
+    MESSAGE_EXAMPLE,
+    MessageDetail,
+    MessagePage,
+    MessageView,
+)
+from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store, views
 from bisnesgpt.messaging.addressing import normalize_recipient
@@ -19,19 +25,6 @@ CompanyQuery = Annotated[str | None, Query(pattern=COMPANY_ID_PATTERN,
                                            description="The company; required with an operator key for lists",
                                            examples=["acme"])]
 Status = Literal["accepted", "queued", "sending", "sent", "delivered", "read", "failed", "cancelled"]
-
-
-def _company(principal: Principal, company_id: str | None, *, required: bool) -> str | None:
-    if company_id is not None:
-        principal.require_company(company_id)
-        return company_id
-    if principal.company_id is not None:
-        return principal.company_id
-    if required:
-        raise ValidationFailed("companyId is required with an operator key",
-                               errors=[{"field": "companyId", "message": "required with an operator key",
-                                        "type": "missing"}])
-    return None
 
 
 def build(db: Database) -> APIRouter:
@@ -48,8 +41,8 @@ def build(db: Database) -> APIRouter:
         messageId: Annotated[str, Path(min_length=1, max_length=256, description="Our messageId (or the provider's)",
                                        examples=["01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f"])],
         companyId: CompanyQuery = None,
-    ) -> dict[str, Any]:
-        company_id = _company(principal, companyId, required=False)
+    ) -> MessageDetail:
+        company_id = principal.company_scope(companyId)
         async with db.connection() as conn:
             if company_id is None:  # an operator without a company: our ids are unique
                 record = await store.load_message(conn, messageId, None)
@@ -57,7 +50,8 @@ def build(db: Database) -> APIRouter:
                 record = await find_message(conn, company_id, messageId)
             if record is None:
                 raise NotFound(f"message {messageId!r} not found")
-            return {**views.message_json(record), "history": await views.history(conn, record)}
+            history = await views.history(conn, record)
+        return MessageDetail.model_validate({**views.message_json(record), "history": history})
 
     @router.get(
         "/api/v1/messages", response_model=MessagePage, summary="A company's messages, newest first (filtered)",
@@ -76,9 +70,8 @@ def build(db: Database) -> APIRouter:
         type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="Message type, e.g. text")] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 50,
         cursor: Annotated[str | None, Query(max_length=64, description="nextCursor of the previous page")] = None,
-    ) -> dict[str, Any]:
-        company_id = _company(principal, companyId, required=True)
-        assert company_id is not None
+    ) -> MessagePage:
+        company_id = principal.company_required(companyId)
         where = views.MessageFilter(
             company_id=company_id,
             chat_id=normalize_recipient(chatId, field="chatId").chat_id if chatId else None,
@@ -87,7 +80,7 @@ def build(db: Database) -> APIRouter:
         )
         async with db.connection() as conn:
             records, next_pk = await views.page(conn, where)
-        return {"data": [views.message_json(r) for r in records],
-                "nextCursor": views.encode_cursor(next_pk) if next_pk is not None else None}
+        return MessagePage(data=[MessageView.model_validate(views.message_json(r)) for r in records],
+                           nextCursor=views.encode_cursor(next_pk) if next_pk is not None else None)
 
     return router

@@ -9,19 +9,11 @@ from typing import Annotated, Any
 
 import segno
 from fastapi import APIRouter, Body, Path
+from pydantic import JsonValue
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
-from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN, MAX_PHONE_INDEX, problem_responses
-from bisnesgpt.api.schemas.phones import (
-    BOT_STATUS_EXAMPLE,
-    PHONE_ROW_EXAMPLE,
-    BotStatus,
-    Dialog360Onboard,
-    MetaDirectConnect,
-    PhoneConfigRow,
-    PhoneConfigSaved,
-    Removed,
-)
+from bisnesgpt.api.schemas import phones as models
+from bisnesgpt.api.schemas.common import MAX_PHONE_INDEX, CompanyPath, problem_responses
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
@@ -29,8 +21,6 @@ from bisnesgpt.phones.service import META_TYPES, PhoneConfigService
 from bisnesgpt.phones.store import CompanyPhoneStatus, PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
 
-CompanyPath = Annotated[str, Path(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
-                                  examples=["acme"])]
 QR_DATA_URL_PREFIX = "data:image/"
 
 
@@ -39,28 +29,31 @@ def _queue_name(connection_type: str | None) -> str | None:
     return spec.name if spec else None
 
 
-def phone_row(config: PhoneConfig) -> dict[str, Any]:
-    return {
-        "company_id": config.company_id, "phone_index": config.phone_index,
-        "connection_type": config.connection_type or "wwebjs", "process_name": config.process_name,
-        "queue_name": _queue_name(config.connection_type), "status": config.status,
-        "display_phone_number": config.display_phone_number, "meta_phone_number_id": config.meta_phone_number_id,
-        "meta_waba_id": config.meta_waba_id, "dialog360_client_id": config.dialog360_client_id,
-        "dialog360_channel_id": config.dialog360_channel_id,
-        "has_access_token": config.meta_access_token_encrypted is not None,
-        "has_api_key": config.api_key_encrypted is not None,
-        "created_at": config.created_at.isoformat(), "updated_at": config.updated_at.isoformat(),
-    }
+def phone_row(config: PhoneConfig) -> models.PhoneConfigRow:
+    """A phone's configuration as the original's ``/api/whatsapp/config`` rows (secrets only as has_*)."""
+    return models.PhoneConfigRow(
+        company_id=config.company_id, phone_index=config.phone_index,
+        connection_type=config.connection_type or "wwebjs", process_name=config.process_name,
+        queue_name=_queue_name(config.connection_type), status=config.status,
+        display_phone_number=config.display_phone_number, meta_phone_number_id=config.meta_phone_number_id,
+        meta_waba_id=config.meta_waba_id, dialog360_client_id=config.dialog360_client_id,
+        dialog360_channel_id=config.dialog360_channel_id,
+        has_access_token=config.meta_access_token_encrypted is not None,
+        has_api_key=config.api_key_encrypted is not None,
+        created_at=config.created_at.isoformat(), updated_at=config.updated_at.isoformat(),
+    )
 
 
-def saved(config: PhoneConfig) -> dict[str, Any]:
-    return {"success": True, "companyId": config.company_id, "phoneIndex": config.phone_index,
-            "connectionType": config.connection_type or "wwebjs", "processName": config.process_name,
-            "queueName": _queue_name(config.connection_type), "displayPhoneNumber": config.display_phone_number,
-            "status": config.status}
+def saved(config: PhoneConfig) -> models.PhoneConfigSaved:
+    """The answer to a connect / onboard: the phone's route (process, queue) and status."""
+    return models.PhoneConfigSaved(
+        success=True, companyId=config.company_id, phoneIndex=config.phone_index,
+        connectionType=config.connection_type or "wwebjs", processName=config.process_name,
+        queueName=_queue_name(config.connection_type), displayPhoneNumber=config.display_phone_number,
+        status=config.status)
 
 
-def qr_data_url(qr: Any) -> str | None:
+def qr_data_url(qr: JsonValue) -> str | None:
     """The QR code as a PNG data URL (engines may store the raw QR payload or the data URL)."""
     if not isinstance(qr, str) or not qr:
         return None
@@ -69,22 +62,24 @@ def qr_data_url(qr: Any) -> str | None:
     return str(segno.make(qr, error="m").png_data_uri(scale=4))
 
 
-def phone_status_json(row: CompanyPhoneStatus) -> dict[str, Any]:
-    metadata: dict[str, Any] = row["metadata"] or {}
+def phone_status_json(row: CompanyPhoneStatus) -> models.PhoneBotStatus:
+    """One phone of ``/api/bot-status`` (the QR code as a PNG data URL while pairing)."""
+    metadata: dict[str, JsonValue] = row["metadata"] or {}
     status = row["status"] or ("pending" if row["configured"] else "not_configured")
     error = metadata.get("error") or metadata.get("reason")
-    return {
-        "phoneIndex": row["phone_index"],
-        "status": status,
-        "connectionType": row["connection_type"] or "wwebjs",
-        "processName": row["process_name"],
-        "configured": bool(row["configured"]),
-        "qrCode": qr_data_url(metadata.get("qrCode")) if status == "qr" else None,
-        "pairingCode": metadata.get("pairingCode") if status == "pairing_code" else None,
-        "phoneInfo": row["phone_number"] or row["display_phone_number"],
-        "lastSeen": row["last_seen"].isoformat() if row["last_seen"] else None,
-        "error": str(error) if error else None,
-    }
+    pairing_code = metadata.get("pairingCode")
+    return models.PhoneBotStatus(
+        phoneIndex=row["phone_index"],
+        status=status,
+        connectionType=row["connection_type"] or "wwebjs",
+        processName=row["process_name"],
+        configured=bool(row["configured"]),
+        qrCode=qr_data_url(metadata.get("qrCode")) if status == "qr" else None,
+        pairingCode=pairing_code if status == "pairing_code" and isinstance(pairing_code, str) else None,
+        phoneInfo=row["phone_number"] or row["display_phone_number"],
+        lastSeen=row["last_seen"].isoformat() if row["last_seen"] else None,
+        error=str(error) if error else None,
+    )
 
 
 def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
@@ -92,7 +87,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
     router = APIRouter(tags=["phones"])
 
     @router.post(
-        "/api/whatsapp/meta-direct/connect", response_model=PhoneConfigSaved,
+        "/api/whatsapp/meta-direct/connect", response_model=models.PhoneConfigSaved,
         summary="Connect a phone through Meta's Cloud API (phone number id, WABA id, access token)",
         responses={200: {"content": {"application/json": {"example": {
             "success": True, "companyId": "acme", "phoneIndex": 1, "connectionType": "meta_direct",
@@ -101,10 +96,11 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
     )
     async def meta_direct_connect(
         principal: CurrentPrincipal,
-        body: Annotated[MetaDirectConnect, Body(openapi_examples={"connect": {"summary": "Meta Direct", "value": {
-            "companyId": "acme", "phoneIndex": 1, "phoneNumberId": "106540352242922", "wabaId": "102290129340398",
-            "accessToken": "EAAGm0PX4ZCpsBA...", "displayPhoneNumber": "+60 12-345 6789"}}})],
-    ) -> dict[str, Any]:
+        body: Annotated[models.MetaDirectConnect, Body(openapi_examples={"connect": {
+            "summary": "Meta Direct", "value": {
+                "companyId": "acme", "phoneIndex": 1, "phoneNumberId": "106540352242922", "wabaId": "102290129340398",
+                "accessToken": "EAAGm0PX4ZCpsBA...", "displayPhoneNumber": "+60 12-345 6789"}}})],
+    ) -> models.PhoneConfigSaved:
         principal.require_company(body.companyId)
         config = await phone_config.connect_meta(
             body.companyId, body.phoneIndex, phone_number_id=body.phoneNumberId, waba_id=body.wabaId,
@@ -113,7 +109,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
         return saved(config)
 
     @router.post(
-        "/api/whatsapp/360dialog/onboard", response_model=PhoneConfigSaved,
+        "/api/whatsapp/360dialog/onboard", response_model=models.PhoneConfigSaved,
         summary="Save a phone onboarded through 360dialog (client id, channel id, API key)",
         responses={200: {"content": {"application/json": {"example": {
             "success": True, "companyId": "acme", "phoneIndex": 2, "connectionType": "360dialog",
@@ -122,10 +118,10 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
     )
     async def dialog360_onboard(
         principal: CurrentPrincipal,
-        body: Annotated[Dialog360Onboard, Body(openapi_examples={"onboard": {"summary": "360dialog", "value": {
+        body: Annotated[models.Dialog360Onboard, Body(openapi_examples={"onboard": {"summary": "360dialog", "value": {
             "companyId": "acme", "phoneIndex": 2, "clientId": "aBcD1234", "channelId": "XyZ98765",
             "apiKey": "d360-secret-key"}}})],
-    ) -> dict[str, Any]:
+    ) -> models.PhoneConfigSaved:
         principal.require_company(body.companyId)
         config = await phone_config.onboard_360dialog(
             body.companyId, body.phoneIndex, client_id=body.clientId, channel_id=body.channelId,
@@ -133,12 +129,12 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
         return saved(config)
 
     @router.get(
-        "/api/whatsapp/config/{companyId}", response_model=list[PhoneConfigRow],
+        "/api/whatsapp/config/{companyId}", response_model=list[models.PhoneConfigRow],
         summary="A company's phone configurations (no secrets)",
-        responses={200: {"content": {"application/json": {"example": [PHONE_ROW_EXAMPLE]}}},
+        responses={200: {"content": {"application/json": {"example": [models.PHONE_ROW_EXAMPLE]}}},
                    **problem_responses(401, 404, 422, 503)},
     )
-    async def get_config(principal: CurrentPrincipal, companyId: CompanyPath) -> list[dict[str, Any]]:
+    async def get_config(principal: CurrentPrincipal, companyId: CompanyPath) -> list[models.PhoneConfigRow]:
         principal.require_company(companyId)
         async with db.connection() as conn:
             phones = await store.company_phones(conn, companyId)
@@ -147,7 +143,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
         return [phone_row(p) for p in phones]
 
     @router.delete(
-        "/api/whatsapp/config/{companyId}/{phoneIndex}", response_model=Removed,
+        "/api/whatsapp/config/{companyId}/{phoneIndex}", response_model=models.Removed,
         summary="Remove a phone's configuration (its next message answers 404)",
         responses={200: {"content": {"application/json": {"example": {
             "success": True, "companyId": "acme", "phoneIndex": 1}}}}, **problem_responses(401, 404, 422, 503)},
@@ -155,29 +151,29 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
     async def delete_config(
         principal: CurrentPrincipal, companyId: CompanyPath,
         phoneIndex: Annotated[int, Path(ge=0, le=MAX_PHONE_INDEX, examples=[1])],
-    ) -> dict[str, Any]:
+    ) -> models.Removed:
         principal.require_company(companyId)
         await phone_config.remove(companyId, phoneIndex)
-        return {"success": True, "companyId": companyId, "phoneIndex": phoneIndex}
+        return models.Removed(success=True, companyId=companyId, phoneIndex=phoneIndex)
 
     @router.get(
-        "/api/whatsapp/meta-accounts", response_model=list[PhoneConfigRow],
+        "/api/whatsapp/meta-accounts", response_model=list[models.PhoneConfigRow],
         summary="Every Cloud API phone of every company (operator key)",
-        responses={200: {"content": {"application/json": {"example": [PHONE_ROW_EXAMPLE]}}},
+        responses={200: {"content": {"application/json": {"example": [models.PHONE_ROW_EXAMPLE]}}},
                    **problem_responses(401, 403, 503)},
     )
-    async def meta_accounts(_principal: AdminPrincipal) -> list[dict[str, Any]]:
+    async def meta_accounts(_principal: AdminPrincipal) -> list[models.PhoneConfigRow]:
         async with db.connection() as conn:
             phones = await store.all_phones(conn, [*META_TYPES, "360dialog"])
         return [phone_row(p) for p in phones]
 
     @router.get(
-        "/api/bot-status/{companyId}", response_model=BotStatus,
+        "/api/bot-status/{companyId}", response_model=models.BotStatus,
         summary="Each phone's connection status (QR code while pairing, connection type)",
-        responses={200: {"content": {"application/json": {"example": BOT_STATUS_EXAMPLE}}},
+        responses={200: {"content": {"application/json": {"example": models.BOT_STATUS_EXAMPLE}}},
                    **problem_responses(401, 404, 422, 503)},
     )
-    async def bot_status(principal: CurrentPrincipal, companyId: CompanyPath) -> dict[str, Any]:
+    async def bot_status(principal: CurrentPrincipal, companyId: CompanyPath) -> models.BotStatus:
         principal.require_company(companyId)
         async with db.connection() as conn:
             rows = await store.company_phone_statuses(conn, companyId)
@@ -185,14 +181,14 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
                 await tenancy.get_company(conn, companyId)
         phones = [phone_status_json(r) for r in rows]
         first = phones[0] if phones else None
-        return {
-            "companyId": companyId,
-            "status": first["status"] if first else "not_configured",
-            "qrCode": first["qrCode"] if first else None,
-            "phoneInfo": first["phoneInfo"] if first else None,
-            "connectionType": first["connectionType"] if first else None,
-            "phoneCount": len(phones),
-            "phones": phones,
-        }
+        return models.BotStatus(
+            companyId=companyId,
+            status=first.status if first else "not_configured",
+            qrCode=first.qrCode if first else None,
+            phoneInfo=first.phoneInfo if first else None,
+            connectionType=first.connectionType if first else None,
+            phoneCount=len(phones),
+            phones=phones,
+        )
 
     return router

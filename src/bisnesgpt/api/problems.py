@@ -11,8 +11,9 @@ is logged with its traceback).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -79,15 +80,23 @@ def problem_for(exc: errors.BisnesgptError) -> Problem:
     return PROBLEMS[errors.BisnesgptError]
 
 
-def problem(status: int, type_: str, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    """A problem+json response."""
-    body: dict[str, Any] = {
+class FieldErrorJson(TypedDict):
+    """One field a request got wrong, as a problem's ``errors[]`` lists it."""
+
+    field: str
+    message: str
+    type: str
+
+
+def problem(status: int, type_: str, title: str, detail: str, errors: Sequence[Mapping[str, object]] | None = None,
+            headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
+    """A problem+json response (``extra``: the problem's extension members)."""
+    body: dict[str, object] = {
         "type": TYPE_BASE + type_,
         "title": title,
         "status": status,
         "detail": detail,
-        "errors": errors or [],
+        "errors": list(errors or []),
         **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
@@ -102,8 +111,8 @@ def error_response(exc: errors.BisnesgptError) -> JSONResponse:
     return problem(found.status, found.type, found.title, exc.detail, exc.errors, headers=headers, **exc.extra)
 
 
-def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    out = []
+def _field_errors(exc: RequestValidationError) -> list[FieldErrorJson]:
+    out: list[FieldErrorJson] = []
     for err in exc.errors():
         loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
         out.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid"),

@@ -9,51 +9,25 @@ the message reached a final state in time. ``Idempotency-Key`` makes a send exac
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
-from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN, problem_responses
-from bisnesgpt.api.schemas.send import (
-    SEND_ACCEPTED_EXAMPLE,
-    SEND_DONE_EXAMPLE,
-    AudioMessage,
-    ContactsMessage,
-    DeleteMessage,
-    DocumentMessage,
-    EditMessage,
-    ImageMessage,
-    InteractiveMessage,
-    LocationMessage,
-    ReactionMessage,
-    SendResponse,
-    StickerMessage,
-    TemplateMessage,
-    TextMessage,
-    V1Message,
-    V2Audio,
-    V2Delete,
-    V2Document,
-    V2Edit,
-    V2Image,
-    V2React,
-    V2Template,
-    V2Text,
-    V2Video,
-    VideoMessage,
-)
-from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.api.schemas import send as models
+from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
 from bisnesgpt.messaging import drafts
 from bisnesgpt.messaging.addressing import Recipient, invalid, normalize_recipient
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, fingerprint, validate_key
 from bisnesgpt.messaging.sending import MAX_WAIT_SECONDS, SendRequest, SendService
 
-CompanyPath = Annotated[str, Path(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
-                                  examples=["acme"])]
 ChatPath = Annotated[str, Path(min_length=1, max_length=64, description="Phone number with country code or chat id",
                                examples=["60123456789@c.us"])]
 MessagePath = Annotated[str, Path(min_length=1, max_length=256,
@@ -68,17 +42,41 @@ IdempotencyHeader = Annotated[str | None, Header(
                 "original answer; a different body 422; while the first is in flight 409. Kept ≥ 24 h.",
     examples=["order-4711-confirmation"])]
 
+# FastAPI's own type for a route's ``responses`` (they hold models, not only JSON).
 SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "Stored and queued (the row is committed before this answer)",
-          "content": {"application/json": {"example": SEND_ACCEPTED_EXAMPLE}}},
-    200: {"model": SendResponse, "description": "With ?wait=: the message reached a final state in time",
-          "content": {"application/json": {"example": SEND_DONE_EXAMPLE}}},
+          "content": {"application/json": {"example": models.SEND_ACCEPTED_EXAMPLE}}},
+    200: {"model": models.SendResponse, "description": "With ?wait=: the message reached a final state in time",
+          "content": {"application/json": {"example": models.SEND_DONE_EXAMPLE}}},
     **problem_responses(400, 401, 404, 409, 422, 503),
 }
+DraftOf = Callable[[Recipient, JsonObject], Draft]
 
 
-def _ex(summary: str, value: dict[str, Any]) -> dict[str, Any]:
+def _ex(summary: str, value: JsonObject) -> Example:
     return {"summary": summary, "value": value}
+
+
+@dataclass(frozen=True)
+class ChatSend:
+    """What a v2 send to a chat names besides its body: the caller, company and chat, ``?wait=`` and
+    ``Idempotency-Key`` (read once, in the order the routes always validated them)."""
+
+    request: Request
+    principal: Principal
+    company_id: str
+    chat_id: str
+    wait: float
+    idempotency_key: str | None
+
+
+async def chat_send(request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
+                    wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None) -> ChatSend:
+    """FastAPI dependency: the path, query and header of a v2 send to a chat."""
+    return ChatSend(request, principal, companyId, chatId, wait, idempotency_key)
+
+
+ToChat = Annotated[ChatSend, Depends(chat_send)]
 
 
 async def _idempotency(request: Request, company_id: str, raw_key: str | None) -> IdempotencyKey | None:
@@ -94,73 +92,64 @@ async def _dispatch(sender: SendService, request: Request, *, company_id: str, p
                     draft: Draft, raw_key: str | None, wait: float) -> JSONResponse:
     key = await _idempotency(request, company_id, raw_key)
     outcome = await sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,
-                                                     idempotency=key, wait_seconds=wait))
+                                            idempotency=key, wait_seconds=wait))
     headers = {"Location": f"/api/v1/messages/{outcome.body['messageId']}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
 
 
-def _request(body: BaseModel) -> dict[str, Any]:
+def _request(body: BaseModel) -> JsonObject:
+    """The body as the client sent it (stored with the message), without the fields left out."""
     return body.model_dump(mode="json", exclude_none=True)
 
 
-def _v1_company(principal: Principal, company_id: str | None) -> str:
-    if company_id is None:
-        if principal.company_id is None:
-            raise ValidationFailed("companyId is required with an operator key",
-                                   errors=[{"field": "companyId", "message": "required with an operator key",
-                                            "type": "missing"}])
-        return principal.company_id
-    principal.require_company(company_id)
-    return company_id
-
-
-def _v1_body(message: V1Message, recipient: Recipient, reply_to: str | None, request: dict[str, Any]) -> Draft:
-    if isinstance(message, TextMessage):
+def _v1_body(message: models.V1Message, recipient: Recipient, reply_to: str | None, request: JsonObject) -> Draft:
+    if isinstance(message, models.TextMessage):
         return drafts.text_draft(recipient, message.text.body, preview_url=message.text.preview_url,
                                  reply_to=reply_to, request=request)
-    if isinstance(message, ImageMessage | VideoMessage | AudioMessage | StickerMessage | DocumentMessage):
+    if isinstance(message, models.ImageMessage | models.VideoMessage | models.AudioMessage | models.StickerMessage
+                  | models.DocumentMessage):
         media = getattr(message, message.type)
         return drafts.media_draft(message.type, recipient, link=media.link, media_id=media.id,
                                   caption=getattr(media, "caption", None), filename=getattr(media, "filename", None),
                                   reply_to=reply_to, request=request)
-    if isinstance(message, TemplateMessage):
+    if isinstance(message, models.TemplateMessage):
         template = message.template
         return drafts.template_draft(recipient, template.name, template.language.code, template.components,
                                      reply_to=reply_to, request=request)
-    if isinstance(message, LocationMessage):
+    if isinstance(message, models.LocationMessage):
         location = message.location
         return Draft("location", location.model_dump(exclude_none=True), recipient, reply_to=reply_to,
                      content=location.name or f"{location.latitude},{location.longitude}", request=request)
-    if isinstance(message, ContactsMessage):
+    if isinstance(message, models.ContactsMessage):
         contacts = [c.model_dump(exclude_none=True) for c in message.contacts]
         return Draft("contacts", contacts, recipient, reply_to=reply_to,
                      content=", ".join(c.name.formatted_name for c in message.contacts), request=request)
-    assert isinstance(message, InteractiveMessage)
+    assert isinstance(message, models.InteractiveMessage)
     interactive = message.interactive
     return Draft("interactive", interactive.model_dump(exclude_none=True), recipient, reply_to=reply_to,
                  content=interactive.body.text if interactive.body else None, request=request)
 
 
-def v1_draft(message: V1Message) -> Draft:
+def v1_draft(message: models.V1Message) -> Draft:
     """The generic body → a draft (recipient normalised, reply and target kept as given)."""
     recipient = normalize_recipient(message.to, field="to")
     if message.recipient_type is not None and message.recipient_type != recipient.recipient_type:
         raise invalid("recipient_type", f"is {message.recipient_type!r} but 'to' names a "
                                         f"{'group' if recipient.is_group else 'person'}")
     request = _request(message)
-    if isinstance(message, ReactionMessage):
+    if isinstance(message, models.ReactionMessage):
         return drafts.reaction_draft(recipient, message.reaction.message_id, message.reaction.emoji, request=request)
-    if isinstance(message, EditMessage):
+    if isinstance(message, models.EditMessage):
         return drafts.edit_draft(recipient, message.edit.message_id, message.edit.text.body, request=request)
-    if isinstance(message, DeleteMessage):
+    if isinstance(message, models.DeleteMessage):
         return drafts.delete_draft(recipient, message.delete.message_id,
                                    for_everyone=message.delete.for_everyone, request=request)
     return _v1_body(message, recipient, message.context.message_id if message.context else None, request)
 
 
-V1_EXAMPLES = {
+V1_EXAMPLES: dict[str, Example] = {
     "text": _ex("Text", {"to": "60123456789", "type": "text", "text": {"body": "Hello!"}}),
     "reply": _ex("Text reply", {"to": "60123456789", "type": "text", "text": {"body": "Yes"},
                                 "context": {"message_id": "wamid.HBgLNjAxMjM0NTY3ODkVAgARGBI"}}),
@@ -183,99 +172,71 @@ V1_EXAMPLES = {
 def build(sender: SendService) -> APIRouter:
     """The send routes (v2 per type, react, edit, delete; v1 in the Cloud API shape)."""
     router = APIRouter(tags=["send"])
-    common: dict[str, Any] = {"status_code": 202, "response_model": SendResponse, "responses": SEND_RESPONSES}
 
-    @router.post("/api/v2/messages/text/{companyId}/{chatId}", summary="Send a text message", **common)
-    async def send_text(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
-        body: Annotated[V2Text, Body(openapi_examples={
-            "text": _ex("Text", {"message": "Hello from bisnesgpt", "phoneIndex": 0, "userName": "Aisyah"}),
-            "reply": _ex("Reply", {"message": "Yes", "quotedMessageId": "true_60123456789@c.us_3EB0C767D26A1D4E"}),
-        })],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
+    def send_route(method: Literal["POST", "PUT", "DELETE"], path: str,
+                   summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        return router.api_route(path, methods=[method], summary=summary, status_code=202,
+                                response_model=models.SendResponse, responses=SEND_RESPONSES)
+
+    async def to_chat(send: ChatSend, body: models.V2Base, draft_of: DraftOf) -> JSONResponse:
+        send.principal.require_company(send.company_id)
+        draft = draft_of(normalize_recipient(send.chat_id), _request(body))
+        return await _dispatch(sender, send.request, company_id=send.company_id, phone_index=body.phoneIndex,
+                               explicit=True, draft=draft, raw_key=send.idempotency_key, wait=send.wait)
+
+    @send_route("POST", "/api/v2/messages/text/{companyId}/{chatId}", "Send a text message")
+    async def send_text(send: ToChat, body: Annotated[models.V2Text, Body(openapi_examples={
+        "text": _ex("Text", {"message": "Hello from bisnesgpt", "phoneIndex": 0, "userName": "Aisyah"}),
+        "reply": _ex("Reply", {"message": "Yes", "quotedMessageId": "true_60123456789@c.us_3EB0C767D26A1D4E"}),
+    })]) -> JSONResponse:
+        return await to_chat(send, body, lambda to, request: drafts.text_draft(
+            to, body.message, reply_to=body.quotedMessageId, request=request))
+
+    @send_route("POST", "/api/v2/messages/image/{companyId}/{chatId}", "Send an image by URL")
+    async def send_image(send: ToChat, body: Annotated[models.V2Image, Body(openapi_examples={
+        "image": _ex("Image", {"imageUrl": "https://example.com/menu.jpg", "caption": "Today's menu"})})],
     ) -> JSONResponse:
-        principal.require_company(companyId)
-        draft = drafts.text_draft(normalize_recipient(chatId), body.message, reply_to=body.quotedMessageId,
-                                  request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
-                               draft=draft, raw_key=idempotency_key, wait=wait)
+        return await to_chat(send, body, lambda to, request: drafts.media_draft(
+            "image", to, link=body.imageUrl, caption=body.caption, reply_to=body.quotedMessageId, request=request))
 
-    @router.post("/api/v2/messages/image/{companyId}/{chatId}", summary="Send an image by URL", **common)
-    async def send_image(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
-        body: Annotated[V2Image, Body(openapi_examples={
-            "image": _ex("Image", {"imageUrl": "https://example.com/menu.jpg", "caption": "Today's menu"})})],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
+    @send_route("POST", "/api/v2/messages/video/{companyId}/{chatId}", "Send a video by URL")
+    async def send_video(send: ToChat, body: Annotated[models.V2Video, Body(openapi_examples={
+        "video": _ex("Video", {"videoUrl": "https://example.com/demo.mp4", "caption": "Demo", "phoneIndex": 0})})],
     ) -> JSONResponse:
-        principal.require_company(companyId)
-        draft = drafts.media_draft("image", normalize_recipient(chatId), link=body.imageUrl, caption=body.caption,
-                                   reply_to=body.quotedMessageId, request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
-                               draft=draft, raw_key=idempotency_key, wait=wait)
+        return await to_chat(send, body, lambda to, request: drafts.media_draft(
+            "video", to, link=body.videoUrl, caption=body.caption, reply_to=body.quotedMessageId, request=request))
 
-    @router.post("/api/v2/messages/video/{companyId}/{chatId}", summary="Send a video by URL", **common)
-    async def send_video(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
-        body: Annotated[V2Video, Body(openapi_examples={
-            "video": _ex("Video", {"videoUrl": "https://example.com/demo.mp4", "caption": "Demo", "phoneIndex": 0})})],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
+    @send_route("POST", "/api/v2/messages/audio/{companyId}/{chatId}", "Send audio (voice note) by URL")
+    async def send_audio(send: ToChat, body: Annotated[models.V2Audio, Body(openapi_examples={
+        "audio": _ex("Audio", {"audioUrl": "https://example.com/note.ogg", "phoneIndex": 0})})],
     ) -> JSONResponse:
-        principal.require_company(companyId)
-        draft = drafts.media_draft("video", normalize_recipient(chatId), link=body.videoUrl, caption=body.caption,
-                                   reply_to=body.quotedMessageId, request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
-                               draft=draft, raw_key=idempotency_key, wait=wait)
+        return await to_chat(send, body, lambda to, request: drafts.media_draft(
+            "audio", to, link=body.audioUrl, reply_to=body.quotedMessageId, request=request))
 
-    @router.post("/api/v2/messages/audio/{companyId}/{chatId}", summary="Send audio (voice note) by URL", **common)
-    async def send_audio(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
-        body: Annotated[V2Audio, Body(openapi_examples={
-            "audio": _ex("Audio", {"audioUrl": "https://example.com/note.ogg", "phoneIndex": 0})})],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
+    @send_route("POST", "/api/v2/messages/document/{companyId}/{chatId}", "Send a document by URL")
+    async def send_document(send: ToChat, body: Annotated[models.V2Document, Body(openapi_examples={
+        "document": _ex("Document", {"documentUrl": "https://example.com/invoice.pdf",
+                                     "filename": "invoice-4711.pdf", "caption": "Your invoice"})})],
     ) -> JSONResponse:
-        principal.require_company(companyId)
-        draft = drafts.media_draft("audio", normalize_recipient(chatId), link=body.audioUrl,
-                                   reply_to=body.quotedMessageId, request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
-                               draft=draft, raw_key=idempotency_key, wait=wait)
+        return await to_chat(send, body, lambda to, request: drafts.media_draft(
+            "document", to, link=body.documentUrl, caption=body.caption, filename=body.effective_filename,
+            mime_type=body.mimeType, reply_to=body.quotedMessageId, request=request))
 
-    @router.post("/api/v2/messages/document/{companyId}/{chatId}", summary="Send a document by URL", **common)
-    async def send_document(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
-        body: Annotated[V2Document, Body(openapi_examples={
-            "document": _ex("Document", {"documentUrl": "https://example.com/invoice.pdf",
-                                         "filename": "invoice-4711.pdf", "caption": "Your invoice"})})],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
+    @send_route("POST", "/api/v2/messages/template/{companyId}/{chatId}", "Send an approved template")
+    async def send_template(send: ToChat, body: Annotated[models.V2Template, Body(openapi_examples={
+        "template": _ex("Template", {"templateName": "order_update", "templateLang": "en_US",
+                                     "templateComponents": [{"type": "body", "parameters": [
+                                         {"type": "text", "text": "4711"}]}], "phoneIndex": 1})})],
     ) -> JSONResponse:
-        principal.require_company(companyId)
-        draft = drafts.media_draft("document", normalize_recipient(chatId), link=body.documentUrl,
-                                   caption=body.caption, filename=body.effective_filename, mime_type=body.mimeType,
-                                   reply_to=body.quotedMessageId, request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
-                               draft=draft, raw_key=idempotency_key, wait=wait)
+        return await to_chat(send, body, lambda to, request: drafts.template_draft(
+            to, body.templateName, body.templateLang, body.templateComponents, reply_to=body.quotedMessageId,
+            request=request))
 
-    @router.post("/api/v2/messages/template/{companyId}/{chatId}", summary="Send an approved template", **common)
-    async def send_template(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
-        body: Annotated[V2Template, Body(openapi_examples={
-            "template": _ex("Template", {"templateName": "order_update", "templateLang": "en_US",
-                                         "templateComponents": [{"type": "body", "parameters": [
-                                             {"type": "text", "text": "4711"}]}], "phoneIndex": 1})})],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
-    ) -> JSONResponse:
-        principal.require_company(companyId)
-        draft = drafts.template_draft(normalize_recipient(chatId), body.templateName, body.templateLang,
-                                      body.templateComponents, reply_to=body.quotedMessageId,
-                                      request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex, explicit=True,
-                               draft=draft, raw_key=idempotency_key, wait=wait)
-
-    @router.put("/api/v2/messages/{companyId}/{chatId}/{messageId}", summary="Edit a sent message's text",
-                **common)
+    @send_route("PUT", "/api/v2/messages/{companyId}/{chatId}/{messageId}", "Edit a sent message's text")
     async def edit_message(
         request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
         messageId: MessagePath,
-        body: Annotated[V2Edit, Body(openapi_examples={
+        body: Annotated[models.V2Edit, Body(openapi_examples={
             "edit": _ex("Edit", {"newMessage": "Corrected text", "phoneIndex": 0})})],
         wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
     ) -> JSONResponse:
@@ -285,17 +246,16 @@ def build(sender: SendService) -> APIRouter:
                                explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
                                wait=wait)
 
-    @router.delete("/api/v2/messages/{companyId}/{chatId}/{messageId}", summary="Delete a sent message",
-                   **common)
+    @send_route("DELETE", "/api/v2/messages/{companyId}/{chatId}/{messageId}", "Delete a sent message")
     async def delete_message(
         request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
         messageId: MessagePath,
-        body: Annotated[V2Delete | None, Body(openapi_examples={
+        body: Annotated[models.V2Delete | None, Body(openapi_examples={
             "everyone": _ex("Delete for everyone", {"deleteForEveryone": True, "phoneIndex": 0})})] = None,
         wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
     ) -> JSONResponse:
         principal.require_company(companyId)
-        body = body or V2Delete()
+        body = body or models.V2Delete()
         recipient = normalize_recipient(chatId)
         if body.messageId is not None and body.messageId != messageId:
             raise invalid("messageId", "differs from the messageId in the path")
@@ -307,11 +267,10 @@ def build(sender: SendService) -> APIRouter:
                                explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
                                wait=wait)
 
-    @router.post("/api/messages/react/{companyId}/{messageId}", summary="React to a message with an emoji",
-                 **common)
+    @send_route("POST", "/api/messages/react/{companyId}/{messageId}", "React to a message with an emoji")
     async def react(
         request: Request, principal: CurrentPrincipal, companyId: CompanyPath, messageId: MessagePath,
-        body: Annotated[V2React, Body(openapi_examples={
+        body: Annotated[models.V2React, Body(openapi_examples={
             "react": _ex("React", {"reaction": "👍", "phoneIndex": 0}),
             "remove": _ex("Remove a reaction", {"reaction": ""}),
         })],
@@ -324,13 +283,13 @@ def build(sender: SendService) -> APIRouter:
                                explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
                                wait=wait)
 
-    @router.post("/api/v1/messages", summary="Send any message type (Cloud API message shape)", **common)
+    @send_route("POST", "/api/v1/messages", "Send any message type (Cloud API message shape)")
     async def send_v1(
         request: Request, principal: CurrentPrincipal,
-        body: Annotated[V1Message, Body(openapi_examples=V1_EXAMPLES)],
+        body: Annotated[models.V1Message, Body(openapi_examples=V1_EXAMPLES)],
         wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
     ) -> JSONResponse:
-        company_id = _v1_company(principal, body.companyId)
+        company_id = principal.company_required(body.companyId)
         draft = v1_draft(body)
         return await _dispatch(sender, request, company_id=company_id, phone_index=body.phoneIndex,
                                explicit="phoneIndex" in body.model_fields_set or draft.target is None, draft=draft,

@@ -12,32 +12,47 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import TypeVar
 
 from bisnesgpt.coordination.channels import BOT_EVENT
 from bisnesgpt.coordination.coordinator import Subscriptions
+from bisnesgpt.core.jsontypes import JsonObject
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
+T = TypeVar("T")
 SESSION_EVENT_TYPES = frozenset({"status_update", "auth_status"})
-CLOSED: dict[str, Any] = {"eventType": "__closed__"}
+# Put on a stream's queue to end it (compared by identity).
+CLOSED: JsonObject = {"eventType": "__closed__"}
+
+
+def put_dropping_oldest(queue: asyncio.Queue[T], item: T) -> bool:
+    """Queue ``item``; a full queue first loses its oldest item (then True): a slow reader never blocks the rest."""
+    dropped = False
+    if queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()
+            dropped = True
+    queue.put_nowait(item)
+    return dropped
 
 
 class Subscription:
+    """One open SSE stream: the company it shows (None: all) and its queue of ``bot:event`` payloads."""
+
     def __init__(self, company_id: str | None) -> None:
         self.company_id = company_id
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[JsonObject] = asyncio.Queue(QUEUE_SIZE)
         self.dropped = 0
 
-    def offer(self, event: dict[str, Any]) -> None:
+    def offer(self, event: JsonObject) -> None:
+        """Queue ``event`` if it is this stream's company's; a full queue loses its oldest event."""
         if self.company_id is not None and event.get("companyId") != self.company_id:
             return
-        if self.queue.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
+        if put_dropping_oldest(self.queue, event):
             self.dropped += 1
-        self.queue.put_nowait(event)
 
 
 class SessionEventHub:
@@ -52,7 +67,7 @@ class SessionEventHub:
     def _on_connection(self, connected: bool) -> None:
         self.connected = connected
 
-    def _on_bot_event(self, event: dict[str, Any]) -> None:
+    def _on_bot_event(self, event: JsonObject) -> None:
         if event.get("eventType") in SESSION_EVENT_TYPES:
             self.publish_local(event)
 
@@ -66,7 +81,7 @@ class SessionEventHub:
         """Forget a closed stream."""
         self.subscriptions.discard(subscription)
 
-    def publish_local(self, event: dict[str, Any]) -> None:
+    def publish_local(self, event: JsonObject) -> None:
         """Offer ``event`` to every stream (each filters to its company)."""
         for subscription in list(self.subscriptions):
             subscription.offer(event)
@@ -74,13 +89,11 @@ class SessionEventHub:
     def close(self) -> None:
         """End every open stream."""
         for subscription in list(self.subscriptions):
-            if subscription.queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    subscription.queue.get_nowait()
-            subscription.queue.put_nowait(CLOSED)
+            put_dropping_oldest(subscription.queue, CLOSED)
 
 
-def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+def sse(event: str, data: Mapping[str, object], event_id: str | None = None) -> str:
+    """One Server-Sent Events message: the event name, an optional id and the data as one JSON line."""
     lines = [f"event: {event}"]
     if event_id:
         lines.append(f"id: {event_id}")

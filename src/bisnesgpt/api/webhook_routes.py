@@ -6,15 +6,18 @@ operator key sees all and names the company when creating one (``company_id``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
 from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.webhooks.endpoints import EndpointRecord
 from bisnesgpt.webhooks.service import (
     CreatedEndpoint,
     WebhookService,
@@ -23,9 +26,13 @@ from bisnesgpt.webhooks.service import (
 )
 
 SECRET_NOTICE = "store this secret now: it is shown only once (rotate it if lost)"  # noqa: S105 - not a secret
+# An endpoint or a delivery as ``bisnesgpt.webhooks.service`` shows it (the CLI's --json too).
+WebhookView = Mapping[str, object]
 
 
 class EndpointCreate(BaseModel):
+    """Body of a new endpoint; ``company_id`` only from an operator (a company key names its own)."""
+
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2048, description="http(s) URL that receives the events")
@@ -38,6 +45,8 @@ class EndpointCreate(BaseModel):
 
 
 class EndpointUpdate(BaseModel):
+    """Body of a change: only the fields given change (``headers`` replaces them all)."""
+
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(None, max_length=2048)
@@ -49,11 +58,47 @@ class EndpointUpdate(BaseModel):
 
 
 class RotateSecret(BaseModel):
+    """Body of a secret rotation (optional): how long the previous secret stays valid."""
+
     model_config = ConfigDict(extra="forbid")
 
     overlap_seconds: float | None = Field(
         None, description="how long the previous secret keeps signing too (default WEBHOOK_SECRET_ROTATION_"
                           "OVERLAP_SECONDS; 0 = stop at once)")
+
+
+class EndpointList(TypedDict):
+    """The endpoints the caller may see."""
+
+    data: list[WebhookView]
+
+
+class DeliveryPage(TypedDict):
+    """A page of an endpoint's delivery log; ``next_before`` asks for the next one."""
+
+    data: list[WebhookView]
+    next_before: int | None
+
+
+class RetriedDead(TypedDict):
+    """How many dead-lettered deliveries were queued again."""
+
+    retried: int
+
+
+class ReplayNext(TypedDict):
+    """The query of the next replay page."""
+
+    since: str
+    after_event_id: str | None
+
+
+class ReplayAnswer(TypedDict):
+    """How many events were queued again, and where the next page starts."""
+
+    replayed: int
+    has_more: bool
+    next: ReplayNext | None
 
 
 def _scope(principal: Principal) -> str | None:
@@ -67,13 +112,12 @@ class WebhookRoutes:
         self.service = service
         self.router = self._build_router()
 
-    def _view(self, created_or_record: Any) -> dict[str, Any]:
-        record = created_or_record.endpoint if isinstance(created_or_record, CreatedEndpoint) else created_or_record
-        view = dict(endpoint_view(record, self.service.header_names(record)))
-        if isinstance(created_or_record, CreatedEndpoint):
-            view["secret"] = created_or_record.secret
-            view["secret_notice"] = SECRET_NOTICE
-        return view
+    def _view(self, record: EndpointRecord) -> dict[str, object]:
+        return {**endpoint_view(record, self.service.header_names(record))}
+
+    def _created(self, created: CreatedEndpoint) -> dict[str, object]:
+        """An endpoint with its new secret: the one answer that shows it."""
+        return {**self._view(created.endpoint), "secret": created.secret, "secret_notice": SECRET_NOTICE}
 
     def _build_router(self) -> APIRouter:
         router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -94,13 +138,13 @@ class WebhookRoutes:
                 company_id, url=body.url, events=body.events, enabled=body.enabled, headers=body.headers,
                 description=body.description, include_raw=body.include_raw,
             )
-            return JSONResponse(self._view(created), status_code=201)
+            return JSONResponse(self._created(created), status_code=201)
 
         @router.get("", summary="List webhook endpoints")
         async def list_endpoints(
             principal: CurrentPrincipal,
             company_id: Annotated[str | None, Query(description="operators: only this company")] = None,
-        ) -> dict[str, Any]:
+        ) -> EndpointList:
             scope = _scope(principal)
             if company_id is not None:
                 principal.require_company(company_id)
@@ -108,15 +152,13 @@ class WebhookRoutes:
             return {"data": [self._view(e) for e in await self.service.list_endpoints(scope)]}
 
         @router.get("/{endpoint_id}", summary="One webhook endpoint (with its failure notice, if any)")
-        async def get_endpoint(endpoint_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        async def get_endpoint(endpoint_id: str, principal: CurrentPrincipal) -> WebhookView:
             endpoint = await self.service.get(endpoint_id, _scope(principal))
-            view = self._view(endpoint)
-            view["deliveries"] = await self.service.counts(endpoint.id, _scope(principal))
-            return view
+            return {**self._view(endpoint), "deliveries": await self.service.counts(endpoint.id, _scope(principal))}
 
         @router.patch("/{endpoint_id}", summary="Change url, events, enabled, headers, description, include_raw")
         async def update_endpoint(endpoint_id: str, body: EndpointUpdate, principal: CurrentPrincipal
-                                  ) -> dict[str, Any]:
+                                  ) -> WebhookView:
             given = body.model_fields_set
             record = await self.service.update(
                 endpoint_id, _scope(principal), url=body.url, events=body.events, enabled=body.enabled,
@@ -133,10 +175,10 @@ class WebhookRoutes:
         @router.post("/{endpoint_id}/rotate-secret",
                      summary="New signing secret (shown once); the old one keeps signing during the overlap")
         async def rotate_secret(endpoint_id: str, principal: CurrentPrincipal,
-                                body: RotateSecret | None = None) -> dict[str, Any]:
+                                body: RotateSecret | None = None) -> WebhookView:
             overlap = body.overlap_seconds if body is not None else None
             created = await self.service.rotate_secret(endpoint_id, _scope(principal), overlap)
-            return self._view(created)
+            return self._created(created)
 
         @router.get("/{endpoint_id}/deliveries", summary="Delivery log, newest first")
         async def list_deliveries(
@@ -146,26 +188,26 @@ class WebhookRoutes:
             event_id: Annotated[str | None, Query()] = None,
             before: Annotated[int | None, Query(description="page: deliveries with a smaller id")] = None,
             limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        ) -> dict[str, Any]:
+        ) -> DeliveryPage:
             rows = await self.service.list_deliveries(endpoint_id, _scope(principal), status=status, before=before,
                                                       event_id=event_id, limit=limit)
             return {"data": [delivery_view(d) for d in rows],
                     "next_before": rows[-1].id if len(rows) == limit else None}
 
         @router.get("/{endpoint_id}/deliveries/{delivery_id}", summary="One delivery")
-        async def get_delivery(endpoint_id: str, delivery_id: int, principal: CurrentPrincipal) -> dict[str, Any]:
-            return dict(delivery_view(await self.service.get_delivery(endpoint_id, delivery_id, _scope(principal))))
+        async def get_delivery(endpoint_id: str, delivery_id: int, principal: CurrentPrincipal) -> WebhookView:
+            return delivery_view(await self.service.get_delivery(endpoint_id, delivery_id, _scope(principal)))
 
         @router.post("/{endpoint_id}/deliveries/retry-dead", status_code=202,
                      summary="Attempt every dead-lettered delivery of this endpoint again")
-        async def retry_dead(endpoint_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+        async def retry_dead(endpoint_id: str, principal: CurrentPrincipal) -> RetriedDead:
             return {"retried": await self.service.retry_dead(endpoint_id, _scope(principal))}
 
         @router.post("/{endpoint_id}/deliveries/{delivery_id}/retry", status_code=202,
                      summary="Attempt one delivery again now (same event id)")
         async def retry_delivery(endpoint_id: str, delivery_id: int, principal: CurrentPrincipal
-                                 ) -> dict[str, Any]:
-            return dict(delivery_view(await self.service.retry(endpoint_id, delivery_id, _scope(principal))))
+                                 ) -> WebhookView:
+            return delivery_view(await self.service.retry(endpoint_id, delivery_id, _scope(principal)))
 
         @router.post("/{endpoint_id}/replay", status_code=202,
                      summary="Deliver the company's events since a time to this endpoint again")
@@ -177,7 +219,7 @@ class WebhookRoutes:
             events: Annotated[list[str] | None, Query(description="only these event types")] = None,
             limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
             after_event_id: Annotated[str | None, Query(description="continue after this event (paging)")] = None,
-        ) -> dict[str, Any]:
+        ) -> ReplayAnswer:
             result = await self.service.replay(endpoint_id, _scope(principal), since=since, until=until,
                                                events=events, limit=limit, after_event_id=after_event_id)
             has_more = result.replayed == limit and result.last_created_at is not None

@@ -23,7 +23,6 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -33,7 +32,11 @@ from bisnesgpt.api.auth import Principal, authenticate, presented_key
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
 from bisnesgpt.core.errors import ConfigError, Forbidden, Unauthorized
+from bisnesgpt.core.jsontypes import JsonObject
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.processes.context import ProcessContext
+
+SQL = load_queries("bisnesgpt.dashboard")
 
 SESSION_COOKIE = "bgpt_dashboard"
 LOGIN_COOKIE = "bgpt_dashboard_login"
@@ -42,13 +45,6 @@ COOKIE_PATH = "/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # A key's validity is re-read at most this often per process (revocation takes effect within it).
 KEY_CHECK_TTL_S = 5.0
-
-SELECT_KEY_STATE = """
-SELECT k.role, k.company_id, k.revoked_at IS NULL AS active, k.key_hash, c.status AS company_status
-FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
-WHERE k.id = $1
-"""
-
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
@@ -101,6 +97,7 @@ class SessionSigner:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionSigner:
+        """The signer of ``DASHBOARD_SESSION_SECRET``, else of ``ENCRYPTION_KEY`` (ConfigError with neither)."""
         if settings.dashboard_session_secret is not None and settings.dashboard_session_secret.get_secret_value():
             secret = settings.dashboard_session_secret.get_secret_value().encode()
         elif settings.encryption_key is not None:
@@ -126,20 +123,22 @@ class SessionSigner:
         claims = self._verified_claims(value)
         if claims is None:
             return None
-        try:
-            expires = float(claims["e"])
-            kind, company, key_id = str(claims["k"]), claims.get("c"), claims.get("i")
-            session = DashboardSession(
-                Principal(kind, company if isinstance(company, str) else None,
-                          key_id if isinstance(key_id, int) else None),
-                str(claims["n"]), str(claims["f"]), expires)
-        except (KeyError, TypeError, ValueError):
+        kind, company, key_id, expires = claims.get("k"), claims.get("c"), claims.get("i"), claims.get("e")
+        if not isinstance(expires, int | float | str) or "n" not in claims or "f" not in claims:
             return None
-        valid = (claims.get("v") == 1 and expires > (now if now is not None else time.time())
+        try:
+            expires_at = float(expires)
+        except ValueError:
+            return None
+        valid = (claims.get("v") == 1 and expires_at > (now if now is not None else time.time())
                  and (kind == "admin" or (kind == "company" and isinstance(company, str))))
-        return session if valid else None
+        if not valid:
+            return None
+        principal = Principal("admin" if kind == "admin" else "company", company if isinstance(company, str) else None,
+                              key_id if isinstance(key_id, int) else None)
+        return DashboardSession(principal, str(claims["n"]), str(claims["f"]), expires_at)
 
-    def _verified_claims(self, value: str | None) -> dict[str, Any] | None:
+    def _verified_claims(self, value: str | None) -> JsonObject | None:
         if not value or value.count(".") != 1:
             return None
         encoded, signature = value.split(".")
@@ -156,9 +155,11 @@ class SessionSigner:
         return claims if isinstance(claims, dict) else None
 
     def csrf_token(self, session: DashboardSession) -> str:
+        """The session's CSRF token (derived from its nonce: nothing to store)."""
         return _b64(hmac.new(self._csrf_key, session.nonce.encode(), hashlib.sha256).digest())
 
     def login_token(self) -> str:
+        """A fresh double-submit token for the sign-in form."""
         return secrets.token_urlsafe(24)
 
 
@@ -184,18 +185,22 @@ class SessionAuth:
         return principal, cookie, expires
 
     def set_session_cookie(self, request: Request, response: Response, value: str) -> None:
+        """Sign the browser in: the session cookie (HttpOnly, SameSite=Strict, Secure on https)."""
         response.set_cookie(SESSION_COOKIE, value, max_age=int(self.signer.ttl_seconds), path=COOKIE_PATH,
                             httponly=True, samesite="strict", secure=self.secure(request))
 
     def clear_session_cookie(self, request: Request, response: Response) -> None:
+        """Sign the browser out."""
         response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict",
                                secure=self.secure(request))
 
     def set_login_cookie(self, request: Request, response: Response, token: str) -> None:
+        """The sign-in form's double-submit cookie (an hour, for the form's path only)."""
         response.set_cookie(LOGIN_COOKIE, token, max_age=3600, path="/dashboard", httponly=True,
                             samesite="strict", secure=self.secure(request))
 
     def secure(self, request: Request) -> bool:
+        """Whether cookies get ``Secure``: ``DASHBOARD_COOKIE_SECURE``, or (auto) when the request came over https."""
         mode = self.settings.dashboard_cookie_secure
         if mode == "auto":
             forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
@@ -225,6 +230,7 @@ class SessionAuth:
         return Caller(session.principal, session, csrf)
 
     def check_csrf(self, request: Request, expected: str, presented: str | None) -> None:
+        """403 unless the presented token is the session's and the request comes from this origin."""
         if not presented or not constant_time_equals(presented, expected):
             raise Forbidden("missing or invalid CSRF token (reload the page)")
         self.check_origin(request)
@@ -252,7 +258,7 @@ class SessionAuth:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        row = await ctx.db.fetchrow(SELECT_KEY_STATE, principal.key_id)
+        row = await ctx.db.fetchrow(SQL.key_state, principal.key_id)
         valid = bool(
             row is not None and row["active"] and row["role"] == principal.kind
             and row["company_id"] == principal.company_id

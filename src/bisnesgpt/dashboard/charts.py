@@ -10,127 +10,129 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Literal
 
-from bisnesgpt.dashboard.rollup import FAILURES
+import asyncpg
+from typing_extensions import TypedDict
+
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 
-RANGES: dict[str, tuple[int, int]] = {"hour": (3_600, 60), "day": (86_400, 600)}
+SQL = load_queries("bisnesgpt.dashboard")
+
+RangeName = Literal["hour", "day"]
+ChartKey = Literal["sent", "failed", "queueDepth", "latency", "rss"]
+# range -> (seconds shown, bucket seconds)
+RANGES: dict[RangeName, tuple[int, int]] = {"hour": (3_600, 60), "day": (86_400, 600)}
 TOP_FAILURE_CODES = 8
 
-_BUCKET = "floor(EXTRACT(EPOCH FROM timestamp) / $2) * $2"
-_SINCE = "timestamp >= now() - make_interval(secs => $1)"
 
-RSS_PER_ROLE = f"""
-SELECT b, role AS label, sum(v) AS value FROM (
-    SELECT {_BUCKET} AS b, process_name, split_part(process_name, '-', 1) AS role, avg(metric_value) AS v
-    FROM process_metrics WHERE metric_name = 'rss_mb' AND {_SINCE}
-    GROUP BY 1, 2, 3
-) per_process GROUP BY 1, 2
-"""
-QUEUE_DEPTH = f"""
-SELECT {_BUCKET} AS b, metadata->>'queue' AS label, max(metric_value) AS value
-FROM process_metrics WHERE metric_name = 'queue_depth' AND {_SINCE}
-GROUP BY 1, 2
-"""
-SENT_PER_MINUTE = f"""
-SELECT {_BUCKET} AS b, metadata->>'provider' AS label, sum(metric_value) / ($2 / 60.0) AS value
-FROM process_metrics WHERE metric_name = 'messages_sent' AND {_SINCE}
-GROUP BY 1, 2
-"""
-FAILED_PER_MINUTE = f"""
-SELECT {_BUCKET} AS b, metadata->>'code' AS label, sum(metric_value) / ($2 / 60.0) AS value
-FROM process_metrics WHERE metric_name = 'messages_failed' AND {_SINCE}
-GROUP BY 1, 2
-"""
-LATENCY = f"""
-SELECT {_BUCKET} AS b, (metadata->>'provider') || ' p50' AS label, avg(metric_value) AS value
-FROM process_metrics WHERE metric_name = 'send_latency_p50_ms' AND {_SINCE} GROUP BY 1, 2
-UNION ALL
-SELECT {_BUCKET} AS b, (metadata->>'provider') || ' p99' AS label, max(metric_value) AS value
-FROM process_metrics WHERE metric_name = 'send_latency_p99_ms' AND {_SINCE} GROUP BY 1, 2
-"""
-NOW_EPOCH = "SELECT EXTRACT(EPOCH FROM now())::float8"
-# Minutes the rollup has not reached yet (the minute in progress, and the one that just ended
-# until it settles): read them from `messages` (cheap: indexed, a minute or two), per bucket.
-# Same watermark as the rollup's, so no minute is counted twice or missed.
-ROLLUP_WATERMARK = """
-SELECT coalesce(max(timestamp) + interval '1 minute', date_trunc('minute', now()) - make_interval(secs => $1))
-FROM process_metrics WHERE metric_name = 'messages_sent'
-"""
-_MINUTE_BUCKET = "floor(EXTRACT(EPOCH FROM date_trunc('minute', {column})) / $3) * $3"
-NOT_ROLLED_UP = f"""
-SELECT 'sent' AS chart, {_MINUTE_BUCKET.format(column="sent_at")} AS b, provider AS label, count(*)::float8 AS value
-FROM messages WHERE sent_at >= $1 AND sent_at < $2 AND direction = 'outbound' GROUP BY 2, 3
-UNION ALL
-SELECT 'failed', {_MINUTE_BUCKET.format(column="f.failed_at")}, f.code, count(*)::float8 FROM ({FAILURES}) f
-GROUP BY 2, 3
-UNION ALL
-SELECT 'latency', {_MINUTE_BUCKET.format(column="sent_at")}, provider || ' p50',
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000)
-FROM messages WHERE sent_at >= $1 AND sent_at < $2 AND direction = 'outbound' GROUP BY 2, provider
-UNION ALL
-SELECT 'latency', {_MINUTE_BUCKET.format(column="sent_at")}, provider || ' p99',
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000)
-FROM messages WHERE sent_at >= $1 AND sent_at < $2 AND direction = 'outbound' GROUP BY 2, provider
-"""
+@dataclass(frozen=True)
+class ChartInfo:
+    """How a chart is titled and what unit its values are in."""
 
-CHARTS: dict[str, tuple[str, str, str]] = {
-    # key: (query, title, unit)
-    "sent": (SENT_PER_MINUTE, "Messages sent per minute, by engine", "msg/min"),
-    "failed": (FAILED_PER_MINUTE, "Failures per minute, by error code", "msg/min"),
-    "queueDepth": (QUEUE_DEPTH, "Queue depth (backlog)", "jobs"),
-    "latency": (LATENCY, "Accept → sent latency", "ms"),
-    "rss": (RSS_PER_ROLE, "RSS per role", "MB"),
+    title: str
+    unit: str
+
+
+# In the order the page shows them; ``metric_series`` answers rows for each key.
+CHARTS: dict[ChartKey, ChartInfo] = {
+    "sent": ChartInfo("Messages sent per minute, by engine", "msg/min"),
+    "failed": ChartInfo("Failures per minute, by error code", "msg/min"),
+    "queueDepth": ChartInfo("Queue depth (backlog)", "jobs"),
+    "latency": ChartInfo("Accept → sent latency", "ms"),
+    "rss": ChartInfo("RSS per role", "MB"),
 }
+
+
+class Series(TypedDict):
+    """One line of a chart: a value per bucket of the time axis (null: no data)."""
+
+    label: str
+    values: list[float | None]
+
+
+class Chart(TypedDict):
+    """One chart with its series."""
+
+    title: str
+    unit: str
+    series: list[Series]
+
+
+class ChartData(TypedDict):
+    """Every chart of a range on one time axis (``x``: bucket starts, epoch seconds)."""
+
+    range: RangeName
+    bucketSeconds: int
+    x: list[int]
+    charts: dict[ChartKey, Chart]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One value of one series in one bucket (``bucket``: its start, epoch seconds)."""
+
+    bucket: int
+    label: str | None
+    value: float
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """Where the point goes: bucket and label (as text)."""
+        return self.bucket, str(self.label)
 
 
 @dataclass(frozen=True)
 class Window:
+    """The time axis: ``seconds`` long, ``bucket`` seconds a step, from ``start`` to ``end`` (bucket starts)."""
+
     seconds: int
     bucket: int
     start: int
     end: int
 
     def buckets(self) -> list[int]:
+        """Every bucket start, oldest first."""
         return list(range(self.start, self.end + 1, self.bucket))
 
 
-async def chart_data(db: Database, range_name: str) -> dict[str, Any]:
+async def chart_data(db: Database, range_name: RangeName) -> ChartData:
     """Every chart of the range, aligned on one time axis (epoch seconds); gaps are null."""
     seconds, bucket = RANGES[range_name]
     # One snapshot: the rollup cannot move a minute from `messages` into `process_metrics`
     # between the two reads (it would be counted twice, or not at all).
     async with db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        now = float(await conn.fetchval(NOW_EPOCH))
+        now = float(await conn.fetchval(SQL.now_epoch))
         end = int(now // bucket) * bucket
         window = Window(seconds, bucket, end - (seconds // bucket - 1) * bucket, end)
         xs = window.buckets()
         recent = await _not_rolled_up(conn, float(seconds), bucket)
-        charts: dict[str, Any] = {}
-        for key, (query, title, unit) in CHARTS.items():
-            rows = [dict(r) for r in await conn.fetch(query, float(seconds), float(bucket))]
-            series = _series(_merge_recent(key, rows, recent.get(key, [])), xs)
-            if key == "failed":
-                series = _top(series, TOP_FAILURE_CODES)
-            charts[key] = {"title": title, "unit": unit, "series": series}
+        rolled: dict[str, list[Point]] = {}
+        for row in await conn.fetch(SQL.metric_series, float(seconds), float(bucket)):
+            rolled.setdefault(row["chart"], []).append(Point(int(row["b"]), row["label"], float(row["value"])))
+    charts: dict[ChartKey, Chart] = {}
+    for key, info in CHARTS.items():
+        series = _series(_merge_recent(key, rolled.get(key, []), recent.get(key, [])), xs)
+        if key == "failed":
+            series = _top(series, TOP_FAILURE_CODES)
+        charts[key] = {"title": info.title, "unit": info.unit, "series": series}
     return {"range": range_name, "bucketSeconds": bucket, "x": xs, "charts": charts}
 
 
-def _series(rows: list[Any], xs: list[int]) -> list[dict[str, Any]]:
+def _series(points: list[Point], xs: list[int]) -> list[Series]:
     index = {x: i for i, x in enumerate(xs)}
     by_label: dict[str, list[float | None]] = {}
-    for row in rows:
-        position = index.get(int(row["b"]))
+    for point in points:
+        position = index.get(point.bucket)
         if position is None:
             continue
-        label = str(row["label"] or "-")
-        values = by_label.setdefault(label, [None] * len(xs))
-        values[position] = round(float(row["value"]), 2)
+        values = by_label.setdefault(str(point.label or "-"), [None] * len(xs))
+        values[position] = round(point.value, 2)
     return [{"label": label, "values": values} for label, values in sorted(by_label.items())]
 
 
-def _top(series: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+def _top(series: list[Series], keep: int) -> list[Series]:
     """The ``keep`` labels with the largest totals; the rest summed as ``other``."""
     if len(series) <= keep:
         return series
@@ -144,30 +146,37 @@ def _top(series: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
     return [*kept, {"label": "other", "values": other}]
 
 
-async def _not_rolled_up(conn: Any, seconds: float, bucket: int) -> dict[str, list[dict[str, Any]]]:
-    """Sent/failed counts and latencies of the minutes not rolled up yet, as rows per bucket."""
-    since = await conn.fetchval(ROLLUP_WATERMARK, seconds)
+async def _not_rolled_up(conn: asyncpg.Connection, seconds: float, bucket: int) -> dict[str, list[Point]]:
+    """Sent/failed rates and latencies of the minutes not rolled up yet, as points per bucket."""
+    since = await conn.fetchval(SQL.not_rolled_up_since, seconds)
     until = datetime.now(UTC) + timedelta(minutes=1)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for row in await conn.fetch(NOT_ROLLED_UP, since, until, float(bucket)):
+    per_minute = bucket / 60  # sent and failed become a per-minute rate over the bucket, like the rolled-up rows
+    out: dict[str, list[Point]] = {}
+    for row in await conn.fetch(SQL.sent_not_rolled_up, since, until, float(bucket)):
         value = float(row["value"])
-        if row["chart"] in ("sent", "failed"):
-            value = value / (bucket / 60)  # a per-minute rate over the bucket, like the rolled-up rows
-        out.setdefault(row["chart"], []).append({"b": int(row["b"]), "label": row["label"], "value": value})
+        if row["chart"] == "sent":
+            value = value / per_minute
+        out.setdefault(row["chart"], []).append(Point(int(row["b"]), row["label"], value))
+    failed: dict[tuple[int, str], int] = {}
+    for row in await conn.fetch(SQL.failures_per_minute, since, until):
+        key = (int(row["minute"].timestamp() // bucket) * bucket, row["code"])
+        failed[key] = failed.get(key, 0) + int(row["n"])
+    if failed:
+        out["failed"] = [Point(b, code, n / per_minute) for (b, code), n in failed.items()]
     return out
 
 
-def _merge_recent(key: str, rows: list[dict[str, Any]], recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _merge_recent(key: str, points: list[Point], recent: list[Point]) -> list[Point]:
     """Add the not-yet-rolled-up values into their buckets (summed for rates, the worse for latency)."""
     if not recent:
-        return rows
-    merged = {(int(r["b"]), str(r["label"])): r for r in rows}
+        return points
+    merged = {p.key: p for p in points}
     for extra in recent:
-        key_ = (int(extra["b"]), str(extra["label"]))
-        if key_ not in merged:
-            merged[key_] = extra
+        found = merged.get(extra.key)
+        if found is None:
+            merged[extra.key] = extra
         elif key == "latency":
-            merged[key_] = {**merged[key_], "value": max(float(merged[key_]["value"]), extra["value"])}
+            merged[extra.key] = Point(found.bucket, found.label, max(found.value, extra.value))
         else:
-            merged[key_] = {**merged[key_], "value": float(merged[key_]["value"]) + extra["value"]}
+            merged[extra.key] = Point(found.bucket, found.label, found.value + extra.value)
     return list(merged.values())

@@ -10,12 +10,11 @@ time under a lease).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from fastapi import APIRouter
 
 from bisnesgpt.coordination.leased_loop import LeasedLoop
-from bisnesgpt.dashboard.api_routes import build_api, overview_snapshot
+from bisnesgpt.dashboard.api_routes import Queues, build_api, overview_snapshot
 from bisnesgpt.dashboard.auth import SessionAuth
 from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.pages import build_pages
@@ -41,16 +40,17 @@ class DashboardComponent(Component, HealthReporter):
                            queues=self._queues)
         self.hub.listen(ctx.coordinator)
         self.phones = PhoneConfigService(ctx.db, secret_box(ctx.settings), on_change=self._config_changed)
+        self.queues = QueueAdmin(ctx)
         self.rollup = MetricsRollup(ctx.db, ctx.process_name)
         self.rollup_loop = LeasedLoop(ctx.db, LEASE_NAME, ctx.holder, ctx.settings.dashboard_rollup_interval_ms / 1000,
                                       self._roll_up)
-        self._routers = (build_pages(), build_api(self.hub, self.phones))
+        self._routers = (build_pages(ctx), build_api(ctx, self.hub, self.phones, self.queues))
 
-    async def _overview(self) -> dict[str, Any]:
+    async def _overview(self) -> dict[str, object]:
         return await overview_snapshot(self.ctx)
 
-    async def _queues(self) -> dict[str, Any]:
-        return {"queues": await QueueAdmin(self.ctx).overview()}
+    async def _queues(self) -> Queues:
+        return {"queues": await self.queues.overview()}
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
         await announce_change(self.ctx.redis, company_id, phone_index, connection_type, self.ctx.process_name)

@@ -18,25 +18,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TypedDict
 
 from bisnesgpt.api.auth import Principal
+from bisnesgpt.api.session_events import put_dropping_oldest, sse
 from bisnesgpt.coordination.channels import BOT_EVENT, PROCESS_HEARTBEAT, PROCESS_STATUS
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
 KEEPALIVE_S = 15.0
+SNAPSHOT_TIMEOUT_S = 10
+COALESCE_S = 0.2
 SESSION_EVENT_TYPES = frozenset({"status_update"})
 HIDDEN_SESSION_METADATA = frozenset({"qrCode"})
-CLOSED: dict[str, Any] = {"__closed__": True}
+# What a heartbeat or status message shows of a process.
+PROCESS_FIELDS = ("processName", "role", "pid", "status", "uptime", "rssMb", "cpu", "activeBots", "ts", "delayMs",
+                  "reason", "source")
+# Put on a watcher's queue to end its stream (compared by identity).
+CLOSED: JsonObject = {"__closed__": True}
+
+EventData = Mapping[str, object]
+Snapshot = Callable[[], Awaitable[EventData]]
+
+
+class SessionEvent(TypedDict):
+    """A WhatsApp-Web session change as the phones page receives it (no QR payload)."""
+
+    companyId: str
+    phoneIndex: JsonValue
+    status: str
+    phoneNumber: JsonValue
+    at: JsonValue
+    qrAvailable: bool
+    pairingCode: JsonValue
+    reason: JsonValue
+    metadata: JsonObject
 
 
 class Watcher:
@@ -44,21 +68,18 @@ class Watcher:
 
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
-        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[tuple[str, EventData]] = asyncio.Queue(QUEUE_SIZE)
         self.dropped = 0
 
-    def offer(self, event: str, data: dict[str, Any]) -> None:
-        if self.queue.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
+    def offer(self, event: str, data: EventData) -> None:
+        """Queue an event; a full queue loses its oldest one (a slow client never slows the others)."""
+        if put_dropping_oldest(self.queue, (event, data)):
             self.dropped += 1
-        self.queue.put_nowait((event, data))
-
-
-Snapshot = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class LiveHub:
+    """The live events of this api process, fanned out to every open dashboard stream it may see."""
+
     def __init__(self, interval_s: float, *, overview: Snapshot, queues: Snapshot) -> None:
         self.interval_s = interval_s
         self._overview = overview
@@ -66,8 +87,6 @@ class LiveHub:
         self.watchers: set[Watcher] = set()
         self._refresh = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.last_overview: dict[str, Any] | None = None
-        self.last_queues: dict[str, Any] | None = None
 
     # --- life -------------------------------------------------------------------------------
 
@@ -82,6 +101,7 @@ class LiveHub:
         self._task = asyncio.create_task(self._run(), name="dashboard-live")
 
     async def close(self) -> None:
+        """End every stream and the periodic snapshots."""
         for watcher in list(self.watchers):
             watcher.offer("__closed__", CLOSED)
         if self._task is not None:
@@ -91,18 +111,20 @@ class LiveHub:
     # --- subscriptions ----------------------------------------------------------------------
 
     def watch(self, principal: Principal) -> Watcher:
+        """A new stream for this principal (an operator's first gets fresh numbers at once)."""
         watcher = Watcher(principal)
         self.watchers.add(watcher)
-        self._refresh.set()  # a new operator gets fresh numbers at once
+        self._refresh.set()
         return watcher
 
     def unwatch(self, watcher: Watcher) -> None:
+        """Forget a closed stream."""
         self.watchers.discard(watcher)
 
     def _operators(self) -> list[Watcher]:
         return [w for w in self.watchers if w.principal.is_admin]
 
-    def broadcast(self, event: str, data: dict[str, Any], *, company_id: str | None = None) -> None:
+    def broadcast(self, event: str, data: EventData, *, company_id: str | None = None) -> None:
         """To every operator, and to the users of ``company_id`` when given."""
         for watcher in list(self.watchers):
             if watcher.principal.is_admin or (company_id is not None and watcher.principal.company_id == company_id):
@@ -110,30 +132,31 @@ class LiveHub:
 
     # --- coordinator handlers -----------------------------------------------------------------
 
-    def _on_heartbeat(self, payload: dict[str, Any]) -> None:
+    def _on_heartbeat(self, payload: JsonObject) -> None:
         if self._operators():
             self.broadcast("process", {"kind": "heartbeat", **_process_fields(payload)})
 
-    def _on_status(self, payload: dict[str, Any]) -> None:
+    def _on_status(self, payload: JsonObject) -> None:
         if self._operators():
             self.broadcast("process", {"kind": "status", **_process_fields(payload)})
             self._refresh.set()
 
-    def _on_bot_event(self, payload: dict[str, Any]) -> None:
-        if payload.get("eventType") not in SESSION_EVENT_TYPES or not isinstance(payload.get("companyId"), str):
+    def _on_bot_event(self, payload: JsonObject) -> None:
+        company_id = payload.get("companyId")
+        if payload.get("eventType") not in SESSION_EVENT_TYPES or not isinstance(company_id, str):
             return
         raw_metadata = payload.get("metadata")
-        metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+        metadata: JsonObject = raw_metadata if isinstance(raw_metadata, dict) else {}
         status = str(payload.get("status") or "")
-        event = {
-            "companyId": payload["companyId"], "phoneIndex": payload.get("phoneIndex"), "status": status,
+        event: SessionEvent = {
+            "companyId": company_id, "phoneIndex": payload.get("phoneIndex"), "status": status,
             "phoneNumber": payload.get("phoneNumber"), "at": payload.get("timestamp"),
             "qrAvailable": status == "qr" and bool(metadata.get("qrCode")),
             "pairingCode": metadata.get("pairingCode") if status == "pairing_code" else None,
             "reason": metadata.get("reason"),
             "metadata": {k: v for k, v in metadata.items() if k not in HIDDEN_SESSION_METADATA},
         }
-        self.broadcast("session", event, company_id=payload["companyId"])
+        self.broadcast("session", event, company_id=company_id)
 
     # --- periodic re-reads --------------------------------------------------------------------
 
@@ -146,11 +169,12 @@ class LiveHub:
                 continue
             await self._publish("overview", self._overview)
             await self._publish("queues", self._queues)
-            await asyncio.sleep(0.2)  # coalesce bursts of status messages
+            await asyncio.sleep(COALESCE_S)  # coalesce bursts of status messages
 
     async def _publish(self, event: str, snapshot: Snapshot) -> None:
+        data: EventData
         try:
-            data = await asyncio.wait_for(snapshot(), 10)
+            data = await asyncio.wait_for(snapshot(), SNAPSHOT_TIMEOUT_S)
         except (BisnesgptError, TimeoutError) as exc:
             data = {"error": getattr(exc, "detail", None) or "timed out", "at": time.time()}
         except Exception as exc:  # a broken read must not end the stream task
@@ -162,7 +186,8 @@ class LiveHub:
     # --- one client's stream -------------------------------------------------------------------
 
     async def stream(self, watcher: Watcher, is_disconnected: Callable[[], Awaitable[bool]],
-                     hello: dict[str, Any]) -> AsyncIterator[str]:
+                     hello: EventData) -> AsyncIterator[str]:
+        """The SSE text of one stream: ``hello``, then its events (a keepalive comment when quiet)."""
         try:
             yield "retry: 2000\n\n"
             yield sse("hello", hello)
@@ -181,11 +206,5 @@ class LiveHub:
             self.unwatch(watcher)
 
 
-def _process_fields(payload: dict[str, Any]) -> dict[str, Any]:
-    keep = ("processName", "role", "pid", "status", "uptime", "rssMb", "cpu", "activeBots", "ts", "delayMs",
-            "reason", "source")
-    return {k: payload.get(k) for k in keep if k in payload}
-
-
-def sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
+def _process_fields(payload: JsonObject) -> JsonObject:
+    return {k: payload.get(k) for k in PROCESS_FIELDS if k in payload}

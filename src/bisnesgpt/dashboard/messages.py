@@ -7,46 +7,75 @@ timeline), the provider error, and the tenant webhook deliveries of its events.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
+from typing_extensions import TypedDict
+
+from bisnesgpt.api.phone_sessions import iso
+from bisnesgpt.api.schemas.messages import MessageDetail
 from bisnesgpt.core.errors import NotFound, ValidationFailed
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging import store, views
 from bisnesgpt.messaging.addressing import normalize_recipient
 from bisnesgpt.processes.context import ProcessContext
 
+SQL = load_queries("bisnesgpt.dashboard")
+
 LIMIT = 50
-
-SEARCH_BY_ID = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages
-WHERE ($1::text IS NULL OR company_id = $1) AND (message_id = $2 OR external_id = $2)
-ORDER BY id DESC LIMIT {LIMIT}
-"""
-SEARCH_BY_CHAT = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages
-WHERE ($1::text IS NULL OR company_id = $1) AND chat_id = $2
-ORDER BY id DESC LIMIT {LIMIT}
-"""
-RECENT = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages
-WHERE ($1::text IS NULL OR company_id = $1) AND ($2::text IS NULL OR status = $2)
-ORDER BY id DESC LIMIT {LIMIT}
-"""
-ONE = f"SELECT {store.MESSAGE_COLUMNS} FROM messages WHERE company_id = $1 AND message_id = $2"
-DELIVERIES = """
-SELECT d.id, d.endpoint_id, e.url, d.event_id, te.type AS event_type, te.data->>'status' AS event_status,
-       d.origin, d.status, d.attempts, d.last_status_code, d.last_error, d.last_attempt_at, d.next_attempt_at,
-       d.delivered_at, d.dead_at, d.created_at
-FROM tenant_events te
-JOIN webhook_deliveries d ON d.event_id = te.id
-JOIN webhook_endpoints e ON e.id = d.endpoint_id
-WHERE te.company_id = $1 AND te.created_at >= $3::timestamptz - interval '1 minute' AND te.data->>'message_id' = $2
-ORDER BY d.id
-LIMIT 200
-"""
+SUMMARY_CONTENT_CHARS = 120
+MatchedBy = Literal["recent", "id", "chat"]
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+class MessageSummary(TypedDict):
+    """A message in a search result (the content cut short)."""
+
+    messageId: str
+    companyId: str
+    phoneIndex: int
+    direction: str
+    chatId: str
+    type: str
+    status: str
+    provider: str
+    externalId: str | None
+    errorCode: str | None
+    content: str
+    createdAt: str | None
+    updatedAt: str | None
+
+
+class SearchResult(TypedDict):
+    """The messages found, and how the term matched them."""
+
+    matchedBy: MatchedBy
+    data: list[MessageSummary]
+
+
+class DeliveryView(TypedDict):
+    """One tenant webhook delivery of one of the message's events."""
+
+    id: int
+    endpointId: str
+    url: str
+    eventId: str
+    eventType: str
+    eventStatus: str | None
+    origin: str
+    status: str
+    attempts: int
+    lastStatusCode: int | None
+    lastError: str | None
+    lastAttemptAt: str | None
+    nextAttemptAt: str | None
+    deliveredAt: str | None
+    deadAt: str | None
+    createdAt: str | None
+
+
+class DashboardMessage(MessageDetail):
+    """A message as the public API shows it, with the webhook deliveries of its events."""
+
+    deliveries: list[DeliveryView]
 
 
 def chat_of(term: str) -> str | None:
@@ -57,47 +86,47 @@ def chat_of(term: str) -> str | None:
         return None
 
 
-async def search(ctx: ProcessContext, company_id: str | None, term: str | None, status: str | None) \
-        -> dict[str, Any]:
+async def search(ctx: ProcessContext, company_id: str | None, term: str | None, status: str | None) -> SearchResult:
+    """The latest messages (no term), or those a term names: our id or the provider's first, else a chat."""
+    how: MatchedBy
     async with ctx.db.connection() as conn:
         if not term:
-            rows = await conn.fetch(RECENT, company_id, status)
+            rows = await conn.fetch(SQL.recent_messages, company_id, status, LIMIT)
             how = "recent"
         else:
-            rows = await conn.fetch(SEARCH_BY_ID, company_id, term.strip())
+            rows = await conn.fetch(SQL.search_messages_by_id, company_id, term.strip(), LIMIT)
             how = "id"
             chat = chat_of(term)
             if not rows and chat is not None:
-                rows = await conn.fetch(SEARCH_BY_CHAT, company_id, chat)
+                rows = await conn.fetch(SQL.search_messages_by_chat, company_id, chat, LIMIT)
                 how = "chat"
     return {"matchedBy": how, "data": [summary(store.MessageRecord.from_row(r)) for r in rows]}
 
 
-def summary(record: store.MessageRecord) -> dict[str, Any]:
+def summary(record: store.MessageRecord) -> MessageSummary:
+    """A message as a search result lists it."""
     return {"messageId": record.message_id, "companyId": record.company_id, "phoneIndex": record.phone_index,
             "direction": record.direction, "chatId": record.chat_id, "type": record.message_type,
             "status": record.status, "provider": record.provider, "externalId": record.external_id,
-            "errorCode": record.error_code, "content": (record.content or "")[:120],
-            "createdAt": _iso(record.created_at), "updatedAt": _iso(record.updated_at)}
+            "errorCode": record.error_code, "content": (record.content or "")[:SUMMARY_CONTENT_CHARS],
+            "createdAt": iso(record.created_at), "updatedAt": iso(record.updated_at)}
 
 
-async def detail(ctx: ProcessContext, company_id: str, message_id: str) -> dict[str, Any]:
+async def detail(ctx: ProcessContext, company_id: str, message_id: str) -> DashboardMessage:
+    """One message: its public view, state history and webhook deliveries (404 if the company has no such id)."""
     async with ctx.db.connection() as conn:
-        row = await conn.fetchrow(ONE, company_id, message_id)
-        if row is None:
+        record = await store.load_message(conn, message_id, company_id)
+        if record is None:
             raise NotFound(f"message {message_id!r} not found")
-        record = store.MessageRecord.from_row(row)
         history = await views.history(conn, record)
-        deliveries = await conn.fetch(DELIVERIES, company_id, message_id, record.created_at)
-    return {
-        **views.message_json(record),
-        "history": history,
-        "deliveries": [{
-            "id": d["id"], "endpointId": d["endpoint_id"], "url": d["url"], "eventId": d["event_id"],
-            "eventType": d["event_type"], "eventStatus": d["event_status"], "origin": d["origin"],
-            "status": d["status"], "attempts": d["attempts"], "lastStatusCode": d["last_status_code"],
-            "lastError": d["last_error"], "lastAttemptAt": _iso(d["last_attempt_at"]),
-            "nextAttemptAt": _iso(d["next_attempt_at"]), "deliveredAt": _iso(d["delivered_at"]),
-            "deadAt": _iso(d["dead_at"]), "createdAt": _iso(d["created_at"]),
-        } for d in deliveries],
-    }
+        rows = await conn.fetch(SQL.message_deliveries, company_id, message_id, record.created_at)
+    deliveries: list[DeliveryView] = [{
+        "id": d["id"], "endpointId": d["endpoint_id"], "url": d["url"], "eventId": d["event_id"],
+        "eventType": d["event_type"], "eventStatus": d["event_status"], "origin": d["origin"],
+        "status": d["status"], "attempts": d["attempts"], "lastStatusCode": d["last_status_code"],
+        "lastError": d["last_error"], "lastAttemptAt": iso(d["last_attempt_at"]),
+        "nextAttemptAt": iso(d["next_attempt_at"]), "deliveredAt": iso(d["delivered_at"]),
+        "deadAt": iso(d["dead_at"]), "createdAt": iso(d["created_at"]),
+    } for d in rows]
+    return DashboardMessage.model_validate({**views.message_json(record), "history": history,
+                                            "deliveries": deliveries})

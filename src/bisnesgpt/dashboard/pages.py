@@ -66,6 +66,7 @@ def render(name: str, **values: str) -> str:
 
 
 def esc(value: object) -> str:
+    """``value`` as HTML text (None: empty), quotes escaped too (safe inside attributes)."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
@@ -76,14 +77,15 @@ def _safe_next(target: str | None) -> str:
     return "/dashboard"
 
 
-async def current(request: Request) -> tuple[ProcessContext, SessionAuth, DashboardSession | None]:
-    ctx: ProcessContext = request.app.state.ctx
+async def current(ctx: ProcessContext, request: Request) -> tuple[SessionAuth, DashboardSession | None]:
+    """The app's session auth and the request's valid session (None: not signed in)."""
     auth = session_auth(request)
-    return ctx, auth, await auth.session(ctx, request)
+    return auth, await auth.session(ctx, request)
 
 
 def login_page(request: Request, auth: SessionAuth, *, error: str = "", status: int = 200,
                next_path: str = "/dashboard") -> HTMLResponse:
+    """The sign-in form (with its double-submit token set as a cookie too), optionally with an error."""
     token = auth.signer.login_token()
     body = render("login.html", csrf=esc(token), error=esc(error), error_hidden="" if error else "hidden",
                   next=esc(_safe_next(next_path)))
@@ -92,20 +94,21 @@ def login_page(request: Request, auth: SessionAuth, *, error: str = "", status: 
     return response
 
 
-def build_pages() -> APIRouter:
+def build_pages(ctx: ProcessContext) -> APIRouter:
+    """Sign-in and out, the pages, static files, ``/docs`` and the original paths' redirects."""
     router = APIRouter(include_in_schema=False)
-    _sign_in_routes(router)
-    _page_routes(router)
+    _sign_in_routes(router, ctx)
+    _page_routes(router, ctx)
     _asset_routes(router)
     for legacy, target in LEGACY_PATHS.items():
         router.add_api_route(legacy, _redirect_to(target), methods=["GET"], include_in_schema=False)
     return router
 
 
-def _sign_in_routes(router: APIRouter) -> None:
+def _sign_in_routes(router: APIRouter, ctx: ProcessContext) -> None:
     @router.get("/dashboard/login")
     async def login_form(request: Request, next: str | None = None) -> Response:
-        _ctx, auth, session = await current(request)
+        auth, session = await current(ctx, request)
         if session is not None:
             return RedirectResponse(_safe_next(next), status_code=303)
         return login_page(request, auth, next_path=next or "/dashboard")
@@ -114,7 +117,7 @@ def _sign_in_routes(router: APIRouter) -> None:
     async def login(request: Request, api_key: Annotated[str, Form(max_length=512)] = "",
                     csrf: Annotated[str, Form(max_length=128)] = "",
                     next: Annotated[str, Form(max_length=512)] = "/dashboard") -> Response:
-        ctx, auth, _session = await current(request)
+        auth = session_auth(request)
         expected = request.cookies.get(LOGIN_COOKIE, "")
         try:
             if not expected or not csrf or not constant_time_equals(csrf, expected):
@@ -136,7 +139,7 @@ def _sign_in_routes(router: APIRouter) -> None:
 
     @router.post("/dashboard/logout")
     async def logout(request: Request, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
-        _ctx, auth, session = await current(request)
+        auth, session = await current(ctx, request)
         if session is not None:
             auth.check_csrf(request, auth.signer.csrf_token(session), csrf or request.headers.get("x-csrf-token"))
         response = RedirectResponse("/dashboard/login", status_code=303)
@@ -144,10 +147,10 @@ def _sign_in_routes(router: APIRouter) -> None:
         return response
 
 
-def _page_routes(router: APIRouter) -> None:
+def _page_routes(router: APIRouter, ctx: ProcessContext) -> None:
     @router.get("/dashboard")
     async def home(request: Request) -> Response:
-        _ctx, _auth, session = await current(request)
+        _auth, session = await current(ctx, request)
         if session is None:
             return RedirectResponse("/dashboard/login", status_code=303)
         return RedirectResponse("/dashboard/processes" if session.principal.is_admin else "/dashboard/phones",
@@ -157,7 +160,7 @@ def _page_routes(router: APIRouter) -> None:
     async def page(request: Request, page: str) -> Response:
         if page not in PAGES:
             raise NotFound(f"no dashboard page {page!r}")
-        _ctx, auth, session = await current(request)
+        auth, session = await current(ctx, request)
         if session is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/dashboard/login?next={quote(target, safe='')}", status_code=303)

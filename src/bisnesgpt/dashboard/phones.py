@@ -14,10 +14,23 @@ details; ``error`` when Meta rejects the credentials, as the engine would).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal, NotRequired
 
-from bisnesgpt.config import Settings
+from pydantic import JsonValue
+from typing_extensions import TypedDict
+
+from bisnesgpt.api.phone_sessions import (
+    DesiredState,
+    PhoneSession,
+    PhoneStatus,
+    iso,
+    load_phone_session,
+    load_phone_sessions,
+)
+from bisnesgpt.api.schemas.common import JsonObject
 from bisnesgpt.core.errors import Conflict, NotFound, ServiceUnavailable
+from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.engines.meta.errors import CloudApiError, PhoneAuthError, PhoneBlockedError, TransportError
 from bisnesgpt.engines.meta.phones import change_phone_status
@@ -27,115 +40,152 @@ from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.phones import store as phones_store
 from bisnesgpt.processes.context import ProcessContext
 
+SQL = load_queries("bisnesgpt.dashboard")
+
 CLOUD_TYPES = frozenset({"meta_direct", "meta_embedded", "360dialog"})
 ACTIVE_WINDOW_MINUTES = 15
-HIDDEN_METADATA = frozenset({"qrCode"})
-
-PHONES = """
-SELECT pc.company_id, c.name AS company_name, pc.phone_index, coalesce(pc.connection_type, 'wwebjs') AS connection_type,
-       pc.status AS config_status, pc.display_phone_number, pc.meta_phone_number_id, pc.meta_waba_id,
-       pc.dialog360_channel_id, pc.process_name, pc.updated_at AS config_updated_at,
-       coalesce(ps.status, 'pending') AS status, ps.phone_number, ps.last_seen,
-       coalesce(ps.metadata, '{}'::jsonb) AS metadata, ps.updated_at AS status_updated_at,
-       ws.desired_state, ws.breaker_tripped_at, ws.breaker_reason, ws.last_ready_at,
-       (ws.auth_state IS NOT NULL) AS paired,
-       pl.holder AS owner
-FROM phone_configs pc
-JOIN companies c ON c.id = pc.company_id
-LEFT JOIN phone_status ps ON ps.company_id = pc.company_id AND ps.phone_index = pc.phone_index
-LEFT JOIN wwebjs_sessions ws ON ws.company_id = pc.company_id AND ws.phone_index = pc.phone_index
-LEFT JOIN process_leases pl ON pl.name = 'wwebjs:session:' || pc.company_id || ':' || pc.phone_index
-                           AND pl.expires_at > now()
-WHERE ($1::text IS NULL OR pc.company_id = $1) AND ($2::int IS NULL OR pc.phone_index = $2)
-ORDER BY pc.company_id, pc.phone_index
-"""
-ACTIVE_NOW = f"""
-SELECT count(DISTINCT (company_id, phone_index)) FROM conversation_sessions
-WHERE ($1::text IS NULL OR company_id = $1)
-  AND greatest(last_inbound_at, last_outbound_at) > now() - interval '{ACTIVE_WINDOW_MINUTES} minutes'
-"""
-COMPANIES = "SELECT id, name, status FROM companies WHERE ($1::text IS NULL OR id = $1) ORDER BY id"
+PhoneKind = Literal["wwebjs", "cloud"]
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+class Breaker(TypedDict):
+    """A WhatsApp-Web session's circuit breaker."""
+
+    open: bool
+    reason: str | None
 
 
-def phone_view(row: Any) -> dict[str, Any]:
-    metadata = {k: v for k, v in dict(row["metadata"] or {}).items() if k not in HIDDEN_METADATA}
-    status = row["status"]
-    kind = "wwebjs" if row["connection_type"] == "wwebjs" else "cloud"
-    view: dict[str, Any] = {
-        "companyId": row["company_id"], "companyName": row["company_name"], "phoneIndex": row["phone_index"],
-        "connectionType": row["connection_type"], "kind": kind, "status": status,
-        "configStatus": row["config_status"],
-        "displayNumber": row["phone_number"] or row["display_phone_number"],
-        "lastSeen": _iso(row["last_seen"]), "statusUpdatedAt": _iso(row["status_updated_at"]),
+class PhoneCard(TypedDict):
+    """A phone as the phones page shows it; the session fields for ``wwebjs``, the Cloud API ones otherwise."""
+
+    companyId: str
+    companyName: str
+    phoneIndex: int
+    connectionType: str
+    kind: PhoneKind
+    status: PhoneStatus
+    configStatus: str | None
+    displayNumber: str | None
+    lastSeen: str | None
+    statusUpdatedAt: str | None
+    reason: JsonValue
+    metadata: JsonObject
+    qrAvailable: NotRequired[bool]
+    pairingCode: NotRequired[JsonValue]
+    desiredState: NotRequired[DesiredState]
+    paired: NotRequired[bool]
+    owner: NotRequired[str | None]
+    breaker: NotRequired[Breaker]
+    lastReadyAt: NotRequired[str | None]
+    metaPhoneNumberId: NotRequired[str | None]
+    metaWabaId: NotRequired[str | None]
+    dialog360ChannelId: NotRequired[str | None]
+    verification: NotRequired[JsonValue]
+
+
+class PhoneCounts(TypedDict):
+    """The phones page's counters."""
+
+    total: int
+    connected: int
+    meta: int
+    wwebjs: int
+    disconnected: int
+    activeNow: int
+
+
+class Company(TypedDict):
+    """A company in the phones page's filter."""
+
+    id: str
+    name: str
+    status: str
+
+
+class Verification(TypedDict):
+    """What the Cloud API said of a number when it was verified."""
+
+    ok: bool
+    checkedAt: str
+    id: str | None
+    displayPhoneNumber: str | None
+    verifiedName: str | None
+    qualityRating: str | None
+    codeVerificationStatus: str | None
+    nameStatus: str | None
+
+
+def phone_card(phone: PhoneSession) -> PhoneCard:
+    """A phone's card: status and number; the session for a wwebjs phone, the Meta ids for a Cloud API one."""
+    metadata = phone.shown_metadata()
+    card: PhoneCard = {
+        "companyId": phone.company_id, "companyName": phone.company_name, "phoneIndex": phone.phone_index,
+        "connectionType": phone.connection_type, "kind": "wwebjs" if phone.is_wwebjs else "cloud",
+        "status": phone.status, "configStatus": phone.config_status, "displayNumber": phone.number,
+        "lastSeen": iso(phone.last_seen), "statusUpdatedAt": iso(phone.status_updated_at),
         "reason": metadata.get("reason") or metadata.get("error"),
         "metadata": metadata,
     }
-    if kind == "wwebjs":
-        view.update({
-            "qrAvailable": status == "qr" and bool((row["metadata"] or {}).get("qrCode")),
-            "pairingCode": metadata.get("pairingCode") if status == "pairing_code" else None,
-            "desiredState": row["desired_state"] or "running", "paired": bool(row["paired"]),
-            "owner": row["owner"],
-            "breaker": {"open": row["breaker_tripped_at"] is not None, "reason": row["breaker_reason"]},
-            "lastReadyAt": _iso(row["last_ready_at"]),
-        })
+    if phone.is_wwebjs:
+        card["qrAvailable"] = phone.qr_available
+        card["pairingCode"] = phone.pairing_code
+        card["desiredState"] = phone.desired_state
+        card["paired"] = phone.paired
+        card["owner"] = phone.owner
+        card["breaker"] = {"open": phone.breaker_tripped_at is not None, "reason": phone.breaker_reason}
+        card["lastReadyAt"] = iso(phone.last_ready_at)
     else:
-        view.update({
-            "metaPhoneNumberId": row["meta_phone_number_id"], "metaWabaId": row["meta_waba_id"],
-            "dialog360ChannelId": row["dialog360_channel_id"],
-            "verification": metadata.get("verification"),
-        })
-    return view
+        card["metaPhoneNumberId"] = phone.meta_phone_number_id
+        card["metaWabaId"] = phone.meta_waba_id
+        card["dialog360ChannelId"] = phone.dialog360_channel_id
+        card["verification"] = metadata.get("verification")
+    return card
 
 
-def counts(views: list[dict[str, Any]], active_now: int) -> dict[str, int]:
+def counts(cards: list[PhoneCard], active_now: int) -> PhoneCounts:
+    """The counters over these cards (``activeNow`` comes from the conversations)."""
     return {
-        "total": len(views),
-        "connected": sum(v["status"] == "ready" for v in views),
-        "meta": sum(v["connectionType"] in CLOUD_TYPES for v in views),
-        "wwebjs": sum(v["connectionType"] == "wwebjs" for v in views),
-        "disconnected": sum(v["status"] in ("disconnected", "error") for v in views),
+        "total": len(cards),
+        "connected": sum(c["status"] == "ready" for c in cards),
+        "meta": sum(c["connectionType"] in CLOUD_TYPES for c in cards),
+        "wwebjs": sum(c["connectionType"] == "wwebjs" for c in cards),
+        "disconnected": sum(c["status"] in ("disconnected", "error") for c in cards),
         "activeNow": active_now,
     }
 
 
-async def list_phones(ctx: ProcessContext, company_id: str | None, phone_index: int | None = None) \
-        -> tuple[list[dict[str, Any]], dict[str, int]]:
-    async with ctx.db.connection() as conn:
-        rows = await conn.fetch(PHONES, company_id, phone_index)
-        active = int(await conn.fetchval(ACTIVE_NOW, company_id) or 0)
-    views = [phone_view(r) for r in rows]
-    return views, counts(views, active)
+async def list_phones(db: Database, company_id: str | None, phone_index: int | None = None) \
+        -> tuple[list[PhoneCard], PhoneCounts]:
+    """The cards of a company's phones (None: every company's), or of one, with the counters."""
+    async with db.connection() as conn:
+        phones = await load_phone_sessions(conn, company_id, phone_index)
+        active = int(await conn.fetchval(SQL.active_phones, company_id, ACTIVE_WINDOW_MINUTES) or 0)
+    cards = [phone_card(p) for p in phones]
+    return cards, counts(cards, active)
 
 
-async def companies(ctx: ProcessContext, company_id: str | None) -> list[dict[str, Any]]:
-    rows = await ctx.db.fetch(COMPANIES, company_id)
+async def companies(db: Database, company_id: str | None) -> list[Company]:
+    """The company (or every company) for the page's filter."""
+    rows = await db.fetch(SQL.companies, company_id)
     return [{"id": r["id"], "name": r["name"], "status": r["status"]} for r in rows]
 
 
-async def one_phone(ctx: ProcessContext, company_id: str, phone_index: int) -> dict[str, Any]:
-    async with ctx.db.connection() as conn:
-        row = await conn.fetchrow(PHONES, company_id, phone_index)
-    if row is None:
-        raise NotFound(f"phone {phone_index} of company {company_id} is not configured")
-    return dict(row)
+async def one_phone(db: Database, company_id: str, phone_index: int) -> PhoneSession:
+    """One phone (404 if it is not configured)."""
+    async with db.connection() as conn:
+        return await load_phone_session(conn, company_id, phone_index)
 
 
-async def qr_data_url(ctx: ProcessContext, company_id: str, phone_index: int) -> str:
-    row = await one_phone(ctx, company_id, phone_index)
-    qr = (row["metadata"] or {}).get("qrCode")
-    if row["status"] != "qr" or not isinstance(qr, str) or not qr:
-        raise NotFound(f"no QR code: the session is {row['status']}")
-    return qr
+async def qr_data_url(db: Database, company_id: str, phone_index: int) -> str:
+    """The QR code to scan as a PNG data URL (404 while the session shows none)."""
+    phone = await one_phone(db, company_id, phone_index)
+    if phone.qr_code is None:
+        raise NotFound(f"no QR code: the session is {phone.status}")
+    return phone.qr_code
 
 
-async def verify_cloud_phone(ctx: ProcessContext, settings: Settings, company_id: str, phone_index: int) \
-        -> dict[str, Any]:
+async def verify_cloud_phone(ctx: ProcessContext, company_id: str, phone_index: int) -> Verification:
     """Ask the Cloud API for the number's status and quality; record it; return what Meta said."""
+    settings = ctx.settings
     async with ctx.db.connection() as conn:
         phone = await phones_store.get_phone(conn, company_id, phone_index)
     if phone is None:
@@ -163,7 +213,7 @@ async def verify_cloud_phone(ctx: ProcessContext, settings: Settings, company_id
                                                                   "title": exc.error_title, "checkedAt": checked_at}})
         raise Conflict(f"the Cloud API refused ({exc.code_text}): {exc.error_title}",
                        extra={"code": exc.code_text}) from exc
-    verification = {
+    verification: Verification = {
         "ok": True, "checkedAt": checked_at, "id": info.get("id"),
         "displayPhoneNumber": info.get("display_phone_number"), "verifiedName": info.get("verified_name"),
         "qualityRating": info.get("quality_rating"), "codeVerificationStatus": info.get("code_verification_status"),

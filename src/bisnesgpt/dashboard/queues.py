@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
+from typing_extensions import TypedDict
 
+from bisnesgpt.api.schemas.common import JsonObject
 from bisnesgpt.core.errors import BisnesgptError, Conflict, NotFound, QueueUnavailable
 from bisnesgpt.dashboard.requeue import requeue_failed
+from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.node_jobs import parse_job_data
 from bisnesgpt.messaging.queues import ALL_QUEUES, META_QUEUE, QUEUES_BY_NAME, WWEBJS_QUEUE
@@ -28,35 +32,146 @@ from bisnesgpt.messaging.send_processor import DELAYED_RETRIES_KEY
 from bisnesgpt.messaging.states import PAST_SENDING
 from bisnesgpt.processes.context import ProcessContext
 
+SQL = load_queries("bisnesgpt.dashboard")
+
 SEND_QUEUES = frozenset({WWEBJS_QUEUE, META_QUEUE})
 COUNT_TYPES = ("waiting", "active", "delayed", "prioritized", "completed", "failed", "paused")
 RATE_WINDOW_MS = 60_000
 RATE_MAX_EVENTS = 20_000
 REDIS_TIMEOUT_S = 5.0
 BULK_LIMIT = 1_000  # failed jobs retried / completed jobs cleaned per click
+SKIPPED_SHOWN = 50
+# What a job list shows of a job's data: ids and routing, never the message body.
+JOB_DATA_SHOWN = ("messageId", "companyId", "phoneIndex", "provider", "kind", "type")
 T = TypeVar("T")
 
-SELECT_MESSAGES = f"""
-SELECT {store.MESSAGE_COLUMNS} FROM messages WHERE message_id = ANY($1::text[])
-"""
+
+class Rates(TypedDict):
+    """Jobs completed and failed in the last minute."""
+
+    completed: int
+    failed: int
+
+
+class QueueView(TypedDict):
+    """A queue's counts by job state, paused flag, last-minute rates and who consumes it."""
+
+    name: str
+    jobName: str
+    consumer: str
+    paused: bool
+    counts: dict[str, int]
+    ratePerMinute: Rates
+    sendQueue: bool
+
+
+class JobMessage(TypedDict):
+    """The message a failed send job carries, as it stands in the database."""
+
+    messageId: str
+    companyId: str
+    phoneIndex: int
+    status: str
+    errorCode: str | None
+    errorTitle: str | None
+    chatId: str
+
+
+class FailedJob(TypedDict):
+    """A failed job: its error, attempts, when, and (send queues) its message."""
+
+    id: str
+    name: str
+    data: JsonObject
+    failedReason: str | None
+    attemptsMade: int
+    attempts: int
+    timestamp: int
+    finishedOn: int | None
+    stacktrace: list[str]
+    message: JobMessage | None
+
+
+class FailedJobsPage(TypedDict):
+    """A page of a queue's failed jobs, newest first."""
+
+    queue: str
+    total: int
+    start: int
+    jobs: list[FailedJob]
+
+
+class Retried(TypedDict):
+    """One job retried (``messageRequeued``: its failed message went back to ``queued`` first)."""
+
+    queue: str
+    jobId: str
+    retried: bool
+    messageRequeued: bool
+
+
+class SkippedJob(TypedDict):
+    """A job a bulk retry left alone, and why."""
+
+    jobId: str
+    reason: str
+
+
+class BulkRetried(TypedDict):
+    """What a bulk retry did: retried, skipped (the first 50 shown), still failed."""
+
+    queue: str
+    done: int
+    skipped: list[SkippedJob]
+    skippedCount: int
+    remaining: int
+
+
+class JobRemoved(TypedDict):
+    """A job removed, and the state it was in."""
+
+    queue: str
+    jobId: str
+    removed: bool
+    state: str
+
+
+class Paused(TypedDict):
+    """A queue's paused flag after pause / resume."""
+
+    queue: str
+    paused: bool
+
+
+class Cleaned(TypedDict):
+    """How many completed jobs were removed."""
+
+    queue: str
+    removed: int
 
 
 @dataclass
 class BulkResult:
+    """The running tally of a bulk retry."""
+
     done: int = 0
-    skipped: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[SkippedJob] = field(default_factory=list)
     remaining: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"done": self.done, "skipped": self.skipped[:50], "skippedCount": len(self.skipped),
-                "remaining": self.remaining}
+    def answer(self, queue: str) -> BulkRetried:
+        """The tally as the route answers it (and the event records it)."""
+        return {"queue": queue, "done": self.done, "skipped": self.skipped[:SKIPPED_SHOWN],
+                "skippedCount": len(self.skipped), "remaining": self.remaining}
 
 
 def queue_names() -> list[str]:
+    """Every queue's name, as the system knows them."""
     return [spec.name for spec in ALL_QUEUES]
 
 
 class QueueAdmin:
+    """Reading and acting on the queues through ``bullmq.Queue``, with send jobs' messages kept in step."""
+
     def __init__(self, ctx: ProcessContext) -> None:
         self.ctx = ctx
 
@@ -73,11 +188,12 @@ class QueueAdmin:
 
     # --- reading ----------------------------------------------------------------------------
 
-    async def overview(self) -> list[dict[str, Any]]:
+    async def overview(self) -> list[QueueView]:
         """Counts, paused flag and last-minute rates of every queue."""
         return list(await asyncio.gather(*(self.queue_view(spec.name) for spec in ALL_QUEUES)))
 
-    async def queue_view(self, name: str) -> dict[str, Any]:
+    async def queue_view(self, name: str) -> QueueView:
+        """One queue's counts, paused flag and last-minute rates (404 for an unknown name)."""
         queue = self._queue(name)
         counts = await self._redis(f"counts of {name}", lambda: queue.getJobCounts(*COUNT_TYPES))
         paused = await self._redis(f"state of {name}", queue.isPaused)
@@ -87,20 +203,18 @@ class QueueAdmin:
                 "counts": {t: int(counts.get(t, 0) or 0) for t in COUNT_TYPES}, "ratePerMinute": rates,
                 "sendQueue": name in SEND_QUEUES}
 
-    async def _rates(self, name: str) -> dict[str, int]:
+    async def _rates(self, name: str) -> Rates:
         """Jobs completed / failed in the last minute, from the queue's event stream."""
         since = int(time.time() * 1000) - RATE_WINDOW_MS
         key = f"{self.ctx.queues.prefix}:{name}:events"
         entries = await self.ctx.redis.xrevrange(key, "+", f"{since}-0", count=RATE_MAX_EVENTS)
-        rates = {"completed": 0, "failed": 0}
+        seen: Counter[str] = Counter()
         for _entry_id, fields in entries:
             event = fields.get(b"event") or fields.get("event")
-            event = event.decode() if isinstance(event, bytes) else event
-            if event in rates:
-                rates[event] += 1
-        return rates
+            seen[event.decode() if isinstance(event, bytes) else str(event)] += 1
+        return {"completed": seen["completed"], "failed": seen["failed"]}
 
-    async def failed_jobs(self, name: str, *, start: int = 0, limit: int = 50) -> dict[str, Any]:
+    async def failed_jobs(self, name: str, *, start: int = 0, limit: int = 50) -> FailedJobsPage:
         """Failed jobs, newest first, with their error, attempts and (send queues) message."""
         queue = self._queue(name)
         jobs = await self._redis(f"failed jobs of {name}", lambda: queue.getJobs(["failed"], start, start + limit - 1))
@@ -113,9 +227,9 @@ class QueueAdmin:
                 continue
         messages: dict[str, store.MessageRecord] = {}
         if name in SEND_QUEUES and refs:
-            rows = await self.ctx.db.fetch(SELECT_MESSAGES, list(set(refs.values())))
+            rows = await self.ctx.db.fetch(SQL.messages_by_ids, list(set(refs.values())))
             messages = {r["message_id"]: store.MessageRecord.from_row(r) for r in rows}
-        out = []
+        out: list[FailedJob] = []
         for job in sorted(jobs, key=lambda j: j.finishedOn or j.timestamp or 0, reverse=True):
             record = messages.get(refs.get(str(job.id), ""))
             out.append({
@@ -124,16 +238,13 @@ class QueueAdmin:
                 "attempts": int((job.opts or {}).get("attempts") or 1),
                 "timestamp": job.timestamp, "finishedOn": job.finishedOn or None,
                 "stacktrace": (job.stacktrace or [])[-1:],
-                "message": None if record is None else {
-                    "messageId": record.message_id, "companyId": record.company_id, "phoneIndex": record.phone_index,
-                    "status": record.status, "errorCode": record.error_code, "errorTitle": record.error_title,
-                    "chatId": record.chat_id},
+                "message": None if record is None else _job_message(record),
             })
         return {"queue": name, "total": int(total), "start": start, "jobs": out}
 
     # --- actions ----------------------------------------------------------------------------
 
-    async def retry(self, name: str, job_id: str, *, by: str) -> dict[str, Any]:
+    async def retry(self, name: str, job_id: str, *, by: str) -> Retried:
         """Retry one failed job (re-queueing its message first for send queues)."""
         queue = self._queue(name)
         job = await self._failed_job(queue, name, job_id)
@@ -143,7 +254,8 @@ class QueueAdmin:
                                                                "messageRequeued": requeued})
         return {"queue": name, "jobId": job_id, "retried": True, "messageRequeued": requeued}
 
-    async def retry_all_failed(self, name: str, *, by: str) -> dict[str, Any]:
+    async def retry_all_failed(self, name: str, *, by: str) -> BulkRetried:
+        """Retry every failed job (up to ``BULK_LIMIT``); a job that cannot be retried is skipped, with why."""
         queue = self._queue(name)
         jobs = await self._redis(f"failed jobs of {name}", lambda: queue.getJobs(["failed"], 0, BULK_LIMIT - 1))
         result = BulkResult()
@@ -159,11 +271,12 @@ class QueueAdmin:
             except Exception as exc:  # bullmq raises plain Exceptions (job locked, moved meanwhile)
                 result.skipped.append({"jobId": str(job.id), "reason": str(exc) or type(exc).__name__})
         result.remaining = int(await self._redis(f"counts of {name}", lambda: queue.getJobCountByTypes("failed")))
-        await self.ctx.events.record("dashboard.queue.retry_all", {"queue": name, "by": by, **result.as_dict()},
-                                     "warning")
-        return {"queue": name, **result.as_dict()}
+        answer = result.answer(name)
+        await self.ctx.events.record("dashboard.queue.retry_all", {**answer, "by": by}, "warning")
+        return answer
 
-    async def remove(self, name: str, job_id: str, *, by: str) -> dict[str, Any]:
+    async def remove(self, name: str, job_id: str, *, by: str) -> JobRemoved:
+        """Remove a job in any state but ``active`` (a worker holds it then)."""
         queue = self._queue(name)
         state = await self._redis(f"state of {job_id}", lambda: queue.getJobState(job_id))
         if state in (None, "unknown"):
@@ -177,19 +290,22 @@ class QueueAdmin:
                                                                 "by": by}, "warning")
         return {"queue": name, "jobId": job_id, "removed": True, "state": state}
 
-    async def pause(self, name: str, *, by: str) -> dict[str, Any]:
+    async def pause(self, name: str, *, by: str) -> Paused:
+        """Pause the queue for every worker (BullMQ's own flag); running jobs finish."""
         queue = self._queue(name)
         await self._redis(f"pause {name}", queue.pause)
         await self.ctx.events.record("dashboard.queue.pause", {"queue": name, "by": by}, "warning")
         return {"queue": name, "paused": True}
 
-    async def resume(self, name: str, *, by: str) -> dict[str, Any]:
+    async def resume(self, name: str, *, by: str) -> Paused:
+        """Resume a paused queue."""
         queue = self._queue(name)
         await self._redis(f"resume {name}", queue.resume)
         await self.ctx.events.record("dashboard.queue.resume", {"queue": name, "by": by})
         return {"queue": name, "paused": False}
 
-    async def clean_completed(self, name: str, *, by: str) -> dict[str, Any]:
+    async def clean_completed(self, name: str, *, by: str) -> Cleaned:
+        """Remove the queue's completed jobs, ``BULK_LIMIT`` at a time."""
         queue = self._queue(name)
         removed = 0
         for _ in range(100):
@@ -234,12 +350,17 @@ class QueueAdmin:
         return False
 
 
-def _job_data_view(data: Any) -> dict[str, Any]:
+def _job_message(record: store.MessageRecord) -> JobMessage:
+    return {"messageId": record.message_id, "companyId": record.company_id, "phoneIndex": record.phone_index,
+            "status": record.status, "errorCode": record.error_code, "errorTitle": record.error_title,
+            "chatId": record.chat_id}
+
+
+def _job_data_view(data: object) -> JsonObject:
     """What a job list shows of the job's data (message ids, not message bodies)."""
     if not isinstance(data, dict):
         return {}
-    keep = ("messageId", "companyId", "phoneIndex", "provider", "kind", "type")
-    view = {k: data[k] for k in keep if k in data}
+    view: JsonObject = {k: data[k] for k in JOB_DATA_SHOWN if k in data}
     if isinstance(data.get("messageData"), dict):
         view["nodeFormat"] = True
     return view

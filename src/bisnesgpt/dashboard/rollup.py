@@ -19,71 +19,23 @@ watermark, so a new lease holder continues where the old one stopped.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+import asyncpg
 
 from bisnesgpt.db.pool import Database
+from bisnesgpt.db.queries import load_queries
 
 log = logging.getLogger(__name__)
+
+SQL = load_queries("bisnesgpt.dashboard")
 
 LEASE_NAME = "dashboard:metrics-rollup"
 ENGINES = ("wwebjs", "meta")
 BACKFILL_MINUTES = 60
 MAX_MINUTES = 24 * 60
 # A minute is rolled up this long after it ended (transactions finishing late still count).
-SETTLE_SECONDS = 5
-
-ROLLUP_WINDOW = f"""
-SELECT coalesce(max(timestamp) + interval '1 minute',
-                date_trunc('minute', now()) - interval '{BACKFILL_MINUTES} minutes') AS start_at,
-       date_trunc('minute', now() - interval '{SETTLE_SECONDS} seconds') AS end_at
-FROM process_metrics WHERE metric_name = 'messages_sent'
-"""
-INSERT_SENT = """
-WITH minutes AS (
-    SELECT generate_series($1::timestamptz, $2::timestamptz - interval '1 minute', interval '1 minute') AS minute
-), sent AS (
-    SELECT date_trunc('minute', sent_at) AS minute, provider, count(*) AS n
-    FROM messages WHERE sent_at >= $1 AND sent_at < $2 AND direction = 'outbound'
-    GROUP BY 1, 2
-), engines AS (
-    SELECT unnest($4::text[]) AS provider UNION SELECT DISTINCT provider FROM sent
-)
-INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, timestamp, metadata)
-SELECT $3, 'messages_sent', coalesce(s.n, 0), 'gauge', m.minute, jsonb_build_object('provider', e.provider)
-FROM minutes m CROSS JOIN engines e LEFT JOIN sent s ON s.minute = m.minute AND s.provider = e.provider
-"""
-INSERT_LATENCY = """
-INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, timestamp, metadata)
-SELECT $3, q.name, q.value, 'gauge', l.minute, jsonb_build_object('provider', l.provider)
-FROM (
-    SELECT date_trunc('minute', sent_at) AS minute, provider,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000) AS p50,
-           percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - created_at) * 1000) AS p99
-    FROM messages WHERE sent_at >= $1 AND sent_at < $2 AND direction = 'outbound'
-    GROUP BY 1, 2
-) l
-CROSS JOIN LATERAL (VALUES ('send_latency_p50_ms', l.p50), ('send_latency_p99_ms', l.p99)) AS q(name, value)
-"""
-# Failures: messages failed in the window, plus failures an operator has re-queued since
-# (their error moved to the re-queue history row; see requeue.py). ($1, $2) = the window.
-FAILURES = """
-SELECT failed_at, coalesce(error_code, 'UNKNOWN') AS code, provider
-FROM messages WHERE failed_at >= $1 AND failed_at < $2 AND direction = 'outbound'
-UNION ALL
-SELECT (h.detail->'previousError'->>'failedAt')::timestamptz,
-       coalesce(h.detail->'previousError'->>'code', 'UNKNOWN'), m.provider
-FROM message_status_history h JOIN messages m ON m.id = h.message_pk
-WHERE h.source = 'operator' AND h.to_status = 'queued' AND h.created_at >= $1
-  AND (h.detail->'previousError'->>'failedAt')::timestamptz >= $1
-  AND (h.detail->'previousError'->>'failedAt')::timestamptz < $2
-"""
-INSERT_FAILED = f"""
-INSERT INTO process_metrics (process_name, metric_name, metric_value, metric_type, timestamp, metadata)
-SELECT $3, 'messages_failed', count(*), 'gauge', date_trunc('minute', f.failed_at),
-       jsonb_build_object('code', f.code, 'provider', f.provider)
-FROM ({FAILURES}) f
-GROUP BY date_trunc('minute', f.failed_at), f.code, f.provider
-"""
+SETTLE_SECONDS = 5.0
 
 
 class MetricsRollup:
@@ -97,7 +49,7 @@ class MetricsRollup:
     async def run_once(self) -> int:
         """Roll up every complete minute since the watermark; returns how many minutes."""
         async with self.db.transaction() as conn:
-            window = await conn.fetchrow(ROLLUP_WINDOW)
+            window = await conn.fetchrow(SQL.rollup_window, BACKFILL_MINUTES, SETTLE_SECONDS)
             assert window is not None
             start, end = window["start_at"], window["end_at"]
             minutes = int((end - start).total_seconds() // 60)
@@ -106,10 +58,16 @@ class MetricsRollup:
             if minutes > MAX_MINUTES:
                 start = end - timedelta(minutes=MAX_MINUTES)
                 minutes = MAX_MINUTES
-            args = (start, end, self.process_name)
-            await conn.execute(INSERT_SENT, *args, list(ENGINES))
-            await conn.execute(INSERT_LATENCY, *args)
-            await conn.execute(INSERT_FAILED, *args)
+            await conn.execute(SQL.insert_sent_counts, start, end, self.process_name, list(ENGINES))
+            await conn.execute(SQL.insert_latencies, start, end, self.process_name)
+            await self._insert_failures(conn, start, end)
         self.minutes_rolled += minutes
         log.debug("metrics rollup: %d minute(s) up to %s", minutes, end.isoformat())
         return minutes
+
+    async def _insert_failures(self, conn: asyncpg.Connection, start: datetime, end: datetime) -> None:
+        """``messages_failed`` per minute, error code and provider (re-queued failures included)."""
+        rows = await conn.fetch(SQL.failures_per_minute, start, end)
+        if rows:
+            await conn.execute(SQL.insert_failed_counts, self.process_name, [r["minute"] for r in rows],
+                               [r["code"] for r in rows], [r["provider"] for r in rows], [r["n"] for r in rows])

@@ -6,9 +6,15 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from bisnesgpt.api.problems import PROBLEM_CONTENT_TYPE, TYPE_BASE
+
+# A JSON object the API takes or gives without knowing its keys (a template's components, a
+# message's payload). Pydantic's JsonValue, which it can validate and describe; the same shape
+# as bisnesgpt.core.jsontypes.JsonObject.
+JsonObject = dict[str, JsonValue]
 
 COMPANY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_PHONE_INDEX = 999
@@ -45,6 +51,8 @@ MediaUrl = Annotated[
 PhoneIndex = Annotated[int, Field(ge=0, le=MAX_PHONE_INDEX, description="Which of the company's phones (0, 1, …)")]
 CompanyId = Annotated[str, Field(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
                                  examples=["acme"])]
+CompanyPath = Annotated[str, Path(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
+                                  examples=["acme"])]
 UserName = Annotated[str, Field(max_length=200, description="Who sent it (stored with the message)")]
 MessageRef = Annotated[str, Field(min_length=1, max_length=256,
                                   description="Our messageId or the provider's message id (wamid / web id)")]
@@ -53,6 +61,8 @@ TextBody = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class FieldError(BaseModel):
+    """One field a request got wrong, in a problem's ``errors[]``."""
+
     field: str = Field(description="Dotted path of the offending field ('body' for the whole body)")
     message: str
     type: str = "value_error"
@@ -79,7 +89,7 @@ _DESCRIPTIONS = {
     422: "Validation failed: `errors[]` names each field",
     503: "A dependency is down (database, queue) or the engine is disabled; retry later",
 }
-_EXAMPLES: dict[int, dict[str, Any]] = {
+_EXAMPLES: dict[int, JsonObject] = {
     400: {"type": TYPE_BASE + "bad-request", "title": "Bad request", "status": 400,
           "detail": "Idempotency-Key must be 1-255 characters", "errors": []},
     401: {"type": TYPE_BASE + "unauthorized", "title": "Missing or invalid credentials", "status": 401,
@@ -100,7 +110,7 @@ _EXAMPLES: dict[int, dict[str, Any]] = {
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the problem statuses a route can answer."""
+    """OpenAPI ``responses`` entries for the problem statuses a route can answer (FastAPI's type for them)."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         out[status] = {

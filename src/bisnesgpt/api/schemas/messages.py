@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel, Field, JsonValue
 
-from pydantic import BaseModel, Field
+from bisnesgpt.api.schemas.common import JsonObject
 
 
 class MessageErrorView(BaseModel):
+    """The provider's error of a failed message."""
+
     code: str | None
     title: str | None
-    details: Any = None
+    details: JsonValue = None
 
 
 class StatusChange(BaseModel):
+    """One step of a message's state history."""
+
     fromStatus: str | None
     toStatus: str
     source: str = Field(description="Who moved it: api, wwebjs, meta, webhook, outbox …")
-    detail: dict[str, Any]
+    detail: JsonObject
     at: str | None
 
 
 class MessageView(BaseModel):
+    """A message as the API shows it: state, route, content, provider id and error."""
+
     messageId: str
     companyId: str
     phoneIndex: int
@@ -37,7 +43,7 @@ class MessageView(BaseModel):
     contextMessageId: str | None
     content: str | None
     mediaUrl: str | None
-    payload: dict[str, Any] = Field(description="The Cloud-API-shaped body the engine sends")
+    payload: JsonObject = Field(description="The Cloud-API-shaped body the engine sends")
     error: MessageErrorView | None = Field(description="The provider's error when failed")
     attempts: int
     idempotencyKey: str | None
@@ -52,15 +58,19 @@ class MessageView(BaseModel):
 
 
 class MessageDetail(MessageView):
+    """A message with its state history."""
+
     history: list[StatusChange] = Field(description="Every state change, oldest first")
 
 
 class MessagePage(BaseModel):
+    """A page of messages, newest first."""
+
     data: list[MessageView]
     nextCursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last")
 
 
-MESSAGE_EXAMPLE: dict[str, Any] = {
+MESSAGE_EXAMPLE: JsonObject = {
     "messageId": "01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f", "companyId": "acme", "phoneIndex": 0,
     "direction": "outbound", "chatId": "60123456789@c.us", "type": "text", "status": "failed",
     "provider": "meta", "connectionType": "meta_direct", "queueName": "meta-messages", "processName": "meta",
@@ -74,7 +84,7 @@ MESSAGE_EXAMPLE: dict[str, Any] = {
     "queuedAt": "2025-01-01T10:00:00+00:00", "sentAt": None, "deliveredAt": None, "readAt": None,
     "failedAt": "2025-01-01T10:00:01+00:00",
 }
-MESSAGE_DETAIL_EXAMPLE: dict[str, Any] = {**MESSAGE_EXAMPLE, "history": [
+MESSAGE_DETAIL_EXAMPLE: JsonObject = {**MESSAGE_EXAMPLE, "history": [
     {"fromStatus": None, "toStatus": "queued", "source": "api", "detail": {"queue": "meta-messages"},
      "at": "2025-01-01T10:00:00+00:00"},
     {"fromStatus": "queued", "toStatus": "sending", "source": "meta", "detail": {"attempt": 1},

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from bisnesgpt.api.schemas.common import CompanyId, PhoneIndex, Strict
+from bisnesgpt.api.schemas.common import CompanyId, JsonObject, PhoneIndex, Strict
 
 ProviderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Secret = Annotated[str, Field(min_length=8, max_length=4096, description="Stored encrypted; never returned")]
@@ -14,6 +14,8 @@ DisplayNumber = Annotated[str, Field(max_length=32, pattern=r"^[+0-9 ()-]{3,32}$
 
 
 class MetaDirectConnect(Strict):
+    """Body of connecting a phone through Meta's Cloud API (the token is stored encrypted)."""
+
     companyId: CompanyId
     phoneIndex: PhoneIndex
     phoneNumberId: ProviderId = Field(examples=["106540352242922"])
@@ -24,6 +26,8 @@ class MetaDirectConnect(Strict):
 
 
 class Dialog360Onboard(Strict):
+    """Body of saving a phone onboarded through 360dialog (the API key is stored encrypted)."""
+
     companyId: CompanyId
     phoneIndex: PhoneIndex
     clientId: ProviderId = Field(examples=["aBcD1234"])
@@ -53,6 +57,8 @@ class PhoneConfigRow(BaseModel):
 
 
 class PhoneConfigSaved(BaseModel):
+    """The answer to a connect / onboard: where the phone's messages go now."""
+
     success: bool = True
     companyId: str
     phoneIndex: int
@@ -64,12 +70,16 @@ class PhoneConfigSaved(BaseModel):
 
 
 class Removed(BaseModel):
+    """The answer to removing a phone's configuration."""
+
     success: bool = True
     companyId: str
     phoneIndex: int
 
 
 class PhoneBotStatus(BaseModel):
+    """One phone's connection status in ``/api/bot-status``."""
+
     phoneIndex: int
     status: str = Field(description="initializing | qr | pairing_code | authenticated | ready | error | "
                                     "disconnected | pending | not_configured")
@@ -95,7 +105,7 @@ class BotStatus(BaseModel):
     phones: list[PhoneBotStatus]
 
 
-BOT_STATUS_EXAMPLE = {
+BOT_STATUS_EXAMPLE: JsonObject = {
     "companyId": "acme", "status": "qr", "qrCode": "data:image/png;base64,iVBORw0KGgo...", "phoneInfo": None,
     "connectionType": "wwebjs", "phoneCount": 2,
     "phones": [
@@ -107,7 +117,7 @@ BOT_STATUS_EXAMPLE = {
          "lastSeen": None, "error": None},
     ],
 }
-PHONE_ROW_EXAMPLE = {
+PHONE_ROW_EXAMPLE: JsonObject = {
     "company_id": "acme", "phone_index": 1, "connection_type": "meta_direct", "process_name": "meta",
     "queue_name": "meta-messages", "status": "pending", "display_phone_number": "+60 12-345 6789",
     "meta_phone_number_id": "106540352242922", "meta_waba_id": "102290129340398", "dialog360_client_id": None,

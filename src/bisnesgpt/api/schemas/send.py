@@ -12,13 +12,14 @@ fields are rejected.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from bisnesgpt.api.schemas.common import (
     Caption,
     CompanyId,
+    JsonObject,
     MediaUrl,
     MessageRef,
     PhoneIndex,
@@ -32,27 +33,37 @@ from bisnesgpt.api.schemas.common import (
 # --------------------------------------------------------------------------------------------
 
 
-class _V2Base(Strict):
+class V2Base(Strict):
+    """Fields every v2 send to a chat takes: which phone, who sent it, what it replies to."""
+
     phoneIndex: PhoneIndex = 0
     userName: UserName | None = None
     quotedMessageId: MessageRef | None = Field(default=None, description="Reply to this message")
 
 
-class V2Text(_V2Base):
+class V2Text(V2Base):
+    """``POST /api/v2/messages/text/…``: a text message."""
+
     message: TextBody
 
 
-class V2Image(_V2Base):
+class V2Image(V2Base):
+    """``POST /api/v2/messages/image/…``: an image by URL, with an optional caption."""
+
     imageUrl: MediaUrl
     caption: Caption | None = None
 
 
-class V2Video(_V2Base):
+class V2Video(V2Base):
+    """``POST /api/v2/messages/video/…``: a video by URL, with an optional caption."""
+
     videoUrl: MediaUrl
     caption: Caption | None = None
 
 
-class V2Audio(_V2Base):
+class V2Audio(V2Base):
+    """``POST /api/v2/messages/audio/…``: audio (a voice note) by URL."""
+
     audioUrl: MediaUrl
 
 
@@ -60,7 +71,9 @@ Filename = Annotated[str, Field(min_length=1, max_length=240)]
 MimeType = Annotated[str, Field(max_length=127, pattern=r"^[\w.+-]+/[\w.+-]+$")]
 
 
-class V2Document(_V2Base):
+class V2Document(V2Base):
+    """``POST /api/v2/messages/document/…``: a document by URL, named ``filename`` (or ``fileName``)."""
+
     documentUrl: MediaUrl
     filename: Filename | None = None
     fileName: Filename | None = Field(default=None, description="Alias of `filename` used by older clients")
@@ -75,6 +88,7 @@ class V2Document(_V2Base):
 
     @property
     def effective_filename(self) -> str | None:
+        """The file name, under whichever of its two names it came."""
         return self.filename or self.fileName
 
 
@@ -82,16 +96,20 @@ TemplateName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[a-
                                     examples=["order_update"])]
 LanguageCode = Annotated[str, Field(min_length=2, max_length=15, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$",
                                     examples=["en_US"])]
-TemplateComponents = Annotated[list[dict[str, Any]], Field(max_length=30)]
+TemplateComponents = Annotated[list[JsonObject], Field(max_length=30)]
 
 
-class V2Template(_V2Base):
+class V2Template(V2Base):
+    """``POST /api/v2/messages/template/…``: an approved template with its components."""
+
     templateName: TemplateName
     templateLang: LanguageCode
     templateComponents: TemplateComponents | None = None
 
 
 class V2Edit(Strict):
+    """``PUT /api/v2/messages/…``: the new text of a sent message (``newMessage`` or ``newText``)."""
+
     phoneIndex: PhoneIndex = 0
     newMessage: TextBody | None = None
     newText: TextBody | None = Field(default=None, description="Alias of `newMessage` used by older clients")
@@ -104,10 +122,13 @@ class V2Edit(Strict):
 
     @property
     def text(self) -> str:
+        """The new text, under whichever of its two names it came."""
         return self.newMessage or self.newText or ""
 
 
 class V2Delete(Strict):
+    """``DELETE /api/v2/messages/…`` (body optional): for everyone or on this phone only."""
+
     phoneIndex: PhoneIndex = 0
     deleteForEveryone: bool = Field(default=True, description="Delete for everyone (false: only on this phone)")
     messageId: MessageRef | None = Field(default=None, description="If given, must equal the path's messageId")
@@ -118,6 +139,8 @@ Emoji = Annotated[str, Field(max_length=32, description="The emoji; an empty str
 
 
 class V2React(Strict):
+    """``POST /api/messages/react/…``: the emoji (``reaction`` or ``emoji``; empty removes it)."""
+
     phoneIndex: PhoneIndex = 0
     reaction: Emoji | None = None
     emoji: Emoji | None = Field(default=None, description="Alias of `reaction` used by older clients")
@@ -132,6 +155,7 @@ class V2React(Strict):
 
     @property
     def effective_emoji(self) -> str:
+        """The emoji, under whichever of its two names it came ("" removes the reaction)."""
         return self.reaction if self.reaction is not None else (self.emoji or "")
 
 
@@ -141,10 +165,14 @@ class V2React(Strict):
 
 
 class Context(Strict):
+    """The message a v1 send replies to."""
+
     message_id: MessageRef
 
 
-class _V1Base(Strict):
+class V1Base(Strict):
+    """Fields of every v1 send: the recipient, the reply context, which phone and company."""
+
     messaging_product: Literal["whatsapp"] = "whatsapp"
     recipient_type: Literal["individual", "group"] | None = None
     to: str = Field(min_length=1, max_length=64, description="Phone number with country code, or a chat id",
@@ -155,6 +183,8 @@ class _V1Base(Strict):
 
 
 class TextObject(Strict):
+    """A v1 ``text`` object."""
+
     body: TextBody
     preview_url: bool = False
 
@@ -173,14 +203,20 @@ class Media(Strict):
 
 
 class CaptionedMedia(Media):
+    """An image or video object, with an optional caption."""
+
     caption: Caption | None = None
 
 
 class DocumentMedia(CaptionedMedia):
+    """A document object, with an optional file name."""
+
     filename: Filename | None = None
 
 
 class Location(Strict):
+    """A v1 ``location`` object: coordinates, optionally named."""
+
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
     name: Annotated[str, Field(max_length=1000)] | None = None
@@ -188,127 +224,169 @@ class Location(Strict):
 
 
 class ContactName(Strict):
+    """A shared contact's name."""
+
     formatted_name: Annotated[str, Field(min_length=1, max_length=1000)]
     first_name: Annotated[str, Field(max_length=1000)] | None = None
     last_name: Annotated[str, Field(max_length=1000)] | None = None
 
 
 class Contact(Strict):
+    """A shared contact (vCard fields as the Cloud API names them)."""
+
     name: ContactName
-    phones: Annotated[list[dict[str, Any]], Field(max_length=20)] | None = None
-    emails: Annotated[list[dict[str, Any]], Field(max_length=20)] | None = None
-    addresses: Annotated[list[dict[str, Any]], Field(max_length=20)] | None = None
-    org: dict[str, Any] | None = None
-    urls: Annotated[list[dict[str, Any]], Field(max_length=20)] | None = None
+    phones: Annotated[list[JsonObject], Field(max_length=20)] | None = None
+    emails: Annotated[list[JsonObject], Field(max_length=20)] | None = None
+    addresses: Annotated[list[JsonObject], Field(max_length=20)] | None = None
+    org: JsonObject | None = None
+    urls: Annotated[list[JsonObject], Field(max_length=20)] | None = None
     birthday: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
 
 
 class InteractiveText(Strict):
+    """The body text of an interactive message."""
+
     text: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class InteractiveFooter(Strict):
+    """The footer text of an interactive message."""
+
     text: Annotated[str, Field(min_length=1, max_length=60)]
 
 
 class Interactive(Strict):
+    """A v1 ``interactive`` object: buttons, lists, flows … (``action`` as the Cloud API takes it)."""
+
     type: Literal["button", "list", "cta_url", "product", "product_list", "catalog_message", "flow",
                   "location_request_message", "call_permission_request"]
-    header: dict[str, Any] | None = None
+    header: JsonObject | None = None
     body: InteractiveText | None = None
     footer: InteractiveFooter | None = None
-    action: dict[str, Any]
+    action: JsonObject
 
 
 class TemplateLanguage(Strict):
+    """A template's language code."""
+
     code: LanguageCode
     policy: Literal["deterministic"] = "deterministic"
 
 
 class Template(Strict):
+    """A v1 ``template`` object: the approved template's name, language and components."""
+
     name: TemplateName
     language: TemplateLanguage
     components: TemplateComponents | None = None
 
 
 class Reaction(Strict):
+    """A v1 ``reaction`` object: the emoji for a message."""
+
     message_id: MessageRef
     emoji: Emoji
 
 
 class EditObject(Strict):
+    """The message to edit and its new text."""
+
     message_id: MessageRef
     text: TextObject
 
 
 class DeleteObject(Strict):
+    """The message to delete, for everyone or on this phone only."""
+
     message_id: MessageRef
     for_everyone: bool = True
 
 
-class TextMessage(_V1Base):
+class TextMessage(V1Base):
+    """A v1 text message."""
+
     type: Literal["text"]
     text: TextObject
 
 
-class ImageMessage(_V1Base):
+class ImageMessage(V1Base):
+    """A v1 image message."""
+
     type: Literal["image"]
     image: CaptionedMedia
 
 
-class VideoMessage(_V1Base):
+class VideoMessage(V1Base):
+    """A v1 video message."""
+
     type: Literal["video"]
     video: CaptionedMedia
 
 
-class AudioMessage(_V1Base):
+class AudioMessage(V1Base):
+    """A v1 audio message."""
+
     type: Literal["audio"]
     audio: Media
 
 
-class DocumentMessage(_V1Base):
+class DocumentMessage(V1Base):
+    """A v1 document message."""
+
     type: Literal["document"]
     document: DocumentMedia
 
 
-class StickerMessage(_V1Base):
+class StickerMessage(V1Base):
+    """A v1 sticker message."""
+
     type: Literal["sticker"]
     sticker: Media
 
 
-class LocationMessage(_V1Base):
+class LocationMessage(V1Base):
+    """A v1 location message."""
+
     type: Literal["location"]
     location: Location
 
 
-class ContactsMessage(_V1Base):
+class ContactsMessage(V1Base):
+    """A v1 message sharing one or more contacts."""
+
     type: Literal["contacts"]
     contacts: Annotated[list[Contact], Field(min_length=1, max_length=20)]
 
 
-class InteractiveMessage(_V1Base):
+class InteractiveMessage(V1Base):
+    """A v1 interactive message."""
+
     type: Literal["interactive"]
     interactive: Interactive
 
 
-class TemplateMessage(_V1Base):
+class TemplateMessage(V1Base):
+    """A v1 template message (outside the 24-hour window, the only kind Meta delivers)."""
+
     type: Literal["template"]
     template: Template
 
 
-class ReactionMessage(_V1Base):
+class ReactionMessage(V1Base):
+    """A v1 reaction to an earlier message."""
+
     type: Literal["reaction"]
     reaction: Reaction
 
 
-class EditMessage(_V1Base):
+class EditMessage(V1Base):
     """WhatsApp-Web extension: replace the text of a message sent earlier."""
 
     type: Literal["edit"]
     edit: EditObject
 
 
-class DeleteMessage(_V1Base):
+class DeleteMessage(V1Base):
     """WhatsApp-Web extension: delete a message sent earlier."""
 
     type: Literal["delete"]
@@ -329,6 +407,8 @@ V1Message = Annotated[
 
 
 class SendError(BaseModel):
+    """The provider's error of a send that ended ``failed``."""
+
     code: str | None
     title: str | None
 
@@ -345,7 +425,7 @@ class SendResponse(BaseModel):
     error: SendError | None = Field(default=None, description="Provider error when `failed` (wait only)")
 
 
-SEND_ACCEPTED_EXAMPLE = {"success": True, "messageId": "01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f",
+SEND_ACCEPTED_EXAMPLE: JsonObject = {"success": True, "messageId": "01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f",
                          "status": "queued", "process": "wwebjs", "queueName": "wwebjs-messages"}
-SEND_DONE_EXAMPLE = {**SEND_ACCEPTED_EXAMPLE, "status": "sent",
+SEND_DONE_EXAMPLE: JsonObject = {**SEND_ACCEPTED_EXAMPLE, "status": "sent",
                      "externalId": "true_60123456789@c.us_3EB0C767D26A1D4E5F60"}
