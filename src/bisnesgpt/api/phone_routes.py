@@ -5,7 +5,7 @@ Credentials go in, never out: responses and logs show only whether a secret is s
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import segno
 from fastapi import APIRouter, Body, Path

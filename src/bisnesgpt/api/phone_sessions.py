@@ -18,11 +18,10 @@ from pydantic import JsonValue
 
 from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.phones.store import PhoneConfigStatus, PhoneStatus
 
 SQL = load_queries("bisnesgpt.api")
 
-PhoneStatus = Literal["initializing", "qr", "pairing_code", "authenticated", "ready", "error", "disconnected",
-                      "pending"]
 DesiredState = Literal["running", "stopped"]
 # The QR code is shown only through the QR routes (as an image), never inside a listing.
 HIDDEN_METADATA = frozenset({"qrCode"})
@@ -43,7 +42,7 @@ class PhoneSession:
     company_name: str
     phone_index: int
     connection_type: str
-    config_status: str | None
+    config_status: PhoneConfigStatus | None
     display_phone_number: str | None
     meta_phone_number_id: str | None
     meta_waba_id: str | None

@@ -35,7 +35,6 @@ from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal, Principal
 from bisnesgpt.api.phone_sessions import (
     DesiredState,
     PhoneSession,
-    PhoneStatus,
     company_exists,
     iso,
     load_phone_session,
@@ -55,6 +54,7 @@ from bisnesgpt.api.session_events import CLOSED, SessionEventHub, sse
 from bisnesgpt.core.errors import Conflict, NotFound
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
+from bisnesgpt.phones.store import PhoneStatus
 from bisnesgpt.processes.context import ProcessContext
 
 CompanyId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["acme"])]

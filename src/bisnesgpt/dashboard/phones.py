@@ -14,7 +14,7 @@ details; ``error`` when Meta rejects the credentials, as the engine would).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal, NotRequired
+from typing import Literal, NotRequired, cast
 
 from pydantic import JsonValue
 from typing_extensions import TypedDict
@@ -22,7 +22,6 @@ from typing_extensions import TypedDict
 from bisnesgpt.api.phone_sessions import (
     DesiredState,
     PhoneSession,
-    PhoneStatus,
     iso,
     load_phone_session,
     load_phone_sessions,
@@ -38,6 +37,7 @@ from bisnesgpt.engines.meta.profiles import META_CONNECTION_TYPES, credentials_f
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.phones import store as phones_store
+from bisnesgpt.phones.store import PhoneStatus
 from bisnesgpt.processes.context import ProcessContext
 
 SQL = load_queries("bisnesgpt.dashboard")
@@ -219,13 +219,14 @@ async def verify_cloud_phone(ctx: ProcessContext, company_id: str, phone_index: 
         "qualityRating": info.get("quality_rating"), "codeVerificationStatus": info.get("code_verification_status"),
         "nameStatus": info.get("name_status"),
     }
+    stored = cast("JsonObject", verification)  # a TypedDict of JSON values is a JSON object
     async with ctx.db.transaction() as conn:
         await change_phone_status(conn, phone, "ready", reason="verified with the Cloud API",
-                                  extra={"verification": verification})
+                                  extra={"verification": stored})
         # change_phone_status writes only on a change; keep the latest check visible regardless.
         await phones_store.set_phone_status(conn, company_id, phone_index, "ready",
                                             metadata={"reason": "verified with the Cloud API",
-                                                      "verification": verification},
+                                                      "verification": stored},
                                             phone_number=info.get("display_phone_number"),
                                             connection_type=phone.connection_type, process_name="meta")
     await ctx.events.record("dashboard.phone.verify", {"companyId": company_id, "phoneIndex": phone_index,
