@@ -58,45 +58,90 @@ def _ex(summary: str, value: JsonObject) -> Example:
 
 
 @dataclass(frozen=True)
-class ChatSend:
-    """What a v2 send to a chat names besides its body: the caller, company and chat, ``?wait=`` and
-    ``Idempotency-Key`` (read once, in the order the routes always validated them)."""
+class SendCall:
+    """What a send names besides its body: the caller, ``?wait=`` and ``Idempotency-Key`` (and, in the
+    subclasses, the path), read by one dependency per route shape so that errors keep their order."""
 
     request: Request
     principal: Principal
-    company_id: str
-    chat_id: str
     wait: float
     idempotency_key: str | None
+
+    async def dispatch(self, sender: SendService, company_id: str, phone_index: int, draft: Draft, *,
+                       explicit: bool) -> JSONResponse:
+        """Store and queue the draft (exactly once with an Idempotency-Key); 202, or 200 with ``?wait=``."""
+        key = await self._idempotency(company_id)
+        outcome = await sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,
+                                                idempotency=key, wait_seconds=self.wait))
+        headers = {"Location": f"/api/v1/messages/{outcome.body['messageId']}"}
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+
+    async def _idempotency(self, company_id: str) -> IdempotencyKey | None:
+        if self.idempotency_key is None:
+            return None
+        request = self.request
+        raw = await request.body()
+        body = json.loads(raw) if raw else None
+        return IdempotencyKey(company_id, validate_key(self.idempotency_key),
+                              fingerprint(request.method, request.url.path, body), request.method, request.url.path)
+
+
+@dataclass(frozen=True)
+class ChatSend(SendCall):
+    """A v2 send to the chat in the path, for the company in the path."""
+
+    company_id: str
+    chat_id: str
+
+
+@dataclass(frozen=True)
+class MessageSend(ChatSend):
+    """A v2 edit or delete of the message in the path."""
+
+    message_id: str
+
+
+@dataclass(frozen=True)
+class ReactionSend(SendCall):
+    """A reaction to the message in the path, for the company in the path."""
+
+    company_id: str
+    message_id: str
+
+
+async def send_call(request: Request, principal: CurrentPrincipal, wait: WaitQuery = 0,
+                    idempotency_key: IdempotencyHeader = None) -> SendCall:
+    """FastAPI dependency: the caller, query and header of any send."""
+    return SendCall(request, principal, wait, idempotency_key)
 
 
 async def chat_send(request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
                     wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None) -> ChatSend:
     """FastAPI dependency: the path, query and header of a v2 send to a chat."""
-    return ChatSend(request, principal, companyId, chatId, wait, idempotency_key)
+    return ChatSend(request, principal, wait, idempotency_key, company_id=companyId, chat_id=chatId)
 
 
+async def message_send(request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
+                       messageId: MessagePath, wait: WaitQuery = 0,
+                       idempotency_key: IdempotencyHeader = None) -> MessageSend:
+    """FastAPI dependency: the path, query and header of a v2 edit or delete."""
+    return MessageSend(request, principal, wait, idempotency_key, company_id=companyId, chat_id=chatId,
+                       message_id=messageId)
+
+
+async def reaction_send(request: Request, principal: CurrentPrincipal, companyId: CompanyPath,
+                        messageId: MessagePath, wait: WaitQuery = 0,
+                        idempotency_key: IdempotencyHeader = None) -> ReactionSend:
+    """FastAPI dependency: the path, query and header of a reaction."""
+    return ReactionSend(request, principal, wait, idempotency_key, company_id=companyId, message_id=messageId)
+
+
+AnySend = Annotated[SendCall, Depends(send_call)]
 ToChat = Annotated[ChatSend, Depends(chat_send)]
-
-
-async def _idempotency(request: Request, company_id: str, raw_key: str | None) -> IdempotencyKey | None:
-    if raw_key is None:
-        return None
-    raw = await request.body()
-    body = json.loads(raw) if raw else None
-    return IdempotencyKey(company_id, validate_key(raw_key), fingerprint(request.method, request.url.path, body),
-                          request.method, request.url.path)
-
-
-async def _dispatch(sender: SendService, request: Request, *, company_id: str, phone_index: int, explicit: bool,
-                    draft: Draft, raw_key: str | None, wait: float) -> JSONResponse:
-    key = await _idempotency(request, company_id, raw_key)
-    outcome = await sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,
-                                            idempotency=key, wait_seconds=wait))
-    headers = {"Location": f"/api/v1/messages/{outcome.body['messageId']}"}
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+ToMessage = Annotated[MessageSend, Depends(message_send)]
+ToReact = Annotated[ReactionSend, Depends(reaction_send)]
 
 
 def _request(body: BaseModel) -> JsonObject:
@@ -181,8 +226,7 @@ def build(sender: SendService) -> APIRouter:
     async def to_chat(send: ChatSend, body: models.V2Base, draft_of: DraftOf) -> JSONResponse:
         send.principal.require_company(send.company_id)
         draft = draft_of(normalize_recipient(send.chat_id), _request(body))
-        return await _dispatch(sender, send.request, company_id=send.company_id, phone_index=body.phoneIndex,
-                               explicit=True, draft=draft, raw_key=send.idempotency_key, wait=send.wait)
+        return await send.dispatch(sender, send.company_id, body.phoneIndex, draft, explicit=True)
 
     @send_route("POST", "/api/v2/messages/text/{companyId}/{chatId}", "Send a text message")
     async def send_text(send: ToChat, body: Annotated[models.V2Text, Body(openapi_examples={
@@ -233,66 +277,47 @@ def build(sender: SendService) -> APIRouter:
             request=request))
 
     @send_route("PUT", "/api/v2/messages/{companyId}/{chatId}/{messageId}", "Edit a sent message's text")
-    async def edit_message(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
-        messageId: MessagePath,
-        body: Annotated[models.V2Edit, Body(openapi_examples={
-            "edit": _ex("Edit", {"newMessage": "Corrected text", "phoneIndex": 0})})],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
-    ) -> JSONResponse:
-        principal.require_company(companyId)
-        draft = drafts.edit_draft(normalize_recipient(chatId), messageId, body.text, request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex,
-                               explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
-                               wait=wait)
+    async def edit_message(send: ToMessage, body: Annotated[models.V2Edit, Body(openapi_examples={
+        "edit": _ex("Edit", {"newMessage": "Corrected text", "phoneIndex": 0})})]) -> JSONResponse:
+        send.principal.require_company(send.company_id)
+        draft = drafts.edit_draft(normalize_recipient(send.chat_id), send.message_id, body.text,
+                                  request=_request(body))
+        return await send.dispatch(sender, send.company_id, body.phoneIndex, draft,
+                                   explicit="phoneIndex" in body.model_fields_set)
 
     @send_route("DELETE", "/api/v2/messages/{companyId}/{chatId}/{messageId}", "Delete a sent message")
-    async def delete_message(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, chatId: ChatPath,
-        messageId: MessagePath,
-        body: Annotated[models.V2Delete | None, Body(openapi_examples={
-            "everyone": _ex("Delete for everyone", {"deleteForEveryone": True, "phoneIndex": 0})})] = None,
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
+    async def delete_message(send: ToMessage, body: Annotated[models.V2Delete | None, Body(openapi_examples={
+        "everyone": _ex("Delete for everyone", {"deleteForEveryone": True, "phoneIndex": 0})})] = None,
     ) -> JSONResponse:
-        principal.require_company(companyId)
+        send.principal.require_company(send.company_id)
         body = body or models.V2Delete()
-        recipient = normalize_recipient(chatId)
-        if body.messageId is not None and body.messageId != messageId:
+        recipient = normalize_recipient(send.chat_id)
+        if body.messageId is not None and body.messageId != send.message_id:
             raise invalid("messageId", "differs from the messageId in the path")
         if body.chatId is not None and normalize_recipient(body.chatId).chat_id != recipient.chat_id:
             raise invalid("chatId", "differs from the chatId in the path")
-        draft = drafts.delete_draft(recipient, messageId, for_everyone=body.deleteForEveryone,
+        draft = drafts.delete_draft(recipient, send.message_id, for_everyone=body.deleteForEveryone,
                                     request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex,
-                               explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
-                               wait=wait)
+        return await send.dispatch(sender, send.company_id, body.phoneIndex, draft,
+                                   explicit="phoneIndex" in body.model_fields_set)
 
     @send_route("POST", "/api/messages/react/{companyId}/{messageId}", "React to a message with an emoji")
-    async def react(
-        request: Request, principal: CurrentPrincipal, companyId: CompanyPath, messageId: MessagePath,
-        body: Annotated[models.V2React, Body(openapi_examples={
-            "react": _ex("React", {"reaction": "👍", "phoneIndex": 0}),
-            "remove": _ex("Remove a reaction", {"reaction": ""}),
-        })],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
-    ) -> JSONResponse:
-        principal.require_company(companyId)
+    async def react(send: ToReact, body: Annotated[models.V2React, Body(openapi_examples={
+        "react": _ex("React", {"reaction": "👍", "phoneIndex": 0}),
+        "remove": _ex("Remove a reaction", {"reaction": ""}),
+    })]) -> JSONResponse:
+        send.principal.require_company(send.company_id)
         recipient: Recipient | None = normalize_recipient(body.chatId) if body.chatId else None
-        draft = drafts.reaction_draft(recipient, messageId, body.effective_emoji, request=_request(body))
-        return await _dispatch(sender, request, company_id=companyId, phone_index=body.phoneIndex,
-                               explicit="phoneIndex" in body.model_fields_set, draft=draft, raw_key=idempotency_key,
-                               wait=wait)
+        draft = drafts.reaction_draft(recipient, send.message_id, body.effective_emoji, request=_request(body))
+        return await send.dispatch(sender, send.company_id, body.phoneIndex, draft,
+                                   explicit="phoneIndex" in body.model_fields_set)
 
     @send_route("POST", "/api/v1/messages", "Send any message type (Cloud API message shape)")
-    async def send_v1(
-        request: Request, principal: CurrentPrincipal,
-        body: Annotated[models.V1Message, Body(openapi_examples=V1_EXAMPLES)],
-        wait: WaitQuery = 0, idempotency_key: IdempotencyHeader = None,
-    ) -> JSONResponse:
-        company_id = principal.company_required(body.companyId)
+    async def send_v1(send: AnySend, body: Annotated[models.V1Message, Body(openapi_examples=V1_EXAMPLES)],
+                      ) -> JSONResponse:
+        company_id = send.principal.company_required(body.companyId)
         draft = v1_draft(body)
-        return await _dispatch(sender, request, company_id=company_id, phone_index=body.phoneIndex,
-                               explicit="phoneIndex" in body.model_fields_set or draft.target is None, draft=draft,
-                               raw_key=idempotency_key, wait=wait)
+        return await send.dispatch(sender, company_id, body.phoneIndex, draft,
+                                   explicit="phoneIndex" in body.model_fields_set or draft.target is None)
 
     return router

@@ -12,7 +12,7 @@ from typing import Literal
 from typing_extensions import TypedDict
 
 from bisnesgpt.api.phone_sessions import iso
-from bisnesgpt.api.schemas.messages import MessageDetail
+from bisnesgpt.api.schemas.messages import MessageDetail, MessageHeader
 from bisnesgpt.core.errors import NotFound, ValidationFailed
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging import store, views
@@ -26,17 +26,9 @@ SUMMARY_CONTENT_CHARS = 120
 MatchedBy = Literal["recent", "id", "chat"]
 
 
-class MessageSummary(TypedDict):
+class MessageSummary(MessageHeader):
     """A message in a search result (the content cut short)."""
 
-    messageId: str
-    companyId: str
-    phoneIndex: int
-    direction: str
-    chatId: str
-    type: str
-    status: str
-    provider: str
     externalId: str | None
     errorCode: str | None
     content: str
@@ -51,7 +43,7 @@ class SearchResult(TypedDict):
     data: list[MessageSummary]
 
 
-class DeliveryView(TypedDict):
+class MessageDelivery(TypedDict):
     """One tenant webhook delivery of one of the message's events."""
 
     id: int
@@ -75,7 +67,7 @@ class DeliveryView(TypedDict):
 class DashboardMessage(MessageDetail):
     """A message as the public API shows it, with the webhook deliveries of its events."""
 
-    deliveries: list[DeliveryView]
+    deliveries: list[MessageDelivery]
 
 
 def chat_of(term: str) -> str | None:
@@ -105,11 +97,12 @@ async def search(ctx: ProcessContext, company_id: str | None, term: str | None, 
 
 def summary(record: store.MessageRecord) -> MessageSummary:
     """A message as a search result lists it."""
-    return {"messageId": record.message_id, "companyId": record.company_id, "phoneIndex": record.phone_index,
-            "direction": record.direction, "chatId": record.chat_id, "type": record.message_type,
-            "status": record.status, "provider": record.provider, "externalId": record.external_id,
-            "errorCode": record.error_code, "content": (record.content or "")[:SUMMARY_CONTENT_CHARS],
-            "createdAt": iso(record.created_at), "updatedAt": iso(record.updated_at)}
+    return MessageSummary(
+        messageId=record.message_id, companyId=record.company_id, phoneIndex=record.phone_index,
+        direction=record.direction, chatId=record.chat_id, type=record.message_type, status=record.status,
+        provider=record.provider, externalId=record.external_id, errorCode=record.error_code,
+        content=(record.content or "")[:SUMMARY_CONTENT_CHARS], createdAt=iso(record.created_at),
+        updatedAt=iso(record.updated_at))
 
 
 async def detail(ctx: ProcessContext, company_id: str, message_id: str) -> DashboardMessage:
@@ -120,7 +113,7 @@ async def detail(ctx: ProcessContext, company_id: str, message_id: str) -> Dashb
             raise NotFound(f"message {message_id!r} not found")
         history = await views.history(conn, record)
         rows = await conn.fetch(SQL.message_deliveries, company_id, message_id, record.created_at)
-    deliveries: list[DeliveryView] = [{
+    deliveries: list[MessageDelivery] = [{
         "id": d["id"], "endpointId": d["endpoint_id"], "url": d["url"], "eventId": d["event_id"],
         "eventType": d["event_type"], "eventStatus": d["event_status"], "origin": d["origin"],
         "status": d["status"], "attempts": d["attempts"], "lastStatusCode": d["last_status_code"],

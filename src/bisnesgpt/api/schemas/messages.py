@@ -25,8 +25,8 @@ class StatusChange(BaseModel):
     at: str | None
 
 
-class MessageView(BaseModel):
-    """A message as the API shows it: state, route, content, provider id and error."""
+class MessageHeader(BaseModel):
+    """What names a message and where it stands: ids, phone, chat, type, state, engine."""
 
     messageId: str
     companyId: str
@@ -36,6 +36,11 @@ class MessageView(BaseModel):
     type: str
     status: str = Field(description="accepted | queued | sending | sent | delivered | read | failed | cancelled")
     provider: str
+
+
+class MessageView(MessageHeader):
+    """A message as the API shows it: state, route, content, provider id and error."""
+
     connectionType: str | None
     queueName: str | None
     processName: str | None
