@@ -214,7 +214,7 @@ def _process_routes(router: APIRouter, ctx: ProcessContext) -> None:
         return await charts.chart_data(ctx.db, range)
 
 
-# An operator action on a whole queue: (queue name, who) -> the answer.
+# An operator action on a queue (queue name, who) or on one of its jobs (queue name, job id, who).
 QueueAction = Callable[[str, str], Awaitable[object]]
 JobAction = Callable[[str, str, str], Awaitable[object]]
 
@@ -231,21 +231,17 @@ def _queue_routes(router: APIRouter, queues: QueueAdmin) -> None:
 
     # Every action needs the confirmation body and names who did it; one route each.
     job_actions: list[tuple[str, str, type[object], JobAction]] = [
-        ("retry", "Retry a failed job (send jobs: message re-queued)", Retried,
-         lambda queue, job_id, by: queues.retry(queue, job_id, by=by)),
-        ("remove", "Remove a job (not while it is active)", JobRemoved,
-         lambda queue, job_id, by: queues.remove(queue, job_id, by=by)),
+        ("retry", "Retry a failed job (send jobs: message re-queued)", Retried, queues.retry),
+        ("remove", "Remove a job (not while it is active)", JobRemoved, queues.remove),
     ]
     for verb, summary, answer, job_action in job_actions:
         _add_job_action(router, verb, summary, answer, job_action)
     queue_actions: list[tuple[str, str, str, type[object], QueueAction]] = [
         ("retry-failed", "retry_failed", "Retry every failed job (up to 1000 per call)", BulkRetried,
-         lambda queue, by: queues.retry_all_failed(queue, by=by)),
-        ("pause", "pause", "Pause the queue (workers finish what they hold)", Paused,
-         lambda queue, by: queues.pause(queue, by=by)),
-        ("resume", "resume", "Resume a paused queue", Paused, lambda queue, by: queues.resume(queue, by=by)),
-        ("clean-completed", "clean", "Remove the queue's completed jobs", Cleaned,
-         lambda queue, by: queues.clean_completed(queue, by=by)),
+         queues.retry_all_failed),
+        ("pause", "pause", "Pause the queue (workers finish what they hold)", Paused, queues.pause),
+        ("resume", "resume", "Resume a paused queue", Paused, queues.resume),
+        ("clean-completed", "clean", "Remove the queue's completed jobs", Cleaned, queues.clean_completed),
     ]
     for path, name, summary, answer, queue_action in queue_actions:
         _add_queue_action(router, path, name, summary, answer, queue_action)

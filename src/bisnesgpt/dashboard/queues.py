@@ -244,7 +244,7 @@ class QueueAdmin:
 
     # --- actions ----------------------------------------------------------------------------
 
-    async def retry(self, name: str, job_id: str, *, by: str) -> Retried:
+    async def retry(self, name: str, job_id: str, by: str) -> Retried:
         """Retry one failed job (re-queueing its message first for send queues)."""
         queue = self._queue(name)
         job = await self._failed_job(queue, name, job_id)
@@ -254,7 +254,7 @@ class QueueAdmin:
                                                                "messageRequeued": requeued})
         return {"queue": name, "jobId": job_id, "retried": True, "messageRequeued": requeued}
 
-    async def retry_all_failed(self, name: str, *, by: str) -> BulkRetried:
+    async def retry_all_failed(self, name: str, by: str) -> BulkRetried:
         """Retry every failed job (up to ``BULK_LIMIT``); a job that cannot be retried is skipped, with why."""
         queue = self._queue(name)
         jobs = await self._redis(f"failed jobs of {name}", lambda: queue.getJobs(["failed"], 0, BULK_LIMIT - 1))
@@ -275,7 +275,7 @@ class QueueAdmin:
         await self.ctx.events.record("dashboard.queue.retry_all", {**answer, "by": by}, "warning")
         return answer
 
-    async def remove(self, name: str, job_id: str, *, by: str) -> JobRemoved:
+    async def remove(self, name: str, job_id: str, by: str) -> JobRemoved:
         """Remove a job in any state but ``active`` (a worker holds it then)."""
         queue = self._queue(name)
         state = await self._redis(f"state of {job_id}", lambda: queue.getJobState(job_id))
@@ -290,21 +290,21 @@ class QueueAdmin:
                                                                 "by": by}, "warning")
         return {"queue": name, "jobId": job_id, "removed": True, "state": state}
 
-    async def pause(self, name: str, *, by: str) -> Paused:
+    async def pause(self, name: str, by: str) -> Paused:
         """Pause the queue for every worker (BullMQ's own flag); running jobs finish."""
         queue = self._queue(name)
         await self._redis(f"pause {name}", queue.pause)
         await self.ctx.events.record("dashboard.queue.pause", {"queue": name, "by": by}, "warning")
         return {"queue": name, "paused": True}
 
-    async def resume(self, name: str, *, by: str) -> Paused:
+    async def resume(self, name: str, by: str) -> Paused:
         """Resume a paused queue."""
         queue = self._queue(name)
         await self._redis(f"resume {name}", queue.resume)
         await self.ctx.events.record("dashboard.queue.resume", {"queue": name, "by": by})
         return {"queue": name, "paused": False}
 
-    async def clean_completed(self, name: str, *, by: str) -> Cleaned:
+    async def clean_completed(self, name: str, by: str) -> Cleaned:
         """Remove the queue's completed jobs, ``BULK_LIMIT`` at a time."""
         queue = self._queue(name)
         removed = 0
