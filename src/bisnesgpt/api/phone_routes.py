@@ -13,7 +13,7 @@ from pydantic import JsonValue
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
 from bisnesgpt.api.schemas import phones as models
-from bisnesgpt.api.schemas.common import MAX_PHONE_INDEX, CompanyPath, problem_responses
+from bisnesgpt.api.schemas.common import MAX_PHONE_INDEX, CompanyPath, JsonObject, problem_responses
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
@@ -64,7 +64,7 @@ def qr_data_url(qr: JsonValue) -> str | None:
 
 def phone_status_json(row: CompanyPhoneStatus) -> models.PhoneBotStatus:
     """One phone of ``/api/bot-status`` (the QR code as a PNG data URL while pairing)."""
-    metadata: dict[str, JsonValue] = row["metadata"] or {}
+    metadata: JsonObject = row["metadata"] or {}
     status = row["status"] or ("pending" if row["configured"] else "not_configured")
     error = metadata.get("error") or metadata.get("reason")
     pairing_code = metadata.get("pairingCode")

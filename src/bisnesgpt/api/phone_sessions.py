@@ -16,6 +16,7 @@ from typing import Literal
 import asyncpg
 from pydantic import JsonValue
 
+from bisnesgpt.api.schemas.common import JsonObject
 from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.phones.store import PhoneConfigStatus, PhoneStatus
@@ -27,11 +28,6 @@ DesiredState = Literal["running", "stopped"]
 HIDDEN_METADATA = frozenset({"qrCode"})
 # Statuses a running wwebjs process drives; with no owner they are left over from a dead one.
 LIVE_STATUSES = frozenset({"initializing", "qr", "pairing_code", "authenticated", "ready"})
-
-
-def iso(value: datetime | None) -> str | None:
-    """A timestamp as ISO 8601 for JSON (None stays None)."""
-    return value.isoformat() if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class PhoneSession:
     phone_number: str | None
     last_seen: datetime | None
     status_updated_at: datetime | None
-    metadata: dict[str, JsonValue]
+    metadata: JsonObject
     desired_state: DesiredState
     breaker_tripped_at: datetime | None
     breaker_reason: str | None
@@ -105,7 +101,7 @@ class PhoneSession:
         """A status nobody drives any more (its process died and no one took over yet)."""
         return self.owner is None and self.status in LIVE_STATUSES
 
-    def shown_metadata(self) -> dict[str, JsonValue]:
+    def shown_metadata(self) -> JsonObject:
         """The status metadata without what only the QR routes show."""
         return {k: v for k, v in self.metadata.items() if k not in HIDDEN_METADATA}
 

@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from bisnesgpt.api.auth import Principal
-from bisnesgpt.api.phone_sessions import iso
+from bisnesgpt.api.schemas.common import JsonObject, iso
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
 from bisnesgpt.core.errors import ValidationFailed
 from bisnesgpt.engines.wwebjs import store as sessions_store
@@ -51,9 +51,9 @@ class CommandView(TypedDict):
     companyId: str
     phoneIndex: int
     action: CommandAction
-    args: dict[str, JsonValue]
+    args: JsonObject
     state: CommandState
-    result: dict[str, JsonValue] | None
+    result: JsonObject | None
     requestedBy: str | None
     handledBy: str | None
     createdAt: str | None
@@ -69,9 +69,9 @@ class SessionCommand:
     company_id: str
     phone_index: int
     action: CommandAction
-    args: dict[str, JsonValue]
+    args: JsonObject
     state: CommandState
-    result: dict[str, JsonValue] | None
+    result: JsonObject | None
     requested_by: str | None
     handled_by: str | None
     created_at: datetime | None
@@ -132,7 +132,7 @@ async def load_command(ctx: ProcessContext, key: SessionKey, command_id: int) ->
 
 
 async def run_session_command(ctx: ProcessContext, key: SessionKey, action: CommandAction,
-                              args: dict[str, JsonValue], *, requested_by: str, wait: float) -> SessionCommand:
+                              args: JsonObject, *, requested_by: str, wait: float) -> SessionCommand:
     """Record what the operator wants, queue the command, wake the wwebjs processes, wait.
 
     The command is returned as it stands after ``wait`` seconds at the most: still

@@ -36,10 +36,10 @@ from bisnesgpt.api.phone_sessions import (
     DesiredState,
     PhoneSession,
     company_exists,
-    iso,
     load_phone_session,
     load_phone_sessions,
 )
+from bisnesgpt.api.schemas.common import JsonObject, iso
 from bisnesgpt.api.session_commands import (
     CommandAction,
     CommandView,
@@ -91,7 +91,7 @@ class SessionView(TypedDict):
     lastReadyAt: str | None
     owner: str | None
     stale: bool
-    metadata: dict[str, JsonValue]
+    metadata: JsonObject
 
 
 class SessionList(TypedDict):
@@ -170,7 +170,7 @@ class SessionRoutes:
         return phone
 
     async def _command(self, principal: Principal, company_id: str, phone_index: int,
-                       action: CommandAction, args: dict[str, JsonValue], wait: float) -> Response:
+                       action: CommandAction, args: JsonObject, wait: float) -> Response:
         await self._session(principal, company_id, phone_index)
         command = await run_session_command(self.ctx, SessionKey(company_id, phone_index), action, args,
                                             requested_by=requester(principal), wait=wait)

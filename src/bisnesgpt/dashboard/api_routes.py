@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from bisnesgpt.api.auth import PrincipalKind
@@ -138,7 +138,7 @@ class SessionCommandState(TypedDict):
     commandId: int
     action: CommandAction
     state: CommandState
-    result: dict[str, JsonValue] | None
+    result: JsonObject | None
     detail: str
 
 
@@ -303,7 +303,7 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
             raise Conflict(f"phone {phone_index} uses {phone.connection_type!r}: sessions exist only for wwebjs")
         return SessionKey(company_id, phone_index)
 
-    async def command(who: Caller, key: SessionKey, action: CommandAction, args: dict[str, JsonValue],
+    async def command(who: Caller, key: SessionKey, action: CommandAction, args: JsonObject,
                       wait: float) -> SessionCommandState:
         return _command_answer(await run_session_command(ctx, key, action, args,
                                                          requested_by=f"dashboard:{who.label}", wait=wait))

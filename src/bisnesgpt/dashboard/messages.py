@@ -11,7 +11,7 @@ from typing import Literal
 
 from typing_extensions import TypedDict
 
-from bisnesgpt.api.phone_sessions import iso
+from bisnesgpt.api.schemas.common import iso
 from bisnesgpt.api.schemas.messages import MessageDetail, MessageHeader
 from bisnesgpt.core.errors import NotFound, ValidationFailed
 from bisnesgpt.db.queries import load_queries

@@ -22,11 +22,10 @@ from typing_extensions import TypedDict
 from bisnesgpt.api.phone_sessions import (
     DesiredState,
     PhoneSession,
-    iso,
     load_phone_session,
     load_phone_sessions,
 )
-from bisnesgpt.api.schemas.common import JsonObject
+from bisnesgpt.api.schemas.common import JsonObject, iso
 from bisnesgpt.core.errors import Conflict, NotFound, ServiceUnavailable
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries

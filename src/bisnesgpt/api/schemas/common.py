@@ -1,8 +1,9 @@
-"""Shared field types, the problem model and OpenAPI response helpers."""
+"""Shared field types, JSON values and timestamps, the problem model and OpenAPI response helpers."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,12 @@ from bisnesgpt.api.problems import PROBLEM_CONTENT_TYPE, TYPE_BASE
 # message's payload). Pydantic's JsonValue, which it can validate and describe; the same shape
 # as bisnesgpt.core.jsontypes.JsonObject.
 JsonObject = dict[str, JsonValue]
+
+
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as the API's JSON shows it: ISO 8601 with its offset (None stays None)."""
+    return value.isoformat() if value is not None else None
+
 
 COMPANY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_PHONE_INDEX = 999
