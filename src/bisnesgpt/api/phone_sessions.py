@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 import asyncpg
 from pydantic import JsonValue
@@ -19,11 +18,11 @@ from pydantic import JsonValue
 from bisnesgpt.api.schemas.common import JsonObject
 from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.engines.wwebjs.store import DesiredState
 from bisnesgpt.phones.store import PhoneConfigStatus, PhoneStatus
 
 SQL = load_queries("bisnesgpt.api")
 
-DesiredState = Literal["running", "stopped"]
 # The QR code is shown only through the QR routes (as an image), never inside a listing.
 HIDDEN_METADATA = frozenset({"qrCode"})
 # Statuses a running wwebjs process drives; with no owner they are left over from a dead one.

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,11 +26,11 @@ from bisnesgpt.core.errors import ValidationFailed
 from bisnesgpt.engines.wwebjs import store as sessions_store
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.manager import SESSION_COMMAND_MESSAGE
+from bisnesgpt.engines.wwebjs.store import CommandAction, CommandRow, CommandState
 from bisnesgpt.processes.context import ProcessContext
 
+# The commands an operator sends by name (a pairing code is asked for with the phone number).
 SessionAction = Literal["start", "stop", "restart", "logout"]
-CommandAction = SessionAction | Literal["pairing_code"]
-CommandState = Literal["pending", "done", "failed"]
 POLL_INTERVAL_S = 0.1
 
 
@@ -78,7 +77,7 @@ class SessionCommand:
     handled_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> SessionCommand:
+    def from_row(cls, row: CommandRow) -> SessionCommand:
         """The command of a row the wwebjs store returned."""
         return cls(id=row["id"], company_id=row["company_id"], phone_index=row["phone_index"],
                    action=row["action"], args=row["args"], state=row["state"], result=row["result"],

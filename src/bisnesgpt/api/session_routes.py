@@ -33,7 +33,6 @@ from typing_extensions import TypedDict
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal, Principal
 from bisnesgpt.api.phone_sessions import (
-    DesiredState,
     PhoneSession,
     company_exists,
     load_phone_session,
@@ -41,7 +40,6 @@ from bisnesgpt.api.phone_sessions import (
 )
 from bisnesgpt.api.schemas.common import JsonObject, iso
 from bisnesgpt.api.session_commands import (
-    CommandAction,
     CommandView,
     PairingCodeRequest,
     SessionAction,
@@ -54,6 +52,7 @@ from bisnesgpt.api.session_events import CLOSED, SessionEventHub, sse
 from bisnesgpt.core.errors import Conflict, NotFound
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
+from bisnesgpt.engines.wwebjs.store import CommandAction, DesiredState
 from bisnesgpt.phones.store import PhoneStatus
 from bisnesgpt.processes.context import ProcessContext
 

@@ -19,8 +19,6 @@ from typing_extensions import TypedDict
 from bisnesgpt.api.auth import PrincipalKind
 from bisnesgpt.api.schemas.common import JsonObject
 from bisnesgpt.api.session_commands import (
-    CommandAction,
-    CommandState,
     PairingCodeRequest,
     SessionAction,
     SessionCommand,
@@ -44,6 +42,7 @@ from bisnesgpt.dashboard.queues import (
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
+from bisnesgpt.engines.wwebjs.store import CommandAction, CommandState
 from bisnesgpt.health.overview import fetch_overview
 from bisnesgpt.phones.service import PhoneConfigService
 from bisnesgpt.processes.context import ProcessContext

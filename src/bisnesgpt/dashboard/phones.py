@@ -20,7 +20,6 @@ from pydantic import JsonValue
 from typing_extensions import TypedDict
 
 from bisnesgpt.api.phone_sessions import (
-    DesiredState,
     PhoneSession,
     load_phone_session,
     load_phone_sessions,
@@ -33,6 +32,7 @@ from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.engines.meta.errors import CloudApiError, PhoneAuthError, PhoneBlockedError, TransportError
 from bisnesgpt.engines.meta.phones import change_phone_status
 from bisnesgpt.engines.meta.profiles import META_CONNECTION_TYPES, credentials_for_phone
+from bisnesgpt.engines.wwebjs.store import DesiredState
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.phones import store as phones_store
