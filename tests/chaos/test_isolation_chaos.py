@@ -1,4 +1,4 @@
-"""Isolation under faults of one engine (issue 9, scenarios 1-4 and 6), on the chaos harness.
+"""Isolation under faults of one engine (chaos scenarios 1-4 and 6), on the chaos harness.
 
 Each scenario starts the whole system (``tests.support.chaos.ChaosSystem``), drives mixed
 Meta + WhatsApp-Web load through the HTTP API, injects its fault, and ends with the
@@ -30,7 +30,7 @@ from tests.support.chaos import (
     scenario_timer,
 )
 from tests.support.orchestrator import get_json
-from tests.support.procs import wait_until
+from tests.support.polling import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

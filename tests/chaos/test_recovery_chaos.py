@@ -1,4 +1,4 @@
-"""Recovery under load (issue 9, scenarios 5, 7 and 8), on the chaos harness.
+"""Recovery under load (chaos scenarios 5, 7 and 8), on the chaos harness.
 
 5. the API instances are ``kill -9``-ed (one, then all at once) and respawned by the
    orchestrator: the engines keep working, and the clients' retries with the same
@@ -31,7 +31,7 @@ from bisnesgpt.messaging.queues import ALL_QUEUES
 from bisnesgpt.orchestrator.judging import KILL_GRACE_S
 from tests.support.chaos import ChaosSystem, Fault, LoadGenerator, check, log, scaled, scenario_timer
 from tests.support.orchestrator import FAST_TIMINGS, get_json
-from tests.support.procs import wait_until
+from tests.support.polling import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

@@ -13,7 +13,7 @@ import pytest
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.queues import WWEBJS, QueueProducer
-from tests.support.pipeline import until
+from tests.support.polling import eventually
 from tests.support.procs import clean_env
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
@@ -50,7 +50,7 @@ async def test_a_killed_workers_job_is_sent_by_another_within_10_seconds(
         async def sent() -> bool:
             return bool(await db.fetchval("SELECT status = 'sent' FROM messages WHERE id = $1", record.id))
 
-        await until(sent, timeout=30, interval=0.1, what="the job sent by the second worker")
+        await eventually(sent, timeout=30, interval=0.1, what="the job sent by the second worker")
         back = time.monotonic() - killed
         print(f"\nkilled worker's job sent by another {back:.2f} s after the kill")
         assert back <= 10.0

@@ -1,6 +1,6 @@
 """``kill -9`` of the wwebjs process in the middle of sending.
 
-The test restarts the process itself (the orchestrator is another issue's work) and then
+The test restarts the process itself (supervision is tested elsewhere) and then
 proves: every session comes back to ``ready`` from the stored credentials without a new QR,
 no message is lost or left in ``sending``, and the sandbox network (a separate process that
 recorded everything) saw each message at least once, with duplicates bounded by the sends
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from bisnesgpt.sandbox.wweb.protocol import wa_message_id
+from tests.support.polling import eventually
 from tests.support.wwebjs import (
     Db,
     RoleProc,
     enqueue_message,
-    eventually,
     seed_phone,
     start_sandbox,
     start_wwebjs,

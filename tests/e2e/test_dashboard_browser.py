@@ -1,4 +1,4 @@
-"""The dashboard in a real browser against the running system (issue 8's "Done when").
+"""The dashboard in a real browser against the running system: every page and action an operator uses.
 
 One system for the module (``tests/support/dashboard.py``): the real orchestrator with
 api, wwebjs (sandbox driver) and meta (pointed at the Cloud API emulator), and Debian's

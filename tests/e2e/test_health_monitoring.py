@@ -12,7 +12,8 @@ import pytest
 
 from bisnesgpt.infra.embedded_redis import EmbeddedRedis
 from tests.support.orchestrator import ENCRYPTION_KEY, OrchestratorRun, bisnesgpt, get_json, http_status, query
-from tests.support.procs import Proc, clean_env, free_port, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import Proc, clean_env, free_port
 
 pytestmark = pytest.mark.e2e
 

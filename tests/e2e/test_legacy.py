@@ -22,7 +22,8 @@ from tests.support.meta import (
     add_meta_phone,
     open_window,
 )
-from tests.support.procs import Proc, clean_env, free_port, http_ok, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import Proc, clean_env, free_port, http_ok
 from tests.support.wwebjs import FAST_WWEBJS_ENV, start_sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -35,7 +35,8 @@ from tests.support.meta import (
     module_redis,
     text_payload,
 )
-from tests.support.procs import Proc, free_port, http_ok, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import Proc, free_port, http_ok
 
 pytestmark = pytest.mark.e2e
 

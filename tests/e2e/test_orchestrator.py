@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.orchestrator import OrchestratorRun, bisnesgpt, get_json, http_status, query
-from tests.support.procs import wait_until
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 

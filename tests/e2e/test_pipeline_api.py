@@ -30,8 +30,8 @@ from tests.support.pipeline import (
     Workers,
     seed_tenant,
     sent_message,
-    until,
 )
+from tests.support.polling import eventually
 from tests.support.servers import redis_database, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -225,7 +225,7 @@ async def test_idempotent_replays_are_identical_and_conflicts_are_reported(
             return bool(await db.fetchval("SELECT count(*) FROM idempotency_keys WHERE company_id = $1 "
                                           "AND key = 'order-2' AND state = 'in_flight'", cid))
 
-        await until(claimed, timeout=10, what="first request in flight")
+        await eventually(claimed, timeout=10, what="first request in flight")
         concurrent = await client.post(path + "?wait=3", json={"message": "slow"},
                                        headers={"Idempotency-Key": "order-2"})
         assert concurrent.status_code == 409, concurrent.text
@@ -289,7 +289,7 @@ async def test_an_api_killed_between_claiming_a_key_and_storing_leaves_no_stuck_
                 return bool(await db.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%messages%'"))
 
-            await until(inserting, timeout=20, what="the insert in progress")
+            await eventually(inserting, timeout=20, what="the insert in progress")
             assert server.proc is not None
             server.proc.kill_tree()  # kill -9: no release, no rollback by the process itself
             with pytest.raises(httpx.TransportError):
@@ -299,7 +299,7 @@ async def test_an_api_killed_between_claiming_a_key_and_storing_leaves_no_stuck_
         await db.execute(f"DROP TRIGGER {function} ON messages")
         await db.execute(f"DROP FUNCTION {function}()")
     # The server ends the killed connection's transaction: the claim went with it.
-    await until(lambda: _no_backend_sleeping(db), timeout=20, what="the killed transaction rolled back")
+    await eventually(lambda: _no_backend_sleeping(db), timeout=20, what="the killed transaction rolled back")
     assert await db.fetchval("SELECT count(*) FROM idempotency_keys WHERE company_id = $1",
                              tenant.company_id) == 0
     server = ApiServer(tmp_path, module_db[0], module_redis, name="api-after-crash")

@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from tests.support.orchestrator import ENCRYPTION_KEY, get_json, http_status
-from tests.support.procs import clean_env, free_port, processes_under, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import clean_env, free_port, processes_under
 
 pytestmark = [
     pytest.mark.e2e,

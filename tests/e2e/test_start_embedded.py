@@ -13,7 +13,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support.procs import Proc, clean_env, free_port, http_ok, processes_under, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import Proc, clean_env, free_port, http_ok, processes_under
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,8 @@ import pytest
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.store import touch_inbound_session
-from tests.support.pipeline import ENCRYPTION_KEY, ApiServer, until
+from tests.support.pipeline import ENCRYPTION_KEY, ApiServer
+from tests.support.polling import eventually
 from tests.support.procs import clean_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -87,7 +88,7 @@ async def test_operators_manage_companies_keys_and_phones(tmp_path: Path, db: Da
                 response = await client.post(send, json={"message": "x", "phoneIndex": 1})
                 return bool(response.json()["queueName"] == "wwebjs-messages")
 
-            await until(rerouted, timeout=10, what="reroute after `phones set`")
+            await eventually(rerouted, timeout=10, what="reroute after `phones set`")
             print(f"\nrerouted {time.monotonic() - changed_at:.2f} s after `phones set` started (incl. CLI start-up)")
             assert run("phones", "remove", "acme", "1").returncode == 0
             assert run("phones", "remove", "acme", "1").returncode == 1
@@ -95,7 +96,7 @@ async def test_operators_manage_companies_keys_and_phones(tmp_path: Path, db: Da
             async def gone() -> bool:
                 return (await client.post(send, json={"message": "x", "phoneIndex": 1})).status_code == 404
 
-            await until(gone, timeout=10, what="404 after `phones remove`")
+            await eventually(gone, timeout=10, what="404 after `phones remove`")
 
             key_id = next(line.split()[1] for line in run("keys", "list").stdout.splitlines()
                           if key[:14] in line)

@@ -1,6 +1,6 @@
 """Tenant webhooks end to end: spawned ``bisnesgpt run api`` processes, a real HTTP receiver.
 
-These are issue 7's "Done when" scenarios. Events are produced in the test process the way
+These are the delivery guarantees tenants rely on. Events are produced in the test process the way
 the product produces them (real status transitions, ``record_tenant_event`` for the engine
 events), committed to the same database the spawned processes deliver from.
 """
@@ -28,7 +28,8 @@ import pytest
 
 from bisnesgpt.db.pool import Database
 from bisnesgpt.infra.embedded_redis import EmbeddedRedis
-from tests.support.procs import Proc, clean_env, free_port, http_ok, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import Proc, clean_env, free_port, http_ok
 from tests.support.webhooks import (
     ADMIN_KEY,
     ENCRYPTION_KEY,

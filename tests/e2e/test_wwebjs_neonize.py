@@ -33,7 +33,7 @@ async def test_neonize_connect_failure_is_an_error_status_with_retries_not_a_cra
             row = await db.phone_status("neo", 0)
             return row if row and row["status"] in ("error", "qr") else None
 
-        from tests.support.wwebjs import eventually
+        from tests.support.polling import eventually
 
         first = await eventually(settled, timeout=60, what="neonize session outcome")
         tables = {r["table_name"] for r in await db.fetch(

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from bisnesgpt.sandbox.wweb.protocol import wa_message_id
+from tests.support.polling import eventually
 from tests.support.wwebjs import (
     Db,
     RoleProc,
     SandboxNetwork,
     enqueue_message,
-    eventually,
     seed_phone,
     start_sandbox,
     start_wwebjs,

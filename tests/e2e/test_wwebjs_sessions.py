@@ -22,6 +22,7 @@ from bisnesgpt.engines.wwebjs.qr import png_from_data_url
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.queues import WWEBJS
 from bisnesgpt.sandbox.wweb.protocol import wa_message_id
+from tests.support.polling import eventually
 from tests.support.wwebjs import (
     ADMIN_KEY,
     Db,
@@ -29,7 +30,6 @@ from tests.support.wwebjs import (
     SandboxNetwork,
     company_key,
     enqueue_message,
-    eventually,
     png_size,
     qr_matrix_from_png,
     qr_matrix_of,

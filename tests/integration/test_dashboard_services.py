@@ -28,7 +28,7 @@ from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.states import advance_status
 from bisnesgpt.processes.context import ProcessContext
 from tests.support.health import new_context
-from tests.support.pipeline import until
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: Proce
             view = await admin.queue_view(WWEBJS.name)
             return view["counts"]["failed"] == 2
 
-        await until(both_failed, timeout=30, what="two failed jobs")
+        await eventually(both_failed, timeout=30, what="two failed jobs")
         listed = await admin.failed_jobs(WWEBJS.name)
         assert listed["total"] == 2
         job = next(j for j in listed["jobs"] if j["id"] == first.message_id)
@@ -104,7 +104,7 @@ async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: Proce
         async def sent() -> bool:
             return await status_of(db, first.message_id) == "sent"
 
-        await until(sent, timeout=30, what="the retried message sent")
+        await eventually(sent, timeout=30, what="the retried message sent")
         history = await db.fetch("SELECT h.from_status, h.to_status, h.source, h.detail FROM message_status_history h "
                                  "JOIN messages m ON m.id = h.message_pk WHERE m.message_id = $1 ORDER BY h.id",
                                  first.message_id)
@@ -155,14 +155,14 @@ async def test_retry_all_failed_requeues_each_failed_message(ctx: ProcessContext
         async def all_failed() -> bool:
             return (await admin.queue_view(WWEBJS.name))["counts"]["failed"] == 3
 
-        await until(all_failed, timeout=30, what="three failed jobs")
+        await eventually(all_failed, timeout=30, what="three failed jobs")
         result = await admin.retry_all_failed(WWEBJS.name, by="admin")
         assert result["done"] == 3 and result["skippedCount"] == 0
 
         async def all_sent() -> bool:
             return {await status_of(db, r.message_id) for r in records} == {"sent"}
 
-        await until(all_sent, timeout=30, what="every retried message sent")
+        await eventually(all_sent, timeout=30, what="every retried message sent")
     finally:
         await worker.close(timeout=5)
 
@@ -301,7 +301,7 @@ async def test_an_operator_retry_gets_a_fresh_attempt_budget(ctx: ProcessContext
         async def failed() -> bool:
             return await status_of(db, record.message_id) == "failed"
 
-        await until(failed, timeout=30, what="the message failed after its attempts")
+        await eventually(failed, timeout=30, what="the message failed after its attempts")
         assert engine.calls == WWEBJS.attempts
         engine.recovered = True
         await QueueAdmin(ctx).retry(WWEBJS.name, record.message_id, by="admin")
@@ -309,7 +309,7 @@ async def test_an_operator_retry_gets_a_fresh_attempt_budget(ctx: ProcessContext
         async def sent() -> bool:
             return await status_of(db, record.message_id) == "sent"
 
-        await until(sent, timeout=30, what="the retried message sent")
+        await eventually(sent, timeout=30, what="the retried message sent")
         assert engine.calls == WWEBJS.attempts + 1  # one more try was enough, not refused at once
     finally:
         await worker.close(timeout=5)

@@ -3,7 +3,6 @@ status-aware view and the Redis coordinator — against real PostgreSQL and Redi
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
@@ -25,6 +24,7 @@ from bisnesgpt.messaging.queues import WWEBJS
 from bisnesgpt.orchestrator.recorder import Recorder
 from bisnesgpt.processes.component import HealthReporter
 from tests.support.health import process_context
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -37,18 +37,6 @@ class _WorkerComponent(HealthReporter):
 
     def queue_workers(self) -> Sequence[QueueWorker]:
         return (self.worker,)
-
-
-async def _until(predicate: Any, timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 async def test_health_checks_each_queue_consumer(database_url: str, redis_url: str) -> None:
@@ -116,7 +104,7 @@ async def test_maintenance_runs_in_exactly_one_process_and_fails_over(database_u
             return [dict(r) for r in await db.fetch(
                 "SELECT event_data, timestamp FROM process_events WHERE event_type = 'maintenance' ORDER BY id")]
 
-        await _until(lambda: _count(runs, 3), timeout=20, what="three maintenance runs")
+        await eventually(lambda: _count(runs, 3), timeout=20, what="three maintenance runs")
         done = await runs()
         holders = {r["event_data"]["holder"] for r in done}
         assert len(holders) == 1, holders  # one process at a time, never both
@@ -132,7 +120,7 @@ async def test_maintenance_runs_in_exactly_one_process_and_fails_over(database_u
         holder, other = (a, b) if a.runs else (b, a)
         await holder.stop()  # releases the lease: the other one takes over the schedule
         before = other.runs
-        await _until(lambda: other.runs > before, timeout=20, what="the other process to take over")
+        await eventually(lambda: other.runs > before, timeout=20, what="the other process to take over")
         await other.stop()
 
 
@@ -159,7 +147,7 @@ async def test_recorder_marks_exits_without_overwriting_a_newer_child(database_u
             return await db.fetchrow("SELECT status, restarts, last_error FROM process_health "
                                      "WHERE process_name = 'meta'")
 
-        await _until(lambda: _matches(status, {"status": "crashed", "restarts": 1,
+        await eventually(lambda: _matches(status, {"status": "crashed", "restarts": 1,
                                                "last_error": "killed by SIGKILL"}), what="meta crashed")
         message = None
         deadline = time.monotonic() + 10
@@ -175,13 +163,13 @@ async def test_recorder_marks_exits_without_overwriting_a_newer_child(database_u
         await db.execute("SELECT update_process_health('meta', 'healthy', 1, 70, 1, 0, 222)")
         recorder.exited("meta", "meta", 0, status="crashed", pid=111, error=None, exited_at=exited_before)
         recorder.event("meta", "marker", {})
-        await _until(lambda: _has_event(db, "marker"), what="recorder caught up")
+        await eventually(lambda: _has_event(db, "marker"), what="recorder caught up")
         row = await status()
         assert row["status"] == "healthy"
         # A child that never heartbeated still gets a row.
         recorder.exited("api-3", "api", 3, status="errored", pid=333, error="given up", exited_at=time.time())
         recorder.event("api-3", "marker2", {})
-        await _until(lambda: _has_event(db, "marker2"), what="recorder caught up again")
+        await eventually(lambda: _has_event(db, "marker2"), what="recorder caught up again")
         row3 = await db.fetchrow("SELECT role, instance_id, status FROM process_health WHERE process_name = 'api-3'")
         assert row3 is not None and dict(row3) == {"role": "api", "instance_id": 3, "status": "errored"}
     finally:
@@ -227,7 +215,7 @@ async def test_coordinator_tracks_peers_and_obeys_targeted_shutdown(redis_url: s
     coordinator.start()
     client = redis_client(redis_url)
     try:
-        await _until(lambda: coordinator.connected, what="coordinator subscribed")
+        await eventually(lambda: coordinator.connected, what="coordinator subscribed")
         await client.publish(PROCESS_STATUS, json.dumps({"processName": peer, "status": "ready", "pid": 7}))
         await client.publish(PROCESS_STATUS, json.dumps({"processName": "meta-1", "status": "ready"}))  # itself
         await client.publish(BOT_EVENT, json.dumps({"companyId": company, "event": "qr"}))
@@ -236,7 +224,7 @@ async def test_coordinator_tracks_peers_and_obeys_targeted_shutdown(redis_url: s
         await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["all"], "host": host, "redisDb": 99,
                                                            "reason": "other deployment"}))
         await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["meta"], "host": host, "reason": "rolling"}))
-        await _until(lambda: shutdowns and bot_events and peer in peers, what="messages delivered")
+        await eventually(lambda: shutdowns and bot_events and peer in peers, what="messages delivered")
         assert shutdowns == ["rolling"]
         assert bot_events == [{"companyId": company, "event": "qr"}]
         assert peers[peer]["status"] == "ready" and peers[peer]["redis"]["pid"] == 7

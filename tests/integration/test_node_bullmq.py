@@ -18,7 +18,8 @@ import pytest
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.queues import META, WWEBJS
-from tests.support.pipeline import RecordingEngine, Workers, until
+from tests.support.pipeline import RecordingEngine, Workers
+from tests.support.polling import eventually
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 NODE = shutil.which("node")
@@ -64,7 +65,7 @@ async def test_a_node_bullmq_job_is_recorded_and_sent(db: Database, redis_url: s
             rows = await db.fetch("SELECT status FROM messages WHERE message_id = ANY($1::text[])", [text_id, image_id])
             return [r["status"] for r in rows] == ["sent", "sent"]
 
-        await until(both_sent, timeout=30, what="Node jobs recorded and sent")
+        await eventually(both_sent, timeout=30, what="Node jobs recorded and sent")
     async with db.connection() as conn:
         text = await store.load_message(conn, text_id, "acme")
         image = await store.load_message(conn, image_id, "acme")

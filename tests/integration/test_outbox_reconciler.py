@@ -18,7 +18,7 @@ from bisnesgpt.messaging.outbox import OutboxReconciler
 from bisnesgpt.messaging.queues import WWEBJS, QueueProducer
 from bisnesgpt.processes.context import ProcessContext
 from tests.support.health import new_context
-from tests.support.pipeline import until
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ async def test_exactly_one_instance_reconciles_at_a_time(db: Database, database_
             holders = [(await c.checks())["outbox"].data["leaseHeld"] for c in components]
             return holders.count(True) == 1
 
-        await until(one_holder, timeout=10, what="one lease holder")
+        await eventually(one_holder, timeout=10, what="one lease holder")
         for _ in range(10):  # and it stays that way
             assert await one_holder()
             await asyncio.sleep(0.05)
@@ -130,12 +130,14 @@ async def test_exactly_one_instance_reconciles_at_a_time(db: Database, database_
         async def enqueued() -> bool:
             return bool(await queue.getJobState(record.message_id) == "waiting")
 
-        await until(enqueued, timeout=10, what="reconciler enqueued the message")
+        await eventually(enqueued, timeout=10, what="reconciler enqueued the message")
 
         held = [await _held(c) for c in components]
         holder, standby = (components[0], components[1]) if held[0] else (components[1], components[0])
         await holder.stop()
-        took = await until(lambda: _held(standby), timeout=15, what="standby took the lease over")
+        stopped = time.monotonic()
+        await eventually(lambda: _held(standby), timeout=15, what="standby took the lease over")
+        took = time.monotonic() - stopped
         assert await db.fetchval("SELECT count(*) FROM process_leases WHERE name = $1", LEASE_NAME) == 1
         print(f"\nlease taken over {took:.2f} s after the holder stopped")
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import redis.asyncio as aioredis
 
@@ -12,7 +10,8 @@ from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.core.errors import EngineDisabled, NotFound, ValidationFailed
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.router import MessageRouter, announce_change
-from tests.support.pipeline import seed_tenant, until
+from tests.support.pipeline import seed_tenant
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +41,12 @@ async def test_routes_by_connection_type_and_refuses_clearly(db: Database) -> No
 async def test_cache_is_invalidated_by_pubsub_and_bounded_by_its_ttl(db: Database, redis_url: str) -> None:
     await seed_tenant(db, "acme", {0: "wwebjs", 1: "wwebjs"})
     listener = coordinator(redis_url)
-    router = MessageRouter(db, load_settings(), listener, ttl_seconds=1.0)
+    now = [0.0]  # the router's clock: the TTL can expire only when the test moves it
+    router = MessageRouter(db, load_settings(), listener, ttl_seconds=1.0, clock=lambda: now[0])
     publisher = aioredis.Redis.from_url(redis_url, decode_responses=True)
     listener.start()
     try:
-        await until(lambda: _true(router.listening), timeout=10, what="router subscribed")
+        await eventually(lambda: _true(router.listening), timeout=10, what="router subscribed")
         assert (await router.route("acme", 0)).queue_name == "wwebjs-messages"
         assert (await router.route("acme", 1)).queue_name == "wwebjs-messages"
         await db.execute(SET_TYPE, "acme", 0, "meta_direct")
@@ -59,11 +59,11 @@ async def test_cache_is_invalidated_by_pubsub_and_bounded_by_its_ttl(db: Databas
         async def rerouted() -> bool:
             return (await router.route("acme", 0)).queue_name == "meta-messages"
 
-        took = await until(rerouted, timeout=5, interval=0.005, what="pub/sub invalidation")
-        assert took < 1.0
+        # The clock stands still, so nothing but the invalidation can explain the reroute.
+        await eventually(rerouted, timeout=5, interval=0.005, what="pub/sub invalidation")
         assert (await router.route("acme", 1)).queue_name == "wwebjs-messages"
         # The TTL backstop catches the unannounced change.
-        await asyncio.sleep(1.1)
+        now[0] += 1.1
         assert (await router.route("acme", 1)).queue_name == "meta-messages"
     finally:
         await listener.stop()

@@ -33,6 +33,7 @@ from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.store import AuthStore
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.infra.redis import redis_client
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -114,14 +115,6 @@ def manager_for(db: Database, redis_url: str, driver: ScriptedDriver, **settings
                           on_inbound=_noop_inbound, on_ack=_noop_ack)
 
 
-async def wait_for(predicate: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.05)
-
-
 async def test_starts_are_bounded_and_staggered(db: Database, redis_url: str) -> None:
     await db.execute("INSERT INTO companies (id, name) VALUES ('many', 'Many')")
     await db.execute("INSERT INTO phone_configs (company_id, phone_index) "
@@ -140,7 +133,7 @@ async def test_starts_are_bounded_and_staggered(db: Database, redis_url: str) ->
     manager._launch = timed_launch  # type: ignore[method-assign]
     await manager.start()
     try:
-        await wait_for(lambda: sum(1 for s in manager.sessions.values() if s.status == "qr") == 8)
+        await eventually(lambda: sum(1 for s in manager.sessions.values() if s.status == "qr") == 8)
     finally:
         await manager.stop()
     assert driver.max_connecting <= 2
@@ -158,14 +151,14 @@ async def test_a_session_whose_lease_cannot_be_renewed_is_let_go(db: Database, r
     await manager.start()
     key = SessionKey("solo", 0)
     try:
-        await wait_for(lambda: key in manager.sessions and manager.sessions[key].status == "qr")
+        await eventually(lambda: key in manager.sessions and manager.sessions[key].status == "qr")
         await db.close()  # PostgreSQL unreachable from this process: no lease renewals
         started = time.monotonic()
-        await wait_for(lambda: key not in manager.sessions, timeout=10)
+        await eventually(lambda: key not in manager.sessions, timeout=10)
         # Let go before the lease (2 s) could expire for anyone else.
         assert time.monotonic() - started < 2.0
         assert driver.stopped == ["solo:0"]
         await db.open()  # back: the session is owned and started again
-        await wait_for(lambda: key in manager.sessions and manager.sessions[key].status == "qr")
+        await eventually(lambda: key in manager.sessions and manager.sessions[key].status == "qr")
     finally:
         await manager.stop()

@@ -1,4 +1,4 @@
-"""The chaos harness (issue 9): one whole system, a load generator, a Jepsen-style checker.
+"""The chaos harness: one whole system, a load generator, a Jepsen-style checker.
 
 A scenario is three steps around its fault::
 
@@ -73,7 +73,7 @@ import redis
 
 from tests.support.meta import APP_SECRET, ENCRYPTION_KEY, EmulatorProc
 from tests.support.orchestrator import OrchestratorRun, get_json, query
-from tests.support.procs import wait_until
+from tests.support.polling import wait_until
 from tests.support.wwebjs import FAST_WWEBJS_ENV, SandboxNetwork, start_sandbox
 
 CHAOS_SCALE = float(os.environ.get("CHAOS_SCALE", "1.0") or "1.0")

@@ -1,9 +1,8 @@
 """Test helpers for the meta engine: phones, messages, the emulator and the meta process.
 
-Messages are created the way the API will create them (issue 3 is not on this branch
-yet): ``insert_outbound`` (status ``queued``, payload per the payload contract) and a
-``meta-messages`` job ``{messageId, companyId, phoneIndex}``. Swap ``queue_message`` for
-an HTTP call to the API once it exists.
+Messages are created the way the API creates them, without an API process:
+``insert_outbound`` (status ``queued``, payload per the payload contract) and a
+``meta-messages`` job ``{messageId, companyId, phoneIndex}``, so the engine is tested alone.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.queues import META, QueueProducer
-from tests.support.procs import Proc, clean_env, free_port, http_ok, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import Proc, clean_env, free_port, http_ok
 
 ENCRYPTION_KEY = "5f" * 32
 APP_SECRET = "emulator-app-secret"

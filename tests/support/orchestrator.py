@@ -22,7 +22,8 @@ import asyncpg
 import httpx
 import psutil
 
-from tests.support.procs import Proc, clean_env, free_port, processes_under, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import Proc, clean_env, free_port, processes_under
 
 ENCRYPTION_KEY = "5e" * 32
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,18 +34,6 @@ from tests.support.procs import Proc, clean_env, free_port
 
 ENCRYPTION_KEY = "8f" * 32
 ADMIN_KEY = "test-operator-key-0123456789abcdef"
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 30, interval: float = 0.05,
-                what: str = "") -> float:
-    """Poll an async predicate without blocking the loop; returns the seconds it took."""
-    started = time.monotonic()
-    while True:
-        if await predicate():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
 
 
 @dataclass

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -98,15 +97,6 @@ class Proc:
             self.popen.kill()
             self.popen.wait(10)
         self._log.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.1, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
 def http_ok(url: str) -> bool:

@@ -34,7 +34,8 @@ from bisnesgpt.messaging.events import (
     session_status_data,
 )
 from bisnesgpt.tenancy.store import create_api_key, create_company
-from tests.support.procs import Proc, clean_env, free_port, http_ok, wait_until
+from tests.support.polling import wait_until
+from tests.support.procs import Proc, clean_env, free_port, http_ok
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ENCRYPTION_KEY = "ab" * 32

@@ -1,19 +1,18 @@
 """Test support for the WhatsApp-Web engine: seed data, spawn the processes, talk to them.
 
-The send API (issue 3) is not on this branch yet, so messages are created the way it will
-create them: ``messaging.store.insert_outbound`` (status ``queued``, payload per the COMMON
-payload contract, ``chat_id`` ``<digits>@c.us``) and ``QueueProducer.add(WWEBJS, id, …)``.
-``enqueue_message`` is the one place to swap for an HTTP call later.
+Messages are created the way the API creates them, without an API process:
+``messaging.store.insert_outbound`` (status ``queued``, payload per the COMMON payload
+contract, ``chat_id`` ``<digits>@c.us``) and ``QueueProducer.add(WWEBJS, id, …)``
+(``enqueue_message``), so the engine is tested alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ import httpx
 from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.queues import WWEBJS, QueueProducer
+from tests.support.polling import eventually
 from tests.support.procs import Proc, clean_env, free_port
 
 ENCRYPTION_KEY = "5a" * 32
@@ -51,20 +51,6 @@ FAST_WWEBJS_ENV = {
     # The sandbox serves its sample media on 127.0.0.1.
     "WWEBJS_MEDIA_ALLOW_PRIVATE_URLS": "true",
 }
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 30, interval: float = 0.1,
-                     what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; its last value in the error otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = await check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(interval)
 
 
 # --- data ----------------------------------------------------------------------------------------

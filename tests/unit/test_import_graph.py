@@ -95,3 +95,65 @@ def test_no_import_cycle() -> None:
 def test_the_checker_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# What each package may import (docs/architecture.md says why); ``core`` and ``config`` are
+# allowed everywhere. A new edge is a design decision: add it here and to the document.
+BASE = {"core", "config", "bisnesgpt"}
+ALLOWED: dict[str, set[str] | None] = {
+    "core": set(),
+    "config": set(),
+    "db": set(),
+    "infra": {"db"},
+    "coordination": {"db", "infra"},
+    "processes.base": {"db", "infra", "coordination", "health", "messaging"},
+    "health": {"db", "infra", "coordination", "processes.base", "messaging"},
+    "messaging": {"db", "infra", "coordination", "processes.base", "health", "phones", "engines.meta"},
+    "phones": {"db", "messaging"},
+    "tenancy": {"db"},
+    "webhooks": {"db", "infra", "coordination", "processes.base", "health", "messaging"},
+    "engines": {"db", "infra", "coordination", "processes.base", "health", "messaging"},
+    "engines.meta": {"db", "infra", "coordination", "processes.base", "health", "messaging", "phones", "engines",
+                     "api"},
+    "engines.wwebjs": {"db", "infra", "coordination", "processes.base", "health", "messaging", "phones", "engines",
+                       "webhooks", "sandbox.wweb"},
+    "sandbox": set(),
+    "sandbox.meta_emulator": {"sandbox", "engines.meta"},
+    "sandbox.wweb": {"db", "sandbox", "engines.wwebjs", "cli"},
+    "api": {"db", "infra", "coordination", "processes.base", "health", "messaging", "phones", "tenancy", "webhooks",
+            "engines.meta", "engines.wwebjs"},
+    "dashboard": {"db", "infra", "coordination", "processes.base", "health", "messaging", "phones", "tenancy",
+                  "webhooks", "engines.meta", "engines.wwebjs", "api"},
+    "orchestrator": {"db", "infra", "coordination", "health", "processes.base"},
+    "processes": None,  # roles and runtime assemble everything
+    "cli": None,
+    "__main__": {"cli"},
+}
+BASE_MODULES = {"bisnesgpt.processes.component", "bisnesgpt.processes.context"}
+
+
+def package_of(module: str) -> str:
+    if module in BASE_MODULES:
+        return "processes.base"
+    parts = module.split(".")[1:]
+    if not parts:
+        return "bisnesgpt"
+    if parts[0] in ("engines", "sandbox") and len(parts) > 1 and (SRC / parts[0] / parts[1]).is_dir():
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
+
+
+def test_packages_import_only_what_the_map_allows() -> None:
+    paths = sorted(SRC.rglob("*.py"))
+    known = {module_name(p) for p in paths}
+    unexpected: set[str] = set()
+    for path in paths:
+        source = package_of(module_name(path))
+        allowed = ALLOWED.get(source, set())
+        if allowed is None:
+            continue
+        for target in imports_of(path, known):
+            package = package_of(target)
+            if package != source and package not in BASE and package not in allowed:
+                unexpected.add(f"{module_name(path)} -> {target} ({source} -> {package})")
+    assert not unexpected, "imports the map (docs/architecture.md) does not allow:\n" + "\n".join(sorted(unexpected))
