@@ -10,6 +10,7 @@ import asyncpg
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.db.records import RowRecord
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
 from bisnesgpt.messaging.states import MessageState
 
@@ -20,7 +21,7 @@ Direction = Literal["outbound", "inbound"]
 
 
 @dataclass(frozen=True)
-class MessageRecord:
+class MessageRecord(RowRecord):
     """A ``messages`` row: an outbound message in the send pipeline, or one received."""
 
     id: int
@@ -58,11 +59,6 @@ class MessageRecord:
     delivered_at: datetime | None
     read_at: datetime | None
     failed_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> MessageRecord:
-        """The record of a row with (at least) every column of ``messages``."""
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     @property
     def contact(self) -> str:
@@ -118,20 +114,17 @@ async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> 
 
 async def load_message(conn: asyncpg.Connection, message_id: str, company_id: str | None) -> MessageRecord | None:
     """A message by our id, within ``company_id`` (or of any company when None)."""
-    row = await conn.fetchrow(SQL.select_message, message_id, company_id)
-    return MessageRecord.from_row(row) if row else None
+    return await MessageRecord.fetch_one(conn, SQL.select_message, message_id, company_id)
 
 
 async def load_message_pk(conn: asyncpg.Connection, message_pk: int) -> MessageRecord | None:
     """A message by its row id."""
-    row = await conn.fetchrow(SQL.select_message_by_pk, message_pk)
-    return MessageRecord.from_row(row) if row else None
+    return await MessageRecord.fetch_one(conn, SQL.select_message_by_pk, message_pk)
 
 
 async def find_outbound_by_external_id(conn: asyncpg.Connection, external_id: str) -> MessageRecord | None:
     """The newest outbound message the provider knows by ``external_id`` (status webhooks, acks)."""
-    row = await conn.fetchrow(SQL.select_outbound_by_external_id, external_id)
-    return MessageRecord.from_row(row) if row else None
+    return await MessageRecord.fetch_one(conn, SQL.select_outbound_by_external_id, external_id)
 
 
 async def claim_for_send(conn: asyncpg.Connection, message_pk: int, *, source: str, process_name: str) -> int | None:

@@ -149,5 +149,4 @@ async def insert_command(conn: asyncpg.Connection, key: SessionKey, action: str,
 
 async def load_command(conn: asyncpg.Connection, key: SessionKey, command_id: int) -> CommandRecord | None:
     """One of the session's commands as it stands now (None: no such command for this session)."""
-    row = await conn.fetchrow(SQL.load_command, command_id, key.company_id, key.phone_index)
-    return CommandRecord.from_row(row) if row else None
+    return await CommandRecord.fetch_one(conn, SQL.load_command, command_id, key.company_id, key.phone_index)
