@@ -21,7 +21,9 @@ class Row(Protocol):
 class RowSource(Protocol):
     """Where ``fetch_one`` reads a row: an ``asyncpg.Connection`` or the ``Database`` pool."""
 
-    def fetchrow(self, query: str, *args: Any) -> Awaitable[Row | None]: ...
+    def fetchrow(self, query: str, *args: Any) -> Awaitable[Row | None]:
+        """The first row ``query`` answers with ``args`` bound, or None."""
+        ...
 
 
 class RowRecord:
