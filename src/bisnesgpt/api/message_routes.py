@@ -51,7 +51,7 @@ def build(db: Database) -> APIRouter:
             if record is None:
                 raise NotFound(f"message {messageId!r} not found")
             history = await views.history(conn, record)
-        return MessageDetail.model_validate({**views.message_json(record), "history": history})
+        return MessageDetail.of(record, history=history)
 
     @router.get(
         "/api/v1/messages", response_model=MessagePage, summary="A company's messages, newest first (filtered)",
@@ -80,7 +80,7 @@ def build(db: Database) -> APIRouter:
         )
         async with db.connection() as conn:
             records, next_pk = await views.page(conn, where)
-        return MessagePage(data=[MessageView.model_validate(views.message_json(r)) for r in records],
+        return MessagePage(data=[MessageView.of(r) for r in records],
                            nextCursor=views.encode_cursor(next_pk) if next_pk is not None else None)
 
     return router

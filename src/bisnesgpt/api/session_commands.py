@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import phonenumbers
@@ -26,7 +25,7 @@ from bisnesgpt.core.errors import ValidationFailed
 from bisnesgpt.engines.wwebjs import store as sessions_store
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.manager import SESSION_COMMAND_MESSAGE
-from bisnesgpt.engines.wwebjs.store import CommandAction, CommandRow, CommandState
+from bisnesgpt.engines.wwebjs.store import CommandAction, CommandRecord, CommandState
 from bisnesgpt.processes.context import ProcessContext
 
 # The commands an operator sends by name (a pairing code is asked for with the phone number).
@@ -61,28 +60,13 @@ class CommandView(TypedDict):
 
 
 @dataclass(frozen=True)
-class SessionCommand:
-    """One row of ``wwebjs_session_commands``: the action, its arguments, state and result."""
-
-    id: int
-    company_id: str
-    phone_index: int
-    action: CommandAction
-    args: JsonObject
-    state: CommandState
-    result: JsonObject | None
-    requested_by: str | None
-    handled_by: str | None
-    created_at: datetime | None
-    handled_at: datetime | None
+class SessionCommand(CommandRecord):
+    """A session command as the session API and the dashboard answer it: where to poll it, why it failed."""
 
     @classmethod
-    def from_row(cls, row: CommandRow) -> SessionCommand:
-        """The command of a row the wwebjs store returned."""
-        return cls(id=row["id"], company_id=row["company_id"], phone_index=row["phone_index"],
-                   action=row["action"], args=row["args"], state=row["state"], result=row["result"],
-                   requested_by=row["requested_by"], handled_by=row["handled_by"], created_at=row["created_at"],
-                   handled_at=row["handled_at"])
+    def of(cls, record: CommandRecord) -> SessionCommand:
+        """The command the wwebjs store read."""
+        return cls(**{f.name: getattr(record, f.name) for f in fields(record)})
 
     @property
     def url(self) -> str:
@@ -126,8 +110,8 @@ def requester(principal: Principal) -> str:
 async def load_command(ctx: ProcessContext, key: SessionKey, command_id: int) -> SessionCommand | None:
     """A command of this session by its id, or None."""
     async with ctx.db.connection() as conn:
-        row = await sessions_store.load_command(conn, key, command_id)
-    return SessionCommand.from_row(row) if row is not None else None
+        record = await sessions_store.load_command(conn, key, command_id)
+    return SessionCommand.of(record) if record is not None else None
 
 
 async def run_session_command(ctx: ProcessContext, key: SessionKey, action: CommandAction,
@@ -142,7 +126,7 @@ async def run_session_command(ctx: ProcessContext, key: SessionKey, action: Comm
             await sessions_store.set_desired_state(conn, key, "running")
         elif action == "stop":
             await sessions_store.set_desired_state(conn, key, "stopped", "stopped by operator")
-        command = SessionCommand.from_row(await sessions_store.insert_command(conn, key, action, args, requested_by))
+        command = SessionCommand.of(await sessions_store.insert_command(conn, key, action, args, requested_by))
     await publish(ctx.redis, PROCESS_MESSAGE, {
         "processName": ctx.process_name, "processId": ctx.pid, "messageType": SESSION_COMMAND_MESSAGE,
         "timestamp": int(time.time() * 1000),

@@ -97,10 +97,8 @@ async def search(ctx: ProcessContext, company_id: str | None, term: str | None, 
 
 def summary(record: store.MessageRecord) -> MessageSummary:
     """A message as a search result lists it."""
-    return MessageSummary(
-        messageId=record.message_id, companyId=record.company_id, phoneIndex=record.phone_index,
-        direction=record.direction, chatId=record.chat_id, type=record.message_type, status=record.status,
-        provider=record.provider, externalId=record.external_id, errorCode=record.error_code,
+    return MessageSummary.of(
+        record, externalId=record.external_id, errorCode=record.error_code,
         content=(record.content or "")[:SUMMARY_CONTENT_CHARS], createdAt=iso(record.created_at),
         updatedAt=iso(record.updated_at))
 
@@ -121,5 +119,4 @@ async def detail(ctx: ProcessContext, company_id: str, message_id: str) -> Dashb
         "nextAttemptAt": iso(d["next_attempt_at"]), "deliveredAt": iso(d["delivered_at"]),
         "deadAt": iso(d["dead_at"]), "createdAt": iso(d["created_at"]),
     } for d in rows]
-    return DashboardMessage.model_validate({**views.message_json(record), "history": history,
-                                            "deliveries": deliveries})
+    return DashboardMessage.of(record, history=history, deliveries=deliveries)

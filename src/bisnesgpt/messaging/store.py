@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -10,6 +10,7 @@ import asyncpg
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.db.records import RowRecord
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
 from bisnesgpt.messaging.states import MessageState
 
@@ -19,38 +20,44 @@ SQL = load_queries("bisnesgpt.messaging")
 Direction = Literal["outbound", "inbound"]
 
 
-@dataclass(frozen=True)
-class MessageRecord:
-    """A ``messages`` row: an outbound message in the send pipeline, or one received."""
+@dataclass(frozen=True, kw_only=True)
+class MessageColumns:
+    """The columns a message is stored with however it came: whose, to or from whom, what, how it travels."""
 
-    id: int
     message_id: str
     company_id: str
     phone_index: int
-    direction: Direction
     provider: str
     connection_type: str | None
     chat_id: str
     message_type: str
-    content: str | None
-    media_url: str | None
-    media_id: str | None
-    media_mime_type: str | None
-    media_filename: str | None
     payload: JsonObject  # the Cloud-API-shaped body (see ``drafts``), or the parsed inbound message
-    raw: JsonObject | None  # the provider's original (inbound), or the original Node job
+    queue_name: str | None
+    process_name: str | None
+    content: str | None = None
+    media_url: str | None = None
+    media_id: str | None = None
+    media_mime_type: str | None = None
+    media_filename: str | None = None
+    raw: JsonObject | None = None  # the provider's original (inbound), or the original Node job
+    context_message_id: str | None = None
+    idempotency_key: str | None = None
+    source: str = "api"
+    deadline_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageRecord(MessageColumns, RowRecord):
+    """A ``messages`` row: an outbound message in the send pipeline, or one received."""
+
+    id: int
+    direction: Direction
     status: MessageState
     external_id: str | None
-    context_message_id: str | None
     error_code: str | None
     error_title: str | None
     error_details: JsonValue
     attempts: int
-    idempotency_key: str | None
-    queue_name: str | None
-    process_name: str | None
-    source: str
-    deadline_at: datetime | None
     created_at: datetime
     updated_at: datetime
     queued_at: datetime | None
@@ -59,41 +66,18 @@ class MessageRecord:
     read_at: datetime | None
     failed_at: datetime | None
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> MessageRecord:
-        """The record of a row with (at least) every column of ``messages``."""
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
-
     @property
     def contact(self) -> str:
         """The recipient's digits (``60123456789`` from ``60123456789@c.us``)."""
         return self.chat_id.split("@", 1)[0]
 
 
-@dataclass(frozen=True)
-class NewOutboundMessage:
+@dataclass(frozen=True, kw_only=True)
+class NewOutboundMessage(MessageColumns):
     """What ``insert_outbound`` stores for a message accepted for sending (it starts ``queued``)."""
 
-    message_id: str
-    company_id: str
-    phone_index: int
-    provider: str
-    connection_type: str | None
-    chat_id: str
-    message_type: str
-    payload: JsonObject
     queue_name: str
     process_name: str
-    content: str | None = None
-    media_url: str | None = None
-    media_id: str | None = None
-    media_mime_type: str | None = None
-    media_filename: str | None = None
-    raw: JsonObject | None = None
-    context_message_id: str | None = None
-    idempotency_key: str | None = None
-    source: str = "api"
-    deadline_at: datetime | None = None
 
 
 async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> MessageRecord | None:
@@ -118,20 +102,17 @@ async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> 
 
 async def load_message(conn: asyncpg.Connection, message_id: str, company_id: str | None) -> MessageRecord | None:
     """A message by our id, within ``company_id`` (or of any company when None)."""
-    row = await conn.fetchrow(SQL.select_message, message_id, company_id)
-    return MessageRecord.from_row(row) if row else None
+    return await MessageRecord.fetch_one(conn, SQL.select_message, message_id, company_id)
 
 
 async def load_message_pk(conn: asyncpg.Connection, message_pk: int) -> MessageRecord | None:
     """A message by its row id."""
-    row = await conn.fetchrow(SQL.select_message_by_pk, message_pk)
-    return MessageRecord.from_row(row) if row else None
+    return await MessageRecord.fetch_one(conn, SQL.select_message_by_pk, message_pk)
 
 
 async def find_outbound_by_external_id(conn: asyncpg.Connection, external_id: str) -> MessageRecord | None:
     """The newest outbound message the provider knows by ``external_id`` (status webhooks, acks)."""
-    row = await conn.fetchrow(SQL.select_outbound_by_external_id, external_id)
-    return MessageRecord.from_row(row) if row else None
+    return await MessageRecord.fetch_one(conn, SQL.select_outbound_by_external_id, external_id)
 
 
 async def claim_for_send(conn: asyncpg.Connection, message_pk: int, *, source: str, process_name: str) -> int | None:
@@ -152,8 +133,3 @@ async def touch_inbound_session(
 ) -> None:
     """Note an inbound message from ``contact`` at ``at`` (opens Meta's 24-hour window; never moved back)."""
     await conn.execute(SQL.touch_inbound_session, company_id, phone_index, contact, at)
-
-
-# The columns of a MessageRecord, for the dashboard's queries until they move to their own
-# queries.sql (the messaging package selects ``*`` and lets ``from_row`` pick its fields).
-MESSAGE_COLUMNS = ", ".join(f.name for f in fields(MessageRecord))

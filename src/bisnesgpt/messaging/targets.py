@@ -38,8 +38,7 @@ class TargetRef:
 
 async def find_message(conn: asyncpg.Connection, company_id: str, ref: str) -> store.MessageRecord | None:
     """A company's message by our id or its provider id."""
-    row = await conn.fetchrow(SQL.select_message_by_any_id, company_id, ref)
-    return store.MessageRecord.from_row(row) if row else None
+    return await store.MessageRecord.fetch_one(conn, SQL.select_message_by_any_id, company_id, ref)
 
 
 async def resolve_ref(conn: asyncpg.Connection, company_id: str, ref: str, *, field: str) -> TargetRef:

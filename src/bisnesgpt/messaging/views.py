@@ -14,7 +14,7 @@ from typing import TypedDict
 import asyncpg
 
 from bisnesgpt.core.errors import ValidationFailed
-from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.states import MessageState
@@ -36,46 +36,6 @@ class MessageFilter:
     limit: int = 50
 
 
-class MessageErrorJson(TypedDict):
-    """A failed message's error, as the API shows it."""
-
-    code: str | None
-    title: str | None
-    details: JsonValue
-
-
-class MessageJson(TypedDict):
-    """The public shape of a message (``GET /api/v1/messages/...``)."""
-
-    messageId: str
-    companyId: str
-    phoneIndex: int
-    direction: store.Direction
-    chatId: str
-    type: str
-    status: MessageState
-    provider: str
-    connectionType: str | None
-    queueName: str | None
-    processName: str | None
-    externalId: str | None
-    contextMessageId: str | None
-    content: str | None
-    mediaUrl: str | None
-    payload: JsonObject
-    error: MessageErrorJson | None
-    attempts: int
-    idempotencyKey: str | None
-    source: str
-    createdAt: str | None
-    updatedAt: str | None
-    queuedAt: str | None
-    sentAt: str | None
-    deliveredAt: str | None
-    readAt: str | None
-    failedAt: str | None
-
-
 class HistoryEntry(TypedDict):
     """One state change of a message."""
 
@@ -88,40 +48,6 @@ class HistoryEntry(TypedDict):
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def message_json(record: store.MessageRecord) -> MessageJson:
-    """The public shape of a message (no internal row id)."""
-    return {
-        "messageId": record.message_id,
-        "companyId": record.company_id,
-        "phoneIndex": record.phone_index,
-        "direction": record.direction,
-        "chatId": record.chat_id,
-        "type": record.message_type,
-        "status": record.status,
-        "provider": record.provider,
-        "connectionType": record.connection_type,
-        "queueName": record.queue_name,
-        "processName": record.process_name,
-        "externalId": record.external_id,
-        "contextMessageId": record.context_message_id,
-        "content": record.content,
-        "mediaUrl": record.media_url,
-        "payload": record.payload,
-        "error": ({"code": record.error_code, "title": record.error_title, "details": record.error_details}
-                  if record.error_code or record.error_title else None),
-        "attempts": record.attempts,
-        "idempotencyKey": record.idempotency_key,
-        "source": record.source,
-        "createdAt": _iso(record.created_at),
-        "updatedAt": _iso(record.updated_at),
-        "queuedAt": _iso(record.queued_at),
-        "sentAt": _iso(record.sent_at),
-        "deliveredAt": _iso(record.delivered_at),
-        "readAt": _iso(record.read_at),
-        "failedAt": _iso(record.failed_at),
-    }
 
 
 async def history(conn: asyncpg.Connection, record: store.MessageRecord) -> list[HistoryEntry]:

@@ -102,8 +102,7 @@ def _company_status(row: Row) -> CompanyPhoneStatus:
 
 async def get_phone(conn: asyncpg.Connection, company_id: str, phone_index: int) -> PhoneConfig | None:
     """One phone's configuration (None when it is not configured)."""
-    row = await conn.fetchrow(SQL.get_phone, company_id, phone_index)
-    return PhoneConfig.from_row(row) if row else None
+    return await PhoneConfig.fetch_one(conn, SQL.get_phone, company_id, phone_index)
 
 
 async def company_phones(conn: asyncpg.Connection, company_id: str) -> list[PhoneConfig]:
@@ -113,14 +112,12 @@ async def company_phones(conn: asyncpg.Connection, company_id: str) -> list[Phon
 
 async def phone_by_meta_phone_number_id(conn: asyncpg.Connection, phone_number_id: str) -> PhoneConfig | None:
     """The phone a Cloud API ``phone_number_id`` names (how Meta's webhooks name it)."""
-    row = await conn.fetchrow(SQL.phone_by_meta_phone_number_id, phone_number_id)
-    return PhoneConfig.from_row(row) if row else None
+    return await PhoneConfig.fetch_one(conn, SQL.phone_by_meta_phone_number_id, phone_number_id)
 
 
 async def phone_by_d360_channel(conn: asyncpg.Connection, channel_id: str) -> PhoneConfig | None:
     """The phone of a 360dialog channel id."""
-    row = await conn.fetchrow(SQL.phone_by_d360_channel, channel_id)
-    return PhoneConfig.from_row(row) if row else None
+    return await PhoneConfig.fetch_one(conn, SQL.phone_by_d360_channel, channel_id)
 
 
 async def set_phone_status(

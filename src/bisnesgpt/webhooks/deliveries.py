@@ -125,8 +125,7 @@ async def list_deliveries(conn: asyncpg.Connection, endpoint_id: str, *, status:
 
 async def get_delivery(conn: asyncpg.Connection, endpoint_id: str, delivery_id: int) -> DeliveryRecord | None:
     """One row of an endpoint's log (None when it is not this endpoint's)."""
-    row = await conn.fetchrow(SQL.get_delivery, delivery_id, endpoint_id)
-    return DeliveryRecord.from_row(row) if row else None
+    return await DeliveryRecord.fetch_one(conn, SQL.get_delivery, delivery_id, endpoint_id)
 
 
 async def _wake_workers(conn: asyncpg.Connection, changed: int) -> None:

@@ -90,8 +90,7 @@ async def insert_endpoint(conn: asyncpg.Connection, new: NewEndpoint) -> Endpoin
 
 async def get_endpoint(conn: asyncpg.Connection, endpoint_id: str) -> EndpointRecord | None:
     """One endpoint by id, whichever company it belongs to (the service applies the scope)."""
-    row = await conn.fetchrow(SQL.get_endpoint, endpoint_id)
-    return EndpointRecord.from_row(row) if row else None
+    return await EndpointRecord.fetch_one(conn, SQL.get_endpoint, endpoint_id)
 
 
 async def list_endpoints(conn: asyncpg.Connection, company_id: str | None) -> list[EndpointRecord]:
@@ -102,10 +101,9 @@ async def list_endpoints(conn: asyncpg.Connection, company_id: str | None) -> li
 async def update_endpoint(conn: asyncpg.Connection, endpoint_id: str,
                           changes: EndpointChanges) -> EndpointRecord | None:
     """Apply ``changes`` (enabling clears the failure streak); None if the endpoint is gone."""
-    row = await conn.fetchrow(SQL.update_endpoint, endpoint_id, changes.url, changes.description,
-                              changes.event_types, changes.include_raw, changes.headers_given,
-                              changes.headers_encrypted, changes.enabled)
-    return EndpointRecord.from_row(row) if row else None
+    return await EndpointRecord.fetch_one(conn, SQL.update_endpoint, endpoint_id, changes.url, changes.description,
+                                          changes.event_types, changes.include_raw, changes.headers_given,
+                                          changes.headers_encrypted, changes.enabled)
 
 
 async def delete_endpoint(conn: asyncpg.Connection, endpoint_id: str) -> bool:
@@ -116,5 +114,5 @@ async def delete_endpoint(conn: asyncpg.Connection, endpoint_id: str) -> bool:
 async def rotate_secret(conn: asyncpg.Connection, endpoint_id: str, secret_encrypted: str,
                         overlap_seconds: float) -> EndpointRecord | None:
     """Sign with a new secret; the current one keeps signing for ``overlap_seconds`` (0: stops now)."""
-    row = await conn.fetchrow(SQL.rotate_secret, endpoint_id, secret_encrypted, float(overlap_seconds))
-    return EndpointRecord.from_row(row) if row else None
+    return await EndpointRecord.fetch_one(conn, SQL.rotate_secret, endpoint_id, secret_encrypted,
+                                          float(overlap_seconds))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Self
+
 from pydantic import BaseModel, Field, JsonValue
 
-from bisnesgpt.api.schemas.common import JsonObject
+from bisnesgpt.api.schemas.common import JsonObject, iso
+
+if TYPE_CHECKING:
+    from bisnesgpt.messaging.store import MessageRecord
 
 
 class MessageErrorView(BaseModel):
@@ -37,6 +42,13 @@ class MessageHeader(BaseModel):
     status: str = Field(description="accepted | queued | sending | sent | delivered | read | failed | cancelled")
     provider: str
 
+    @classmethod
+    def of(cls, record: MessageRecord, **fields: Any) -> Self:
+        """The model of ``record``: these fields from the row, a subclass's own ones in ``fields``."""
+        return cls(messageId=record.message_id, companyId=record.company_id, phoneIndex=record.phone_index,
+                   direction=record.direction, chatId=record.chat_id, type=record.message_type,
+                   status=record.status, provider=record.provider, **fields)
+
 
 class MessageView(MessageHeader):
     """A message as the API shows it: state, route, content, provider id and error."""
@@ -60,6 +72,20 @@ class MessageView(MessageHeader):
     deliveredAt: str | None
     readAt: str | None
     failedAt: str | None
+
+    @classmethod
+    def of(cls, record: MessageRecord, **fields: Any) -> Self:
+        """The public view of ``record`` (no internal row id); ``fields`` are a subclass's own."""
+        error = (MessageErrorView(code=record.error_code, title=record.error_title, details=record.error_details)
+                 if record.error_code or record.error_title else None)
+        return super().of(
+            record, connectionType=record.connection_type, queueName=record.queue_name,
+            processName=record.process_name, externalId=record.external_id,
+            contextMessageId=record.context_message_id, content=record.content, mediaUrl=record.media_url,
+            payload=record.payload, error=error, attempts=record.attempts, idempotencyKey=record.idempotency_key,
+            source=record.source, createdAt=iso(record.created_at), updatedAt=iso(record.updated_at),
+            queuedAt=iso(record.queued_at), sentAt=iso(record.sent_at), deliveredAt=iso(record.delivered_at),
+            readAt=iso(record.read_at), failedAt=iso(record.failed_at), **fields)
 
 
 class MessageDetail(MessageView):

@@ -12,7 +12,7 @@ fields are rejected.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -27,6 +27,16 @@ from bisnesgpt.api.schemas.common import (
     TextBody,
     UserName,
 )
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def exactly_one(model: ModelT, first: str, second: str) -> ModelT:
+    """``model``, if it gives exactly one of its fields ``first`` and ``second`` (else why it is refused)."""
+    if (getattr(model, first) is None) == (getattr(model, second) is None):
+        raise ValueError(f"give exactly one of {first} or {second}")
+    return model
+
 
 # --------------------------------------------------------------------------------------------
 # The original /api/v2 bodies
@@ -116,9 +126,7 @@ class V2Edit(Strict):
 
     @model_validator(mode="after")
     def _one_text(self) -> V2Edit:
-        if (self.newMessage is None) == (self.newText is None):
-            raise ValueError("give exactly one of newMessage or newText")
-        return self
+        return exactly_one(self, "newMessage", "newText")
 
     @property
     def text(self) -> str:
@@ -149,9 +157,7 @@ class V2React(Strict):
 
     @model_validator(mode="after")
     def _one_emoji(self) -> V2React:
-        if (self.reaction is None) == (self.emoji is None):
-            raise ValueError("give exactly one of reaction or emoji")
-        return self
+        return exactly_one(self, "reaction", "emoji")
 
     @property
     def effective_emoji(self) -> str:
@@ -197,9 +203,7 @@ class Media(Strict):
 
     @model_validator(mode="after")
     def _link_or_id(self) -> Media:
-        if (self.link is None) == (self.id is None):
-            raise ValueError("give exactly one of link or id")
-        return self
+        return exactly_one(self, "link", "id")
 
 
 class CaptionedMedia(Media):

@@ -67,6 +67,30 @@
       return node;
     },
 
+    /* The query of the page's URL as it was opened (?q=…, ?company=…, ?type=…). */
+    params: new URLSearchParams(location.search),
+
+    /* Start a filter control at the value the page's URL gives it, if it gives one. */
+    preset(control, name) {
+      const value = BG.params.get(name);
+      if (value) control.value = value;
+      return control;
+    },
+
+    /* A page's company filter: hidden from a company's own key; an operator's select is filled
+       once, with the companies a /dashboard/api/phones answer lists. */
+    companyFilter(selectId, labelId) {
+      const select = document.getElementById(selectId);
+      if (BG.kind !== "admin") document.getElementById(labelId).hidden = true;
+      return {
+        select,
+        unfilled() { return BG.kind === "admin" && select.options.length <= 1; },
+        fill(companies) {
+          companies.forEach((c) => select.append(BG.el("option", { value: c.id }, c.name + " (" + c.id + ")")));
+        },
+      };
+    },
+
     badge(status, text) { return BG.el("span", { class: "badge", dataset: { status: status || "unknown" } }, text || status || "?"); },
 
     confirm(text, okLabel) {

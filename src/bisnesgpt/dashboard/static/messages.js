@@ -2,19 +2,17 @@
 "use strict";
 
 (function () {
-  const { el, badge, fmt } = BG;
+  const { el, badge, fmt, params } = BG;
   const form = document.getElementById("search");
-  const companySelect = document.getElementById("msg-company");
-  const input = document.getElementById("q");
-  const params = new URLSearchParams(location.search);
-  if (BG.kind !== "admin") document.getElementById("msg-company-label").hidden = true;
-  if (params.get("q")) input.value = params.get("q");
+  const companyFilter = BG.companyFilter("msg-company", "msg-company-label");
+  const companySelect = companyFilter.select;
+  const input = BG.preset(document.getElementById("q"), "q");
 
   async function companies() {
-    if (BG.kind !== "admin" || companySelect.options.length > 1) return;
+    if (!companyFilter.unfilled()) return;
     const data = await BG.api("/dashboard/api/phones");
-    data.companies.forEach((c) => companySelect.append(el("option", { value: c.id }, c.name + " (" + c.id + ")")));
-    if (params.get("company")) companySelect.value = params.get("company");
+    companyFilter.fill(data.companies);
+    BG.preset(companySelect, "company");
   }
 
   async function search() {

@@ -4,11 +4,9 @@
 (function () {
   const { el, badge, fmt } = BG;
   const cardsBox = document.getElementById("phone-cards");
-  const companySelect = document.getElementById("company-filter");
-  const typeSelect = document.getElementById("type-filter");
-  const params = new URLSearchParams(location.search);
-  if (params.get("type")) typeSelect.value = params.get("type");
-  if (BG.kind !== "admin") document.getElementById("company-filter-label").hidden = true;
+  const companyFilter = BG.companyFilter("company-filter", "company-filter-label");
+  const companySelect = companyFilter.select;
+  const typeSelect = BG.preset(document.getElementById("type-filter"), "type");
   const COUNT_LABELS = [["total", "Total"], ["connected", "Connected"], ["meta", "Meta / 360dialog"],
                         ["wwebjs", "WhatsApp Web"], ["disconnected", "Disconnected"], ["activeNow", "Active now"]];
 
@@ -84,9 +82,7 @@
     if (typeSelect.value) query.set("type", typeSelect.value);
     const data = await BG.api("/dashboard/api/phones?" + query);
     renderCounts(data.counts);
-    if (BG.kind === "admin" && companySelect.options.length <= 1) {
-      data.companies.forEach((c) => companySelect.append(el("option", { value: c.id }, c.name + " (" + c.id + ")")));
-    }
+    if (companyFilter.unfilled()) companyFilter.fill(data.companies);
     cardsBox.replaceChildren(...(data.phones.length ? data.phones.map(card)
       : [el("p", { class: "muted" }, "No phones configured" + (companySelect.value ? " for this company." : "."))]));
   };

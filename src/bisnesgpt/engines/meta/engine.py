@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import dataclass, field
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import SecretBox
@@ -85,22 +86,21 @@ class ProcessRateLimiter:
             await asyncio.sleep(slot - now)
 
 
+@dataclass(eq=False)
 class MetaEngine:
     """Implements the worker helper's ``Engine`` protocol for Cloud API phones."""
 
-    provider = "meta"
+    provider = "meta"  # unannotated: a class attribute, not a dataclass field
 
-    def __init__(self, settings: Settings, db: Database, client: CloudApiClient, pacer: Pacer, phones: PhoneCache,
-                 events: EventRecorder, box: SecretBox, process_limiter: ProcessRateLimiter | None = None) -> None:
-        self.settings = settings
-        self.db = db
-        self.client = client
-        self.pacer = pacer
-        self.phones = phones
-        self.events = events
-        self.box = box
-        self.process_limiter = process_limiter
-        self.held = 0  # jobs waiting in this process for a near slot
+    settings: Settings
+    db: Database
+    client: CloudApiClient
+    pacer: Pacer
+    phones: PhoneCache
+    events: EventRecorder
+    box: SecretBox
+    process_limiter: ProcessRateLimiter | None = None
+    held: int = field(default=0, init=False)  # jobs waiting in this process for a near slot
 
     async def _phone(self, message: MessageRecord) -> PhoneConfig:
         phone = await self.phones.get(message.company_id, message.phone_index)

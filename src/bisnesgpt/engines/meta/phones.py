@@ -74,8 +74,7 @@ async def phone_for_webhook(conn: asyncpg.Connection, provider: str, *, channel:
     if provider == "360dialog":
         digits = "".join(ch for ch in display_phone_number if ch.isdigit())
         if digits:
-            row = await conn.fetchrow(SQL.d360_phone_by_display_number, digits)
-            return PhoneConfig.from_row(row) if row else None
+            return await PhoneConfig.fetch_one(conn, SQL.d360_phone_by_display_number, digits)
     return None
 
 

@@ -10,13 +10,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypedDict, get_args
+from typing import Literal, get_args
 
 import asyncpg
 
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.db.records import RowRecord
 from bisnesgpt.engines.wwebjs.driver import AuthState, SessionKey
 
 SQL = load_queries("bisnesgpt.engines.wwebjs")
@@ -53,8 +54,9 @@ class Command:
     args: JsonObject
 
 
-class CommandRow(TypedDict):
-    """A ``wwebjs_session_commands`` row, as the session API answers it."""
+@dataclass(frozen=True)
+class CommandRecord(RowRecord):
+    """A ``wwebjs_session_commands`` row: the action, its arguments, state and result."""
 
     id: int
     company_id: str
@@ -135,24 +137,16 @@ async def finish_command(conn: asyncpg.Connection, command_id: int, *, ok: bool,
 
 
 async def insert_command(conn: asyncpg.Connection, key: SessionKey, action: str, args: JsonObject,
-                         requested_by: str) -> CommandRow:
+                         requested_by: str) -> CommandRecord:
     """Queue an operator command for the session (the owning process picks it up).
 
     ``action`` is one of ``COMMAND_ACTIONS``; the table's constraint refuses anything else.
     """
     row = await conn.fetchrow(SQL.insert_command, key.company_id, key.phone_index, action, args, requested_by)
     assert row is not None
-    return _command_row(row)
+    return CommandRecord.from_row(row)
 
 
-async def load_command(conn: asyncpg.Connection, key: SessionKey, command_id: int) -> CommandRow | None:
+async def load_command(conn: asyncpg.Connection, key: SessionKey, command_id: int) -> CommandRecord | None:
     """One of the session's commands as it stands now (None: no such command for this session)."""
-    row = await conn.fetchrow(SQL.load_command, command_id, key.company_id, key.phone_index)
-    return _command_row(row) if row else None
-
-
-def _command_row(row: asyncpg.Record) -> CommandRow:
-    return CommandRow(id=row["id"], company_id=row["company_id"], phone_index=row["phone_index"],
-                      action=row["action"], args=row["args"], state=row["state"], result=row["result"],
-                      requested_by=row["requested_by"], handled_by=row["handled_by"], created_at=row["created_at"],
-                      handled_at=row["handled_at"])
+    return await CommandRecord.fetch_one(conn, SQL.load_command, command_id, key.company_id, key.phone_index)

@@ -7,6 +7,7 @@ should; a wrong token or key is Graph's error 190, logged like every other answe
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -20,12 +21,12 @@ def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+@dataclass(eq=False)
 class Gate:
     """Checks a request's credentials against the phone it addresses."""
 
-    def __init__(self, state: EmulatorState, answers: Answers) -> None:
-        self.state = state
-        self.answers = answers
+    state: EmulatorState
+    answers: Answers
 
     def bearer_refusal(self, request: Request, phone: EmulatedPhone | None, ctx: RequestContext) -> JSONResponse | None:
         """The 190 answer if the Bearer token is missing or is not ``phone``'s; None if it may go on."""

@@ -58,11 +58,11 @@ class RequestContext:
         return fields
 
 
+@dataclass(eq=False)
 class Answers:
     """Graph's answers (success bodies and error envelopes), each logged with its request."""
 
-    def __init__(self, log: RequestLog) -> None:
-        self.log = log
+    log: RequestLog
 
     def ok(self, ctx: RequestContext, content: object, **created: Unpack[Created]) -> JSONResponse:
         """A 200 with ``content``, logged with what the request created."""

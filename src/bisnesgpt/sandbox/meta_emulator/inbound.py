@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from dataclasses import dataclass
 from typing import TypedDict
 
 from bisnesgpt.core.jsontypes import JsonObject
@@ -28,12 +29,12 @@ class InjectedInbound(TypedDict):
     delivery: int
 
 
+@dataclass(eq=False)
 class Inbound:
     """Builds injected inbound messages and schedules their webhooks."""
 
-    def __init__(self, state: EmulatorState, sender: WebhookSender) -> None:
-        self.state = state
-        self.sender = sender
+    state: EmulatorState
+    sender: WebhookSender
 
     def inject(self, values: JsonObject) -> InjectedInbound:
         """Deliver one message from ``values["from"]`` to the phone; a ValueError says what is wrong."""

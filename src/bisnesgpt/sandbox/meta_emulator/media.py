@@ -8,6 +8,7 @@ A media id of another phone, or one deleted, is Graph's unknown object (code 100
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TypedDict
 
 from fastapi import Request, Response
@@ -34,14 +35,14 @@ class MediaObject(TypedDict):
     id: str
 
 
+@dataclass(eq=False)
 class Media:
     """The media endpoints of both profiles (``d360_phone`` set: a 360dialog call for that phone)."""
 
-    def __init__(self, state: EmulatorState, gate: Gate, answers: Answers, phone_numbers: PhoneNumbers) -> None:
-        self.state = state
-        self.gate = gate
-        self.answers = answers
-        self.phone_numbers = phone_numbers
+    state: EmulatorState
+    gate: Gate
+    answers: Answers
+    phone_numbers: PhoneNumbers
 
     async def upload(self, request: Request, phone: EmulatedPhone, ctx: RequestContext) -> JSONResponse:
         """A multipart upload (``file``, ``type``, ``messaging_product``) for ``phone``: its new media id."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import NotRequired, TypedDict
 
 from fastapi import Request
@@ -46,15 +47,14 @@ class SendAnswer(TypedDict):
     messages: list[SentMessage]
 
 
+@dataclass(eq=False)
 class Messages:
     """Answers ``POST …/messages`` for a phone whose credentials were already checked."""
 
-    def __init__(self, state: EmulatorState, validator: MessageValidator, sender: WebhookSender,
-                 answers: Answers) -> None:
-        self.state = state
-        self.validator = validator
-        self.sender = sender
-        self.answers = answers
+    state: EmulatorState
+    validator: MessageValidator
+    sender: WebhookSender
+    answers: Answers
 
     async def send(self, request: Request, phone: EmulatedPhone, ctx: RequestContext) -> JSONResponse:
         """Mark-as-read or a send: Graph's answer, and for an accepted send its status webhooks."""

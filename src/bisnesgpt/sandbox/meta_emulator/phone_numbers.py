@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
@@ -24,11 +26,11 @@ def phone_number_fields(phone: EmulatedPhone) -> JsonObject:
     }
 
 
+@dataclass(eq=False)
 class PhoneNumbers:
     """Answers the phone number object: the default fields, or those named in ``?fields=``."""
 
-    def __init__(self, answers: Answers) -> None:
-        self.answers = answers
+    answers: Answers
 
     def answer(self, request: Request, ctx: RequestContext, phone: EmulatedPhone) -> JSONResponse:
         """The object for ``phone``; a field Meta does not have is error 100, as Graph answers it."""

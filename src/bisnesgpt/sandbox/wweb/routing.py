@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 from typing import TypedDict
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
@@ -34,12 +35,12 @@ class InjectedInbound(TypedDict):
     pushed: bool
 
 
+@dataclass(eq=False)
 class Routing:
     """Handles a client's frames after its hello, and delivers injected inbound messages."""
 
-    def __init__(self, board: Switchboard, linker: SessionLinker) -> None:
-        self.board = board
-        self.linker = linker
+    board: Switchboard
+    linker: SessionLinker
 
     async def frame(self, conn: Connection, frame: JsonObject) -> None:
         """One frame from the client (a hung network reads it only once it recovers)."""

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import TypedDict
 
 from bisnesgpt.core.jsontypes import JsonObject
@@ -35,11 +36,11 @@ class Linked(TypedDict):
     connectionId: int
 
 
+@dataclass(eq=False)
 class SessionLinker:
     """Binds connections to sessions and links or resumes their devices."""
 
-    def __init__(self, board: Switchboard) -> None:
-        self.board = board
+    board: Switchboard
 
     async def hello(self, conn: Connection, frame: JsonObject) -> None:
         """The first frame: which session, which client, stored credentials or a wish for a pairing code."""
