@@ -112,3 +112,37 @@ async def test_commands_on_an_unmigrated_database_say_what_to_do(tmp_path: Path,
     result = cli(tmp_path, empty_database_url, redis_url, "companies", "list")
     assert result.returncode == 1
     assert "bisnesgpt migrate" in result.stderr
+
+
+async def test_every_command_names_the_company_the_same_way_and_an_unknown_one_fails(
+        tmp_path: Path, db: Database, database_url: str, redis_url: str) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli(tmp_path, database_url, redis_url, *args)
+
+    assert run("companies", "add", "acme").returncode == 0
+    created = run("keys", "create", "acme")
+    key = created.stdout.strip().splitlines()[-1]
+    # COMPANY is an argument everywhere (the earlier --company still works where it existed).
+    assert key[:14] in run("keys", "list", "acme").stdout
+    assert key[:14] in run("keys", "list", "-c", "acme").stdout
+    assert run("phones", "add", "acme", "--index", "0").returncode == 0
+    assert "acme" in run("phones", "list", "acme").stdout
+    hook = run("webhooks", "create", "acme", "--url", "https://example.com/hook")
+    assert hook.returncode == 0, hook.stderr
+    assert "example.com" in run("webhooks", "list", "acme").stdout
+    assert run("webhooks", "list", "--company", "acme").returncode == 0
+    # An unknown company is an error that says so, never an empty table.
+    for args in (("keys", "list", "nosuch"), ("phones", "list", "nosuch"), ("webhooks", "list", "nosuch"),
+                 ("keys", "create", "nosuch")):
+        result = run(*args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert "company 'nosuch' not found" in result.stderr, (args, result.stderr)
+    assert run("webhooks", "create", "--url", "https://example.com/x").returncode == 2
+
+
+def test_help_pages_show_no_value_for_flags(tmp_path: Path) -> None:
+    for args in ((), ("keys",), ("keys", "create"), ("phones", "list"), ("webhooks", "create"), ("sandbox", "wweb")):
+        result = subprocess.run([sys.executable, "-m", "bisnesgpt", *args, "--help"], env=clean_env(COLUMNS="120"),
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "--help" in result.stdout and "<bool>" not in result.stdout, (args, result.stdout)

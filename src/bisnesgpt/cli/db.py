@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bisnesgpt.cli.common import cli_errors, console, settings_or_exit
+from bisnesgpt.cli.common import cli_errors, command_group, console, settings_or_exit
 from bisnesgpt.config import mask_url
 from bisnesgpt.core.logging import setup_logging
 
@@ -43,8 +43,7 @@ def migrate(
     console.print(f"applied {len(report.applied)}, already applied {report.already_applied}")
 
 
-services_app = typer.Typer(help="Embedded PostgreSQL/Valkey for development (no DATABASE_URL/REDIS_URL).",
-                           no_args_is_help=True)
+services_app = command_group(help="Embedded PostgreSQL/Valkey for development (no DATABASE_URL/REDIS_URL).")
 
 
 @services_app.command("up")

@@ -6,13 +6,13 @@ import typer
 
 from bisnesgpt import __version__
 from bisnesgpt.cli import db, monitoring, phones, processes, tenancy
+from bisnesgpt.cli.common import command_group
 from bisnesgpt.cli.sandbox import sandbox_app
 from bisnesgpt.cli.webhooks import webhooks_app
 
-app = typer.Typer(
+app = command_group(
     name="bisnesgpt",
     help="bisnesgpt: self-hosted, multi-tenant WhatsApp messaging gateway.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )

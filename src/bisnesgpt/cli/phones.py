@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.table import Table
 
-from bisnesgpt.cli.common import console, err_console
+from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console
 from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, ValidationFailed
@@ -23,8 +23,9 @@ from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
 from bisnesgpt.phones.service import CONNECTION_TYPES, META_TYPES, PhoneConfigService
 from bisnesgpt.phones.store import PhoneConfig
+from bisnesgpt.tenancy import store as tenancy
 
-phones_app = typer.Typer(help="Phones of a company: connection type and credentials.", no_args_is_help=True)
+phones_app = command_group(help="Phones of a company: connection type and credentials.")
 
 TYPE_HELP = f"Connection type: {' | '.join(CONNECTION_TYPES)}"
 
@@ -90,7 +91,7 @@ def _describe(config: PhoneConfig) -> str:
 
 @phones_app.command("add")
 def phones_add(
-    company_id: str = typer.Argument(..., help="The company"),
+    company_id: str = typer.Argument(..., help=COMPANY_HELP),
     index: int = typer.Option(0, "--index", "-i", min=0, help="Phone index (0, 1, …)"),
     connection_type: str = typer.Option("wwebjs", "--type", "-t", help=TYPE_HELP),
     display_phone_number: str | None = typer.Option(None, "--display-phone-number"),
@@ -123,7 +124,7 @@ def phones_add(
 
 @phones_app.command("set")
 def phones_set(
-    company_id: str = typer.Argument(..., help="The company"),
+    company_id: str = typer.Argument(..., help=COMPANY_HELP),
     index: int = typer.Argument(..., min=0, help="Phone index"),
     connection_type: str | None = typer.Option(None, "--type", "-t", help=TYPE_HELP),
     status: str | None = typer.Option(None, "--status", help="Configuration status (e.g. ready, disabled)"),
@@ -152,7 +153,7 @@ def phones_set(
 
 @phones_app.command("remove")
 def phones_remove(
-    company_id: str = typer.Argument(..., help="The company"),
+    company_id: str = typer.Argument(..., help=COMPANY_HELP),
     index: int = typer.Argument(..., min=0, help="Phone index"),
 ) -> None:
     """Remove a phone (its messages stay; new sends to it answer 404)."""
@@ -171,6 +172,7 @@ def phones_list(company_id: str | None = typer.Argument(None, help="Only this co
     async def fetch(db: Database, _settings: Settings) -> list[PhoneConfig]:
         async with db.connection() as conn:
             if company_id is not None:
+                await tenancy.get_company(conn, company_id)  # an unknown company is an error, not an empty table
                 return await store.company_phones(conn, company_id)
             return await store.all_phones(conn)
 

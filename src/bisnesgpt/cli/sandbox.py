@@ -5,11 +5,10 @@ Each sandbox registers its own sub-command group here (one line each).
 
 from __future__ import annotations
 
-import typer
+from bisnesgpt.cli.common import command_group
 
-sandbox_app = typer.Typer(
+sandbox_app = command_group(
     help="Local stand-ins for WhatsApp: the Cloud API emulator and the WhatsApp-Web sandbox.",
-    no_args_is_help=True,
 )
 
 # Registration below the app: each sandbox module is imported only here.

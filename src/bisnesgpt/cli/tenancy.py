@@ -8,15 +8,15 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from bisnesgpt.cli.common import console, err_console
+from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console, one_company
 from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
 from bisnesgpt.tenancy import store
 from bisnesgpt.tenancy.store import ApiKey, Company
 
-companies_app = typer.Typer(help="Companies (tenants).", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys: company keys and operator (admin) keys.", no_args_is_help=True)
+companies_app = command_group(help="Companies (tenants).")
+keys_app = command_group(help="API keys: company keys and operator (admin) keys.")
 
 
 def _when(value: object) -> str:
@@ -54,7 +54,7 @@ def companies_list() -> None:
 
 @keys_app.command("create")
 def keys_create(
-    company_id: str | None = typer.Argument(None, help="The company the key belongs to (omit with --admin)"),
+    company_id: str | None = typer.Argument(None, help=f"{COMPANY_HELP}: the key's company (omit with --admin)"),
     admin: bool = typer.Option(False, "--admin", help="An operator key: reaches every company"),
     name: str = typer.Option("", "--name", "-n", help="A label to recognise the key by"),
 ) -> None:
@@ -76,11 +76,17 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(company_id: str | None = typer.Option(None, "--company", "-c", help="Only this company's keys")) -> None:
+def keys_list(
+    company: str | None = typer.Argument(None, help="Only this company's keys"),
+    company_option: str | None = typer.Option(None, "--company", "-c", hidden=True),
+) -> None:
     """List API keys (prefix only; keys themselves are not stored)."""
+    company_id = one_company(company, company_option, required=False)
 
     async def fetch(db: Database, _settings: Settings) -> list[ApiKey]:
         async with db.connection() as conn:
+            if company_id is not None:
+                await store.get_company(conn, company_id)  # an unknown company is an error, not an empty list
             return await store.list_api_keys(conn, company_id)
 
     table = Table("id", "company", "role", "name", "prefix", "created", "last used", "revoked")

@@ -15,15 +15,15 @@ from typing import Any, TypeVar
 import typer
 from rich.table import Table
 
-from bisnesgpt.cli.common import cli_errors, console, settings_or_exit
+from bisnesgpt.cli.common import COMPANY_HELP, cli_errors, command_group, console, one_company, settings_or_exit
 from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.tenancy import store as tenancy
 from bisnesgpt.webhooks.deliveries import DeliveryStatus
 from bisnesgpt.webhooks.service import DeliveryView, EndpointView, WebhookService, delivery_view, endpoint_view
 
 T = TypeVar("T")
 
-webhooks_app = typer.Typer(help="Tenant webhook endpoints: list, create, deliveries, retry, replay.",
-                           no_args_is_help=True)
+webhooks_app = command_group(help="Tenant webhook endpoints: list, create, deliveries, retry, replay.")
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -86,12 +86,17 @@ def _headers(values: list[str]) -> dict[str, str]:
 
 @webhooks_app.command("list")
 def list_endpoints(
-    company: str | None = typer.Option(None, "--company", help="Only this company."),
+    company_id: str | None = typer.Argument(None, help="Only this company's endpoints"),
+    company_option: str | None = typer.Option(None, "--company", hidden=True),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List endpoints (all companies unless --company)."""
+    """List endpoints (all companies unless one is named)."""
+    company = one_company(company_id, company_option, required=False)
 
     async def action(service: WebhookService) -> list[EndpointView]:
+        if company is not None:
+            async with service.db.connection() as conn:
+                await tenancy.get_company(conn, company)  # an unknown company is an error, not an empty list
         return [endpoint_view(e, service.header_names(e)) for e in await service.list_endpoints(company)]
 
     views = _run(action)
@@ -123,7 +128,8 @@ def show(endpoint_id: str) -> None:
 
 @webhooks_app.command("create")
 def create(
-    company: str = typer.Option(..., "--company", help="Company the endpoint belongs to."),
+    company_id: str | None = typer.Argument(None, help=COMPANY_HELP),
+    company_option: str | None = typer.Option(None, "--company", hidden=True),
     url: str = typer.Option(..., "--url", help="http(s) URL receiving the events."),
     event: list[str] = typer.Option([], "--event", help="Event type to receive (repeat; none = all)."),  # noqa: B008
     header: list[str] = typer.Option([], "--header", help="Custom header 'Name: value' (repeat)."),  # noqa: B008
@@ -132,6 +138,8 @@ def create(
     disabled: bool = typer.Option(False, "--disabled", help="Create it disabled."),
 ) -> None:
     """Create an endpoint; prints its signing secret once."""
+    company = one_company(company_id, company_option, required=True)
+    assert company is not None
     headers = _headers(header)
 
     async def action(service: WebhookService) -> EndpointView:

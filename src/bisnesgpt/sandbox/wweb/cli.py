@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import typer
 
-from bisnesgpt.cli.common import console, settings_or_exit
+from bisnesgpt.cli.common import command_group, console, settings_or_exit
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.sandbox.wweb.config import NetworkConfig
 
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
     from bisnesgpt.sandbox.wweb.routing import InjectedInbound
     from bisnesgpt.sandbox.wweb.sessions import Linked
 
-wweb_app = typer.Typer(help="The sandbox WhatsApp-Web network (a stand-in for WhatsApp's servers).",
-                       no_args_is_help=True)
+wweb_app = command_group(help="The sandbox WhatsApp-Web network (a stand-in for WhatsApp's servers).")
 
 URL_OPTION = typer.Option(None, "--url", help="sandbox network URL (default: WWEBJS_SANDBOX_URL)")
 
