@@ -4,18 +4,27 @@
 # The first interpreter that actually runs and is 3.11+ (pyenv shims may exist but fail).
 PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
+# bash with pipefail: a recipe that pipes (the venv step) fails when its first command fails.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: venv start test test-fast test-chaos lint bench lock clean
 
+# Progress a line per step (and a line per package while installing): the first run takes minutes.
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bisnesgpt needs Python 3.11+, found " + sys.version.split()[0])'
+	@echo "[venv 1/3] $(VENV): creating it with $(PYTHON)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@echo "[venv 2/3] upgrading pip"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "[venv 3/3] installing bisnesgpt and its pinned dependencies (constraints.txt); the first time takes a few minutes"
+	@$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e '.[dev]' \
+		| awk '/^(Collecting|Successfully)/ { print "  " $$0; fflush() }'
 	@touch $(STAMP)
+	@echo "[venv] ready: $(BIN)/bisnesgpt (or: source $(BIN)/activate)"
 
 venv: $(STAMP)
 
