@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     # --- tenant webhooks -----------------------------------------------------------
     # Deliver to private, loopback and link-local addresses (local development and tests only).
     webhook_allow_private_destinations: bool = False
+    # With private destinations allowed, also keep what they answered in the delivery log
+    # (tenants read it: never in production, where it would make an internal service readable).
+    webhook_private_response_excerpts: bool = False
     # Run the delivery worker in this process (it lives in the api role, hence also legacy).
     webhook_delivery_enabled: bool = True
     webhook_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0

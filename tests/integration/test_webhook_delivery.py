@@ -35,7 +35,8 @@ from tests.support.webhooks import (
 pytestmark = pytest.mark.integration
 
 FAST = {
-    "webhook_allow_private_destinations": True, "webhook_retry_base_seconds": 0.05,
+    "webhook_allow_private_destinations": True, "webhook_private_response_excerpts": True,
+    "webhook_retry_base_seconds": 0.05,
     "webhook_retry_max_delay_seconds": 0.2, "webhook_poll_interval_seconds": 0.5,
 }
 

@@ -23,6 +23,7 @@ from bisnesgpt.webhooks.urls import (
     DestinationRefused,
     DestinationUnresolvable,
     Resolver,
+    is_public,
     parse_endpoint_url,
     resolve_destination,
 )
@@ -63,9 +64,10 @@ class Deliverer:
     """Posts signed bodies; one small connection pool per endpoint (bounded like its concurrency)."""
 
     def __init__(self, *, resolver: Resolver, allow_private: bool, timeout: float, response_max_bytes: int,
-                 endpoint_concurrency: int) -> None:
+                 endpoint_concurrency: int, private_excerpts: bool = False) -> None:
         self.resolver = resolver
         self.allow_private = allow_private
+        self.private_excerpts = private_excerpts
         self.timeout = timeout
         self.response_max_bytes = response_max_bytes
         self.endpoint_concurrency = endpoint_concurrency
@@ -136,8 +138,11 @@ class Deliverer:
         request = client.build_request("POST", target.url_for_address(address), content=body,
                                        headers=request_headers, extensions=extensions)
         response = await client.send(request, stream=True)
+        # The delivery log shows tenants what answered: only a public destination's words
+        # (with private destinations allowed, an internal service's answer must not leak).
+        readable = is_public(address) or self.private_excerpts
         try:
-            excerpt = await self._read_capped(response)
+            excerpt = await self._read_capped(response) if readable else None
         finally:
             await response.aclose()
         duration = time.monotonic() - started
@@ -145,8 +150,8 @@ class Deliverer:
         if 200 <= code < 300:
             return AttemptResult(True, code, None, excerpt, None, duration)
         if 300 <= code < 400:
-            location = response.headers.get("location", "")
-            error = f"HTTP {code}: redirects are not followed (Location: {location[:200]})"
+            location = response.headers.get("location", "")[:200] if readable else "(not shown: private destination)"
+            error = f"HTTP {code}: redirects are not followed (Location: {location})"
         else:
             error = f"HTTP {code}"
         retry_after = _retry_after(response.headers.get("retry-after")) if code in (429, 503) else None

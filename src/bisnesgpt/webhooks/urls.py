@@ -95,14 +95,79 @@ def parse_endpoint_url(url: str) -> EndpointUrl:
     return EndpointUrl(url, parts.scheme, parts.hostname.lower().rstrip("."), port, path)
 
 
-def refusal_reason(address: IPAddress) -> str | None:
-    """Why ``address`` is not a public destination (None: it is)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+# IANA special-purpose address registries (IPv4 and IPv6), every entry: none of them is a
+# place a tenant's webhook or media URL may lead, whatever its "globally reachable" column
+# says (anycast infrastructure, documentation, benchmarking, translation prefixes).
+SPECIAL_PURPOSE_V4 = tuple(ipaddress.IPv4Network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24", "192.168.0.0/16",
+    "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    "255.255.255.255/32"))
+SPECIAL_PURPOSE_V6 = tuple(ipaddress.IPv6Network(n) for n in (
+    "::/128", "::1/128", "::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48",
+    "100::/64", "100:0:0:1::/64", "2001::/23", "2001:db8::/32", "2002::/16", "2620:4f:8000::/48", "3fff::/20",
+    "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8"))
+# Prefixes whose addresses carry an IPv4 address a host may actually reach through them
+# (NAT64 gateways, 6to4 relays, Teredo): judged by the IPv4 address they embed.
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address ``address`` carries: mapped, translated, compatible, 6to4, NAT64, Teredo."""
+    found: list[ipaddress.IPv4Address] = []
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address in ipaddress.IPv6Network("::ffff:0:0:0/96") or any(address in net for net in NAT64):
+        found.append(low32)
+    if address in ipaddress.IPv6Network("::/96") and int(address) > 1:  # IPv4-compatible (not :: or ::1)
+        found.append(low32)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)  # (server, client)
+    return found
+
+
+def _ipv4_reason(address: ipaddress.IPv4Address) -> str | None:
     checks = (("loopback", address.is_loopback), ("link-local", address.is_link_local),
               ("multicast", address.is_multicast), ("unspecified", address.is_unspecified),
-              ("private", address.is_private), ("not globally routable", not address.is_global))
-    return next((reason for reason, refused in checks if refused), None)
+              ("private", address.is_private))
+    found = next((reason for reason, refused in checks if refused), None)
+    if found is None and (not address.is_global or any(address in net for net in SPECIAL_PURPOSE_V4)):
+        found = "not globally routable"
+    return found
+
+
+def refusal_reason(address: IPAddress) -> str | None:
+    """Why ``address`` is not a public destination (None: it is).
+
+    IPv4: private, loopback, link-local, multicast or any IANA special-purpose range.
+    IPv6: the same, and an address that embeds an IPv4 address (mapped, translated,
+    compatible, 6to4, NAT64, Teredo) is refused when that IPv4 address is; otherwise it is
+    judged as that IPv4 address (on an IPv6-only host NAT64 is how the public Internet is
+    reached), except Teredo, refused with the rest of the special-purpose ranges.
+    """
+    if isinstance(address, ipaddress.IPv4Address):
+        return _ipv4_reason(address)
+    for inner in embedded_ipv4(address):
+        reason = _ipv4_reason(inner)
+        if reason is not None:
+            return reason
+    if address.teredo is None and embedded_ipv4(address):
+        return None  # reached through its (public) IPv4 address; Teredo is refused below
+    checks = (("loopback", address.is_loopback), ("link-local", address.is_link_local),
+              ("multicast", address.is_multicast), ("unspecified", address.is_unspecified),
+              ("private", address.is_private))
+    found = next((reason for reason, refused in checks if refused), None)
+    if found is None and (not address.is_global or any(address in net for net in SPECIAL_PURPOSE_V6)):
+        found = "not globally routable"
+    return found
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether ``address`` is a public destination (``refusal_reason`` finds nothing)."""
+    return refusal_reason(address) is None
 
 
 class Resolver(Protocol):

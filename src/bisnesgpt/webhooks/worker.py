@@ -81,6 +81,7 @@ class DeliveryWorker:
             timeout=settings.webhook_timeout_seconds,
             response_max_bytes=settings.webhook_response_max_bytes,
             endpoint_concurrency=settings.webhook_endpoint_concurrency,
+            private_excerpts=settings.webhook_allow_private_destinations and settings.webhook_private_response_excerpts,
         )
         self.gauges = Periodic("webhook-gauges", settings.webhook_gauge_interval_seconds, self._upkeep)
         # The first clean-up one gauge interval after start (not in the middle of starting).
