@@ -76,10 +76,10 @@ WHERE instance_key = $1 AND ended_at IS NULL
 RETURNING id
 
 -- mark_instance_crashed --
--- The row of instance $1 says crashed (with $2 as its last error), unless it already says
--- how it ended.
+-- The row of instance $1 says crashed, with $2 as its last error, unless it already says it
+-- ended otherwise (stopped, given up, restarting).
 UPDATE process_health SET status = 'crashed', last_error = $2, updated_at = now()
-WHERE instance_key = $1 AND status NOT IN ('stopped', 'crashed', 'errored', 'restarting', 'disabled')
+WHERE instance_key = $1 AND status NOT IN ('stopped', 'errored', 'restarting', 'disabled')
 
 -- leave_slot --
 -- At a clean stop, delete the row of instance $1 when another instance of its slot lives
