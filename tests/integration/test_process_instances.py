@@ -20,6 +20,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.health.instance import InstanceIdentity, start_time
 from bisnesgpt.health.instances import Heartbeat, InstanceRecord
+from bisnesgpt.health.maintenance import Maintenance
 from bisnesgpt.health.monitor import HealthMonitor
 from bisnesgpt.health.routes import health_router
 from bisnesgpt.orchestrator.recorder import Recorder
@@ -246,3 +247,15 @@ async def test_the_api_without_redis_is_degraded_and_ready_an_engine_unhealthy_a
             ctx.draining.set()  # a process draining takes no new work
             status_code, ready_body = await monitor.readiness()
             assert status_code == 503 and ready_body["draining"] is True
+
+
+async def test_maintenance_deletes_start_attempts_older_than_30_days(db: Database) -> None:
+    await db.execute("""INSERT INTO process_starts (process_name, role, instance_key, host, node_id, pid, started_at,
+                                                    recorded_at, ended_at, outcome) VALUES
+        ('meta', 'meta', 'old-ended', 'h', 'n', 1, now(), now() - interval '40 days', now() - interval '31 days',
+         'stopped'),
+        ('meta', 'meta', 'old-open', 'h', 'n', 2, now(), now() - interval '31 days', NULL, NULL),
+        ('meta', 'meta', 'recent', 'h', 'n', 3, now(), now() - interval '29 days', NULL, NULL)""")
+    result = await Maintenance(db, EventRecorder(db, "api"), interval=1.0, holder="test").run_once()
+    assert result["startsDeleted"] == 2
+    assert [r["instance_key"] for r in await db.fetch("SELECT instance_key FROM process_starts")] == ["recent"]

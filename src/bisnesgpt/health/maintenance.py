@@ -2,8 +2,8 @@
 
 Every api process (and legacy) runs the loop; only the lease holder works. Every
 ``CLEANUP_INTERVAL`` it calls ``cleanup_old_process_metrics()`` (7 days),
-``cleanup_old_process_events()`` (30 days, errors kept), deletes start attempts that
-ended 30 days ago and expired idempotency keys, and records a ``maintenance`` event.
+``cleanup_old_process_events()`` (30 days, errors kept), deletes start attempts older
+than 30 days and expired idempotency keys, and records a ``maintenance`` event.
 When the last run is taken from that event, a new holder (after the old one died) keeps
 the schedule instead of running again at once.
 """

@@ -3,9 +3,10 @@
 SELECT cleanup_old_process_metrics()
 
 -- cleanup_starts --
--- Delete start attempts that ended more than 30 days ago; how many went.
+-- Delete start attempts that ended (or, never settled — their node is gone — began) more
+-- than 30 days ago; how many went.
 WITH gone AS (
-    DELETE FROM process_starts WHERE ended_at < now() - interval '30 days' RETURNING 1
+    DELETE FROM process_starts WHERE coalesce(ended_at, recorded_at) < now() - interval '30 days' RETURNING 1
 )
 SELECT count(*) FROM gone
 
