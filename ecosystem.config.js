@@ -81,10 +81,12 @@ function role(name, processName, options) {
 
 module.exports = {
   apps: [
-    // LEGACY: every role in one process on PORT (8443) — start it only to roll back.
+    // LEGACY: every role in one process on PORT (8443) — start it only to roll back. The API
+    // moves from API_PORT to PORT with it, unless LEGACY_SERVE_API_PORT=true: then legacy
+    // listens on API_PORT too (stop the api apps first, as a rollback does).
     role('whatsapp-service-legacy', 'legacy', {
       instances: 1,
-      env: { PORT: setting('PORT', '8443') },
+      env: { PORT: setting('PORT', '8443'), LEGACY_SERVE_API_PORT: setting('LEGACY_SERVE_API_PORT', 'false') },
       kill_timeout: 15000,
       max_restarts: 0,
       autorestart: false,

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     wwebjs_port: Port = 3001
     meta_port: Port = 3002
     port: Port = 8443  # the legacy all-in-one process
+    # The legacy process also listens on API_PORT, so a rollback does not move the API for
+    # clients (they keep API_PORT; PORT serves as before).
+    legacy_serve_api_port: bool = False
 
     # --- PostgreSQL -----------------------------------------------------------------------
     database_url: str | None = None
@@ -99,6 +102,10 @@ class Settings(BaseSettings):
     heartbeat_interval: Millis = 10_000
     max_heartbeat_age: Millis = 60_000
     shutdown_timeout: Annotated[float, Field(gt=0)] = 10.0  # seconds to drain in-flight work
+    # How often every process looks for processes on its own machine that died without
+    # stopping (judged by pid): their rows turn ``crashed`` and a ``crash`` event is recorded,
+    # whatever supervises them (PM2, systemd, none).
+    process_watch_interval: Millis = 1_000
     # Set by the orchestrator: the socket a child pings it through (not for operators).
     bisnesgpt_supervisor_fd: int | None = None
 

@@ -1,12 +1,16 @@
 """Health across processes without the orchestrator (how PM2 runs them), the legacy
-all-in-one process, and ``bisnesgpt doctor`` against a Redis that goes away."""
+all-in-one process, and ``bisnesgpt doctor`` against a Redis that goes away; a frozen
+process is unhealthy within two heartbeats; the api stays ready without Redis; doctor
+reports what the processes see, not its own environment; legacy can keep the API's port."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +145,123 @@ def test_doctor_fails_naming_redis_when_it_stops_and_passes_when_all_is_well(
             run.assert_nothing_left()
     finally:
         valkey.stop()
+
+
+def _process(body: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in body.get("processes", []) if p["processName"] == name)
+
+
+@pytest.mark.timeout(240)
+def test_a_frozen_process_makes_health_all_503_within_20_seconds_and_doctor_fails_it(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    """The default timings (HEARTBEAT_INTERVAL 10 s, MAX_HEARTBEAT_AGE 60 s) and no orchestrator
+    to kill the frozen process: two missed heartbeats are enough."""
+    ports = {"api": free_port(), "wwebjs": free_port(), "meta": free_port(), "legacy": free_port()}
+    env = _role_env(database_url, redis_url, ports)
+    procs = {role: Proc(["run", role], cwd=tmp_path, env=env, log_name=role) for role in ("api", "wwebjs", "meta")}
+    health_all = f"http://127.0.0.1:{ports['api']}/health/all"
+    try:
+        wait_until(lambda: http_status(health_all) == 200, timeout=60, what="/health/all 200")
+        os.kill(procs["wwebjs"].pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+        body: dict[str, Any] = {}
+
+        def _unresponsive() -> bool:
+            nonlocal body
+            code, body = get_json(health_all)
+            return code == 503 and _process(body, "wwebjs")["status"] == "unresponsive"
+
+        wait_until(_unresponsive, timeout=25, interval=0.25, what="/health/all 503 with wwebjs unresponsive")
+        turned = time.monotonic() - frozen
+        wwebjs = _process(body, "wwebjs")
+        print(f"\n[measured] SIGSTOP wwebjs (heartbeat every 10 s): /health/all 503 after {turned:.2f}s "
+              f"(last heartbeat {wwebjs['secondsSinceHeartbeat']}s old)")
+        assert turned <= 20.0 + 2.0  # two intervals (+ polling and scheduling slack)
+        assert body["roles"]["wwebjs"]["status"] == "down" and body["roles"]["api"]["status"] == "healthy"
+        assert wwebjs["viewStatus"] == "unresponsive"  # the view agrees, in the same query
+        doctor = bisnesgpt(["doctor", "--json"], cwd=tmp_path, env=env)
+        checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+        assert doctor.returncode == 1 and checks["processes-online"]["ok"] is False
+        assert "wwebjs unresponsive" in checks["processes-online"]["evidence"]
+        assert "wwebjs /health did not answer" in checks["processes-online"]["evidence"]
+
+        os.kill(procs["wwebjs"].pid, signal.SIGCONT)
+        wait_until(lambda: http_status(health_all) == 200, timeout=30, what="/health/all 200 after SIGCONT")
+        for proc in procs.values():
+            proc.signal(signal.SIGTERM)
+        assert all(proc.wait(30) == 0 for proc in procs.values())
+    finally:
+        for proc in procs.values():
+            if proc.popen.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+            proc.kill_tree()
+
+
+@pytest.mark.timeout(240)
+def test_the_api_stays_ready_without_redis_and_doctor_reports_what_the_processes_see(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    valkey = EmbeddedRedis(tmp_path / "valkey", port=free_port())  # the processes' Redis, to stop at will
+    handle = valkey.ensure()
+    ports = {"api": free_port(), "wwebjs": free_port(), "meta": free_port(), "legacy": free_port()}
+    env = _role_env(database_url, handle.url, ports, HEARTBEAT_INTERVAL="500")
+    # doctor run with another environment (another .env): its REDIS_URL names a Redis that answers.
+    doctor_env = env | {"REDIS_URL": redis_url}
+    procs = {role: Proc(["run", role], cwd=tmp_path, env=env, log_name=role) for role in ("api", "wwebjs", "meta")}
+    api = f"http://127.0.0.1:{ports['api']}"
+    try:
+        wait_until(lambda: http_status(f"{api}/health/all") == 200, timeout=60, what="/health/all 200")
+        report = json.loads(bisnesgpt(["doctor", "--json"], cwd=tmp_path, env=doctor_env).stdout)
+        redis_check = next(c for c in report["checks"] if c["name"] == "redis")
+        assert redis_check["ok"] is True and "NOTE doctor reads" in redis_check["evidence"]
+        assert report["servers"]["redis"] != report["servers"]["processRedis"][0]
+        assert report["servers"]["processRedis"] == [f"127.0.0.1:{handle.url.rsplit(':', 1)[1]}"]
+
+        valkey.stop()
+        health: dict[str, Any] = {}
+
+        def _degraded() -> bool:
+            nonlocal health
+            code, health = get_json(f"{api}/health")
+            return code == 200 and health.get("status") == "degraded"
+
+        wait_until(_degraded, timeout=30, what="the api degraded (200) without Redis")
+        assert health["checks"]["redis"]["ok"] is False and health["checks"]["database"]["ok"] is True
+        code, ready = get_json(f"{api}/health/ready")
+        assert code == 200 and ready["status"] == "ready"
+        assert get_json(f"{api}/health/live")[0] == 200
+        assert http_status(f"http://127.0.0.1:{ports['meta']}/health") == 503  # an engine needs Redis
+        assert get_json(f"http://127.0.0.1:{ports['meta']}/health/ready")[0] == 200
+
+        # doctor's own Redis answers, but the product's does not: the product's view decides.
+        failing = bisnesgpt(["doctor", "--json"], cwd=tmp_path, env=doctor_env)
+        checks = {c["name"]: c for c in json.loads(failing.stdout)["checks"]}
+        print(f"\nredis: {checks['redis']['evidence']}")
+        assert failing.returncode == 1 and checks["redis"]["ok"] is False
+        assert "connect" in checks["redis"]["evidence"].lower() and "doctor: PONG" in checks["redis"]["evidence"]
+        text = bisnesgpt(["doctor"], cwd=tmp_path, env=doctor_env | {"COLUMNS": "300"})
+        first = text.stdout.splitlines()[0]
+        assert first.startswith("looking at: database") and handle.url.rsplit(":", 1)[1].split("/")[0] in first
+    finally:
+        for proc in procs.values():
+            proc.kill_tree()
+        valkey.stop()
+
+
+@pytest.mark.timeout(180)
+def test_legacy_can_serve_the_api_on_api_port_too(tmp_path: Path, database_url: str, redis_url: str) -> None:
+    """A rollback to legacy moves the API from API_PORT to PORT, unless LEGACY_SERVE_API_PORT keeps both."""
+    ports = {"api": free_port(), "wwebjs": free_port(), "meta": free_port(), "legacy": free_port()}
+    env = _role_env(database_url, redis_url, ports, HEARTBEAT_INTERVAL="500", LEGACY_SERVE_API_PORT="true")
+    legacy = Proc(["run", "legacy"], cwd=tmp_path, env=env, log_name="legacy")
+    try:
+        wait_until(lambda: http_status(f"http://127.0.0.1:{ports['legacy']}/health/all") == 200, timeout=60,
+                   what="legacy /health/all 200")
+        for port in (ports["legacy"], ports["api"]):
+            code, health = get_json(f"http://127.0.0.1:{port}/api/health")
+            assert code == 200 and health["processName"] == "legacy", port
+        assert http_status(f"http://127.0.0.1:{ports['api']}/health/all") == 200
+        assert all(http_status(f"http://127.0.0.1:{ports[r]}/health") is None for r in ("wwebjs", "meta"))
+        legacy.signal(signal.SIGTERM)
+        assert legacy.wait(30) == 0
+    finally:
+        legacy.kill_tree()

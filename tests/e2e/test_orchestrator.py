@@ -6,15 +6,24 @@ are printed (``-s``) for the record, and only behaviour is asserted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
+from bisnesgpt.coordination.channels import PROCESS_SHUTDOWN, publish
+from bisnesgpt.infra.redis import redis_client
 from tests.support.orchestrator import OrchestratorRun, bisnesgpt, get_json, http_status, query
 from tests.support.polling import wait_until
 
@@ -166,6 +175,138 @@ def test_enable_meta_false_and_no_orphans_when_the_orchestrator_is_killed(tmp_pa
         wait_until(lambda: not any(_alive(c) for c in children), timeout=30, what="children to exit")
         print(f"\n[measured] orchestrator SIGKILLed: children gone after {time.monotonic() - began:.2f}s")
         run.assert_nothing_left()
+
+
+@contextmanager
+def _sampling(sample: Callable[[], Any], interval: float = 0.02) -> Iterator[list[Any]]:
+    """Call ``sample`` in a thread every ``interval`` seconds while the block runs; what it returned."""
+    seen: list[Any] = []
+    done = threading.Event()
+
+    def _run() -> None:
+        while not done.is_set():
+            seen.append(sample())
+            done.wait(interval)
+
+    thread = threading.Thread(target=_run, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        thread.join(10)
+
+
+class RowStatuses:
+    """Samples the row statuses of some process names over one connection (used from one thread)."""
+
+    def __init__(self, database_url: str, names: tuple[str, ...]) -> None:
+        self.names = list(names)
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(asyncpg.connect(database_url))
+
+    def __call__(self) -> set[tuple[str, str]]:
+        rows = self.loop.run_until_complete(self.conn.fetch(
+            "SELECT process_name, status FROM process_health WHERE process_name = ANY($1::text[])", self.names))
+        return {(r["process_name"], r["status"]) for r in rows}
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
+@pytest.mark.timeout(240)
+def test_restarts_that_were_asked_for_never_show_as_crashed(tmp_path: Path, database_url: str,
+                                                            redis_url: str) -> None:
+    """A memory drain (meta over a 20 MB limit) and a process:shutdown rolling restart (wwebjs,
+    exit 0): restarted, and their rows say restarting, never crashed."""
+    with OrchestratorRun(tmp_path, database_url=database_url, redis_url=redis_url, META_MAX_MEMORY="20M",
+                         META_MAX_RESTARTS="50") as run:
+        wait_until(lambda: http_status(run.url("wwebjs")) == 200, timeout=90, what="wwebjs serving")
+        sample = RowStatuses(database_url, ("meta", "wwebjs"))
+        with _sampling(sample) as seen:
+            run.wait_event("meta", "memory_restart", count=2, timeout=90)
+            old = run.pid_of("wwebjs")
+
+            async def _rolling() -> None:
+                client = redis_client(redis_url)
+                try:
+                    await publish(client, PROCESS_SHUTDOWN, {"targets": ["wwebjs"], "host": socket.gethostname(),
+                                                             "reason": "rolling restart"})
+                finally:
+                    await client.aclose()
+
+            asyncio.run(_rolling())
+            exit_event = run.wait_event("wwebjs", "exit", timeout=60)[0]
+            wait_until(lambda: run.pid_of("wwebjs") not in (None, old), timeout=30, what="a new wwebjs")
+            wait_until(lambda: http_status(run.url("wwebjs")) == 200, timeout=60, what="the new wwebjs serving")
+        sample.close()
+        statuses = set().union(*seen)
+        print(f"\n[measured] row statuses seen during 2 memory restarts and a rolling restart: {sorted(statuses)}")
+        assert ("meta", "crashed") not in statuses and ("wwebjs", "crashed") not in statuses
+        assert ("meta", "restarting") in statuses
+        assert exit_event["severity"] == "warning" and exit_event["event_data"]["exitCode"] == 0
+        assert not run.events("meta", "crash") and not run.events("wwebjs", "crash")
+        assert run.wait_event("wwebjs", "restart")[0]["event_data"]["reason"] == "exit"
+        code, _ = run.stop()
+        assert code == 0
+        run.assert_nothing_left()
+
+
+@pytest.mark.timeout(300)
+def test_a_duplicate_orchestrator_never_makes_the_originals_look_down(tmp_path: Path, database_url: str,
+                                                                     redis_url: str) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with OrchestratorRun(tmp_path / "a", database_url=database_url, redis_url=redis_url) as first:
+        first.wait_healthy(["api", "wwebjs", "meta"])
+        originals = {name: proc.pid for name, proc in first.children().items()}
+
+        # The same data directory: refused at once, one line naming the running orchestrator.
+        refused = bisnesgpt(["start"], cwd=first.workdir, env=first.env, timeout=60)
+        print(f"\n{refused.stderr.strip()}")
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines() == [
+            f"bisnesgpt: an orchestrator (pid {first.pid}) is already running on {(first.workdir / 'data').resolve()}; "
+            "stop it first, or give this one another DATA_DIR"]
+        assert {name: proc.pid for name, proc in first.children().items()} == originals
+
+        # Another data directory but the same ports, database and Redis: a duplicate system.
+        ports = {f"{role.upper()}_PORT": str(port) for role, port in first.ports.items()}
+        with OrchestratorRun(tmp_path / "b", database_url=database_url, redis_url=redis_url, **ports) as second:
+            def _both_listed() -> dict[str, Any] | None:
+                code, body = get_json(first.url("api", "/health/all"))
+                pids = {(p["processName"], p["pid"]) for p in body.get("processes", []) if p["status"] == "healthy"}
+                theirs = {name: proc.pid for name, proc in second.children().items()}
+                return body if code == 200 and len(theirs) == 3 and set(originals.items()) | set(
+                    theirs.items()) == pids else None
+
+            body = wait_until(_both_listed, timeout=90, interval=0.2, what="both systems' processes listed")
+            assert all(p["duplicate"] for p in body["processes"] if p["expected"])
+            assert {(r, v["expectedInstances"], v["healthyInstances"]) for r, v in body["roles"].items()} == {
+                ("api", 1, 1), ("wwebjs", 1, 1), ("meta", 1, 1)}
+            status = json.loads(bisnesgpt(["status", "--json"], cwd=first.workdir, env=first.env).stdout)
+            assert set(originals.values()) <= {p["pid"] for p in status["processes"]}
+
+            def _sample() -> tuple[int | None, str | None]:
+                code, body = get_json(first.url("api", "/health/all"), timeout=2)
+                return code, body.get("status")
+
+            with _sampling(_sample, interval=0.05) as seen:
+                code, took = second.stop()
+                time.sleep(3)  # and a little after
+            print(f"\n[measured] stopping the duplicate took {took:.2f}s; /health/all answers meanwhile: "
+                  f"{sorted({c for c, _ in seen}, key=str)}")
+            assert code == 0
+            assert (503, "unhealthy") not in seen and not [s for c, s in seen if c is not None and c != 200]
+        rows = query(database_url, "SELECT process_name, pid, status FROM process_health ORDER BY process_name")
+        assert {(r["process_name"], r["pid"], r["status"]) for r in rows} == {
+            (name, pid, "healthy") for name, pid in originals.items()}
+        status = json.loads(bisnesgpt(["status", "--json"], cwd=first.workdir, env=first.env).stdout)
+        assert {p["processName"]: p["pid"] for p in status["processes"] if p["expected"]} == originals
+        code, _ = first.stop()
+        assert code == 0
+        first.assert_nothing_left()
 
 
 def _alive(proc: object) -> bool:

@@ -29,10 +29,12 @@ def new_context(settings: Settings, role: Role, name: str, *, database_url: str,
     peers: dict[str, dict[str, Any]] = {}
     coordinator = Coordinator(redis_url, process_name=name, role=role, host="test-host", peers=peers,
                               on_shutdown=lambda _reason: None)
-    return ProcessContext(settings=settings, role=role, process_name=name, database_url=database_url,
-                          redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=QueueProducer(redis_url),
-                          events=EventRecorder(db, name), coordinator=coordinator, holder=holder_id(name),
-                          peers=peers)
+    ctx = ProcessContext(settings=settings, role=role, process_name=name, database_url=database_url,
+                         redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=QueueProducer(redis_url),
+                         events=EventRecorder(db, name), coordinator=coordinator, holder=holder_id(name),
+                         peers=peers)
+    ctx.ready.set()  # the components under test run as in a process that is serving
+    return ctx
 
 
 @contextlib.asynccontextmanager

@@ -538,3 +538,27 @@ def test_real_trivial_children_are_stopped_by_a_second_signal(tmp_path: Path) ->
     assert recorder.of_type("stop")[-1][1]["killed"] == ["api", "wwebjs"]
     assert not any(psutil.pid_exists(pid) for pid in pids if pid is not None)
     assert recorder.of_type("start")[0][1]["children"] == ["api", "wwebjs"]
+
+
+def test_restarts_that_were_asked_for_are_recorded_as_restarting_not_crashed(make_rig: Any) -> None:
+    rig = make_rig(api_max_memory="1M", memory_check_interval=5_000)
+    rig.crash("api", 0)  # a clean exit 0 (a process:shutdown rolling restart): restarted, not a crash
+    assert rig.recorder.exits[-1]["status"] == "restarting"
+    rig.wait_out_backoff("api")
+    rig.ready("api")
+    rig.rss[1001] = 2 * 1024**2
+    rig.clock.advance(5.1)
+    assert rig.turn() is None  # over its memory limit: drained (SIGTERM)
+    assert rig.turn() is None  # it obeyed: reaped
+    assert rig.recorder.exits[-1] == {"name": "api", "status": "restarting", "pid": 1001, "error": None}
+    rig.wait_out_backoff("api")
+    rig.crash("api", -signal.SIGKILL)  # a fault stays a crash
+    assert rig.recorder.exits[-1] == {"name": "api", "status": "crashed", "pid": 1002, "error": "killed by SIGKILL"}
+    assert [e["status"] for e in rig.recorder.exits] == ["restarting", "restarting", "crashed"]
+
+
+def test_a_child_killed_at_shutdown_is_recorded_as_stopped(make_rig: Any) -> None:
+    rig = make_rig(launcher=FakeLauncher(obeys_sigterm=False), shutdown_timeout=1.0, clock=FakeClock(step=0.5))
+    assert rig.supervisor.shutdown("test") == 0
+    assert rig.recorder.exits == [{"name": "api", "status": "stopped", "pid": 1000,
+                                   "error": "killed at shutdown (did not stop in time)"}]

@@ -20,7 +20,7 @@ from bisnesgpt.cli.common import cli_errors, console, settings_or_exit
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import ServiceUnavailable
 from bisnesgpt.db.pool import Database
-from bisnesgpt.health.doctor import CheckResultJson, Doctor, DoctorOptions
+from bisnesgpt.health.doctor import CheckResultJson, Doctor, DoctorOptions, ServersJson
 from bisnesgpt.health.overview import Overview, ProcessView, fetch_overview
 from bisnesgpt.health.probe import Probe, health_urls, probe_all
 from bisnesgpt.infra.services import locate_services
@@ -31,11 +31,12 @@ class DoctorJson(TypedDict):
 
     ok: bool
     checkedAt: str
+    servers: ServersJson
     checks: list[CheckResultJson]
 
 
-STATUS_STYLE = {"healthy": "green", "degraded": "yellow", "draining": "yellow", "unhealthy": "red",
-                "down": "red", "disabled": "dim", "partial": "yellow"}
+STATUS_STYLE = {"healthy": "green", "degraded": "yellow", "draining": "yellow", "starting": "yellow",
+                "unhealthy": "red", "unresponsive": "red", "down": "red", "disabled": "dim", "partial": "yellow"}
 
 
 def status(
@@ -79,21 +80,27 @@ def _status_table(overview: Overview, probes: dict[str, Probe]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, show_edge=False, pad_edge=False)
     for column, justify in (("role", "left"), ("inst", "right"), ("pid", "right"), ("status", "left"),
                             ("uptime", "right"), ("↺", "right"), ("memory", "right"), ("cpu", "right"),
-                            ("heartbeat", "right"), ("http", "left")):
+                            ("heartbeat", "right"), ("by", "left"), ("http", "left")):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    stale = False
+    stale = duplicated = False
     for process in overview.processes:
         probe = probes.get(process.role)
         style = STATUS_STYLE.get(process.status, "")
         stale = stale or not process.expected
+        duplicated = duplicated or process.duplicate
+        marks = ("" if process.expected else "*") + ("!" if process.duplicate else "")
         table.add_row(
-            process.role, f"{process.instance_id}{'' if process.expected else '*'}", str(process.pid or "-"),
+            process.role, f"{process.instance_id}{marks}", str(process.pid or "-"),
             f"[{style}]{process.status}[/]", _duration(process.uptime_s), str(process.restarts),
             f"{process.memory_mb} MB", f"{process.cpu_percent:.0f}%", _heartbeat(process),
-            str(probe.status_code or "down") if probe and process.expected else "-",
+            process.supervisor or "-", str(probe.status_code or "down") if probe and process.expected else "-",
         )
+    notes = ["↺ restarts under its current supervisor"]
     if stale:
-        table.caption = "↺ restarts by the orchestrator; * not expected by the current settings"
+        notes.append("* not expected by the current settings")
+    if duplicated:
+        notes.append("! another living process has the same name (a second orchestrator?)")
+    table.caption = "; ".join(notes)
     return table
 
 
@@ -115,6 +122,14 @@ def _heartbeat(process: ProcessView) -> str:
         f"{process.heartbeat_age_s:.1f}s ago"
 
 
+def _servers_line(servers: ServersJson) -> str:
+    """Which servers doctor reads and which the running processes report, on one line."""
+    theirs = ", ".join(servers["processDatabase"]) or "-"
+    theirs_redis = ", ".join(servers["processRedis"]) or "-"
+    return (f"looking at: database {servers['database'] or '-'} (processes: {theirs}); "
+            f"redis {servers['redis'] or '-'} (processes: {theirs_redis})")
+
+
 def doctor(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of one line per check."),
     since_minutes: float = typer.Option(10.0, "--since-minutes", help="Window for recent error events and sends."),
@@ -134,14 +149,17 @@ def doctor(
                             host=host, legacy=legacy)
     with cli_errors():
         located = locate_services(settings)
-        results = asyncio.run(Doctor(settings, database_url=located.database_url, redis_url=located.redis_url,
-                                     options=options, notes=located.notes).run())
+        checklist = Doctor(settings, database_url=located.database_url, redis_url=located.redis_url,
+                           options=options, notes=located.notes)
+        results = asyncio.run(checklist.run())
     all_ok = all(r.ok for r in results)
+    servers = checklist.servers()
     if json_output:
-        body: DoctorJson = {"ok": all_ok, "checkedAt": datetime.now(UTC).isoformat(),
-                                "checks": [r.as_dict() for r in results]}
+        body: DoctorJson = {"ok": all_ok, "checkedAt": datetime.now(UTC).isoformat(), "servers": servers,
+                            "checks": [r.as_dict() for r in results]}
         typer.echo(json.dumps(body, default=str, indent=2))
     else:
+        console.print(_servers_line(servers), highlight=False, soft_wrap=True)
         for result in results:
             mark = "[green]PASS[/]" if result.ok else "[red]FAIL[/]"
             console.print(f"{mark}  {result.name:<20} {result.evidence}", highlight=False, soft_wrap=True)

@@ -22,10 +22,18 @@ def run(role: str = typer.Argument(..., help="api | wwebjs | meta | legacy")) ->
 
 
 def start() -> None:
-    """Migrate, then start and supervise every enabled role (embedded servers if none configured)."""
+    """Migrate, then start and supervise every enabled role (embedded servers if none configured).
+
+    Refused (exit 1, one line naming its pid) while another orchestrator runs on the same DATA_DIR.
+    """
+    from bisnesgpt.orchestrator.lock import OrchestratorRunning
     from bisnesgpt.orchestrator.supervisor import run_orchestrator
 
     settings = settings_or_exit()
     with cli_errors():
-        status = run_orchestrator(settings)
+        try:
+            status = run_orchestrator(settings)
+        except OrchestratorRunning as exc:
+            typer.echo(f"bisnesgpt: {exc.detail}", err=True)
+            raise typer.Exit(1) from None
     raise typer.Exit(status)

@@ -1,8 +1,10 @@
 """``bisnesgpt doctor``: the original monitoring checklist as pass/fail checks with evidence.
 
-1. ``processes-online``    every expected process heartbeating and healthy (process_health)
+1. ``processes-online``    every expected process heartbeating and serving (process_health),
+                           and every role's /health answering within its timeout
 2. ``health-endpoints``    GET /health answers 200 on every enabled role's port
-3. ``redis``               Redis answers PING
+3. ``redis``               the running processes reach Redis (their own /health checks),
+                           and so does doctor
 4. ``database-pool``       PostgreSQL answers, connections below 90 % of max_connections,
                            and no process reports a failing database check
 5. ``recent-errors``       no error/critical process events in the last N minutes
@@ -10,7 +12,10 @@
 7. ``queues``              no queue backing up (backlog and oldest waiting job under limits)
 
 Every check runs (a failing dependency fails its own checks, not the command), each
-within a timeout; the command's exit status is 0 only when all pass.
+within a timeout; the command's exit status is 0 only when all pass. Doctor's own
+environment may differ from the processes' (another ``.env``): the Redis and database
+verdicts are what the processes report, and ``servers()`` says which servers doctor and the
+processes use, noting where they differ.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from bisnesgpt.core.errors import BisnesgptError, ServiceUnavailable
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.health.overview import Overview, fetch_overview
-from bisnesgpt.health.probe import health_urls, probe_all
+from bisnesgpt.health.probe import Probe, ReportedCheck, health_urls, probe_all, server_address
 from bisnesgpt.health.queues import queue_depths
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.queues import ALL_QUEUES
@@ -37,6 +42,16 @@ from bisnesgpt.messaging.queues import ALL_QUEUES
 SQL = load_queries("bisnesgpt.health")
 
 CHECK_TIMEOUT = 8.0
+PROBE_TIMEOUT = 3.0
+
+
+class ServersJson(TypedDict):
+    """Which servers doctor reads, and which the running processes report using."""
+
+    database: str | None
+    redis: str | None
+    processDatabase: list[str]
+    processRedis: list[str]
 
 
 class CheckResultJson(TypedDict):
@@ -88,6 +103,7 @@ class Doctor:
         self.redis: aioredis.Redis | None = None
         self._overview: Overview | None = None
         self._overview_error: str | None = None
+        self._probes: dict[str, Probe] = {}
 
     async def run(self) -> list[CheckResult]:
         """Every check, in the checklist's order (each within CHECK_TIMEOUT)."""
@@ -132,6 +148,26 @@ class Doctor:
             self._overview_error = "; ".join(self.notes) or "no DATABASE_URL"
         if self.redis_url:
             self.redis = redis_client(self.redis_url, name="bisnesgpt:doctor")
+        urls = health_urls(self.settings, host=self.options.host, legacy=self.options.legacy)
+        self._probes = {str(role): p for role, p in (await probe_all(urls, timeout=PROBE_TIMEOUT)).items()}
+
+    def servers(self) -> ServersJson:
+        """Doctor's database and Redis, and those the processes that answered report (``host:port/db``)."""
+        return {"database": server_address(self.database_url), "redis": server_address(self.redis_url),
+                "processDatabase": self._reported_servers("database"), "processRedis": self._reported_servers("redis")}
+
+    def _reported(self, check: str) -> dict[str, ReportedCheck]:
+        found = {role: p.check(check) for role, p in self._probes.items()}
+        return {role: c for role, c in found.items() if c is not None}
+
+    def _reported_servers(self, check: str) -> list[str]:
+        return sorted({c.server for c in self._reported(check).values() if c.server})
+
+    def _mismatch(self, check: str, mine: str | None) -> str:
+        theirs = self._reported_servers(check)
+        if not theirs or (mine is not None and theirs == [mine]):
+            return ""
+        return f"; NOTE doctor reads {mine or 'nothing'}, the processes use {', '.join(theirs)}"
 
     async def _close(self) -> None:
         if self.redis is not None:
@@ -163,28 +199,43 @@ class Doctor:
             if not process.ok:
                 bad.append(process.process_name)
         parts += [f"{role} disabled" for role, view in self._overview.roles.items() if view.status == "disabled"]
+        silent = [f"{role} /health did not answer ({p.error})"
+                  for role, p in self._probes.items() if not p.answered]
         data = {"processes": [p.as_dict() for p in self._overview.expected_processes()],
-                "roles": {n: r.as_dict() for n, r in self._overview.roles.items()}}
-        return CheckResult(name, not bad and self._overview.healthy, "; ".join(parts), data)
+                "roles": {n: r.as_dict() for n, r in self._overview.roles.items()}, "unanswered": silent}
+        return CheckResult(name, not bad and not silent and self._overview.healthy, "; ".join(parts + silent), data)
 
     async def health_endpoints(self) -> CheckResult:
         """GET /health answers 200 on every enabled role's port."""
-        urls = health_urls(self.settings, host=self.options.host, legacy=self.options.legacy)
-        probes = await probe_all(urls)
+        probes = self._probes
         evidence = "; ".join(f"{role} {p.url} {p.summary()}" for role, p in probes.items())
         return CheckResult("health-endpoints", all(p.ok for p in probes.values()), evidence,
                            {"probes": [p.as_dict() for p in probes.values()]})
 
     async def redis_check(self) -> CheckResult:
-        """Redis answers PING (with its latency and server version)."""
-        client = self._need_redis()
-        started = time.monotonic()
-        await cast(Awaitable[bool], client.ping())
-        latency = (time.monotonic() - started) * 1000
-        info = await client.info("server")
-        version = info.get("valkey_version") or info.get("redis_version") or "?"
-        return CheckResult("redis", True, f"PONG in {latency:.1f} ms (server {version})",
-                           {"latencyMs": round(latency, 2), "version": version})
+        """The running processes reach Redis (their /health says so) and doctor does too (PING, latency, version)."""
+        reported = self._reported("redis")
+        failing = {role: c for role, c in reported.items() if not c.ok}
+        parts = [f"{role}: {'ok' if c.ok else c.detail}" for role, c in reported.items()]
+        data: dict[str, object] = {"processes": {role: {"ok": c.ok, "detail": c.detail, "server": c.server}
+                                                 for role, c in reported.items()}}
+        own_ok = True
+        try:
+            client = self._need_redis()
+            started = time.monotonic()
+            await cast(Awaitable[bool], client.ping())
+            latency = (time.monotonic() - started) * 1000
+            info = await client.info("server")
+            version = info.get("valkey_version") or info.get("redis_version") or "?"
+            parts.append(f"doctor: PONG in {latency:.1f} ms (server {version})")
+            data |= {"latencyMs": round(latency, 2), "version": version}
+        except (BisnesgptError, RedisError, OSError) as exc:
+            own_ok = False
+            parts.append(f"doctor: {getattr(exc, 'detail', None) or f'{type(exc).__name__}: {exc}'}")
+        # What the product reaches decides; doctor's own PING only when no process answered.
+        ok = not failing if reported else own_ok
+        return CheckResult("redis", ok, "; ".join(parts) + self._mismatch("redis", server_address(self.redis_url)),
+                           data)
 
     async def database_pool(self) -> CheckResult:
         """PostgreSQL answers, under 90 % of max_connections, and no process reports a failing database check."""
@@ -199,9 +250,11 @@ class Doctor:
             failing = [f"{p.process_name}: {p.as_dict()['failing']['database']}"
                        for p in self._overview.expected_processes()
                        if p.ok is False and "database" in p.as_dict()["failing"]]
+        failing += [f"{role}: {c.detail}" for role, c in self._reported("database").items() if not c.ok]
         ok = used < 0.9 * limit and not failing
         evidence = (f"answered in {latency:.1f} ms; {used}/{limit} connections ({ours} bisnesgpt)"
-                    + (f"; failing in {', '.join(failing)}" if failing else ""))
+                    + (f"; failing in {', '.join(failing)}" if failing else "")
+                    + self._mismatch("database", server_address(self.database_url)))
         return CheckResult("database-pool", ok, evidence,
                            {"latencyMs": round(latency, 2), "connections": used, "maxConnections": limit,
                             "bisnesgptConnections": ours, "failing": failing})

@@ -2,9 +2,10 @@
 
 Every api process (and legacy) runs the loop; only the lease holder works. Every
 ``CLEANUP_INTERVAL`` it calls ``cleanup_old_process_metrics()`` (7 days),
-``cleanup_old_process_events()`` (30 days, errors kept) and deletes expired idempotency
-keys, and records a ``maintenance`` event. When the last run is taken from that event, a
-new holder (after the old one died) keeps the schedule instead of running again at once.
+``cleanup_old_process_events()`` (30 days, errors kept), deletes start attempts older
+than 30 days and expired idempotency keys, and records a ``maintenance`` event.
+When the last run is taken from that event, a new holder (after the old one died) keeps
+the schedule instead of running again at once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class MaintenanceResult(TypedDict):
     holder: str
     metricsDeleted: int
     eventsDeleted: int
+    startsDeleted: int
     idempotencyKeysDeleted: int
     seconds: float
 
@@ -54,6 +56,7 @@ class Maintenance:
         started = time.monotonic()
         metrics_deleted = await self.db.fetchval(SQL.cleanup_metrics)
         events_deleted = await self.db.fetchval(SQL.cleanup_events)
+        starts_deleted = await self.db.fetchval(SQL.cleanup_starts)
         keys_deleted = 0
         while True:
             batch = int(await self.db.fetchval(SQL.expire_idempotency_keys, IDEMPOTENCY_BATCH))
@@ -63,7 +66,8 @@ class Maintenance:
         self.runs += 1
         result: MaintenanceResult = {
             "holder": self.holder, "metricsDeleted": int(metrics_deleted or 0),
-            "eventsDeleted": int(events_deleted or 0), "idempotencyKeysDeleted": keys_deleted,
+            "eventsDeleted": int(events_deleted or 0), "startsDeleted": int(starts_deleted or 0),
+            "idempotencyKeysDeleted": keys_deleted,
             "seconds": round(time.monotonic() - started, 3)}
         await self.events.record(EVENT_TYPE, result)
         return result

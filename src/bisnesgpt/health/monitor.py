@@ -1,16 +1,24 @@
-"""This process's health: dependency checks, heartbeats and periodic metrics.
+"""This process's health: dependency checks, readiness, heartbeats and periodic metrics.
 
 ``HealthMonitor.report()`` is what ``GET /health`` answers: the database pool, Redis, one
 ``queue:<name>`` check per queue consumer the components run (``Component.queue_workers``)
-and whatever the components add. ``run()`` heartbeats every ``HEARTBEAT_INTERVAL`` into
-``process_health`` (through ``update_process_health``) and on the ``process:heartbeat``
-channel, and writes ``process_metrics`` rows: RSS, CPU %, event-loop lag, messages
-processed, active bots and the depth of the queues this role consumes.
+and whatever the components add, run at once, each within ``CHECK_TIMEOUT``. A failing
+check makes the process ``unhealthy`` (503) unless the role can serve without it: the api
+without Redis is ``degraded`` (200), since it keeps accepting and storing sends.
+``readiness()`` (``/health/ready``) asks only what accepting work needs: started, not
+draining, the database answering.
+
+``run()`` heartbeats every ``HEARTBEAT_INTERVAL`` (start to start) into this instance's own
+``process_health`` row (``instances.py``) and on ``process:heartbeat``, writes
+``process_metrics`` rows (RSS, CPU %, event-loop lag, messages processed, active bots, the
+depth of the queues this role consumes), and every ``PROCESS_WATCH_INTERVAL`` watches the
+other processes of its node (a dead pid is recorded as a crash).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -26,11 +34,14 @@ from bisnesgpt import __version__
 from bisnesgpt.config import Role
 from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, publish
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.periodic import Periodic
 from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.health import metrics
-from bisnesgpt.health.overview import HeartbeatMetadata
+from bisnesgpt.health.instances import Heartbeat, InstanceRecord
+from bisnesgpt.health.probe import server_address
 from bisnesgpt.health.queues import queue_depths, queues_of_role
+from bisnesgpt.health.statuses import HeartbeatMetadata, ReportStatus, RowStatus, report_to_row
 from bisnesgpt.processes.component import Check, HealthReporter
 from bisnesgpt.processes.context import PeerSighting, ProcessContext
 
@@ -39,12 +50,8 @@ log = logging.getLogger(__name__)
 SQL = load_queries("bisnesgpt.health")
 
 CHECK_TIMEOUT = 2.0
-
-# What /health says of this process.
-ReportStatus = Literal["healthy", "unhealthy", "draining"]
-# process_health.status as a heartbeat writes it: unhealthy is ``error``; the last
-# heartbeat of a process says ``stopped``.
-RowStatus = Literal["healthy", "draining", "stopped", "error"]
+# Checks a role can serve without: their failure makes it degraded, not unhealthy.
+OPTIONAL_CHECKS: dict[Role, frozenset[str]] = {"api": frozenset({"redis"})}
 
 
 class MemoryJson(TypedDict):
@@ -85,6 +92,31 @@ class HealthBody(TypedDict):
     peers: dict[str, PeerJson]
     version: str
     checks: dict[str, dict[str, object]]
+    ready: bool
+    instanceKey: str
+    supervisor: str
+    restarts: int | None
+
+
+class ReadyBody(TypedDict):
+    """The JSON body of ``GET /health/ready``."""
+
+    status: Literal["ready", "not_ready"]
+    processName: str
+    role: Role
+    pid: int
+    started: bool
+    draining: bool
+    checks: dict[str, dict[str, object]]
+
+
+class LiveBody(TypedDict):
+    """The JSON body of ``GET /health/live``."""
+
+    status: Literal["alive"]
+    processName: str
+    pid: int
+    uptime: float
 
 
 @dataclass
@@ -96,8 +128,8 @@ class HealthReport:
 
     @property
     def ok(self) -> bool:
-        """Healthy: /health answers 200."""
-        return self.status == "healthy"
+        """Serving (healthy, or degraded without an optional dependency): /health answers 200."""
+        return self.status in ("healthy", "degraded")
 
 
 class LoopLagProbe:
@@ -137,51 +169,70 @@ class HealthMonitor:
     def __init__(self, ctx: ProcessContext, components: Sequence[HealthReporter]) -> None:
         self.ctx = ctx
         self.components = components
+        self.instance = InstanceRecord(ctx.db, ctx.events, ctx.identity, ctx.settings)
         self.last_heartbeat: float | None = None
         self.error_count = 0
+        self._optional = OPTIONAL_CHECKS.get(ctx.role, frozenset())
         self._process = psutil.Process(ctx.pid)
         self._process.cpu_percent(None)  # prime: the first reading is always 0
         self._lag = LoopLagProbe()
+        self._watch = Periodic("process-watch", ctx.settings.process_watch_interval / 1000, self._watch_node,
+                               first_delay=ctx.settings.process_watch_interval / 1000)
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     # --- /health ----------------------------------------------------------------------------
 
     async def report(self) -> HealthReport:
-        """Run every check (each within CHECK_TIMEOUT); draining wins over any verdict."""
-        checks: dict[str, Check] = {
-            "database": await self._guard(self._check_database()),
-            "redis": await self._guard(self._check_redis()),
-        }
-        for component in self.components:
+        """Run every check at once (each within CHECK_TIMEOUT); draining and starting win over any verdict."""
+        ctx = self.ctx
+        database = asyncio.ensure_future(self._guard(self._check_database(), ctx.database_url))
+        redis = asyncio.ensure_future(self._guard(self._check_redis(), ctx.redis_url))
+        # Before the process is ready its components have not started: their checks would only say so.
+        reporting = self.components if ctx.ready.is_set() or ctx.draining.is_set() else ()
+        contributed = await asyncio.gather(*(self._component_checks(component) for component in reporting))
+        checks: dict[str, Check] = {"database": await database, "redis": await redis}
+        for component, extra in zip(reporting, contributed, strict=True):
             for worker in component.queue_workers():
                 checks[f"queue:{worker.spec.name}"] = Check(
                     worker.alive, "consumer running" if worker.alive else "consumer stopped",
                     {"activeJobs": worker.active_jobs, "lastError": worker.last_error},
                 )
-            try:
-                contributed = await asyncio.wait_for(component.checks(), CHECK_TIMEOUT)
-            except TimeoutError:
-                contributed = {component.name: Check(False, "check timed out")}
-            except Exception as exc:
-                contributed = {component.name: Check(False, f"check raised {exc!r}")}
-            checks.update(contributed)
-        status: ReportStatus
-        if self.ctx.draining.is_set():
-            status = "draining"
-        else:
-            status = "healthy" if all(c.ok for c in checks.values()) else "unhealthy"
-        return HealthReport(status, checks)
+            checks.update(extra)
+        return HealthReport(self._verdict(checks), checks)
 
-    async def _guard(self, check: Awaitable[Check]) -> Check:
+    def _verdict(self, checks: dict[str, Check]) -> ReportStatus:
+        if self.ctx.draining.is_set():
+            return "draining"
+        if not self.ctx.ready.is_set():
+            return "starting"
+        failing = {name for name, check in checks.items() if not check.ok}
+        if not failing:
+            return "healthy"
+        return "degraded" if failing <= self._optional else "unhealthy"
+
+    async def _watch_node(self) -> None:
+        await self.instance.watch()
+
+    async def _component_checks(self, component: HealthReporter) -> dict[str, Check]:
+        try:
+            return await asyncio.wait_for(component.checks(), CHECK_TIMEOUT)
+        except TimeoutError:
+            return {component.name: Check(False, "check timed out")}
+        except Exception as exc:
+            return {component.name: Check(False, f"check raised {exc!r}")}
+
+    async def _guard(self, check: Awaitable[Check], url: str) -> Check:
+        server = {"server": server_address(url)}
         try:
             result: Check = await asyncio.wait_for(check, CHECK_TIMEOUT)
-            return result
+            return Check(result.ok, result.detail, {**result.data, **server})
         except TimeoutError:
-            return Check(False, "timed out")
+            return Check(False, "timed out", server)
         except BisnesgptError as exc:
-            return Check(False, exc.detail)
+            return Check(False, exc.detail, server)
         except (RedisError, OSError) as exc:
-            return Check(False, str(exc) or type(exc).__name__)
+            return Check(False, str(exc) or type(exc).__name__, server)
 
     async def _check_database(self) -> Check:
         await self.ctx.db.ping()
@@ -192,6 +243,22 @@ class HealthMonitor:
         started = time.monotonic()
         await cast(Awaitable[bool], self.ctx.redis.ping())
         return Check(True, "ping ok", {"latencyMs": round((time.monotonic() - started) * 1000, 2)})
+
+    async def readiness(self) -> tuple[int, ReadyBody]:
+        """(HTTP status, body) for GET /health/ready: 200 when started, not draining, the database answering."""
+        ctx = self.ctx
+        database = await self._guard(self._check_database(), ctx.database_url)
+        started, draining = ctx.ready.is_set(), ctx.draining.is_set()
+        ready = started and not draining and database.ok
+        body: ReadyBody = {"status": "ready" if ready else "not_ready", "processName": ctx.process_name,
+                           "role": ctx.role, "pid": ctx.pid, "started": started, "draining": draining,
+                           "checks": {"database": database.as_dict()}}
+        return (200 if ready else 503), body
+
+    def liveness(self) -> LiveBody:
+        """The body of GET /health/live: answering at all is the proof (the event loop runs)."""
+        return {"status": "alive", "processName": self.ctx.process_name, "pid": self.ctx.pid,
+                "uptime": round(self.ctx.uptime, 3)}
 
     def active_bots(self) -> int:
         """Sessions/phones served by all components."""
@@ -239,61 +306,78 @@ class HealthMonitor:
                       for name, peer in sorted(self.ctx.peers.items())},
             "version": __version__,
             "checks": {name: check.as_dict() for name, check in report.checks.items()},
+            "ready": self.ctx.ready.is_set(),
+            "instanceKey": self.ctx.identity.instance_key,
+            "supervisor": self.ctx.identity.supervisor,
+            "restarts": self.instance.restarts,
         }
         return (200 if report.ok else 503), body
 
     # --- heartbeats -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Begin heartbeating every HEARTBEAT_INTERVAL (and measuring loop lag)."""
+        """Begin heartbeating every HEARTBEAT_INTERVAL, watching this node's processes and measuring loop lag."""
         self._lag.start()
+        self._watch.start()
         self._task = asyncio.create_task(self._run(), name="heartbeat")
 
+    def beat_now(self) -> None:
+        """Heartbeat at once instead of at the next interval (the process just became ready)."""
+        self._wake.set()
+
     async def stop(self, final_status: RowStatus = "stopped") -> None:
-        """Stop heartbeating; a last heartbeat says ``final_status``."""
+        """Stop heartbeating; a last heartbeat says ``final_status`` and a clean stop is recorded."""
         self._lag.stop()
+        await self._watch.stop()
         if self._task is not None:
             await cancel_and_wait(self._task)
         await self.beat(status_override=final_status)
+        if final_status == "stopped":
+            await self.instance.finish()
 
     async def _run(self) -> None:
         interval = self.ctx.settings.heartbeat_interval / 1000
         while True:
-            await self.beat()
-            await asyncio.sleep(interval)
+            began = time.monotonic()
+            self._wake.clear()
+            try:
+                await self.beat()
+            except Exception:  # a heartbeat must never stop for good
+                log.exception("heartbeat failed")
+            # Start to start: a slow beat (a check timing out) does not push the next one back.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, interval - (time.monotonic() - began)))
 
     async def beat(self, status_override: RowStatus | None = None) -> None:
-        """One heartbeat: the row in process_health, process_metrics rows, and ``process:heartbeat``."""
-        report = await self.report()
-        status = status_override or report.status
-        if not report.ok and status_override is None:
+        """One heartbeat: this instance's process_health row, process_metrics rows, and ``process:heartbeat``."""
+        report, depths = await asyncio.gather(self.report(), self._queue_depths())
+        status: RowStatus = status_override or report_to_row(report.status)
+        if report.status == "unhealthy" and status_override is None:
             self.error_count += 1
         rss_mb = self._process.memory_info().rss / (1024 * 1024)
         cpu = self._process.cpu_percent(None)
         lag = self._lag.read_and_reset()
         metrics.EVENT_LOOP_LAG.set(lag)
         failing = {n: c.detail for n, c in report.checks.items() if not c.ok}
-        db_status: RowStatus = status if status in ("healthy", "draining", "stopped") else "error"
         names = ["rss_mb", "cpu_percent", "event_loop_lag_ms", "messages_processed", "active_bots"]
         values = [rss_mb, cpu, lag * 1000, float(self.messages_processed()), float(self.active_bots())]
         kinds = ["gauge", "gauge", "gauge", "counter", "gauge"]
         meta = ["{}"] * len(names)
-        depths = await self._queue_depths()
         for queue, backlog in depths.items():
             metrics.QUEUE_DEPTH.labels(queue).set(backlog)
             names.append("queue_depth")
             values.append(float(backlog))
             kinds.append("gauge")
             meta.append(json.dumps({"queue": queue}))
-        metadata: HeartbeatMetadata = {
-            "failing": failing, "eventLoopLagMs": round(lag * 1000, 2), "queueDepth": depths,
-            "instanceId": self.ctx.settings.instance_id, "maxHeartbeatAgeMs": self.ctx.settings.max_heartbeat_age}
+        metadata: HeartbeatMetadata = {"failing": failing, "eventLoopLagMs": round(lag * 1000, 2),
+                                       "queueDepth": depths}
+        heartbeat = Heartbeat(status=status, uptime_s=int(self.ctx.uptime), memory_mb=int(rss_mb),
+                              cpu_percent=round(cpu, 2), active_bots=self.active_bots(),
+                              messages_processed=self.messages_processed(), metadata=metadata,
+                              last_error="; ".join(f"{n}: {d}" for n, d in failing.items()) or None,
+                              ready=self.ctx.ready.is_set())
         try:
-            await self.ctx.db.execute(
-                SQL.update_process_health, self.ctx.process_name, db_status, int(self.ctx.uptime), int(rss_mb),
-                round(cpu, 2), 0, self.ctx.pid, self.active_bots(), self.messages_processed(), metadata,
-                "; ".join(f"{n}: {d}" for n, d in failing.items()) or None, self.ctx.host,
-            )
+            await self.instance.beat(heartbeat)
             await self.ctx.db.execute(SQL.insert_metrics, self.ctx.process_name, names, values, kinds, meta)
             metrics.HEARTBEATS.labels("ok").inc()
             self.last_heartbeat = time.time()

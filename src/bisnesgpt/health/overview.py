@@ -6,23 +6,21 @@ Which processes *should* exist comes from the settings (``API_INSTANCES``,
 ``disabled``, never ``down``; a row of an instance that is no longer expected (say
 ``api-2`` after scaling down) is listed but does not count.
 
-A process is judged as ``v_process_health_overview`` judges it (migration 0003), by the
-``MAX_HEARTBEAT_AGE`` it reports in its heartbeat (else ours; the original 30 s / 60 s are
-half and all of the 60 s default):
+Rows are per process instance (``instances.py``); the rows read are the ones
+``v_process_health_overview`` shows: every instance that is not down, else each slot's
+newest generation. Two living instances of one name (a second orchestrator on the same
+ports, another host) are both listed (``duplicate``); a slot counts as serving when one of
+its instances does. Each row is judged by ``statuses.judge`` with the MAX_HEARTBEAT_AGE and
+HEARTBEAT_INTERVAL its process declared, as the view judges it in the same query.
 
-* ``down`` — no heartbeat yet, last one ``MAX_HEARTBEAT_AGE`` old or older, or known to
-  have stopped / crashed / been given up (the view: ``down``);
-* ``unhealthy`` — heartbeating but reporting failing checks; ``draining`` — stopping
-  (the view: ``degraded``);
-* ``degraded`` — healthy but its heartbeat is at least half of ``MAX_HEARTBEAT_AGE`` old;
-* ``healthy``.
-
-A role is ``healthy`` when every expected instance is healthy or degraded, ``partial``
-when only some are, ``down`` when none; the whole is healthy when every enabled role is.
+A role is ``healthy`` when every expected process is healthy or degraded (serving),
+``partial`` when only some are, ``down`` when none; the whole is healthy when every
+enabled role is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -33,27 +31,19 @@ import asyncpg
 from bisnesgpt.config import ENGINE_ROLES, Role, Settings
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.health.statuses import (
+    OK_STATUSES,
+    HeartbeatMetadata,
+    JudgedStatus,
+    RoleStatus,
+    declared_ms,
+    judge,
+)
 from bisnesgpt.processes.context import process_name_for
 
+__all__ = ["Overview", "ProcessView", "RoleView", "build_overview", "expected_names", "fetch_overview", "judge"]
+
 SQL = load_queries("bisnesgpt.health")
-
-# A process as judged here (see the module docstring).
-JudgedStatus = Literal["healthy", "degraded", "unhealthy", "draining", "down", "disabled"]
-# A role: all its expected instances ok, some, none, or switched off.
-RoleStatus = Literal["healthy", "partial", "down", "disabled"]
-
-DEAD_STATUSES = frozenset({"stopped", "crashed", "errored", "down"})
-OK_STATUSES: frozenset[JudgedStatus] = frozenset({"healthy", "degraded"})
-
-
-class HeartbeatMetadata(TypedDict, total=False):
-    """``process_health.metadata`` as a heartbeat writes it (``monitor.py``)."""
-
-    failing: dict[str, str]  # check name -> detail, for the failing checks
-    eventLoopLagMs: float
-    queueDepth: dict[str, int]
-    instanceId: int
-    maxHeartbeatAgeMs: int  # v_process_health_overview judges the row by the process's own limit
 
 
 # A row as the database returns it, or a dict with the same keys.
@@ -82,11 +72,17 @@ class ProcessRow:
     metadata: HeartbeatMetadata | None
     heartbeat_age: float | None
     view_status: str | None
+    id: int | None = None
+    instance_key: str | None = None
+    supervisor: str | None = None
+    started_at: datetime | None = None
+    ready_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> ProcessRow:
-        """Its fields from the row (other columns are ignored)."""
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        """Its fields from the row (other columns are ignored; the per-instance ones may be absent)."""
+        return cls(**{f.name: row[f.name] if f.default is dataclasses.MISSING else row.get(f.name, f.default)
+                      for f in fields(cls)})
 
 
 class ProcessJson(TypedDict):
@@ -113,6 +109,11 @@ class ProcessJson(TypedDict):
     messagesProcessed: int
     failing: dict[str, str]
     queueDepth: dict[str, int]
+    instanceKey: str | None
+    supervisor: str | None
+    startedAt: str | None
+    readyAt: str | None
+    duplicate: bool
 
 
 class RoleJson(TypedDict):
@@ -158,6 +159,11 @@ class ProcessView:
     messages_processed: int = 0
     view_status: str | None = None
     metadata: HeartbeatMetadata = field(default_factory=HeartbeatMetadata)
+    instance_key: str | None = None
+    supervisor: str | None = None
+    started_at: datetime | None = None
+    ready_at: datetime | None = None
+    duplicate: bool = False  # another living instance has the same name
 
     @property
     def ok(self) -> bool:
@@ -177,6 +183,10 @@ class ProcessView:
             "activeBots": self.active_bots, "messagesProcessed": self.messages_processed,
             "failing": self.metadata.get("failing") or {},
             "queueDepth": self.metadata.get("queueDepth") or {},
+            "instanceKey": self.instance_key, "supervisor": self.supervisor,
+            "startedAt": self.started_at.isoformat() if self.started_at else None,
+            "readyAt": self.ready_at.isoformat() if self.ready_at else None,
+            "duplicate": self.duplicate,
         }
 
 
@@ -234,67 +244,64 @@ def expected_names(settings: Settings, *, legacy: bool = False) -> dict[str, Rol
     return {process_name_for(role, i): role for role in ENGINE_ROLES for i in range(settings.instances_of(role))}
 
 
-def judge(reported: str | None, heartbeat_age_s: float | None, max_age_s: float) -> JudgedStatus:
-    """One process's status from its row (see the module docstring)."""
-    if reported == "disabled":
-        return "disabled"
-    if heartbeat_age_s is None or reported in DEAD_STATUSES or heartbeat_age_s >= max_age_s:
-        return "down"
-    if reported == "draining":
-        return "draining"
-    if reported != "healthy":
-        return "unhealthy"
-    if heartbeat_age_s >= max_age_s / 2:
-        return "degraded"
-    return "healthy"
-
-
 def build_overview(rows: Iterable[Row], settings: Settings, *, legacy: bool = False) -> Overview:
     """Judge ``rows`` (``process_rows``) against what the settings say should run."""
     max_age_s = settings.max_heartbeat_age / 1000
     expected = expected_names(settings, legacy=legacy)
-    by_name = {row.process_name: row for row in map(ProcessRow.from_row, rows)}
+    by_name: dict[str, list[ProcessRow]] = {}
+    for row in map(ProcessRow.from_row, rows):
+        by_name.setdefault(row.process_name, []).append(row)
     processes: list[ProcessView] = []
     for name in sorted(set(by_name) | set(expected), key=_sort_key):
-        row = by_name.get(name)
-        role = str(row.role) if row else expected[name]
-        enabled = legacy or settings.role_enabled(_as_role(role))
-        if row is None:
-            processes.append(ProcessView(name, role, _instance_of(name), "down", None, True))
+        instances = by_name.get(name) or []
+        if not instances:
+            processes.append(ProcessView(name, expected[name], _instance_of(name), "down", None, True))
             continue
-        status = judge(row.status, row.heartbeat_age, _declared_max_age_s(row) or max_age_s)
-        if not enabled and name not in expected:
-            status = "disabled"
-        processes.append(ProcessView(
-            name, role, int(row.instance_id), status, row.status, name in expected,
-            pid=row.pid, host=row.host, last_heartbeat=row.last_heartbeat,
-            heartbeat_age_s=row.heartbeat_age, uptime_s=int(row.uptime_seconds or 0),
-            memory_mb=int(row.memory_usage_mb or 0), cpu_percent=float(row.cpu_usage_percent or 0),
-            restarts=int(row.restarts or 0), error_count=int(row.error_count or 0),
-            last_error=row.last_error, active_bots=int(row.active_bots or 0),
-            messages_processed=int(row.messages_processed or 0), view_status=row.view_status,
-            metadata=row.metadata or {},
-        ))
+        views = [_judged(row, settings, expected, legacy=legacy, max_age_s=max_age_s) for row in instances]
+        living = sum(view.status not in ("down", "disabled") for view in views)
+        processes += [_with_duplicate(view, living > 1) for view in views]
     roles: dict[str, RoleView] = {r: _role_view(r, settings, processes, legacy=legacy) for r in ENGINE_ROLES}
     return Overview(roles, processes, max_age_s)
+
+
+def _judged(row: ProcessRow, settings: Settings, expected: Mapping[str, Role], *, legacy: bool,
+            max_age_s: float) -> ProcessView:
+    name = row.process_name
+    enabled = legacy or settings.role_enabled(_as_role(str(row.role)))
+    status = judge(row.status, row.heartbeat_age, declared_ms(row.metadata, "maxHeartbeatAgeMs") or max_age_s,
+                   declared_ms(row.metadata, "heartbeatIntervalMs"))
+    if not enabled and name not in expected:
+        status = "disabled"
+    return ProcessView(
+        name, str(row.role), int(row.instance_id), status, row.status, name in expected,
+        pid=row.pid, host=row.host, last_heartbeat=row.last_heartbeat,
+        heartbeat_age_s=row.heartbeat_age, uptime_s=int(row.uptime_seconds or 0),
+        memory_mb=int(row.memory_usage_mb or 0), cpu_percent=float(row.cpu_usage_percent or 0),
+        restarts=int(row.restarts or 0), error_count=int(row.error_count or 0),
+        last_error=row.last_error, active_bots=int(row.active_bots or 0),
+        messages_processed=int(row.messages_processed or 0), view_status=row.view_status,
+        metadata=row.metadata or {}, instance_key=row.instance_key, supervisor=row.supervisor,
+        started_at=row.started_at, ready_at=row.ready_at,
+    )
+
+
+def _with_duplicate(view: ProcessView, duplicated: bool) -> ProcessView:
+    if not duplicated or view.status in ("down", "disabled"):
+        return view
+    return dataclasses.replace(view, duplicate=True)
 
 
 def _role_view(role: Role, settings: Settings, processes: list[ProcessView], *, legacy: bool) -> RoleView:
     if not settings.role_enabled(role):
         return RoleView(role, False, "disabled", 0, 0)
     serving_role = "legacy" if legacy else role
-    mine = [p for p in processes if p.expected and p.role == serving_role]
-    ok = sum(p.ok for p in mine)
-    status: RoleStatus = "healthy" if mine and ok == len(mine) else ("partial" if ok else "down")
-    return RoleView(role, True, status, len(mine), ok, served_by="legacy" if legacy else None)
-
-
-def _declared_max_age_s(row: ProcessRow) -> float | None:
-    """The MAX_HEARTBEAT_AGE the process itself reported (the view uses the same)."""
-    declared = (row.metadata or {}).get("maxHeartbeatAgeMs")
-    if isinstance(declared, int) and 0 < declared < 10**9:
-        return declared / 1000
-    return None
+    names: dict[str, bool] = {}  # expected process name -> one of its instances serves
+    for process in processes:
+        if process.expected and process.role == serving_role:
+            names[process.process_name] = names.get(process.process_name, False) or process.ok
+    ok = sum(names.values())
+    status: RoleStatus = "healthy" if names and ok == len(names) else ("partial" if ok else "down")
+    return RoleView(role, True, status, len(names), ok, served_by="legacy" if legacy else None)
 
 
 def _sort_key(name: str) -> tuple[int, int, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import TypedDict
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -24,6 +25,15 @@ class ProbeJson(TypedDict):
 
 
 @dataclass(frozen=True)
+class ReportedCheck:
+    """One check as a running process reported it in its ``/health``: verdict, detail, server."""
+
+    ok: bool
+    detail: str
+    server: str | None
+
+
+@dataclass(frozen=True)
 class Probe:
     """One ``GET /health``: the status code and body, or why there was none."""
 
@@ -38,6 +48,21 @@ class Probe:
     def ok(self) -> bool:
         """It answered 200."""
         return self.status_code == 200
+
+    @property
+    def answered(self) -> bool:
+        """It answered at all (any status code) within the timeout."""
+        return self.status_code is not None
+
+    def check(self, name: str) -> ReportedCheck | None:
+        """The process's own check ``name`` (``redis``, ``database``), if it reported one."""
+        checks = (self.body or {}).get("checks")
+        found = checks.get(name) if isinstance(checks, dict) else None
+        if not isinstance(found, dict):
+            return None
+        detail, server = found.get("detail"), found.get("server")
+        return ReportedCheck(found.get("ok") is True, detail if isinstance(detail, str) else "",
+                             server if isinstance(server, str) else None)
 
     def summary(self) -> str:
         """``200 healthy``, ``503 unhealthy (redis: …)`` or ``unreachable (…)``."""
@@ -54,6 +79,19 @@ class Probe:
         """The JSON form."""
         return {"role": self.role, "url": self.url, "statusCode": self.status_code, "error": self.error,
                 "elapsedMs": self.elapsed_ms, "status": (self.body or {}).get("status")}
+
+
+def server_address(url: str | None) -> str | None:
+    """Which server a URL names, without credentials: ``host:port/database`` (what doctor compares)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    path = parts.path.lstrip("/")
+    return f"{parts.hostname or ''}:{port or ''}" + (f"/{path}" if path else "")
 
 
 def local_host(settings: Settings) -> str:

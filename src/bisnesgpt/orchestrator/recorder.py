@@ -21,7 +21,9 @@ import concurrent.futures.thread  # noqa: F401
 import contextlib
 import json
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -36,15 +38,17 @@ from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.health.events import Severity
+from bisnesgpt.health.instance import node_id
 from bisnesgpt.infra.redis import redis_client
 
 log = logging.getLogger(__name__)
 
 SQL = load_queries("bisnesgpt.orchestrator")
 
-# The row status of a slot whose process exited: crashed (it will be restarted) or
-# errored (given up).
-ExitedStatus = Literal["crashed", "errored"]
+# How a slot's process ended, for its row and its start attempt: crashed (a fault: it
+# died, or hung; it will be restarted), restarting (a stop that was asked for — memory
+# limit, a clean exit 0 — and a restart follows), errored (given up), stopped (at shutdown).
+ExitedStatus = Literal["crashed", "restarting", "errored", "stopped"]
 
 
 class RecordSink(Protocol):
@@ -121,6 +125,10 @@ class Recorder:
         self.redis_url = redis_url
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name="orchestrator-recorder", daemon=True)
+        # Children run on our node, under our pid: what tells our rows from another supervisor's.
+        self.node = node_id()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
         self.written = 0
         self.dropped = 0
 
@@ -194,7 +202,10 @@ class Recorder:
         if isinstance(item, _Event):
             await db.execute(SQL.log_event, item.process_name, item.event_type, item.data, item.severity)
         elif isinstance(item, _Exited):
-            await db.execute(SQL.mark_exited, item.process_name, item.role, item.instance_id, item.status,
-                             item.pid, item.error, item.exited_at)
+            await db.execute(SQL.mark_exited, item.process_name, item.status, item.pid, item.error, self.node,
+                             self.host, self.pid)
+            await db.execute(SQL.end_start_of_pid, item.process_name, item.pid, self.node, item.status, item.error,
+                             item.exited_at)
         elif isinstance(item, _Restarts):
-            await db.execute(SQL.set_restarts, item.process_name, item.role, item.instance_id, item.restarts)
+            await db.execute(SQL.set_restarts, item.process_name, item.role, item.instance_id, item.restarts,
+                             self.pid, self.node)

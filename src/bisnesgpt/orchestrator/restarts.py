@@ -5,7 +5,8 @@ role's backoff, ``base * 2^(n-1)`` for the n-th restart in a row, capped; the co
 again once a child stayed ready ``min_uptime``. After ``max_restarts`` restarts in a row
 the role is given up: for the api that stops everything (the orchestrator exits 1), for
 wwebjs/meta only that slot stays down. A child the supervisor stopped (hang, memory) is
-restarted the same way.
+restarted the same way. The slot's row says ``crashed`` only for a fault; a restart that
+was asked for says ``restarting``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,19 @@ import time
 from bisnesgpt.orchestrator import protocol
 from bisnesgpt.orchestrator.children import Child, ExitInfo, RestartPlan, StopReason
 from bisnesgpt.orchestrator.context import EXIT_GAVE_UP, SupervisorContext
+from bisnesgpt.orchestrator.recorder import ExitedStatus
 from bisnesgpt.orchestrator.spawning import Launcher
 
 log = logging.getLogger("bisnesgpt.orchestrator")
+
+
+def exited_status(exit_info: ExitInfo, requested: StopReason | None) -> ExitedStatus:
+    """How an exit is recorded: a fault (a signal or non-zero code unasked, a hang) is ``crashed``;
+    what was asked for (a memory drain, a clean exit 0 such as a ``process:shutdown``
+    rolling restart) is ``restarting``."""
+    if requested == "hang" or (requested is None and exit_info.crashed):
+        return "crashed"
+    return "restarting"
 
 
 class Restarts:
@@ -99,9 +110,9 @@ class Restarts:
                            {**exit_info.as_json(), "uptimeSeconds": round(uptime_s, 3),
                             "restartsInARow": child.in_a_row},
                            "error" if crashed else "warning")
-        self.ctx.recorder.exited(child.name, child.spec.role, child.spec.instance_id, status="crashed",
-                                 pid=exit_info.pid or 0, error=None if requested else exit_info.text(),
-                                 exited_at=time.time())
+        self.ctx.recorder.exited(child.name, child.spec.role, child.spec.instance_id,
+                                 status=exited_status(exit_info, requested), pid=exit_info.pid or 0,
+                                 error=None if requested else exit_info.text(), exited_at=time.time())
         policy = child.policy
         if policy.was_stable(ready_for_s):
             child.in_a_row = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 
 from bisnesgpt.coordination.channels import PROCESS_SHUTDOWN
@@ -47,6 +48,10 @@ def shut_down(ctx: SupervisorContext, reason: str, *, wait: Callable[[float], No
             killed.append(child.name)
             log.warning("%s (pid %d) did not stop in time: SIGKILL", child.name, child.process.pid)
             child.process.kill_group()
+            # It could not write its own last word: its row and start attempt say it was stopped.
+            ctx.recorder.exited(child.name, child.spec.role, child.spec.instance_id, status="stopped",
+                                pid=child.process.pid, error="killed at shutdown (did not stop in time)",
+                                exited_at=time.time())
     for child in ctx.children:
         if child.process is not None:
             child.process.wait()

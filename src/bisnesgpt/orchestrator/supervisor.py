@@ -41,6 +41,7 @@ from bisnesgpt.orchestrator import protocol
 from bisnesgpt.orchestrator.children import Child, ChildSpec, child_specs, is_child_status
 from bisnesgpt.orchestrator.context import ORCHESTRATOR, Clock, SupervisorContext
 from bisnesgpt.orchestrator.judging import Judge
+from bisnesgpt.orchestrator.lock import OrchestratorLock
 from bisnesgpt.orchestrator.policy import RestartPolicy
 from bisnesgpt.orchestrator.recorder import Recorder, RecordSink
 from bisnesgpt.orchestrator.restarts import Restarts
@@ -216,19 +217,21 @@ class Supervisor:
 
 
 def run_orchestrator(settings: Settings) -> int:
-    """``bisnesgpt start``: services (embedded if unset), migrations, then supervise."""
+    """``bisnesgpt start``: the data directory's lock, services (embedded if unset), migrations, then
+    supervise. ``OrchestratorRunning`` when another orchestrator holds the lock."""
     from bisnesgpt.core.logging import setup_logging
     from bisnesgpt.db.migrate import migrate
     from bisnesgpt.infra.secrets import resolve_encryption_key
     from bisnesgpt.infra.services import ensure_services
 
-    setup_logging(ORCHESTRATOR, settings.log_level, settings.log_format)
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
-    settings = resolve_encryption_key(settings)
-    services = ensure_services(settings)
-    try:
-        report = asyncio.run(migrate(services.database_url, on_progress=log.info))
-        log.info("migrations: %d applied, %d already applied", len(report.applied), report.already_applied)
-        return Supervisor(settings, database_url=services.database_url, redis_url=services.redis_url).run()
-    finally:
-        services.close()
+    with OrchestratorLock(settings.data_dir):
+        setup_logging(ORCHESTRATOR, settings.log_level, settings.log_format)
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        settings = resolve_encryption_key(settings)
+        services = ensure_services(settings)
+        try:
+            report = asyncio.run(migrate(services.database_url, on_progress=log.info))
+            log.info("migrations: %d applied, %d already applied", len(report.applied), report.already_applied)
+            return Supervisor(settings, database_url=services.database_url, redis_url=services.redis_url).run()
+        finally:
+            services.close()

@@ -15,6 +15,7 @@ from bisnesgpt.config import Role, Settings
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.health.instance import InstanceIdentity
 from bisnesgpt.messaging.queues import QueueProducer
 
 
@@ -66,11 +67,19 @@ class ProcessContext:
     started_monotonic: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
     draining: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the process serves HTTP and its components run (/health/ready, "starting" before).
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     # Last known status of the other processes, by process name (orchestrator broadcasts
     # and the process:status / process:heartbeat channels).
     peers: dict[str, Peer] = field(default_factory=dict)
     # True when an orchestrator supervises this process (BISNESGPT_SUPERVISOR_FD given).
     supervised: bool = False
+    # Which instance this is (node, pid, start time, supervisor): the key of its process_health row.
+    identity: InstanceIdentity = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.identity = InstanceIdentity.of_this_process(self.process_name, self.role, host=self.host,
+                                                         orchestrated=self.supervised)
 
     @property
     def uptime(self) -> float:

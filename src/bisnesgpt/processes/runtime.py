@@ -3,12 +3,18 @@
 Order of life (modelled on gunicorn's worker and uvicorn's server):
 
 1. logging; resolve PostgreSQL/Redis (embedded only when run standalone without URLs);
-2. inside the event loop: open the DB pool and Redis clients (never before), build the
-   FastAPI app from the role's components, start the components, start heartbeats, serve;
+2. inside the event loop: open the DB pool and Redis clients (never before), record the
+   start attempt and claim this instance's ``process_health`` row (``starting``: from now
+   on a crash of any kind leaves a trace), heartbeat, build the FastAPI app from the
+   role's components, start the components, serve; then ``ready`` (at once in the row);
 3. SIGTERM/SIGINT only set an event; the main coroutine then shuts down in phases within
    ``SHUTDOWN_TIMEOUT``: report ``draining`` (503), drain components (stop taking work,
    finish in-flight jobs), stop HTTP, stop components, final heartbeat, close pools.
    A second signal skips the waiting.
+
+A process that dies of an exception writes ``crashed`` as its last heartbeat; unless an
+orchestrator supervises it (which records the exit itself) it also ends its start attempt
+as crashed and records the ``crash`` event, so a crash loop under PM2 or systemd is seen.
 """
 
 from __future__ import annotations
@@ -16,12 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import uvicorn
 from fastapi import FastAPI
@@ -43,9 +48,9 @@ from bisnesgpt.health.routes import health_router
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.queues import QueueProducer
 from bisnesgpt.orchestrator import protocol
-from bisnesgpt.orchestrator.protocol import LineDecoder
 from bisnesgpt.processes.component import Component, reporters
 from bisnesgpt.processes.context import Peer, ProcessContext, process_name_for
+from bisnesgpt.processes.link import SupervisorLink
 from bisnesgpt.processes.roles import build_components
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,22 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listening_sockets(role: Role, settings: Settings) -> list[socket.socket]:
+    """The role's port; for legacy with LEGACY_SERVE_API_PORT also API_PORT (a rollback keeps the API's port)."""
+    ports = [settings.http_port_for(role)]
+    if role == "legacy" and settings.legacy_serve_api_port and settings.api_port not in ports:
+        ports.append(settings.api_port)
+    sockets: list[socket.socket] = []
+    try:
+        for port in ports:
+            sockets.append(bind_socket(settings.host, port))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: HealthMonitor) -> FastAPI:
     """The role's HTTP app: health routes, then every component's routers."""
     app = FastAPI(
@@ -93,89 +114,6 @@ def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: Hea
     return app
 
 
-class SupervisorLink:
-    """This child's end of the orchestrator socket (protocol: ``orchestrator/protocol.py``).
-
-    Pings from the event loop every ``interval`` seconds: a blocked loop stops the pings,
-    which is how the orchestrator tells "hung" from "busy". Receives sibling status updates
-    (into ``peers``) and ``shutdown``; end of file means the orchestrator is gone, and this
-    process then stops by itself (besides the parent-death signal).
-    """
-
-    def __init__(self, fd: int, *, interval: float, on_lost: Callable[[], None],
-                 on_shutdown: Callable[[str], None],
-                 on_status: Callable[[JsonObject], None]) -> None:
-        self.fd = fd
-        self.interval = interval
-        self.on_lost = on_lost
-        self.on_shutdown = on_shutdown
-        self.on_status = on_status
-        self._decoder = LineDecoder()
-        self._task: asyncio.Task[None] | None = None
-        self._reading = False
-        self.lost = False
-
-    def start(self) -> None:
-        """Read the socket from the event loop and begin pinging."""
-        os.set_blocking(self.fd, False)
-        asyncio.get_running_loop().add_reader(self.fd, self._on_readable)
-        self._reading = True
-        self._task = asyncio.create_task(self._run(), name="supervisor-link")
-
-    def send(self, message: Mapping[str, object]) -> None:
-        """Write one message; dropped when the orchestrator is slow to read (the next ping will do)."""
-        if self.lost:
-            return
-        try:
-            os.write(self.fd, protocol.encode(message))
-        except BlockingIOError:
-            pass  # the orchestrator is slow to read; the next ping will do
-        except OSError:
-            self._lose()
-
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._lose()
-            return
-        for message in self._decoder.feed(data):
-            kind = message.get("type")
-            if kind == protocol.SHUTDOWN:
-                self.on_shutdown(str(message.get("reason") or "orchestrator"))
-            elif kind == protocol.STATUS_UPDATE:
-                self.on_status(message)
-
-    def _lose(self) -> None:
-        if self.lost:
-            return
-        self.lost = True
-        self._stop_reading()
-        log.warning("orchestrator link lost: stopping")
-        self.on_lost()
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self.fd)
-
-    async def _run(self) -> None:
-        while True:
-            self.send({"type": protocol.HEARTBEAT, "ts": time.time()})
-            await asyncio.sleep(self.interval)
-
-    def stop(self) -> None:
-        """Stop reading and pinging (the socket stays open until the process exits)."""
-        self._stop_reading()
-        if self._task is not None:
-            self._task.cancel()
-
-
 class StartupCrash(RuntimeError):
     """Raised by TEST_CRASH_ON_START: a role that fails at start-up, for supervisor tests."""
 
@@ -186,71 +124,118 @@ class StartupCrash(RuntimeError):
             raise cls(f"TEST_CRASH_ON_START={settings.test_crash_on_start!r}: {role} crashing at start-up")
 
 
+class StopRequests:
+    """Why this process stops: the first signal asks for a graceful stop, a second one means
+    "now"; a stop asked for otherwise (orchestrator message, process:shutdown) does not count
+    as a signal."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.now = asyncio.Event()
+        self.received: list[str] = []  # signal names and stop requests, in order
+        self._signals: list[str] = []
+
+    def install(self) -> None:
+        """Handle SIGTERM and SIGINT in the running loop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.on_signal, sig)
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        """A stop signal arrived."""
+        (self.now if self._signals else self.requested).set()
+        self._signals.append(sig.name)
+        self.received.append(sig.name)
+
+    def request(self, reason: str) -> None:
+        """Stop gracefully for ``reason`` (said once)."""
+        if not self.requested.is_set():
+            self.received.append(reason)
+        self.requested.set()
+
+
 async def serve_role(role: Role, settings: Settings, *, database_url: str, redis_url: str) -> int:
     """Run one role until a signal (or the server failing); returns the exit status."""
     process_name = process_name_for(role, settings.instance_id)
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    stop_now = asyncio.Event()
-    received: list[str] = []  # why we stop: signal names and stop requests, in order
-    signals: list[str] = []
+    stops = StopRequests()
+    stops.install()
     peers: dict[str, Peer] = {}
-
-    def _on_signal(sig: signal.Signals) -> None:
-        # The first signal asks for a graceful stop; a second one means "now" (a stop asked
-        # for otherwise — orchestrator message, process:shutdown — does not count).
-        (stop_now if signals else stop_requested).set()
-        signals.append(sig.name)
-        received.append(sig.name)
-
-    def _request_stop(reason: str) -> None:
-        if not stop_requested.is_set():
-            received.append(reason)
-        stop_requested.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, sig)
-
     # Ping from the start, so a start-up that hangs is caught like any other hang.
-    link = _start_link(settings, process_name, peers, _request_stop)
-    StartupCrash.maybe_raise(settings, role)
-
+    link = _start_link(settings, process_name, peers, stops.request)
     ctx = await _open_context(role, settings, database_url=database_url, redis_url=redis_url, peers=peers,
-                              supervised=link is not None, on_shutdown=_request_stop)
+                              supervised=link is not None, on_shutdown=stops.request)
     components = build_components(role, ctx)
     monitor = HealthMonitor(ctx, reporters(components))
-    app = build_app(ctx, components, monitor)
-    port = settings.http_port_for(role)
-    sock = bind_socket(settings.host, port)
+    await monitor.instance.claim()
+    monitor.start()
+    try:
+        StartupCrash.maybe_raise(settings, role)
+        app = build_app(ctx, components, monitor)
+        sockets = listening_sockets(role, settings)
+    except Exception as exc:
+        await _crashed(ctx, monitor, link, _describe(exc))
+        await _close_context(ctx)
+        raise
     server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                     timeout_keep_alive=30, timeout_graceful_shutdown=5))
-
     started: list[Component] = []
     server_task: asyncio.Task[None] | None = None
-    exit_status = 0
+    failure: str | None = None
     try:
         ctx.coordinator.start()
         for component in components:
             await component.start()
             started.append(component)
-        monitor.start()
-        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
-        await ctx.events.record("start", {"pid": ctx.pid, "port": port, "version": __version__})
-        while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn only has a flag
-            await asyncio.sleep(0.01)
-        if server.started:
-            await _mark_ready(ctx, link, port)
-
-        waiter = asyncio.create_task(stop_requested.wait())
-        await asyncio.wait({waiter, server_task}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if server_task.done() and not stop_requested.is_set():
-            exit_status = 1
-            log.error("HTTP server stopped unexpectedly: %r", server_task.exception())
+        server_task = asyncio.create_task(server.serve(sockets=sockets), name="http")
+        failure = await _serve_until_stopped(ctx, monitor, link, server, server_task, sockets, stops)
+    except Exception as exc:
+        failure = _describe(exc)
+        raise
     finally:
-        await _shutdown(ctx, settings, started, server, server_task, monitor, link, stop_now, received)
-        sock.close()
-    return exit_status
+        await _shutdown(ctx, settings, started, server, server_task, link, stops.now, stops.received)
+        if failure is not None:
+            await _crashed(ctx, monitor, link, failure)
+        else:
+            await monitor.stop("stopped")
+        await _announce(ctx, link, "stopped")
+        if link is not None:
+            link.stop()
+        await _close_context(ctx)
+        for sock in sockets:
+            sock.close()
+    return 0 if failure is None else 1
+
+
+async def _serve_until_stopped(ctx: ProcessContext, monitor: HealthMonitor, link: SupervisorLink | None,
+                               server: _Server, server_task: asyncio.Task[None], sockets: Sequence[socket.socket],
+                               stops: StopRequests) -> str | None:
+    """Mark the process ready once HTTP serves, then wait for a stop; why it failed, if the server died."""
+    ports = [sock.getsockname()[1] for sock in sockets]
+    await ctx.events.record("start", {"pid": ctx.pid, "port": ports[0], "version": __version__})
+    while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn only has a flag
+        await asyncio.sleep(0.01)
+    if server.started:
+        await _mark_ready(ctx, monitor, link, ports)
+    waiter = asyncio.create_task(stops.requested.wait())
+    await asyncio.wait({waiter, server_task}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if server_task.done() and not stops.requested.is_set():
+        failure = f"HTTP server stopped unexpectedly: {server_task.exception()!r}"
+        log.error("%s", failure)
+        return failure
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _crashed(ctx: ProcessContext, monitor: HealthMonitor, link: SupervisorLink | None, error: str) -> None:
+    """The last word of a process dying of ``error``: its row says crashed; without an
+    orchestrator (which records the exit code itself) its start attempt and a crash event too."""
+    await monitor.stop("crashed")
+    if link is None:
+        await monitor.instance.crashed(error, uptime_s=ctx.uptime)
 
 
 def _start_link(settings: Settings, process_name: str, peers: dict[str, Peer],
@@ -309,11 +294,16 @@ async def _require_migrated(db: Database) -> None:
                                 "run `bisnesgpt migrate` first (`bisnesgpt start` migrates; PM2 does not)")
 
 
-async def _mark_ready(ctx: ProcessContext, link: SupervisorLink | None, port: int) -> None:
+async def _mark_ready(ctx: ProcessContext, monitor: HealthMonitor, link: SupervisorLink | None,
+                      ports: Sequence[int]) -> None:
+    ctx.ready.set()
+    monitor.beat_now()  # the row says healthy now, not an interval later
     metrics.PROCESS_UP.labels(ctx.role).set(1)
-    log.info("%s serving on %s:%d (pid %d)", ctx.process_name, ctx.settings.host, port, ctx.pid)
-    await ctx.events.record("ready", {"pid": ctx.pid, "port": port})
-    await _announce(ctx, link, "ready", port=port)
+    log.info("%s serving on %s:%s (pid %d)", ctx.process_name, ctx.settings.host,
+             ",".join(str(port) for port in ports), ctx.pid)
+    await monitor.instance.ready()
+    await ctx.events.record("ready", {"pid": ctx.pid, "port": ports[0], "ports": list(ports)})
+    await _announce(ctx, link, "ready", port=ports[0])
 
 
 def _remember_peer(peers: dict[str, Peer], message: JsonObject, me: str) -> None:
@@ -352,7 +342,6 @@ async def _shutdown(
     started: Sequence[Component],
     server: _Server,
     server_task: asyncio.Task[None] | None,
-    monitor: HealthMonitor,
     link: SupervisorLink | None,
     stop_now: asyncio.Event,
     received: Sequence[str],
@@ -393,10 +382,10 @@ async def _shutdown(
             log.warning("stopping %s: %r", component.name, exc)
     await ctx.events.record("stop", {"pid": ctx.pid, "signals": list(received),
                                      "drainSeconds": round(time.monotonic() - began, 3)})
-    await monitor.stop("stopped")
-    await _announce(ctx, link, "stopped")
-    if link is not None:
-        link.stop()
+
+
+async def _close_context(ctx: ProcessContext) -> None:
+    """Close the coordinator, the producer and the pools (the last thing a process does)."""
     await ctx.coordinator.stop()
     await ctx.queues.close()
     with contextlib.suppress(Exception):
