@@ -94,6 +94,8 @@ def test_make_demo_then_the_banners_three_commands_send_on_each_engine(tmp_path:
         assert "paired phone" not in second.output  # resumed with the stored credentials
         _delivered_on_each_engine(second, _run_banner_commands(second, second.try_commands(banner)), "second run")
 
+        _errors_say_what_to_do(second)
+
         # A sandbox that dies is started again by the orchestrator, and serves again.
         old = second.helper_pid("sandbox-wweb")
         assert old is not None
@@ -105,3 +107,22 @@ def test_make_demo_then_the_banners_three_commands_send_on_each_engine(tmp_path:
     finally:
         second.kill()
     assert processes_under(tmp_path) == []
+
+
+def _errors_say_what_to_do(demo: DemoRun) -> None:
+    """Through the real API: the sandbox's not-on-WhatsApp numbers are reachable and fail with a
+    detail; invalid JSON names the body; a number without its country code says to give it."""
+    api = f"http://127.0.0.1:{demo.ports.api}"
+    auth = {"Authorization": f"Bearer {demo.key}"}
+    with httpx.Client(base_url=api, headers=auth, timeout=30) as client:
+        nobody = client.post("/api/v2/messages/text/demo/60123456404?wait=10", json={"message": "hi", "phoneIndex": 0})
+        assert nobody.status_code == 200, nobody.text
+        answer = nobody.json()
+        assert (answer["status"], answer["error"]["code"]) == ("failed", "RECIPIENT_NOT_ON_WHATSAPP"), answer
+        failed = client.get(f"/api/v1/messages/{answer['messageId']}").json()
+        assert "check the number" in failed["error"]["details"]["detail"], failed["error"]
+        broken = client.post("/api/v2/messages/text/demo/60123456789", content=b'{"message": hi, "phoneIndex": 0}',
+                             headers={"Content-Type": "application/json"})
+        assert broken.status_code == 422 and [e["field"] for e in broken.json()["errors"]] == ["body"], broken.text
+        national = client.post("/api/v2/messages/text/demo/0123456789", json={"message": "hi", "phoneIndex": 0})
+        assert national.status_code == 422 and "country code" in national.json()["detail"], national.text

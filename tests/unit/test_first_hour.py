@@ -103,12 +103,14 @@ async def test_invalid_json_names_the_body_not_a_character_position() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
         answer = await client.post("/send", content=b'{"message": Hello}', headers={"Content-Type": "application/json"})
         missing = (await client.post("/send", json={})).json()
+        nowhere = (await client.get("/sned")).json()
     assert answer.status_code == 422
     problem = answer.json()
     assert [e["field"] for e in problem["errors"]] == ["body"]
     assert problem["detail"].startswith("body: not valid JSON at character 12")
     assert "double quotes" in problem["detail"] and "/docs" in problem["detail"]
     assert missing["errors"][0]["field"] == "message" and "/docs" in missing["detail"]
+    assert nowhere["detail"] == "Not Found: GET /sned (every route is listed at /docs)"
 
 
 def test_a_number_without_its_country_code_says_to_give_it() -> None:

@@ -156,10 +156,13 @@ def install_problem_handlers(app: FastAPI) -> None:
                        f"{detail} (the request schemas, with examples, are at /docs)", field_errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
         slug = title.lower().replace(" ", "-")
-        return problem(exc.status_code, slug, title, str(exc.detail), headers=getattr(exc, "headers", None))
+        detail = str(exc.detail)
+        if exc.status_code in (404, 405) and detail in ("Not Found", "Method Not Allowed"):  # the router's own
+            detail = f"{detail}: {request.method} {request.url.path} (every route is listed at /docs)"
+        return problem(exc.status_code, slug, title, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
