@@ -1,4 +1,4 @@
-# The two commands of the README, plus lint/chaos/bench. Every target creates or refreshes
+# The commands of the README (start, demo, test), plus lint/chaos/bench. Every target creates or refreshes
 # .venv by itself (pinned by constraints.txt), so a fresh clone needs only Python 3.11+.
 
 # The first interpreter that actually runs and is 3.11+ (pyenv shims may exist but fail).
@@ -11,7 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv start test test-fast test-chaos lint bench lock clean
+.PHONY: venv start demo test test-fast test-chaos lint bench lock clean
 
 # Progress a line per step (and a line per package while installing): the first run takes minutes.
 $(STAMP): pyproject.toml constraints.txt
@@ -31,6 +31,11 @@ venv: $(STAMP)
 ## make start: migrate, then run the whole system (embedded PostgreSQL + Valkey unless configured)
 start: venv
 	$(BIN)/bisnesgpt start
+
+## make demo: the same with both sandboxes (Cloud API emulator, WhatsApp-Web network), a demo
+## company, its API key and two paired phones; prints the commands that send. Ctrl-C stops it.
+demo: venv
+	$(BIN)/bisnesgpt demo
 
 ## make test: the whole test suite (uses TEST_DATABASE_URL / TEST_REDIS_URL when set)
 # Each checkout gets its own pytest temp root: concurrent runs sharing /tmp/pytest-of-$USER

@@ -1,12 +1,14 @@
 """Smoke test of the embedded default: `bisnesgpt start` with nothing configured.
 
-Brings up embedded PostgreSQL + Valkey, migrates, serves every role's /health; Ctrl-C
-leaves no process behind; a second start reuses ./data with the data intact.
+Brings up embedded PostgreSQL + Valkey, migrates, serves every role's /health and prints
+the ready banner; the children call the servers embedded, and every log-file line has one
+timestamp; Ctrl-C leaves no process behind; a second start reuses ./data with the data intact.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from pathlib import Path
 
@@ -35,6 +37,14 @@ def test_start_on_the_embedded_default(tmp_path: Path) -> None:
                        what=f"{role} /health 200")
         url = first.wait_for_output(r"PostgreSQL: (postgresql://\S+) \(embedded\)").group(1)
         first.wait_for_output(r"Redis: (redis://\S+) \(embedded\)")
+        # Once everything is ready, a banner says where to go, where the logs are and how to stop.
+        banner = first.wait_for_output(r"(?s)bisnesgpt is ready: api, wwebjs, meta\n.*?\n={78}").group(0)
+        api = f"http://127.0.0.1:{ports['api']}"
+        for expected in (f"{api}/api", f"{api}/docs", f"{api}/dashboard", f"{api}/health/all",
+                         f"{tmp_path / 'logs'}/<role>-out.log", "Ctrl-C", f"kill -TERM {first.pid}"):
+            assert expected in banner, (expected, banner)
+        # The children use the embedded servers the orchestrator started: never "(external)".
+        assert "(external)" not in first.output()
 
         async def write() -> None:
             conn = await asyncpg.connect(url)
@@ -49,7 +59,10 @@ def test_start_on_the_embedded_default(tmp_path: Path) -> None:
         first.kill_tree()
     leftovers = processes_under(tmp_path)
     assert leftovers == [], f"stray processes after Ctrl-C: {[p.cmdline() for p in leftovers]}"
-    assert (tmp_path / "logs" / "api-out.log").exists()
+    logged = (tmp_path / "logs" / "api-out.log").read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ api\[\d+\] INFO .*PostgreSQL: .* \(embedded\)$", logged, re.M)
+    # One timestamp per line: the orchestrator does not date a line the child's logging dated.
+    assert not re.search(r"^\S+ \d{4}-\d\d-\d\dT\d\d:\d\d", logged, re.M), logged[:500]
 
     second = _start(tmp_path, ports, "second")
     try:

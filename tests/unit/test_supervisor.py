@@ -27,6 +27,7 @@ from bisnesgpt.config import Role, Settings
 from bisnesgpt.health.events import Severity
 from bisnesgpt.orchestrator import protocol
 from bisnesgpt.orchestrator.children import Child, ChildSpec
+from bisnesgpt.orchestrator.helpers import HelperSpec
 from bisnesgpt.orchestrator.judging import KILL_GRACE_S
 from bisnesgpt.orchestrator.recorder import ExitedStatus
 from bisnesgpt.orchestrator.spawning import Launched, ProcessLauncher
@@ -562,3 +563,102 @@ def test_a_child_killed_at_shutdown_is_recorded_as_stopped(make_rig: Any) -> Non
     assert rig.supervisor.shutdown("test") == 0
     assert rig.recorder.exits == [{"name": "api", "status": "stopped", "pid": 1000,
                                    "error": "killed at shutdown (did not stop in time)"}]
+
+
+# --- helpers (the demo's sandboxes) and the ready announcement --------------------------------------
+
+
+@dataclass
+class FakeHelperLauncher:
+    """Hands out FakeProcesses for helpers, with pids from 5000."""
+
+    next_pid: int = 5000
+    processes: dict[str, list[FakeProcess]] = field(default_factory=dict)
+    launched: list[str] = field(default_factory=list)
+
+    def launch(self, spec: HelperSpec) -> FakeProcess:
+        process = FakeProcess(self.next_pid, obeys_sigterm=True)
+        self.next_pid += 1
+        self.processes.setdefault(spec.name, []).append(process)
+        self.launched.append(spec.name)
+        return process
+
+    def current(self, name: str) -> FakeProcess:
+        return self.processes[name][-1]
+
+
+@pytest.fixture
+def helper_rig(tmp_path: Path) -> Iterator[tuple[Rig, FakeHelperLauncher, set[int], list[float]]]:
+    """A rig whose supervisor also runs one helper (port 3010, serving once the test says so)."""
+    launcher, helpers, clock, recorder = FakeLauncher(), FakeHelperLauncher(), FakeClock(), FakeRecorder()
+    serving: set[int] = set()
+    announced: list[float] = []
+    supervisor = Supervisor(_settings(tmp_path), database_url="postgresql://unused/db",
+                            redis_url="redis://unused:6379/0", recorder=recorder, launcher=launcher, clock=clock,
+                            helpers=[HelperSpec("sandbox-wweb", ("sandbox", "wweb", "serve"), 3010)],
+                            helper_launcher=helpers, on_ready=lambda: announced.append(clock.now))
+    supervisor.helpers.probe = lambda _host, port: port in serving
+    supervisor.start()
+    yield Rig(supervisor, launcher, recorder, clock, {}), helpers, serving, announced
+    for sock in launcher.sockets:
+        sock.close()
+
+
+def test_the_ready_announcement_waits_for_every_role_and_helper_and_comes_once(helper_rig: Any) -> None:
+    rig, helpers, serving, announced = helper_rig
+    assert helpers.launched == ["sandbox-wweb"]  # started with the roles, before them
+    rig.ready("api")
+    assert rig.turn() is None
+    assert announced == []  # the helper does not serve yet
+    serving.add(3010)
+    rig.clock.advance(0.5)
+    assert rig.turn() is None
+    assert announced == [rig.clock.now]
+    assert rig.supervisor.everything_ready
+    rig.crash("api", 3)  # a later restart is no new announcement
+    rig.wait_out_backoff("api")
+    rig.ready("api")
+    assert rig.turn() is None
+    assert len(announced) == 1
+
+
+def test_a_helper_that_dies_is_recorded_and_started_again_after_a_growing_backoff(helper_rig: Any) -> None:
+    rig, helpers, serving, _announced = helper_rig
+    serving.add(3010)
+    rig.clock.advance(0.5)
+    assert rig.turn() is None
+    first = helpers.current("sandbox-wweb")
+    first.exit(-signal.SIGKILL)
+    rig.clock.advance(1.0)
+    assert rig.turn() is None
+    assert rig.recorder.of_type("crash")[-1][:2] == ("sandbox-wweb", {
+        "signal": "SIGKILL", "exitCode": None, "pid": 5000, "uptimeSeconds": 1.5, "restartsInARow": 0})
+    assert first.released and len(helpers.processes["sandbox-wweb"]) == 1
+    assert not rig.supervisor.helpers.ready
+    rig.clock.advance(1.0)  # HELPER_RESTART_DELAY_MS
+    assert rig.turn() is None
+    second = helpers.current("sandbox-wweb")
+    assert second.pid == 5001
+    assert rig.recorder.of_type("restart")[-1][:2] == ("sandbox-wweb", {"newPid": 5001, "attempt": 1,
+                                                                        "restarts": 1})
+    second.exit(1)  # at once again: the backoff doubles
+    rig.clock.advance(0.1)
+    assert rig.turn() is None
+    rig.clock.advance(1.5)
+    assert rig.turn() is None
+    assert len(helpers.processes["sandbox-wweb"]) == 2  # 2 s this time
+    rig.clock.advance(0.6)
+    assert rig.turn() is None
+    assert len(helpers.processes["sandbox-wweb"]) == 3
+    assert rig.recorder.exits == []  # a helper has no process_health row
+
+
+def test_shutdown_stops_the_helpers_after_the_roles(helper_rig: Any) -> None:
+    rig, helpers, _serving, _announced = helper_rig
+    order: list[str] = []
+    rig.launcher.current("api").on_terminate = lambda: order.append("api")
+    helpers.current("sandbox-wweb").on_terminate = lambda: order.append("sandbox-wweb")
+    assert rig.supervisor.shutdown("test") == 0
+    assert order == ["api", "sandbox-wweb"]
+    assert helpers.current("sandbox-wweb").returncode == -signal.SIGTERM
+    assert rig.supervisor.helpers.slots[0].process is None

@@ -84,7 +84,7 @@ async def authenticate(ctx: ProcessContext, key: str | None) -> Principal:
     async with ctx.db.connection() as conn:
         found = await store.find_key(conn, key)
         if found is None or found[0].revoked_at is not None:
-            raise Unauthorized("invalid or revoked API key")
+            raise Unauthorized("invalid or revoked API key: use a key `bisnesgpt keys create <company>` printed")
         record, company_status = found
         if record.role == "company" and company_status != "active":
             raise Unauthorized("this company is disabled")

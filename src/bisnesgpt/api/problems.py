@@ -114,10 +114,26 @@ def error_response(exc: errors.BisnesgptError) -> JSONResponse:
 def _field_errors(exc: RequestValidationError) -> list[FieldErrorJson]:
     out: list[FieldErrorJson] = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            out.append(_invalid_json(err))
+            continue
         loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
         out.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid"),
                     "type": err.get("type", "value_error")})
     return out
+
+
+def _invalid_json(err: Mapping[str, object]) -> FieldErrorJson:
+    """A body that is not JSON: its field is the body (the error's location ends with the character
+    position, which is no field name)."""
+    loc = err.get("loc")
+    position = loc[-1] if isinstance(loc, tuple) and loc and isinstance(loc[-1], int) else None
+    ctx = err.get("ctx")
+    reason = ctx.get("error") if isinstance(ctx, dict) else None
+    where = f" at character {position}" if position is not None else ""
+    return {"field": "body", "type": "json_invalid",
+            "message": f"not valid JSON{where}" + (f" ({reason})" if reason else "")
+                       + "; send one JSON object, with strings in double quotes"}
 
 
 _HTTP_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
@@ -136,13 +152,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         field_errors = _field_errors(exc)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors[:5])
-        return problem(422, "validation-error", "Request validation failed", detail, field_errors)
+        return problem(422, "validation-error", "Request validation failed",
+                       f"{detail} (the request schemas, with examples, are at /docs)", field_errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
         slug = title.lower().replace(" ", "-")
-        return problem(exc.status_code, slug, title, str(exc.detail), headers=getattr(exc, "headers", None))
+        detail = str(exc.detail)
+        if exc.status_code in (404, 405) and detail in ("Not Found", "Method Not Allowed"):  # the router's own
+            detail = f"{detail}: {request.method} {request.url.path} (every route is listed at /docs)"
+        return problem(exc.status_code, slug, title, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

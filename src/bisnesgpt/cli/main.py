@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bisnesgpt import __version__
-from bisnesgpt.cli import db, monitoring, phones, processes, tenancy
+from bisnesgpt.cli import db, demo, monitoring, phones, processes, tenancy
 from bisnesgpt.cli.common import command_group
 from bisnesgpt.cli.sandbox import sandbox_app
 from bisnesgpt.cli.webhooks import webhooks_app
@@ -19,6 +19,7 @@ app = command_group(
 app.command()(db.migrate)
 app.command()(processes.run)
 app.command()(processes.start)
+app.command()(demo.demo)
 app.command()(monitoring.status)
 app.command()(monitoring.doctor)
 app.add_typer(db.services_app, name="services")

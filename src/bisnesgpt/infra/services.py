@@ -3,7 +3,9 @@
 With no ``DATABASE_URL`` an embedded PostgreSQL runs from ``$DATA_DIR/postgres``; with no
 ``REDIS_URL``/``REDIS_HOST`` an embedded Valkey from ``$DATA_DIR/redis``. A server already
 running for that data dir is reused and left running; one started here is stopped by
-``close()`` (or, if this process is killed, by the parent-death signal).
+``close()`` (or, if this process is killed, by the parent-death signal). A configured URL
+that is the running embedded server of the data dir (what the orchestrator hands its
+children) is said to be embedded too, not external.
 """
 
 from __future__ import annotations
@@ -88,8 +90,8 @@ def ensure_services(settings: Settings, *, detached: bool = False, need_redis: b
     services = Services(
         database_url=database_url,
         redis_url=redis_url,
-        database_mode="embedded" if pg_handle else "external",
-        redis_mode="embedded" if redis_handle else "external",
+        database_mode="embedded" if pg_handle else _mode_of(database_url, embedded_postgres(settings)),
+        redis_mode="embedded" if redis_handle or not need_redis else _mode_of(redis_url, embedded_redis(settings)),
         postgres=pg_handle,
         redis=redis_handle,
     )
@@ -97,6 +99,12 @@ def ensure_services(settings: Settings, *, detached: bool = False, need_redis: b
     if need_redis:
         log.info("Redis: %s (%s)", mask_url(services.redis_url), services.redis_mode)
     return services
+
+
+def _mode_of(url: str, embedded: EmbeddedServer) -> Mode:
+    """``embedded`` when ``url`` is the running embedded server of the data dir (a child of
+    ``bisnesgpt start`` is handed its URL), else ``external``."""
+    return "embedded" if embedded.running_url() == url else "external"
 
 
 class _services_lock:

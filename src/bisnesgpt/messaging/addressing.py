@@ -55,10 +55,15 @@ def normalize_phone(raw: str, *, field: str = "to") -> str:
         text = text[2:]
     if not _DIGITS.match(text):
         raise invalid(field, "must be a phone number with country code (7-15 digits, e.g. +60123456789)")
+    if text.startswith("0"):
+        raise invalid(field, f"{text} starts with 0, a number without its country code: give it with its country "
+                             f"code instead of the 0 (e.g. 60{text[1:]} in Malaysia)")
     try:
         number = phonenumbers.parse("+" + text, None)
     except phonenumbers.NumberParseException as exc:
-        raise invalid(field, f"not a phone number: {exc}") from exc
+        unknown = exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE
+        raise invalid(field, f"{text} {'does not start with a known country code' if unknown else 'is not a number'}"
+                             ": give it with its country code, e.g. 60123456789") from exc
     if not phonenumbers.is_possible_number(number):
         raise invalid(field, "not a possible phone number for its country code (include the country code)")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]

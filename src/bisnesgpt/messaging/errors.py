@@ -9,7 +9,11 @@ from bisnesgpt.core.jsontypes import JsonValue
 
 
 class SendError(BisnesgptError):
-    """Root of engine send failures."""
+    """Root of engine send failures.
+
+    ``details`` is what a failed message keeps besides its code and title: the provider's
+    error document when there is one, else ``{"detail": …}`` (what happened and what to do).
+    """
 
 
 class RetryableSendError(SendError):
@@ -24,7 +28,7 @@ class RetryableSendError(SendError):
         self.code = code
         self.provider_title = title or detail
         self.retry_after_ms = retry_after_ms
-        self.details = details
+        self.details: JsonValue = details if details is not None else {"detail": detail}
 
 
 class PermanentSendError(SendError):
@@ -34,7 +38,7 @@ class PermanentSendError(SendError):
         super().__init__(detail)
         self.code = code
         self.provider_title = title or detail
-        self.details = details
+        self.details: JsonValue = details if details is not None else {"detail": detail}
 
 
 class DeferSend(Exception):

@@ -114,7 +114,8 @@ class MessageRouter:
         """Where this phone sends from: 404 if it is not configured (see ``route_for``)."""
         config = await self.config(company_id, phone_index)
         if config is None:
-            raise NotFound(f"no phone {phone_index} configured for company {company_id!r}",
+            raise NotFound(f"no phone {phone_index} configured for company {company_id!r}: add it with `bisnesgpt "
+                           f"phones add {company_id} --index {phone_index}`, or send with another phoneIndex",
                            errors=[{"field": "phoneIndex", "message": "no such phone configured", "type": "not_found"}])
         return route_for(config, self.settings)
 

@@ -276,6 +276,8 @@ class SendJobProcessor:
     async def _deadline_passed(self, message: MessageRecord, reason: str) -> bool:
         if message.deadline_at is None or message.deadline_at > datetime.now(UTC):
             return False
-        await self._fail(message, "DEADLINE_EXCEEDED", f"not sent before its deadline: {reason}", None)
+        await self._fail(message, "DEADLINE_EXCEEDED", f"not sent before its deadline: {reason}",
+                         {"detail": f"not sent before its deadline ({message.deadline_at.isoformat()}): {reason}; "
+                                    "once the cause is fixed, send it again"})
         return True
 

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol
 
@@ -118,16 +118,17 @@ class ProcessLauncher:
     """Starts role processes for the orchestrator (see the module docstring)."""
 
     def __init__(self, settings: Settings, *, database_url: str, redis_url: str,
-                 command: Callable[[Role], list[str]] = role_command) -> None:
+                 command: Callable[[Role], list[str]] = role_command, env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.database_url = database_url
         self.redis_url = redis_url
         self.command = command
+        self.env = dict(env or {})
 
     def child_env(self, spec: ChildSpec, link_fd: int) -> dict[str, str]:
-        """Our environment plus what the child must know: its role and instance, the
-        servers (resolved here, so embedded ones are shared), its socket and the key."""
-        env = dict(os.environ)
+        """Our environment (with ``env`` over it) plus what the child must know: its role and
+        instance, the servers (resolved here, so embedded ones are shared), its socket and the key."""
+        env = {**os.environ, **self.env}
         env.update({
             "PROCESS_NAME": spec.role,
             "INSTANCE_ID": str(spec.instance_id),

@@ -13,7 +13,10 @@ through a self-pipe; one loop (``run``) does everything else, in this order each
 4. judge — a child silent for ``MAX_HEARTBEAT_AGE`` (``CHILD_START_TIMEOUT`` before its
    first ping) is hung; one whose RSS is over the role's limit is too big: both are
    stopped (SIGTERM: drain; SIGKILL at the deadline) and then restarted (``judging.py``);
-5. spawn whatever is due.
+5. spawn whatever is due;
+6. helpers (``helpers.py``: the demo's sandboxes) — reaped, restarted and probed the same
+   way, more simply; once every role's child and every helper is up, ``on_ready`` runs (the
+   banner), once.
 
 Children run ``python -m bisnesgpt run <role>`` in their own process group (a terminal's
 Ctrl-C reaches only us; we stop them in order), get SIGTERM if we die (parent-death
@@ -32,14 +35,18 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bisnesgpt import __version__
 from bisnesgpt.config import Settings
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.orchestrator import protocol
+from bisnesgpt.orchestrator.banner import print_banner, ready_lines
 from bisnesgpt.orchestrator.children import Child, ChildSpec, child_specs, is_child_status
 from bisnesgpt.orchestrator.context import ORCHESTRATOR, Clock, SupervisorContext
+from bisnesgpt.orchestrator.helpers import HelperLauncher, HelperProcessLauncher, Helpers, HelperSpec
 from bisnesgpt.orchestrator.judging import Judge
 from bisnesgpt.orchestrator.lock import OrchestratorLock
 from bisnesgpt.orchestrator.policy import RestartPolicy
@@ -47,6 +54,9 @@ from bisnesgpt.orchestrator.recorder import Recorder, RecordSink
 from bisnesgpt.orchestrator.restarts import Restarts
 from bisnesgpt.orchestrator.shutdown import shut_down
 from bisnesgpt.orchestrator.spawning import Launcher, ProcessLauncher, tree_rss
+
+if TYPE_CHECKING:
+    from bisnesgpt.infra.services import Services
 
 log = logging.getLogger("bisnesgpt.orchestrator")
 
@@ -88,13 +98,17 @@ class SignalQueue:
 class Supervisor:
     """The arbiter: one loop over the role processes (see the module docstring).
 
-    ``launcher``, ``recorder``, ``clock`` and ``measure_rss`` are what it touches of the
-    world; tests pass fakes.
+    ``launcher``, ``recorder``, ``clock``, ``measure_rss`` and ``helper_launcher`` are what it
+    touches of the world; tests pass fakes. ``env``: what every child and helper gets in its
+    environment besides ours (the demo's sandbox settings). ``on_ready``: called once, from
+    the loop, when everything is up (it must not block: the loop waits for it).
     """
 
     def __init__(self, settings: Settings, *, database_url: str, redis_url: str,
                  recorder: RecordSink | None = None, launcher: Launcher | None = None,
-                 clock: Clock = time.monotonic, measure_rss: Callable[[int], int] = tree_rss) -> None:
+                 clock: Clock = time.monotonic, measure_rss: Callable[[int], int] = tree_rss,
+                 helpers: Sequence[HelperSpec] = (), helper_launcher: HelperLauncher | None = None,
+                 env: Mapping[str, str] | None = None, on_ready: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.recorder = recorder or Recorder(database_url, redis_url)
         self.children: list[Child] = [Child(spec, RestartPolicy.for_role(settings, spec.role))
@@ -102,8 +116,11 @@ class Supervisor:
         self.ctx = SupervisorContext(settings, self.children, self.recorder, clock=clock)
         self.signals = SignalQueue()
         self.restarts = Restarts(self.ctx, launcher or ProcessLauncher(settings, database_url=database_url,
-                                                                        redis_url=redis_url))
+                                                                        redis_url=redis_url, env=env))
         self.judge = Judge(self.ctx, measure_rss=measure_rss)
+        self.helpers = Helpers(self.ctx, helpers, helper_launcher or HelperProcessLauncher(settings, env))
+        self.on_ready = on_ready
+        self.announced_ready = False
 
     @staticmethod
     def child_specs(settings: Settings) -> list[ChildSpec]:
@@ -144,6 +161,7 @@ class Supervisor:
                  f"; disabled: {', '.join(disabled)}" if disabled else "")
         self.ctx.event(ORCHESTRATOR, "start", {"pid": os.getpid(), "children": [c.name for c in self.children],
                                                "disabled": disabled})
+        self.helpers.start()
         for child in self.children:
             self.restarts.spawn(child)
 
@@ -163,12 +181,41 @@ class Supervisor:
             self.judge.check_memory()
         self.judge.enforce_kill_deadlines(now)
         self.restarts.spawn_due(now)
+        self.helpers.turn(now)
+        self._announce_when_ready()
         return None
 
+    @property
+    def everything_ready(self) -> bool:
+        """Every role's child reported ready (and still is) and every helper serves."""
+        return all(c.state == "online" for c in self.children) and self.helpers.ready
+
+    def _announce_when_ready(self) -> None:
+        if self.announced_ready or not self.everything_ready:
+            return
+        self.announced_ready = True
+        log.info("everything is ready: %s", ", ".join([c.name for c in self.children]
+                                                        + [h.spec.name for h in self.helpers.slots]))
+        if self.on_ready is not None:
+            try:
+                self.on_ready()
+            except Exception:
+                log.exception("the ready announcement failed")
+
     def shutdown(self, reason: str) -> int:
-        """Stop every child (``shutdown.py``); the exit status."""
-        return shut_down(self.ctx, reason, wait=self.wait_for_activity,
-                         signalled_again=lambda: bool(self.signals.drain()))
+        """Stop every child (``shutdown.py``), then the helpers; the exit status."""
+        signalled: list[bool] = []
+
+        def signalled_again() -> bool:
+            if self.signals.drain():
+                signalled.append(True)
+            return bool(signalled)
+
+        status = shut_down(self.ctx, reason, wait=self.wait_for_activity, signalled_again=signalled_again)
+        if self.helpers.slots:
+            killed = self.helpers.stop(wait=self.wait_for_activity, signalled_again=signalled_again)
+            log.info("helpers stopped%s", f" (killed: {', '.join(killed)})" if killed else "")
+        return status
 
     def wait_for_activity(self, timeout: float) -> None:
         """Sleep until a signal, a message from a child or ``timeout``; read what came."""
@@ -216,9 +263,25 @@ class Supervisor:
         self.ctx.broadcast(child, status, child.pid, reported=True)
 
 
-def run_orchestrator(settings: Settings) -> int:
+@dataclass(frozen=True)
+class Extras:
+    """What a command adds to a plain ``bisnesgpt start`` (``bisnesgpt demo``: its sandboxes, their
+    settings for the children, and its own set-up and banner once everything is ready)."""
+
+    helpers: tuple[HelperSpec, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    on_ready: Callable[[], None] | None = None
+
+
+# Called after the migrations, before anything is spawned: (settings, the servers' URLs) -> extras.
+Prepare = Callable[[Settings, "Services"], Extras]
+
+
+def run_orchestrator(settings: Settings, prepare: Prepare | None = None) -> int:
     """``bisnesgpt start``: the data directory's lock, services (embedded if unset), migrations, then
-    supervise. ``OrchestratorRunning`` when another orchestrator holds the lock."""
+    supervise; the banner once everything is ready. ``OrchestratorRunning`` when another
+    orchestrator holds the lock. ``prepare`` (the demo) adds helpers, environment and its own
+    ready announcement."""
     from bisnesgpt.core.logging import setup_logging
     from bisnesgpt.db.migrate import migrate
     from bisnesgpt.infra.secrets import resolve_encryption_key
@@ -232,6 +295,9 @@ def run_orchestrator(settings: Settings) -> int:
         try:
             report = asyncio.run(migrate(services.database_url, on_progress=log.info))
             log.info("migrations: %d applied, %d already applied", len(report.applied), report.already_applied)
-            return Supervisor(settings, database_url=services.database_url, redis_url=services.redis_url).run()
+            extras = prepare(settings, services) if prepare is not None else Extras(
+                on_ready=lambda: print_banner(ready_lines(settings)))
+            return Supervisor(settings, database_url=services.database_url, redis_url=services.redis_url,
+                              helpers=extras.helpers, env=extras.env, on_ready=extras.on_ready).run()
         finally:
             services.close()

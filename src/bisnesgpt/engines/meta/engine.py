@@ -105,7 +105,8 @@ class MetaEngine:
     async def _phone(self, message: MessageRecord) -> PhoneConfig:
         phone = await self.phones.get(message.company_id, message.phone_index)
         if phone is None:
-            raise PermanentSendError(f"no phone {message.phone_index} configured for company {message.company_id}",
+            raise PermanentSendError(f"no phone {message.phone_index} configured for company {message.company_id} "
+                                     "(removed after the message was accepted): add it again and resend",
                                      code="PHONE_NOT_FOUND", title="Phone not configured")
         return phone
 
@@ -130,7 +131,7 @@ class MetaEngine:
             except TemplateRequired as exc:
                 raise PermanentSendError(exc.detail, code="TEMPLATE_REQUIRED",
                                          title="Template required: the contact has not written in the last 24 hours",
-                                         details=exc.extra) from exc
+                                         details={**exc.extra, "detail": exc.detail}) from exc
 
     async def send(self, message: MessageRecord) -> SendReceipt:
         """One request through the phone's profile; Graph errors become the worker's outcomes (table above)."""

@@ -40,11 +40,13 @@ async def check_window(conn: asyncpg.Connection, company_id: str, phone_index: i
     current = now or datetime.now(UTC)
     if last is None:
         raise TemplateRequired(
-            f"{contact} has never written to this number: only a template can start the conversation",
+            f"{contact} has never written to this number: only a template can start the conversation "
+            "(POST /api/v2/messages/template/…); free-form messages may follow once the contact writes",
             extra={"code": "TEMPLATE_REQUIRED", "contact": contact},
         )
     if current - last > WINDOW:
         raise TemplateRequired(
-            f"{contact} last wrote at {last.isoformat()}, more than 24 hours ago: only a template may be sent",
+            f"{contact} last wrote at {last.isoformat()}, more than 24 hours ago: only a template may be sent "
+            "(POST /api/v2/messages/template/…) until the contact writes again",
             extra={"code": "TEMPLATE_REQUIRED", "contact": contact, "lastInboundAt": last.isoformat()},
         )

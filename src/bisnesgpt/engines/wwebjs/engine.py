@@ -11,9 +11,11 @@ the worker's outcomes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 
 from bisnesgpt.config import Settings
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.engines.wwebjs.driver import DriverError, NotConnected, SendRejected, SendTimeout, SessionKey
 from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.outgoing import to_outgoing
@@ -22,9 +24,30 @@ from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableS
 from bisnesgpt.messaging.send_processor import SendReceipt
 from bisnesgpt.messaging.store import MessageRecord
 
+log = logging.getLogger(__name__)
+
 # A job waits in-process for its pacing slot up to this long; beyond, it is delayed in Redis.
 MAX_INLINE_WAIT = 2.0
 OTHER_OWNER_RETRY_MS = 1_000
+# What to do about a failure, for the failed message's ``error.details.detail`` (a refused
+# media URL's own detail already names its setting).
+NEXT_STEPS = {
+    "RECIPIENT_NOT_ON_WHATSAPP": "check the number and its country code: it has no WhatsApp account",
+    "MEDIA_TOO_LARGE": "send a smaller file, or a link to it in a text message",
+    "MEDIA_DOWNLOAD_FAILED": "check that the media URL answers 200 to a GET from this server",
+    "INVALID_PAYLOAD": "fix the message (the request schemas are at /docs)",
+    "SEND_TIMEOUT": "WhatsApp did not confirm it in time: check the session (GET /api/sessions/{company}/{phone}) "
+                    "and retry the message",
+    "CONNECT_FAILED": "the session cannot reach WhatsApp (with WWEBJS_DRIVER=sandbox: is the sandbox network at "
+                      "WWEBJS_SANDBOX_URL running?)",
+    "DRIVER_ERROR": "see logs/wwebjs-error.log",
+}
+
+
+def failure_details(exc: DriverError) -> JsonObject:
+    """What a message failed by ``exc`` keeps as ``error.details``: the detail and what to do."""
+    step = NEXT_STEPS.get(exc.code)
+    return {"detail": f"{exc.detail}; {step}" if step else exc.detail}
 
 
 def ready_condition(message: MessageRecord | SessionKey) -> str:
@@ -82,11 +105,18 @@ class WebEngine:
         except NotConnected as exc:
             raise DeferSend(exc.detail, delay_ms=self._defer_ms(message), wake_on=ready_condition(message)) from exc
         except SendTimeout as exc:
-            raise RetryableSendError(exc.detail, code=exc.code, title=exc.summary) from exc
+            raise RetryableSendError(exc.detail, code=exc.code, title=exc.summary,
+                                     details=failure_details(exc)) from exc
         except SendRejected as exc:
-            raise PermanentSendError(exc.detail, code=exc.code, title=exc.summary) from exc
+            # A refused media URL is the operator's setting to change: a warning; the rest is the message's.
+            log.log(logging.WARNING if exc.code == "MEDIA_URL_REFUSED" else logging.INFO,
+                    "message %s to %s failed: %s: %s", message.message_id, message.chat_id, exc.code, exc.detail)
+            raise PermanentSendError(exc.detail, code=exc.code, title=exc.summary,
+                                     details=failure_details(exc)) from exc
         except DriverError as exc:
             if exc.retryable:
-                raise RetryableSendError(exc.detail, code=exc.code, title=exc.summary) from exc
-            raise PermanentSendError(exc.detail, code=exc.code, title=exc.summary) from exc
+                raise RetryableSendError(exc.detail, code=exc.code, title=exc.summary,
+                                         details=failure_details(exc)) from exc
+            raise PermanentSendError(exc.detail, code=exc.code, title=exc.summary,
+                                     details=failure_details(exc)) from exc
         return SendReceipt(sent.id, {"duplicate": sent.duplicate, "timestamp": sent.timestamp})

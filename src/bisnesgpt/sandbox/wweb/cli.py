@@ -9,6 +9,7 @@ code, ``inbound`` sends a message to a session, ``fault`` injects a fault, ``ses
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +35,23 @@ def _url(url: str | None) -> str:
     return (url or settings_or_exit().wwebjs_sandbox_url).rstrip("/")
 
 
+def _request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """The admin API's answer; a network that cannot be reached ends the command."""
+    try:
+        return httpx.request(method, url, timeout=15, **kwargs)
+    except httpx.HTTPError as exc:
+        typer.echo(f"bisnesgpt: cannot reach the sandbox network at {url}: {exc} (is `bisnesgpt sandbox wweb serve` "
+                   "running there? --url or WWEBJS_SANDBOX_URL says where)", err=True)
+        raise typer.Exit(1) from None
+
+
 def _call(method: str, url: str, **kwargs: Any) -> Any:
     """The admin API's JSON answer (the callers know its shape); an error ends the command."""
-    try:
-        response = httpx.request(method, url, timeout=15, **kwargs)
-    except httpx.HTTPError as exc:
-        typer.echo(f"bisnesgpt: cannot reach the sandbox network at {url}: {exc}", err=True)
-        raise typer.Exit(1) from None
+    return _answer(_request(method, url, **kwargs))
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The JSON of a successful answer; an error answer ends the command, saying what it was."""
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail")
@@ -90,11 +101,19 @@ def scan(
     phone_index: int,
     phone: str = typer.Option(None, help="the phone number that scans (default: derived)"),
     code: str = typer.Option(None, help="enter this pairing code instead of scanning the QR"),
+    wait: float = typer.Option(30.0, help="seconds to wait for the session to show its QR (a phone just added "
+                                          "takes a moment); 0: do not wait"),
     url: str = URL_OPTION,
 ) -> None:
     """Scan the session's QR code (or enter its pairing code) as the phone would."""
     body = {k: v for k, v in {"phone": phone, "code": code}.items() if v}
-    result: Linked = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/scan", json=body)
+    deadline = time.monotonic() + wait
+    while True:
+        response = _request("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/scan", json=body)
+        if response.status_code != 409 or time.monotonic() >= deadline:  # 409: not waiting to be paired (yet)
+            break
+        time.sleep(0.5)
+    result: Linked = _answer(response)
     console.print(f"linked {result['session']} as {result['phone']} (device {result['deviceId']})")
 
 

@@ -31,6 +31,7 @@ class NetworkConfig:
     keepalive_interval: float = 5.0
     keepalive_timeout: float = 15.0
     hello_timeout: float = 10.0
+    # Besides every number ending in 404 (routing.not_on_whatsapp): these, too, are not on WhatsApp.
     not_on_whatsapp: list[str] = field(default_factory=list)
 
     def update(self, changes: JsonObject) -> None:

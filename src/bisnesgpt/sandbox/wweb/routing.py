@@ -4,7 +4,8 @@ A send is checked as WhatsApp would (recipient, media, target of a reaction or e
 recorded (a known id is a duplicate, counted but not delivered again), answered, and then
 acked server → device → read after the configured delays. Acks and inbound messages are
 replayed after a reconnect until the client confirms them (``ack_received``, ``receipt``);
-inbound messages wait while the device is offline.
+inbound messages wait while the device is offline. Numbers ending in 404 are not on
+WhatsApp (``not_on_whatsapp``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from bisnesgpt.sandbox.wweb.switchboard import NetworkError, Switchboard
 CHANGE_KINDS: dict[str, ChangeKind] = {"reaction": "reaction", "edit": "edit", "delete": "delete"}
 # What of a sent message the network records (and the admin API shows as its body).
 RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl")
+NOT_ON_WHATSAPP_SUFFIX = "404"
+
+
+def not_on_whatsapp(digits: str, listed: list[str]) -> bool:
+    """Whether the sandbox has nobody on WhatsApp at ``digits``: a number ending in 404 (one the API
+    accepts, e.g. 60123456404), one starting with 0 (never a full number), or one in ``listed``."""
+    return digits.endswith(NOT_ON_WHATSAPP_SUFFIX) or digits.startswith("0") or digits in listed
 
 
 class InjectedInbound(TypedDict):
@@ -110,7 +118,7 @@ class Routing:
         if kind not in p.SEND_KINDS or match is None:
             return p.BAD_REQUEST, f"bad kind {kind!r} or recipient {to!r}"
         digits = match.group(1)
-        if digits is not None and (digits.startswith("0") or digits in self.board.config.not_on_whatsapp):
+        if digits is not None and not_on_whatsapp(digits, self.board.config.not_on_whatsapp):
             return p.NOT_ON_WHATSAPP, f"{digits} is not on WhatsApp"
         if kind in p.MEDIA_KINDS:
             media = message.get("media")
