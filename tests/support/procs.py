@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -18,10 +19,25 @@ SERVICE_ENV_PREFIXES = ("DATABASE_", "REDIS_", "TEST_", "API_", "WWEBJS_", "META
                         "PROCESS_NAME", "INSTANCE_ID", "BISNESGPT_")
 
 
+# Below the kernel's ephemeral range (32768-60999 here): a port handed out by bind(0) can be taken
+# by any outbound connection's local end before the spawned server binds it.
+_PORT_RANGE = (20000, 32000)
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port that is free now, outside the ephemeral range, and not handed out before in this run."""
+    while True:
+        port = random.randint(*_PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
