@@ -77,7 +77,7 @@ async def status_of(db: Database, message_id: str) -> str:
 async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: ProcessContext, db: Database) -> None:
     admin = QueueAdmin(ctx)
     worker = QueueWorker(ctx.redis_url, WWEBJS,
-                         SendJobProcessor(PgSendStore(db), FailFirstEngine(), WWEBJS, process_name="w"))
+                         SendJobProcessor(PgSendStore(db, ctx.queues), FailFirstEngine(), WWEBJS, process_name="w"))
     await worker.start()
     try:
         first, second = await outbound(db), await outbound(db)
@@ -144,7 +144,8 @@ async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: Proce
 async def test_retry_all_failed_requeues_each_failed_message(ctx: ProcessContext, db: Database) -> None:
     admin = QueueAdmin(ctx)
     engine = FailFirstEngine()
-    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(PgSendStore(db), engine, WWEBJS, process_name="w"))
+    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(PgSendStore(db, ctx.queues), engine, WWEBJS,
+                                                                 process_name="w"))
     await worker.start()
     try:
         records = [await outbound(db, f"m{i}") for i in range(3)]
@@ -291,7 +292,8 @@ class SlowDownThenOkEngine:
 
 async def test_an_operator_retry_gets_a_fresh_attempt_budget(ctx: ProcessContext, db: Database) -> None:
     engine = SlowDownThenOkEngine()
-    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(PgSendStore(db), engine, WWEBJS, process_name="w"))
+    worker = QueueWorker(ctx.redis_url, WWEBJS, SendJobProcessor(PgSendStore(db, ctx.queues), engine, WWEBJS,
+                                                                 process_name="w"))
     await worker.start()
     try:
         record = await outbound(db)

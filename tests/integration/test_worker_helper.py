@@ -91,7 +91,8 @@ async def harness(db: Database, redis_url: str):  # type: ignore[no-untyped-def]
     queue = spec(f"test-{uuid.uuid4().hex[:8]}")
     engine = ScriptedEngine()
     producer = QueueProducer(redis_url)
-    worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db), engine, queue, process_name="test"))
+    worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db, producer), engine, queue,
+                                                            process_name="test"))
     await worker.start()
     yield queue, engine, producer, worker
     await worker.close(timeout=5)
@@ -214,7 +215,8 @@ async def test_close_is_bounded_and_hands_unfinished_jobs_back(db: Database, red
     queue = spec(f"test-{uuid.uuid4().hex[:8]}")
     engine = SlowEngine()
     producer = QueueProducer(redis_url)
-    worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db), engine, queue, process_name="test"))
+    worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db, producer), engine, queue,
+                                                            process_name="test"))
     client = redis_client(redis_url)
     try:
         await worker.start()
@@ -262,7 +264,8 @@ async def test_a_job_draining_at_close_keeps_its_lock_and_completes(db: Database
     queue = spec(f"test-{uuid.uuid4().hex[:8]}")
     engine = PausingEngine()
     producer = QueueProducer(redis_url)
-    worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db), engine, queue, process_name="test"),
+    worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db, producer), engine, queue,
+                                                            process_name="test"),
                          lock_duration_ms=1000, stalled_interval_ms=500)
     client = redis_client(redis_url)
     try:
@@ -291,7 +294,8 @@ async def test_free_slots_fetch_one_job_at_a_time_and_a_parked_wait_still_sees_n
     queue = spec(f"test-{uuid.uuid4().hex[:8]}")
     engine = PausingEngine(seconds=30)
     producer = QueueProducer(redis_url)
-    worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db), engine, queue, process_name="test"),
+    worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db, producer), engine, queue,
+                                                            process_name="test"),
                          concurrency=310)
     try:
         await worker.start()

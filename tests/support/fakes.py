@@ -1,7 +1,8 @@
 """In-memory stand-ins for the send processor's collaborators (no PostgreSQL, no Redis).
 
 ``InMemorySendStore`` implements ``SendStore`` with the state rules of ``PgSendStore``'s
-statements (a claim only from accepted/queued/sending; a Node job's row recorded once);
+statements (a claim only from accepted/queued/sending, and for an ordered message only when
+nothing earlier of its chat is unfinished; a Node job's row recorded once);
 ``FakeJob`` implements ``JobHandle`` and records what the processor did to it;
 ``ScriptedEngine`` is an ``Engine`` that plays a script of answers per call.
 """
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.messaging.errors import EarlierMessagePending
 from bisnesgpt.messaging.send_processor import SendReceipt
 from bisnesgpt.messaging.store import MessageRecord, NewOutboundMessage
 
@@ -34,6 +36,7 @@ def message_record(message_id: str = "m1", *, company_id: str = "acme", status: 
         "error_details": None, "attempts": 0, "idempotency_key": None, "queue_name": "test-messages",
         "process_name": "test", "source": "api", "deadline_at": None, "created_at": now, "updated_at": now,
         "queued_at": now, "sent_at": None, "delivered_at": None, "read_at": None, "failed_at": None,
+        "chat_seq": None,
     }
     values.update(overrides)
     return MessageRecord(**values)
@@ -71,6 +74,12 @@ class InMemorySendStore:
         self.calls.append(("claim", message.message_id))
         self.sources.append(source)
         current = self.messages[message.message_id]
+        earlier = [m for m in self.messages.values()
+                   if current.chat_seq is not None and m.chat_seq is not None and m.chat_seq < current.chat_seq
+                   and (m.company_id, m.phone_index, m.chat_id) == (current.company_id, current.phone_index,
+                                                                    current.chat_id) and m.status in CLAIMABLE]
+        if earlier and current.status in CLAIMABLE:
+            raise EarlierMessagePending(min(earlier, key=lambda m: m.chat_seq or 0).message_id)
         if self.refuse_claims or current.status not in CLAIMABLE:
             return None
         self.add(dataclasses.replace(current, status="sending", attempts=current.attempts + 1,

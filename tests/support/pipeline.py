@@ -24,7 +24,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queue_worker import QueueWorker
-from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
+from bisnesgpt.messaging.queues import META, WWEBJS, QueueProducer, QueueSpec
 from bisnesgpt.messaging.send_processor import SendJobProcessor, SendReceipt
 from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.store import touch_inbound_session
@@ -189,8 +189,10 @@ class Workers:
     """In-process workers on the product's send queues, sending through ``engine``."""
 
     def __init__(self, db: Database, redis_url: str, engine: Any, specs: tuple[QueueSpec, ...] = (WWEBJS, META)):
+        self.producer = QueueProducer(redis_url)  # enqueues each chat's next message as one ends
         self.workers = [QueueWorker(redis_url, spec,
-                                    SendJobProcessor(PgSendStore(db), engine, spec, process_name="test-worker"))
+                                    SendJobProcessor(PgSendStore(db, self.producer), engine, spec,
+                                                     process_name="test-worker"))
                         for spec in specs]
 
     async def __aenter__(self) -> Workers:
@@ -201,3 +203,4 @@ class Workers:
     async def __aexit__(self, *exc: object) -> None:
         for worker in self.workers:
             await worker.close(timeout=5)
+        await self.producer.close()

@@ -18,7 +18,7 @@ from bisnesgpt.core.errors import DatabaseUnavailable, QueueUnavailable
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.messaging import send_processor, send_store
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
-from bisnesgpt.messaging.queues import QueueSpec
+from bisnesgpt.messaging.queues import QueueProducer, QueueSpec
 from bisnesgpt.messaging.send_processor import (
     DELAYED_RETRIES_KEY,
     Outcome,
@@ -196,6 +196,22 @@ async def test_a_refused_claim_skips_the_send(harness: Harness) -> None:
     assert harness.engine.before_calls == 1
     assert harness.engine.send_calls == 0
     assert harness.heard == ["skipped"]
+
+
+async def test_an_ordered_message_behind_an_unfinished_one_of_its_chat_waits_without_an_attempt() -> None:
+    h = Harness()
+    h.store.add(message_record("m1", id=1, chat_seq=1))
+    h.store.add(message_record("m2", id=2, chat_seq=2))
+    h.store.add(message_record("other-chat", id=3, chat_seq=1, chat_id="60199999999@c.us"))
+    job = FakeJob({"messageId": "m2", "companyId": "acme"}, id="m2")
+    with pytest.raises(DelayedError):
+        await h.run(job)
+    assert h.engine.send_calls == 0 and h.store.status("m2") == "queued" and h.store.messages["m2"].attempts == 0
+    assert len(job.delayed_until) == 1 and h.heard == ["deferred"]
+    # Its chat's other messages and other chats are not held back.
+    assert (await h.run(FakeJob({"messageId": "other-chat", "companyId": "acme"}, id="o"))).kind == "sent"
+    assert (await h.run(FakeJob({"messageId": "m1", "companyId": "acme"}, id="m1"))).kind == "sent"
+    assert (await h.run(job)).kind == "sent"  # m1 ended: m2 goes now
 
 
 async def test_a_message_left_sending_by_a_dead_run_is_claimed_again() -> None:
@@ -479,7 +495,7 @@ async def test_recording_sent_waits_out_a_short_database_outage(monkeypatch: pyt
     monkeypatch.setattr(send_store, "advance_status", advance)
     monkeypatch.setattr("bisnesgpt.messaging.store.touch_outbound_session", touch)
     monkeypatch.setattr("asyncio.sleep", sleep)
-    pg = PgSendStore(_NoDatabase())  # type: ignore[arg-type]
+    pg = PgSendStore(_NoDatabase(), QueueProducer("redis://127.0.0.1:1"))  # type: ignore[arg-type]
     await pg.record_sent(message_record("m1"), "wamid.1", {}, source="test")
     assert recorded == [("sent", "wamid.1"), ("touched", None)]
     assert pauses == [0.2, 0.4]
@@ -494,6 +510,6 @@ async def test_recording_sent_gives_up_after_its_patience(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(send_store, "advance_status", advance)
     monkeypatch.setattr("asyncio.sleep", sleep)
-    pg = PgSendStore(_NoDatabase(), patience_s=0.0)  # type: ignore[arg-type]
+    pg = PgSendStore(_NoDatabase(), QueueProducer("redis://127.0.0.1:1"), patience_s=0.0)  # type: ignore[arg-type]
     with pytest.raises(DatabaseUnavailable, match="down"):
         await pg.record_sent(message_record("m1"), "wamid.1", {}, source="test")

@@ -39,7 +39,7 @@ def phone_row(config: PhoneConfig) -> models.PhoneConfigRow:
         meta_waba_id=config.meta_waba_id, dialog360_client_id=config.dialog360_client_id,
         dialog360_channel_id=config.dialog360_channel_id,
         has_access_token=config.meta_access_token_encrypted is not None,
-        has_api_key=config.api_key_encrypted is not None,
+        has_api_key=config.api_key_encrypted is not None, ordered_sends=config.ordered_sends,
         created_at=config.created_at.isoformat(), updated_at=config.updated_at.isoformat(),
     )
 

@@ -68,11 +68,11 @@ class SendCall:
     idempotency_key: str | None
 
     async def dispatch(self, sender: SendService, company_id: str, phone_index: int, draft: Draft, *,
-                       explicit: bool) -> JSONResponse:
+                       explicit: bool, ordered: bool | None = None) -> JSONResponse:
         """Store and queue the draft (exactly once with an Idempotency-Key); 202, or 200 with ``?wait=``."""
         key = await self._idempotency(company_id)
         outcome = await sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,
-                                                idempotency=key, wait_seconds=self.wait))
+                                                idempotency=key, wait_seconds=self.wait, ordered=ordered))
         headers = {"Location": f"/api/v1/messages/{outcome.body['messageId']}"}
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -226,7 +226,8 @@ def build(sender: SendService) -> APIRouter:
     async def to_chat(send: ChatSend, body: models.V2Base, draft_of: DraftOf) -> JSONResponse:
         send.principal.require_company(send.company_id)
         draft = draft_of(normalize_recipient(send.chat_id), _request(body))
-        return await send.dispatch(sender, send.company_id, body.phoneIndex, draft, explicit=True)
+        return await send.dispatch(sender, send.company_id, body.phoneIndex, draft, explicit=True,
+                                   ordered=body.ordered)
 
     @send_route("POST", "/api/v2/messages/text/{companyId}/{chatId}", "Send a text message")
     async def send_text(send: ToChat, body: Annotated[models.V2Text, Body(openapi_examples={
@@ -283,7 +284,7 @@ def build(sender: SendService) -> APIRouter:
         draft = drafts.edit_draft(normalize_recipient(send.chat_id), send.message_id, body.text,
                                   request=_request(body))
         return await send.dispatch(sender, send.company_id, body.phoneIndex, draft,
-                                   explicit="phoneIndex" in body.model_fields_set)
+                                   explicit="phoneIndex" in body.model_fields_set, ordered=body.ordered)
 
     @send_route("DELETE", "/api/v2/messages/{companyId}/{chatId}/{messageId}", "Delete a sent message")
     async def delete_message(send: ToMessage, body: Annotated[models.V2Delete | None, Body(openapi_examples={
@@ -299,7 +300,7 @@ def build(sender: SendService) -> APIRouter:
         draft = drafts.delete_draft(recipient, send.message_id, for_everyone=body.deleteForEveryone,
                                     request=_request(body))
         return await send.dispatch(sender, send.company_id, body.phoneIndex, draft,
-                                   explicit="phoneIndex" in body.model_fields_set)
+                                   explicit="phoneIndex" in body.model_fields_set, ordered=body.ordered)
 
     @send_route("POST", "/api/messages/react/{companyId}/{messageId}", "React to a message with an emoji")
     async def react(send: ToReact, body: Annotated[models.V2React, Body(openapi_examples={
@@ -310,7 +311,7 @@ def build(sender: SendService) -> APIRouter:
         recipient: Recipient | None = normalize_recipient(body.chatId) if body.chatId else None
         draft = drafts.reaction_draft(recipient, send.message_id, body.effective_emoji, request=_request(body))
         return await send.dispatch(sender, send.company_id, body.phoneIndex, draft,
-                                   explicit="phoneIndex" in body.model_fields_set)
+                                   explicit="phoneIndex" in body.model_fields_set, ordered=body.ordered)
 
     @send_route("POST", "/api/v1/messages", "Send any message type (Cloud API message shape)")
     async def send_v1(send: AnySend, body: Annotated[models.V1Message, Body(openapi_examples=V1_EXAMPLES)],
@@ -318,6 +319,7 @@ def build(sender: SendService) -> APIRouter:
         company_id = send.principal.company_required(body.companyId)
         draft = v1_draft(body)
         return await send.dispatch(sender, company_id, body.phoneIndex, draft,
-                                   explicit="phoneIndex" in body.model_fields_set or draft.target is None)
+                                   explicit="phoneIndex" in body.model_fields_set or draft.target is None,
+                                   ordered=body.ordered)
 
     return router

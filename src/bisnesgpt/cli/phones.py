@@ -40,10 +40,15 @@ def _secret(value: str | None, what: str) -> str | None:
 
 
 def _fields(display_phone_number: str | None, phone_number_id: str | None, waba_id: str | None,
-            client_id: str | None, channel_id: str | None) -> dict[str, str | None]:
+            client_id: str | None, channel_id: str | None, ordered: bool | None = None) -> dict[str, str | None]:
     given = {"display_phone_number": display_phone_number, "meta_phone_number_id": phone_number_id,
-             "meta_waba_id": waba_id, "dialog360_client_id": client_id, "dialog360_channel_id": channel_id}
+             "meta_waba_id": waba_id, "dialog360_client_id": client_id, "dialog360_channel_id": channel_id,
+             "ordered_sends": None if ordered is None else str(ordered).lower()}
     return {k: v for k, v in given.items() if v is not None}
+
+
+ORDERED_HELP = ("Messages to one chat leave in acceptance order (the default); --unordered sends each as soon "
+                "as possible unless the message asks for order (broadcasts to many chats)")
 
 
 async def _announce(settings: Settings, company_id: str, phone_index: int, connection_type: str | None) -> None:
@@ -101,6 +106,7 @@ def phones_add(
     client_id: str | None = typer.Option(None, "--client-id", help="360dialog client id"),
     channel_id: str | None = typer.Option(None, "--channel-id", help="360dialog channel id"),
     api_key: str | None = typer.Option(None, "--api-key", help="360dialog D360-API-KEY ('-': stdin)"),
+    ordered: bool | None = typer.Option(None, "--ordered/--unordered", help=ORDERED_HELP),
 ) -> None:
     """Add a phone to a company."""
     token = _secret(access_token, "access token")
@@ -115,7 +121,8 @@ def phones_add(
             if await store.get_phone(conn, company_id, index) is not None:
                 raise Conflict(f"phone {company_id}/{index} exists; change it with `bisnesgpt phones set`")
         service, fields = _with_secrets(db, settings, _fields(display_phone_number, phone_number_id, waba_id,
-                                                              client_id, channel_id), token=token, d360_key=d360_key)
+                                                              client_id, channel_id, ordered),
+                                        token=token, d360_key=d360_key)
         return await service.save(company_id, index, connection_type=connection_type, fields=fields,
                                   initial_status=connection_type not in ("wwebjs",))
 
@@ -135,16 +142,19 @@ def phones_set(
     client_id: str | None = typer.Option(None, "--client-id"),
     channel_id: str | None = typer.Option(None, "--channel-id"),
     api_key: str | None = typer.Option(None, "--api-key", help="('-': stdin)"),
+    ordered: bool | None = typer.Option(None, "--ordered/--unordered", help=ORDERED_HELP),
 ) -> None:
-    """Change a phone's connection type, status or credentials (the rest is kept)."""
+    """Change a phone's connection type, status, credentials or per-chat order (the rest is kept)."""
     token = _secret(access_token, "access token")
     d360_key = _secret(api_key, "API key")
 
     async def change(db: Database, settings: Settings) -> PhoneConfig:
         service, fields = _with_secrets(db, settings, _fields(display_phone_number, phone_number_id, waba_id,
-                                                              client_id, channel_id), token=token, d360_key=d360_key)
+                                                              client_id, channel_id, ordered),
+                                        token=token, d360_key=d360_key)
         if not fields and connection_type is None and status is None:
-            raise ValidationFailed("nothing to change: give --type, --status or a credential option")
+            raise ValidationFailed("nothing to change: give --type, --status, --ordered/--unordered or a credential "
+                                   "option")
         return await service.update(company_id, index, connection_type=connection_type, status=status,
                                     fields=fields)
 
@@ -177,12 +187,13 @@ def phones_list(company_id: str | None = typer.Argument(None, help="Only this co
             return await store.all_phones(conn)
 
     table = Table("company", "index", "type", "queue", "status", "display number", "meta phone id", "360 channel",
-                  "secret")
+                  "secret", "order")
     for config in run_with_database(fetch):
         spec = CONNECTION_TYPE_QUEUES.get(config.connection_type)
         secret = "set" if (config.meta_access_token_encrypted or config.api_key_encrypted) else "-"
         table.add_row(config.company_id, str(config.phone_index), config.connection_type or "wwebjs (NULL)",
                       spec.name if spec else "(unknown type)", config.status or "-",
                       config.display_phone_number or "-", config.meta_phone_number_id or "-",
-                      config.dialog360_channel_id or "-", secret)
+                      config.dialog360_channel_id or "-", secret,
+                      "per chat" if config.ordered_sends else "unordered")
     console.print(table)

@@ -49,7 +49,7 @@ class SendQueueComponent(QueueComponent):
                  worker_name: str | None = None, wakeups: Wakeups | None = None) -> None:
         self.spec = spec
         self.processed = 0
-        processor = SendJobProcessor(PgSendStore(ctx.db), engine, spec, process_name=ctx.process_name,
+        processor = SendJobProcessor(PgSendStore(ctx.db, ctx.queues), engine, spec, process_name=ctx.process_name,
                                      on_outcome=self._on_outcome, wakeups=wakeups)
         self.worker = QueueWorker(ctx.redis_url, spec, processor, concurrency=concurrency, name=worker_name)
 

@@ -57,3 +57,17 @@ class DeferSend(Exception):
         self.delay_ms = max(1, int(delay_ms))
         self.wake_on = wake_on
         self.checked_at = time.monotonic()  # when the condition was seen not to hold
+
+
+# A job of an ordered message whose chat has an earlier message unfinished looks again this
+# much later (normally such a message has no job: the one before it enqueues it as it ends).
+CHAT_ORDER_RECHECK_MS = 1000
+
+
+class EarlierMessagePending(DeferSend):
+    """An ordered message is not sent while a message accepted before it for its chat is unfinished."""
+
+    def __init__(self, waiting_for: str) -> None:
+        super().__init__(f"chat order: waiting for message {waiting_for} of the same chat",
+                         delay_ms=CHAT_ORDER_RECHECK_MS)
+        self.waiting_for = waiting_for

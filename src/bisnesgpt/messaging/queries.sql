@@ -51,9 +51,9 @@ INSERT INTO messages (
     message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
     message_type, content, media_url, media_id, media_mime_type, media_filename, payload, raw,
     status, context_message_id, idempotency_key, queue_name, process_name, source, deadline_at,
-    queued_at)
+    queued_at, chat_seq)
 VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb,
-        'queued', $15, $16, $17, $18, $19, $20, now())
+        'queued', $15, $16, $17, $18, $19, $20, now(), $21)
 ON CONFLICT (message_id, company_id) DO NOTHING
 RETURNING *
 
@@ -64,19 +64,29 @@ VALUES ($1, NULL, 'queued', $2, $3::jsonb)
 
 -- claim_for_send --
 -- Mark a message sending for one more attempt: queued -> sending, or another attempt
--- while sending (history only for the first). attempts is NULL when it may not be sent.
+-- while sending (history only for the first). attempts is NULL when it may not be sent;
+-- waiting_for names the earliest unfinished message of its chat accepted before it (an
+-- ordered message waits for it and is not claimed).
 WITH prev AS (
-    SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
+    SELECT id, status, company_id, phone_index, chat_id, chat_seq FROM messages WHERE id = $1 FOR UPDATE
+), earlier AS (
+    SELECT e.message_id FROM messages e JOIN prev
+        ON e.company_id = prev.company_id AND e.phone_index = prev.phone_index AND e.chat_id = prev.chat_id
+    WHERE e.chat_seq < prev.chat_seq AND e.direction = 'outbound'
+      AND e.status IN ('accepted', 'queued', 'sending')
+    ORDER BY e.chat_seq LIMIT 1
 ), upd AS (
     UPDATE messages m SET status = 'sending', attempts = m.attempts + 1, process_name = $3
     FROM prev WHERE m.id = prev.id AND prev.status IN ('accepted', 'queued', 'sending')
+      AND NOT EXISTS (SELECT 1 FROM earlier)
     RETURNING m.id, prev.status AS from_status, m.attempts
 ), hist AS (
     INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
     SELECT id, from_status, 'sending', $2, jsonb_build_object('attempt', attempts)
     FROM upd WHERE from_status <> 'sending'
 )
-SELECT (SELECT status FROM prev) AS previous_status, (SELECT attempts FROM upd) AS attempts
+SELECT (SELECT status FROM prev) AS previous_status, (SELECT attempts FROM upd) AS attempts,
+       (SELECT message_id FROM earlier) AS waiting_for
 
 -- advance_status --
 -- Move a message to $2 if message_status_allows it, with its history row; answers the
@@ -125,12 +135,19 @@ SET last_inbound_at = GREATEST(conversation_sessions.last_inbound_at, EXCLUDED.l
 
 -- select_unfinished_outbound --
 -- Outbound messages still queued/sending, untouched for $1 seconds, after row id $2; $3 at most.
-SELECT id, message_id, company_id, phone_index, status, queue_name
-FROM messages
-WHERE status IN ('queued', 'sending') AND direction = 'outbound'
-  AND updated_at < now() - make_interval(secs => $1)
-  AND id > $2
-ORDER BY id
+-- An ordered message only when it is its chat's head (nothing accepted before it unfinished):
+-- the others get their job when the one before them ends.
+SELECT m.id, m.message_id, m.company_id, m.phone_index, m.status, m.queue_name
+FROM messages m
+WHERE m.status IN ('queued', 'sending') AND m.direction = 'outbound'
+  AND m.updated_at < now() - make_interval(secs => $1)
+  AND m.id > $2
+  AND (m.chat_seq IS NULL OR NOT EXISTS (
+      SELECT 1 FROM messages e
+      WHERE e.company_id = m.company_id AND e.phone_index = m.phone_index AND e.chat_id = m.chat_id
+        AND e.chat_seq < m.chat_seq AND e.direction = 'outbound'
+        AND e.status IN ('accepted', 'queued', 'sending')))
+ORDER BY m.id
 LIMIT $3
 
 -- claim_idempotency_key --
@@ -169,3 +186,25 @@ INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
 SELECT e.id, event.id, event.company_id
 FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
 WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
+
+-- next_chat_seq --
+-- The next number of a chat's ordered messages; the chat's row stays locked until the
+-- accepting transaction commits, so numbers follow commit order.
+INSERT INTO chat_sequences AS c (company_id, phone_index, chat_id, last_seq)
+VALUES ($1, $2, $3, 1)
+ON CONFLICT (company_id, phone_index, chat_id) DO UPDATE SET last_seq = c.last_seq + 1, updated_at = now()
+RETURNING last_seq
+
+-- lock_chat_sequence --
+-- Lock a chat's row before ending one of its messages: a message accepted meanwhile either
+-- committed before (and is found as the next head) or sees this one ended.
+SELECT last_seq FROM chat_sequences WHERE company_id = $1 AND phone_index = $2 AND chat_id = $3 FOR UPDATE
+
+-- select_chat_head --
+-- A chat's earliest unfinished ordered message: the one that may be sent now.
+SELECT id, message_id, company_id, phone_index, status, queue_name, chat_seq
+FROM messages
+WHERE company_id = $1 AND phone_index = $2 AND chat_id = $3 AND chat_seq IS NOT NULL
+  AND direction = 'outbound' AND status IN ('accepted', 'queued', 'sending')
+ORDER BY chat_seq
+LIMIT 1

@@ -40,6 +40,8 @@ class Route:
     phone_index: int
     connection_type: str | None
     spec: QueueSpec
+    # The phone's default for per-chat order (a message may opt out with "ordered": false).
+    ordered: bool = True
 
     @property
     def process_name(self) -> str:
@@ -62,7 +64,7 @@ def route_for(config: PhoneConfig, settings: Settings) -> Route:
             f"phone {config.phone_index} of {config.company_id!r} ({config.connection_type}) cannot send; "
             "nothing was stored"
         )
-    return Route(config.company_id, config.phone_index, config.connection_type, spec)
+    return Route(config.company_id, config.phone_index, config.connection_type, spec, config.ordered_sends)
 
 
 async def announce_change(redis: aioredis.Redis, company_id: str, phone_index: int | None,

@@ -3,8 +3,9 @@
 1. accept both job formats (``node_jobs``): ours, and the original Node router's;
 2. load the message; never send one already past ``sending`` (jobs can run twice);
 3. ``engine.before_send`` (pacing, session readiness, 24 h window) may defer or refuse;
-4. claim (``sending``, attempts + 1), ``engine.send``, then ``sent`` with the external id —
-   or ``failed`` with the provider's code and title when permanent or out of attempts.
+4. claim (``sending``, attempts + 1; an ordered message waits while an earlier one of its
+   chat is unfinished, see ``chat_order``), ``engine.send``, then ``sent`` with the external
+   id — or ``failed`` with the provider's code and title when permanent or out of attempts.
 
 The processor sees a job only through ``JobHandle`` (the handful of bullmq ``Job``
 members it uses) and the database only through ``SendStore`` (``PgSendStore`` in
@@ -96,7 +97,8 @@ class SendStore(Protocol):
         """The message (of any company when ``company_id`` is None), recording ``record_first`` first."""
 
     async def claim(self, message: MessageRecord, *, source: str, process_name: str) -> int | None:
-        """``sending`` for one more attempt: the attempt number, or None if it may not be sent now."""
+        """``sending`` for one more attempt: the attempt number, or None if it may not be sent now;
+        raises ``EarlierMessagePending`` (a ``DeferSend``) while an earlier message of its chat is unfinished."""
 
     async def record_sent(self, message: MessageRecord, external_id: str, detail: JsonObject, *,
                           source: str) -> None:
@@ -194,7 +196,7 @@ class SendJobProcessor:
             await self._fail(message, exc.code, exc.provider_title, exc.details)
             raise UnrecoverableError(f"{exc.code}: {exc.provider_title}") from exc
 
-        attempt = await self.store.claim(message, source=self.spec.process_name, process_name=self.process_name)
+        attempt = await self._claim(job, token, message)
         if attempt is None:  # someone else finished it meanwhile
             return Outcome("skipped")
 
@@ -219,6 +221,12 @@ class SendJobProcessor:
 
         await self.store.record_sent(message, receipt.external_id, receipt.detail, source=self.spec.process_name)
         return Outcome("sent", external_id=receipt.external_id)
+
+    async def _claim(self, job: JobHandle, token: str, message: MessageRecord) -> int | None:
+        try:
+            return await self.store.claim(message, source=self.spec.process_name, process_name=self.process_name)
+        except DeferSend as defer:  # an earlier message of its chat is not finished (chat_order)
+            await self._defer(job, token, message, defer)
 
     async def _defer(self, job: JobHandle, token: str, message: MessageRecord, defer: DeferSend) -> NoReturn:
         self._log_deferral(message, defer)

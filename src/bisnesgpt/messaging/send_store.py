@@ -6,6 +6,9 @@ an attempt; ``sent`` with the provider id together with the conversation's last 
 time; ``failed`` with the provider's code, title and details. Recording ``sent`` is
 patient: the message has left already, so a PostgreSQL restart is waited out in place
 rather than handing the job back (a re-run would send it a second time).
+
+Ending an ordered message (``sent`` or ``failed``) locks its chat first and, after the
+commit, enqueues the chat's next message (``chat_order``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import time
 from bisnesgpt.core.errors import DatabaseUnavailable
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.pool import Database
-from bisnesgpt.messaging import store
+from bisnesgpt.messaging import chat_order, store
+from bisnesgpt.messaging.chat_order import ChatHead, ChatRelease
+from bisnesgpt.messaging.queues import QueueProducer
 from bisnesgpt.messaging.states import advance_status
 
 log = logging.getLogger(__name__)
@@ -32,8 +37,9 @@ RECORD_SENT_MAX_PAUSE_S = 2.0
 class PgSendStore:
     """The ``messages`` rows of send jobs, read and written in the processor's transactions."""
 
-    def __init__(self, db: Database, *, patience_s: float = RECORD_SENT_PATIENCE_S) -> None:
+    def __init__(self, db: Database, producer: QueueProducer, *, patience_s: float = RECORD_SENT_PATIENCE_S) -> None:
         self.db = db
+        self.release = ChatRelease(producer)
         self.patience_s = patience_s
 
     async def load(self, message_id: str, company_id: str | None,
@@ -57,14 +63,17 @@ class PgSendStore:
         """
         give_up = time.monotonic() + self.patience_s
         pause = RECORD_SENT_FIRST_PAUSE_S
+        head: ChatHead | None
         while True:
             try:
                 async with self.db.transaction() as conn:
+                    await chat_order.lock_chat(conn, message)
                     await advance_status(conn, message.id, "sent", source=source, external_id=external_id,
                                          detail=detail)
                     await store.touch_outbound_session(conn, message.company_id, message.phone_index,
                                                        message.contact)
-                return
+                    head = await chat_order.next_after(conn, message)
+                break
             except DatabaseUnavailable as exc:
                 if time.monotonic() + pause > give_up:
                     raise
@@ -72,10 +81,15 @@ class PgSendStore:
                             external_id, exc.detail)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, RECORD_SENT_MAX_PAUSE_S)
+        await self.release.enqueue(head)
 
     async def record_failed(self, message: store.MessageRecord, *, code: str, title: str, details: JsonValue,
                             source: str) -> None:
         """``failed`` for good, with the provider's (or our) error code, title and details."""
+        head: ChatHead | None
         async with self.db.transaction() as conn:
+            await chat_order.lock_chat(conn, message)
             await advance_status(conn, message.id, "failed", source=source, error_code=code, error_title=title,
                                  error_details=details)
+            head = await chat_order.next_after(conn, message)
+        await self.release.enqueue(head)  # a message that failed for good lets its chat go on

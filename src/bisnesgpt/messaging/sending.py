@@ -4,12 +4,14 @@ Order of one send (ARCHITECTURE §3):
 
 1. look the Idempotency-Key up, if any (a completed key replays; 409 / 422 answer here);
 2. route the phone (404 no config, 422 unknown type, 503 engine disabled: nothing stored);
-3. one transaction: claim the Idempotency-Key, resolve targets, INSERT the message
-   ``queued`` (+ history + event), store the idempotent answer — COMMIT. Only now may a
-   2xx leave. Claim and message commit together: an API killed in between leaves no key
-   behind, so the client's retry runs again (never a 409 for a request that died);
-4. add the BullMQ job (jobId = message id). Redis down is not an error: the row is durable
-   and the outbox reconciler enqueues it when Redis is back;
+3. one transaction: claim the Idempotency-Key, resolve targets, take the chat's next
+   number (an ordered message, ``chat_order``), INSERT the message ``queued`` (+ history +
+   event), store the idempotent answer — COMMIT. Only now may a 2xx leave. Claim and
+   message commit together: an API killed in between leaves no key behind, so the
+   client's retry runs again (never a 409 for a request that died);
+4. add the BullMQ job (jobId = message id) — for an ordered message only when it is its
+   chat's head; otherwise the message before it enqueues it as it ends. Redis down is not
+   an error: the row is durable and the outbox reconciler enqueues it when Redis is back;
 5. with ``wait``: poll the row until it is final (sent/failed/…) or the time is up.
 """
 
@@ -31,7 +33,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.window import check_window
 from bisnesgpt.health import metrics
-from bisnesgpt.messaging import idempotency, store
+from bisnesgpt.messaging import chat_order, idempotency, store
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, StoredResponse
 from bisnesgpt.messaging.node_jobs import send_job_data
@@ -86,6 +88,8 @@ class SendRequest:
     idempotency: IdempotencyKey | None = None
     wait_seconds: float = 0.0
     source: str = "api"
+    # Per-chat order for this message; None: the phone's setting (``ordered_sends``).
+    ordered: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -128,11 +132,12 @@ class SendService:
                 stored = await idempotency.lookup(conn, key)
             if stored is not None:
                 return SendOutcome(stored.status, stored.body, replayed=True)
-        record, route, outcome = await self._store(request)
+        record, route, outcome, held = await self._store(request)
         if outcome is not None:  # a replay, or the message already existed under this key
             return outcome
         assert record is not None
-        enqueued = await self.enqueue(route, record)
+        # A message behind an unfinished one of its chat gets its job when that one ends.
+        enqueued = False if held else await self.enqueue(route, record)
         if request.wait_seconds <= 0:
             return SendOutcome(202, accepted_body(record.message_id, route.process_name, route.queue_name),
                                enqueued=enqueued)
@@ -154,7 +159,8 @@ class SendService:
         except BisnesgptError as exc:
             log.warning("could not store the idempotent answer for %s: %s", key.key, exc.detail)
 
-    async def _store(self, request: SendRequest) -> tuple[store.MessageRecord | None, Route, SendOutcome | None]:
+    async def _store(self, request: SendRequest
+                     ) -> tuple[store.MessageRecord | None, Route, SendOutcome | None, bool]:
         phone_index = request.phone_index
         draft = request.draft
         if draft.target is not None and not request.phone_index_explicit:
@@ -172,20 +178,24 @@ class SendService:
                     # then replays the committed answer.
                     stored = await idempotency.claim(conn, key, self.idempotency_ttl)
                     if stored is not None:
-                        return None, route, SendOutcome(stored.status, stored.body, replayed=True)
+                        return None, route, SendOutcome(stored.status, stored.body, replayed=True), False
                 resolved = await resolve_draft(conn, request.company_id, phone_index, draft)
                 if route.process_name == "meta":
                     # The Cloud API's 24-hour window: refuse now with a clear problem rather
                     # than let Meta fail the message later (the engine checks again).
                     await check_window(conn, request.company_id, phone_index, resolved.recipient.to, draft.type)
                 media = draft.media
+                ordered = route.ordered if request.ordered is None else request.ordered
+                chat_id = resolved.recipient.chat_id
+                chat_seq = (await chat_order.next_seq(conn, request.company_id, phone_index, chat_id)
+                            if ordered else None)
                 record = await store.insert_outbound(conn, store.NewOutboundMessage(
                     message_id=new_message_id(),
                     company_id=request.company_id,
                     phone_index=phone_index,
                     provider=route.process_name,
                     connection_type=route.connection_type,
-                    chat_id=resolved.recipient.chat_id,
+                    chat_id=chat_id,
                     message_type=draft.type,
                     payload=resolved.payload(),
                     queue_name=route.queue_name,
@@ -199,8 +209,10 @@ class SendService:
                     context_message_id=resolved.context_message_id,
                     idempotency_key=key.key if key else None,
                     source=request.source,
+                    chat_seq=chat_seq,
                 ))
                 assert record is not None  # a fresh UUIDv7 never collides
+                held = chat_seq is not None and not await _is_chat_head(conn, record)
                 if key is not None and request.wait_seconds <= 0:
                     body = accepted_body(record.message_id, route.process_name, route.queue_name)
                     await idempotency.complete(conn, key, StoredResponse(202, body))
@@ -208,10 +220,10 @@ class SendService:
             if key is None or "idempotency" not in (exc.constraint_name or ""):
                 raise
             # A previous attempt under this key (whose process died mid-request) stored it.
-            return await self._existing(request, key, route)
+            return *await self._existing(request, key, route), False
         metrics.MESSAGES_ACCEPTED.labels(route.queue_name).inc()
         self.accepted += 1
-        return record, route, None
+        return record, route, None, held
 
     async def _existing(self, request: SendRequest, key: IdempotencyKey,
                         route: Route) -> tuple[store.MessageRecord | None, Route, SendOutcome]:
@@ -259,3 +271,9 @@ class SendService:
         body["externalId"] = external_id
         body["error"] = error if status == "failed" else None
         return SendOutcome(200, body)
+
+
+async def _is_chat_head(conn: asyncpg.Connection, record: store.MessageRecord) -> bool:
+    """Whether nothing accepted before ``record`` for its chat is unfinished (its chat is locked)."""
+    head = await chat_order.chat_head(conn, record.company_id, record.phone_index, record.chat_id)
+    return head is None or head.id == record.id

@@ -11,6 +11,7 @@ import asyncpg
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import RowRecord
+from bisnesgpt.messaging.errors import EarlierMessagePending
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
 from bisnesgpt.messaging.states import MessageState
 
@@ -18,6 +19,8 @@ SQL = load_queries("bisnesgpt.messaging")
 
 
 Direction = Literal["outbound", "inbound"]
+# States a message may be claimed for sending from (``claim_for_send``).
+CLAIMABLE: frozenset[str] = frozenset({"accepted", "queued", "sending"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +47,8 @@ class MessageColumns:
     idempotency_key: str | None = None
     source: str = "api"
     deadline_at: datetime | None = None
+    # Its place among its chat's ordered messages (None: sent without per-chat order).
+    chat_seq: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +91,7 @@ async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> 
         SQL.insert_outbound, new.message_id, new.company_id, new.phone_index, new.provider,
         new.connection_type, new.chat_id, new.message_type, new.content, new.media_url, new.media_id,
         new.media_mime_type, new.media_filename, new.payload, new.raw, new.context_message_id,
-        new.idempotency_key, new.queue_name, new.process_name, new.source, new.deadline_at,
+        new.idempotency_key, new.queue_name, new.process_name, new.source, new.deadline_at, new.chat_seq,
     )
     if row is None:
         return None
@@ -116,8 +121,14 @@ async def find_outbound_by_external_id(conn: asyncpg.Connection, external_id: st
 
 
 async def claim_for_send(conn: asyncpg.Connection, message_pk: int, *, source: str, process_name: str) -> int | None:
-    """Mark a message ``sending`` for one more attempt; None if it may not be sent."""
+    """Mark a message ``sending`` for one more attempt; None if it may not be sent.
+
+    Raises ``EarlierMessagePending`` for an ordered message while one accepted before it
+    for the same chat is unfinished.
+    """
     row = await conn.fetchrow(SQL.claim_for_send, message_pk, source, process_name)
+    if row is not None and row["waiting_for"] is not None and row["previous_status"] in CLAIMABLE:
+        raise EarlierMessagePending(row["waiting_for"])
     if row is None or row["attempts"] is None:
         return None
     return int(row["attempts"])

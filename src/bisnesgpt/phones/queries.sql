@@ -25,10 +25,12 @@ ORDER BY company_id, phone_index
 -- ($3) and status ($5) always do.
 INSERT INTO phone_configs AS pc (
     company_id, phone_index, connection_type, status, display_phone_number, meta_phone_number_id,
-    meta_waba_id, meta_access_token_encrypted, dialog360_client_id, dialog360_channel_id, api_key_encrypted)
+    meta_waba_id, meta_access_token_encrypted, dialog360_client_id, dialog360_channel_id, api_key_encrypted,
+    ordered_sends)
 VALUES ($1, $2, $3, $5, $4::jsonb->>'display_phone_number', $4::jsonb->>'meta_phone_number_id',
         $4::jsonb->>'meta_waba_id', $4::jsonb->>'meta_access_token_encrypted', $4::jsonb->>'dialog360_client_id',
-        $4::jsonb->>'dialog360_channel_id', $4::jsonb->>'api_key_encrypted')
+        $4::jsonb->>'dialog360_channel_id', $4::jsonb->>'api_key_encrypted',
+        coalesce(($4::jsonb->>'ordered_sends')::boolean, true))
 ON CONFLICT (company_id, phone_index) DO UPDATE SET
     connection_type = EXCLUDED.connection_type,
     status = EXCLUDED.status,
@@ -45,7 +47,8 @@ ON CONFLICT (company_id, phone_index) DO UPDATE SET
     dialog360_channel_id = CASE WHEN $4::jsonb ? 'dialog360_channel_id' THEN EXCLUDED.dialog360_channel_id
                                 ELSE pc.dialog360_channel_id END,
     api_key_encrypted = CASE WHEN $4::jsonb ? 'api_key_encrypted' THEN EXCLUDED.api_key_encrypted
-                             ELSE pc.api_key_encrypted END
+                             ELSE pc.api_key_encrypted END,
+    ordered_sends = CASE WHEN $4::jsonb ? 'ordered_sends' THEN EXCLUDED.ordered_sends ELSE pc.ordered_sends END
 RETURNING *
 
 -- delete_phone --

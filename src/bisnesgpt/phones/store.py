@@ -24,8 +24,9 @@ PhoneStatus = Literal["initializing", "qr", "pairing_code", "authenticated", "re
 PHONE_CONFIG_STATUSES: tuple[PhoneConfigStatus, ...] = get_args(PhoneConfigStatus)
 
 # Columns `upsert_phone` may set besides connection_type and status.
+# ``ordered_sends`` is given as "true" / "false".
 PHONE_FIELDS = ("display_phone_number", "meta_phone_number_id", "meta_waba_id", "meta_access_token_encrypted",
-                "dialog360_client_id", "dialog360_channel_id", "api_key_encrypted")
+                "dialog360_client_id", "dialog360_channel_id", "api_key_encrypted", "ordered_sends")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class PhoneConfig(RowRecord):
     settings: JsonObject
     created_at: datetime
     updated_at: datetime
+    # Messages to one chat leave in acceptance order unless a message says ``"ordered": false``.
+    ordered_sends: bool = True
 
     def meta_access_token(self, box: SecretBox) -> str | None:
         """The Cloud API access token in clear (None when none is stored)."""

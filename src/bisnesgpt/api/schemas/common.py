@@ -61,6 +61,10 @@ CompanyId = Annotated[str, Field(pattern=COMPANY_ID_PATTERN, description="The co
 CompanyPath = Annotated[str, Path(pattern=COMPANY_ID_PATTERN, description="The company (tenant) id",
                                   examples=["acme"])]
 UserName = Annotated[str, Field(max_length=200, description="Who sent it (stored with the message)")]
+Ordered = Annotated[bool | None, Field(
+    description="Keep this message in its chat's order (it leaves after every message accepted before it for "
+                "the same chat has been sent or has ended). false: send it as soon as possible, unordered "
+                "(broadcasts to many chats). Default: the phone's setting (ordered unless changed).")]
 MessageRef = Annotated[str, Field(min_length=1, max_length=256,
                                   description="Our messageId or the provider's message id (wamid / web id)")]
 Caption = Annotated[str, Field(max_length=1024)]

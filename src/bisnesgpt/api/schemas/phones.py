@@ -52,6 +52,9 @@ class PhoneConfigRow(BaseModel):
     dialog360_channel_id: str | None
     has_access_token: bool
     has_api_key: bool
+    ordered_sends: bool = Field(description="Messages to one chat leave in acceptance order unless a message "
+                                            "says \"ordered\": false (`bisnesgpt phones set --unordered` turns "
+                                            "it off for the phone)")
     created_at: str
     updated_at: str
 

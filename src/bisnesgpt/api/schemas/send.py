@@ -22,6 +22,7 @@ from bisnesgpt.api.schemas.common import (
     JsonObject,
     MediaUrl,
     MessageRef,
+    Ordered,
     PhoneIndex,
     Strict,
     TextBody,
@@ -49,6 +50,7 @@ class V2Base(Strict):
     phoneIndex: PhoneIndex = 0
     userName: UserName | None = None
     quotedMessageId: MessageRef | None = Field(default=None, description="Reply to this message")
+    ordered: Ordered = None
 
 
 class V2Text(V2Base):
@@ -121,6 +123,7 @@ class V2Edit(Strict):
     """``PUT /api/v2/messages/…``: the new text of a sent message (``newMessage`` or ``newText``)."""
 
     phoneIndex: PhoneIndex = 0
+    ordered: Ordered = None
     newMessage: TextBody | None = None
     newText: TextBody | None = Field(default=None, description="Alias of `newMessage` used by older clients")
 
@@ -138,6 +141,7 @@ class V2Delete(Strict):
     """``DELETE /api/v2/messages/…`` (body optional): for everyone or on this phone only."""
 
     phoneIndex: PhoneIndex = 0
+    ordered: Ordered = None
     deleteForEveryone: bool = Field(default=True, description="Delete for everyone (false: only on this phone)")
     messageId: MessageRef | None = Field(default=None, description="If given, must equal the path's messageId")
     chatId: str | None = Field(default=None, max_length=64, description="If given, must name the path's chat")
@@ -150,6 +154,7 @@ class V2React(Strict):
     """``POST /api/messages/react/…``: the emoji (``reaction`` or ``emoji``; empty removes it)."""
 
     phoneIndex: PhoneIndex = 0
+    ordered: Ordered = None
     reaction: Emoji | None = None
     emoji: Emoji | None = Field(default=None, description="Alias of `reaction` used by older clients")
     chatId: str | None = Field(default=None, max_length=64,
@@ -186,6 +191,7 @@ class V1Base(Strict):
     context: Context | None = None
     phoneIndex: PhoneIndex = 0
     companyId: CompanyId | None = Field(default=None, description="Required with an operator key; else the key's")
+    ordered: Ordered = None
 
 
 class TextObject(Strict):
