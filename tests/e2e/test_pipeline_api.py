@@ -101,6 +101,9 @@ async def test_every_send_type_lands_in_its_queue_with_the_contract_payload(
     spec = CONNECTION_TYPES[connection_type]
     tenant = await seed_tenant(db, company(), {0: "wwebjs", 3: connection_type})
     cid = tenant.company_id
+    # Without per-chat order every message gets its job at once (ordered, only the chat's first
+    # would until it is sent): this test reads each message's job.
+    await db.execute("UPDATE phone_configs SET ordered_sends = false WHERE company_id = $1", cid)
     target = await sent_message(db, cid, 3, CHAT, f"wamid.{uuid.uuid4().hex}", str(uuid.uuid4()))
     base = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": PERSON}
     link = "https://example.com/f/a.bin"

@@ -676,6 +676,9 @@ class CheckResult:
     # re-run for another reason, e.g. a job whose lock lapsed on a starved machine).
     duplicates_outside_faults: list[str] = field(default_factory=list)
     drain_s: float = 0.0
+    # Chats whose provider received their acknowledged messages out of acceptance order.
+    order_violations: list[str] = field(default_factory=list)
+    ordered_chats: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -685,7 +688,8 @@ class CheckResult:
                  f"delivered={len(self.delivered)}", f"lost={len(self.lost)}",
                  f"duplicated={len(self.duplicated)}(+{self.duplicate_receipts} copies, bound {self.duplicate_bound}, "
                  f"{len(self.duplicates_outside_faults)} not in flight at a fault)",
-                 f"unexpected={len(self.unexpected)}", f"unacked={self.unacked}", f"drain={self.drain_s:.1f}s"]
+                 f"unexpected={len(self.unexpected)}", f"unacked={self.unacked}", f"drain={self.drain_s:.1f}s",
+                 f"order_violations={len(self.order_violations)}/{self.ordered_chats} chats"]
         if recov:
             parts.append(f"recovery={recov}")
         parts += [f"{k}={v}" for k, v in self.extra.items() if k != "recovery"]
@@ -701,6 +705,9 @@ class CheckResult:
         if self.duplicate_receipts > self.duplicate_bound:
             problems.append(f"{self.duplicate_receipts} duplicate receipts > {self.duplicate_bound} jobs in "
                             f"flight at the faults: {self.duplicated[:5]}")
+        if self.order_violations:
+            problems.append(f"out of acceptance order in {len(self.order_violations)} chats: "
+                            f"{self.order_violations[:3]}")
         if self.acked == 0:
             problems.append("nothing was acknowledged: the scenario proved nothing")
         assert not problems, "; ".join(problems)
@@ -732,7 +739,7 @@ def check(system: ChaosSystem, load: LoadGenerator, *, scenario: str, drain_time
 
     by_key = {s.key: s for s in sends}
     rows = system.fetch(
-        "SELECT message_id, company_id, status, external_id, content, error_code, error_title FROM messages "
+        "SELECT message_id, company_id, status, external_id, content, error_code, error_title, chat_seq FROM messages "
         "WHERE direction = 'outbound' AND company_id = ANY($1::text[])", [META_COMPANY, WEB_COMPANY])
     rows_by_id = {r["message_id"]: r for r in rows}
     from bisnesgpt.sandbox.wweb.protocol import wa_message_id
@@ -746,8 +753,10 @@ def check(system: ChaosSystem, load: LoadGenerator, *, scenario: str, drain_time
             result.unexpected.append(f"emulator received an unknown message {text!r} ({request.get('wamid')})")
             continue
         meta_by_key.setdefault(key, []).append(str(request.get("wamid")))
-    web_by_wa_id = {m["id"]: m for m in system.web_sends()}
+    web_sends = system.web_sends()
+    web_by_wa_id = {m["id"]: m for m in web_sends}
     acked_wa_ids: set[str] = set()
+    result.order_violations, result.ordered_chats = _order_check(acked, rows_by_id, system.meta_sends(), web_sends)
 
     for send in sends:
         if send.status_code is not None and 400 <= send.status_code < 500 and send.status_code not in RETRY_STATUSES:
@@ -805,6 +814,50 @@ def check(system: ChaosSystem, load: LoadGenerator, *, scenario: str, drain_time
         if text not in web_keys:
             result.unexpected.append(f"sandbox received an unknown message {wa_id} {text!r}")
     return result
+
+
+def _order_check(acked: list[Send], rows_by_id: dict[str, dict[str, Any]], meta_sends: list[dict[str, Any]],
+                 web_sends: list[dict[str, Any]]) -> tuple[list[str], int]:
+    """Per chat, whether each provider received the chat's acknowledged messages in acceptance order
+    (the database's per-chat number, the order the accepting transactions committed in)."""
+    from bisnesgpt.sandbox.wweb.protocol import wa_message_id
+
+    expected: dict[str, list[tuple[int, str]]] = {}
+    for send in acked:
+        row = rows_by_id.get(send.message_id or "")
+        if row is not None and row.get("chat_seq") is not None:
+            expected.setdefault(f"{send.kind}:{send.to}", []).append((int(row["chat_seq"]), send.body))
+    # What each provider received, in the order it received it; a duplicate appears at each receipt.
+    received: dict[str, list[str]] = {}
+    for request in meta_sends:
+        text = ((request.get("body") or {}).get("text") or {}).get("body", "")
+        received.setdefault(f"meta:{request.get('wa_id')}", []).append(str(text))
+    body_by_wa_id = {wa_message_id(s.message_id): s.body for s in acked if s.kind == "wwebjs" and s.message_id}
+    events: list[tuple[float, str, str]] = []
+    for message in web_sends:
+        chat = "wwebjs:" + str(message.get("chat") or "").split("@", 1)[0]
+        body = body_by_wa_id.get(str(message["id"]), "")
+        events.append((float(message.get("first_at") or 0.0), chat, body))
+        if int(message.get("received_count") or 1) > 1:
+            events.append((float(message.get("last_at") or message.get("first_at") or 0.0), chat, body))
+    for _at, chat, body in sorted(events):
+        received.setdefault(chat, []).append(body)
+    accepted = {chat: [body for _seq, body in sorted(items)] for chat, items in expected.items()}
+    return chat_order_violations(accepted, received), len(accepted)
+
+
+def chat_order_violations(accepted: dict[str, list[str]], received: dict[str, list[str]]) -> list[str]:
+    """Chats whose provider saw a message after one accepted later than it (copies of a message
+    count at each receipt: a re-sent message must still come before its successors)."""
+    violations = []
+    for chat, order in accepted.items():
+        rank = {body: index for index, body in enumerate(order)}
+        seen = [rank[body] for body in received.get(chat, []) if body in rank]
+        for earlier, later in itertools.pairwise(seen):
+            if later < earlier:
+                violations.append(f"{chat}: {order[later]!r} after {order[earlier]!r}")
+                break
+    return violations
 
 
 # --- small helpers scenarios share ---------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bisnesgpt.sandbox.wweb.protocol import wa_message_id
-from tests.support.chaos import META_COMPANY, WEB_COMPANY, Fault, LoadGenerator, Send, check
+from tests.support.chaos import META_COMPANY, WEB_COMPANY, Fault, LoadGenerator, Send, chat_order_violations, check
 
 pytestmark = pytest.mark.unit
 
@@ -134,3 +134,64 @@ def test_an_unacknowledged_send_may_have_been_stored_and_sent() -> None:
     load.sends.append(ghost)
     result = check(system, load, scenario="unacked")  # type: ignore[arg-type]
     assert result.unacked == 1 and not result.unexpected and len(result.delivered) == 1
+
+
+# --- per-chat order ------------------------------------------------------------------------------
+
+
+def _ordered(system: FakeSystem, kind: str, key: str, seq: int, *, to: str = "60100") -> Send:
+    company = META_COMPANY if kind == "meta" else WEB_COMPANY
+    message_id = f"id-{key}"
+    send = Send(kind, key, company, to, f"chaos {key}", 0.0, message_id=message_id, acked_at=0.0,
+                status_code=202, attempts=1, message_ids={message_id})
+    external = f"wamid.{key}" if kind == "meta" else wa_message_id(message_id)
+    system.rows.append({"message_id": message_id, "company_id": company, "status": "sent", "external_id": external,
+                        "content": f"chaos {key}", "error_code": None, "error_title": None, "chat_seq": seq})
+    return send
+
+
+def _meta_receipt(system: FakeSystem, key: str, to: str = "60100") -> None:
+    system.meta.append({"wamid": f"wamid.{key}", "ts": 1.0, "http_status": 200, "wa_id": to,
+                        "body": {"text": {"body": f"chaos {key}"}}})
+
+
+def test_meta_messages_received_out_of_acceptance_order_fail_the_check() -> None:
+    system = FakeSystem()
+    sends = [_ordered(system, "meta", "k1", 1), _ordered(system, "meta", "k2", 2),
+             _ordered(system, "meta", "other", 1, to="60200")]
+    for key, to in (("k2", "60100"), ("other", "60200"), ("k1", "60100")):
+        _meta_receipt(system, key, to)
+    result = check(system, _load(system, sends), scenario="reordered")  # type: ignore[arg-type]
+    assert result.order_violations == ["meta:60100: 'chaos k1' after 'chaos k2'"] and result.ordered_chats == 2
+    with pytest.raises(AssertionError, match="out of acceptance order in 1 chats"):
+        result.assert_ok()
+
+
+def test_web_messages_are_ordered_by_when_the_network_received_them() -> None:
+    system = FakeSystem()
+    sends = [_ordered(system, "wwebjs", "k1", 1), _ordered(system, "wwebjs", "k2", 2)]
+    system.web += [{"id": wa_message_id("id-k2"), "chat": "60100@c.us", "received_count": 1, "first_at": 1.0,
+                    "last_at": 1.0, "body": {"body": "chaos k2"}},
+                   {"id": wa_message_id("id-k1"), "chat": "60100@c.us", "received_count": 1, "first_at": 2.0,
+                    "last_at": 2.0, "body": {"body": "chaos k1"}}]
+    result = check(system, _load(system, sends), scenario="reordered")  # type: ignore[arg-type]
+    assert result.order_violations == ["wwebjs:60100: 'chaos k1' after 'chaos k2'"]
+
+
+def test_a_resent_message_passes_only_when_its_copies_precede_its_successors() -> None:
+    accepted = {"c": ["a", "b", "c"]}
+    assert chat_order_violations(accepted, {"c": ["a", "a", "b", "c"]}) == []
+    assert chat_order_violations(accepted, {"c": ["a", "b", "a", "c"]}) == ["c: 'a' after 'b'"]
+    assert chat_order_violations(accepted, {"c": ["a", "x", "c"]}) == []  # b lost, unknown x: other verdicts
+    assert chat_order_violations({"c": ["a", "b"]}, {}) == []
+
+
+def test_unordered_messages_are_not_order_checked() -> None:
+    system = FakeSystem()
+    sends = [_ordered(system, "meta", "k1", 1), _ordered(system, "meta", "k2", 2)]
+    for row in system.rows:
+        row["chat_seq"] = None
+    _meta_receipt(system, "k2")
+    _meta_receipt(system, "k1")
+    result = check(system, _load(system, sends), scenario="unordered")  # type: ignore[arg-type]
+    assert result.order_violations == [] and result.ordered_chats == 0

@@ -111,16 +111,20 @@ def admin_router(emulator: Emulator) -> APIRouter:
     async def get_config() -> Response:
         return JSONResponse({"webhook": state.webhook.public(),
                              "default_messages_per_second": state.default_messages_per_second,
-                             "media_url_ttl": state.media_url_ttl})
+                             "media_url_ttl": state.media_url_ttl, "latency_ms": state.latency_ms,
+                             "latency_jitter_ms": state.latency_jitter_ms})
 
     def apply_config(values: JsonObject) -> Response:
         webhook = values.get("webhook") or {}
         if not isinstance(webhook, dict):
             raise TypeError("webhook must be an object")
         state.webhook.update(webhook)
-        if "media_url_ttl" in values:
-            state.media_url_ttl = as_float(values["media_url_ttl"])
-        return JSONResponse({"webhook": state.webhook.public(), "media_url_ttl": state.media_url_ttl})
+        for name in ("media_url_ttl", "latency_ms", "latency_jitter_ms"):
+            if name in values:  # a negative TTL makes every URL expired at once (tests use it)
+                setattr(state, name, as_float(values[name]) if name == "media_url_ttl"
+                        else max(0.0, as_float(values[name])))
+        return JSONResponse({"webhook": state.webhook.public(), "media_url_ttl": state.media_url_ttl,
+                             "latency_ms": state.latency_ms, "latency_jitter_ms": state.latency_jitter_ms})
 
     @router.patch("/config")
     async def patch_config(request: Request) -> Response:

@@ -37,6 +37,11 @@ def meta_command(
     duplicate_rate: float = typer.Option(WebhookConfig.duplicate_rate,
                                          help="Probability that a status webhook is delivered twice."),
     read_rate: float = typer.Option(WebhookConfig.read_rate, help="Fraction of messages that get a 'read' status."),
+    latency_ms: float = typer.Option(EmulatorState.latency_ms, "--latency-ms",
+                                     help="Delay before each send request is handled."),
+    latency_jitter_ms: float = typer.Option(EmulatorState.latency_jitter_ms, "--latency-jitter-ms",
+                                            help="Random extra delay (0..this) per send request: sends in "
+                                                 "flight together may overtake each other."),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
     """Run a Cloud API look-alike for development without a Meta account (see README)."""
@@ -49,7 +54,8 @@ def meta_command(
     if profile not in ("meta", "d360"):
         typer.echo(f"bisnesgpt: --profile must be meta or d360, not {profile!r}", err=True)
         raise typer.Exit(2)
-    state = EmulatorState(default_messages_per_second=messages_per_second)
+    state = EmulatorState(default_messages_per_second=messages_per_second, latency_ms=max(0.0, latency_ms),
+                          latency_jitter_ms=max(0.0, latency_jitter_ms))
     state.webhook = WebhookConfig(
         url=webhook_url, app_secret=app_secret, profile=profile, token=webhook_token,
         sent_delay_ms=sent_delay_ms, delivered_delay_ms=delivered_delay_ms, read_delay_ms=read_delay_ms,

@@ -10,7 +10,8 @@ per request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Unpack
 
 from fastapi import Request
@@ -38,6 +39,8 @@ class RequestContext:
     wa_id: str | None = None
     # The error rule this send matched: decides the answer, is not itself logged.
     rule: ErrorRule | None = None
+    # When the request arrived (wall clock); the log's ``ts`` is when it was answered.
+    received_ts: float = field(default_factory=time.time)
 
     @classmethod
     def open(cls, request: Request, profile: Profile, operation: Operation,
@@ -48,7 +51,8 @@ class RequestContext:
     def fields(self) -> RequestFields:
         """The request log's view of the request, in the log's key order."""
         fields: RequestFields = {"method": self.method, "path": self.path, "profile": self.profile,
-                                 "operation": self.operation, "phone_number_id": self.phone_number_id}
+                                 "operation": self.operation, "phone_number_id": self.phone_number_id,
+                                 "received_ts": self.received_ts}
         if self.body is not None:
             fields["body"] = self.body
         if self.type is not None:

@@ -8,6 +8,7 @@ uploaded (131053), injected ``webhook`` rules — is accepted and then fails by 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ class Messages:
 
     async def send(self, request: Request, phone: EmulatedPhone, ctx: RequestContext) -> JSONResponse:
         """Mark-as-read or a send: Graph's answer, and for an accepted send its status webhooks."""
+        delay = self.state.request_delay_s()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the path's latency (and jitter) before "Meta" sees the request
         try:
             body = json.loads(await request.body())
         except ValueError:

@@ -28,6 +28,7 @@ class RequestFields(TypedDict, total=False):
     profile: Required[Profile]
     operation: Required[Operation]
     phone_number_id: Required[str | None]
+    received_ts: float
     body: JsonObject
     type: str
     to: JsonValue

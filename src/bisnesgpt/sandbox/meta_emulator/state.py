@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import random
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -211,7 +212,16 @@ class EmulatorState:
     media_url_ttl: float = 300.0
     url_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     default_messages_per_second: float = 80.0
+    # Each POST …/messages waits latency_ms plus a random 0..latency_jitter_ms before it is
+    # handled (a network path whose delay varies, so sends in flight together may overtake).
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
     _next_rule: int = 1
+
+    def request_delay_s(self) -> float:
+        """How long the next send request waits before it is handled (seconds)."""
+        jitter = random.uniform(0, self.latency_jitter_ms) if self.latency_jitter_ms > 0 else 0.0  # noqa: S311
+        return max(0.0, self.latency_ms + jitter) / 1000
 
     def add_phone(self, phone_number_id: str, **values: JsonValue) -> EmulatedPhone:
         """Create the phone (at the default throughput) if new, then apply ``values`` to it."""

@@ -75,6 +75,11 @@ def serve(
     no_read: bool = typer.Option(not NetworkConfig.auto_read, "--no-read", help="recipients never read"),
     result_delay_ms: int = typer.Option(NetworkConfig.result_delay_ms,
                                         help="answer sends this much later (records them at once)"),
+    latency_ms: int = typer.Option(NetworkConfig.latency_ms, "--latency-ms",
+                                   help="delay before each send is handled"),
+    latency_jitter_ms: int = typer.Option(NetworkConfig.latency_jitter_ms, "--latency-jitter-ms",
+                                          help="random extra delay (0..this) per send: sends in flight together "
+                                               "may overtake each other"),
     qr_rotate_ms: int = typer.Option(NetworkConfig.qr_rotate_ms, help="how often an unscanned QR rotates"),
     auth_delay_ms: int = typer.Option(NetworkConfig.auth_delay_ms, help="pair_success -> ready"),
     ready_delay_ms: int = typer.Option(NetworkConfig.ready_delay_ms, help="authenticated (resumed) -> ready"),
@@ -88,6 +93,7 @@ def serve(
     settings = settings_or_exit()
     config = NetworkConfig(ack_server_ms=ack_server_ms, ack_device_ms=ack_device_ms, ack_read_ms=ack_read_ms,
                            auto_read=not no_read, result_delay_ms=result_delay_ms, qr_rotate_ms=qr_rotate_ms,
+                           latency_ms=max(0, latency_ms), latency_jitter_ms=max(0, latency_jitter_ms),
                            auth_delay_ms=auth_delay_ms,
                            ready_delay_ms=ready_delay_ms, keepalive_interval=keepalive_interval,
                            keepalive_timeout=keepalive_timeout)

@@ -28,6 +28,10 @@ class NetworkConfig:
     # Recorded at once, answered this much later (a slow network: a client killed in between
     # resends, and the record shows the duplicate).
     result_delay_ms: int = 0
+    # Each send frame is handled latency_ms plus a random 0..latency_jitter_ms after it arrives
+    # (a network path whose delay varies: sends in flight together may overtake each other).
+    latency_ms: int = 0
+    latency_jitter_ms: int = 0
     keepalive_interval: float = 5.0
     keepalive_timeout: float = 15.0
     hello_timeout: float = 10.0

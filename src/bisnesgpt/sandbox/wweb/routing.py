@@ -10,6 +10,7 @@ WhatsApp (``not_on_whatsapp``).
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class Routing:
         elif kind == "pair_phone":
             await self.linker.pairing_code(conn, str(frame.get("phone") or ""))
         elif kind == "send":
-            await self._send(conn, frame)
+            await self._send_after_latency(conn, frame)
         elif kind == "receipt" and conn.session:
             for message_id in as_strings(frame.get("ids") or []):
                 records.confirm_inbound(conn.session, message_id)
@@ -78,6 +79,15 @@ class Routing:
             await conn.kick("logged_out", "logged out by the client")
         else:
             await conn.push({"type": "error", "message": f"unexpected frame {kind!r}"})
+
+    async def _send_after_latency(self, conn: Connection, frame: JsonObject) -> None:
+        config = self.board.config
+        delay_ms = config.latency_ms + (random.uniform(0, config.latency_jitter_ms)  # noqa: S311
+                                        if config.latency_jitter_ms > 0 else 0)
+        if delay_ms > 0:
+            self.board.later(delay_ms, self._send(conn, frame))  # the path's latency: later frames may overtake
+        else:
+            await self._send(conn, frame)
 
     async def _send(self, conn: Connection, frame: JsonObject) -> None:
         ref = frame.get("ref")
