@@ -83,6 +83,18 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"  ratio sustained/Python no-op = {_f(e['ratio_python'], 3)} (goal >= 0.6); "
                      f"sustained/Node no-op = {_f(e['ratio_node'], 3)}; meta drain/Python no-op = "
                      f"{_f(e.get('ratio_python_drain'), 3)}")
+    if "order" in results:
+        o = results["order"]
+        lines += ["", f"PER-CHAT ORDER — meta path, {o['chats']} chats over {o['phones']} phones, closed loop, "
+                      "ABBA rounds"]
+        for r in o["rounds"]:
+            lines.append(f"  {r['mode']:<10} delivered {_f(r['delivered_rate']):>8} msg/s "
+                         f"(accepted {_f(r['accepted_rate'])}/s; backlog drained in {_f(r['drain_seconds'])} s)")
+        lines.append(f"  ordered {_f(o['ordered_rate'])} msg/s vs unordered {_f(o['unordered_rate'])} msg/s: "
+                     f"ratio {_f(o['ratio_ordered_unordered'], 3)} (goal >= 0.9)")
+        s = o["single_chat"]
+        lines.append(f"  one chat: {_f(s['messages_per_second'])} msg/s ({_f(s['round_trip_ms'], 2)} ms per message, "
+                     f"{s['received']}/{s['accepted']} received)")
     if "pacing" in results:
         p = results["pacing"]
         lines += ["", "PACING — one Cloud API phone at its configured rate (meta alone, emulator at the same limit)"]

@@ -43,7 +43,7 @@ def emulator_phones() -> list[str]:
     return [f"{phone_number_id(i)}:{TOKEN}" for i in range(PHONES)]
 
 
-async def _seed(database_url: str, extra_phones: dict[int, dict[str, Any]]) -> str:
+async def _seed(database_url: str, extra_phones: dict[int, dict[str, Any]], contacts: tuple[str, ...]) -> str:
     db = Database(database_url, max_size=2)
     await db.open()
     try:
@@ -52,7 +52,7 @@ async def _seed(database_url: str, extra_phones: dict[int, dict[str, Any]]) -> s
         for index, settings in phones.items():
             await add_meta_phone(db, company_id=COMPANY, phone_index=index, phone_number_id=phone_number_id(index),
                                  token=TOKEN, settings=settings)
-            await open_window(db, list(CONTACTS), company_id=COMPANY, phone_index=index)
+            await open_window(db, list(contacts), company_id=COMPANY, phone_index=index)
         async with db.transaction() as conn:
             _record, key = await tenancy.create_api_key(conn, company_id=COMPANY, name="bench")
         return key
@@ -60,9 +60,10 @@ async def _seed(database_url: str, extra_phones: dict[int, dict[str, Any]]) -> s
         await db.close()
 
 
-def seed_meta_tenant(database_url: str, extra_phones: dict[int, dict[str, Any]] | None = None) -> str:
-    """Seed the company, its Meta phones and open windows; returns a plaintext API key."""
-    return asyncio.run(_seed(database_url, extra_phones or {}))
+def seed_meta_tenant(database_url: str, extra_phones: dict[int, dict[str, Any]] | None = None,
+                     contacts: tuple[str, ...] = CONTACTS) -> str:
+    """Seed the company, its Meta phones and open windows with ``contacts``; returns a plaintext API key."""
+    return asyncio.run(_seed(database_url, extra_phones or {}, contacts))
 
 
 def text_shapes(api_url: str, api_key: str, *, body: str = "bench") -> list[dict[str, Any]]:
