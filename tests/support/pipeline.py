@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from bisnesgpt.db.pool import Database
+from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queue_worker import QueueWorker
@@ -189,8 +190,10 @@ class Workers:
     """In-process workers on the product's send queues, sending through ``engine``."""
 
     def __init__(self, db: Database, redis_url: str, engine: Any, specs: tuple[QueueSpec, ...] = (WWEBJS, META)):
+        events = EventRecorder(db, "test-worker")
         self.workers = [QueueWorker(redis_url, spec,
-                                    SendJobProcessor(PgSendStore(db), engine, spec, process_name="test-worker"))
+                                    SendJobProcessor(PgSendStore(db), engine, spec, process_name="test-worker",
+                                                     events=events))
                         for spec in specs]
 
     async def __aenter__(self) -> Workers:

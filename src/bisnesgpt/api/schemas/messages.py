@@ -27,7 +27,11 @@ class StatusChange(BaseModel):
     toStatus: str
     source: str = Field(description="Who moved it: api, wwebjs, meta, webhook, outbox …")
     detail: JsonObject
-    at: str | None
+    at: str | None = Field(description="When it was recorded here")
+    applied: bool = Field(default=True, description="false: a provider status received that did not move the "
+                                                     "state (e.g. Meta's `sent` after the send returned, a "
+                                                     "`delivered` after `read`), kept all the same")
+    providerAt: str | None = Field(default=None, description="The provider's own time for this status")
 
 
 class MessageHeader(BaseModel):
@@ -72,6 +76,12 @@ class MessageView(MessageHeader):
     deliveredAt: str | None
     readAt: str | None
     failedAt: str | None
+    pricing: JsonObject | None = Field(default=None, description="Meta's latest `pricing` block: billable, "
+                                                                 "category, pricing_model (Cloud API only)")
+    conversation: JsonObject | None = Field(default=None, description="Meta's latest `conversation` block: id, "
+                                                                      "origin.type, expiration_timestamp")
+    providerTimestamp: str | None = Field(default=None, description="Inbound: the provider's time of the message "
+                                                                    "(when the contact sent it)")
 
     @classmethod
     def of(cls, record: MessageRecord, **fields: Any) -> Self:
@@ -85,7 +95,8 @@ class MessageView(MessageHeader):
             payload=record.payload, error=error, attempts=record.attempts, idempotencyKey=record.idempotency_key,
             source=record.source, createdAt=iso(record.created_at), updatedAt=iso(record.updated_at),
             queuedAt=iso(record.queued_at), sentAt=iso(record.sent_at), deliveredAt=iso(record.delivered_at),
-            readAt=iso(record.read_at), failedAt=iso(record.failed_at), **fields)
+            readAt=iso(record.read_at), failedAt=iso(record.failed_at), pricing=record.pricing,
+            conversation=record.conversation, providerTimestamp=iso(record.provider_timestamp), **fields)
 
 
 class MessageDetail(MessageView):
@@ -113,13 +124,13 @@ MESSAGE_EXAMPLE: JsonObject = {
     "attempts": 1, "idempotencyKey": "order-4711-confirmation", "source": "api",
     "createdAt": "2025-01-01T10:00:00+00:00", "updatedAt": "2025-01-01T10:00:01+00:00",
     "queuedAt": "2025-01-01T10:00:00+00:00", "sentAt": None, "deliveredAt": None, "readAt": None,
-    "failedAt": "2025-01-01T10:00:01+00:00",
+    "failedAt": "2025-01-01T10:00:01+00:00", "pricing": None, "conversation": None, "providerTimestamp": None,
 }
 MESSAGE_DETAIL_EXAMPLE: JsonObject = {**MESSAGE_EXAMPLE, "history": [
     {"fromStatus": None, "toStatus": "queued", "source": "api", "detail": {"queue": "meta-messages"},
-     "at": "2025-01-01T10:00:00+00:00"},
+     "at": "2025-01-01T10:00:00+00:00", "applied": True, "providerAt": None},
     {"fromStatus": "queued", "toStatus": "sending", "source": "meta", "detail": {"attempt": 1},
-     "at": "2025-01-01T10:00:00+00:00"},
+     "at": "2025-01-01T10:00:00+00:00", "applied": True, "providerAt": None},
     {"fromStatus": "sending", "toStatus": "failed", "source": "meta", "detail": {},
-     "at": "2025-01-01T10:00:01+00:00"},
+     "at": "2025-01-01T10:00:01+00:00", "applied": True, "providerAt": None},
 ]}
