@@ -162,7 +162,7 @@ async def running_api(workdir: Path, database_url: str, redis_url: str, **kwargs
 
 @dataclass
 class RecordingEngine:
-    """Sends succeed with ``ext-<messageId>``; a text starting with "FAIL" fails permanently;
+    """Sends succeed with ``ext-<messageId>``; a text (or an edit's) starting with "FAIL" fails permanently;
     with ``hang_on_slow`` a text starting with "SLOW" never finishes (a worker to kill)."""
 
     provider: str = "test"
@@ -175,7 +175,8 @@ class RecordingEngine:
 
     async def send(self, message: store.MessageRecord) -> SendReceipt:
         self.seen.append(message)
-        text = message.payload.get("text")
+        edit = message.payload.get("edit")
+        text = message.payload.get("text") or (edit.get("text") if isinstance(edit, dict) else None)
         body = text.get("body", "") if isinstance(text, dict) else ""
         if self.hang_on_slow and isinstance(body, str) and body.startswith("SLOW"):
             print(f"hanging on {message.message_id}", flush=True)

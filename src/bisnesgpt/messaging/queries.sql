@@ -232,3 +232,12 @@ FROM messages
 WHERE ($1::text IS NULL OR company_id = $1) AND created_at >= $2 AND created_at < $3
 GROUP BY 1, 2, 3, 4, 5
 ORDER BY 1, 2, 3, 4, 5
+
+-- select_sent_changes --
+-- The edits and deletes of the companies $1 that went out (sent or later) for the provider
+-- ids $2, in the order they were sent.
+SELECT * FROM messages
+WHERE company_id = ANY($1::text[]) AND context_message_id = ANY($2::text[])
+  AND direction = 'outbound' AND message_type IN ('edit', 'delete')
+  AND status IN ('sent', 'delivered', 'read')
+ORDER BY sent_at, id
