@@ -209,6 +209,18 @@ async def test_shuffled_duplicated_statuses_end_in_the_right_state(stack: Stack)
         steps = await history(stack.db, mid)
         body = [s for s in steps if s != "failed"]
         assert body == sorted(body, key=ladder.index) and len(set(body)) == len(body), steps
+    # Every status Meta delivered is in the history, also those that came too late to move it
+    # (the `sent` after the send call returned, a `delivered` after `read`, the duplicates).
+    by_message = {ids[to]: delivered.get(wamid, set()) for wamid, to in wamids.items()}
+    for mid, received in by_message.items():
+        kept = set(await history(stack.db, mid, applied_only=False)) - {"queued", "sending"}
+        assert received <= kept, (mid, received, kept)
+    rows = await stack.db.fetch("SELECT pricing, conversation, sent_at, delivered_at, read_at, status FROM messages "
+                                "WHERE status IN ('delivered', 'read')")
+    assert rows and all(r["pricing"] == {"billable": False, "pricing_model": "PMP", "category": "service"}
+                        and r["conversation"]["origin"] == {"type": "service"} for r in rows)
+    assert all(r["sent_at"] <= r["delivered_at"] for r in rows)  # Meta's times, in ladder order
+    assert all(r["delivered_at"] <= r["read_at"] for r in rows if r["status"] == "read")
     duplicates = len(posts) - len({(h["wamid"], h["status"]) for h in posts})
     acks = sorted(h["latency_ms"] for h in posts if h["http_status"] == 200)
     print(f"\nwebhook ack latency seen by the emulator over {len(acks)} POSTs: "

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -300,8 +301,9 @@ async def test_360dialog_webhook_needs_its_token(stack: Stack) -> None:
                              "AND company_id = 'd360co'")
 
 
-def status_payload(wamid: str, status: str, recipient: str = SENDER, **extra: Any) -> bytes:
-    entry = {"id": wamid, "status": status, "timestamp": str(int(time.time())), "recipient_id": recipient, **extra}
+def status_payload(wamid: str, status: str, recipient: str = SENDER, *, at: int | None = None, **extra: Any) -> bytes:
+    entry = {"id": wamid, "status": status, "timestamp": str(at or int(time.time())), "recipient_id": recipient,
+             **extra}
     return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "419561257915477", "changes": [{
         "field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {
             "display_phone_number": "15550783881", "phone_number_id": PHONE_ID}, "statuses": [entry]}}]}]}).encode()
@@ -317,19 +319,43 @@ async def outbound(db: Database, status: str, wamid: str | None = None) -> int:
     return int(pk)
 
 
-async def test_statuses_move_forward_only_and_dedupe(stack: Stack) -> None:
+async def history_of(db: Database, pk: int) -> list[tuple[str, bool, Any]]:
+    return [(r["to_status"], r["applied"], r["provider_at"]) for r in await db.fetch(
+        "SELECT to_status, applied, provider_at FROM message_status_history WHERE message_pk = $1 ORDER BY id", pk)]
+
+
+async def test_statuses_move_forward_only_and_every_one_is_kept(stack: Stack) -> None:
     await reset(stack.db)
     pk = await outbound(stack.db, "sent", "wamid.forward-only")
-    for status in ("read", "delivered", "read", "sent", "delivered"):
-        assert stack.signed("/webhook/meta", status_payload("wamid.forward-only", status)).status_code == 200
-    await wait_for(stack.db, "SELECT 1 FROM messages WHERE id = $1 AND status = 'read'", pk)
-    await asyncio.sleep(1.0)
-    steps = [r["to_status"] for r in await stack.db.fetch(
-        "SELECT to_status FROM message_status_history WHERE message_pk = $1 ORDER BY id", pk)]
-    assert steps == ["queued", "sending", "sent", "read"]
+    base = int(time.time()) - 600
+    pricing = {"billable": True, "pricing_model": "PMP", "category": "utility"}
+    conversation = {"id": "CONVERSATION_ID", "expiration_timestamp": str(base + 86400),
+                    "origin": {"type": "utility"}}
+    # read first, then the delivered and the sent Meta sent earlier (webhooks come in any order)
+    # and a redelivered read: one at a time, so the history's order is theirs.
+    received = [("read", base + 30, {}), ("delivered", base + 20, {}),
+                ("sent", base + 10, {"pricing": pricing, "conversation": conversation}), ("read", base + 30, {})]
+    for n, (status, at, extra) in enumerate(received, start=1):
+        body = status_payload("wamid.forward-only", status, at=at, **extra)
+        assert stack.signed("/webhook/meta", body).status_code == 200
+        await wait_for(stack.db, "SELECT 1 WHERE (SELECT count(*) FROM message_status_history "
+                                 "WHERE message_pk = $1) >= $2", pk, 3 + n)
+    row = await stack.db.fetchrow("SELECT * FROM messages WHERE id = $1", pk)
+    assert row is not None and row["status"] == "read"
+
+    def meta_time(at: int) -> datetime:
+        return datetime.fromtimestamp(at, UTC)
+
+    # Each status fills its own column with Meta's time, also the ones that came late.
+    assert (row["sent_at"], row["delivered_at"], row["read_at"]) == (
+        meta_time(base + 10), meta_time(base + 20), meta_time(base + 30))
+    assert (row["pricing"], row["conversation"]) == (pricing, conversation)
+    assert (await history_of(stack.db, pk))[3:] == [
+        ("read", True, meta_time(base + 30)), ("delivered", False, meta_time(base + 20)),
+        ("sent", False, meta_time(base + 10)), ("read", False, meta_time(base + 30))]
     events = await stack.db.fetch("SELECT data FROM tenant_events WHERE type = 'message.status' "
                                   "AND data->>'external_id' = 'wamid.forward-only' ORDER BY created_at")
-    assert [e["data"]["status"] for e in events] == ["sent", "read"]
+    assert [e["data"]["status"] for e in events] == ["sent", "read"]  # tenants hear of state changes
 
 
 async def test_failed_status_keeps_its_errors(stack: Stack) -> None:

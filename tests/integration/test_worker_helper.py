@@ -23,6 +23,7 @@ from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import QueueProducer, QueueSpec
 from bisnesgpt.messaging.send_processor import SendJobProcessor, SendReceipt
 from bisnesgpt.messaging.send_store import PgSendStore
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +155,8 @@ async def test_deferred_send_keeps_its_attempts(db: Database, harness: Any) -> N
 async def test_original_node_job_format_is_recorded_then_sent(db: Database, harness: Any, redis_url: str) -> None:
     queue, engine, _producer, _worker = harness
     await db.execute("INSERT INTO companies (id, name) VALUES ('acme', 'Acme') ON CONFLICT DO NOTHING")
+    await db.execute("INSERT INTO phone_configs (company_id, phone_index, connection_type) "
+                     "VALUES ('acme', 0, 'wwebjs')")
     import redis.asyncio as aioredis
     from bullmq import Queue
 
@@ -163,11 +166,14 @@ async def test_original_node_job_format_is_recorded_then_sent(db: Database, harn
                                           "messageData": {"to": "60198765432@c.us", "message": "from node"}},
                          {"jobId": "node-job-1"})
     await node_queue.close()
-    sent = await wait_status(db, "node-job-1", "sent")
+    message_id = await eventually(
+        lambda: db.fetchval("SELECT message_id FROM messages WHERE external_ref = 'node-job-1'"),
+        timeout=15, what="the Node job recorded")
+    sent = await wait_status(db, message_id, "sent")
     assert sent.source == "node-job" and sent.content == "from node"
-    assert sent.chat_id == "60198765432@c.us"
+    assert (sent.chat_id, sent.queue_name, sent.external_ref) == ("60198765432@c.us", queue.name, "node-job-1")
     assert json.loads(json.dumps(sent.raw))["messageData"]["message"] == "from node"
-    assert engine.sent == ["node-job-1"]
+    assert engine.sent == [message_id]
 
 
 async def test_provider_given_delays_still_count_against_the_attempts(db: Database, harness: Any) -> None:

@@ -83,6 +83,37 @@ async def test_acks_move_states_forward_only_and_wait_for_the_external_id(db: Da
     await recorder.close()
 
 
+async def test_every_receipt_is_kept_with_whatsapps_time_and_inbound_keeps_the_senders_time(db: Database) -> None:
+    await seed(db)
+    async with db.transaction() as conn:
+        record = await messages.insert_outbound(conn, messages.NewOutboundMessage(
+            message_id="m2", company_id="acme", phone_index=0, provider="wwebjs", connection_type="wwebjs",
+            chat_id="60111@c.us", message_type="text", payload={"type": "text", "text": {"body": "x"}},
+            queue_name="wwebjs-messages", process_name="wwebjs"))
+        assert record is not None
+        await messages.claim_for_send(conn, record.id, source="wwebjs", process_name="wwebjs")
+        await advance_status(conn, record.id, "sent", source="wwebjs", external_id="3EB0M2")
+    recorder = InboundRecorder(db)
+    sent, delivered, read = 1_700_000_010.5, 1_700_000_020.25, 1_700_000_030.0
+    # The read receipt first, then the server and device receipts WhatsApp sent earlier.
+    for level, at in (("read", read), ("server", sent), ("device", delivered)):
+        assert await recorder.on_ack(KEY, DeliveryAck("3EB0M2", level, at=at)) is True  # type: ignore[arg-type]
+    row = await db.fetchrow("SELECT * FROM messages WHERE id = $1", record.id)
+    assert row is not None and row["status"] == "read"
+    assert [row[c].timestamp() for c in ("sent_at", "delivered_at", "read_at")] == [sent, delivered, read]
+    steps = [(r["to_status"], r["applied"], r["provider_at"].timestamp() if r["provider_at"] else None)
+             for r in await db.fetch("SELECT * FROM message_status_history WHERE message_pk = $1 ORDER BY id",
+                                     record.id)]
+    assert steps[3:] == [("read", True, read), ("sent", False, sent), ("delivered", False, delivered)]
+
+    message = InboundMessage("3AINBOUND2", "60199@c.us", "60199", 1_700_000_000, "text", text="hello")
+    assert await recorder.on_inbound(KEY, message) is True
+    inbound = await db.fetchrow("SELECT * FROM messages WHERE external_id = '3AINBOUND2'")
+    assert inbound is not None and inbound["provider_timestamp"].timestamp() == 1_700_000_000
+    assert inbound["delivered_at"] > inbound["provider_timestamp"]  # when it reached us, not when it was sent
+    await recorder.close()
+
+
 async def test_leases_one_holder_standby_release_and_dead_holder_takeover(db: Database) -> None:
     a = SessionLeases(db, f"wwebjs@{socket.gethostname()}:{os.getpid()}:aaaaaa", 10)
     b = SessionLeases(db, f"wwebjs@{socket.gethostname()}:{os.getppid()}:bbbbbb", 10)

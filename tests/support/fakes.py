@@ -2,7 +2,8 @@
 
 ``InMemorySendStore`` implements ``SendStore`` with the state rules of ``PgSendStore``'s
 statements (a claim only from accepted/queued/sending, and for an ordered message only when
-nothing earlier of its chat is unfinished; a Node job's row recorded once);
+nothing earlier of its chat is unfinished; a Node job's row recorded once per queue and job
+id);
 ``FakeJob`` implements ``JobHandle`` and records what the processor did to it;
 ``ScriptedEngine`` is an ``Engine`` that plays a script of answers per call.
 """
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
-from bisnesgpt.messaging.errors import EarlierMessagePending
+from bisnesgpt.messaging.errors import EarlierMessagePending, JobRefused
 from bisnesgpt.messaging.send_processor import SendReceipt
 from bisnesgpt.messaging.store import MessageRecord, NewOutboundMessage
 
@@ -37,6 +38,7 @@ def message_record(message_id: str = "m1", *, company_id: str = "acme", status: 
         "process_name": "test", "source": "api", "deadline_at": None, "created_at": now, "updated_at": now,
         "queued_at": now, "sent_at": None, "delivered_at": None, "read_at": None, "failed_at": None,
         "chat_seq": None,
+        "external_ref": None,
     }
     values.update(overrides)
     return MessageRecord(**values)
@@ -50,24 +52,37 @@ class InMemorySendStore:
     calls: list[tuple[str, str]] = field(default_factory=list)
     refuse_claims: bool = False
     sources: list[str] = field(default_factory=list)
+    unknown_companies: frozenset[str] = frozenset()
 
     def add(self, record: MessageRecord) -> MessageRecord:
         """Store a message (replacing one with the same id)."""
         self.messages[record.message_id] = record
         return record
 
-    async def load(self, message_id: str, company_id: str | None,
-                   record_first: NewOutboundMessage | None = None) -> MessageRecord | None:
-        """The message when its company matches; ``record_first`` is stored ``queued`` unless it exists."""
+    async def load(self, message_id: str, company_id: str | None) -> MessageRecord | None:
+        """The message when its company matches."""
         self.calls.append(("load", message_id))
-        if record_first is not None and record_first.message_id not in self.messages:
-            self.calls.append(("record", record_first.message_id))
-            fields = {f.name: getattr(record_first, f.name) for f in dataclasses.fields(record_first)}
-            self.add(message_record(id=len(self.messages) + 1, status="queued", **fields))
         record = self.messages.get(message_id)
         if record is None or (company_id is not None and record.company_id != company_id):
             return None
         return record
+
+    async def record_node_job(self, new: NewOutboundMessage) -> MessageRecord:
+        """Stored ``queued`` unless its queue has a message for the job id: that one when its
+        content is the same, else ``JobRefused`` (JOB_ID_COLLISION); companies in ``unknown_companies``
+        are refused with COMPANY_NOT_FOUND."""
+        self.calls.append(("record_node_job", str(new.external_ref)))
+        if new.company_id in self.unknown_companies:
+            raise JobRefused(f"company {new.company_id!r} does not exist", code="COMPANY_NOT_FOUND")
+        for record in self.messages.values():
+            if new.external_ref is not None and (record.queue_name, record.external_ref) == (
+                    new.queue_name, new.external_ref):
+                if (record.company_id, record.chat_id, record.payload) != (new.company_id, new.chat_id, new.payload):
+                    raise JobRefused(f"job id {new.external_ref} reused", code="JOB_ID_COLLISION")
+                return record
+        self.calls.append(("record", new.message_id))
+        fields = {f.name: getattr(new, f.name) for f in dataclasses.fields(new)}
+        return self.add(message_record(id=len(self.messages) + 1, status="queued", **fields))
 
     async def claim(self, message: MessageRecord, *, source: str, process_name: str) -> int | None:
         """``sending`` with one more attempt, unless refused or already past sending."""

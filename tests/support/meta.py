@@ -127,10 +127,11 @@ async def wait_statuses(db: Database, message_ids: list[str], wanted: set[str], 
         await asyncio.sleep(0.2)
 
 
-async def history(db: Database, message_id: str) -> list[str]:
+async def history(db: Database, message_id: str, *, applied_only: bool = True) -> list[str]:
+    """The message's state changes (with ``applied_only`` False: also the provider statuses that did not move it)."""
     rows = await db.fetch(
         """SELECT h.to_status FROM message_status_history h JOIN messages m ON m.id = h.message_pk
-           WHERE m.message_id = $1 ORDER BY h.id""", message_id)
+           WHERE m.message_id = $1 AND (h.applied OR NOT $2) ORDER BY h.id""", message_id, applied_only)
     return [r["to_status"] for r in rows]
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from bisnesgpt.db.pool import Database
+from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queue_worker import QueueWorker
@@ -161,7 +162,7 @@ async def running_api(workdir: Path, database_url: str, redis_url: str, **kwargs
 
 @dataclass
 class RecordingEngine:
-    """Sends succeed with ``ext-<messageId>``; a text starting with "FAIL" fails permanently;
+    """Sends succeed with ``ext-<messageId>``; a text (or an edit's) starting with "FAIL" fails permanently;
     with ``hang_on_slow`` a text starting with "SLOW" never finishes (a worker to kill)."""
 
     provider: str = "test"
@@ -174,7 +175,8 @@ class RecordingEngine:
 
     async def send(self, message: store.MessageRecord) -> SendReceipt:
         self.seen.append(message)
-        text = message.payload.get("text")
+        edit = message.payload.get("edit")
+        text = message.payload.get("text") or (edit.get("text") if isinstance(edit, dict) else None)
         body = text.get("body", "") if isinstance(text, dict) else ""
         if self.hang_on_slow and isinstance(body, str) and body.startswith("SLOW"):
             print(f"hanging on {message.message_id}", flush=True)
@@ -190,9 +192,10 @@ class Workers:
 
     def __init__(self, db: Database, redis_url: str, engine: Any, specs: tuple[QueueSpec, ...] = (WWEBJS, META)):
         self.producer = QueueProducer(redis_url)  # enqueues each chat's next message as one ends
+        events = EventRecorder(db, "test-worker")
         self.workers = [QueueWorker(redis_url, spec,
                                     SendJobProcessor(PgSendStore(db, self.producer), engine, spec,
-                                                     process_name="test-worker"))
+                                                     process_name="test-worker", events=events))
                         for spec in specs]
 
     async def __aenter__(self) -> Workers:

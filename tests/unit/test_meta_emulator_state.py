@@ -50,3 +50,39 @@ def test_rules_templates_contacts_and_media_urls() -> None:
     assert not state.media_url_valid(media.id, int(time.time()) - 1,
                                      state.media_query(media.id, int(time.time()) - 1).rsplit("hash=", 1)[1])
     assert new_wamid().startswith("wamid.") and new_object_id().isdigit()
+
+
+def test_billing_follows_metas_per_message_pricing_with_one_conversation_per_category() -> None:
+    state = EmulatorState()
+    reply = state.billing("1", "601", None, now=1000.0)
+    assert (reply.category, reply.billable, reply.expiration) == ("service", False, 1000 + 86_400)
+    assert state.billing("1", "601", None, now=2000.0).conversation_id == reply.conversation_id  # still open
+    template = state.billing("1", "601", "hello_world", now=2000.0)
+    assert (template.category, template.billable) == ("utility", True)
+    assert template.conversation_id != reply.conversation_id  # another category, another conversation
+    assert state.billing("1", "602", None, now=2000.0).conversation_id != reply.conversation_id  # another contact
+    assert state.billing("1", "601", None, now=1000.0 + 86_400).conversation_id != reply.conversation_id  # expired
+    assert state.add_template("promo", None, "MARKETING") == "marketing"
+    assert state.billing("1", "601", "promo", now=2000.0).category == "marketing"
+    with pytest.raises(ValueError, match="category must be one of"):
+        state.add_template("bad", None, "spam")
+
+
+def test_status_webhooks_carry_the_billing_blocks_as_metas_schema_describes() -> None:
+    from jsonschema import Draft202012Validator
+
+    from bisnesgpt.sandbox.meta_emulator.payloads import status_value
+    from bisnesgpt.sandbox.meta_emulator.spec import load_spec
+
+    schemas = load_spec()["components"]["schemas"]
+    assert isinstance(schemas, dict)
+    validator = Draft202012Validator({**schemas["Statuses"], "components": {"schemas": schemas}})  # type: ignore[dict-item]
+    billing = EmulatorState().billing("1", "601", "hello_world", now=1000.0)
+    sent = status_value("wamid.1", "sent", "601", billing=billing, at=1234.5)["statuses"][0]
+    assert validator.is_valid(sent), list(validator.iter_errors(sent))
+    assert sent["timestamp"] == "1234"
+    assert sent["pricing"] == {"billable": True, "pricing_model": "PMP", "category": "utility"}
+    assert sent["conversation"] == {"id": billing.conversation_id, "expiration_timestamp": str(1000 + 86_400),
+                                    "origin": {"type": "utility"}}
+    read = status_value("wamid.1", "read", "601", billing=billing, at=1240.0)["statuses"][0]
+    assert "pricing" not in read and validator.is_valid(read)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,8 @@ async def test_sends_are_recorded_acked_and_deduplicated(network: Network) -> No
     await settle(lambda: len(socket.of("ack")) == 3)
     assert socket.of("send_result")[0] == {**socket.of("send_result")[0], "id": "3EB0AAA", "duplicate": False}
     assert [a["level"] for a in socket.of("ack")] == ["server", "device", "read"]
+    stamps = [a["timestamp"] for a in socket.of("ack")]  # when each receipt happened, as WhatsApp says
+    assert stamps == sorted(stamps) and time.time() - 60 < stamps[0] <= time.time()
     await network.frame(conn, {**send, "ref": 2})
     await settle(lambda: len(socket.of("send_result")) == 2)
     assert socket.of("send_result")[1]["duplicate"] is True

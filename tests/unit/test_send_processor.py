@@ -27,6 +27,7 @@ from bisnesgpt.messaging.send_processor import (
     SendReceipt,
 )
 from bisnesgpt.messaging.send_store import PgSendStore
+from bisnesgpt.messaging.store import MessageRecord
 from bisnesgpt.messaging.wakeups import Wakeups
 from tests.support.fakes import FakeJob, InMemorySendStore, ScriptedEngine, message_record
 
@@ -78,7 +79,12 @@ async def test_our_job_format_sends_the_stored_message_and_records_it_sent(harne
 async def test_the_job_result_is_the_outcome_as_json(harness: Harness) -> None:
     assert await harness.processor(FakeJob(dict(OURS)), "token") == {"outcome": "sent", "externalId": "ext-m1"}
     assert Outcome("skipped", status="read").as_job_result() == {"outcome": "skipped", "status": "read"}
-    assert Outcome("missing").as_job_result() == {"outcome": "missing"}
+
+
+def only_message(h: Harness) -> MessageRecord:
+    """The one message the store holds."""
+    assert len(h.store.messages) == 1
+    return next(iter(h.store.messages.values()))
 
 
 async def test_a_node_format_job_is_recorded_first_then_sent() -> None:
@@ -86,12 +92,13 @@ async def test_a_node_format_job_is_recorded_first_then_sent() -> None:
     job = FakeJob({"companyId": "acme", "phoneIndex": 2,
                    "messageData": {"to": "60198765432@c.us", "message": "from node"}}, id="node-job-1")
     outcome = await h.run(job)
-    assert outcome == Outcome("sent", external_id="ext-node-job-1")
-    record = h.store.messages["node-job-1"]
-    assert (record.source, record.content, record.chat_id, record.phone_index) == (
-        "node-job", "from node", "60198765432@c.us", 2)
+    record = only_message(h)
+    assert outcome == Outcome("sent", external_id=f"ext-{record.message_id}")
+    assert record.message_id != "node-job-1"  # its own id: Node job ids repeat across queues
+    assert (record.source, record.content, record.chat_id, record.phone_index, record.external_ref) == (
+        "node-job", "from node", "60198765432@c.us", 2, "node-job-1")
     assert record.status == "sent"
-    assert h.store.calls[:2] == [("load", "node-job-1"), ("record", "node-job-1")]
+    assert h.store.calls[:2] == [("record_node_job", "node-job-1"), ("record", record.message_id)]
 
 
 async def test_a_node_format_job_run_twice_is_recorded_once_and_sent_once() -> None:
@@ -99,8 +106,28 @@ async def test_a_node_format_job_run_twice_is_recorded_once_and_sent_once() -> N
     data: JsonObject = {"companyId": "acme", "messageData": {"to": "60198765432", "message": "x"}}
     await h.run(FakeJob(dict(data), id="n2"))
     assert await h.run(FakeJob(dict(data), id="n2")) == Outcome("skipped", status="sent")
-    assert h.store.calls.count(("record", "n2")) == 1
+    assert len(h.store.messages) == 1
     assert h.engine.send_calls == 1
+
+
+async def test_a_node_job_id_reused_for_other_content_fails_the_job_visibly(caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness()
+    await h.run(FakeJob({"companyId": "acme", "messageData": {"to": "60198765432", "message": "first"}}, id="7"))
+    with caplog.at_level(logging.ERROR, logger=send_processor.__name__), \
+            pytest.raises(UnrecoverableError, match="JOB_ID_COLLISION"):
+        await h.run(FakeJob({"companyId": "acme", "messageData": {"to": "60198765432", "message": "second"}}, id="7"))
+    assert "job 7 on test-messages refused: JOB_ID_COLLISION" in caplog.text
+    assert h.engine.send_calls == 1 and len(h.store.messages) == 1
+    assert h.heard == ["sent", "failed"]
+
+
+async def test_a_node_job_of_an_unknown_company_fails_at_once_with_the_reason() -> None:
+    h = Harness()
+    h.store.unknown_companies = frozenset({"nosuch"})
+    job = FakeJob({"companyId": "nosuch", "messageData": {"to": "60198765432", "message": "x"}}, id="1")
+    with pytest.raises(UnrecoverableError, match=r"^COMPANY_NOT_FOUND: company 'nosuch' does not exist"):
+        await h.run(job)
+    assert h.store.messages == {} and h.engine.before_calls == 0
 
 
 @pytest.mark.parametrize("data", [{}, {"phoneIndex": 0}, {"companyId": "acme", "messageData": "not a dict"}, None])
@@ -112,17 +139,19 @@ async def test_unrecognised_job_data_fails_the_job_for_good(data: JsonObject | N
     assert h.heard == ["failed"]
 
 
-async def test_a_missing_message_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_missing_message_fails_the_job_with_the_reason(caplog: pytest.LogCaptureFixture) -> None:
     h = Harness()
-    with caplog.at_level(logging.WARNING, logger=send_processor.__name__):
-        assert await h.run(FakeJob(dict(OURS))) == Outcome("missing")
-    assert "message m1 not found; dropping" in caplog.text
+    with caplog.at_level(logging.ERROR, logger=send_processor.__name__), \
+            pytest.raises(UnrecoverableError, match=r"^MESSAGE_NOT_FOUND: message m1 of company acme not found"):
+        await h.run(FakeJob(dict(OURS)))
+    assert "refused: MESSAGE_NOT_FOUND" in caplog.text
     assert h.engine.before_calls == h.engine.send_calls == 0
-    assert h.heard == ["missing"]
+    assert h.heard == ["failed"]
 
 
-async def test_another_companys_message_is_missing(harness: Harness) -> None:
-    assert await harness.run(FakeJob({"messageId": "m1", "companyId": "globex"})) == Outcome("missing")
+async def test_another_companys_message_is_not_found(harness: Harness) -> None:
+    with pytest.raises(UnrecoverableError, match="MESSAGE_NOT_FOUND"):
+        await harness.run(FakeJob({"messageId": "m1", "companyId": "globex"}))
 
 
 @pytest.mark.parametrize("status", ["sent", "delivered", "read", "failed", "cancelled"])
@@ -415,7 +444,7 @@ async def test_the_listener_hears_every_kind_with_the_time_taken() -> None:
             await processor.process(FakeJob({"messageId": message_id}), "token")
         except (DelayedError, UnrecoverableError, RetryableSendError):
             pass
-    assert [kind for kind, _ in timings] == ["sent", "skipped", "missing", "deferred", "failed", "error"]
+    assert [kind for kind, _ in timings] == ["sent", "skipped", "failed", "deferred", "failed", "error"]
     assert all(seconds >= 0 for _, seconds in timings)
 
 

@@ -121,3 +121,10 @@ def test_inbound_frames_become_inbound_messages() -> None:
     assert (image.media.kind, image.media.mime_type, image.media.size, image.media.caption) == (
         "image", "image/png", 12, "caption")
     assert (wire.ack_level({"level": "read"}), wire.ack_level({"level": "seen"})) == ("read", None)
+
+
+def test_ack_frames_carry_the_receipts_time_when_the_network_gives_it() -> None:
+    assert wire.ack_time({"type": "ack", "id": "3EB0", "level": "device", "timestamp": 1_700_000_020.25}) == (
+        1_700_000_020.25)
+    assert wire.ack_time({"type": "ack", "id": "3EB0", "level": "read"}) is None  # replayed after a reconnect
+    assert wire.ack_time({"type": "ack", "id": "3EB0", "level": "read", "timestamp": True}) is None

@@ -11,7 +11,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from bisnesgpt.api import message_routes, phone_routes, send_routes
+from bisnesgpt.api import message_routes, phone_routes, send_routes, usage_routes
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.webhook_routes import WebhookRoutes
@@ -55,14 +55,14 @@ class PipelineComponent(Component, HealthReporter):
                                   idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours))
         self.phones = PhoneConfigService(ctx.db, secret_box(settings), on_change=self._config_changed)
         self._routers = (send_routes.build(self.sender), message_routes.build(ctx.db),
-                         phone_routes.build(ctx.db, self.phones))
+                         phone_routes.build(ctx.db, self.phones), usage_routes.build(ctx.db))
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
         self.router.invalidate(company_id, phone_index)
         await announce_change(self.ctx.redis, company_id, phone_index, connection_type, self.ctx.process_name)
 
     def routers(self) -> Sequence[APIRouter]:
-        """Send, message and phone routes."""
+        """Send, message, phone and usage routes."""
         return self._routers
 
     def messages_processed(self) -> int:

@@ -19,6 +19,7 @@ from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store, views
 from bisnesgpt.messaging.addressing import normalize_recipient
+from bisnesgpt.messaging.edits import NO_CHANGES, changes_of
 from bisnesgpt.messaging.targets import find_message
 
 CompanyQuery = Annotated[str | None, Query(pattern=COMPANY_ID_PATTERN,
@@ -28,7 +29,8 @@ Status = Literal["accepted", "queued", "sending", "sent", "delivered", "read", "
 
 
 def build(db: Database) -> APIRouter:
-    """Message reading routes: one message with its history, and filtered pages."""
+    """Message reading routes: one message with its history, and filtered pages; each message as
+    the edits and the delete that went out for it left it."""
     router = APIRouter(tags=["messages"])
 
     @router.get(
@@ -51,7 +53,8 @@ def build(db: Database) -> APIRouter:
             if record is None:
                 raise NotFound(f"message {messageId!r} not found")
             history = await views.history(conn, record)
-        return MessageDetail.of(record, history=history)
+            changes = await changes_of(conn, [record])
+        return MessageDetail.of(record, changes.get(record.id, NO_CHANGES), history=history)
 
     @router.get(
         "/api/v1/messages", response_model=MessagePage, summary="A company's messages, newest first (filtered)",
@@ -80,7 +83,8 @@ def build(db: Database) -> APIRouter:
         )
         async with db.connection() as conn:
             records, next_pk = await views.page(conn, where)
-        return MessagePage(data=[MessageView.of(r) for r in records],
+            changes = await changes_of(conn, records)
+        return MessagePage(data=[MessageView.of(r, changes.get(r.id, NO_CHANGES)) for r in records],
                            nextCursor=views.encode_cursor(next_pk) if next_pk is not None else None)
 
     return router

@@ -24,6 +24,7 @@ from bisnesgpt.core import errors
 from bisnesgpt.engines.meta.errors import CloudApiError
 from bisnesgpt.engines.meta.window import TemplateRequired
 from bisnesgpt.engines.wwebjs.driver import DriverError
+from bisnesgpt.messaging.capabilities import UnsupportedMessageType
 from bisnesgpt.messaging.errors import SendError
 from bisnesgpt.webhooks.urls import DestinationRefused, DestinationUnresolvable
 
@@ -52,6 +53,7 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     # client mistakes
     errors.ValidationFailed: Problem(422, "validation-error", "Request validation failed"),
     TemplateRequired: Problem(422, "template-required", "Template required"),
+    UnsupportedMessageType: Problem(422, "unsupported-message-type", "Message type not supported by this phone"),
     DestinationRefused: Problem(422, "webhook-destination-refused", "Webhook destination refused"),
     errors.BadRequest: Problem(400, "bad-request", "Bad request"),
     errors.Unauthorized: Problem(401, "unauthorized", "Missing or invalid credentials"),

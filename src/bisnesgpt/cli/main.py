@@ -8,6 +8,7 @@ from bisnesgpt import __version__
 from bisnesgpt.cli import db, demo, monitoring, phones, processes, tenancy
 from bisnesgpt.cli.common import command_group
 from bisnesgpt.cli.sandbox import sandbox_app
+from bisnesgpt.cli.usage import usage_command
 from bisnesgpt.cli.webhooks import webhooks_app
 
 app = command_group(
@@ -22,6 +23,7 @@ app.command()(processes.start)
 app.command()(demo.demo)
 app.command()(monitoring.status)
 app.command()(monitoring.doctor)
+app.command("usage")(usage_command)
 app.add_typer(db.services_app, name="services")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(webhooks_app, name="webhooks")

@@ -182,6 +182,13 @@ CREATE TABLE messages (
     delivered_at       TIMESTAMPTZ,
     read_at            TIMESTAMPTZ,
     failed_at          TIMESTAMPTZ,
+    -- The id the message has where it came from: a Node-format job's BullMQ job id.
+    external_ref       TEXT,
+    -- Meta's billing data: the latest `pricing` and `conversation` blocks of its statuses.
+    pricing            JSONB,
+    conversation       JSONB,
+    -- The provider's time of an inbound message (when the contact sent it).
+    provider_timestamp TIMESTAMPTZ,
     UNIQUE (message_id, company_id)
 );
 CREATE INDEX idx_messages_external_id ON messages(external_id) WHERE external_id IS NOT NULL;
@@ -190,6 +197,10 @@ CREATE UNIQUE INDEX idx_messages_idempotency_key ON messages(company_id, idempot
 -- Meta redelivers inbound webhooks: one row per inbound provider message.
 CREATE UNIQUE INDEX idx_messages_inbound_external_id ON messages(company_id, phone_index, external_id)
     WHERE direction = 'inbound' AND external_id IS NOT NULL;
+-- A Node-format job's id is unique within its queue only (Node BullMQ counts per queue).
+CREATE UNIQUE INDEX idx_messages_external_ref ON messages(queue_name, external_ref)
+    WHERE external_ref IS NOT NULL;
+CREATE INDEX idx_messages_company_sent ON messages(company_id, sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX idx_messages_company_chat ON messages(company_id, chat_id, created_at DESC);
 CREATE INDEX idx_messages_company_created ON messages(company_id, created_at DESC);
 -- The outbox reconciler scans only unfinished outbound rows.
@@ -205,7 +216,11 @@ CREATE TABLE message_status_history (
     to_status    TEXT NOT NULL,
     source       TEXT NOT NULL,
     detail       JSONB NOT NULL DEFAULT '{}'::jsonb,
-    created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- false: a provider status received that did not move the state (kept all the same).
+    applied      BOOLEAN NOT NULL DEFAULT true,
+    -- The provider's own time for the status (Meta's timestamp, a WhatsApp-Web receipt's).
+    provider_at  TIMESTAMPTZ
 );
 CREATE INDEX idx_message_status_history_message ON message_status_history(message_pk, id);
 

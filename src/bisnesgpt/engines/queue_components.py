@@ -50,7 +50,7 @@ class SendQueueComponent(QueueComponent):
         self.spec = spec
         self.processed = 0
         processor = SendJobProcessor(PgSendStore(ctx.db, ctx.queues), engine, spec, process_name=ctx.process_name,
-                                     on_outcome=self._on_outcome, wakeups=wakeups)
+                                     on_outcome=self._on_outcome, wakeups=wakeups, events=ctx.events)
         self.worker = QueueWorker(ctx.redis_url, spec, processor, concurrency=concurrency, name=worker_name)
 
     def _on_outcome(self, outcome: OutcomeKind, seconds: float) -> None:

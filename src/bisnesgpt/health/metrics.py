@@ -11,6 +11,10 @@ SEND_SECONDS = Histogram(
     "bisnesgpt_send_job_seconds", "Time to process one send job", ["queue"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+SEND_JOBS_REFUSED = Counter(
+    "bisnesgpt_send_jobs_refused_total", "Send jobs failed for naming no message they may send, by queue and reason",
+    ["queue", "code"],
+)
 MESSAGES_ACCEPTED = Counter("bisnesgpt_messages_accepted_total", "Messages accepted by the API", ["queue"])
 QUEUE_DEPTH = Gauge("bisnesgpt_queue_depth", "Jobs waiting (wait + delayed + prioritized)", ["queue"])
 PROCESS_UP = Gauge("bisnesgpt_process_up", "1 while this process is serving", ["role"])

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.core.jsontypes import JsonValue
+
+# Why a send job was refused before it had a message to fail (see ``JobRefused``).
+RefusalCode = Literal["COMPANY_NOT_FOUND", "PHONE_NOT_FOUND", "JOB_ID_COLLISION", "MESSAGE_NOT_FOUND"]
 
 
 class SendError(BisnesgptError):
@@ -39,6 +43,19 @@ class PermanentSendError(SendError):
         self.code = code
         self.provider_title = title or detail
         self.details: JsonValue = details if details is not None else {"detail": detail}
+
+
+class JobRefused(SendError):
+    """The job names no message it may send: an unknown company or phone, a missing message,
+    or a Node job id its queue already used for different content.
+
+    Retrying cannot help, and there is no message of its own to mark ``failed``: the job
+    fails at once with ``code`` as its reason (and the processor records an event).
+    """
+
+    def __init__(self, detail: str, *, code: RefusalCode) -> None:
+        super().__init__(detail)
+        self.code: RefusalCode = code
 
 
 class DeferSend(Exception):

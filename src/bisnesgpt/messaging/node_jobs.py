@@ -3,7 +3,9 @@
 Ours is ``{messageId, companyId, phoneIndex}`` (the message is already stored). The Node
 server's is ``{companyId, phoneIndex, messageData: {to, message, type, mediaUrl}}``: the
 worker records it in ``messages`` first, so a blue-green migration from the Node server
-loses nothing.
+loses nothing. Node BullMQ numbers jobs per queue (1, 2, 3 … in each), so a Node job's id
+is no message id: the message gets one of its own and keeps the job id as its
+``external_ref``, the key that makes a second run of the job find its own message.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class JobRef:
     company_id: str | None
     phone_index: int | None
     node_format: bool
+    external_ref: str | None = None  # a Node-format job's BullMQ id (unique within its queue only)
 
 
 def parse_job_data(job_id: str | None, data: JsonObject) -> JobRef:
@@ -63,8 +66,8 @@ def parse_job_data(job_id: str | None, data: JsonObject) -> JobRef:
         return JobRef(str(data["messageId"]), None if company_id is None else str(company_id),
                       phone_index if isinstance(phone_index, int) else None, False)
     if "companyId" in data and isinstance(data.get("messageData"), dict):
-        return JobRef(str(job_id or new_message_id()), str(data["companyId"]),
-                      as_int(data.get("phoneIndex") or 0), True)
+        return JobRef(new_message_id(), str(data["companyId"]), as_int(data.get("phoneIndex") or 0), True,
+                      None if job_id is None else str(job_id))
     raise ValueError(f"unrecognised job data keys: {sorted(data)}")
 
 
@@ -105,6 +108,7 @@ def node_job_to_message(ref: JobRef, data: JsonObject, spec: QueueSpec) -> store
         media_url=media_url,
         raw=data,
         source="node-job",
+        external_ref=ref.external_ref,
     )
 
 

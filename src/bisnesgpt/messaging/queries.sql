@@ -41,8 +41,8 @@ ORDER BY id DESC
 LIMIT $8
 
 -- select_status_history --
--- A message's state changes, oldest first.
-SELECT from_status, to_status, source, detail, created_at FROM message_status_history
+-- A message's state changes and the provider statuses received, oldest first.
+SELECT from_status, to_status, source, detail, created_at, applied, provider_at FROM message_status_history
 WHERE message_pk = $1 ORDER BY id
 
 -- insert_outbound --
@@ -56,6 +56,28 @@ VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::json
         'queued', $15, $16, $17, $18, $19, $20, now(), $21)
 ON CONFLICT (message_id, company_id) DO NOTHING
 RETURNING *
+
+-- insert_node_job --
+-- A Node-format job's message, queued; nothing (no row) if its queue already has a message
+-- for this job id ($21, the external_ref).
+INSERT INTO messages (
+    message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
+    message_type, content, media_url, media_id, media_mime_type, media_filename, payload, raw,
+    status, context_message_id, idempotency_key, queue_name, process_name, source, deadline_at,
+    queued_at, external_ref)
+VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb,
+        'queued', $15, $16, $17, $18, $19, $20, now(), $21)
+ON CONFLICT (queue_name, external_ref) WHERE external_ref IS NOT NULL DO NOTHING
+RETURNING *
+
+-- select_message_by_external_ref --
+-- The message a queue's job (by its Node BullMQ id) became.
+SELECT * FROM messages WHERE queue_name = $1 AND external_ref = $2
+
+-- select_send_target --
+-- Whether the company ($1) exists, and whether it has phone $2.
+SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1) AS company_found,
+       EXISTS (SELECT 1 FROM phone_configs WHERE company_id = $1 AND phone_index = $2) AS phone_found
 
 -- insert_queued_history --
 -- The first history row of a new outbound message: (nothing) -> queued.
@@ -89,34 +111,50 @@ SELECT (SELECT status FROM prev) AS previous_status, (SELECT attempts FROM upd) 
        (SELECT message_id FROM earlier) AS waiting_for
 
 -- advance_status --
--- Move a message to $2 if message_status_allows it, with its history row; answers the
--- changed row, or one row of NULLs but current_status when nothing changed.
+-- Move a message to $2 if message_status_allows it, with its history row. A provider status
+-- ($12 true) that may not move it is recorded all the same: a history row with applied false,
+-- its own timestamp column and the pricing/conversation blocks. $9 is the provider's time
+-- for the status (NULL: now). Answers the updated row (applied says whether it moved), or
+-- one row of NULLs but current_status when nothing was written.
 WITH prev AS (
     SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
+), moved AS (
+    SELECT id, status AS from_status, message_status_allows(status, $2) AS applied FROM prev
 ), upd AS (
     UPDATE messages m SET
-        status        = $2,
-        external_id   = coalesce($4, m.external_id),
-        error_code    = CASE WHEN $2 = 'failed' THEN $5 ELSE m.error_code END,
-        error_title   = CASE WHEN $2 = 'failed' THEN $6 ELSE m.error_title END,
-        error_details = CASE WHEN $2 = 'failed' THEN $7::jsonb ELSE m.error_details END,
-        attempts      = m.attempts + CASE WHEN $2 = 'sending' THEN 1 ELSE 0 END,
-        queued_at     = CASE WHEN $2 = 'queued' THEN now() ELSE m.queued_at END,
-        sent_at       = CASE WHEN $2 = 'sent' THEN now() ELSE m.sent_at END,
-        delivered_at  = CASE WHEN $2 = 'delivered' THEN now() ELSE m.delivered_at END,
-        read_at       = CASE WHEN $2 = 'read' THEN now() ELSE m.read_at END,
-        failed_at     = CASE WHEN $2 = 'failed' THEN now() ELSE m.failed_at END
-    FROM prev
-    WHERE m.id = prev.id AND message_status_allows(prev.status, $2)
-    RETURNING m.id, prev.status AS from_status, m.status AS to_status, m.message_id, m.company_id,
-              m.phone_index, m.chat_id, m.external_id, m.direction, m.provider, m.error_code, m.error_title
+        status        = CASE WHEN moved.applied THEN $2 ELSE m.status END,
+        external_id   = CASE WHEN moved.applied THEN coalesce($4, m.external_id) ELSE m.external_id END,
+        error_code    = CASE WHEN moved.applied AND $2 = 'failed' THEN $5 ELSE m.error_code END,
+        error_title   = CASE WHEN moved.applied AND $2 = 'failed' THEN $6 ELSE m.error_title END,
+        error_details = CASE WHEN moved.applied AND $2 = 'failed' THEN $7::jsonb ELSE m.error_details END,
+        attempts      = m.attempts + CASE WHEN moved.applied AND $2 = 'sending' THEN 1 ELSE 0 END,
+        queued_at     = CASE WHEN moved.applied AND $2 = 'queued' THEN now() ELSE m.queued_at END,
+        sent_at       = CASE WHEN $2 = 'sent'
+                             THEN coalesce($9, CASE WHEN moved.applied THEN now() END, m.sent_at, now())
+                             ELSE m.sent_at END,
+        delivered_at  = CASE WHEN $2 = 'delivered'
+                             THEN coalesce($9, CASE WHEN moved.applied THEN now() END, m.delivered_at, now())
+                             ELSE m.delivered_at END,
+        read_at       = CASE WHEN $2 = 'read'
+                             THEN coalesce($9, CASE WHEN moved.applied THEN now() END, m.read_at, now())
+                             ELSE m.read_at END,
+        failed_at     = CASE WHEN $2 = 'failed'
+                             THEN coalesce($9, CASE WHEN moved.applied THEN now() END, m.failed_at, now())
+                             ELSE m.failed_at END,
+        pricing       = coalesce($10::jsonb, m.pricing),
+        conversation  = coalesce($11::jsonb, m.conversation)
+    FROM moved
+    WHERE m.id = moved.id AND (moved.applied OR $12::boolean)
+    RETURNING m.id, moved.from_status, m.status AS to_status, m.message_id, m.company_id,
+              m.phone_index, m.chat_id, m.external_id, m.direction, m.provider, m.error_code, m.error_title,
+              moved.applied
 ), hist AS (
-    INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
-    SELECT id, from_status, to_status, $3, $8::jsonb FROM upd
+    INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail, applied, provider_at)
+    SELECT id, from_status, $2, $3, $8::jsonb, applied, $9 FROM upd
 )
 SELECT upd.*, (SELECT status FROM prev) AS current_status FROM upd
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT status FROM prev)
 WHERE NOT EXISTS (SELECT 1 FROM upd)
 
@@ -208,3 +246,36 @@ WHERE company_id = $1 AND phone_index = $2 AND chat_id = $3 AND chat_seq IS NOT 
   AND direction = 'outbound' AND status IN ('accepted', 'queued', 'sending')
 ORDER BY chat_seq
 LIMIT 1
+-- usage_billing --
+-- Meta's billing data of messages sent in [$2, $3), per company (only $1's when not NULL),
+-- phone, category and pricing model: messages, the billable ones, distinct conversations.
+SELECT company_id, phone_index,
+       coalesce(pricing->>'category', conversation->'origin'->>'type', 'unknown') AS category,
+       coalesce(pricing->>'pricing_model', 'unknown') AS pricing_model,
+       count(*)::int AS messages,
+       count(*) FILTER (WHERE (pricing->>'billable')::boolean)::int AS billable_messages,
+       count(DISTINCT conversation->>'id')::int AS conversations
+FROM messages
+WHERE ($1::text IS NULL OR company_id = $1)
+  AND direction = 'outbound' AND (pricing IS NOT NULL OR conversation IS NOT NULL)
+  AND sent_at >= $2 AND sent_at < $3
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4
+
+-- usage_statuses --
+-- Messages created in [$2, $3), per company (only $1's when not NULL), phone, engine,
+-- direction and current status.
+SELECT company_id, phone_index, provider, direction, status, count(*)::int AS messages
+FROM messages
+WHERE ($1::text IS NULL OR company_id = $1) AND created_at >= $2 AND created_at < $3
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 2, 3, 4, 5
+
+-- select_sent_changes --
+-- The edits and deletes of the companies $1 that went out (sent or later) for the provider
+-- ids $2, in the order they were sent.
+SELECT * FROM messages
+WHERE company_id = ANY($1::text[]) AND context_message_id = ANY($2::text[])
+  AND direction = 'outbound' AND message_type IN ('edit', 'delete')
+  AND status IN ('sent', 'delivered', 'read')
+ORDER BY sent_at, id

@@ -1,7 +1,9 @@
 """What every send job goes through, whatever the engine: ``SendJobProcessor``.
 
 1. accept both job formats (``node_jobs``): ours, and the original Node router's;
-2. load the message; never send one already past ``sending`` (jobs can run twice);
+2. load the message (record a Node job's, or find it from an earlier run); a job without a
+   message of its own fails at once with the reason (``JobRefused``), never completes
+   empty; never send a message already past ``sending`` (jobs can run twice);
 3. ``engine.before_send`` (pacing, session readiness, 24 h window) may defer or refuse;
 4. claim (``sending``, attempts + 1; an ordered message waits while an earlier one of its
    chat is unfinished, see ``chat_order``), ``engine.send``, then ``sent`` with the external
@@ -26,8 +28,10 @@ from typing import Literal, NoReturn, Protocol
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
-from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
-from bisnesgpt.messaging.node_jobs import as_int, node_job_to_message, parse_job_data
+from bisnesgpt.health import metrics
+from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.messaging.errors import DeferSend, JobRefused, PermanentSendError, RetryableSendError
+from bisnesgpt.messaging.node_jobs import JobRef, as_int, node_job_to_message, parse_job_data
 from bisnesgpt.messaging.queue_worker import OUTAGE_ERRORS
 from bisnesgpt.messaging.queues import QueueSpec
 from bisnesgpt.messaging.states import PAST_SENDING, MessageState
@@ -42,9 +46,9 @@ DEFERRAL_LOG_INTERVAL_S = 10.0
 DELAYED_RETRIES_KEY = "delayedRetries"
 
 # sent: handed to the provider; skipped: already past sending (or finished by another run);
-# missing: no such message; deferred: moved to delayed (not now); failed: for good;
-# error: the job ended in an error its queue will retry.
-OutcomeKind = Literal["sent", "skipped", "missing", "deferred", "failed", "error"]
+# deferred: moved to delayed (not now); failed: for good (the message, or a job refused for
+# having none); error: the job ended in an error its queue will retry.
+OutcomeKind = Literal["sent", "skipped", "deferred", "failed", "error"]
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,14 @@ class SendStore(Protocol):
     commits on its own.
     """
 
-    async def load(self, message_id: str, company_id: str | None,
-                   record_first: NewOutboundMessage | None = None) -> MessageRecord | None:
-        """The message (of any company when ``company_id`` is None), recording ``record_first`` first."""
+    async def load(self, message_id: str, company_id: str | None) -> MessageRecord | None:
+        """The message (of any company when ``company_id`` is None)."""
+
+    async def record_node_job(self, new: NewOutboundMessage) -> MessageRecord:
+        """A Node-format job's message: stored now, or found as its own from an earlier run.
+
+        Raises ``JobRefused`` (unknown company or phone, the job id taken by other content).
+        """
 
     async def claim(self, message: MessageRecord, *, source: str, process_name: str) -> int | None:
         """``sending`` for one more attempt: the attempt number, or None if it may not be sent now;
@@ -142,6 +151,7 @@ class SendJobProcessor:
         process_name: str,
         on_outcome: OutcomeListener | None = None,
         wakeups: Wakeups | None = None,
+        events: EventRecorder | None = None,
     ) -> None:
         self.store = send_store
         self.engine = engine
@@ -149,6 +159,7 @@ class SendJobProcessor:
         self.process_name = process_name
         self._on_outcome = on_outcome or (lambda _outcome, _seconds: None)
         self.wakeups = wakeups
+        self.events = events
         self._deferrals_logged: dict[str, float] = {}
 
     async def __call__(self, job: JobHandle, token: str) -> dict[str, str]:
@@ -178,11 +189,7 @@ class SendJobProcessor:
             ref = parse_job_data(job.id, data)
         except ValueError as exc:
             raise UnrecoverableError(str(exc)) from exc
-        record_first = node_job_to_message(ref, data, self.spec) if ref.node_format else None
-        message = await self.store.load(ref.message_id, ref.company_id, record_first)
-        if message is None:
-            log.warning("job %s on %s: message %s not found; dropping", job.id, self.spec.name, ref.message_id)
-            return Outcome("missing")
+        message = await self._message_of(job, ref, data)
         if message.status in PAST_SENDING:
             return Outcome("skipped", status=message.status)
 
@@ -227,6 +234,32 @@ class SendJobProcessor:
             return await self.store.claim(message, source=self.spec.process_name, process_name=self.process_name)
         except DeferSend as defer:  # an earlier message of its chat is not finished (chat_order)
             await self._defer(job, token, message, defer)
+    async def _message_of(self, job: JobHandle, ref: JobRef, data: JsonObject) -> MessageRecord:
+        """The job's own message; a job without one fails now, visibly (it never completes empty)."""
+        try:
+            return await self._find_message(ref, data)
+        except JobRefused as exc:
+            refusal = exc
+        await self._refused(job, ref, refusal)
+        raise UnrecoverableError(f"{refusal.code}: {refusal.detail}") from refusal
+
+    async def _find_message(self, ref: JobRef, data: JsonObject) -> MessageRecord:
+        if ref.node_format:
+            return await self.store.record_node_job(node_job_to_message(ref, data, self.spec))
+        message = await self.store.load(ref.message_id, ref.company_id)
+        if message is None:
+            raise JobRefused(f"message {ref.message_id} of company {ref.company_id} not found",
+                             code="MESSAGE_NOT_FOUND")
+        return message
+
+    async def _refused(self, job: JobHandle, ref: JobRef, exc: JobRefused) -> None:
+        """Make a refused job seen: the log, a metric, a process event."""
+        log.error("job %s on %s refused: %s: %s", job.id, self.spec.name, exc.code, exc.detail)
+        metrics.SEND_JOBS_REFUSED.labels(self.spec.name, exc.code).inc()
+        if self.events is not None:
+            await self.events.record("send_job.refused", {
+                "queue": self.spec.name, "job_id": job.id, "code": exc.code, "detail": exc.detail,
+                "company_id": ref.company_id, "external_ref": ref.external_ref}, "error")
 
     async def _defer(self, job: JobHandle, token: str, message: MessageRecord, defer: DeferSend) -> NoReturn:
         self._log_deferral(message, defer)

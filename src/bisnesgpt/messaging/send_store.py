@@ -1,7 +1,7 @@
 """``PgSendStore``: the send processor's ``SendStore`` over PostgreSQL.
 
 Each method is one transaction, as the processor ran them when it held the connection
-itself: loading (and, for a Node-format job, first recording) the message; the claim for
+itself: loading the message, or recording a Node-format job's (or finding it again); the claim for
 an attempt; ``sent`` with the provider id together with the conversation's last outbound
 time; ``failed`` with the provider's code, title and details. Recording ``sent`` is
 patient: the message has left already, so a PostgreSQL restart is waited out in place
@@ -42,13 +42,15 @@ class PgSendStore:
         self.release = ChatRelease(producer)
         self.patience_s = patience_s
 
-    async def load(self, message_id: str, company_id: str | None,
-                   record_first: store.NewOutboundMessage | None = None) -> store.MessageRecord | None:
-        """The message (of any company when ``company_id`` is None), recording ``record_first`` first."""
-        async with self.db.transaction() as conn:
-            if record_first is not None:
-                await store.insert_outbound(conn, record_first)
+    async def load(self, message_id: str, company_id: str | None) -> store.MessageRecord | None:
+        """The message (of any company when ``company_id`` is None)."""
+        async with self.db.connection() as conn:
             return await store.load_message(conn, message_id, company_id)
+
+    async def record_node_job(self, new: store.NewOutboundMessage) -> store.MessageRecord:
+        """A Node-format job's message, stored now or found from an earlier run (``JobRefused`` otherwise)."""
+        async with self.db.transaction() as conn:
+            return await store.record_node_job(conn, new)
 
     async def claim(self, message: store.MessageRecord, *, source: str, process_name: str) -> int | None:
         """``sending`` for one more attempt: the attempt number, or None if it may not be sent now."""

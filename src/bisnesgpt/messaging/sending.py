@@ -2,8 +2,10 @@
 
 Order of one send (ARCHITECTURE §3):
 
-1. look the Idempotency-Key up, if any (a completed key replays; 409 / 422 answer here);
-2. route the phone (404 no config, 422 unknown type, 503 engine disabled: nothing stored);
+1. look the Idempotency-Key up, if any (a completed key replays, with the message's status
+   now; 409 / 422 answer here);
+2. route the phone (404 no config, 422 unknown type, 503 engine disabled: nothing stored),
+   and refuse a message type the phone's engine cannot send (422 UNSUPPORTED_MESSAGE_TYPE);
 3. one transaction: claim the Idempotency-Key, resolve targets, take the chat's next
    number (an ordered message, ``chat_order``), INSERT the message ``queued`` (+ history +
    event), store the idempotent answer — COMMIT. Only now may a 2xx leave. Claim and
@@ -34,6 +36,7 @@ from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.window import check_window
 from bisnesgpt.health import metrics
 from bisnesgpt.messaging import chat_order, idempotency, store
+from bisnesgpt.messaging.capabilities import check_sendable
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, StoredResponse
 from bisnesgpt.messaging.node_jobs import send_job_data
@@ -109,6 +112,21 @@ def accepted_body(message_id: str, route_process: str, queue_name: str,
             "queueName": queue_name}
 
 
+async def replay(conn: asyncpg.Connection, company_id: str, stored: StoredResponse) -> SendOutcome:
+    """The stored answer for a key, with the message's status (and provider id) as they are now.
+
+    The stored answer says what the message was then (``queued``); a client retrying later
+    must not be told a message that has been read is still queued.
+    """
+    body: SendAnswer = {**stored.body}
+    message = await store.load_message(conn, body["messageId"], company_id)
+    if message is not None and message.status != body["status"]:
+        body["status"] = message.status
+        if message.external_id is not None:
+            body["externalId"] = message.external_id
+    return SendOutcome(stored.status, body, replayed=True)
+
+
 class SendService:
     """Accepts messages: routes, stores and enqueues them (see the module docstring for the order)."""
 
@@ -130,8 +148,8 @@ class SendService:
             # the claim and the insert leaves nothing behind and a retry simply runs again.
             async with self.db.connection() as conn:
                 stored = await idempotency.lookup(conn, key)
-            if stored is not None:
-                return SendOutcome(stored.status, stored.body, replayed=True)
+                if stored is not None:
+                    return await replay(conn, request.company_id, stored)
         record, route, outcome, held = await self._store(request)
         if outcome is not None:  # a replay, or the message already existed under this key
             return outcome
@@ -169,6 +187,7 @@ class SendService:
             if target is not None:
                 phone_index = target.phone_index
         route = await self.router.route(request.company_id, phone_index)
+        check_sendable(route.process_name, draft.type, phone_index)
         key = request.idempotency
         try:
             async with self.db.transaction() as conn:
@@ -178,7 +197,7 @@ class SendService:
                     # then replays the committed answer.
                     stored = await idempotency.claim(conn, key, self.idempotency_ttl)
                     if stored is not None:
-                        return None, route, SendOutcome(stored.status, stored.body, replayed=True), False
+                        return None, route, await replay(conn, request.company_id, stored), False
                 resolved = await resolve_draft(conn, request.company_id, phone_index, draft)
                 if route.process_name == "meta":
                     # The Cloud API's 24-hour window: refuse now with a clear problem rather
@@ -230,7 +249,7 @@ class SendService:
         async with self.db.transaction() as conn:
             stored = await idempotency.claim(conn, key, self.idempotency_ttl)
             if stored is not None:
-                return None, route, SendOutcome(stored.status, stored.body, replayed=True)
+                return None, route, await replay(conn, request.company_id, stored)
             row = await conn.fetchrow(SQL.select_message_by_idempotency_key, request.company_id, key.key)
             assert row is not None
             record = store.MessageRecord.from_row(row)

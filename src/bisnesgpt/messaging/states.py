@@ -8,6 +8,7 @@ mirrors it for validation in Python (a test checks the two agree).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import asyncpg
@@ -44,6 +45,15 @@ PUBLISHED_STATUSES: frozenset[MessageState] = frozenset({"queued", "sent", "deli
 
 
 @dataclass(frozen=True)
+class ProviderStatus:
+    """What a provider said with a status: its time for it, and Meta's billing blocks."""
+
+    at: datetime | None = None
+    pricing: JsonObject | None = None
+    conversation: JsonObject | None = None
+
+
+@dataclass(frozen=True)
 class Transition:
     """What ``advance_status`` did: whether the message moved, from what, and to what."""
 
@@ -51,6 +61,7 @@ class Transition:
     from_status: MessageState | None
     to_status: MessageState
     current_status: MessageState | None  # the status before this call (None: no such message)
+    recorded: bool = False  # a provider status kept in the history although it did not move the state
 
 
 async def advance_status(
@@ -65,19 +76,27 @@ async def advance_status(
     error_title: str | None = None,
     error_details: JsonValue = None,
     raw: JsonObject | None = None,
+    provider_status: ProviderStatus | None = None,
 ) -> Transition:
     """Move a message forward (or do nothing if the rule forbids it), with history and event.
+
+    With ``provider_status`` (a status the provider sent) the status is kept even when it
+    may not move the message: a history row (``applied`` false), its own timestamp column
+    (the provider's time when given) and Meta's pricing/conversation blocks.
 
     Call inside a transaction: the history row and the tenant ``message.status`` event commit
     together with the status change, or not at all.
     """
+    given = provider_status or ProviderStatus()
     row = await conn.fetchrow(
         SQL.advance_status, message_pk, to_status, source, external_id, error_code, error_title,
-        error_details, detail or {},
+        error_details, detail or {}, given.at, given.pricing, given.conversation, provider_status is not None,
     )
     if row is None or row["id"] is None:
         current = row["current_status"] if row is not None else None
         return Transition(False, current, to_status, current)
+    if not row["applied"]:
+        return Transition(False, row["from_status"], to_status, row["from_status"], recorded=True)
     if to_status in PUBLISHED_STATUSES:
         data: MessageStatusData = {
             "message_id": row["message_id"],

@@ -11,7 +11,7 @@ import asyncpg
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import RowRecord
-from bisnesgpt.messaging.errors import EarlierMessagePending
+from bisnesgpt.messaging.errors import EarlierMessagePending, JobRefused
 from bisnesgpt.messaging.events import MESSAGE_STATUS, record_tenant_event
 from bisnesgpt.messaging.states import MessageState
 
@@ -49,6 +49,7 @@ class MessageColumns:
     deadline_at: datetime | None = None
     # Its place among its chat's ordered messages (None: sent without per-chat order).
     chat_seq: int | None = None
+    external_ref: str | None = None  # its id where it came from (a Node-format job's id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +71,9 @@ class MessageRecord(MessageColumns, RowRecord):
     delivered_at: datetime | None
     read_at: datetime | None
     failed_at: datetime | None
+    pricing: JsonObject | None = None  # Meta's latest `pricing` block (billable, category, pricing_model)
+    conversation: JsonObject | None = None  # Meta's latest `conversation` block (id, origin.type, expiration)
+    provider_timestamp: datetime | None = None  # inbound: the provider's time of the message
 
     @property
     def contact(self) -> str:
@@ -95,14 +99,58 @@ async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> 
     )
     if row is None:
         return None
-    await conn.execute(SQL.insert_queued_history, row["id"], new.source, {"queue": new.queue_name})
-    message = MessageRecord.from_row(row)
+    return await _queued(conn, MessageRecord.from_row(row), new)
+
+
+async def _queued(conn: asyncpg.Connection, message: MessageRecord, new: NewOutboundMessage) -> MessageRecord:
+    """A new message's first history row and its ``queued`` tenant event."""
+    await conn.execute(SQL.insert_queued_history, message.id, new.source, {"queue": new.queue_name})
     await record_tenant_event(
         conn, company_id=message.company_id, phone_index=message.phone_index, type=MESSAGE_STATUS,
         data={"message_id": message.message_id, "external_id": None, "chat_id": message.chat_id,
               "direction": "outbound", "provider": message.provider, "status": "queued", "previous_status": None},
     )
     return message
+
+
+async def record_node_job(conn: asyncpg.Connection, new: NewOutboundMessage) -> MessageRecord:
+    """The message of a Node-format job: stored now, or the one an earlier run of the job stored.
+
+    Raises ``JobRefused`` for an unknown company or phone, and when the job's queue already
+    has a message under this job id with other content (a reused or reset Node job id).
+    """
+    target = await conn.fetchrow(SQL.select_send_target, new.company_id, new.phone_index)
+    assert target is not None
+    if not target["company_found"]:
+        raise JobRefused(f"company {new.company_id!r} does not exist: create it (`bisnesgpt companies add`) "
+                         "or fix the job's companyId", code="COMPANY_NOT_FOUND")
+    if not target["phone_found"]:
+        raise JobRefused(f"company {new.company_id!r} has no phone {new.phone_index}: add it (`bisnesgpt phones "
+                         "add`) or fix the job's phoneIndex", code="PHONE_NOT_FOUND")
+    row = await conn.fetchrow(
+        SQL.insert_node_job, new.message_id, new.company_id, new.phone_index, new.provider,
+        new.connection_type, new.chat_id, new.message_type, new.content, new.media_url, new.media_id,
+        new.media_mime_type, new.media_filename, new.payload, new.raw, new.context_message_id,
+        new.idempotency_key, new.queue_name, new.process_name, new.source, new.deadline_at, new.external_ref,
+    )
+    if row is not None:
+        return await _queued(conn, MessageRecord.from_row(row), new)
+    existing = await MessageRecord.fetch_one(conn, SQL.select_message_by_external_ref, new.queue_name,
+                                             new.external_ref)
+    if existing is None:  # the unique index said it exists; only a concurrent delete gets here
+        raise JobRefused(f"job {new.external_ref} of {new.queue_name}: its message vanished while recording it",
+                         code="MESSAGE_NOT_FOUND")
+    if _content(existing) != _content(new):
+        raise JobRefused(
+            f"job id {new.external_ref} of {new.queue_name} already belongs to message {existing.message_id} "
+            f"(company {existing.company_id}, {existing.chat_id}) with other content: the Node job id was reused; "
+            "give each job its own id (BullMQ's own counter, or a unique jobId)", code="JOB_ID_COLLISION")
+    return existing
+
+
+def _content(message: MessageColumns) -> tuple[object, ...]:
+    """What makes two Node jobs the same message: whose, which phone, to whom, and what."""
+    return (message.company_id, message.phone_index, message.chat_id, message.message_type, message.payload)
 
 
 async def load_message(conn: asyncpg.Connection, message_id: str, company_id: str | None) -> MessageRecord | None:

@@ -37,13 +37,15 @@ class MessageFilter:
 
 
 class HistoryEntry(TypedDict):
-    """One state change of a message."""
+    """One state change of a message, or a provider status that did not change it (``applied`` false)."""
 
     fromStatus: MessageState | None
     toStatus: MessageState
     source: str
     detail: JsonObject | None
     at: str | None
+    applied: bool
+    providerAt: str | None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -51,9 +53,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def history(conn: asyncpg.Connection, record: store.MessageRecord) -> list[HistoryEntry]:
-    """The message's state changes, oldest first."""
+    """The message's state changes and the provider statuses received, oldest first."""
     return [{"fromStatus": r["from_status"], "toStatus": r["to_status"], "source": r["source"],
-             "detail": r["detail"], "at": _iso(r["created_at"])}
+             "detail": r["detail"], "at": _iso(r["created_at"]), "applied": r["applied"],
+             "providerAt": _iso(r["provider_at"])}
             for r in await conn.fetch(SQL.select_status_history, record.id)]
 
 

@@ -16,12 +16,13 @@ ORDER BY company_id, phone_index LIMIT 1
 
 -- insert_inbound_message --
 -- Store one inbound webhook message, once per provider id and phone; no row when it is a duplicate.
+-- $18 is Meta's timestamp of the message (when the contact sent it); delivered_at is when it reached us.
 INSERT INTO messages (
     message_id, company_id, phone_index, direction, provider, connection_type, chat_id, message_type,
     content, media_url, media_id, media_mime_type, media_filename, payload, raw, status, external_id,
-    context_message_id, source, process_name, delivered_at)
+    context_message_id, source, process_name, provider_timestamp, delivered_at)
 VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb, 'delivered', $15,
-        $16, $17, 'meta', $18)
+        $16, $17, 'meta', $18, now())
 ON CONFLICT (company_id, phone_index, external_id) WHERE direction = 'inbound' AND external_id IS NOT NULL
 DO NOTHING
 RETURNING id, message_id

@@ -205,6 +205,14 @@ def message_timestamp(message: JsonObject) -> datetime:
         return datetime.now(UTC)
 
 
+def status_timestamp(status: JsonObject) -> datetime | None:
+    """A status's Unix ``timestamp`` (Meta's time for it), or None if absent or garbled."""
+    try:
+        return datetime.fromtimestamp(int(str(status["timestamp"])), UTC)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 def as_dict(value: JsonValue) -> JsonObject:
     """``value`` if it is a JSON object, else an empty one (webhooks may omit or garble parts)."""
     return value if isinstance(value, dict) else {}

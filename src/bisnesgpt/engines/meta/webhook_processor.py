@@ -7,8 +7,10 @@ received) or status retries this processor scheduled itself (``kind: meta-status
   provider's message kept in ``payload`` and the change in ``raw``), deduplicated on the
   provider id; the 24-hour window is touched; a ``message.inbound`` tenant event is written;
 * statuses move the outbound message found by ``external_id`` forward only
-  (``advance_status`` writes history and the ``message.status`` event; duplicates and late
-  arrivals change nothing); ``failed`` keeps ``errors[]``;
+  (``advance_status`` writes history and the ``message.status`` event); one that cannot move
+  it (the ``sent`` after the send call returned, a ``delivered`` after ``read``, a duplicate)
+  is kept in the history all the same and fills its own timestamp column with Meta's time;
+  ``pricing`` and ``conversation`` are kept on the message; ``failed`` keeps ``errors[]``;
 * a status for a wamid not recorded yet (the send's database update can lose the race with
   Meta's ``sent`` webhook) is retried with growing delays for ``META_STATUS_RETRY_SECONDS``
   and, if still unmatched, recorded as a warning event — never dropped silently;
@@ -47,13 +49,14 @@ from bisnesgpt.engines.meta.webhook_parse import (
     describe_inbound,
     message_timestamp,
     parse_payload,
+    status_timestamp,
 )
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
 from bisnesgpt.messaging.queues import WEBHOOK_EVENTS, QueueProducer
 from bisnesgpt.messaging.send_processor import JobHandle
-from bisnesgpt.messaging.states import advance_status
+from bisnesgpt.messaging.states import ProviderStatus, advance_status
 from bisnesgpt.phones.store import PhoneConfig
 
 log = logging.getLogger(__name__)
@@ -240,9 +243,13 @@ class WebhookProcessor:
                 conn, message.id, to_status, source=f"{item.source.provider}-webhook", detail=detail,
                 error_code=str(first_error["code"]) if first_error.get("code") is not None else None,
                 error_title=str(first_error.get("title") or first_error.get("message") or "") or None,
-                error_details=errors, raw=item.status,
+                error_details=errors, raw=item.status, provider_status=ProviderStatus(
+                    at=status_timestamp(item.status), pricing=_object(item.status.get("pricing")),
+                    conversation=_object(item.status.get("conversation"))),
             )
-        return "applied" if transition.changed else "unchanged"
+        if transition.changed:
+            return "applied"
+        return "recorded" if transition.recorded else "unchanged"
 
     async def _schedule_status_retry(self, item: StatusItem, channel: str | None) -> None:
         job = StatusRetryJob(kind=STATUS_RETRY_KIND, provider=item.source.provider, wabaId=item.source.waba_id,
@@ -330,6 +337,10 @@ def _json_body(body: JsonValue) -> JsonValue:
     except ValueError as exc:
         raise UnrecoverableError(f"webhook body is not JSON: {exc}") from exc
     return parsed
+
+
+def _object(value: JsonValue) -> JsonObject | None:
+    return value if isinstance(value, dict) else None
 
 
 def _text(value: JsonValue) -> str | None:

@@ -148,6 +148,7 @@ class DeliveryAck:
     message_id: str
     level: AckLevel
     confirm: Confirm | None = field(default=None, compare=False, repr=False)
+    at: float | None = None  # WhatsApp's time of the receipt (Unix seconds), when it says
 
 
 SessionEvent = QrCode | PairingCode | Authenticated | Ready | Disconnected | LoggedOut | InboundMessage | DeliveryAck

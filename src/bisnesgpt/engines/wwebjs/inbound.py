@@ -24,7 +24,7 @@ from bisnesgpt.engines.wwebjs import metrics
 from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
 from bisnesgpt.messaging import store as message_store
 from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
-from bisnesgpt.messaging.states import MessageState, advance_status
+from bisnesgpt.messaging.states import MessageState, ProviderStatus, advance_status
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,11 @@ class InboundRecorder:
             row = await conn.fetchrow(SQL.outbound_for_ack, ack.message_id, key.company_id, key.phone_index)
             if row is None:
                 return False
-            await advance_status(conn, row["id"], to_status, source=self.source, detail={"ack": ack.level})
+            # A receipt that cannot move the message (a device ack after the read) is kept all
+            # the same, and each fills its own column with WhatsApp's time when it gives one.
+            at = datetime.fromtimestamp(ack.at, UTC) if ack.at is not None else None
+            await advance_status(conn, row["id"], to_status, source=self.source, detail={"ack": ack.level},
+                                 provider_status=ProviderStatus(at=at))
         return True
 
     async def _retry_ack(self, key: SessionKey, ack: DeliveryAck) -> None:

@@ -72,11 +72,12 @@ SELECT * FROM wwebjs_session_commands WHERE id = $1 AND company_id = $2 AND phon
 
 -- insert_inbound_message --
 -- Store one inbound WhatsApp Web message, once per provider id and phone; no row when it is a duplicate.
+-- $14 is WhatsApp's time of the message (when the contact sent it); delivered_at is when it reached us.
 INSERT INTO messages (message_id, company_id, phone_index, direction, provider, connection_type, chat_id,
                       message_type, content, media_url, media_mime_type, media_filename, payload, raw, status,
-                      external_id, context_message_id, source, created_at)
+                      external_id, context_message_id, source, provider_timestamp, delivered_at)
 VALUES ($1, $2, $3, 'inbound', 'wwebjs', 'wwebjs', $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, 'delivered',
-        $12, $13, 'wwebjs', $14)
+        $12, $13, 'wwebjs', $14, now())
 ON CONFLICT (company_id, phone_index, external_id) WHERE direction = 'inbound' AND external_id IS NOT NULL
 DO NOTHING
 RETURNING id, message_id

@@ -72,8 +72,9 @@ def admin_router(emulator: Emulator) -> APIRouter:
 
     def apply_template(values: JsonObject) -> Response:
         languages = values.get("languages")
-        state.templates[str(values["name"])] = set(as_strings(languages)) if languages else None
-        return JSONResponse({"name": values["name"], "languages": languages})
+        category = state.add_template(str(values["name"]), set(as_strings(languages)) if languages else None,
+                                      str(values.get("category") or "marketing"))
+        return JSONResponse({"name": values["name"], "languages": languages, "category": category})
 
     @router.post("/templates")
     async def add_template(request: Request) -> Response:

@@ -131,7 +131,12 @@ class Messages:
         answer: SendAnswer = {"messaging_product": "whatsapp", "contacts": [{"input": filled["to"], "wa_id": wa_id}],
                               "messages": [message]}
         response = self.answers.ok(ctx, answer, wamid=wamid, failed_code=failed_code)
-        self.sender.schedule_ladder(phone, wamid, wa_id, failed_code=failed_code, failed_details=failed_details)
+        template = filled.get("template") if kind == "template" else None
+        billing = self.state.billing(phone.phone_number_id, wa_id,
+                                     str(template.get("name")) if isinstance(template, dict) else None,
+                                     now=time.time())
+        self.sender.schedule_ladder(phone, wamid, wa_id, failed_code=failed_code, failed_details=failed_details,
+                                    billing=billing)
         return response
 
     def _async_failure(self, phone: EmulatedPhone, wa_id: str, kind: str, body: JsonObject,

@@ -12,7 +12,7 @@ from typing import Literal, NotRequired, TypedDict
 
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.sandbox.meta_emulator.graph_errors import StatusError, status_error
-from bisnesgpt.sandbox.meta_emulator.state import EmulatedPhone, new_object_id
+from bisnesgpt.sandbox.meta_emulator.state import Billing, EmulatedPhone
 
 StatusName = Literal["sent", "delivered", "read", "failed"]
 
@@ -33,7 +33,8 @@ class Conversation(TypedDict):
 
 
 class Pricing(TypedDict):
-    """How Meta bills the message (always a service conversation here)."""
+    """How Meta bills the message: per-message pricing (PMP); a free-form reply inside the
+    customer-service window is a free ``service`` message, a template is billed in its category."""
 
     billable: bool
     pricing_model: str
@@ -107,14 +108,16 @@ def envelope(phone: EmulatedPhone, value: ChangeValue, field_name: str = "messag
 
 
 def status_value(wamid: str, status: StatusName, wa_id: str, *, error_code: int | None = None,
-                 error_details: str | None = None, conversation_id: str | None = None) -> ChangeValue:
-    """The change value of one status of ``wamid`` (a conversation and pricing once sent, errors if failed)."""
-    entry: Status = {"id": wamid, "status": status, "timestamp": str(int(time.time())), "recipient_id": wa_id}
-    if status in ("sent", "delivered"):
-        entry["conversation"] = {"id": conversation_id or new_object_id(),
-                                 "expiration_timestamp": str(int(time.time()) + 86_400),
-                                 "origin": {"type": "service"}}
-        entry["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "service"}
+                 error_details: str | None = None, billing: Billing | None = None,
+                 at: float | None = None) -> ChangeValue:
+    """The change value of one status of ``wamid`` at ``at`` (its conversation and pricing once sent or
+    delivered, errors if failed)."""
+    moment = time.time() if at is None else at
+    entry: Status = {"id": wamid, "status": status, "timestamp": str(int(moment)), "recipient_id": wa_id}
+    if status in ("sent", "delivered") and billing is not None:
+        entry["conversation"] = {"id": billing.conversation_id, "expiration_timestamp": str(billing.expiration),
+                                 "origin": {"type": billing.category}}
+        entry["pricing"] = {"billable": billing.billable, "pricing_model": "PMP", "category": billing.category}
     if status == "failed" and error_code is not None:
         entry["errors"] = [status_error(error_code, error_details)]
     return {"statuses": [entry]}

@@ -22,6 +22,16 @@ from bisnesgpt.sandbox.meta_emulator.record import RequestLog
 RuleMode = Literal["sync", "webhook"]
 RULE_MODES: dict[str, RuleMode] = {"sync": "sync", "webhook": "webhook"}
 
+# A conversation (Meta's billing window with one contact, per category) lasts 24 hours.
+CONVERSATION_SECONDS = 86_400
+TEMPLATE_CATEGORIES = ("marketing", "utility", "authentication")
+# The sample templates' categories (others default to marketing, or what the admin API says).
+DEFAULT_TEMPLATE_CATEGORIES: dict[str, str] = {
+    "hello_world": "utility", "sample_shipping_confirmation": "utility", "sample_issue_resolution": "utility",
+    "sample_flight_confirmation": "utility", "sample_movie_ticket_confirmation": "utility",
+    "sample_purchase_feedback": "marketing", "sample_happy_hour_announcement": "marketing",
+}
+
 DEFAULT_TEMPLATES: dict[str, set[str] | None] = {
     # Every WhatsApp Business Account starts with Meta's sample templates.
     "hello_world": {"en_US"},
@@ -47,6 +57,16 @@ def new_object_id() -> str:
 def digits(value: object) -> str:
     """Only the digits of a phone number as given (``"+60 12-345"`` -> ``"6012345"``; None -> ``""``)."""
     return "".join(ch for ch in str(value or "") if ch.isdigit())
+
+
+@dataclass(frozen=True)
+class Billing:
+    """What a sent message's statuses say about its billing: the conversation and the pricing."""
+
+    conversation_id: str
+    expiration: int  # Unix seconds
+    category: str  # service | marketing | utility | authentication
+    billable: bool
 
 
 @dataclass
@@ -205,6 +225,9 @@ class EmulatorState:
     phones: dict[str, EmulatedPhone] = field(default_factory=dict)
     media: dict[str, StoredMedia] = field(default_factory=dict)
     templates: dict[str, set[str] | None] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    template_categories: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATE_CATEGORIES))
+    # (phone number id, wa_id, category) -> (conversation id, expiration): Meta's billing windows.
+    conversations: dict[tuple[str, str, str], tuple[str, int]] = field(default_factory=dict)
     silent_contacts: set[tuple[str, str]] = field(default_factory=set)  # (phone id or "*", wa_id)
     rules: list[ErrorRule] = field(default_factory=list)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
@@ -269,6 +292,27 @@ class EmulatorState:
             return False
         languages = self.templates[name]
         return languages is None or language in languages
+
+    def add_template(self, name: str, languages: set[str] | None, category: str) -> str:
+        """An approved template (in every language when None) of ``category``; ValueError for an unknown one."""
+        category = category.lower()
+        if category not in TEMPLATE_CATEGORIES:
+            raise ValueError(f"category must be one of {', '.join(TEMPLATE_CATEGORIES)}")
+        self.templates[name] = languages
+        self.template_categories[name] = category
+        return category
+
+    def billing(self, phone_number_id: str, wa_id: str, template: str | None, *, now: float) -> Billing:
+        """How a message to ``wa_id`` is billed: a template in its category, anything else as a free
+        ``service`` message; the conversation of that category open with the contact, or a new one."""
+        category = self.template_categories.get(template, "marketing") if template is not None else "service"
+        key = (phone_number_id, wa_id, category)
+        open_one = self.conversations.get(key)
+        if open_one is None or open_one[1] <= now:
+            open_one = (new_object_id(), int(now) + CONVERSATION_SECONDS)
+            self.conversations[key] = open_one
+        return Billing(conversation_id=open_one[0], expiration=open_one[1], category=category,
+                       billable=template is not None)
 
     def has_written(self, phone_number_id: str, wa_id: str) -> bool:
         """Whether the 24-hour window is open: everyone has written unless marked silent (per phone or all)."""

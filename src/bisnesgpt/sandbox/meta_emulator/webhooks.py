@@ -25,7 +25,7 @@ from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.engines.meta.signature import sign
 from bisnesgpt.sandbox.meta_emulator.payloads import StatusName, WebhookPayload, envelope, status_value
 from bisnesgpt.sandbox.meta_emulator.record import DeliveryKind, WebhookLog, WebhookSummary
-from bisnesgpt.sandbox.meta_emulator.state import EmulatedPhone, WebhookConfig, new_object_id
+from bisnesgpt.sandbox.meta_emulator.state import Billing, EmulatedPhone, WebhookConfig
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,15 @@ class WebhookSender:
         return self._seq
 
     def schedule_ladder(self, phone: EmulatedPhone, wamid: str, wa_id: str, *, failed_code: int | None = None,
-                        failed_details: str | None = None) -> None:
-        """sent → delivered → read (or a single ``failed``), with the configured disorder."""
+                        failed_details: str | None = None, billing: Billing | None = None) -> None:
+        """sent → delivered → read (or a single ``failed``), with the configured disorder.
+
+        Each status's ``timestamp`` is when its step happens (the send plus the step's delay),
+        so the times stay in ladder order however shuffled the deliveries are; ``sent`` and
+        ``delivered`` carry ``billing``'s conversation and pricing.
+        """
         cfg = self.config
-        conversation = new_object_id()
+        sent_at = time.time()
         steps: list[tuple[StatusName, float]]
         if failed_code is not None:
             steps = [("failed", cfg.sent_delay_ms)]
@@ -107,7 +112,7 @@ class WebhookSender:
                 base = random.uniform(0, horizon) if cfg.shuffle else delay_ms  # noqa: S311
                 due_ms = base + random.uniform(0, cfg.jitter_ms)  # noqa: S311
                 value = status_value(wamid, status, wa_id, error_code=failed_code, error_details=failed_details,
-                                     conversation_id=conversation)
+                                     billing=billing, at=sent_at + delay_ms / 1000)
                 self.schedule(envelope(phone, value), delay_s=due_ms / 1000, kind="status",
                               summary={"wamid": wamid, "status": status, "recipient": wa_id})
 

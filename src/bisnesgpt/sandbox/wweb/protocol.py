@@ -19,7 +19,7 @@ Server -> client::
     authenticated{phone, deviceId}                 stored credentials accepted
     ready        {phone, pushName}
     send_result  {ref, id, timestamp, duplicate} | {ref, error:{code,message}}
-    ack          {id, level: server|device|read}
+    ack          {id, level: server|device|read, timestamp}   (timestamp: when; none when replayed)
     message      {message:{id,from,chat,timestamp,type,text,media,quotedId,pushName}}
     fault        {fault: slow_sends|memory_growth|freeze|clear, ...}   acted on inside the driver
     disconnect   {reason}                          then the socket closes
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Literal, TypeAlias, TypedDict
+from typing import Literal, NotRequired, TypeAlias, TypedDict
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 
@@ -164,6 +164,7 @@ class AckFrame(TypedDict):
     type: Literal["ack"]
     id: str
     level: AckLevel
+    timestamp: NotRequired[float]  # when it happened (Unix seconds); a replayed ack has none
 
 
 class MessageFrame(TypedDict):

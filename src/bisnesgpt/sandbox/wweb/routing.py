@@ -155,7 +155,8 @@ class Routing:
             return
         conn = self.board.ready_connection(session)
         if conn is not None:
-            await conn.push({"type": "ack", "id": message_id, "level": p.ACK_LEVELS[level - 1]})
+            await conn.push({"type": "ack", "id": message_id, "level": p.ACK_LEVELS[level - 1],
+                             "timestamp": time.time()})
 
     async def inject(self, session: str, body: JsonObject) -> InjectedInbound:
         """A contact writes to the session's phone: recorded, and pushed now if the session is ready."""

@@ -93,6 +93,7 @@ class SessionBase:
         """A message someone sent to this phone."""
         self.sink(message)
 
-    def report_ack(self, message_id: str, level: AckLevel, confirm: Confirm | None = None) -> None:
-        """A receipt for one of our messages."""
-        self.sink(DeliveryAck(message_id, level, confirm=confirm))
+    def report_ack(self, message_id: str, level: AckLevel, confirm: Confirm | None = None, *,
+                   at: float | None = None) -> None:
+        """A receipt for one of our messages (``at``: WhatsApp's time of it, Unix seconds)."""
+        self.sink(DeliveryAck(message_id, level, confirm=confirm, at=at))

@@ -297,8 +297,10 @@ class NeonizeSession(SessionBase):
         async def on_receipt(_client: Any, event: Any) -> None:
             level = RECEIPT_LEVELS.get(int(event.Type))
             if level is not None:
+                stamp = getattr(event, "Timestamp", 0)  # whatsmeow's receipt time (Unix seconds)
+                at = float(stamp) if isinstance(stamp, int | float) and stamp > 0 else None
                 for message_id in event.MessageIDs:
-                    self.report_ack(str(message_id), level)
+                    self.report_ack(str(message_id), level, at=at)
 
         client.qr(on_qr)
         for event_type, handler in ((PairStatusEv, on_pair), (ConnectedEv, on_connected),

@@ -305,7 +305,7 @@ class SandboxSession(SessionBase):
             return
         confirm = self._confirmer(wire.AckReceivedFrame(type="ack_received",
                                                         acks=[wire.AckReceived(id=message_id, level=level)]))
-        self.report_ack(message_id, level, confirm)
+        self.report_ack(message_id, level, confirm, at=wire.ack_time(frame))
 
     def _on_message(self, frame: JsonObject) -> None:
         self._last_pong = time.monotonic()

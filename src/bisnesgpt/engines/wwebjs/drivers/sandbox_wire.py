@@ -175,6 +175,12 @@ def member(frame: JsonObject, name: str) -> JsonObject:
 ACK_LEVELS: tuple[AckLevel, ...] = ("server", "device", "read", "played")
 
 
+def ack_time(frame: JsonObject) -> float | None:
+    """When an ``ack`` frame's receipt happened (Unix seconds); None for a replayed one, which has no time."""
+    stamp = frame.get("timestamp")
+    return float(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool) else None
+
+
 def ack_level(frame: JsonObject) -> AckLevel | None:
     """The level of an ``ack`` frame; None for a level this driver does not know."""
     level = frame.get("level")
