@@ -182,6 +182,8 @@ CREATE TABLE messages (
     delivered_at       TIMESTAMPTZ,
     read_at            TIMESTAMPTZ,
     failed_at          TIMESTAMPTZ,
+    -- Its place among its chat's ordered messages (NULL: sent without per-chat order).
+    chat_seq           BIGINT,
     -- The id the message has where it came from: a Node-format job's BullMQ job id.
     external_ref       TEXT,
     -- Meta's billing data: the latest `pricing` and `conversation` blocks of its statuses.
@@ -971,7 +973,6 @@ CREATE TABLE chat_sequences (
     updated_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (company_id, phone_index, chat_id)
 );
-ALTER TABLE messages ADD COLUMN chat_seq BIGINT;
 -- A chat's unfinished ordered messages by number: its head, and what holds a message back.
 CREATE INDEX idx_messages_chat_order ON messages(company_id, phone_index, chat_id, chat_seq)
     WHERE chat_seq IS NOT NULL AND direction = 'outbound' AND status IN ('accepted', 'queued', 'sending');
