@@ -20,6 +20,7 @@ from bullmq import Queue
 
 from bisnesgpt.db.pool import Database
 from bisnesgpt.infra.redis import redis_client
+from bisnesgpt.messaging.capabilities import SENDABLE_TYPES
 from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
 from bisnesgpt.messaging.store import touch_inbound_session
 from tests.conftest import create_database, drop_database
@@ -148,6 +149,10 @@ async def test_every_send_type_lands_in_its_queue_with_the_contract_payload(
     async with httpx.AsyncClient(base_url=api.url, headers=tenant.headers) as client:
         for method, path, body, payload in cases:
             response = await client.request(method, path, json=body)
+            if payload["type"] not in SENDABLE_TYPES[spec.process_name]:  # refused at once, nothing queued
+                assert response.status_code == 422, (path, response.text)
+                assert response.json()["code"] == "UNSUPPORTED_MESSAGE_TYPE", path
+                continue
             assert response.status_code == 202, (path, response.text)
             answer = response.json()
             assert answer == {"success": True, "messageId": answer["messageId"], "status": "queued",

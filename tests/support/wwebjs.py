@@ -170,8 +170,9 @@ class Db:
             raise AssertionError(f"{exc}; now {now}, history {await self.history(message_id)}") from None
 
     async def history(self, message_id: str) -> list[str]:
+        """The message's state changes (receipts that did not move it are left out)."""
         rows = await self.fetch("SELECT h.to_status FROM message_status_history h JOIN messages m ON m.id = "
-                                "h.message_pk WHERE m.message_id = $1 ORDER BY h.id", message_id)
+                                "h.message_pk WHERE m.message_id = $1 AND h.applied ORDER BY h.id", message_id)
         return [r["to_status"] for r in rows]
 
     async def session_events(self, company_id: str) -> list[dict[str, Any]]:
