@@ -94,7 +94,7 @@ def render(results: dict[str, Any]) -> str:
                      f"ratio {_f(o['ratio_ordered_unordered'], 3)} (goal >= 0.9)")
         s = o["single_chat"]
         lines.append(f"  one chat: {_f(s['messages_per_second'])} msg/s ({_f(s['round_trip_ms'], 2)} ms per message, "
-                     f"{s['received']}/{s['accepted']} received)")
+                     f"measured over {s['received_after_warmup']} of the {s['accepted']} accepted)")
     if "pacing" in results:
         p = results["pacing"]
         lines += ["", "PACING — one Cloud API phone at its configured rate (meta alone, emulator at the same limit)"]

@@ -24,9 +24,10 @@ def test_a_logged_request_has_only_the_keys_that_apply_in_the_logs_order() -> No
                           wa_id="601")
     log.add(sent.fields(), http_status=200, wamid="wamid.X", failed_code=None)
     first, second = log.entries
-    assert list(first) == ["method", "path", "profile", "operation", "phone_number_id", "http_status", "error_code",
-                           "seq", "ts"]
-    assert list(second)[5:9] == ["body", "type", "to", "wa_id"] and second["failed_code"] is None
+    assert list(first) == ["method", "path", "profile", "operation", "phone_number_id", "received_ts", "http_status",
+                           "error_code", "seq", "ts"]
+    assert list(second)[6:10] == ["body", "type", "to", "wa_id"] and second["failed_code"] is None
+    assert first["received_ts"] <= first["ts"]  # arrived, then answered
     assert [e["seq"] for e in log.select(since=1)] == [2]
     assert "body" not in log.select(phone_number_id="2")[0] and log.select(with_body=True)[1]["body"] == {"to": "601"}
     assert log.select(operation="mark_read") == [] and len(log.select(limit=1)) == 1
