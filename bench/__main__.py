@@ -1,6 +1,7 @@
 """``python -m bench`` (``make bench``): run the benchmarks, print the table, write JSON.
 
-Sections: ``accept``, ``e2e``, ``pacing`` (achieved rate against a phone's limit), ``fleet``
+Sections: ``accept``, ``e2e``, ``floor`` (the durable floor, ``bench/floor.py``: the product's
+e2e figures as ratios to it), ``pacing`` (achieved rate against a phone's limit), ``fleet``
 (footprint and recovery under the orchestrator).
 ``--quick`` shrinks every duration (a harness check, not a measurement).
 """
@@ -17,11 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import accept, e2e, fleet, pacing
+from bench import accept, e2e, fleet, floor, pacing
 from bench.report import render
 from bench.system import REPO, machine_info, open_servers
 
-SECTIONS = ("accept", "e2e", "pacing", "fleet")
+SECTIONS = ("accept", "e2e", "floor", "pacing", "fleet")
 
 
 def log(message: str) -> None:
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         if "e2e" in sections:
             results["e2e"] = e2e.run(servers, workdir, duration=args.duration, connections=args.connections,
                                      anchor_jobs=args.anchor_jobs, node=not args.no_node, log=log)
+        if "floor" in sections:
+            results["floor"] = floor.run(servers, workdir, duration=args.duration, connections=args.connections,
+                                         log=log)
+            if "e2e" in results:
+                results["floor"]["product_vs_floor"] = floor.compare(results["e2e"], results["floor"])
         if "pacing" in sections:
             results["pacing"] = pacing.run(servers, workdir, messages=200 if args.quick else 1000, log=log)
         if "fleet" in sections:
