@@ -1,6 +1,7 @@
 """``python -m bench`` (``make bench``): run the benchmarks, print the table, write JSON.
 
-Sections: ``accept``, ``e2e``, ``order`` (per-chat order: many chats ordered vs unordered,
+Sections: ``accept``, ``e2e``, ``floor`` (the durable floor, ``bench/floor.py``: the product's
+e2e figures as ratios to it), ``order`` (per-chat order: many chats ordered vs unordered,
 ABBA, and one chat), ``pacing`` (achieved rate against a phone's limit), ``fleet``
 (footprint and recovery under the orchestrator).
 ``--quick`` shrinks every duration (a harness check, not a measurement).
@@ -18,11 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import accept, e2e, fleet, order, pacing
+from bench import accept, e2e, fleet, floor, order, pacing
 from bench.report import render
 from bench.system import REPO, machine_info, open_servers
 
-SECTIONS = ("accept", "e2e", "order", "pacing", "fleet")
+SECTIONS = ("accept", "e2e", "floor", "order", "pacing", "fleet")
 
 
 def log(message: str) -> None:
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         if "e2e" in sections:
             results["e2e"] = e2e.run(servers, workdir, duration=args.duration, connections=args.connections,
                                      anchor_jobs=args.anchor_jobs, node=not args.no_node, log=log)
+        if "floor" in sections:
+            results["floor"] = floor.run(servers, workdir, duration=args.duration, connections=args.connections,
+                                         log=log)
+            if "e2e" in results:
+                results["floor"]["product_vs_floor"] = floor.compare(results["e2e"], results["floor"])
         if "order" in sections:
             results["order"] = order.run(servers, workdir, duration=args.duration, connections=args.connections,
                                          log=log)

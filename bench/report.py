@@ -83,6 +83,18 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"  ratio sustained/Python no-op = {_f(e['ratio_python'], 3)} (goal >= 0.6); "
                      f"sustained/Node no-op = {_f(e['ratio_node'], 3)}; meta drain/Python no-op = "
                      f"{_f(e.get('ratio_python_drain'), 3)}")
+    if "floor" in results:
+        fl = results["floor"]
+        lines += ["", "DURABLE FLOOR (bench/floor.py) — one row + one job per POST; worker: sending, POST, sent",
+                  head, _load_row("floor saturation (accept side)", fl["load"])]
+        per = fl.get("cpu_ms_per_delivered_message") or {}
+        lines.append(f"  floor sustained delivered to the emulator: {_f(fl['sustained_rate'])} msg/s; CPU ms per "
+                     "delivered message: " + " ".join(f"{k}={v}" for k, v in sorted(per.items())))
+        vs = fl.get("product_vs_floor")
+        if vs:
+            lines.append(f"  product/floor: throughput {_f(vs['throughput_ratio'], 3)} (goal >= 0.5); CPU per message "
+                         f"{_f(vs['cpu_per_message_ratio'], 2)}x ({_f(vs['product_cpu_ms'], 2)} vs "
+                         f"{_f(vs['floor_cpu_ms'], 2)} ms, emulator excluded; goal <= 2)")
     if "order" in results:
         o = results["order"]
         lines += ["", f"PER-CHAT ORDER — meta path, {o['chats']} chats over {o['phones']} phones, closed loop, "

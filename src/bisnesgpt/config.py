@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     database_pool_meta_max: Annotated[int, Field(ge=1)] = 20
     database_pool_legacy_max: Annotated[int, Field(ge=1)] = 30
     database_connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    # Admission control of the api (and legacy) role: a request that finds every pooled
+    # connection busy waits at most this long, then gets 503 + Retry-After; a send arriving
+    # while the event loop lags more than ADMISSION_MAX_LOOP_LAG is refused the same way.
+    # Overload is answered in bounded time instead of queueing for seconds. 0 turns each off.
+    admission_pool_wait: Annotated[int, Field(ge=0)] = 250
+    admission_max_loop_lag: Annotated[int, Field(ge=0)] = 500
 
     # --- Redis ----------------------------------------------------------------------------
     redis_url: str | None = None

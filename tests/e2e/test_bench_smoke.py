@@ -16,17 +16,17 @@ import pytest
 
 from tests.support.procs import clean_env
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(330)]
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_quick_bench_runs_and_writes_results(tmp_path: Path, pg_server_url: str, redis_server_url: str) -> None:
     env = clean_env(BENCH_DATABASE_URL=pg_server_url, BENCH_REDIS_URL=redis_server_url)
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--sections", "accept,e2e", "--out",
-                           str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=220,
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--sections", "accept,e2e,floor", "--out",
+                           str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
                           check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    assert "ACCEPT" in done.stdout and "END-TO-END" in done.stdout
+    assert "ACCEPT" in done.stdout and "END-TO-END" in done.stdout and "DURABLE FLOOR" in done.stdout
     [path] = tmp_path.glob("bench-*-quick.json")
     results = json.loads(path.read_text())
     for run in results["accept"]["runs"]:
@@ -36,3 +36,6 @@ def test_quick_bench_runs_and_writes_results(tmp_path: Path, pg_server_url: str,
     half = results["e2e"]["half_load"]
     assert half["messages"] > 0 and half["received_by_emulator"] == half["messages"]
     assert results["e2e"]["anchor_python_bullmq"]["jobs"] > 0
+    floor = results["floor"]
+    assert floor["load"]["statuses"].get("202", 0) > 0 and floor["all_sent"]
+    assert floor["product_vs_floor"]["floor_cpu_ms"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -28,13 +29,20 @@ NO_PAIR = PhoneRates(messages_per_second=50, burst=1, pair_interval_ms=0, pair_b
 
 async def test_phone_schedule_reserves_slots_and_honours_them(clients: tuple[aioredis.Redis, aioredis.Redis]) -> None:
     pacer = Pacer(clients[0])
-    decisions = [await pacer.acquire("c", 0, f"60{i}", f"m{i}", NO_PAIR) for i in range(6)]
+    decisions, began, ended = [], [], []
+    for i in range(6):
+        began.append(time.monotonic())
+        decisions.append(await pacer.acquire("c", 0, f"60{i}", f"m{i}", NO_PAIR))
+        ended.append(time.monotonic())
     assert decisions[0].go
     waits = [d.wait_ms for d in decisions[1:]]
     assert all(not d.go and d.reason == "phone" for d in decisions[1:])
-    # 50/s: one slot every 20 ms, reserved in order.
+    # 50/s: one slot every 20 ms after the first, reserved in order. A wait counts from the
+    # moment of its own call, so it is the slot minus the time since the first call (bounded
+    # by the calls' start and end times, whatever the machine's speed).
     for index, wait in enumerate(waits, start=1):
-        assert 20 * index - 10 <= wait <= 20 * index + 2, waits
+        since_first_ms = ((began[index] - ended[0]) * 1000, (ended[index] - began[0]) * 1000)
+        assert 20 * index - since_first_ms[1] - 2 <= wait <= 20 * index - since_first_ms[0] + 2, (waits, index)
     # Coming back early keeps the same slot (nothing new reserved), coming back on time goes.
     again = await pacer.acquire("c", 0, "605", "m5", NO_PAIR)
     assert not again.go and again.wait_ms <= waits[-1]
@@ -48,10 +56,13 @@ async def test_phone_schedule_reserves_slots_and_honours_them(clients: tuple[aio
 
 async def test_two_instances_share_one_schedule(clients: tuple[aioredis.Redis, aioredis.Redis]) -> None:
     one, two = Pacer(clients[0]), Pacer(clients[1])
-    results = await asyncio.gather(*[(one if i % 2 else two).acquire("c", 1, f"7{i}", f"x{i}", NO_PAIR)
+    # One slot per second: the ten calls land well within the first slot on any machine.
+    slow = PhoneRates(messages_per_second=1, burst=1, pair_interval_ms=0, pair_burst=1)
+    results = await asyncio.gather(*[(one if i % 2 else two).acquire("c", 1, f"7{i}", f"x{i}", slow)
                                      for i in range(10)])
     assert sum(d.go for d in results) == 1
-    assert sorted(d.wait_ms for d in results if not d.go)[-1] >= 170
+    # Nine slots reserved one after another on the shared schedule, 1 s apart.
+    assert sorted(d.wait_ms for d in results if not d.go)[-1] >= 8000
 
 
 async def test_other_phones_are_never_held_up(clients: tuple[aioredis.Redis, aioredis.Redis]) -> None:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from bisnesgpt.api import message_routes, phone_routes, send_routes, usage_routes
+from bisnesgpt.api.admission import LoopLag, SendAdmission
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.webhook_routes import WebhookRoutes
@@ -54,7 +55,9 @@ class PipelineComponent(Component, HealthReporter):
         self.sender = SendService(ctx.db, self.router, ctx.queues,
                                   idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours))
         self.phones = PhoneConfigService(ctx.db, secret_box(settings), on_change=self._config_changed)
-        self._routers = (send_routes.build(self.sender), message_routes.build(ctx.db),
+        self.loop_lag = LoopLag()
+        self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
+        self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
                          phone_routes.build(ctx.db, self.phones), usage_routes.build(ctx.db))
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
@@ -64,6 +67,15 @@ class PipelineComponent(Component, HealthReporter):
     def routers(self) -> Sequence[APIRouter]:
         """Send, message, phone and usage routes."""
         return self._routers
+
+    async def start(self) -> None:
+        """Sample the event loop's lag for the send routes' admission (when a limit is set)."""
+        if self.admission.max_lag:
+            self.loop_lag.periodic.start()
+
+    async def stop(self) -> None:
+        """Stop the lag sampler."""
+        await self.loop_lag.periodic.stop()
 
     def messages_processed(self) -> int:
         """Messages this API instance accepted (stored and queued) since it started."""

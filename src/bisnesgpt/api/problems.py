@@ -65,6 +65,7 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     errors.ServiceUnavailable: Problem(503, "service-unavailable", "Service unavailable"),
     errors.DatabaseUnavailable: Problem(503, "database-unavailable", "Database unavailable"),
     errors.QueueUnavailable: Problem(503, "queue-unavailable", "Queue unavailable"),
+    errors.Overloaded: Problem(503, "overloaded", "At capacity"),
     errors.EngineDisabled: Problem(503, "engine-disabled", "Engine disabled"),
     SendError: Problem(502, "send-error", "Send failed"),
     CloudApiError: Problem(502, "cloud-api-error", "Cloud API error"),

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
+from bisnesgpt.api.admission import SendAdmission
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
 from bisnesgpt.api.schemas import send as models
 from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
@@ -214,9 +215,9 @@ V1_EXAMPLES: dict[str, Example] = {
 }
 
 
-def build(sender: SendService) -> APIRouter:
-    """The send routes (v2 per type, react, edit, delete; v1 in the Cloud API shape)."""
-    router = APIRouter(tags=["send"])
+def build(sender: SendService, admission: SendAdmission) -> APIRouter:
+    """The send routes (v2 per type, react, edit, delete; v1 in the Cloud API shape), behind ``admission``."""
+    router = APIRouter(tags=["send"], dependencies=[Depends(admission)])
 
     def send_route(method: Literal["POST", "PUT", "DELETE"], path: str,
                    summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:

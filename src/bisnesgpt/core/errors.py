@@ -73,6 +73,11 @@ class DatabaseUnavailable(ServiceUnavailable):
     """PostgreSQL cannot be reached (or went away mid-operation)."""
 
 
+class Overloaded(ServiceUnavailable):
+    """This process is at capacity (its database pool stayed busy, or its event loop lags): refused
+    fast instead of queued for seconds; the client retries after ``Retry-After``."""
+
+
 class QueueUnavailable(ServiceUnavailable):
     """Redis (the queues) cannot be reached."""
 

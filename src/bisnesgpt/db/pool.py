@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 from typing import Any, TypedDict, cast
 
 import asyncpg
+from prometheus_client import Counter
 
-from bisnesgpt.core.errors import DatabaseUnavailable
+from bisnesgpt.core.errors import DatabaseUnavailable, Overloaded
 from bisnesgpt.db.queries import load_queries
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
 )
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *CONNECTION_ERRORS)
+
+POOL_REFUSED = Counter("bisnesgpt_pool_admission_refused_total",
+                       "Callers refused (503 Overloaded) after waiting ADMISSION_POOL_WAIT for a busy database pool")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -74,8 +78,13 @@ class Database:
         application_name: str = "bisnesgpt",
         connect_timeout: float = 5.0,
         command_timeout: float | None = 30.0,
+        pool_wait: float | None = None,
     ) -> None:
+        """``pool_wait``: admission control. A caller without its own timeout that finds every
+        connection busy waits at most this long, then gets ``Overloaded`` (503, retry) instead of
+        queueing for up to ``connect_timeout``; None waits as before (engines: work, not requests)."""
         self.dsn = dsn
+        self.pool_wait = pool_wait
         self.max_size = max_size
         self.min_size = min(min_size, max_size)
         self.application_name = application_name
@@ -134,9 +143,17 @@ class Database:
         dead): the next acquire opens fresh ones instead of failing once per idle connection.
         """
         pool = self.pool
+        pool_wait = self.pool_wait
+        busy = (timeout is None and pool_wait is not None and pool.get_idle_size() == 0
+                and pool.get_size() >= self.max_size)
         try:
-            conn = await pool.acquire(timeout=timeout or self.connect_timeout)
+            conn = await pool.acquire(timeout=pool_wait if busy else (timeout or self.connect_timeout))
         except CONNECTION_ERRORS as exc:
+            if busy and pool_wait is not None and isinstance(exc, asyncio.TimeoutError):
+                POOL_REFUSED.inc()
+                raise Overloaded(f"all {self.max_size} database connections of this process stayed busy for "
+                                 f"{pool_wait * 1000:.0f} ms; retry after the Retry-After seconds, or run more "
+                                 "instances (API_INSTANCES) or a larger pool (DATABASE_POOL_API_MAX)") from exc
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
         try:
             yield cast(asyncpg.Connection, conn)

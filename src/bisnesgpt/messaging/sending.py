@@ -276,7 +276,10 @@ class SendService:
         external_id: str | None = None
         error: ErrorSummary | None = None
         while True:
-            row = await self.db.fetchrow(SQL.select_send_status, record.id)
+            # The message is stored: its caller must get an answer, so this poll waits for a
+            # connection as long as any (an explicit timeout is never refused as overload).
+            async with self.db.connection(timeout=self.db.connect_timeout) as conn:
+                row = await conn.fetchrow(SQL.select_send_status, record.id)
             if row is not None:
                 status, external_id = row["status"], row["external_id"]
                 error = ErrorSummary(code=row["error_code"], title=row["error_title"])

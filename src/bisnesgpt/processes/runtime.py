@@ -256,9 +256,11 @@ async def _open_context(role: Role, settings: Settings, *, database_url: str, re
                         on_shutdown: Callable[[str], None]) -> ProcessContext:
     """Pools and clients, opened now that the process runs (never at import)."""
     process_name = process_name_for(role, settings.instance_id)
+    serves_requests = role == "api" and settings.admission_pool_wait > 0
     db = Database(database_url, min_size=0, max_size=settings.pool_max_for(role),
                   application_name=f"bisnesgpt-{process_name}",
-                  connect_timeout=settings.database_connect_timeout)
+                  connect_timeout=settings.database_connect_timeout,
+                  pool_wait=settings.admission_pool_wait / 1000 if serves_requests else None)
     await db.open()
     try:
         await _require_migrated(db)
