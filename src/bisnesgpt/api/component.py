@@ -11,11 +11,13 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from bisnesgpt.api import message_routes, phone_routes, send_routes
+from bisnesgpt.api import media_routes, message_routes, phone_routes, send_routes
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.webhook_routes import WebhookRoutes
 from bisnesgpt.infra.secrets import secret_box
+from bisnesgpt.media.library import MediaLibrary, build_store
+from bisnesgpt.media.signing import MediaUrlSigner
 from bisnesgpt.messaging.router import MessageRouter, announce_change
 from bisnesgpt.messaging.sending import SendService
 from bisnesgpt.phones.service import PhoneConfigService
@@ -115,3 +117,30 @@ class WebhooksApiComponent(Component):
     def routers(self) -> Sequence[APIRouter]:
         """``/api/v1/webhooks…``."""
         return (self._routes.router,)
+
+
+class MediaApiComponent(Component, HealthReporter):
+    """``/api/v1/media``: uploads, downloads (by key and by signed URL) from the media store."""
+
+    name = "media-api"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        self.store = build_store(ctx.settings)
+        self.library = MediaLibrary(ctx.db, self.store, ctx.settings)
+        self._router = media_routes.build(self.library, MediaUrlSigner.from_settings(ctx.settings))
+
+    def routers(self) -> Sequence[APIRouter]:
+        """``/api/v1/media…``."""
+        return (self._router,)
+
+    async def start(self) -> None:
+        """Open the store (S3's client; the folder on the filesystem)."""
+        await self.store.open()
+
+    async def stop(self) -> None:
+        """Close the store."""
+        await self.store.close()
+
+    async def checks(self) -> dict[str, Check]:
+        """``mediaStore``: which store serves media (informational)."""
+        return {"mediaStore": Check(True, f"media in {self.store.name}", {"store": self.store.name})}
