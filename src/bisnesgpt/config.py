@@ -273,6 +273,8 @@ class Settings(BaseSettings):
     media_download_attempts: Annotated[int, Field(ge=1, le=50)] = 8
     media_download_backoff_ms: Millis = 2_000
     media_download_concurrency: Annotated[int, Field(ge=1, le=200)] = 8
+    # The live event stream (/api/v1/events/ws) reads new events this often (one poll per api process).
+    event_stream_poll_ms: Annotated[int, Field(ge=20, le=10_000)] = 250
 
     # --- operator dashboard, served by the api role at /dashboard -------------------
     # A sign-in lasts this long (the session cookie expires; sign in again with a key).

@@ -11,7 +11,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from bisnesgpt.api import media_routes, message_routes, phone_routes, send_routes
+from bisnesgpt.api import event_stream, media_routes, message_routes, phone_routes, send_routes
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.webhook_routes import WebhookRoutes
@@ -24,6 +24,7 @@ from bisnesgpt.phones.service import PhoneConfigService
 from bisnesgpt.processes.component import Check, Component, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.webhooks.service import WebhookService
+from bisnesgpt.webhooks.stream import EventFeed
 
 
 class ApiComponent(Component):
@@ -144,3 +145,35 @@ class MediaApiComponent(Component, HealthReporter):
     async def checks(self) -> dict[str, Check]:
         """``mediaStore``: which store serves media (informational)."""
         return {"mediaStore": Check(True, f"media in {self.store.name}", {"store": self.store.name})}
+
+
+class EventStreamComponent(Component, HealthReporter):
+    """``/api/v1/events/ws``: tenant events live over WebSockets, from one poll of ``tenant_events``."""
+
+    name = "event-stream"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        self.feed = EventFeed(ctx.db, ctx.settings.event_stream_poll_ms / 1000)
+        self._router = event_stream.build(ctx, self.feed)
+
+    def routers(self) -> Sequence[APIRouter]:
+        """``/api/v1/events/ws``."""
+        return (self._router,)
+
+    async def start(self) -> None:
+        """Begin polling for new events."""
+        self.feed.start()
+
+    async def drain(self, timeout: float) -> None:
+        """End the streams (clients reconnect elsewhere with ``since``)."""
+        await self.feed.stop()
+
+    async def stop(self) -> None:
+        """Stop polling."""
+        await self.feed.stop()
+
+    async def checks(self) -> dict[str, Check]:
+        """``eventStream``: the poll runs; how many clients listen (informational)."""
+        running = self.feed.running
+        return {"eventStream": Check(True, "polling events" if running else "not polling",
+                                     {"clients": len(self.feed.subscribers), "delivered": self.feed.delivered})}

@@ -273,6 +273,7 @@ CREATE TABLE tenant_events (
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX idx_tenant_events_company_created ON tenant_events(company_id, created_at);
+CREATE INDEX idx_tenant_events_created ON tenant_events(created_at);
 
 -- ==========================================================================================
 -- Coordination: named leases (outbox reconciler, cleanup scheduler, session ownership)

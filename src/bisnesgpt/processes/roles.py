@@ -11,6 +11,7 @@ def api_components(ctx: ProcessContext) -> list[Component]:
     """The api role: HTTP API, session and webhook APIs, dashboard, and the api's upkeep jobs."""
     from bisnesgpt.api.component import (
         ApiComponent,
+        EventStreamComponent,
         MediaApiComponent,
         PipelineComponent,
         SessionsApiComponent,
@@ -30,6 +31,7 @@ def api_components(ctx: ProcessContext) -> list[Component]:
         SessionsApiComponent(ctx),
         WebhooksApiComponent(ctx),
         MediaApiComponent(ctx),
+        EventStreamComponent(ctx),
         WebhookDeliveryComponent(ctx),
         DashboardComponent(ctx),
     ]

@@ -25,3 +25,6 @@ ALTER TABLE messages
     ADD COLUMN media_state TEXT CHECK (media_state IN ('pending', 'stored', 'failed', 'expired')),
     ADD COLUMN media_error TEXT;
 CREATE INDEX idx_messages_media_object ON messages(media_object_id) WHERE media_object_id IS NOT NULL;
+
+-- The live event stream polls every company's newest events by time.
+CREATE INDEX idx_tenant_events_created ON tenant_events(created_at);
