@@ -69,7 +69,8 @@ async def stack(pg_server_url: str, template_database: str, redis_server_url: st
         media_env = {"DATA_DIR": str(workdir / "data"), "MEDIA_DOWNLOAD_BACKOFF_MS": "200",
                      "MEDIA_DOWNLOAD_ATTEMPTS": "3"}
         meta = MetaProc(workdir, meta_env(database_url, redis_url, free_port(), emulator.url, **media_env))
-        api, base = spawn_api(workdir, database_url, redis_url, ENCRYPTION_KEY=ENCRYPTION_KEY, **media_env)
+        api, base = spawn_api(workdir, database_url, redis_url, ENCRYPTION_KEY=ENCRYPTION_KEY,
+                              META_GRAPH_URL=emulator.url, **media_env)
         try:
             company, key = await new_company(db)
             _other, other_key = await new_company(db)
@@ -193,3 +194,66 @@ async def test_a_download_that_cannot_succeed_is_recorded_failed(stack: Stack) -
     # Nothing else is blocked: the next media message is stored.
     after = inject(stack, "image", JPEG[:2000] + os.urandom(64), "image/jpeg")
     await stored_row(stack, after)
+
+
+async def test_conversations_on_a_cloud_api_phone(stack: Stack) -> None:
+    sender = "60190000077"
+    wamids = []
+    chat = f"{sender}@c.us"
+    for n, text in enumerate(("first", "second", "third"), start=1):
+        injected = stack.emulator.admin("POST", "/inbound", json={
+            "phone_number_id": stack.phone, "from": sender, "name": "Farah", "text": text})
+        wamids.append(injected["message"]["id"])
+
+        async def arrived(n: int = n) -> bool:  # one at a time: the conversation's order is arrival order
+            return bool(await stack.db.fetchval("SELECT count(*) FROM messages WHERE chat_id = $1", chat) == n)
+        await eventually(arrived, timeout=120)
+    headers = auth(stack.key)
+    async with httpx.AsyncClient(base_url=stack.base, timeout=30, headers=headers) as http:
+        chats = (await http.get("/api/v1/chats", params={"phoneIndex": 0})).json()
+        ours = next(c for c in chats["data"] if c["chat_id"] == chat)
+        assert chats["data"][0]["chat_id"] == chat  # the most recent first
+        assert (ours["number"], ours["contact_name"], ours["unread_count"]) == (sender, "Farah", 3)
+        assert ours["last_message"]["preview"] == "third" and ours["last_message"]["direction"] == "inbound"
+        # Cursor pages cover every chat once.
+        seen, cursor = [], None
+        while True:
+            page = (await http.get("/api/v1/chats", params={"limit": 1, **({"cursor": cursor} if cursor else {})}
+                                   )).json()
+            seen += [c["chat_id"] for c in page["data"]]
+            cursor = page["nextCursor"]
+            if not cursor:
+                break
+        assert sorted(seen) == sorted(c["chat_id"] for c in chats["data"]) and len(seen) == len(set(seen))
+        unread = (await http.get("/api/v1/chats", params={"unread": "true"})).json()["data"]
+        assert chat in [c["chat_id"] for c in unread]
+        # The chat's messages, paged back two at a time, in conversation order.
+        first_page = (await http.get(f"/api/v1/chats/{sender}/messages", params={"limit": 2})).json()
+        assert [m["content"] for m in first_page["data"]] == ["second", "third"]
+        older = (await http.get(f"/api/v1/chats/{chat}/messages",
+                                params={"limit": 2, "before": first_page["nextCursor"]})).json()
+        assert [m["content"] for m in older["data"]] == ["first"] and older["nextCursor"] is None
+        # Read: Meta marks the newest message read; the unread count resets.
+        stack.emulator.admin("DELETE", "/requests")
+        read = (await http.post(f"/api/v1/chats/{chat}/read")).json()
+        assert read == {"chat_id": chat, "marked": 3, "provider_notified": True}
+        marks = stack.emulator.requests(operation="mark_read", body="true")
+        assert [m["body"]["message_id"] for m in marks] == [wamids[-1]]
+        again = (await http.get("/api/v1/chats", params={"unread": "true"})).json()["data"]
+        assert chat not in [c["chat_id"] for c in again]
+        # Typing: the Cloud API's typing indicator; no recording state, no on-WhatsApp check.
+        typing = await http.post(f"/api/v1/chats/{chat}/typing", json={"state": "typing"})
+        assert typing.status_code == 200
+        shown = stack.emulator.requests(operation="mark_read", body="true")[-1]["body"]
+        assert shown["typing_indicator"] == {"type": "text"} and shown["message_id"] == wamids[-1]
+        recording = await http.post(f"/api/v1/chats/{chat}/typing", json={"state": "recording"})
+        assert recording.status_code == 422 and "recording" in recording.json()["detail"]
+        check = await http.post("/api/v1/contacts/check", json={"numbers": ["60123456789"]})
+        assert check.status_code == 422 and check.json()["type"].endswith("/not-offered-by-engine")
+        contacts = (await http.get("/api/v1/contacts")).json()["data"]
+        farah = next(c for c in contacts if c["chat_id"] == chat)
+        assert farah["profile_name"] == "Farah" and farah["number"] == sender
+    # Another company: its key sees no such phone.
+    async with httpx.AsyncClient(base_url=stack.base, timeout=30, headers=auth(stack.other_key)) as http:
+        assert (await http.get("/api/v1/chats")).status_code == 404
+        assert (await http.post(f"/api/v1/chats/{chat}/read")).status_code == 404

@@ -12,9 +12,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from bisnesgpt.api import event_stream, media_routes, message_routes, phone_routes, send_routes
+from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.webhook_routes import WebhookRoutes
+from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.media.library import MediaLibrary, build_store
 from bisnesgpt.media.signing import MediaUrlSigner
@@ -177,3 +179,28 @@ class EventStreamComponent(Component, HealthReporter):
         running = self.feed.running
         return {"eventStream": Check(True, "polling events" if running else "not polling",
                                      {"clients": len(self.feed.subscribers), "delivered": self.feed.delivered})}
+
+
+class ConversationsApiComponent(Component):
+    """``/api/v1/chats…`` and ``/api/v1/contacts…``: conversations, read state, typing, contacts."""
+
+    name = "conversations-api"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        settings = ctx.settings
+        self.client = CloudApiClient(timeout=settings.meta_http_timeout,
+                                     connect_timeout=settings.meta_http_connect_timeout,
+                                     max_connections=settings.meta_http_max_connections)
+        self._routes = ChatRoutes(ctx.db, self.client, secret_box(settings), settings)
+
+    def routers(self) -> Sequence[APIRouter]:
+        """The conversation routes."""
+        return (self._routes.router,)
+
+    async def start(self) -> None:
+        """Open the Cloud API client (mark-as-read, typing)."""
+        await self.client.open()
+
+    async def stop(self) -> None:
+        """Close it."""
+        await self.client.close()

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bisnesgpt.conversations.store import NotOnThisEngine
 from bisnesgpt.core import errors
 from bisnesgpt.engines.meta.errors import CloudApiError
 from bisnesgpt.engines.meta.window import TemplateRequired
@@ -53,6 +54,7 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     # client mistakes
     errors.ValidationFailed: Problem(422, "validation-error", "Request validation failed"),
     TemplateRequired: Problem(422, "template-required", "Template required"),
+    NotOnThisEngine: Problem(422, "not-offered-by-engine", "Not offered by this phone's engine"),
     DestinationRefused: Problem(422, "webhook-destination-refused", "Webhook destination refused"),
     errors.BadRequest: Problem(400, "bad-request", "Bad request"),
     errors.Unauthorized: Problem(401, "unauthorized", "Missing or invalid credentials"),

@@ -11,6 +11,7 @@ def api_components(ctx: ProcessContext) -> list[Component]:
     """The api role: HTTP API, session and webhook APIs, dashboard, and the api's upkeep jobs."""
     from bisnesgpt.api.component import (
         ApiComponent,
+        ConversationsApiComponent,
         EventStreamComponent,
         MediaApiComponent,
         PipelineComponent,
@@ -32,6 +33,7 @@ def api_components(ctx: ProcessContext) -> list[Component]:
         WebhooksApiComponent(ctx),
         MediaApiComponent(ctx),
         EventStreamComponent(ctx),
+        ConversationsApiComponent(ctx),
         WebhookDeliveryComponent(ctx),
         DashboardComponent(ctx),
     ]

@@ -97,6 +97,7 @@ _DESCRIPTIONS = {
     415: "The media type is not one WhatsApp accepts",
     416: "The Range asks for bytes past the end of the media",
     422: "Validation failed: `errors[]` names each field",
+    502: "The provider (Cloud API, WhatsApp Web) refused or could not be reached",
     503: "A dependency is down (database, queue) or the engine is disabled; retry later",
 }
 _EXAMPLES: dict[int, JsonObject] = {
@@ -120,6 +121,8 @@ _EXAMPLES: dict[int, JsonObject] = {
           "detail": "chatId: must be a phone number with country code",
           "errors": [{"field": "chatId", "message": "must be a phone number with country code",
                       "type": "value_error"}]},
+    502: {"type": TYPE_BASE + "cloud-api-error", "title": "Cloud API error", "status": 502,
+          "detail": "mark_read: (#100) Invalid parameter", "errors": []},
     503: {"type": TYPE_BASE + "engine-disabled", "title": "Engine disabled", "status": 503,
           "detail": "the meta engine is disabled (ENABLE_META=false); nothing was stored", "errors": []},
 }
