@@ -96,6 +96,22 @@ async def test_inbound_media_from_the_sandbox_is_stored_and_fetched(tmp_path: Pa
             got = await http.get(f"/api/v1/media/{pdf_row['media_object_id']}",
                                  headers={"Authorization": f"Bearer {key}"})
             assert 'filename="quote.pdf"' in got.headers["content-disposition"]
+
+            # The same conversation API on a WhatsApp-Web phone: the chat, its messages, read state.
+            headers = {"Authorization": f"Bearer {key}"}
+            chats = (await http.get("/api/v1/chats", headers=headers)).json()["data"]
+            chat = next(c for c in chats if c["chat_id"] == "60190000003@c.us")
+            assert chat["unread_count"] == 3 and chat["contact_name"] == "Contact 60190000003"
+            page = (await http.get("/api/v1/chats/60190000003/messages", headers=headers)).json()["data"]
+            assert [m["external_id"] for m in page] == [pdf_id, sent["image"][0], sent["voice"][0]]
+            assert all(m["media"]["state"] == "stored" for m in page)
+            read = (await http.post("/api/v1/chats/60190000003@c.us/read", headers=headers)).json()
+            assert (read["marked"], read["provider_notified"]) == (3, False)
+            assert (await http.get("/api/v1/chats", params={"unread": "true"}, headers=headers)).json()["data"] == []
+            typing = await http.post("/api/v1/chats/60190000003@c.us/typing", json={}, headers=headers)
+            check = await http.post("/api/v1/contacts/check", json={"numbers": ["60190000003"]}, headers=headers)
+            for answer in (typing, check):
+                assert answer.status_code == 422 and answer.json()["type"].endswith("/not-offered-by-engine")
     finally:
         for proc in reversed(procs):
             proc.kill_tree()
