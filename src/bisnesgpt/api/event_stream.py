@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
@@ -23,8 +22,7 @@ from bisnesgpt.api.auth import authenticate
 from bisnesgpt.core.errors import NotFound, Unauthorized, ValidationFailed
 from bisnesgpt.messaging.events import EVENT_TYPES
 from bisnesgpt.processes.context import ProcessContext
-from bisnesgpt.webhooks.payload import EventDocument
-from bisnesgpt.webhooks.stream import EventFeed, StreamFilter, Subscriber
+from bisnesgpt.webhooks.stream import EventFeed, StreamFilter, Subscriber, streamed
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -45,10 +43,6 @@ def _types(value: str | None) -> frozenset[str]:
     if unknown:
         raise ValidationFailed(f"types: unknown event type(s) {unknown}; known: {list(EVENT_TYPES)}")
     return wanted
-
-
-def _encode(document: EventDocument) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def build(ctx: ProcessContext, feed: EventFeed) -> APIRouter:
@@ -96,34 +90,30 @@ async def _serve(websocket: WebSocket, feed: EventFeed, subscriber: Subscriber, 
         if replayed is None:
             await websocket.close(CLOSE_NOT_FOUND, "since: no such event for this key (or past the retention)")
             return
-        for replayed_document in replayed:
-            await websocket.send_text(_encode(replayed_document))
-            sent.add(replayed_document["id"])
-    receiving = asyncio.create_task(_until_closed(websocket))
+        for replayed_event in replayed:
+            await websocket.send_text(streamed(replayed_event).text)
+            sent.add(replayed_event["id"])
+    receiving = asyncio.create_task(_until_closed(websocket, subscriber))
     try:
         while True:
-            getting = asyncio.create_task(subscriber.queue.get())
-            done, _pending = await asyncio.wait({getting, receiving}, return_when=asyncio.FIRST_COMPLETED)
-            if receiving in done:
-                getting.cancel()
+            event = await subscriber.queue.get()
+            if event is None:
+                if not receiving.done():  # the feed ended it, not the client
+                    await websocket.close(CLOSE_TOO_SLOW, "too slow to keep up: reconnect with since=<last event id>")
                 return
-            next_document: EventDocument | None = getting.result()
-            if next_document is None:
-                await websocket.close(CLOSE_TOO_SLOW, "too slow to keep up: reconnect with since=<last event id>")
-                return
-            if next_document["id"] in sent:
-                continue
-            await websocket.send_text(_encode(next_document))
+            if event.document["id"] not in sent:
+                await websocket.send_text(event.text)
     finally:
         receiving.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await receiving
 
 
-async def _until_closed(websocket: WebSocket) -> None:
-    """Read (and ignore) what the client sends until it disconnects."""
+async def _until_closed(websocket: WebSocket, subscriber: Subscriber) -> None:
+    """Read (and ignore) what the client sends until it disconnects; then end the stream."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                break
+    subscriber.end()

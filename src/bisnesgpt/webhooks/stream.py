@@ -14,6 +14,7 @@ events is ended (its queue is bounded) and resumes from the last id it got.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,25 +50,42 @@ class StreamFilter:
                 and (self.phone_index is None or document["phone_index"] == self.phone_index))
 
 
+@dataclass(frozen=True)
+class StreamedEvent:
+    """An event for the stream: its document and its JSON text (encoded once for every client)."""
+
+    document: EventDocument
+    text: str
+
+
+def streamed(document: EventDocument) -> StreamedEvent:
+    """The event with its JSON text."""
+    return StreamedEvent(document, json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str))
+
+
 @dataclass(eq=False)
 class Subscriber:
-    """One open stream: its filter and its bounded queue (None in the queue: the feed ended it)."""
+    """One open stream: its filter and its bounded queue (None in the queue: the stream ends)."""
 
     filter: StreamFilter
-    queue: asyncio.Queue[EventDocument | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    queue: asyncio.Queue[StreamedEvent | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
 
-    def offer(self, document: EventDocument) -> None:
+    def offer(self, event: StreamedEvent) -> None:
         """Queue the event if wanted; a full queue ends the subscription (it resumes by id)."""
-        if self.overflowed or not self.filter.wants(document):
+        if self.overflowed or not self.filter.wants(event.document):
             return
         try:
-            self.queue.put_nowait(document)
+            self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.overflowed = True
-            while not self.queue.empty():  # the client resumes from the last id it got
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            self.end()
+
+    def end(self) -> None:
+        """Make the stream's reader stop (what is still queued is dropped: the client resumes by id)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 def _document(row: asyncpg.Record) -> EventDocument:
@@ -96,7 +114,7 @@ class EventFeed:
         """Stop polling and end every subscription."""
         await self._loop.stop()
         for subscriber in list(self.subscribers):
-            subscriber.queue.put_nowait(None)
+            subscriber.end()
         self.subscribers.clear()
 
     @property
@@ -126,9 +144,9 @@ class EventFeed:
                 continue
             self._recent[row["id"]] = row["created_at"]
             fresh += 1
-            document = _document(row)
+            event = streamed(_document(row))
             for subscriber in list(self.subscribers):
-                subscriber.offer(document)
+                subscriber.offer(event)
             self.delivered += 1
             self._high_water = max(self._high_water, row["created_at"])
         horizon = self._high_water - timedelta(seconds=2 * OVERLAP_SECONDS)
