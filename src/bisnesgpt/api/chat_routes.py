@@ -138,6 +138,21 @@ CHAT_EXAMPLE: ChatJson = {
                                         "preview": "Is this still available?", "at": "2026-01-01T10:00:00+00:00"}}
 
 
+MESSAGE_PAGE_EXAMPLE = {"data": [{
+    "message_id": "01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f", "external_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRB",
+    "direction": "inbound", "status": "delivered", "type": "image", "content": "look",
+    "media": {"id": "med_01936f6e6a7b7c3d9e2f4a5b6c7d8e9f", "state": "stored", "mime_type": "image/jpeg",
+              "filename": None},
+    "at": "2026-01-01T10:00:00+00:00", "read_at": None}], "nextCursor": "MjAyNi0wMS0wMVQxMDowMDowMCswMDowMHwxMjM"}
+CONTACT_PAGE_EXAMPLE = {"data": [{"chat_id": "60123456789@c.us", "number": "60123456789", "lid": None,
+                                  "profile_name": "Aisha", "first_seen": "2025-12-01T08:00:00+00:00",
+                                  "last_seen": "2026-01-01T10:00:00+00:00"}], "nextCursor": None}
+
+
+def _ok(example: object) -> dict[int | str, dict[str, object]]:
+    return {200: {"content": {"application/json": {"example": example}}}}
+
+
 def _number(chat_id: str) -> str | None:
     return chat_id.split("@", 1)[0] if chat_id.endswith("@c.us") else None
 
@@ -189,7 +204,7 @@ class ChatRoutes:
             return {"data": data, "nextCursor": Cursor(last.created_at, str(last.id)).encode() if last else None}
 
         @router.get("/api/v1/chats/{chatId}/messages", summary="One chat's messages, both directions, paged back",
-                    responses=problem_responses(401, 404, 422, 503))
+                    responses={**_ok(MESSAGE_PAGE_EXAMPLE), **problem_responses(401, 404, 422, 503)})
         async def chat_messages(principal: CurrentPrincipal, chatId: ChatPath, phoneIndex: PhoneQuery = 0,
                                 companyId: CompanyQuery = None,
                                 before: Annotated[str | None, Query(max_length=200,
@@ -212,7 +227,8 @@ class ChatRoutes:
                     "nextCursor": Cursor(oldest.created_at, str(oldest.id)).encode() if oldest else None}
 
         @router.post("/api/v1/chats/{chatId}/read", summary="Mark a chat read (at the provider too)",
-                     responses=problem_responses(401, 404, 422, 502, 503))
+                     responses={**_ok({"chat_id": "60123456789@c.us", "marked": 2, "provider_notified": True}),
+                                **problem_responses(401, 404, 422, 502, 503)})
         async def read_chat(principal: CurrentPrincipal, chatId: ChatPath, phoneIndex: PhoneQuery = 0,
                             companyId: CompanyQuery = None) -> ReadResult:
             company_id = principal.company_required(companyId)
@@ -230,7 +246,8 @@ class ChatRoutes:
             return {"chat_id": chat_id, "marked": marked, "provider_notified": notified}
 
         @router.post("/api/v1/chats/{chatId}/typing", summary="Show a typing indicator in the chat",
-                     responses=problem_responses(401, 404, 422, 502, 503))
+                     responses={**_ok({"chat_id": "60123456789@c.us", "state": "typing", "provider_notified": True}),
+                                **problem_responses(401, 404, 422, 502, 503)})
         async def typing(principal: CurrentPrincipal, chatId: ChatPath, body: TypingRequest,
                          phoneIndex: PhoneQuery = 0, companyId: CompanyQuery = None) -> dict[str, object]:
             company_id = principal.company_required(companyId)
@@ -251,7 +268,7 @@ class ChatRoutes:
             return {"chat_id": chat_id, "state": body.state, "provider_notified": True}
 
         @router.get("/api/v1/contacts", summary="Everyone the phone talked with, most recently seen first",
-                    responses=problem_responses(401, 404, 422, 503))
+                    responses={**_ok(CONTACT_PAGE_EXAMPLE), **problem_responses(401, 404, 422, 503)})
         async def list_contacts(principal: CurrentPrincipal, phoneIndex: PhoneQuery = 0,
                                 companyId: CompanyQuery = None,
                                 cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -266,7 +283,14 @@ class ChatRoutes:
             return {"data": data, "nextCursor": Cursor(last.last_seen, last.chat_id).encode() if last else None}
 
         @router.post("/api/v1/contacts/check", summary="Which numbers are on WhatsApp (WhatsApp-Web phones)",
-                     responses=problem_responses(401, 404, 422, 503))
+                     responses={422: {"description": "Not offered by this phone's engine (Cloud API phones)",
+                                      "content": {"application/problem+json": {"example": {
+                                          "type": "https://bisnesgpt.dev/problems/not-offered-by-engine",
+                                          "title": "Not offered by this phone's engine", "status": 422,
+                                          "detail": "the Cloud API has no on-WhatsApp check: send a template and "
+                                                    "read its status (or use a WhatsApp-Web phone)",
+                                          "errors": []}}}},
+                                **problem_responses(401, 404, 503)})
         async def check_contacts(principal: CurrentPrincipal, body: CheckRequest, phoneIndex: PhoneQuery = 0,
                                  companyId: CompanyQuery = None) -> dict[str, object]:
             company_id = principal.company_required(companyId)
