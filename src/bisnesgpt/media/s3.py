@@ -14,8 +14,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bisnesgpt.config import Settings
@@ -56,6 +54,10 @@ class S3MediaStore:
 
     async def open(self) -> None:
         """Create the client (no request is made: a bucket that is away shows at the first use)."""
+        # Imported here: aiobotocore takes seconds to import on a busy machine, and only S3 setups need it.
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
         settings = self._settings
         key_id, secret = settings.media_s3_access_key_id, settings.media_s3_secret_access_key
         self._client = await self._stack.enter_async_context(get_session().create_client(
