@@ -3,7 +3,8 @@
 Sections: ``accept``, ``e2e``, ``floor`` (the durable floor, ``bench/floor.py``: the product's
 e2e figures as ratios to it), ``order`` (per-chat order: many chats ordered vs unordered,
 ABBA, and one chat), ``pacing`` (achieved rate against a phone's limit), ``fleet``
-(footprint and recovery under the orchestrator).
+(footprint and recovery under the orchestrator), ``media`` (inbound media pipeline latency and
+RSS while large files stream through), ``stream`` (WebSocket event fan-out).
 ``--quick`` shrinks every duration (a harness check, not a measurement).
 """
 
@@ -19,11 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import accept, e2e, fleet, floor, order, pacing
+from bench import accept, e2e, fleet, floor, media, order, pacing
 from bench.report import render
 from bench.system import REPO, machine_info, open_servers
 
-SECTIONS = ("accept", "e2e", "floor", "order", "pacing", "fleet")
+SECTIONS = ("accept", "e2e", "floor", "order", "pacing", "fleet", "media", "stream")
 
 
 def log(message: str) -> None:
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", default="1,10,50", help="sandbox session counts for the wwebjs footprint")
     parser.add_argument("--no-granian", action="store_true", help="skip the granian comparison")
     parser.add_argument("--no-node", action="store_true", help="skip the Node BullMQ anchor")
+    parser.add_argument("--media-files", type=int, default=20, help="inbound documents of the media section")
+    parser.add_argument("--media-mb", type=int, default=50, help="size of each, in MB")
+    parser.add_argument("--ws-clients", type=int, default=100, help="WebSocket clients of the stream section")
+    parser.add_argument("--ws-events", type=int, default=500, help="events the stream section commits")
     parser.add_argument("--quick", action="store_true", help="tiny durations: prove the harness works")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="directory for the JSON")
     parser.add_argument("--keep-workdir", action="store_true", help="keep process logs after the run")
@@ -50,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.duration, args.anchor_jobs, args.sessions = 1.0, 300, "1,2"
         args.no_node, args.no_granian = True, True
+        args.media_files, args.media_mb, args.ws_clients, args.ws_events = 3, 2, 10, 20
     session_counts = tuple(int(n) for n in args.sessions.split(","))
 
     workdir = Path(tempfile.mkdtemp(prefix="bisnesgpt-bench-"))
@@ -80,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             results["pacing"] = pacing.run(servers, workdir, messages=200 if args.quick else 1000, log=log)
         if "fleet" in sections:
             results["fleet"] = fleet.run(servers, workdir, duration=args.duration, sessions=session_counts, log=log)
+        if "media" in sections:
+            results["media"] = media.run_media(servers, workdir, files=args.media_files,
+                                               size=args.media_mb * 1024 * 1024, log=log)
+        if "stream" in sections:
+            results["stream"] = media.run_stream(servers, workdir, clients=args.ws_clients, events=args.ws_events,
+                                                 log=log)
     finally:
         servers.close()
         results["wall_seconds"] = round(time.monotonic() - began, 1)

@@ -136,6 +136,22 @@ def render(results: dict[str, Any]) -> str:
                 extra = f", in-flight job re-run {_f(rec['in_flight_rerun_s'], 2)} s (goal <= 10 s)"
             lines.append(f"  {rec['role']:<7} respawn {_f(rec['respawn_s'], 2)} s, /health 200 "
                          f"{_f(rec['health_200_s'], 2)} s{extra}")
+    if "media" in results:
+        m = results["media"]
+        lines += ["", f"INBOUND MEDIA — {m['files']} x {m['bytes_each'] // (1024 * 1024)} MB documents: emulator "
+                  "webhook -> media-downloads -> store -> GET /api/v1/media"]
+        for name in ("webhook_to_stored_ms", "webhook_to_fetched_ms"):
+            lat = m[name]
+            lines.append(f"  {name:<24} p50 {_f(lat['p50'], 1):>9} ms   p99 {_f(lat['p99'], 1):>9} ms")
+        for proc in sorted(m["rss_mb_before"]):
+            lines.append(f"  RSS {proc:<5} before {_f(m['rss_mb_before'][proc]):>7} MB, peak "
+                         f"{_f(m['rss_mb_peak'].get(proc)):>7} MB (growth {_f(m['rss_growth_mb'][proc])} MB)")
+    if "stream" in results:
+        w = results["stream"]
+        lat = w["commit_to_client_ms"]
+        lines += ["", f"EVENT STREAM — {w['events']} events to {w['clients']} WebSocket clients (one api process)",
+                  f"  {_f(w['deliveries_per_second'], 0)} deliveries/s; commit -> client p50 {_f(lat['p50'], 1)} ms, "
+                  f"p99 {_f(lat['p99'], 1)} ms"]
     lines.append(f"\nwall time {results.get('wall_seconds')} s")
     return "\n".join(lines)
 

@@ -255,6 +255,33 @@ class Settings(BaseSettings):
     # (like webhook destinations) unless this is true (local development, the sandbox).
     wwebjs_media_allow_private_urls: bool = False
 
+    # --- media (inbound downloads, uploads, the tenant's media routes) -----------------------
+    # Where media bytes live: the filesystem under DATA_DIR/media (nothing to configure), or
+    # an S3-compatible bucket (AWS S3, MinIO, R2) when MEDIA_S3_BUCKET is set.
+    media_s3_bucket: str | None = None
+    media_s3_url: str | None = None  # endpoint URL (MinIO, R2, …); unset = AWS for the region
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key_id: SecretStr | None = None
+    media_s3_secret_access_key: SecretStr | None = None
+    media_s3_prefix: str = ""  # key prefix inside the bucket (a shared bucket)
+    media_max_bytes: Annotated[int, Field(ge=1)] = 100 * 1024 * 1024  # the Cloud API's document limit
+    # Media objects older than this are deleted by the maintenance job (messages keep a
+    # media_state of "expired"); 0 keeps media for ever.
+    media_retention_days: Annotated[int, Field(ge=0)] = 30
+    # Signed media URLs (no API key: for <img src> in a browser) last this long.
+    media_url_ttl_seconds: Annotated[int, Field(ge=1, le=7 * 86_400)] = 3_600
+    # Signs media URLs; empty = derived from ENCRYPTION_KEY.
+    media_url_secret: SecretStr | None = None
+    # The address tenants reach the API at (https://gw.example.com): signed media URLs in
+    # events are absolute with it, paths without it.
+    public_url: str | None = None
+    # Downloads of inbound media (the media-downloads queue): tries, backoff and concurrency.
+    media_download_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    media_download_backoff_ms: Millis = 2_000
+    media_download_concurrency: Annotated[int, Field(ge=1, le=200)] = 8
+    # The live event stream (/api/v1/events/ws) reads new events this often (one poll per api process).
+    event_stream_poll_ms: Annotated[int, Field(ge=20, le=10_000)] = 250
+
     # --- operator dashboard, served by the api role at /dashboard -------------------
     # A sign-in lasts this long (the session cookie expires; sign in again with a key).
     dashboard_session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0

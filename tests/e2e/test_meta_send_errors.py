@@ -284,7 +284,9 @@ async def test_inbound_media_is_stored_and_downloadable_in_two_hops(stack: Stack
                                                                                           "image/jpeg")
         event = await stack.db.fetchrow("SELECT data FROM tenant_events WHERE type = 'message.inbound' "
                                         "AND company_id = 'media'")
-        assert event["data"]["contact_name"] == "Siti" and event["data"]["media"]["id"] == stored["media_id"]
+        assert event["data"]["contact_name"] == "Siti"
+        assert event["data"]["media"]["provider_media_id"] == stored["media_id"]
+        assert event["data"]["media"]["id"] == stored["media_object_id"]  # our media id (GET /api/v1/media/…)
         creds = Credentials("meta", stack.emulator.url, "good-token", phone, "v23.0")
         async with CloudApiClient() as client:
             info, content = await client.download_media_by_id(creds, stored["media_id"])

@@ -72,7 +72,8 @@ def test_start_serves_every_instance_then_sigterm_stops_all(tmp_path: Path, data
                                                    "WHERE metric_name = 'rss_mb'")) == 4, timeout=30)
         depth_rows = query(database_url, "SELECT DISTINCT metadata->>'queue' AS queue FROM process_metrics "
                                          "WHERE metric_name = 'queue_depth' AND process_name = 'meta'")
-        assert {r["queue"] for r in depth_rows} == {"meta-messages", "status-updates", "webhook-events"}
+        assert {r["queue"] for r in depth_rows} == {"meta-messages", "status-updates", "webhook-events",
+                                                   "media-downloads"}
         wwebjs_depth = query(database_url, "SELECT DISTINCT metadata->>'queue' AS queue FROM process_metrics "
                                            "WHERE metric_name = 'queue_depth' AND process_name = 'wwebjs'")
         assert {r["queue"] for r in wwebjs_depth} == {"wwebjs-messages"}

@@ -11,18 +11,23 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from bisnesgpt.api import message_routes, phone_routes, send_routes, usage_routes
+from bisnesgpt.api import event_stream, media_routes, message_routes, phone_routes, send_routes, usage_routes
 from bisnesgpt.api.admission import LoopLag, SendAdmission
+from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.webhook_routes import WebhookRoutes
+from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.infra.secrets import secret_box
+from bisnesgpt.media.library import MediaLibrary, build_store
+from bisnesgpt.media.signing import MediaUrlSigner
 from bisnesgpt.messaging.router import MessageRouter, announce_change
 from bisnesgpt.messaging.sending import SendService
 from bisnesgpt.phones.service import PhoneConfigService
 from bisnesgpt.processes.component import Check, Component, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.webhooks.service import WebhookService
+from bisnesgpt.webhooks.stream import EventFeed
 
 
 class ApiComponent(Component):
@@ -127,3 +132,87 @@ class WebhooksApiComponent(Component):
     def routers(self) -> Sequence[APIRouter]:
         """``/api/v1/webhooks…``."""
         return (self._routes.router,)
+
+
+class MediaApiComponent(Component, HealthReporter):
+    """``/api/v1/media``: uploads, downloads (by key and by signed URL) from the media store."""
+
+    name = "media-api"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        self.store = build_store(ctx.settings)
+        self.library = MediaLibrary(ctx.db, self.store, ctx.settings)
+        self._router = media_routes.build(self.library, MediaUrlSigner.from_settings(ctx.settings))
+
+    def routers(self) -> Sequence[APIRouter]:
+        """``/api/v1/media…``."""
+        return (self._router,)
+
+    async def start(self) -> None:
+        """Open the store (S3's client; the folder on the filesystem)."""
+        await self.store.open()
+
+    async def stop(self) -> None:
+        """Close the store."""
+        await self.store.close()
+
+    async def checks(self) -> dict[str, Check]:
+        """``mediaStore``: which store serves media (informational)."""
+        return {"mediaStore": Check(True, f"media in {self.store.name}", {"store": self.store.name})}
+
+
+class EventStreamComponent(Component, HealthReporter):
+    """``/api/v1/events/ws``: tenant events live over WebSockets, from one poll of ``tenant_events``."""
+
+    name = "event-stream"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        self.feed = EventFeed(ctx.db, ctx.settings.event_stream_poll_ms / 1000)
+        self._router = event_stream.build(ctx, self.feed)
+
+    def routers(self) -> Sequence[APIRouter]:
+        """``/api/v1/events/ws``."""
+        return (self._router,)
+
+    async def start(self) -> None:
+        """Begin polling for new events."""
+        self.feed.start()
+
+    async def drain(self, timeout: float) -> None:
+        """End the streams (clients reconnect elsewhere with ``since``)."""
+        await self.feed.stop()
+
+    async def stop(self) -> None:
+        """Stop polling."""
+        await self.feed.stop()
+
+    async def checks(self) -> dict[str, Check]:
+        """``eventStream``: the poll runs; how many clients listen (informational)."""
+        running = self.feed.running
+        return {"eventStream": Check(True, "polling events" if running else "not polling",
+                                     {"clients": len(self.feed.subscribers), "delivered": self.feed.delivered})}
+
+
+class ConversationsApiComponent(Component):
+    """``/api/v1/chats…`` and ``/api/v1/contacts…``: conversations, read state, typing, contacts."""
+
+    name = "conversations-api"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        settings = ctx.settings
+        self.client = CloudApiClient(timeout=settings.meta_http_timeout,
+                                     connect_timeout=settings.meta_http_connect_timeout,
+                                     max_connections=settings.meta_http_max_connections)
+        self._routes = ChatRoutes(ctx.db, self.client, secret_box(settings), settings)
+
+    def routers(self) -> Sequence[APIRouter]:
+        """The conversation routes."""
+        return (self._routes.router,)
+
+    async def start(self) -> None:
+        """Open the Cloud API client (mark-as-read, typing)."""
+        await self.client.open()
+
+    async def stop(self) -> None:
+        """Close it."""
+        await self.client.close()

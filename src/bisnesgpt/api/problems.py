@@ -20,10 +20,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bisnesgpt.conversations.store import NotOnThisEngine
 from bisnesgpt.core import errors
 from bisnesgpt.engines.meta.errors import CloudApiError
 from bisnesgpt.engines.meta.window import TemplateRequired
 from bisnesgpt.engines.wwebjs.driver import DriverError
+from bisnesgpt.media.store import BlobMissing, MediaStoreError, RangeNotSatisfiable, UnsupportedMediaType
 from bisnesgpt.messaging.capabilities import UnsupportedMessageType
 from bisnesgpt.messaging.errors import SendError
 from bisnesgpt.webhooks.urls import DestinationRefused, DestinationUnresolvable
@@ -54,6 +56,7 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     errors.ValidationFailed: Problem(422, "validation-error", "Request validation failed"),
     TemplateRequired: Problem(422, "template-required", "Template required"),
     UnsupportedMessageType: Problem(422, "unsupported-message-type", "Message type not supported by this phone"),
+    NotOnThisEngine: Problem(422, "not-offered-by-engine", "Not offered by this phone's engine"),
     DestinationRefused: Problem(422, "webhook-destination-refused", "Webhook destination refused"),
     errors.BadRequest: Problem(400, "bad-request", "Bad request"),
     errors.Unauthorized: Problem(401, "unauthorized", "Missing or invalid credentials"),
@@ -61,6 +64,8 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     errors.NotFound: Problem(404, "not-found", "Not found"),
     errors.Conflict: Problem(409, "conflict", "Conflict"),
     errors.PayloadTooLarge: Problem(413, "payload-too-large", "Payload too large"),
+    UnsupportedMediaType: Problem(415, "unsupported-media-type", "Unsupported media type"),
+    RangeNotSatisfiable: Problem(416, "range-not-satisfiable", "Range not satisfiable"),
     # a dependency or a provider is not able to serve
     errors.ServiceUnavailable: Problem(503, "service-unavailable", "Service unavailable"),
     errors.DatabaseUnavailable: Problem(503, "database-unavailable", "Database unavailable"),
@@ -70,6 +75,8 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     SendError: Problem(502, "send-error", "Send failed"),
     CloudApiError: Problem(502, "cloud-api-error", "Cloud API error"),
     DriverError: Problem(502, "wwebjs-driver-error", "WhatsApp Web driver error"),
+    MediaStoreError: Problem(503, "media-store-unavailable", "Media store unavailable"),
+    BlobMissing: Problem(404, "media-gone", "Media no longer stored"),
     DestinationUnresolvable: Problem(502, "webhook-destination-unresolvable", "Webhook destination does not resolve"),
 }
 

@@ -191,6 +191,10 @@ CREATE TABLE messages (
     conversation       JSONB,
     -- The provider's time of an inbound message (when the contact sent it).
     provider_timestamp TIMESTAMPTZ,
+    -- Media: the stored object (media_objects.id) and how far an inbound download got.
+    media_object_id    TEXT,
+    media_state        TEXT CHECK (media_state IN ('pending', 'stored', 'failed', 'expired')),
+    media_error        TEXT,
     UNIQUE (message_id, company_id)
 );
 CREATE INDEX idx_messages_external_id ON messages(external_id) WHERE external_id IS NOT NULL;
@@ -210,6 +214,23 @@ CREATE INDEX idx_messages_outbox ON messages(updated_at)
     WHERE status IN ('accepted', 'queued', 'sending') AND direction = 'outbound';
 CREATE TRIGGER trigger_messages_updated_at BEFORE UPDATE ON messages
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE INDEX idx_messages_media_object ON messages(media_object_id) WHERE media_object_id IS NOT NULL;
+
+-- A file a company has (received or uploaded); its bytes are in the media store under
+-- (company, sha256), shared by every object with the same bytes.
+CREATE TABLE media_objects (
+    id          TEXT PRIMARY KEY,
+    company_id  TEXT NOT NULL REFERENCES companies(id) ON DELETE CASCADE,
+    sha256      TEXT NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    size_bytes  BIGINT NOT NULL CHECK (size_bytes >= 0),
+    mime_type   TEXT NOT NULL,
+    filename    TEXT,
+    origin      TEXT NOT NULL CHECK (origin IN ('inbound', 'upload')),
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at  TIMESTAMPTZ
+);
+CREATE INDEX idx_media_objects_blob ON media_objects(company_id, sha256);
+CREATE INDEX idx_media_objects_expires ON media_objects(expires_at) WHERE expires_at IS NOT NULL;
 
 CREATE TABLE message_status_history (
     id           BIGSERIAL PRIMARY KEY,
@@ -269,6 +290,7 @@ CREATE TABLE tenant_events (
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX idx_tenant_events_company_created ON tenant_events(company_id, created_at);
+CREATE INDEX idx_tenant_events_created ON tenant_events(created_at);
 
 -- ==========================================================================================
 -- Coordination: named leases (outbox reconciler, cleanup scheduler, session ownership)

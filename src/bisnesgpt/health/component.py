@@ -13,6 +13,7 @@ from bisnesgpt.coordination.leased_loop import LeasedLoop
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.health.maintenance import LEASE_NAME, Maintenance
 from bisnesgpt.health.overview import fetch_overview, mark_disabled_roles
+from bisnesgpt.media.library import MediaLibrary, build_store
 from bisnesgpt.processes.component import Component
 from bisnesgpt.processes.context import ProcessContext
 
@@ -63,7 +64,9 @@ class MaintenanceComponent(Component):
 
     def __init__(self, ctx: ProcessContext) -> None:
         interval = ctx.settings.cleanup_interval / 1000
-        self.maintenance = Maintenance(ctx.db, ctx.events, interval=interval, holder=ctx.holder)
+        self.store = build_store(ctx.settings)
+        self.maintenance = Maintenance(ctx.db, ctx.events, interval=interval, holder=ctx.holder,
+                                       media=MediaLibrary(ctx.db, self.store, ctx.settings))
         # Turn often enough that a live holder never loses the lease; a dead one's expires
         # within three turns.
         tick = min(interval, 30.0)
@@ -79,8 +82,10 @@ class MaintenanceComponent(Component):
 
     async def start(self) -> None:
         """Begin taking turns at the lease."""
+        await self.store.open()
         self.loop.start()
 
     async def stop(self) -> None:
         """Stop and release the lease for another process."""
         await self.loop.stop()
+        await self.store.close()

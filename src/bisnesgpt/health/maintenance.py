@@ -3,7 +3,8 @@
 Every api process (and legacy) runs the loop; only the lease holder works. Every
 ``CLEANUP_INTERVAL`` it calls ``cleanup_old_process_metrics()`` (7 days),
 ``cleanup_old_process_events()`` (30 days, errors kept), deletes start attempts older
-than 30 days and expired idempotency keys, and records a ``maintenance`` event.
+than 30 days, expired idempotency keys and media past ``MEDIA_RETENTION_DAYS`` (their
+messages turn ``media_state = expired``), and records a ``maintenance`` event.
 When the last run is taken from that event, a new holder (after the old one died) keeps
 the schedule instead of running again at once.
 """
@@ -16,6 +17,7 @@ from typing import TypedDict
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.media.library import MediaLibrary
 
 SQL = load_queries("bisnesgpt.health")
 
@@ -32,14 +34,18 @@ class MaintenanceResult(TypedDict):
     eventsDeleted: int
     startsDeleted: int
     idempotencyKeysDeleted: int
+    mediaObjectsDeleted: int
+    mediaBlobsDeleted: int
     seconds: float
 
 
 class Maintenance:
     """The clean-up pass, due once per ``interval`` across all processes."""
 
-    def __init__(self, db: Database, events: EventRecorder, *, interval: float, holder: str) -> None:
+    def __init__(self, db: Database, events: EventRecorder, *, interval: float, holder: str,
+                 media: MediaLibrary | None = None) -> None:
         self.db = db
+        self.media = media
         self.events = events
         self.interval = interval
         self.holder = holder
@@ -63,11 +69,13 @@ class Maintenance:
             keys_deleted += batch
             if batch < IDEMPOTENCY_BATCH:
                 break
+        media = await self.media.expire() if self.media is not None else {"objects": 0, "blobs": 0}
         self.runs += 1
         result: MaintenanceResult = {
             "holder": self.holder, "metricsDeleted": int(metrics_deleted or 0),
             "eventsDeleted": int(events_deleted or 0), "startsDeleted": int(starts_deleted or 0),
             "idempotencyKeysDeleted": keys_deleted,
+            "mediaObjectsDeleted": media["objects"], "mediaBlobsDeleted": media["blobs"],
             "seconds": round(time.monotonic() - started, 3)}
         await self.events.record(EVENT_TYPE, result)
         return result

@@ -10,6 +10,8 @@ same shapes:
                      timestamp, provider, push_name}``
 ``message.status``   ``{message_id, external_id, chat_id, direction, provider, status,
                      previous_status, error?}`` (written by ``states.advance_status``)
+``message.media``    ``{message_id, external_id, chat_id, provider, media}`` when an inbound
+                     message's download ends (``media.state`` stored or failed, with ``error``)
 ``session.status``   ``{status, connection_type, qr?, pairing_code?, reason?, phone_number?}``
 ``phone.status``     ``{status, connection_type, reason?, ...}``
 
@@ -32,10 +34,11 @@ SQL = load_queries("bisnesgpt.messaging")
 
 MESSAGE_INBOUND: Final = "message.inbound"
 MESSAGE_STATUS: Final = "message.status"
+MESSAGE_MEDIA: Final = "message.media"
 SESSION_STATUS: Final = "session.status"
 PHONE_STATUS: Final = "phone.status"
-EventType = Literal["message.inbound", "message.status", "session.status", "phone.status"]
-EVENT_TYPES: tuple[EventType, ...] = (MESSAGE_INBOUND, MESSAGE_STATUS, SESSION_STATUS, PHONE_STATUS)
+EventType = Literal["message.inbound", "message.status", "message.media", "session.status", "phone.status"]
+EVENT_TYPES: tuple[EventType, ...] = (MESSAGE_INBOUND, MESSAGE_STATUS, MESSAGE_MEDIA, SESSION_STATUS, PHONE_STATUS)
 
 
 class MessageError(TypedDict):

@@ -26,10 +26,12 @@ WWEBJS_QUEUE = "wwebjs-messages"
 META_QUEUE = "meta-messages"
 STATUS_QUEUE = "status-updates"
 WEBHOOK_QUEUE = "webhook-events"
+MEDIA_QUEUE = "media-downloads"
 
 SEND_JOB = "send-message"
 STATUS_JOB = "status-update"
 WEBHOOK_JOB = "webhook-event"
+MEDIA_JOB = "media-download"
 
 DEFAULT_PREFIX = "bull"
 
@@ -82,7 +84,11 @@ META = QueueSpec(META_QUEUE, SEND_JOB, 3, {"type": "exponential", "delay": 1000}
 STATUS_UPDATES = QueueSpec(STATUS_QUEUE, STATUS_JOB, 3, {"type": "exponential", "delay": 1000}, 10, "meta")
 WEBHOOK_EVENTS = QueueSpec(WEBHOOK_QUEUE, WEBHOOK_JOB, 2, {"type": "fixed", "delay": 1000}, 10, "meta")
 
-ALL_QUEUES: tuple[QueueSpec, ...] = (WWEBJS, META, STATUS_UPDATES, WEBHOOK_EVENTS)
+# Inbound media downloads of the Cloud API engine (its process fetches with the phone's token);
+# attempts and backoff come from MEDIA_DOWNLOAD_* settings when the job is added.
+MEDIA_DOWNLOADS = QueueSpec(MEDIA_QUEUE, MEDIA_JOB, 8, {"type": "exponential", "delay": 2000}, 8, "meta")
+
+ALL_QUEUES: tuple[QueueSpec, ...] = (WWEBJS, META, STATUS_UPDATES, WEBHOOK_EVENTS, MEDIA_DOWNLOADS)
 QUEUES_BY_NAME = {spec.name: spec for spec in ALL_QUEUES}
 
 # connection_type -> the queue of the engine that owns it (NULL means wwebjs, as originally).

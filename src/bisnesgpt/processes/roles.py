@@ -9,7 +9,15 @@ from bisnesgpt.processes.context import ProcessContext
 
 def api_components(ctx: ProcessContext) -> list[Component]:
     """The api role: HTTP API, session and webhook APIs, dashboard, and the api's upkeep jobs."""
-    from bisnesgpt.api.component import ApiComponent, PipelineComponent, SessionsApiComponent, WebhooksApiComponent
+    from bisnesgpt.api.component import (
+        ApiComponent,
+        ConversationsApiComponent,
+        EventStreamComponent,
+        MediaApiComponent,
+        PipelineComponent,
+        SessionsApiComponent,
+        WebhooksApiComponent,
+    )
     from bisnesgpt.dashboard.component import DashboardComponent
     from bisnesgpt.health.component import HealthAllComponent, MaintenanceComponent
     from bisnesgpt.messaging.component import OutboxReconcilerComponent
@@ -23,6 +31,9 @@ def api_components(ctx: ProcessContext) -> list[Component]:
         OutboxReconcilerComponent(ctx),
         SessionsApiComponent(ctx),
         WebhooksApiComponent(ctx),
+        MediaApiComponent(ctx),
+        EventStreamComponent(ctx),
+        ConversationsApiComponent(ctx),
         WebhookDeliveryComponent(ctx),
         DashboardComponent(ctx),
     ]

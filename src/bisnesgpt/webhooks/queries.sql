@@ -287,3 +287,26 @@ DELETE FROM webhook_deliveries WHERE id IN (
 -- check_listen_connection --
 -- A round trip on the LISTEN connection: a silently dead TCP connection raises instead of waiting forever.
 SELECT 1
+
+-- stream_events_since --
+-- Tenant events created after $1 (all companies), oldest first: the live stream's poll.
+SELECT id, company_id, phone_index, type, data, created_at FROM tenant_events
+WHERE created_at > $1 ORDER BY created_at, id LIMIT $2
+
+-- stream_event_position --
+-- Where an event id a client resumes from sits (its company and time).
+SELECT company_id, created_at FROM tenant_events WHERE id = $1
+
+-- stream_company_events_since --
+-- A company's events from $2 on (resume after a reconnect), oldest first.
+SELECT id, company_id, phone_index, type, data, created_at FROM tenant_events
+WHERE company_id = $1 AND created_at >= $2 ORDER BY created_at, id LIMIT $3
+
+-- stream_all_events_since --
+-- Every company's events from $1 on (an operator resuming), oldest first.
+SELECT id, company_id, phone_index, type, data, created_at FROM tenant_events
+WHERE created_at >= $1 ORDER BY created_at, id LIMIT $2
+
+-- stream_now --
+-- The database's clock: where a new feed starts.
+SELECT now()

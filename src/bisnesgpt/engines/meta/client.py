@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -160,6 +162,31 @@ class CloudApiClient:
         """GET a retrieved media URL with the phone's credentials (the second hop)."""
         response = await self._request("media_download", creds, "GET", creds.download_url(media_url))
         return response.content
+
+    @asynccontextmanager
+    async def stream_media(self, creds: Credentials, media_url: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """GET a retrieved media URL with the phone's credentials, its body as chunks (never all in memory)."""
+        if self._http is None:
+            raise RuntimeError("CloudApiClient is not open")
+        started = time.monotonic()
+        try:
+            async with self._http.stream("GET", creds.download_url(media_url), headers=creds.auth_headers()) \
+                    as response:
+                if response.status_code >= 400:
+                    body = await response.aread()
+                    GRAPH_REQUESTS.labels("media_download", creds.profile,
+                                          f"http_{response.status_code // 100}xx").inc()
+                    raise CloudApiError.from_response(response.status_code, body, dict(response.headers))
+                GRAPH_REQUESTS.labels("media_download", creds.profile, "ok").inc()
+                yield response.aiter_bytes(256 * 1024)
+        except httpx.TimeoutException as exc:
+            GRAPH_REQUESTS.labels("media_download", creds.profile, "timeout").inc()
+            raise TransportError(f"media_download: timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            GRAPH_REQUESTS.labels("media_download", creds.profile, "transport_error").inc()
+            raise TransportError(f"media_download: {type(exc).__name__}: {exc}") from exc
+        finally:
+            GRAPH_SECONDS.labels("media_download").observe(time.monotonic() - started)
 
     async def download_media_by_id(self, creds: Credentials, media_id: str) -> tuple[MediaInfo, bytes]:
         """Both hops: retrieve the URL, then download it."""

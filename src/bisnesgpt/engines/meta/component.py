@@ -1,4 +1,4 @@
-"""The meta role's components: the send worker, and the webhook routes with their worker."""
+"""The meta role's components: the send worker, the webhook routes with their worker, media downloads."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from fastapi import APIRouter
 
 from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.engines.meta.engine import MetaEngine, ProcessRateLimiter
+from bisnesgpt.engines.meta.media_downloads import MetaMediaDownloader, media_downloads_spec
 from bisnesgpt.engines.meta.pacing import Pacer
 from bisnesgpt.engines.meta.phones import PhoneCache
 from bisnesgpt.engines.meta.webhook_processor import WebhookProcessor
 from bisnesgpt.engines.meta.webhook_routes import webhook_router
 from bisnesgpt.engines.queue_components import QueueComponent, SendQueueComponent
 from bisnesgpt.infra.secrets import secret_box
+from bisnesgpt.media.library import MediaLibrary, build_store
+from bisnesgpt.media.signing import MediaUrlSigner
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WEBHOOK_EVENTS
 from bisnesgpt.processes.component import Check, Component
@@ -92,6 +95,46 @@ class MetaWebhookComponent(QueueComponent):
         return self.processor.processed
 
 
+class MetaMediaDownloadComponent(QueueComponent):
+    """Consumes ``media-downloads``: fetches inbound Cloud API media into the media store."""
+
+    name = "meta-media"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        settings = ctx.settings
+        self.client = CloudApiClient(timeout=settings.meta_http_timeout,
+                                     connect_timeout=settings.meta_http_connect_timeout,
+                                     max_connections=settings.meta_http_max_connections)
+        self.store = build_store(settings)
+        self.processor = MetaMediaDownloader(ctx.db, self.client, MediaLibrary(ctx.db, self.store, settings),
+                                             MediaUrlSigner.from_settings(settings), secret_box(settings),
+                                             settings, ctx.events)
+        spec = media_downloads_spec(settings)
+        self.worker = QueueWorker(ctx.redis_url, spec, self.processor, name=f"{ctx.process_name}:{spec.name}")
+
+    async def start(self) -> None:
+        """Open the HTTP client and the store, then begin consuming."""
+        await self.client.open()
+        await self.store.open()
+        await super().start()
+
+    async def stop(self) -> None:
+        """Close the worker, the store and the HTTP client."""
+        await super().stop()
+        await self.store.close()
+        await self.client.close()
+
+    async def checks(self) -> dict[str, Check]:
+        """``mediaDownloadWorker``: the consumer is running (and which store it writes to)."""
+        alive = self.worker.alive
+        return {"mediaDownloadWorker": Check(alive, "consuming media-downloads" if alive else "not running", {
+            "activeJobs": self.worker.active_jobs, "store": self.store.name})}
+
+    def messages_processed(self) -> int:
+        """Downloads this process ended (stored or failed)."""
+        return self.processor.processed
+
+
 def meta_components(ctx: ProcessContext) -> list[Component]:
     """The meta role's components, in start order."""
-    return [MetaSendComponent(ctx), MetaWebhookComponent(ctx)]
+    return [MetaSendComponent(ctx), MetaWebhookComponent(ctx), MetaMediaDownloadComponent(ctx)]

@@ -6,6 +6,9 @@ received) or status retries this processor scheduled itself (``kind: meta-status
 * inbound messages of every type become ``messages`` rows (direction ``inbound``, the
   provider's message kept in ``payload`` and the change in ``raw``), deduplicated on the
   provider id; the 24-hour window is touched; a ``message.inbound`` tenant event is written;
+* inbound media (image, video, audio, document, sticker) gets a media object id and a
+  ``media-downloads`` job (``media_downloads.py`` fetches the bytes); ``data.media`` of the
+  event names the id, a signed URL and ``state: pending``;
 * statuses move the outbound message found by ``external_id`` forward only
   (``advance_status`` writes history and the ``message.status`` event); one that cannot move
   it (the ``sent`` after the send call returned, a ``delivered`` after ``read``, a duplicate)
@@ -32,14 +35,16 @@ from typing import Final, Literal, TypedDict
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
 from bisnesgpt.config import Settings
-from bisnesgpt.core.errors import BisnesgptError, DatabaseUnavailable
+from bisnesgpt.core.errors import BisnesgptError, DatabaseUnavailable, QueueUnavailable
 from bisnesgpt.core.ids import new_event_id, new_message_id
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.engines.meta.media_downloads import media_downloads_spec
 from bisnesgpt.engines.meta.metrics import WEBHOOK_ITEMS
 from bisnesgpt.engines.meta.phones import change_phone_status, phone_for_webhook, phones_by_waba_id
 from bisnesgpt.engines.meta.webhook_parse import (
+    MEDIA_TYPES,
     ChangeItem,
     InboundItem,
     Item,
@@ -52,6 +57,8 @@ from bisnesgpt.engines.meta.webhook_parse import (
     status_timestamp,
 )
 from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.media import downloads
+from bisnesgpt.media.signing import MediaUrlSigner
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
 from bisnesgpt.messaging.queues import WEBHOOK_EVENTS, QueueProducer
@@ -107,6 +114,8 @@ class WebhookProcessor:
         self.queues = queues
         self.events = events
         self.settings = settings
+        self.signer = MediaUrlSigner.from_settings(settings)
+        self.media_spec = media_downloads_spec(settings)
         self.processed = 0
         # Which phone a webhook names, cached briefly: a burst of statuses names the same few.
         self._phones: dict[tuple[str, str | None, str, str], tuple[float, PhoneConfig | None]] = {}
@@ -140,7 +149,7 @@ class WebhookProcessor:
         kind = type(item).__name__.removesuffix("Item").lower()
         try:
             outcome = await self._apply(item, channel)
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, QueueUnavailable):
             raise  # the job is retried; items already applied are idempotent
         except BisnesgptError as exc:
             outcome = "error"
@@ -194,6 +203,7 @@ class WebhookProcessor:
                            "metadata": item.source.metadata,
                            "contact": {"wa_id": message.get("from"), "profile": item.profile}, "message": message}
         payload = dict(message)  # the provider's message as received (sha256, referral, errors… all kept)
+        download: tuple[int, str] | None = None
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
                 SQL.insert_inbound_message, new_message_id(), phone.company_id, phone.phone_index, provider,
@@ -204,22 +214,40 @@ class WebhookProcessor:
             if sender:
                 await store.touch_inbound_session(conn, phone.company_id, phone.phone_index, sender, at)
             if row is None:
-                return "duplicate"
-            media: JsonObject | None = None
-            if fields.media_id or fields.media_url:
-                media = {"id": fields.media_id, "url": fields.media_url, "mime_type": fields.media_mime_type,
-                         "filename": fields.media_filename, "sha256": fields.media_sha256}
-            await record_tenant_event(
-                conn, company_id=phone.company_id, phone_index=phone.phone_index, type=MESSAGE_INBOUND,
-                data={
-                    "message_id": row["message_id"], "external_id": external_id, "chat_id": f"{sender}@c.us",
-                    "from": sender, "contact_name": item.contact_name, "type": fields.message_type,
-                    "content": fields.content, "timestamp": at.isoformat(), "provider": provider,
-                    "context_message_id": fields.context_message_id, "media": media,
-                },
-                raw=message,
-            )
-        return "stored"
+                # A redelivery: its download may never have been queued (Redis was down then).
+                pending = await downloads.pending_download_of(conn, phone.company_id, phone.phone_index,
+                                                              external_id or "")
+            else:
+                pending = None
+                media: dict[str, object] | None = None
+                if fields.media_id and fields.message_type in MEDIA_TYPES:
+                    media_id = await downloads.begin(conn, row["id"])
+                    download = (int(row["id"]), media_id)
+                    media = {**downloads.pending_media(self.signer, phone.company_id, media_id,
+                                                       mime_type=fields.media_mime_type,
+                                                       filename=fields.media_filename),
+                             "provider_media_id": fields.media_id, "provider_sha256": fields.media_sha256}
+                elif fields.media_id or fields.media_url:
+                    media = {"id": None, "provider_media_id": fields.media_id, "url": fields.media_url,
+                             "mime_type": fields.media_mime_type, "filename": fields.media_filename,
+                             "sha256": fields.media_sha256, "state": "failed",
+                             "error": "not a downloadable media type"}
+                await record_tenant_event(
+                    conn, company_id=phone.company_id, phone_index=phone.phone_index, type=MESSAGE_INBOUND,
+                    data={
+                        "message_id": row["message_id"], "external_id": external_id, "chat_id": f"{sender}@c.us",
+                        "from": sender, "contact_name": item.contact_name, "type": fields.message_type,
+                        "content": fields.content, "timestamp": at.isoformat(), "provider": provider,
+                        "context_message_id": fields.context_message_id, "media": media,
+                    },
+                    raw=message,
+                )
+        download = download or pending
+        if download is not None:
+            pk, media_id = download
+            await self.queues.add(self.media_spec, f"media-{pk}",
+                                  dict(downloads.job_for(pk, phone.company_id, media_id)))
+        return "duplicate" if row is None else "stored"
 
     # --- statuses -----------------------------------------------------------------------------
 

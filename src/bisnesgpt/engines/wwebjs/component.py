@@ -19,10 +19,13 @@ from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.drivers import build_driver
 from bisnesgpt.engines.wwebjs.engine import WebEngine, ready_condition
 from bisnesgpt.engines.wwebjs.inbound import InboundRecorder
+from bisnesgpt.engines.wwebjs.inbound_media import InboundMediaKeeper
 from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.status import SESSION_STATUSES
 from bisnesgpt.engines.wwebjs.store import AuthStore
 from bisnesgpt.infra.secrets import secret_box
+from bisnesgpt.media.library import MediaLibrary, build_store
+from bisnesgpt.media.signing import MediaUrlSigner
 from bisnesgpt.messaging.queues import WWEBJS
 from bisnesgpt.messaging.wakeups import Wakeups
 from bisnesgpt.processes.component import Check, Component, HealthReporter
@@ -40,7 +43,10 @@ class WebSessionsComponent(Component, HealthReporter):
         self.settings = ctx.settings
         driver = build_driver(ctx.settings, ctx.db, ctx.database_url, process_name=ctx.process_name,
                               holder=ctx.holder)
-        self.recorder = InboundRecorder(ctx.db)
+        self.media_store = build_store(ctx.settings)
+        keeper = InboundMediaKeeper(MediaLibrary(ctx.db, self.media_store, ctx.settings),
+                                    MediaUrlSigner.from_settings(ctx.settings))
+        self.recorder = InboundRecorder(ctx.db, media=keeper)
         self.manager = SessionManager(
             ctx.settings, ctx.db, ctx.redis, ctx.coordinator, driver, AuthStore(secret_box(ctx.settings), driver.name),
             ctx.events, process_name=ctx.process_name, holder=ctx.holder, pid=ctx.pid,
@@ -48,13 +54,15 @@ class WebSessionsComponent(Component, HealthReporter):
         )
 
     async def start(self) -> None:
-        """Open the driver and begin reconciling sessions."""
+        """Open the media store and the driver, and begin reconciling sessions."""
+        await self.media_store.open()
         await self.manager.start()
 
     async def stop(self) -> None:
         """Disconnect the sessions (credentials stay) and release their leases."""
         await self.manager.stop()
         await self.recorder.close()
+        await self.media_store.close()
 
     async def checks(self) -> dict[str, Check]:
         """``wwebjs_sessions``: the reconcile loop is fresh; owned/ready/standby counts."""

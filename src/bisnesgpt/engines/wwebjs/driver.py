@@ -9,7 +9,7 @@ driver only speaks to WhatsApp (or to the sandbox network that stands in for it)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, TypeAlias, TypedDict
 
@@ -20,6 +20,8 @@ LEASE_PREFIX = "wwebjs:session:"
 # What a driver needs to resume a paired session; stored encrypted, meaningful to that driver only.
 AuthState: TypeAlias = JsonObject
 Confirm: TypeAlias = Callable[[], Awaitable[None]]
+# Fetches (and decrypts) an inbound message's media: its bytes in chunks, never all at once.
+MediaDownload: TypeAlias = Callable[[], AsyncIterator[bytes]]
 
 
 @dataclass(frozen=True, order=True)
@@ -119,6 +121,9 @@ class InboundMedia:
     sha256: str | None = None
     url: str | None = None
     caption: str | None = None
+    # How this driver gets the bytes (the sandbox network's media server; whatsmeow's
+    # download and decryption with the message's media key); None: it cannot.
+    download: MediaDownload | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 Inbound messages become ``messages`` rows (direction ``inbound``, provider ``wwebjs``,
 deduplicated on the provider id per phone) with a tenant ``message.inbound`` event in the
-same transaction. Acks move our outbound messages forward (``sent → delivered → read``)
-through ``advance_status``, which never moves backwards; an ack that arrives before the
-worker recorded the external id is retried for a short while.
+same transaction; media is downloaded first (``inbound_media.py``) and the event's
+``data.media`` names the stored object (or why it failed). Acks move our outbound messages
+forward (``sent → delivered → read``) through ``advance_status``, which never moves
+backwards; an ack that arrives before the worker recorded the external id is retried for a
+short while.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs import metrics
 from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
+from bisnesgpt.engines.wwebjs.inbound_media import InboundMediaKeeper, KeptMedia
+from bisnesgpt.media import downloads
+from bisnesgpt.media.library import MediaJson
 from bisnesgpt.messaging import store as message_store
 from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
 from bisnesgpt.messaging.states import MessageState, ProviderStatus, advance_status
@@ -59,8 +64,9 @@ def inbound_payload(message: InboundMessage) -> JsonObject:
 class InboundRecorder:
     """Stores inbound messages and applies acks for the sessions of one process."""
 
-    def __init__(self, db: Database, *, source: str = "wwebjs") -> None:
+    def __init__(self, db: Database, *, source: str = "wwebjs", media: InboundMediaKeeper | None = None) -> None:
         self.db = db
+        self.media = media
         self.source = source
         self.stored = 0
         self.duplicates = 0
@@ -95,8 +101,28 @@ class InboundRecorder:
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
 
+    async def _keep_media(self, key: SessionKey, message: InboundMessage) -> KeptMedia | None:
+        """The message's media stored first (None: no media, no keeper, or a redelivery of a stored message)."""
+        if message.media is None or self.media is None:
+            return None
+        async with self.db.connection() as conn:
+            if await downloads.inbound_exists(conn, key.company_id, key.phone_index, message.id):
+                return None
+        return await self.media.keep(key.company_id, message.media)
+
+    def _media_json(self, key: SessionKey, message: InboundMessage, kept: KeptMedia | None) -> MediaJson | None:
+        if kept is None or self.media is None or message.media is None:
+            return None
+        if kept.media is not None:
+            return downloads.stored_media(self.media.signer, kept.media)
+        return {"id": None, "url": None, "mime_type": message.media.mime_type, "size": message.media.size,
+                "sha256": message.media.sha256, "filename": message.media.filename, "state": "failed",
+                "error": kept.error}
+
     async def _store_inbound(self, key: SessionKey, message: InboundMessage) -> bool:
         payload = inbound_payload(message)
+        kept = await self._keep_media(key, message)
+        media_json = self._media_json(key, message, kept)
         media = message.media
         content = message.text if message.text is not None else (media.caption if media else None)
         at = datetime.fromtimestamp(message.timestamp, UTC)
@@ -111,12 +137,15 @@ class InboundRecorder:
                 self.duplicates += 1
                 metrics.INBOUND.labels("duplicate").inc()
                 return True
+            if kept is not None and media_json is not None:
+                await downloads.set_media(conn, row["id"], media_json["id"], media_json["state"], kept.error)
             await record_tenant_event(conn, company_id=key.company_id, phone_index=key.phone_index,
                                       type=MESSAGE_INBOUND, data={
                                           "message_id": row["message_id"], "external_id": message.id,
                                           "chat_id": chat_id, "from": message.sender, "type": message.type,
                                           "text": content, "timestamp": at.isoformat(), "provider": "wwebjs",
-                                          "push_name": message.push_name, "payload": payload},
+                                          "push_name": message.push_name, "payload": payload,
+                                          "media": media_json},
                                       raw=message.raw or None)
             await message_store.touch_inbound_session(conn, key.company_id, key.phone_index, message.sender, at)
         self.stored += 1

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 wweb_app = command_group(help="The sandbox WhatsApp-Web network (a stand-in for WhatsApp's servers).")
 
 URL_OPTION = typer.Option(None, "--url", help="sandbox network URL (default: WWEBJS_SANDBOX_URL)")
+MEDIA_OPTION = typer.Option(None, "--media", exists=True, dir_okay=False,
+                            help="send this file as media (uploaded to the network's media server)")
 
 
 def _url(url: str | None) -> str:
@@ -128,12 +130,22 @@ def inbound(
     company_id: str,
     phone_index: int,
     sender: str = typer.Option(..., "--from", help="sender's phone number"),
-    text: str = typer.Option("hello from the sandbox", help="message text"),
+    text: str = typer.Option("hello from the sandbox", help="message text (a media message's caption)"),
+    media: Path | None = MEDIA_OPTION,
+    kind: str = typer.Option("document", "--type", help="with --media: image, video, audio, document or sticker"),
+    mime: str = typer.Option("application/octet-stream", "--mime", help="with --media: its MIME type"),
     url: str = URL_OPTION,
 ) -> None:
-    """Send a text message to the session's phone from ``--from``."""
+    """Send a text (or, with ``--media``, a file) to the session's phone from ``--from``."""
+    body: JsonObject = {"from": sender, "type": "text", "text": text}
+    if media is not None:
+        with media.open("rb") as handle:
+            uploaded = _call("POST", f"{_url(url)}/media/upload", params={"name": media.name}, content=handle,
+                             headers={"Content-Type": mime})
+        body = {"from": sender, "type": kind, "text": text if text != "hello from the sandbox" else None,
+                "media": {**uploaded, "filename": media.name}}
     result: InjectedInbound = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/inbound",
-                                    json={"from": sender, "type": "text", "text": text})
+                                    json=body)
     console.print(f"message {result['id']} {'delivered' if result['pushed'] else 'queued until the session is ready'}")
 
 

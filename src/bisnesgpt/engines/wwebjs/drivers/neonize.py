@@ -21,8 +21,11 @@ import contextlib
 import itertools
 import logging
 import os
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -38,6 +41,8 @@ from bisnesgpt.engines.wwebjs.driver import (
     EventSink,
     InboundMedia,
     InboundMessage,
+    MediaDownload,
+    NotConnected,
     OutgoingMessage,
     PairingUnavailable,
     SendRejected,
@@ -45,7 +50,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     SessionKey,
 )
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
-from bisnesgpt.engines.wwebjs.media import MediaFetcher
+from bisnesgpt.engines.wwebjs.media import MediaDownloadFailed, MediaFetcher
 
 log = logging.getLogger(__name__)
 SQL = load_queries("bisnesgpt.engines.wwebjs.drivers")
@@ -331,11 +336,30 @@ class NeonizeSession(SessionBase):
                                          filename=getattr(body, "fileName", None) or None,
                                          size=int(getattr(body, "fileLength", 0) or 0) or None,
                                          sha256=(getattr(body, "fileSHA256", b"") or b"").hex() or None,
-                                         caption=getattr(body, "caption", None) or None)
+                                         caption=getattr(body, "caption", None) or None,
+                                         download=self._media_download(message))
                     break
         return InboundMessage(id=info.ID, chat_id=chat, sender=source.Sender.User, timestamp=float(info.Timestamp),
                               type=kind, text=text, media=media, quoted_id=quoted, push_name=info.Pushname or None,
                               raw={"type": info.Type, "mediaType": info.MediaType})
+
+    def _media_download(self, message: Any) -> MediaDownload:
+        """whatsmeow downloads and decrypts the media (its media key, CDN path) into a file we then stream."""
+        async def chunks() -> AsyncIterator[bytes]:
+            client = self.client
+            if client is None:
+                raise NotConnected("the session is not connected: media cannot be downloaded now")
+            with tempfile.TemporaryDirectory(prefix="bisnesgpt-media-") as folder:
+                path = Path(folder) / "media"
+                try:
+                    await client.download_any(message, str(path))
+                except Exception as exc:  # neonize raises its own error types for CDN and decryption failures
+                    raise MediaDownloadFailed(f"whatsmeow could not download the media: {exc}") from exc
+                with path.open("rb") as handle:
+                    while chunk := await asyncio.to_thread(handle.read, 256 * 1024):
+                        yield chunk
+
+        return chunks
 
     # --- sending ----------------------------------------------------------------------------------
 

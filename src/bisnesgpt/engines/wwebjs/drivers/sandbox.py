@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,6 +30,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     DriverConnectError,
     DriverError,
     EventSink,
+    MediaDownload,
     NotConnected,
     OutgoingMessage,
     PairingUnavailable,
@@ -39,7 +40,7 @@ from bisnesgpt.engines.wwebjs.driver import (
 from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.drivers.faults import DriverFaults
-from bisnesgpt.engines.wwebjs.media import MediaFetcher
+from bisnesgpt.engines.wwebjs.media import MediaDownloadFailed, MediaFetcher
 from bisnesgpt.sandbox.wweb import protocol as p
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,21 @@ class SandboxSession(SessionBase):
         self._last_pong = time.monotonic()
         message = wire.member(frame, "message")
         confirm = self._confirmer(wire.ReceiptFrame(type="receipt", ids=[str(message["id"])]))
-        self.report_inbound(wire.inbound_message(message, confirm))
+        self.report_inbound(wire.inbound_message(message, confirm, self._media_download))
+
+    def _media_download(self, url: str) -> MediaDownload:
+        """Streams a media URL from the network's media server (the sandbox's stand-in for WhatsApp's CDN)."""
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async with self.driver.http.stream("GET", url) as response:
+                    if response.status_code >= 400:
+                        raise MediaDownloadFailed(f"the media server answered {response.status_code}")
+                    async for chunk in response.aiter_bytes(256 * 1024):
+                        yield chunk
+            except httpx.HTTPError as exc:
+                raise MediaDownloadFailed(f"media download failed: {exc or type(exc).__name__}") from exc
+
+        return chunks
 
     def _on_fault(self, frame: JsonObject) -> None:
         self.driver.faults.apply(str(frame.get("fault")), frame)

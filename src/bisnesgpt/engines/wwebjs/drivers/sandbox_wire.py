@@ -9,6 +9,7 @@ treated as absent).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Literal, TypedDict
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
@@ -20,6 +21,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     InboundMedia,
     InboundMessage,
     Location,
+    MediaDownload,
     NotConnected,
     OutgoingKind,
     OutgoingMessage,
@@ -187,8 +189,9 @@ def ack_level(frame: JsonObject) -> AckLevel | None:
     return next((known for known in ACK_LEVELS if known == level), None)
 
 
-def inbound_message(message: JsonObject, confirm: Confirm) -> InboundMessage:
-    """A ``message`` frame's message as the manager's ``InboundMessage``."""
+def inbound_message(message: JsonObject, confirm: Confirm,
+                    download_for: Callable[[str], MediaDownload] | None = None) -> InboundMessage:
+    """A ``message`` frame's message as the manager's ``InboundMessage`` (``download_for``: a media URL's fetcher)."""
     kind = text(message, "type") or "text"
     media = None
     if kind in p.MEDIA_KINDS:
@@ -196,7 +199,8 @@ def inbound_message(message: JsonObject, confirm: Confirm) -> InboundMessage:
         size = number(body, "size")
         media = InboundMedia(kind, mime_type=text(body, "mime"), filename=text(body, "filename"),
                              size=int(size) if size is not None else None, sha256=text(body, "sha256"),
-                             url=text(body, "url"), caption=text(message, "text"))
+                             url=text(body, "url"), caption=text(message, "text"),
+                             download=download_for(url) if download_for and (url := text(body, "url")) else None)
     sender = text(message, "from") or ""
     return InboundMessage(
         id=str(message["id"]), chat_id=text(message, "chat") or f"{message.get('from')}@c.us", sender=sender,
