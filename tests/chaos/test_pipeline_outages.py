@@ -56,7 +56,7 @@ async def test_sends_are_accepted_with_redis_down_and_enqueued_when_it_returns(
     try:
         await server.start()
         async with httpx.AsyncClient(base_url=server.url, headers=tenant.headers, timeout=10) as client:
-            before = await client.post(path, json={"message": "before"})
+            before = await client.post(path, json={"message": "before", "ordered": False})
             assert before.status_code == 202
             assert await jobs.exists(f"bull:wwebjs-messages:{before.json()['messageId']}")
 
@@ -65,7 +65,8 @@ async def test_sends_are_accepted_with_redis_down_and_enqueued_when_it_returns(
             latencies = []
             for i in range(6):
                 started = time.monotonic()
-                response = await client.post(path, json={"message": f"during {i}", "phoneIndex": i % 2})
+                response = await client.post(path, json={"message": f"during {i}", "phoneIndex": i % 2,
+                                                                 "ordered": False})
                 latencies.append(time.monotonic() - started)
                 assert response.status_code == 202, response.text
                 accepted.append(response.json())
@@ -119,7 +120,8 @@ async def test_lost_jobs_are_redispatched_after_redis_loses_its_data(
         await server.start()
         async with httpx.AsyncClient(base_url=server.url, headers=tenant.headers) as client:
             ids = [(await client.post(f"/api/v2/messages/text/{tenant.company_id}/{CHAT}",
-                                      json={"message": f"m{i}"})).json()["messageId"] for i in range(3)]
+                                      json={"message": f"m{i}", "ordered": False})).json()["messageId"]
+                       for i in range(3)]
         # One of them was being sent when the data went away.
         await db.execute("UPDATE messages SET status = 'sending' WHERE message_id = $1", ids[0])
         await jobs.flushall()
