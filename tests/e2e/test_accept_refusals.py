@@ -5,49 +5,18 @@ through real HTTP to a real ``bisnesgpt run api`` with real PostgreSQL and Redis
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.states import advance_status
-from tests.conftest import create_database, drop_database
 from tests.support.pipeline import ApiServer, seed_tenant, sent_message
-from tests.support.servers import redis_database, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 PERSON = "60123456789"
 CHAT = f"{PERSON}@c.us"
-
-
-@pytest.fixture(scope="module")
-async def module_db(pg_server_url: str, template_database: str) -> AsyncIterator[tuple[str, Database]]:
-    name = unique_name("bgpt_refuse")
-    url = await create_database(pg_server_url, name, template=template_database)
-    db = Database(url, max_size=5)
-    await db.open()
-    yield url, db
-    await db.close()
-    await drop_database(pg_server_url, name)
-
-
-@pytest.fixture(scope="module")
-def module_redis(redis_server_url: str) -> Any:
-    with redis_database(redis_server_url) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory, module_db: tuple[str, Database],
-              module_redis: str) -> AsyncIterator[ApiServer]:
-    server = ApiServer(tmp_path_factory.mktemp("api"), module_db[0], module_redis)
-    try:
-        yield await server.start()
-    finally:
-        server.stop()
 
 
 @pytest.fixture

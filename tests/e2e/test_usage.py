@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,39 +20,10 @@ import pytest
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.states import MessageState, ProviderStatus, advance_status
-from tests.conftest import create_database, drop_database
 from tests.support.pipeline import ADMIN_KEY, ENCRYPTION_KEY, ApiServer, seed_tenant
 from tests.support.procs import clean_env
-from tests.support.servers import redis_database, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-async def module_db(pg_server_url: str, template_database: str) -> AsyncIterator[tuple[str, Database]]:
-    name = unique_name("bgpt_usage")
-    url = await create_database(pg_server_url, name, template=template_database)
-    db = Database(url, max_size=5)
-    await db.open()
-    yield url, db
-    await db.close()
-    await drop_database(pg_server_url, name)
-
-
-@pytest.fixture(scope="module")
-def module_redis(redis_server_url: str) -> Any:
-    with redis_database(redis_server_url) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory, module_db: tuple[str, Database],
-              module_redis: str) -> AsyncIterator[ApiServer]:
-    server = ApiServer(tmp_path_factory.mktemp("api"), module_db[0], module_redis)
-    try:
-        yield await server.start()
-    finally:
-        server.stop()
 
 
 def pricing(category: str, billable: bool) -> dict[str, Any]:
