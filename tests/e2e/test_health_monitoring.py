@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bisnesgpt.infra.embedded_redis import EmbeddedRedis
+from bisnesgpt.messaging.queues import ALL_QUEUES
 from tests.support.orchestrator import ENCRYPTION_KEY, OrchestratorRun, bisnesgpt, get_json, http_status, query
 from tests.support.polling import wait_until
 from tests.support.procs import Proc, clean_env, free_port
@@ -92,9 +93,11 @@ def test_legacy_runs_every_role_in_one_process_on_port(tmp_path: Path, database_
         # Nothing listens on the role ports: legacy serves everything on PORT only.
         assert all(http_status(f"http://127.0.0.1:{ports[r]}/health") is None for r in ("api", "wwebjs", "meta"))
         # Every role's components run here: the queue depth it reports covers all queues.
-        wait_until(lambda: len(query(database_url, "SELECT DISTINCT metadata->>'queue' FROM process_metrics "
-                                                   "WHERE process_name = 'legacy' AND metric_name = 'queue_depth'"))
-                   == 4, timeout=30)
+        all_queues = {spec.name for spec in ALL_QUEUES}
+        wait_until(lambda: {next(iter(row.values())) for row in query(database_url, "SELECT DISTINCT metadata->>'queue' FROM "
+                                                    "process_metrics WHERE process_name = 'legacy' "
+                                                    "AND metric_name = 'queue_depth'")} == all_queues, timeout=30,
+                   what=f"legacy reports the depth of {sorted(all_queues)}")
         doctor = bisnesgpt(["doctor", "--legacy", "--json"], cwd=tmp_path, env=env)
         report = json.loads(doctor.stdout)
         assert doctor.returncode == 0, json.dumps(report, indent=1)
