@@ -7,6 +7,7 @@ WhatsApp sessions and point webhooks elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from bisnesgpt.api.scopes import ROUTE_RULES
 from bisnesgpt.db.pool import Database
@@ -114,6 +117,21 @@ async def test_a_phone_limited_key_acts_only_on_its_phones(api: ApiServer, db: D
         problem_of(await client.get(f"/api/sessions/{cid}", headers=sender), 403, "phone-not-allowed")
         # Another company stays a 404, whatever the key's limits.
         assert (await client.get("/api/sessions/someone-else/1", headers=sender)).status_code == 404
+
+
+async def test_the_live_event_stream_needs_messages_read_and_the_keys_phone(api: ApiServer, db: Database) -> None:
+    tenant = await seed_tenant(db, f"ws-{uuid.uuid4().hex[:8]}", {0: "wwebjs", 1: "wwebjs"})
+    sender = await key(db, tenant.company_id, ("messages:send",))
+    phone_one = await key(db, tenant.company_id, ("messages:read",), phones=(1,))
+    ws = api.url.replace("http", "ws") + "/api/v1/events/ws"
+    for headers, query, expected in ((sender, "", 4403), (phone_one, "", 4403), (phone_one, "?phoneIndex=0", 4403)):
+        async with connect(ws + query, additional_headers=headers) as conn:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(conn.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == expected, (query, closed.value)
+    async with connect(ws + "?phoneIndex=1", additional_headers=phone_one) as conn:
+        with pytest.raises(TimeoutError):  # open, waiting for events of phone 1
+            await asyncio.wait_for(conn.recv(), 1)
 
 
 async def test_an_expired_key_is_refused_and_says_so(api: ApiServer, db: Database) -> None:
