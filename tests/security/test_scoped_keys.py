@@ -82,6 +82,9 @@ async def test_a_key_without_a_scope_gets_a_403_naming_it_and_nothing_happens(ap
             assert problem_of(answer, 403, "missing-scope")["missing_scope"] == needed, (method, path)
         assert (await client.get(f"/api/v1/messages?companyId={cid}", headers=reader)).status_code == 200
         assert (await client.get("/api/v1/chats", headers=reader)).status_code == 200
+        # The dashboard (its JSON API with a key, like its sign-in) takes only unlimited keys.
+        assert (await client.get("/dashboard/api/me", headers=reader)).status_code == 403
+        assert (await client.get("/dashboard/api/me", headers=tenant.headers)).status_code == 200
         # Keys made before scopes existed (and keys made without --scope) keep every scope.
         assert (await client.post("/api/v1/messages", json=text(), headers=tenant.headers)).status_code == 202
         assert (await client.get("/api/v1/webhooks", headers=tenant.headers)).status_code == 200
