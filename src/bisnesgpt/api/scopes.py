@@ -16,7 +16,7 @@ it names the phone it acts on:
 
 A key with every scope and no phone limit (every key made before scopes existed) passes
 without a look at the table; a limited key calling a route missing from it is refused
-(``tests/e2e/test_scoped_keys`` compares the table with the OpenAPI document).
+(``tests/security/test_scoped_keys.py`` compares the table with the OpenAPI document).
 """
 
 from __future__ import annotations
