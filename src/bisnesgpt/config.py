@@ -100,6 +100,9 @@ class Settings(BaseSettings):
 
     # --- secrets ----------------------------------------------------------------------------
     encryption_key: SecretStr | None = None
+    # The key before a rotation: values it sealed still decrypt until `bisnesgpt secrets rotate`
+    # re-encrypted them with ENCRYPTION_KEY (then unset it).
+    encryption_key_previous: SecretStr | None = None
     admin_api_key: SecretStr | None = None
     meta_webhook_verify_token: SecretStr | None = None
     meta_app_secret: SecretStr | None = None
@@ -353,7 +356,7 @@ class Settings(BaseSettings):
             raise ValueError("has an invalid port") from exc
         return value
 
-    @field_validator("encryption_key")
+    @field_validator("encryption_key", "encryption_key_previous")
     @classmethod
     def _check_encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":

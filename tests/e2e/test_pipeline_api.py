@@ -508,6 +508,7 @@ async def test_a_disabled_engine_refuses_and_stores_nothing(
 
 async def test_phone_credentials_are_stored_encrypted_and_never_shown(api: ApiServer, db: Database) -> None:
     from bisnesgpt.core.crypto import SecretBox
+    from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN
     from tests.support.pipeline import ENCRYPTION_KEY
 
     tenant = await seed_tenant(db, company(), {0: "wwebjs"})
@@ -555,11 +556,12 @@ async def test_phone_credentials_are_stored_encrypted_and_never_shown(api: ApiSe
     assert token not in api.output() and d360_key not in api.output()
     stored = await db.fetchrow("SELECT meta_access_token_encrypted AS t FROM phone_configs "
                                "WHERE company_id = $1 AND phone_index = 1", cid)
-    assert stored is not None and token not in stored["t"] and len(stored["t"].split(":")) == 3
-    assert SecretBox.from_hex(ENCRYPTION_KEY).decrypt(stored["t"]) == token
+    assert stored is not None and token not in stored["t"] and stored["t"].startswith("v2:")
+    assert SecretBox.from_hex(ENCRYPTION_KEY).decrypt(stored["t"], META_ACCESS_TOKEN.at(cid, 1)) == token
     key_row = await db.fetchrow("SELECT api_key_encrypted AS k FROM phone_configs "
                                 "WHERE company_id = $1 AND phone_index = 2", cid)
-    assert key_row is not None and SecretBox.from_hex(ENCRYPTION_KEY).decrypt(key_row["k"]) == d360_key
+    assert key_row is not None
+    assert SecretBox.from_hex(ENCRYPTION_KEY).decrypt(key_row["k"], D360_API_KEY.at(cid, 2)) == d360_key
     status = await db.fetchrow("SELECT status, connection_type, process_name FROM phone_status "
                                "WHERE company_id = $1 AND phone_index = 1", cid)
     assert status is not None and tuple(status) == ("pending", "meta_direct", "meta")

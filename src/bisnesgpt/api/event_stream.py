@@ -19,12 +19,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from bisnesgpt.api.auth import authenticate
-from bisnesgpt.core.errors import NotFound, Unauthorized, ValidationFailed
+from bisnesgpt.api.scopes import EVENT_STREAM
+from bisnesgpt.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from bisnesgpt.messaging.events import EVENT_TYPES
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.webhooks.stream import EventFeed, StreamFilter, Subscriber, streamed
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_INVALID = 4422
 CLOSE_TOO_SLOW = 4008
@@ -62,9 +64,17 @@ def build(ctx: ProcessContext, feed: EventFeed) -> APIRouter:
         try:
             principal = await authenticate(ctx, _key(websocket, apiKey))
             company_id = principal.company_scope(companyId)
+            principal.require_scope(EVENT_STREAM.scope)
+            if phoneIndex is None:
+                principal.require_every_phone("the stream without phoneIndex")
+            else:
+                principal.require_phone(phoneIndex)
             stream_filter = StreamFilter(company_id, _types(types), phoneIndex)
         except Unauthorized as exc:
             await websocket.close(CLOSE_UNAUTHORIZED, exc.detail[:120])
+            return
+        except Forbidden as exc:
+            await websocket.close(CLOSE_FORBIDDEN, exc.detail[:120])
             return
         except NotFound as exc:
             await websocket.close(CLOSE_NOT_FOUND, exc.detail[:120])

@@ -102,6 +102,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
                 "accessToken": "EAAGm0PX4ZCpsBA...", "displayPhoneNumber": "+60 12-345 6789"}}})],
     ) -> models.PhoneConfigSaved:
         principal.require_company(body.companyId)
+        principal.require_phone(body.phoneIndex)
         config = await phone_config.connect_meta(
             body.companyId, body.phoneIndex, phone_number_id=body.phoneNumberId, waba_id=body.wabaId,
             access_token=body.accessToken, display_phone_number=body.displayPhoneNumber,
@@ -123,6 +124,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
             "apiKey": "d360-secret-key"}}})],
     ) -> models.PhoneConfigSaved:
         principal.require_company(body.companyId)
+        principal.require_phone(body.phoneIndex)
         config = await phone_config.onboard_360dialog(
             body.companyId, body.phoneIndex, client_id=body.clientId, channel_id=body.channelId,
             api_key=body.apiKey, display_phone_number=body.displayPhoneNumber)

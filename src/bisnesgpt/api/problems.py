@@ -61,6 +61,8 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     errors.BadRequest: Problem(400, "bad-request", "Bad request"),
     errors.Unauthorized: Problem(401, "unauthorized", "Missing or invalid credentials"),
     errors.Forbidden: Problem(403, "forbidden", "Not allowed"),
+    errors.MissingScope: Problem(403, "missing-scope", "API key lacks a scope"),
+    errors.PhoneNotAllowed: Problem(403, "phone-not-allowed", "API key limited to other phones"),
     errors.NotFound: Problem(404, "not-found", "Not found"),
     errors.Conflict: Problem(409, "conflict", "Conflict"),
     errors.PayloadTooLarge: Problem(413, "payload-too-large", "Payload too large"),

@@ -71,6 +71,7 @@ class SendCall:
     async def dispatch(self, sender: SendService, company_id: str, phone_index: int, draft: Draft, *,
                        explicit: bool, ordered: bool | None = None) -> JSONResponse:
         """Store and queue the draft (exactly once with an Idempotency-Key); 202, or 200 with ``?wait=``."""
+        self.principal.require_phone(phone_index)
         key = await self._idempotency(company_id)
         outcome = await sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,
                                                 idempotency=key, wait_seconds=self.wait, ordered=ordered))

@@ -22,7 +22,7 @@ from bisnesgpt.infra.secrets import resolve_encryption_key, secret_box
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
 from bisnesgpt.phones.service import CONNECTION_TYPES, META_TYPES, PhoneConfigService
-from bisnesgpt.phones.store import PhoneConfig
+from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN, PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
 
 phones_app = command_group(help="Phones of a company: connection type and credentials.")
@@ -77,14 +77,14 @@ def _service(db: Database, settings: Settings, *, encrypts: bool) -> PhoneConfig
     return PhoneConfigService(db, box, on_change=on_change)
 
 
-def _with_secrets(db: Database, settings: Settings, fields: dict[str, str | None], *, token: str | None,
-                  d360_key: str | None) -> tuple[PhoneConfigService, dict[str, str | None]]:
+def _with_secrets(db: Database, settings: Settings, phone: tuple[str, int], fields: dict[str, str | None], *,
+                  token: str | None, d360_key: str | None) -> tuple[PhoneConfigService, dict[str, str | None]]:
     """The phone service (with the key when a secret is given) and ``fields`` plus the encrypted secrets."""
     service = _service(db, settings, encrypts=token is not None or d360_key is not None)
     if token is not None:
-        fields["meta_access_token_encrypted"] = service.encrypt(token)
+        fields["meta_access_token_encrypted"] = service.encrypt(META_ACCESS_TOKEN, *phone, token)
     if d360_key is not None:
-        fields["api_key_encrypted"] = service.encrypt(d360_key)
+        fields["api_key_encrypted"] = service.encrypt(D360_API_KEY, *phone, d360_key)
     return service, fields
 
 
@@ -120,9 +120,8 @@ def phones_add(
         async with db.connection() as conn:
             if await store.get_phone(conn, company_id, index) is not None:
                 raise Conflict(f"phone {company_id}/{index} exists; change it with `bisnesgpt phones set`")
-        service, fields = _with_secrets(db, settings, _fields(display_phone_number, phone_number_id, waba_id,
-                                                              client_id, channel_id, ordered),
-                                        token=token, d360_key=d360_key)
+        fields = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id, ordered)
+        service, fields = _with_secrets(db, settings, (company_id, index), fields, token=token, d360_key=d360_key)
         return await service.save(company_id, index, connection_type=connection_type, fields=fields,
                                   initial_status=connection_type not in ("wwebjs",))
 
@@ -149,9 +148,8 @@ def phones_set(
     d360_key = _secret(api_key, "API key")
 
     async def change(db: Database, settings: Settings) -> PhoneConfig:
-        service, fields = _with_secrets(db, settings, _fields(display_phone_number, phone_number_id, waba_id,
-                                                              client_id, channel_id, ordered),
-                                        token=token, d360_key=d360_key)
+        fields = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id, ordered)
+        service, fields = _with_secrets(db, settings, (company_id, index), fields, token=token, d360_key=d360_key)
         if not fields and connection_type is None and status is None:
             raise ValidationFailed("nothing to change: give --type, --status, --ordered/--unordered or a credential "
                                    "option")

@@ -50,6 +50,14 @@ class Forbidden(BisnesgptError):
     """Authenticated, but not allowed to do this."""
 
 
+class MissingScope(Forbidden):
+    """The API key lacks the scope this operation needs (``extra["missing_scope"]`` names it)."""
+
+
+class PhoneNotAllowed(Forbidden):
+    """The API key is limited to other phones of its company."""
+
+
 class NotFound(BisnesgptError):
     """No such resource (or one the caller may not know exists)."""
 

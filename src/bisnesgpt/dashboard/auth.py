@@ -181,6 +181,7 @@ class SessionAuth:
     async def sign_in(self, ctx: ProcessContext, key: str) -> tuple[Principal, str, float]:
         """Check a key (401 if bad) and return its principal with a new cookie value."""
         principal = await authenticate(ctx, key.strip())
+        principal.require_unlimited("the dashboard")
         cookie, expires = self.signer.issue(principal, fingerprint(hash_api_key(key.strip())))
         return principal, cookie, expires
 
@@ -220,7 +221,9 @@ class SessionAuth:
         """401 unless the request carries an API key or a valid session; CSRF on actions."""
         key = presented_key(request)
         if key is not None:
-            return Caller(await authenticate(ctx, key), None, None)
+            principal = await authenticate(ctx, key)
+            principal.require_unlimited("the dashboard")
+            return Caller(principal, None, None)
         session = await self.session(ctx, request)
         if session is None:
             raise Unauthorized("sign in at /dashboard/login (or send an API key)")

@@ -1,7 +1,7 @@
 """Changing a phone's configuration: one place for the API routes and the CLI.
 
 Secrets (Meta access tokens, 360dialog API keys) are encrypted with ``ENCRYPTION_KEY``
-(``ivHex:tagHex:cipherHex``) before they reach the database and are never returned. Every
+(bound to their phone's row, see ``core/crypto.py``) before they reach the database and are never returned. Every
 change is announced through ``on_change`` (the router's invalidation publish) after it
 committed, so all API instances route the next message by the new configuration.
 """
@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.core.crypto import SecretBox, SecretColumn
 from bisnesgpt.core.errors import ConfigError, Conflict, NotFound, ValidationFailed
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
-from bisnesgpt.phones.store import PHONE_CONFIG_STATUSES, PhoneConfig
+from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN, PHONE_CONFIG_STATUSES, PhoneConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,11 @@ class PhoneConfigService:
         self.box = box
         self.on_change = on_change
 
-    def encrypt(self, secret: str) -> str:
-        """A credential as stored (ConfigError when no ``ENCRYPTION_KEY`` is set)."""
+    def encrypt(self, column: SecretColumn, company_id: str, phone_index: int, secret: str) -> str:
+        """A credential as stored in ``column`` of that phone (ConfigError when no ``ENCRYPTION_KEY`` is set)."""
         if self.box is None:
             raise ConfigError("invalid setting ENCRYPTION_KEY: needed to store credentials (64 hex characters)")
-        return self.box.encrypt(secret)
+        return self.box.encrypt(secret, column.at(company_id, phone_index))
 
     async def connect_meta(self, company_id: str, phone_index: int, *, phone_number_id: str, waba_id: str,
                            access_token: str, display_phone_number: str | None = None,
@@ -55,7 +55,7 @@ class PhoneConfigService:
         fields: dict[str, str | None] = {
             "meta_phone_number_id": phone_number_id,
             "meta_waba_id": waba_id,
-            "meta_access_token_encrypted": self.encrypt(access_token),
+            "meta_access_token_encrypted": self.encrypt(META_ACCESS_TOKEN, company_id, phone_index, access_token),
         }
         if display_phone_number is not None:
             fields["display_phone_number"] = display_phone_number
@@ -67,7 +67,7 @@ class PhoneConfigService:
         """A 360dialog phone (its client and channel ids, and its API key encrypted when given)."""
         fields: dict[str, str | None] = {"dialog360_client_id": client_id, "dialog360_channel_id": channel_id}
         if api_key is not None:
-            fields["api_key_encrypted"] = self.encrypt(api_key)
+            fields["api_key_encrypted"] = self.encrypt(D360_API_KEY, company_id, phone_index, api_key)
         if display_phone_number is not None:
             fields["display_phone_number"] = display_phone_number
         return await self.save(company_id, phone_index, connection_type="360dialog", fields=fields,

@@ -14,7 +14,7 @@ from typing import Literal, get_args
 
 import asyncpg
 
-from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.core.crypto import SecretBox, SecretColumn
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import RowRecord
@@ -78,6 +78,10 @@ async def wwebjs_phones(conn: asyncpg.Connection) -> list[WantedPhone]:
                         r["breaker_tripped_at"], r["breaker_reason"], r["company_active"]) for r in rows]
 
 
+# A session's driver credentials, bound to its phone (company id, phone index).
+AUTH_STATE = SecretColumn("wwebjs_sessions", "auth_state")
+
+
 class AuthStore:
     """The session store for driver credentials: encrypted JSON in ``wwebjs_sessions.auth_state``."""
 
@@ -92,13 +96,14 @@ class AuthStore:
             return None
         if row["driver"] and row["driver"] != self.driver_name:
             return None  # paired through another driver: those credentials mean nothing here
-        loaded = json.loads(self.box.decrypt(row["auth_state"]))
+        loaded = json.loads(self.box.decrypt(row["auth_state"], AUTH_STATE.at(key.company_id, key.phone_index)))
         return loaded if isinstance(loaded, dict) else None
 
     async def save(self, conn: asyncpg.Connection, key: SessionKey, auth_state: AuthState, *,
                    device_id: str | None, phone_number: str | None) -> None:
         """Encrypt and store the credentials of a session that paired (or resumed)."""
-        sealed = self.box.encrypt(json.dumps(auth_state, separators=(",", ":")))
+        sealed = self.box.encrypt(json.dumps(auth_state, separators=(",", ":")),
+                                  AUTH_STATE.at(key.company_id, key.phone_index))
         await conn.execute(SQL.save_auth, key.company_id, key.phone_index, self.driver_name, sealed, device_id,
                            phone_number)
 
