@@ -17,8 +17,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bisnesgpt.core.errors import ConfigError
-from bisnesgpt.db.urls import database_hosts, writable_target
-from bisnesgpt.infra.redis import sentinel_target, sentinel_url
+from bisnesgpt.core.service_urls import database_hosts, sentinel_target, sentinel_url, writable_target
 
 Role = Literal["api", "wwebjs", "meta", "legacy"]
 ROLES: tuple[Role, ...] = ("api", "wwebjs", "meta", "legacy")
@@ -253,6 +252,12 @@ class Settings(BaseSettings):
     wwebjs_lease_ttl_seconds: Annotated[float, Field(ge=2)] = 20
     wwebjs_lease_takeover_same_host: bool = True
     wwebjs_reconcile_interval_ms: Millis = 2_000
+    # Sessions spread over every live wwebjs process (this host's WWEBJS_INSTANCES and any
+    # other host's): each drives its capacity-weighted fair share, at most WWEBJS_MAX_SESSIONS
+    # (0 = no limit); one above its share hands at most WWEBJS_HANDOFF_BATCH over per tick.
+    wwebjs_instances: Annotated[int, Field(ge=1, le=64)] = 1
+    wwebjs_max_sessions: Annotated[int, Field(ge=0)] = 0
+    wwebjs_handoff_batch: Annotated[int, Field(ge=1, le=100)] = 2
     # Sending.
     wwebjs_send_timeout_seconds: Annotated[float, Field(gt=0)] = 30
     wwebjs_send_jitter_ms: Annotated[int, Field(ge=0)] = 250
@@ -446,7 +451,8 @@ class Settings(BaseSettings):
         """How many processes of ``role`` this deployment runs (0 when disabled)."""
         if not self.role_enabled(role):
             return 0
-        return {"api": self.api_instances, "wwebjs": 1, "meta": self.meta_instances, "legacy": 1}[role]
+        return {"api": self.api_instances, "wwebjs": self.wwebjs_instances, "meta": self.meta_instances,
+                "legacy": 1}[role]
 
     def crashes_on_start(self, role: Role) -> bool:
         """Whether TEST_CRASH_ON_START names ``role`` (fault injection for tests only)."""

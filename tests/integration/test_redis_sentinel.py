@@ -21,7 +21,8 @@ import pytest
 
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
 from bisnesgpt.coordination.coordinator import Coordinator
-from bisnesgpt.infra.redis import redis_client, sentinel_target, sentinel_url
+from bisnesgpt.core.service_urls import sentinel_target, sentinel_url
+from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import QueueProducer, QueueSpec
 from tests.support.sentinel import SentinelDeployment

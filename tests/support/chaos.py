@@ -71,7 +71,7 @@ import httpx
 import psutil
 import redis
 
-from bisnesgpt.db.urls import writable_target
+from bisnesgpt.core.service_urls import writable_target
 from tests.support.meta import APP_SECRET, ENCRYPTION_KEY, EmulatorProc
 from tests.support.orchestrator import OrchestratorRun, get_json, query
 from tests.support.polling import wait_until

@@ -23,8 +23,8 @@ from pathlib import Path
 import redis
 import redis.sentinel
 
+from bisnesgpt.core.service_urls import sentinel_target, sentinel_url
 from bisnesgpt.infra.embedded_redis import _binary
-from bisnesgpt.infra.redis import sentinel_target, sentinel_url
 from tests.support.polling import wait_until
 from tests.support.procs import free_port
 

@@ -10,16 +10,16 @@ a connection error by redis-py), so the retry that follows reconnects to the new
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+from bisnesgpt.core.service_urls import SentinelTarget, sentinel_target
 
 # Retry quickly and for a long time: after a Redis restart, work resumes within ~1 s of the
 # server coming back instead of waiting out a long exponential backoff.
@@ -30,68 +30,6 @@ def fast_retry() -> Retry:
     """The retry policy of clients that must ride out a Redis restart."""
     return Retry(ExponentialBackoff(cap=1.0, base=0.05), FAST_RECONNECT_ATTEMPTS,
                  supported_errors=(ConnectionError, TimeoutError, BusyLoadingError))
-
-
-SENTINEL_SCHEME = "redis+sentinel"
-
-
-@dataclass(frozen=True)
-class SentinelTarget:
-    """Where a Sentinel-managed master is found: the sentinels and the master's name."""
-
-    sentinels: tuple[tuple[str, int], ...]
-    master: str
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    sentinel_password: str | None = None
-
-
-def sentinel_target(url: str) -> SentinelTarget | None:
-    """The Sentinel target of a ``redis+sentinel://`` URL; None for any other URL.
-
-    Raises ValueError for a malformed Sentinel URL (no sentinels, no master name, a bad port).
-    """
-    if not url.startswith(SENTINEL_SCHEME + "://"):
-        return None
-    rest = url[len(SENTINEL_SCHEME) + 3:]
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    username = password = None
-    if "@" in netloc:
-        auth, netloc = netloc.rsplit("@", 1)
-        user, sep, secret = auth.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if sep else None
-    sentinels = []
-    for hostport in filter(None, netloc.split(",")):
-        parts = urlsplit("//" + hostport)
-        try:
-            port = parts.port or 26379
-        except ValueError as exc:
-            raise ValueError(f"sentinel {hostport!r} has an invalid port") from exc
-        if not parts.hostname:
-            raise ValueError(f"sentinel {hostport!r} has no host")
-        sentinels.append((parts.hostname, port))
-    segments = [segment for segment in path.split("/") if segment]
-    if not sentinels:
-        raise ValueError("names no sentinel (host:port[,host:port...])")
-    if not segments:
-        raise ValueError("names no master (redis+sentinel://hosts/<master>[/<db>])")
-    try:
-        db = int(segments[1]) if len(segments) > 1 else 0
-    except ValueError as exc:
-        raise ValueError("has an invalid database number") from exc
-    sentinel_password = parse_qs(query).get("sentinel_password", [None])[0]
-    return SentinelTarget(tuple(sentinels), unquote(segments[0]), db, username, password, sentinel_password)
-
-
-def sentinel_url(sentinels: Sequence[str], master: str, *, db: int = 0, password: str | None = None,
-                 sentinel_password: str | None = None) -> str:
-    """The ``redis+sentinel://`` URL of ``master`` behind ``sentinels`` (``host:port`` strings)."""
-    auth = f":{quote(password, safe='')}@" if password else ""
-    query = f"?sentinel_password={quote(sentinel_password, safe='')}" if sentinel_password else ""
-    return f"{SENTINEL_SCHEME}://{auth}{','.join(sentinels)}/{quote(master, safe='')}/{db}{query}"
 
 
 class MasterFollowingConnection(SentinelManagedConnection):
