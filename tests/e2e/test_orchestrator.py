@@ -318,3 +318,22 @@ def _alive(proc: object) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+@pytest.mark.timeout(240)
+def test_wwebjs_instances_run_side_by_side_and_share_the_sessions(tmp_path: Path, database_url: str,
+                                                                   redis_url: str) -> None:
+    with OrchestratorRun(tmp_path, database_url=database_url, redis_url=redis_url, WWEBJS_INSTANCES="2",
+                         ENABLE_META="false", WWEBJS_RECONCILE_INTERVAL_MS="500") as run:
+        body = run.wait_healthy(["api", "wwebjs", "wwebjs-1"])
+        assert body["roles"]["wwebjs"]["expectedInstances"] == 2
+        assert body["roles"]["wwebjs"]["status"] == "healthy"
+        children = run.children()
+        assert children["wwebjs"].pid != children["wwebjs-1"].pid
+        # Both are members of the session fleet: each computes its share from the other's row.
+        members_sql = "SELECT process_name FROM wwebjs_members WHERE expires_at > now()"
+        wait_until(lambda: {r["process_name"] for r in query(database_url, members_sql)} == {"wwebjs", "wwebjs-1"},
+                   timeout=30, what="both wwebjs processes in wwebjs_members")
+        assert run.stop()[0] == 0
+        # A stopped process leaves the fleet at once (it does not wait for its row to expire).
+        assert query(database_url, "SELECT holder FROM wwebjs_members") == []

@@ -18,6 +18,7 @@ from bisnesgpt.core.crypto import SecretBox, SecretColumn
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import RowRecord
+from bisnesgpt.engines.wwebjs.balance import Member
 from bisnesgpt.engines.wwebjs.driver import AuthState, SessionKey
 
 SQL = load_queries("bisnesgpt.engines.wwebjs")
@@ -155,3 +156,21 @@ async def insert_command(conn: asyncpg.Connection, key: SessionKey, action: str,
 async def load_command(conn: asyncpg.Connection, key: SessionKey, command_id: int) -> CommandRecord | None:
     """One of the session's commands as it stands now (None: no such command for this session)."""
     return await CommandRecord.fetch_one(conn, SQL.load_command, command_id, key.company_id, key.phone_index)
+
+
+async def keep_member(conn: asyncpg.Connection, member: Member, *, process_name: str, host: str,
+                      ttl_seconds: float) -> None:
+    """Keep this process's ``wwebjs_members`` row alive for another lease period."""
+    await conn.execute(SQL.keep_member, member.holder, process_name, host, member.capacity, member.sessions,
+                       member.draining, ttl_seconds)
+
+
+async def live_members(conn: asyncpg.Connection) -> list[Member]:
+    """The wwebjs processes alive now, oldest first."""
+    return [Member(r["holder"], r["capacity"], r["sessions"], r["draining"])
+            for r in await conn.fetch(SQL.live_members)]
+
+
+async def leave_members(conn: asyncpg.Connection, holder: str) -> None:
+    """This process stops sharing the sessions."""
+    await conn.execute(SQL.leave_members, holder)
