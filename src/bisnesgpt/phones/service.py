@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from bisnesgpt.core.crypto import SecretBox
-from bisnesgpt.core.errors import ConfigError, Conflict, NotFound, ValidationFailed
+from bisnesgpt.core.errors import ConfigError, Conflict, NotFound, ProviderIdentityTaken, ValidationFailed
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 
 CONNECTION_TYPES = tuple(sorted(t for t in CONNECTION_TYPE_QUEUES if t is not None))
 META_TYPES = ("meta_direct", "meta_embedded")
+
+# The unique indexes of provider identities: (what the identity is, its column, the request field).
+IDENTITY_INDEXES = {
+    "idx_phone_configs_meta_phone_number_id": ("Meta phone number id", "meta_phone_number_id", "phoneNumberId"),
+    "idx_phone_configs_dialog360_channel_id": ("360dialog channel id", "dialog360_channel_id", "channelId"),
+}
 
 ChangeListener = Callable[[str, int, str | None], Awaitable[None]]
 
@@ -94,8 +100,7 @@ class PhoneConfigService:
         except asyncpg.ForeignKeyViolationError as exc:
             raise NotFound(f"company {company_id!r} not found") from exc
         except asyncpg.UniqueViolationError as exc:
-            raise Conflict("this Meta phone number id is already connected to another phone",
-                           errors=[{"field": "phoneNumberId", "message": "already in use", "type": "unique"}]) from exc
+            raise identity_taken(exc, fields) from exc
         log.info("phone %s/%d configured as %s", company_id, phone_index, connection_type)
         await self.on_change(company_id, phone_index, connection_type)
         return config
@@ -120,3 +125,19 @@ class PhoneConfigService:
             raise NotFound(f"no phone {phone_index} configured for company {company_id!r}")
         log.info("phone %s/%d removed", company_id, phone_index)
         await self.on_change(company_id, phone_index, None)
+
+
+def identity_taken(exc: asyncpg.UniqueViolationError, fields: dict[str, str | None]) -> Conflict:
+    """The error for a provider identity another phone holds (which one; never whose: that is
+    another tenant's business)."""
+    known = IDENTITY_INDEXES.get(exc.constraint_name or "")
+    if known is None:
+        return Conflict("this phone's configuration conflicts with another phone's")
+    what, column, field = known
+    value = fields.get(column)
+    return ProviderIdentityTaken(
+        f"the {what} {value!r} is already connected to another phone; a provider identity belongs to one phone "
+        f"of one company. Remove it from the phone that has it (DELETE /api/whatsapp/config/{{companyId}}/"
+        "{phoneIndex}), or, if that phone is not yours, ask the operator: the provider confirms who owns a number",
+        errors=[{"field": field, "message": f"{what} already connected to another phone", "type": "unique"}],
+        extra={"identity": column, "value": value})
