@@ -17,6 +17,7 @@ from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.webhook_routes import WebhookRoutes
+from bisnesgpt.engines.meta.claims import CloudApiClaims
 from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.media.library import MediaLibrary, build_store
@@ -59,7 +60,8 @@ class PipelineComponent(Component, HealthReporter):
         self.router = MessageRouter(ctx.db, settings, ctx.coordinator, ttl_seconds=settings.router_cache_ttl)
         self.sender = SendService(ctx.db, self.router, ctx.queues,
                                   idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours))
-        self.phones = PhoneConfigService(ctx.db, secret_box(settings), on_change=self._config_changed)
+        self.phones = PhoneConfigService(ctx.db, secret_box(settings), on_change=self._config_changed,
+                                         claims=CloudApiClaims(settings))
         self.loop_lag = LoopLag()
         self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
         self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
