@@ -13,7 +13,7 @@ A refusal is ``ClaimNotProven`` (422: nothing stored); a provider that does not 
 from __future__ import annotations
 
 from bisnesgpt.config import Settings
-from bisnesgpt.core.errors import ClaimNotProven, ServiceUnavailable
+from bisnesgpt.core.errors import ClaimNotProven, ServiceUnavailable, ValidationFailed
 from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.engines.meta.errors import CloudApiError, RetryableGraphError
 from bisnesgpt.engines.meta.profiles import Credentials
@@ -36,6 +36,11 @@ class CloudApiClaims:
 
     async def prove_meta(self, *, phone_number_id: str, waba_id: str | None, access_token: str) -> ProvenNumber:
         """The number, once the token has read it (and found it among the WABA's numbers)."""
+        for field, value in (("phoneNumberId", phone_number_id), ("wabaId", waba_id or "0")):
+            if not (value.isascii() and value.isdigit()):
+                raise ValidationFailed(f"{field} must be a Graph id (digits only)",
+                                       errors=[{"field": field, "message": "digits only", "type": "pattern"}])
+        _check_header_safe(access_token, "accessToken")
         creds = Credentials("meta", self.settings.meta_graph_url, access_token, phone_number_id,
                             self.settings.meta_graph_version)
         async with self._client() as client:
@@ -62,6 +67,7 @@ class CloudApiClaims:
 
     async def prove_d360(self, *, api_key: str) -> ProvenNumber:
         """The number 360dialog names for the key."""
+        _check_header_safe(api_key, "apiKey")
         creds = Credentials("d360", self.settings.d360_base_url, api_key, None, self.settings.meta_graph_version)
         async with self._client() as client:
             try:
@@ -73,6 +79,13 @@ class CloudApiClaims:
             raise ClaimNotProven("360dialog accepted the API key but named no phone number for it",
                                  errors=[_field("apiKey", "no phone number behind this key")])
         return ProvenNumber(phone_number_id, entities.get("WABA"))
+
+
+def _check_header_safe(secret: str, field: str) -> None:
+    """A credential goes into an HTTP header: visible ASCII only."""
+    if not secret or not all("!" <= ch <= "~" for ch in secret):
+        raise ValidationFailed(f"{field} must be visible ASCII characters (as the provider issues it)",
+                               errors=[{"field": field, "message": "visible ASCII only", "type": "pattern"}])
 
 
 def _field(field: str, message: str) -> dict[str, str]:
