@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     redis_host: str | None = None
     redis_port: Port = 6379
     redis_password: SecretStr | None = None
+    # Prefix of every pub/sub channel (pub/sub ignores logical databases: deployments sharing a
+    # Redis server would hear each other's session events, QR and pairing codes). Unset: the
+    # PostgreSQL database's name and the Redis db number ("bisnesgpt.1"); "": the original
+    # channel names (only to share channels with the Node server).
+    redis_namespace: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")] | None = None
 
     # --- embedded default (no DATABASE_URL / no REDIS_URL) ---------------------------------
     data_dir: Path = Path("data")

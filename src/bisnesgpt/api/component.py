@@ -69,7 +69,8 @@ class PipelineComponent(Component, HealthReporter):
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
         self.router.invalidate(company_id, phone_index)
-        await announce_change(self.ctx.redis, company_id, phone_index, connection_type, self.ctx.process_name)
+        await announce_change(self.ctx.redis, self.ctx.namespace, company_id, phone_index, connection_type,
+                              self.ctx.process_name)
 
     def routers(self) -> Sequence[APIRouter]:
         """Send, message, phone and usage routes."""

@@ -53,8 +53,10 @@ ORDERED_HELP = ("Messages to one chat leave in acceptance order (the default); -
                 "as possible unless the message asks for order (broadcasts to many chats)")
 
 
-async def _announce(settings: Settings, company_id: str, phone_index: int, connection_type: str | None) -> None:
-    """Publish the change so running APIs drop their cached route (best effort)."""
+async def _announce(settings: Settings, database_url: str, company_id: str, phone_index: int,
+                    connection_type: str | None) -> None:
+    """Publish the change so the deployment's running APIs drop their cached route (best effort)."""
+    from bisnesgpt.coordination.channels import deployment_namespace
     from bisnesgpt.infra.redis import redis_client
     from bisnesgpt.infra.services import embedded_redis
     from bisnesgpt.messaging.router import announce_change
@@ -64,7 +66,8 @@ async def _announce(settings: Settings, company_id: str, phone_index: int, conne
     if url is not None:
         client = redis_client(url, name="bisnesgpt:cli")
         try:
-            delivered = await announce_change(client, company_id, phone_index, connection_type, "cli")
+            namespace = deployment_namespace(settings.redis_namespace, database_url, url)
+            delivered = await announce_change(client, namespace, company_id, phone_index, connection_type, "cli")
         finally:
             await client.aclose()
     if not delivered:
@@ -73,7 +76,7 @@ async def _announce(settings: Settings, company_id: str, phone_index: int, conne
 
 def _service(db: Database, settings: Settings, *, encrypts: bool) -> PhoneConfigService:
     async def on_change(company_id: str, phone_index: int, connection_type: str | None) -> None:
-        await _announce(settings, company_id, phone_index, connection_type)
+        await _announce(settings, db.dsn, company_id, phone_index, connection_type)
 
     box = secret_box(resolve_encryption_key(settings)) if encrypts else None
     # Claims are proven here, before anything is saved (`_prove`); save() itself asks nothing.

@@ -55,7 +55,8 @@ class DashboardComponent(Component, HealthReporter):
         return {"queues": await self.queues.overview()}
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
-        await announce_change(self.ctx.redis, company_id, phone_index, connection_type, self.ctx.process_name)
+        await announce_change(self.ctx.redis, self.ctx.namespace, company_id, phone_index, connection_type,
+                              self.ctx.process_name)
 
     async def _roll_up(self) -> None:
         await self.rollup.run_once()

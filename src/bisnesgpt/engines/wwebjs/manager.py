@@ -103,6 +103,7 @@ class SessionManager:
         process_name: str,
         holder: str,
         pid: int,
+        namespace: str,
         on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]],
         on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]],
     ) -> None:
@@ -114,6 +115,7 @@ class SessionManager:
                                     takeover_same_host=settings.wwebjs_lease_takeover_same_host)
         self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
                                         process_name=process_name, holder=self.holder, pid=pid,
+                                        namespace=namespace,
                                         on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready)
         # Called with the key of each session that becomes ready (the send worker wakes its jobs).
         self.ready_listeners: list[Callable[[SessionKey], None]] = []
