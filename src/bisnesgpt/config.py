@@ -286,6 +286,9 @@ class Settings(BaseSettings):
     media_download_concurrency: Annotated[int, Field(ge=1, le=200)] = 8
     # The live event stream (/api/v1/events/ws) reads new events this often (one poll per api process).
     event_stream_poll_ms: Annotated[int, Field(ge=20, le=10_000)] = 250
+    # Open SSE / WebSocket streams re-check their API key this often (one query per pass for all
+    # of them): a revoked key or a disabled company's stream ends within this many seconds.
+    stream_auth_recheck_seconds: Annotated[float, Field(gt=0, le=5)] = 2.0
 
     # --- operator dashboard, served by the api role at /dashboard -------------------
     # A sign-in lasts this long (the session cookie expires; sign in again with a key).

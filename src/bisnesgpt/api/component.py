@@ -16,6 +16,7 @@ from bisnesgpt.api.admission import LoopLag, SendAdmission
 from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
+from bisnesgpt.api.stream_guard import StreamGuard
 from bisnesgpt.api.webhook_routes import WebhookRoutes
 from bisnesgpt.engines.meta.claims import CloudApiClaims
 from bisnesgpt.engines.meta.client import CloudApiClient
@@ -103,11 +104,16 @@ class SessionsApiComponent(Component, HealthReporter):
 
     def __init__(self, ctx: ProcessContext) -> None:
         self.hub = SessionEventHub(ctx.coordinator)
-        self._routes = SessionRoutes(ctx, self.hub)
+        self.guard = StreamGuard(ctx.db, ctx.settings.stream_auth_recheck_seconds, self.name)
+        self._routes = SessionRoutes(ctx, self.hub, self.guard)
 
     def routers(self) -> Sequence[APIRouter]:
         """``/api/sessions/…`` and ``/api/admin/sessions…``."""
         return (self._routes.router,)
+
+    async def start(self) -> None:
+        """Begin re-checking the keys of open streams."""
+        self.guard.start()
 
     async def drain(self, timeout: float) -> None:
         """End the live streams (their clients reconnect to another instance)."""
@@ -116,6 +122,7 @@ class SessionsApiComponent(Component, HealthReporter):
     async def stop(self) -> None:
         """End any stream still open."""
         self.hub.close()
+        await self.guard.stop()
 
     async def checks(self) -> dict[str, Check]:
         """Informational: pub/sub being down degrades live streams only, never the API."""
@@ -171,15 +178,17 @@ class EventStreamComponent(Component, HealthReporter):
 
     def __init__(self, ctx: ProcessContext) -> None:
         self.feed = EventFeed(ctx.db, ctx.settings.event_stream_poll_ms / 1000)
-        self._router = event_stream.build(ctx, self.feed)
+        self.guard = StreamGuard(ctx.db, ctx.settings.stream_auth_recheck_seconds, self.name)
+        self._router = event_stream.build(ctx, self.feed, self.guard)
 
     def routers(self) -> Sequence[APIRouter]:
         """``/api/v1/events/ws``."""
         return (self._router,)
 
     async def start(self) -> None:
-        """Begin polling for new events."""
+        """Begin polling for new events, and re-checking the keys of open streams."""
         self.feed.start()
+        self.guard.start()
 
     async def drain(self, timeout: float) -> None:
         """End the streams (clients reconnect elsewhere with ``since``)."""
@@ -188,6 +197,7 @@ class EventStreamComponent(Component, HealthReporter):
     async def stop(self) -> None:
         """Stop polling."""
         await self.feed.stop()
+        await self.guard.stop()
 
     async def checks(self) -> dict[str, Check]:
         """``eventStream``: the poll runs; how many clients listen (informational)."""
