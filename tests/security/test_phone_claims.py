@@ -9,7 +9,11 @@ names. The emulator plays both providers here.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +21,7 @@ import pytest
 from bisnesgpt.db.pool import Database
 from tests.support.meta import EmulatorProc
 from tests.support.pipeline import ApiServer, seed_tenant
+from tests.support.procs import clean_env
 
 pytestmark = pytest.mark.security
 
@@ -99,3 +104,29 @@ async def test_a_360dialog_phone_is_stored_only_with_a_key_360dialog_accepts(
     assert same_number.status_code == 409, same_number.text
     assert same_number.json()["identity"] == "meta_phone_number_id"
     assert await _phones(db, thief.company_id) == 0
+
+
+async def test_the_cli_proves_a_claim_too(tmp_path: Path, module_db: tuple[str, Database], module_redis: str,
+                                          emulator: EmulatorProc) -> None:
+    url, db = module_db
+    tenant = await seed_tenant(db, _cid())
+    pn_id, waba, token = _number(), _number(), f"EAAG-owner-{uuid.uuid4().hex}"
+    emulator.add_phone(pn_id, access_token=token, waba_id=waba)
+    env = clean_env(DATABASE_URL=url, REDIS_URL=module_redis, DATA_DIR=str(tmp_path), ENCRYPTION_KEY="5f" * 32,
+                    META_GRAPH_URL=emulator.url, PATH=os.environ.get("PATH", ""))
+
+    async def add(index: int, secret: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bisnesgpt", "phones", "add", tenant.company_id, "--index", str(index), "--type",
+            "meta_direct", "--phone-number-id", pn_id, "--waba-id", waba, "--access-token", secret, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return int(proc.returncode or 0), out.decode(errors="replace")
+
+    refused = await add(0, "EAAG-made-up-token")
+    assert refused[0] != 0 and "cannot read phone number id" in refused[1], refused
+    assert await _phones(db, tenant.company_id) == 0
+    proven = await add(1, token)
+    assert proven[0] == 0, proven
+    assert await db.fetchval("SELECT meta_phone_number_id FROM phone_configs WHERE company_id = $1",
+                             tenant.company_id) == pn_id
