@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     redis_sentinel_master: str = "mymaster"
     redis_sentinel_password: SecretStr | None = None
     redis_db: Annotated[int, Field(ge=0, le=15)] = 0
+    # Prefix of every pub/sub channel (pub/sub ignores logical databases: deployments sharing a
+    # Redis server would hear each other's session events, QR and pairing codes). Unset: the
+    # PostgreSQL database's name and the Redis db number ("bisnesgpt.1"); "": the original
+    # channel names (only to share channels with the Node server).
+    redis_namespace: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")] | None = None
 
     # --- embedded default (no DATABASE_URL / no REDIS_URL) ---------------------------------
     data_dir: Path = Path("data")
@@ -298,6 +303,9 @@ class Settings(BaseSettings):
     media_download_concurrency: Annotated[int, Field(ge=1, le=200)] = 8
     # The live event stream (/api/v1/events/ws) reads new events this often (one poll per api process).
     event_stream_poll_ms: Annotated[int, Field(ge=20, le=10_000)] = 250
+    # Open SSE / WebSocket streams re-check their API key this often (one query per pass for all
+    # of them): a revoked key or a disabled company's stream ends within this many seconds.
+    stream_auth_recheck_seconds: Annotated[float, Field(gt=0, le=5)] = 2.0
 
     # --- operator dashboard, served by the api role at /dashboard -------------------
     # A sign-in lasts this long (the session cookie expires; sign in again with a key).

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bisnesgpt.coordination.channels import PROCESS_SHUTDOWN, publish
+from bisnesgpt.coordination.channels import PROCESS_SHUTDOWN, deployment_namespace, publish
 from bisnesgpt.infra.redis import redis_client
 from tests.support.orchestrator import OrchestratorRun, bisnesgpt, get_json, http_status, query
 from tests.support.polling import wait_until
@@ -232,8 +232,10 @@ def test_restarts_that_were_asked_for_never_show_as_crashed(tmp_path: Path, data
             async def _rolling() -> None:
                 client = redis_client(redis_url)
                 try:
+                    # As an operator of this deployment would: under its namespace.
                     await publish(client, PROCESS_SHUTDOWN, {"targets": ["wwebjs"], "host": socket.gethostname(),
-                                                             "reason": "rolling restart"})
+                                                             "reason": "rolling restart"},
+                                  namespace=deployment_namespace(None, database_url, redis_url))
                 finally:
                     await client.aclose()
 

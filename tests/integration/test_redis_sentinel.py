@@ -61,7 +61,7 @@ async def test_commands_queues_and_pubsub_follow_the_master_across_a_failover(tm
         worker = QueueWorker(url, spec, process)
         heard: list[dict[str, Any]] = []
         coordinator = Coordinator(url, process_name="test", role="api", host="h", peers={},
-                                  on_shutdown=lambda _reason: None)
+                                  on_shutdown=lambda _reason: None, namespace="sentinel-test")
 
         async def on_message(payload: dict[str, Any]) -> None:
             heard.append(payload)
@@ -108,7 +108,7 @@ async def test_commands_queues_and_pubsub_follow_the_master_across_a_failover(tm
             # Pub/sub: the coordinator resubscribed on the new master.
             deadline = time.monotonic() + 15
             while not heard:
-                await publish(client, PROCESS_MESSAGE, {"probe": True})
+                await publish(client, PROCESS_MESSAGE, {"probe": True}, namespace="sentinel-test")
                 assert time.monotonic() < deadline, "the coordinator never heard a message on the new master"
                 await asyncio.sleep(0.2)
             await asyncio.sleep(1.0)

@@ -92,7 +92,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
         responses={200: {"content": {"application/json": {"example": {
             "success": True, "companyId": "acme", "phoneIndex": 1, "connectionType": "meta_direct",
             "processName": "meta", "queueName": "meta-messages", "displayPhoneNumber": "+60 12-345 6789",
-            "status": "pending"}}}}, **problem_responses(401, 404, 409, 422, 503)},
+            "status": "pending"}}}}, **problem_responses(400, 401, 404, 409, 422, 503)},
     )
     async def meta_direct_connect(
         principal: CurrentPrincipal,
@@ -115,7 +115,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
         responses={200: {"content": {"application/json": {"example": {
             "success": True, "companyId": "acme", "phoneIndex": 2, "connectionType": "360dialog",
             "processName": "meta", "queueName": "meta-messages", "displayPhoneNumber": None,
-            "status": "pending"}}}}, **problem_responses(401, 404, 409, 422, 503)},
+            "status": "pending"}}}}, **problem_responses(400, 401, 404, 409, 422, 503)},
     )
     async def dialog360_onboard(
         principal: CurrentPrincipal,

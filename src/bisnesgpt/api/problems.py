@@ -65,6 +65,8 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     errors.PhoneNotAllowed: Problem(403, "phone-not-allowed", "API key limited to other phones"),
     errors.NotFound: Problem(404, "not-found", "Not found"),
     errors.Conflict: Problem(409, "conflict", "Conflict"),
+    errors.ProviderIdentityTaken: Problem(409, "provider-identity-taken", "Provider identity already connected"),
+    errors.ClaimNotProven: Problem(422, "provider-claim-not-proven", "The provider did not confirm this phone"),
     errors.PayloadTooLarge: Problem(413, "payload-too-large", "Payload too large"),
     UnsupportedMediaType: Problem(415, "unsupported-media-type", "Unsupported media type"),
     RangeNotSatisfiable: Problem(416, "range-not-satisfiable", "Range not satisfiable"),

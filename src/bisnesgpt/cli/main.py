@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bisnesgpt import __version__
-from bisnesgpt.cli import db, demo, monitoring, phones, processes, tenancy
+from bisnesgpt.cli import db, demo, inbound, monitoring, phones, processes, tenancy
 from bisnesgpt.cli.common import command_group
 from bisnesgpt.cli.sandbox import sandbox_app
 from bisnesgpt.cli.secrets import secrets_app
@@ -32,6 +32,7 @@ app.add_typer(tenancy.companies_app, name="companies")
 app.add_typer(tenancy.keys_app, name="keys")
 app.add_typer(phones.phones_app, name="phones")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(inbound.inbound_app, name="inbound")
 
 
 @app.command()

@@ -66,6 +66,15 @@ class Conflict(BisnesgptError):
     """The request contradicts the current state (a duplicate, a wrong kind of phone)."""
 
 
+class ProviderIdentityTaken(Conflict):
+    """A provider identity (a Meta phone_number_id, a 360dialog channel id) is claimed by another
+    phone already: it names one WhatsApp number, whose inbound messages go to one phone only."""
+
+
+class ClaimNotProven(BisnesgptError):
+    """The provider did not confirm that the given credentials own the claimed phone number."""
+
+
 class PayloadTooLarge(BisnesgptError):
     """The request body is over its limit."""
 

@@ -68,7 +68,9 @@ CREATE TABLE phone_configs (
     UNIQUE (company_id, phone_index)
 );
 CREATE INDEX idx_phone_configs_company ON phone_configs(company_id);
-CREATE INDEX idx_phone_configs_channel ON phone_configs(dialog360_channel_id);
+-- A 360dialog channel names one number too: one phone, one owner (0012).
+CREATE UNIQUE INDEX idx_phone_configs_dialog360_channel_id ON phone_configs(dialog360_channel_id)
+    WHERE dialog360_channel_id IS NOT NULL;
 CREATE INDEX idx_phone_configs_connection_type ON phone_configs(connection_type, company_id);
 CREATE INDEX idx_phone_configs_process ON phone_configs(process_name, status)
     WHERE process_name IS NOT NULL;
@@ -550,10 +552,16 @@ CREATE TABLE meta_webhook_changes (
     value            JSONB NOT NULL,
     value_hash       TEXT NOT NULL,
     received_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- 0012: routed (to company_id/phone_index), or kept aside: unmatched (no phone), ambiguous
+    -- (several phones, listed in candidates).
+    routing          TEXT NOT NULL DEFAULT 'routed' CHECK (routing IN ('routed', 'unmatched', 'ambiguous')),
+    candidates       JSONB,
     UNIQUE (provider, value_hash)
 );
 CREATE INDEX idx_meta_webhook_changes_company ON meta_webhook_changes(company_id, received_at);
 CREATE INDEX idx_meta_webhook_changes_field ON meta_webhook_changes(field, received_at);
+CREATE INDEX idx_meta_webhook_changes_unrouted ON meta_webhook_changes(received_at)
+    WHERE routing <> 'routed';
 
 -- ==== from 0005_wwebjs_sessions.sql ====
 -- 0005_wwebjs_sessions: the WhatsApp-Web engine's own state.

@@ -187,3 +187,8 @@ async def all_phones(conn: asyncpg.Connection, connection_types: list[str] | Non
 async def company_phone_statuses(conn: asyncpg.Connection, company_id: str) -> list[CompanyPhoneStatus]:
     """Each phone of a company (configured or with a status row) with its live status."""
     return [_company_status(r) for r in await conn.fetch(SQL.company_phone_statuses, company_id)]
+
+
+async def company_exists(conn: asyncpg.Connection, company_id: str) -> bool:
+    """Whether the company exists."""
+    return bool(await conn.fetchval(SQL.company_exists, company_id))

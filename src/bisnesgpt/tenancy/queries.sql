@@ -40,3 +40,8 @@ UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETU
 -- Record that a key was used, at most once a minute (the check against concurrent writers).
 UPDATE api_keys SET last_used_at = now()
 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+
+-- live_key_ids --
+-- Of the key ids $1, those still valid: not revoked and, for a company key, its company active.
+SELECT k.id FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
+WHERE k.id = ANY($1::bigint[]) AND k.revoked_at IS NULL AND (k.role = 'admin' OR c.status = 'active')

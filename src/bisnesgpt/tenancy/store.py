@@ -158,3 +158,8 @@ def touch_due(record: ApiKey) -> bool:
 async def touch_key(conn: asyncpg.Connection, key_id: int) -> None:
     """Record that the key was used now (skipped in SQL when another request just did)."""
     await conn.execute(SQL.touch_api_key, key_id)
+
+
+async def live_key_ids(conn: asyncpg.Connection, key_ids: list[int]) -> set[int]:
+    """Which of ``key_ids`` are still valid (not revoked; a company key's company active)."""
+    return {int(r["id"]) for r in await conn.fetch(SQL.live_key_ids, key_ids)}

@@ -111,6 +111,7 @@ class SessionManager:
         process_name: str,
         holder: str,
         pid: int,
+        namespace: str,
         on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]],
         on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]],
     ) -> None:
@@ -120,6 +121,7 @@ class SessionManager:
         self.driver = driver
         self.holder = holder
         self.process_name = process_name
+        self.namespace = namespace
         self.members: list[Member] = []
         self.share: Share | None = None
         self._draining = False
@@ -127,6 +129,7 @@ class SessionManager:
                                     takeover_same_host=settings.wwebjs_lease_takeover_same_host)
         self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
                                         process_name=process_name, holder=self.holder, pid=pid,
+                                        namespace=namespace,
                                         on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready)
         # Called with the key of each session that becomes ready (the send worker wakes its jobs).
         self.ready_listeners: list[Callable[[SessionKey], None]] = []
@@ -346,7 +349,7 @@ class SessionManager:
 
     async def _wake_peers(self, reason: str) -> None:
         """Ask every wwebjs process to reconcile now (sessions were released for them)."""
-        await publish(self.redis, PROCESS_MESSAGE, {
+        await publish(self.redis, PROCESS_MESSAGE, namespace=self.namespace, payload={
             "processName": self.process_name, "messageType": SESSION_COMMAND_MESSAGE,
             "timestamp": int(time.time() * 1000), "data": {"reason": reason, "holder": self.holder}})
 
