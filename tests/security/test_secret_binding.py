@@ -53,7 +53,7 @@ async def seed_companies(db: Database) -> None:
 async def test_a_phone_credential_copied_to_another_companys_phone_does_not_decrypt(db: Database) -> None:
     await seed_companies(db)
     box = SecretBox.from_hex(OLD_KEY)
-    service = PhoneConfigService(db, box)
+    service = PhoneConfigService(db, box, claims=None)
     await service.connect_meta("acme", 0, phone_number_id="1001", waba_id="w1", access_token="EAAG-acme-token")
     await service.connect_meta("rival", 0, phone_number_id="2002", waba_id="w2", access_token="EAAG-rival-token")
     await service.onboard_360dialog("acme", 1, client_id="c", channel_id="ch-acme", api_key="d360-acme-key")
