@@ -153,7 +153,7 @@ def _request(body: BaseModel) -> JsonObject:
 def _v1_body(message: models.V1Message, recipient: Recipient, reply_to: str | None, request: JsonObject) -> Draft:
     if isinstance(message, models.TextMessage):
         return drafts.text_draft(recipient, message.text.body, preview_url=message.text.preview_url,
-                                 reply_to=reply_to, request=request)
+                                 reply_to=reply_to, request=request, mentions=message.text.mentions)
     if isinstance(message, models.ImageMessage | models.VideoMessage | models.AudioMessage | models.StickerMessage
                   | models.DocumentMessage):
         media = getattr(message, message.type)

@@ -563,7 +563,8 @@ CREATE INDEX idx_meta_webhook_changes_field ON meta_webhook_changes(field, recei
 -- driver's session store (encrypted credentials of the paired device; for neonize only the
 -- device JID, its keys live in whatsmeow's own schema).
 -- wwebjs_session_commands: operator actions from the API (start/stop/restart/logout/pairing
--- code), handled by whichever wwebjs process holds the session's lease.
+-- code, and group operations since 0017), handled by whichever wwebjs process holds the
+-- session's lease.
 
 CREATE TABLE wwebjs_sessions (
     company_id          TEXT NOT NULL,
@@ -589,7 +590,7 @@ CREATE TABLE wwebjs_session_commands (
     id            BIGSERIAL PRIMARY KEY,
     company_id    TEXT NOT NULL,
     phone_index   INTEGER NOT NULL,
-    action        TEXT NOT NULL CHECK (action IN ('start', 'stop', 'restart', 'logout', 'pairing_code')),
+    action        TEXT NOT NULL CHECK (action IN ('start', 'stop', 'restart', 'logout', 'pairing_code', 'group')),
     args          JSONB NOT NULL DEFAULT '{}'::jsonb,
     state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
     result        JSONB,
@@ -1000,3 +1001,15 @@ CREATE INDEX idx_messages_chat_order ON messages(company_id, phone_index, chat_i
     WHERE chat_seq IS NOT NULL AND direction = 'outbound' AND status IN ('accepted', 'queued', 'sending');
 -- Whether a phone's messages keep per-chat order unless a message says otherwise.
 ALTER TABLE phone_configs ADD COLUMN ordered_sends BOOLEAN NOT NULL DEFAULT true;
+
+-- 0017_wwebjs_groups: group notifications already turned into tenant events (WhatsApp
+-- redelivers one until it is confirmed; each becomes one event).
+CREATE TABLE wwebjs_group_notifications (
+    company_id       TEXT NOT NULL,
+    phone_index      INTEGER NOT NULL,
+    notification_id  TEXT NOT NULL,
+    group_id         TEXT NOT NULL,
+    received_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (company_id, phone_index, notification_id),
+    FOREIGN KEY (company_id, phone_index) REFERENCES phone_configs(company_id, phone_index) ON DELETE CASCADE
+);

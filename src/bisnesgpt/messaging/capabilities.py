@@ -22,6 +22,10 @@ _INSTEAD = {"meta": "edits and deletes need a WhatsApp-Web phone",
             "wwebjs": "templates, interactive and contacts messages need a Cloud API phone"}
 
 
+# What only some engines do within a message type: WhatsApp Web's mentions (the Cloud API has none).
+MENTION_ENGINES = frozenset({"wwebjs"})
+
+
 class UnsupportedMessageType(ValidationFailed):
     """The phone's engine cannot send this type of message at all."""
 
@@ -37,4 +41,37 @@ def check_sendable(process_name: str, message_type: str, phone_index: int) -> No
         errors=[{"field": "type", "message": f"'{message_type}' is not supported on {_ENGINE_NAMES[process_name]}",
                  "type": "value_error"}],
         extra={"code": "UNSUPPORTED_MESSAGE_TYPE", "phoneIndex": phone_index, "messageType": message_type},
+    )
+
+
+# What each engine offers besides sending: groups are WhatsApp Web's (the Cloud API has none).
+GROUP_ENGINES = frozenset({"wwebjs"})
+
+
+class UnsupportedOperation(ValidationFailed):
+    """The phone's engine does not offer this operation at all (e.g. groups on a Cloud API phone)."""
+
+
+def check_groups(process_name: str, phone_index: int) -> None:
+    """Raise ``UnsupportedOperation`` unless the engine ``process_name`` manages groups."""
+    if process_name in GROUP_ENGINES:
+        return
+    raise UnsupportedOperation(
+        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}, which has no groups: "
+        "groups need a WhatsApp-Web phone (choose another phoneIndex)",
+        errors=[{"field": "phoneIndex", "message": "groups are offered on WhatsApp-Web phones only",
+                 "type": "value_error"}],
+        extra={"code": "UNSUPPORTED", "phoneIndex": phone_index},
+    )
+
+
+def check_mentions(process_name: str, mentions: bool, phone_index: int) -> None:
+    """Raise ``UnsupportedMessageType`` for mentions on an engine without them."""
+    if not mentions or process_name in MENTION_ENGINES:
+        return
+    raise UnsupportedMessageType(
+        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}, which cannot @-mention: "
+        "leave out text.mentions or choose a WhatsApp-Web phone",
+        errors=[{"field": "text.mentions", "message": "mentions need a WhatsApp-Web phone", "type": "value_error"}],
+        extra={"code": "UNSUPPORTED_MESSAGE_TYPE", "phoneIndex": phone_index, "messageType": "text"},
     )

@@ -108,10 +108,12 @@ class Resolved:
 
 
 def text_draft(recipient: Recipient, body: str, *, preview_url: bool = False, reply_to: str | None = None,
-               request: JsonObject | None = None) -> Draft:
-    """A text message (``preview_url``: let WhatsApp show a link preview)."""
-    return Draft("text", {"body": body, "preview_url": preview_url}, recipient, reply_to=reply_to, content=body,
-                 request=request or {})
+               request: JsonObject | None = None, mentions: list[str] | None = None) -> Draft:
+    """A text message (``preview_url``: let WhatsApp show a link preview; ``mentions``: numbers @-mentioned)."""
+    text: JsonObject = {"body": body, "preview_url": preview_url}
+    if mentions:
+        text["mentions"] = list(dict.fromkeys(m.lstrip("+") for m in mentions))
+    return Draft("text", text, recipient, reply_to=reply_to, content=body, request=request or {})
 
 
 def media_draft(kind: MediaType, recipient: Recipient, *, link: str | None = None, media_id: str | None = None,

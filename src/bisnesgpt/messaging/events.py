@@ -14,6 +14,10 @@ same shapes:
                      message's download ends (``media.state`` stored or failed, with ``error``)
 ``session.status``   ``{status, connection_type, qr?, pairing_code?, reason?, phone_number?}``
 ``phone.status``     ``{status, connection_type, reason?, ...}``
+``group.participants`` ``{group_id, change: joined|left|promoted|demoted, participants, by,
+                     timestamp, provider, notification_id}`` (WhatsApp-Web phones)
+``group.updated``    ``{group_id, changes: {subject?, description?, announce?, locked?}, by,
+                     timestamp, provider, notification_id}``
 
 The provider's original payload goes in ``raw``; webhooks add it as ``data.raw`` only for
 endpoints that ask for it.
@@ -37,8 +41,12 @@ MESSAGE_STATUS: Final = "message.status"
 MESSAGE_MEDIA: Final = "message.media"
 SESSION_STATUS: Final = "session.status"
 PHONE_STATUS: Final = "phone.status"
-EventType = Literal["message.inbound", "message.status", "message.media", "session.status", "phone.status"]
-EVENT_TYPES: tuple[EventType, ...] = (MESSAGE_INBOUND, MESSAGE_STATUS, MESSAGE_MEDIA, SESSION_STATUS, PHONE_STATUS)
+GROUP_PARTICIPANTS: Final = "group.participants"
+GROUP_UPDATED: Final = "group.updated"
+EventType = Literal["message.inbound", "message.status", "message.media", "session.status", "phone.status",
+                    "group.participants", "group.updated"]
+EVENT_TYPES: tuple[EventType, ...] = (MESSAGE_INBOUND, MESSAGE_STATUS, MESSAGE_MEDIA, SESSION_STATUS, PHONE_STATUS,
+                                      GROUP_PARTICIPANTS, GROUP_UPDATED)
 
 
 class MessageError(TypedDict):

@@ -199,6 +199,9 @@ class TextObject(Strict):
 
     body: TextBody
     preview_url: bool = False
+    mentions: list[Annotated[str, Field(pattern=r"^\+?\d{5,20}$")]] | None = Field(
+        None, max_length=256, examples=[["60123456789"]],
+        description="Numbers the text @-mentions (WhatsApp-Web phones; write them in the body as @60123456789)")
 
 
 class Media(Strict):

@@ -23,12 +23,24 @@ from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs import metrics
-from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
+from bisnesgpt.engines.wwebjs.driver import (
+    DeliveryAck,
+    GroupEvent,
+    GroupParticipantsChanged,
+    InboundMessage,
+    SessionKey,
+)
 from bisnesgpt.engines.wwebjs.inbound_media import InboundMediaKeeper, KeptMedia
 from bisnesgpt.media import downloads
 from bisnesgpt.media.library import MediaJson
 from bisnesgpt.messaging import store as message_store
-from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
+from bisnesgpt.messaging.events import (
+    GROUP_PARTICIPANTS,
+    GROUP_UPDATED,
+    MESSAGE_INBOUND,
+    EventType,
+    record_tenant_event,
+)
 from bisnesgpt.messaging.states import MessageState, ProviderStatus, advance_status
 
 log = logging.getLogger(__name__)
@@ -58,7 +70,35 @@ def inbound_payload(message: InboundMessage) -> JsonObject:
         body[message.type] = {"body": message.text}
     if message.quoted_id:
         body["context"] = {"id": message.quoted_id}
+    if message.chat_id.endswith("@g.us"):
+        # A group message: the group, and its author by number and (when WhatsApp says) LID.
+        body["group"] = {"id": message.chat_id, "participant": message.sender, "participant_lid": message.sender_lid}
+    if message.mentions:
+        body["mentions"] = list(message.mentions)
     return body
+
+
+def _group_fields(message: InboundMessage) -> JsonObject:
+    """What a group message's ``message.inbound`` event adds: the group, the author's LID, the mentions."""
+    fields: JsonObject = {}
+    if message.chat_id.endswith("@g.us"):
+        fields.update({"group_id": message.chat_id, "participant": message.sender,
+                       "participant_lid": message.sender_lid})
+    if message.mentions:
+        fields["mentions"] = list(message.mentions)
+    return fields
+
+
+def group_event_data(event: GroupEvent) -> JsonObject:
+    """The tenant event's data for a group notification."""
+    data: JsonObject = {"group_id": event.group_id, "by": event.by,
+                        "timestamp": datetime.fromtimestamp(event.timestamp, UTC).isoformat(),
+                        "provider": "wwebjs", "notification_id": event.id}
+    if isinstance(event, GroupParticipantsChanged):
+        data.update({"change": event.change, "participants": list(event.participants)})
+    else:
+        data["changes"] = event.changes
+    return data
 
 
 class InboundRecorder:
@@ -145,11 +185,27 @@ class InboundRecorder:
                                           "chat_id": chat_id, "from": message.sender, "type": message.type,
                                           "text": content, "timestamp": at.isoformat(), "provider": "wwebjs",
                                           "push_name": message.push_name, "payload": payload,
-                                          "media": media_json},
+                                          "media": media_json, **_group_fields(message)},
                                       raw=message.raw or None)
             await message_store.touch_inbound_session(conn, key.company_id, key.phone_index, message.sender, at)
         self.stored += 1
         metrics.INBOUND.labels("stored").inc()
+        return True
+
+    async def on_group(self, key: SessionKey, event: GroupEvent) -> bool:
+        """A group notification → one ``group.participants``/``group.updated`` event (a redelivery: none).
+        False when PostgreSQL is unavailable: left unconfirmed, WhatsApp delivers it again."""
+        kind: EventType = GROUP_PARTICIPANTS if isinstance(event, GroupParticipantsChanged) else GROUP_UPDATED
+        try:
+            async with self.db.transaction() as conn:
+                first = await conn.fetchval(SQL.claim_group_notification, key.company_id, key.phone_index, event.id,
+                                            event.group_id)
+                if first is not None:
+                    await record_tenant_event(conn, company_id=key.company_id, phone_index=key.phone_index,
+                                              type=kind, data=group_event_data(event))
+        except DatabaseUnavailable as exc:
+            log.warning("group notification %s on %s not stored (%s)", event.id, key, exc.detail)
+            return False
         return True
 
     async def on_ack(self, key: SessionKey, ack: DeliveryAck) -> bool:

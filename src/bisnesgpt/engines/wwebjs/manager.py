@@ -32,9 +32,19 @@ from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE
 from bisnesgpt.coordination.coordinator import Subscriptions
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
-from bisnesgpt.engines.wwebjs.driver import DeliveryAck, DriverError, InboundMessage, SessionKey, WebDriver
+from bisnesgpt.engines.wwebjs.driver import (
+    DeliveryAck,
+    DriverError,
+    GroupEvent,
+    InboundMessage,
+    NotConnected,
+    SessionKey,
+    WebDriver,
+)
+from bisnesgpt.engines.wwebjs.groups import run_group_op
 from bisnesgpt.engines.wwebjs.leases import SessionLeases
 from bisnesgpt.engines.wwebjs.session import ManagedSession, SessionConfig, SessionServices
 from bisnesgpt.engines.wwebjs.status import SessionStatus
@@ -82,8 +92,11 @@ class CommandResult(TypedDict, total=False):
     phoneNumber: str
     error: str
     code: str
+    data: JsonObject  # a group operation's answer
 
 
+# A group operation waits this long for WhatsApp at the most (the API waits a little longer).
+GROUP_OP_TIMEOUT_S = 20.0
 CommandHandler = Callable[[store.Command], Awaitable[CommandResult]]
 
 
@@ -105,6 +118,7 @@ class SessionManager:
         pid: int,
         on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]],
         on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]],
+        on_group: Callable[[SessionKey, GroupEvent], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -114,7 +128,8 @@ class SessionManager:
                                     takeover_same_host=settings.wwebjs_lease_takeover_same_host)
         self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
                                         process_name=process_name, holder=self.holder, pid=pid,
-                                        on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready)
+                                        on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready,
+                                        on_group=on_group)
         # Called with the key of each session that becomes ready (the send worker wakes its jobs).
         self.ready_listeners: list[Callable[[SessionKey], None]] = []
         self.config = SessionConfig.from_settings(settings)
@@ -355,13 +370,14 @@ class SessionManager:
         except BisnesgptError as exc:
             log.warning("command %s result not stored: %s", command.id, exc.detail)
         await self.services.events.record("wwebjs_session_command", {
-            "session": str(command.key), "action": command.action, "ok": ok, **result})
+            "session": str(command.key), "action": command.action, "ok": ok,
+            **{k: v for k, v in result.items() if k != "data"}})  # a group list can be long
         self.poke()
 
     async def _execute(self, command: store.Command) -> CommandResult:
         handlers: dict[str, CommandHandler] = {
             "start": self._start_command, "restart": self._restart_command, "stop": self._stop_command,
-            "logout": self._logout_command, "pairing_code": self._pairing_command}
+            "logout": self._logout_command, "pairing_code": self._pairing_command, "group": self._group_command}
         handler = handlers.get(command.action)
         if handler is None:
             return {"error": f"unknown action {command.action!r}"}
@@ -400,3 +416,10 @@ class SessionManager:
             session = self._launch(command.key, pairing_phone=phone)
         code = await session.request_pairing_code(phone)
         return {"status": "pairing_code", "pairingCode": code, "phoneNumber": phone}
+
+    async def _group_command(self, command: store.Command) -> CommandResult:
+        session = self.sessions.get(command.key)
+        if session is None or not session.running:
+            raise NotConnected(f"session {command.key} is not running; start it first")
+        data = await asyncio.wait_for(run_group_op(session.ready_driver(), command.args), GROUP_OP_TIMEOUT_S)
+        return {"data": data}

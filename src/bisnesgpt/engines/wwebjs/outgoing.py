@@ -84,8 +84,10 @@ def to_outgoing(message: MessageRecord) -> OutgoingMessage:
         text = body.get("body")
         if not isinstance(text, str) or not text:
             raise _invalid("text needs a non-empty 'body'")
+        mentions = body.get("mentions")
         return OutgoingMessage("text", to, client_id, text=text, preview_url=bool(body.get("preview_url")),
-                               reply_to=reply_to)
+                               reply_to=reply_to,
+                               mentions=tuple(str(m) for m in mentions) if isinstance(mentions, list) else ())
     if kind in MEDIA_KINDS:
         source = _media_source(kind, body, message.media_mime_type)
         return OutgoingMessage(kind, to, client_id, text=_text(body.get("caption")), media=source,

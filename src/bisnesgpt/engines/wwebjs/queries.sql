@@ -87,3 +87,8 @@ RETURNING id, message_id
 SELECT id, status FROM messages
 WHERE external_id = $1 AND company_id = $2 AND phone_index = $3 AND direction = 'outbound'
 ORDER BY id DESC LIMIT 1
+
+-- claim_group_notification --
+-- A group notification seen for the first time (no row: already turned into an event).
+INSERT INTO wwebjs_group_notifications (company_id, phone_index, notification_id, group_id)
+VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING notification_id

@@ -41,6 +41,9 @@ from bisnesgpt.engines.wwebjs.driver import (
     Disconnected,
     DriverError,
     DriverSession,
+    GroupEvent,
+    GroupParticipantsChanged,
+    GroupUpdated,
     InboundMessage,
     LoggedOut,
     NotConnected,
@@ -65,7 +68,7 @@ log = logging.getLogger(__name__)
 SessionEnd = Literal["crashed", "qr_timeout", "flapping", "logged_out"]
 # How one connection ended.
 OutcomeKind = Literal["connect_failed", "disconnected", "watchdog", "logged_out", "qr_timeout"]
-_Delivered = TypeVar("_Delivered", InboundMessage, DeliveryAck)
+_Delivered = TypeVar("_Delivered", InboundMessage, DeliveryAck, GroupEvent)
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class SessionServices:
     on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]]
     # Told once a session is ready to send (after its status is written).
     on_ready: Callable[[SessionKey], None] = lambda _key: None
+    # Group notifications (members changed, group updated); False: not handled yet, not confirmed.
+    on_group: Callable[[SessionKey, GroupEvent], Awaitable[bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,13 @@ class ManagedSession:
             return await asyncio.wait_for(session.send(message), self.config.send_timeout_seconds)
         except TimeoutError as exc:
             raise SendTimeout(f"no answer from WhatsApp within {self.config.send_timeout_seconds:g}s") from exc
+
+    def ready_driver(self) -> DriverSession:
+        """The driver session, for operations besides sends (groups); NotConnected unless ready."""
+        session = self._driver_session
+        if session is None or self.status != "ready":
+            raise NotConnected(f"session {self.key} is {self.status}")
+        return session
 
     async def request_pairing_code(self, phone_number: str, timeout: float = 20.0) -> str:
         """A pairing code for ``phone_number`` (the session must be waiting to be paired)."""
@@ -318,6 +330,9 @@ class ManagedSession:
             return Outcome("logged_out", event.reason)
         elif isinstance(event, InboundMessage):
             await self._deliver(self.services.on_inbound, event, event.confirm)
+        elif isinstance(event, GroupParticipantsChanged | GroupUpdated):
+            if self.services.on_group is not None:
+                await self._deliver(self.services.on_group, event, event.confirm)
         else:
             await self._deliver(self.services.on_ack, event, event.confirm)
         return None

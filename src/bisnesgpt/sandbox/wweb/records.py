@@ -79,6 +79,16 @@ class MediaRow(TypedDict):
     name: str | None
 
 
+class GroupRow(TypedDict):
+    """A group on the network (``body``: subject, description, owner, participants by number → role,
+    announce, locked, invite code)."""
+
+    id: str
+    body: JsonObject
+    created_at: float
+    updated_at: float
+
+
 def secret_hash(secret: str) -> str:
     """How a device secret is kept (never the secret itself)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
@@ -88,6 +98,12 @@ def _message(row: sqlite3.Row) -> MessageRow:
     data = dict(row)
     data["body"] = json.loads(data["body"])
     return cast(MessageRow, data)
+
+
+def _group(row: sqlite3.Row) -> GroupRow:
+    data = dict(row)
+    data["body"] = json.loads(data["body"])
+    return cast(GroupRow, data)
 
 
 def _connection(row: sqlite3.Row) -> ConnectionRow:
@@ -248,6 +264,25 @@ class Records:
     def sessions(self) -> set[str]:
         """Every session on record (a device, a message or a connection)."""
         return {r["session"] for r in self.conn.execute(SQL.known_sessions)}
+
+    # --- groups ---------------------------------------------------------------------------------
+
+    def save_group(self, group_id: str, body: JsonObject) -> None:
+        """Create a group or store its new state."""
+        self.conn.execute(SQL.save_group, {"id": group_id, "body": json.dumps(body), "at": time.time()})
+
+    def group(self, group_id: str) -> GroupRow | None:
+        """One group by id."""
+        row = self.conn.execute(SQL.group, {"id": group_id}).fetchone()
+        return _group(row) if row else None
+
+    def groups(self) -> list[GroupRow]:
+        """Every group, oldest first."""
+        return [_group(r) for r in self.conn.execute(SQL.all_groups).fetchall()]
+
+    def linked_phones(self) -> dict[str, str]:
+        """Session → phone number, for every device linked now."""
+        return {r["session"]: r["phone"] for r in self.conn.execute(SQL.linked_phones).fetchall()}
 
     # --- media ------------------------------------------------------------------------------------
 

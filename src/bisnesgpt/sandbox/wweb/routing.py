@@ -5,7 +5,7 @@ recorded (a known id is a duplicate, counted but not delivered again), answered,
 acked server → device → read after the configured delays. Acks and inbound messages are
 replayed after a reconnect until the client confirms them (``ack_received``, ``receipt``);
 inbound messages wait while the device is offline. Numbers ending in 404 are not on
-WhatsApp (``not_on_whatsapp``).
+WhatsApp (``config.not_on_whatsapp``).
 """
 
 from __future__ import annotations
@@ -19,23 +19,16 @@ from typing import TypedDict
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.sandbox.jsonvalues import as_strings
 from bisnesgpt.sandbox.wweb import protocol as p
+from bisnesgpt.sandbox.wweb.config import not_on_whatsapp
 from bisnesgpt.sandbox.wweb.connection import Connection
+from bisnesgpt.sandbox.wweb.groups import GroupFault, Groups
 from bisnesgpt.sandbox.wweb.records import ChangeKind
 from bisnesgpt.sandbox.wweb.sessions import SessionLinker
 from bisnesgpt.sandbox.wweb.switchboard import NetworkError, Switchboard
 
 CHANGE_KINDS: dict[str, ChangeKind] = {"reaction": "reaction", "edit": "edit", "delete": "delete"}
 # What of a sent message the network records (and the admin API shows as its body).
-RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl")
-NOT_ON_WHATSAPP_SUFFIX = "404"
-
-
-def not_on_whatsapp(digits: str, listed: list[str]) -> bool:
-    """Whether the sandbox has nobody on WhatsApp at ``digits``: a number ending in 404 (one the API
-    accepts, e.g. 60123456404), one starting with 0 (never a full number), or one in ``listed``."""
-    return digits.endswith(NOT_ON_WHATSAPP_SUFFIX) or digits.startswith("0") or digits in listed
-
-
+RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl", "mentions")
 class InjectedInbound(TypedDict):
     """The answer of an inbound injection (``pushed``: the session was ready and got it now)."""
 
@@ -50,6 +43,7 @@ class Routing:
 
     board: Switchboard
     linker: SessionLinker
+    groups: Groups
 
     async def frame(self, conn: Connection, frame: JsonObject) -> None:
         """One frame from the client (a hung network reads it only once it recovers)."""
@@ -65,15 +59,10 @@ class Routing:
             await self.linker.pairing_code(conn, str(frame.get("phone") or ""))
         elif kind == "send":
             await self._send_after_latency(conn, frame)
-        elif kind == "receipt" and conn.session:
-            for message_id in as_strings(frame.get("ids") or []):
-                records.confirm_inbound(conn.session, message_id)
-        elif kind == "ack_received" and conn.session:
-            acks = frame.get("acks") or []
-            for ack in acks if isinstance(acks, list) else []:
-                if isinstance(ack, dict):
-                    level = p.ACK_RANK.get(str(ack.get("level")), 0)
-                    records.confirm_ack(conn.session, str(ack.get("id")), level)
+        elif kind == "group":
+            await self._group(conn, frame)
+        elif kind in ("receipt", "ack_received") and conn.session:
+            self._confirmed(conn.session, frame)
         elif kind == "logout" and conn.session:
             records.log_out_device(conn.session, "logged out by the client")
             await conn.kick("logged_out", "logged out by the client")
@@ -96,7 +85,7 @@ class Routing:
         if conn.state != "ready" or conn.session is None:
             await self._refuse(conn, ref, p.NOT_READY, f"connection is {conn.state}")
             return
-        refusal = self._refusal(message)
+        refusal = self._refusal(conn.session, message)
         if refusal is not None:
             await self._refuse(conn, ref, *refusal)
             return
@@ -117,19 +106,42 @@ class Routing:
         if new:
             self._schedule_acks(conn.session, message_id)
 
+    def _confirmed(self, session: str, frame: JsonObject) -> None:
+        """The client stored inbound messages (``receipt``) or applied acks (``ack_received``)."""
+        records = self.board.records
+        if frame.get("type") == "receipt":
+            for message_id in as_strings(frame.get("ids") or []):
+                records.confirm_inbound(session, message_id)
+            return
+        acks = frame.get("acks") or []
+        for ack in acks if isinstance(acks, list) else []:
+            if isinstance(ack, dict):
+                level = p.ACK_RANK.get(str(ack.get("level")), 0)
+                records.confirm_ack(session, str(ack.get("id")), level)
+
+    async def _group(self, conn: Connection, frame: JsonObject) -> None:
+        ref = frame.get("ref")
+        if conn.state != "ready" or conn.session is None:
+            await conn.push({"type": "group_result", "ref": ref,
+                             "error": {"code": p.NOT_READY, "message": f"connection is {conn.state}"}})
+            return
+        try:
+            result = await self.groups.operate(conn.session, frame)
+        except GroupFault as exc:
+            await conn.push({"type": "group_result", "ref": ref, "error": {"code": exc.code, "message": exc.message}})
+            return
+        await conn.push({"type": "group_result", "ref": ref, "result": result})
+
     @staticmethod
     async def _refuse(conn: Connection, ref: JsonValue, code: str, text: str) -> None:
         await conn.push({"type": "send_result", "ref": ref, "error": {"code": code, "message": text}})
 
-    def _refusal(self, message: JsonObject) -> tuple[str, str] | None:
+    def _refusal(self, session: str, message: JsonObject) -> tuple[str, str] | None:
         """(error code, text) if WhatsApp would refuse this send from a ready connection; None if it goes out."""
         kind, to = str(message.get("kind") or ""), str(message.get("to") or "")
-        match = p.CHAT_ID.match(to)
-        if kind not in p.SEND_KINDS or match is None:
-            return p.BAD_REQUEST, f"bad kind {kind!r} or recipient {to!r}"
-        digits = match.group(1)
-        if digits is not None and not_on_whatsapp(digits, self.board.config.not_on_whatsapp):
-            return p.NOT_ON_WHATSAPP, f"{digits} is not on WhatsApp"
+        refusal = self._recipient_refusal(session, kind, to)
+        if refusal is not None:
+            return refusal
         if kind in p.MEDIA_KINDS:
             media = message.get("media")
             handle = media.get("handle") if isinstance(media, dict) else None
@@ -140,6 +152,18 @@ class Routing:
                 return p.MEDIA_TOO_LARGE, f"{kind} of {stored['size']} bytes exceeds {p.MEDIA_LIMITS[kind]}"
         if kind in CHANGE_KINDS and not message.get("targetId"):
             return p.BAD_REQUEST, f"{kind} needs targetId"
+        return None
+
+    def _recipient_refusal(self, session: str, kind: str, to: str) -> tuple[str, str] | None:
+        """A bad kind or recipient, a number nobody has, or a group this phone may not write in."""
+        match = p.CHAT_ID.match(to)
+        if kind not in p.SEND_KINDS or match is None:
+            return p.BAD_REQUEST, f"bad kind {kind!r} or recipient {to!r}"
+        digits = match.group(1)
+        if digits is not None and not_on_whatsapp(digits, self.board.config.not_on_whatsapp):
+            return p.NOT_ON_WHATSAPP, f"{digits} is not on WhatsApp"
+        if digits is None and kind not in CHANGE_KINDS:
+            return self.groups.send_refusal(session, to)
         return None
 
     def _schedule_acks(self, session: str, message_id: str) -> None:
@@ -170,7 +194,15 @@ class Routing:
         chat = str(body.get("chat") or f"{sender}@c.us")
         given: JsonObject = {
             "from": sender, "text": body.get("text"), "media": body.get("media"), "quotedId": body.get("quotedId"),
-            "pushName": body.get("pushName") or f"Contact {sender}", "location": body.get("location")}
+            "pushName": body.get("pushName") or f"Contact {sender}", "location": body.get("location"),
+            "mentions": body.get("mentions")}
+        if chat.endswith("@g.us"):
+            # In a group the author is a participant: WhatsApp says who, by number and by LID.
+            group = self.board.records.group(chat)
+            members = group["body"].get("participants") if group is not None else None
+            if not isinstance(members, dict) or sender not in members:
+                raise NetworkError(400, f"{sender} is not a participant of group {chat}")
+            given["participantLid"] = p.lid_of(sender)
         content: JsonObject = {k: v for k, v in given.items() if v is not None}
         records = self.board.records
         if records.message(session, message_id) is not None:

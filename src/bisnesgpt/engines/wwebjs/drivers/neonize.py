@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import itertools
 import logging
 import os
@@ -39,12 +41,23 @@ from bisnesgpt.engines.wwebjs.driver import (
     DriverConnectError,
     DriverError,
     EventSink,
+    GroupChange,
+    GroupChanges,
+    GroupEvent,
+    GroupInfo,
+    GroupParticipant,
+    GroupParticipantsChanged,
+    GroupRefused,
+    GroupUpdated,
     InboundMedia,
     InboundMessage,
     MediaDownload,
     NotConnected,
     OutgoingMessage,
     PairingUnavailable,
+    ParticipantAction,
+    ParticipantOutcome,
+    ParticipantResult,
     SendRejected,
     SentMessage,
     SessionKey,
@@ -59,6 +72,109 @@ SQL = load_queries("bisnesgpt.engines.wwebjs.drivers")
 # still running after this long is connected and waiting for a QR scan or the server.
 STARTUP_GRACE = 3.0
 RECEIPT_LEVELS: dict[int, AckLevel] = {1: "device", 4: "read", 6: "played"}
+INVITE_PREFIX = "https://chat.whatsapp.com/"
+DONE: dict[ParticipantAction, ParticipantOutcome] = {"add": "added", "remove": "removed", "promote": "promoted",
+                                                      "demote": "demoted"}
+# whatsmeow's per-participant error codes of a participants change (0: done).
+PARTICIPANT_ERRORS: dict[int, ParticipantOutcome] = {403: "privacy_blocked", 409: "already_in_group"}
+
+
+def user_jid(number: str) -> Any:
+    """The JID of a phone number (``<digits>@s.whatsapp.net``) or of a group (``<id>@g.us``)."""
+    from neonize.proto.Neonize_pb2 import JID
+
+    user, _, server = number.partition("@")
+    digits = user if server == "g.us" else "".join(ch for ch in user if ch.isdigit())
+    return JID(User=digits, Server="g.us" if server == "g.us" else "s.whatsapp.net", Device=0, RawAgent=0,
+               Integrator=0, IsEmpty=False)
+
+
+def _number(participant: Any) -> str:
+    """A participant's phone number: its JID when that is a phone number, else its PhoneNumber JID."""
+    jid = participant.JID
+    if jid.Server == "lid" and participant.HasField("PhoneNumber") and participant.PhoneNumber.User:
+        return str(participant.PhoneNumber.User)
+    return str(jid.User)
+
+
+def _lid(participant: Any) -> str | None:
+    if participant.JID.Server == "lid":
+        return f"{participant.JID.User}@lid"
+    if participant.HasField("LID") and participant.LID.User:
+        return f"{participant.LID.User}@lid"
+    return None
+
+
+def group_of(info: Any, me: str | None) -> GroupInfo:
+    """whatsmeow's ``GroupInfo`` as the driver's (``me``: this phone's number, to say whether it is an admin)."""
+    participants = tuple(
+        GroupParticipant(_number(m), "superadmin" if m.IsSuperAdmin else "admin" if m.IsAdmin else "member", _lid(m))
+        for m in info.Participants)
+    is_admin = any(m.number == me and m.role != "member" for m in participants)
+    topic = info.GroupTopic.Topic if info.HasField("GroupTopic") else ""
+    return GroupInfo(id=f"{info.JID.User}@g.us", subject=info.GroupName.Name, description=topic or None,
+                     owner=info.OwnerPN.User or info.OwnerJID.User or None,
+                     created_at=float(info.GroupCreated) or None, participants=participants,
+                     announce=bool(info.GroupAnnounce.IsAnnounce), locked=bool(info.GroupLocked.isLocked),
+                     is_admin=is_admin)
+
+
+def participant_results(action: ParticipantAction, numbers: list[str], changed: Any) -> list[ParticipantResult]:
+    """One result per asked number from whatsmeow's answer (a participant it does not mention failed)."""
+    by_number = {_number(m): int(m.Error) for m in changed}
+    results = []
+    for number in ("".join(ch for ch in n if ch.isdigit()) for n in numbers):
+        error = by_number.get(number)
+        if error is None:
+            outcome: ParticipantOutcome = "not_on_whatsapp" if action == "add" else "not_in_group"
+        elif error == 0:
+            outcome = DONE[action]
+        else:
+            outcome = PARTICIPANT_ERRORS.get(error, "not_on_whatsapp" if error == 404 and action == "add" else "failed")
+        results.append(ParticipantResult(number, outcome))
+    return results
+
+
+def group_events_of(event: Any) -> list[GroupEvent]:
+    """whatsmeow's ``GroupInfoEvent`` as the driver's events (one per kind of change it carries)."""
+    group_id = f"{event.JID.User}@g.us"
+    by = event.Sender.User or None
+    stamp = float(event.Timestamp or time.time())
+    seed = f"{group_id}:{event.Timestamp}:{event.ParticipantVersionID}"
+
+    def ident(kind: str) -> str:
+        return "GN" + hashlib.sha256(f"{seed}:{kind}".encode()).hexdigest()[:20].upper()
+
+    found: list[GroupEvent] = []
+    changes: tuple[tuple[GroupChange, Any], ...] = (("joined", event.Join), ("left", event.Leave),
+                                                    ("promoted", event.Promote), ("demoted", event.Demote))
+    for change, jids in changes:
+        if len(jids):
+            found.append(GroupParticipantsChanged(ident(change), group_id, change, tuple(j.User for j in jids), by,
+                                                  stamp))
+    updated: JsonObject = {}
+    if event.HasField("Name"):
+        updated["subject"] = event.Name.Name
+    if event.HasField("Topic"):
+        updated["description"] = event.Topic.Topic
+    if event.HasField("Announce"):
+        updated["announce"] = bool(event.Announce.IsAnnounce)
+    if event.HasField("Locked"):
+        updated["locked"] = bool(event.Locked.isLocked)
+    if updated:
+        found.append(GroupUpdated(ident("updated"), group_id, updated, by, stamp))
+    return found
+
+
+def _refused(what: str, exc: Exception) -> DriverError:
+    """A neonize group error as the driver's: WhatsApp's answers name the cause in words."""
+    text = readable_error(exc).lower()
+    code = ("NOT_GROUP_ADMIN" if "forbidden" in text or "not-authorized" in text or "403" in text
+            else "GROUP_NOT_FOUND" if "item-not-found" in text or "404" in text
+            else "INVITE_INVALID" if what == "join" else None)
+    if code is None:
+        return DriverError(f"group {what} failed: {readable_error(exc)}")
+    return GroupRefused(f"group {what} failed: {readable_error(exc)}", code=code)
 
 
 def store_dsn(database_url: str, schema: str, sslmode: str, application_name: str | None = None) -> str:
@@ -251,6 +367,7 @@ class NeonizeSession(SessionBase):
             ConnectedEv,
             ConnectFailureEv,
             DisconnectedEv,
+            GroupInfoEv,
             LoggedOutEv,
             MessageEv,
             PairStatusEv,
@@ -307,11 +424,16 @@ class NeonizeSession(SessionBase):
                 for message_id in event.MessageIDs:
                     self.report_ack(str(message_id), level, at=at)
 
+        async def on_group_info(_client: Any, event: Any) -> None:
+            for group_event in group_events_of(event):
+                self.sink(group_event)
+
         client.qr(on_qr)
         for event_type, handler in ((PairStatusEv, on_pair), (ConnectedEv, on_connected),
                                     (LoggedOutEv, on_logged_out), (DisconnectedEv, on_disconnected),
                                     (StreamReplacedEv, on_replaced), (ConnectFailureEv, on_connect_failure),
-                                    (TemporaryBanEv, on_ban), (MessageEv, on_message), (ReceiptEv, on_receipt)):
+                                    (TemporaryBanEv, on_ban), (MessageEv, on_message), (ReceiptEv, on_receipt),
+                                    (GroupInfoEv, on_group_info)):
             client.event(event_type)(handler)
 
     def _inbound(self, event: Any) -> InboundMessage | None:
@@ -321,11 +443,20 @@ class NeonizeSession(SessionBase):
             return None
         chat = f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
         kind, text, media, quoted = "unknown", None, None, None
+        mentions: tuple[str, ...] = ()
+        # In LID-addressed groups the author is a LID and the phone number is the "alt" JID.
+        sender, lid = source.Sender.User, None
+        if source.Sender.Server == "lid":
+            lid, sender = f"{source.Sender.User}@lid", source.SenderAlt.User or source.Sender.User
+        elif source.SenderAlt.Server == "lid" and source.SenderAlt.User:
+            lid = f"{source.SenderAlt.User}@lid"
         if message.conversation:
             kind, text = "text", message.conversation
         elif message.HasField("extendedTextMessage"):
             kind, text = "text", message.extendedTextMessage.text
-            quoted = message.extendedTextMessage.contextInfo.stanzaID or None
+            context = message.extendedTextMessage.contextInfo
+            quoted = context.stanzaID or None
+            mentions = tuple(str(j).partition("@")[0] for j in context.mentionedJID)
         else:
             for name in ("image", "video", "audio", "document", "sticker"):
                 field = f"{name}Message"
@@ -339,9 +470,10 @@ class NeonizeSession(SessionBase):
                                          caption=getattr(body, "caption", None) or None,
                                          download=self._media_download(message))
                     break
-        return InboundMessage(id=info.ID, chat_id=chat, sender=source.Sender.User, timestamp=float(info.Timestamp),
+        return InboundMessage(id=info.ID, chat_id=chat, sender=sender, timestamp=float(info.Timestamp),
                               type=kind, text=text, media=media, quoted_id=quoted, push_name=info.Pushname or None,
-                              raw={"type": info.Type, "mediaType": info.MediaType})
+                              raw={"type": info.Type, "mediaType": info.MediaType}, sender_lid=lid,
+                              mentions=mentions)
 
     def _media_download(self, message: Any) -> MediaDownload:
         """whatsmeow downloads and decrypts the media (its media key, CDN path) into a file we then stream."""
@@ -384,8 +516,10 @@ class NeonizeSession(SessionBase):
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 
         if message.kind == "text":
-            if message.reply_to:
-                context = ContextInfo(stanzaID=message.reply_to, participant=message.to)
+            if message.reply_to or message.mentions:
+                context = ContextInfo(mentionedJID=[f"{n}@s.whatsapp.net" for n in message.mentions])
+                if message.reply_to:
+                    context.stanzaID, context.participant = message.reply_to, message.to
                 payload = WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or "",
                                                                             contextInfo=context))
             else:
@@ -422,3 +556,87 @@ class NeonizeSession(SessionBase):
             return await client.build_sticker_message(media.data)
         return await client.build_document_message(media.data, caption=message.text, filename=media.filename,
                                                    mimetype=media.mime_type)
+
+    # --- groups -----------------------------------------------------------------------------------
+    # whatsmeow's group calls: GetJoinedGroups, GetGroupInfo, CreateGroup, UpdateGroupParticipants,
+    # SetGroupName, SetGroupTopic, SetGroupAnnounce, SetGroupLocked, GetGroupInviteLink,
+    # JoinGroupWithLink, LeaveGroup (neonize's get_joined_groups, get_group_info, ...).
+
+    @property
+    def _me(self) -> str | None:
+        return self.jid.user if self.jid else None
+
+    async def _call(self, what: str, call: Any) -> Any:
+        self.require_ready()
+        try:
+            return await call
+        except DriverError:
+            raise
+        except Exception as exc:  # neonize raises its own error per call (GetGroupInfoError, ...)
+            raise _refused(what, exc) from exc
+
+    async def groups(self) -> list[GroupInfo]:
+        """The groups this phone is in (``get_joined_groups``)."""
+        self.require_ready()
+        found = await self._call("list", self.client.get_joined_groups())
+        return [group_of(g, self._me) for g in found]
+
+    async def group_info(self, group_id: str) -> GroupInfo:
+        """One group (``get_group_info``), with ``get_group_invite_link`` when this phone is an admin."""
+        self.require_ready()
+        group = group_of(await self._call("info", self.client.get_group_info(user_jid(group_id))), self._me)
+        if group.is_admin:
+            link = await self._call("invite", self.client.get_group_invite_link(user_jid(group_id), False))
+            group = dataclasses.replace(group, invite_link=str(link))
+        return group
+
+    async def create_group(self, subject: str, participants: list[str]) -> tuple[GroupInfo, list[ParticipantResult]]:
+        """A new group (``create_group``); what became of each participant is read from its participants."""
+        self.require_ready()
+        info = await self._call("create", self.client.create_group(subject, [user_jid(n) for n in participants]))
+        return group_of(info, self._me), participant_results("add", participants, info.Participants)
+
+    async def update_participants(self, group_id: str, action: ParticipantAction,
+                                  numbers: list[str]) -> list[ParticipantResult]:
+        """``update_group_participants`` with neonize's ``ParticipantChange`` for ``action``."""
+        self.require_ready()
+        from neonize.utils.enum import ParticipantChange
+
+        changed = await self._call(action, self.client.update_group_participants(
+            user_jid(group_id), [user_jid(n) for n in numbers], ParticipantChange(action)))
+        return participant_results(action, numbers, changed)
+
+    async def update_group(self, group_id: str, changes: GroupChanges) -> GroupInfo:
+        """``set_group_name``, ``set_group_topic``, ``set_group_announce``, ``set_group_locked``; then the group."""
+        self.require_ready()
+        jid = user_jid(group_id)
+        if changes.subject is not None:
+            await self._call("update", self.client.set_group_name(jid, changes.subject))
+        if changes.description is not None:
+            # whatsmeow wants the current topic's id and a new one (empty previous id: none known).
+            current = await self._call("info", self.client.get_group_info(jid))
+            new_id = await self.client.generate_message_id()
+            await self._call("update", self.client.set_group_topic(jid, current.GroupTopic.TopicID, new_id,
+                                                                  changes.description))
+        if changes.announce is not None:
+            await self._call("update", self.client.set_group_announce(jid, changes.announce))
+        if changes.locked is not None:
+            await self._call("update", self.client.set_group_locked(jid, changes.locked))
+        return await self.group_info(group_id)
+
+    async def invite_link(self, group_id: str, *, revoke: bool = False) -> str:
+        """``get_group_invite_link`` (``revoke``: a new link, the old one void)."""
+        self.require_ready()
+        return str(await self._call("invite", self.client.get_group_invite_link(user_jid(group_id), revoke)))
+
+    async def join_group(self, invite: str) -> str:
+        """``join_group_with_link`` with the link's code; the group's id."""
+        self.require_ready()
+        code = invite.strip().removeprefix(INVITE_PREFIX).strip("/")
+        jid = await self._call("join", self.client.join_group_with_link(code))
+        return f"{jid.User}@g.us"
+
+    async def leave_group(self, group_id: str) -> None:
+        """``leave_group``."""
+        self.require_ready()
+        await self._call("leave", self.client.leave_group(user_jid(group_id)))

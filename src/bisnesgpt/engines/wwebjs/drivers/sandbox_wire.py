@@ -18,6 +18,14 @@ from bisnesgpt.engines.wwebjs.driver import (
     AuthState,
     Confirm,
     DriverError,
+    GroupChange,
+    GroupEvent,
+    GroupInfo,
+    GroupParticipant,
+    GroupParticipantsChanged,
+    GroupRefused,
+    GroupRole,
+    GroupUpdated,
     InboundMedia,
     InboundMessage,
     Location,
@@ -25,6 +33,8 @@ from bisnesgpt.engines.wwebjs.driver import (
     NotConnected,
     OutgoingKind,
     OutgoingMessage,
+    ParticipantOutcome,
+    ParticipantResult,
     SendRejected,
     SentMessage,
 )
@@ -35,7 +45,21 @@ SEND_ERRORS = {
     p.NOT_ON_WHATSAPP: "RECIPIENT_NOT_ON_WHATSAPP",
     p.MEDIA_TOO_LARGE: "MEDIA_TOO_LARGE",
     p.BAD_REQUEST: "INVALID_PAYLOAD",
+    p.NOT_IN_GROUP: "NOT_IN_GROUP",
+    p.NOT_GROUP_ADMIN: "NOT_GROUP_ADMIN",
 }
+# The network's group refusals, and the codes of the ``GroupRefused`` they become.
+GROUP_ERRORS = {
+    p.GROUP_NOT_FOUND: "GROUP_NOT_FOUND",
+    p.NOT_IN_GROUP: "NOT_IN_GROUP",
+    p.NOT_GROUP_ADMIN: "NOT_GROUP_ADMIN",
+    p.INVITE_INVALID: "INVITE_INVALID",
+    p.BAD_REQUEST: "BAD_GROUP_REQUEST",
+}
+ROLES: tuple[GroupRole, ...] = ("member", "admin", "superadmin")
+OUTCOMES: tuple[ParticipantOutcome, ...] = ("added", "removed", "promoted", "demoted", "not_on_whatsapp",
+                                            "privacy_blocked", "already_in_group", "not_in_group", "failed")
+CHANGES: tuple[GroupChange, ...] = ("joined", "left", "promoted", "demoted")
 
 # --- client -> server --------------------------------------------------------------------------
 
@@ -88,6 +112,7 @@ class WireMessage(TypedDict, total=False):
     location: Location
     previewUrl: Literal[True]
     media: UploadedMedia
+    mentions: list[str]
 
 
 class SendFrame(TypedDict):
@@ -96,6 +121,21 @@ class SendFrame(TypedDict):
     type: Literal["send"]
     ref: int
     message: WireMessage
+
+
+class GroupFrame(TypedDict, total=False):
+    """A group operation (``op``); answered by a ``group_result`` with the same ``ref``."""
+
+    type: Literal["group"]
+    ref: int
+    op: Literal["list", "info", "create", "participants", "update", "invite", "join", "leave"]
+    group: str
+    subject: str
+    participants: list[str]
+    action: str
+    changes: JsonObject
+    revoke: bool
+    invite: str
 
 
 class ReceiptFrame(TypedDict):
@@ -132,7 +172,8 @@ class PingFrame(TypedDict):
     n: int
 
 
-ClientFrame = HelloFrame | PairPhoneFrame | SendFrame | ReceiptFrame | AckReceivedFrame | LogoutFrame | PingFrame
+ClientFrame = (HelloFrame | PairPhoneFrame | SendFrame | GroupFrame | ReceiptFrame | AckReceivedFrame | LogoutFrame
+               | PingFrame)
 
 
 def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireMessage:
@@ -150,6 +191,8 @@ def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireM
         wire["previewUrl"] = True
     if media is not None:
         wire["media"] = media
+    if message.mentions:
+        wire["mentions"] = list(message.mentions)
     return wire
 
 
@@ -206,8 +249,62 @@ def inbound_message(message: JsonObject, confirm: Confirm,
         id=str(message["id"]), chat_id=text(message, "chat") or f"{message.get('from')}@c.us", sender=sender,
         timestamp=number(message, "timestamp") or time.time(), type=kind,
         text=text(message, "text") if media is None else None, media=media, quoted_id=text(message, "quotedId"),
-        push_name=text(message, "pushName"), raw=message, confirm=confirm,
+        push_name=text(message, "pushName"), raw=message, confirm=confirm, sender_lid=text(message, "participantLid"),
+        mentions=strings(message, "mentions"),
     )
+
+
+def strings(frame: JsonObject, name: str) -> tuple[str, ...]:
+    """A list-of-strings member (non-strings left out; empty when absent)."""
+    value = frame.get(name)
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def group_event(message: JsonObject, confirm: Confirm) -> GroupEvent | None:
+    """A group notification (``group_participants``/``group_updated`` message) as the driver's event."""
+    kind, group_id = text(message, "type"), text(message, "group") or text(message, "chat") or ""
+    stamp = number(message, "timestamp") or time.time()
+    by = text(message, "by") or None
+    if kind == p.GROUP_PARTICIPANTS:
+        change = next((c for c in CHANGES if c == message.get("change")), None)
+        if change is None:
+            return None
+        return GroupParticipantsChanged(str(message["id"]), group_id, change, strings(message, "participants"), by,
+                                        stamp, confirm)
+    if kind == p.GROUP_UPDATED:
+        return GroupUpdated(str(message["id"]), group_id, dict(member(message, "changes")), by, stamp, confirm)
+    return None
+
+
+def group_info(view: JsonObject) -> GroupInfo:
+    """A group as the network shows it."""
+    members = view.get("participants")
+    participants = tuple(
+        GroupParticipant(str(m.get("number")), next((r for r in ROLES if r == m.get("role")), "member"),
+                         text(m, "lid"))
+        for m in (members if isinstance(members, list) else []) if isinstance(m, dict))
+    return GroupInfo(id=str(view.get("id")), subject=text(view, "subject") or "", description=text(view, "description"),
+                     owner=text(view, "owner"), created_at=number(view, "createdAt"), participants=participants,
+                     announce=bool(view.get("announce")), locked=bool(view.get("locked")),
+                     is_admin=bool(view.get("isAdmin")), invite_link=text(view, "inviteLink"))
+
+
+def participant_results(result: JsonObject) -> list[ParticipantResult]:
+    """The per-number results of a participants operation."""
+    found = result.get("participants")
+    return [ParticipantResult(str(r.get("number")), next((o for o in OUTCOMES if o == r.get("outcome")), "failed"))
+            for r in (found if isinstance(found, list) else []) if isinstance(r, dict)]
+
+
+def group_result(result: JsonObject) -> JsonObject:
+    """A ``group_result``'s result, or the driver error its ``error`` stands for."""
+    if result.get("error"):
+        error = member(result, "error")
+        code = str(error.get("code"))
+        if code == p.NOT_READY:
+            raise NotConnected(str(error.get("message")))
+        raise GroupRefused(str(error.get("message")), code=GROUP_ERRORS.get(code, "BAD_GROUP_REQUEST"))
+    return member(result, "result")
 
 
 def sent_message(result: JsonObject) -> SentMessage:
