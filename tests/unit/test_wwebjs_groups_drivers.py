@@ -218,3 +218,37 @@ def test_neonize_group_messages_carry_the_author_by_number_and_lid_and_the_menti
     inbound = session._inbound(event)
     assert inbound is not None and (inbound.sender, inbound.sender_lid, inbound.mentions) == (
         "602", "104812300551234@lid", ())
+
+
+def test_contact_cards_round_trip_between_the_cloud_api_shape_and_vcards() -> None:
+    from bisnesgpt.engines.wwebjs.vcards import card_of, contact_of
+
+    card = card_of({"name": {"formatted_name": "Aisha; Rahman", "first_name": "Aisha"},
+                    "phones": [{"phone": "+60 12-345 6789", "wa_id": "60123456789"}, {"phone": "+60 3-1234"}],
+                    "emails": [{"email": "a@acme.example"}], "org": {"company": "Acme"}})
+    assert card.name == "Aisha; Rahman" and card.numbers == ("60123456789", "6031234")
+    assert "FN:Aisha\\; Rahman\n" in card.vcard and "TEL;type=CELL;waid=60123456789:+60 12-345 6789\n" in card.vcard
+    assert contact_of(card) == {"name": {"formatted_name": "Aisha; Rahman"}, "org": {"company": "Acme"},
+                                "phones": [{"phone": "+60 12-345 6789", "type": "CELL", "wa_id": "60123456789"},
+                                           {"phone": "+60 3-1234", "type": "CELL", "wa_id": "6031234"}],
+                                "emails": [{"email": "a@acme.example", "type": "INTERNET"}]}
+
+
+def test_neonize_builds_cards_and_quotes_and_mentions_in_any_message() -> None:
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import LocationMessage, Message
+
+    from bisnesgpt.engines.wwebjs.driver import ContactCard, OutgoingMessage
+    from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeSession, _with_context
+
+    one = OutgoingMessage("contacts", "601@c.us", "m1", contacts=(ContactCard("A", "BEGIN:VCARD\nEND:VCARD\n"),))
+    assert NeonizeSession._cards(one).contactMessage.displayName == "A"
+    two = OutgoingMessage("contacts", "601@c.us", "m2", contacts=(ContactCard("A", "x"), ContactCard("B", "y")))
+    array = NeonizeSession._cards(two).contactsArrayMessage
+    assert [c.displayName for c in array.contacts] == ["A", "B"] and array.displayName == "2 contacts"
+    located = Message(locationMessage=LocationMessage(degreesLatitude=1.0, degreesLongitude=2.0))
+    reply = OutgoingMessage("location", "120363@g.us", "m3", reply_to="3EB0AA", mentions=("601",))
+    context = _with_context(located, reply).locationMessage.contextInfo
+    assert (context.stanzaID, context.participant, list(context.mentionedJID)) == (
+        "3EB0AA", "120363@g.us", ["601@s.whatsapp.net"])
+    untouched = Message(conversation="hi")
+    assert _with_context(untouched, OutgoingMessage("text", "601@c.us", "m4")) is untouched

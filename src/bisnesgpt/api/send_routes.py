@@ -160,22 +160,30 @@ def _v1_body(message: models.V1Message, recipient: Recipient, reply_to: str | No
         return drafts.media_draft(message.type, recipient, link=media.link, media_id=media.id,
                                   caption=getattr(media, "caption", None), filename=getattr(media, "filename", None),
                                   reply_to=reply_to, request=request)
+    if isinstance(message, models.LocationMessage | models.PollMessage | models.ContactsMessage):
+        return _shared_body(message, recipient, reply_to, request)
     if isinstance(message, models.TemplateMessage):
         template = message.template
         return drafts.template_draft(recipient, template.name, template.language.code, template.components,
                                      reply_to=reply_to, request=request)
-    if isinstance(message, models.LocationMessage):
-        location = message.location
-        return Draft("location", location.model_dump(exclude_none=True), recipient, reply_to=reply_to,
-                     content=location.name or f"{location.latitude},{location.longitude}", request=request)
-    if isinstance(message, models.ContactsMessage):
-        contacts = [c.model_dump(exclude_none=True) for c in message.contacts]
-        return Draft("contacts", contacts, recipient, reply_to=reply_to,
-                     content=", ".join(c.name.formatted_name for c in message.contacts), request=request)
     assert isinstance(message, models.InteractiveMessage)
     interactive = message.interactive
     return Draft("interactive", interactive.model_dump(exclude_none=True), recipient, reply_to=reply_to,
                  content=interactive.body.text if interactive.body else None, request=request)
+
+
+def _shared_body(message: models.LocationMessage | models.PollMessage | models.ContactsMessage,
+                 recipient: Recipient, reply_to: str | None, request: JsonObject) -> Draft:
+    if isinstance(message, models.LocationMessage):
+        location = message.location
+        return Draft("location", location.model_dump(exclude_none=True), recipient, reply_to=reply_to,
+                     content=location.name or f"{location.latitude},{location.longitude}", request=request)
+    if isinstance(message, models.PollMessage):
+        poll = message.poll
+        return Draft("poll", poll.model_dump(), recipient, reply_to=reply_to, content=poll.name, request=request)
+    contacts = [c.model_dump(exclude_none=True) for c in message.contacts]
+    return Draft("contacts", contacts, recipient, reply_to=reply_to,
+                 content=", ".join(c.name.formatted_name for c in message.contacts), request=request)
 
 
 def v1_draft(message: models.V1Message) -> Draft:
@@ -212,6 +220,20 @@ V1_EXAMPLES: dict[str, Example] = {
                                  "location": {"latitude": 3.139, "longitude": 101.6869, "name": "KL"}}),
     "group": _ex("Text to a group (WhatsApp Web)", {"to": "120363012345678901@g.us", "type": "text",
                                                     "text": {"body": "Hi all"}}),
+    "mention": _ex("Text with a mention, in a group (WhatsApp Web)", {
+        "to": "120363012345678901@g.us", "type": "text",
+        "text": {"body": "@60123456789 your order is ready", "mentions": ["60123456789"]}}),
+    "contacts": _ex("Contact cards (two)", {"to": "60123456789", "type": "contacts", "contacts": [
+        {"name": {"formatted_name": "Aisha Rahman", "first_name": "Aisha", "last_name": "Rahman"},
+         "phones": [{"phone": "+60 12-345 6789", "wa_id": "60123456789", "type": "CELL"}]},
+        {"name": {"formatted_name": "Acme Support"}, "phones": [{"phone": "+60 3-1234 5678", "type": "WORK"}],
+         "emails": [{"email": "help@acme.example", "type": "WORK"}]}]}),
+    "poll": _ex("Poll (WhatsApp Web)", {"to": "60123456789", "type": "poll", "poll": {
+        "name": "Delivery slot?", "options": ["Morning", "Afternoon", "Evening"], "selectable_count": 1}}),
+    "sticker": _ex("Sticker (webp)", {"to": "60123456789", "type": "sticker",
+                                      "sticker": {"link": "https://example.com/thanks.webp"}}),
+    "no_preview": _ex("Text without a link preview", {"to": "60123456789", "type": "text",
+                                                       "text": {"body": "https://example.com", "preview_url": False}}),
 }
 
 

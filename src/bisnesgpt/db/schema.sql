@@ -1002,14 +1002,25 @@ CREATE INDEX idx_messages_chat_order ON messages(company_id, phone_index, chat_i
 -- Whether a phone's messages keep per-chat order unless a message says otherwise.
 ALTER TABLE phone_configs ADD COLUMN ordered_sends BOOLEAN NOT NULL DEFAULT true;
 
--- 0017_wwebjs_groups: group notifications already turned into tenant events (WhatsApp
--- redelivers one until it is confirmed; each becomes one event).
-CREATE TABLE wwebjs_group_notifications (
+-- 0017_wwebjs_groups: notifications already turned into tenant events (WhatsApp redelivers
+-- one until it is confirmed; each becomes one event), and each voter's current poll choice.
+CREATE TABLE wwebjs_notifications (
     company_id       TEXT NOT NULL,
     phone_index      INTEGER NOT NULL,
     notification_id  TEXT NOT NULL,
-    group_id         TEXT NOT NULL,
+    chat_id          TEXT NOT NULL,
     received_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (company_id, phone_index, notification_id),
+    FOREIGN KEY (company_id, phone_index) REFERENCES phone_configs(company_id, phone_index) ON DELETE CASCADE
+);
+
+CREATE TABLE wwebjs_poll_votes (
+    company_id   TEXT NOT NULL,
+    phone_index  INTEGER NOT NULL,
+    poll_id      TEXT NOT NULL,
+    voter        TEXT NOT NULL,
+    selected     JSONB NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (company_id, phone_index, poll_id, voter),
     FOREIGN KEY (company_id, phone_index) REFERENCES phone_configs(company_id, phone_index) ON DELETE CASCADE
 );

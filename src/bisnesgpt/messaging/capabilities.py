@@ -1,7 +1,7 @@
 """Which message types each engine can send, checked when a message is accepted.
 
-The Cloud API cannot edit or delete a message; WhatsApp Web has no templates, interactive
-or contacts messages. Such a message could only fail later, so the API refuses it at once
+The Cloud API cannot edit or delete a message, nor send a poll; WhatsApp Web has no
+templates or interactive messages. Such a message could only fail later, so the API refuses it at once
 with ``422 UNSUPPORTED_MESSAGE_TYPE`` (as ``TEMPLATE_REQUIRED`` is refused), nothing stored.
 The engines check again when sending (``engines.meta.messages``, ``engines.wwebjs.outgoing``);
 a unit test keeps these sets equal to theirs.
@@ -15,11 +15,11 @@ MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 # What each engine (the route's process name) sends.
 SENDABLE_TYPES: dict[str, frozenset[str]] = {
     "meta": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "interactive", "template", "reaction"}),
-    "wwebjs": frozenset({"text", *MEDIA_TYPES, "location", "reaction", "edit", "delete"}),
+    "wwebjs": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "poll", "reaction", "edit", "delete"}),
 }
 _ENGINE_NAMES = {"meta": "a Cloud API phone", "wwebjs": "a WhatsApp-Web phone"}
-_INSTEAD = {"meta": "edits and deletes need a WhatsApp-Web phone",
-            "wwebjs": "templates, interactive and contacts messages need a Cloud API phone"}
+_INSTEAD = {"meta": "edits, deletes and polls need a WhatsApp-Web phone",
+            "wwebjs": "templates and interactive messages need a Cloud API phone"}
 
 
 # What only some engines do within a message type: WhatsApp Web's mentions (the Cloud API has none).

@@ -364,6 +364,29 @@ class LocationMessage(V1Base):
     location: Location
 
 
+class Poll(Strict):
+    """A poll (WhatsApp-Web phones): the question, 2 to 12 distinct options, how many one may pick."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    options: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=2, max_length=12)]
+    selectable_count: int = Field(1, ge=0, le=12, description="1: one option; 0: any number; n: up to n")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Poll:
+        if len(set(self.options)) != len(self.options):
+            raise ValueError("options must be distinct")
+        if self.selectable_count > len(self.options):
+            raise ValueError("selectable_count cannot exceed the number of options")
+        return self
+
+
+class PollMessage(V1Base):
+    """A v1 poll (WhatsApp-Web phones; votes arrive as ``message.poll_vote`` events)."""
+
+    type: Literal["poll"]
+    poll: Poll
+
+
 class ContactsMessage(V1Base):
     """A v1 message sharing one or more contacts."""
 
@@ -408,7 +431,7 @@ class DeleteMessage(V1Base):
 
 V1Message = Annotated[
     TextMessage | ImageMessage | VideoMessage | AudioMessage | DocumentMessage | StickerMessage
-    | LocationMessage | ContactsMessage | InteractiveMessage | TemplateMessage | ReactionMessage
+    | LocationMessage | ContactsMessage | PollMessage | InteractiveMessage | TemplateMessage | ReactionMessage
     | EditMessage | DeleteMessage,
     Field(discriminator="type"),
 ]

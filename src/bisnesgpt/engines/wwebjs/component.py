@@ -50,7 +50,8 @@ class WebSessionsComponent(Component, HealthReporter):
         self.manager = SessionManager(
             ctx.settings, ctx.db, ctx.redis, ctx.coordinator, driver, AuthStore(secret_box(ctx.settings), driver.name),
             ctx.events, process_name=ctx.process_name, holder=ctx.holder, pid=ctx.pid,
-            on_inbound=self.recorder.on_inbound, on_ack=self.recorder.on_ack, on_group=self.recorder.on_group,
+            on_inbound=self.recorder.on_inbound, on_ack=self.recorder.on_ack,
+            on_notification=self.recorder.on_notification,
         )
 
     async def start(self) -> None:

@@ -127,6 +127,24 @@ class InboundMedia:
 
 
 @dataclass(frozen=True)
+class ContactCard:
+    """A contact card: its display name and vCard (``numbers``: the WhatsApp numbers on it)."""
+
+    name: str
+    vcard: str
+    numbers: tuple[str, ...] = ()
+
+
+class Location(TypedDict):
+    """A location pin to send (the Cloud API's ``location`` object, coordinates as numbers)."""
+
+    latitude: float
+    longitude: float
+    name: str | None
+    address: str | None
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """A message someone sent to this phone. ``confirm`` is awaited once it is stored."""
 
@@ -145,6 +163,8 @@ class InboundMessage:
     sender_lid: str | None = None
     # The numbers the message @-mentions.
     mentions: tuple[str, ...] = ()
+    location: Location | None = None  # type location (``live``: a live location's current point)
+    contacts: tuple[ContactCard, ...] = ()  # type contacts
 
 
 AckLevel = Literal["server", "device", "read", "played"]
@@ -188,9 +208,30 @@ class GroupUpdated:
     confirm: Confirm | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class PollVote:
+    """Someone voted on a poll (their whole current choice: an empty one takes the vote back).
+
+    ``selected`` names the options when the driver knows them; WhatsApp itself only says
+    their SHA-256 (``selected_hashes``, hex), which the poll's stored options resolve.
+    """
+
+    id: str
+    poll_id: str
+    chat_id: str
+    voter: str
+    timestamp: float
+    selected: tuple[str, ...] = ()
+    selected_hashes: tuple[str, ...] = ()
+    voter_lid: str | None = None
+    confirm: Confirm | None = field(default=None, compare=False, repr=False)
+
+
 GroupEvent = GroupParticipantsChanged | GroupUpdated
+# What a session reports besides messages and receipts, each confirmed once handled.
+Notification = GroupParticipantsChanged | GroupUpdated | PollVote
 SessionEvent = (QrCode | PairingCode | Authenticated | Ready | Disconnected | LoggedOut | InboundMessage | DeliveryAck
-                | GroupParticipantsChanged | GroupUpdated)
+                | GroupParticipantsChanged | GroupUpdated | PollVote)
 EventSink = Callable[[SessionEvent], None]
 
 
@@ -207,17 +248,17 @@ class MediaSource:
     filename: str | None = None
 
 
-class Location(TypedDict):
-    """A location pin to send (the Cloud API's ``location`` object, coordinates as numbers)."""
+@dataclass(frozen=True)
+class Poll:
+    """A poll to send: the question, 2 to 12 options, how many one may pick (1: one; 0: any number)."""
 
-    latitude: float
-    longitude: float
-    name: str | None
-    address: str | None
+    name: str
+    options: tuple[str, ...]
+    selectable_count: int = 1
 
 
 OutgoingKind = Literal["text", "image", "video", "audio", "document", "sticker", "location", "reaction", "edit",
-                       "delete"]
+                       "delete", "contacts", "poll"]
 
 
 @dataclass(frozen=True)
@@ -225,7 +266,8 @@ class OutgoingMessage:
     """One thing to send to ``to`` (``<digits>@c.us`` or ``<id>@g.us``).
 
     ``kind`` text: ``text``; image/video/audio/document/sticker: ``media`` (+ ``text`` as
-    caption); location: ``location``; reaction/edit/delete: ``target_id`` (+ ``text`` as the
+    caption); location: ``location``; contacts: ``contacts``; poll: ``poll``;
+    reaction/edit/delete: ``target_id`` (+ ``text`` as the
     emoji or the new body). ``reply_to`` quotes a message (a reply). ``client_id`` is our
     message id: drivers that can choose the WhatsApp message id derive it from this, so a
     resend after a crash is recognised as the same message.
@@ -242,6 +284,8 @@ class OutgoingMessage:
     preview_url: bool = False
     # Numbers (digits) the text @-mentions; WhatsApp shows them as mentions in a group.
     mentions: tuple[str, ...] = ()
+    contacts: tuple[ContactCard, ...] = ()  # contacts: one card or several
+    poll: Poll | None = None
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ from bisnesgpt.engines.wwebjs import store
 from bisnesgpt.engines.wwebjs.driver import (
     DeliveryAck,
     DriverError,
-    GroupEvent,
     InboundMessage,
     NotConnected,
+    Notification,
     SessionKey,
     WebDriver,
 )
@@ -118,7 +118,7 @@ class SessionManager:
         pid: int,
         on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]],
         on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]],
-        on_group: Callable[[SessionKey, GroupEvent], Awaitable[bool]] | None = None,
+        on_notification: Callable[[SessionKey, Notification], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -129,7 +129,7 @@ class SessionManager:
         self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
                                         process_name=process_name, holder=self.holder, pid=pid,
                                         on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready,
-                                        on_group=on_group)
+                                        on_notification=on_notification)
         # Called with the key of each session that becomes ready (the send worker wakes its jobs).
         self.ready_listeners: list[Callable[[SessionKey], None]] = []
         self.config = SessionConfig.from_settings(settings)

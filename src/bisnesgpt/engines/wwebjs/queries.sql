@@ -88,7 +88,24 @@ SELECT id, status FROM messages
 WHERE external_id = $1 AND company_id = $2 AND phone_index = $3 AND direction = 'outbound'
 ORDER BY id DESC LIMIT 1
 
--- claim_group_notification --
--- A group notification seen for the first time (no row: already turned into an event).
-INSERT INTO wwebjs_group_notifications (company_id, phone_index, notification_id, group_id)
+-- claim_notification --
+-- A notification (group change, poll vote) seen for the first time (no row: already an event).
+INSERT INTO wwebjs_notifications (company_id, phone_index, notification_id, chat_id)
 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING notification_id
+
+-- save_poll_vote --
+-- A voter's current choice on a poll (replacing the earlier one).
+INSERT INTO wwebjs_poll_votes (company_id, phone_index, poll_id, voter, selected)
+VALUES ($1, $2, $3, $4, $5::jsonb)
+ON CONFLICT (company_id, phone_index, poll_id, voter) DO UPDATE SET selected = excluded.selected, updated_at = now()
+
+-- poll_votes --
+-- Every voter's current choice on a poll.
+SELECT voter, selected FROM wwebjs_poll_votes WHERE company_id = $1 AND phone_index = $2 AND poll_id = $3
+ORDER BY voter
+
+-- sent_poll --
+-- The poll we sent with this provider id (its options are in the payload).
+SELECT message_id, chat_id, payload FROM messages
+WHERE company_id = $1 AND phone_index = $2 AND external_id = $3 AND direction = 'outbound' AND message_type = 'poll'
+LIMIT 1

@@ -41,15 +41,16 @@ from bisnesgpt.engines.wwebjs.driver import (
     Disconnected,
     DriverError,
     DriverSession,
-    GroupEvent,
     GroupParticipantsChanged,
     GroupUpdated,
     InboundMessage,
     LoggedOut,
     NotConnected,
+    Notification,
     OutgoingMessage,
     PairingCode,
     PairingUnavailable,
+    PollVote,
     QrCode,
     Ready,
     SendTimeout,
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 SessionEnd = Literal["crashed", "qr_timeout", "flapping", "logged_out"]
 # How one connection ended.
 OutcomeKind = Literal["connect_failed", "disconnected", "watchdog", "logged_out", "qr_timeout"]
-_Delivered = TypeVar("_Delivered", InboundMessage, DeliveryAck, GroupEvent)
+_Delivered = TypeVar("_Delivered", InboundMessage, DeliveryAck, Notification)
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ class SessionServices:
     on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]]
     # Told once a session is ready to send (after its status is written).
     on_ready: Callable[[SessionKey], None] = lambda _key: None
-    # Group notifications (members changed, group updated); False: not handled yet, not confirmed.
-    on_group: Callable[[SessionKey, GroupEvent], Awaitable[bool]] | None = None
+    # Group notifications and poll votes; False: not handled yet, not confirmed.
+    on_notification: Callable[[SessionKey, Notification], Awaitable[bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -330,9 +331,9 @@ class ManagedSession:
             return Outcome("logged_out", event.reason)
         elif isinstance(event, InboundMessage):
             await self._deliver(self.services.on_inbound, event, event.confirm)
-        elif isinstance(event, GroupParticipantsChanged | GroupUpdated):
-            if self.services.on_group is not None:
-                await self._deliver(self.services.on_group, event, event.confirm)
+        elif isinstance(event, GroupParticipantsChanged | GroupUpdated | PollVote):
+            if self.services.on_notification is not None:
+                await self._deliver(self.services.on_notification, event, event.confirm)
         else:
             await self._deliver(self.services.on_ack, event, event.confirm)
         return None

@@ -35,6 +35,7 @@ MEDIA_OPTION = typer.Option(None, "--media", exists=True, dir_okay=False,
                             help="send this file as media (uploaded to the network's media server)")
 
 MENTION_OPTION = typer.Option([], "--mention", help="a number the text @-mentions (repeatable)")
+OPTION_OPTION = typer.Option([], "--option", "-o", help="an option voted for (repeatable)")
 PARTICIPANT_OPTION = typer.Option([], "--participant", "-p", help="a number to add/remove/... (repeatable)")
 
 
@@ -221,6 +222,19 @@ def _detail(body: JsonObject) -> str:
         parts.append(f"from={body.get('from')} lid={body['participantLid']}")
     if body.get("mentions"):
         parts.append(f"mentions={','.join(as_strings(body['mentions']))}")
+    poll = body.get("poll")
+    if isinstance(poll, dict):
+        tallies = body.get("tallies")
+        parts.append(f"poll {poll.get('name')!r} options={','.join(as_strings(poll.get('options') or []))} "
+                     f"pick={poll.get('selectableCount')}" + (f" tallies={json.dumps(tallies)}" if tallies else ""))
+    if body.get("pollId"):
+        parts.append(f"vote on {body['pollId']}: {','.join(as_strings(body.get('selected') or [])) or '(none)'}")
+    cards = body.get("contacts")
+    if isinstance(cards, list):
+        parts.append("contacts " + ", ".join(str(c.get("name")) for c in cards if isinstance(c, dict)))
+    pin = body.get("location")
+    if isinstance(pin, dict):
+        parts.append(f"location {pin.get('latitude')},{pin.get('longitude')} {pin.get('name') or ''}".rstrip())
     return "  " + " ".join(parts) if parts else ""
 
 
@@ -260,3 +274,22 @@ def group(
         body["changes"] = {k: v for k, v in changes.items() if v is not None}
         result = _call("POST", f"{_url(url)}/admin/groups/{group_id}/actions", json=body)
     console.print(f"{result['id']} {result['subject']} members={result['size']}")
+
+
+@wweb_app.command()
+def vote(
+    company_id: str,
+    phone_index: int,
+    voter: str = typer.Option(..., "--from", help="the voter's phone number"),
+    poll: str = typer.Option(..., "--poll", help="the poll's message id (as the session sent it)"),
+    option: list[str] = OPTION_OPTION,
+    chat: str = typer.Option(None, "--chat", help="the group the poll is in (default: the voter's 1:1 chat)"),
+    url: str = URL_OPTION,
+) -> None:
+    """Vote on a poll the session sent, as ``--from`` (their whole choice; no --option takes the vote back)."""
+    body: JsonObject = {"from": voter, "type": "poll_vote", "pollId": poll, "selected": list(option)}
+    if chat:
+        body["chat"] = chat
+    result: InjectedInbound = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/inbound",
+                                    json=body)
+    console.print(f"vote {result['id']} {'delivered' if result['pushed'] else 'queued until the session is ready'}")

@@ -4,7 +4,8 @@ Client (the ``sandbox`` driver in a wwebjs process) -> server::
 
     hello        {session, client:{process,pid,host,holder}, auth:{deviceId,secret}|null, pairPhone}
     pair_phone   {phone}                          ask for a pairing code instead of the QR
-    send         {ref, message:{id,to,kind,text,media,targetId,replyTo,location,mentions}}
+    send         {ref, message:{id,to,kind,text,media,targetId,replyTo,location,mentions,
+                  contacts:[{name,vcard}], poll:{name,options,selectableCount}}}
     group        {ref, op, ...}                   a group operation (see ``groups.py``): list, info,
                                                   create, participants, update, invite, join, leave
     receipt      {ids:[...]}                      inbound messages stored (stop redelivering)
@@ -24,6 +25,8 @@ Server -> client::
     group_result {ref, result} | {ref, error:{code,message}}
     ack          {id, level: server|device|read, timestamp}   (timestamp: when; none when replayed)
     message      {message:{id,from,chat,timestamp,type,text,media,quotedId,pushName,participantLid,mentions}}
+                 type contacts {contacts:[{name,vcard}]}, location {location}, poll_vote {pollId,
+                 selected:[option names], participantLid?};
                  type group_participants {group, change, participants, by} and
                  group_updated {group, changes, by} are group notifications (confirmed by receipt too)
     fault        {fault: slow_sends|memory_growth|freeze|clear, ...}   acted on inside the driver
@@ -50,7 +53,10 @@ WS_PATH = "/ws/chat"
 ACK_LEVELS: tuple[AckLevel, ...] = ("server", "device", "read")
 ACK_RANK = {"none": 0, "server": 1, "device": 2, "read": 3}
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
-SEND_KINDS = ("text", *MEDIA_KINDS, "location", "reaction", "edit", "delete")
+SEND_KINDS = ("text", *MEDIA_KINDS, "location", "contacts", "poll", "reaction", "edit", "delete")
+# What a contact can send to a session (``poll_vote``: a vote on a poll the session sent).
+INBOUND_KINDS = ("text", *MEDIA_KINDS, "location", "contacts", "poll_vote")
+POLL_VOTE = "poll_vote"
 # WhatsApp's own limits: 16 MB for photos, videos, voice; 100 MB (2 GB nowadays) for documents.
 MEDIA_LIMITS = {"image": 16 << 20, "video": 16 << 20, "audio": 16 << 20, "sticker": 1 << 20, "document": 100 << 20}
 

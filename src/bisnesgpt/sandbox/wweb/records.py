@@ -225,6 +225,18 @@ class Records:
         self.conn.execute(SQL.set_message_body, {"body": json.dumps(body), "session": session, "id": target_id})
         return True
 
+    def record_vote(self, session: str, poll_id: str, voter: str, selected: list[str]) -> None:
+        """A voter's current choice on a poll the session sent (kept in the poll's body, with the tallies)."""
+        row = self.conn.execute(SQL.message_body, {"session": session, "id": poll_id}).fetchone()
+        if row is None:
+            return
+        body = json.loads(row["body"])
+        votes = body.setdefault("votes", {})
+        votes[voter] = selected
+        options = body.get("poll", {}).get("options", [])
+        body["tallies"] = {o: sum(o in chosen for chosen in votes.values()) for o in options}
+        self.conn.execute(SQL.set_message_body, {"body": json.dumps(body), "session": session, "id": poll_id})
+
     def messages(self, *, session: str | None = None, direction: str | None = None,
                  chat: str | None = None) -> list[MessageRow]:
         """Messages oldest first, of one session, direction and/or chat when given."""

@@ -28,7 +28,23 @@ from bisnesgpt.sandbox.wweb.switchboard import NetworkError, Switchboard
 
 CHANGE_KINDS: dict[str, ChangeKind] = {"reaction": "reaction", "edit": "edit", "delete": "delete"}
 # What of a sent message the network records (and the admin API shows as its body).
-RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl", "mentions")
+RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl", "mentions", "contacts", "poll")
+def _content_refusal(kind: str, message: JsonObject) -> tuple[str, str] | None:
+    """What WhatsApp refuses in a contacts message or a poll (no cards; too few, too many or repeated options)."""
+    if kind == "contacts":
+        cards = message.get("contacts")
+        if not isinstance(cards, list) or not cards or not all(isinstance(c, dict) and c.get("vcard") for c in cards):
+            return p.BAD_REQUEST, "contacts needs at least one card with a vcard"
+    if kind == "poll":
+        poll = message.get("poll")
+        options = as_strings(poll.get("options") or []) if isinstance(poll, dict) else []
+        count = poll.get("selectableCount") if isinstance(poll, dict) else None
+        if not 2 <= len(options) <= 12 or len(set(options)) != len(options) or not isinstance(count, int) \
+                or not 0 <= count <= len(options):
+            return p.BAD_REQUEST, "a poll needs 2 to 12 distinct options and a selectableCount of 0 to their number"
+    return None
+
+
 class InjectedInbound(TypedDict):
     """The answer of an inbound injection (``pushed``: the session was ready and got it now)."""
 
@@ -152,7 +168,7 @@ class Routing:
                 return p.MEDIA_TOO_LARGE, f"{kind} of {stored['size']} bytes exceeds {p.MEDIA_LIMITS[kind]}"
         if kind in CHANGE_KINDS and not message.get("targetId"):
             return p.BAD_REQUEST, f"{kind} needs targetId"
-        return None
+        return _content_refusal(kind, message)
 
     def _recipient_refusal(self, session: str, kind: str, to: str) -> tuple[str, str] | None:
         """A bad kind or recipient, a number nobody has, or a group this phone may not write in."""
@@ -182,20 +198,39 @@ class Routing:
             await conn.push({"type": "ack", "id": message_id, "level": p.ACK_LEVELS[level - 1],
                              "timestamp": time.time()})
 
+    def _vote(self, session: str, voter: str, chat: str, body: JsonObject) -> JsonObject:
+        """A vote on a poll the session sent: kept on the poll's record; the vote message's content."""
+        poll_id = str(body.get("pollId") or "")
+        records = self.board.records
+        sent = records.message(session, poll_id)
+        poll = sent["body"].get("poll") if sent is not None and sent["kind"] == "poll" else None
+        if sent is None or not isinstance(poll, dict) or sent["chat"] != chat:
+            raise NetworkError(400, f"no poll {poll_id!r} sent by {session} in {chat}")
+        options = as_strings(poll.get("options") or [])
+        selected = as_strings(body.get("selected") or [])
+        count = poll.get("selectableCount")
+        unknown = [o for o in selected if o not in options]
+        if unknown or (isinstance(count, int) and count > 0 and len(selected) > count):
+            raise NetworkError(400, f"a vote picks up to {count or len(options)} of {options}, not {selected}")
+        records.record_vote(session, poll_id, voter, selected)
+        return {"pollId": poll_id, "selected": list(selected)}
+
     async def inject(self, session: str, body: JsonObject) -> InjectedInbound:
         """A contact writes to the session's phone: recorded, and pushed now if the session is ready."""
         sender = "".join(ch for ch in str(body.get("from") or "") if ch.isdigit())
         if not sender:
             raise NetworkError(400, "inbound message needs 'from' (the sender's phone number)")
         kind = str(body.get("type") or "text")
-        if kind not in ("text", *p.MEDIA_KINDS, "location"):
-            raise NetworkError(400, f"unsupported inbound type {kind!r}")
+        if kind not in p.INBOUND_KINDS:
+            raise NetworkError(400, f"unsupported inbound type {kind!r}: one of {', '.join(p.INBOUND_KINDS)}")
         message_id = str(body.get("id") or ("3A" + secrets.token_hex(10).upper()))
         chat = str(body.get("chat") or f"{sender}@c.us")
         given: JsonObject = {
             "from": sender, "text": body.get("text"), "media": body.get("media"), "quotedId": body.get("quotedId"),
             "pushName": body.get("pushName") or f"Contact {sender}", "location": body.get("location"),
-            "mentions": body.get("mentions")}
+            "mentions": body.get("mentions"), "contacts": body.get("contacts")}
+        if kind == p.POLL_VOTE:
+            given.update(self._vote(session, sender, chat, body))
         if chat.endswith("@g.us"):
             # In a group the author is a participant: WhatsApp says who, by number and by LID.
             group = self.board.records.group(chat)

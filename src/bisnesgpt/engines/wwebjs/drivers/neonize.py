@@ -38,6 +38,7 @@ from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.driver import (
     AckLevel,
     AuthState,
+    ContactCard,
     DriverConnectError,
     DriverError,
     EventSink,
@@ -51,6 +52,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     GroupUpdated,
     InboundMedia,
     InboundMessage,
+    Location,
     MediaDownload,
     NotConnected,
     OutgoingMessage,
@@ -58,6 +60,8 @@ from bisnesgpt.engines.wwebjs.driver import (
     ParticipantAction,
     ParticipantOutcome,
     ParticipantResult,
+    Poll,
+    PollVote,
     SendRejected,
     SentMessage,
     SessionKey,
@@ -164,6 +168,26 @@ def group_events_of(event: Any) -> list[GroupEvent]:
     if updated:
         found.append(GroupUpdated(ident("updated"), group_id, updated, by, stamp))
     return found
+
+
+# The message fields that carry a ``contextInfo`` (the quote of a reply, the mentions).
+CONTEXT_FIELDS = ("extendedTextMessage", "imageMessage", "videoMessage", "audioMessage", "documentMessage",
+                  "stickerMessage", "locationMessage", "contactMessage", "contactsArrayMessage", "pollCreationMessage",
+                  "pollCreationMessageV2", "pollCreationMessageV3")
+
+
+def _with_context(payload: Any, message: OutgoingMessage) -> Any:
+    """Quote ``message.reply_to`` and mention ``message.mentions`` in whichever message ``payload`` carries."""
+    if not message.reply_to and not message.mentions:
+        return payload
+    for name in CONTEXT_FIELDS:
+        if payload.HasField(name):
+            context = getattr(payload, name).contextInfo
+            if message.reply_to:
+                context.stanzaID, context.participant = message.reply_to, message.to
+            context.mentionedJID.extend(f"{n}@s.whatsapp.net" for n in message.mentions)
+            break
+    return payload
 
 
 def _refused(what: str, exc: Exception) -> DriverError:
@@ -411,7 +435,12 @@ class NeonizeSession(SessionBase):
             self.report_disconnected(f"temporarily banned by WhatsApp (code {int(event.Code)}, "
                                      f"expires in {int(event.Expire)} s)")
 
-        async def on_message(_client: Any, event: Any) -> None:
+        async def on_message(client: Any, event: Any) -> None:
+            if event.Message.HasField("pollUpdateMessage"):
+                vote = await self._poll_vote(client, event)
+                if vote is not None:
+                    self.sink(vote)
+                return
             inbound = self._inbound(event)
             if inbound is not None:
                 self.report_inbound(inbound)
@@ -436,6 +465,32 @@ class NeonizeSession(SessionBase):
                                     (GroupInfoEv, on_group_info)):
             client.event(event_type)(handler)
 
+    @staticmethod
+    def _sender(source: Any) -> tuple[str, str | None]:
+        """The author's number and LID (in LID-addressed chats the author is a LID, the number the "alt")."""
+        if source.Sender.Server == "lid":
+            return source.SenderAlt.User or source.Sender.User, f"{source.Sender.User}@lid"
+        if source.SenderAlt.Server == "lid" and source.SenderAlt.User:
+            return source.Sender.User, f"{source.SenderAlt.User}@lid"
+        return source.Sender.User, None
+
+    async def _poll_vote(self, client: Any, event: Any) -> PollVote | None:
+        """A vote on a poll: whatsmeow decrypts it (``decrypt_poll_vote``); the options come as SHA-256."""
+        info = event.Info
+        source = info.MessageSource
+        if source.IsFromMe:
+            return None
+        try:
+            vote = await client.decrypt_poll_vote(event)
+        except Exception as exc:  # neonize's DecryptPollVoteError: not our poll, or keys missing
+            log.warning("session %s: poll vote %s not readable: %s", self.key, info.ID, readable_error(exc))
+            return None
+        voter, lid = self._sender(source)
+        chat = f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
+        return PollVote(id=info.ID, poll_id=event.Message.pollUpdateMessage.pollCreationMessageKey.ID, chat_id=chat,
+                        voter=voter, timestamp=float(info.Timestamp),
+                        selected_hashes=tuple(bytes(h).hex() for h in vote.selectedOptions), voter_lid=lid)
+
     def _inbound(self, event: Any) -> InboundMessage | None:
         info, message = event.Info, event.Message
         source = info.MessageSource
@@ -444,12 +499,9 @@ class NeonizeSession(SessionBase):
         chat = f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
         kind, text, media, quoted = "unknown", None, None, None
         mentions: tuple[str, ...] = ()
-        # In LID-addressed groups the author is a LID and the phone number is the "alt" JID.
-        sender, lid = source.Sender.User, None
-        if source.Sender.Server == "lid":
-            lid, sender = f"{source.Sender.User}@lid", source.SenderAlt.User or source.Sender.User
-        elif source.SenderAlt.Server == "lid" and source.SenderAlt.User:
-            lid = f"{source.SenderAlt.User}@lid"
+        location: Location | None = None
+        contacts: tuple[ContactCard, ...] = ()
+        sender, lid = self._sender(source)
         if message.conversation:
             kind, text = "text", message.conversation
         elif message.HasField("extendedTextMessage"):
@@ -457,6 +509,20 @@ class NeonizeSession(SessionBase):
             context = message.extendedTextMessage.contextInfo
             quoted = context.stanzaID or None
             mentions = tuple(str(j).partition("@")[0] for j in context.mentionedJID)
+        elif message.HasField("locationMessage") or message.HasField("liveLocationMessage"):
+            live = message.HasField("liveLocationMessage")
+            pin = message.liveLocationMessage if live else message.locationMessage
+            kind = "location"
+            location = Location(latitude=pin.degreesLatitude, longitude=pin.degreesLongitude,
+                                name=None if live else (pin.name or None),
+                                address=None if live else (pin.address or None))
+            text = pin.caption or None if live else None
+        elif message.HasField("contactMessage"):
+            card = message.contactMessage
+            kind, contacts = "contacts", (ContactCard(card.displayName, card.vcard),)
+        elif message.HasField("contactsArrayMessage"):
+            kind = "contacts"
+            contacts = tuple(ContactCard(c.displayName, c.vcard) for c in message.contactsArrayMessage.contacts)
         else:
             for name in ("image", "video", "audio", "document", "sticker"):
                 field = f"{name}Message"
@@ -473,7 +539,7 @@ class NeonizeSession(SessionBase):
         return InboundMessage(id=info.ID, chat_id=chat, sender=sender, timestamp=float(info.Timestamp),
                               type=kind, text=text, media=media, quoted_id=quoted, push_name=info.Pushname or None,
                               raw={"type": info.Type, "mediaType": info.MediaType}, sender_lid=lid,
-                              mentions=mentions)
+                              mentions=mentions, location=location, contacts=contacts)
 
     def _media_download(self, message: Any) -> MediaDownload:
         """whatsmeow downloads and decrypts the media (its media key, CDN path) into a file we then stream."""
@@ -512,26 +578,8 @@ class NeonizeSession(SessionBase):
         return SentMessage(str(response.ID), float(response.Timestamp or time.time()))
 
     async def _send(self, client: Any, chat: Any, message: OutgoingMessage) -> Any:
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContextInfo, ExtendedTextMessage, LocationMessage
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 
-        if message.kind == "text":
-            if message.reply_to or message.mentions:
-                context = ContextInfo(mentionedJID=[f"{n}@s.whatsapp.net" for n in message.mentions])
-                if message.reply_to:
-                    context.stanzaID, context.participant = message.reply_to, message.to
-                payload = WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or "",
-                                                                            contextInfo=context))
-            else:
-                payload = WAMessage(conversation=message.text or "")
-            return await client.send_message(chat, payload, link_preview=message.preview_url)
-        if message.media is not None:
-            return await client.send_message(chat, await self._media_message(client, message))
-        if message.kind == "location" and message.location is not None:
-            loc = message.location
-            return await client.send_message(chat, WAMessage(locationMessage=LocationMessage(
-                degreesLatitude=loc["latitude"], degreesLongitude=loc["longitude"], name=loc.get("name") or "",
-                address=loc.get("address") or "")))
         if message.kind == "reaction":
             # The reacted-to message's author is not known here; in 1:1 chats the chat JID works.
             reaction = await client.build_reaction(chat, chat, message.target_id or "", message.text or "")
@@ -541,7 +589,57 @@ class NeonizeSession(SessionBase):
         if message.kind == "delete":
             me = getattr(getattr(client, "me", None), "JID", None) or chat
             return await client.revoke_message(chat, me, message.target_id or "")
+        payload = _with_context(await self._payload(client, message), message)
+        if message.kind == "text":
+            return await client.send_message(chat, payload, link_preview=message.preview_url)
+        return await client.send_message(chat, payload)
+
+    async def _payload(self, client: Any, message: OutgoingMessage) -> Any:
+        """The WhatsApp message for a text, media, contacts, poll or location send."""
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage, LocationMessage
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+        if message.kind == "text":
+            if message.reply_to or message.mentions:  # quotes and mentions live in an extended text
+                return WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or ""))
+            return WAMessage(conversation=message.text or "")
+        if message.media is not None:
+            return await self._media_message(client, message)
+        if message.kind == "contacts" and message.contacts:
+            return self._cards(message)
+        if message.kind == "poll" and message.poll is not None:
+            return await self._poll(client, message.poll)
+        if message.kind == "location" and message.location is not None:
+            loc = message.location
+            return WAMessage(locationMessage=LocationMessage(
+                degreesLatitude=loc["latitude"], degreesLongitude=loc["longitude"], name=loc.get("name") or "",
+                address=loc.get("address") or ""))
         raise SendRejected(f"cannot send {message.kind} on WhatsApp Web", code="UNSUPPORTED_MESSAGE_TYPE")
+
+    @staticmethod
+    def _cards(message: OutgoingMessage) -> Any:
+        """One card: a ``contactMessage``; several: a ``contactsArrayMessage``."""
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContactMessage, ContactsArrayMessage
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+        cards = [ContactMessage(displayName=c.name, vcard=c.vcard) for c in message.contacts]
+        if len(cards) == 1:
+            return WAMessage(contactMessage=cards[0])
+        return WAMessage(contactsArrayMessage=ContactsArrayMessage(displayName=f"{len(cards)} contacts",
+                                                                   contacts=cards))
+
+    @staticmethod
+    async def _poll(client: Any, poll: Poll) -> Any:
+        """``build_poll_vote_creation`` (SINGLE for one choice, else MULTIPLE, capped at ``selectable_count``)."""
+        from neonize.utils.enum import VoteType
+
+        vote_type = VoteType.SINGLE if poll.selectable_count == 1 else VoteType.MULTIPLE
+        built = await client.build_poll_vote_creation(poll.name, list(poll.options), vote_type)
+        if poll.selectable_count > 1:
+            for name in ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3"):
+                if built.HasField(name):
+                    getattr(built, name).selectableOptionsCount = poll.selectable_count
+        return built
 
     async def _media_message(self, client: Any, message: OutgoingMessage) -> Any:
         assert message.media is not None

@@ -374,6 +374,9 @@ class SandboxSession(SessionBase):
         self._last_pong = time.monotonic()
         message = wire.member(frame, "message")
         confirm = self._confirmer(wire.ReceiptFrame(type="receipt", ids=[str(message["id"])]))
+        if wire.text(message, "type") == p.POLL_VOTE:
+            self.sink(wire.poll_vote(message, confirm))
+            return
         if wire.text(message, "type") in p.GROUP_NOTIFICATIONS:
             event = wire.group_event(message, confirm)
             if event is not None:

@@ -17,6 +17,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     AckLevel,
     AuthState,
     Confirm,
+    ContactCard,
     DriverError,
     GroupChange,
     GroupEvent,
@@ -35,6 +36,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     OutgoingMessage,
     ParticipantOutcome,
     ParticipantResult,
+    PollVote,
     SendRejected,
     SentMessage,
 )
@@ -100,6 +102,21 @@ class UploadedMedia(TypedDict):
     filename: str
 
 
+class WireCard(TypedDict):
+    """A contact card on the wire."""
+
+    name: str
+    vcard: str
+
+
+class WirePoll(TypedDict):
+    """A poll on the wire."""
+
+    name: str
+    options: list[str]
+    selectableCount: int
+
+
 class WireMessage(TypedDict, total=False):
     """A message to send; members without a value are left out."""
 
@@ -113,6 +130,8 @@ class WireMessage(TypedDict, total=False):
     previewUrl: Literal[True]
     media: UploadedMedia
     mentions: list[str]
+    contacts: list[WireCard]
+    poll: WirePoll
 
 
 class SendFrame(TypedDict):
@@ -193,6 +212,11 @@ def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireM
         wire["media"] = media
     if message.mentions:
         wire["mentions"] = list(message.mentions)
+    if message.contacts:
+        wire["contacts"] = [WireCard(name=c.name, vcard=c.vcard) for c in message.contacts]
+    if message.poll is not None:
+        wire["poll"] = WirePoll(name=message.poll.name, options=list(message.poll.options),
+                                selectableCount=message.poll.selectable_count)
     return wire
 
 
@@ -250,7 +274,8 @@ def inbound_message(message: JsonObject, confirm: Confirm,
         timestamp=number(message, "timestamp") or time.time(), type=kind,
         text=text(message, "text") if media is None else None, media=media, quoted_id=text(message, "quotedId"),
         push_name=text(message, "pushName"), raw=message, confirm=confirm, sender_lid=text(message, "participantLid"),
-        mentions=strings(message, "mentions"),
+        mentions=strings(message, "mentions"), location=_location(message) if kind == "location" else None,
+        contacts=_cards(message),
     )
 
 
@@ -274,6 +299,28 @@ def group_event(message: JsonObject, confirm: Confirm) -> GroupEvent | None:
     if kind == p.GROUP_UPDATED:
         return GroupUpdated(str(message["id"]), group_id, dict(member(message, "changes")), by, stamp, confirm)
     return None
+
+
+def poll_vote(message: JsonObject, confirm: Confirm) -> PollVote:
+    """A ``poll_vote`` message: who voted on which of our polls, and their whole current choice."""
+    return PollVote(id=str(message["id"]), poll_id=text(message, "pollId") or "",
+                    chat_id=text(message, "chat") or f"{message.get('from')}@c.us", voter=text(message, "from") or "",
+                    timestamp=number(message, "timestamp") or time.time(), selected=strings(message, "selected"),
+                    voter_lid=text(message, "participantLid"), confirm=confirm)
+
+
+def _cards(message: JsonObject) -> tuple[ContactCard, ...]:
+    found = message.get("contacts")
+    return tuple(ContactCard(text(c, "name") or "", text(c, "vcard") or "")
+                 for c in (found if isinstance(found, list) else []) if isinstance(c, dict))
+
+
+def _location(message: JsonObject) -> Location | None:
+    body = member(message, "location")
+    latitude, longitude = number(body, "latitude"), number(body, "longitude")
+    if latitude is None or longitude is None:
+        return None
+    return Location(latitude=latitude, longitude=longitude, name=text(body, "name"), address=text(body, "address"))
 
 
 def group_info(view: JsonObject) -> GroupInfo:
