@@ -108,7 +108,7 @@ def test_jids_for_numbers_and_groups() -> None:
     assert (user_jid("120363-1@g.us").User, user_jid("120363-1@g.us").Server) == ("120363-1", "g.us")
 
 
-async def test_neonize_group_calls_need_a_ready_connection() -> None:
+async def test_neonize_group_checks_and_presence_calls_need_a_ready_connection() -> None:
     driver = NeonizeDriver(None, "postgresql://unused", schema="wa", sslmode="disable",  # type: ignore[arg-type]
                            media=MediaFetcher(1 << 20, 5))
     events: list[SessionEvent] = []
@@ -116,7 +116,7 @@ async def test_neonize_group_calls_need_a_ready_connection() -> None:
     calls = [session.groups(), session.group_info("1@g.us"), session.create_group("s", ["601"]),
              session.update_participants("1@g.us", "add", ["601"]), session.update_group("1@g.us", GroupChanges("x")),
              session.invite_link("1@g.us"), session.join_group("https://chat.whatsapp.com/abc"),
-             session.leave_group("1@g.us")]
+             session.leave_group("1@g.us"), session.check_numbers(["601"]), session.typing("601@c.us", "composing")]
     for call in calls:
         with pytest.raises(NotConnected):
             await call

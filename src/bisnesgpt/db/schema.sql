@@ -1024,3 +1024,5 @@ CREATE TABLE wwebjs_poll_votes (
     PRIMARY KEY (company_id, phone_index, poll_id, voter),
     FOREIGN KEY (company_id, phone_index) REFERENCES phone_configs(company_id, phone_index) ON DELETE CASCADE
 );
+-- When the number was paired (a new pairing after a logout starts again): its warm-up day.
+ALTER TABLE wwebjs_sessions ADD COLUMN paired_at TIMESTAMPTZ;

@@ -102,7 +102,7 @@ class WebSendWorkerComponent(SendQueueComponent):
         self.sessions = sessions
         self.wakeups = Wakeups()
         self._wake_tasks: set[asyncio.Task[None]] = set()
-        super().__init__(ctx, WWEBJS, WebEngine(ctx.settings, sessions.manager), wakeups=self.wakeups)
+        super().__init__(ctx, WWEBJS, WebEngine(ctx.settings, sessions.manager, db=ctx.db), wakeups=self.wakeups)
         sessions.manager.ready_listeners.append(self._session_ready)
 
     def _session_ready(self, key: SessionKey) -> None:

@@ -299,6 +299,7 @@ class SentMessage:
 
 # --- groups (manager -> driver) -------------------------------------------------------------
 
+TypingState = Literal["composing", "paused"]
 GroupRole = Literal["member", "admin", "superadmin"]
 ParticipantAction = Literal["add", "remove", "promote", "demote"]
 # What became of one participant of an add/remove/promote/demote.
@@ -429,6 +430,12 @@ class DriverSession(Protocol):
 
     async def stop(self) -> None:
         """Disconnect without logging out (the stored auth stays valid)."""
+
+    async def check_numbers(self, numbers: list[str]) -> dict[str, bool]:
+        """Whether each number (digits) has a WhatsApp account."""
+
+    async def typing(self, chat_id: str, state: TypingState) -> None:
+        """Show "typing…" in the chat (``composing``) or stop showing it (``paused``)."""
 
     async def groups(self) -> list[GroupInfo]:
         """The groups this phone is in (participants without LIDs; invite links left out)."""

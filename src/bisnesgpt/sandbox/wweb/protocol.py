@@ -8,6 +8,8 @@ Client (the ``sandbox`` driver in a wwebjs process) -> server::
                   contacts:[{name,vcard}], poll:{name,options,selectableCount}}}
     group        {ref, op, ...}                   a group operation (see ``groups.py``): list, info,
                                                   create, participants, update, invite, join, leave
+    check        {ref, numbers:[digits]}          which numbers are on WhatsApp (answered by check_result)
+    presence     {chat, state: composing|paused}  "typing…" shown in the chat, or no longer
     receipt      {ids:[...]}                      inbound messages stored (stop redelivering)
     ack_received {acks:[{id,level}]}              delivery acks applied (stop replaying)
     logout       {}                               unlink this device
@@ -23,6 +25,7 @@ Server -> client::
     ready        {phone, pushName}
     send_result  {ref, id, timestamp, duplicate} | {ref, error:{code,message}}
     group_result {ref, result} | {ref, error:{code,message}}
+    check_result {ref, result:{numbers:{digits: bool}}}
     ack          {id, level: server|device|read, timestamp}   (timestamp: when; none when replayed)
     message      {message:{id,from,chat,timestamp,type,text,media,quotedId,pushName,participantLid,mentions}}
                  type contacts {contacts:[{name,vcard}]}, location {location}, poll_vote {pollId,

@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS media (
     mime    TEXT NOT NULL,
     name    TEXT
 );
+CREATE TABLE IF NOT EXISTS presence (
+    session  TEXT NOT NULL,
+    chat     TEXT NOT NULL,
+    state    TEXT NOT NULL,              -- composing | paused
+    at       REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS groups (
     id          TEXT PRIMARY KEY,           -- <digits>-<digits>@g.us
     body        TEXT NOT NULL,              -- JSON: subject, description, owner, participants, settings, invite
@@ -180,3 +186,11 @@ SELECT * FROM groups ORDER BY created_at, id
 -- linked_phones --
 -- The sessions whose device is linked now, with their phone numbers.
 SELECT session, phone FROM devices WHERE logged_out_at IS NULL ORDER BY session
+
+-- record_presence --
+-- A client showed (or stopped showing) "typing…" in a chat.
+INSERT INTO presence (session, chat, state, at) VALUES (:session, :chat, :state, :at)
+
+-- presence --
+-- A session's presence updates, oldest first.
+SELECT * FROM presence WHERE session = :session ORDER BY at, rowid

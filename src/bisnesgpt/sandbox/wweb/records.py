@@ -277,6 +277,16 @@ class Records:
         """Every session on record (a device, a message or a connection)."""
         return {r["session"] for r in self.conn.execute(SQL.known_sessions)}
 
+    # --- presence ---------------------------------------------------------------------------------
+
+    def record_presence(self, session: str, chat: str, state: str) -> None:
+        """A client showed (``composing``) or stopped showing (``paused``) "typing…" in ``chat``."""
+        self.conn.execute(SQL.record_presence, {"session": session, "chat": chat, "state": state, "at": time.time()})
+
+    def presence(self, session: str) -> list[JsonObject]:
+        """The session's presence updates, oldest first."""
+        return [dict(r) for r in self.conn.execute(SQL.presence, {"session": session}).fetchall()]
+
     # --- groups ---------------------------------------------------------------------------------
 
     def save_group(self, group_id: str, body: JsonObject) -> None:

@@ -77,6 +77,13 @@ class Routing:
             await self._send_after_latency(conn, frame)
         elif kind == "group":
             await self._group(conn, frame)
+        elif kind == "check":
+            numbers = [n for n in as_strings(frame.get("numbers") or []) if n]
+            listed = self.board.config.not_on_whatsapp
+            await conn.push({"type": "check_result", "ref": frame.get("ref"),
+                             "result": {"numbers": {n: not not_on_whatsapp(n, listed) for n in numbers}}})
+        elif kind == "presence" and conn.session:
+            records.record_presence(conn.session, str(frame.get("chat") or ""), str(frame.get("state") or ""))
         elif kind in ("receipt", "ack_received") and conn.session:
             self._confirmed(conn.session, frame)
         elif kind == "logout" and conn.session:

@@ -222,6 +222,11 @@ def _admin_routes(app: FastAPI, network: Network) -> None:
         found = network.records.messages(session=session, direction=direction, chat=chat)
         return JSONResponse({"messages": found, "count": len(found)})
 
+    @app.get("/admin/presence", response_model=AN_OBJECT)
+    async def presence(session: str) -> Response:
+        found = network.records.presence(session)
+        return JSONResponse({"presence": found, "count": len(found)})
+
     @app.get("/admin/groups", response_model=AN_OBJECT)
     async def groups() -> Response:
         found = network.group_views()

@@ -65,6 +65,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     SendRejected,
     SentMessage,
     SessionKey,
+    TypingState,
 )
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.media import MediaDownloadFailed, MediaFetcher
@@ -659,6 +660,22 @@ class NeonizeSession(SessionBase):
     # whatsmeow's group calls: GetJoinedGroups, GetGroupInfo, CreateGroup, UpdateGroupParticipants,
     # SetGroupName, SetGroupTopic, SetGroupAnnounce, SetGroupLocked, GetGroupInviteLink,
     # JoinGroupWithLink, LeaveGroup (neonize's get_joined_groups, get_group_info, ...).
+
+    async def check_numbers(self, numbers: list[str]) -> dict[str, bool]:
+        """``is_on_whatsapp`` (whatsmeow's IsOnWhatsApp usync query), answered per number."""
+        self.require_ready()
+        answers = await self._call("check", self.client.is_on_whatsapp(*[f"+{n}" for n in numbers]))
+        found = {"".join(ch for ch in str(a.Query) if ch.isdigit()): bool(a.IsIn) for a in answers}
+        return {n: found.get(n, False) for n in numbers}
+
+    async def typing(self, chat_id: str, state: TypingState) -> None:
+        """``send_chat_presence`` with ``CHAT_PRESENCE_COMPOSING`` / ``CHAT_PRESENCE_PAUSED`` (text)."""
+        self.require_ready()
+        from neonize.utils.enum import ChatPresence, ChatPresenceMedia
+
+        presence = ChatPresence.CHAT_PRESENCE_COMPOSING if state == "composing" else ChatPresence.CHAT_PRESENCE_PAUSED
+        await self._call("presence", self.client.send_chat_presence(user_jid(chat_id), presence,
+                                                                     ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
 
     @property
     def _me(self) -> str | None:

@@ -40,6 +40,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     ParticipantResult,
     SentMessage,
     SessionKey,
+    TypingState,
 )
 from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
@@ -189,12 +190,24 @@ class SandboxSession(SessionBase):
         future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
         try:
-            frame["type"], frame["ref"] = "group", ref
+            frame.setdefault("type", "group")
+            frame["ref"] = ref
             await self._send_frame(frame)
             result = await asyncio.wait_for(future, GROUP_TIMEOUT)
         finally:
             self._pending.pop(ref, None)
         return wire.group_result(result)
+
+    async def check_numbers(self, numbers: list[str]) -> dict[str, bool]:
+        """Ask the network which numbers are on WhatsApp (a ``check`` frame)."""
+        result = await self._group({"type": "check", "numbers": numbers})
+        found = wire.member(result, "numbers")
+        return {n: bool(found.get(n)) for n in numbers}
+
+    async def typing(self, chat_id: str, state: TypingState) -> None:
+        """A ``presence`` frame (the network records it; nothing to wait for)."""
+        self.require_ready()
+        await self._send_frame(wire.PresenceFrame(type="presence", chat=chat_id, state=state))
 
     async def groups(self) -> list[GroupInfo]:
         """The groups this phone is in."""
@@ -326,6 +339,7 @@ class SandboxSession(SessionBase):
         return {"pong": self._on_pong, "qr": self._on_qr, "pairing_code": self._on_pairing_code,
                 "pair_success": self._on_pair_success, "authenticated": self._on_authenticated,
                 "ready": self._on_ready, "send_result": self._on_send_result, "group_result": self._on_send_result,
+                "check_result": self._on_send_result,
                 "ack": self._on_ack,
                 "message": self._on_message, "fault": self._on_fault, "disconnect": self._on_disconnect,
                 "logged_out": self._on_logged_out, "error": self._on_error}

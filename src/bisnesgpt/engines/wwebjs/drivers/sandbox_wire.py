@@ -39,6 +39,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     PollVote,
     SendRejected,
     SentMessage,
+    TypingState,
 )
 from bisnesgpt.sandbox.wweb import protocol as p
 
@@ -142,10 +143,20 @@ class SendFrame(TypedDict):
     message: WireMessage
 
 
-class GroupFrame(TypedDict, total=False):
-    """A group operation (``op``); answered by a ``group_result`` with the same ``ref``."""
+class PresenceFrame(TypedDict):
+    """Show (``composing``) or stop showing (``paused``) "typing…" in a chat."""
 
-    type: Literal["group"]
+    type: Literal["presence"]
+    chat: str
+    state: TypingState
+
+
+class GroupFrame(TypedDict, total=False):
+    """A group operation (``op``), or a ``check`` of ``numbers``; answered by a ``group_result``
+    (``check_result``) with the same ``ref``."""
+
+    type: Literal["group", "check"]
+    numbers: list[str]
     ref: int
     op: Literal["list", "info", "create", "participants", "update", "invite", "join", "leave"]
     group: str
@@ -191,8 +202,8 @@ class PingFrame(TypedDict):
     n: int
 
 
-ClientFrame = (HelloFrame | PairPhoneFrame | SendFrame | GroupFrame | ReceiptFrame | AckReceivedFrame | LogoutFrame
-               | PingFrame)
+ClientFrame = (HelloFrame | PairPhoneFrame | SendFrame | GroupFrame | PresenceFrame | ReceiptFrame | AckReceivedFrame
+               | LogoutFrame | PingFrame)
 
 
 def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireMessage:
