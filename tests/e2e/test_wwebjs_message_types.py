@@ -162,3 +162,30 @@ async def test_locations_and_contact_cards_come_in(stack: Stack) -> None:
     assert shared["type"] == "contacts" and shared["payload"]["contacts"] == [{
         "name": {"formatted_name": "Ben Tan"},
         "phones": [{"phone": "+65 9123 4567", "type": "CELL", "wa_id": "6591234567"}]}]
+
+
+async def test_status_posts_to_a_list_or_to_all_contacts(stack: Stack) -> None:
+    text = await stack.http.post("/api/v1/messages", json={"to": "status@broadcast", "type": "status", "status": {
+        "text": "Open on Sunday!", "background_color": "#25D366", "font": 2,
+        "recipients": ["+60190000002", "60190000003"]}})
+    assert text.status_code == 202, text.text
+    posted = await stack.on_network(text.json()["messageId"])
+    assert (posted["chat"], posted["kind"], posted["body"]["text"]) == ("status@broadcast", "status", "Open on Sunday!")
+    assert posted["body"]["status"] == {"mediaKind": "text", "backgroundColor": "#25D366", "font": 2,
+                                        "recipients": [CONTACT, FRIEND]}
+    image = await stack.http.post("/api/v1/messages", json={"to": "status@broadcast", "type": "status", "status": {
+        "image": {"link": f"{stack.sandbox.url}/samples/image.png"}, "caption": "Sale"}})
+    assert image.status_code == 202, image.text
+    shown = await stack.on_network(image.json()["messageId"])
+    assert shown["body"]["status"]["recipients"] == [] and shown["body"]["media"]["mime"] == "image/png"
+    assert shown["body"]["text"] == "Sale"
+
+    both = await stack.http.post("/api/v1/messages", json={"to": "status@broadcast", "type": "status", "status": {
+        "text": "x", "image": {"link": "https://example.com/a.png"}}})
+    assert both.status_code == 422, both.text
+    elsewhere = await stack.http.post("/api/v1/messages", json={"to": CONTACT, "type": "status",
+                                                                "status": {"text": "x"}})
+    assert elsewhere.status_code == 422, elsewhere.text
+    meta = await stack.http.post("/api/v1/messages", json={"to": "status@broadcast", "type": "status",
+                                                           "phoneIndex": 1, "status": {"text": "x"}})
+    assert meta.status_code == 422 and meta.json()["code"] == "UNSUPPORTED_MESSAGE_TYPE", meta.text

@@ -18,6 +18,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     NotConnected,
     ParticipantAction,
     ParticipantResult,
+    SendRejected,
     SessionEvent,
     SessionKey,
 )
@@ -252,3 +253,21 @@ def test_neonize_builds_cards_and_quotes_and_mentions_in_any_message() -> None:
         "3EB0AA", "120363@g.us", ["601@s.whatsapp.net"])
     untouched = Message(conversation="hi")
     assert _with_context(untouched, OutgoingMessage("text", "601@c.us", "m4")) is untouched
+
+
+async def test_neonize_status_posts_carry_the_colour_and_refuse_a_recipient_list() -> None:
+    from bisnesgpt.engines.wwebjs.driver import OutgoingMessage, StatusPost
+    from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeSession
+
+    driver = NeonizeDriver(None, "postgresql://unused", schema="wa", sslmode="disable",  # type: ignore[arg-type]
+                           media=MediaFetcher(1 << 20, 5))
+    session = driver.session(SessionKey("neo", 0), lambda _event: None, None)
+    assert isinstance(session, NeonizeSession)
+    post = OutgoingMessage("status", "status@broadcast", "m1", text="Open",
+                           status=StatusPost("text", "#25D366", 2))
+    built = (await session._status(None, post)).extendedTextMessage
+    assert (built.text, built.backgroundArgb, built.font) == ("Open", 0xFF25D366, 2)
+    listed = OutgoingMessage("status", "status@broadcast", "m2", text="x", status=StatusPost(recipients=("601",)))
+    with pytest.raises(SendRejected) as refused:
+        await session._status(None, listed)
+    assert refused.value.code == "STATUS_RECIPIENTS_UNSUPPORTED"

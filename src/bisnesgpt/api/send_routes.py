@@ -24,7 +24,7 @@ from bisnesgpt.api.auth import CurrentPrincipal, Principal
 from bisnesgpt.api.schemas import send as models
 from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
 from bisnesgpt.messaging import drafts
-from bisnesgpt.messaging.addressing import Recipient, invalid, normalize_recipient
+from bisnesgpt.messaging.addressing import STATUS_CHAT, Recipient, invalid, normalize_recipient
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, fingerprint, validate_key
 from bisnesgpt.messaging.sending import MAX_WAIT_SECONDS, SendRequest, SendService
@@ -188,6 +188,13 @@ def _shared_body(message: models.LocationMessage | models.PollMessage | models.C
 
 def v1_draft(message: models.V1Message) -> Draft:
     """The generic body → a draft (recipient normalised, reply and target kept as given)."""
+    if isinstance(message, models.StatusMessage):
+        status = message.status
+        body = status.model_dump(mode="json", exclude_none=True)
+        if status.recipients:
+            body["recipients"] = list(dict.fromkeys(r.lstrip("+") for r in status.recipients))
+        return Draft("status", body, Recipient(STATUS_CHAT, "status", False), request=_request(message),
+                     content=status.text or status.caption)
     recipient = normalize_recipient(message.to, field="to")
     if message.recipient_type is not None and message.recipient_type != recipient.recipient_type:
         raise invalid("recipient_type", f"is {message.recipient_type!r} but 'to' names a "
@@ -232,6 +239,13 @@ V1_EXAMPLES: dict[str, Example] = {
         "name": "Delivery slot?", "options": ["Morning", "Afternoon", "Evening"], "selectable_count": 1}}),
     "sticker": _ex("Sticker (webp)", {"to": "60123456789", "type": "sticker",
                                       "sticker": {"link": "https://example.com/thanks.webp"}}),
+    "status_text": _ex("Status post: text on a colour, to two contacts (WhatsApp Web)", {
+        "to": "status@broadcast", "type": "status", "status": {
+            "text": "We are open on Sunday!", "background_color": "#25D366", "recipients": ["60123456789",
+                                                                                        "60198765432"]}}),
+    "status_image": _ex("Status post: an image, to all contacts (WhatsApp Web)", {
+        "to": "status@broadcast", "type": "status", "status": {"image": {"link": "https://example.com/sale.jpg"},
+                                                               "caption": "Sale this week"}}),
     "no_preview": _ex("Text without a link preview", {"to": "60123456789", "type": "text",
                                                        "text": {"body": "https://example.com", "preview_url": False}}),
 }

@@ -15,10 +15,11 @@ MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 # What each engine (the route's process name) sends.
 SENDABLE_TYPES: dict[str, frozenset[str]] = {
     "meta": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "interactive", "template", "reaction"}),
-    "wwebjs": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "poll", "reaction", "edit", "delete"}),
+    "wwebjs": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "poll", "status", "reaction", "edit",
+                         "delete"}),
 }
 _ENGINE_NAMES = {"meta": "a Cloud API phone", "wwebjs": "a WhatsApp-Web phone"}
-_INSTEAD = {"meta": "edits, deletes and polls need a WhatsApp-Web phone",
+_INSTEAD = {"meta": "edits, deletes, polls and status posts need a WhatsApp-Web phone",
             "wwebjs": "templates and interactive messages need a Cloud API phone"}
 
 

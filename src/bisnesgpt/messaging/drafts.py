@@ -23,7 +23,8 @@ from bisnesgpt.messaging.addressing import Recipient
 MediaType = Literal["image", "video", "audio", "document", "sticker"]
 # Types that act on an earlier message: their object's ``message_id`` names the target.
 TargetedType = Literal["reaction", "edit", "delete"]
-MessageType = Literal["text", "location", "contacts", "poll", "interactive", "template", MediaType, TargetedType]
+MessageType = Literal["text", "location", "contacts", "poll", "status", "interactive", "template", MediaType,
+                      TargetedType]
 MEDIA_TYPES: frozenset[str] = frozenset(get_args(MediaType))
 TARGETED_TYPES: frozenset[str] = frozenset(get_args(TargetedType))
 MESSAGE_TYPES: frozenset[str] = frozenset(get_args(MessageType))

@@ -387,6 +387,37 @@ class PollMessage(V1Base):
     poll: Poll
 
 
+class StatusPost(Strict):
+    """A status (story) post: a ``text`` on a ``background_color``, or an ``image``/``video`` by link with a
+    ``caption``; seen by ``recipients`` (numbers), or by all contacts when left out."""
+
+    text: Annotated[str, Field(min_length=1, max_length=700)] | None = None
+    background_color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
+    font: int | None = Field(None, ge=0, le=10)
+    image: Media | None = None
+    video: Media | None = None
+    caption: Caption | None = None
+    recipients: Annotated[list[Annotated[str, Field(pattern=r"^\+?\d{5,20}$")]],
+                          Field(min_length=1, max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StatusPost:
+        given = [k for k in ("text", "image", "video") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a status post is exactly one of text, image or video")
+        if self.text is None and (self.background_color or self.font is not None):
+            raise ValueError("background_color and font are for text posts")
+        return self
+
+
+class StatusMessage(V1Base):
+    """A v1 status (story) post (WhatsApp-Web phones), sent ``to`` ``status@broadcast``."""
+
+    to: Literal["status@broadcast"] = "status@broadcast"
+    type: Literal["status"]
+    status: StatusPost
+
+
 class ContactsMessage(V1Base):
     """A v1 message sharing one or more contacts."""
 
@@ -431,7 +462,8 @@ class DeleteMessage(V1Base):
 
 V1Message = Annotated[
     TextMessage | ImageMessage | VideoMessage | AudioMessage | DocumentMessage | StickerMessage
-    | LocationMessage | ContactsMessage | PollMessage | InteractiveMessage | TemplateMessage | ReactionMessage
+    | LocationMessage | ContactsMessage | PollMessage | StatusMessage | InteractiveMessage | TemplateMessage
+    | ReactionMessage
     | EditMessage | DeleteMessage,
     Field(discriminator="type"),
 ]

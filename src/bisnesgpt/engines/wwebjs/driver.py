@@ -257,8 +257,21 @@ class Poll:
     selectable_count: int = 1
 
 
+@dataclass(frozen=True)
+class StatusPost:
+    """A status (story) post: text on a background colour, or an image or video with a caption.
+
+    ``recipients`` (digits): who sees it; empty: all contacts (as the phone's privacy settings say).
+    """
+
+    media_kind: Literal["text", "image", "video"] = "text"
+    background_color: str | None = None  # "#RRGGBB"
+    font: int | None = None
+    recipients: tuple[str, ...] = ()
+
+
 OutgoingKind = Literal["text", "image", "video", "audio", "document", "sticker", "location", "reaction", "edit",
-                       "delete", "contacts", "poll"]
+                       "delete", "contacts", "poll", "status"]
 
 
 @dataclass(frozen=True)
@@ -286,6 +299,7 @@ class OutgoingMessage:
     mentions: tuple[str, ...] = ()
     contacts: tuple[ContactCard, ...] = ()  # contacts: one card or several
     poll: Poll | None = None
+    status: StatusPost | None = None  # status: to status@broadcast (``text``, or ``media`` with ``text`` as caption)
 
 
 @dataclass(frozen=True)

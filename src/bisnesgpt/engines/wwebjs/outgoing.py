@@ -13,14 +13,14 @@ import binascii
 from urllib.parse import unquote_to_bytes
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
-from bisnesgpt.engines.wwebjs.driver import Location, MediaSource, OutgoingKind, OutgoingMessage, Poll
+from bisnesgpt.engines.wwebjs.driver import Location, MediaSource, OutgoingKind, OutgoingMessage, Poll, StatusPost
 from bisnesgpt.engines.wwebjs.vcards import card_of
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.store import MessageRecord
 
 MEDIA_KINDS: tuple[OutgoingKind, ...] = ("image", "video", "audio", "document", "sticker")
-SUPPORTED: tuple[OutgoingKind, ...] = (*MEDIA_KINDS, "text", "location", "contacts", "poll", "reaction", "edit",
-                                       "delete")
+SUPPORTED: tuple[OutgoingKind, ...] = (*MEDIA_KINDS, "text", "location", "contacts", "poll", "status", "reaction",
+                                       "edit", "delete")
 
 
 def _unsupported(kind: str) -> PermanentSendError:
@@ -88,9 +88,8 @@ def to_outgoing(message: MessageRecord) -> OutgoingMessage:
     body = payload.get(kind)
     if not isinstance(body, dict):
         raise _invalid(f"payload has no '{kind}' object")
-    if kind in ("poll", "location"):
-        return OutgoingMessage(kind, to, client_id, reply_to=reply_to, poll=_poll(body) if kind == "poll" else None,
-                               location=_location(body) if kind == "location" else None)
+    if kind in ("poll", "location", "status"):
+        return _structured(kind, to, client_id, body, reply_to, message.media_mime_type)
     if kind == "text":
         text = body.get("body")
         if not isinstance(text, str) or not text:
@@ -122,6 +121,32 @@ def _supported_kind(kind: str) -> OutgoingKind:
         if kind == supported:
             return supported
     raise _unsupported(kind)
+
+
+def _structured(kind: OutgoingKind, to: str, client_id: str, body: JsonObject, reply_to: str | None,
+                mime_type: str | None) -> OutgoingMessage:
+    """A poll, a location or a status post."""
+    if kind == "status":
+        return _status(to, client_id, body, mime_type)
+    return OutgoingMessage(kind, to, client_id, reply_to=reply_to, poll=_poll(body) if kind == "poll" else None,
+                           location=_location(body) if kind == "location" else None)
+
+
+def _status(to: str, client_id: str, body: JsonObject, mime_type: str | None) -> OutgoingMessage:
+    recipients = body.get("recipients")
+    who = tuple(str(r) for r in recipients) if isinstance(recipients, list) else ()
+    font = body.get("font")
+    for media_kind in ("image", "video"):
+        media = body.get(media_kind)
+        if isinstance(media, dict):
+            post = StatusPost(media_kind, recipients=who)
+            return OutgoingMessage("status", to, client_id, text=_text(body.get("caption")), status=post,
+                                   media=_media_source(media_kind, media, mime_type))
+    text = body.get("text")
+    if not isinstance(text, str) or not text:
+        raise _invalid("a status post needs 'text', 'image' or 'video'")
+    post = StatusPost("text", _text(body.get("background_color")), font if isinstance(font, int) else None, who)
+    return OutgoingMessage("status", to, client_id, text=text, status=post)
 
 
 def _poll(body: JsonObject) -> Poll:

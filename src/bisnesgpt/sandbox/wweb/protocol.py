@@ -5,7 +5,8 @@ Client (the ``sandbox`` driver in a wwebjs process) -> server::
     hello        {session, client:{process,pid,host,holder}, auth:{deviceId,secret}|null, pairPhone}
     pair_phone   {phone}                          ask for a pairing code instead of the QR
     send         {ref, message:{id,to,kind,text,media,targetId,replyTo,location,mentions,
-                  contacts:[{name,vcard}], poll:{name,options,selectableCount}}}
+                  contacts:[{name,vcard}], poll:{name,options,selectableCount},
+                  status:{mediaKind,backgroundColor,font,recipients}}}   (kind status: to status@broadcast)
     group        {ref, op, ...}                   a group operation (see ``groups.py``): list, info,
                                                   create, participants, update, invite, join, leave
     check        {ref, numbers:[digits]}          which numbers are on WhatsApp (answered by check_result)
@@ -56,7 +57,8 @@ WS_PATH = "/ws/chat"
 ACK_LEVELS: tuple[AckLevel, ...] = ("server", "device", "read")
 ACK_RANK = {"none": 0, "server": 1, "device": 2, "read": 3}
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
-SEND_KINDS = ("text", *MEDIA_KINDS, "location", "contacts", "poll", "reaction", "edit", "delete")
+SEND_KINDS = ("text", *MEDIA_KINDS, "location", "contacts", "poll", "status", "reaction", "edit", "delete")
+STATUS_CHAT = "status@broadcast"
 # What a contact can send to a session (``poll_vote``: a vote on a poll the session sent).
 INBOUND_KINDS = ("text", *MEDIA_KINDS, "location", "contacts", "poll_vote")
 POLL_VOTE = "poll_vote"

@@ -28,13 +28,16 @@ from bisnesgpt.sandbox.wweb.switchboard import NetworkError, Switchboard
 
 CHANGE_KINDS: dict[str, ChangeKind] = {"reaction": "reaction", "edit": "edit", "delete": "delete"}
 # What of a sent message the network records (and the admin API shows as its body).
-RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl", "mentions", "contacts", "poll")
+RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl", "mentions", "contacts", "poll",
+                   "status")
 def _content_refusal(kind: str, message: JsonObject) -> tuple[str, str] | None:
     """What WhatsApp refuses in a contacts message or a poll (no cards; too few, too many or repeated options)."""
     if kind == "contacts":
         cards = message.get("contacts")
         if not isinstance(cards, list) or not cards or not all(isinstance(c, dict) and c.get("vcard") for c in cards):
             return p.BAD_REQUEST, "contacts needs at least one card with a vcard"
+    if kind == "status" and not message.get("text") and not message.get("media"):
+        return p.BAD_REQUEST, "a status post needs text or media"
     if kind == "poll":
         poll = message.get("poll")
         options = as_strings(poll.get("options") or []) if isinstance(poll, dict) else []
@@ -165,20 +168,25 @@ class Routing:
         refusal = self._recipient_refusal(session, kind, to)
         if refusal is not None:
             return refusal
-        if kind in p.MEDIA_KINDS:
+        if kind in p.MEDIA_KINDS or (kind == "status" and message.get("media") is not None):
             media = message.get("media")
             handle = media.get("handle") if isinstance(media, dict) else None
             stored = self.board.records.media(str(handle or ""))
             if stored is None:
                 return p.MEDIA_MISSING, "media handle unknown (upload it first)"
-            if stored["size"] > p.MEDIA_LIMITS[kind]:
-                return p.MEDIA_TOO_LARGE, f"{kind} of {stored['size']} bytes exceeds {p.MEDIA_LIMITS[kind]}"
+            limit = p.MEDIA_LIMITS.get(kind, p.MEDIA_LIMITS["video"])
+            if stored["size"] > limit:
+                return p.MEDIA_TOO_LARGE, f"{kind} of {stored['size']} bytes exceeds {limit}"
         if kind in CHANGE_KINDS and not message.get("targetId"):
             return p.BAD_REQUEST, f"{kind} needs targetId"
         return _content_refusal(kind, message)
 
     def _recipient_refusal(self, session: str, kind: str, to: str) -> tuple[str, str] | None:
         """A bad kind or recipient, a number nobody has, or a group this phone may not write in."""
+        if (to == p.STATUS_CHAT) != (kind == "status"):
+            return p.BAD_REQUEST, f"status posts, and only they, go to {p.STATUS_CHAT} (kind {kind!r}, to {to!r})"
+        if to == p.STATUS_CHAT:
+            return None
         match = p.CHAT_ID.match(to)
         if kind not in p.SEND_KINDS or match is None:
             return p.BAD_REQUEST, f"bad kind {kind!r} or recipient {to!r}"

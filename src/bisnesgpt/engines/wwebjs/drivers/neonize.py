@@ -568,8 +568,9 @@ class NeonizeSession(SessionBase):
         from neonize.proto.Neonize_pb2 import JID
 
         user, _, server = message.to.partition("@")
-        chat = JID(User=user, Server="g.us" if server == "g.us" else "s.whatsapp.net", Device=0, RawAgent=0,
-                   Integrator=0, IsEmpty=False)
+        servers = {"g.us": "g.us", "broadcast": "broadcast"}  # a group, or status@broadcast
+        chat = JID(User=user, Server=servers.get(server, "s.whatsapp.net"), Device=0, RawAgent=0, Integrator=0,
+                   IsEmpty=False)
         try:
             response = await self._send(self.client, chat, message)
         except DriverError:
@@ -590,7 +591,8 @@ class NeonizeSession(SessionBase):
         if message.kind == "delete":
             me = getattr(getattr(client, "me", None), "JID", None) or chat
             return await client.revoke_message(chat, me, message.target_id or "")
-        payload = _with_context(await self._payload(client, message), message)
+        built = await (self._status(client, message) if message.kind == "status" else self._payload(client, message))
+        payload = _with_context(built, message)
         if message.kind == "text":
             return await client.send_message(chat, payload, link_preview=message.preview_url)
         return await client.send_message(chat, payload)
@@ -617,6 +619,30 @@ class NeonizeSession(SessionBase):
                 address=loc.get("address") or ""))
         raise SendRejected(f"cannot send {message.kind} on WhatsApp Web", code="UNSUPPORTED_MESSAGE_TYPE")
 
+    async def _status(self, client: Any, message: OutgoingMessage) -> Any:
+        """A status post to status@broadcast: a text with ``backgroundArgb``/``font``, or an image or video.
+
+        neonize's ``send_message`` has no list of status recipients (whatsmeow then sends to the
+        contacts the phone's status privacy setting names): a list is refused rather than ignored.
+        """
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+        post = message.status
+        assert post is not None
+        if post.recipients:
+            raise SendRejected("status posts to a list of contacts are not offered by the neonize driver: leave "
+                               "out status.recipients (the phone's status privacy setting decides who sees it)",
+                               code="STATUS_RECIPIENTS_UNSUPPORTED")
+        if message.media is not None:
+            return await self._media_message(client, message, kind=post.media_kind)
+        text = ExtendedTextMessage(text=message.text or "")
+        if post.background_color:
+            text.backgroundArgb = 0xFF000000 | int(post.background_color.lstrip("#"), 16)
+        if post.font is not None:
+            text.font = post.font
+        return WAMessage(extendedTextMessage=text)
+
     @staticmethod
     def _cards(message: OutgoingMessage) -> Any:
         """One card: a ``contactMessage``; several: a ``contactsArrayMessage``."""
@@ -642,16 +668,17 @@ class NeonizeSession(SessionBase):
                     getattr(built, name).selectableOptionsCount = poll.selectable_count
         return built
 
-    async def _media_message(self, client: Any, message: OutgoingMessage) -> Any:
+    async def _media_message(self, client: Any, message: OutgoingMessage, *, kind: str | None = None) -> Any:
         assert message.media is not None
         media = await self.driver.media.fetch(message.media)
-        if message.kind == "image":
+        kind = kind or message.kind
+        if kind == "image":
             return await client.build_image_message(media.data, caption=message.text)
-        if message.kind == "video":
+        if kind == "video":
             return await client.build_video_message(media.data, caption=message.text)
-        if message.kind == "audio":
+        if kind == "audio":
             return await client.build_audio_message(media.data)
-        if message.kind == "sticker":
+        if kind == "sticker":
             return await client.build_sticker_message(media.data)
         return await client.build_document_message(media.data, caption=message.text, filename=media.filename,
                                                    mimetype=media.mime_type)

@@ -118,6 +118,15 @@ class WirePoll(TypedDict):
     selectableCount: int
 
 
+class WireStatus(TypedDict):
+    """A status post on the wire (``recipients`` empty: all contacts)."""
+
+    mediaKind: str
+    backgroundColor: str | None
+    font: int | None
+    recipients: list[str]
+
+
 class WireMessage(TypedDict, total=False):
     """A message to send; members without a value are left out."""
 
@@ -133,6 +142,7 @@ class WireMessage(TypedDict, total=False):
     mentions: list[str]
     contacts: list[WireCard]
     poll: WirePoll
+    status: WireStatus
 
 
 class SendFrame(TypedDict):
@@ -225,6 +235,10 @@ def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireM
         wire["mentions"] = list(message.mentions)
     if message.contacts:
         wire["contacts"] = [WireCard(name=c.name, vcard=c.vcard) for c in message.contacts]
+    if message.status is not None:
+        post = message.status
+        wire["status"] = WireStatus(mediaKind=post.media_kind, backgroundColor=post.background_color, font=post.font,
+                                    recipients=list(post.recipients))
     if message.poll is not None:
         wire["poll"] = WirePoll(name=message.poll.name, options=list(message.poll.options),
                                 selectableCount=message.poll.selectable_count)
