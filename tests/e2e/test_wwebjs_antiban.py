@@ -124,6 +124,15 @@ async def test_checks_types_caps_and_warms_up(stack: Stack) -> None:
     third_chat = await stack.outcome(await stack.send(THIRD, "hi"))
     assert (third_chat["status"], third_chat["error_code"]) == ("failed", "DAILY_LIMIT_REACHED")
     assert "new-chat cap reached (2/2 today)" in detail(third_chat)
-    assert (await stack.outcome(await stack.send(SECOND, "and you")))["status"] != "failed"  # message 4 of 4
+    # A message's own pacing: no "typing…" for this one (the setting is on), and a pause first.
+    response = await stack.http.post("/api/v1/messages", json={"to": SECOND, "type": "text", "text": {
+        "body": "and you"}, "simulateTyping": False, "delayMs": 1500})
+    assert response.status_code == 202, response.text
+    own = await stack.outcome(response.json()["messageId"])  # message 4 of 4
+    assert own["status"] != "failed", own
+    [_first, later] = await stack.out_to(SECOND)
+    assert later["body"]["text"] == "and you" and later["first_at"] - own["created_at"].timestamp() >= 1.5
+    presence = (await stack.sandbox.call("GET", "/admin/presence", params={"session": "acme:0"}))["presence"]
+    assert [p["state"] for p in presence if p["chat"] == f"{SECOND}@c.us"] == ["composing", "paused"]  # "hi" only
     over = await stack.outcome(await stack.send(SECOND, "one too many"))
     assert (over["status"], over["error_code"]) == ("failed", "DAILY_LIMIT_REACHED")

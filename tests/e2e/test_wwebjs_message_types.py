@@ -189,3 +189,6 @@ async def test_status_posts_to_a_list_or_to_all_contacts(stack: Stack) -> None:
     meta = await stack.http.post("/api/v1/messages", json={"to": "status@broadcast", "type": "status",
                                                            "phoneIndex": 1, "status": {"text": "x"}})
     assert meta.status_code == 422 and meta.json()["code"] == "UNSUPPORTED_MESSAGE_TYPE", meta.text
+    paced = await stack.http.post("/api/v1/messages", json={"to": CONTACT, "type": "text", "phoneIndex": 1,
+                                                            "text": {"body": "x"}, "delayMs": 500})
+    assert paced.status_code == 422 and paced.json()["code"] == "UNSUPPORTED", paced.text

@@ -8,6 +8,7 @@ the message reached a final state in time. ``Idempotency-Key`` makes a send exac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,7 +188,14 @@ def _shared_body(message: models.LocationMessage | models.PollMessage | models.C
 
 
 def v1_draft(message: models.V1Message) -> Draft:
-    """The generic body → a draft (recipient normalised, reply and target kept as given)."""
+    """The generic body → a draft (recipient normalised, reply and target kept as given, pacing hints kept)."""
+    draft = _v1_draft(message)
+    pacing: JsonObject = {k: v for k, v in (("simulateTyping", message.simulateTyping),
+                                            ("delayMs", message.delayMs)) if v is not None}
+    return dataclasses.replace(draft, pacing=pacing) if pacing else draft
+
+
+def _v1_draft(message: models.V1Message) -> Draft:
     if isinstance(message, models.StatusMessage):
         status = message.status
         body = status.model_dump(mode="json", exclude_none=True)

@@ -23,7 +23,7 @@ _INSTEAD = {"meta": "edits, deletes, polls and status posts need a WhatsApp-Web 
             "wwebjs": "templates and interactive messages need a Cloud API phone"}
 
 
-# What only some engines do within a message type: WhatsApp Web's mentions (the Cloud API has none).
+# What only some engines do within a message: WhatsApp Web's mentions and pacing hints (the Cloud API has neither).
 MENTION_ENGINES = frozenset({"wwebjs"})
 
 
@@ -75,4 +75,16 @@ def check_mentions(process_name: str, mentions: bool, phone_index: int) -> None:
         "leave out text.mentions or choose a WhatsApp-Web phone",
         errors=[{"field": "text.mentions", "message": "mentions need a WhatsApp-Web phone", "type": "value_error"}],
         extra={"code": "UNSUPPORTED_MESSAGE_TYPE", "phoneIndex": phone_index, "messageType": "text"},
+    )
+
+
+def check_pacing(process_name: str, pacing: bool, phone_index: int) -> None:
+    """Raise ``UnsupportedOperation`` for per-message pacing (``simulateTyping``, ``delayMs``) off WhatsApp Web."""
+    if not pacing or process_name in MENTION_ENGINES:
+        return
+    raise UnsupportedOperation(
+        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}: simulateTyping and delayMs are "
+        "for WhatsApp-Web phones (the Cloud API paces itself); leave them out",
+        errors=[{"field": "simulateTyping", "message": "WhatsApp-Web phones only", "type": "value_error"}],
+        extra={"code": "UNSUPPORTED", "phoneIndex": phone_index},
     )

@@ -4,7 +4,8 @@ The payload contract (shared with both engines) is::
 
     {"messaging_product": "whatsapp", "recipient_type": "individual" | "group",
      "to": "<digits or group id>", "type": T, T: {...},
-     "context": {"message_id": "<provider id of the replied-to message>"}}   # replies only
+     "context": {"message_id": "<provider id of the replied-to message>"},   # replies only
+     "pacing": {"simulateTyping": bool, "delayMs": int}}                     # WhatsApp Web, when given
 
 ``reaction``, ``edit`` and ``delete`` carry ``message_id`` = the *provider* id of their
 target; the API resolves our message ids to provider ids before storing (``targets.py``).
@@ -57,6 +58,8 @@ class Draft:
     mime_type: str | None = None
     # The client's request body as given (stored in ``messages.raw`` for audit).
     request: JsonObject = field(default_factory=dict)
+    # Per-message pacing hints for WhatsApp-Web phones (``simulateTyping``, ``delayMs``).
+    pacing: JsonObject = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Refuse an unknown type, and a target on a type that takes none (or none where one is needed)."""
@@ -100,6 +103,8 @@ class Resolved:
         }
         if self.reply_external_id is not None:
             payload["context"] = {"message_id": self.reply_external_id}
+        if self.draft.pacing:
+            payload["pacing"] = dict(self.draft.pacing)
         return payload
 
     @property

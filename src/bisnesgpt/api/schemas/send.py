@@ -192,6 +192,10 @@ class V1Base(Strict):
     phoneIndex: PhoneIndex = 0
     companyId: CompanyId | None = Field(default=None, description="Required with an operator key; else the key's")
     ordered: Ordered = None
+    simulateTyping: bool | None = Field(
+        None, description="WhatsApp-Web phones: show \"typing…\" before this text (overrides WWEBJS_SIMULATE_TYPING)")
+    delayMs: int | None = Field(None, ge=0, le=30_000,
+                                description="WhatsApp-Web phones: wait this long before sending it (after pacing)")
 
 
 class TextObject(Strict):

@@ -136,8 +136,8 @@ class AntiBan:
             return False
         return (await self.limits(message)).opens_chat
 
-    def typing_seconds(self, text: str | None) -> float:
-        """How long "typing…" shows before a text (0: not at all)."""
-        if not self.settings.wwebjs_simulate_typing or not text:
+    def typing_seconds(self, text: str | None, wanted: bool | None = None) -> float:
+        """How long "typing…" shows before a text (0: not at all); ``wanted``: the message's own choice."""
+        if not (self.settings.wwebjs_simulate_typing if wanted is None else wanted) or not text:
             return 0.0
         return min(len(text) * self.settings.wwebjs_typing_ms_per_char, self.settings.wwebjs_typing_max_ms) / 1000

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # A job waits in-process for its pacing slot up to this long; beyond, it is delayed in Redis.
 MAX_INLINE_WAIT = 2.0
 OTHER_OWNER_RETRY_MS = 1_000
+MAX_DELAY_MS = 30_000  # a message's own delayMs, at most (the API allows no more)
 # What to do about a failure, for the failed message's ``error.details.detail`` (a refused
 # media URL's own detail already names its setting).
 NEXT_STEPS = {
@@ -148,7 +149,14 @@ class WebEngine:
             if not on:
                 raise SendRejected(f"{number} is not on WhatsApp (checked before the first message; nothing was "
                                    "sent)", code="NOT_ON_WHATSAPP")
-        pause = self.antiban.typing_seconds(outgoing.text if outgoing.kind == "text" else None)
+        pacing = (message.payload or {}).get("pacing")
+        hints = pacing if isinstance(pacing, dict) else {}
+        delay_ms = hints.get("delayMs")
+        if isinstance(delay_ms, int) and delay_ms > 0:
+            await asyncio.sleep(min(delay_ms, MAX_DELAY_MS) / 1000)
+        wanted = hints.get("simulateTyping")
+        pause = self.antiban.typing_seconds(outgoing.text if outgoing.kind == "text" else None,
+                                            wanted if isinstance(wanted, bool) else None)
         if pause > 0:
             driver = session.ready_driver()
             await driver.typing(message.chat_id, "composing")
