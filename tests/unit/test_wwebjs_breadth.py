@@ -1,6 +1,7 @@
-"""Groups in both drivers without a network: the neonize driver's reading of whatsmeow's group
-protobufs (real neonize messages) and its calls refused before a connection, the sandbox
-driver's reading of the network's group frames, and the engine's command runner."""
+"""Groups, message types and anti-ban pacing in both drivers without a network: the neonize
+driver's reading and building of whatsmeow's protobufs (real neonize messages) and its calls
+refused before a connection, the sandbox driver's reading of the network's frames, the
+engine's group command runner, contact cards, and the pacing jitter's distribution."""
 
 from __future__ import annotations
 
@@ -271,3 +272,19 @@ async def test_neonize_status_posts_carry_the_colour_and_refuse_a_recipient_list
     with pytest.raises(SendRejected) as refused:
         await session._status(None, listed)
     assert refused.value.code == "STATUS_RECIPIENTS_UNSUPPORTED"
+
+
+def test_pacing_jitter_spreads_gaps_evenly_over_the_configured_range() -> None:
+    import itertools
+    import random
+
+    from bisnesgpt.engines.wwebjs.pacing import SessionPacer
+
+    pacer = SessionPacer(4, 400, clock=lambda: 0.0, rand=random.Random(16).random)  # 250 ms + up to 400 ms
+    key = SessionKey("acme", 0)
+    slots = [pacer.reserve(key, max_wait=10_000) for _ in range(2001)]
+    gaps = [b - a for a, b in itertools.pairwise(slots) if a is not None and b is not None]
+    assert min(gaps) >= 0.25 and max(gaps) <= 0.65
+    assert abs(sum(gaps) / len(gaps) - 0.45) < 0.01  # the jitter's mean: half its range
+    quarters = [sum(1 for g in gaps if 0.25 + q * 0.1 <= g < 0.35 + q * 0.1) for q in range(4)]
+    assert all(abs(n - len(gaps) / 4) < len(gaps) * 0.05 for n in quarters), quarters  # uniform, not clumped
