@@ -5,6 +5,8 @@ votes back as tenant events. Cloud API phones refuse polls at once.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 from bisnesgpt.db.pool import Database
 from tests.support.polling import eventually
+from tests.support.procs import clean_env
 from tests.support.wwebjs import (
     Db,
     RoleProc,
@@ -162,6 +165,19 @@ async def test_locations_and_contact_cards_come_in(stack: Stack) -> None:
     assert shared["type"] == "contacts" and shared["payload"]["contacts"] == [{
         "name": {"formatted_name": "Ben Tan"},
         "phones": [{"phone": "+65 9123 4567", "type": "CELL", "wa_id": "6591234567"}]}]
+
+    # The same from the sandbox's CLI, as the README shows it.
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "bisnesgpt", "sandbox", "wweb", "inbound", "acme", "0",
+                               "--from", FRIEND, *args, "--url", stack.sandbox.url], env=clean_env(),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[1]
+    [pin_cli] = await stack.events("message.inbound", "external_id", cli("--location", "3.139,101.6869,KL"), 1)
+    assert pin_cli["payload"]["location"] == {"latitude": 3.139, "longitude": 101.6869, "name": "KL"}
+    [card_cli] = await stack.events("message.inbound", "external_id", cli("--contact", "Ben Tan:+6591234567"), 1)
+    assert card_cli["payload"]["contacts"] == [{"name": {"formatted_name": "Ben Tan"}, "phones": [
+        {"phone": "+6591234567", "type": "CELL", "wa_id": "6591234567"}]}]
 
 
 async def test_status_posts_to_a_list_or_to_all_contacts(stack: Stack) -> None:

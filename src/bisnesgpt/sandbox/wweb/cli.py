@@ -35,6 +35,7 @@ MEDIA_OPTION = typer.Option(None, "--media", exists=True, dir_okay=False,
                             help="send this file as media (uploaded to the network's media server)")
 
 MENTION_OPTION = typer.Option([], "--mention", help="a number the text @-mentions (repeatable)")
+CONTACT_OPTION = typer.Option([], "--contact", help="send contact cards instead: NAME:NUMBER (repeatable)")
 OPTION_OPTION = typer.Option([], "--option", "-o", help="an option voted for (repeatable)")
 PARTICIPANT_OPTION = typer.Option([], "--participant", "-p", help="a number to add/remove/... (repeatable)")
 
@@ -142,10 +143,19 @@ def inbound(
     mime: str = typer.Option("application/octet-stream", "--mime", help="with --media: its MIME type"),
     chat: str = typer.Option(None, "--chat", help="a group id (<id>@g.us) --from writes in, instead of a 1:1 chat"),
     mention: list[str] = MENTION_OPTION,
+    location: str = typer.Option(None, "--location", help="send a location instead: LAT,LON[,NAME]"),
+    contact: list[str] = CONTACT_OPTION,
     url: str = URL_OPTION,
 ) -> None:
-    """Send a text (or, with ``--media``, a file) to the session's phone from ``--from``."""
+    """Send a text (or, with ``--media``, a file; ``--location``, a pin; ``--contact``, cards) to the
+    session's phone from ``--from``."""
     body: JsonObject = {"from": sender, "type": "text", "text": text}
+    if location:
+        latitude, longitude, *name = location.split(",", 2)
+        body = {"from": sender, "type": "location", "location": {
+            "latitude": float(latitude), "longitude": float(longitude), "name": name[0] if name else None}}
+    if contact:
+        body = {"from": sender, "type": "contacts", "contacts": [_card(c) for c in contact]}
     if media is not None:
         with media.open("rb") as handle:
             uploaded = _call("POST", f"{_url(url)}/media/upload", params={"name": media.name}, content=handle,
@@ -209,6 +219,14 @@ def messages(
     for m in found:
         console.print(f"{m['session']:<20} {m['direction']:<3} {m['id']:<24} {m['kind']:<9} ack={m['ack']} "
                       f"received={m['received_count']} {m['chat']}{_detail(m['body'])}")
+
+
+def _card(given: str) -> JsonObject:
+    """A contact card for ``NAME:NUMBER`` (the number on WhatsApp)."""
+    name, _, number = given.rpartition(":")
+    digits = "".join(ch for ch in number if ch.isdigit())
+    vcard = f"BEGIN:VCARD\nVERSION:3.0\nFN:{name or number}\nTEL;type=CELL;waid={digits}:+{digits}\nEND:VCARD\n"
+    return {"name": name or number, "vcard": vcard}
 
 
 def _detail(body: JsonObject) -> str:
