@@ -276,6 +276,23 @@ class Settings(BaseSettings):
     # Media URLs are fetched by our server: private/loopback/link-local addresses are refused
     # (like webhook destinations) unless this is true (local development, the sandbox).
     wwebjs_media_allow_private_urls: bool = False
+    # Sending that does not get numbers banned (every WhatsApp-Web phone; 0 = no cap).
+    # "typing…" before each text, for WWEBJS_TYPING_MS_PER_CHAR per character, at most WWEBJS_TYPING_MAX_MS.
+    wwebjs_simulate_typing: bool = False
+    wwebjs_typing_ms_per_char: Annotated[int, Field(ge=0)] = 40
+    wwebjs_typing_max_ms: Annotated[int, Field(ge=0)] = 4_000
+    # Messages a phone sends per UTC day, and chats it opens per day (first message to a number
+    # that never wrote); over a cap a send waits for the next day ("wait") or fails ("fail",
+    # DAILY_LIMIT_REACHED).
+    wwebjs_daily_message_cap: Annotated[int, Field(ge=0)] = 0
+    wwebjs_daily_new_chat_cap: Annotated[int, Field(ge=0)] = 0
+    wwebjs_daily_cap_action: Literal["wait", "fail"] = "wait"
+    # A newly paired number's caps grow over this many days: on day d, cap x d / days (at least 1).
+    wwebjs_warmup_days: Annotated[int, Field(ge=0)] = 0
+    # Before the first message to a number, ask WhatsApp whether it is on WhatsApp (answers kept
+    # this long); a number that is not fails NOT_ON_WHATSAPP without a send.
+    wwebjs_check_on_whatsapp: bool = False
+    wwebjs_on_whatsapp_cache_seconds: Annotated[float, Field(ge=0)] = 86_400
 
     # --- media (inbound downloads, uploads, the tenant's media routes) -----------------------
     # Where media bytes live: the filesystem under DATA_DIR/media (nothing to configure), or

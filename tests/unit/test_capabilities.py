@@ -16,8 +16,8 @@ def test_the_accept_check_agrees_with_the_engines() -> None:
     assert SENDABLE_TYPES["wwebjs"] == frozenset(SUPPORTED)
 
 
-@pytest.mark.parametrize(("engine", "kind"), [("meta", "edit"), ("meta", "delete"), ("wwebjs", "template"),
-                                              ("wwebjs", "interactive"), ("wwebjs", "contacts")])
+@pytest.mark.parametrize(("engine", "kind"), [("meta", "edit"), ("meta", "delete"), ("meta", "poll"),
+                                              ("wwebjs", "template"), ("wwebjs", "interactive")])
 def test_what_an_engine_cannot_send_is_refused_with_the_code(engine: str, kind: str) -> None:
     with pytest.raises(UnsupportedMessageType) as refused:
         check_sendable(engine, kind, 3)
@@ -27,4 +27,6 @@ def test_what_an_engine_cannot_send_is_refused_with_the_code(engine: str, kind: 
 def test_what_an_engine_sends_passes() -> None:
     check_sendable("meta", "template", 1)
     check_sendable("wwebjs", "edit", 0)
+    check_sendable("wwebjs", "contacts", 0)
+    check_sendable("wwebjs", "poll", 0)
     check_sendable("test", "anything", 0)  # an engine this table does not know: the engine decides

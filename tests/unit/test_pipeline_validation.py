@@ -144,7 +144,7 @@ def test_targeted_drafts_need_a_target() -> None:
     with pytest.raises(ValueError, match="target"):
         drafts.Draft("reaction", {"emoji": "x"}, recipient)
     with pytest.raises(ValueError, match="unknown"):
-        drafts.Draft("poll", {}, recipient)
+        drafts.Draft("carousel", {}, recipient)
 
 
 def test_fingerprint_ignores_key_order_and_whitespace_only() -> None:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from bisnesgpt.api import event_stream, media_routes, message_routes, phone_routes, send_routes, usage_routes
 from bisnesgpt.api.admission import LoopLag, SendAdmission
 from bisnesgpt.api.chat_routes import ChatRoutes
+from bisnesgpt.api.group_routes import GroupRoutes
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.stream_guard import StreamGuard
@@ -229,3 +230,16 @@ class ConversationsApiComponent(Component):
     async def stop(self) -> None:
         """Close it."""
         await self.client.close()
+
+
+class GroupsApiComponent(Component):
+    """``/api/v1/groups…``: a WhatsApp-Web phone's groups, carried out by the session's owner."""
+
+    name = "groups-api"
+
+    def __init__(self, ctx: ProcessContext) -> None:
+        self._routes = GroupRoutes(ctx)
+
+    def routers(self) -> Sequence[APIRouter]:
+        """The group routes."""
+        return (self._routes.router,)

@@ -26,7 +26,7 @@ from bisnesgpt.engines.meta.errors import CloudApiError
 from bisnesgpt.engines.meta.window import TemplateRequired
 from bisnesgpt.engines.wwebjs.driver import DriverError
 from bisnesgpt.media.store import BlobMissing, MediaStoreError, RangeNotSatisfiable, UnsupportedMediaType
-from bisnesgpt.messaging.capabilities import UnsupportedMessageType
+from bisnesgpt.messaging.capabilities import UnsupportedMessageType, UnsupportedOperation
 from bisnesgpt.messaging.errors import SendError
 from bisnesgpt.webhooks.urls import DestinationRefused, DestinationUnresolvable
 
@@ -56,6 +56,7 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     errors.ValidationFailed: Problem(422, "validation-error", "Request validation failed"),
     TemplateRequired: Problem(422, "template-required", "Template required"),
     UnsupportedMessageType: Problem(422, "unsupported-message-type", "Message type not supported by this phone"),
+    UnsupportedOperation: Problem(422, "unsupported-operation", "Not supported by this phone's engine"),
     NotOnThisEngine: Problem(422, "not-offered-by-engine", "Not offered by this phone's engine"),
     DestinationRefused: Problem(422, "webhook-destination-refused", "Webhook destination refused"),
     errors.BadRequest: Problem(400, "bad-request", "Bad request"),

@@ -8,6 +8,7 @@ the message reached a final state in time. ``Idempotency-Key`` makes a send exac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from bisnesgpt.api.auth import CurrentPrincipal, Principal
 from bisnesgpt.api.schemas import send as models
 from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
 from bisnesgpt.messaging import drafts
-from bisnesgpt.messaging.addressing import Recipient, invalid, normalize_recipient
+from bisnesgpt.messaging.addressing import STATUS_CHAT, Recipient, invalid, normalize_recipient
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, fingerprint, validate_key
 from bisnesgpt.messaging.sending import MAX_WAIT_SECONDS, SendRequest, SendService
@@ -154,33 +155,55 @@ def _request(body: BaseModel) -> JsonObject:
 def _v1_body(message: models.V1Message, recipient: Recipient, reply_to: str | None, request: JsonObject) -> Draft:
     if isinstance(message, models.TextMessage):
         return drafts.text_draft(recipient, message.text.body, preview_url=message.text.preview_url,
-                                 reply_to=reply_to, request=request)
+                                 reply_to=reply_to, request=request, mentions=message.text.mentions)
     if isinstance(message, models.ImageMessage | models.VideoMessage | models.AudioMessage | models.StickerMessage
                   | models.DocumentMessage):
         media = getattr(message, message.type)
         return drafts.media_draft(message.type, recipient, link=media.link, media_id=media.id,
                                   caption=getattr(media, "caption", None), filename=getattr(media, "filename", None),
                                   reply_to=reply_to, request=request)
+    if isinstance(message, models.LocationMessage | models.PollMessage | models.ContactsMessage):
+        return _shared_body(message, recipient, reply_to, request)
     if isinstance(message, models.TemplateMessage):
         template = message.template
         return drafts.template_draft(recipient, template.name, template.language.code, template.components,
                                      reply_to=reply_to, request=request)
-    if isinstance(message, models.LocationMessage):
-        location = message.location
-        return Draft("location", location.model_dump(exclude_none=True), recipient, reply_to=reply_to,
-                     content=location.name or f"{location.latitude},{location.longitude}", request=request)
-    if isinstance(message, models.ContactsMessage):
-        contacts = [c.model_dump(exclude_none=True) for c in message.contacts]
-        return Draft("contacts", contacts, recipient, reply_to=reply_to,
-                     content=", ".join(c.name.formatted_name for c in message.contacts), request=request)
     assert isinstance(message, models.InteractiveMessage)
     interactive = message.interactive
     return Draft("interactive", interactive.model_dump(exclude_none=True), recipient, reply_to=reply_to,
                  content=interactive.body.text if interactive.body else None, request=request)
 
 
+def _shared_body(message: models.LocationMessage | models.PollMessage | models.ContactsMessage,
+                 recipient: Recipient, reply_to: str | None, request: JsonObject) -> Draft:
+    if isinstance(message, models.LocationMessage):
+        location = message.location
+        return Draft("location", location.model_dump(exclude_none=True), recipient, reply_to=reply_to,
+                     content=location.name or f"{location.latitude},{location.longitude}", request=request)
+    if isinstance(message, models.PollMessage):
+        poll = message.poll
+        return Draft("poll", poll.model_dump(), recipient, reply_to=reply_to, content=poll.name, request=request)
+    contacts = [c.model_dump(exclude_none=True) for c in message.contacts]
+    return Draft("contacts", contacts, recipient, reply_to=reply_to,
+                 content=", ".join(c.name.formatted_name for c in message.contacts), request=request)
+
+
 def v1_draft(message: models.V1Message) -> Draft:
-    """The generic body → a draft (recipient normalised, reply and target kept as given)."""
+    """The generic body → a draft (recipient normalised, reply and target kept as given, pacing hints kept)."""
+    draft = _v1_draft(message)
+    pacing: JsonObject = {k: v for k, v in (("simulateTyping", message.simulateTyping),
+                                            ("delayMs", message.delayMs)) if v is not None}
+    return dataclasses.replace(draft, pacing=pacing) if pacing else draft
+
+
+def _v1_draft(message: models.V1Message) -> Draft:
+    if isinstance(message, models.StatusMessage):
+        status = message.status
+        body = status.model_dump(mode="json", exclude_none=True)
+        if status.recipients:
+            body["recipients"] = list(dict.fromkeys(r.lstrip("+") for r in status.recipients))
+        return Draft("status", body, Recipient(STATUS_CHAT, "status", False), request=_request(message),
+                     content=status.text or status.caption)
     recipient = normalize_recipient(message.to, field="to")
     if message.recipient_type is not None and message.recipient_type != recipient.recipient_type:
         raise invalid("recipient_type", f"is {message.recipient_type!r} but 'to' names a "
@@ -213,6 +236,27 @@ V1_EXAMPLES: dict[str, Example] = {
                                  "location": {"latitude": 3.139, "longitude": 101.6869, "name": "KL"}}),
     "group": _ex("Text to a group (WhatsApp Web)", {"to": "120363012345678901@g.us", "type": "text",
                                                     "text": {"body": "Hi all"}}),
+    "mention": _ex("Text with a mention, in a group (WhatsApp Web)", {
+        "to": "120363012345678901@g.us", "type": "text",
+        "text": {"body": "@60123456789 your order is ready", "mentions": ["60123456789"]}}),
+    "contacts": _ex("Contact cards (two)", {"to": "60123456789", "type": "contacts", "contacts": [
+        {"name": {"formatted_name": "Aisha Rahman", "first_name": "Aisha", "last_name": "Rahman"},
+         "phones": [{"phone": "+60 12-345 6789", "wa_id": "60123456789", "type": "CELL"}]},
+        {"name": {"formatted_name": "Acme Support"}, "phones": [{"phone": "+60 3-1234 5678", "type": "WORK"}],
+         "emails": [{"email": "help@acme.example", "type": "WORK"}]}]}),
+    "poll": _ex("Poll (WhatsApp Web)", {"to": "60123456789", "type": "poll", "poll": {
+        "name": "Delivery slot?", "options": ["Morning", "Afternoon", "Evening"], "selectable_count": 1}}),
+    "sticker": _ex("Sticker (webp)", {"to": "60123456789", "type": "sticker",
+                                      "sticker": {"link": "https://example.com/thanks.webp"}}),
+    "status_text": _ex("Status post: text on a colour, to two contacts (WhatsApp Web)", {
+        "to": "status@broadcast", "type": "status", "status": {
+            "text": "We are open on Sunday!", "background_color": "#25D366", "recipients": ["60123456789",
+                                                                                        "60198765432"]}}),
+    "status_image": _ex("Status post: an image, to all contacts (WhatsApp Web)", {
+        "to": "status@broadcast", "type": "status", "status": {"image": {"link": "https://example.com/sale.jpg"},
+                                                               "caption": "Sale this week"}}),
+    "no_preview": _ex("Text without a link preview", {"to": "60123456789", "type": "text",
+                                                       "text": {"body": "https://example.com", "preview_url": False}}),
 }
 
 

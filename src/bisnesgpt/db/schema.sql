@@ -571,7 +571,8 @@ CREATE INDEX idx_meta_webhook_changes_unrouted ON meta_webhook_changes(received_
 -- driver's session store (encrypted credentials of the paired device; for neonize only the
 -- device JID, its keys live in whatsmeow's own schema).
 -- wwebjs_session_commands: operator actions from the API (start/stop/restart/logout/pairing
--- code), handled by whichever wwebjs process holds the session's lease.
+-- code, and group operations since 0017), handled by whichever wwebjs process holds the
+-- session's lease.
 
 CREATE TABLE wwebjs_sessions (
     company_id          TEXT NOT NULL,
@@ -597,7 +598,7 @@ CREATE TABLE wwebjs_session_commands (
     id            BIGSERIAL PRIMARY KEY,
     company_id    TEXT NOT NULL,
     phone_index   INTEGER NOT NULL,
-    action        TEXT NOT NULL CHECK (action IN ('start', 'stop', 'restart', 'logout', 'pairing_code')),
+    action        TEXT NOT NULL CHECK (action IN ('start', 'stop', 'restart', 'logout', 'pairing_code', 'group')),
     args          JSONB NOT NULL DEFAULT '{}'::jsonb,
     state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
     result        JSONB,
@@ -1026,6 +1027,31 @@ ALTER TABLE api_keys ADD CONSTRAINT api_keys_phone_indexes_given CHECK (
 ALTER TABLE api_keys ADD CONSTRAINT api_keys_limits_company_only CHECK (
     role = 'company' OR (scopes IS NULL AND phone_indexes IS NULL));
 
+-- 0017_wwebjs_groups: notifications already turned into tenant events (WhatsApp redelivers
+-- one until it is confirmed; each becomes one event), and each voter's current poll choice.
+CREATE TABLE wwebjs_notifications (
+    company_id       TEXT NOT NULL,
+    phone_index      INTEGER NOT NULL,
+    notification_id  TEXT NOT NULL,
+    chat_id          TEXT NOT NULL,
+    received_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (company_id, phone_index, notification_id),
+    FOREIGN KEY (company_id, phone_index) REFERENCES phone_configs(company_id, phone_index) ON DELETE CASCADE
+);
+
+CREATE TABLE wwebjs_poll_votes (
+    company_id   TEXT NOT NULL,
+    phone_index  INTEGER NOT NULL,
+    poll_id      TEXT NOT NULL,
+    voter        TEXT NOT NULL,
+    selected     JSONB NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (company_id, phone_index, poll_id, voter),
+    FOREIGN KEY (company_id, phone_index) REFERENCES phone_configs(company_id, phone_index) ON DELETE CASCADE
+);
+-- When the number was paired (a new pairing after a logout starts again): its warm-up day.
+ALTER TABLE wwebjs_sessions ADD COLUMN paired_at TIMESTAMPTZ;
+
 -- ==== from 0018_wwebjs_members.sql ====
 -- 0018_wwebjs_members: the wwebjs processes that share the sessions, and what each can take.
 --
@@ -1045,4 +1071,3 @@ CREATE TABLE wwebjs_members (
     seen_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     expires_at    TIMESTAMPTZ NOT NULL
 );
-

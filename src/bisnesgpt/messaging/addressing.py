@@ -26,6 +26,10 @@ _DIGITS = re.compile(r"^\d{7,15}$")
 _GROUP_ID = re.compile(r"^\d{5,20}(-\d{5,12})?$")
 
 
+# The chat a status (story) post goes to.
+STATUS_CHAT = "status@broadcast"
+
+
 @dataclass(frozen=True)
 class Recipient:
     """Where a message goes: the stored chat id and the Cloud API ``to``."""

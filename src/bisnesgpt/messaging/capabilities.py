@@ -1,7 +1,7 @@
 """Which message types each engine can send, checked when a message is accepted.
 
-The Cloud API cannot edit or delete a message; WhatsApp Web has no templates, interactive
-or contacts messages. Such a message could only fail later, so the API refuses it at once
+The Cloud API cannot edit or delete a message, nor send a poll; WhatsApp Web has no
+templates or interactive messages. Such a message could only fail later, so the API refuses it at once
 with ``422 UNSUPPORTED_MESSAGE_TYPE`` (as ``TEMPLATE_REQUIRED`` is refused), nothing stored.
 The engines check again when sending (``engines.meta.messages``, ``engines.wwebjs.outgoing``);
 a unit test keeps these sets equal to theirs.
@@ -15,11 +15,16 @@ MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 # What each engine (the route's process name) sends.
 SENDABLE_TYPES: dict[str, frozenset[str]] = {
     "meta": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "interactive", "template", "reaction"}),
-    "wwebjs": frozenset({"text", *MEDIA_TYPES, "location", "reaction", "edit", "delete"}),
+    "wwebjs": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "poll", "status", "reaction", "edit",
+                         "delete"}),
 }
 _ENGINE_NAMES = {"meta": "a Cloud API phone", "wwebjs": "a WhatsApp-Web phone"}
-_INSTEAD = {"meta": "edits and deletes need a WhatsApp-Web phone",
-            "wwebjs": "templates, interactive and contacts messages need a Cloud API phone"}
+_INSTEAD = {"meta": "edits, deletes, polls and status posts need a WhatsApp-Web phone",
+            "wwebjs": "templates and interactive messages need a Cloud API phone"}
+
+
+# What only some engines do within a message: WhatsApp Web's mentions and pacing hints (the Cloud API has neither).
+MENTION_ENGINES = frozenset({"wwebjs"})
 
 
 class UnsupportedMessageType(ValidationFailed):
@@ -37,4 +42,49 @@ def check_sendable(process_name: str, message_type: str, phone_index: int) -> No
         errors=[{"field": "type", "message": f"'{message_type}' is not supported on {_ENGINE_NAMES[process_name]}",
                  "type": "value_error"}],
         extra={"code": "UNSUPPORTED_MESSAGE_TYPE", "phoneIndex": phone_index, "messageType": message_type},
+    )
+
+
+# What each engine offers besides sending: groups are WhatsApp Web's (the Cloud API has none).
+GROUP_ENGINES = frozenset({"wwebjs"})
+
+
+class UnsupportedOperation(ValidationFailed):
+    """The phone's engine does not offer this operation at all (e.g. groups on a Cloud API phone)."""
+
+
+def check_groups(process_name: str, phone_index: int) -> None:
+    """Raise ``UnsupportedOperation`` unless the engine ``process_name`` manages groups."""
+    if process_name in GROUP_ENGINES:
+        return
+    raise UnsupportedOperation(
+        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}, which has no groups: "
+        "groups need a WhatsApp-Web phone (choose another phoneIndex)",
+        errors=[{"field": "phoneIndex", "message": "groups are offered on WhatsApp-Web phones only",
+                 "type": "value_error"}],
+        extra={"code": "UNSUPPORTED", "phoneIndex": phone_index},
+    )
+
+
+def check_mentions(process_name: str, mentions: bool, phone_index: int) -> None:
+    """Raise ``UnsupportedMessageType`` for mentions on an engine without them."""
+    if not mentions or process_name in MENTION_ENGINES:
+        return
+    raise UnsupportedMessageType(
+        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}, which cannot @-mention: "
+        "leave out text.mentions or choose a WhatsApp-Web phone",
+        errors=[{"field": "text.mentions", "message": "mentions need a WhatsApp-Web phone", "type": "value_error"}],
+        extra={"code": "UNSUPPORTED_MESSAGE_TYPE", "phoneIndex": phone_index, "messageType": "text"},
+    )
+
+
+def check_pacing(process_name: str, pacing: bool, phone_index: int) -> None:
+    """Raise ``UnsupportedOperation`` for per-message pacing (``simulateTyping``, ``delayMs``) off WhatsApp Web."""
+    if not pacing or process_name in MENTION_ENGINES:
+        return
+    raise UnsupportedOperation(
+        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}: simulateTyping and delayMs are "
+        "for WhatsApp-Web phones (the Cloud API paces itself); leave them out",
+        errors=[{"field": "simulateTyping", "message": "WhatsApp-Web phones only", "type": "value_error"}],
+        extra={"code": "UNSUPPORTED", "phoneIndex": phone_index},
     )

@@ -4,7 +4,8 @@ The payload contract (shared with both engines) is::
 
     {"messaging_product": "whatsapp", "recipient_type": "individual" | "group",
      "to": "<digits or group id>", "type": T, T: {...},
-     "context": {"message_id": "<provider id of the replied-to message>"}}   # replies only
+     "context": {"message_id": "<provider id of the replied-to message>"},   # replies only
+     "pacing": {"simulateTyping": bool, "delayMs": int}}                     # WhatsApp Web, when given
 
 ``reaction``, ``edit`` and ``delete`` carry ``message_id`` = the *provider* id of their
 target; the API resolves our message ids to provider ids before storing (``targets.py``).
@@ -23,7 +24,8 @@ from bisnesgpt.messaging.addressing import Recipient
 MediaType = Literal["image", "video", "audio", "document", "sticker"]
 # Types that act on an earlier message: their object's ``message_id`` names the target.
 TargetedType = Literal["reaction", "edit", "delete"]
-MessageType = Literal["text", "location", "contacts", "interactive", "template", MediaType, TargetedType]
+MessageType = Literal["text", "location", "contacts", "poll", "status", "interactive", "template", MediaType,
+                      TargetedType]
 MEDIA_TYPES: frozenset[str] = frozenset(get_args(MediaType))
 TARGETED_TYPES: frozenset[str] = frozenset(get_args(TargetedType))
 MESSAGE_TYPES: frozenset[str] = frozenset(get_args(MessageType))
@@ -56,6 +58,8 @@ class Draft:
     mime_type: str | None = None
     # The client's request body as given (stored in ``messages.raw`` for audit).
     request: JsonObject = field(default_factory=dict)
+    # Per-message pacing hints for WhatsApp-Web phones (``simulateTyping``, ``delayMs``).
+    pacing: JsonObject = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Refuse an unknown type, and a target on a type that takes none (or none where one is needed)."""
@@ -99,6 +103,8 @@ class Resolved:
         }
         if self.reply_external_id is not None:
             payload["context"] = {"message_id": self.reply_external_id}
+        if self.draft.pacing:
+            payload["pacing"] = dict(self.draft.pacing)
         return payload
 
     @property
@@ -108,10 +114,12 @@ class Resolved:
 
 
 def text_draft(recipient: Recipient, body: str, *, preview_url: bool = False, reply_to: str | None = None,
-               request: JsonObject | None = None) -> Draft:
-    """A text message (``preview_url``: let WhatsApp show a link preview)."""
-    return Draft("text", {"body": body, "preview_url": preview_url}, recipient, reply_to=reply_to, content=body,
-                 request=request or {})
+               request: JsonObject | None = None, mentions: list[str] | None = None) -> Draft:
+    """A text message (``preview_url``: let WhatsApp show a link preview; ``mentions``: numbers @-mentioned)."""
+    text: JsonObject = {"body": body, "preview_url": preview_url}
+    if mentions:
+        text["mentions"] = list(dict.fromkeys(m.lstrip("+") for m in mentions))
+    return Draft("text", text, recipient, reply_to=reply_to, content=body, request=request or {})
 
 
 def media_draft(kind: MediaType, recipient: Recipient, *, link: str | None = None, media_id: str | None = None,

@@ -14,6 +14,12 @@ same shapes:
                      message's download ends (``media.state`` stored or failed, with ``error``)
 ``session.status``   ``{status, connection_type, qr?, pairing_code?, reason?, phone_number?}``
 ``phone.status``     ``{status, connection_type, reason?, ...}``
+``message.poll_vote`` ``{message_id, external_id, chat_id, voter, voter_lid, selected,
+                     tallies: [{option, votes}], timestamp, provider}`` (a vote on our poll)
+``group.participants`` ``{group_id, change: joined|left|promoted|demoted, participants, by,
+                     timestamp, provider, notification_id}`` (WhatsApp-Web phones)
+``group.updated``    ``{group_id, changes: {subject?, description?, announce?, locked?}, by,
+                     timestamp, provider, notification_id}``
 
 The provider's original payload goes in ``raw``; webhooks add it as ``data.raw`` only for
 endpoints that ask for it.
@@ -37,8 +43,13 @@ MESSAGE_STATUS: Final = "message.status"
 MESSAGE_MEDIA: Final = "message.media"
 SESSION_STATUS: Final = "session.status"
 PHONE_STATUS: Final = "phone.status"
-EventType = Literal["message.inbound", "message.status", "message.media", "session.status", "phone.status"]
-EVENT_TYPES: tuple[EventType, ...] = (MESSAGE_INBOUND, MESSAGE_STATUS, MESSAGE_MEDIA, SESSION_STATUS, PHONE_STATUS)
+MESSAGE_POLL_VOTE: Final = "message.poll_vote"
+GROUP_PARTICIPANTS: Final = "group.participants"
+GROUP_UPDATED: Final = "group.updated"
+EventType = Literal["message.inbound", "message.status", "message.media", "session.status", "phone.status",
+                    "message.poll_vote", "group.participants", "group.updated"]
+EVENT_TYPES: tuple[EventType, ...] = (MESSAGE_INBOUND, MESSAGE_STATUS, MESSAGE_MEDIA, SESSION_STATUS, PHONE_STATUS,
+                                      MESSAGE_POLL_VOTE, GROUP_PARTICIPANTS, GROUP_UPDATED)
 
 
 class MessageError(TypedDict):

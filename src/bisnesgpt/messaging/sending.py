@@ -36,7 +36,7 @@ from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.window import check_window
 from bisnesgpt.health import metrics
 from bisnesgpt.messaging import chat_order, idempotency, store
-from bisnesgpt.messaging.capabilities import check_sendable
+from bisnesgpt.messaging.capabilities import check_mentions, check_pacing, check_sendable
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, StoredResponse
 from bisnesgpt.messaging.node_jobs import send_job_data
@@ -188,6 +188,9 @@ class SendService:
                 phone_index = target.phone_index
         route = await self.router.route(request.company_id, phone_index)
         check_sendable(route.process_name, draft.type, phone_index)
+        check_mentions(route.process_name, isinstance(draft.body, dict) and bool(draft.body.get("mentions")),
+                       phone_index)
+        check_pacing(route.process_name, bool(draft.pacing), phone_index)
         key = request.idempotency
         try:
             async with self.db.transaction() as conn:

@@ -13,6 +13,7 @@ def api_components(ctx: ProcessContext) -> list[Component]:
         ApiComponent,
         ConversationsApiComponent,
         EventStreamComponent,
+        GroupsApiComponent,
         MediaApiComponent,
         PipelineComponent,
         SessionsApiComponent,
@@ -34,6 +35,7 @@ def api_components(ctx: ProcessContext) -> list[Component]:
         MediaApiComponent(ctx),
         EventStreamComponent(ctx),
         ConversationsApiComponent(ctx),
+        GroupsApiComponent(ctx),
         WebhookDeliveryComponent(ctx),
         DashboardComponent(ctx),
     ]

@@ -192,6 +192,10 @@ class V1Base(Strict):
     phoneIndex: PhoneIndex = 0
     companyId: CompanyId | None = Field(default=None, description="Required with an operator key; else the key's")
     ordered: Ordered = None
+    simulateTyping: bool | None = Field(
+        None, description="WhatsApp-Web phones: show \"typing…\" before this text (overrides WWEBJS_SIMULATE_TYPING)")
+    delayMs: int | None = Field(None, ge=0, le=30_000,
+                                description="WhatsApp-Web phones: wait this long before sending it (after pacing)")
 
 
 class TextObject(Strict):
@@ -199,6 +203,9 @@ class TextObject(Strict):
 
     body: TextBody
     preview_url: bool = False
+    mentions: list[Annotated[str, Field(pattern=r"^\+?\d{5,20}$")]] | None = Field(
+        None, max_length=256, examples=[["60123456789"]],
+        description="Numbers the text @-mentions (WhatsApp-Web phones; write them in the body as @60123456789)")
 
 
 class Media(Strict):
@@ -361,6 +368,60 @@ class LocationMessage(V1Base):
     location: Location
 
 
+class Poll(Strict):
+    """A poll (WhatsApp-Web phones): the question, 2 to 12 distinct options, how many one may pick."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    options: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=2, max_length=12)]
+    selectable_count: int = Field(1, ge=0, le=12, description="1: one option; 0: any number; n: up to n")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Poll:
+        if len(set(self.options)) != len(self.options):
+            raise ValueError("options must be distinct")
+        if self.selectable_count > len(self.options):
+            raise ValueError("selectable_count cannot exceed the number of options")
+        return self
+
+
+class PollMessage(V1Base):
+    """A v1 poll (WhatsApp-Web phones; votes arrive as ``message.poll_vote`` events)."""
+
+    type: Literal["poll"]
+    poll: Poll
+
+
+class StatusPost(Strict):
+    """A status (story) post: a ``text`` on a ``background_color``, or an ``image``/``video`` by link with a
+    ``caption``; seen by ``recipients`` (numbers), or by all contacts when left out."""
+
+    text: Annotated[str, Field(min_length=1, max_length=700)] | None = None
+    background_color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
+    font: int | None = Field(None, ge=0, le=10)
+    image: Media | None = None
+    video: Media | None = None
+    caption: Caption | None = None
+    recipients: Annotated[list[Annotated[str, Field(pattern=r"^\+?\d{5,20}$")]],
+                          Field(min_length=1, max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StatusPost:
+        given = [k for k in ("text", "image", "video") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a status post is exactly one of text, image or video")
+        if self.text is None and (self.background_color or self.font is not None):
+            raise ValueError("background_color and font are for text posts")
+        return self
+
+
+class StatusMessage(V1Base):
+    """A v1 status (story) post (WhatsApp-Web phones), sent ``to`` ``status@broadcast``."""
+
+    to: Literal["status@broadcast"] = "status@broadcast"
+    type: Literal["status"]
+    status: StatusPost
+
+
 class ContactsMessage(V1Base):
     """A v1 message sharing one or more contacts."""
 
@@ -405,7 +466,8 @@ class DeleteMessage(V1Base):
 
 V1Message = Annotated[
     TextMessage | ImageMessage | VideoMessage | AudioMessage | DocumentMessage | StickerMessage
-    | LocationMessage | ContactsMessage | InteractiveMessage | TemplateMessage | ReactionMessage
+    | LocationMessage | ContactsMessage | PollMessage | StatusMessage | InteractiveMessage | TemplateMessage
+    | ReactionMessage
     | EditMessage | DeleteMessage,
     Field(discriminator="type"),
 ]

@@ -16,7 +16,7 @@ from bisnesgpt.messaging.errors import PermanentSendError
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 CLOUD_API_TYPES = frozenset({"text", *MEDIA_TYPES, "location", "contacts", "interactive", "template", "reaction"})
 # Payload-contract extensions that only WhatsApp Web can do.
-WEB_ONLY_TYPES = frozenset({"edit", "delete"})
+WEB_ONLY_TYPES = frozenset({"edit", "delete", "poll", "status"})
 
 # A request body is a JSON object; the parts callers pass in are JSON objects of their own.
 Body = JsonObject

@@ -51,6 +51,7 @@ class WebSessionsComponent(Component, HealthReporter):
             ctx.settings, ctx.db, ctx.redis, ctx.coordinator, driver, AuthStore(secret_box(ctx.settings), driver.name),
             ctx.events, process_name=ctx.process_name, holder=ctx.holder, pid=ctx.pid, namespace=ctx.namespace,
             on_inbound=self.recorder.on_inbound, on_ack=self.recorder.on_ack,
+            on_notification=self.recorder.on_notification,
         )
 
     async def start(self) -> None:
@@ -101,7 +102,7 @@ class WebSendWorkerComponent(SendQueueComponent):
         self.sessions = sessions
         self.wakeups = Wakeups()
         self._wake_tasks: set[asyncio.Task[None]] = set()
-        super().__init__(ctx, WWEBJS, WebEngine(ctx.settings, sessions.manager), wakeups=self.wakeups)
+        super().__init__(ctx, WWEBJS, WebEngine(ctx.settings, sessions.manager, db=ctx.db), wakeups=self.wakeups)
         sessions.manager.ready_listeners.append(self._session_ready)
 
     def _session_ready(self, key: SessionKey) -> None:

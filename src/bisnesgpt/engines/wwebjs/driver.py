@@ -127,6 +127,24 @@ class InboundMedia:
 
 
 @dataclass(frozen=True)
+class ContactCard:
+    """A contact card: its display name and vCard (``numbers``: the WhatsApp numbers on it)."""
+
+    name: str
+    vcard: str
+    numbers: tuple[str, ...] = ()
+
+
+class Location(TypedDict):
+    """A location pin to send (the Cloud API's ``location`` object, coordinates as numbers)."""
+
+    latitude: float
+    longitude: float
+    name: str | None
+    address: str | None
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """A message someone sent to this phone. ``confirm`` is awaited once it is stored."""
 
@@ -141,6 +159,12 @@ class InboundMessage:
     push_name: str | None = None
     raw: JsonObject = field(default_factory=dict)
     confirm: Confirm | None = field(default=None, compare=False, repr=False)
+    # In a group: the author's LID (WhatsApp's privacy id, ``<digits>@lid``) when known.
+    sender_lid: str | None = None
+    # The numbers the message @-mentions.
+    mentions: tuple[str, ...] = ()
+    location: Location | None = None  # type location (``live``: a live location's current point)
+    contacts: tuple[ContactCard, ...] = ()  # type contacts
 
 
 AckLevel = Literal["server", "device", "read", "played"]
@@ -156,7 +180,58 @@ class DeliveryAck:
     at: float | None = None  # WhatsApp's time of the receipt (Unix seconds), when it says
 
 
-SessionEvent = QrCode | PairingCode | Authenticated | Ready | Disconnected | LoggedOut | InboundMessage | DeliveryAck
+GroupChange = Literal["joined", "left", "promoted", "demoted"]
+
+
+@dataclass(frozen=True)
+class GroupParticipantsChanged:
+    """People joined or left a group this phone is in, or became or stopped being admins (``by``: who did it)."""
+
+    id: str  # the notification's id (what the confirm acknowledges)
+    group_id: str
+    change: GroupChange
+    participants: tuple[str, ...]
+    by: str | None
+    timestamp: float
+    confirm: Confirm | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class GroupUpdated:
+    """A group's subject, description or settings changed (``changes``: the new values only)."""
+
+    id: str
+    group_id: str
+    changes: JsonObject
+    by: str | None
+    timestamp: float
+    confirm: Confirm | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PollVote:
+    """Someone voted on a poll (their whole current choice: an empty one takes the vote back).
+
+    ``selected`` names the options when the driver knows them; WhatsApp itself only says
+    their SHA-256 (``selected_hashes``, hex), which the poll's stored options resolve.
+    """
+
+    id: str
+    poll_id: str
+    chat_id: str
+    voter: str
+    timestamp: float
+    selected: tuple[str, ...] = ()
+    selected_hashes: tuple[str, ...] = ()
+    voter_lid: str | None = None
+    confirm: Confirm | None = field(default=None, compare=False, repr=False)
+
+
+GroupEvent = GroupParticipantsChanged | GroupUpdated
+# What a session reports besides messages and receipts, each confirmed once handled.
+Notification = GroupParticipantsChanged | GroupUpdated | PollVote
+SessionEvent = (QrCode | PairingCode | Authenticated | Ready | Disconnected | LoggedOut | InboundMessage | DeliveryAck
+                | GroupParticipantsChanged | GroupUpdated | PollVote)
 EventSink = Callable[[SessionEvent], None]
 
 
@@ -173,17 +248,30 @@ class MediaSource:
     filename: str | None = None
 
 
-class Location(TypedDict):
-    """A location pin to send (the Cloud API's ``location`` object, coordinates as numbers)."""
+@dataclass(frozen=True)
+class Poll:
+    """A poll to send: the question, 2 to 12 options, how many one may pick (1: one; 0: any number)."""
 
-    latitude: float
-    longitude: float
-    name: str | None
-    address: str | None
+    name: str
+    options: tuple[str, ...]
+    selectable_count: int = 1
+
+
+@dataclass(frozen=True)
+class StatusPost:
+    """A status (story) post: text on a background colour, or an image or video with a caption.
+
+    ``recipients`` (digits): who sees it; empty: all contacts (as the phone's privacy settings say).
+    """
+
+    media_kind: Literal["text", "image", "video"] = "text"
+    background_color: str | None = None  # "#RRGGBB"
+    font: int | None = None
+    recipients: tuple[str, ...] = ()
 
 
 OutgoingKind = Literal["text", "image", "video", "audio", "document", "sticker", "location", "reaction", "edit",
-                       "delete"]
+                       "delete", "contacts", "poll", "status"]
 
 
 @dataclass(frozen=True)
@@ -191,7 +279,8 @@ class OutgoingMessage:
     """One thing to send to ``to`` (``<digits>@c.us`` or ``<id>@g.us``).
 
     ``kind`` text: ``text``; image/video/audio/document/sticker: ``media`` (+ ``text`` as
-    caption); location: ``location``; reaction/edit/delete: ``target_id`` (+ ``text`` as the
+    caption); location: ``location``; contacts: ``contacts``; poll: ``poll``;
+    reaction/edit/delete: ``target_id`` (+ ``text`` as the
     emoji or the new body). ``reply_to`` quotes a message (a reply). ``client_id`` is our
     message id: drivers that can choose the WhatsApp message id derive it from this, so a
     resend after a crash is recognised as the same message.
@@ -206,6 +295,11 @@ class OutgoingMessage:
     reply_to: str | None = None
     location: Location | None = None
     preview_url: bool = False
+    # Numbers (digits) the text @-mentions; WhatsApp shows them as mentions in a group.
+    mentions: tuple[str, ...] = ()
+    contacts: tuple[ContactCard, ...] = ()  # contacts: one card or several
+    poll: Poll | None = None
+    status: StatusPost | None = None  # status: to status@broadcast (``text``, or ``media`` with ``text`` as caption)
 
 
 @dataclass(frozen=True)
@@ -215,6 +309,59 @@ class SentMessage:
     id: str
     timestamp: float
     duplicate: bool = False
+
+
+# --- groups (manager -> driver) -------------------------------------------------------------
+
+TypingState = Literal["composing", "paused"]
+GroupRole = Literal["member", "admin", "superadmin"]
+ParticipantAction = Literal["add", "remove", "promote", "demote"]
+# What became of one participant of an add/remove/promote/demote.
+ParticipantOutcome = Literal["added", "removed", "promoted", "demoted", "not_on_whatsapp", "privacy_blocked",
+                             "already_in_group", "not_in_group", "failed"]
+
+
+@dataclass(frozen=True)
+class GroupParticipant:
+    """A member of a group: number (digits), LID when known, and role."""
+
+    number: str
+    role: GroupRole = "member"
+    lid: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A group as this phone sees it (``is_admin``: this phone is an admin; ``invite_link`` only then)."""
+
+    id: str  # <id>@g.us
+    subject: str
+    description: str | None = None
+    owner: str | None = None
+    created_at: float | None = None
+    participants: tuple[GroupParticipant, ...] = ()
+    announce: bool = False  # only admins may send
+    locked: bool = False  # only admins may change subject, description, picture
+    is_admin: bool = False
+    invite_link: str | None = None
+
+
+@dataclass(frozen=True)
+class ParticipantResult:
+    """What an add/remove/promote/demote did for one number."""
+
+    number: str
+    outcome: ParticipantOutcome
+
+
+@dataclass(frozen=True)
+class GroupChanges:
+    """What to change about a group (None: leave as it is)."""
+
+    subject: str | None = None
+    description: str | None = None
+    announce: bool | None = None
+    locked: bool | None = None
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -263,6 +410,15 @@ class SendRejected(DriverError, summary="Message rejected", retryable=False):
         self.code = code
 
 
+class GroupRefused(DriverError, summary="Group operation refused", retryable=False):
+    """WhatsApp refused a group operation (``code``: GROUP_NOT_FOUND, NOT_GROUP_ADMIN, NOT_IN_GROUP,
+    INVITE_INVALID, BAD_GROUP_REQUEST)."""
+
+    def __init__(self, detail: str, *, code: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
 class PairingUnavailable(DriverError, summary="Pairing not possible now", code="PAIRING_UNAVAILABLE",
                          retryable=False):
     """A pairing code can only be requested while the session waits to be paired."""
@@ -288,6 +444,37 @@ class DriverSession(Protocol):
 
     async def stop(self) -> None:
         """Disconnect without logging out (the stored auth stays valid)."""
+
+    async def check_numbers(self, numbers: list[str]) -> dict[str, bool]:
+        """Whether each number (digits) has a WhatsApp account."""
+
+    async def typing(self, chat_id: str, state: TypingState) -> None:
+        """Show "typing…" in the chat (``composing``) or stop showing it (``paused``)."""
+
+    async def groups(self) -> list[GroupInfo]:
+        """The groups this phone is in (participants without LIDs; invite links left out)."""
+
+    async def group_info(self, group_id: str) -> GroupInfo:
+        """One group (with its invite link if this phone is an admin); GroupRefused GROUP_NOT_FOUND."""
+
+    async def create_group(self, subject: str, participants: list[str]) -> tuple[GroupInfo, list[ParticipantResult]]:
+        """Create a group with this phone as its owner; what became of each participant."""
+
+    async def update_participants(self, group_id: str, action: ParticipantAction,
+                                  numbers: list[str]) -> list[ParticipantResult]:
+        """Add, remove, promote or demote (this phone must be an admin): one result per number."""
+
+    async def update_group(self, group_id: str, changes: GroupChanges) -> GroupInfo:
+        """Change subject, description, announcement-only or locked info; the group afterwards."""
+
+    async def invite_link(self, group_id: str, *, revoke: bool = False) -> str:
+        """The group's invite link (a new one, the old one void, with ``revoke``)."""
+
+    async def join_group(self, invite: str) -> str:
+        """Join by invite link (or its code); the group's id."""
+
+    async def leave_group(self, group_id: str) -> None:
+        """Leave the group."""
 
 
 class WebDriver(Protocol):

@@ -16,10 +16,20 @@ from datetime import UTC, datetime
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.jsontypes import JsonObject
-from bisnesgpt.engines.wwebjs.driver import DriverError, NotConnected, SendRejected, SendTimeout, SessionKey
+from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs.antiban import AntiBan
+from bisnesgpt.engines.wwebjs.driver import (
+    DriverError,
+    NotConnected,
+    OutgoingMessage,
+    SendRejected,
+    SendTimeout,
+    SessionKey,
+)
 from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.outgoing import to_outgoing
 from bisnesgpt.engines.wwebjs.pacing import SessionPacer
+from bisnesgpt.engines.wwebjs.session import ManagedSession
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
 from bisnesgpt.messaging.send_processor import SendReceipt
 from bisnesgpt.messaging.store import MessageRecord
@@ -29,10 +39,12 @@ log = logging.getLogger(__name__)
 # A job waits in-process for its pacing slot up to this long; beyond, it is delayed in Redis.
 MAX_INLINE_WAIT = 2.0
 OTHER_OWNER_RETRY_MS = 1_000
+MAX_DELAY_MS = 30_000  # a message's own delayMs, at most (the API allows no more)
 # What to do about a failure, for the failed message's ``error.details.detail`` (a refused
 # media URL's own detail already names its setting).
 NEXT_STEPS = {
     "RECIPIENT_NOT_ON_WHATSAPP": "check the number and its country code: it has no WhatsApp account",
+    "NOT_ON_WHATSAPP": "check the number and its country code: it has no WhatsApp account",
     "MEDIA_TOO_LARGE": "send a smaller file, or a link to it in a text message",
     "MEDIA_DOWNLOAD_FAILED": "check that the media URL answers 200 to a GET from this server",
     "INVALID_PAYLOAD": "fix the message (the request schemas are at /docs)",
@@ -61,10 +73,12 @@ class WebEngine:
 
     provider = "wwebjs"
 
-    def __init__(self, settings: Settings, manager: SessionManager) -> None:
+    def __init__(self, settings: Settings, manager: SessionManager, *, db: Database | None = None) -> None:
         self.settings = settings
         self.manager = manager
         self.pacer = SessionPacer(settings.wwebjs_max_messages_per_second, settings.wwebjs_send_jitter_ms)
+        # The caps and the on-WhatsApp check read the phone's messages (none needed when they are off).
+        self.antiban = AntiBan(settings, db)
 
     def _defer_ms(self, message: MessageRecord) -> int:
         """Grows with how long the message has waited: base, then about half its age, capped."""
@@ -86,6 +100,7 @@ class WebEngine:
         """Refuse what WhatsApp Web cannot send; defer while the session is not ready here."""
         to_outgoing(message)  # raises PermanentSendError for what can never be sent
         self._check_ready(message)
+        await self.antiban.check_caps(message)
 
     async def send(self, message: MessageRecord) -> SendReceipt:
         """Pace, send through the session's driver, and map driver errors onto the worker's outcomes."""
@@ -101,6 +116,7 @@ class WebEngine:
             raise DeferSend(f"session not ready: {readiness.detail}", delay_ms=self._defer_ms(message),
                             wake_on=ready_condition(message))
         try:
+            await self._before_driver(readiness.session, message, outgoing)
             sent = await readiness.session.send(outgoing)
         except NotConnected as exc:
             raise DeferSend(exc.detail, delay_ms=self._defer_ms(message), wake_on=ready_condition(message)) from exc
@@ -120,3 +136,29 @@ class WebEngine:
             raise PermanentSendError(exc.detail, code=exc.code, title=exc.summary,
                                      details=failure_details(exc)) from exc
         return SendReceipt(sent.id, {"duplicate": sent.duplicate, "timestamp": sent.timestamp})
+
+    async def _before_driver(self, session: ManagedSession, message: MessageRecord, outgoing: OutgoingMessage) -> None:
+        """The on-WhatsApp check of a new number, then "typing…" before a text (``antiban``)."""
+        if self.settings.wwebjs_check_on_whatsapp and await self.antiban.opens_chat(message):
+            number = message.chat_id.partition("@")[0]
+            on = self.antiban.cached(number)
+            if on is None:
+                answers = await session.ready_driver().check_numbers([number])
+                self.antiban.remember(answers)
+                on = answers.get(number, False)
+            if not on:
+                raise SendRejected(f"{number} is not on WhatsApp (checked before the first message; nothing was "
+                                   "sent)", code="NOT_ON_WHATSAPP")
+        pacing = (message.payload or {}).get("pacing")
+        hints = pacing if isinstance(pacing, dict) else {}
+        delay_ms = hints.get("delayMs")
+        if isinstance(delay_ms, int) and delay_ms > 0:
+            await asyncio.sleep(min(delay_ms, MAX_DELAY_MS) / 1000)
+        wanted = hints.get("simulateTyping")
+        pause = self.antiban.typing_seconds(outgoing.text if outgoing.kind == "text" else None,
+                                            wanted if isinstance(wanted, bool) else None)
+        if pause > 0:
+            driver = session.ready_driver()
+            await driver.typing(message.chat_id, "composing")
+            await asyncio.sleep(pause)
+            await driver.typing(message.chat_id, "paused")

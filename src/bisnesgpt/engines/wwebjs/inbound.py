@@ -13,22 +13,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 
+import asyncpg
+
 from bisnesgpt.core.errors import DatabaseUnavailable
 from bisnesgpt.core.ids import new_message_id
-from bisnesgpt.core.jsontypes import JsonObject
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs import metrics
-from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
+from bisnesgpt.engines.wwebjs.driver import (
+    DeliveryAck,
+    GroupEvent,
+    GroupParticipantsChanged,
+    InboundMessage,
+    Notification,
+    PollVote,
+    SessionKey,
+)
 from bisnesgpt.engines.wwebjs.inbound_media import InboundMediaKeeper, KeptMedia
+from bisnesgpt.engines.wwebjs.vcards import contact_of
 from bisnesgpt.media import downloads
 from bisnesgpt.media.library import MediaJson
 from bisnesgpt.messaging import store as message_store
-from bisnesgpt.messaging.events import MESSAGE_INBOUND, record_tenant_event
+from bisnesgpt.messaging.events import (
+    GROUP_PARTICIPANTS,
+    GROUP_UPDATED,
+    MESSAGE_INBOUND,
+    MESSAGE_POLL_VOTE,
+    EventType,
+    record_tenant_event,
+)
 from bisnesgpt.messaging.states import MessageState, ProviderStatus, advance_status
 
 log = logging.getLogger(__name__)
@@ -49,6 +68,12 @@ def inbound_payload(message: InboundMessage) -> JsonObject:
         body["profile"] = {"name": message.push_name}
     if message.type == "text":
         body["text"] = {"body": message.text or ""}
+    elif message.location is not None:
+        pin = message.location
+        body["location"] = {k: v for k, v in {"latitude": pin["latitude"], "longitude": pin["longitude"],
+                                              "name": pin["name"], "address": pin["address"]}.items() if v is not None}
+    elif message.contacts:
+        body["contacts"] = [contact_of(card) for card in message.contacts]
     elif message.media is not None:
         media = message.media
         body[message.type] = {k: v for k, v in {
@@ -58,7 +83,35 @@ def inbound_payload(message: InboundMessage) -> JsonObject:
         body[message.type] = {"body": message.text}
     if message.quoted_id:
         body["context"] = {"id": message.quoted_id}
+    if message.chat_id.endswith("@g.us"):
+        # A group message: the group, and its author by number and (when WhatsApp says) LID.
+        body["group"] = {"id": message.chat_id, "participant": message.sender, "participant_lid": message.sender_lid}
+    if message.mentions:
+        body["mentions"] = list(message.mentions)
     return body
+
+
+def _group_fields(message: InboundMessage) -> JsonObject:
+    """What a group message's ``message.inbound`` event adds: the group, the author's LID, the mentions."""
+    fields: JsonObject = {}
+    if message.chat_id.endswith("@g.us"):
+        fields.update({"group_id": message.chat_id, "participant": message.sender,
+                       "participant_lid": message.sender_lid})
+    if message.mentions:
+        fields["mentions"] = list(message.mentions)
+    return fields
+
+
+def group_event_data(event: GroupEvent) -> JsonObject:
+    """The tenant event's data for a group notification."""
+    data: JsonObject = {"group_id": event.group_id, "by": event.by,
+                        "timestamp": datetime.fromtimestamp(event.timestamp, UTC).isoformat(),
+                        "provider": "wwebjs", "notification_id": event.id}
+    if isinstance(event, GroupParticipantsChanged):
+        data.update({"change": event.change, "participants": list(event.participants)})
+    else:
+        data["changes"] = event.changes
+    return data
 
 
 class InboundRecorder:
@@ -125,6 +178,10 @@ class InboundRecorder:
         media_json = self._media_json(key, message, kept)
         media = message.media
         content = message.text if message.text is not None else (media.caption if media else None)
+        if content is None and message.location is not None:
+            content = message.location["name"] or f"{message.location['latitude']},{message.location['longitude']}"
+        if content is None and message.contacts:
+            content = ", ".join(card.name for card in message.contacts)
         at = datetime.fromtimestamp(message.timestamp, UTC)
         chat_id = message.chat_id if "@" in message.chat_id else f"{message.chat_id}@c.us"
         async with self.db.transaction() as conn:
@@ -145,12 +202,55 @@ class InboundRecorder:
                                           "chat_id": chat_id, "from": message.sender, "type": message.type,
                                           "text": content, "timestamp": at.isoformat(), "provider": "wwebjs",
                                           "push_name": message.push_name, "payload": payload,
-                                          "media": media_json},
+                                          "media": media_json, **_group_fields(message)},
                                       raw=message.raw or None)
             await message_store.touch_inbound_session(conn, key.company_id, key.phone_index, message.sender, at)
         self.stored += 1
         metrics.INBOUND.labels("stored").inc()
         return True
+
+    async def on_notification(self, key: SessionKey, event: Notification) -> bool:
+        """A group notification or poll vote → one tenant event (``group.participants``, ``group.updated``,
+        ``message.poll_vote``; a redelivery: none). False when PostgreSQL is unavailable: left unconfirmed,
+        WhatsApp delivers it again."""
+        try:
+            async with self.db.transaction() as conn:
+                chat = event.chat_id if isinstance(event, PollVote) else event.group_id
+                first = await conn.fetchval(SQL.claim_notification, key.company_id, key.phone_index, event.id, chat)
+                if first is None:
+                    return True
+                if isinstance(event, PollVote):
+                    kind: EventType = MESSAGE_POLL_VOTE
+                    data = await self._poll_vote(conn, key, event)
+                else:
+                    kind = GROUP_PARTICIPANTS if isinstance(event, GroupParticipantsChanged) else GROUP_UPDATED
+                    data = group_event_data(event)
+                await record_tenant_event(conn, company_id=key.company_id, phone_index=key.phone_index, type=kind,
+                                          data=data)
+        except DatabaseUnavailable as exc:
+            log.warning("notification %s on %s not stored (%s)", event.id, key, exc.detail)
+            return False
+        return True
+
+    @staticmethod
+    async def _poll_vote(conn: asyncpg.Connection, key: SessionKey, vote: PollVote) -> JsonObject:
+        """Keep the voter's choice; the event: who chose what, and the poll's tallies now."""
+        poll = await conn.fetchrow(SQL.sent_poll, key.company_id, key.phone_index, vote.poll_id)
+        payload = poll["payload"] if poll is not None else None
+        body = payload.get("poll") if isinstance(payload, dict) else None
+        raw_options = body.get("options") if isinstance(body, dict) else None
+        options = [str(o) for o in raw_options] if isinstance(raw_options, list) else []
+        by_hash = {hashlib.sha256(o.encode()).hexdigest(): o for o in options}
+        selected: list[JsonValue] = [*vote.selected] or [by_hash[h] for h in vote.selected_hashes if h in by_hash]
+        await conn.execute(SQL.save_poll_vote, key.company_id, key.phone_index, vote.poll_id, vote.voter, selected)
+        counts = dict.fromkeys(options, 0)
+        for row in await conn.fetch(SQL.poll_votes, key.company_id, key.phone_index, vote.poll_id):
+            for option in row["selected"] or []:
+                counts[option] = counts.get(option, 0) + 1
+        return {"message_id": poll["message_id"] if poll is not None else None, "external_id": vote.poll_id,
+                "chat_id": vote.chat_id, "voter": vote.voter, "voter_lid": vote.voter_lid, "selected": selected,
+                "tallies": [{"option": o, "votes": n} for o, n in counts.items()],
+                "timestamp": datetime.fromtimestamp(vote.timestamp, UTC).isoformat(), "provider": "wwebjs"}
 
     async def on_ack(self, key: SessionKey, ack: DeliveryAck) -> bool:
         """True when applied; False when retried in the background (confirmed to WhatsApp only then)."""

@@ -36,10 +36,20 @@ from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
 from bisnesgpt.coordination.coordinator import Subscriptions
 from bisnesgpt.coordination.leases import Holder
 from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
 from bisnesgpt.engines.wwebjs.balance import Member, Share, plan
-from bisnesgpt.engines.wwebjs.driver import DeliveryAck, DriverError, InboundMessage, SessionKey, WebDriver
+from bisnesgpt.engines.wwebjs.driver import (
+    DeliveryAck,
+    DriverError,
+    InboundMessage,
+    NotConnected,
+    Notification,
+    SessionKey,
+    WebDriver,
+)
+from bisnesgpt.engines.wwebjs.groups import run_group_op
 from bisnesgpt.engines.wwebjs.leases import SessionLeases
 from bisnesgpt.engines.wwebjs.session import ManagedSession, SessionConfig, SessionServices
 from bisnesgpt.engines.wwebjs.status import SessionStatus
@@ -90,8 +100,11 @@ class CommandResult(TypedDict, total=False):
     phoneNumber: str
     error: str
     code: str
+    data: JsonObject  # a group operation's answer
 
 
+# A group operation waits this long for WhatsApp at the most (the API waits a little longer).
+GROUP_OP_TIMEOUT_S = 20.0
 CommandHandler = Callable[[store.Command], Awaitable[CommandResult]]
 
 
@@ -114,6 +127,7 @@ class SessionManager:
         namespace: str,
         on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]],
         on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]],
+        on_notification: Callable[[SessionKey, Notification], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -130,7 +144,8 @@ class SessionManager:
         self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
                                         process_name=process_name, holder=self.holder, pid=pid,
                                         namespace=namespace,
-                                        on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready)
+                                        on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready,
+                                        on_notification=on_notification)
         # Called with the key of each session that becomes ready (the send worker wakes its jobs).
         self.ready_listeners: list[Callable[[SessionKey], None]] = []
         self.config = SessionConfig.from_settings(settings)
@@ -437,13 +452,14 @@ class SessionManager:
         except BisnesgptError as exc:
             log.warning("command %s result not stored: %s", command.id, exc.detail)
         await self.services.events.record("wwebjs_session_command", {
-            "session": str(command.key), "action": command.action, "ok": ok, **result})
+            "session": str(command.key), "action": command.action, "ok": ok,
+            **{k: v for k, v in result.items() if k != "data"}})  # a group list can be long
         self.poke()
 
     async def _execute(self, command: store.Command) -> CommandResult:
         handlers: dict[str, CommandHandler] = {
             "start": self._start_command, "restart": self._restart_command, "stop": self._stop_command,
-            "logout": self._logout_command, "pairing_code": self._pairing_command}
+            "logout": self._logout_command, "pairing_code": self._pairing_command, "group": self._group_command}
         handler = handlers.get(command.action)
         if handler is None:
             return {"error": f"unknown action {command.action!r}"}
@@ -482,3 +498,10 @@ class SessionManager:
             session = self._launch(command.key, pairing_phone=phone)
         code = await session.request_pairing_code(phone)
         return {"status": "pairing_code", "pairingCode": code, "phoneNumber": phone}
+
+    async def _group_command(self, command: store.Command) -> CommandResult:
+        session = self.sessions.get(command.key)
+        if session is None or not session.running:
+            raise NotConnected(f"session {command.key} is not running; start it first")
+        data = await asyncio.wait_for(run_group_op(session.ready_driver(), command.args), GROUP_OP_TIMEOUT_S)
+        return {"data": data}

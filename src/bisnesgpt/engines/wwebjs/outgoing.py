@@ -13,12 +13,14 @@ import binascii
 from urllib.parse import unquote_to_bytes
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
-from bisnesgpt.engines.wwebjs.driver import Location, MediaSource, OutgoingKind, OutgoingMessage
+from bisnesgpt.engines.wwebjs.driver import Location, MediaSource, OutgoingKind, OutgoingMessage, Poll, StatusPost
+from bisnesgpt.engines.wwebjs.vcards import card_of
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.store import MessageRecord
 
 MEDIA_KINDS: tuple[OutgoingKind, ...] = ("image", "video", "audio", "document", "sticker")
-SUPPORTED: tuple[OutgoingKind, ...] = (*MEDIA_KINDS, "text", "location", "reaction", "edit", "delete")
+SUPPORTED: tuple[OutgoingKind, ...] = (*MEDIA_KINDS, "text", "location", "contacts", "poll", "status", "reaction",
+                                       "edit", "delete")
 
 
 def _unsupported(kind: str) -> PermanentSendError:
@@ -74,24 +76,32 @@ def to_outgoing(message: MessageRecord) -> OutgoingMessage:
     """Translate a queued message; raise PermanentSendError for what WhatsApp Web cannot send."""
     payload: JsonObject = message.payload or {}
     kind = _supported_kind(str(payload.get("type") or message.message_type or "text"))
-    body = payload.get(kind)
-    if not isinstance(body, dict):
-        raise _invalid(f"payload has no '{kind}' object")
     context = payload.get("context")
     reply_to = _text(context.get("message_id")) if isinstance(context, dict) else None
     to, client_id, reply_to = message.chat_id, message.message_id, reply_to or None
+    if kind == "contacts":
+        cards = payload.get("contacts")
+        if not isinstance(cards, list) or not cards or not all(isinstance(c, dict) for c in cards):
+            raise _invalid("contacts needs a list of contact objects")
+        return OutgoingMessage("contacts", to, client_id, reply_to=reply_to,
+                               contacts=tuple(card_of(c) for c in cards if isinstance(c, dict)))
+    body = payload.get(kind)
+    if not isinstance(body, dict):
+        raise _invalid(f"payload has no '{kind}' object")
+    if kind in ("poll", "location", "status"):
+        return _structured(kind, to, client_id, body, reply_to, message.media_mime_type)
     if kind == "text":
         text = body.get("body")
         if not isinstance(text, str) or not text:
             raise _invalid("text needs a non-empty 'body'")
+        mentions = body.get("mentions")
         return OutgoingMessage("text", to, client_id, text=text, preview_url=bool(body.get("preview_url")),
-                               reply_to=reply_to)
+                               reply_to=reply_to,
+                               mentions=tuple(str(m) for m in mentions) if isinstance(mentions, list) else ())
     if kind in MEDIA_KINDS:
         source = _media_source(kind, body, message.media_mime_type)
         return OutgoingMessage(kind, to, client_id, text=_text(body.get("caption")), media=source,
                                reply_to=reply_to)
-    if kind == "location":
-        return OutgoingMessage("location", to, client_id, location=_location(body), reply_to=reply_to)
     if kind == "edit":
         text_body = body.get("text")
         new_text = text_body.get("body") if isinstance(text_body, dict) else None
@@ -111,6 +121,41 @@ def _supported_kind(kind: str) -> OutgoingKind:
         if kind == supported:
             return supported
     raise _unsupported(kind)
+
+
+def _structured(kind: OutgoingKind, to: str, client_id: str, body: JsonObject, reply_to: str | None,
+                mime_type: str | None) -> OutgoingMessage:
+    """A poll, a location or a status post."""
+    if kind == "status":
+        return _status(to, client_id, body, mime_type)
+    return OutgoingMessage(kind, to, client_id, reply_to=reply_to, poll=_poll(body) if kind == "poll" else None,
+                           location=_location(body) if kind == "location" else None)
+
+
+def _status(to: str, client_id: str, body: JsonObject, mime_type: str | None) -> OutgoingMessage:
+    recipients = body.get("recipients")
+    who = tuple(str(r) for r in recipients) if isinstance(recipients, list) else ()
+    font = body.get("font")
+    for media_kind in ("image", "video"):
+        media = body.get(media_kind)
+        if isinstance(media, dict):
+            post = StatusPost(media_kind, recipients=who)
+            return OutgoingMessage("status", to, client_id, text=_text(body.get("caption")), status=post,
+                                   media=_media_source(media_kind, media, mime_type))
+    text = body.get("text")
+    if not isinstance(text, str) or not text:
+        raise _invalid("a status post needs 'text', 'image' or 'video'")
+    post = StatusPost("text", _text(body.get("background_color")), font if isinstance(font, int) else None, who)
+    return OutgoingMessage("status", to, client_id, text=text, status=post)
+
+
+def _poll(body: JsonObject) -> Poll:
+    options = body.get("options")
+    count = body.get("selectable_count", 1)
+    if (not isinstance(body.get("name"), str) or not isinstance(options, list) or not 2 <= len(options) <= 12
+            or not isinstance(count, int)):
+        raise _invalid("poll needs 'name', 2 to 12 'options' and a numeric 'selectable_count'")
+    return Poll(str(body["name"]), tuple(str(o) for o in options), count)
 
 
 def _location(body: JsonObject) -> Location:

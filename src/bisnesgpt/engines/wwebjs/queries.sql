@@ -16,10 +16,13 @@ SELECT driver, auth_state FROM wwebjs_sessions WHERE company_id = $1 AND phone_i
 -- save_auth --
 -- Store a session's encrypted credentials after pairing or resuming; a missing device id or
 -- number keeps the one already known.
-INSERT INTO wwebjs_sessions (company_id, phone_index, driver, auth_state, device_id, phone_number)
-VALUES ($1, $2, $3, $4, $5, $6)
+-- A first pairing (no credentials before) sets paired_at; a resume keeps it.
+INSERT INTO wwebjs_sessions (company_id, phone_index, driver, auth_state, device_id, phone_number, paired_at)
+VALUES ($1, $2, $3, $4, $5, $6, now())
 ON CONFLICT (company_id, phone_index) DO UPDATE SET
     driver = EXCLUDED.driver, auth_state = EXCLUDED.auth_state,
+    paired_at = CASE WHEN wwebjs_sessions.auth_state IS NULL THEN now()
+                     ELSE coalesce(wwebjs_sessions.paired_at, now()) END,
     device_id = coalesce(EXCLUDED.device_id, wwebjs_sessions.device_id),
     phone_number = coalesce(EXCLUDED.phone_number, wwebjs_sessions.phone_number)
 
@@ -106,3 +109,45 @@ FROM wwebjs_members WHERE expires_at > now() ORDER BY started_at, holder
 -- leave_members --
 -- A process that stops is no member any more (its sessions are released with it).
 DELETE FROM wwebjs_members WHERE holder = $1
+
+-- claim_notification --
+-- A notification (group change, poll vote) seen for the first time (no row: already an event).
+INSERT INTO wwebjs_notifications (company_id, phone_index, notification_id, chat_id)
+VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING notification_id
+
+-- save_poll_vote --
+-- A voter's current choice on a poll (replacing the earlier one).
+INSERT INTO wwebjs_poll_votes (company_id, phone_index, poll_id, voter, selected)
+VALUES ($1, $2, $3, $4, $5::jsonb)
+ON CONFLICT (company_id, phone_index, poll_id, voter) DO UPDATE SET selected = excluded.selected, updated_at = now()
+
+-- poll_votes --
+-- Every voter's current choice on a poll.
+SELECT voter, selected FROM wwebjs_poll_votes WHERE company_id = $1 AND phone_index = $2 AND poll_id = $3
+ORDER BY voter
+
+-- sent_poll --
+-- The poll we sent with this provider id (its options are in the payload).
+SELECT message_id, chat_id, payload FROM messages
+WHERE company_id = $1 AND phone_index = $2 AND external_id = $3 AND direction = 'outbound' AND message_type = 'poll'
+LIMIT 1
+
+-- send_limits --
+-- For a message about to go out on a phone ($1, $2) to chat $3: what the phone sent today (UTC),
+-- how many chats it opened today (first message to a number that never wrote), whether this
+-- message opens one, and when the number was paired.
+WITH today AS (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start)
+SELECT
+    (SELECT count(*) FROM messages m, today
+     WHERE m.company_id = $1 AND m.phone_index = $2 AND m.direction = 'outbound' AND m.sent_at >= today.start
+    ) AS sent_today,
+    (SELECT count(DISTINCT m.chat_id) FROM messages m, today
+     WHERE m.company_id = $1 AND m.phone_index = $2 AND m.direction = 'outbound' AND m.sent_at >= today.start
+       AND NOT EXISTS (SELECT 1 FROM messages i WHERE i.company_id = $1 AND i.phone_index = $2
+                       AND i.chat_id = m.chat_id AND i.direction = 'inbound')
+       AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.company_id = $1 AND o.phone_index = $2
+                       AND o.chat_id = m.chat_id AND o.direction = 'outbound' AND o.sent_at < today.start)
+    ) AS new_chats_today,
+    NOT EXISTS (SELECT 1 FROM messages x WHERE x.company_id = $1 AND x.phone_index = $2 AND x.chat_id = $3
+                AND (x.direction = 'inbound' OR x.sent_at IS NOT NULL)) AS opens_chat,
+    (SELECT paired_at FROM wwebjs_sessions WHERE company_id = $1 AND phone_index = $2) AS paired_at

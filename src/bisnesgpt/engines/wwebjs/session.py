@@ -41,12 +41,16 @@ from bisnesgpt.engines.wwebjs.driver import (
     Disconnected,
     DriverError,
     DriverSession,
+    GroupParticipantsChanged,
+    GroupUpdated,
     InboundMessage,
     LoggedOut,
     NotConnected,
+    Notification,
     OutgoingMessage,
     PairingCode,
     PairingUnavailable,
+    PollVote,
     QrCode,
     Ready,
     SendTimeout,
@@ -65,7 +69,7 @@ log = logging.getLogger(__name__)
 SessionEnd = Literal["crashed", "qr_timeout", "flapping", "logged_out"]
 # How one connection ended.
 OutcomeKind = Literal["connect_failed", "disconnected", "watchdog", "logged_out", "qr_timeout"]
-_Delivered = TypeVar("_Delivered", InboundMessage, DeliveryAck)
+_Delivered = TypeVar("_Delivered", InboundMessage, DeliveryAck, Notification)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class SessionServices:
     on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]]
     # Told once a session is ready to send (after its status is written).
     on_ready: Callable[[SessionKey], None] = lambda _key: None
+    # Group notifications and poll votes; False: not handled yet, not confirmed.
+    on_notification: Callable[[SessionKey, Notification], Awaitable[bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,13 @@ class ManagedSession:
             return await asyncio.wait_for(session.send(message), self.config.send_timeout_seconds)
         except TimeoutError as exc:
             raise SendTimeout(f"no answer from WhatsApp within {self.config.send_timeout_seconds:g}s") from exc
+
+    def ready_driver(self) -> DriverSession:
+        """The driver session, for operations besides sends (groups); NotConnected unless ready."""
+        session = self._driver_session
+        if session is None or self.status != "ready":
+            raise NotConnected(f"session {self.key} is {self.status}")
+        return session
 
     async def request_pairing_code(self, phone_number: str, timeout: float = 20.0) -> str:
         """A pairing code for ``phone_number`` (the session must be waiting to be paired)."""
@@ -320,6 +333,9 @@ class ManagedSession:
             return Outcome("logged_out", event.reason)
         elif isinstance(event, InboundMessage):
             await self._deliver(self.services.on_inbound, event, event.confirm)
+        elif isinstance(event, GroupParticipantsChanged | GroupUpdated | PollVote):
+            if self.services.on_notification is not None:
+                await self._deliver(self.services.on_notification, event, event.confirm)
         else:
             await self._deliver(self.services.on_ack, event, event.confirm)
         return None

@@ -24,7 +24,8 @@ from bisnesgpt.engines.wwebjs.driver import AuthState, SessionKey
 SQL = load_queries("bisnesgpt.engines.wwebjs")
 
 DesiredState = Literal["running", "stopped"]
-CommandAction = Literal["start", "stop", "restart", "logout", "pairing_code"]
+# ``group``: a group operation (``args.op``), run on the session's driver by its owner.
+CommandAction = Literal["start", "stop", "restart", "logout", "pairing_code", "group"]
 CommandState = Literal["pending", "done", "failed"]
 COMMAND_ACTIONS: tuple[CommandAction, ...] = get_args(CommandAction)
 

@@ -2,8 +2,9 @@
 
 ``serve`` runs the network; the other commands talk to a running one over HTTP (the URL
 defaults to WWEBJS_SANDBOX_URL): ``scan`` links a session waiting for its QR or pairing
-code, ``inbound`` sends a message to a session, ``fault`` injects a fault, ``sessions`` and
-``messages`` show what the network saw.
+code, ``inbound`` sends a message to a session (``--chat`` for a group), ``fault`` injects a
+fault, ``group`` acts on a group as another phone, ``sessions``, ``messages`` and ``groups``
+show what the network saw.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 
 from bisnesgpt.cli.common import command_group, console, settings_or_exit
 from bisnesgpt.core.jsontypes import JsonObject
+from bisnesgpt.sandbox.jsonvalues import as_strings
 from bisnesgpt.sandbox.wweb.config import NetworkConfig
 
 if TYPE_CHECKING:
@@ -31,6 +33,11 @@ wweb_app = command_group(help="The sandbox WhatsApp-Web network (a stand-in for 
 URL_OPTION = typer.Option(None, "--url", help="sandbox network URL (default: WWEBJS_SANDBOX_URL)")
 MEDIA_OPTION = typer.Option(None, "--media", exists=True, dir_okay=False,
                             help="send this file as media (uploaded to the network's media server)")
+
+MENTION_OPTION = typer.Option([], "--mention", help="a number the text @-mentions (repeatable)")
+CONTACT_OPTION = typer.Option([], "--contact", help="send contact cards instead: NAME:NUMBER (repeatable)")
+OPTION_OPTION = typer.Option([], "--option", "-o", help="an option voted for (repeatable)")
+PARTICIPANT_OPTION = typer.Option([], "--participant", "-p", help="a number to add/remove/... (repeatable)")
 
 
 def _url(url: str | None) -> str:
@@ -134,16 +141,31 @@ def inbound(
     media: Path | None = MEDIA_OPTION,
     kind: str = typer.Option("document", "--type", help="with --media: image, video, audio, document or sticker"),
     mime: str = typer.Option("application/octet-stream", "--mime", help="with --media: its MIME type"),
+    chat: str = typer.Option(None, "--chat", help="a group id (<id>@g.us) --from writes in, instead of a 1:1 chat"),
+    mention: list[str] = MENTION_OPTION,
+    location: str = typer.Option(None, "--location", help="send a location instead: LAT,LON[,NAME]"),
+    contact: list[str] = CONTACT_OPTION,
     url: str = URL_OPTION,
 ) -> None:
-    """Send a text (or, with ``--media``, a file) to the session's phone from ``--from``."""
+    """Send a text (or, with ``--media``, a file; ``--location``, a pin; ``--contact``, cards) to the
+    session's phone from ``--from``."""
     body: JsonObject = {"from": sender, "type": "text", "text": text}
+    if location:
+        latitude, longitude, *name = location.split(",", 2)
+        body = {"from": sender, "type": "location", "location": {
+            "latitude": float(latitude), "longitude": float(longitude), "name": name[0] if name else None}}
+    if contact:
+        body = {"from": sender, "type": "contacts", "contacts": [_card(c) for c in contact]}
     if media is not None:
         with media.open("rb") as handle:
             uploaded = _call("POST", f"{_url(url)}/media/upload", params={"name": media.name}, content=handle,
                              headers={"Content-Type": mime})
         body = {"from": sender, "type": kind, "text": text if text != "hello from the sandbox" else None,
                 "media": {**uploaded, "filename": media.name}}
+    if chat:
+        body["chat"] = chat
+    if mention:
+        body["mentions"] = list(mention)
     result: InjectedInbound = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/inbound",
                                     json=body)
     console.print(f"message {result['id']} {'delivered' if result['pushed'] else 'queued until the session is ready'}")
@@ -196,4 +218,96 @@ def messages(
     found: list[MessageRow] = result["messages"]
     for m in found:
         console.print(f"{m['session']:<20} {m['direction']:<3} {m['id']:<24} {m['kind']:<9} ack={m['ack']} "
-                      f"received={m['received_count']} {m['chat']}")
+                      f"received={m['received_count']} {m['chat']}{_detail(m['body'])}")
+
+
+def _card(given: str) -> JsonObject:
+    """A contact card for ``NAME:NUMBER`` (the number on WhatsApp)."""
+    name, _, number = given.rpartition(":")
+    digits = "".join(ch for ch in number if ch.isdigit())
+    vcard = f"BEGIN:VCARD\nVERSION:3.0\nFN:{name or number}\nTEL;type=CELL;waid={digits}:+{digits}\nEND:VCARD\n"
+    return {"name": name or number, "vcard": vcard}
+
+
+def _detail(body: JsonObject) -> str:
+    """What a message line adds for groups: a notification's change, a group message's author, mentions."""
+    parts = []
+    if body.get("change"):
+        parts.append(f"{body['change']} {','.join(as_strings(body.get('participants') or []))} by={body.get('by')}")
+    if isinstance(body.get("changes"), dict):
+        parts.append(f"changed {json.dumps(body['changes'])} by={body.get('by')}")
+    if body.get("participantLid"):
+        parts.append(f"from={body.get('from')} lid={body['participantLid']}")
+    if body.get("mentions"):
+        parts.append(f"mentions={','.join(as_strings(body['mentions']))}")
+    poll = body.get("poll")
+    if isinstance(poll, dict):
+        tallies = body.get("tallies")
+        parts.append(f"poll {poll.get('name')!r} options={','.join(as_strings(poll.get('options') or []))} "
+                     f"pick={poll.get('selectableCount')}" + (f" tallies={json.dumps(tallies)}" if tallies else ""))
+    if body.get("pollId"):
+        parts.append(f"vote on {body['pollId']}: {','.join(as_strings(body.get('selected') or [])) or '(none)'}")
+    cards = body.get("contacts")
+    if isinstance(cards, list):
+        parts.append("contacts " + ", ".join(str(c.get("name")) for c in cards if isinstance(c, dict)))
+    pin = body.get("location")
+    if isinstance(pin, dict):
+        parts.append(f"location {pin.get('latitude')},{pin.get('longitude')} {pin.get('name') or ''}".rstrip())
+    return "  " + " ".join(parts) if parts else ""
+
+
+@wweb_app.command()
+def groups(as_json: bool = typer.Option(False, "--json", help="print JSON"), url: str = URL_OPTION) -> None:
+    """Every group on the network: members with roles, announcement-only, locked, invite link."""
+    result = _call("GET", f"{_url(url)}/admin/groups")
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    for g in result["groups"]:
+        members = " ".join(f"{m['number']}({m['role'][0]})" for m in g["participants"])
+        console.print(f"{g['id']:<28} {g['subject']!s:<24} announce={g['announce']} locked={g['locked']} "
+                      f"{g['inviteLink']}  {members}")
+
+
+@wweb_app.command()
+def group(
+    action: str = typer.Argument(..., help="create | join | leave | add | remove | promote | demote | update"),
+    group_id: str = typer.Argument("", help="the group (<id>@g.us); not for create"),
+    by: str = typer.Option(..., "--by", help="the phone number doing it"),
+    participant: list[str] = PARTICIPANT_OPTION,
+    subject: str = typer.Option(None, help="create/update: the subject"),
+    description: str = typer.Option(None, help="update: the description"),
+    announce: bool = typer.Option(None, "--announce/--no-announce", help="update: only admins send"),
+    locked: bool = typer.Option(None, "--locked/--unlocked", help="update: only admins change the info"),
+    url: str = URL_OPTION,
+) -> None:
+    """Act on a group as another phone ``--by`` (its members' sessions get the notifications)."""
+    body: JsonObject = {"action": action, "by": by, "participants": list(participant)}
+    if action == "create":
+        body["subject"] = subject
+        result = _call("POST", f"{_url(url)}/admin/groups", json=body)
+    else:
+        changes: JsonObject = {"subject": subject, "description": description, "announce": announce,
+                               "locked": locked}
+        body["changes"] = {k: v for k, v in changes.items() if v is not None}
+        result = _call("POST", f"{_url(url)}/admin/groups/{group_id}/actions", json=body)
+    console.print(f"{result['id']} {result['subject']} members={result['size']}")
+
+
+@wweb_app.command()
+def vote(
+    company_id: str,
+    phone_index: int,
+    voter: str = typer.Option(..., "--from", help="the voter's phone number"),
+    poll: str = typer.Option(..., "--poll", help="the poll's message id (as the session sent it)"),
+    option: list[str] = OPTION_OPTION,
+    chat: str = typer.Option(None, "--chat", help="the group the poll is in (default: the voter's 1:1 chat)"),
+    url: str = URL_OPTION,
+) -> None:
+    """Vote on a poll the session sent, as ``--from`` (their whole choice; no --option takes the vote back)."""
+    body: JsonObject = {"from": voter, "type": "poll_vote", "pollId": poll, "selected": list(option)}
+    if chat:
+        body["chat"] = chat
+    result: InjectedInbound = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/inbound",
+                                    json=body)
+    console.print(f"vote {result['id']} {'delivered' if result['pushed'] else 'queued until the session is ready'}")

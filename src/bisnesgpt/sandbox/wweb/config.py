@@ -12,6 +12,14 @@ from dataclasses import asdict, dataclass, field
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.sandbox.jsonvalues import as_float, as_int, as_strings
 
+NOT_ON_WHATSAPP_SUFFIX = "404"
+
+
+def not_on_whatsapp(digits: str, listed: list[str]) -> bool:
+    """Whether the sandbox has nobody on WhatsApp at ``digits``: a number ending in 404 (one the API
+    accepts, e.g. 60123456404), one starting with 0 (never a full number), or one in ``listed``."""
+    return digits.endswith(NOT_ON_WHATSAPP_SUFFIX) or digits.startswith("0") or digits in listed
+
 
 @dataclass
 class NetworkConfig:
@@ -35,7 +43,7 @@ class NetworkConfig:
     keepalive_interval: float = 5.0
     keepalive_timeout: float = 15.0
     hello_timeout: float = 10.0
-    # Besides every number ending in 404 (routing.not_on_whatsapp): these, too, are not on WhatsApp.
+    # Besides every number ending in 404 (not_on_whatsapp): these, too, are not on WhatsApp.
     not_on_whatsapp: list[str] = field(default_factory=list)
 
     def update(self, changes: JsonObject) -> None:

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 from bisnesgpt.core.jsontypes import JsonObject
+from bisnesgpt.sandbox.wweb import protocol as p
 from bisnesgpt.sandbox.wweb.config import NetworkConfig
 from bisnesgpt.sandbox.wweb.connection import Connection, ConnectionState, Socket
 from bisnesgpt.sandbox.wweb.faults import FaultInjector, InjectedFault
+from bisnesgpt.sandbox.wweb.groups import Groups
 from bisnesgpt.sandbox.wweb.protocol import Welcome
 from bisnesgpt.sandbox.wweb.records import Records
 from bisnesgpt.sandbox.wweb.routing import InjectedInbound, Routing
@@ -66,7 +68,8 @@ class Network(Switchboard):
     def __init__(self, records: Records, config: NetworkConfig, media_dir: Path) -> None:
         super().__init__(records, config, media_dir)
         self.linker = SessionLinker(self)
-        self.routing = Routing(self, self.linker)
+        self.groups = Groups(self)
+        self.routing = Routing(self, self.linker, self.groups)
         self.injector = FaultInjector(self)
         records.close_dangling()
 
@@ -114,6 +117,16 @@ class Network(Switchboard):
     async def inject(self, session: str, body: JsonObject) -> InjectedInbound:
         """A contact writes to the session (``Routing.inject``)."""
         return await self.routing.inject(session, body)
+
+    async def group_act(self, group_id: str, body: JsonObject) -> JsonObject:
+        """Another phone creates, joins, leaves or changes a group (``Groups.act``)."""
+        return await self.groups.act(group_id, body)
+
+    def group_views(self) -> list[JsonObject]:
+        """Every group with its members, roles, settings and invite link."""
+        return [{**self.groups.view(row["id"], row["body"], None, full=False),
+                 "inviteLink": p.INVITE_PREFIX + str(row["body"].get("invite"))}
+                for row in self.records.groups()]
 
     async def fault(self, session: str, body: JsonObject) -> InjectedFault:
         """Put the session under a fault, or clear them (``FaultInjector.fault``)."""

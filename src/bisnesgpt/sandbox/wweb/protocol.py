@@ -4,7 +4,13 @@ Client (the ``sandbox`` driver in a wwebjs process) -> server::
 
     hello        {session, client:{process,pid,host,holder}, auth:{deviceId,secret}|null, pairPhone}
     pair_phone   {phone}                          ask for a pairing code instead of the QR
-    send         {ref, message:{id,to,kind,text,media,targetId,replyTo,location}}
+    send         {ref, message:{id,to,kind,text,media,targetId,replyTo,location,mentions,
+                  contacts:[{name,vcard}], poll:{name,options,selectableCount},
+                  status:{mediaKind,backgroundColor,font,recipients}}}   (kind status: to status@broadcast)
+    group        {ref, op, ...}                   a group operation (see ``groups.py``): list, info,
+                                                  create, participants, update, invite, join, leave
+    check        {ref, numbers:[digits]}          which numbers are on WhatsApp (answered by check_result)
+    presence     {chat, state: composing|paused}  "typing…" shown in the chat, or no longer
     receipt      {ids:[...]}                      inbound messages stored (stop redelivering)
     ack_received {acks:[{id,level}]}              delivery acks applied (stop replaying)
     logout       {}                               unlink this device
@@ -19,8 +25,14 @@ Server -> client::
     authenticated{phone, deviceId}                 stored credentials accepted
     ready        {phone, pushName}
     send_result  {ref, id, timestamp, duplicate} | {ref, error:{code,message}}
+    group_result {ref, result} | {ref, error:{code,message}}
+    check_result {ref, result:{numbers:{digits: bool}}}
     ack          {id, level: server|device|read, timestamp}   (timestamp: when; none when replayed)
-    message      {message:{id,from,chat,timestamp,type,text,media,quotedId,pushName}}
+    message      {message:{id,from,chat,timestamp,type,text,media,quotedId,pushName,participantLid,mentions}}
+                 type contacts {contacts:[{name,vcard}]}, location {location}, poll_vote {pollId,
+                 selected:[option names], participantLid?};
+                 type group_participants {group, change, participants, by} and
+                 group_updated {group, changes, by} are group notifications (confirmed by receipt too)
     fault        {fault: slow_sends|memory_growth|freeze|clear, ...}   acted on inside the driver
     disconnect   {reason}                          then the socket closes
     logged_out   {reason}                          credentials are void; then the socket closes
@@ -45,7 +57,11 @@ WS_PATH = "/ws/chat"
 ACK_LEVELS: tuple[AckLevel, ...] = ("server", "device", "read")
 ACK_RANK = {"none": 0, "server": 1, "device": 2, "read": 3}
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
-SEND_KINDS = ("text", *MEDIA_KINDS, "location", "reaction", "edit", "delete")
+SEND_KINDS = ("text", *MEDIA_KINDS, "location", "contacts", "poll", "status", "reaction", "edit", "delete")
+STATUS_CHAT = "status@broadcast"
+# What a contact can send to a session (``poll_vote``: a vote on a poll the session sent).
+INBOUND_KINDS = ("text", *MEDIA_KINDS, "location", "contacts", "poll_vote")
+POLL_VOTE = "poll_vote"
 # WhatsApp's own limits: 16 MB for photos, videos, voice; 100 MB (2 GB nowadays) for documents.
 MEDIA_LIMITS = {"image": 16 << 20, "video": 16 << 20, "audio": 16 << 20, "sticker": 1 << 20, "document": 100 << 20}
 
@@ -57,11 +73,25 @@ MEDIA_MISSING = "media-missing"
 MEDIA_TOO_LARGE = "media-too-large"
 BAD_REQUEST = "bad-request"
 NOT_READY = "not-ready"
+NOT_IN_GROUP = "not-in-group"
+NOT_GROUP_ADMIN = "not-group-admin"
+GROUP_NOT_FOUND = "group-not-found"
+INVITE_INVALID = "invite-invalid"
+# The kinds of the notifications a group's members get.
+GROUP_PARTICIPANTS = "group_participants"
+GROUP_UPDATED = "group_updated"
+GROUP_NOTIFICATIONS = (GROUP_PARTICIPANTS, GROUP_UPDATED)
+INVITE_PREFIX = "https://chat.whatsapp.com/"
 
 
 def wa_message_id(client_id: str) -> str:
     """The WhatsApp Web style id (``3EB0`` + 18 hex digits) for one of our message ids."""
     return "3EB0" + hashlib.sha256(client_id.encode("utf-8")).hexdigest()[:18].upper()
+
+
+def lid_of(number: str) -> str:
+    """The sandbox's LID for a number (stable, like WhatsApp's per-account privacy id): ``<15 digits>@lid``."""
+    return str(int(hashlib.sha256(f"lid:{number}".encode()).hexdigest()[:15], 16))[:15] + "@lid"
 
 
 def session_label(company_id: str, phone_index: int) -> str:

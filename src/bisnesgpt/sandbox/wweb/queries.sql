@@ -45,6 +45,18 @@ CREATE TABLE IF NOT EXISTS media (
     mime    TEXT NOT NULL,
     name    TEXT
 );
+CREATE TABLE IF NOT EXISTS presence (
+    session  TEXT NOT NULL,
+    chat     TEXT NOT NULL,
+    state    TEXT NOT NULL,              -- composing | paused
+    at       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups (
+    id          TEXT PRIMARY KEY,           -- <digits>-<digits>@g.us
+    body        TEXT NOT NULL,              -- JSON: subject, description, owner, participants, settings, invite
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
 
 -- link_device --
 -- A phone linked the session's device (a new link replaces the previous one).
@@ -157,3 +169,28 @@ SELECT * FROM media WHERE handle = :handle
 SELECT session FROM devices
 UNION SELECT session FROM messages
 UNION SELECT session FROM connections WHERE session IS NOT NULL
+
+-- save_group --
+-- Create or replace a group (its whole state as JSON).
+INSERT INTO groups (id, body, created_at, updated_at) VALUES (:id, :body, :at, :at)
+ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at
+
+-- group --
+-- One group by id.
+SELECT * FROM groups WHERE id = :id
+
+-- all_groups --
+-- Every group, oldest first.
+SELECT * FROM groups ORDER BY created_at, id
+
+-- linked_phones --
+-- The sessions whose device is linked now, with their phone numbers.
+SELECT session, phone FROM devices WHERE logged_out_at IS NULL ORDER BY session
+
+-- record_presence --
+-- A client showed (or stopped showing) "typing…" in a chat.
+INSERT INTO presence (session, chat, state, at) VALUES (:session, :chat, :state, :at)
+
+-- presence --
+-- A session's presence updates, oldest first.
+SELECT * FROM presence WHERE session = :session ORDER BY at, rowid

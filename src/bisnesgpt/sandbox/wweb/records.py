@@ -79,6 +79,16 @@ class MediaRow(TypedDict):
     name: str | None
 
 
+class GroupRow(TypedDict):
+    """A group on the network (``body``: subject, description, owner, participants by number → role,
+    announce, locked, invite code)."""
+
+    id: str
+    body: JsonObject
+    created_at: float
+    updated_at: float
+
+
 def secret_hash(secret: str) -> str:
     """How a device secret is kept (never the secret itself)."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
@@ -88,6 +98,12 @@ def _message(row: sqlite3.Row) -> MessageRow:
     data = dict(row)
     data["body"] = json.loads(data["body"])
     return cast(MessageRow, data)
+
+
+def _group(row: sqlite3.Row) -> GroupRow:
+    data = dict(row)
+    data["body"] = json.loads(data["body"])
+    return cast(GroupRow, data)
 
 
 def _connection(row: sqlite3.Row) -> ConnectionRow:
@@ -209,6 +225,18 @@ class Records:
         self.conn.execute(SQL.set_message_body, {"body": json.dumps(body), "session": session, "id": target_id})
         return True
 
+    def record_vote(self, session: str, poll_id: str, voter: str, selected: list[str]) -> None:
+        """A voter's current choice on a poll the session sent (kept in the poll's body, with the tallies)."""
+        row = self.conn.execute(SQL.message_body, {"session": session, "id": poll_id}).fetchone()
+        if row is None:
+            return
+        body = json.loads(row["body"])
+        votes = body.setdefault("votes", {})
+        votes[voter] = selected
+        options = body.get("poll", {}).get("options", [])
+        body["tallies"] = {o: sum(o in chosen for chosen in votes.values()) for o in options}
+        self.conn.execute(SQL.set_message_body, {"body": json.dumps(body), "session": session, "id": poll_id})
+
     def messages(self, *, session: str | None = None, direction: str | None = None,
                  chat: str | None = None) -> list[MessageRow]:
         """Messages oldest first, of one session, direction and/or chat when given."""
@@ -248,6 +276,35 @@ class Records:
     def sessions(self) -> set[str]:
         """Every session on record (a device, a message or a connection)."""
         return {r["session"] for r in self.conn.execute(SQL.known_sessions)}
+
+    # --- presence ---------------------------------------------------------------------------------
+
+    def record_presence(self, session: str, chat: str, state: str) -> None:
+        """A client showed (``composing``) or stopped showing (``paused``) "typing…" in ``chat``."""
+        self.conn.execute(SQL.record_presence, {"session": session, "chat": chat, "state": state, "at": time.time()})
+
+    def presence(self, session: str) -> list[JsonObject]:
+        """The session's presence updates, oldest first."""
+        return [dict(r) for r in self.conn.execute(SQL.presence, {"session": session}).fetchall()]
+
+    # --- groups ---------------------------------------------------------------------------------
+
+    def save_group(self, group_id: str, body: JsonObject) -> None:
+        """Create a group or store its new state."""
+        self.conn.execute(SQL.save_group, {"id": group_id, "body": json.dumps(body), "at": time.time()})
+
+    def group(self, group_id: str) -> GroupRow | None:
+        """One group by id."""
+        row = self.conn.execute(SQL.group, {"id": group_id}).fetchone()
+        return _group(row) if row else None
+
+    def groups(self) -> list[GroupRow]:
+        """Every group, oldest first."""
+        return [_group(r) for r in self.conn.execute(SQL.all_groups).fetchall()]
+
+    def linked_phones(self) -> dict[str, str]:
+        """Session → phone number, for every device linked now."""
+        return {r["session"]: r["phone"] for r in self.conn.execute(SQL.linked_phones).fetchall()}
 
     # --- media ------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ recorded (a known id is a duplicate, counted but not delivered again), answered,
 acked server → device → read after the configured delays. Acks and inbound messages are
 replayed after a reconnect until the client confirms them (``ack_received``, ``receipt``);
 inbound messages wait while the device is offline. Numbers ending in 404 are not on
-WhatsApp (``not_on_whatsapp``).
+WhatsApp (``config.not_on_whatsapp``).
 """
 
 from __future__ import annotations
@@ -19,21 +19,33 @@ from typing import TypedDict
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.sandbox.jsonvalues import as_strings
 from bisnesgpt.sandbox.wweb import protocol as p
+from bisnesgpt.sandbox.wweb.config import not_on_whatsapp
 from bisnesgpt.sandbox.wweb.connection import Connection
+from bisnesgpt.sandbox.wweb.groups import GroupFault, Groups
 from bisnesgpt.sandbox.wweb.records import ChangeKind
 from bisnesgpt.sandbox.wweb.sessions import SessionLinker
 from bisnesgpt.sandbox.wweb.switchboard import NetworkError, Switchboard
 
 CHANGE_KINDS: dict[str, ChangeKind] = {"reaction": "reaction", "edit": "edit", "delete": "delete"}
 # What of a sent message the network records (and the admin API shows as its body).
-RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl")
-NOT_ON_WHATSAPP_SUFFIX = "404"
-
-
-def not_on_whatsapp(digits: str, listed: list[str]) -> bool:
-    """Whether the sandbox has nobody on WhatsApp at ``digits``: a number ending in 404 (one the API
-    accepts, e.g. 60123456404), one starting with 0 (never a full number), or one in ``listed``."""
-    return digits.endswith(NOT_ON_WHATSAPP_SUFFIX) or digits.startswith("0") or digits in listed
+RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl", "mentions", "contacts", "poll",
+                   "status")
+def _content_refusal(kind: str, message: JsonObject) -> tuple[str, str] | None:
+    """What WhatsApp refuses in a contacts message or a poll (no cards; too few, too many or repeated options)."""
+    if kind == "contacts":
+        cards = message.get("contacts")
+        if not isinstance(cards, list) or not cards or not all(isinstance(c, dict) and c.get("vcard") for c in cards):
+            return p.BAD_REQUEST, "contacts needs at least one card with a vcard"
+    if kind == "status" and not message.get("text") and not message.get("media"):
+        return p.BAD_REQUEST, "a status post needs text or media"
+    if kind == "poll":
+        poll = message.get("poll")
+        options = as_strings(poll.get("options") or []) if isinstance(poll, dict) else []
+        count = poll.get("selectableCount") if isinstance(poll, dict) else None
+        if not 2 <= len(options) <= 12 or len(set(options)) != len(options) or not isinstance(count, int) \
+                or not 0 <= count <= len(options):
+            return p.BAD_REQUEST, "a poll needs 2 to 12 distinct options and a selectableCount of 0 to their number"
+    return None
 
 
 class InjectedInbound(TypedDict):
@@ -50,6 +62,7 @@ class Routing:
 
     board: Switchboard
     linker: SessionLinker
+    groups: Groups
 
     async def frame(self, conn: Connection, frame: JsonObject) -> None:
         """One frame from the client (a hung network reads it only once it recovers)."""
@@ -65,15 +78,17 @@ class Routing:
             await self.linker.pairing_code(conn, str(frame.get("phone") or ""))
         elif kind == "send":
             await self._send_after_latency(conn, frame)
-        elif kind == "receipt" and conn.session:
-            for message_id in as_strings(frame.get("ids") or []):
-                records.confirm_inbound(conn.session, message_id)
-        elif kind == "ack_received" and conn.session:
-            acks = frame.get("acks") or []
-            for ack in acks if isinstance(acks, list) else []:
-                if isinstance(ack, dict):
-                    level = p.ACK_RANK.get(str(ack.get("level")), 0)
-                    records.confirm_ack(conn.session, str(ack.get("id")), level)
+        elif kind == "group":
+            await self._group(conn, frame)
+        elif kind == "check":
+            numbers = [n for n in as_strings(frame.get("numbers") or []) if n]
+            listed = self.board.config.not_on_whatsapp
+            await conn.push({"type": "check_result", "ref": frame.get("ref"),
+                             "result": {"numbers": {n: not not_on_whatsapp(n, listed) for n in numbers}}})
+        elif kind == "presence" and conn.session:
+            records.record_presence(conn.session, str(frame.get("chat") or ""), str(frame.get("state") or ""))
+        elif kind in ("receipt", "ack_received") and conn.session:
+            self._confirmed(conn.session, frame)
         elif kind == "logout" and conn.session:
             records.log_out_device(conn.session, "logged out by the client")
             await conn.kick("logged_out", "logged out by the client")
@@ -96,7 +111,7 @@ class Routing:
         if conn.state != "ready" or conn.session is None:
             await self._refuse(conn, ref, p.NOT_READY, f"connection is {conn.state}")
             return
-        refusal = self._refusal(message)
+        refusal = self._refusal(conn.session, message)
         if refusal is not None:
             await self._refuse(conn, ref, *refusal)
             return
@@ -117,29 +132,69 @@ class Routing:
         if new:
             self._schedule_acks(conn.session, message_id)
 
+    def _confirmed(self, session: str, frame: JsonObject) -> None:
+        """The client stored inbound messages (``receipt``) or applied acks (``ack_received``)."""
+        records = self.board.records
+        if frame.get("type") == "receipt":
+            for message_id in as_strings(frame.get("ids") or []):
+                records.confirm_inbound(session, message_id)
+            return
+        acks = frame.get("acks") or []
+        for ack in acks if isinstance(acks, list) else []:
+            if isinstance(ack, dict):
+                level = p.ACK_RANK.get(str(ack.get("level")), 0)
+                records.confirm_ack(session, str(ack.get("id")), level)
+
+    async def _group(self, conn: Connection, frame: JsonObject) -> None:
+        ref = frame.get("ref")
+        if conn.state != "ready" or conn.session is None:
+            await conn.push({"type": "group_result", "ref": ref,
+                             "error": {"code": p.NOT_READY, "message": f"connection is {conn.state}"}})
+            return
+        try:
+            result = await self.groups.operate(conn.session, frame)
+        except GroupFault as exc:
+            await conn.push({"type": "group_result", "ref": ref, "error": {"code": exc.code, "message": exc.message}})
+            return
+        await conn.push({"type": "group_result", "ref": ref, "result": result})
+
     @staticmethod
     async def _refuse(conn: Connection, ref: JsonValue, code: str, text: str) -> None:
         await conn.push({"type": "send_result", "ref": ref, "error": {"code": code, "message": text}})
 
-    def _refusal(self, message: JsonObject) -> tuple[str, str] | None:
+    def _refusal(self, session: str, message: JsonObject) -> tuple[str, str] | None:
         """(error code, text) if WhatsApp would refuse this send from a ready connection; None if it goes out."""
         kind, to = str(message.get("kind") or ""), str(message.get("to") or "")
+        refusal = self._recipient_refusal(session, kind, to)
+        if refusal is not None:
+            return refusal
+        if kind in p.MEDIA_KINDS or (kind == "status" and message.get("media") is not None):
+            media = message.get("media")
+            handle = media.get("handle") if isinstance(media, dict) else None
+            stored = self.board.records.media(str(handle or ""))
+            if stored is None:
+                return p.MEDIA_MISSING, "media handle unknown (upload it first)"
+            limit = p.MEDIA_LIMITS.get(kind, p.MEDIA_LIMITS["video"])
+            if stored["size"] > limit:
+                return p.MEDIA_TOO_LARGE, f"{kind} of {stored['size']} bytes exceeds {limit}"
+        if kind in CHANGE_KINDS and not message.get("targetId"):
+            return p.BAD_REQUEST, f"{kind} needs targetId"
+        return _content_refusal(kind, message)
+
+    def _recipient_refusal(self, session: str, kind: str, to: str) -> tuple[str, str] | None:
+        """A bad kind or recipient, a number nobody has, or a group this phone may not write in."""
+        if (to == p.STATUS_CHAT) != (kind == "status"):
+            return p.BAD_REQUEST, f"status posts, and only they, go to {p.STATUS_CHAT} (kind {kind!r}, to {to!r})"
+        if to == p.STATUS_CHAT:
+            return None
         match = p.CHAT_ID.match(to)
         if kind not in p.SEND_KINDS or match is None:
             return p.BAD_REQUEST, f"bad kind {kind!r} or recipient {to!r}"
         digits = match.group(1)
         if digits is not None and not_on_whatsapp(digits, self.board.config.not_on_whatsapp):
             return p.NOT_ON_WHATSAPP, f"{digits} is not on WhatsApp"
-        if kind in p.MEDIA_KINDS:
-            media = message.get("media")
-            handle = media.get("handle") if isinstance(media, dict) else None
-            stored = self.board.records.media(str(handle or ""))
-            if stored is None:
-                return p.MEDIA_MISSING, "media handle unknown (upload it first)"
-            if stored["size"] > p.MEDIA_LIMITS[kind]:
-                return p.MEDIA_TOO_LARGE, f"{kind} of {stored['size']} bytes exceeds {p.MEDIA_LIMITS[kind]}"
-        if kind in CHANGE_KINDS and not message.get("targetId"):
-            return p.BAD_REQUEST, f"{kind} needs targetId"
+        if digits is None and kind not in CHANGE_KINDS:
+            return self.groups.send_refusal(session, to)
         return None
 
     def _schedule_acks(self, session: str, message_id: str) -> None:
@@ -158,19 +213,46 @@ class Routing:
             await conn.push({"type": "ack", "id": message_id, "level": p.ACK_LEVELS[level - 1],
                              "timestamp": time.time()})
 
+    def _vote(self, session: str, voter: str, chat: str, body: JsonObject) -> JsonObject:
+        """A vote on a poll the session sent: kept on the poll's record; the vote message's content."""
+        poll_id = str(body.get("pollId") or "")
+        records = self.board.records
+        sent = records.message(session, poll_id)
+        poll = sent["body"].get("poll") if sent is not None and sent["kind"] == "poll" else None
+        if sent is None or not isinstance(poll, dict) or sent["chat"] != chat:
+            raise NetworkError(400, f"no poll {poll_id!r} sent by {session} in {chat}")
+        options = as_strings(poll.get("options") or [])
+        selected = as_strings(body.get("selected") or [])
+        count = poll.get("selectableCount")
+        unknown = [o for o in selected if o not in options]
+        if unknown or (isinstance(count, int) and count > 0 and len(selected) > count):
+            raise NetworkError(400, f"a vote picks up to {count or len(options)} of {options}, not {selected}")
+        records.record_vote(session, poll_id, voter, selected)
+        return {"pollId": poll_id, "selected": list(selected)}
+
     async def inject(self, session: str, body: JsonObject) -> InjectedInbound:
         """A contact writes to the session's phone: recorded, and pushed now if the session is ready."""
         sender = "".join(ch for ch in str(body.get("from") or "") if ch.isdigit())
         if not sender:
             raise NetworkError(400, "inbound message needs 'from' (the sender's phone number)")
         kind = str(body.get("type") or "text")
-        if kind not in ("text", *p.MEDIA_KINDS, "location"):
-            raise NetworkError(400, f"unsupported inbound type {kind!r}")
+        if kind not in p.INBOUND_KINDS:
+            raise NetworkError(400, f"unsupported inbound type {kind!r}: one of {', '.join(p.INBOUND_KINDS)}")
         message_id = str(body.get("id") or ("3A" + secrets.token_hex(10).upper()))
         chat = str(body.get("chat") or f"{sender}@c.us")
         given: JsonObject = {
             "from": sender, "text": body.get("text"), "media": body.get("media"), "quotedId": body.get("quotedId"),
-            "pushName": body.get("pushName") or f"Contact {sender}", "location": body.get("location")}
+            "pushName": body.get("pushName") or f"Contact {sender}", "location": body.get("location"),
+            "mentions": body.get("mentions"), "contacts": body.get("contacts")}
+        if kind == p.POLL_VOTE:
+            given.update(self._vote(session, sender, chat, body))
+        if chat.endswith("@g.us"):
+            # In a group the author is a participant: WhatsApp says who, by number and by LID.
+            group = self.board.records.group(chat)
+            members = group["body"].get("participants") if group is not None else None
+            if not isinstance(members, dict) or sender not in members:
+                raise NetworkError(400, f"{sender} is not a participant of group {chat}")
+            given["participantLid"] = p.lid_of(sender)
         content: JsonObject = {k: v for k, v in given.items() if v is not None}
         records = self.board.records
         if records.message(session, message_id) is not None:

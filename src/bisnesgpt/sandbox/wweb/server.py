@@ -5,7 +5,8 @@
 * ``GET /samples/{name}`` — sample files to send by URL (``image.png``, ``document.pdf``,
   ``video.mp4``, ``audio.ogg``, ``large.bin?size=N``);
 * ``/admin/...`` — scan a session's QR or pairing code, inject inbound messages and faults,
-  read every recorded message and connection, change delays (see ``bisnesgpt sandbox wweb --help``).
+  read every recorded message and connection, create and change groups as other phones
+  (``/admin/groups``), change delays (see ``bisnesgpt sandbox wweb --help``).
 """
 
 from __future__ import annotations
@@ -220,6 +221,24 @@ def _admin_routes(app: FastAPI, network: Network) -> None:
                        chat: str | None = None) -> Response:
         found = network.records.messages(session=session, direction=direction, chat=chat)
         return JSONResponse({"messages": found, "count": len(found)})
+
+    @app.get("/admin/presence", response_model=AN_OBJECT)
+    async def presence(session: str) -> Response:
+        found = network.records.presence(session)
+        return JSONResponse({"presence": found, "count": len(found)})
+
+    @app.get("/admin/groups", response_model=AN_OBJECT)
+    async def groups() -> Response:
+        found = network.group_views()
+        return JSONResponse({"groups": found, "count": len(found)})
+
+    @app.post("/admin/groups", response_model=AN_OBJECT)
+    async def create_group(body: dict[str, object]) -> Response:
+        return JSONResponse(await network.group_act("", {**decoded(body), "action": "create"}))
+
+    @app.post("/admin/groups/{group_id}/actions", response_model=AN_OBJECT)
+    async def group_action(group_id: str, body: dict[str, object]) -> Response:
+        return JSONResponse(await network.group_act(group_id, decoded(body)))
 
     @app.get("/admin/connections", response_model=AN_OBJECT)
     async def connections(session: str | None = None) -> Response:

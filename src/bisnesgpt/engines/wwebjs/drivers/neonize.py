@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import itertools
 import logging
 import os
@@ -36,18 +38,34 @@ from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.driver import (
     AckLevel,
     AuthState,
+    ContactCard,
     DriverConnectError,
     DriverError,
     EventSink,
+    GroupChange,
+    GroupChanges,
+    GroupEvent,
+    GroupInfo,
+    GroupParticipant,
+    GroupParticipantsChanged,
+    GroupRefused,
+    GroupUpdated,
     InboundMedia,
     InboundMessage,
+    Location,
     MediaDownload,
     NotConnected,
     OutgoingMessage,
     PairingUnavailable,
+    ParticipantAction,
+    ParticipantOutcome,
+    ParticipantResult,
+    Poll,
+    PollVote,
     SendRejected,
     SentMessage,
     SessionKey,
+    TypingState,
 )
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.media import MediaDownloadFailed, MediaFetcher
@@ -59,6 +77,129 @@ SQL = load_queries("bisnesgpt.engines.wwebjs.drivers")
 # still running after this long is connected and waiting for a QR scan or the server.
 STARTUP_GRACE = 3.0
 RECEIPT_LEVELS: dict[int, AckLevel] = {1: "device", 4: "read", 6: "played"}
+INVITE_PREFIX = "https://chat.whatsapp.com/"
+DONE: dict[ParticipantAction, ParticipantOutcome] = {"add": "added", "remove": "removed", "promote": "promoted",
+                                                      "demote": "demoted"}
+# whatsmeow's per-participant error codes of a participants change (0: done).
+PARTICIPANT_ERRORS: dict[int, ParticipantOutcome] = {403: "privacy_blocked", 409: "already_in_group"}
+
+
+def user_jid(number: str) -> Any:
+    """The JID of a phone number (``<digits>@s.whatsapp.net``) or of a group (``<id>@g.us``)."""
+    from neonize.proto.Neonize_pb2 import JID
+
+    user, _, server = number.partition("@")
+    digits = user if server == "g.us" else "".join(ch for ch in user if ch.isdigit())
+    return JID(User=digits, Server="g.us" if server == "g.us" else "s.whatsapp.net", Device=0, RawAgent=0,
+               Integrator=0, IsEmpty=False)
+
+
+def _number(participant: Any) -> str:
+    """A participant's phone number: its JID when that is a phone number, else its PhoneNumber JID."""
+    jid = participant.JID
+    if jid.Server == "lid" and participant.HasField("PhoneNumber") and participant.PhoneNumber.User:
+        return str(participant.PhoneNumber.User)
+    return str(jid.User)
+
+
+def _lid(participant: Any) -> str | None:
+    if participant.JID.Server == "lid":
+        return f"{participant.JID.User}@lid"
+    if participant.HasField("LID") and participant.LID.User:
+        return f"{participant.LID.User}@lid"
+    return None
+
+
+def group_of(info: Any, me: str | None) -> GroupInfo:
+    """whatsmeow's ``GroupInfo`` as the driver's (``me``: this phone's number, to say whether it is an admin)."""
+    participants = tuple(
+        GroupParticipant(_number(m), "superadmin" if m.IsSuperAdmin else "admin" if m.IsAdmin else "member", _lid(m))
+        for m in info.Participants)
+    is_admin = any(m.number == me and m.role != "member" for m in participants)
+    topic = info.GroupTopic.Topic if info.HasField("GroupTopic") else ""
+    return GroupInfo(id=f"{info.JID.User}@g.us", subject=info.GroupName.Name, description=topic or None,
+                     owner=info.OwnerPN.User or info.OwnerJID.User or None,
+                     created_at=float(info.GroupCreated) or None, participants=participants,
+                     announce=bool(info.GroupAnnounce.IsAnnounce), locked=bool(info.GroupLocked.isLocked),
+                     is_admin=is_admin)
+
+
+def participant_results(action: ParticipantAction, numbers: list[str], changed: Any) -> list[ParticipantResult]:
+    """One result per asked number from whatsmeow's answer (a participant it does not mention failed)."""
+    by_number = {_number(m): int(m.Error) for m in changed}
+    results = []
+    for number in ("".join(ch for ch in n if ch.isdigit()) for n in numbers):
+        error = by_number.get(number)
+        if error is None:
+            outcome: ParticipantOutcome = "not_on_whatsapp" if action == "add" else "not_in_group"
+        elif error == 0:
+            outcome = DONE[action]
+        else:
+            outcome = PARTICIPANT_ERRORS.get(error, "not_on_whatsapp" if error == 404 and action == "add" else "failed")
+        results.append(ParticipantResult(number, outcome))
+    return results
+
+
+def group_events_of(event: Any) -> list[GroupEvent]:
+    """whatsmeow's ``GroupInfoEvent`` as the driver's events (one per kind of change it carries)."""
+    group_id = f"{event.JID.User}@g.us"
+    by = event.Sender.User or None
+    stamp = float(event.Timestamp or time.time())
+    seed = f"{group_id}:{event.Timestamp}:{event.ParticipantVersionID}"
+
+    def ident(kind: str) -> str:
+        return "GN" + hashlib.sha256(f"{seed}:{kind}".encode()).hexdigest()[:20].upper()
+
+    found: list[GroupEvent] = []
+    changes: tuple[tuple[GroupChange, Any], ...] = (("joined", event.Join), ("left", event.Leave),
+                                                    ("promoted", event.Promote), ("demoted", event.Demote))
+    for change, jids in changes:
+        if len(jids):
+            found.append(GroupParticipantsChanged(ident(change), group_id, change, tuple(j.User for j in jids), by,
+                                                  stamp))
+    updated: JsonObject = {}
+    if event.HasField("Name"):
+        updated["subject"] = event.Name.Name
+    if event.HasField("Topic"):
+        updated["description"] = event.Topic.Topic
+    if event.HasField("Announce"):
+        updated["announce"] = bool(event.Announce.IsAnnounce)
+    if event.HasField("Locked"):
+        updated["locked"] = bool(event.Locked.isLocked)
+    if updated:
+        found.append(GroupUpdated(ident("updated"), group_id, updated, by, stamp))
+    return found
+
+
+# The message fields that carry a ``contextInfo`` (the quote of a reply, the mentions).
+CONTEXT_FIELDS = ("extendedTextMessage", "imageMessage", "videoMessage", "audioMessage", "documentMessage",
+                  "stickerMessage", "locationMessage", "contactMessage", "contactsArrayMessage", "pollCreationMessage",
+                  "pollCreationMessageV2", "pollCreationMessageV3")
+
+
+def _with_context(payload: Any, message: OutgoingMessage) -> Any:
+    """Quote ``message.reply_to`` and mention ``message.mentions`` in whichever message ``payload`` carries."""
+    if not message.reply_to and not message.mentions:
+        return payload
+    for name in CONTEXT_FIELDS:
+        if payload.HasField(name):
+            context = getattr(payload, name).contextInfo
+            if message.reply_to:
+                context.stanzaID, context.participant = message.reply_to, message.to
+            context.mentionedJID.extend(f"{n}@s.whatsapp.net" for n in message.mentions)
+            break
+    return payload
+
+
+def _refused(what: str, exc: Exception) -> DriverError:
+    """A neonize group error as the driver's: WhatsApp's answers name the cause in words."""
+    text = readable_error(exc).lower()
+    code = ("NOT_GROUP_ADMIN" if "forbidden" in text or "not-authorized" in text or "403" in text
+            else "GROUP_NOT_FOUND" if "item-not-found" in text or "404" in text
+            else "INVITE_INVALID" if what == "join" else None)
+    if code is None:
+        return DriverError(f"group {what} failed: {readable_error(exc)}")
+    return GroupRefused(f"group {what} failed: {readable_error(exc)}", code=code)
 
 
 def store_dsn(database_url: str, schema: str, sslmode: str, application_name: str | None = None) -> str:
@@ -251,6 +392,7 @@ class NeonizeSession(SessionBase):
             ConnectedEv,
             ConnectFailureEv,
             DisconnectedEv,
+            GroupInfoEv,
             LoggedOutEv,
             MessageEv,
             PairStatusEv,
@@ -294,7 +436,12 @@ class NeonizeSession(SessionBase):
             self.report_disconnected(f"temporarily banned by WhatsApp (code {int(event.Code)}, "
                                      f"expires in {int(event.Expire)} s)")
 
-        async def on_message(_client: Any, event: Any) -> None:
+        async def on_message(client: Any, event: Any) -> None:
+            if event.Message.HasField("pollUpdateMessage"):
+                vote = await self._poll_vote(client, event)
+                if vote is not None:
+                    self.sink(vote)
+                return
             inbound = self._inbound(event)
             if inbound is not None:
                 self.report_inbound(inbound)
@@ -307,12 +454,43 @@ class NeonizeSession(SessionBase):
                 for message_id in event.MessageIDs:
                     self.report_ack(str(message_id), level, at=at)
 
+        async def on_group_info(_client: Any, event: Any) -> None:
+            for group_event in group_events_of(event):
+                self.sink(group_event)
+
         client.qr(on_qr)
         for event_type, handler in ((PairStatusEv, on_pair), (ConnectedEv, on_connected),
                                     (LoggedOutEv, on_logged_out), (DisconnectedEv, on_disconnected),
                                     (StreamReplacedEv, on_replaced), (ConnectFailureEv, on_connect_failure),
-                                    (TemporaryBanEv, on_ban), (MessageEv, on_message), (ReceiptEv, on_receipt)):
+                                    (TemporaryBanEv, on_ban), (MessageEv, on_message), (ReceiptEv, on_receipt),
+                                    (GroupInfoEv, on_group_info)):
             client.event(event_type)(handler)
+
+    @staticmethod
+    def _sender(source: Any) -> tuple[str, str | None]:
+        """The author's number and LID (in LID-addressed chats the author is a LID, the number the "alt")."""
+        if source.Sender.Server == "lid":
+            return source.SenderAlt.User or source.Sender.User, f"{source.Sender.User}@lid"
+        if source.SenderAlt.Server == "lid" and source.SenderAlt.User:
+            return source.Sender.User, f"{source.SenderAlt.User}@lid"
+        return source.Sender.User, None
+
+    async def _poll_vote(self, client: Any, event: Any) -> PollVote | None:
+        """A vote on a poll: whatsmeow decrypts it (``decrypt_poll_vote``); the options come as SHA-256."""
+        info = event.Info
+        source = info.MessageSource
+        if source.IsFromMe:
+            return None
+        try:
+            vote = await client.decrypt_poll_vote(event)
+        except Exception as exc:  # neonize's DecryptPollVoteError: not our poll, or keys missing
+            log.warning("session %s: poll vote %s not readable: %s", self.key, info.ID, readable_error(exc))
+            return None
+        voter, lid = self._sender(source)
+        chat = f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
+        return PollVote(id=info.ID, poll_id=event.Message.pollUpdateMessage.pollCreationMessageKey.ID, chat_id=chat,
+                        voter=voter, timestamp=float(info.Timestamp),
+                        selected_hashes=tuple(bytes(h).hex() for h in vote.selectedOptions), voter_lid=lid)
 
     def _inbound(self, event: Any) -> InboundMessage | None:
         info, message = event.Info, event.Message
@@ -321,11 +499,31 @@ class NeonizeSession(SessionBase):
             return None
         chat = f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
         kind, text, media, quoted = "unknown", None, None, None
+        mentions: tuple[str, ...] = ()
+        location: Location | None = None
+        contacts: tuple[ContactCard, ...] = ()
+        sender, lid = self._sender(source)
         if message.conversation:
             kind, text = "text", message.conversation
         elif message.HasField("extendedTextMessage"):
             kind, text = "text", message.extendedTextMessage.text
-            quoted = message.extendedTextMessage.contextInfo.stanzaID or None
+            context = message.extendedTextMessage.contextInfo
+            quoted = context.stanzaID or None
+            mentions = tuple(str(j).partition("@")[0] for j in context.mentionedJID)
+        elif message.HasField("locationMessage") or message.HasField("liveLocationMessage"):
+            live = message.HasField("liveLocationMessage")
+            pin = message.liveLocationMessage if live else message.locationMessage
+            kind = "location"
+            location = Location(latitude=pin.degreesLatitude, longitude=pin.degreesLongitude,
+                                name=None if live else (pin.name or None),
+                                address=None if live else (pin.address or None))
+            text = pin.caption or None if live else None
+        elif message.HasField("contactMessage"):
+            card = message.contactMessage
+            kind, contacts = "contacts", (ContactCard(card.displayName, card.vcard),)
+        elif message.HasField("contactsArrayMessage"):
+            kind = "contacts"
+            contacts = tuple(ContactCard(c.displayName, c.vcard) for c in message.contactsArrayMessage.contacts)
         else:
             for name in ("image", "video", "audio", "document", "sticker"):
                 field = f"{name}Message"
@@ -339,9 +537,10 @@ class NeonizeSession(SessionBase):
                                          caption=getattr(body, "caption", None) or None,
                                          download=self._media_download(message))
                     break
-        return InboundMessage(id=info.ID, chat_id=chat, sender=source.Sender.User, timestamp=float(info.Timestamp),
+        return InboundMessage(id=info.ID, chat_id=chat, sender=sender, timestamp=float(info.Timestamp),
                               type=kind, text=text, media=media, quoted_id=quoted, push_name=info.Pushname or None,
-                              raw={"type": info.Type, "mediaType": info.MediaType})
+                              raw={"type": info.Type, "mediaType": info.MediaType}, sender_lid=lid,
+                              mentions=mentions, location=location, contacts=contacts)
 
     def _media_download(self, message: Any) -> MediaDownload:
         """whatsmeow downloads and decrypts the media (its media key, CDN path) into a file we then stream."""
@@ -369,8 +568,9 @@ class NeonizeSession(SessionBase):
         from neonize.proto.Neonize_pb2 import JID
 
         user, _, server = message.to.partition("@")
-        chat = JID(User=user, Server="g.us" if server == "g.us" else "s.whatsapp.net", Device=0, RawAgent=0,
-                   Integrator=0, IsEmpty=False)
+        servers = {"g.us": "g.us", "broadcast": "broadcast"}  # a group, or status@broadcast
+        chat = JID(User=user, Server=servers.get(server, "s.whatsapp.net"), Device=0, RawAgent=0, Integrator=0,
+                   IsEmpty=False)
         try:
             response = await self._send(self.client, chat, message)
         except DriverError:
@@ -380,24 +580,8 @@ class NeonizeSession(SessionBase):
         return SentMessage(str(response.ID), float(response.Timestamp or time.time()))
 
     async def _send(self, client: Any, chat: Any, message: OutgoingMessage) -> Any:
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContextInfo, ExtendedTextMessage, LocationMessage
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 
-        if message.kind == "text":
-            if message.reply_to:
-                context = ContextInfo(stanzaID=message.reply_to, participant=message.to)
-                payload = WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or "",
-                                                                            contextInfo=context))
-            else:
-                payload = WAMessage(conversation=message.text or "")
-            return await client.send_message(chat, payload, link_preview=message.preview_url)
-        if message.media is not None:
-            return await client.send_message(chat, await self._media_message(client, message))
-        if message.kind == "location" and message.location is not None:
-            loc = message.location
-            return await client.send_message(chat, WAMessage(locationMessage=LocationMessage(
-                degreesLatitude=loc["latitude"], degreesLongitude=loc["longitude"], name=loc.get("name") or "",
-                address=loc.get("address") or "")))
         if message.kind == "reaction":
             # The reacted-to message's author is not known here; in 1:1 chats the chat JID works.
             reaction = await client.build_reaction(chat, chat, message.target_id or "", message.text or "")
@@ -407,18 +591,194 @@ class NeonizeSession(SessionBase):
         if message.kind == "delete":
             me = getattr(getattr(client, "me", None), "JID", None) or chat
             return await client.revoke_message(chat, me, message.target_id or "")
+        built = await (self._status(client, message) if message.kind == "status" else self._payload(client, message))
+        payload = _with_context(built, message)
+        if message.kind == "text":
+            return await client.send_message(chat, payload, link_preview=message.preview_url)
+        return await client.send_message(chat, payload)
+
+    async def _payload(self, client: Any, message: OutgoingMessage) -> Any:
+        """The WhatsApp message for a text, media, contacts, poll or location send."""
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage, LocationMessage
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+        if message.kind == "text":
+            if message.reply_to or message.mentions:  # quotes and mentions live in an extended text
+                return WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or ""))
+            return WAMessage(conversation=message.text or "")
+        if message.media is not None:
+            return await self._media_message(client, message)
+        if message.kind == "contacts" and message.contacts:
+            return self._cards(message)
+        if message.kind == "poll" and message.poll is not None:
+            return await self._poll(client, message.poll)
+        if message.kind == "location" and message.location is not None:
+            loc = message.location
+            return WAMessage(locationMessage=LocationMessage(
+                degreesLatitude=loc["latitude"], degreesLongitude=loc["longitude"], name=loc.get("name") or "",
+                address=loc.get("address") or ""))
         raise SendRejected(f"cannot send {message.kind} on WhatsApp Web", code="UNSUPPORTED_MESSAGE_TYPE")
 
-    async def _media_message(self, client: Any, message: OutgoingMessage) -> Any:
+    async def _status(self, client: Any, message: OutgoingMessage) -> Any:
+        """A status post to status@broadcast: a text with ``backgroundArgb``/``font``, or an image or video.
+
+        neonize's ``send_message`` has no list of status recipients (whatsmeow then sends to the
+        contacts the phone's status privacy setting names): a list is refused rather than ignored.
+        """
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+        post = message.status
+        assert post is not None
+        if post.recipients:
+            raise SendRejected("status posts to a list of contacts are not offered by the neonize driver: leave "
+                               "out status.recipients (the phone's status privacy setting decides who sees it)",
+                               code="STATUS_RECIPIENTS_UNSUPPORTED")
+        if message.media is not None:
+            return await self._media_message(client, message, kind=post.media_kind)
+        text = ExtendedTextMessage(text=message.text or "")
+        if post.background_color:
+            text.backgroundArgb = 0xFF000000 | int(post.background_color.lstrip("#"), 16)
+        if post.font is not None:
+            text.font = post.font
+        return WAMessage(extendedTextMessage=text)
+
+    @staticmethod
+    def _cards(message: OutgoingMessage) -> Any:
+        """One card: a ``contactMessage``; several: a ``contactsArrayMessage``."""
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContactMessage, ContactsArrayMessage
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+        cards = [ContactMessage(displayName=c.name, vcard=c.vcard) for c in message.contacts]
+        if len(cards) == 1:
+            return WAMessage(contactMessage=cards[0])
+        return WAMessage(contactsArrayMessage=ContactsArrayMessage(displayName=f"{len(cards)} contacts",
+                                                                   contacts=cards))
+
+    @staticmethod
+    async def _poll(client: Any, poll: Poll) -> Any:
+        """``build_poll_vote_creation`` (SINGLE for one choice, else MULTIPLE, capped at ``selectable_count``)."""
+        from neonize.utils.enum import VoteType
+
+        vote_type = VoteType.SINGLE if poll.selectable_count == 1 else VoteType.MULTIPLE
+        built = await client.build_poll_vote_creation(poll.name, list(poll.options), vote_type)
+        if poll.selectable_count > 1:
+            for name in ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3"):
+                if built.HasField(name):
+                    getattr(built, name).selectableOptionsCount = poll.selectable_count
+        return built
+
+    async def _media_message(self, client: Any, message: OutgoingMessage, *, kind: str | None = None) -> Any:
         assert message.media is not None
         media = await self.driver.media.fetch(message.media)
-        if message.kind == "image":
+        kind = kind or message.kind
+        if kind == "image":
             return await client.build_image_message(media.data, caption=message.text)
-        if message.kind == "video":
+        if kind == "video":
             return await client.build_video_message(media.data, caption=message.text)
-        if message.kind == "audio":
+        if kind == "audio":
             return await client.build_audio_message(media.data)
-        if message.kind == "sticker":
+        if kind == "sticker":
             return await client.build_sticker_message(media.data)
         return await client.build_document_message(media.data, caption=message.text, filename=media.filename,
                                                    mimetype=media.mime_type)
+
+    # --- groups -----------------------------------------------------------------------------------
+    # whatsmeow's group calls: GetJoinedGroups, GetGroupInfo, CreateGroup, UpdateGroupParticipants,
+    # SetGroupName, SetGroupTopic, SetGroupAnnounce, SetGroupLocked, GetGroupInviteLink,
+    # JoinGroupWithLink, LeaveGroup (neonize's get_joined_groups, get_group_info, ...).
+
+    async def check_numbers(self, numbers: list[str]) -> dict[str, bool]:
+        """``is_on_whatsapp`` (whatsmeow's IsOnWhatsApp usync query), answered per number."""
+        self.require_ready()
+        answers = await self._call("check", self.client.is_on_whatsapp(*[f"+{n}" for n in numbers]))
+        found = {"".join(ch for ch in str(a.Query) if ch.isdigit()): bool(a.IsIn) for a in answers}
+        return {n: found.get(n, False) for n in numbers}
+
+    async def typing(self, chat_id: str, state: TypingState) -> None:
+        """``send_chat_presence`` with ``CHAT_PRESENCE_COMPOSING`` / ``CHAT_PRESENCE_PAUSED`` (text)."""
+        self.require_ready()
+        from neonize.utils.enum import ChatPresence, ChatPresenceMedia
+
+        presence = ChatPresence.CHAT_PRESENCE_COMPOSING if state == "composing" else ChatPresence.CHAT_PRESENCE_PAUSED
+        await self._call("presence", self.client.send_chat_presence(user_jid(chat_id), presence,
+                                                                     ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
+
+    @property
+    def _me(self) -> str | None:
+        return self.jid.user if self.jid else None
+
+    async def _call(self, what: str, call: Any) -> Any:
+        self.require_ready()
+        try:
+            return await call
+        except DriverError:
+            raise
+        except Exception as exc:  # neonize raises its own error per call (GetGroupInfoError, ...)
+            raise _refused(what, exc) from exc
+
+    async def groups(self) -> list[GroupInfo]:
+        """The groups this phone is in (``get_joined_groups``)."""
+        self.require_ready()
+        found = await self._call("list", self.client.get_joined_groups())
+        return [group_of(g, self._me) for g in found]
+
+    async def group_info(self, group_id: str) -> GroupInfo:
+        """One group (``get_group_info``), with ``get_group_invite_link`` when this phone is an admin."""
+        self.require_ready()
+        group = group_of(await self._call("info", self.client.get_group_info(user_jid(group_id))), self._me)
+        if group.is_admin:
+            link = await self._call("invite", self.client.get_group_invite_link(user_jid(group_id), False))
+            group = dataclasses.replace(group, invite_link=str(link))
+        return group
+
+    async def create_group(self, subject: str, participants: list[str]) -> tuple[GroupInfo, list[ParticipantResult]]:
+        """A new group (``create_group``); what became of each participant is read from its participants."""
+        self.require_ready()
+        info = await self._call("create", self.client.create_group(subject, [user_jid(n) for n in participants]))
+        return group_of(info, self._me), participant_results("add", participants, info.Participants)
+
+    async def update_participants(self, group_id: str, action: ParticipantAction,
+                                  numbers: list[str]) -> list[ParticipantResult]:
+        """``update_group_participants`` with neonize's ``ParticipantChange`` for ``action``."""
+        self.require_ready()
+        from neonize.utils.enum import ParticipantChange
+
+        changed = await self._call(action, self.client.update_group_participants(
+            user_jid(group_id), [user_jid(n) for n in numbers], ParticipantChange(action)))
+        return participant_results(action, numbers, changed)
+
+    async def update_group(self, group_id: str, changes: GroupChanges) -> GroupInfo:
+        """``set_group_name``, ``set_group_topic``, ``set_group_announce``, ``set_group_locked``; then the group."""
+        self.require_ready()
+        jid = user_jid(group_id)
+        if changes.subject is not None:
+            await self._call("update", self.client.set_group_name(jid, changes.subject))
+        if changes.description is not None:
+            # whatsmeow wants the current topic's id and a new one (empty previous id: none known).
+            current = await self._call("info", self.client.get_group_info(jid))
+            new_id = await self.client.generate_message_id()
+            await self._call("update", self.client.set_group_topic(jid, current.GroupTopic.TopicID, new_id,
+                                                                  changes.description))
+        if changes.announce is not None:
+            await self._call("update", self.client.set_group_announce(jid, changes.announce))
+        if changes.locked is not None:
+            await self._call("update", self.client.set_group_locked(jid, changes.locked))
+        return await self.group_info(group_id)
+
+    async def invite_link(self, group_id: str, *, revoke: bool = False) -> str:
+        """``get_group_invite_link`` (``revoke``: a new link, the old one void)."""
+        self.require_ready()
+        return str(await self._call("invite", self.client.get_group_invite_link(user_jid(group_id), revoke)))
+
+    async def join_group(self, invite: str) -> str:
+        """``join_group_with_link`` with the link's code; the group's id."""
+        self.require_ready()
+        code = invite.strip().removeprefix(INVITE_PREFIX).strip("/")
+        jid = await self._call("join", self.client.join_group_with_link(code))
+        return f"{jid.User}@g.us"
+
+    async def leave_group(self, group_id: str) -> None:
+        """``leave_group``."""
+        self.require_ready()
+        await self._call("leave", self.client.leave_group(user_jid(group_id)))

@@ -30,12 +30,17 @@ from bisnesgpt.engines.wwebjs.driver import (
     DriverConnectError,
     DriverError,
     EventSink,
+    GroupChanges,
+    GroupInfo,
     MediaDownload,
     NotConnected,
     OutgoingMessage,
     PairingUnavailable,
+    ParticipantAction,
+    ParticipantResult,
     SentMessage,
     SessionKey,
+    TypingState,
 )
 from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
@@ -46,6 +51,7 @@ from bisnesgpt.sandbox.wweb import protocol as p
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
+GROUP_TIMEOUT = 15.0
 
 
 class SandboxDriver:
@@ -175,6 +181,74 @@ class SandboxSession(SessionBase):
             self._pending.pop(ref, None)
         return wire.sent_message(result)
 
+    # --- groups -----------------------------------------------------------------------------------
+
+    async def _group(self, frame: wire.GroupFrame) -> JsonObject:
+        """One group operation, answered by the network's ``group_result``."""
+        self.require_ready()
+        ref = next(self._refs)
+        future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
+        self._pending[ref] = future
+        try:
+            frame.setdefault("type", "group")
+            frame["ref"] = ref
+            await self._send_frame(frame)
+            result = await asyncio.wait_for(future, GROUP_TIMEOUT)
+        finally:
+            self._pending.pop(ref, None)
+        return wire.group_result(result)
+
+    async def check_numbers(self, numbers: list[str]) -> dict[str, bool]:
+        """Ask the network which numbers are on WhatsApp (a ``check`` frame)."""
+        result = await self._group({"type": "check", "numbers": numbers})
+        found = wire.member(result, "numbers")
+        return {n: bool(found.get(n)) for n in numbers}
+
+    async def typing(self, chat_id: str, state: TypingState) -> None:
+        """A ``presence`` frame (the network records it; nothing to wait for)."""
+        self.require_ready()
+        await self._send_frame(wire.PresenceFrame(type="presence", chat=chat_id, state=state))
+
+    async def groups(self) -> list[GroupInfo]:
+        """The groups this phone is in."""
+        found = (await self._group({"op": "list"})).get("groups")
+        return [wire.group_info(g) for g in (found if isinstance(found, list) else []) if isinstance(g, dict)]
+
+    async def group_info(self, group_id: str) -> GroupInfo:
+        """One group, with its invite link when this phone is an admin."""
+        return wire.group_info(wire.member(await self._group({"op": "info", "group": group_id}), "group"))
+
+    async def create_group(self, subject: str, participants: list[str]) -> tuple[GroupInfo, list[ParticipantResult]]:
+        """A new group owned by this phone, and what became of each participant."""
+        result = await self._group({"op": "create", "subject": subject, "participants": participants})
+        return wire.group_info(wire.member(result, "group")), wire.participant_results(result)
+
+    async def update_participants(self, group_id: str, action: ParticipantAction,
+                                  numbers: list[str]) -> list[ParticipantResult]:
+        """Add, remove, promote or demote; one result per number."""
+        return wire.participant_results(await self._group({"op": "participants", "group": group_id,
+                                                           "action": action, "participants": numbers}))
+
+    async def update_group(self, group_id: str, changes: GroupChanges) -> GroupInfo:
+        """Change subject, description or settings; the group afterwards."""
+        values: JsonObject = {"subject": changes.subject, "description": changes.description,
+                              "announce": changes.announce, "locked": changes.locked}
+        result = await self._group({"op": "update", "group": group_id,
+                                    "changes": {k: v for k, v in values.items() if v is not None}})
+        return wire.group_info(wire.member(result, "group"))
+
+    async def invite_link(self, group_id: str, *, revoke: bool = False) -> str:
+        """The invite link (a new one with ``revoke``)."""
+        return str((await self._group({"op": "invite", "group": group_id, "revoke": revoke})).get("inviteLink"))
+
+    async def join_group(self, invite: str) -> str:
+        """Join by invite link; the group's id."""
+        return str((await self._group({"op": "join", "invite": invite})).get("group"))
+
+    async def leave_group(self, group_id: str) -> None:
+        """Leave the group."""
+        await self._group({"op": "leave", "group": group_id})
+
     async def _upload(self, message: OutgoingMessage) -> wire.UploadedMedia:
         assert message.media is not None
         media = await self.driver.media.fetch(message.media, client=self.driver.http)
@@ -264,7 +338,9 @@ class SandboxSession(SessionBase):
     def _handlers(self) -> dict[str, Callable[[JsonObject], None]]:
         return {"pong": self._on_pong, "qr": self._on_qr, "pairing_code": self._on_pairing_code,
                 "pair_success": self._on_pair_success, "authenticated": self._on_authenticated,
-                "ready": self._on_ready, "send_result": self._on_send_result, "ack": self._on_ack,
+                "ready": self._on_ready, "send_result": self._on_send_result, "group_result": self._on_send_result,
+                "check_result": self._on_send_result,
+                "ack": self._on_ack,
                 "message": self._on_message, "fault": self._on_fault, "disconnect": self._on_disconnect,
                 "logged_out": self._on_logged_out, "error": self._on_error}
 
@@ -312,6 +388,14 @@ class SandboxSession(SessionBase):
         self._last_pong = time.monotonic()
         message = wire.member(frame, "message")
         confirm = self._confirmer(wire.ReceiptFrame(type="receipt", ids=[str(message["id"])]))
+        if wire.text(message, "type") == p.POLL_VOTE:
+            self.sink(wire.poll_vote(message, confirm))
+            return
+        if wire.text(message, "type") in p.GROUP_NOTIFICATIONS:
+            event = wire.group_event(message, confirm)
+            if event is not None:
+                self.sink(event)
+            return
         self.report_inbound(wire.inbound_message(message, confirm, self._media_download))
 
     def _media_download(self, url: str) -> MediaDownload:

@@ -17,7 +17,16 @@ from bisnesgpt.engines.wwebjs.driver import (
     AckLevel,
     AuthState,
     Confirm,
+    ContactCard,
     DriverError,
+    GroupChange,
+    GroupEvent,
+    GroupInfo,
+    GroupParticipant,
+    GroupParticipantsChanged,
+    GroupRefused,
+    GroupRole,
+    GroupUpdated,
     InboundMedia,
     InboundMessage,
     Location,
@@ -25,8 +34,12 @@ from bisnesgpt.engines.wwebjs.driver import (
     NotConnected,
     OutgoingKind,
     OutgoingMessage,
+    ParticipantOutcome,
+    ParticipantResult,
+    PollVote,
     SendRejected,
     SentMessage,
+    TypingState,
 )
 from bisnesgpt.sandbox.wweb import protocol as p
 
@@ -35,7 +48,21 @@ SEND_ERRORS = {
     p.NOT_ON_WHATSAPP: "RECIPIENT_NOT_ON_WHATSAPP",
     p.MEDIA_TOO_LARGE: "MEDIA_TOO_LARGE",
     p.BAD_REQUEST: "INVALID_PAYLOAD",
+    p.NOT_IN_GROUP: "NOT_IN_GROUP",
+    p.NOT_GROUP_ADMIN: "NOT_GROUP_ADMIN",
 }
+# The network's group refusals, and the codes of the ``GroupRefused`` they become.
+GROUP_ERRORS = {
+    p.GROUP_NOT_FOUND: "GROUP_NOT_FOUND",
+    p.NOT_IN_GROUP: "NOT_IN_GROUP",
+    p.NOT_GROUP_ADMIN: "NOT_GROUP_ADMIN",
+    p.INVITE_INVALID: "INVITE_INVALID",
+    p.BAD_REQUEST: "BAD_GROUP_REQUEST",
+}
+ROLES: tuple[GroupRole, ...] = ("member", "admin", "superadmin")
+OUTCOMES: tuple[ParticipantOutcome, ...] = ("added", "removed", "promoted", "demoted", "not_on_whatsapp",
+                                            "privacy_blocked", "already_in_group", "not_in_group", "failed")
+CHANGES: tuple[GroupChange, ...] = ("joined", "left", "promoted", "demoted")
 
 # --- client -> server --------------------------------------------------------------------------
 
@@ -76,6 +103,30 @@ class UploadedMedia(TypedDict):
     filename: str
 
 
+class WireCard(TypedDict):
+    """A contact card on the wire."""
+
+    name: str
+    vcard: str
+
+
+class WirePoll(TypedDict):
+    """A poll on the wire."""
+
+    name: str
+    options: list[str]
+    selectableCount: int
+
+
+class WireStatus(TypedDict):
+    """A status post on the wire (``recipients`` empty: all contacts)."""
+
+    mediaKind: str
+    backgroundColor: str | None
+    font: int | None
+    recipients: list[str]
+
+
 class WireMessage(TypedDict, total=False):
     """A message to send; members without a value are left out."""
 
@@ -88,6 +139,10 @@ class WireMessage(TypedDict, total=False):
     location: Location
     previewUrl: Literal[True]
     media: UploadedMedia
+    mentions: list[str]
+    contacts: list[WireCard]
+    poll: WirePoll
+    status: WireStatus
 
 
 class SendFrame(TypedDict):
@@ -96,6 +151,31 @@ class SendFrame(TypedDict):
     type: Literal["send"]
     ref: int
     message: WireMessage
+
+
+class PresenceFrame(TypedDict):
+    """Show (``composing``) or stop showing (``paused``) "typing…" in a chat."""
+
+    type: Literal["presence"]
+    chat: str
+    state: TypingState
+
+
+class GroupFrame(TypedDict, total=False):
+    """A group operation (``op``), or a ``check`` of ``numbers``; answered by a ``group_result``
+    (``check_result``) with the same ``ref``."""
+
+    type: Literal["group", "check"]
+    numbers: list[str]
+    ref: int
+    op: Literal["list", "info", "create", "participants", "update", "invite", "join", "leave"]
+    group: str
+    subject: str
+    participants: list[str]
+    action: str
+    changes: JsonObject
+    revoke: bool
+    invite: str
 
 
 class ReceiptFrame(TypedDict):
@@ -132,7 +212,8 @@ class PingFrame(TypedDict):
     n: int
 
 
-ClientFrame = HelloFrame | PairPhoneFrame | SendFrame | ReceiptFrame | AckReceivedFrame | LogoutFrame | PingFrame
+ClientFrame = (HelloFrame | PairPhoneFrame | SendFrame | GroupFrame | PresenceFrame | ReceiptFrame | AckReceivedFrame
+               | LogoutFrame | PingFrame)
 
 
 def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireMessage:
@@ -150,6 +231,17 @@ def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireM
         wire["previewUrl"] = True
     if media is not None:
         wire["media"] = media
+    if message.mentions:
+        wire["mentions"] = list(message.mentions)
+    if message.contacts:
+        wire["contacts"] = [WireCard(name=c.name, vcard=c.vcard) for c in message.contacts]
+    if message.status is not None:
+        post = message.status
+        wire["status"] = WireStatus(mediaKind=post.media_kind, backgroundColor=post.background_color, font=post.font,
+                                    recipients=list(post.recipients))
+    if message.poll is not None:
+        wire["poll"] = WirePoll(name=message.poll.name, options=list(message.poll.options),
+                                selectableCount=message.poll.selectable_count)
     return wire
 
 
@@ -206,8 +298,85 @@ def inbound_message(message: JsonObject, confirm: Confirm,
         id=str(message["id"]), chat_id=text(message, "chat") or f"{message.get('from')}@c.us", sender=sender,
         timestamp=number(message, "timestamp") or time.time(), type=kind,
         text=text(message, "text") if media is None else None, media=media, quoted_id=text(message, "quotedId"),
-        push_name=text(message, "pushName"), raw=message, confirm=confirm,
+        push_name=text(message, "pushName"), raw=message, confirm=confirm, sender_lid=text(message, "participantLid"),
+        mentions=strings(message, "mentions"), location=_location(message) if kind == "location" else None,
+        contacts=_cards(message),
     )
+
+
+def strings(frame: JsonObject, name: str) -> tuple[str, ...]:
+    """A list-of-strings member (non-strings left out; empty when absent)."""
+    value = frame.get(name)
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def group_event(message: JsonObject, confirm: Confirm) -> GroupEvent | None:
+    """A group notification (``group_participants``/``group_updated`` message) as the driver's event."""
+    kind, group_id = text(message, "type"), text(message, "group") or text(message, "chat") or ""
+    stamp = number(message, "timestamp") or time.time()
+    by = text(message, "by") or None
+    if kind == p.GROUP_PARTICIPANTS:
+        change = next((c for c in CHANGES if c == message.get("change")), None)
+        if change is None:
+            return None
+        return GroupParticipantsChanged(str(message["id"]), group_id, change, strings(message, "participants"), by,
+                                        stamp, confirm)
+    if kind == p.GROUP_UPDATED:
+        return GroupUpdated(str(message["id"]), group_id, dict(member(message, "changes")), by, stamp, confirm)
+    return None
+
+
+def poll_vote(message: JsonObject, confirm: Confirm) -> PollVote:
+    """A ``poll_vote`` message: who voted on which of our polls, and their whole current choice."""
+    return PollVote(id=str(message["id"]), poll_id=text(message, "pollId") or "",
+                    chat_id=text(message, "chat") or f"{message.get('from')}@c.us", voter=text(message, "from") or "",
+                    timestamp=number(message, "timestamp") or time.time(), selected=strings(message, "selected"),
+                    voter_lid=text(message, "participantLid"), confirm=confirm)
+
+
+def _cards(message: JsonObject) -> tuple[ContactCard, ...]:
+    found = message.get("contacts")
+    return tuple(ContactCard(text(c, "name") or "", text(c, "vcard") or "")
+                 for c in (found if isinstance(found, list) else []) if isinstance(c, dict))
+
+
+def _location(message: JsonObject) -> Location | None:
+    body = member(message, "location")
+    latitude, longitude = number(body, "latitude"), number(body, "longitude")
+    if latitude is None or longitude is None:
+        return None
+    return Location(latitude=latitude, longitude=longitude, name=text(body, "name"), address=text(body, "address"))
+
+
+def group_info(view: JsonObject) -> GroupInfo:
+    """A group as the network shows it."""
+    members = view.get("participants")
+    participants = tuple(
+        GroupParticipant(str(m.get("number")), next((r for r in ROLES if r == m.get("role")), "member"),
+                         text(m, "lid"))
+        for m in (members if isinstance(members, list) else []) if isinstance(m, dict))
+    return GroupInfo(id=str(view.get("id")), subject=text(view, "subject") or "", description=text(view, "description"),
+                     owner=text(view, "owner"), created_at=number(view, "createdAt"), participants=participants,
+                     announce=bool(view.get("announce")), locked=bool(view.get("locked")),
+                     is_admin=bool(view.get("isAdmin")), invite_link=text(view, "inviteLink"))
+
+
+def participant_results(result: JsonObject) -> list[ParticipantResult]:
+    """The per-number results of a participants operation."""
+    found = result.get("participants")
+    return [ParticipantResult(str(r.get("number")), next((o for o in OUTCOMES if o == r.get("outcome")), "failed"))
+            for r in (found if isinstance(found, list) else []) if isinstance(r, dict)]
+
+
+def group_result(result: JsonObject) -> JsonObject:
+    """A ``group_result``'s result, or the driver error its ``error`` stands for."""
+    if result.get("error"):
+        error = member(result, "error")
+        code = str(error.get("code"))
+        if code == p.NOT_READY:
+            raise NotConnected(str(error.get("message")))
+        raise GroupRefused(str(error.get("message")), code=GROUP_ERRORS.get(code, "BAD_GROUP_REQUEST"))
+    return member(result, "result")
 
 
 def sent_message(result: JsonObject) -> SentMessage:
