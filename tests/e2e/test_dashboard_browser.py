@@ -2,7 +2,7 @@
 
 One system for the module (``tests/support/dashboard.py``): the real orchestrator with
 api, wwebjs (sandbox driver) and meta (pointed at the Cloud API emulator), and Debian's
-Chromium driven by Playwright. The tests run in file order; the kill -9 test comes last.
+Chromium driven by Playwright. The tests run in file order; the kill -9 tests come last.
 Screenshots of every page go to ``docs/screenshots/``.
 """
 
@@ -166,6 +166,28 @@ async def test_process_cards_show_every_role_healthy(system: DashboardSystem, op
     await page.wait_for_selector('[data-chart="rss"] .uplot')  # RSS per role, from process_metrics
 
 
+async def test_latency_axis_reads_in_minutes_past_100000_ms_and_its_labels_fit(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    # Latencies of minutes (a backlog drained slowly): p50 2.5 min, p99 4 min a few minutes ago.
+    await system.db.execute(
+        """INSERT INTO process_metrics (process_name, metric_name, metric_value, timestamp, metadata)
+           VALUES ('meta', 'send_latency_p50_ms', 150000, now() - interval '3 minutes', '{"provider": "meta"}'),
+                  ('meta', 'send_latency_p99_ms', 240000, now() - interval '3 minutes', '{"provider": "meta"}')""")
+    await page.goto(system.url + "/dashboard/processes")
+    await page.wait_for_selector('[data-chart="latency"] .uplot')
+    axis = await page.evaluate(
+        """() => { const box = document.querySelector('[data-chart="latency"]'); const ax = box.plot.axes[1];
+                   const ctx = document.createElement('canvas').getContext('2d'); ctx.font = ax.font[0];
+                   const ratio = window.devicePixelRatio || 1;
+                   return { unit: box.dataset.unit, labels: ax._values, size: ax._size, room: ax.ticks.size + ax.gap,
+                            widest: Math.max(...ax._values.map(v => ctx.measureText(v).width)) / ratio }; }""")
+    assert axis["unit"] == "min"
+    assert axis["labels"] and all(label.endswith(" min") for label in axis["labels"]), axis
+    assert axis["widest"] + axis["room"] <= axis["size"], axis  # no label clipped at the canvas edge
+    assert "(min)" in await page.inner_text('[data-chart="latency"] figcaption')
+
+
 async def test_pages_still_work_without_the_live_stream(system: DashboardSystem, operator: Any) -> None:
     page = operator
     await page.route("**/dashboard/api/live", lambda route: route.abort())
@@ -225,6 +247,8 @@ async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent
     await row.wait_for()
     assert await page.input_value("#failed-queue") == "meta-messages"
     assert "131026" in await row.inner_text()
+    # The job's error and the message's stored error say the same: it is shown once.
+    assert (await row.locator("td").nth(2).inner_text()).count("131026") == 1
     await screenshot(page, "queues", into=system.workdir / "screenshots")
 
     await row.locator('button[data-action="retry"]').click()
@@ -232,6 +256,13 @@ async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent
     await page.click("#confirm-ok")
     await system.wait_message(message_id, "sent")
     await row.wait_for(state="detached")
+    # Completed jobs are removed as they finish: "Completed" counts the last hour's from the
+    # queue's event stream (the retried job at least), and there is nothing kept to clean.
+    meta_row = '#queues tr[data-queue="meta-messages"]'
+    await page.wait_for_function(
+        "sel => Number(document.querySelector(sel + ' [data-count=\"completed\"]').firstChild.textContent) >= 1",
+        arg=meta_row)
+    assert await page.locator(f'{meta_row} button[data-action="clean-completed"]').is_disabled()
 
     detail = (await system.api("GET", f"/api/v1/messages/{message_id}", acme)).json()
     steps = [(h["fromStatus"], h["toStatus"], h["source"]) for h in detail["history"]]
@@ -293,6 +324,73 @@ async def test_company_user_sees_and_acts_on_its_own_phones_only(system: Dashboa
     assert await system.db.fetchval("SELECT count(*) FROM phone_configs WHERE company_id = 'beta'") == 1
 
 
+async def test_pairing_code_button_shows_the_code_and_entering_it_links_the_phone(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    await page.goto(system.url + "/dashboard/phones")
+    await wait_status(page, '[data-phone="beta:0"]', ("qr",))
+
+    async def number(dialog: Any) -> None:
+        await dialog.accept("+60 11-2233 4455")
+
+    page.once("dialog", number)
+    async with page.expect_response(lambda r: r.url.endswith("/beta/0/pairing-code")) as info:
+        await page.click('[data-phone="beta:0"] button[data-action="pairing-code"]')
+    answer = await info.value
+    assert answer.status == 200, await answer.text()  # not 422 "confirm: Extra inputs are not permitted"
+    code_node = page.locator('[data-phone="beta:0"] [data-pairing]')
+    await code_node.wait_for()
+    code = (await code_node.inner_text()).strip()
+    assert code
+    status, out = await system.cli("sandbox", "wweb", "scan", "beta", "0", "--code", code,
+                                   "--url", system.sandbox.url)  # type: ignore[union-attr]
+    assert status == 0, out
+    await wait_status(page, '[data-phone="beta:0"]', ("ready",))
+
+
+async def test_no_page_is_wider_than_a_390px_screen_and_row_actions_stay_on_it(
+        system: DashboardSystem, browser: Any) -> None:
+    acme = system.keys["acme"]
+    sent = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", acme,
+                            json={"message": "narrow screen", "phoneIndex": 1})
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["messageId"]
+    await system.wait_message(message_id, "sent")
+    # A provider status with a long unbroken JSON detail in the message's timeline.
+    await system.db.execute(
+        """INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail, applied)
+           SELECT id, 'sent', 'sent', 'meta', jsonb_build_object('raw', repeat('x', 400), 'pricing',
+                  jsonb_build_object('category', repeat('service', 30))), false
+           FROM messages WHERE message_id = $1""", message_id)
+
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    try:
+        page = await context.new_page()
+        assert (await sign_in(page, system.url, ADMIN_KEY)).status == 303
+        pages = {"processes": "#process-cards [data-process]", "phones": "#phone-cards [data-phone]",
+                 "queues": '#queues tr[data-queue="meta-messages"]',
+                 f"messages?company=acme&id={message_id}": "#timeline li"}
+        for path, ready in pages.items():
+            await page.goto(f"{system.url}/dashboard/{path}")
+            await page.wait_for_selector(ready)
+            await page.wait_for_timeout(300)  # charts and late rows rendered
+            widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert widths[0] <= widths[1], (path, widths)
+            if path == "queues":
+                for button in await page.locator('#queues tr[data-queue="meta-messages"] button').all():
+                    box = await button.bounding_box()
+                    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+                failed = page.locator('#queues tr[data-queue="meta-messages"] [data-count="failed"]')
+                status = await failed.bounding_box()
+                assert status is not None and status["x"] + status["width"] <= 390, status
+            if path.startswith("messages"):
+                assert await page.locator('#timeline li[data-to="sent"]').count() >= 2
+        await screenshot(page, "messages-mobile", into=system.workdir / "screenshots")
+    finally:
+        await context.close()
+
+
 async def test_meta_card_goes_down_and_back_to_healthy_without_a_reload_after_kill9(
         system: DashboardSystem, operator: Any) -> None:
     page = operator
@@ -323,3 +421,35 @@ async def test_meta_card_goes_down_and_back_to_healthy_without_a_reload_after_ki
     await page.wait_for_function(
         "pid => document.querySelector('[data-process=\"meta\"] [data-field=\"pid\"]').textContent === String(pid)",
         arg=new_pid)
+
+
+async def test_api_card_is_not_healthy_while_the_api_is_killed_and_the_page_says_its_data_is_stale(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    run = system.run
+    assert run is not None
+    await page.goto(system.url + "/dashboard/processes")
+    await wait_status(page, '[data-process="api"]', ("healthy",))
+    await page.wait_for_selector('#live[data-state="live"]')
+    old_pid = run.pid_of("api")
+    assert old_pid is not None
+
+    os.kill(old_pid, signal.SIGKILL)
+    await page.wait_for_selector('#live[data-state="reconnecting"]')
+    await wait_status(page, '[data-process="api"]', ("unreachable",))
+    assert await page.inner_text('[data-process="api"] .badge') == "unreachable"
+    assert await page.get_attribute("#main", "data-stale") == "true"  # cards greyed
+    assert await page.is_visible("#banner")
+    assert "not answering" in await page.inner_text("#banner")
+
+    # The orchestrator starts a new api; the stream reconnects and the card shows the new pid.
+    await wait_status(page, '[data-process="api"]', ("healthy",), timeout=90_000)
+    new_pid = run.pid_of("api")
+    assert new_pid is not None and new_pid != old_pid
+    await page.wait_for_function(
+        "pid => document.querySelector('[data-process=\"api\"] [data-field=\"pid\"]').textContent === String(pid)",
+        arg=new_pid)
+    await page.wait_for_selector('#live[data-state="live"]')
+    await page.wait_for_selector("#banner", state="hidden")
+    assert await page.get_attribute("#main", "data-stale") is None
+    page.problems.clear()  # the refused requests while the api was down are expected here

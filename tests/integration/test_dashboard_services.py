@@ -105,6 +105,11 @@ async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: Proce
             return await status_of(db, first.message_id) == "sent"
 
         await eventually(sent, timeout=30, what="the retried message sent")
+        # Completed jobs are removed as they finish; the last hour's count comes from the event stream.
+        view = await admin.queue_view(WWEBJS.name)
+        assert view["counts"]["completed"] == 0
+        assert view["lastHour"]["completed"] == 1 and view["lastHour"]["failed"] == 2
+        assert view["lastHour"]["trimmed"] is False
         history = await db.fetch("SELECT h.from_status, h.to_status, h.source, h.detail FROM message_status_history h "
                                  "JOIN messages m ON m.id = h.message_pk WHERE m.message_id = $1 ORDER BY h.id",
                                  first.message_id)

@@ -37,7 +37,9 @@ SQL = load_queries("bisnesgpt.dashboard")
 SEND_QUEUES = frozenset({WWEBJS_QUEUE, META_QUEUE})
 COUNT_TYPES = ("waiting", "active", "delayed", "prioritized", "completed", "failed", "paused")
 RATE_WINDOW_MS = 60_000
+RECENT_WINDOW_MS = 3_600_000
 RATE_MAX_EVENTS = 20_000
+EVENTS_KEPT = 9_000  # BullMQ trims a queue's event stream to about 10,000 entries (maxLenEvents)
 REDIS_TIMEOUT_S = 5.0
 BULK_LIMIT = 1_000  # failed jobs retried / completed jobs cleaned per click
 SKIPPED_SHOWN = 50
@@ -53,8 +55,23 @@ class Rates(TypedDict):
     failed: int
 
 
+class Recent(TypedDict):
+    """Jobs completed and failed in the last hour, from the queue's event stream.
+
+    Completed jobs are removed as they finish (a send job's id is its message id, and a
+    message's job may be added again), so ``counts.completed`` stays 0: this is what
+    "completed" means on the queues page. ``sinceMs`` is where the count starts: an hour
+    ago, or later when BullMQ trimmed the stream (then the numbers are lower bounds).
+    """
+
+    completed: int
+    failed: int
+    sinceMs: int
+    trimmed: bool
+
+
 class QueueView(TypedDict):
-    """A queue's counts by job state, paused flag, last-minute rates and who consumes it."""
+    """A queue's counts by job state, paused flag, recent and last-minute rates and who consumes it."""
 
     name: str
     jobName: str
@@ -62,6 +79,7 @@ class QueueView(TypedDict):
     paused: bool
     counts: dict[str, int]
     ratePerMinute: Rates
+    lastHour: Recent
     sendQueue: bool
 
 
@@ -197,22 +215,36 @@ class QueueAdmin:
         queue = self._queue(name)
         counts = await self._redis(f"counts of {name}", lambda: queue.getJobCounts(*COUNT_TYPES))
         paused = await self._redis(f"state of {name}", queue.isPaused)
-        rates = await self._redis(f"rate of {name}", lambda: self._rates(name))
+        rates, recent = await self._redis(f"rate of {name}", lambda: self._rates(name))
         spec = QUEUES_BY_NAME[name]
         return {"name": name, "jobName": spec.job_name, "consumer": spec.process_name, "paused": bool(paused),
                 "counts": {t: int(counts.get(t, 0) or 0) for t in COUNT_TYPES}, "ratePerMinute": rates,
-                "sendQueue": name in SEND_QUEUES}
+                "lastHour": recent, "sendQueue": name in SEND_QUEUES}
 
-    async def _rates(self, name: str) -> Rates:
-        """Jobs completed / failed in the last minute, from the queue's event stream."""
-        since = int(time.time() * 1000) - RATE_WINDOW_MS
+    async def _rates(self, name: str) -> tuple[Rates, Recent]:
+        """Jobs completed / failed in the last minute and the last hour, from the queue's event stream."""
+        now = int(time.time() * 1000)
+        minute_ago, hour_ago = now - RATE_WINDOW_MS, now - RECENT_WINDOW_MS
         key = f"{self.ctx.queues.prefix}:{name}:events"
-        entries = await self.ctx.redis.xrevrange(key, "+", f"{since}-0", count=RATE_MAX_EVENTS)
-        seen: Counter[str] = Counter()
-        for _entry_id, fields in entries:
+        entries = await self.ctx.redis.xrevrange(key, "+", f"{hour_ago}-0", count=RATE_MAX_EVENTS)
+        minute: Counter[str] = Counter()
+        hour: Counter[str] = Counter()
+        oldest = now
+        for entry_id, fields in entries:
             event = fields.get(b"event") or fields.get("event")
-            seen[event.decode() if isinstance(event, bytes) else str(event)] += 1
-        return {"completed": seen["completed"], "failed": seen["failed"]}
+            name_ = event.decode() if isinstance(event, bytes) else str(event)
+            at = _entry_ms(entry_id)
+            oldest = min(oldest, at)
+            hour[name_] += 1
+            if at >= minute_ago:
+                minute[name_] += 1
+        # The stream starts after an hour ago although it is as long as BullMQ keeps it: it was trimmed.
+        first = await self.ctx.redis.xrange(key, "-", "+", count=1) if entries else []
+        trimmed = len(entries) >= RATE_MAX_EVENTS or bool(
+            first and _entry_ms(first[0][0]) > hour_ago and await self.ctx.redis.xlen(key) >= EVENTS_KEPT)
+        since = max(hour_ago, oldest) if trimmed else hour_ago
+        return ({"completed": minute["completed"], "failed": minute["failed"]},
+                {"completed": hour["completed"], "failed": hour["failed"], "sinceMs": since, "trimmed": trimmed})
 
     async def failed_jobs(self, name: str, *, start: int = 0, limit: int = 50) -> FailedJobsPage:
         """Failed jobs, newest first, with their error, attempts and (send queues) message."""
@@ -348,6 +380,12 @@ class QueueAdmin:
                 raise Conflict(f"message {record.message_id} is already {record.status}: retrying its job would "
                                "not send it again (remove the job instead)")
         return False
+
+
+def _entry_ms(entry_id: object) -> int:
+    """The time (epoch ms) of a Redis stream entry id ``<ms>-<seq>``."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return int(text.split("-")[0])
 
 
 def _job_message(record: store.MessageRecord) -> JobMessage:

@@ -11,6 +11,22 @@
                           onclick: () => BG.act(path, { confirmText, okLabel: label, done }) }, label);
   }
 
+  /* Completed jobs are removed as they finish, so the column counts the last hour's from the
+     queue's event stream; "kept" completed jobs (added by a producer that keeps them) can be cleaned. */
+  function completedTitle(q) {
+    return "completed since " + fmt.time(q.lastHour.sinceMs) + (q.counts.completed ? "; " + q.counts.completed + " kept in Redis" : "; none kept (removed as they complete)");
+  }
+
+  function cleanButton(q, base) {
+    const button = actionButton("Clean completed", base + "/clean-completed", "Remove the completed jobs of " + q.name + "?",
+      (r) => "removed " + r.removed + " completed job(s)");
+    if (!q.counts.completed) {
+      button.disabled = true;
+      button.title = "no completed jobs are kept in Redis: they are removed as they complete";
+    }
+    return button;
+  }
+
   function renderQueues(queues) {
     const tbody = document.querySelector("#queues tbody");
     const rows = queues.map((q) => {
@@ -23,7 +39,8 @@
         el("td", { dataset: { count: "active" } }, c.active),
         el("td", { dataset: { count: "delayed" } }, c.delayed),
         el("td", { dataset: { count: "prioritized" } }, c.prioritized),
-        el("td", { dataset: { count: "completed" } }, c.completed),
+        el("td", { dataset: { count: "completed" }, title: completedTitle(q) },
+          (q.lastHour.trimmed ? "≥ " : "") + q.lastHour.completed, c.completed ? el("div", { class: "small muted" }, c.completed + " kept") : null),
         el("td", { dataset: { count: "failed" }, class: c.failed ? "error" : "" }, c.failed),
         el("td", {}, "✓ " + q.ratePerMinute.completed + " / ✗ " + q.ratePerMinute.failed),
         el("td", { class: "actions" },
@@ -33,8 +50,7 @@
           actionButton("Retry all failed", base + "/retry-failed",
             "Retry every failed job of " + q.name + "?" + (q.sendQueue ? " Failed messages are re-queued (recorded as an operator action)." : ""),
             (r) => "retried " + r.done + (r.skippedCount ? ", skipped " + r.skippedCount : "")),
-          actionButton("Clean completed", base + "/clean-completed", "Remove the completed jobs of " + q.name + "?",
-            (r) => "removed " + r.removed + " completed job(s)")));
+          cleanButton(q, base)));
     });
     tbody.replaceChildren(...rows);
     if (!select.options.length) {
@@ -45,6 +61,16 @@
     const changed = queues.some((q) => lastFailed[q.name] !== undefined && lastFailed[q.name] !== q.counts.failed);
     lastFailed = Object.fromEntries(queues.map((q) => [q.name, q.counts.failed]));
     return changed;
+  }
+
+  /* The job's error, and the message's stored error only when it says something else (the send
+     worker fails a job with the message's own "code: title", which would read twice). */
+  function errorCell(job, m) {
+    const reason = (job.failedReason || "").trim();
+    const stored = m && m.errorCode ? m.errorCode + (m.errorTitle ? ": " + m.errorTitle : "") : "";
+    const lines = [reason];
+    if (stored && !reason.includes(stored)) lines.push(el("div", { class: "muted" }, stored));
+    return lines;
   }
 
   async function loadFailed() {
@@ -66,7 +92,7 @@
       return el("tr", { dataset: { job: job.id } },
         el("td", { class: "mono small" }, job.id),
         messageCell,
-        el("td", { class: "small" }, job.failedReason || "", m && m.errorCode ? el("div", { class: "muted" }, m.errorCode + (m.errorTitle ? ": " + m.errorTitle : "")) : null),
+        el("td", { class: "small", dataset: { field: "error" } }, errorCell(job, m)),
         el("td", {}, job.attemptsMade + " / " + job.attempts),
         el("td", { class: "small" }, fmt.time(job.finishedOn || job.timestamp)),
         el("td", { class: "actions" },
