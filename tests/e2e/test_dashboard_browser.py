@@ -277,6 +277,71 @@ async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent
     await screenshot(page, "messages", into=system.workdir / "screenshots")
 
 
+async def cloud_card(page: Any, system: DashboardSystem, status: str) -> str:
+    """Open the phones page and wait for the Cloud API phone's card to show ``status``; its badge's text."""
+    await page.goto(system.url + "/dashboard/phones")
+    await wait_status(page, '[data-phone="acme:1"]', (status,))
+    return str(await page.inner_text('[data-phone="acme:1"] .badge'))
+
+
+async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    acme = system.keys["acme"]
+
+    async def send(text: str) -> str:
+        answer = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", acme,
+                                  json={"message": text, "phoneIndex": 1})
+        assert answer.status_code == 202, answer.text
+        return str(answer.json()["messageId"])
+
+    async def bot_status() -> dict[str, Any]:
+        answer = await system.api("GET", "/api/bot-status/acme", acme)
+        return next(p for p in answer.json()["phones"] if p["phoneIndex"] == 1)
+
+    # Sends go through: connected, and "last seen" is the last message (a relative time that ticks).
+    await system.wait_message(await send("status: before"), "sent")
+    assert await cloud_card(page, system, "ready") == "connected"
+    seen = page.locator('[data-phone="acme:1"] [data-field="last-seen"]')
+    assert (await seen.inner_text()).endswith("ago")
+    await seen.evaluate("n => { n.dataset.ago = new Date(Date.now() - 3 * 3600 * 1000).toISOString(); }")
+    await page.wait_for_function("n => n.textContent.startsWith('3h')", arg=await seen.element_handle(),
+                                 timeout=10_000)
+
+    # 368: the phone is paused until a time; verify does not hide it; the API and the CLI agree.
+    system.emulator.admin("POST", "/rules", json={"code": 368, "times": 1,  # type: ignore[union-attr]
+                                                  "phone_number_id": META_PHONE_ID})
+    await system.wait_message(await send("status: blocked"), "failed")
+    held = await send("status: held")
+    badge = await cloud_card(page, system, "paused")
+    assert badge.startswith("paused until "), badge
+    bot = await bot_status()
+    assert bot["status"] == "paused" and bot["pausedUntil"] and "368" in bot["error"]
+    code, out = await system.cli("phones", "list", "acme", COLUMNS="240")  # a table as wide as a terminal
+    assert code == 0 and "paused until" in out, out
+    await page.click('[data-phone="acme:1"] button[data-action="verify"]')
+    await page.wait_for_selector('#toast[data-kind="ok"]')
+    assert (await cloud_card(page, system, "paused")).startswith("paused until ")
+    assert await system.message_status(held) == "queued"  # held back by the pause
+
+    # Resume: the held message goes out and the phone is connected again.
+    await page.click('[data-phone="acme:1"] button[data-action="resume"]')
+    await page.wait_for_selector("#confirm[open]")
+    await page.click("#confirm-ok")
+    await system.wait_message(held, "sent", timeout=30)
+    assert await cloud_card(page, system, "ready") == "connected"
+    assert (await bot_status())["status"] == "ready"
+
+    # 190: the token is refused: error, with the reason, until a send goes through again.
+    system.emulator.admin("POST", "/rules", json={"code": 190, "times": 1,  # type: ignore[union-attr]
+                                                  "phone_number_id": META_PHONE_ID})
+    await system.wait_message(await send("status: bad token"), "failed")
+    await cloud_card(page, system, "error")
+    assert "190" in await page.inner_text('[data-phone="acme:1"]')
+    assert (await bot_status())["status"] == "error"
+    await system.wait_message(await send("status: after"), "sent")
+    assert await cloud_card(page, system, "ready") == "connected"
+
+
 async def test_company_user_sees_and_acts_on_its_own_phones_only(system: DashboardSystem, browser: Any) -> None:
     context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     context.set_default_timeout(LIVE_TIMEOUT_MS)

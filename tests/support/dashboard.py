@@ -112,10 +112,10 @@ class DashboardSystem:
                 raise AssertionError(f"message {message_id} is {current}, not {status}, after {timeout}s")
             await asyncio.sleep(0.2)
 
-    async def cli(self, *args: str) -> tuple[int, str]:
+    async def cli(self, *args: str, **env: str) -> tuple[int, str]:
         assert self.run is not None
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bisnesgpt", *args, cwd=self.workdir,
-                                                    env=self.run.env, stdout=asyncio.subprocess.PIPE,
+                                                    env={**self.run.env, **env}, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         return int(proc.returncode or 0), out.decode(errors="replace")

@@ -330,6 +330,14 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
         who.principal.require_company(company_id, "phone")
         return {"verification": await phones.verify_cloud_phone(ctx, company_id, phone_index)}
 
+    @router.post("/phones/{company_id}/{phone_index}/resume",
+                 summary="End a Cloud API phone's sending pause (after 368 / 131031) and release its held messages")
+    async def resume_phone(who: Who, company_id: CompanyId, phone_index: PhoneIndex,
+                           body: Confirmed | None = None) -> phones.Resumed:
+        _confirmed(body)
+        who.principal.require_company(company_id, "phone")
+        return await phones.resume_cloud_phone(ctx, company_id, phone_index, by=who.label)
+
     @router.post("/phones/{company_id}/{phone_index}/remove", summary="Remove a phone's configuration")
     async def remove_phone(who: Who, company_id: CompanyId, phone_index: PhoneIndex,
                            body: Confirmed | None = None) -> PhoneRemoved:

@@ -254,7 +254,13 @@
     });
   }
 
+  /* Relative times ("3m 5s ago") keep ticking: every element with data-ago is re-written. */
+  function tick() {
+    document.querySelectorAll("[data-ago]").forEach((node) => { node.textContent = BG.fmt.ago(node.dataset.ago); });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    setInterval(tick, 5000);
     if (main) {
       labelCells(main);
       new MutationObserver(() => labelCells(main)).observe(main, { childList: true, subtree: true });

@@ -43,6 +43,10 @@
 
   function cloudActions(phone) {
     return el("div", { class: "actions" },
+      phone.status === "paused" ? el("button", { dataset: { action: "resume" }, onclick: () => BG.act(path(phone, "/resume"), {
+        confirmText: "Resume sending for phone " + phone.phoneIndex + " of " + phone.companyId + " now? Meta paused it ("
+          + (phone.reason || "account restricted") + "); sending again early may be refused again.",
+        okLabel: "Resume", done: (r) => "sending resumed; " + r.released + " held message(s) released" }) }, "resume") : null,
       phone.connectionType === "360dialog" ? null : el("button", { dataset: { action: "verify" }, onclick: () => BG.act(path(phone, "/verify"), {
         done: (r) => "verified: quality " + (r.verification.qualityRating || "?") }) }, "verify"),
       el("button", { class: "danger", dataset: { action: "remove" }, onclick: () => BG.act(path(phone, "/remove"), {
@@ -50,10 +54,21 @@
         okLabel: "Remove", done: () => "phone removed" }) }, "remove"));
   }
 
+  /* What the badge says: a Cloud API phone is "connected" while its sends succeed, "paused until HH:MM". */
+  function statusText(phone) {
+    if (phone.status === "paused" && phone.pausedUntil) {
+      return "paused until " + new Date(phone.pausedUntil).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    }
+    if (phone.kind === "cloud" && phone.status === "ready") return "connected";
+    return phone.status.replace("_", " ");
+  }
+
   function card(phone) {
     const v = phone.verification;
     const rows = [
-      ["Type", phone.connectionType], ["Number", phone.displayNumber || "–"], ["Last seen", fmt.ago(phone.lastSeen)],
+      ["Type", phone.connectionType], ["Number", phone.displayNumber || "–"],
+      ["Last seen", phone.lastSeen ? el("span", { dataset: { ago: phone.lastSeen, field: "last-seen" } }, fmt.ago(phone.lastSeen))
+                                   : el("span", { dataset: { field: "last-seen" } }, "no messages yet")],
     ];
     if (phone.kind === "wwebjs") {
       rows.push(["Wanted", phone.desiredState], ["Owner", phone.owner || "–"]);
@@ -64,7 +79,7 @@
                                ["2-step verification", v.codeVerificationStatus || "–"], ["Checked", fmt.ago(v.checkedAt)]);
     }
     return el("article", { class: "card phone", dataset: { phone: phone.companyId + ":" + phone.phoneIndex, status: phone.status, kind: phone.kind } },
-      el("header", {}, el("h3", {}, phone.companyName + " · phone " + phone.phoneIndex), badge(phone.status, phone.status.replace("_", " "))),
+      el("header", {}, el("h3", {}, phone.companyName + " · phone " + phone.phoneIndex), badge(phone.status, statusText(phone))),
       el("dl", { class: "fields" }, rows.map(([label, value]) => el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value)))),
       phone.reason && phone.status !== "ready" ? el("p", { class: "small error" }, phone.reason) : null,
       phone.kind === "wwebjs" ? qrBlock(phone) : null,
