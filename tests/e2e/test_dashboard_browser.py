@@ -28,6 +28,7 @@ from tests.support.dashboard import (
     screenshot,
 )
 from tests.support.meta import drop_module_database, module_database, module_redis
+from tests.support.procs import free_port
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is a dev dependency")
 
@@ -53,7 +54,8 @@ async def system(pg_server_url: str, template_database: str, redis_server_url: s
         try:
             await running.seed()
             started = time.monotonic()
-            running.start(META_RESTART_DELAY="3000")
+            running.start(META_RESTART_DELAY="3000", DASHBOARD_BACKLOG_SECONDS="2",
+                          WEBHOOK_ALLOW_PRIVATE_DESTINATIONS="true", WEBHOOK_POLL_INTERVAL_SECONDS="0.5")
             print(f"\n[measured] system up (orchestrator + 3 roles healthy): {time.monotonic() - started:.1f}s")
             yield running
         finally:
@@ -277,6 +279,53 @@ async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent
     await screenshot(page, "messages", into=system.workdir / "screenshots")
 
 
+def strip_item(page: Any, kind: str, company: str, phone: int | None = None) -> Any:
+    """An item of the attention strip (every page shows it)."""
+    phone_part = "" if phone is None else f'[data-phone="{phone}"]'
+    return page.locator(f'#attention-items li[data-kind="{kind}"][data-company="{company}"]{phone_part}')
+
+
+async def test_attention_strip_lists_a_phone_waiting_to_be_linked_with_its_backlog_and_failing_webhooks(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    # beta's phone still waits for its QR scan: a phone item, and once a message waits, a backlog.
+    sent = await system.api("POST", f"/api/v2/messages/text/beta/{CONTACT}", system.keys["beta"],
+                            json={"message": "waits for the session", "phoneIndex": 0})
+    assert sent.status_code == 202, sent.text
+    await page.goto(system.url + "/dashboard/queues")  # every page has the strip
+    await strip_item(page, "phone", "beta", 0).wait_for()
+    assert "waiting to be linked" in await strip_item(page, "phone", "beta", 0).inner_text()
+    backlog = strip_item(page, "backlog", "beta", 0)
+    await backlog.wait_for(timeout=20_000)  # re-read every 10 s; the oldest must be 2 s old first
+    text = await backlog.inner_text()
+    assert "1 message(s) waiting" in text and "session not ready (qr)" in text, text
+    assert await backlog.locator("a").get_attribute("href") == "/dashboard/phones?company=beta#phone-beta-0"
+    await backlog.locator("a").click()
+    await page.wait_for_selector('#phone-cards [data-phone="beta:0"]')
+    assert await page.locator('#phone-cards [data-phone^="acme:"]').count() == 0  # filtered to the company
+
+    # A webhook endpoint that refuses every delivery (nothing listens on its port).
+    created = await system.api("POST", "/api/v1/webhooks", system.keys["acme"],
+                               json={"url": f"http://127.0.0.1:{free_port()}/hook"})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()["id"]
+    await system.wait_message(
+        (await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", system.keys["acme"],
+                          json={"message": "an event to deliver", "phoneIndex": 1})).json()["messageId"], "sent")
+    await page.goto(system.url + "/dashboard/messages")
+    failing = strip_item(page, "webhook", "acme")
+    await failing.wait_for(timeout=20_000)
+    assert "failed deliveries in a row" in await failing.inner_text()
+    assert await page.get_attribute("#attention", "data-state") == "attention"
+    # A company key sees its own company's items only.
+    mine = (await system.api("GET", "/dashboard/api/attention", system.keys["acme"])).json()["items"]
+    assert mine and {i["companyId"] for i in mine} == {"acme"}
+    assert (await system.api("DELETE", f"/api/v1/webhooks/{endpoint}", system.keys["acme"])).status_code == 204
+    await page.reload()
+    await page.wait_for_selector('#attention-count:not([data-status="unknown"])')
+    assert await strip_item(page, "webhook", "acme").count() == 0
+
+
 async def cloud_card(page: Any, system: DashboardSystem, status: str) -> str:
     """Open the phones page and wait for the Cloud API phone's card to show ``status``; its badge's text."""
     await page.goto(system.url + "/dashboard/phones")
@@ -322,6 +371,13 @@ async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: Da
     await page.wait_for_selector('#toast[data-kind="ok"]')
     assert (await cloud_card(page, system, "paused")).startswith("paused until ")
     assert await system.message_status(held) == "queued"  # held back by the pause
+    # The strip says so, with the backlog's reason; the worst card comes first.
+    await strip_item(page, "phone", "acme", 1).wait_for()
+    assert "sending paused until" in await strip_item(page, "phone", "acme", 1).inner_text()
+    await page.reload()
+    await strip_item(page, "backlog", "acme", 1).wait_for(timeout=20_000)
+    assert "phone paused" in await strip_item(page, "backlog", "acme", 1).inner_text()
+    assert await page.locator("#phone-cards article").first.get_attribute("data-phone") == "acme:1"
 
     # Resume: the held message goes out and the phone is connected again.
     await page.click('[data-phone="acme:1"] button[data-action="resume"]')
@@ -330,6 +386,9 @@ async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: Da
     await system.wait_message(held, "sent", timeout=30)
     assert await cloud_card(page, system, "ready") == "connected"
     assert (await bot_status())["status"] == "ready"
+    await page.wait_for_selector('#attention-count:not([data-status="unknown"])')
+    assert await strip_item(page, "phone", "acme", 1).count() == 0
+    assert await strip_item(page, "backlog", "acme", 1).count() == 0
 
     # 190: the token is refused: error, with the reason, until a send goes through again.
     system.emulator.admin("POST", "/rules", json={"code": 190, "times": 1,  # type: ignore[union-attr]
@@ -338,6 +397,12 @@ async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: Da
     await cloud_card(page, system, "error")
     assert "190" in await page.inner_text('[data-phone="acme:1"]')
     assert (await bot_status())["status"] == "error"
+    # The "Disconnected" tile shows the broken phones only; pressed again, every phone.
+    await page.click('#counts [data-count="disconnected"]')
+    assert await page.locator("#phone-cards article").count() == 1
+    assert await page.get_attribute('#counts [data-count="disconnected"]', "aria-pressed") == "true"
+    await page.click('#counts [data-count="disconnected"]')
+    assert await page.locator("#phone-cards article").count() == 3
     await system.wait_message(await send("status: after"), "sent")
     assert await cloud_card(page, system, "ready") == "connected"
 
@@ -411,6 +476,9 @@ async def test_pairing_code_button_shows_the_code_and_entering_it_links_the_phon
                                    "--url", system.sandbox.url)  # type: ignore[union-attr]
     assert status == 0, out
     await wait_status(page, '[data-phone="beta:0"]', ("ready",))
+    # Linked: the phone item and its backlog (the waiting message goes out) leave the strip.
+    await strip_item(page, "phone", "beta", 0).wait_for(state="detached", timeout=20_000)
+    await strip_item(page, "backlog", "beta", 0).wait_for(state="detached", timeout=20_000)
 
 
 async def test_no_page_is_wider_than_a_390px_screen_and_row_actions_stay_on_it(

@@ -26,7 +26,7 @@ from bisnesgpt.api.session_commands import (
     run_session_command,
 )
 from bisnesgpt.core.errors import Conflict, NotFound, ServiceUnavailable
-from bisnesgpt.dashboard import charts, messages, phones
+from bisnesgpt.dashboard import attention, charts, messages, phones
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operator
 from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.queues import (
@@ -177,6 +177,11 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
         p = who.principal
         return {"kind": p.kind, "companyId": p.company_id, "keyId": p.key_id,
                 "expiresAt": who.session.expires_at if who.session else None}
+
+    @router.get("/attention", summary="What needs an operator now: phones, backlogs, failing webhook endpoints")
+    async def attention_items(who: Who, company: CompanyQuery = None) -> attention.Attention:
+        return await attention.attention(ctx, who.principal.company_scope(company),
+                                         paused_queues=await queues.paused_queues())
 
     _process_routes(router, ctx)
     _queue_routes(router, queues)

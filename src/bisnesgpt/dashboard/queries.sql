@@ -199,3 +199,24 @@ WHERE ($1::text IS NULL OR company_id = $1)
 -- companies --
 -- Company $1 (or every company): id, name, status, by id.
 SELECT id, name, status FROM companies WHERE ($1::text IS NULL OR id = $1) ORDER BY id
+
+-- attention_backlogs --
+-- Phones of company $1 (or all) whose outbound messages wait: how many are unfinished and
+-- the oldest one's acceptance time, for phones whose oldest waits longer than $2 seconds.
+SELECT m.company_id, m.phone_index, count(*) AS waiting, min(m.created_at) AS oldest
+FROM messages m
+WHERE m.status IN ('accepted', 'queued', 'sending') AND m.direction = 'outbound'
+  AND ($1::text IS NULL OR m.company_id = $1)
+GROUP BY m.company_id, m.phone_index
+HAVING min(m.created_at) < now() - make_interval(secs => $2)
+ORDER BY min(m.created_at)
+
+-- attention_webhooks --
+-- Webhook endpoints of company $1 (or all) that are failing (a failure streak) or were
+-- disabled automatically after one.
+SELECT id, company_id, url, enabled, consecutive_failures, failing_since, last_failure_at, disabled_at,
+       disabled_reason
+FROM webhook_endpoints
+WHERE ($1::text IS NULL OR company_id = $1)
+  AND (failing_since IS NOT NULL OR (NOT enabled AND disabled_at IS NOT NULL))
+ORDER BY coalesce(failing_since, disabled_at)

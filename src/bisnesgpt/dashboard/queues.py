@@ -210,6 +210,12 @@ class QueueAdmin:
         """Counts, paused flag and last-minute rates of every queue."""
         return list(await asyncio.gather(*(self.queue_view(spec.name) for spec in ALL_QUEUES)))
 
+    async def paused_queues(self) -> set[str]:
+        """The names of the queues that are paused now."""
+        names = [spec.name for spec in ALL_QUEUES]
+        flags = await self._redis("paused queues", lambda: asyncio.gather(*(self._queue(n).isPaused() for n in names)))
+        return {name for name, paused in zip(names, flags, strict=True) if paused}
+
     async def queue_view(self, name: str) -> QueueView:
         """One queue's counts, paused flag and last-minute rates (404 for an unknown name)."""
         queue = self._queue(name)

@@ -190,6 +190,7 @@
     try {
       await BG.load();
       markFresh();
+      loadAttention();
     } catch (error) {
       showProblem(error);
     }
@@ -254,6 +255,28 @@
     });
   }
 
+  /* --- the attention strip (every page) ------------------------------------------------ */
+  const ATTENTION_MS = 10000;
+
+  async function loadAttention() {
+    const box = document.getElementById("attention");
+    if (!box) return;
+    let data;
+    try { data = await BG.api("/dashboard/api/attention"); } catch (_) { return; }  // the banner tells
+    const count = document.getElementById("attention-count");
+    count.dataset.status = data.items.some((i) => i.severity === "error") ? "error" : data.items.length ? "warning" : "healthy";
+    count.textContent = data.items.length ? String(data.items.length) : "nothing";
+    box.dataset.state = data.status;
+    document.getElementById("attention-items").replaceChildren(...data.items.map((item) => BG.el("li", {
+        dataset: { kind: item.kind, severity: item.severity, company: item.companyId,
+                   phone: item.phoneIndex === null ? "" : String(item.phoneIndex) } },
+      BG.badge(item.severity, item.severity), " ",
+      BG.el("a", { href: item.link }, item.title),
+      item.detail ? BG.el("span", { class: "small" }, " — " + item.detail) : null)));
+    BG.emit("attention", data);
+  }
+  BG.loadAttention = loadAttention;
+
   /* Relative times ("3m 5s ago") keep ticking: every element with data-ago is re-written. */
   function tick() {
     document.querySelectorAll("[data-ago]").forEach((node) => { node.textContent = BG.fmt.ago(node.dataset.ago); });
@@ -261,6 +284,8 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     setInterval(tick, 5000);
+    loadAttention();
+    setInterval(loadAttention, ATTENTION_MS);
     if (main) {
       labelCells(main);
       new MutationObserver(() => labelCells(main)).observe(main, { childList: true, subtree: true });

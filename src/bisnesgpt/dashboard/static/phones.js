@@ -78,7 +78,7 @@
       if (v && v.ok) rows.push(["Verified name", v.verifiedName || "–"], ["Quality", v.qualityRating || "–"],
                                ["2-step verification", v.codeVerificationStatus || "–"], ["Checked", fmt.ago(v.checkedAt)]);
     }
-    return el("article", { class: "card phone", dataset: { phone: phone.companyId + ":" + phone.phoneIndex, status: phone.status, kind: phone.kind } },
+    return el("article", { class: "card phone", id: "phone-" + phone.companyId + "-" + phone.phoneIndex, dataset: { phone: phone.companyId + ":" + phone.phoneIndex, status: phone.status, kind: phone.kind } },
       el("header", {}, el("h3", {}, phone.companyName + " · phone " + phone.phoneIndex), badge(phone.status, statusText(phone))),
       el("dl", { class: "fields" }, rows.map(([label, value]) => el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value)))),
       phone.reason && phone.status !== "ready" ? el("p", { class: "small error" }, phone.reason) : null,
@@ -86,20 +86,50 @@
       phone.kind === "wwebjs" ? wwebjsActions(phone) : cloudActions(phone));
   }
 
+  /* Worst first: broken, then paused, then waiting to be linked / unknown, then connected. */
+  const RANK = { error: 0, disconnected: 0, paused: 1, qr: 2, pairing_code: 2, initializing: 3, authenticated: 3,
+                 pending: 3, ready: 4 };
+  const rank = (phone) => (RANK[phone.status] ?? 3);
+  const ACTIVE_MS = 15 * 60 * 1000;
+  /* What each count tile shows when pressed (the same rules as the counts). */
+  const TILE_FILTERS = {
+    total: () => true,
+    connected: (p) => p.status === "ready",
+    meta: (p) => p.kind === "cloud",
+    wwebjs: (p) => p.kind === "wwebjs",
+    disconnected: (p) => p.status === "disconnected" || p.status === "error",
+    activeNow: (p) => !!p.lastSeen && Date.now() - new Date(p.lastSeen).getTime() < ACTIVE_MS,
+  };
+  let tile = "total";
+  let lastPhones = [];
+
   function renderCounts(counts) {
     document.getElementById("counts").replaceChildren(...COUNT_LABELS.map(([key, label]) =>
-      el("div", { class: "tile", dataset: { count: key } }, el("strong", {}, counts[key]), el("span", {}, label))));
+      el("button", { type: "button", class: "tile", "aria-pressed": String(tile === key), dataset: { count: key },
+                     title: "show " + label.toLowerCase() + " phones only",
+                     onclick: () => { tile = tile === key && key !== "total" ? "total" : key; renderCards(); } },
+        el("strong", {}, counts[key]), el("span", {}, label))));
+  }
+
+  function renderCards() {
+    document.querySelectorAll("#counts [data-count]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.count === tile)));
+    const shown = lastPhones.filter(TILE_FILTERS[tile]).sort((a, b) => rank(a) - rank(b));
+    cardsBox.dataset.filter = tile;
+    cardsBox.replaceChildren(...(shown.length ? shown.map(card)
+      : [el("p", { class: "muted" }, lastPhones.length ? "No phones match this tile." : "No phones configured" + (companySelect.value ? " for this company." : "."))]));
   }
 
   BG.load = async function () {
     const query = new URLSearchParams();
-    if (companySelect.value) query.set("company", companySelect.value);
+    // Before the company list is filled, the page's ?company= (a link from the attention strip) applies.
+    const company = companySelect.value || (companyFilter.unfilled() ? BG.params.get("company") : null);
+    if (company) query.set("company", company);
     if (typeSelect.value) query.set("type", typeSelect.value);
     const data = await BG.api("/dashboard/api/phones?" + query);
     renderCounts(data.counts);
-    if (companyFilter.unfilled()) companyFilter.fill(data.companies);
-    cardsBox.replaceChildren(...(data.phones.length ? data.phones.map(card)
-      : [el("p", { class: "muted" }, "No phones configured" + (companySelect.value ? " for this company." : "."))]));
+    if (companyFilter.unfilled()) { companyFilter.fill(data.companies); BG.preset(companySelect, "company"); }
+    lastPhones = data.phones;
+    renderCards();
   };
 
   /* A session changed: update its card in place (status, QR, pairing code); unknown cards reload the list. */
@@ -107,7 +137,10 @@
     const key = event.companyId + ":" + event.phoneIndex;
     const node = cardsBox.querySelector(`[data-phone="${CSS.escape(key)}"]`);
     if (!node) return;
-    BG.api(path(event, "")).then((phone) => { node.replaceWith(card(phone)); }).catch(() => {});
+    BG.api(path(event, "")).then((phone) => {
+      lastPhones = lastPhones.map((p) => (p.companyId === phone.companyId && p.phoneIndex === phone.phoneIndex ? phone : p));
+      node.replaceWith(card(phone));
+    }).catch(() => {});
   });
 
   companySelect.addEventListener("change", () => BG.load().catch((e) => BG.toast(e.message, "error")));
