@@ -524,6 +524,29 @@ async def test_no_page_is_wider_than_a_390px_screen_and_row_actions_stay_on_it(
         await context.close()
 
 
+async def test_alerts_and_the_operators_audit_trail_are_apart_and_a_lost_session_raises_an_alert(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    # acme's WhatsApp-Web session is dropped by the network: it reconnects by itself, and an alert stays.
+    code, out = await system.cli("sandbox", "wweb", "fault", "acme", "0", "disconnect",
+                                 "--url", system.sandbox.url)  # type: ignore[union-attr]
+    assert code == 0, out
+    await page.goto(system.url + "/dashboard/processes")
+    alerts, audit = page.locator("#events tbody"), page.locator("#audit tbody")
+    await alerts.locator('tr td:text-is("wwebjs_session_disconnected")').first.wait_for()
+    await page.goto(system.url + "/dashboard/processes")  # the earlier tests' alerts and actions, read afresh
+    await alerts.locator("tr td:nth-child(4)").first.wait_for()
+    alert_types = await alerts.locator("tr td:nth-child(4)").all_inner_texts()
+    assert {"wwebjs_session_disconnected", "webhook_endpoint_failing", "meta.phone.paused"} <= set(alert_types)
+    assert not [t for t in alert_types if t.startswith("dashboard.")], alert_types
+    actions = await audit.locator("tr td:nth-child(4)").all_inner_texts()
+    assert {"dashboard.phone.resume", "dashboard.queue.retry", "dashboard.sign_in"} <= set(actions), actions
+    assert all(t.startswith("dashboard.") for t in actions), actions
+    await wait_status(page, '[data-process="wwebjs"]', ("healthy",))
+    await page.goto(system.url + "/dashboard/phones")
+    await wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)  # it reconnected
+
+
 async def test_meta_card_goes_down_and_back_to_healthy_without_a_reload_after_kill9(
         system: DashboardSystem, operator: Any) -> None:
     page = operator

@@ -56,6 +56,8 @@ QueueName = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,64}$")]
 JobId = Annotated[str, Path(min_length=1, max_length=256)]
 Severity = Literal["warning", "error", "critical", "info"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error", "critical")
+# Alerts (what happened to the system) and the audit trail (what operators did: dashboard.* events).
+EventKind = Literal["alerts", "audit"]
 COMMAND_WAIT_S = 10.0
 PAIRING_WAIT_S = 20.0
 
@@ -97,10 +99,12 @@ class Events(TypedDict):
 
 
 class Processes(TypedDict):
-    """Every process as ``/health/all`` judges it, and the recent warnings and errors."""
+    """Every process as ``/health/all`` judges it, the recent alerts (warnings and worse, not
+    operators' actions) and the audit trail (operators' own actions, every severity)."""
 
     overview: Mapping[str, object]
     events: list[EventView]
+    audit: list[EventView]
 
 
 class Queues(TypedDict):
@@ -153,9 +157,9 @@ async def overview_snapshot(ctx: ProcessContext) -> dict[str, object]:
 
 
 async def recent_events(ctx: ProcessContext, *, severities: tuple[Severity, ...], process: str | None = None,
-                        limit: int = 50) -> list[EventView]:
-    """Process events of these severities (of one process, or all), newest first."""
-    rows = await ctx.db.fetch(SQL.recent_events, list(severities), process, limit)
+                        limit: int = 50, kind: EventKind | None = None) -> list[EventView]:
+    """Process events of these severities (of one process, or all; alerts, audit or both), newest first."""
+    rows = await ctx.db.fetch(SQL.recent_events, list(severities), process, limit, kind)
     return [{"id": r["id"], "processName": r["process_name"], "type": r["event_type"], "data": r["event_data"],
              "severity": r["severity"], "at": r["timestamp"].isoformat()} for r in rows]
 
@@ -202,15 +206,20 @@ def _process_routes(router: APIRouter, ctx: ProcessContext) -> None:
     @router.get("/processes", summary="Every process (judged like /health/all) and recent warnings/errors")
     async def processes(_who: Operator) -> Processes:
         return {"overview": await overview_snapshot(ctx),
-                "events": await recent_events(ctx, severities=("warning", "error", "critical"), limit=30)}
+                "events": await recent_events(ctx, severities=("warning", "error", "critical"), limit=30,
+                                              kind="alerts"),
+                "audit": await recent_events(ctx, severities=SEVERITIES, limit=30, kind="audit")}
 
     @router.get("/events", summary="Process events, newest first")
     async def events(_who: Operator,
                      severity: Annotated[Severity, Query(description="this severity and worse")] = "warning",
                      process: Annotated[str | None, Query(max_length=64)] = None,
-                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Events:
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     kind: Annotated[EventKind | None, Query(
+                         description="alerts: not operators' actions; audit: operators' actions (dashboard.*)")] = None,
+                     ) -> Events:
         wanted = SEVERITIES[SEVERITIES.index(severity):]
-        return {"events": await recent_events(ctx, severities=wanted, process=process, limit=limit)}
+        return {"events": await recent_events(ctx, severities=wanted, process=process, limit=limit, kind=kind)}
 
     @router.get("/charts", summary="Time series from process_metrics for the last hour or day")
     async def chart_data(_who: Operator,

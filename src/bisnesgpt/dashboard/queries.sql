@@ -5,9 +5,11 @@ FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
 WHERE k.id = $1
 
 -- recent_events --
--- Process events of these severities ($1), of one process ($2) or all, newest first, at most $3.
+-- Process events of these severities ($1), of one process ($2) or all, newest first, at most $3;
+-- $4 'audit': operators' own actions only (dashboard.*), 'alerts': everything else, NULL: both.
 SELECT id, process_name, event_type, event_data, severity, timestamp FROM process_events
 WHERE severity = ANY($1::text[]) AND ($2::text IS NULL OR process_name = $2)
+  AND ($4::text IS NULL OR (event_type LIKE 'dashboard.%') = ($4 = 'audit'))
 ORDER BY id DESC LIMIT $3
 
 -- now_epoch --

@@ -53,6 +53,7 @@
       el("span", { class: "role", dataset: { role: name, status: role.status } },
         name + " ", badge(role.status, role.status),
         role.enabled ? " " + role.healthyInstances + "/" + role.expectedInstances : "")));
+    cards.querySelectorAll(".loading").forEach((node) => node.remove());
     const seen = new Set();
     for (const process of overview.processes) {
       seen.add(process.processName);
@@ -86,10 +87,10 @@
     }
   }
 
-  function renderEvents(events) {
-    const tbody = document.querySelector("#events tbody");
+  function renderEvents(events, table = "#events", empty = "No warnings or errors recorded.") {
+    const tbody = document.querySelector(table + " tbody");
     if (!events.length) {
-      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No warnings or errors recorded.")));
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "muted" }, empty)));
       return;
     }
     tbody.replaceChildren(...events.map((e) => el("tr", { dataset: { severity: e.severity } },
@@ -149,12 +150,15 @@
     const data = await BG.api("/dashboard/api/processes");
     renderOverview(data.overview);
     renderEvents(data.events);
+    renderAudit(data.audit);
   };
+
+  function renderAudit(events) { renderEvents(events, "#audit", "No operator actions recorded."); }
 
   let eventsTimer = null;
   function reloadEventsSoon() {
     clearTimeout(eventsTimer);
-    eventsTimer = setTimeout(() => BG.api("/dashboard/api/events?limit=30").then((d) => renderEvents(d.events)).catch(() => {}), 1000);
+    eventsTimer = setTimeout(() => BG.api("/dashboard/api/events?limit=30&kind=alerts").then((d) => renderEvents(d.events)).catch(() => {}), 1000);
   }
 
   /* The page's api process stopped answering (killed, host gone): its card cannot stay "healthy"
@@ -187,6 +191,9 @@
   document.addEventListener("DOMContentLoaded", () => {
     loadCharts().catch((e) => BG.toast(e.message, "error"));
     setInterval(() => loadCharts().catch(() => {}), 60000);
-    setInterval(() => { BG.api("/dashboard/api/events?limit=30").then((d) => renderEvents(d.events)).catch(() => {}); }, 30000);
+    setInterval(() => {
+      BG.api("/dashboard/api/events?limit=30&kind=alerts").then((d) => renderEvents(d.events)).catch(() => {});
+      BG.api("/dashboard/api/events?limit=30&kind=audit&severity=info").then((d) => renderAudit(d.events)).catch(() => {});
+    }, 30000);
   });
 })();
