@@ -9,7 +9,9 @@ Screenshots of every page go to ``docs/screenshots/``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -545,6 +547,95 @@ async def test_alerts_and_the_operators_audit_trail_are_apart_and_a_lost_session
     await wait_status(page, '[data-process="wwebjs"]', ("healthy",))
     await page.goto(system.url + "/dashboard/phones")
     await wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)  # it reconnected
+
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> Path:
+    """axe-core's browser bundle, from tests/node (pinned in its package-lock.json)."""
+    if not AXE.exists():
+        npm = shutil.which("npm")
+        assert npm is not None, "npm is needed to install axe-core (tests/node: npm ci)"
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True,
+                       timeout=300)
+    return AXE
+
+
+async def serious_violations(page: Any, axe: Path) -> list[str]:
+    """axe-core's serious and critical violations of the page as it is now: rule, impact, where."""
+    await page.add_script_tag(path=str(axe))
+    found = await page.evaluate("""async () => {
+        const result = await axe.run(document, { resultTypes: ["violations"] });
+        return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+          .map((v) => v.id + " (" + v.impact + "): " + v.nodes.slice(0, 3).map((n) => n.target.join(" ")
+            + " " + (n.failureSummary || "").split("\\n").slice(1, 2).join("")).join(" | "));
+    }""")
+    return list(found)
+
+
+async def test_no_page_has_serious_or_critical_accessibility_violations(
+        system: DashboardSystem, browser: Any, axe_script: Path) -> None:
+    # The pages' Content-Security-Policy forbids injected scripts; this browser context ignores it for axe.
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    try:
+        page = await context.new_page()
+        await page.goto(system.url + "/dashboard/login")
+        found = {"login": await serious_violations(page, axe_script)}
+        assert (await sign_in(page, system.url, ADMIN_KEY)).status == 303
+        found.update(await _violations_of_every_page(system, page, axe_script))
+        await _keyboard_and_chart_alternatives(system, page)
+    finally:
+        await context.close()
+    assert not any(found.values()), "\n".join(f"{page_name}: {v}" for page_name, vs in found.items() for v in vs)
+
+
+async def _keyboard_and_chart_alternatives(system: DashboardSystem, page: Any) -> None:
+    # The first Tab reaches the skip link, shown with a visible focus ring; it leads to the content.
+    await page.goto(system.url + "/dashboard/processes")
+    await page.wait_for_selector('[data-chart="rss"] .uplot')
+    await page.keyboard.press("Tab")
+    skip = await page.evaluate("""() => { const a = document.activeElement; const s = getComputedStyle(a);
+        return { cls: a.className, outline: s.outlineStyle, top: a.getBoundingClientRect().top }; }""")
+    assert skip["cls"] == "skip" and skip["outline"] != "none" and skip["top"] >= 0, skip
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "main"
+    # Every chart with data has a summary (the canvas's label) and a table of its values.
+    summary = await page.get_attribute('[data-chart="rss"] canvas', "aria-label")
+    assert summary and summary.startswith("RSS per role.") and "latest" in summary, summary
+    assert await page.locator('[data-chart="rss"] details table tbody tr').count() >= 1
+    # Focus stays on the acted-on row: Pause becomes Resume, and the keyboard is still there.
+    await page.goto(system.url + "/dashboard/queues")
+    row = page.locator('#queues tr[data-queue="media-downloads"]')
+    await row.locator('button[data-action="pause"]').focus()
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#confirm[open]")
+    await page.click("#confirm-ok")
+    await row.locator('button[data-action="resume"]').wait_for()
+    await page.wait_for_function("""() => document.activeElement.dataset.action === "resume"
+        && document.activeElement.closest('tr').dataset.queue === "media-downloads" """)
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#confirm[open]")
+    await page.click("#confirm-ok")
+    await row.locator('button[data-action="pause"]').wait_for()
+
+
+async def _violations_of_every_page(system: DashboardSystem, page: Any, axe_script: Path) -> dict[str, list[str]]:
+    pages = {"processes": '[data-chart="rss"] .uplot', "phones": "#phone-cards [data-phone]",
+             "queues": '#queues tr[data-queue="meta-messages"]', "messages": "#results tbody tr[data-message-id]"}
+    found: dict[str, list[str]] = {}
+    for path, ready in pages.items():
+        await page.goto(f"{system.url}/dashboard/{path}")
+        await page.wait_for_selector(ready)
+        await page.wait_for_selector('#attention-count:not([data-status="unknown"])')
+        found[path] = await serious_violations(page, axe_script)
+    await page.click("#results tbody tr[data-message-id]")
+    await page.wait_for_selector("#timeline li")
+    found["message detail"] = await serious_violations(page, axe_script)
+    return found
 
 
 async def test_meta_card_goes_down_and_back_to_healthy_without_a_reload_after_kill9(

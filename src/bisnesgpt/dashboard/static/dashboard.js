@@ -13,6 +13,28 @@
   const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const handlers = {};
 
+  /* Focus stays on the acted-on element: the page re-renders after an action, so remember the
+     button by its action and the row or card it belongs to, and focus its replacement (or the
+     first action of the same row / card when the action changed, e.g. pause -> resume). */
+  const SCOPES = ["phone", "queue", "job", "process", "messageId"];
+  function focusAnchor(node) {
+    if (!node || node === document.body) return null;
+    const scope = node.closest(SCOPES.map((k) => "[data-" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()) + "]").join(","));
+    if (!scope) return null;
+    const key = SCOPES.find((k) => scope.dataset[k] !== undefined);
+    return { key, value: scope.dataset[key], action: node.dataset ? node.dataset.action : undefined };
+  }
+  function restoreFocus(anchor) {
+    if (!anchor) return;
+    const attr = "data-" + anchor.key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+    const scope = document.querySelector("[" + attr + '="' + CSS.escape(anchor.value) + '"]');
+    if (!scope) return;
+    const target = (anchor.action && scope.querySelector('[data-action="' + CSS.escape(anchor.action) + '"]:not([disabled])'))
+      || scope.querySelector("button[data-action]:not([disabled])") || scope;
+    if (target === scope && !scope.hasAttribute("tabindex")) scope.setAttribute("tabindex", "-1");
+    target.focus();
+  }
+
   const BG = {
     kind: body.dataset.kind,
     company: body.dataset.company || null,
@@ -122,12 +144,14 @@
        `confirm: true` is sent only for an action the operator confirmed in the dialog: routes
        with a typed body (a pairing code's phone number) refuse fields they do not know. */
     async act(path, { confirmText, okLabel, payload, done } = {}) {
+      const acted = focusAnchor(document.activeElement);
       if (confirmText && !(await BG.confirm(confirmText, okLabel))) return null;
       const body = confirmText ? Object.assign({ confirm: true }, payload || {}) : payload;
       try {
         const result = await BG.post(path, body);
         BG.toast(done ? done(result) : "Done", "ok");
         if (BG.load) await BG.load();
+        restoreFocus(acted);
         return result;
       } catch (error) {
         BG.toast(error.message, "error");

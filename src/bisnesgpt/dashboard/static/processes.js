@@ -108,6 +108,31 @@
     return { name: "ms", label: (v) => trim(v) + " ms" };
   }
 
+  /* A chart for screen readers and for reading exact values: a one-line summary (the canvas's
+     label) and a table of the latest buckets, collapsed under the chart. */
+  const TABLE_ROWS = 10;
+  function textAlternative(box, chart, xs, unit) {
+    const parts = chart.series.map((s) => {
+      const values = s.values.filter((v) => v !== null);
+      const latest = [...s.values].reverse().find((v) => v !== null);
+      return s.label + ": latest " + (latest === undefined ? "–" : unit.label(latest))
+        + ", highest " + (values.length ? unit.label(Math.max(...values)) : "–");
+    });
+    const summary = chart.title + ". " + parts.join("; ") + ".";
+    box.querySelectorAll("canvas").forEach((c) => { c.setAttribute("role", "img"); c.setAttribute("aria-label", summary); });
+    const rows = [];
+    for (let i = xs.length - 1; i >= 0 && rows.length < TABLE_ROWS; i--) {
+      if (chart.series.every((s) => s.values[i] === null)) continue;
+      rows.push(el("tr", {}, el("th", { scope: "row" }, fmt.time(xs[i] * 1000)),
+        chart.series.map((s) => el("td", {}, s.values[i] === null ? "–" : unit.label(s.values[i])))));
+    }
+    box.append(el("p", { class: "visually-hidden", dataset: { summary: "1" } }, summary),
+      el("details", {}, el("summary", {}, "Data table"),
+        el("table", {}, el("caption", { class: "visually-hidden" }, chart.title + ", latest buckets first"),
+          el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Time"), chart.series.map((s) => el("th", { scope: "col" }, s.label)))),
+          el("tbody", {}, rows))));
+  }
+
   const measure = document.createElement("canvas").getContext("2d");
   function axisSize(u, values, axisIdx, cycleNum) {
     if (!values || !values.length) return 50;
@@ -143,6 +168,7 @@
       const plot = new uPlot(opts, [data.x].concat(chart.series.map((s) => s.values)), box);
       plots.push(plot);
       box.plot = plot;
+      textAlternative(box, chart, data.x, unit);
     }
   }
 
