@@ -409,6 +409,64 @@ async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: Da
     assert await cloud_card(page, system, "ready") == "connected"
 
 
+async def test_queue_browser_pages_every_state_shows_a_job_promotes_and_retries_filtered_failures(
+        system: DashboardSystem, operator: Any) -> None:
+    from bullmq import Queue
+
+    page = operator
+    # 21 delayed jobs in a queue nobody reads for ten minutes: two pages of them.
+    queue = Queue("webhook-events", {"connection": system.redis_url})
+    ids = [f"browse-{i:02d}" for i in range(21)]
+    try:
+        for job_id in ids:
+            await queue.add("webhook-event", {"probe": job_id}, {"jobId": job_id, "delay": 600_000})
+        await page.goto(system.url + "/dashboard/queues")
+        await page.select_option("#failed-queue", "webhook-events")
+        await page.click('#job-states [data-state="delayed"]')
+        await page.wait_for_selector('#failed[data-state="delayed"] tr[data-state="delayed"]')
+        assert await page.locator("#failed tbody tr").count() == 20
+        assert await page.inner_text("#job-page") == "1-20 of 21"
+        await page.click("#job-next")
+        await page.wait_for_function("() => document.querySelector('#job-page').textContent === '21-21 of 21'")
+        row = page.locator("#failed tbody tr").first
+        job_id = await row.get_attribute("data-job")
+        await row.locator("summary").click()
+        assert '"delay": 600000' in await row.locator(".job-details").inner_text()
+        await row.locator('button[data-action="promote"]').click()
+        await page.click("#confirm-ok")
+        await page.wait_for_selector('#toast[data-kind="ok"]')
+        assert await queue.getJobState(job_id) != "delayed"
+    finally:
+        for job_id in ids:
+            await queue.remove(job_id)
+        await queue.close()
+
+    # Failed send jobs of the Cloud API phone (368 and 190 above), filtered by error code.
+    await page.select_option("#failed-queue", "meta-messages")
+    await page.click('#job-states [data-state="failed"]')
+    await page.fill("#f-code", "190")
+    await page.click('#job-filters button[type="submit"]')
+    await page.wait_for_function("() => document.querySelector('#job-page').textContent === '1-1 of 1'")
+    bad_token = await page.locator("#failed tbody tr").first.get_attribute("data-job")
+    assert "190" in await page.inner_text("#failed tbody")
+    await page.fill("#f-company", "beta")
+    await page.click('#job-filters button[type="submit"]')
+    await page.wait_for_selector('#failed tbody td:has-text("matching the filters")')
+    await page.fill("#f-company", "acme")
+    await page.click('#job-filters button[type="submit"]')
+    await page.wait_for_function("() => document.querySelector('#job-page').textContent === '1-1 of 1'")
+    # Retry these: only the filtered job goes again (the token is fine now), the 368 one stays failed.
+    await page.click("#retry-these")
+    await page.click("#confirm-ok")
+    await page.wait_for_selector('#toast[data-kind="ok"]:has-text("retried 1")')
+    assert bad_token is not None
+    await system.wait_message(bad_token, "sent")
+    await page.fill("#f-company", "")
+    await page.fill("#f-code", "368")
+    await page.click('#job-filters button[type="submit"]')
+    await page.wait_for_function("() => document.querySelector('#job-page').textContent === '1-1 of 1'")
+
+
 async def test_company_user_sees_and_acts_on_its_own_phones_only(system: DashboardSystem, browser: Any) -> None:
     context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     context.set_default_timeout(LIVE_TIMEOUT_MS)

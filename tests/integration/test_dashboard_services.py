@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, NotFound
 from bisnesgpt.dashboard import charts
-from bisnesgpt.dashboard.queues import QueueAdmin
+from bisnesgpt.dashboard.queues import JobFilter, QueueAdmin
 from bisnesgpt.dashboard.requeue import requeue_failed
 from bisnesgpt.dashboard.rollup import MetricsRollup
 from bisnesgpt.db.pool import Database
@@ -162,7 +162,20 @@ async def test_retry_all_failed_requeues_each_failed_message(ctx: ProcessContext
             return (await admin.queue_view(WWEBJS.name))["counts"]["failed"] == 3
 
         await eventually(all_failed, timeout=30, what="three failed jobs")
-        result = await admin.retry_all_failed(WWEBJS.name, by="admin")
+        # The browser's view of them: paged, filtered by error code and company, in full.
+        page = await admin.jobs(WWEBJS.name, "failed", start=0, limit=2)
+        assert page["total"] == 3 and len(page["jobs"]) == 2 and page["jobs"][0]["state"] == "failed"
+        assert page["jobs"][0]["opts"]["attempts"] == WWEBJS.attempts and page["jobs"][0]["message"] is not None
+        assert (await admin.jobs(WWEBJS.name, "failed", start=2, limit=2))["jobs"][0]["id"] not in {
+            j["id"] for j in page["jobs"]}
+        assert (await admin.jobs(WWEBJS.name, "failed", filters=JobFilter(error_code="131026")))["total"] == 3
+        assert (await admin.jobs(WWEBJS.name, "failed", filters=JobFilter(error_code="190")))["total"] == 0
+        assert (await admin.jobs(WWEBJS.name, "failed", filters=JobFilter(company_id="beta")))["total"] == 0
+        # A filtered bulk retry leaves the others alone.
+        nothing = await admin.retry_all_failed(WWEBJS.name, by="admin", filters=JobFilter(phone_index=5))
+        assert nothing["done"] == 0 and nothing["remaining"] == 3
+        result = await admin.retry_all_failed(WWEBJS.name, by="admin",
+                                              filters=JobFilter(company_id="acme", error_code="131026"))
         assert result["done"] == 3 and result["skippedCount"] == 0
 
         async def all_sent() -> bool:

@@ -33,8 +33,12 @@ from bisnesgpt.dashboard.queues import (
     BulkRetried,
     Cleaned,
     FailedJobsPage,
+    JobFilter,
     JobRemoved,
+    JobsPage,
+    JobState,
     Paused,
+    Promoted,
     QueueAdmin,
     QueueView,
     Retried,
@@ -70,6 +74,14 @@ class Confirmed(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     confirm: bool = Field(description="true: the operator confirmed this action")
+
+
+class RetryFailed(Confirmed):
+    """Body of a bulk retry: confirmed, and optionally only the failed jobs of a company, phone or error code."""
+
+    companyId: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="only this company's jobs")
+    phoneIndex: int | None = Field(None, ge=0, le=1000, description="only this phone's jobs")
+    errorCode: str | None = Field(None, max_length=64, description="only jobs that failed with this code")
 
 
 class Me(TypedDict):
@@ -237,6 +249,23 @@ def _queue_routes(router: APIRouter, queues: QueueAdmin) -> None:
     async def queue_list(_who: Operator) -> Queues:
         return {"queues": await queues.overview()}
 
+    @router.get("/queues/{queue}/jobs", summary="A queue's jobs in one state, newest first, paginated "
+                                                 "(failed: filter by company, phone, error code)")
+    async def jobs(_who: Operator, queue: QueueName, state: Annotated[JobState, Query()] = "failed",
+                   start: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 20,
+                   company: CompanyQuery = None, phone: Annotated[int | None, Query(ge=0, le=1000)] = None,
+                   code: Annotated[str | None, Query(max_length=64)] = None) -> JobsPage:
+        return await queues.jobs(queue, state, start=start, limit=limit,
+                                 filters=JobFilter(company, phone, code) if state == "failed" else None)
+
+    @router.post("/queues/{queue}/retry-failed", name="retry_failed", response_model=BulkRetried,
+                 summary="Retry every failed job (up to 1000 per call), or those of a company / phone / error code")
+    async def retry_failed(who: Operator, queue: QueueName, body: RetryFailed | None = None) -> BulkRetried:
+        _confirmed(body)
+        assert body is not None
+        return await queues.retry_all_failed(queue, who.label,
+                                             JobFilter(body.companyId, body.phoneIndex, body.errorCode))
+
     @router.get("/queues/{queue}/failed", summary="A queue's failed jobs, newest first")
     async def failed(_who: Operator, queue: QueueName, start: Annotated[int, Query(ge=0)] = 0,
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> FailedJobsPage:
@@ -246,12 +275,11 @@ def _queue_routes(router: APIRouter, queues: QueueAdmin) -> None:
     job_actions: list[tuple[str, str, type[object], JobAction]] = [
         ("retry", "Retry a failed job (send jobs: message re-queued)", Retried, queues.retry),
         ("remove", "Remove a job (not while it is active)", JobRemoved, queues.remove),
+        ("promote", "Move a delayed job to waiting now", Promoted, queues.promote),
     ]
     for verb, summary, answer, job_action in job_actions:
         _add_job_action(router, verb, summary, answer, job_action)
     queue_actions: list[tuple[str, str, str, type[object], QueueAction]] = [
-        ("retry-failed", "retry_failed", "Retry every failed job (up to 1000 per call)", BulkRetried,
-         queues.retry_all_failed),
         ("pause", "pause", "Pause the queue (workers finish what they hold)", Paused, queues.pause),
         ("resume", "resume", "Resume a paused queue", Paused, queues.resume),
         ("clean-completed", "clean", "Remove the queue's completed jobs", Cleaned, queues.clean_completed),

@@ -12,11 +12,12 @@ retried at all — that would send it twice — and the operator is told to remo
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from redis.exceptions import RedisError
 from typing_extensions import TypedDict
@@ -25,6 +26,7 @@ from bisnesgpt.api.schemas.common import JsonObject
 from bisnesgpt.core.errors import BisnesgptError, Conflict, NotFound, QueueUnavailable
 from bisnesgpt.dashboard.requeue import requeue_failed
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.infra.bullmq_worker import promote
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.node_jobs import parse_job_data
 from bisnesgpt.messaging.queues import ALL_QUEUES, META_QUEUE, QUEUES_BY_NAME, WWEBJS_QUEUE
@@ -45,6 +47,9 @@ BULK_LIMIT = 1_000  # failed jobs retried / completed jobs cleaned per click
 SKIPPED_SHOWN = 50
 # What a job list shows of a job's data: ids and routing, never the message body.
 JOB_DATA_SHOWN = ("messageId", "companyId", "phoneIndex", "provider", "kind", "type")
+# What the queue browser shows of a job's options.
+JOB_OPTS_SHOWN = ("jobId", "attempts", "backoff", "delay", "priority", "removeOnComplete", "removeOnFail")
+LOG_LINES = 50
 T = TypeVar("T")
 
 
@@ -117,6 +122,72 @@ class FailedJobsPage(TypedDict):
     total: int
     start: int
     jobs: list[FailedJob]
+
+
+JobState = Literal["waiting", "active", "delayed", "prioritized", "completed", "failed"]
+JOB_STATES: tuple[JobState, ...] = ("waiting", "active", "delayed", "prioritized", "completed", "failed")
+
+
+class JobDetail(TypedDict):
+    """A job as the queue browser shows it: data (ids only), options, attempts, times, error, stack and log."""
+
+    id: str
+    name: str
+    state: JobState
+    data: JsonObject
+    opts: JsonObject
+    attemptsMade: int
+    attempts: int
+    timestamp: int
+    processedOn: int | None
+    finishedOn: int | None
+    delayUntil: int | None
+    failedReason: str | None
+    stacktrace: list[str]
+    log: list[str]
+    message: JobMessage | None
+
+
+class JobsPage(TypedDict):
+    """A page of a queue's jobs in one state, newest first (``total``: after the filters)."""
+
+    queue: str
+    state: JobState
+    total: int
+    start: int
+    jobs: list[JobDetail]
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which failed jobs to show or retry: of a company, a phone, an error code (None: any)."""
+
+    company_id: str | None = None
+    phone_index: int | None = None
+    error_code: str | None = None
+
+    @property
+    def any(self) -> bool:
+        """Whether any filter is set."""
+        return self.company_id is not None or self.phone_index is not None or self.error_code is not None
+
+    def keeps(self, job: Any, message: store.MessageRecord | None) -> bool:
+        """Whether the job (and the message it sends, if known) passes the filter."""
+        data = job.data if isinstance(job.data, dict) else {}
+        company = message.company_id if message else data.get("companyId")
+        phone = message.phone_index if message else data.get("phoneIndex")
+        code = message.error_code if message and message.error_code else str(job.failedReason or "").split(":")[0]
+        return ((self.company_id is None or company == self.company_id)
+                and (self.phone_index is None or phone == self.phone_index)
+                and (self.error_code is None or code.strip() == self.error_code))
+
+
+class Promoted(TypedDict):
+    """A delayed job moved to waiting now."""
+
+    queue: str
+    jobId: str
+    promoted: bool
 
 
 class Retried(TypedDict):
@@ -280,7 +351,71 @@ class QueueAdmin:
             })
         return {"queue": name, "total": int(total), "start": start, "jobs": out}
 
+    async def jobs(self, name: str, state: JobState, *, start: int = 0, limit: int = 20,
+                   filters: JobFilter | None = None) -> JobsPage:
+        """A page of the queue's jobs in ``state``, newest first, in full (filters: failed jobs only)."""
+        queue = self._queue(name)
+        filters = filters or JobFilter()
+        if filters.any:
+            # Filtering needs each job's message: read up to BULK_LIMIT, filter, then page.
+            jobs = await self._redis(f"{state} jobs of {name}", lambda: queue.getJobs([state], 0, BULK_LIMIT - 1))
+            messages = await self._messages(name, jobs)
+            kept = [j for j in jobs if filters.keeps(j, messages.get(self._ref(j) or ""))]
+            total, page = len(kept), kept[start:start + limit]
+        else:
+            page = await self._redis(f"{state} jobs of {name}",
+                                     lambda: queue.getJobs([state], start, start + limit - 1))
+            total = int(await self._redis(f"counts of {name}", lambda: queue.getJobCountByTypes(state)))
+            messages = await self._messages(name, page)
+        out: list[JobDetail] = []
+        for job in page:
+            logs = await self._redis(f"log of {job.id}", functools.partial(queue.getJobLogs, str(job.id), 0,
+                                                                           LOG_LINES - 1))
+            record = messages.get(self._ref(job) or "")
+            opts = job.opts or {}
+            delay = int(opts.get("delay") or 0)
+            out.append({
+                "id": str(job.id), "name": job.name, "state": state, "data": _job_data_view(job.data),
+                "opts": {k: opts[k] for k in JOB_OPTS_SHOWN if k in opts},
+                "attemptsMade": job.attemptsMade, "attempts": int(opts.get("attempts") or 1),
+                "timestamp": job.timestamp, "processedOn": job.processedOn or None,
+                "finishedOn": job.finishedOn or None,
+                "delayUntil": (job.timestamp + delay) if state == "delayed" and delay else None,
+                "failedReason": job.failedReason or None, "stacktrace": list(job.stacktrace or []),
+                "log": [str(line) for line in (logs or {}).get("logs", [])],
+                "message": None if record is None else _job_message(record),
+            })
+        return {"queue": name, "state": state, "total": total, "start": start, "jobs": out}
+
+    def _ref(self, job: Any) -> str | None:
+        try:
+            return parse_job_data(job.id, job.data or {}).message_id
+        except ValueError:
+            return None
+
+    async def _messages(self, name: str, jobs: list[Any]) -> dict[str, store.MessageRecord]:
+        """The messages these send jobs carry, by message id (none for other queues)."""
+        refs = {ref for ref in map(self._ref, jobs) if ref is not None}
+        if name not in SEND_QUEUES or not refs:
+            return {}
+        rows = await self.ctx.db.fetch(SQL.messages_by_ids, list(refs))
+        return {r["message_id"]: store.MessageRecord.from_row(r) for r in rows}
+
     # --- actions ----------------------------------------------------------------------------
+
+    async def promote(self, name: str, job_id: str, by: str) -> Promoted:
+        """Move a delayed job to waiting now."""
+        queue = self._queue(name)
+        state = await self._redis(f"state of {job_id}", lambda: queue.getJobState(job_id))
+        if state in (None, "unknown"):
+            raise NotFound(f"no job {job_id!r} in {name}")
+        if state != "delayed":
+            raise Conflict(f"job {job_id!r} is {state}, not delayed: only delayed jobs can be promoted")
+        moved = await self._redis(f"promote {job_id}", lambda: promote(queue.backend, [job_id]))
+        if not moved:
+            raise Conflict(f"job {job_id!r} could not be promoted (it moved meanwhile)")
+        await self.ctx.events.record("dashboard.queue.promote", {"queue": name, "jobId": job_id, "by": by})
+        return {"queue": name, "jobId": job_id, "promoted": True}
 
     async def retry(self, name: str, job_id: str, by: str) -> Retried:
         """Retry one failed job (re-queueing its message first for send queues)."""
@@ -292,10 +427,14 @@ class QueueAdmin:
                                                                "messageRequeued": requeued})
         return {"queue": name, "jobId": job_id, "retried": True, "messageRequeued": requeued}
 
-    async def retry_all_failed(self, name: str, by: str) -> BulkRetried:
-        """Retry every failed job (up to ``BULK_LIMIT``); a job that cannot be retried is skipped, with why."""
+    async def retry_all_failed(self, name: str, by: str, filters: JobFilter | None = None) -> BulkRetried:
+        """Retry every failed job (up to ``BULK_LIMIT``; only those the filters keep); a job that cannot
+        be retried is skipped, with why."""
         queue = self._queue(name)
         jobs = await self._redis(f"failed jobs of {name}", lambda: queue.getJobs(["failed"], 0, BULK_LIMIT - 1))
+        if filters is not None and filters.any:
+            messages = await self._messages(name, jobs)
+            jobs = [j for j in jobs if filters.keeps(j, messages.get(self._ref(j) or ""))]
         result = BulkResult()
         for job in jobs:
             try:
