@@ -467,6 +467,56 @@ async def test_queue_browser_pages_every_state_shows_a_job_promotes_and_retries_
     await page.wait_for_function("() => document.querySelector('#job-page').textContent === '1-1 of 1'")
 
 
+async def test_message_list_filters_searches_by_part_of_an_id_number_or_text_and_shows_new_messages(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    await page.goto(system.url + "/dashboard/messages")
+    await page.wait_for_selector("#results tbody tr[data-message-id]")
+    rows = page.locator("#results tbody tr[data-message-id]")
+
+    async def apply(**fields: str) -> None:
+        for name, value in fields.items():
+            control = page.locator(f"#f-{name}")
+            if await control.evaluate("n => n.tagName") == "SELECT":
+                await control.select_option(value)
+            else:
+                await control.fill(value)
+        async with page.expect_response(lambda r: "/dashboard/api/messages?" in r.url):
+            await page.click('#search button[type="submit"]')
+
+    # Outbound Cloud API messages only: every row is acme's phone 1, going out.
+    await apply(direction="outbound", engine="meta")
+    texts = await rows.all_inner_texts()
+    assert texts and all("acme / 1" in t for t in texts), texts
+    directions = await page.locator("#results tbody tr[data-message-id] td:nth-child(4)").all_inner_texts()
+    assert directions == ["out"] * len(texts)
+    await apply(status="failed")
+    statuses = await page.locator("#results tbody tr[data-message-id] td:nth-child(6) .badge").all_inner_texts()
+    assert statuses and set(statuses) == {"failed"}, statuses
+    await apply(status="", direction="", engine="")
+
+    # Part of a text, of an id, of a number.
+    await page.fill("#q", "status: bad")
+    await apply()
+    assert await page.inner_text("#results-title") == "1 message(s) matching the text"
+    found = await rows.first.get_attribute("data-message-id")
+    assert found is not None and "status: bad token" in await rows.first.inner_text()
+    await page.fill("#q", found[-10:])
+    await apply()
+    assert [await r.get_attribute("data-message-id") for r in await rows.all()] == [found]
+    await page.fill("#q", CONTACT[2:8])
+    await apply()
+    assert await rows.count() > 1 and "matching the text" in await page.inner_text("#results-title")
+
+    # The unfiltered list is live: a new message appears without a reload.
+    await page.fill("#q", "")
+    await apply()
+    sent = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", system.keys["acme"],
+                            json={"message": "appears by itself", "phoneIndex": 1})
+    assert sent.status_code == 202, sent.text
+    await page.locator(f'#results tbody tr[data-message-id="{sent.json()["messageId"]}"]').wait_for(timeout=15_000)
+
+
 async def test_company_user_sees_and_acts_on_its_own_phones_only(system: DashboardSystem, browser: Any) -> None:
     context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     context.set_default_timeout(LIVE_TIMEOUT_MS)

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, NotFound
-from bisnesgpt.dashboard import charts
+from bisnesgpt.dashboard import charts, messages
 from bisnesgpt.dashboard.queues import JobFilter, QueueAdmin
 from bisnesgpt.dashboard.requeue import requeue_failed
 from bisnesgpt.dashboard.rollup import MetricsRollup
@@ -333,3 +333,21 @@ async def test_an_operator_retry_gets_a_fresh_attempt_budget(ctx: ProcessContext
         assert engine.calls == WWEBJS.attempts + 1  # one more try was enough, not refused at once
     finally:
         await worker.close(timeout=5)
+
+
+async def test_the_message_list_pages_by_row_and_filters(ctx: ProcessContext, db: Database) -> None:
+    records = [await outbound(db, f"page text {i}") for i in range(55)]
+    first = await messages.search(ctx, "acme", None)
+    assert first["matchedBy"] == "recent" and len(first["data"]) == 50 and first["next"] is not None
+    second = await messages.search(ctx, "acme", None, messages.MessageFilter(before=first["next"]))
+    assert len(second["data"]) == 5 and second["next"] is None
+    shown = [m.messageId for m in first["data"] + second["data"]]
+    assert shown == [r.message_id for r in reversed(records)]  # newest first, each once
+    assert (await messages.search(ctx, "acme", None, messages.MessageFilter(direction="inbound")))["data"] == []
+    assert len((await messages.search(ctx, "acme", None, messages.MessageFilter(engine="wwebjs", phone_index=0,
+                                                                               status="queued")))["data"]) == 50
+    found = await messages.search(ctx, "acme", "text 54")
+    assert found["matchedBy"] == "text" and [m.messageId for m in found["data"]] == [records[54].message_id]
+    partial = await messages.search(ctx, "acme", records[3].message_id[-12:])
+    assert [m.messageId for m in partial["data"]] == [records[3].message_id]
+    assert (await messages.search(ctx, "beta", "text 54"))["data"] == []  # another company sees none

@@ -9,6 +9,7 @@ company only, and another company's phone or message answers 404, exactly as the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -392,12 +393,20 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
 
 
 def _message_routes(router: APIRouter, ctx: ProcessContext) -> None:
-    @router.get("/messages", summary="Find messages by id, provider id or chat (or the latest)")
+    @router.get("/messages", summary="Find messages by id, provider id, chat or text (or the latest); filters, pages")
     async def message_search(who: Who, company: CompanyQuery = None,
                              q: Annotated[str | None, Query(max_length=256)] = None,
                              status: Annotated[str | None, Query(pattern=r"^[a-z]{1,16}$")] = None,
+                             direction: Annotated[Literal["inbound", "outbound"] | None, Query()] = None,
+                             engine: Annotated[str | None, Query(
+                                 pattern=r"^[a-z0-9_]{1,32}$", description="provider: wwebjs, meta, 360dialog")] = None,
+                             phone: Annotated[int | None, Query(ge=0, le=1000)] = None,
+                             since: Annotated[datetime | None, Query(description="created at or after")] = None,
+                             until: Annotated[datetime | None, Query(description="created before")] = None,
+                             before: Annotated[int | None, Query(ge=1, description="the previous page's next")] = None,
                              ) -> messages.SearchResult:
-        return await messages.search(ctx, who.principal.company_scope(company), q, status)
+        filters = messages.MessageFilter(status, direction, engine, phone, since, until, before)
+        return await messages.search(ctx, who.principal.company_scope(company), q, filters)
 
     @router.get("/messages/{company_id}/{message_id}", summary="A message: timeline, error, webhook deliveries")
     async def message_detail(who: Who, company_id: CompanyId,

@@ -171,10 +171,17 @@ WHERE ($1::text IS NULL OR company_id = $1) AND chat_id = $2
 ORDER BY id DESC LIMIT $3
 
 -- recent_messages --
--- The latest messages of company $1 (or any), in status $2 (or any), at most $3.
+-- The latest messages of company $1 (or any), newest first, at most $10, filtered (NULL: any):
+-- status $2, direction $3, engine (provider) $4, phone $5, created from $6 until $7, older than
+-- row id $8 (the next page), and id / provider id / chat / text containing $9 (an ILIKE pattern).
 SELECT * FROM messages
 WHERE ($1::text IS NULL OR company_id = $1) AND ($2::text IS NULL OR status = $2)
-ORDER BY id DESC LIMIT $3
+  AND ($3::text IS NULL OR direction = $3) AND ($4::text IS NULL OR provider = $4)
+  AND ($5::int IS NULL OR phone_index = $5)
+  AND ($6::timestamptz IS NULL OR created_at >= $6) AND ($7::timestamptz IS NULL OR created_at < $7)
+  AND ($8::bigint IS NULL OR id < $8)
+  AND ($9::text IS NULL OR message_id ILIKE $9 OR external_id ILIKE $9 OR chat_id ILIKE $9 OR content ILIKE $9)
+ORDER BY id DESC LIMIT $10
 
 -- message_deliveries --
 -- The tenant webhook deliveries of message $2's events (company $1, created since $3), in order.
