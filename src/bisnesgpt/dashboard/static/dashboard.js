@@ -291,6 +291,7 @@
     count.dataset.status = data.items.some((i) => i.severity === "error") ? "error" : data.items.length ? "warning" : "healthy";
     count.textContent = data.items.length ? String(data.items.length) : "nothing";
     box.dataset.state = data.status;
+    box.dataset.worst = data.items.some((i) => i.severity === "error") ? "error" : "warning";
     document.getElementById("attention-items").replaceChildren(...data.items.map((item) => BG.el("li", {
         dataset: { kind: item.kind, severity: item.severity, company: item.companyId,
                    phone: item.phoneIndex === null ? "" : String(item.phoneIndex) } },

@@ -46,18 +46,23 @@
   }
 
   const TITLES = { id: "the id", chat: "the chat", text: "the text" };
+  let asked = 0;  // answers to an older request (the 5 s re-read, a previous search) are dropped
   async function search(more) {
-    const data = await BG.api("/dashboard/api/messages?" + query(more ? next : null));
+    const mine = ++asked;
+    const q = query(more ? next : null);
+    const data = await BG.api("/dashboard/api/messages?" + q);
+    if (mine !== asked) return;
     const tbody = document.querySelector("#results tbody");
     const rows = data.data.map(row);
     if (more) tbody.append(...rows);
     else {
-      document.getElementById("results-title").textContent = input.value.trim()
+      document.getElementById("results-title").textContent = q.has("q")
         ? data.data.length + (data.next ? "+" : "") + " message(s) matching " + TITLES[data.matchedBy] : "Latest messages";
       tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No messages found."))]));
     }
     next = data.next;
     document.getElementById("more").hidden = !next;
+    document.getElementById("results").dataset.shown = q.toString();  // what the list shows now
   }
 
   /* The first page is live: new messages appear at the top while it is shown (not while paging). */
