@@ -337,6 +337,9 @@ class Settings(BaseSettings):
     # Per-minute message metrics (sent by engine, failures by code, accept->sent latency) are
     # rolled up from `messages` into process_metrics this often (one api process at a time).
     dashboard_rollup_interval_ms: Annotated[int, Field(ge=500, le=3_600_000)] = 30_000
+    # The attention strip lists a phone's queue as backing up once its oldest unfinished
+    # outbound message has waited this long (seconds).
+    dashboard_backlog_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

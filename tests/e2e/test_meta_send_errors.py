@@ -10,6 +10,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -197,13 +198,16 @@ async def test_restricted_account_pauses_the_phone(stack: Stack) -> None:
     critical = await stack.db.fetchrow("SELECT * FROM process_events WHERE event_type = 'meta.phone.paused'")
     assert critical["severity"] == "critical" and critical["event_data"]["companyId"] == "blocked"
     status = await stack.db.fetchrow("SELECT * FROM phone_status WHERE company_id = 'blocked'")
-    assert status["status"] == "error" and "paused" in status["metadata"]["reason"]
-    # Other phones are untouched by the pause.
+    assert status["status"] == "paused" and "paused" in status["metadata"]["reason"]
+    assert datetime.fromisoformat(status["metadata"]["pausedUntil"]) > datetime.now(UTC)
+    # Other phones are untouched by the pause; a phone whose sends go through is connected.
     other = await stack.phone("unblocked")
     await open_window(stack.db, ["60180000009"], company_id="unblocked")
     fine = await one(stack, "unblocked", text_payload("60180000009", "z"))
     await wait_statuses(stack.db, [fine], {"sent"})
     assert len(stack.requests_for(other)) == 1
+    connected = await stack.db.fetchrow("SELECT * FROM phone_status WHERE company_id = 'unblocked'")
+    assert connected["status"] == "ready" and connected["metadata"]["reason"] == "messages are being sent"
 
 
 async def test_what_the_cloud_api_cannot_do_fails_without_calling_it(stack: Stack) -> None:

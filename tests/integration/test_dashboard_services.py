@@ -14,8 +14,8 @@ from pydantic import SecretStr
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, NotFound
-from bisnesgpt.dashboard import charts
-from bisnesgpt.dashboard.queues import QueueAdmin
+from bisnesgpt.dashboard import charts, messages
+from bisnesgpt.dashboard.queues import JobFilter, QueueAdmin
 from bisnesgpt.dashboard.requeue import requeue_failed
 from bisnesgpt.dashboard.rollup import MetricsRollup
 from bisnesgpt.db.pool import Database
@@ -105,6 +105,11 @@ async def test_a_failed_send_job_is_retried_with_its_message_requeued(ctx: Proce
             return await status_of(db, first.message_id) == "sent"
 
         await eventually(sent, timeout=30, what="the retried message sent")
+        # Completed jobs are removed as they finish; the last hour's count comes from the event stream.
+        view = await admin.queue_view(WWEBJS.name)
+        assert view["counts"]["completed"] == 0
+        assert view["lastHour"]["completed"] == 1 and view["lastHour"]["failed"] == 2
+        assert view["lastHour"]["trimmed"] is False
         history = await db.fetch("SELECT h.from_status, h.to_status, h.source, h.detail FROM message_status_history h "
                                  "JOIN messages m ON m.id = h.message_pk WHERE m.message_id = $1 ORDER BY h.id",
                                  first.message_id)
@@ -157,7 +162,20 @@ async def test_retry_all_failed_requeues_each_failed_message(ctx: ProcessContext
             return (await admin.queue_view(WWEBJS.name))["counts"]["failed"] == 3
 
         await eventually(all_failed, timeout=30, what="three failed jobs")
-        result = await admin.retry_all_failed(WWEBJS.name, by="admin")
+        # The browser's view of them: paged, filtered by error code and company, in full.
+        page = await admin.jobs(WWEBJS.name, "failed", start=0, limit=2)
+        assert page["total"] == 3 and len(page["jobs"]) == 2 and page["jobs"][0]["state"] == "failed"
+        assert page["jobs"][0]["opts"]["attempts"] == WWEBJS.attempts and page["jobs"][0]["message"] is not None
+        assert (await admin.jobs(WWEBJS.name, "failed", start=2, limit=2))["jobs"][0]["id"] not in {
+            j["id"] for j in page["jobs"]}
+        assert (await admin.jobs(WWEBJS.name, "failed", filters=JobFilter(error_code="131026")))["total"] == 3
+        assert (await admin.jobs(WWEBJS.name, "failed", filters=JobFilter(error_code="190")))["total"] == 0
+        assert (await admin.jobs(WWEBJS.name, "failed", filters=JobFilter(company_id="beta")))["total"] == 0
+        # A filtered bulk retry leaves the others alone.
+        nothing = await admin.retry_all_failed(WWEBJS.name, by="admin", filters=JobFilter(phone_index=5))
+        assert nothing["done"] == 0 and nothing["remaining"] == 3
+        result = await admin.retry_all_failed(WWEBJS.name, by="admin",
+                                              filters=JobFilter(company_id="acme", error_code="131026"))
         assert result["done"] == 3 and result["skippedCount"] == 0
 
         async def all_sent() -> bool:
@@ -315,3 +333,21 @@ async def test_an_operator_retry_gets_a_fresh_attempt_budget(ctx: ProcessContext
         assert engine.calls == WWEBJS.attempts + 1  # one more try was enough, not refused at once
     finally:
         await worker.close(timeout=5)
+
+
+async def test_the_message_list_pages_by_row_and_filters(ctx: ProcessContext, db: Database) -> None:
+    records = [await outbound(db, f"page text {i}") for i in range(55)]
+    first = await messages.search(ctx, "acme", None)
+    assert first["matchedBy"] == "recent" and len(first["data"]) == 50 and first["next"] is not None
+    second = await messages.search(ctx, "acme", None, messages.MessageFilter(before=first["next"]))
+    assert len(second["data"]) == 5 and second["next"] is None
+    shown = [m.messageId for m in first["data"] + second["data"]]
+    assert shown == [r.message_id for r in reversed(records)]  # newest first, each once
+    assert (await messages.search(ctx, "acme", None, messages.MessageFilter(direction="inbound")))["data"] == []
+    assert len((await messages.search(ctx, "acme", None, messages.MessageFilter(engine="wwebjs", phone_index=0,
+                                                                               status="queued")))["data"]) == 50
+    found = await messages.search(ctx, "acme", "text 54")
+    assert found["matchedBy"] == "text" and [m.messageId for m in found["data"]] == [records[54].message_id]
+    partial = await messages.search(ctx, "acme", records[3].message_id[-12:])
+    assert [m.messageId for m in partial["data"]] == [records[3].message_id]
+    assert (await messages.search(ctx, "beta", "text 54"))["data"] == []  # another company sees none

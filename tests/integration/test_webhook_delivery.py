@@ -332,6 +332,9 @@ async def test_auto_disable_records_warning_and_notice_then_resume(db: Database,
                                 "WHERE event_type = 'webhook_endpoint_disabled'")
     assert warning is not None and warning["severity"] == "warning"
     assert warning["event_data"]["endpointId"] == created.endpoint.id
+    # The failure streak raised one alert when it began, not one per failed delivery.
+    assert await db.fetchval("SELECT count(*) FROM process_events WHERE event_type = 'webhook_endpoint_failing' "
+                             "AND event_data->>'endpointId' = $1", created.endpoint.id) == 1
     seen = len(hooks.requests("/flaky"))
     # New events are not queued for a disabled endpoint; the waiting delivery pauses.
     await emit_inbound(db, acme)

@@ -36,6 +36,7 @@ ADMIN_KEY = "dashboard-operator-key-0123456789"
 META_PHONE_ID = "106540352242922"
 META_TOKEN = "dashboard-meta-token"
 CONTACT = "60123456789"
+DELIVERED = ("sent", "delivered", "read")  # a sent message's later states, in order
 # The README's screenshots; refreshed only on request (a test run never edits tracked files).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
@@ -107,16 +108,19 @@ class DashboardSystem:
         return str(value) if value is not None else None
 
     async def wait_message(self, message_id: str, status: str, timeout: float = 60) -> None:
+        """Wait until the message is ``status`` — for ``sent``, or later: the emulator's delivered/read
+        webhooks may move it on before the next poll."""
+        wanted = set(DELIVERED[DELIVERED.index(status):]) if status in DELIVERED else {status}
         deadline = time.monotonic() + timeout
-        while (current := await self.message_status(message_id)) != status:
+        while (current := await self.message_status(message_id)) not in wanted:
             if time.monotonic() > deadline:
                 raise AssertionError(f"message {message_id} is {current}, not {status}, after {timeout}s")
             await asyncio.sleep(0.2)
 
-    async def cli(self, *args: str) -> tuple[int, str]:
+    async def cli(self, *args: str, **env: str) -> tuple[int, str]:
         assert self.run is not None
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bisnesgpt", *args, cwd=self.workdir,
-                                                    env=self.run.env, stdout=asyncio.subprocess.PIPE,
+                                                    env={**self.run.env, **env}, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.STDOUT)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         return int(proc.returncode or 0), out.decode(errors="replace")

@@ -31,7 +31,7 @@ def row(**overrides: Any) -> dict[str, Any]:
         "meta_waba_id": None, "dialog360_channel_id": None, "status": "qr", "phone_number": None, "last_seen": AT,
         "metadata": {"qrCode": "data:image/png;base64,AAAA", "reason": "scan the code", "retryAt": 5},
         "status_updated_at": AT, "desired_state": None, "breaker_tripped_at": None, "breaker_reason": None,
-        "last_ready_at": None, "paired": False, "owner": None,
+        "last_ready_at": None, "paired": False, "owner": None, "last_activity": None,
     }
     return {**base, **overrides}
 

@@ -17,6 +17,7 @@ from bisnesgpt.api.schemas.common import MAX_PHONE_INDEX, CompanyPath, JsonObjec
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
+from bisnesgpt.phones.live_status import live_status
 from bisnesgpt.phones.service import META_TYPES, PhoneConfigService
 from bisnesgpt.phones.store import CompanyPhoneStatus, PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
@@ -65,8 +66,9 @@ def qr_data_url(qr: JsonValue) -> str | None:
 def phone_status_json(row: CompanyPhoneStatus) -> models.PhoneBotStatus:
     """One phone of ``/api/bot-status`` (the QR code as a PNG data URL while pairing)."""
     metadata: JsonObject = row["metadata"] or {}
-    status = row["status"] or ("pending" if row["configured"] else "not_configured")
-    error = metadata.get("error") or metadata.get("reason")
+    live = live_status(row["status"], metadata)
+    status = live.status if row["status"] or row["configured"] else "not_configured"
+    error = live.reason
     pairing_code = metadata.get("pairingCode")
     return models.PhoneBotStatus(
         phoneIndex=row["phone_index"],
@@ -78,7 +80,8 @@ def phone_status_json(row: CompanyPhoneStatus) -> models.PhoneBotStatus:
         pairingCode=pairing_code if status == "pairing_code" and isinstance(pairing_code, str) else None,
         phoneInfo=row["phone_number"] or row["display_phone_number"],
         lastSeen=row["last_seen"].isoformat() if row["last_seen"] else None,
-        error=str(error) if error else None,
+        error=error,
+        pausedUntil=live.paused_until.isoformat() if live.paused_until else None,
     )
 
 

@@ -19,6 +19,7 @@ from bisnesgpt.api.schemas.common import JsonObject
 from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.store import DesiredState
+from bisnesgpt.phones.live_status import live_status
 from bisnesgpt.phones.store import PhoneConfigStatus, PhoneStatus
 
 SQL = load_queries("bisnesgpt.api")
@@ -53,20 +54,28 @@ class PhoneSession:
     last_ready_at: datetime | None
     paired: bool
     owner: str | None
+    # The status's reason and, while a Cloud API phone's sending is paused, until when (live_status).
+    reason: str | None = None
+    paused_until: datetime | None = None
+    # The phone's last message in or out (None: none yet).
+    last_activity: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> PhoneSession:
         """The record of a ``phone_sessions`` row (no status yet: ``pending``; no session: ``running``)."""
+        metadata = dict(row["metadata"] or {})
+        live = live_status(row["status"], metadata)
         return cls(
             company_id=row["company_id"], company_name=row["company_name"], phone_index=row["phone_index"],
             connection_type=row["connection_type"], config_status=row["config_status"],
             display_phone_number=row["display_phone_number"], meta_phone_number_id=row["meta_phone_number_id"],
             meta_waba_id=row["meta_waba_id"], dialog360_channel_id=row["dialog360_channel_id"],
-            status=row["status"] or "pending", phone_number=row["phone_number"], last_seen=row["last_seen"],
-            status_updated_at=row["status_updated_at"], metadata=dict(row["metadata"] or {}),
+            status=live.status, phone_number=row["phone_number"], last_seen=row["last_seen"],
+            status_updated_at=row["status_updated_at"], metadata=metadata,
             desired_state=row["desired_state"] or "running", breaker_tripped_at=row["breaker_tripped_at"],
             breaker_reason=row["breaker_reason"], last_ready_at=row["last_ready_at"], paired=bool(row["paired"]),
-            owner=row["owner"],
+            owner=row["owner"], reason=live.reason, paused_until=live.paused_until,
+            last_activity=row["last_activity"],
         )
 
     @property

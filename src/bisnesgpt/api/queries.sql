@@ -1,12 +1,15 @@
 -- phone_sessions --
 -- Configured phones ($1 company or all, $2 phone or all) with their engine's status, the
--- WhatsApp-Web session state and the process holding the session's lease now (if any).
+-- WhatsApp-Web session state, the process holding the session's lease now (if any) and the
+-- phone's last message in or out (its conversations' latest).
 SELECT pc.company_id, c.name AS company_name, pc.phone_index,
        coalesce(pc.connection_type, 'wwebjs') AS connection_type, pc.status AS config_status,
        pc.display_phone_number, pc.meta_phone_number_id, pc.meta_waba_id, pc.dialog360_channel_id,
        ps.status, ps.phone_number, ps.last_seen, ps.metadata, ps.updated_at AS status_updated_at,
        ws.desired_state, ws.breaker_tripped_at, ws.breaker_reason, ws.last_ready_at,
-       (ws.auth_state IS NOT NULL) AS paired, pl.holder AS owner
+       (ws.auth_state IS NOT NULL) AS paired, pl.holder AS owner,
+       (SELECT max(greatest(cs.last_inbound_at, cs.last_outbound_at)) FROM conversation_sessions cs
+        WHERE cs.company_id = pc.company_id AND cs.phone_index = pc.phone_index) AS last_activity
 FROM phone_configs pc
 JOIN companies c ON c.id = pc.company_id
 LEFT JOIN phone_status ps ON ps.company_id = pc.company_id AND ps.phone_index = pc.phone_index

@@ -23,6 +23,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.infra.secrets import resolve_encryption_key, secret_box
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
+from bisnesgpt.phones.live_status import LiveStatus, live_status
 from bisnesgpt.phones.service import CONNECTION_TYPES, META_TYPES, PhoneConfigService
 from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN, PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
@@ -245,20 +246,28 @@ def phones_remove(
 def phones_list(company_id: str | None = typer.Argument(None, help="Only this company's phones")) -> None:
     """List phones (secrets only as set / not set)."""
 
-    async def fetch(db: Database, _settings: Settings) -> list[PhoneConfig]:
+    async def fetch(db: Database, _settings: Settings) -> list[tuple[PhoneConfig, LiveStatus]]:
         async with db.connection() as conn:
             if company_id is not None:
                 await tenancy.get_company(conn, company_id)  # an unknown company is an error, not an empty table
-                return await store.company_phones(conn, company_id)
-            return await store.all_phones(conn)
+                configs = await store.company_phones(conn, company_id)
+            else:
+                configs = await store.all_phones(conn)
+            out = []
+            for config in configs:
+                row = await store.get_phone_status(conn, config.company_id, config.phone_index)
+                out.append((config, live_status(row["status"] if row else None, row["metadata"] if row else {})))
+            return out
 
-    table = Table("company", "index", "type", "queue", "status", "display number", "meta phone id", "360 channel",
-                  "secret", "order")
-    for config in run_with_database(fetch):
+    # "connection": the live status, as the console and /api/bot-status show it; "status": the configuration's.
+    table = Table("company", "index", "type", "queue", "connection", "status", "display number", "meta phone id",
+                  "360 channel", "secret", "order")
+    for config, live in run_with_database(fetch):
         spec = CONNECTION_TYPE_QUEUES.get(config.connection_type)
         secret = "set" if (config.meta_access_token_encrypted or config.api_key_encrypted) else "-"
+        connection = live.status + (f" until {live.paused_until:%H:%M} UTC" if live.paused_until else "")
         table.add_row(config.company_id, str(config.phone_index), config.connection_type or "wwebjs (NULL)",
-                      spec.name if spec else "(unknown type)", config.status or "-",
+                      spec.name if spec else "(unknown type)", connection, config.status or "-",
                       config.display_phone_number or "-", config.meta_phone_number_id or "-",
                       config.dialog360_channel_id or "-", secret,
                       "per chat" if config.ordered_sends else "unordered")

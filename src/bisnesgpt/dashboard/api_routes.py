@@ -9,6 +9,7 @@ company only, and another company's phone or message answers 404, exactly as the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -26,15 +27,19 @@ from bisnesgpt.api.session_commands import (
     run_session_command,
 )
 from bisnesgpt.core.errors import Conflict, NotFound, ServiceUnavailable
-from bisnesgpt.dashboard import charts, messages, phones
+from bisnesgpt.dashboard import attention, charts, messages, phones
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operator
 from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.queues import (
     BulkRetried,
     Cleaned,
     FailedJobsPage,
+    JobFilter,
     JobRemoved,
+    JobsPage,
+    JobState,
     Paused,
+    Promoted,
     QueueAdmin,
     QueueView,
     Retried,
@@ -56,6 +61,8 @@ QueueName = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,64}$")]
 JobId = Annotated[str, Path(min_length=1, max_length=256)]
 Severity = Literal["warning", "error", "critical", "info"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error", "critical")
+# Alerts (what happened to the system) and the audit trail (what operators did: dashboard.* events).
+EventKind = Literal["alerts", "audit"]
 COMMAND_WAIT_S = 10.0
 PAIRING_WAIT_S = 20.0
 
@@ -68,6 +75,14 @@ class Confirmed(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     confirm: bool = Field(description="true: the operator confirmed this action")
+
+
+class RetryFailed(Confirmed):
+    """Body of a bulk retry: confirmed, and optionally only the failed jobs of a company, phone or error code."""
+
+    companyId: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="only this company's jobs")
+    phoneIndex: int | None = Field(None, ge=0, le=1000, description="only this phone's jobs")
+    errorCode: str | None = Field(None, max_length=64, description="only jobs that failed with this code")
 
 
 class Me(TypedDict):
@@ -97,10 +112,12 @@ class Events(TypedDict):
 
 
 class Processes(TypedDict):
-    """Every process as ``/health/all`` judges it, and the recent warnings and errors."""
+    """Every process as ``/health/all`` judges it, the recent alerts (warnings and worse, not
+    operators' actions) and the audit trail (operators' own actions, every severity)."""
 
     overview: Mapping[str, object]
     events: list[EventView]
+    audit: list[EventView]
 
 
 class Queues(TypedDict):
@@ -153,9 +170,9 @@ async def overview_snapshot(ctx: ProcessContext) -> dict[str, object]:
 
 
 async def recent_events(ctx: ProcessContext, *, severities: tuple[Severity, ...], process: str | None = None,
-                        limit: int = 50) -> list[EventView]:
-    """Process events of these severities (of one process, or all), newest first."""
-    rows = await ctx.db.fetch(SQL.recent_events, list(severities), process, limit)
+                        limit: int = 50, kind: EventKind | None = None) -> list[EventView]:
+    """Process events of these severities (of one process, or all; alerts, audit or both), newest first."""
+    rows = await ctx.db.fetch(SQL.recent_events, list(severities), process, limit, kind)
     return [{"id": r["id"], "processName": r["process_name"], "type": r["event_type"], "data": r["event_data"],
              "severity": r["severity"], "at": r["timestamp"].isoformat()} for r in rows]
 
@@ -178,6 +195,11 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
         return {"kind": p.kind, "companyId": p.company_id, "keyId": p.key_id,
                 "expiresAt": who.session.expires_at if who.session else None}
 
+    @router.get("/attention", summary="What needs an operator now: phones, backlogs, failing webhook endpoints")
+    async def attention_items(who: Who, company: CompanyQuery = None) -> attention.Attention:
+        return await attention.attention(ctx, who.principal.company_scope(company),
+                                         paused_queues=await queues.paused_queues())
+
     _process_routes(router, ctx)
     _queue_routes(router, queues)
     _phone_routes(router, ctx, phone_config)
@@ -197,15 +219,20 @@ def _process_routes(router: APIRouter, ctx: ProcessContext) -> None:
     @router.get("/processes", summary="Every process (judged like /health/all) and recent warnings/errors")
     async def processes(_who: Operator) -> Processes:
         return {"overview": await overview_snapshot(ctx),
-                "events": await recent_events(ctx, severities=("warning", "error", "critical"), limit=30)}
+                "events": await recent_events(ctx, severities=("warning", "error", "critical"), limit=30,
+                                              kind="alerts"),
+                "audit": await recent_events(ctx, severities=SEVERITIES, limit=30, kind="audit")}
 
     @router.get("/events", summary="Process events, newest first")
     async def events(_who: Operator,
                      severity: Annotated[Severity, Query(description="this severity and worse")] = "warning",
                      process: Annotated[str | None, Query(max_length=64)] = None,
-                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Events:
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     kind: Annotated[EventKind | None, Query(
+                         description="alerts: not operators' actions; audit: operators' actions (dashboard.*)")] = None,
+                     ) -> Events:
         wanted = SEVERITIES[SEVERITIES.index(severity):]
-        return {"events": await recent_events(ctx, severities=wanted, process=process, limit=limit)}
+        return {"events": await recent_events(ctx, severities=wanted, process=process, limit=limit, kind=kind)}
 
     @router.get("/charts", summary="Time series from process_metrics for the last hour or day")
     async def chart_data(_who: Operator,
@@ -223,6 +250,23 @@ def _queue_routes(router: APIRouter, queues: QueueAdmin) -> None:
     async def queue_list(_who: Operator) -> Queues:
         return {"queues": await queues.overview()}
 
+    @router.get("/queues/{queue}/jobs", summary="A queue's jobs in one state, newest first, paginated "
+                                                 "(failed: filter by company, phone, error code)")
+    async def jobs(_who: Operator, queue: QueueName, state: Annotated[JobState, Query()] = "failed",
+                   start: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 20,
+                   company: CompanyQuery = None, phone: Annotated[int | None, Query(ge=0, le=1000)] = None,
+                   code: Annotated[str | None, Query(max_length=64)] = None) -> JobsPage:
+        return await queues.jobs(queue, state, start=start, limit=limit,
+                                 filters=JobFilter(company, phone, code) if state == "failed" else None)
+
+    @router.post("/queues/{queue}/retry-failed", name="retry_failed", response_model=BulkRetried,
+                 summary="Retry every failed job (up to 1000 per call), or those of a company / phone / error code")
+    async def retry_failed(who: Operator, queue: QueueName, body: RetryFailed | None = None) -> BulkRetried:
+        _confirmed(body)
+        assert body is not None
+        return await queues.retry_all_failed(queue, who.label,
+                                             JobFilter(body.companyId, body.phoneIndex, body.errorCode))
+
     @router.get("/queues/{queue}/failed", summary="A queue's failed jobs, newest first")
     async def failed(_who: Operator, queue: QueueName, start: Annotated[int, Query(ge=0)] = 0,
                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> FailedJobsPage:
@@ -232,12 +276,11 @@ def _queue_routes(router: APIRouter, queues: QueueAdmin) -> None:
     job_actions: list[tuple[str, str, type[object], JobAction]] = [
         ("retry", "Retry a failed job (send jobs: message re-queued)", Retried, queues.retry),
         ("remove", "Remove a job (not while it is active)", JobRemoved, queues.remove),
+        ("promote", "Move a delayed job to waiting now", Promoted, queues.promote),
     ]
     for verb, summary, answer, job_action in job_actions:
         _add_job_action(router, verb, summary, answer, job_action)
     queue_actions: list[tuple[str, str, str, type[object], QueueAction]] = [
-        ("retry-failed", "retry_failed", "Retry every failed job (up to 1000 per call)", BulkRetried,
-         queues.retry_all_failed),
         ("pause", "pause", "Pause the queue (workers finish what they hold)", Paused, queues.pause),
         ("resume", "resume", "Resume a paused queue", Paused, queues.resume),
         ("clean-completed", "clean", "Remove the queue's completed jobs", Cleaned, queues.clean_completed),
@@ -330,6 +373,14 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
         who.principal.require_company(company_id, "phone")
         return {"verification": await phones.verify_cloud_phone(ctx, company_id, phone_index)}
 
+    @router.post("/phones/{company_id}/{phone_index}/resume",
+                 summary="End a Cloud API phone's sending pause (after 368 / 131031) and release its held messages")
+    async def resume_phone(who: Who, company_id: CompanyId, phone_index: PhoneIndex,
+                           body: Confirmed | None = None) -> phones.Resumed:
+        _confirmed(body)
+        who.principal.require_company(company_id, "phone")
+        return await phones.resume_cloud_phone(ctx, company_id, phone_index, by=who.label)
+
     @router.post("/phones/{company_id}/{phone_index}/remove", summary="Remove a phone's configuration")
     async def remove_phone(who: Who, company_id: CompanyId, phone_index: PhoneIndex,
                            body: Confirmed | None = None) -> PhoneRemoved:
@@ -342,12 +393,20 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
 
 
 def _message_routes(router: APIRouter, ctx: ProcessContext) -> None:
-    @router.get("/messages", summary="Find messages by id, provider id or chat (or the latest)")
+    @router.get("/messages", summary="Find messages by id, provider id, chat or text (or the latest); filters, pages")
     async def message_search(who: Who, company: CompanyQuery = None,
                              q: Annotated[str | None, Query(max_length=256)] = None,
                              status: Annotated[str | None, Query(pattern=r"^[a-z]{1,16}$")] = None,
+                             direction: Annotated[Literal["inbound", "outbound"] | None, Query()] = None,
+                             engine: Annotated[str | None, Query(
+                                 pattern=r"^[a-z0-9_]{1,32}$", description="provider: wwebjs, meta, 360dialog")] = None,
+                             phone: Annotated[int | None, Query(ge=0, le=1000)] = None,
+                             since: Annotated[datetime | None, Query(description="created at or after")] = None,
+                             until: Annotated[datetime | None, Query(description="created before")] = None,
+                             before: Annotated[int | None, Query(ge=1, description="the previous page's next")] = None,
                              ) -> messages.SearchResult:
-        return await messages.search(ctx, who.principal.company_scope(company), q, status)
+        filters = messages.MessageFilter(status, direction, engine, phone, since, until, before)
+        return await messages.search(ctx, who.principal.company_scope(company), q, filters)
 
     @router.get("/messages/{company_id}/{message_id}", summary="A message: timeline, error, webhook deliveries")
     async def message_detail(who: Who, company_id: CompanyId,

@@ -1,14 +1,19 @@
 """Finding messages (by our id, the provider's id or the chat) and everything about one.
 
-A search term is tried as a message id or provider id first and as a chat (digits, or
-``…@c.us`` / ``…@g.us``) otherwise. A message's page shows its state history (the
-timeline), the provider error, and the tenant webhook deliveries of its events.
+A search term is tried as a message id or provider id first, as a chat (digits, or
+``…@c.us`` / ``…@g.us``) next, and otherwise as part of an id, a chat or a text. The list
+can be narrowed by status, direction, engine, phone and time, and is paged by row id. A
+message's page shows its state history (the timeline), the provider error, and the tenant
+webhook deliveries of its events.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
+import asyncpg
 from typing_extensions import TypedDict
 
 from bisnesgpt.api.schemas.common import iso
@@ -23,7 +28,7 @@ SQL = load_queries("bisnesgpt.dashboard")
 
 LIMIT = 50
 SUMMARY_CONTENT_CHARS = 120
-MatchedBy = Literal["recent", "id", "chat"]
+MatchedBy = Literal["recent", "id", "chat", "text"]
 
 
 class MessageSummary(MessageHeader):
@@ -37,10 +42,30 @@ class MessageSummary(MessageHeader):
 
 
 class SearchResult(TypedDict):
-    """The messages found, and how the term matched them."""
+    """The messages found, how the term matched them, and the cursor of the next page (None: no more)."""
 
     matchedBy: MatchedBy
     data: list[MessageSummary]
+    next: int | None
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """What the messages list is narrowed to (None: any)."""
+
+    status: str | None = None
+    direction: Literal["inbound", "outbound"] | None = None
+    engine: str | None = None
+    phone_index: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before: int | None = None
+
+
+def like_pattern(term: str) -> str:
+    """An ILIKE pattern matching ``term`` anywhere (its own % and _ taken literally)."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class MessageDelivery(TypedDict):
@@ -78,21 +103,30 @@ def chat_of(term: str) -> str | None:
         return None
 
 
-async def search(ctx: ProcessContext, company_id: str | None, term: str | None, status: str | None) -> SearchResult:
-    """The latest messages (no term), or those a term names: our id or the provider's first, else a chat."""
-    how: MatchedBy
+async def search(ctx: ProcessContext, company_id: str | None, term: str | None,
+                 filters: MessageFilter | None = None) -> SearchResult:
+    """The latest messages (no term), or those a term names: our id or the provider's exactly first,
+    then a chat, then any message whose id, provider id, chat or text contains the term; filtered
+    and paged (``next``: pass it as ``before`` for the following page)."""
+    f = filters or MessageFilter()
+    term = (term or "").strip() or None
+    how: MatchedBy = "recent"
+    rows: list[asyncpg.Record] = []
     async with ctx.db.connection() as conn:
-        if not term:
-            rows = await conn.fetch(SQL.recent_messages, company_id, status, LIMIT)
-            how = "recent"
-        else:
-            rows = await conn.fetch(SQL.search_messages_by_id, company_id, term.strip(), LIMIT)
+        if term is not None and f.before is None:
+            rows = await conn.fetch(SQL.search_messages_by_id, company_id, term, LIMIT)
             how = "id"
             chat = chat_of(term)
             if not rows and chat is not None:
                 rows = await conn.fetch(SQL.search_messages_by_chat, company_id, chat, LIMIT)
                 how = "chat"
-    return {"matchedBy": how, "data": [summary(store.MessageRecord.from_row(r)) for r in rows]}
+        if not rows:
+            rows = await conn.fetch(SQL.recent_messages, company_id, f.status, f.direction, f.engine, f.phone_index,
+                                    f.since, f.until, f.before, like_pattern(term) if term else None, LIMIT)
+            how = "text" if term else "recent"
+    paged = how in ("recent", "text") and len(rows) == LIMIT
+    return {"matchedBy": how, "data": [summary(store.MessageRecord.from_row(r)) for r in rows],
+            "next": int(rows[-1]["id"]) if paged else None}
 
 
 def summary(record: store.MessageRecord) -> MessageSummary:

@@ -1,5 +1,8 @@
 """Phones and sessions as the dashboard shows them, and verifying a Cloud API number.
 
+A card's status is ``live_status`` of the engine's row (what ``/api/bot-status`` and
+``phones list`` say too); its *last seen* is the phone's last message in or out.
+
 Counts (the original's): ``total`` phones configured, ``connected`` (status ``ready``),
 ``meta`` (Cloud API and 360dialog), ``wwebjs``, ``disconnected`` (status ``disconnected``
 or ``error``) and ``activeNow`` (phones with a message in or out in the last 15 minutes,
@@ -17,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Literal, NotRequired, cast
 
 from pydantic import JsonValue
+from redis.exceptions import RedisError
 from typing_extensions import TypedDict
 
 from bisnesgpt.api.phone_sessions import (
@@ -25,23 +29,28 @@ from bisnesgpt.api.phone_sessions import (
     load_phone_sessions,
 )
 from bisnesgpt.api.schemas.common import JsonObject, iso
-from bisnesgpt.core.errors import Conflict, NotFound, ServiceUnavailable
+from bisnesgpt.core.errors import Conflict, NotFound, QueueUnavailable, ServiceUnavailable
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.engines.meta.errors import CloudApiError, PhoneAuthError, PhoneBlockedError, TransportError
+from bisnesgpt.engines.meta.pacing import Pacer
 from bisnesgpt.engines.meta.phones import change_phone_status
 from bisnesgpt.engines.meta.profiles import META_CONNECTION_TYPES, credentials_for_phone
 from bisnesgpt.engines.wwebjs.store import DesiredState
+from bisnesgpt.infra.bullmq_worker import promote
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.errors import PermanentSendError
+from bisnesgpt.messaging.queues import META_QUEUE
 from bisnesgpt.phones import store as phones_store
+from bisnesgpt.phones.live_status import live_status
 from bisnesgpt.phones.store import PhoneStatus
 from bisnesgpt.processes.context import ProcessContext
 
 SQL = load_queries("bisnesgpt.dashboard")
 
 CLOUD_TYPES = frozenset({"meta_direct", "meta_embedded", "360dialog"})
+RELEASE_LIMIT = 5_000  # delayed jobs looked at when a paused phone is resumed
 ACTIVE_WINDOW_MINUTES = 15
 PhoneKind = Literal["wwebjs", "cloud"]
 
@@ -66,6 +75,7 @@ class PhoneCard(TypedDict):
     displayNumber: str | None
     lastSeen: str | None
     statusUpdatedAt: str | None
+    pausedUntil: str | None
     reason: JsonValue
     metadata: JsonObject
     qrAvailable: NotRequired[bool]
@@ -120,8 +130,9 @@ def phone_card(phone: PhoneSession) -> PhoneCard:
         "companyId": phone.company_id, "companyName": phone.company_name, "phoneIndex": phone.phone_index,
         "connectionType": phone.connection_type, "kind": "wwebjs" if phone.is_wwebjs else "cloud",
         "status": phone.status, "configStatus": phone.config_status, "displayNumber": phone.number,
-        "lastSeen": iso(phone.last_seen), "statusUpdatedAt": iso(phone.status_updated_at),
-        "reason": metadata.get("reason") or metadata.get("error"),
+        # Last seen: the phone's last message in or out, not when its status was last written.
+        "lastSeen": iso(phone.last_activity), "statusUpdatedAt": iso(phone.status_updated_at),
+        "pausedUntil": iso(phone.paused_until), "reason": phone.reason,
         "metadata": metadata,
     }
     if phone.is_wwebjs:
@@ -220,6 +231,16 @@ async def verify_cloud_phone(ctx: ProcessContext, company_id: str, phone_index: 
     }
     stored = cast("JsonObject", verification)  # a TypedDict of JSON values is a JSON object
     async with ctx.db.transaction() as conn:
+        current = await phones_store.get_phone_status(conn, company_id, phone_index)
+        if current is not None and live_status(current["status"], current["metadata"] or {}).status == "paused":
+            # The number is fine as Meta sees it, but its sending is still paused: verify never hides that.
+            await phones_store.set_phone_status(conn, company_id, phone_index, "paused",
+                                                metadata={**(current["metadata"] or {}), "verification": stored},
+                                                connection_type=phone.connection_type, process_name="meta")
+            await ctx.events.record("dashboard.phone.verify", {"companyId": company_id, "phoneIndex": phone_index,
+                                                               "qualityRating": verification["qualityRating"],
+                                                               "paused": True})
+            return verification
         await change_phone_status(conn, phone, "ready", reason="verified with the Cloud API",
                                   extra={"verification": stored})
         # change_phone_status writes only on a change; keep the latest check visible regardless.
@@ -231,3 +252,47 @@ async def verify_cloud_phone(ctx: ProcessContext, company_id: str, phone_index: 
     await ctx.events.record("dashboard.phone.verify", {"companyId": company_id, "phoneIndex": phone_index,
                                                        "qualityRating": verification["qualityRating"]})
     return verification
+
+
+class Resumed(TypedDict):
+    """A Cloud API phone's sending pause ended by an operator, and how many held messages were released."""
+
+    companyId: str
+    phoneIndex: int
+    resumed: bool
+    released: int
+
+
+async def resume_cloud_phone(ctx: ProcessContext, company_id: str, phone_index: int, *, by: str) -> Resumed:
+    """End a Cloud API phone's sending pause now: the pacer's hold, the phone's status and its waiting jobs.
+
+    The messages the pause held wait as delayed jobs (delayed until the pause's end); they
+    are promoted so that they go now, in the order the pacer lets them.
+    """
+    async with ctx.db.connection() as conn:
+        phone = await phones_store.get_phone(conn, company_id, phone_index)
+    if phone is None:
+        raise NotFound(f"phone {phone_index} of company {company_id} is not configured")
+    if phone.connection_type not in CLOUD_TYPES:
+        raise Conflict(f"phone {phone_index} uses {phone.connection_type or 'wwebjs'!r}: only Cloud API / 360dialog "
+                       "phones are paused by the Cloud API engine")
+    await Pacer(ctx.redis).resume_phone(company_id, phone_index)
+    released = await _release_held_jobs(ctx, company_id, phone_index)
+    async with ctx.db.transaction() as conn:
+        await change_phone_status(conn, phone, "pending",
+                                  reason=f"sending resumed by {by}; the phone shows connected once a message goes out")
+    await ctx.events.record("dashboard.phone.resume", {"companyId": company_id, "phoneIndex": phone_index, "by": by,
+                                                       "released": released}, "warning")
+    return {"companyId": company_id, "phoneIndex": phone_index, "resumed": True, "released": released}
+
+
+async def _release_held_jobs(ctx: ProcessContext, company_id: str, phone_index: int) -> int:
+    """Promote the phone's delayed send jobs (up to RELEASE_LIMIT); how many moved."""
+    queue = ctx.queues.queue(META_QUEUE)
+    try:
+        jobs = await queue.getJobs(["delayed"], 0, RELEASE_LIMIT - 1)
+        mine = [str(job.id) for job in jobs if (job.data or {}).get("companyId") == company_id
+                and (job.data or {}).get("phoneIndex") == phone_index]
+        return await promote(queue.backend, mine)
+    except (RedisError, OSError) as exc:
+        raise QueueUnavailable(f"releasing the held messages: Redis unavailable ({exc})") from exc

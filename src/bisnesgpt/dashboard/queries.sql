@@ -7,9 +7,11 @@ FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
 WHERE k.id = $1
 
 -- recent_events --
--- Process events of these severities ($1), of one process ($2) or all, newest first, at most $3.
+-- Process events of these severities ($1), of one process ($2) or all, newest first, at most $3;
+-- $4 'audit': operators' own actions only (dashboard.*), 'alerts': everything else, NULL: both.
 SELECT id, process_name, event_type, event_data, severity, timestamp FROM process_events
 WHERE severity = ANY($1::text[]) AND ($2::text IS NULL OR process_name = $2)
+  AND ($4::text IS NULL OR (event_type LIKE 'dashboard.%') = ($4 = 'audit'))
 ORDER BY id DESC LIMIT $3
 
 -- now_epoch --
@@ -171,10 +173,17 @@ WHERE ($1::text IS NULL OR company_id = $1) AND chat_id = $2
 ORDER BY id DESC LIMIT $3
 
 -- recent_messages --
--- The latest messages of company $1 (or any), in status $2 (or any), at most $3.
+-- The latest messages of company $1 (or any), newest first, at most $10, filtered (NULL: any):
+-- status $2, direction $3, engine (provider) $4, phone $5, created from $6 until $7, older than
+-- row id $8 (the next page), and id / provider id / chat / text containing $9 (an ILIKE pattern).
 SELECT * FROM messages
 WHERE ($1::text IS NULL OR company_id = $1) AND ($2::text IS NULL OR status = $2)
-ORDER BY id DESC LIMIT $3
+  AND ($3::text IS NULL OR direction = $3) AND ($4::text IS NULL OR provider = $4)
+  AND ($5::int IS NULL OR phone_index = $5)
+  AND ($6::timestamptz IS NULL OR created_at >= $6) AND ($7::timestamptz IS NULL OR created_at < $7)
+  AND ($8::bigint IS NULL OR id < $8)
+  AND ($9::text IS NULL OR message_id ILIKE $9 OR external_id ILIKE $9 OR chat_id ILIKE $9 OR content ILIKE $9)
+ORDER BY id DESC LIMIT $10
 
 -- message_deliveries --
 -- The tenant webhook deliveries of message $2's events (company $1, created since $3), in order.
@@ -201,3 +210,24 @@ WHERE ($1::text IS NULL OR company_id = $1)
 -- companies --
 -- Company $1 (or every company): id, name, status, by id.
 SELECT id, name, status FROM companies WHERE ($1::text IS NULL OR id = $1) ORDER BY id
+
+-- attention_backlogs --
+-- Phones of company $1 (or all) whose outbound messages wait: how many are unfinished and
+-- the oldest one's acceptance time, for phones whose oldest waits longer than $2 seconds.
+SELECT m.company_id, m.phone_index, count(*) AS waiting, min(m.created_at) AS oldest
+FROM messages m
+WHERE m.status IN ('accepted', 'queued', 'sending') AND m.direction = 'outbound'
+  AND ($1::text IS NULL OR m.company_id = $1)
+GROUP BY m.company_id, m.phone_index
+HAVING min(m.created_at) < now() - make_interval(secs => $2)
+ORDER BY min(m.created_at)
+
+-- attention_webhooks --
+-- Webhook endpoints of company $1 (or all) that are failing (a failure streak) or were
+-- disabled automatically after one.
+SELECT id, company_id, url, enabled, consecutive_failures, failing_since, last_failure_at, disabled_at,
+       disabled_reason
+FROM webhook_endpoints
+WHERE ($1::text IS NULL OR company_id = $1)
+  AND (failing_since IS NOT NULL OR (NOT enabled AND disabled_at IS NOT NULL))
+ORDER BY coalesce(failing_since, disabled_at)

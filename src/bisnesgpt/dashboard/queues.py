@@ -12,11 +12,12 @@ retried at all — that would send it twice — and the operator is told to remo
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from redis.exceptions import RedisError
 from typing_extensions import TypedDict
@@ -25,6 +26,7 @@ from bisnesgpt.api.schemas.common import JsonObject
 from bisnesgpt.core.errors import BisnesgptError, Conflict, NotFound, QueueUnavailable
 from bisnesgpt.dashboard.requeue import requeue_failed
 from bisnesgpt.db.queries import load_queries
+from bisnesgpt.infra.bullmq_worker import promote
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.node_jobs import parse_job_data
 from bisnesgpt.messaging.queues import ALL_QUEUES, META_QUEUE, QUEUES_BY_NAME, WWEBJS_QUEUE
@@ -37,12 +39,17 @@ SQL = load_queries("bisnesgpt.dashboard")
 SEND_QUEUES = frozenset({WWEBJS_QUEUE, META_QUEUE})
 COUNT_TYPES = ("waiting", "active", "delayed", "prioritized", "completed", "failed", "paused")
 RATE_WINDOW_MS = 60_000
+RECENT_WINDOW_MS = 3_600_000
 RATE_MAX_EVENTS = 20_000
+EVENTS_KEPT = 9_000  # BullMQ trims a queue's event stream to about 10,000 entries (maxLenEvents)
 REDIS_TIMEOUT_S = 5.0
 BULK_LIMIT = 1_000  # failed jobs retried / completed jobs cleaned per click
 SKIPPED_SHOWN = 50
 # What a job list shows of a job's data: ids and routing, never the message body.
 JOB_DATA_SHOWN = ("messageId", "companyId", "phoneIndex", "provider", "kind", "type")
+# What the queue browser shows of a job's options.
+JOB_OPTS_SHOWN = ("jobId", "attempts", "backoff", "delay", "priority", "removeOnComplete", "removeOnFail")
+LOG_LINES = 50
 T = TypeVar("T")
 
 
@@ -53,8 +60,23 @@ class Rates(TypedDict):
     failed: int
 
 
+class Recent(TypedDict):
+    """Jobs completed and failed in the last hour, from the queue's event stream.
+
+    Completed jobs are removed as they finish (a send job's id is its message id, and a
+    message's job may be added again), so ``counts.completed`` stays 0: this is what
+    "completed" means on the queues page. ``sinceMs`` is where the count starts: an hour
+    ago, or later when BullMQ trimmed the stream (then the numbers are lower bounds).
+    """
+
+    completed: int
+    failed: int
+    sinceMs: int
+    trimmed: bool
+
+
 class QueueView(TypedDict):
-    """A queue's counts by job state, paused flag, last-minute rates and who consumes it."""
+    """A queue's counts by job state, paused flag, recent and last-minute rates and who consumes it."""
 
     name: str
     jobName: str
@@ -62,6 +84,7 @@ class QueueView(TypedDict):
     paused: bool
     counts: dict[str, int]
     ratePerMinute: Rates
+    lastHour: Recent
     sendQueue: bool
 
 
@@ -99,6 +122,72 @@ class FailedJobsPage(TypedDict):
     total: int
     start: int
     jobs: list[FailedJob]
+
+
+JobState = Literal["waiting", "active", "delayed", "prioritized", "completed", "failed"]
+JOB_STATES: tuple[JobState, ...] = ("waiting", "active", "delayed", "prioritized", "completed", "failed")
+
+
+class JobDetail(TypedDict):
+    """A job as the queue browser shows it: data (ids only), options, attempts, times, error, stack and log."""
+
+    id: str
+    name: str
+    state: JobState
+    data: JsonObject
+    opts: JsonObject
+    attemptsMade: int
+    attempts: int
+    timestamp: int
+    processedOn: int | None
+    finishedOn: int | None
+    delayUntil: int | None
+    failedReason: str | None
+    stacktrace: list[str]
+    log: list[str]
+    message: JobMessage | None
+
+
+class JobsPage(TypedDict):
+    """A page of a queue's jobs in one state, newest first (``total``: after the filters)."""
+
+    queue: str
+    state: JobState
+    total: int
+    start: int
+    jobs: list[JobDetail]
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which failed jobs to show or retry: of a company, a phone, an error code (None: any)."""
+
+    company_id: str | None = None
+    phone_index: int | None = None
+    error_code: str | None = None
+
+    @property
+    def any(self) -> bool:
+        """Whether any filter is set."""
+        return self.company_id is not None or self.phone_index is not None or self.error_code is not None
+
+    def keeps(self, job: Any, message: store.MessageRecord | None) -> bool:
+        """Whether the job (and the message it sends, if known) passes the filter."""
+        data = job.data if isinstance(job.data, dict) else {}
+        company = message.company_id if message else data.get("companyId")
+        phone = message.phone_index if message else data.get("phoneIndex")
+        code = message.error_code if message and message.error_code else str(job.failedReason or "").split(":")[0]
+        return ((self.company_id is None or company == self.company_id)
+                and (self.phone_index is None or phone == self.phone_index)
+                and (self.error_code is None or code.strip() == self.error_code))
+
+
+class Promoted(TypedDict):
+    """A delayed job moved to waiting now."""
+
+    queue: str
+    jobId: str
+    promoted: bool
 
 
 class Retried(TypedDict):
@@ -192,27 +281,47 @@ class QueueAdmin:
         """Counts, paused flag and last-minute rates of every queue."""
         return list(await asyncio.gather(*(self.queue_view(spec.name) for spec in ALL_QUEUES)))
 
+    async def paused_queues(self) -> set[str]:
+        """The names of the queues that are paused now."""
+        names = [spec.name for spec in ALL_QUEUES]
+        flags = await self._redis("paused queues", lambda: asyncio.gather(*(self._queue(n).isPaused() for n in names)))
+        return {name for name, paused in zip(names, flags, strict=True) if paused}
+
     async def queue_view(self, name: str) -> QueueView:
         """One queue's counts, paused flag and last-minute rates (404 for an unknown name)."""
         queue = self._queue(name)
         counts = await self._redis(f"counts of {name}", lambda: queue.getJobCounts(*COUNT_TYPES))
         paused = await self._redis(f"state of {name}", queue.isPaused)
-        rates = await self._redis(f"rate of {name}", lambda: self._rates(name))
+        rates, recent = await self._redis(f"rate of {name}", lambda: self._rates(name))
         spec = QUEUES_BY_NAME[name]
         return {"name": name, "jobName": spec.job_name, "consumer": spec.process_name, "paused": bool(paused),
                 "counts": {t: int(counts.get(t, 0) or 0) for t in COUNT_TYPES}, "ratePerMinute": rates,
-                "sendQueue": name in SEND_QUEUES}
+                "lastHour": recent, "sendQueue": name in SEND_QUEUES}
 
-    async def _rates(self, name: str) -> Rates:
-        """Jobs completed / failed in the last minute, from the queue's event stream."""
-        since = int(time.time() * 1000) - RATE_WINDOW_MS
+    async def _rates(self, name: str) -> tuple[Rates, Recent]:
+        """Jobs completed / failed in the last minute and the last hour, from the queue's event stream."""
+        now = int(time.time() * 1000)
+        minute_ago, hour_ago = now - RATE_WINDOW_MS, now - RECENT_WINDOW_MS
         key = f"{self.ctx.queues.prefix}:{name}:events"
-        entries = await self.ctx.redis.xrevrange(key, "+", f"{since}-0", count=RATE_MAX_EVENTS)
-        seen: Counter[str] = Counter()
-        for _entry_id, fields in entries:
+        entries = await self.ctx.redis.xrevrange(key, "+", f"{hour_ago}-0", count=RATE_MAX_EVENTS)
+        minute: Counter[str] = Counter()
+        hour: Counter[str] = Counter()
+        oldest = now
+        for entry_id, fields in entries:
             event = fields.get(b"event") or fields.get("event")
-            seen[event.decode() if isinstance(event, bytes) else str(event)] += 1
-        return {"completed": seen["completed"], "failed": seen["failed"]}
+            name_ = event.decode() if isinstance(event, bytes) else str(event)
+            at = _entry_ms(entry_id)
+            oldest = min(oldest, at)
+            hour[name_] += 1
+            if at >= minute_ago:
+                minute[name_] += 1
+        # The stream starts after an hour ago although it is as long as BullMQ keeps it: it was trimmed.
+        first = await self.ctx.redis.xrange(key, "-", "+", count=1) if entries else []
+        trimmed = len(entries) >= RATE_MAX_EVENTS or bool(
+            first and _entry_ms(first[0][0]) > hour_ago and await self.ctx.redis.xlen(key) >= EVENTS_KEPT)
+        since = max(hour_ago, oldest) if trimmed else hour_ago
+        return ({"completed": minute["completed"], "failed": minute["failed"]},
+                {"completed": hour["completed"], "failed": hour["failed"], "sinceMs": since, "trimmed": trimmed})
 
     async def failed_jobs(self, name: str, *, start: int = 0, limit: int = 50) -> FailedJobsPage:
         """Failed jobs, newest first, with their error, attempts and (send queues) message."""
@@ -242,7 +351,71 @@ class QueueAdmin:
             })
         return {"queue": name, "total": int(total), "start": start, "jobs": out}
 
+    async def jobs(self, name: str, state: JobState, *, start: int = 0, limit: int = 20,
+                   filters: JobFilter | None = None) -> JobsPage:
+        """A page of the queue's jobs in ``state``, newest first, in full (filters: failed jobs only)."""
+        queue = self._queue(name)
+        filters = filters or JobFilter()
+        if filters.any:
+            # Filtering needs each job's message: read up to BULK_LIMIT, filter, then page.
+            jobs = await self._redis(f"{state} jobs of {name}", lambda: queue.getJobs([state], 0, BULK_LIMIT - 1))
+            messages = await self._messages(name, jobs)
+            kept = [j for j in jobs if filters.keeps(j, messages.get(self._ref(j) or ""))]
+            total, page = len(kept), kept[start:start + limit]
+        else:
+            page = await self._redis(f"{state} jobs of {name}",
+                                     lambda: queue.getJobs([state], start, start + limit - 1))
+            total = int(await self._redis(f"counts of {name}", lambda: queue.getJobCountByTypes(state)))
+            messages = await self._messages(name, page)
+        out: list[JobDetail] = []
+        for job in page:
+            logs = await self._redis(f"log of {job.id}", functools.partial(queue.getJobLogs, str(job.id), 0,
+                                                                           LOG_LINES - 1))
+            record = messages.get(self._ref(job) or "")
+            opts = job.opts or {}
+            delay = int(opts.get("delay") or 0)
+            out.append({
+                "id": str(job.id), "name": job.name, "state": state, "data": _job_data_view(job.data),
+                "opts": {k: opts[k] for k in JOB_OPTS_SHOWN if k in opts},
+                "attemptsMade": job.attemptsMade, "attempts": int(opts.get("attempts") or 1),
+                "timestamp": job.timestamp, "processedOn": job.processedOn or None,
+                "finishedOn": job.finishedOn or None,
+                "delayUntil": (job.timestamp + delay) if state == "delayed" and delay else None,
+                "failedReason": job.failedReason or None, "stacktrace": list(job.stacktrace or []),
+                "log": [str(line) for line in (logs or {}).get("logs", [])],
+                "message": None if record is None else _job_message(record),
+            })
+        return {"queue": name, "state": state, "total": total, "start": start, "jobs": out}
+
+    def _ref(self, job: Any) -> str | None:
+        try:
+            return parse_job_data(job.id, job.data or {}).message_id
+        except ValueError:
+            return None
+
+    async def _messages(self, name: str, jobs: list[Any]) -> dict[str, store.MessageRecord]:
+        """The messages these send jobs carry, by message id (none for other queues)."""
+        refs = {ref for ref in map(self._ref, jobs) if ref is not None}
+        if name not in SEND_QUEUES or not refs:
+            return {}
+        rows = await self.ctx.db.fetch(SQL.messages_by_ids, list(refs))
+        return {r["message_id"]: store.MessageRecord.from_row(r) for r in rows}
+
     # --- actions ----------------------------------------------------------------------------
+
+    async def promote(self, name: str, job_id: str, by: str) -> Promoted:
+        """Move a delayed job to waiting now."""
+        queue = self._queue(name)
+        state = await self._redis(f"state of {job_id}", lambda: queue.getJobState(job_id))
+        if state in (None, "unknown"):
+            raise NotFound(f"no job {job_id!r} in {name}")
+        if state != "delayed":
+            raise Conflict(f"job {job_id!r} is {state}, not delayed: only delayed jobs can be promoted")
+        moved = await self._redis(f"promote {job_id}", lambda: promote(queue.backend, [job_id]))
+        if not moved:
+            raise Conflict(f"job {job_id!r} could not be promoted (it moved meanwhile)")
+        await self.ctx.events.record("dashboard.queue.promote", {"queue": name, "jobId": job_id, "by": by})
+        return {"queue": name, "jobId": job_id, "promoted": True}
 
     async def retry(self, name: str, job_id: str, by: str) -> Retried:
         """Retry one failed job (re-queueing its message first for send queues)."""
@@ -254,10 +427,14 @@ class QueueAdmin:
                                                                "messageRequeued": requeued})
         return {"queue": name, "jobId": job_id, "retried": True, "messageRequeued": requeued}
 
-    async def retry_all_failed(self, name: str, by: str) -> BulkRetried:
-        """Retry every failed job (up to ``BULK_LIMIT``); a job that cannot be retried is skipped, with why."""
+    async def retry_all_failed(self, name: str, by: str, filters: JobFilter | None = None) -> BulkRetried:
+        """Retry every failed job (up to ``BULK_LIMIT``; only those the filters keep); a job that cannot
+        be retried is skipped, with why."""
         queue = self._queue(name)
         jobs = await self._redis(f"failed jobs of {name}", lambda: queue.getJobs(["failed"], 0, BULK_LIMIT - 1))
+        if filters is not None and filters.any:
+            messages = await self._messages(name, jobs)
+            jobs = [j for j in jobs if filters.keeps(j, messages.get(self._ref(j) or ""))]
         result = BulkResult()
         for job in jobs:
             try:
@@ -348,6 +525,12 @@ class QueueAdmin:
                 raise Conflict(f"message {record.message_id} is already {record.status}: retrying its job would "
                                "not send it again (remove the job instead)")
         return False
+
+
+def _entry_ms(entry_id: object) -> int:
+    """The time (epoch ms) of a Redis stream entry id ``<ms>-<seq>``."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return int(text.split("-")[0])
 
 
 def _job_message(record: store.MessageRecord) -> JobMessage:

@@ -102,7 +102,7 @@ CREATE TABLE phone_status (
     phone_index      INTEGER NOT NULL DEFAULT 0,
     status           TEXT NOT NULL DEFAULT 'pending' CHECK (status IN (
                          'initializing', 'qr', 'pairing_code', 'authenticated', 'ready',
-                         'error', 'disconnected', 'pending')),
+                         'error', 'disconnected', 'pending', 'paused')),
     phone_number     TEXT,
     last_seen        TIMESTAMPTZ,
     metadata         JSONB NOT NULL DEFAULT '{}'::jsonb,

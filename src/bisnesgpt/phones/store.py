@@ -19,7 +19,7 @@ SQL = load_queries("bisnesgpt.phones")
 PhoneConfigStatus = Literal["pending", "ready", "active", "disconnected", "error", "disabled"]
 """The configuration's own status (``phone_configs.status``), set by operators and on onboarding."""
 PhoneStatus = Literal["initializing", "qr", "pairing_code", "authenticated", "ready", "error", "disconnected",
-                      "pending"]
+                      "pending", "paused"]
 """The live connection status an engine reports (``phone_status.status``)."""
 PHONE_CONFIG_STATUSES: tuple[PhoneConfigStatus, ...] = get_args(PhoneConfigStatus)
 

@@ -288,6 +288,12 @@ class DeliveryWorker:
         else:
             log.info("webhooks: delivery %d attempt %d failed (%s); next at %s", item.id, item.attempts,
                      result.error, outcome.next_attempt_at)
+        if outcome.consecutive_failures == 1 and outcome.endpoint_id is not None:
+            # A failure streak starts (a success resets it): one alert, not one per failed delivery.
+            await self.events.record("webhook_endpoint_failing", {
+                "endpointId": outcome.endpoint_id, "companyId": outcome.company_id, "url": outcome.url,
+                "lastStatusCode": result.status_code, "lastError": result.error,
+            }, "warning")
         if outcome.just_disabled:
             metrics.AUTO_DISABLED.inc()
             await self.events.record("webhook_endpoint_disabled", {

@@ -89,7 +89,7 @@ class PhoneBotStatus(BaseModel):
 
     phoneIndex: int
     status: str = Field(description="initializing | qr | pairing_code | authenticated | ready | error | "
-                                    "disconnected | pending | not_configured")
+                                    "disconnected | pending | paused | not_configured")
     connectionType: str
     processName: str | None
     configured: bool
@@ -98,6 +98,8 @@ class PhoneBotStatus(BaseModel):
     phoneInfo: str | None = Field(description="The phone's number once known")
     lastSeen: str | None
     error: str | None
+    pausedUntil: str | None = Field(None, description="While status is 'paused' (a Cloud API phone after "
+                                                       "368 / 131031): when sending resumes (ISO 8601)")
 
 
 class BotStatus(BaseModel):

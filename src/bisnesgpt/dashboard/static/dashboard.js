@@ -13,6 +13,28 @@
   const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const handlers = {};
 
+  /* Focus stays on the acted-on element: the page re-renders after an action, so remember the
+     button by its action and the row or card it belongs to, and focus its replacement (or the
+     first action of the same row / card when the action changed, e.g. pause -> resume). */
+  const SCOPES = ["phone", "queue", "job", "process", "messageId"];
+  function focusAnchor(node) {
+    if (!node || node === document.body) return null;
+    const scope = node.closest(SCOPES.map((k) => "[data-" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()) + "]").join(","));
+    if (!scope) return null;
+    const key = SCOPES.find((k) => scope.dataset[k] !== undefined);
+    return { key, value: scope.dataset[key], action: node.dataset ? node.dataset.action : undefined };
+  }
+  function restoreFocus(anchor) {
+    if (!anchor) return;
+    const attr = "data-" + anchor.key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+    const scope = document.querySelector("[" + attr + '="' + CSS.escape(anchor.value) + '"]');
+    if (!scope) return;
+    const target = (anchor.action && scope.querySelector('[data-action="' + CSS.escape(anchor.action) + '"]:not([disabled])'))
+      || scope.querySelector("button[data-action]:not([disabled])") || scope;
+    if (target === scope && !scope.hasAttribute("tabindex")) scope.setAttribute("tabindex", "-1");
+    target.focus();
+  }
+
   const BG = {
     kind: body.dataset.kind,
     company: body.dataset.company || null,
@@ -28,13 +50,18 @@
                      credentials: "same-origin" };
       if (init.method !== "GET") {
         init.headers["X-CSRF-Token"] = csrf;
-        init.headers["Content-Type"] = "application/json";
-        init.body = JSON.stringify(options.body || {});
+        // No body unless there is one: a route that takes none (or a typed body) must not get stray fields.
+        if (options.body !== undefined) {
+          init.headers["Content-Type"] = "application/json";
+          init.body = JSON.stringify(options.body);
+        }
       }
       const response = await fetch(path, init);
       if (response.status === 401) {
         window.location.href = "/dashboard/login?next=" + encodeURIComponent(location.pathname + location.search);
-        throw new Error("signed out");
+        const error = new Error("signed out");
+        error.status = 401;
+        throw error;
       }
       const text = await response.text();
       let data = null;
@@ -113,13 +140,18 @@
       BG._toastTimer = setTimeout(() => { toast.hidden = true; }, kind === "error" ? 8000 : 4000);
     },
 
-    /* Run an action: confirm (if asked), POST, toast the outcome, reload the page data. */
+    /* Run an action: confirm (if asked), POST, toast the outcome, reload the page data.
+       `confirm: true` is sent only for an action the operator confirmed in the dialog: routes
+       with a typed body (a pairing code's phone number) refuse fields they do not know. */
     async act(path, { confirmText, okLabel, payload, done } = {}) {
+      const acted = focusAnchor(document.activeElement);
       if (confirmText && !(await BG.confirm(confirmText, okLabel))) return null;
+      const body = confirmText ? Object.assign({ confirm: true }, payload || {}) : payload;
       try {
-        const result = await BG.post(path, Object.assign({ confirm: true }, payload || {}));
+        const result = await BG.post(path, body);
         BG.toast(done ? done(result) : "Done", "ok");
         if (BG.load) await BG.load();
+        restoreFocus(acted);
         return result;
       } catch (error) {
         BG.toast(error.message, "error");
@@ -151,16 +183,63 @@
   };
   window.BG = BG;
 
+  /* --- page data: (re)loading, the error banner, stale marks ---------------------------- */
+  const main = document.getElementById("main");
+  const banner = document.getElementById("banner");
+  let lastGood = null;
+
+  /* The page's data could not be read: a lasting banner (until a read succeeds) with a retry.
+     `unreachable`: no answer at all (the api process is gone), not an error answer. */
+  function showProblem(error) {
+    const unreachable = !error || error.status === undefined;
+    if (unreachable) BG.emit("unreachable", error);
+    if (!banner || (error && error.status === 401)) return;
+    banner.dataset.kind = unreachable ? "unreachable" : "error";
+    document.getElementById("banner-text").textContent = (unreachable
+      ? "The API is not answering" : "The API answered with an error: " + error.message)
+      + (lastGood ? ". Showing data from " + new Date(lastGood).toLocaleTimeString() + "." : ".");
+    banner.hidden = false;
+    main.dataset.stale = "true";
+  }
+
+  function markFresh() {
+    lastGood = Date.now();
+    if (banner) banner.hidden = true;
+    if (BG.liveState === "live" || !window.EventSource) delete main.dataset.stale;
+  }
+
+  /* Read the page's data again (BG.load), keeping the banner and stale marks truthful. */
+  BG.refresh = async function () {
+    if (!BG.load) return;
+    try {
+      await BG.load();
+      markFresh();
+      loadAttention();
+    } catch (error) {
+      showProblem(error);
+    }
+  };
+
+  if (banner) document.getElementById("banner-retry").addEventListener("click", () => BG.refresh());
+
   /* --- the live stream --------------------------------------------------------------- */
   const indicator = document.getElementById("live");
   const LABELS = { connecting: "connecting…", live: "● live", reconnecting: "reconnecting…" };
   let pollTimer = null;
 
   function setState(state) {
+    const was = BG.liveState;
     BG.liveState = state;
     if (indicator) { indicator.dataset.state = state; indicator.textContent = LABELS[state] || state; }
-    if (state === "live") { clearInterval(pollTimer); pollTimer = null; }
-    else if (!pollTimer) pollTimer = setInterval(() => { if (BG.load) BG.load().catch(() => {}); }, 15000);
+    if (state === "live") {
+      clearInterval(pollTimer);
+      pollTimer = null;
+      if (banner && banner.hidden) delete main.dataset.stale;
+    } else if (state === "reconnecting") {
+      main.dataset.stale = "true";  // what the page shows is no longer kept up to date
+      if (was !== "reconnecting") BG.refresh();  // does the API still answer, or is it gone?
+      if (!pollTimer) pollTimer = setInterval(() => BG.refresh(), 15000);
+    }
   }
 
   function connect() {
@@ -169,7 +248,7 @@
     let dropped = false;
     source.onopen = () => {
       setState("live");
-      if (dropped && BG.load) BG.load().catch(() => {});  // catch up on what was missed
+      if (dropped) BG.refresh();  // catch up on what was missed
       dropped = false;
     };
     source.onerror = () => {
@@ -177,6 +256,9 @@
       setState("reconnecting");
       if (source.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
     };
+    source.addEventListener("hello", (event) => {
+      try { BG.servedBy = JSON.parse(event.data).servedBy || null; } catch (_) { /* keep the last one */ }
+    });
     ["hello", "overview", "process", "queues", "session"].forEach((name) => {
       source.addEventListener(name, (event) => {
         let data = null;
@@ -186,9 +268,55 @@
     });
   }
 
+  /* Every table cell carries its column's name (data-label): on a narrow screen a row is shown
+     as a block of labelled cells (dashboard.css). Tables are re-rendered often, so watch them. */
+  function labelCells(root) {
+    root.querySelectorAll("table.table").forEach((table) => {
+      const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+      table.querySelectorAll("tbody tr").forEach((row) => [...row.children].forEach((cell, i) => {
+        if (heads[i] && cell.dataset.label !== heads[i]) cell.dataset.label = heads[i];
+      }));
+    });
+  }
+
+  /* --- the attention strip (every page) ------------------------------------------------ */
+  const ATTENTION_MS = 10000;
+
+  async function loadAttention() {
+    const box = document.getElementById("attention");
+    if (!box) return;
+    let data;
+    try { data = await BG.api("/dashboard/api/attention"); } catch (_) { return; }  // the banner tells
+    const count = document.getElementById("attention-count");
+    count.dataset.status = data.items.some((i) => i.severity === "error") ? "error" : data.items.length ? "warning" : "healthy";
+    count.textContent = data.items.length ? String(data.items.length) : "nothing";
+    box.dataset.state = data.status;
+    box.dataset.worst = data.items.some((i) => i.severity === "error") ? "error" : "warning";
+    document.getElementById("attention-items").replaceChildren(...data.items.map((item) => BG.el("li", {
+        dataset: { kind: item.kind, severity: item.severity, company: item.companyId,
+                   phone: item.phoneIndex === null ? "" : String(item.phoneIndex) } },
+      BG.badge(item.severity, item.severity), " ",
+      BG.el("a", { href: item.link }, item.title),
+      item.detail ? BG.el("span", { class: "small" }, " — " + item.detail) : null)));
+    BG.emit("attention", data);
+  }
+  BG.loadAttention = loadAttention;
+
+  /* Relative times ("3m 5s ago") keep ticking: every element with data-ago is re-written. */
+  function tick() {
+    document.querySelectorAll("[data-ago]").forEach((node) => { node.textContent = BG.fmt.ago(node.dataset.ago); });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    setInterval(tick, 5000);
+    loadAttention();
+    setInterval(loadAttention, ATTENTION_MS);
+    if (main) {
+      labelCells(main);
+      new MutationObserver(() => labelCells(main)).observe(main, { childList: true, subtree: true });
+    }
     setState("connecting");
-    if (BG.load) BG.load().catch((error) => BG.toast(error.message, "error"));
+    BG.refresh();
     if (window.EventSource) connect(); else setState("reconnecting");
   });
 })();

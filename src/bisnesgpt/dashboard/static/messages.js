@@ -1,4 +1,5 @@
-/* Messages: find by id, provider id or chat; a message's timeline, error and webhook deliveries. */
+/* Messages: a live list filtered by status, direction, engine, phone and time, paged; found by id,
+   provider id, chat or part of a text; a message's timeline, error and webhook deliveries. */
 "use strict";
 
 (function () {
@@ -15,23 +16,62 @@
     BG.preset(companySelect, "company");
   }
 
-  async function search() {
-    const query = new URLSearchParams();
-    if (companySelect.value) query.set("company", companySelect.value);
-    if (input.value.trim()) query.set("q", input.value.trim());
-    const data = await BG.api("/dashboard/api/messages?" + query);
-    document.getElementById("results-title").textContent = input.value.trim()
-      ? data.data.length + " message(s) matching " + (data.matchedBy === "chat" ? "the chat" : "the id") : "Latest messages";
-    const tbody = document.querySelector("#results tbody");
-    tbody.replaceChildren(...(data.data.length ? data.data.map((m) => el("tr", {
+  const filterControls = ["status", "direction", "engine", "phone", "since", "until"].map((name) =>
+    BG.preset(document.getElementById("f-" + name), name));
+  let next = null;  // the cursor of the next (older) page
+
+  function query(before) {
+    const q = new URLSearchParams();
+    if (companySelect.value) q.set("company", companySelect.value);
+    if (input.value.trim()) q.set("q", input.value.trim());
+    filterControls.forEach((control) => {
+      const value = control.value.trim();
+      if (!value) return;
+      // datetime-local is the browser's local time: send it as an instant.
+      q.set(control.name, control.type === "datetime-local" ? new Date(value).toISOString() : value);
+    });
+    if (before) q.set("before", String(before));
+    return q;
+  }
+
+  function row(m) {
+    return el("tr", {
         class: "clickable", tabindex: 0, dataset: { messageId: m.messageId, companyId: m.companyId },
         onclick: () => show(m.companyId, m.messageId),
         onkeydown: (e) => { if (e.key === "Enter") show(m.companyId, m.messageId); } },
       el("td", { class: "small" }, fmt.time(m.createdAt)), el("td", {}, m.companyId + " / " + m.phoneIndex),
       el("td", { class: "mono small" }, m.chatId), el("td", {}, m.direction === "inbound" ? "in" : "out"),
-      el("td", {}, m.type), el("td", {}, badge(m.status, m.status), m.errorCode ? el("span", { class: "small error" }, " " + m.errorCode) : null)))
-      : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No messages found."))]));
+      el("td", {}, m.type), el("td", {}, badge(m.status, m.status), m.errorCode ? el("span", { class: "small error" }, " " + m.errorCode) : null),
+      el("td", { class: "small preview" }, m.content || ""));
   }
+
+  const TITLES = { id: "the id", chat: "the chat", text: "the text" };
+  let asked = 0;  // answers to an older request (the 5 s re-read, a previous search) are dropped
+  async function search(more) {
+    const mine = ++asked;
+    const q = query(more ? next : null);
+    const data = await BG.api("/dashboard/api/messages?" + q);
+    if (mine !== asked) return;
+    const tbody = document.querySelector("#results tbody");
+    const rows = data.data.map(row);
+    if (more) tbody.append(...rows);
+    else {
+      document.getElementById("results-title").textContent = q.has("q")
+        ? data.data.length + (data.next ? "+" : "") + " message(s) matching " + TITLES[data.matchedBy] : "Latest messages";
+      tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No messages found."))]));
+    }
+    next = data.next;
+    document.getElementById("more").hidden = !next;
+    document.getElementById("results").dataset.shown = q.toString();  // what the list shows now
+  }
+
+  /* The first page is live: new messages appear at the top while it is shown (not while paging). */
+  setInterval(() => {
+    if (document.hidden) return;
+    const tbody = document.querySelector("#results tbody");
+    if (tbody.children.length > 50) return;  // the operator paged on: leave the list alone
+    search(false).catch(() => {});
+  }, 5000);
 
   async function show(companyId, messageId) {
     const m = await BG.api("/dashboard/api/messages/" + encodeURIComponent(companyId) + "/" + encodeURIComponent(messageId));
@@ -77,6 +117,8 @@
     else if (params.get("id") && BG.company) await show(BG.company, params.get("id"));
   };
 
-  form.addEventListener("submit", (event) => { event.preventDefault(); search().catch((e) => BG.toast(e.message, "error")); });
-  companySelect.addEventListener("change", () => search().catch((e) => BG.toast(e.message, "error")));
+  form.addEventListener("submit", (event) => { event.preventDefault(); search(false).catch((e) => BG.toast(e.message, "error")); });
+  companySelect.addEventListener("change", () => search(false).catch((e) => BG.toast(e.message, "error")));
+  filterControls.forEach((control) => control.addEventListener("change", () => search(false).catch((e) => BG.toast(e.message, "error"))));
+  document.getElementById("more").addEventListener("click", () => search(true).catch((e) => BG.toast(e.message, "error")));
 })();

@@ -43,6 +43,10 @@
 
   function cloudActions(phone) {
     return el("div", { class: "actions" },
+      phone.status === "paused" ? el("button", { dataset: { action: "resume" }, onclick: () => BG.act(path(phone, "/resume"), {
+        confirmText: "Resume sending for phone " + phone.phoneIndex + " of " + phone.companyId + " now? Meta paused it ("
+          + (phone.reason || "account restricted") + "); sending again early may be refused again.",
+        okLabel: "Resume", done: (r) => "sending resumed; " + r.released + " held message(s) released" }) }, "resume") : null,
       phone.connectionType === "360dialog" ? null : el("button", { dataset: { action: "verify" }, onclick: () => BG.act(path(phone, "/verify"), {
         done: (r) => "verified: quality " + (r.verification.qualityRating || "?") }) }, "verify"),
       el("button", { class: "danger", dataset: { action: "remove" }, onclick: () => BG.act(path(phone, "/remove"), {
@@ -50,10 +54,21 @@
         okLabel: "Remove", done: () => "phone removed" }) }, "remove"));
   }
 
+  /* What the badge says: a Cloud API phone is "connected" while its sends succeed, "paused until HH:MM". */
+  function statusText(phone) {
+    if (phone.status === "paused" && phone.pausedUntil) {
+      return "paused until " + new Date(phone.pausedUntil).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    }
+    if (phone.kind === "cloud" && phone.status === "ready") return "connected";
+    return phone.status.replace("_", " ");
+  }
+
   function card(phone) {
     const v = phone.verification;
     const rows = [
-      ["Type", phone.connectionType], ["Number", phone.displayNumber || "–"], ["Last seen", fmt.ago(phone.lastSeen)],
+      ["Type", phone.connectionType], ["Number", phone.displayNumber || "–"],
+      ["Last seen", phone.lastSeen ? el("span", { dataset: { ago: phone.lastSeen, field: "last-seen" } }, fmt.ago(phone.lastSeen))
+                                   : el("span", { dataset: { field: "last-seen" } }, "no messages yet")],
     ];
     if (phone.kind === "wwebjs") {
       rows.push(["Wanted", phone.desiredState], ["Owner", phone.owner || "–"]);
@@ -63,28 +78,58 @@
       if (v && v.ok) rows.push(["Verified name", v.verifiedName || "–"], ["Quality", v.qualityRating || "–"],
                                ["2-step verification", v.codeVerificationStatus || "–"], ["Checked", fmt.ago(v.checkedAt)]);
     }
-    return el("article", { class: "card phone", dataset: { phone: phone.companyId + ":" + phone.phoneIndex, status: phone.status, kind: phone.kind } },
-      el("header", {}, el("h3", {}, phone.companyName + " · phone " + phone.phoneIndex), badge(phone.status, phone.status.replace("_", " "))),
+    return el("article", { class: "card phone", id: "phone-" + phone.companyId + "-" + phone.phoneIndex, dataset: { phone: phone.companyId + ":" + phone.phoneIndex, status: phone.status, kind: phone.kind } },
+      el("header", {}, el("h3", {}, phone.companyName + " · phone " + phone.phoneIndex), badge(phone.status, statusText(phone))),
       el("dl", { class: "fields" }, rows.map(([label, value]) => el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value)))),
       phone.reason && phone.status !== "ready" ? el("p", { class: "small error" }, phone.reason) : null,
       phone.kind === "wwebjs" ? qrBlock(phone) : null,
       phone.kind === "wwebjs" ? wwebjsActions(phone) : cloudActions(phone));
   }
 
+  /* Worst first: broken, then paused, then waiting to be linked / unknown, then connected. */
+  const RANK = { error: 0, disconnected: 0, paused: 1, qr: 2, pairing_code: 2, initializing: 3, authenticated: 3,
+                 pending: 3, ready: 4 };
+  const rank = (phone) => (RANK[phone.status] ?? 3);
+  const ACTIVE_MS = 15 * 60 * 1000;
+  /* What each count tile shows when pressed (the same rules as the counts). */
+  const TILE_FILTERS = {
+    total: () => true,
+    connected: (p) => p.status === "ready",
+    meta: (p) => p.kind === "cloud",
+    wwebjs: (p) => p.kind === "wwebjs",
+    disconnected: (p) => p.status === "disconnected" || p.status === "error",
+    activeNow: (p) => !!p.lastSeen && Date.now() - new Date(p.lastSeen).getTime() < ACTIVE_MS,
+  };
+  let tile = "total";
+  let lastPhones = [];
+
   function renderCounts(counts) {
     document.getElementById("counts").replaceChildren(...COUNT_LABELS.map(([key, label]) =>
-      el("div", { class: "tile", dataset: { count: key } }, el("strong", {}, counts[key]), el("span", {}, label))));
+      el("button", { type: "button", class: "tile", "aria-pressed": String(tile === key), dataset: { count: key },
+                     title: "show " + label.toLowerCase() + " phones only",
+                     onclick: () => { tile = tile === key && key !== "total" ? "total" : key; renderCards(); } },
+        el("strong", {}, counts[key]), el("span", {}, label))));
+  }
+
+  function renderCards() {
+    document.querySelectorAll("#counts [data-count]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.count === tile)));
+    const shown = lastPhones.filter(TILE_FILTERS[tile]).sort((a, b) => rank(a) - rank(b));
+    cardsBox.dataset.filter = tile;
+    cardsBox.replaceChildren(...(shown.length ? shown.map(card)
+      : [el("p", { class: "muted" }, lastPhones.length ? "No phones match this tile." : "No phones configured" + (companySelect.value ? " for this company." : "."))]));
   }
 
   BG.load = async function () {
     const query = new URLSearchParams();
-    if (companySelect.value) query.set("company", companySelect.value);
+    // Before the company list is filled, the page's ?company= (a link from the attention strip) applies.
+    const company = companySelect.value || (companyFilter.unfilled() ? BG.params.get("company") : null);
+    if (company) query.set("company", company);
     if (typeSelect.value) query.set("type", typeSelect.value);
     const data = await BG.api("/dashboard/api/phones?" + query);
     renderCounts(data.counts);
-    if (companyFilter.unfilled()) companyFilter.fill(data.companies);
-    cardsBox.replaceChildren(...(data.phones.length ? data.phones.map(card)
-      : [el("p", { class: "muted" }, "No phones configured" + (companySelect.value ? " for this company." : "."))]));
+    if (companyFilter.unfilled()) { companyFilter.fill(data.companies); BG.preset(companySelect, "company"); }
+    lastPhones = data.phones;
+    renderCards();
   };
 
   /* A session changed: update its card in place (status, QR, pairing code); unknown cards reload the list. */
@@ -92,7 +137,10 @@
     const key = event.companyId + ":" + event.phoneIndex;
     const node = cardsBox.querySelector(`[data-phone="${CSS.escape(key)}"]`);
     if (!node) return;
-    BG.api(path(event, "")).then((phone) => { node.replaceWith(card(phone)); }).catch(() => {});
+    BG.api(path(event, "")).then((phone) => {
+      lastPhones = lastPhones.map((p) => (p.companyId === phone.companyId && p.phoneIndex === phone.phoneIndex ? phone : p));
+      node.replaceWith(card(phone));
+    }).catch(() => {});
   });
 
   companySelect.addEventListener("change", () => BG.load().catch((e) => BG.toast(e.message, "error")));

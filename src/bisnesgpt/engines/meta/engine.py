@@ -10,7 +10,8 @@ onto the helper's outcomes:
 =====================================  ==========================================================
 Graph answer                           outcome
 =====================================  ==========================================================
-200                                    ``sent`` with the wamid as ``external_id``
+200                                    ``sent`` with the wamid as ``external_id``; the phone
+                                       is ``ready`` (connected)
 4, 80007, 130429, 131000, 131016,      retry with exponential backoff and jitter, at least the
 131057, 133004, 5xx, timeouts          ``X-Business-Use-Case-Usage`` regain time; ``failed``
                                        with the last code after ``META`` queue attempts
@@ -18,7 +19,8 @@ Graph answer                           outcome
                                        the message is delayed without using an attempt
 190, 0                                 ``failed``; the phone is marked ``error`` with the reason
 368, 131031                            ``failed``; the phone's sending is paused for
-                                       ``META_PHONE_PAUSE_SECONDS`` and a critical event recorded
+                                       ``META_PHONE_PAUSE_SECONDS`` (status ``paused`` with
+                                       ``pausedUntil``) and a critical event recorded
 anything else (100, 131026, 132xxx…)   ``failed`` with the code and title
 =====================================  ==========================================================
 """
@@ -29,6 +31,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import SecretBox
@@ -58,6 +61,9 @@ from bisnesgpt.phones.store import PhoneConfig
 
 # Waits longer than this at the gate are served by delaying the job instead of holding a worker slot.
 MAX_GATE_WAIT_MS = 1_000
+# A phone recorded connected is not recorded again by this process for this long (seconds).
+CONNECTED_RECHECK_S = 30.0
+CONNECTED_REASON = "messages are being sent"
 
 
 def retry_key(message: MessageRecord) -> str:
@@ -101,6 +107,9 @@ class MetaEngine:
     box: SecretBox
     process_limiter: ProcessRateLimiter | None = None
     held: int = field(default=0, init=False)  # jobs waiting in this process for a near slot
+    # Phones this process recorded as connected, and when (monotonic): a send that succeeds
+    # records ``ready`` at most once per CONNECTED_RECHECK_S per phone, not once per message.
+    _connected: dict[tuple[str, int], float] = field(default_factory=dict, init=False)
 
     async def _phone(self, message: MessageRecord) -> PhoneConfig:
         phone = await self.phones.get(message.company_id, message.phone_index)
@@ -156,6 +165,7 @@ class MetaEngine:
         except PermanentGraphError as exc:
             raise _permanent(exc) from exc
         await self.pacer.clear_recipient_backoff(message.company_id, message.phone_index, message.contact)
+        await self._connected_now(phone)
         return SendReceipt(external_id=sent.wamid, detail=_receipt_detail(creds, sent.wa_id, sent.message_status))
 
     async def _pace(self, message: MessageRecord, phone: PhoneConfig) -> None:
@@ -221,7 +231,18 @@ class MetaEngine:
         raise RetryableSendError(exc.detail, code=exc.code_text, title=exc.error_title, retry_after_ms=delay,
                                  details=exc.error) from exc
 
+    async def _connected_now(self, phone: PhoneConfig) -> None:
+        """A send went through: the phone is connected (``ready``), whatever it showed before."""
+        key = (phone.company_id, phone.phone_index)
+        now = time.monotonic()
+        if now - self._connected.get(key, -CONNECTED_RECHECK_S) < CONNECTED_RECHECK_S:
+            return
+        self._connected[key] = now
+        async with self.db.transaction() as conn:
+            await change_phone_status(conn, phone, "ready", reason=CONNECTED_REASON)
+
     async def _phone_auth_failed(self, phone: PhoneConfig, exc: CloudApiError) -> None:
+        self._connected.pop((phone.company_id, phone.phone_index), None)
         reason = f"Cloud API rejected the credentials ({exc.code_text}): {exc.error_title}"
         async with self.db.transaction() as conn:
             await change_phone_status(conn, phone, "error", reason=reason, code=exc.code_text)
@@ -231,12 +252,14 @@ class MetaEngine:
             "title": exc.error_title}, "error")
 
     async def _phone_blocked(self, phone: PhoneConfig, exc: CloudApiError) -> None:
+        self._connected.pop((phone.company_id, phone.phone_index), None)
         seconds = self.settings.meta_phone_pause_seconds
         await self.pacer.pause_phone(phone.company_id, phone.phone_index, seconds)
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
         reason = f"sending paused for {seconds} s: account restricted ({exc.code_text}): {exc.error_title}"
         async with self.db.transaction() as conn:
-            await change_phone_status(conn, phone, "error", reason=reason, code=exc.code_text,
-                                      extra={"pausedSeconds": seconds})
+            await change_phone_status(conn, phone, "paused", reason=reason, code=exc.code_text,
+                                      extra={"pausedSeconds": seconds, "pausedUntil": until.isoformat()})
         await self.events.record("meta.phone.paused", {
             "companyId": phone.company_id, "phoneIndex": phone.phone_index, "code": exc.code_text,
             "title": exc.error_title, "pausedSeconds": seconds}, "critical")

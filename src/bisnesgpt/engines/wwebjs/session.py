@@ -360,6 +360,11 @@ class ManagedSession:
             self.ended = "qr_timeout"
             return False
         if outcome.kind in ("disconnected", "watchdog"):
+            if outcome.was_ready:
+                # A live session was lost: an alert for operators (reconnecting attempts after it are not).
+                await self.services.events.record("wwebjs_session_disconnected", {
+                    "session": str(self.key), "companyId": self.key.company_id, "phoneIndex": self.key.phone_index,
+                    "kind": outcome.kind, "reason": outcome.reason}, "error")
             if self._ready_at is not None and time.monotonic() - self._ready_at >= self.config.stable_seconds:
                 self.backoff.reset()
             self._ready_at = None
