@@ -11,7 +11,15 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from bisnesgpt.api import event_stream, media_routes, message_routes, phone_routes, send_routes, usage_routes
+from bisnesgpt.api import (
+    audit_routes,
+    event_stream,
+    media_routes,
+    message_routes,
+    phone_routes,
+    send_routes,
+    usage_routes,
+)
 from bisnesgpt.api.admission import LoopLag, SendAdmission
 from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.group_routes import GroupRoutes
@@ -67,7 +75,8 @@ class PipelineComponent(Component, HealthReporter):
         self.loop_lag = LoopLag()
         self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
         self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
-                         phone_routes.build(ctx.db, self.phones), usage_routes.build(ctx.db))
+                         phone_routes.build(ctx.db, self.phones), usage_routes.build(ctx.db),
+                         audit_routes.build(ctx.db))
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
         self.router.invalidate(company_id, phone_index)

@@ -22,3 +22,22 @@ ORDER BY pc.company_id, pc.phone_index
 -- company_exists --
 -- 1 when the company $1 exists (NULL otherwise).
 SELECT 1 FROM companies WHERE id = $1
+
+-- record_audit --
+-- One change made by an authenticated caller (see migration 0019).
+INSERT INTO audit_log (actor_kind, actor_company_id, key_id, via, client_address, method, route, path,
+                       target_company_id, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+
+-- audit_entries --
+-- The newest entries first, before id $3 (a cursor; NULL: from the newest), at most $4: a
+-- company ($1) sees what its own keys did and what was done to it; NULL: every company,
+-- or only what touched company $2 when given.
+SELECT id, at, actor_kind, actor_company_id, key_id, via, client_address, method, route, path,
+       target_company_id, status
+FROM audit_log
+WHERE ($1::text IS NULL OR actor_company_id = $1 OR target_company_id = $1)
+  AND ($2::text IS NULL OR actor_company_id = $2 OR target_company_id = $2)
+  AND ($3::bigint IS NULL OR id < $3)
+ORDER BY id DESC
+LIMIT $4

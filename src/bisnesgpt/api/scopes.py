@@ -15,7 +15,8 @@ it names the phone it acts on:
 * ``none``: not about a phone (media by id: unguessable, and only seen through messages).
 
 A key with every scope and no phone limit (every key made before scopes existed) passes
-without a look at the table; a limited key calling a route missing from it is refused
+without a look at the table; a limited key calling a route missing from it is refused (the
+operator-only routes, and the audit log, which only a key without limits reads)
 (``tests/security/test_scoped_keys.py`` compares the table with the OpenAPI document).
 """
 
@@ -42,6 +43,9 @@ READ_CHAT = RouteRule("messages:read", "query")
 ACT_ON_CHAT = RouteRule("messages:send", "query")
 SESSION = RouteRule("sessions:manage", "path")
 WEBHOOKS = RouteRule("webhooks:manage", "every")
+# Groups: reading what the phone's groups are, and changing them (create, join, members, settings).
+READ_GROUPS = RouteRule("messages:read", "query")
+MANAGE_GROUPS = RouteRule("messages:send", "query")
 
 _V2 = "/api/v2/messages"
 _SESSION = "/api/sessions/{company_id}/{phone_index}"
@@ -69,6 +73,16 @@ ROUTE_RULES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/v1/chats/{chatId}/typing"): ACT_ON_CHAT,
     ("GET", "/api/v1/contacts"): READ_CHAT,
     ("POST", "/api/v1/contacts/check"): READ_CHAT,
+    # groups (WhatsApp Web)
+    ("GET", "/api/v1/groups"): READ_GROUPS,
+    ("GET", "/api/v1/groups/{groupId}"): READ_GROUPS,
+    ("GET", "/api/v1/groups/{groupId}/invite"): READ_GROUPS,
+    ("POST", "/api/v1/groups"): MANAGE_GROUPS,
+    ("POST", "/api/v1/groups/join"): MANAGE_GROUPS,
+    ("PATCH", "/api/v1/groups/{groupId}"): MANAGE_GROUPS,
+    ("POST", "/api/v1/groups/{groupId}/participants"): MANAGE_GROUPS,
+    ("POST", "/api/v1/groups/{groupId}/invite/revoke"): MANAGE_GROUPS,
+    ("POST", "/api/v1/groups/{groupId}/leave"): MANAGE_GROUPS,
     # phones and WhatsApp-Web sessions
     ("POST", "/api/whatsapp/meta-direct/connect"): RouteRule("sessions:manage", "body"),
     ("POST", "/api/whatsapp/360dialog/onboard"): RouteRule("sessions:manage", "body"),

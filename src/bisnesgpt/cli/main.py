@@ -6,6 +6,7 @@ import typer
 
 from bisnesgpt import __version__
 from bisnesgpt.cli import db, demo, inbound, monitoring, phones, processes, tenancy
+from bisnesgpt.cli.audit import audit as audit_command
 from bisnesgpt.cli.common import command_group
 from bisnesgpt.cli.sandbox import sandbox_app
 from bisnesgpt.cli.secrets import secrets_app
@@ -25,6 +26,7 @@ app.command()(demo.demo)
 app.command()(monitoring.status)
 app.command()(monitoring.doctor)
 app.command("usage")(usage_command)
+app.command("audit")(audit_command)
 app.add_typer(db.services_app, name="services")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(webhooks_app, name="webhooks")

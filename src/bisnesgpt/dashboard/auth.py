@@ -287,7 +287,9 @@ def session_auth(request: Request) -> SessionAuth:
 
 async def dashboard_caller(request: Request) -> Caller:
     """FastAPI dependency: the signed-in (or API-key) caller; CSRF checked on actions."""
-    return await session_auth(request).caller(request.app.state.ctx, request)
+    who = await session_auth(request).caller(request.app.state.ctx, request)
+    request.state.principal = who.principal  # the audit log records who acted
+    return who
 
 
 async def dashboard_operator(request: Request) -> Caller:

@@ -34,6 +34,7 @@ class MaintenanceResult(TypedDict):
     eventsDeleted: int
     startsDeleted: int
     idempotencyKeysDeleted: int
+    auditEntriesDeleted: int
     mediaObjectsDeleted: int
     mediaBlobsDeleted: int
     seconds: float
@@ -63,6 +64,7 @@ class Maintenance:
         metrics_deleted = await self.db.fetchval(SQL.cleanup_metrics)
         events_deleted = await self.db.fetchval(SQL.cleanup_events)
         starts_deleted = await self.db.fetchval(SQL.cleanup_starts)
+        audit_deleted = await self.db.fetchval(SQL.cleanup_audit)
         keys_deleted = 0
         while True:
             batch = int(await self.db.fetchval(SQL.expire_idempotency_keys, IDEMPOTENCY_BATCH))
@@ -74,7 +76,7 @@ class Maintenance:
         result: MaintenanceResult = {
             "holder": self.holder, "metricsDeleted": int(metrics_deleted or 0),
             "eventsDeleted": int(events_deleted or 0), "startsDeleted": int(starts_deleted or 0),
-            "idempotencyKeysDeleted": keys_deleted,
+            "idempotencyKeysDeleted": keys_deleted, "auditEntriesDeleted": int(audit_deleted or 0),
             "mediaObjectsDeleted": media["objects"], "mediaBlobsDeleted": media["blobs"],
             "seconds": round(time.monotonic() - started, 3)}
         await self.events.record(EVENT_TYPE, result)

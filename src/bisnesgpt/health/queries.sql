@@ -14,6 +14,11 @@ SELECT count(*) FROM gone
 -- Delete process_events older than 30 days, errors kept.
 SELECT cleanup_old_process_events()
 
+-- cleanup_audit --
+-- Delete audit log entries older than a year; how many went.
+WITH gone AS (DELETE FROM audit_log WHERE at < now() - interval '365 days' RETURNING 1)
+SELECT count(*) FROM gone
+
 -- expire_idempotency_keys --
 -- Delete up to $1 expired idempotency keys; how many went.
 WITH gone AS (

@@ -32,6 +32,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from bisnesgpt import __version__
+from bisnesgpt.api.audit import AuditTrail
 from bisnesgpt.api.problems import install_problem_handlers
 from bisnesgpt.config import Role, Settings
 from bisnesgpt.coordination.channels import PROCESS_STATUS, deployment_namespace, publish
@@ -104,6 +105,7 @@ def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: Hea
     app.state.components = components
     app.state.monitor = monitor
     install_problem_handlers(app)
+    app.add_middleware(AuditTrail, db=ctx.db)
     app.include_router(health_router(monitor))
     seen: set[int] = set()
     for component in components:
