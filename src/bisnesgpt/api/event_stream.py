@@ -18,8 +18,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
-from bisnesgpt.api.auth import authenticate
-from bisnesgpt.core.errors import NotFound, Unauthorized, ValidationFailed
+from bisnesgpt.api.auth import authenticate_connection
+from bisnesgpt.core.errors import NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from bisnesgpt.messaging.events import EVENT_TYPES
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.webhooks.stream import EventFeed, StreamFilter, Subscriber, streamed
@@ -28,6 +28,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_INVALID = 4422
 CLOSE_TOO_SLOW = 4008
+CLOSE_RATE_LIMITED = 4429
 
 
 def _key(websocket: WebSocket, api_key: str | None) -> str | None:
@@ -60,7 +61,7 @@ def build(ctx: ProcessContext, feed: EventFeed) -> APIRouter:
     ) -> None:
         await websocket.accept()
         try:
-            principal = await authenticate(ctx, _key(websocket, apiKey))
+            principal = await authenticate_connection(websocket, _key(websocket, apiKey))
             company_id = principal.company_scope(companyId)
             stream_filter = StreamFilter(company_id, _types(types), phoneIndex)
         except Unauthorized as exc:
@@ -68,6 +69,9 @@ def build(ctx: ProcessContext, feed: EventFeed) -> APIRouter:
             return
         except NotFound as exc:
             await websocket.close(CLOSE_NOT_FOUND, exc.detail[:120])
+            return
+        except TooManyRequests as exc:
+            await websocket.close(CLOSE_RATE_LIMITED, exc.detail[:120])
             return
         except ValidationFailed as exc:
             await websocket.close(CLOSE_INVALID, exc.detail[:120])

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from starlette.responses import Response
 
-from bisnesgpt.api.auth import Principal, authenticate, presented_key
+from bisnesgpt.api.auth import Principal, authenticate_connection, presented_key
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
 from bisnesgpt.core.errors import ConfigError, Forbidden, Unauthorized
@@ -178,9 +178,10 @@ class SessionAuth:
 
     # --- sign-in ---------------------------------------------------------------------------
 
-    async def sign_in(self, ctx: ProcessContext, key: str) -> tuple[Principal, str, float]:
-        """Check a key (401 if bad) and return its principal with a new cookie value."""
-        principal = await authenticate(ctx, key.strip())
+    async def sign_in(self, request: Request, key: str) -> tuple[Principal, str, float]:
+        """Check a key (401 if bad, 429 while its address is locked out) and return its principal with a
+        new cookie value."""
+        principal = await authenticate_connection(request, key.strip(), surface="dashboard")
         cookie, expires = self.signer.issue(principal, fingerprint(hash_api_key(key.strip())))
         return principal, cookie, expires
 
@@ -220,7 +221,7 @@ class SessionAuth:
         """401 unless the request carries an API key or a valid session; CSRF on actions."""
         key = presented_key(request)
         if key is not None:
-            return Caller(await authenticate(ctx, key), None, None)
+            return Caller(await authenticate_connection(request, key, surface="dashboard"), None, None)
         session = await self.session(ctx, request)
         if session is None:
             raise Unauthorized("sign in at /dashboard/login (or send an API key)")

@@ -32,6 +32,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from bisnesgpt import __version__
+from bisnesgpt.api.edge import HttpEdge
 from bisnesgpt.api.problems import install_problem_handlers
 from bisnesgpt.config import Role, Settings
 from bisnesgpt.coordination.channels import PROCESS_STATUS, publish
@@ -99,7 +100,10 @@ def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: Hea
         version=__version__,
         description="Self-hosted, multi-tenant WhatsApp messaging gateway.",
         docs_url=None if any(component.serves_docs for component in components) else "/docs",
+        # A redirect to the slashless path would be built from the Host header; the edge serves it in place.
+        redirect_slashes=False,
     )
+    app.add_middleware(HttpEdge, settings=ctx.settings)
     app.state.ctx = ctx
     app.state.components = components
     app.state.monitor = monitor
@@ -176,7 +180,8 @@ async def serve_role(role: Role, settings: Settings, *, database_url: str, redis
         await _crashed(ctx, monitor, link, _describe(exc))
         await _close_context(ctx)
         raise
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+    # X-Forwarded-* are judged by the edge (FORWARDED_ALLOW_IPS), not by uvicorn's default trust of loopback.
+    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=False,
                                     timeout_keep_alive=30, timeout_graceful_shutdown=5))
     started: list[Component] = []
     server_task: asyncio.Task[None] | None = None

@@ -101,6 +101,7 @@ _DESCRIPTIONS = {
     415: "The media type is not one WhatsApp accepts",
     416: "The Range asks for bytes past the end of the media",
     422: "Validation failed: `errors[]` names each field",
+    429: "A rate limit or the company's send quota is used up: retry after `Retry-After` seconds",
     502: "The provider (Cloud API, WhatsApp Web) refused or could not be reached",
     503: "A dependency is down (database, queue) or the engine is disabled; retry later",
 }
@@ -125,6 +126,10 @@ _EXAMPLES: dict[int, JsonObject] = {
           "detail": "chatId: must be a phone number with country code",
           "errors": [{"field": "chatId", "message": "must be a phone number with country code",
                       "type": "value_error"}]},
+    429: {"type": TYPE_BASE + "send-quota-exceeded", "title": "Send quota exceeded", "status": 429,
+          "detail": "the send quota of company 'acme' (100 per minute) is used up; nothing was stored — send again "
+                    "after 1 s (Retry-After), or ask the operator for a larger quota", "errors": [],
+          "retryAfter": 1, "limit": "send_quota"},
     502: {"type": TYPE_BASE + "cloud-api-error", "title": "Cloud API error", "status": 502,
           "detail": "mark_read: (#100) Invalid parameter", "errors": []},
     503: {"type": TYPE_BASE + "engine-disabled", "title": "Engine disabled", "status": 503,
