@@ -133,3 +133,22 @@ async def test_dashboard_sign_in_backs_off_after_failures(limited: ApiServer) ->
         assert int(waiting.headers["Retry-After"]) >= 50
         # Another address signs in at once; the backoff is per address.
         assert (await _sign_in(client, ADMIN_KEY, "192.0.2.51")).status_code == 303
+
+
+async def test_limits_judged_together_take_from_none_when_one_refuses(redis_url: str) -> None:
+    from bisnesgpt.infra.rate_limits import GcraLimiter, Rate
+    from bisnesgpt.infra.redis import redis_client
+
+    client = redis_client(redis_url)
+    try:
+        limiter = GcraLimiter(client, "test:gcra")
+        minute, day = Rate(5, 60), Rate(2, 86_400)
+        verdicts = [await limiter.check([("m", minute), ("d", day)]) for _ in range(3)]
+        assert [v.allowed for v in verdicts] == [True, True, False]
+        assert verdicts[2].retry_after > 3600  # the day's budget is the one used up
+        # The refused send took nothing from the minute: 3 more fit in it alone.
+        assert [(await limiter.check([("m", minute)])).allowed for _ in range(4)] == [True, True, True, False]
+        # peek never counts.
+        assert all([(await limiter.check([("p", Rate(1, 60))], "peek")).allowed for _ in range(5)])
+    finally:
+        await client.aclose()

@@ -238,7 +238,8 @@ class SessionAuth:
 
     @staticmethod
     def check_origin(request: Request) -> None:
-        """A browser's cross-site request names another origin: refuse it."""
+        """A browser's cross-site request names another origin: refuse it. (X-Forwarded-Host reaches this
+        only from a proxy in FORWARDED_ALLOW_IPS: the edge removes it from every other request.)"""
         origin = request.headers.get("origin")
         if not origin or origin == "null":
             if origin == "null":
