@@ -233,6 +233,8 @@ class HttpEdge:
             await _too_large(family, limit)(scope, receive, send)
             return
         if scope["method"] in ("POST", "PUT", "PATCH", "DELETE") and _is_json(headers):
+            if family == "media":  # uploads are multipart; JSON there is held in memory, so the default limit
+                family, limit = "default", min(limit, self.policy.limits["default"])
             await self._json_request(scope, family, limit, receive, send)
             return
         await self._streamed(scope, family, limit, receive, send)
