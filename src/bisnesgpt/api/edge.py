@@ -12,7 +12,7 @@
 - **Hostile JSON.** A JSON body must be UTF-8, nest at most ``JSON_MAX_DEPTH`` levels and use no
   ``NaN``/``Infinity``; outside the provider webhooks (which keep such characters, replaced,
   see ``engines.meta.webhook_processor``) its strings may hold no NUL and no lone surrogate,
-  which PostgreSQL cannot store. NUL in a path or query is refused the same way. Each refusal
+  which PostgreSQL cannot store. NUL in a path or query is refused the same way (422). Each refusal
   is a 4xx problem naming what to fix, before the route parses anything.
 """
 
@@ -222,7 +222,7 @@ class HttpEdge:
         if not self.policy.allows_host(host):
             return 400, "host-not-allowed", f"this server does not answer for host {host[:100]!r} (TRUSTED_HOSTS)"
         if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
-            return 400, "bad-request", "the path or query contains a NUL character (%00): remove it"
+            return 422, "validation-error", "the path or query contains a NUL character (%00): remove it"
         return None
 
     async def _http(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
