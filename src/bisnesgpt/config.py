@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bisnesgpt.core.errors import ConfigError
+from bisnesgpt.core.service_urls import database_hosts, sentinel_target, sentinel_url, writable_target
 
 Role = Literal["api", "wwebjs", "meta", "legacy"]
 ROLES: tuple[Role, ...] = ("api", "wwebjs", "meta", "legacy")
@@ -87,6 +88,18 @@ class Settings(BaseSettings):
     redis_host: str | None = None
     redis_port: Port = 6379
     redis_password: SecretStr | None = None
+    # Sentinel-managed Redis (instead of REDIS_URL/REDIS_HOST): the sentinels as host:port,
+    # comma-separated; the master's name; the sentinels' own password if they need one.
+    # Every Redis use (BullMQ, pub/sub, commands) follows the master across failovers.
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str = "mymaster"
+    redis_sentinel_password: SecretStr | None = None
+    redis_db: Annotated[int, Field(ge=0, le=15)] = 0
+    # Prefix of every pub/sub channel (pub/sub ignores logical databases: deployments sharing a
+    # Redis server would hear each other's session events, QR and pairing codes). Unset: the
+    # PostgreSQL database's name and the Redis db number ("bisnesgpt.1"); "": the original
+    # channel names (only to share channels with the Node server).
+    redis_namespace: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")] | None = None
 
     # --- embedded default (no DATABASE_URL / no REDIS_URL) ---------------------------------
     data_dir: Path = Path("data")
@@ -101,6 +114,9 @@ class Settings(BaseSettings):
 
     # --- secrets ----------------------------------------------------------------------------
     encryption_key: SecretStr | None = None
+    # The key before a rotation: values it sealed still decrypt until `bisnesgpt secrets rotate`
+    # re-encrypted them with ENCRYPTION_KEY (then unset it).
+    encryption_key_previous: SecretStr | None = None
     admin_api_key: SecretStr | None = None
     meta_webhook_verify_token: SecretStr | None = None
     meta_app_secret: SecretStr | None = None
@@ -245,6 +261,12 @@ class Settings(BaseSettings):
     wwebjs_lease_ttl_seconds: Annotated[float, Field(ge=2)] = 20
     wwebjs_lease_takeover_same_host: bool = True
     wwebjs_reconcile_interval_ms: Millis = 2_000
+    # Sessions spread over every live wwebjs process (this host's WWEBJS_INSTANCES and any
+    # other host's): each drives its capacity-weighted fair share, at most WWEBJS_MAX_SESSIONS
+    # (0 = no limit); one above its share hands at most WWEBJS_HANDOFF_BATCH over per tick.
+    wwebjs_instances: Annotated[int, Field(ge=1, le=64)] = 1
+    wwebjs_max_sessions: Annotated[int, Field(ge=0)] = 0
+    wwebjs_handoff_batch: Annotated[int, Field(ge=1, le=100)] = 2
     # Sending.
     wwebjs_send_timeout_seconds: Annotated[float, Field(gt=0)] = 30
     wwebjs_send_jitter_ms: Annotated[int, Field(ge=0)] = 250
@@ -282,6 +304,9 @@ class Settings(BaseSettings):
     media_download_concurrency: Annotated[int, Field(ge=1, le=200)] = 8
     # The live event stream (/api/v1/events/ws) reads new events this often (one poll per api process).
     event_stream_poll_ms: Annotated[int, Field(ge=20, le=10_000)] = 250
+    # Open SSE / WebSocket streams re-check their API key this often (one query per pass for all
+    # of them): a revoked key or a disabled company's stream ends within this many seconds.
+    stream_auth_recheck_seconds: Annotated[float, Field(gt=0, le=5)] = 2.0
 
     # --- operator dashboard, served by the api role at /dashboard -------------------
     # A sign-in lasts this long (the session cookie expires; sign in again with a key).
@@ -364,20 +389,20 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         if not parts.hostname and "host=" not in parts.query:
             raise ValueError("has no host")
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError as exc:
-            raise ValueError("has an invalid port") from exc
-        return value
+        # A primary and its standbys (host1:port,host2:port): only a writable one is used.
+        database_hosts(value)  # raises ValueError naming a malformed host:port
+        return writable_target(value)
 
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
+        if sentinel_target(value) is not None:  # raises ValueError when malformed
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+            raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("has no host")
         try:
@@ -386,7 +411,15 @@ class Settings(BaseSettings):
             raise ValueError("has an invalid port") from exc
         return value
 
-    @field_validator("encryption_key")
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _check_redis_sentinels(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        sentinel_target(sentinel_url([s.strip() for s in value.split(",") if s.strip()], "m"))
+        return value
+
+    @field_validator("encryption_key", "encryption_key_previous")
     @classmethod
     def _check_encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":
@@ -418,14 +451,20 @@ class Settings(BaseSettings):
 
     @property
     def effective_redis_url(self) -> str | None:
-        """REDIS_URL wins; else REDIS_HOST/PORT/PASSWORD; else None (embedded Valkey)."""
+        """REDIS_URL wins; else REDIS_SENTINELS (a ``redis+sentinel://`` URL); else
+        REDIS_HOST/PORT/PASSWORD; else None (embedded Valkey)."""
         if self.redis_url:
             return self.redis_url
+        password = self.redis_password.get_secret_value() if self.redis_password is not None else ""
+        if self.redis_sentinels:
+            sentinel_password = (self.redis_sentinel_password.get_secret_value()
+                                 if self.redis_sentinel_password is not None else None)
+            sentinels = [s.strip() for s in self.redis_sentinels.split(",") if s.strip()]
+            return sentinel_url(sentinels, self.redis_sentinel_master, db=self.redis_db, password=password or None,
+                                sentinel_password=sentinel_password or None)
         if self.redis_host:
-            auth = ""
-            if self.redis_password is not None and self.redis_password.get_secret_value():
-                auth = ":" + quote(self.redis_password.get_secret_value(), safe="") + "@"
-            return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+            auth = ":" + quote(password, safe="") + "@" if password else ""
+            return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
         return None
 
     def pool_max_for(self, role: Role) -> int:
@@ -467,7 +506,8 @@ class Settings(BaseSettings):
         """How many processes of ``role`` this deployment runs (0 when disabled)."""
         if not self.role_enabled(role):
             return 0
-        return {"api": self.api_instances, "wwebjs": 1, "meta": self.meta_instances, "legacy": 1}[role]
+        return {"api": self.api_instances, "wwebjs": self.wwebjs_instances, "meta": self.meta_instances,
+                "legacy": 1}[role]
 
     def crashes_on_start(self, role: Role) -> bool:
         """Whether TEST_CRASH_ON_START names ``role`` (fault injection for tests only)."""
@@ -516,7 +556,9 @@ def mask_url(url: str | None) -> str:
     if not url:
         return "-"
     parts = urlsplit(url)
+    if "sentinel_password=" in parts.query:
+        parts = parts._replace(query=re.sub(r"sentinel_password=[^&]*", "sentinel_password=***", parts.query))
     if parts.password is None:
-        return url
+        return parts.geturl()
     netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()

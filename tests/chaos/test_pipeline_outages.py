@@ -23,6 +23,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.infra.embedded_postgres import EmbeddedPostgres
 from bisnesgpt.infra.embedded_redis import EmbeddedRedis
 from bisnesgpt.messaging.store import touch_inbound_session
+from tests.support.meta import EmulatorProc
 from tests.support.pipeline import ApiServer, RecordingEngine, Workers, seed_tenant
 from tests.support.polling import eventually
 from tests.support.procs import free_port
@@ -208,8 +209,11 @@ async def test_a_config_change_reroutes_the_next_message_on_every_api_instance(
     async with db.connection() as conn:  # the contact wrote: Meta's 24-hour window is open
         await touch_inbound_session(conn, cid, 0, CHAT.split("@", maxsplit=1)[0], datetime.now(UTC))
     # A long TTL: only the pub/sub invalidation can explain a reroute before it expires.
+    # The connect below is proven at the Cloud API first: the emulator plays it (any token reads 9001).
+    emulator = EmulatorProc(tmp_path, app_secret=None, phones=["9001"], extra=["--waba-id", "9002"])
     instances = [ApiServer(tmp_path / f"api{i}", database_url, redis_url, instance_id=i, name=f"api-{i}",
-                           ROUTER_CACHE_TTL=str(ROUTER_CACHE_TTL_S)) for i in range(2)]
+                           ROUTER_CACHE_TTL=str(ROUTER_CACHE_TTL_S), META_GRAPH_URL=emulator.url)
+                 for i in range(2)]
     try:
         await asyncio.gather(*(instance.start() for instance in instances))
         clients = [httpx.AsyncClient(base_url=i.url, headers=tenant.headers) for i in instances]
@@ -250,3 +254,4 @@ async def test_a_config_change_reroutes_the_next_message_on_every_api_instance(
     finally:
         for instance in instances:
             instance.stop()
+        emulator.close()

@@ -29,7 +29,16 @@ from bisnesgpt.infra.embedded_postgres import EmbeddedPostgres
 from bisnesgpt.infra.embedded_redis import EmbeddedRedis
 from bisnesgpt.messaging.queues import ALL_QUEUES
 from bisnesgpt.orchestrator.judging import KILL_GRACE_S
-from tests.support.chaos import ChaosSystem, Fault, LoadGenerator, check, log, scaled, scenario_timer
+from tests.support.chaos import (
+    ChaosSystem,
+    Fault,
+    LoadGenerator,
+    check,
+    first_receipts_after,
+    log,
+    scaled,
+    scenario_timer,
+)
 from tests.support.orchestrator import FAST_TIMINGS, get_json
 from tests.support.polling import wait_until
 
@@ -76,24 +85,6 @@ def error_answers(load: LoadGenerator) -> dict[str, int]:
 def assert_no_server_errors(answers: dict[str, int]) -> None:
     """An outage answers 503 problem (or the connection is refused): never a 500."""
     assert not {k: v for k, v in answers.items() if k.isdigit() and k != "503" and k.startswith("5")}, answers
-
-
-def first_receipts_after(system: ChaosSystem, wall: float, timeout: float = 60) -> tuple[float, float]:
-    """Wall-clock seconds after ``wall`` of the first Meta and the first WhatsApp-Web receipt."""
-    deadline = time.monotonic() + timeout
-    meta: float | None = None
-    web: float | None = None
-    while time.monotonic() < deadline and (meta is None or web is None):
-        if meta is None:
-            after = [float(r["ts"]) for r in system.meta_sends() if float(r["ts"]) > wall]
-            meta = min(after) - wall if after else None
-        if web is None:
-            after = [float(m["first_at"]) for m in system.web_sends() if float(m["first_at"]) > wall]
-            web = min(after) - wall if after else None
-        if meta is None or web is None:
-            time.sleep(0.1)
-    assert meta is not None and web is not None, f"processing did not resume: meta {meta}, wwebjs {web}"
-    return round(meta, 2), round(web, 2)
 
 
 # --- 5. API restarted ---------------------------------------------------------------------------

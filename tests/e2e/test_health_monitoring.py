@@ -94,10 +94,10 @@ def test_legacy_runs_every_role_in_one_process_on_port(tmp_path: Path, database_
         assert all(http_status(f"http://127.0.0.1:{ports[r]}/health") is None for r in ("api", "wwebjs", "meta"))
         # Every role's components run here: the queue depth it reports covers all queues.
         all_queues = {spec.name for spec in ALL_QUEUES}
-        depths_sql = ("SELECT DISTINCT metadata->>'queue' FROM process_metrics WHERE process_name = 'legacy' "
-                      "AND metric_name = 'queue_depth'")
-        wait_until(lambda: {next(iter(row.values())) for row in query(database_url, depths_sql)} == all_queues,
-                   timeout=30, what=f"legacy reports the depth of {sorted(all_queues)}")
+        depths_sql = ("SELECT DISTINCT metadata->>'queue' AS queue FROM process_metrics "
+                      "WHERE process_name = 'legacy' AND metric_name = 'queue_depth'")
+        wait_until(lambda: {row["queue"] for row in query(database_url, depths_sql)} == all_queues, timeout=30,
+                   what=f"legacy reports the depth of {sorted(all_queues)}")
         doctor = bisnesgpt(["doctor", "--legacy", "--json"], cwd=tmp_path, env=env)
         report = json.loads(doctor.stdout)
         assert doctor.returncode == 0, json.dumps(report, indent=1)

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bisnesgpt.coordination.channels import PROCESS_SHUTDOWN, publish
+from bisnesgpt.coordination.channels import PROCESS_SHUTDOWN, deployment_namespace, publish
 from bisnesgpt.infra.redis import redis_client
 from tests.support.orchestrator import OrchestratorRun, bisnesgpt, get_json, http_status, query
 from tests.support.polling import wait_until
@@ -232,8 +232,10 @@ def test_restarts_that_were_asked_for_never_show_as_crashed(tmp_path: Path, data
             async def _rolling() -> None:
                 client = redis_client(redis_url)
                 try:
+                    # As an operator of this deployment would: under its namespace.
                     await publish(client, PROCESS_SHUTDOWN, {"targets": ["wwebjs"], "host": socket.gethostname(),
-                                                             "reason": "rolling restart"})
+                                                             "reason": "rolling restart"},
+                                  namespace=deployment_namespace(None, database_url, redis_url))
                 finally:
                     await client.aclose()
 
@@ -318,3 +320,22 @@ def _alive(proc: object) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+@pytest.mark.timeout(240)
+def test_wwebjs_instances_run_side_by_side_and_share_the_sessions(tmp_path: Path, database_url: str,
+                                                                   redis_url: str) -> None:
+    with OrchestratorRun(tmp_path, database_url=database_url, redis_url=redis_url, WWEBJS_INSTANCES="2",
+                         ENABLE_META="false", WWEBJS_RECONCILE_INTERVAL_MS="500") as run:
+        body = run.wait_healthy(["api", "wwebjs", "wwebjs-1"])
+        assert body["roles"]["wwebjs"]["expectedInstances"] == 2
+        assert body["roles"]["wwebjs"]["status"] == "healthy"
+        children = run.children()
+        assert children["wwebjs"].pid != children["wwebjs-1"].pid
+        # Both are members of the session fleet: each computes its share from the other's row.
+        members_sql = "SELECT process_name FROM wwebjs_members WHERE expires_at > now()"
+        wait_until(lambda: {r["process_name"] for r in query(database_url, members_sql)} == {"wwebjs", "wwebjs-1"},
+                   timeout=30, what="both wwebjs processes in wwebjs_members")
+        assert run.stop()[0] == 0
+        # A stopped process leaves the fleet at once (it does not wait for its row to expire).
+        assert query(database_url, "SELECT holder FROM wwebjs_members") == []

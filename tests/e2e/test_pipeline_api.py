@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.capabilities import SENDABLE_TYPES
 from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
 from bisnesgpt.messaging.store import touch_inbound_session
+from tests.support.meta import EmulatorProc
 from tests.support.pipeline import (
     ADMIN_KEY,
     ApiServer,
     RecordingEngine,
     Workers,
+    running_api,
     seed_tenant,
     sent_message,
 )
@@ -36,6 +39,25 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 PERSON = "60123456789"
 CHAT = f"{PERSON}@c.us"
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProc]:
+    """The Cloud API (and 360dialog) that connecting a phone proves the claim at."""
+    proc = EmulatorProc(tmp_path_factory.mktemp("emulator"), app_secret=None)
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory, module_db: tuple[str, Database], module_redis: str,
+              emulator: EmulatorProc) -> AsyncIterator[ApiServer]:
+    """The module's api process, asking the emulator about phone claims."""
+    async with running_api(tmp_path_factory.mktemp("api"), module_db[0], module_redis,
+                           META_GRAPH_URL=emulator.url, D360_BASE_URL=emulator.url) as server:
+        yield server
 
 
 @pytest.fixture
@@ -506,8 +528,10 @@ async def test_a_disabled_engine_refuses_and_stores_nothing(
         await meta.close()
 
 
-async def test_phone_credentials_are_stored_encrypted_and_never_shown(api: ApiServer, db: Database) -> None:
+async def test_phone_credentials_are_stored_encrypted_and_never_shown(api: ApiServer, db: Database,
+                                                                      emulator: EmulatorProc) -> None:
     from bisnesgpt.core.crypto import SecretBox
+    from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN
     from tests.support.pipeline import ENCRYPTION_KEY
 
     tenant = await seed_tenant(db, company(), {0: "wwebjs"})
@@ -515,6 +539,9 @@ async def test_phone_credentials_are_stored_encrypted_and_never_shown(api: ApiSe
     cid = tenant.company_id
     token, d360_key = f"EAAG-secret-{uuid.uuid4().hex}", f"d360-secret-{uuid.uuid4().hex}"
     pn_id = str(uuid.uuid4().int)[:15]
+    # What the providers confirm: the number in its WABA (readable with any token), the 360dialog key's number.
+    emulator.add_phone(pn_id, waba_id="102290129340398")
+    emulator.add_phone(str(uuid.uuid4().int)[:15], d360_api_key=d360_key)
     async with httpx.AsyncClient(base_url=api.url, headers=tenant.headers) as client:
         connected = await client.post("/api/whatsapp/meta-direct/connect", json={
             "companyId": cid, "phoneIndex": 1, "phoneNumberId": pn_id, "wabaId": "102290129340398",
@@ -524,7 +551,7 @@ async def test_phone_credentials_are_stored_encrypted_and_never_shown(api: ApiSe
             "apiKey": d360_key})
         listed = await client.get(f"/api/whatsapp/config/{cid}")
         taken = await client.post("/api/whatsapp/meta-direct/connect", headers=other.headers, json={
-            "companyId": other.company_id, "phoneIndex": 0, "phoneNumberId": pn_id, "wabaId": "1",
+            "companyId": other.company_id, "phoneIndex": 0, "phoneNumberId": pn_id, "wabaId": "102290129340398",
             "accessToken": "another-token"})
         not_operator = await client.get("/api/whatsapp/meta-accounts")
         async with db.connection() as conn:  # the contact wrote: Meta's 24-hour window is open
@@ -555,11 +582,12 @@ async def test_phone_credentials_are_stored_encrypted_and_never_shown(api: ApiSe
     assert token not in api.output() and d360_key not in api.output()
     stored = await db.fetchrow("SELECT meta_access_token_encrypted AS t FROM phone_configs "
                                "WHERE company_id = $1 AND phone_index = 1", cid)
-    assert stored is not None and token not in stored["t"] and len(stored["t"].split(":")) == 3
-    assert SecretBox.from_hex(ENCRYPTION_KEY).decrypt(stored["t"]) == token
+    assert stored is not None and token not in stored["t"] and stored["t"].startswith("v2:")
+    assert SecretBox.from_hex(ENCRYPTION_KEY).decrypt(stored["t"], META_ACCESS_TOKEN.at(cid, 1)) == token
     key_row = await db.fetchrow("SELECT api_key_encrypted AS k FROM phone_configs "
                                 "WHERE company_id = $1 AND phone_index = 2", cid)
-    assert key_row is not None and SecretBox.from_hex(ENCRYPTION_KEY).decrypt(key_row["k"]) == d360_key
+    assert key_row is not None
+    assert SecretBox.from_hex(ENCRYPTION_KEY).decrypt(key_row["k"], D360_API_KEY.at(cid, 2)) == d360_key
     status = await db.fetchrow("SELECT status, connection_type, process_name FROM phone_status "
                                "WHERE company_id = $1 AND phone_index = 1", cid)
     assert status is not None and tuple(status) == ("pending", "meta_direct", "meta")

@@ -16,6 +16,7 @@ import pytest
 
 from bisnesgpt.db.pool import Database
 from tests.conftest import create_database, drop_database
+from tests.support.meta import EmulatorProc
 from tests.support.pipeline import ApiServer, Tenant, seed_tenant, sent_message
 from tests.support.procs import clean_env
 from tests.support.servers import redis_database, unique_name
@@ -45,13 +46,17 @@ async def target(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str, t
             worker = subprocess.Popen([sys.executable, "-m", "tests.support.worker_proc", url, redis_url],
                                       cwd=Path(__file__).resolve().parents[2], env=clean_env(),
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            server = ApiServer(workdir, url, redis_url, LOG_LEVEL="WARNING")
+            # Phone claims are proven at the provider: the emulator plays Meta and 360dialog.
+            emulator = EmulatorProc(workdir, app_secret=None)
+            server = ApiServer(workdir, url, redis_url, LOG_LEVEL="WARNING", META_GRAPH_URL=emulator.url,
+                               D360_BASE_URL=emulator.url)
             try:
                 assert worker.stdout is not None and "workers ready" in worker.stdout.readline()
                 await server.start()
                 yield server, tenant
             finally:
                 server.stop()
+                emulator.close()
                 worker.terminate()
                 worker.wait(30)
     finally:

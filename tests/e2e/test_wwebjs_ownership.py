@@ -110,9 +110,19 @@ async def test_two_processes_started_together_split_sessions_and_never_share_one
         sandbox.proc.kill_tree()
 
 
-async def test_a_second_process_started_by_mistake_stays_standby_then_takes_over(
+async def _owners(db: Db, phones: list[tuple[str, int]]) -> dict[str, int]:
+    """session -> the pid driving it, for the sessions that are ready now."""
+    owners = {}
+    for company, index in phones:
+        row = await db.phone_status(company, index)
+        if row is not None and row["status"] == "ready":
+            owners[f"{company}:{index}"] = row["metadata"]["pid"]
+    return owners
+
+
+async def test_a_joining_process_takes_its_share_a_draining_one_hands_all_back(
         tmp_path: Path, database_url: str, redis_url: str) -> None:
-    for company, index in PHONES[:2]:
+    for company, index in PHONES:
         await seed_phone(database_url, company, index)
     sandbox = start_sandbox(tmp_path)
     db = Db(database_url)
@@ -120,36 +130,92 @@ async def test_a_second_process_started_by_mistake_stays_standby_then_takes_over
     try:
         first = start_wwebjs(tmp_path, database_url, redis_url, sandbox.url, name="wwebjs-first")
         procs.append(first)
-        for company, index in PHONES[:2]:
+        for company, index in PHONES:
             await db.wait_status(company, index, "qr")
             await sandbox.scan(company, index)
             await db.wait_status(company, index, "ready")
+        assert set((await _owners(db, PHONES)).values()) == {first.pid}
 
-        mistake = start_wwebjs(tmp_path, database_url, redis_url, sandbox.url, name="wwebjs-mistake")
-        procs.append(mistake)
+        # A second process joins: it takes its fair share (2 of 4) by hand-off, at most
+        # WWEBJS_HANDOFF_BATCH at a time, and the sessions resume there without a new QR.
+        second = start_wwebjs(tmp_path, database_url, redis_url, sandbox.url, name="wwebjs-second",
+                              WWEBJS_HANDOFF_BATCH="1")
+        procs.append(second)
 
-        async def standby() -> dict[str, Any] | None:
-            check = _sessions(mistake.health())
-            return check if check["standby"] == 2 else None
+        async def balanced() -> dict[str, int] | None:
+            owners = await _owners(db, PHONES)
+            counts = sorted(sum(pid == p.pid for pid in owners.values()) for p in (first, second))
+            return owners if len(owners) == len(PHONES) and counts == [2, 2] else None
 
-        check = await eventually(standby, what="the second process to report standby")
-        assert check["owned"] == 0 and check["mode"] == "standby" and check["ok"] is True
-        assert check["detail"].startswith("standby: owns no session")
-        assert first.health()["checks"]["wwebjs_sessions"]["owned"] == 2
-        await asyncio.sleep(2.0)  # several reconcile rounds: still nothing driven by the mistake
-        assert await _drivers_by_session(sandbox) == {f"{c}:{i}": {first.pid} for c, i in PHONES[:2]}
+        owners = await eventually(balanced, timeout=60, what="two sessions on each process")
+        assert _sessions(second.health())["share"] == 2 and _sessions(first.health())["members"] == 2
+        await asyncio.sleep(2.0)  # several reconcile rounds: a balanced fleet does not move sessions
+        assert await _owners(db, PHONES) == owners
+        for company, index in PHONES:  # one QR each, ever: the hand-off resumed the stored devices
+            statuses = [e["status"] for e in await db.session_events(company) if e["phone_index"] == index]
+            assert statuses.count("qr") == 1, statuses
 
-        # The owner dies: the standby process takes the sessions over, resuming them (no QR).
+        # Messages go out on whichever process owns each session now.
+        ids = [await enqueue_message(database_url, redis_url, company, index, text_payload("60123000111", "hi"))
+               for company, index in PHONES]
+        for message_id in ids:
+            await db.wait_message(message_id, "read", timeout=60)
+
+        # SIGTERM (a rolling restart): the draining process hands its sessions back at once.
+        stopped_at = asyncio.get_running_loop().time()
+        assert second.stop() == 0
+        await eventually(lambda: _all_on(db, first.pid), timeout=30, what="every session back on the first")
+        handoff_s = asyncio.get_running_loop().time() - stopped_at
+        connections = await sandbox.connections()
+        assert connections["overlaps"] == 0
+        print(f"\nhand-back after SIGTERM: {handoff_s:.1f}s for {len(PHONES) // 2} sessions")
+
+        # The owner dies (kill -9): a process that joins later takes everything, resuming (no QR).
         first.kill9()
-        for company, index in PHONES[:2]:
-            await db.wait_status(company, index, "ready", timeout=60,
-                                 where=lambda row: row["metadata"].get("pid") == mistake.pid)
-        assert _sessions(mistake.health())["owned"] == 2
+        third = start_wwebjs(tmp_path, database_url, redis_url, sandbox.url, name="wwebjs-third")
+        procs.append(third)
+        await eventually(lambda: _all_on(db, third.pid), timeout=60, what="every session on the third")
         assert (await sandbox.connections())["overlaps"] == 0
-        for company, index in PHONES[:2]:  # one QR each, ever: the takeover resumed the stored devices
+        for company, index in PHONES:
             statuses = [e["status"] for e in await db.session_events(company) if e["phone_index"] == index]
             assert statuses.count("qr") == 1, statuses
     finally:
         for proc in procs:
             proc.proc.kill_tree()
         sandbox.proc.kill_tree()
+
+
+async def _all_on(db: Db, pid: int) -> bool:
+    owners = await _owners(db, PHONES)
+    return len(owners) == len(PHONES) and set(owners.values()) == {pid}
+
+
+async def test_capacity_bounds_each_process_and_the_rest_waits_unowned(
+        tmp_path: Path, database_url: str, redis_url: str) -> None:
+    for company, index in PHONES:
+        await seed_phone(database_url, company, index)
+    sandbox = start_sandbox(tmp_path)
+    db = Db(database_url)
+    procs: list[RoleProc] = []
+    try:
+        small = start_wwebjs(tmp_path, database_url, redis_url, sandbox.url, name="wwebjs-small",
+                             WWEBJS_MAX_SESSIONS="1")
+        procs.append(small)
+        await eventually(lambda: _count_status(db, "qr", 1), timeout=60, what="one session started")
+        await asyncio.sleep(2.0)
+        assert await _count_status(db, "qr", 1), "a process with WWEBJS_MAX_SESSIONS=1 started more than one"
+        assert _sessions(small.health())["capacity"] == 1
+        big = start_wwebjs(tmp_path, database_url, redis_url, sandbox.url, name="wwebjs-big",
+                           WWEBJS_MAX_SESSIONS="3")
+        procs.append(big)
+        await eventually(lambda: _count_status(db, "qr", len(PHONES)), timeout=60, what="every session started")
+        assert (_sessions(small.health())["owned"], _sessions(big.health())["owned"]) == (1, 3)
+    finally:
+        for proc in procs:
+            proc.proc.kill_tree()
+        sandbox.proc.kill_tree()
+
+
+async def _count_status(db: Db, status: str, count: int) -> bool:
+    rows = [await db.phone_status(company, index) for company, index in PHONES]
+    return sum(1 for row in rows if row is not None and row["status"] == status) == count

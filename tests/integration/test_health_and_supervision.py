@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bisnesgpt.coordination.channels import BOT_EVENT, PROCESS_SHUTDOWN, PROCESS_STATUS
+from bisnesgpt.coordination.channels import BOT_EVENT, PROCESS_SHUTDOWN, PROCESS_STATUS, channel_name
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.db.pool import Database
 from bisnesgpt.health.component import MaintenanceComponent
@@ -132,8 +132,9 @@ async def test_recorder_marks_exits_without_overwriting_a_newer_child(database_u
                                                                       db: Database) -> None:
     client = redis_client(redis_url)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(PROCESS_STATUS)
-    recorder = Recorder(database_url, redis_url)
+    namespace = f"ns-{uuid.uuid4().hex[:8]}"
+    await pubsub.subscribe(channel_name(namespace, PROCESS_STATUS))
+    recorder = Recorder(database_url, redis_url, namespace)
     recorder.start()
     try:
         await db.execute("SELECT update_process_health('meta', 'healthy', 5, 70, 1, 0, 111)")
@@ -154,6 +155,7 @@ async def test_recorder_marks_exits_without_overwriting_a_newer_child(database_u
         while message is None and time.monotonic() < deadline:  # the subscribe reply reads as None
             message = await pubsub.get_message(timeout=1)
         assert message is not None and json.loads(message["data"])["status"] == "restarting"
+        assert json.loads(message["data"])["namespace"] == namespace
         event = await db.fetchrow("SELECT severity, event_data FROM process_events WHERE event_type = 'crash'")
         assert event is not None and event["severity"] == "error" and event["event_data"]["pid"] == 111
 
@@ -209,21 +211,32 @@ async def test_coordinator_tracks_peers_and_obeys_targeted_shutdown(redis_url: s
     peers: dict[str, dict[str, Any]] = {}
     shutdowns: list[str] = []
     bot_events: list[dict[str, Any]] = []
-    coordinator = Coordinator(redis_url, process_name="meta-1", role="meta", host=host, peers=peers,
-                              on_shutdown=shutdowns.append)
+    namespace = f"ns-{host}"
+    coordinator = Coordinator(redis_url, namespace=namespace, process_name="meta-1", role="meta", host=host,
+                              peers=peers, on_shutdown=shutdowns.append)
     coordinator.on(BOT_EVENT, lambda event: bot_events.append(event) if event.get("companyId") == company else None)
     coordinator.start()
     client = redis_client(redis_url)
     try:
         await eventually(lambda: coordinator.connected, what="coordinator subscribed")
-        await client.publish(PROCESS_STATUS, json.dumps({"processName": peer, "status": "ready", "pid": 7}))
-        await client.publish(PROCESS_STATUS, json.dumps({"processName": "meta-1", "status": "ready"}))  # itself
-        await client.publish(BOT_EVENT, json.dumps({"companyId": company, "event": "qr"}))
-        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["api"], "host": host, "reason": "not me"}))
-        # Another deployment on the same server (other logical db): ignored.
-        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["all"], "host": host, "redisDb": 99,
-                                                           "reason": "other deployment"}))
-        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["meta"], "host": host, "reason": "rolling"}))
+        def mine(channel: str) -> str:
+            return channel_name(namespace, channel)
+
+        await client.publish(mine(PROCESS_STATUS), json.dumps({"processName": peer, "status": "ready", "pid": 7}))
+        await client.publish(mine(PROCESS_STATUS), json.dumps({"processName": "meta-1", "status": "ready"}))  # itself
+        # The original channel names (another deployment's, or the Node server's): not heard.
+        await client.publish(BOT_EVENT, json.dumps({"companyId": company, "event": "unprefixed"}))
+        await client.publish(PROCESS_SHUTDOWN, json.dumps({"targets": ["all"], "host": host, "reason": "unprefixed"}))
+        await client.publish(mine(BOT_EVENT), json.dumps({"companyId": company, "event": "qr"}))
+        await client.publish(mine(PROCESS_SHUTDOWN), json.dumps({"targets": ["api"], "host": host,
+                                                                 "reason": "not me"}))
+        # Another deployment on the same server (other logical db, other namespace): ignored.
+        await client.publish(mine(PROCESS_SHUTDOWN), json.dumps({"targets": ["all"], "host": host, "redisDb": 99,
+                                                                 "reason": "other deployment"}))
+        await client.publish(mine(PROCESS_SHUTDOWN), json.dumps({"targets": ["all"], "host": host,
+                                                                 "namespace": "other", "reason": "other ns"}))
+        await client.publish(mine(PROCESS_SHUTDOWN), json.dumps({"targets": ["meta"], "host": host,
+                                                                 "reason": "rolling"}))
         await eventually(lambda: shutdowns and bot_events and peer in peers, what="messages delivered")
         assert shutdowns == ["rolling"]
         assert bot_events == [{"companyId": company, "event": "qr"}]

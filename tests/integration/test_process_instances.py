@@ -188,7 +188,7 @@ async def test_the_orchestrator_records_an_asked_for_restart_as_restarting(datab
     record = _record(db, _identity(supervisor="orchestrator"))
     await record.claim()
     await record.beat(_beat())
-    recorder = Recorder(database_url, redis_url)
+    recorder = Recorder(database_url, redis_url, "test-ns")
     recorder.start()
     try:
         recorder.exited("meta", "meta", 0, status="restarting", pid=record.identity.pid, error=None,

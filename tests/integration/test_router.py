@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -15,8 +17,10 @@ from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
 
+NAMESPACE = f"test-{uuid.uuid4().hex[:8]}"
+
 def coordinator(redis_url: str = "redis://127.0.0.1:1/0") -> Coordinator:
-    return Coordinator(redis_url, process_name="api", role="api", host="test-host", peers={},
+    return Coordinator(redis_url, namespace=NAMESPACE, process_name="api", role="api", host="test-host", peers={},
                        on_shutdown=lambda _reason: None)
 
 
@@ -54,7 +58,7 @@ async def test_cache_is_invalidated_by_pubsub_and_bounded_by_its_ttl(db: Databas
         # Cached: an unannounced change is not seen yet …
         assert (await router.route("acme", 0)).queue_name == "wwebjs-messages"
         # … an announced one is, for exactly that phone.
-        await announce_change(publisher, "acme", 0, "meta_direct", "test")
+        await announce_change(publisher, NAMESPACE, "acme", 0, "meta_direct", "test")
 
         async def rerouted() -> bool:
             return (await router.route("acme", 0)).queue_name == "meta-messages"

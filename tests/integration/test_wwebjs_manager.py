@@ -107,11 +107,11 @@ async def _noop_ack(_key: SessionKey, _ack: DeliveryAck) -> bool:
 
 def manager_for(db: Database, redis_url: str, driver: ScriptedDriver, **settings: Any) -> SessionManager:
     config = load_settings(wwebjs_reconcile_interval_ms=200, wwebjs_lease_ttl_seconds=2, **settings)
-    coordinator = Coordinator(redis_url, process_name="wwebjs", role="wwebjs", host="test-host", peers={},
-                              on_shutdown=lambda _reason: None)
+    coordinator = Coordinator(redis_url, namespace="test", process_name="wwebjs", role="wwebjs", host="test-host",
+                              peers={}, on_shutdown=lambda _reason: None)
     return SessionManager(config, db, redis_client(redis_url), coordinator, driver,  # type: ignore[arg-type]
                           AuthStore(SecretBox(b"k" * 32), driver.name), EventRecorder(db, "wwebjs"),
-                          process_name="wwebjs", holder="wwebjs@test:1:abcdef", pid=1,
+                          process_name="wwebjs", holder="wwebjs@test:1:abcdef", pid=1, namespace="test",
                           on_inbound=_noop_inbound, on_ack=_noop_ack)
 
 

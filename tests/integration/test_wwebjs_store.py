@@ -146,7 +146,7 @@ async def test_the_session_store_keeps_credentials_encrypted(db: Database) -> No
         await auth.save(conn, KEY, {"deviceId": "60123:7@s.whatsapp.net", "secret": "s3cret"},
                         device_id="60123:7@s.whatsapp.net", phone_number="60123")
         raw = await conn.fetchval("SELECT auth_state FROM wwebjs_sessions WHERE company_id = 'acme'")
-        assert "s3cret" not in raw and raw.count(":") == 2
+        assert "s3cret" not in raw and raw.startswith("v2:")
         assert await auth.load(conn, KEY) == {"deviceId": "60123:7@s.whatsapp.net", "secret": "s3cret"}
         assert await store.AuthStore(SecretBox(b"k" * 32), "neonize").load(conn, KEY) is None
         await store.trip_breaker(conn, KEY, "flapping")

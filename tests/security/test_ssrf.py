@@ -11,6 +11,8 @@ import ipaddress
 
 import pytest
 
+from bisnesgpt.engines.wwebjs.driver import MediaSource, SendRejected
+from bisnesgpt.engines.wwebjs.media import MediaFetcher
 from bisnesgpt.webhooks.delivery import Deliverer
 from bisnesgpt.webhooks.urls import DestinationRefused, IPAddress, check_endpoint_url, refusal_reason
 from tests.support.webhooks import receiver
@@ -88,3 +90,16 @@ async def test_a_private_destination_never_shows_its_answer_to_the_tenant() -> N
                 assert ok.ok and ok.excerpt == expect_excerpt
             finally:
                 await deliverer.close()
+
+
+@pytest.mark.parametrize(("address", "what"), REFUSED[:7], ids=[a for a, _ in REFUSED[:7]])
+async def test_media_urls_to_send_get_the_same_filter(address: str, what: str) -> None:
+    # The wwebjs engine downloads media given by URL: the same disguises are refused there,
+    # as a literal and as what a name resolves to, before any request is made.
+    literal = f"http://[{address}]:8080/a.png" if ":" in address else f"http://{address}:8080/a.png"
+    named = "http://cdn.example.com/a.png"
+    for url, resolver in ((literal, FixedResolver("8.8.8.8")), (named, FixedResolver(address))):
+        fetcher = MediaFetcher(1 << 20, 5, allow_private=False, resolver=resolver)
+        with pytest.raises(SendRejected) as refused:
+            await fetcher.fetch(MediaSource(url=url))
+        assert refused.value.code == "MEDIA_URL_REFUSED", what

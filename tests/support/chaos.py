@@ -71,9 +71,11 @@ import httpx
 import psutil
 import redis
 
+from bisnesgpt.core.service_urls import writable_target
 from tests.support.meta import APP_SECRET, ENCRYPTION_KEY, EmulatorProc
 from tests.support.orchestrator import OrchestratorRun, get_json, query
 from tests.support.polling import wait_until
+from tests.support.sentinel import sync_redis
 from tests.support.wwebjs import FAST_WWEBJS_ENV, SandboxNetwork, start_sandbox
 
 CHAOS_SCALE = float(os.environ.get("CHAOS_SCALE", "1.0") or "1.0")
@@ -166,6 +168,8 @@ class ChaosSystem:
         # emulator and sandbox so OrchestratorRun.assert_nothing_left/cleanup only see its tree.
         self.run_dir = workdir / "orchestrator"
         self.database_url = database_url
+        # The harness's own connections need a writable server too (the URL may name a standby first).
+        self.query_url = writable_target(database_url)
         self.redis_url = redis_url
         self.api_instances = api_instances
         self.meta_instances = meta_instances
@@ -208,7 +212,7 @@ class ChaosSystem:
     def start(self) -> None:
         self.started_at = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.meta, self.web = _seed(self.database_url)
+        self.meta, self.web = _seed(self.query_url)
         self.emulator = EmulatorProc(self.workdir, phones=[f"{META_PHONE_NUMBER_ID}:{META_TOKEN}"],
                                      extra=EMULATOR_ARGS, name="emulator")
         self.sandbox = start_sandbox(self.workdir, name="sandbox")
@@ -281,12 +285,11 @@ class ChaosSystem:
 
     def in_flight(self, queues: tuple[str, ...] = SEND_QUEUES) -> set[str]:
         """Message ids a fault right now could make re-run: 'sending' rows + active jobs of ``queues``."""
-        rows = _quick_query(self.database_url, "SELECT message_id FROM messages WHERE direction = 'outbound' "
+        rows = _quick_query(self.query_url, "SELECT message_id FROM messages WHERE direction = 'outbound' "
                             "AND status = 'sending' AND queue_name = ANY($1::text[])", list(queues))
         ids = {str(r["message_id"]) for r in rows}
         with contextlib.suppress(redis.RedisError, OSError):
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2,
-                                          decode_responses=True)
+            client = sync_redis(self.redis_url)
             try:
                 for q in queues:
                     ids.update(str(i) for i in client.lrange(f"bull:{q}:active", 0, -1))
@@ -356,7 +359,7 @@ class ChaosSystem:
     # --- queries --------------------------------------------------------------------------------
 
     def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return query(self.database_url, sql, *args)
+        return query(self.query_url, sql, *args)
 
     def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
         rows = self.fetch(sql, *args)
@@ -407,6 +410,24 @@ class ChaosSystem:
                                      f"{[(r['status'], r['n']) for r in left]}; missing rows: "
                                      f"{len(pending) - sum(r['n'] for r in left)}; e.g. {pending[:3]}")
             time.sleep(0.25)
+
+
+def first_receipts_after(system: ChaosSystem, wall: float, timeout: float = 60) -> tuple[float, float]:
+    """Wall-clock seconds after ``wall`` of the first Meta and the first WhatsApp-Web receipt."""
+    deadline = time.monotonic() + timeout
+    meta: float | None = None
+    web: float | None = None
+    while time.monotonic() < deadline and (meta is None or web is None):
+        if meta is None:
+            after = [float(r["ts"]) for r in system.meta_sends() if float(r["ts"]) > wall]
+            meta = min(after) - wall if after else None
+        if web is None:
+            after = [float(m["first_at"]) for m in system.web_sends() if float(m["first_at"]) > wall]
+            web = min(after) - wall if after else None
+        if meta is None or web is None:
+            time.sleep(0.1)
+    assert meta is not None and web is not None, f"processing did not resume: meta {meta}, wwebjs {web}"
+    return round(meta, 2), round(web, 2)
 
 
 def _quick_query(database_url: str, sql: str, *args: Any, timeout: float = 3.0) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ import httpx
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.store import touch_inbound_session
+from bisnesgpt.phones.store import META_ACCESS_TOKEN
 from bisnesgpt.tenancy import store as tenancy
 from tests.support import orchestrator as orch
 from tests.support.meta import APP_SECRET, VERIFY_TOKEN, EmulatorProc
@@ -68,7 +69,7 @@ class DashboardSystem:
                 """INSERT INTO phone_configs (company_id, phone_index, connection_type, meta_phone_number_id,
                                               meta_waba_id, meta_access_token_encrypted, display_phone_number)
                    VALUES ('acme', 1, 'meta_direct', $1, '419561257915477', $2, '+1 555-078-3881')""",
-                META_PHONE_ID, box.encrypt(META_TOKEN))
+                META_PHONE_ID, box.encrypt(META_TOKEN, META_ACCESS_TOKEN.at('acme', 1)))
             # The Cloud API's 24-hour window is open with this contact.
             await touch_inbound_session(conn, "acme", 1, CONTACT, datetime.now(UTC))
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from bisnesgpt.config import Role, Settings
+from bisnesgpt.coordination.channels import deployment_namespace
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.coordination.leases import holder_id
 from bisnesgpt.db.pool import Database
@@ -27,12 +28,13 @@ def new_context(settings: Settings, role: Role, name: str, *, database_url: str,
                 db: Database) -> ProcessContext:
     """A ProcessContext over an open pool, as the runtime builds it (the coordinator not started)."""
     peers: dict[str, dict[str, Any]] = {}
-    coordinator = Coordinator(redis_url, process_name=name, role=role, host="test-host", peers=peers,
-                              on_shutdown=lambda _reason: None)
+    namespace = deployment_namespace(settings.redis_namespace, database_url, redis_url)
+    coordinator = Coordinator(redis_url, namespace=namespace, process_name=name, role=role, host="test-host",
+                              peers=peers, on_shutdown=lambda _reason: None)
     ctx = ProcessContext(settings=settings, role=role, process_name=name, database_url=database_url,
                          redis_url=redis_url, db=db, redis=redis_client(redis_url), queues=QueueProducer(redis_url),
                          events=EventRecorder(db, name), coordinator=coordinator, holder=holder_id(name),
-                         peers=peers)
+                         namespace=namespace, peers=peers)
     ctx.ready.set()  # the components under test run as in a process that is serving
     return ctx
 

@@ -23,6 +23,7 @@ from bisnesgpt.core.ids import new_message_id
 from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.queues import META, QueueProducer
+from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN
 from tests.support.polling import wait_until
 from tests.support.procs import Proc, clean_env, free_port, http_ok
 
@@ -49,7 +50,8 @@ async def add_meta_phone(db: Database, *, company_id: str = "acme", phone_index:
         """INSERT INTO phone_configs (company_id, phone_index, connection_type, meta_phone_number_id, meta_waba_id,
                                       meta_access_token_encrypted, display_phone_number, status, settings)
            VALUES ($1, $2, 'meta_direct', $3, $4, $5, $6, 'active', $7::jsonb)""",
-        company_id, phone_index, phone_number_id, waba_id, box().encrypt(token), display, settings or {},
+        company_id, phone_index, phone_number_id, waba_id,
+        box().encrypt(token, META_ACCESS_TOKEN.at(company_id, phone_index)), display, settings or {},
     )
 
 
@@ -61,7 +63,8 @@ async def add_d360_phone(db: Database, *, company_id: str = "acme", phone_index:
         """INSERT INTO phone_configs (company_id, phone_index, connection_type, dialog360_channel_id, api_key_encrypted,
                                       display_phone_number, status, settings)
            VALUES ($1, $2, '360dialog', $3, $4, $5, 'active', $6::jsonb)""",
-        company_id, phone_index, channel_id, box().encrypt(api_key), display, settings or {},
+        company_id, phone_index, channel_id, box().encrypt(api_key, D360_API_KEY.at(company_id, phone_index)), display,
+        settings or {},
     )
 
 

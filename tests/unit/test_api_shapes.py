@@ -105,7 +105,7 @@ def test_openapi_names_every_schema_once() -> None:
     ctx = ProcessContext(settings=Settings(encryption_key=SecretStr("ab" * 32)), role="api", process_name="api",
                          database_url="postgresql://unused/db", redis_url="redis://unused", db=MagicMock(),
                          redis=MagicMock(), queues=MagicMock(), events=MagicMock(), coordinator=MagicMock(),
-                         holder="test")
+                         holder="test", namespace="test")
     spec = build_app(ctx, build_components("api", ctx), MagicMock()).openapi()
     names = set(spec["components"]["schemas"])
     assert not {n for n in names if "__" in n}

@@ -44,6 +44,39 @@ def test_redis_host_port_password_build_a_url(monkeypatch: pytest.MonkeyPatch) -
     assert load_settings().effective_redis_url == "redis://other:6379/2"
 
 
+def test_redis_sentinels_build_a_sentinel_url_every_client_understands(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REDIS_URL", "REDIS_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_SENTINELS", "s1:26379, s2:26380,s3")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "shop")
+    monkeypatch.setenv("REDIS_PASSWORD", "p@ss")
+    monkeypatch.setenv("REDIS_SENTINEL_PASSWORD", "sent")
+    monkeypatch.setenv("REDIS_DB", "2")
+    url = load_settings().effective_redis_url
+    assert url == "redis+sentinel://:p%40ss@s1:26379,s2:26380,s3/shop/2?sentinel_password=sent"
+    assert mask_url(url) == "redis+sentinel://:***@s1:26379,s2:26380,s3/shop/2?sentinel_password=***"
+    monkeypatch.setenv("REDIS_SENTINELS", "s1:notaport")
+    with pytest.raises(ConfigError, match="REDIS_SENTINELS"):
+        load_settings()
+    monkeypatch.delenv("REDIS_SENTINELS")
+    monkeypatch.setenv("REDIS_URL", "redis+sentinel://s1:26379/")
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_settings()
+
+
+def test_a_database_url_naming_standbys_only_ever_uses_a_writable_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@db1:5432,db2:5433/gw?sslmode=prefer")
+    assert load_settings().database_url == \
+        "postgresql://app:pw@db1:5432,db2:5433/gw?sslmode=prefer&target_session_attrs=read-write"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db1,db2/gw?target_session_attrs=primary")
+    assert load_settings().database_url == "postgresql://db1,db2/gw?target_session_attrs=primary"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db1:5432/gw")
+    assert load_settings().database_url == "postgresql://db1:5432/gw"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db1:5432,db2:x/gw")
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_settings()
+
+
 def test_dotenv_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("API_PORT=4100\nMETA_PORT=4102\n")

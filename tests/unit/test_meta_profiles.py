@@ -8,7 +8,7 @@ from bisnesgpt.config import load_settings
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.engines.meta.profiles import Credentials, credentials_for_phone, d360_credentials, meta_credentials
 from bisnesgpt.messaging.errors import PermanentSendError
-from bisnesgpt.phones.store import PhoneConfig
+from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN, PhoneConfig
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +20,8 @@ def phone(**values: object) -> PhoneConfig:
         "id": 1, "company_id": "acme", "phone_index": 0, "connection_type": "meta_direct",
         "dialog360_client_id": None, "dialog360_channel_id": None, "api_key_encrypted": None,
         "display_phone_number": None, "status": None, "meta_phone_number_id": "123", "meta_waba_id": None,
-        "meta_access_token_encrypted": SecretBox.from_hex(KEY).encrypt("tok"), "process_name": "meta",
+        "meta_access_token_encrypted": SecretBox.from_hex(KEY).encrypt("tok", META_ACCESS_TOKEN.at("acme", 0)),
+        "process_name": "meta",
         "settings": {}, "created_at": None, "updated_at": None,
     }
     base.update(values)
@@ -54,7 +55,7 @@ def test_credentials_from_phone_configs() -> None:
     meta = credentials_for_phone(settings, box, phone(settings={"graph_url": "http://emu:1", "graph_version": "v1.0"}))
     assert (meta.profile, meta.secret, meta.messages_url()) == ("meta", "tok", "http://emu:1/v1.0/123/messages")
     d360 = credentials_for_phone(settings, box, phone(connection_type="360dialog",
-                                                      api_key_encrypted=box.encrypt("dk")))
+                                                      api_key_encrypted=box.encrypt("dk", D360_API_KEY.at("acme", 0))))
     assert (d360.profile, d360.secret) == ("d360", "dk")
     for broken in (phone(meta_access_token_encrypted=None), phone(connection_type="360dialog"),
                    phone(connection_type="wwebjs")):

@@ -3,10 +3,16 @@
 A company key reaches only its company; a mismatch answers 404 (never "forbidden", which
 would confirm the other tenant exists). The operator key is ``ADMIN_API_KEY`` (compared
 in constant time to its hash) or an admin key from ``bisnesgpt keys create --admin``.
+
+A company key may be limited to some scopes and phones (``bisnesgpt keys create --scope …
+--phone …``) and any key may expire (``--expires``): an expired key is a 401, a missing scope
+a 403 ``missing-scope`` naming it, another phone a 403 ``phone-not-allowed``; which route
+needs what is the table in ``scopes.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -15,10 +21,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import HTTPConnection
 
 from bisnesgpt.api.rate_limits import api_limits, client_subject
+from bisnesgpt.api.scopes import ROUTE_RULES, RouteRule
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
-from bisnesgpt.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from bisnesgpt.core.errors import Forbidden, MissingScope, NotFound, PhoneNotAllowed, Unauthorized, ValidationFailed
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.tenancy import store
+from bisnesgpt.tenancy.store import Scope
 
 PrincipalKind = Literal["admin", "company"]
 
@@ -30,11 +38,44 @@ class Principal:
     kind: PrincipalKind
     company_id: str | None
     key_id: int | None
+    scopes: frozenset[Scope] | None = None  # None: every scope
+    phones: frozenset[int] | None = None  # None: every phone of the company
 
     @property
     def is_admin(self) -> bool:
         """Whether this is an operator (every company, and the operator-only routes)."""
         return self.kind == "admin"
+
+    @property
+    def limited(self) -> bool:
+        """Whether the key was narrowed to some scopes or phones."""
+        return self.scopes is not None or self.phones is not None
+
+    def require_scope(self, scope: Scope) -> None:
+        """403 ``missing-scope`` naming ``scope`` unless the key has it."""
+        if self.scopes is not None and scope not in self.scopes:
+            held = ", ".join(sorted(self.scopes))
+            raise MissingScope(f"this API key lacks the scope {scope!r} (it has: {held}); "
+                               f"create a key with `bisnesgpt keys create <company> --scope {scope}`",
+                               extra={"missing_scope": scope})
+
+    def require_phone(self, phone_index: int) -> None:
+        """403 ``phone-not-allowed`` unless the key may act on phone ``phone_index``."""
+        if self.phones is not None and phone_index not in self.phones:
+            raise PhoneNotAllowed(f"this API key is limited to phone(s) {_listed(self.phones)}, not phone "
+                                  f"{phone_index}", extra={"allowed_phones": sorted(self.phones)})
+
+    def require_every_phone(self, what: str = "this operation") -> None:
+        """403 for a phone-limited key: ``what`` concerns every phone of the company."""
+        if self.phones is not None:
+            raise PhoneNotAllowed(f"this API key is limited to phone(s) {_listed(self.phones)}; {what} spans every "
+                                  "phone of the company (name a phone, or use a key without a phone limit)",
+                                  extra={"allowed_phones": sorted(self.phones)})
+
+    def require_unlimited(self, what: str) -> None:
+        """403 unless the key has every scope and phone (``what`` needs them all, e.g. the dashboard)."""
+        if self.limited:
+            raise Forbidden(f"{what} needs an API key with every scope and phone; this one is limited")
 
     def can_access(self, company_id: str) -> bool:
         """Whether this caller may see the company's resources."""
@@ -90,9 +131,50 @@ async def authenticate(ctx: ProcessContext, key: str | None) -> Principal:
         record, company_status = found
         if record.role == "company" and company_status != "active":
             raise Unauthorized("this company is disabled")
+        if record.expired():
+            raise Unauthorized(f"this API key expired at {record.expires_at:%Y-%m-%dT%H:%M:%SZ}; create a new one")
         if store.touch_due(record):
             await store.touch_key(conn, record.id)
-    return Principal("admin" if record.role == "admin" else "company", record.company_id, record.id)
+    return Principal("admin" if record.role == "admin" else "company", record.company_id, record.id,
+                     frozenset(record.scopes) if record.scopes is not None else None,
+                     frozenset(record.phone_indexes) if record.phone_indexes is not None else None)
+
+
+def _listed(phones: Iterable[int]) -> str:
+    return ", ".join(str(index) for index in sorted(phones))
+
+
+def _phone_param(request: Request) -> str | None:
+    for source in (request.path_params, request.query_params):
+        for name in ("phone_index", "phoneIndex"):
+            if name in source:
+                return str(source[name])
+    return None
+
+
+def enforce_route_rule(principal: Principal, request: Request) -> None:
+    """A limited key's scope and phone for the route being called (``scopes.ROUTE_RULES``).
+
+    A phone parameter that is not a number is left to the route's own validation (422).
+    """
+    if not principal.limited:
+        return
+    route = request.scope.get("route")
+    rule: RouteRule | None = None
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        rule = ROUTE_RULES.get((request.method, path))
+    if rule is None:
+        raise Forbidden("this operation is not open to API keys limited to some scopes or phones")
+    principal.require_scope(rule.scope)
+    given = _phone_param(request)
+    if rule.phone in ("path", "query", "query_or_every") and given is not None:
+        if given.isdigit():
+            principal.require_phone(int(given))
+    elif rule.phone == "query":
+        principal.require_phone(0)  # the routes' default phone
+    elif rule.phone in ("query_or_every", "every"):
+        principal.require_every_phone()
 
 
 async def authenticate_connection(conn: HTTPConnection, key: str | None, *, surface: str = "api") -> Principal:
@@ -126,6 +208,7 @@ async def current_principal(
     """FastAPI dependency: the authenticated caller (401 problem otherwise)."""
     principal = await authenticate_connection(request, presented_key(request))
     request.state.principal = principal
+    enforce_route_rule(principal, request)
     return principal
 
 

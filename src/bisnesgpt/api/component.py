@@ -17,7 +17,9 @@ from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.rate_limits import publish_settings
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
+from bisnesgpt.api.stream_guard import StreamGuard
 from bisnesgpt.api.webhook_routes import WebhookRoutes
+from bisnesgpt.engines.meta.claims import CloudApiClaims
 from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.media.library import MediaLibrary, build_store
@@ -61,7 +63,8 @@ class PipelineComponent(Component, HealthReporter):
         self.router = MessageRouter(ctx.db, settings, ctx.coordinator, ttl_seconds=settings.router_cache_ttl)
         self.sender = SendService(ctx.db, self.router, ctx.queues,
                                   idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours))
-        self.phones = PhoneConfigService(ctx.db, secret_box(settings), on_change=self._config_changed)
+        self.phones = PhoneConfigService(ctx.db, secret_box(settings), on_change=self._config_changed,
+                                         claims=CloudApiClaims(settings))
         self.loop_lag = LoopLag()
         self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
         self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
@@ -69,7 +72,8 @@ class PipelineComponent(Component, HealthReporter):
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
         self.router.invalidate(company_id, phone_index)
-        await announce_change(self.ctx.redis, company_id, phone_index, connection_type, self.ctx.process_name)
+        await announce_change(self.ctx.redis, self.ctx.namespace, company_id, phone_index, connection_type,
+                              self.ctx.process_name)
 
     def routers(self) -> Sequence[APIRouter]:
         """Send, message, phone and usage routes."""
@@ -102,11 +106,16 @@ class SessionsApiComponent(Component, HealthReporter):
 
     def __init__(self, ctx: ProcessContext) -> None:
         self.hub = SessionEventHub(ctx.coordinator)
-        self._routes = SessionRoutes(ctx, self.hub)
+        self.guard = StreamGuard(ctx.db, ctx.settings.stream_auth_recheck_seconds, self.name)
+        self._routes = SessionRoutes(ctx, self.hub, self.guard)
 
     def routers(self) -> Sequence[APIRouter]:
         """``/api/sessions/…`` and ``/api/admin/sessions…``."""
         return (self._routes.router,)
+
+    async def start(self) -> None:
+        """Begin re-checking the keys of open streams."""
+        self.guard.start()
 
     async def drain(self, timeout: float) -> None:
         """End the live streams (their clients reconnect to another instance)."""
@@ -115,6 +124,7 @@ class SessionsApiComponent(Component, HealthReporter):
     async def stop(self) -> None:
         """End any stream still open."""
         self.hub.close()
+        await self.guard.stop()
 
     async def checks(self) -> dict[str, Check]:
         """Informational: pub/sub being down degrades live streams only, never the API."""
@@ -170,15 +180,17 @@ class EventStreamComponent(Component, HealthReporter):
 
     def __init__(self, ctx: ProcessContext) -> None:
         self.feed = EventFeed(ctx.db, ctx.settings.event_stream_poll_ms / 1000)
-        self._router = event_stream.build(ctx, self.feed)
+        self.guard = StreamGuard(ctx.db, ctx.settings.stream_auth_recheck_seconds, self.name)
+        self._router = event_stream.build(ctx, self.feed, self.guard)
 
     def routers(self) -> Sequence[APIRouter]:
         """``/api/v1/events/ws``."""
         return (self._router,)
 
     async def start(self) -> None:
-        """Begin polling for new events."""
+        """Begin polling for new events, and re-checking the keys of open streams."""
         self.feed.start()
+        self.guard.start()
 
     async def drain(self, timeout: float) -> None:
         """End the streams (clients reconnect elsewhere with ``since``)."""
@@ -187,6 +199,7 @@ class EventStreamComponent(Component, HealthReporter):
     async def stop(self) -> None:
         """Stop polling."""
         await self.feed.stop()
+        await self.guard.stop()
 
     async def checks(self) -> dict[str, Check]:
         """``eventStream``: the poll runs; how many clients listen (informational)."""

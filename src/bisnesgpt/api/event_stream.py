@@ -7,7 +7,8 @@ live without a gap), ``companyId`` (operator keys: one company; without it, ever
 company). The key comes as ``Authorization: Bearer``, ``X-API-Key`` or, for browsers that
 cannot set headers, ``?apiKey=``. Refusals close the socket with a 44xx code and a reason:
 4401 (no or a bad key), 4404 (another company, or an unknown ``since``), 4422 (a bad
-filter); 4008 ends a client too slow to keep up (resume with ``since``).
+filter); 4008 ends a client too slow to keep up (resume with ``since``); 4401 also ends a
+stream whose key is revoked, or whose company is disabled, while it is open (``StreamGuard``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from bisnesgpt.api.auth import authenticate_connection
-from bisnesgpt.core.errors import NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from bisnesgpt.api.scopes import EVENT_STREAM
+from bisnesgpt.api.stream_guard import StreamGuard, Watch
+from bisnesgpt.core.errors import Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from bisnesgpt.messaging.events import EVENT_TYPES
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.webhooks.stream import EventFeed, StreamFilter, Subscriber, streamed
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_INVALID = 4422
 CLOSE_TOO_SLOW = 4008
@@ -46,8 +50,8 @@ def _types(value: str | None) -> frozenset[str]:
     return wanted
 
 
-def build(ctx: ProcessContext, feed: EventFeed) -> APIRouter:
-    """The WebSocket route over ``feed``."""
+def build(ctx: ProcessContext, feed: EventFeed, guard: StreamGuard) -> APIRouter:
+    """The WebSocket route over ``feed`` (``guard`` ends the streams of revoked keys)."""
     router = APIRouter(tags=["events"])
 
     @router.websocket("/api/v1/events/ws")
@@ -63,9 +67,17 @@ def build(ctx: ProcessContext, feed: EventFeed) -> APIRouter:
         try:
             principal = await authenticate_connection(websocket, _key(websocket, apiKey))
             company_id = principal.company_scope(companyId)
+            principal.require_scope(EVENT_STREAM.scope)
+            if phoneIndex is None:
+                principal.require_every_phone("the stream without phoneIndex")
+            else:
+                principal.require_phone(phoneIndex)
             stream_filter = StreamFilter(company_id, _types(types), phoneIndex)
         except Unauthorized as exc:
             await websocket.close(CLOSE_UNAUTHORIZED, exc.detail[:120])
+            return
+        except Forbidden as exc:
+            await websocket.close(CLOSE_FORBIDDEN, exc.detail[:120])
             return
         except NotFound as exc:
             await websocket.close(CLOSE_NOT_FOUND, exc.detail[:120])
@@ -77,17 +89,20 @@ def build(ctx: ProcessContext, feed: EventFeed) -> APIRouter:
             await websocket.close(CLOSE_INVALID, exc.detail[:120])
             return
         subscriber = feed.subscribe(stream_filter)  # before the replay: nothing falls between the two
+        watch = guard.watch(principal, subscriber.end)
         try:
-            await _serve(websocket, feed, subscriber, since)
+            await _serve(websocket, feed, subscriber, since, watch)
         except WebSocketDisconnect:
             pass
         finally:
             feed.unsubscribe(subscriber)
+            guard.forget(watch)
 
     return router
 
 
-async def _serve(websocket: WebSocket, feed: EventFeed, subscriber: Subscriber, since: str | None) -> None:
+async def _serve(websocket: WebSocket, feed: EventFeed, subscriber: Subscriber, since: str | None,
+                 watch: Watch | None) -> None:
     sent: set[str] = set()
     if since:
         replayed = await feed.replay(subscriber.filter, since)
@@ -102,7 +117,9 @@ async def _serve(websocket: WebSocket, feed: EventFeed, subscriber: Subscriber, 
         while True:
             event = await subscriber.queue.get()
             if event is None:
-                if not receiving.done():  # the feed ended it, not the client
+                if watch is not None and watch.ended:
+                    await websocket.close(CLOSE_UNAUTHORIZED, "the API key was revoked or its company disabled")
+                elif not receiving.done():  # the feed ended it, not the client
                     await websocket.close(CLOSE_TOO_SLOW, "too slow to keep up: reconnect with since=<last event id>")
                 return
             if event.document["id"] not in sent:

@@ -52,6 +52,7 @@ def build(db: Database) -> APIRouter:
                 record = await find_message(conn, company_id, messageId)
             if record is None:
                 raise NotFound(f"message {messageId!r} not found")
+            principal.require_phone(record.phone_index)
             history = await views.history(conn, record)
             changes = await changes_of(conn, [record])
         return MessageDetail.of(record, changes.get(record.id, NO_CHANGES), history=history)

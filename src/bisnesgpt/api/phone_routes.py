@@ -92,7 +92,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
         responses={200: {"content": {"application/json": {"example": {
             "success": True, "companyId": "acme", "phoneIndex": 1, "connectionType": "meta_direct",
             "processName": "meta", "queueName": "meta-messages", "displayPhoneNumber": "+60 12-345 6789",
-            "status": "pending"}}}}, **problem_responses(401, 404, 409, 422, 503)},
+            "status": "pending"}}}}, **problem_responses(400, 401, 404, 409, 422, 503)},
     )
     async def meta_direct_connect(
         principal: CurrentPrincipal,
@@ -102,6 +102,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
                 "accessToken": "EAAGm0PX4ZCpsBA...", "displayPhoneNumber": "+60 12-345 6789"}}})],
     ) -> models.PhoneConfigSaved:
         principal.require_company(body.companyId)
+        principal.require_phone(body.phoneIndex)
         config = await phone_config.connect_meta(
             body.companyId, body.phoneIndex, phone_number_id=body.phoneNumberId, waba_id=body.wabaId,
             access_token=body.accessToken, display_phone_number=body.displayPhoneNumber,
@@ -114,7 +115,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
         responses={200: {"content": {"application/json": {"example": {
             "success": True, "companyId": "acme", "phoneIndex": 2, "connectionType": "360dialog",
             "processName": "meta", "queueName": "meta-messages", "displayPhoneNumber": None,
-            "status": "pending"}}}}, **problem_responses(401, 404, 409, 422, 503)},
+            "status": "pending"}}}}, **problem_responses(400, 401, 404, 409, 422, 503)},
     )
     async def dialog360_onboard(
         principal: CurrentPrincipal,
@@ -123,6 +124,7 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
             "apiKey": "d360-secret-key"}}})],
     ) -> models.PhoneConfigSaved:
         principal.require_company(body.companyId)
+        principal.require_phone(body.phoneIndex)
         config = await phone_config.onboard_360dialog(
             body.companyId, body.phoneIndex, client_id=body.clientId, channel_id=body.channelId,
             api_key=body.apiKey, display_phone_number=body.displayPhoneNumber)

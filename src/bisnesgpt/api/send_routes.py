@@ -72,6 +72,7 @@ class SendCall:
     async def dispatch(self, sender: SendService, company_id: str, phone_index: int, draft: Draft, *,
                        explicit: bool, ordered: bool | None = None) -> JSONResponse:
         """Store and queue the draft (exactly once with an Idempotency-Key); 202, or 200 with ``?wait=``."""
+        self.principal.require_phone(phone_index)
         key = await self._idempotency(company_id)
         await api_limits(self.request).take_send(company_id)  # 429 over the company's quota, nothing stored
         outcome = await sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,

@@ -131,7 +131,7 @@ async def run_session_command(ctx: ProcessContext, key: SessionKey, action: Comm
         "processName": ctx.process_name, "processId": ctx.pid, "messageType": SESSION_COMMAND_MESSAGE,
         "timestamp": int(time.time() * 1000),
         "data": {"commandId": command.id, "companyId": key.company_id, "phoneIndex": key.phone_index,
-                 "action": action}})
+                 "action": action}}, namespace=ctx.namespace)
     deadline = time.monotonic() + wait
     while command.state == "pending" and time.monotonic() < deadline:
         await asyncio.sleep(POLL_INTERVAL_S)

@@ -26,6 +26,8 @@ T = TypeVar("T")
 SESSION_EVENT_TYPES = frozenset({"status_update", "auth_status"})
 # Put on a stream's queue to end it (compared by identity).
 CLOSED: JsonObject = {"eventType": "__closed__"}
+# Put on a stream's queue to end it because its key was revoked or its company disabled.
+REVOKED: JsonObject = {"eventType": "__revoked__"}
 
 
 def put_dropping_oldest(queue: asyncio.Queue[T], item: T) -> bool:

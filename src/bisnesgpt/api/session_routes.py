@@ -48,7 +48,8 @@ from bisnesgpt.api.session_commands import (
     requester,
     run_session_command,
 )
-from bisnesgpt.api.session_events import CLOSED, SessionEventHub, sse
+from bisnesgpt.api.session_events import CLOSED, REVOKED, SessionEventHub, put_dropping_oldest, sse
+from bisnesgpt.api.stream_guard import StreamGuard
 from bisnesgpt.core.errors import Conflict, NotFound
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
@@ -60,6 +61,7 @@ CompanyId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["ac
 PhoneIndex = Annotated[int, Path(ge=0, le=1000, examples=[0])]
 Wait = Annotated[float, Query(ge=0, le=30, description="seconds to wait for the wwebjs process to act")]
 KEEPALIVE_S = 15
+REVOKED_DETAIL = "the API key was revoked or its company disabled: this stream has ended"
 
 
 class BreakerView(TypedDict):
@@ -140,9 +142,10 @@ def session_view(session: PhoneSession) -> SessionView:
 class SessionRoutes:
     """The session API's routes, over this process's context and live event hub."""
 
-    def __init__(self, ctx: ProcessContext, hub: SessionEventHub) -> None:
+    def __init__(self, ctx: ProcessContext, hub: SessionEventHub, guard: StreamGuard) -> None:
         self.ctx = ctx
         self.hub = hub
+        self.guard = guard
         self.router = APIRouter(tags=["sessions"])
         self._routes()
 
@@ -182,9 +185,15 @@ class SessionRoutes:
             raise Conflict(command.failure, extra={"command": view})
         return JSONResponse({"command": view, "status": "done", "result": command.result})
 
-    def _stream(self, request: Request, company_id: str | None, initial: list[SessionView]) -> StreamingResponse:
+    def _stream(self, request: Request, principal: Principal, company_id: str | None,
+                initial: list[SessionView]) -> StreamingResponse:
         hub = self.hub
         subscription = hub.subscribe(company_id)
+
+        def revoked() -> None:
+            put_dropping_oldest(subscription.queue, REVOKED)
+
+        watch = self.guard.watch(principal, revoked)
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -201,9 +210,13 @@ class SessionRoutes:
                         continue
                     if event is CLOSED:
                         return
+                    if event is REVOKED:
+                        yield sse("error", {"error": "unauthorized", "detail": REVOKED_DETAIL})
+                        return
                     yield sse(str(event.get("eventType")), event)
             finally:
                 hub.unsubscribe(subscription)
+                self.guard.forget(watch)
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -219,8 +232,8 @@ class SessionRoutes:
 
         @router.get("/api/admin/sessions/events", summary="Live session events of every company (SSE, operators)",
                     response_class=StreamingResponse)
-        async def all_events(request: Request, _admin: AdminPrincipal) -> StreamingResponse:
-            return self._stream(request, None, await self._sessions(None))
+        async def all_events(request: Request, admin: AdminPrincipal) -> StreamingResponse:
+            return self._stream(request, admin, None, await self._sessions(None))
 
         @router.get("/api/sessions/{company_id}", summary="The company's WhatsApp Web sessions")
         async def company_sessions(principal: CurrentPrincipal, company_id: CompanyId) -> CompanySessions:
@@ -232,7 +245,7 @@ class SessionRoutes:
         async def company_events(request: Request, principal: CurrentPrincipal,
                                  company_id: CompanyId) -> StreamingResponse:
             principal.require_company(company_id)
-            return self._stream(request, company_id, await self._sessions(company_id))
+            return self._stream(request, principal, company_id, await self._sessions(company_id))
 
         @router.get("/api/sessions/{company_id}/{phone_index}", summary="One phone's WhatsApp Web session")
         async def one_session(principal: CurrentPrincipal, company_id: CompanyId,

@@ -68,6 +68,7 @@ def prepare(settings: Settings, database_url: str, emulator_port: int) -> Extras
     helpers = (
         HelperSpec(EMULATOR, ("sandbox", "meta", "--port", str(emulator_port),
                               "--phone", f"{world.PHONE_NUMBER_ID}:{world.ACCESS_TOKEN}",
+                              "--waba-id", world.WABA_ID,
                               "--webhook-url", meta_webhook, "--app-secret", world.APP_SECRET), emulator_port),
         HelperSpec(NETWORK, ("sandbox", "wweb", "serve", "--port", str(network_port)), network_port),
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from bisnesgpt import __version__
-from bisnesgpt.cli import db, demo, monitoring, phones, processes, tenancy
+from bisnesgpt.cli import db, demo, inbound, monitoring, phones, processes, tenancy
 from bisnesgpt.cli.common import command_group
 from bisnesgpt.cli.sandbox import sandbox_app
+from bisnesgpt.cli.secrets import secrets_app
 from bisnesgpt.cli.usage import usage_command
 from bisnesgpt.cli.webhooks import webhooks_app
 
@@ -30,6 +31,8 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(tenancy.companies_app, name="companies")
 app.add_typer(tenancy.keys_app, name="keys")
 app.add_typer(phones.phones_app, name="phones")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(inbound.inbound_app, name="inbound")
 
 
 @app.command()

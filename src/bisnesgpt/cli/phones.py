@@ -2,8 +2,10 @@
 
 Credentials (``--access-token``, ``--api-key``) are encrypted with ``ENCRYPTION_KEY``
 before they are stored and are never printed. Pass ``-`` to read one from stdin instead of
-the command line (which shells keep in their history). Every change is announced to the
-running API instances, which route the next message by it.
+the command line (which shells keep in their history). A Cloud API or 360dialog phone is
+proven at the provider first (the token reads the number in its WABA; 360dialog accepts the
+key), as the API does; ``--no-verify`` skips that for an operator preparing phones offline.
+Every change is announced to the running API instances, which route the next message by it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bisnesgpt.infra.secrets import resolve_encryption_key, secret_box
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
 from bisnesgpt.phones.service import CONNECTION_TYPES, META_TYPES, PhoneConfigService
-from bisnesgpt.phones.store import PhoneConfig
+from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN, PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
 
 phones_app = command_group(help="Phones of a company: connection type and credentials.")
@@ -51,8 +53,10 @@ ORDERED_HELP = ("Messages to one chat leave in acceptance order (the default); -
                 "as possible unless the message asks for order (broadcasts to many chats)")
 
 
-async def _announce(settings: Settings, company_id: str, phone_index: int, connection_type: str | None) -> None:
-    """Publish the change so running APIs drop their cached route (best effort)."""
+async def _announce(settings: Settings, database_url: str, company_id: str, phone_index: int,
+                    connection_type: str | None) -> None:
+    """Publish the change so the deployment's running APIs drop their cached route (best effort)."""
+    from bisnesgpt.coordination.channels import deployment_namespace
     from bisnesgpt.infra.redis import redis_client
     from bisnesgpt.infra.services import embedded_redis
     from bisnesgpt.messaging.router import announce_change
@@ -62,7 +66,8 @@ async def _announce(settings: Settings, company_id: str, phone_index: int, conne
     if url is not None:
         client = redis_client(url, name="bisnesgpt:cli")
         try:
-            delivered = await announce_change(client, company_id, phone_index, connection_type, "cli")
+            namespace = deployment_namespace(settings.redis_namespace, database_url, url)
+            delivered = await announce_change(client, namespace, company_id, phone_index, connection_type, "cli")
         finally:
             await client.aclose()
     if not delivered:
@@ -71,20 +76,48 @@ async def _announce(settings: Settings, company_id: str, phone_index: int, conne
 
 def _service(db: Database, settings: Settings, *, encrypts: bool) -> PhoneConfigService:
     async def on_change(company_id: str, phone_index: int, connection_type: str | None) -> None:
-        await _announce(settings, company_id, phone_index, connection_type)
+        await _announce(settings, db.dsn, company_id, phone_index, connection_type)
 
     box = secret_box(resolve_encryption_key(settings)) if encrypts else None
-    return PhoneConfigService(db, box, on_change=on_change)
+    # Claims are proven here, before anything is saved (`_prove`); save() itself asks nothing.
+    return PhoneConfigService(db, box, on_change=on_change, claims=None)
 
 
-def _with_secrets(db: Database, settings: Settings, fields: dict[str, str | None], *, token: str | None,
-                  d360_key: str | None) -> tuple[PhoneConfigService, dict[str, str | None]]:
+VERIFY_HELP = "Prove the number at the provider before storing it (--no-verify: an operator's offline setup)"
+
+
+async def _prove(settings: Settings, connection_type: str, fields: dict[str, str | None], *, token: str | None,
+                 d360_key: str | None) -> None:
+    """Ask the provider whether the credentials own the number; the number it names goes into ``fields``."""
+    from bisnesgpt.engines.meta.claims import CloudApiClaims
+
+    claims = CloudApiClaims(settings)
+    if connection_type in META_TYPES:
+        pn_id = fields.get("meta_phone_number_id")
+        if not (pn_id and token):
+            raise ValidationFailed("proving a Cloud API phone needs --phone-number-id and --access-token "
+                                   "(or --no-verify)")
+        proven = await claims.prove_meta(phone_number_id=pn_id, waba_id=fields.get("meta_waba_id"),
+                                         access_token=token)
+        if proven.display_phone_number and "display_phone_number" not in fields:
+            fields["display_phone_number"] = proven.display_phone_number
+    elif connection_type == "360dialog":
+        if not d360_key:
+            raise ValidationFailed("proving a 360dialog phone needs --api-key (or --no-verify)")
+        proven = await claims.prove_d360(api_key=d360_key)
+        fields["meta_phone_number_id"] = proven.phone_number_id
+        if proven.waba_id is not None:
+            fields["meta_waba_id"] = proven.waba_id
+
+
+def _with_secrets(db: Database, settings: Settings, phone: tuple[str, int], fields: dict[str, str | None], *,
+                  token: str | None, d360_key: str | None) -> tuple[PhoneConfigService, dict[str, str | None]]:
     """The phone service (with the key when a secret is given) and ``fields`` plus the encrypted secrets."""
     service = _service(db, settings, encrypts=token is not None or d360_key is not None)
     if token is not None:
-        fields["meta_access_token_encrypted"] = service.encrypt(token)
+        fields["meta_access_token_encrypted"] = service.encrypt(META_ACCESS_TOKEN, *phone, token)
     if d360_key is not None:
-        fields["api_key_encrypted"] = service.encrypt(d360_key)
+        fields["api_key_encrypted"] = service.encrypt(D360_API_KEY, *phone, d360_key)
     return service, fields
 
 
@@ -107,6 +140,7 @@ def phones_add(
     channel_id: str | None = typer.Option(None, "--channel-id", help="360dialog channel id"),
     api_key: str | None = typer.Option(None, "--api-key", help="360dialog D360-API-KEY ('-': stdin)"),
     ordered: bool | None = typer.Option(None, "--ordered/--unordered", help=ORDERED_HELP),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help=VERIFY_HELP),
 ) -> None:
     """Add a phone to a company."""
     token = _secret(access_token, "access token")
@@ -120,9 +154,11 @@ def phones_add(
         async with db.connection() as conn:
             if await store.get_phone(conn, company_id, index) is not None:
                 raise Conflict(f"phone {company_id}/{index} exists; change it with `bisnesgpt phones set`")
-        service, fields = _with_secrets(db, settings, _fields(display_phone_number, phone_number_id, waba_id,
-                                                              client_id, channel_id, ordered),
-                                        token=token, d360_key=d360_key)
+            await tenancy.get_company(conn, company_id)  # an unknown company: 404 before the provider is asked
+        plain = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id, ordered)
+        if verify:
+            await _prove(settings, connection_type, plain, token=token, d360_key=d360_key)
+        service, fields = _with_secrets(db, settings, (company_id, index), plain, token=token, d360_key=d360_key)
         return await service.save(company_id, index, connection_type=connection_type, fields=fields,
                                   initial_status=connection_type not in ("wwebjs",))
 
@@ -143,15 +179,23 @@ def phones_set(
     channel_id: str | None = typer.Option(None, "--channel-id"),
     api_key: str | None = typer.Option(None, "--api-key", help="('-': stdin)"),
     ordered: bool | None = typer.Option(None, "--ordered/--unordered", help=ORDERED_HELP),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help=VERIFY_HELP),
 ) -> None:
-    """Change a phone's connection type, status, credentials or per-chat order (the rest is kept)."""
+    """Change a phone's connection type, status, credentials or per-chat order (the rest is kept).
+
+    A change of the number or its credentials is proven at the provider with the values given
+    and, for the rest, the stored ones.
+    """
     token = _secret(access_token, "access token")
     d360_key = _secret(api_key, "API key")
 
     async def change(db: Database, settings: Settings) -> PhoneConfig:
-        service, fields = _with_secrets(db, settings, _fields(display_phone_number, phone_number_id, waba_id,
-                                                              client_id, channel_id, ordered),
-                                        token=token, d360_key=d360_key)
+        plain = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id, ordered)
+        claimed = {"meta_phone_number_id", "meta_waba_id", "dialog360_channel_id"} & plain.keys()
+        if verify and (claimed or token is not None or d360_key is not None):
+            await _prove_change(db, settings, company_id, index, connection_type, plain, token=token,
+                                d360_key=d360_key)
+        service, fields = _with_secrets(db, settings, (company_id, index), plain, token=token, d360_key=d360_key)
         if not fields and connection_type is None and status is None:
             raise ValidationFailed("nothing to change: give --type, --status, --ordered/--unordered or a credential "
                                    "option")
@@ -159,6 +203,28 @@ def phones_set(
                                     fields=fields)
 
     console.print(_describe(run_with_database(change)) + " updated")
+
+
+async def _prove_change(db: Database, settings: Settings, company_id: str, index: int, connection_type: str | None,
+                        plain: dict[str, str | None], *, token: str | None, d360_key: str | None) -> None:
+    """Prove a changed claim: what is given, completed from the stored phone (its secret decrypted)."""
+    async with db.connection() as conn:
+        current = await store.get_phone(conn, company_id, index)
+    kind = connection_type or (current.connection_type if current else None) or "wwebjs"
+    if current is not None and (kind in META_TYPES or kind == "360dialog"):
+        box = secret_box(resolve_encryption_key(settings))
+        for column in ("meta_phone_number_id", "meta_waba_id"):
+            stored = getattr(current, column)
+            if column not in plain and stored is not None:
+                plain[column] = stored
+        token = token if token is not None else current.meta_access_token(box)
+        d360_key = d360_key if d360_key is not None else current.dialog360_api_key(box)
+    before = dict(plain)
+    await _prove(settings, kind, plain, token=token, d360_key=d360_key)
+    for column in ("meta_phone_number_id", "meta_waba_id"):  # stored values completed the proof: not changes
+        if column in plain and plain[column] == before.get(column) and current is not None \
+                and getattr(current, column) == plain[column]:
+            del plain[column]
 
 
 @phones_app.command("remove")

@@ -1,9 +1,15 @@
 """``bisnesgpt companies add|list|quota`` and ``bisnesgpt keys create|list|revoke``.
 
 API keys are stored as SHA-256 only: ``keys create`` prints the key once and never again.
+A company key may be limited to scopes (``--scope``) and phones (``--phone``); any key may
+expire (``--expires``).
 """
 
 from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import typer
 from rich.table import Table
@@ -13,10 +19,41 @@ from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
 from bisnesgpt.tenancy import store
-from bisnesgpt.tenancy.store import ApiKey, Company, SendQuota
+from bisnesgpt.tenancy.store import SCOPES, ApiKey, Company, KeyLimits, Scope, SendQuota
 
 companies_app = command_group(help="Companies (tenants).")
 keys_app = command_group(help="API keys: company keys and operator (admin) keys.")
+
+SCOPE_OPTION = typer.Option(None, "--scope", "-s", help=f"Only this scope (repeat for more): {', '.join(SCOPES)}; "
+                                                         "default: every scope")
+PHONE_OPTION = typer.Option(None, "--phone", "-p", min=0,
+                            help="Only this phone index (repeat for more); default: every phone")
+_IN = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_expiry(value: str) -> datetime:
+    """``--expires``: a time from now such as ``90d``, ``12h``, ``30m``, or an ISO 8601 time (naive = UTC)."""
+    match = _IN.match(value.strip())
+    if match:
+        return datetime.now(UTC) + timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: use a duration such as 90d, 12h, 30m, or an ISO 8601 time "
+                                 "(2026-12-31T00:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_scopes(values: list[str] | None) -> tuple[Scope, ...] | None:
+    """``--scope`` (repeated, or comma-separated); None when not given (every scope)."""
+    if not values:
+        return None
+    scopes = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if unknown or not scopes:
+        raise typer.BadParameter(f"unknown scope {', '.join(unknown) or '(none)'}; the scopes are {', '.join(SCOPES)}")
+    return tuple(cast(Scope, scope) for scope in scopes)
 
 
 def _when(value: object) -> str:
@@ -79,22 +116,38 @@ def keys_create(
     company_id: str | None = typer.Argument(None, help=f"{COMPANY_HELP}: the key's company (omit with --admin)"),
     admin: bool = typer.Option(False, "--admin", help="An operator key: reaches every company"),
     name: str = typer.Option("", "--name", "-n", help="A label to recognise the key by"),
+    scope: list[str] | None = SCOPE_OPTION,
+    phone: list[int] | None = PHONE_OPTION,
+    expires: str | None = typer.Option(None, "--expires", help="Expiry: 90d, 12h, 30m or an ISO 8601 time"),
 ) -> None:
     """Create an API key and print it (it is shown only this once)."""
     if admin == (company_id is not None):
         err_console.print("bisnesgpt: give a company id, or --admin for an operator key (not both)")
         raise typer.Exit(2)
+    if admin and (scope or phone):
+        err_console.print("bisnesgpt: operator keys reach everything: --scope and --phone are for company keys")
+        raise typer.Exit(2)
+    limits = KeyLimits(parse_scopes(scope), tuple(phone) if phone else None,
+                       parse_expiry(expires) if expires is not None else None)
 
     async def create(db: Database, _settings: Settings) -> tuple[ApiKey, str]:
         async with db.connection() as conn:
             if company_id is not None:
                 await store.get_company(conn, company_id)
-            return await store.create_api_key(conn, company_id=company_id, name=name)
+            return await store.create_api_key(conn, company_id=company_id, name=name, limits=limits)
 
     record, plaintext = run_with_database(create)
-    scope = "operator (all companies)" if admin else f"company {company_id}"
-    err_console.print(f"key {record.id} for {scope} created; store it now, it is not shown again:")
+    reach = "operator (all companies)" if admin else f"company {company_id}"
+    err_console.print(f"key {record.id} for {reach} ({_limits(record)}) created; store it now, it is not shown "
+                      "again:", markup=False)
     print(plaintext)
+
+
+def _limits(key: ApiKey) -> str:
+    scopes = ", ".join(key.scopes) if key.scopes is not None else "every scope"
+    phones = ("phones " + ", ".join(map(str, key.phone_indexes))) if key.phone_indexes is not None else "every phone"
+    expiry = f"expires {_when(key.expires_at)}" if key.expires_at is not None else "no expiry"
+    return f"{scopes}; {phones}; {expiry}"
 
 
 @keys_app.command("list")
@@ -111,10 +164,13 @@ def keys_list(
                 await store.get_company(conn, company_id)  # an unknown company is an error, not an empty list
             return await store.list_api_keys(conn, company_id)
 
-    table = Table("id", "company", "role", "name", "prefix", "created", "last used", "revoked")
+    table = Table("id", "company", "role", "name", "prefix", "scopes", "phones", "expires", "created", "last used",
+                  "revoked")
     for key in run_with_database(fetch):
         table.add_row(str(key.id), key.company_id or "*", key.role, key.name, key.key_prefix + "…",
-                      _when(key.created_at), _when(key.last_used_at), _when(key.revoked_at))
+                      " ".join(key.scopes) if key.scopes is not None else "all",
+                      " ".join(map(str, key.phone_indexes)) if key.phone_indexes is not None else "all",
+                      _when(key.expires_at), _when(key.created_at), _when(key.last_used_at), _when(key.revoked_at))
     console.print(table)
 
 

@@ -15,9 +15,10 @@ reconnecting after a loss. What it handles itself:
 Pub/sub is best effort: while Redis is away the listener reconnects quietly, listeners
 hear ``False`` (a handler that caches must stop trusting its cache) and ``True`` once
 subscribed again (anything published meanwhile was missed). Channels span every logical
-database of a Redis server, so messages carry ``redisDb`` (``channels.stamped``) and those
-of another database are ignored; messages without it (e.g. from the Node server) are
-accepted.
+database of a Redis server, so the coordinator subscribes under its deployment's namespace
+(``<namespace>:<channel>``, see ``channels.py``) and also ignores a message stamped with
+another namespace or Redis db; an unstamped message (e.g. from the Node server, heard only
+with an empty ``REDIS_NAMESPACE``) is accepted.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bisnesgpt.coordination.channels import PROCESS_HEARTBEAT, PROCESS_SHUTDOWN, PROCESS_STATUS, redis_db_of
+from bisnesgpt.coordination.channels import (
+    PROCESS_HEARTBEAT,
+    PROCESS_SHUTDOWN,
+    PROCESS_STATUS,
+    channel_name,
+    redis_db_of,
+)
 from bisnesgpt.core.tasks import cancel_and_wait
 from bisnesgpt.infra.redis import pubsub_client
 
@@ -75,9 +82,10 @@ def shutdown_targets_me(payload: dict[str, Any], *, process_name: str, role: str
 class Coordinator:
     """One process's pub/sub listener: peers, shutdown requests, and the components' handlers."""
 
-    def __init__(self, redis_url: str, *, process_name: str, role: str, host: str,
+    def __init__(self, redis_url: str, *, namespace: str, process_name: str, role: str, host: str,
                  peers: dict[str, Peer], on_shutdown: Callable[[str], None]) -> None:
         self.redis_url = redis_url
+        self.namespace = namespace
         self.process_name = process_name
         self.role = role
         self.host = host
@@ -154,16 +162,17 @@ class Coordinator:
             self._db = redis_db_of(self._client)
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(*self._handlers)
+            await pubsub.subscribe(*(channel_name(self.namespace, c) for c in self._handlers))
             self._unsubscribed.clear()
             self._set_connected(True)
             while True:
                 if self._unsubscribed:
                     channels, self._unsubscribed = sorted(self._unsubscribed), set()
-                    await pubsub.subscribe(*channels)
+                    await pubsub.subscribe(*(channel_name(self.namespace, c) for c in channels))
                 message = await pubsub.get_message(timeout=READ_TIMEOUT)
                 if message is not None and message.get("type") == "message":
-                    await self._dispatch(str(message["channel"]), message["data"])
+                    prefix = channel_name(self.namespace, "")
+                    await self._dispatch(str(message["channel"]).removeprefix(prefix), message["data"])
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -176,8 +185,8 @@ class Coordinator:
             return
         if not isinstance(payload, dict):
             return
-        if payload.get("redisDb", self._db) != self._db:
-            return  # another deployment on the same Redis server (another logical db)
+        if payload.get("redisDb", self._db) != self._db or payload.get("namespace", self.namespace) != self.namespace:
+            return  # another deployment on the same Redis server
         if channel in (PROCESS_STATUS, PROCESS_HEARTBEAT):
             self.update_peer(payload)
         elif channel == PROCESS_SHUTDOWN and shutdown_targets_me(

@@ -51,12 +51,29 @@ class Forbidden(BisnesgptError):
     """Authenticated, but not allowed to do this."""
 
 
+class MissingScope(Forbidden):
+    """The API key lacks the scope this operation needs (``extra["missing_scope"]`` names it)."""
+
+
+class PhoneNotAllowed(Forbidden):
+    """The API key is limited to other phones of its company."""
+
+
 class NotFound(BisnesgptError):
     """No such resource (or one the caller may not know exists)."""
 
 
 class Conflict(BisnesgptError):
     """The request contradicts the current state (a duplicate, a wrong kind of phone)."""
+
+
+class ProviderIdentityTaken(Conflict):
+    """A provider identity (a Meta phone_number_id, a 360dialog channel id) is claimed by another
+    phone already: it names one WhatsApp number, whose inbound messages go to one phone only."""
+
+
+class ClaimNotProven(BisnesgptError):
+    """The provider did not confirm that the given credentials own the claimed phone number."""
 
 
 class PayloadTooLarge(BisnesgptError):

@@ -179,9 +179,10 @@ class SessionAuth:
     # --- sign-in ---------------------------------------------------------------------------
 
     async def sign_in(self, request: Request, key: str) -> tuple[Principal, str, float]:
-        """Check a key (401 if bad, 429 while its address is locked out) and return its principal with a
-        new cookie value."""
+        """Check a key (401 if bad, 429 while its address is locked out, 403 if limited) and return its
+        principal with a new cookie value."""
         principal = await authenticate_connection(request, key.strip(), surface="dashboard")
+        principal.require_unlimited("the dashboard")
         cookie, expires = self.signer.issue(principal, fingerprint(hash_api_key(key.strip())))
         return principal, cookie, expires
 
@@ -221,7 +222,9 @@ class SessionAuth:
         """401 unless the request carries an API key or a valid session; CSRF on actions."""
         key = presented_key(request)
         if key is not None:
-            return Caller(await authenticate_connection(request, key, surface="dashboard"), None, None)
+            principal = await authenticate_connection(request, key, surface="dashboard")
+            principal.require_unlimited("the dashboard")
+            return Caller(principal, None, None)
         session = await self.session(ctx, request)
         if session is None:
             raise Unauthorized("sign in at /dashboard/login (or send an API key)")

@@ -20,6 +20,7 @@ from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.pages import build_pages
 from bisnesgpt.dashboard.queues import QueueAdmin
 from bisnesgpt.dashboard.rollup import LEASE_NAME, MetricsRollup
+from bisnesgpt.engines.meta.claims import CloudApiClaims
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.router import announce_change
 from bisnesgpt.phones.service import PhoneConfigService
@@ -39,7 +40,8 @@ class DashboardComponent(Component, HealthReporter):
         self.hub = LiveHub(ctx.settings.dashboard_live_interval_ms / 1000, overview=self._overview,
                            queues=self._queues)
         self.hub.listen(ctx.coordinator)
-        self.phones = PhoneConfigService(ctx.db, secret_box(ctx.settings), on_change=self._config_changed)
+        self.phones = PhoneConfigService(ctx.db, secret_box(ctx.settings), on_change=self._config_changed,
+                                         claims=CloudApiClaims(ctx.settings))
         self.queues = QueueAdmin(ctx)
         self.rollup = MetricsRollup(ctx.db, ctx.process_name)
         self.rollup_loop = LeasedLoop(ctx.db, LEASE_NAME, ctx.holder, ctx.settings.dashboard_rollup_interval_ms / 1000,
@@ -53,7 +55,8 @@ class DashboardComponent(Component, HealthReporter):
         return {"queues": await self.queues.overview()}
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
-        await announce_change(self.ctx.redis, company_id, phone_index, connection_type, self.ctx.process_name)
+        await announce_change(self.ctx.redis, self.ctx.namespace, company_id, phone_index, connection_type,
+                              self.ctx.process_name)
 
     async def _roll_up(self) -> None:
         await self.rollup.run_once()

@@ -1,6 +1,8 @@
 -- key_state --
--- An API key's role, company, whether it is still active, its hash and its company's status.
-SELECT k.role, k.company_id, k.revoked_at IS NULL AS active, k.key_hash, c.status AS company_status
+-- An API key's role, company, whether it is still active (not revoked, not expired), its hash
+-- and its company's status.
+SELECT k.role, k.company_id, k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) AS active,
+       k.key_hash, c.status AS company_status
 FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
 WHERE k.id = $1
 

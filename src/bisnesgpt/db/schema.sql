@@ -71,7 +71,9 @@ CREATE TABLE phone_configs (
     UNIQUE (company_id, phone_index)
 );
 CREATE INDEX idx_phone_configs_company ON phone_configs(company_id);
-CREATE INDEX idx_phone_configs_channel ON phone_configs(dialog360_channel_id);
+-- A 360dialog channel names one number too: one phone, one owner (0012).
+CREATE UNIQUE INDEX idx_phone_configs_dialog360_channel_id ON phone_configs(dialog360_channel_id)
+    WHERE dialog360_channel_id IS NOT NULL;
 CREATE INDEX idx_phone_configs_connection_type ON phone_configs(connection_type, company_id);
 CREATE INDEX idx_phone_configs_process ON phone_configs(process_name, status)
     WHERE process_name IS NOT NULL;
@@ -553,10 +555,16 @@ CREATE TABLE meta_webhook_changes (
     value            JSONB NOT NULL,
     value_hash       TEXT NOT NULL,
     received_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- 0012: routed (to company_id/phone_index), or kept aside: unmatched (no phone), ambiguous
+    -- (several phones, listed in candidates).
+    routing          TEXT NOT NULL DEFAULT 'routed' CHECK (routing IN ('routed', 'unmatched', 'ambiguous')),
+    candidates       JSONB,
     UNIQUE (provider, value_hash)
 );
 CREATE INDEX idx_meta_webhook_changes_company ON meta_webhook_changes(company_id, received_at);
 CREATE INDEX idx_meta_webhook_changes_field ON meta_webhook_changes(field, received_at);
+CREATE INDEX idx_meta_webhook_changes_unrouted ON meta_webhook_changes(received_at)
+    WHERE routing <> 'routed';
 
 -- ==== from 0005_wwebjs_sessions.sql ====
 -- 0005_wwebjs_sessions: the WhatsApp-Web engine's own state.
@@ -1003,3 +1011,41 @@ CREATE INDEX idx_messages_chat_order ON messages(company_id, phone_index, chat_i
     WHERE chat_seq IS NOT NULL AND direction = 'outbound' AND status IN ('accepted', 'queued', 'sending');
 -- Whether a phone's messages keep per-chat order unless a message says otherwise.
 ALTER TABLE phone_configs ADD COLUMN ordered_sends BOOLEAN NOT NULL DEFAULT true;
+
+-- ==== from 0016_scoped_api_keys.sql ====
+-- 0016_scoped_api_keys: what a company API key may do, on which of its company's phones, until when.
+--
+-- scopes NULL: every scope (keys made before scopes existed keep their full company scope);
+-- phone_indexes NULL: every phone of the company; expires_at NULL: the key does not expire.
+-- Operator keys reach everything: they may expire, but take no scopes or phone limit.
+ALTER TABLE api_keys ADD COLUMN scopes TEXT[];
+ALTER TABLE api_keys ADD COLUMN phone_indexes INTEGER[];
+ALTER TABLE api_keys ADD COLUMN expires_at TIMESTAMPTZ;
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_scopes_known CHECK (
+    scopes IS NULL OR (cardinality(scopes) > 0
+                       AND scopes <@ ARRAY['messages:send', 'messages:read', 'sessions:manage', 'webhooks:manage']));
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_phone_indexes_given CHECK (
+    phone_indexes IS NULL OR cardinality(phone_indexes) > 0);
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_limits_company_only CHECK (
+    role = 'company' OR (scopes IS NULL AND phone_indexes IS NULL));
+
+-- ==== from 0018_wwebjs_members.sql ====
+-- 0018_wwebjs_members: the wwebjs processes that share the sessions, and what each can take.
+--
+-- Every wwebjs process keeps its row alive on each reconcile tick (expires_at, like a lease)
+-- with its capacity (WWEBJS_MAX_SESSIONS, NULL for no limit) and how many sessions it drives;
+-- a draining process (SIGTERM, rolling restart) says so and takes no new ones. From the live
+-- rows every process computes the same fair share per process, so a new or unowned session
+-- goes to a process below its share and a process above it hands sessions over a few at a time.
+CREATE TABLE wwebjs_members (
+    holder        TEXT PRIMARY KEY,
+    process_name  TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    capacity      INTEGER CHECK (capacity IS NULL OR capacity >= 0),
+    sessions      INTEGER NOT NULL DEFAULT 0,
+    draining      BOOLEAN NOT NULL DEFAULT false,
+    started_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    seen_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at    TIMESTAMPTZ NOT NULL
+);
+

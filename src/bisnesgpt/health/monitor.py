@@ -388,7 +388,7 @@ class HealthMonitor:
             "processName": self.ctx.process_name, "role": self.ctx.role, "pid": self.ctx.pid,
             "host": self.ctx.host, "status": status, "uptime": round(self.ctx.uptime, 1),
             "rssMb": round(rss_mb, 1), "cpu": cpu, "activeBots": self.active_bots(), "ts": time.time(),
-        })
+        }, namespace=self.ctx.namespace)
 
     async def _queue_depths(self) -> dict[str, int]:
         """Backlog of the consumed queues; {} while Redis is unreachable (the check says why)."""

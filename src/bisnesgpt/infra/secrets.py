@@ -56,7 +56,10 @@ def _read_key_when_written(path: Path, timeout: float = 5.0) -> str:
 
 
 def secret_box(settings: Settings) -> SecretBox:
-    """The box for the resolved ENCRYPTION_KEY (ConfigError before ``resolve_encryption_key``)."""
+    """The box for the resolved ENCRYPTION_KEY, and ENCRYPTION_KEY_PREVIOUS when set (ConfigError
+    before ``resolve_encryption_key``)."""
     if settings.encryption_key is None:
         raise ConfigError("invalid setting ENCRYPTION_KEY: not resolved (call resolve_encryption_key first)")
-    return SecretBox.from_hex(settings.encryption_key.get_secret_value())
+    previous = settings.encryption_key_previous
+    return SecretBox.from_hex(settings.encryption_key.get_secret_value(),
+                              previous.get_secret_value() if previous is not None else None)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bullmq.custom_errors import DelayedError
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -78,14 +79,19 @@ class QueueWorker:
         self._worker: HandBackWorker | None = None
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self._owned_pool: SentinelConnectionPool | None = None
 
     async def start(self) -> None:
         """Connect, recover a killed predecessor's jobs, and begin consuming."""
+        connection = connection_kwargs(self.redis_url)
+        # A Sentinel pool is ours, not bullmq's: its clients leave it open when they close.
+        pool = connection.get("connection_pool")
+        self._owned_pool = pool if isinstance(pool, SentinelConnectionPool) else None
         self._worker = HandBackWorker(
             self.spec.name,
             self._process,
             {
-                "connection": connection_kwargs(self.redis_url),
+                "connection": connection,
                 "prefix": self.prefix,
                 "concurrency": self.concurrency,
                 "autorun": False,
@@ -187,5 +193,7 @@ class QueueWorker:
             log.warning("worker %s: close: %r", self.spec.name, exc)
         with contextlib.suppress(Exception):
             await worker.close_locks()  # idempotent; a no-op unless a forced job never ended
+        if self._owned_pool is not None:
+            await self._owned_pool.disconnect()
         log.info("worker %s closed in %.2fs (jobs drained in %.2fs%s)", self.spec.name, time.monotonic() - began,
                  drained - began, ", forced" if worker.forceClosing else "")

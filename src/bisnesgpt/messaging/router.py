@@ -67,12 +67,12 @@ def route_for(config: PhoneConfig, settings: Settings) -> Route:
     return Route(config.company_id, config.phone_index, config.connection_type, spec, config.ordered_sends)
 
 
-async def announce_change(redis: aioredis.Redis, company_id: str, phone_index: int | None,
+async def announce_change(redis: aioredis.Redis, namespace: str, company_id: str, phone_index: int | None,
                           connection_type: str | None, origin: str) -> bool:
-    """Tell every API instance that a phone's configuration changed (best effort)."""
+    """Tell every API instance of the deployment that a phone's configuration changed (best effort)."""
     return await publish(redis, PHONE_CONFIG_CHANGED, {
         "companyId": company_id, "phoneIndex": phone_index, "connectionType": connection_type, "origin": origin,
-    })
+    }, namespace=namespace)
 
 
 class MessageRouter:

@@ -146,13 +146,8 @@ class ChildSpec:
 
 
 def child_specs(settings: Settings) -> list[ChildSpec]:
-    """The slots to supervise: every api instance, wwebjs and the meta instances when enabled."""
-    specs = [ChildSpec("api", i) for i in range(settings.api_instances)]
-    if settings.enable_wwebjs:
-        specs.append(ChildSpec("wwebjs", 0))
-    if settings.enable_meta:
-        specs += [ChildSpec("meta", i) for i in range(settings.meta_instances)]
-    return specs
+    """The slots to supervise: every api instance, the wwebjs and meta instances when enabled."""
+    return [ChildSpec(role, i) for role in ("api", "wwebjs", "meta") for i in range(settings.instances_of(role))]
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Literal, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bisnesgpt.coordination.channels import stamped
+from bisnesgpt.coordination.channels import channel_name, stamped
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
@@ -120,9 +120,10 @@ _STOP = object()
 class Recorder:
     """Fire-and-forget writes from the arbiter loop, done in order by one thread."""
 
-    def __init__(self, database_url: str, redis_url: str) -> None:
+    def __init__(self, database_url: str, redis_url: str, namespace: str) -> None:
         self.database_url = database_url
         self.redis_url = redis_url
+        self.namespace = namespace
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name="orchestrator-recorder", daemon=True)
         # Children run on our node, under our pid: what tells our rows from another supervisor's.
@@ -151,7 +152,7 @@ class Recorder:
         self._queue.put(_Restarts(process_name, role, instance_id, restarts))
 
     def publish(self, channel: str, payload: Mapping[str, object]) -> None:
-        """Queue a coordinator message (stamped with the Redis db when sent)."""
+        """Queue a coordinator message (under the deployment's namespace, stamped when sent)."""
         self._queue.put(_Publish(channel, payload))
 
     def close(self, timeout: float = 5.0) -> None:
@@ -196,7 +197,8 @@ class Recorder:
 
     async def _write(self, db: Database, redis: aioredis.Redis, item: object) -> None:
         if isinstance(item, _Publish):
-            await redis.publish(item.channel, json.dumps(stamped(redis, dict(item.payload)), default=str))
+            await redis.publish(channel_name(self.namespace, item.channel),
+                                json.dumps(stamped(redis, dict(item.payload), self.namespace), default=str))
             return
         await db.open()  # no-op once open; retried on the next item after a failure
         if isinstance(item, _Event):

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from bisnesgpt import __version__
 from bisnesgpt.config import Settings
+from bisnesgpt.coordination.channels import deployment_namespace
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.orchestrator import protocol
 from bisnesgpt.orchestrator.banner import print_banner, ready_lines
@@ -110,7 +111,8 @@ class Supervisor:
                  helpers: Sequence[HelperSpec] = (), helper_launcher: HelperLauncher | None = None,
                  env: Mapping[str, str] | None = None, on_ready: Callable[[], None] | None = None) -> None:
         self.settings = settings
-        self.recorder = recorder or Recorder(database_url, redis_url)
+        self.recorder = recorder or Recorder(
+            database_url, redis_url, deployment_namespace(settings.redis_namespace, database_url, redis_url))
         self.children: list[Child] = [Child(spec, RestartPolicy.for_role(settings, spec.role))
                                       for spec in child_specs(settings)]
         self.ctx = SupervisorContext(settings, self.children, self.recorder, clock=clock)

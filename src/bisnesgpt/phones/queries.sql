@@ -90,3 +90,7 @@ FROM (SELECT * FROM phone_configs WHERE company_id = $1) pc
 FULL OUTER JOIN (SELECT * FROM phone_status WHERE company_id = $1) ps
   ON ps.phone_index = pc.phone_index
 ORDER BY 1
+
+-- company_exists --
+-- Whether the company exists (checked before a provider is asked about a claim).
+SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)

@@ -9,7 +9,7 @@ from typing import Literal, TypedDict, get_args
 
 import asyncpg
 
-from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.core.crypto import SecretBox, SecretColumn
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import Row, RowRecord
@@ -22,6 +22,10 @@ PhoneStatus = Literal["initializing", "qr", "pairing_code", "authenticated", "re
                       "pending"]
 """The live connection status an engine reports (``phone_status.status``)."""
 PHONE_CONFIG_STATUSES: tuple[PhoneConfigStatus, ...] = get_args(PhoneConfigStatus)
+
+# The encrypted credential columns; a value is bound to its phone (company id, phone index).
+META_ACCESS_TOKEN = SecretColumn("phone_configs", "meta_access_token_encrypted")
+D360_API_KEY = SecretColumn("phone_configs", "api_key_encrypted")
 
 # Columns `upsert_phone` may set besides connection_type and status.
 # ``ordered_sends`` is given as "true" / "false".
@@ -54,11 +58,15 @@ class PhoneConfig(RowRecord):
 
     def meta_access_token(self, box: SecretBox) -> str | None:
         """The Cloud API access token in clear (None when none is stored)."""
-        return box.decrypt(self.meta_access_token_encrypted) if self.meta_access_token_encrypted else None
+        if not self.meta_access_token_encrypted:
+            return None
+        return box.decrypt(self.meta_access_token_encrypted, META_ACCESS_TOKEN.at(self.company_id, self.phone_index))
 
     def dialog360_api_key(self, box: SecretBox) -> str | None:
         """The 360dialog API key in clear (None when none is stored)."""
-        return box.decrypt(self.api_key_encrypted) if self.api_key_encrypted else None
+        if not self.api_key_encrypted:
+            return None
+        return box.decrypt(self.api_key_encrypted, D360_API_KEY.at(self.company_id, self.phone_index))
 
 
 class PhoneStatusRow(TypedDict):
@@ -179,3 +187,8 @@ async def all_phones(conn: asyncpg.Connection, connection_types: list[str] | Non
 async def company_phone_statuses(conn: asyncpg.Connection, company_id: str) -> list[CompanyPhoneStatus]:
     """Each phone of a company (configured or with a status row) with its live status."""
     return [_company_status(r) for r in await conn.fetch(SQL.company_phone_statuses, company_id)]
+
+
+async def company_exists(conn: asyncpg.Connection, company_id: str) -> bool:
+    """Whether the company exists."""
+    return bool(await conn.fetchval(SQL.company_exists, company_id))

@@ -62,6 +62,8 @@ class ProcessContext:
     coordinator: Coordinator
     # This process's lease holder id (``coordination.leases.holder_id``).
     holder: str
+    # The deployment's pub/sub namespace (``coordination.channels``): every publish names it.
+    namespace: str
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     started_monotonic: float = field(default_factory=time.monotonic)

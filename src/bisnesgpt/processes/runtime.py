@@ -35,7 +35,7 @@ from bisnesgpt import __version__
 from bisnesgpt.api.edge import HttpEdge
 from bisnesgpt.api.problems import install_problem_handlers
 from bisnesgpt.config import Role, Settings
-from bisnesgpt.coordination.channels import PROCESS_STATUS, publish
+from bisnesgpt.coordination.channels import PROCESS_STATUS, deployment_namespace, publish
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.coordination.leases import holder_id
 from bisnesgpt.core.errors import DatabaseUnavailable, MigrationError, SchemaNotMigrated
@@ -273,13 +273,14 @@ async def _open_context(role: Role, settings: Settings, *, database_url: str, re
         await db.close()
         raise
     host = socket.gethostname()
+    namespace = deployment_namespace(settings.redis_namespace, database_url, redis_url)
     return ProcessContext(
         settings=settings, role=role, process_name=process_name, database_url=database_url,
         redis_url=redis_url, db=db, redis=redis_client(redis_url, name=f"bisnesgpt:{process_name}"),
         queues=QueueProducer(redis_url), events=EventRecorder(db, process_name),
-        coordinator=Coordinator(redis_url, process_name=process_name, role=role, host=host, peers=peers,
-                                on_shutdown=on_shutdown),
-        holder=holder_id(process_name), host=host, peers=peers, supervised=supervised,
+        coordinator=Coordinator(redis_url, namespace=namespace, process_name=process_name, role=role, host=host,
+                                peers=peers, on_shutdown=on_shutdown),
+        holder=holder_id(process_name), namespace=namespace, host=host, peers=peers, supervised=supervised,
     )
 
 
@@ -340,7 +341,7 @@ async def _announce(ctx: ProcessContext, link: SupervisorLink | None, status: st
         payload["port"] = port
     if link is not None:
         link.send(protocol.status_message(payload))
-    await publish(ctx.redis, PROCESS_STATUS, dict(payload))
+    await publish(ctx.redis, PROCESS_STATUS, dict(payload), namespace=ctx.namespace)
 
 
 async def _shutdown(

@@ -11,21 +11,25 @@ SELECT id, name, status, created_at FROM companies ORDER BY id
 SELECT id, name, status, created_at FROM companies WHERE id = $1
 
 -- insert_api_key --
--- A new API key ($4 its shown prefix, $5 the SHA-256 of the key; the key itself is never stored).
-INSERT INTO api_keys (company_id, role, name, key_prefix, key_hash)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at
+-- A new API key ($4 its shown prefix, $5 the SHA-256 of the key; the key itself is never stored;
+-- $6 scopes, $7 phone indexes, NULL: all; $8 when it expires, NULL: never).
+INSERT INTO api_keys (company_id, role, name, key_prefix, key_hash, scopes, phone_indexes, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at, scopes, phone_indexes,
+       expires_at
 
 -- find_key_by_hash --
 -- The key with this SHA-256, and its company's status (NULL for an operator key).
 SELECT k.id, k.company_id, k.role, k.name, k.key_prefix, k.created_at, k.last_used_at, k.revoked_at,
-       c.status AS company_status
+       k.scopes, k.phone_indexes, k.expires_at, c.status AS company_status
 FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
 WHERE k.key_hash = $1
 
 -- list_api_keys --
 -- Every key (revoked ones too), or one company's ($1 NULL: all), by id.
-SELECT id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at FROM api_keys
+SELECT id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at, scopes, phone_indexes,
+       expires_at
+FROM api_keys
 WHERE ($1::text IS NULL OR company_id = $1) ORDER BY id
 
 -- revoke_api_key --
@@ -45,3 +49,8 @@ SELECT send_quota_per_minute, send_quota_per_day FROM companies WHERE id = $1
 -- Set a company's send quotas ($2 per minute, $3 per day; NULL removes one).
 UPDATE companies SET send_quota_per_minute = $2, send_quota_per_day = $3 WHERE id = $1
 RETURNING send_quota_per_minute, send_quota_per_day
+
+-- live_key_ids --
+-- Of the key ids $1, those still valid: not revoked and, for a company key, its company active.
+SELECT k.id FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
+WHERE k.id = ANY($1::bigint[]) AND k.revoked_at IS NULL AND (k.role = 'admin' OR c.status = 'active')

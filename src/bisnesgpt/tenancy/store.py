@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 import asyncpg
 
 from bisnesgpt.core.crypto import hash_api_key, new_api_key
-from bisnesgpt.core.errors import Conflict, NotFound
+from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import RowRecord
 
@@ -22,6 +22,10 @@ CompanyStatus = Literal["active", "disabled"]
 """A disabled company's keys are refused."""
 KeyRole = Literal["company", "admin"]
 """``company``: one company's key; ``admin``: an operator key (every company, no company id)."""
+Scope = Literal["messages:send", "messages:read", "sessions:manage", "webhooks:manage"]
+"""What a company key may do: send (and act on chats), read messages/chats/media/usage, manage
+phones and WhatsApp-Web sessions, manage webhook endpoints. A key without scopes has them all."""
+SCOPES: tuple[Scope, ...] = get_args(Scope)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,42 @@ class ApiKey(RowRecord):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scopes: list[Scope] | None  # None: every scope
+    phone_indexes: list[int] | None  # None: every phone of the company
+    expires_at: datetime | None  # None: never
+
+    def expired(self, now: datetime | None = None) -> bool:
+        """Whether the key's expiry has passed."""
+        return self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """What a new key may do: scopes and phones (None: all of them), and when it expires (None: never)."""
+
+    scopes: tuple[Scope, ...] | None = None
+    phone_indexes: tuple[int, ...] | None = None
+    expires_at: datetime | None = None
+
+
+def check_limits(limits: KeyLimits, *, operator: bool) -> KeyLimits:
+    """``limits`` de-duplicated and checked (ValidationFailed naming the field otherwise)."""
+    def refuse(field: str, message: str) -> ValidationFailed:
+        return ValidationFailed(f"{field}: {message}", errors=[{"field": field, "message": message, "type": "value"}])
+
+    if operator and (limits.scopes is not None or limits.phone_indexes is not None):
+        raise refuse("scope", "operator keys reach everything: scopes and phone limits are for company keys")
+    scopes = None if limits.scopes is None else tuple(dict.fromkeys(limits.scopes))
+    if scopes is not None and (not scopes or any(scope not in SCOPES for scope in scopes)):
+        raise refuse("scope", f"give one or more of {', '.join(SCOPES)}")
+    phones = None if limits.phone_indexes is None else tuple(sorted(set(limits.phone_indexes)))
+    if phones is not None and (not phones or any(index < 0 for index in phones)):
+        raise refuse("phone", "give one or more phone indexes (0, 1, …)")
+    if limits.expires_at is not None and limits.expires_at.tzinfo is None:
+        raise refuse("expires", "give a time zone (or Z for UTC)")
+    if limits.expires_at is not None and limits.expires_at <= datetime.now(UTC):
+        raise refuse("expires", "must be in the future")
+    return KeyLimits(scopes, phones, limits.expires_at)
 
 
 async def create_company(conn: asyncpg.Connection, company_id: str, name: str) -> Company:
@@ -96,11 +136,19 @@ async def get_company(conn: asyncpg.Connection, company_id: str) -> Company:
     return Company.from_row(row)
 
 
-async def create_api_key(conn: asyncpg.Connection, *, company_id: str | None, name: str = "") -> tuple[ApiKey, str]:
-    """Create a key; returns (record, plaintext key). company_id None = operator (admin) key."""
+async def create_api_key(conn: asyncpg.Connection, *, company_id: str | None, name: str = "",
+                         limits: KeyLimits | None = None) -> tuple[ApiKey, str]:
+    """Create a key; returns (record, plaintext key). company_id None = operator (admin) key.
+
+    ``limits`` narrow a company key to some scopes and phones, and give any key an expiry.
+    """
+    checked = check_limits(limits or KeyLimits(), operator=company_id is None)
     plaintext = new_api_key("bgpt_admin" if company_id is None else "bgpt")
     row = await conn.fetchrow(SQL.insert_api_key, company_id, "admin" if company_id is None else "company", name,
-                              plaintext[:14], hash_api_key(plaintext))
+                              plaintext[:14], hash_api_key(plaintext),
+                              list(checked.scopes) if checked.scopes is not None else None,
+                              list(checked.phone_indexes) if checked.phone_indexes is not None else None,
+                              checked.expires_at)
     assert row is not None
     return ApiKey.from_row(row), plaintext
 
@@ -148,3 +196,8 @@ async def set_send_quota(conn: asyncpg.Connection, company_id: str, *, per_minut
     if row is None:
         raise NotFound(f"company {company_id!r} not found")
     return SendQuota.from_row(row)
+
+
+async def live_key_ids(conn: asyncpg.Connection, key_ids: list[int]) -> set[int]:
+    """Which of ``key_ids`` are still valid (not revoked; a company key's company active)."""
+    return {int(r["id"]) for r in await conn.fetch(SQL.live_key_ids, key_ids)}

@@ -1,7 +1,7 @@
 """``webhook_endpoints`` rows: the queries, and the record they read into.
 
-Secrets and custom headers are stored encrypted (``SecretBox``); this module moves the
-ciphertexts only — ``service.py`` decides when to decrypt.
+Secrets and custom headers are stored encrypted (``SecretBox``), each bound to its endpoint's
+id; this module moves the ciphertexts only — ``service.py`` decides when to decrypt.
 """
 
 from __future__ import annotations
@@ -13,10 +13,17 @@ from typing import Self
 
 import asyncpg
 
+from bisnesgpt.core.crypto import SecretColumn
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import Row, RowRecord
 
 SQL = load_queries("bisnesgpt.webhooks")
+
+# The encrypted columns, bound to the endpoint's id. A rotation moves the signing secret from
+# ``secret_encrypted`` to ``previous_secret_encrypted`` in SQL, so both hold "the endpoint's
+# signing secret" and share one binding: still no other endpoint's row can take either.
+SIGNING_SECRET = SecretColumn("webhook_endpoints", "secret_encrypted")
+CUSTOM_HEADERS = SecretColumn("webhook_endpoints", "headers_encrypted")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.messaging.events import EVENT_TYPES
 from bisnesgpt.webhooks import deliveries, endpoints
 from bisnesgpt.webhooks.deliveries import DeliveryOrigin, DeliveryRecord, DeliveryStatus, ReplayResult
-from bisnesgpt.webhooks.endpoints import EndpointChanges, EndpointRecord, NewEndpoint
+from bisnesgpt.webhooks.endpoints import CUSTOM_HEADERS, SIGNING_SECRET, EndpointChanges, EndpointRecord, NewEndpoint
 from bisnesgpt.webhooks.payload import iso_utc
 from bisnesgpt.webhooks.signing import new_secret
 from bisnesgpt.webhooks.urls import Resolver, SystemResolver, check_endpoint_url
@@ -107,14 +107,14 @@ class WebhookService:
                                           allow_private=self.settings.webhook_allow_private_destinations)
         return target.url
 
-    def _encrypt_headers(self, headers: dict[str, str]) -> str | None:
-        return self.box.encrypt(json.dumps(headers)) if headers else None
+    def _encrypt_headers(self, endpoint_id: str, headers: dict[str, str]) -> str | None:
+        return self.box.encrypt(json.dumps(headers), CUSTOM_HEADERS.at(endpoint_id)) if headers else None
 
     def header_names(self, endpoint: EndpointRecord) -> list[str]:
         """The names of the endpoint's custom headers, sorted (their values are never shown)."""
         if not endpoint.headers_encrypted:
             return []
-        return sorted(json.loads(self.box.decrypt(endpoint.headers_encrypted)))
+        return sorted(json.loads(self.box.decrypt(endpoint.headers_encrypted, CUSTOM_HEADERS.at(endpoint.id))))
 
     # --- endpoints ----------------------------------------------------------------------------
 
@@ -134,10 +134,12 @@ class WebhookService:
             if await endpoints.count_endpoints(conn, company_id) >= limit:
                 raise Conflict(f"company {company_id!r} already has {limit} webhook endpoints (the limit); "
                                "delete or reuse one")
+            endpoint_id = new_endpoint_id()
             record = await endpoints.insert_endpoint(conn, NewEndpoint(
-                id=new_endpoint_id(), company_id=company_id, url=checked_url, description=description,
+                id=endpoint_id, company_id=company_id, url=checked_url, description=description,
                 event_types=event_types, enabled=enabled, include_raw=include_raw,
-                headers_encrypted=self._encrypt_headers(custom), secret_encrypted=self.box.encrypt(secret),
+                headers_encrypted=self._encrypt_headers(endpoint_id, custom),
+                secret_encrypted=self.box.encrypt(secret, SIGNING_SECRET.at(endpoint_id)),
             ))
         return CreatedEndpoint(record, secret)
 
@@ -170,7 +172,7 @@ class WebhookService:
             event_types=validate_event_types(events) if events is not None else None,
             include_raw=include_raw,
             headers_given=headers_given,
-            headers_encrypted=self._encrypt_headers(validate_headers(headers)) if headers_given else None,
+            headers_encrypted=self._encrypt_headers(current.id, validate_headers(headers)) if headers_given else None,
             enabled=enabled,
         )
         async with self.db.transaction() as conn:
@@ -197,7 +199,8 @@ class WebhookService:
             raise _field_error("overlap_seconds", "must be between 0 and 2592000 (30 days)")
         secret = new_secret()
         async with self.db.connection() as conn:
-            record = await endpoints.rotate_secret(conn, current.id, self.box.encrypt(secret), overlap)
+            record = await endpoints.rotate_secret(conn, current.id,
+                                                   self.box.encrypt(secret, SIGNING_SECRET.at(current.id)), overlap)
         if record is None:
             raise NotFound(f"webhook endpoint {endpoint_id!r} not found")
         return CreatedEndpoint(record, secret)

@@ -34,6 +34,7 @@ from bisnesgpt.webhooks import metrics
 from bisnesgpt.webhooks.backoff import retry_delay
 from bisnesgpt.webhooks.deliveries import NOTIFY_CHANNEL, ClaimedDelivery, FailureOutcome
 from bisnesgpt.webhooks.delivery import AttemptResult, Deliverer
+from bisnesgpt.webhooks.endpoints import CUSTOM_HEADERS, SIGNING_SECRET
 from bisnesgpt.webhooks.payload import encode_body, event_document
 from bisnesgpt.webhooks.signing import (
     ATTEMPT_HEADER,
@@ -207,10 +208,13 @@ class DeliveryWorker:
 
     def signed_request(self, item: ClaimedDelivery) -> tuple[bytes, dict[str, str]]:
         """The exact body and headers of this attempt (secrets decrypted only here)."""
-        signing = [self.box.decrypt(item.secret_encrypted)]
+        secret_place = SIGNING_SECRET.at(item.endpoint_id)
+        signing = [self.box.decrypt(item.secret_encrypted, secret_place)]
         if item.previous_secret_encrypted:
-            signing.append(self.box.decrypt(item.previous_secret_encrypted))
-        custom: dict[str, str] = json.loads(self.box.decrypt(item.headers_encrypted)) if item.headers_encrypted else {}
+            signing.append(self.box.decrypt(item.previous_secret_encrypted, secret_place))
+        custom: dict[str, str] = {}
+        if item.headers_encrypted:
+            custom = json.loads(self.box.decrypt(item.headers_encrypted, CUSTOM_HEADERS.at(item.endpoint_id)))
         body = encode_body(event_document(
             event_id=item.event_id, event_type=item.event_type, created_at=item.event_created_at,
             company_id=item.company_id, phone_index=item.phone_index, data=item.data, raw=item.raw,

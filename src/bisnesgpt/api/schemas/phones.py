@@ -9,7 +9,11 @@ from pydantic import BaseModel, Field
 from bisnesgpt.api.schemas.common import CompanyId, JsonObject, PhoneIndex, Strict
 
 ProviderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Secret = Annotated[str, Field(min_length=8, max_length=4096, description="Stored encrypted; never returned")]
+# Graph object ids are digit strings (they go into the Graph URL's path when the claim is proven).
+GraphId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
+# Credentials travel in an HTTP header when the claim is proven: visible ASCII only.
+Secret = Annotated[str, Field(min_length=8, max_length=4096, pattern=r"^[!-~]+$",
+                              description="Stored encrypted; never returned")]
 DisplayNumber = Annotated[str, Field(max_length=32, pattern=r"^[+0-9 ()-]{3,32}$", examples=["+60 12-345 6789"])]
 
 
@@ -18,8 +22,8 @@ class MetaDirectConnect(Strict):
 
     companyId: CompanyId
     phoneIndex: PhoneIndex
-    phoneNumberId: ProviderId = Field(examples=["106540352242922"])
-    wabaId: ProviderId = Field(examples=["102290129340398"])
+    phoneNumberId: GraphId = Field(examples=["106540352242922"])
+    wabaId: GraphId = Field(examples=["102290129340398"])
     accessToken: Secret = Field(examples=["EAAG...token"])
     displayPhoneNumber: DisplayNumber | None = None
     connectionType: Literal["meta_direct", "meta_embedded"] = "meta_direct"

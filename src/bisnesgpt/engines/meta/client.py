@@ -134,6 +134,29 @@ class CloudApiClient:
             name_status=_text(data.get("name_status")),
         )
 
+    async def waba_phone_number_ids(self, creds: Credentials, waba_id: str) -> list[str]:
+        """The ids of the WABA's phone numbers the token may read (``GET /{version}/{waba_id}/phone_numbers``).
+
+        Only the first page: a WABA holds a handful of numbers, far below Graph's page size.
+        """
+        response = await self._request("waba_phone_numbers", creds, "GET", creds.waba_phone_numbers_url(waba_id),
+                                       params={"fields": "id,display_phone_number"})
+        data = _json(response).get("data")
+        rows = data if isinstance(data, list) else []
+        return [str(row["id"]) for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str)]
+
+    async def d360_health_status(self, creds: Credentials) -> dict[str, str]:
+        """360dialog's ``GET /health_status`` for the key's number: entity type → id (PHONE_NUMBER, WABA…)."""
+        response = await self._request("health_status", creds, "GET", creds.d360_health_status_url())
+        status = _json(response).get("health_status")
+        entities = status.get("entities") if isinstance(status, dict) else None
+        out: dict[str, str] = {}
+        for entity in entities if isinstance(entities, list) else []:
+            if isinstance(entity, dict) and isinstance(entity.get("entity_type"), str) \
+                    and isinstance(entity.get("id"), str):
+                out[str(entity["entity_type"])] = str(entity["id"])
+        return out
+
     # --- media --------------------------------------------------------------------------------
 
     async def upload_media(self, creds: Credentials, content: bytes, mime_type: str,

@@ -56,6 +56,14 @@ class Credentials:
         """The phone number object itself (Graph only: 360dialog has no phone id in its paths)."""
         return self._graph(str(self.phone_number_id))
 
+    def waba_phone_numbers_url(self, waba_id: str) -> str:
+        """A WhatsApp Business Account's phone numbers (Graph only)."""
+        return self._graph(f"{waba_id}/phone_numbers")
+
+    def d360_health_status_url(self) -> str:
+        """360dialog's health status of the key's number (its phone number and WABA ids)."""
+        return f"{self._root()}/health_status"
+
     def media_upload_url(self) -> str:
         """Where media is uploaded (multipart) to get a media id."""
         return self._url("media", phone_scoped=True)

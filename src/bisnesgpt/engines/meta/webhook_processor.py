@@ -18,7 +18,12 @@ received) or status retries this processor scheduled itself (``kind: meta-status
   Meta's ``sent`` webhook) is retried with growing delays for ``META_STATUS_RETRY_SECONDS``
   and, if still unmatched, recorded as a warning event — never dropped silently;
 * ``account_update`` ``PARTNER_REMOVED`` marks the WABA's phones ``disconnected``;
-* every other change is kept in ``meta_webhook_changes``.
+* every other change is kept in ``meta_webhook_changes``;
+* routing never guesses: an item is applied to a phone only when its identities (360dialog
+  channel, phone_number_id, and for 360dialog the display number) name exactly one phone. An
+  inbound message or change that names none, or several, is kept aside in
+  ``meta_webhook_changes`` (``routing`` unmatched / ambiguous, with the candidates) and a
+  warning event says so — never stored under a company. ``bisnesgpt inbound unrouted`` lists them.
 
 Each item is applied in its own transaction, so a job that is retried (or a webhook Meta
 delivers twice) only fills in what is missing.
@@ -43,7 +48,13 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.media_downloads import media_downloads_spec
 from bisnesgpt.engines.meta.metrics import WEBHOOK_ITEMS
-from bisnesgpt.engines.meta.phones import change_phone_status, phone_for_webhook, phones_by_waba_id
+from bisnesgpt.engines.meta.phones import (
+    WebhookRoute,
+    change_phone_status,
+    phone_for_webhook,
+    phones_by_waba_id,
+    waba_route,
+)
 from bisnesgpt.engines.meta.webhook_parse import (
     MEDIA_TYPES,
     ChangeItem,
@@ -119,7 +130,7 @@ class WebhookProcessor:
         self.media_spec = media_downloads_spec(settings)
         self.processed = 0
         # Which phone a webhook names, cached briefly: a burst of statuses names the same few.
-        self._phones: dict[tuple[str, str | None, str, str], tuple[float, PhoneConfig | None]] = {}
+        self._phones: dict[tuple[str, str | None, str, str], tuple[float, WebhookRoute]] = {}
 
     async def __call__(self, job: JobHandle, token: str) -> JobResult:
         """bullmq's processor contract: apply a raw webhook or retry a status, by the job's ``kind``."""
@@ -162,25 +173,32 @@ class WebhookProcessor:
         WEBHOOK_ITEMS.labels(kind, outcome).inc()
         return outcome
 
-    async def _phone(self, source: Source, channel: str | None) -> PhoneConfig | None:
+    async def _route(self, source: Source, channel: str | None) -> WebhookRoute:
         key = (source.provider, channel, source.phone_number_id or "", source.display_phone_number)
         cached = self._phones.get(key)
         now = time.monotonic()
         if cached is not None and now - cached[0] < PHONE_CACHE_SECONDS:
             return cached[1]
         async with self.db.connection() as conn:
-            phone = await phone_for_webhook(conn, source.provider, channel=channel,
+            route = await phone_for_webhook(conn, source.provider, channel=channel,
                                             phone_number_id=source.phone_number_id or "",
                                             display_phone_number=source.display_phone_number)
-        if phone is not None:  # a phone configured a moment ago must not stay "unknown"
+        if route.phone is not None:  # a phone configured a moment ago must not stay "unknown"
             if len(self._phones) > 10_000:
                 self._phones.clear()
-            self._phones[key] = (now, phone)
-        return phone
+            self._phones[key] = (now, route)
+        return route
+
+    async def _phone(self, source: Source, channel: str | None) -> PhoneConfig | None:
+        return (await self._route(source, channel)).phone
 
     async def _apply(self, item: Item, channel: str | None) -> str:
-        phone = await self._phone(item.source, channel)
+        route = await self._route(item.source, channel)
+        phone = route.phone
         if isinstance(item, InboundItem):
+            if phone is None:
+                await self._keep_unrouted(item.source, {"message": item.message, "profile": item.profile}, route)
+                return "unknown_phone" if route.routing == "unmatched" else "ambiguous_phone"
             return await self._apply_inbound(item, phone)
         if isinstance(item, StatusItem):
             outcome = await self._apply_status(item, phone)
@@ -188,15 +206,12 @@ class WebhookProcessor:
                 await self._schedule_status_retry(item, channel)
                 return "retry_scheduled"
             return outcome
-        return await self._apply_change(item, phone)
+        return await self._apply_change(item, route)
 
     # --- inbound ------------------------------------------------------------------------------
 
-    async def _apply_inbound(self, item: InboundItem, phone: PhoneConfig | None) -> str:
+    async def _apply_inbound(self, item: InboundItem, phone: PhoneConfig) -> str:
         message = item.message
-        if phone is None:
-            await self._keep_unrouted(item.source, {"message": message, "profile": item.profile})
-            return "unknown_phone"
         sender, external_id, provider = item.sender, item.external_id, item.source.provider
         fields = describe_inbound(message)
         at = message_timestamp(message)
@@ -255,7 +270,8 @@ class WebhookProcessor:
     async def _apply_status(self, item: StatusItem, phone: PhoneConfig | None) -> str:
         to_status = item.our_status
         if to_status is None or not item.wamid:
-            await self._apply_change(ChangeItem(item.source, {"status": item.status}), phone)
+            route = WebhookRoute("routed", phone) if phone is not None else WebhookRoute("unmatched")
+            await self._apply_change(ChangeItem(item.source, {"status": item.status}), route)
             return "kept"
         errors = item.errors
         first_error = as_dict(errors[0]) if errors else {}
@@ -311,14 +327,15 @@ class WebhookProcessor:
 
     # --- everything else ----------------------------------------------------------------------
 
-    async def _apply_change(self, item: ChangeItem, phone: PhoneConfig | None) -> str:
+    async def _apply_change(self, item: ChangeItem, route: WebhookRoute) -> str:
         source = item.source
-        if phone is None and source.waba_id:
+        if route.phone is None and route.routing == "unmatched" and source.waba_id:
             # Account-level changes (templates, account updates) name only the WABA.
             async with self.db.connection() as conn:
-                owners = await phones_by_waba_id(conn, source.waba_id)
-            phone = owners[0] if owners else None
-        stored = await self._keep_change(source, item.value, phone)
+                route = await waba_route(conn, source.waba_id)
+        if route.routing != "routed":
+            await self._warn_unrouted(source, route)
+        stored = await self._keep_change(source, item.value, route)
         if source.field == "account_update" and str(item.value.get("event") or "") == "PARTNER_REMOVED":
             await self._partner_removed(source, item.value)
         if isinstance(item.value.get("errors"), list):
@@ -326,19 +343,27 @@ class WebhookProcessor:
                                                              "phoneNumberId": source.phone_number_id}, "warning")
         return "stored" if stored else "duplicate"
 
-    async def _keep_unrouted(self, source: Source, value: JsonObject) -> None:
-        await self.events.record("meta.webhook.unknown_phone", {
-            "phoneNumberId": source.phone_number_id, "wabaId": source.waba_id, "field": source.field}, "warning")
-        await self._keep_change(source.under(f"{source.field}.unrouted"), value, None)
+    async def _keep_unrouted(self, source: Source, value: JsonObject, route: WebhookRoute) -> None:
+        await self._warn_unrouted(source, route)
+        await self._keep_change(source.under(f"{source.field}.unrouted"), value, route)
 
-    async def _keep_change(self, source: Source, value: JsonObject, phone: PhoneConfig | None) -> bool:
+    async def _warn_unrouted(self, source: Source, route: WebhookRoute) -> None:
+        event = "meta.webhook.unknown_phone" if route.routing == "unmatched" else "meta.webhook.ambiguous_phone"
+        await self.events.record(event, {
+            "provider": source.provider, "phoneNumberId": source.phone_number_id, "wabaId": source.waba_id,
+            "displayPhoneNumber": source.display_phone_number, "field": source.field, "reason": route.reason,
+            "candidates": route.candidates_json(),
+            "action": "kept aside, stored under no company: `bisnesgpt inbound unrouted` lists it"}, "warning")
+
+    async def _keep_change(self, source: Source, value: JsonObject, route: WebhookRoute) -> bool:
         canonical = json.dumps([source.waba_id, source.field, value], sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        phone = route.phone
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
                 SQL.keep_webhook_change, source.provider, phone.company_id if phone else None,
                 phone.phone_index if phone else None, source.waba_id, source.phone_number_id, source.field, value,
-                digest,
+                digest, route.routing, route.candidates_json() or None,
             )
         return row is not None
 

@@ -49,7 +49,7 @@ class WebSessionsComponent(Component, HealthReporter):
         self.recorder = InboundRecorder(ctx.db, media=keeper)
         self.manager = SessionManager(
             ctx.settings, ctx.db, ctx.redis, ctx.coordinator, driver, AuthStore(secret_box(ctx.settings), driver.name),
-            ctx.events, process_name=ctx.process_name, holder=ctx.holder, pid=ctx.pid,
+            ctx.events, process_name=ctx.process_name, holder=ctx.holder, pid=ctx.pid, namespace=ctx.namespace,
             on_inbound=self.recorder.on_inbound, on_ack=self.recorder.on_ack,
         )
 

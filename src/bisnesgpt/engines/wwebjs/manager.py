@@ -5,8 +5,11 @@ command on ``process:message``):
 
 1. read the ``wwebjs`` phones from the database (not a hard-coded list) with what the
    operator wants for each (running/stopped, breaker tripped);
-2. take or renew the lease of every session it should run or has a command for — a session
+2. keep its ``wwebjs_members`` row alive and compute its fair share of the sessions from
+   every live process's row (``balance``); take or renew the lease of every session it
+   drives or has a command for, and claim unowned ones while below its share — a session
    whose lease another live process holds is left alone (this process is *standby* for it);
+   above its share, hand a few sessions over (close, release, wake the others);
 3. close sessions whose lease was lost or that are no longer wanted, release their leases;
 4. run pending operator commands (start/stop/restart/logout/pairing code) for sessions it
    owns, one at a time per session;
@@ -29,11 +32,13 @@ from typing import Literal, TypedDict
 import redis.asyncio as aioredis
 
 from bisnesgpt.config import Settings
-from bisnesgpt.coordination.channels import PROCESS_MESSAGE
+from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
 from bisnesgpt.coordination.coordinator import Subscriptions
+from bisnesgpt.coordination.leases import Holder
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
+from bisnesgpt.engines.wwebjs.balance import Member, Share, plan
 from bisnesgpt.engines.wwebjs.driver import DeliveryAck, DriverError, InboundMessage, SessionKey, WebDriver
 from bisnesgpt.engines.wwebjs.leases import SessionLeases
 from bisnesgpt.engines.wwebjs.session import ManagedSession, SessionConfig, SessionServices
@@ -68,6 +73,9 @@ class ManagerSummary(TypedDict):
     standbyHolders: list[str]
     statuses: dict[str, int]
     mode: Literal["standby", "active"]
+    share: int | None  # the sessions this process should drive (its fair share), once computed
+    members: int  # live wwebjs processes sharing the sessions
+    capacity: int | None  # WWEBJS_MAX_SESSIONS (None: no limit)
 
 
 class CommandResult(TypedDict, total=False):
@@ -103,17 +111,25 @@ class SessionManager:
         process_name: str,
         holder: str,
         pid: int,
+        namespace: str,
         on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]],
         on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]],
     ) -> None:
         self.settings = settings
         self.db = db
+        self.redis = redis
         self.driver = driver
         self.holder = holder
+        self.process_name = process_name
+        self.namespace = namespace
+        self.members: list[Member] = []
+        self.share: Share | None = None
+        self._draining = False
         self.leases = SessionLeases(db, self.holder, settings.wwebjs_lease_ttl_seconds,
                                     takeover_same_host=settings.wwebjs_lease_takeover_same_host)
         self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
                                         process_name=process_name, holder=self.holder, pid=pid,
+                                        namespace=namespace,
                                         on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready)
         # Called with the key of each session that becomes ready (the send worker wakes its jobs).
         self.ready_listeners: list[Callable[[SessionKey], None]] = []
@@ -144,8 +160,10 @@ class SessionManager:
         log.info("session manager started as %s (driver %s)", self.holder, self.driver.name)
 
     async def stop(self) -> None:
-        """Disconnect every session (credentials stay), release the leases."""
+        """Hand every session over: disconnect (credentials stay), release the leases, leave the
+        membership and wake the other wwebjs processes, which take the sessions at once."""
         self._stopping = True
+        self._draining = True
         tasks = [*self._tasks, *self._command_tasks.values()]
         for task in tasks:
             task.cancel()
@@ -154,9 +172,15 @@ class SessionManager:
         closing = [s.close(final_status=("disconnected", {"reason": "wwebjs process stopped"}))
                    for s in self.sessions.values()]
         await asyncio.gather(*closing, return_exceptions=True)
+        released = bool(self.sessions) or bool(self.leases.held_names())
         await self.leases.release([k.lease_name for k in self.sessions])
         await self.leases.release(self.leases.held_names())
         self.sessions.clear()
+        with contextlib.suppress(BisnesgptError):
+            async with self.db.connection() as conn:
+                await store.leave_members(conn, self.holder)
+        if released:
+            await self._wake_peers("drained")
         await self.driver.close()
 
     def poke(self) -> None:
@@ -202,7 +226,9 @@ class SessionManager:
         standby = self.standby()
         return ManagerSummary(holder=self.holder, driver=self.driver.name, owned=len(self.owned()),
                               standby=len(standby), standbyHolders=sorted(set(standby.values())), statuses=statuses,
-                              mode="standby" if standby and not self.sessions else "active")
+                              mode="standby" if standby and not self.sessions else "active",
+                              share=self.share.target if self.share else None, members=len(self.members),
+                              capacity=self.settings.wwebjs_max_sessions or None)
 
     # --- reconcile --------------------------------------------------------------------------------
 
@@ -232,15 +258,19 @@ class SessionManager:
         by_key = {p.key: p for p in phones}
         self.wanted = {p.key for p in phones if p.should_run}
         commanded = {c.key for c in commands if c.key in by_key}
-        # Renew what we hold; claim at most a start batch of new sessions per round, so that
-        # processes starting together share the sessions instead of the first taking all.
+        # Renew what we hold; claim unowned sessions only up to our fair share, and at most a
+        # start batch per round, so that processes share the sessions instead of the first taking all.
         keep = {k.lease_name for k in commanded | set(self.sessions) | set(self._command_tasks)}
         keep |= {name for name in self.leases.held_names() if SessionKey.from_lease_name(name) in self.wanted}
+        share = await self._balance(sum(1 for name in keep if SessionKey.from_lease_name(name) in self.wanted))
         new = [k.lease_name for k in self.wanted if k.lease_name not in keep and k.lease_name not in self.leases.others]
         random.shuffle(new)  # processes claiming at the same moment then mostly pick different sessions
-        claim = keep | set(new[: max(0, self.settings.wwebjs_start_concurrency - len(self._start_queue))])
+        batch = min(share.claim, max(0, self.settings.wwebjs_start_concurrency - len(self._start_queue)))
+        claim = keep | set(new[:batch])
         held = await self.leases.acquire(claim, observe={k.lease_name for k in self.wanted})
         self._note_standby()
+        if share.hand_off:
+            held -= await self._hand_off(share.hand_off, held, commanded)
 
         for key, session in list(self.sessions.items()):
             if key.lease_name not in held:
@@ -270,6 +300,58 @@ class SessionManager:
 
         still = {k.lease_name for k in self.wanted | set(self.sessions) | set(self._command_tasks)}
         await self.leases.release(name for name in held if name not in still)
+
+    async def _balance(self, mine: int) -> Share:
+        """Keep our membership row alive, read the live members, and plan this tick's share."""
+        capacity = self.settings.wwebjs_max_sessions or None
+        me = Member(self.holder, capacity, mine, self._draining)
+        try:
+            holder = Holder.parse(self.holder)
+            async with self.db.connection() as conn:
+                await store.keep_member(conn, me, process_name=self.process_name, host=holder.host if holder else "",
+                                        ttl_seconds=self.settings.wwebjs_lease_ttl_seconds)
+                members = await store.live_members(conn)
+            self.members = [m for m in members if not self._dead_here(m.holder)]
+        except BisnesgptError as exc:
+            log.warning("wwebjs membership not renewed: %s", exc.detail)
+        if not any(m.holder == self.holder for m in self.members):
+            self.members = [*self.members, me]
+        self.share = plan(self.members, self.holder, total=len(self.wanted), mine=mine,
+                          start_batch=self.settings.wwebjs_start_concurrency,
+                          handoff_batch=self.settings.wwebjs_handoff_batch)
+        return self.share
+
+    def _dead_here(self, holder_text: str) -> bool:
+        """A member that ran on this host and whose pid is gone (kill -9) gets no share: its
+        sessions are taken over at once, as its leases are, instead of when its row expires."""
+        holder = Holder.parse(holder_text)
+        return (self.settings.wwebjs_lease_takeover_same_host and holder_text != self.holder
+                and holder is not None and holder.is_dead_here())
+
+    async def _hand_off(self, count: int, held: set[str], commanded: set[SessionKey]) -> set[str]:
+        """Give ``count`` sessions to the processes below their share: close them (their
+        credentials stay in the store, so the new owner resumes without a QR), release their
+        leases and wake the others so one claims them at once. The lease names given up."""
+        movable = [key for key in sorted(self.sessions, key=lambda k: (self.sessions[k].is_ready(), str(k)))
+                   if key.lease_name in held and key in self.wanted and key not in commanded
+                   and key not in self._command_tasks]
+        given = movable[:count]
+        for key in given:
+            session = self.sessions.pop(key)
+            await session.close(final_status=("disconnected", {"reason": "handed over to another wwebjs process"}))
+        names = {key.lease_name for key in given}
+        await self.leases.release(names)
+        if given:
+            log.info("handed %d session(s) over (share %d): %s", len(given), self.share.target if self.share else 0,
+                     ", ".join(str(k) for k in given))
+            await self._wake_peers("handoff")
+        return names
+
+    async def _wake_peers(self, reason: str) -> None:
+        """Ask every wwebjs process to reconcile now (sessions were released for them)."""
+        await publish(self.redis, PROCESS_MESSAGE, namespace=self.namespace, payload={
+            "processName": self.process_name, "messageType": SESSION_COMMAND_MESSAGE,
+            "timestamp": int(time.time() * 1000), "data": {"reason": reason, "holder": self.holder}})
 
     async def _enforce_leases(self) -> None:
         """Stop driving any session whose lease could not be renewed in time (e.g. PostgreSQL is

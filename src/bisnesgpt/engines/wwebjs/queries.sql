@@ -87,3 +87,22 @@ RETURNING id, message_id
 SELECT id, status FROM messages
 WHERE external_id = $1 AND company_id = $2 AND phone_index = $3 AND direction = 'outbound'
 ORDER BY id DESC LIMIT 1
+
+-- keep_member --
+-- This process is alive for another lease period, with its capacity, load and whether it drains
+-- (and the rows of processes gone for an hour are deleted on the way).
+WITH gone AS (DELETE FROM wwebjs_members WHERE expires_at < now() - interval '1 hour')
+INSERT INTO wwebjs_members (holder, process_name, host, capacity, sessions, draining, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+ON CONFLICT (holder) DO UPDATE SET
+    capacity = EXCLUDED.capacity, sessions = EXCLUDED.sessions, draining = EXCLUDED.draining,
+    seen_at = now(), expires_at = EXCLUDED.expires_at
+
+-- live_members --
+-- The wwebjs processes alive now (rows of the dead expire; they are deleted by the next keeper).
+SELECT holder, process_name, host, capacity, sessions, draining
+FROM wwebjs_members WHERE expires_at > now() ORDER BY started_at, holder
+
+-- leave_members --
+-- A process that stops is no member any more (its sessions are released with it).
+DELETE FROM wwebjs_members WHERE holder = $1

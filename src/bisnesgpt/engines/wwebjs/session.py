@@ -99,6 +99,8 @@ class SessionServices:
     process_name: str
     holder: str
     pid: int
+    # The deployment's pub/sub namespace (session events are published under it).
+    namespace: str
     # Both return False when the event is not handled yet (then it is not confirmed).
     on_inbound: Callable[[SessionKey, InboundMessage], Awaitable[bool]]
     on_ack: Callable[[SessionKey, DeliveryAck], Awaitable[bool]]
@@ -443,5 +445,5 @@ class ManagedSession:
         except BisnesgptError as exc:
             log.warning("session %s: status %s not written: %s", self.key, status, exc.detail)
         log.info("session %s: %s %s", self.key, status, full.get("reason") or "")
-        await announce_status(services.redis, self.key, status, full, process_name=services.process_name,
-                              pid=services.pid, phone_number=self.phone_number)
+        await announce_status(services.redis, self.key, status, full, namespace=services.namespace,
+                              process_name=services.process_name, pid=services.pid, phone_number=self.phone_number)

@@ -62,7 +62,7 @@ async def write_status(conn: asyncpg.Connection, key: SessionKey, status: Sessio
 
 
 async def announce_status(redis: aioredis.Redis, key: SessionKey, status: SessionStatus,
-                          metadata: Mapping[str, object], *, process_name: str, pid: int,
+                          metadata: Mapping[str, object], *, namespace: str, process_name: str, pid: int,
                           phone_number: str | None) -> None:
     """Publish the change on ``bot:event`` (and, for pairing states or a logout, the auth status)."""
     payload: dict[str, object] = {
@@ -70,7 +70,8 @@ async def announce_status(redis: aioredis.Redis, key: SessionKey, status: Sessio
         "timestamp": int(time.time() * 1000), "companyId": key.company_id, "phoneIndex": key.phone_index,
         "status": status, "phoneNumber": phone_number, "metadata": dict(metadata),
     }
-    await publish(redis, BOT_EVENT, payload)
+    await publish(redis, BOT_EVENT, payload, namespace=namespace)
     if status in AUTH_STATUSES or metadata.get("loggedOut"):
         auth_status = "logged_out" if metadata.get("loggedOut") else status
-        await publish(redis, BOT_EVENT, {**payload, "eventType": "auth_status", "authStatus": auth_status})
+        await publish(redis, BOT_EVENT, {**payload, "eventType": "auth_status", "authStatus": auth_status},
+                      namespace=namespace)

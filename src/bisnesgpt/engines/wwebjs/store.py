@@ -14,10 +14,11 @@ from typing import Literal, get_args
 
 import asyncpg
 
-from bisnesgpt.core.crypto import SecretBox
+from bisnesgpt.core.crypto import SecretBox, SecretColumn
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import RowRecord
+from bisnesgpt.engines.wwebjs.balance import Member
 from bisnesgpt.engines.wwebjs.driver import AuthState, SessionKey
 
 SQL = load_queries("bisnesgpt.engines.wwebjs")
@@ -78,6 +79,10 @@ async def wwebjs_phones(conn: asyncpg.Connection) -> list[WantedPhone]:
                         r["breaker_tripped_at"], r["breaker_reason"], r["company_active"]) for r in rows]
 
 
+# A session's driver credentials, bound to its phone (company id, phone index).
+AUTH_STATE = SecretColumn("wwebjs_sessions", "auth_state")
+
+
 class AuthStore:
     """The session store for driver credentials: encrypted JSON in ``wwebjs_sessions.auth_state``."""
 
@@ -92,13 +97,14 @@ class AuthStore:
             return None
         if row["driver"] and row["driver"] != self.driver_name:
             return None  # paired through another driver: those credentials mean nothing here
-        loaded = json.loads(self.box.decrypt(row["auth_state"]))
+        loaded = json.loads(self.box.decrypt(row["auth_state"], AUTH_STATE.at(key.company_id, key.phone_index)))
         return loaded if isinstance(loaded, dict) else None
 
     async def save(self, conn: asyncpg.Connection, key: SessionKey, auth_state: AuthState, *,
                    device_id: str | None, phone_number: str | None) -> None:
         """Encrypt and store the credentials of a session that paired (or resumed)."""
-        sealed = self.box.encrypt(json.dumps(auth_state, separators=(",", ":")))
+        sealed = self.box.encrypt(json.dumps(auth_state, separators=(",", ":")),
+                                  AUTH_STATE.at(key.company_id, key.phone_index))
         await conn.execute(SQL.save_auth, key.company_id, key.phone_index, self.driver_name, sealed, device_id,
                            phone_number)
 
@@ -150,3 +156,21 @@ async def insert_command(conn: asyncpg.Connection, key: SessionKey, action: str,
 async def load_command(conn: asyncpg.Connection, key: SessionKey, command_id: int) -> CommandRecord | None:
     """One of the session's commands as it stands now (None: no such command for this session)."""
     return await CommandRecord.fetch_one(conn, SQL.load_command, command_id, key.company_id, key.phone_index)
+
+
+async def keep_member(conn: asyncpg.Connection, member: Member, *, process_name: str, host: str,
+                      ttl_seconds: float) -> None:
+    """Keep this process's ``wwebjs_members`` row alive for another lease period."""
+    await conn.execute(SQL.keep_member, member.holder, process_name, host, member.capacity, member.sessions,
+                       member.draining, ttl_seconds)
+
+
+async def live_members(conn: asyncpg.Connection) -> list[Member]:
+    """The wwebjs processes alive now, oldest first."""
+    return [Member(r["holder"], r["capacity"], r["sessions"], r["draining"])
+            for r in await conn.fetch(SQL.live_members)]
+
+
+async def leave_members(conn: asyncpg.Connection, holder: str) -> None:
+    """This process stops sharing the sessions."""
+    await conn.execute(SQL.leave_members, holder)

@@ -10,6 +10,9 @@ Cloud API (both auth profiles, any ``/vNN.N`` version prefix; routes in ``routes
 * ``GET /{version}/{phone_number_id}[?fields=…]`` — the phone number object (display
   number, verified name, quality rating, code verification and name status;
   ``phone_numbers.py``);
+* ownership: ``GET /{version}/{waba_id}/phone_numbers`` (the WABA's numbers the token may
+  read) and ``GET /health_status`` (``D360-API-KEY``: the key's number and WABA), which the
+  gateway asks before it accepts a claimed phone (``accounts.py``);
 * media: ``POST …/media`` (multipart ``file``, ``type``, ``messaging_product``) → digit
   id; ``GET /{version}/{media_id}`` / ``GET /{media_id}`` → an expiring URL;
   ``GET /whatsapp_business/attachments/?mid=…&ext=…&hash=…`` (with the phone's credentials)
@@ -27,6 +30,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from bisnesgpt.sandbox.meta_emulator.accounts import Accounts
 from bisnesgpt.sandbox.meta_emulator.admin import admin_router
 from bisnesgpt.sandbox.meta_emulator.auth import Gate
 from bisnesgpt.sandbox.meta_emulator.context import Answers
@@ -54,6 +58,7 @@ class Emulator:
         self.messages = Messages(state, validator or default_validator(), self.sender, self.answers)
         self.media = Media(state, self.gate, self.answers, self.phone_numbers)
         self.inbound = Inbound(state, self.sender)
+        self.accounts = Accounts(state, self.answers)
 
 
 def create_app(state: EmulatorState, validator: MessageValidator | None = None) -> FastAPI:

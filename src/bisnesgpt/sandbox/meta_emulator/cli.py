@@ -21,6 +21,8 @@ def meta_command(
     webhook_token: str | None = typer.Option(None, "--webhook-token",
                                       help="Send X-Webhook-Token with webhooks (360dialog style, D360_WEBHOOK_TOKEN)."),
     phone: list[str] | None = PHONE_OPTION,
+    waba_id: str = typer.Option(EmulatedPhone.waba_id, "--waba-id",
+                                help="The WhatsApp Business Account the --phone numbers belong to."),
     # Defaults are the emulator's own (a phone's limits, the webhook behaviour), written once there.
     messages_per_second: float = typer.Option(EmulatorState.default_messages_per_second,
                                               help="Throughput per phone before 130429."),
@@ -67,7 +69,8 @@ def meta_command(
             typer.echo(f"bisnesgpt: --phone {spec!r}: the phone number id must be digits", err=True)
             raise typer.Exit(2)
         credential = {"d360_api_key" if profile == "d360" else "access_token": secret or None}
-        state.add_phone(phone_id, pair_interval_ms=pair_interval_ms, pair_burst=pair_burst, **credential)
+        state.add_phone(phone_id, pair_interval_ms=pair_interval_ms, pair_burst=pair_burst, waba_id=waba_id,
+                        **credential)
     app = create_app(state)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -16,7 +16,7 @@ from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 
 Profile = Literal["meta", "d360", "any"]
 Operation = Literal["send", "mark_read", "media_upload", "media_retrieve", "media_delete", "media_download",
-                    "phone_number", "unknown"]
+                    "phone_number", "waba_phone_numbers", "health_status", "unknown"]
 DeliveryKind = Literal["status", "inbound", "raw"]
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from bisnesgpt.sandbox.meta_emulator.accounts import bearer_token
 from bisnesgpt.sandbox.meta_emulator.context import RequestContext
 from bisnesgpt.sandbox.meta_emulator.media import ATTACHMENTS_PATH
 from bisnesgpt.sandbox.meta_emulator.state import EmulatedPhone
@@ -27,6 +28,7 @@ def cloud_api_router(emulator: Emulator) -> APIRouter:
     """The Graph look-alike routes (after the admin routes: the last one takes every other path)."""
     router = APIRouter()
     answers, gate, messages, media = emulator.answers, emulator.gate, emulator.messages, emulator.media
+    accounts = emulator.accounts
 
     def version_problem(request: Request, version: str, ctx: RequestContext) -> JSONResponse | None:
         if VERSION_RE.match(version):
@@ -63,6 +65,12 @@ def cloud_api_router(emulator: Emulator) -> APIRouter:
         phone = gate.d360_phone(request, ctx)
         return phone if isinstance(phone, Response) else await media.upload(request, phone, ctx)
 
+    @router.get("/health_status")
+    async def d360_health_status(request: Request) -> Response:
+        ctx = RequestContext.open(request, "d360", "health_status")
+        phone = gate.d360_phone(request, ctx)
+        return phone if isinstance(phone, Response) else accounts.d360_health_status(ctx, phone)
+
     @router.get("/{media_id}")
     async def d360_retrieve(request: Request, media_id: str) -> Response:
         ctx = RequestContext.open(request, "d360", "media_retrieve")
@@ -87,6 +95,12 @@ def cloud_api_router(emulator: Emulator) -> APIRouter:
         ctx = RequestContext.open(request, "meta", "media_upload", object_id)
         phone = meta_phone(request, version, object_id, ctx)
         return phone if isinstance(phone, Response) else await media.upload(request, phone, ctx)
+
+    @router.get("/{version}/{waba_id}/phone_numbers")
+    async def waba_phone_numbers(request: Request, version: str, waba_id: str) -> Response:
+        ctx = RequestContext.open(request, "meta", "waba_phone_numbers")
+        problem = version_problem(request, version, ctx) or gate.bearer_refusal(request, None, ctx)
+        return problem or accounts.waba_phone_numbers(ctx, waba_id, bearer_token(request))
 
     @router.get("/{version}/{object_id}")
     async def meta_retrieve(request: Request, version: str, object_id: str) -> Response:
