@@ -7,6 +7,7 @@ below this module reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -341,6 +342,38 @@ class Settings(BaseSettings):
     # outbound message has waited this long (seconds).
     dashboard_backlog_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
 
+    # --- the HTTP edge: proxies, hosts, body sizes, hostile JSON --------------------------------
+    # Reverse proxies (comma-separated addresses or CIDRs; "*" = any peer) whose
+    # X-Forwarded-For/-Proto/-Host are believed; from every other peer those headers are dropped.
+    forwarded_allow_ips: str = ""
+    # Host names requests may name (comma-separated; "*.example.com" = its subdomains; "*" = any).
+    # Others are answered 400. Redirects never use the Host header, whatever this says.
+    trusted_hosts: str = "*"
+    # Request body limits per route family (413 before the body is read in full): the send
+    # routes, and every route without a limit of its own (webhooks: META_WEBHOOK_MAX_BYTES;
+    # media uploads: MEDIA_MAX_BYTES plus multipart framing).
+    body_limit_sends: MemorySize = 1024 * 1024
+    body_limit_default: MemorySize = 1024 * 1024
+    # JSON bodies nested deeper than this are refused (422) before they are parsed for a route.
+    json_max_depth: Annotated[int, Field(ge=4, le=1000)] = 32
+
+    # --- rate limits (counted in Redis: every api instance shares them; 0 turns one off) -----
+    # Failed authentications (wrong, revoked or missing keys) per client address: past this
+    # many within the window, every authentication from the address is answered 429 with
+    # Retry-After until the window has room again (one `auth.rate_limited` event per lock-out).
+    auth_failure_limit: Annotated[int, Field(ge=0)] = 20
+    auth_failure_window_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    # Requests per API key per minute (a burst of this many, then evenly spread); 0 = no limit.
+    api_key_requests_per_minute: Annotated[int, Field(ge=0)] = 0
+    # Dashboard sign-in from one address: after this many failures each further one doubles
+    # the wait before the next attempt (from the base, at most the max); a success resets it.
+    dashboard_sign_in_free_attempts: Annotated[int, Field(ge=0)] = 5
+    dashboard_sign_in_backoff_base_seconds: Annotated[float, Field(gt=0)] = 1.0
+    dashboard_sign_in_backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # Per-company send quotas are set per company (`bisnesgpt companies quota`); a company's
+    # quota is re-read from the database at most this often per api process.
+    send_quota_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -413,6 +446,17 @@ class Settings(BaseSettings):
             return None
         if not _HEX64.match(value.get_secret_value()):
             raise ValueError("must be 64 hex characters (a 32-byte AES-256 key)")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if part and part != "*":
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{part!r} is no IP address or CIDR network") from exc
         return value
 
     @field_validator("wwebjs_sandbox_url")

@@ -18,7 +18,9 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
+from bisnesgpt.api.rate_limits import api_limits, client_subject
 from bisnesgpt.api.scopes import ROUTE_RULES, RouteRule
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
 from bisnesgpt.core.errors import Forbidden, MissingScope, NotFound, PhoneNotAllowed, Unauthorized, ValidationFailed
@@ -175,6 +177,23 @@ def enforce_route_rule(principal: Principal, request: Request) -> None:
         principal.require_every_phone()
 
 
+async def authenticate_connection(conn: HTTPConnection, key: str | None, *, surface: str = "api") -> Principal:
+    """``authenticate`` behind the rate limits: 429 while the client's address is locked out for
+    failed authentications (a failure with a presented key counts), or over the key's request rate."""
+    ctx: ProcessContext = conn.app.state.ctx
+    limits = api_limits(conn)
+    subject = client_subject(conn)
+    await limits.before_auth(subject)
+    try:
+        principal = await authenticate(ctx, key)
+    except Unauthorized:
+        if key:
+            await limits.auth_failed(subject, surface)
+        raise
+    await limits.key_request(principal.key_id)
+    return principal
+
+
 # Declared only so that the OpenAPI document lists both ways to authenticate (and /docs
 # offers them); ``presented_key`` reads the headers itself, so neither ever raises.
 _BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <API key>`")
@@ -187,8 +206,7 @@ async def current_principal(
     _api_key: Annotated[str | None, Depends(_API_KEY)] = None,
 ) -> Principal:
     """FastAPI dependency: the authenticated caller (401 problem otherwise)."""
-    ctx: ProcessContext = request.app.state.ctx
-    principal = await authenticate(ctx, presented_key(request))
+    principal = await authenticate_connection(request, presented_key(request))
     request.state.principal = principal
     enforce_route_rule(principal, request)
     return principal

@@ -23,6 +23,7 @@ from bisnesgpt.api import (
 from bisnesgpt.api.admission import LoopLag, SendAdmission
 from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.group_routes import GroupRoutes
+from bisnesgpt.api.rate_limits import publish_settings
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.stream_guard import StreamGuard
@@ -48,6 +49,7 @@ class ApiComponent(Component):
 
     def __init__(self, ctx: ProcessContext) -> None:
         self._router = APIRouter()
+        publish_settings(ctx.settings)  # the rate limits in force, on /metrics from the start
 
         @self._router.get("/api/health", tags=["health"], summary="The API process's health (same as /health)")
         async def api_health(request: Request) -> JSONResponse:

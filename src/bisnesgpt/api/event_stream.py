@@ -19,10 +19,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
-from bisnesgpt.api.auth import authenticate
+from bisnesgpt.api.auth import authenticate_connection
 from bisnesgpt.api.scopes import EVENT_STREAM
 from bisnesgpt.api.stream_guard import StreamGuard, Watch
-from bisnesgpt.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from bisnesgpt.core.errors import Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from bisnesgpt.messaging.events import EVENT_TYPES
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.webhooks.stream import EventFeed, StreamFilter, Subscriber, streamed
@@ -32,6 +32,7 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_INVALID = 4422
 CLOSE_TOO_SLOW = 4008
+CLOSE_RATE_LIMITED = 4429
 
 
 def _key(websocket: WebSocket, api_key: str | None) -> str | None:
@@ -64,7 +65,7 @@ def build(ctx: ProcessContext, feed: EventFeed, guard: StreamGuard) -> APIRouter
     ) -> None:
         await websocket.accept()
         try:
-            principal = await authenticate(ctx, _key(websocket, apiKey))
+            principal = await authenticate_connection(websocket, _key(websocket, apiKey))
             company_id = principal.company_scope(companyId)
             principal.require_scope(EVENT_STREAM.scope)
             if phoneIndex is None:
@@ -80,6 +81,9 @@ def build(ctx: ProcessContext, feed: EventFeed, guard: StreamGuard) -> APIRouter
             return
         except NotFound as exc:
             await websocket.close(CLOSE_NOT_FOUND, exc.detail[:120])
+            return
+        except TooManyRequests as exc:
+            await websocket.close(CLOSE_RATE_LIMITED, exc.detail[:120])
             return
         except ValidationFailed as exc:
             await websocket.close(CLOSE_INVALID, exc.detail[:120])

@@ -11,10 +11,12 @@ is logged with its traceback).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -69,6 +71,8 @@ PROBLEMS: dict[type[errors.BisnesgptError], Problem] = {
     errors.ProviderIdentityTaken: Problem(409, "provider-identity-taken", "Provider identity already connected"),
     errors.ClaimNotProven: Problem(422, "provider-claim-not-proven", "The provider did not confirm this phone"),
     errors.PayloadTooLarge: Problem(413, "payload-too-large", "Payload too large"),
+    errors.TooManyRequests: Problem(429, "rate-limited", "Too many requests"),
+    errors.SendQuotaExceeded: Problem(429, "send-quota-exceeded", "Send quota exceeded"),
     UnsupportedMediaType: Problem(415, "unsupported-media-type", "Unsupported media type"),
     RangeNotSatisfiable: Problem(416, "range-not-satisfiable", "Range not satisfiable"),
     # a dependency or a provider is not able to serve
@@ -123,6 +127,8 @@ def error_response(exc: errors.BisnesgptError) -> JSONResponse:
     if found.status >= 500:
         log.warning("%s: %s", found.type, exc.detail)
     headers = {"Retry-After": "1"} if found.status == 503 else None
+    if isinstance(exc, errors.TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem(found.status, found.type, found.title, exc.detail, exc.errors, headers=headers, **exc.extra)
 
 
@@ -149,6 +155,15 @@ def _invalid_json(err: Mapping[str, object]) -> FieldErrorJson:
     return {"field": "body", "type": "json_invalid",
             "message": f"not valid JSON{where}" + (f" ({reason})" if reason else "")
                        + "; send one JSON object, with strings in double quotes"}
+
+
+def _data_error_detail(exc: asyncpg.DataError) -> str:
+    """What was wrong with a value, without echoing it (asyncpg's message quotes the value itself)."""
+    text = str(exc)
+    reason = re.search(r"\(([^()]*)\)\s*$", text) if text.startswith("invalid input for query argument") else None
+    why = reason.group(1) if reason else text.split("\n", maxsplit=1)[0][:200]
+    return (f"a value of the request cannot be used ({why}): ids and numbers must be in range, dates within "
+            "years 1-9999, texts without NUL characters")
 
 
 _HTTP_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
@@ -178,6 +193,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code in (404, 405) and detail in ("Not Found", "Method Not Allowed"):  # the router's own
             detail = f"{detail}: {request.method} {request.url.path} (every route is listed at /docs)"
         return problem(exc.status_code, slug, title, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _data_error(_request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # PostgreSQL (or asyncpg encoding a parameter) refused a value: an id past bigint, a date
+        # outside its range, a NUL or lone surrogate in a text. It came from the request.
+        return problem(422, "validation-error", "Request validation failed", _data_error_detail(exc),
+                       [{"field": "request", "message": _data_error_detail(exc), "type": "value_out_of_range"}])
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_request: Request, exc: OverflowError) -> JSONResponse:
+        detail = ("a number or date of the request is out of range (dates must stay within years 1-9999 in UTC): "
+                  "send a smaller value")
+        return problem(422, "validation-error", "Request validation failed", detail,
+                       [{"field": "request", "message": detail, "type": "value_out_of_range"}])
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from bisnesgpt.api.admission import SendAdmission
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
+from bisnesgpt.api.rate_limits import api_limits
 from bisnesgpt.api.schemas import send as models
 from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
 from bisnesgpt.messaging import drafts
@@ -50,7 +51,7 @@ SEND_RESPONSES: dict[int | str, dict[str, Any]] = {
           "content": {"application/json": {"example": models.SEND_ACCEPTED_EXAMPLE}}},
     200: {"model": models.SendResponse, "description": "With ?wait=: the message reached a final state in time",
           "content": {"application/json": {"example": models.SEND_DONE_EXAMPLE}}},
-    **problem_responses(400, 401, 404, 409, 422, 503),
+    **problem_responses(400, 401, 404, 409, 422, 429, 503),
 }
 DraftOf = Callable[[Recipient, JsonObject], Draft]
 
@@ -74,6 +75,7 @@ class SendCall:
         """Store and queue the draft (exactly once with an Idempotency-Key); 202, or 200 with ``?wait=``."""
         self.principal.require_phone(phone_index)
         key = await self._idempotency(company_id)
+        await api_limits(self.request).take_send(company_id)  # 429 over the company's quota, nothing stored
         outcome = await sender.send(SendRequest(company_id, phone_index, draft, phone_index_explicit=explicit,
                                                 idempotency=key, wait_seconds=self.wait, ordered=ordered))
         headers = {"Location": f"/api/v1/messages/{outcome.body['messageId']}"}

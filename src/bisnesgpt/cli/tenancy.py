@@ -1,4 +1,4 @@
-"""``bisnesgpt companies add|list`` and ``bisnesgpt keys create|list|revoke``.
+"""``bisnesgpt companies add|list|quota`` and ``bisnesgpt keys create|list|revoke``.
 
 API keys are stored as SHA-256 only: ``keys create`` prints the key once and never again.
 A company key may be limited to scopes (``--scope``) and phones (``--phone``); any key may
@@ -19,7 +19,7 @@ from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
 from bisnesgpt.tenancy import store
-from bisnesgpt.tenancy.store import SCOPES, ApiKey, Company, KeyLimits, Scope
+from bisnesgpt.tenancy.store import SCOPES, ApiKey, Company, KeyLimits, Scope, SendQuota
 
 companies_app = command_group(help="Companies (tenants).")
 keys_app = command_group(help="API keys: company keys and operator (admin) keys.")
@@ -87,6 +87,28 @@ def companies_list() -> None:
     for company in run_with_database(fetch):
         table.add_row(company.id, company.name, company.status, _when(company.created_at))
     console.print(table)
+
+
+@companies_app.command("quota")
+def companies_quota(
+    company_id: str = typer.Argument(..., help="The company"),
+    per_minute: int | None = typer.Option(None, "--per-minute", min=0, help="Sends allowed per minute (0: no quota)"),
+    per_day: int | None = typer.Option(None, "--per-day", min=0, help="Sends allowed per day (0: no quota)"),
+) -> None:
+    """Show or set a company's send quotas (a send over one is answered 429 and not stored)."""
+
+    async def apply(db: Database, _settings: Settings) -> SendQuota:
+        async with db.connection() as conn:
+            await store.get_company(conn, company_id)
+            current = await store.send_quota(conn, company_id)
+            if per_minute is None and per_day is None:
+                return current
+            minute = current.per_minute if per_minute is None else (per_minute or None)
+            day = current.per_day if per_day is None else (per_day or None)
+            return await store.set_send_quota(conn, company_id, per_minute=minute, per_day=day)
+
+    quota = run_with_database(apply)
+    console.print(f"company {company_id} send quota: {quota.describe()}")
 
 
 @keys_app.command("create")

@@ -8,6 +8,7 @@ is decided in one table at the HTTP edge (``bisnesgpt.api.problems.PROBLEMS``).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -77,6 +78,19 @@ class ClaimNotProven(BisnesgptError):
 
 class PayloadTooLarge(BisnesgptError):
     """The request body is over its limit."""
+
+
+class TooManyRequests(BisnesgptError):
+    """A rate limit or quota is used up; the client may try again after ``retry_after`` seconds."""
+
+    def __init__(self, detail: str, *, retry_after: float, limit: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail, extra={"retryAfter": max(1, math.ceil(retry_after)), "limit": limit, **(extra or {})})
+        self.retry_after = max(1, math.ceil(retry_after))
+        self.limit = limit
+
+
+class SendQuotaExceeded(TooManyRequests):
+    """The company's send quota (per minute or per day) is used up: the message was not stored."""
 
 
 # --- our side is not able to serve (5xx) -------------------------------------------------

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from starlette.responses import Response
 
-from bisnesgpt.api.auth import Principal, authenticate, presented_key
+from bisnesgpt.api.auth import Principal, authenticate_connection, presented_key
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
 from bisnesgpt.core.errors import ConfigError, Forbidden, Unauthorized
@@ -178,9 +178,10 @@ class SessionAuth:
 
     # --- sign-in ---------------------------------------------------------------------------
 
-    async def sign_in(self, ctx: ProcessContext, key: str) -> tuple[Principal, str, float]:
-        """Check a key (401 if bad) and return its principal with a new cookie value."""
-        principal = await authenticate(ctx, key.strip())
+    async def sign_in(self, request: Request, key: str) -> tuple[Principal, str, float]:
+        """Check a key (401 if bad, 429 while its address is locked out, 403 if limited) and return its
+        principal with a new cookie value."""
+        principal = await authenticate_connection(request, key.strip(), surface="dashboard")
         principal.require_unlimited("the dashboard")
         cookie, expires = self.signer.issue(principal, fingerprint(hash_api_key(key.strip())))
         return principal, cookie, expires
@@ -221,7 +222,7 @@ class SessionAuth:
         """401 unless the request carries an API key or a valid session; CSRF on actions."""
         key = presented_key(request)
         if key is not None:
-            principal = await authenticate(ctx, key)
+            principal = await authenticate_connection(request, key, surface="dashboard")
             principal.require_unlimited("the dashboard")
             return Caller(principal, None, None)
         session = await self.session(ctx, request)
@@ -240,7 +241,8 @@ class SessionAuth:
 
     @staticmethod
     def check_origin(request: Request) -> None:
-        """A browser's cross-site request names another origin: refuse it."""
+        """A browser's cross-site request names another origin: refuse it. (X-Forwarded-Host reaches this
+        only from a proxy in FORWARDED_ALLOW_IPS: the edge removes it from every other request.)"""
         origin = request.headers.get("origin")
         if not origin or origin == "null":
             if origin == "null":

@@ -23,8 +23,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from bisnesgpt import __version__
 from bisnesgpt.api.problems import problem_for
+from bisnesgpt.api.rate_limits import api_limits, client_subject
 from bisnesgpt.core.crypto import constant_time_equals
-from bisnesgpt.core.errors import BisnesgptError, NotFound, Unauthorized
+from bisnesgpt.core.errors import BisnesgptError, NotFound, TooManyRequests, Unauthorized
 from bisnesgpt.dashboard.auth import LOGIN_COOKIE, DashboardSession, SessionAuth, session_auth
 from bisnesgpt.processes.context import ProcessContext
 
@@ -118,18 +119,28 @@ def _sign_in_routes(router: APIRouter, ctx: ProcessContext) -> None:
                     csrf: Annotated[str, Form(max_length=128)] = "",
                     next: Annotated[str, Form(max_length=512)] = "/dashboard") -> Response:
         auth = session_auth(request)
+        limits = api_limits(request)
+        subject = client_subject(request)
         expected = request.cookies.get(LOGIN_COOKIE, "")
         try:
             if not expected or not csrf or not constant_time_equals(csrf, expected):
                 return login_page(request, auth, error="The sign-in form expired; please try again.", status=403,
                                   next_path=next)
             auth.check_origin(request)
-            principal, cookie, _expires = await auth.sign_in(ctx, api_key)
+            await limits.sign_in_allowed(subject)  # backoff after failed sign-ins from this address
+            principal, cookie, _expires = await auth.sign_in(request, api_key)
         except Unauthorized:
+            wait = await limits.sign_in_failed(subject)
+            later = f" Wait {wait:.0f} s before the next try." if wait >= 1 else ""
             return login_page(request, auth, error="That key was not accepted (unknown, revoked, or its company "
-                                                   "is disabled).", status=401, next_path=next)
+                                                   "is disabled)." + later, status=401, next_path=next)
+        except TooManyRequests as exc:
+            refused = login_page(request, auth, error=exc.detail, status=429, next_path=next)
+            refused.headers["Retry-After"] = str(exc.retry_after)
+            return refused
         except BisnesgptError as exc:
             return login_page(request, auth, error=exc.detail, status=problem_for(exc).status, next_path=next)
+        await limits.sign_in_succeeded(subject)
         await ctx.events.record("dashboard.sign_in", {"kind": principal.kind, "companyId": principal.company_id,
                                                       "keyId": principal.key_id})
         response = RedirectResponse(_safe_next(next), status_code=303)

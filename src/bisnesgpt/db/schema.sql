@@ -22,7 +22,10 @@ CREATE TABLE companies (
     name        TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Send quotas (NULL: none); counted in Redis.
+    send_quota_per_minute INTEGER CHECK (send_quota_per_minute > 0),
+    send_quota_per_day    INTEGER CHECK (send_quota_per_day > 0)
 );
 CREATE TRIGGER trigger_companies_updated_at BEFORE UPDATE ON companies
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();

@@ -33,6 +33,7 @@ from fastapi import FastAPI
 
 from bisnesgpt import __version__
 from bisnesgpt.api.audit import AuditTrail
+from bisnesgpt.api.edge import HttpEdge
 from bisnesgpt.api.problems import install_problem_handlers
 from bisnesgpt.config import Role, Settings
 from bisnesgpt.coordination.channels import PROCESS_STATUS, deployment_namespace, publish
@@ -100,12 +101,16 @@ def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: Hea
         version=__version__,
         description="Self-hosted, multi-tenant WhatsApp messaging gateway.",
         docs_url=None if any(component.serves_docs for component in components) else "/docs",
+        # A redirect to the slashless path would be built from the Host header; the edge serves it in place.
+        redirect_slashes=False,
     )
+    # The edge is outermost (added last): the audit trail sees the client address it judged.
+    app.add_middleware(AuditTrail, db=ctx.db)
+    app.add_middleware(HttpEdge, settings=ctx.settings)
     app.state.ctx = ctx
     app.state.components = components
     app.state.monitor = monitor
     install_problem_handlers(app)
-    app.add_middleware(AuditTrail, db=ctx.db)
     app.include_router(health_router(monitor))
     seen: set[int] = set()
     for component in components:
@@ -178,7 +183,8 @@ async def serve_role(role: Role, settings: Settings, *, database_url: str, redis
         await _crashed(ctx, monitor, link, _describe(exc))
         await _close_context(ctx)
         raise
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+    # X-Forwarded-* are judged by the edge (FORWARDED_ALLOW_IPS), not by uvicorn's default trust of loopback.
+    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=False,
                                     timeout_keep_alive=30, timeout_graceful_shutdown=5))
     started: list[Component] = []
     server_task: asyncio.Task[None] | None = None

@@ -41,6 +41,15 @@ UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETU
 UPDATE api_keys SET last_used_at = now()
 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 
+-- get_send_quota --
+-- A company's send quotas (NULL: none).
+SELECT send_quota_per_minute, send_quota_per_day FROM companies WHERE id = $1
+
+-- set_send_quota --
+-- Set a company's send quotas ($2 per minute, $3 per day; NULL removes one).
+UPDATE companies SET send_quota_per_minute = $2, send_quota_per_day = $3 WHERE id = $1
+RETURNING send_quota_per_minute, send_quota_per_day
+
 -- live_key_ids --
 -- Of the key ids $1, those still valid: not revoked and, for a company key, its company active.
 SELECT k.id FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id

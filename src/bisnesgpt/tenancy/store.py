@@ -39,6 +39,29 @@ class Company(RowRecord):
 
 
 @dataclass(frozen=True)
+class SendQuota(RowRecord):
+    """How many messages a company may send per minute and per day (None: no quota)."""
+
+    send_quota_per_minute: int | None
+    send_quota_per_day: int | None
+
+    @property
+    def per_minute(self) -> int | None:
+        """Sends allowed per minute, or None."""
+        return self.send_quota_per_minute
+
+    @property
+    def per_day(self) -> int | None:
+        """Sends allowed per day, or None."""
+        return self.send_quota_per_day
+
+    def describe(self) -> str:
+        """The quota in words (``"100 per minute, 5000 per day"``, ``"none"``)."""
+        parts = [f"{n} per {unit}" for n, unit in ((self.per_minute, "minute"), (self.per_day, "day")) if n]
+        return ", ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
 class ApiKey(RowRecord):
     """An API key as stored: who it is for and when it was used, never the key itself."""
 
@@ -158,6 +181,21 @@ def touch_due(record: ApiKey) -> bool:
 async def touch_key(conn: asyncpg.Connection, key_id: int) -> None:
     """Record that the key was used now (skipped in SQL when another request just did)."""
     await conn.execute(SQL.touch_api_key, key_id)
+
+
+async def send_quota(conn: asyncpg.Connection, company_id: str) -> SendQuota:
+    """The company's send quota (no quota for an unknown company: the send itself then answers 404)."""
+    row = await conn.fetchrow(SQL.get_send_quota, company_id)
+    return SendQuota.from_row(row) if row is not None else SendQuota(None, None)
+
+
+async def set_send_quota(conn: asyncpg.Connection, company_id: str, *, per_minute: int | None,
+                         per_day: int | None) -> SendQuota:
+    """Set (None: remove) the company's per-minute and per-day send quotas; NotFound for an unknown company."""
+    row = await conn.fetchrow(SQL.set_send_quota, company_id, per_minute, per_day)
+    if row is None:
+        raise NotFound(f"company {company_id!r} not found")
+    return SendQuota.from_row(row)
 
 
 async def live_key_ids(conn: asyncpg.Connection, key_ids: list[int]) -> set[int]:

@@ -101,6 +101,7 @@ _DESCRIPTIONS = {
     415: "The media type is not one WhatsApp accepts",
     416: "The Range asks for bytes past the end of the media",
     422: "Validation failed: `errors[]` names each field",
+    429: "A rate limit or the company's send quota is used up: retry after `Retry-After` seconds",
     502: "The provider (Cloud API, WhatsApp Web) refused or could not be reached",
     503: "A dependency is down (database, queue) or the engine is disabled; retry later",
 }
@@ -125,6 +126,9 @@ _EXAMPLES: dict[int, JsonObject] = {
           "detail": "chatId: must be a phone number with country code",
           "errors": [{"field": "chatId", "message": "must be a phone number with country code",
                       "type": "value_error"}]},
+    429: {"type": TYPE_BASE + "rate-limited", "title": "Too many requests", "status": 429,
+          "detail": "this API key may make 600 requests a minute: try again in 1 s (Retry-After)", "errors": [],
+          "retryAfter": 1, "limit": "api_key_requests"},
     502: {"type": TYPE_BASE + "cloud-api-error", "title": "Cloud API error", "status": 502,
           "detail": "mark_read: (#100) Invalid parameter", "errors": []},
     503: {"type": TYPE_BASE + "engine-disabled", "title": "Engine disabled", "status": 503,
@@ -135,7 +139,9 @@ _EXAMPLES: dict[int, JsonObject] = {
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the problem statuses a route can answer (FastAPI's type for them)."""
     out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
+    if 401 in statuses and 429 not in statuses:  # whatever authenticates can be rate-limited
+        statuses = (*statuses, 429)
+    for status in sorted(statuses):
         out[status] = {
             "model": Problem,
             "description": _DESCRIPTIONS[status],

@@ -43,6 +43,7 @@ from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import BisnesgptError, DatabaseUnavailable, QueueUnavailable
 from bisnesgpt.core.ids import new_event_id, new_message_id
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+from bisnesgpt.core.storable import storable
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.media_downloads import media_downloads_spec
@@ -382,14 +383,15 @@ class WebhookProcessor:
 
 
 def _json_body(body: JsonValue) -> JsonValue:
-    """The webhook's JSON, parsed; a job without a JSON body can never succeed."""
+    """The webhook's JSON, parsed and made storable; a job without a JSON body can never succeed."""
     if not isinstance(body, str):
         raise UnrecoverableError(f"webhook body is not JSON: the job's body is {type(body).__name__}")
     try:
         parsed: JsonValue = json.loads(body)
     except ValueError as exc:
         raise UnrecoverableError(f"webhook body is not JSON: {exc}") from exc
-    return parsed
+    # NUL and lone surrogates cannot be stored: replaced, with the originals kept escaped.
+    return storable(parsed)
 
 
 def _object(value: JsonValue) -> JsonObject | None:

@@ -21,6 +21,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
+from bisnesgpt.api.edge import JsonRefused, inspect_json
 from bisnesgpt.api.problems import problem_for
 from bisnesgpt.core.crypto import constant_time_equals
 from bisnesgpt.core.errors import BadRequest, BisnesgptError, Forbidden, PayloadTooLarge, Unauthorized
@@ -63,7 +64,7 @@ def webhook_router(ctx: ProcessContext) -> APIRouter:
         try:
             body = await _read_limited(request, max_bytes)
             _check_authentic(request, provider, body)
-            _check_json_object(body)
+            _check_json_object(body, settings.json_max_depth)
             job = WebhookJob(kind=WEBHOOK_KIND, provider=provider, body=body.decode("utf-8"), receivedAt=time.time(),
                              channel=request.query_params.get("channel"))
             await ctx.queues.add(WEBHOOK_EVENTS, new_event_id(), dict(job))
@@ -98,9 +99,14 @@ def webhook_router(ctx: ProcessContext) -> APIRouter:
     return router
 
 
-def _check_json_object(body: bytes) -> None:
+def _check_json_object(body: bytes, max_depth: int) -> None:
+    # The edge checks JSON bodies too, but only those sent as JSON: the signature covers any bytes.
     try:
-        parsed = json.loads(body)
+        inspect_json(body, max_depth=max_depth, storable_strings=False)
+    except JsonRefused as exc:
+        raise BadRequest(f"webhook body refused: {exc.detail}") from exc
+    try:
+        parsed = json.loads(body.decode("utf-8"))
     except ValueError as exc:
         raise BadRequest("webhook body is not JSON") from exc
     if not isinstance(parsed, dict):
