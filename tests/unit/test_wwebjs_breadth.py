@@ -24,13 +24,8 @@ from bisnesgpt.engines.wwebjs.driver import (
     SessionKey,
 )
 from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
-from bisnesgpt.engines.wwebjs.drivers.neonize import (
-    NeonizeDriver,
-    group_events_of,
-    group_of,
-    participant_results,
-    user_jid,
-)
+from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeDriver
+from bisnesgpt.engines.wwebjs.drivers.neonize_groups import group_events_of, group_of, participant_results, user_jid
 from bisnesgpt.engines.wwebjs.groups import run_group_op
 from bisnesgpt.engines.wwebjs.media import MediaFetcher
 

@@ -24,7 +24,7 @@ from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
 from bisnesgpt.core.errors import ValidationFailed
 from bisnesgpt.engines.wwebjs import store as sessions_store
 from bisnesgpt.engines.wwebjs.driver import SessionKey
-from bisnesgpt.engines.wwebjs.manager import SESSION_COMMAND_MESSAGE
+from bisnesgpt.engines.wwebjs.fleet import SESSION_COMMAND_MESSAGE
 from bisnesgpt.engines.wwebjs.store import CommandAction, CommandRecord, CommandState
 from bisnesgpt.processes.context import ProcessContext
 

@@ -32,14 +32,12 @@ from typing import Literal, TypedDict
 import redis.asyncio as aioredis
 
 from bisnesgpt.config import Settings
-from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
+from bisnesgpt.coordination.channels import PROCESS_MESSAGE
 from bisnesgpt.coordination.coordinator import Subscriptions
-from bisnesgpt.coordination.leases import Holder
 from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
-from bisnesgpt.engines.wwebjs.balance import Member, Share, plan
 from bisnesgpt.engines.wwebjs.driver import (
     DeliveryAck,
     DriverError,
@@ -49,6 +47,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     SessionKey,
     WebDriver,
 )
+from bisnesgpt.engines.wwebjs.fleet import SESSION_COMMAND_MESSAGE, SessionFleet
 from bisnesgpt.engines.wwebjs.groups import run_group_op
 from bisnesgpt.engines.wwebjs.leases import SessionLeases
 from bisnesgpt.engines.wwebjs.session import ManagedSession, SessionConfig, SessionServices
@@ -57,8 +56,6 @@ from bisnesgpt.health.events import EventRecorder
 
 log = logging.getLogger(__name__)
 
-# What the API publishes on process:message to wake the wwebjs processes up.
-SESSION_COMMAND_MESSAGE = "wwebjs.session_command"
 STARTING_STATUSES: frozenset[SessionStatus] = frozenset({"pending", "initializing"})
 
 ReadinessState = Literal["ready", "other_owner", "not_ready", "not_running"]
@@ -131,14 +128,9 @@ class SessionManager:
     ) -> None:
         self.settings = settings
         self.db = db
-        self.redis = redis
         self.driver = driver
         self.holder = holder
-        self.process_name = process_name
-        self.namespace = namespace
-        self.members: list[Member] = []
-        self.share: Share | None = None
-        self._draining = False
+        self.fleet = SessionFleet(settings, db, redis, holder=holder, process_name=process_name, namespace=namespace)
         self.leases = SessionLeases(db, self.holder, settings.wwebjs_lease_ttl_seconds,
                                     takeover_same_host=settings.wwebjs_lease_takeover_same_host)
         self.services = SessionServices(db=db, redis=redis, driver=driver, auth=auth, events=events,
@@ -178,7 +170,7 @@ class SessionManager:
         """Hand every session over: disconnect (credentials stay), release the leases, leave the
         membership and wake the other wwebjs processes, which take the sessions at once."""
         self._stopping = True
-        self._draining = True
+        self.fleet.draining = True
         tasks = [*self._tasks, *self._command_tasks.values()]
         for task in tasks:
             task.cancel()
@@ -191,11 +183,9 @@ class SessionManager:
         await self.leases.release([k.lease_name for k in self.sessions])
         await self.leases.release(self.leases.held_names())
         self.sessions.clear()
-        with contextlib.suppress(BisnesgptError):
-            async with self.db.connection() as conn:
-                await store.leave_members(conn, self.holder)
+        await self.fleet.leave()
         if released:
-            await self._wake_peers("drained")
+            await self.fleet.wake_peers("drained")
         await self.driver.close()
 
     def poke(self) -> None:
@@ -242,7 +232,8 @@ class SessionManager:
         return ManagerSummary(holder=self.holder, driver=self.driver.name, owned=len(self.owned()),
                               standby=len(standby), standbyHolders=sorted(set(standby.values())), statuses=statuses,
                               mode="standby" if standby and not self.sessions else "active",
-                              share=self.share.target if self.share else None, members=len(self.members),
+                              share=self.fleet.share.target if self.fleet.share else None,
+                              members=len(self.fleet.members),
                               capacity=self.settings.wwebjs_max_sessions or None)
 
     # --- reconcile --------------------------------------------------------------------------------
@@ -277,7 +268,8 @@ class SessionManager:
         # start batch per round, so that processes share the sessions instead of the first taking all.
         keep = {k.lease_name for k in commanded | set(self.sessions) | set(self._command_tasks)}
         keep |= {name for name in self.leases.held_names() if SessionKey.from_lease_name(name) in self.wanted}
-        share = await self._balance(sum(1 for name in keep if SessionKey.from_lease_name(name) in self.wanted))
+        share = await self.fleet.plan(mine=sum(1 for name in keep if SessionKey.from_lease_name(name) in self.wanted),
+                                      wanted=len(self.wanted))
         new = [k.lease_name for k in self.wanted if k.lease_name not in keep and k.lease_name not in self.leases.others]
         random.shuffle(new)  # processes claiming at the same moment then mostly pick different sessions
         batch = min(share.claim, max(0, self.settings.wwebjs_start_concurrency - len(self._start_queue)))
@@ -316,33 +308,6 @@ class SessionManager:
         still = {k.lease_name for k in self.wanted | set(self.sessions) | set(self._command_tasks)}
         await self.leases.release(name for name in held if name not in still)
 
-    async def _balance(self, mine: int) -> Share:
-        """Keep our membership row alive, read the live members, and plan this tick's share."""
-        capacity = self.settings.wwebjs_max_sessions or None
-        me = Member(self.holder, capacity, mine, self._draining)
-        try:
-            holder = Holder.parse(self.holder)
-            async with self.db.connection() as conn:
-                await store.keep_member(conn, me, process_name=self.process_name, host=holder.host if holder else "",
-                                        ttl_seconds=self.settings.wwebjs_lease_ttl_seconds)
-                members = await store.live_members(conn)
-            self.members = [m for m in members if not self._dead_here(m.holder)]
-        except BisnesgptError as exc:
-            log.warning("wwebjs membership not renewed: %s", exc.detail)
-        if not any(m.holder == self.holder for m in self.members):
-            self.members = [*self.members, me]
-        self.share = plan(self.members, self.holder, total=len(self.wanted), mine=mine,
-                          start_batch=self.settings.wwebjs_start_concurrency,
-                          handoff_batch=self.settings.wwebjs_handoff_batch)
-        return self.share
-
-    def _dead_here(self, holder_text: str) -> bool:
-        """A member that ran on this host and whose pid is gone (kill -9) gets no share: its
-        sessions are taken over at once, as its leases are, instead of when its row expires."""
-        holder = Holder.parse(holder_text)
-        return (self.settings.wwebjs_lease_takeover_same_host and holder_text != self.holder
-                and holder is not None and holder.is_dead_here())
-
     async def _hand_off(self, count: int, held: set[str], commanded: set[SessionKey]) -> set[str]:
         """Give ``count`` sessions to the processes below their share: close them (their
         credentials stay in the store, so the new owner resumes without a QR), release their
@@ -357,16 +322,9 @@ class SessionManager:
         names = {key.lease_name for key in given}
         await self.leases.release(names)
         if given:
-            log.info("handed %d session(s) over (share %d): %s", len(given), self.share.target if self.share else 0,
-                     ", ".join(str(k) for k in given))
-            await self._wake_peers("handoff")
+            log.info("handed %d session(s) over: %s", len(given), ", ".join(str(k) for k in given))
+            await self.fleet.wake_peers("handoff")
         return names
-
-    async def _wake_peers(self, reason: str) -> None:
-        """Ask every wwebjs process to reconcile now (sessions were released for them)."""
-        await publish(self.redis, PROCESS_MESSAGE, namespace=self.namespace, payload={
-            "processName": self.process_name, "messageType": SESSION_COMMAND_MESSAGE,
-            "timestamp": int(time.time() * 1000), "data": {"reason": reason, "holder": self.holder}})
 
     async def _enforce_leases(self) -> None:
         """Stop driving any session whose lease could not be renewed in time (e.g. PostgreSQL is
