@@ -27,10 +27,8 @@ from tests.support.wwebjs import (
     RoleProc,
     SandboxNetwork,
     company_key,
+    paired_stack,
     seed_phone,
-    start_api,
-    start_sandbox,
-    start_wwebjs,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -75,25 +73,12 @@ async def stack(tmp_path_factory: pytest.TempPathFactory, module_db: tuple[str, 
     await seed_phone(url, "acme", 0)
     await seed_phone(url, "acme", 1, connection_type="meta_direct")
     await seed_phone(url, "rival", 0)
-    sandbox = start_sandbox(tmp)
-    procs: list[RoleProc] = []
-    try:
-        procs.append(start_wwebjs(tmp, url, module_redis, sandbox.url))
-        api = start_api(tmp, url, module_redis)
-        procs.append(api)
-        db = Db(url)
-        await db.wait_status("acme", 0, "qr", timeout=60)
-        await sandbox.scan("acme", 0, phone=ME)
-        await db.wait_status("acme", 0, "ready", timeout=60)
-        running = GroupStack(sandbox, procs, api, db, await company_key(url, "acme"), await company_key(url, "rival"),
-                             tmp)
-        yield running
-        await running.http.aclose()
-        await running.rival.aclose()
-    finally:
-        for proc in procs:
-            proc.proc.kill_tree()
-        sandbox.proc.kill_tree()
+    async with paired_stack(tmp, url, module_redis, phone=ME) as running:
+        stack = GroupStack(running.sandbox, running.procs, running.api, running.db, await company_key(url, "acme"),
+                           await company_key(url, "rival"), tmp)
+        yield stack
+        await stack.http.aclose()
+        await stack.rival.aclose()
 
 
 async def test_create_manage_invite_join_and_leave_groups(stack: GroupStack) -> None:

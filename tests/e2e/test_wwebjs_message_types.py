@@ -18,13 +18,10 @@ from tests.support.polling import eventually
 from tests.support.procs import clean_env
 from tests.support.wwebjs import (
     Db,
-    RoleProc,
     SandboxNetwork,
     company_key,
+    paired_stack,
     seed_phone,
-    start_api,
-    start_sandbox,
-    start_wwebjs,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -69,23 +66,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory, module_db: tuple[str, 
     tmp = tmp_path_factory.mktemp("types")
     await seed_phone(url, "acme", 0)
     await seed_phone(url, "acme", 1, connection_type="meta_direct")
-    sandbox = start_sandbox(tmp)
-    procs: list[RoleProc] = []
-    try:
-        procs.append(start_wwebjs(tmp, url, module_redis, sandbox.url))
-        api = start_api(tmp, url, module_redis)
-        procs.append(api)
-        db = Db(url)
-        await db.wait_status("acme", 0, "qr", timeout=60)
-        await sandbox.scan("acme", 0, phone=ME)
-        await db.wait_status("acme", 0, "ready", timeout=60)
-        async with httpx.AsyncClient(base_url=api.url, timeout=60, headers={
-                "Authorization": f"Bearer {await company_key(url, 'acme')}"}) as http:
-            yield Stack(sandbox, db, http)
-    finally:
-        for proc in procs:
-            proc.proc.kill_tree()
-        sandbox.proc.kill_tree()
+    async with paired_stack(tmp, url, module_redis, phone=ME) as running, httpx.AsyncClient(
+            base_url=running.api.url, timeout=60,
+            headers={"Authorization": f"Bearer {await company_key(url, 'acme')}"}) as http:
+        yield Stack(running.sandbox, running.db, http)
 
 
 async def test_locations_contact_cards_stickers_replies_and_previews_go_out(stack: Stack) -> None:

@@ -12,7 +12,8 @@ import io
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -359,3 +360,37 @@ def qr_matrix_of(code: str) -> list[list[bool]]:
 
     qr = segno.make_qr(code, error="l")
     return [[bool(cell) for cell in row] for row in qr.matrix]
+
+
+@dataclass
+class PairedStack:
+    """A sandbox network, a wwebjs process and an api process, with company ``acme`` phone 0 paired."""
+
+    sandbox: SandboxNetwork
+    db: Db
+    api: RoleProc
+    procs: list[RoleProc]
+
+
+@asynccontextmanager
+async def paired_stack(tmp: Path, database_url: str, redis_url: str, *, phone: str,
+                       **wwebjs_env: str) -> AsyncIterator[PairedStack]:
+    """Start the sandbox, wwebjs (``wwebjs_env``) and api; pair ``acme:0`` as ``phone``; kill all on exit.
+
+    Seed the phones (``seed_phone``) before entering: wwebjs starts their sessions at once.
+    """
+    sandbox = start_sandbox(tmp)
+    procs: list[RoleProc] = []
+    try:
+        procs.append(start_wwebjs(tmp, database_url, redis_url, sandbox.url, **wwebjs_env))
+        api = start_api(tmp, database_url, redis_url)
+        procs.append(api)
+        db = Db(database_url)
+        await db.wait_status("acme", 0, "qr", timeout=60)
+        await sandbox.scan("acme", 0, phone=phone)
+        await db.wait_status("acme", 0, "ready", timeout=60)
+        yield PairedStack(sandbox, db, api, procs)
+    finally:
+        for proc in procs:
+            proc.proc.kill_tree()
+        sandbox.proc.kill_tree()
