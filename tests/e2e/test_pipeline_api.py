@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,41 +22,23 @@ from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.messaging.capabilities import SENDABLE_TYPES
 from bisnesgpt.messaging.queues import META, WWEBJS, QueueSpec
 from bisnesgpt.messaging.store import touch_inbound_session
+from tests.support.claims import api, emulator
 from tests.support.meta import EmulatorProc
 from tests.support.pipeline import (
     ADMIN_KEY,
     ApiServer,
     RecordingEngine,
     Workers,
-    running_api,
     seed_tenant,
     sent_message,
 )
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+__all__ = ["api", "emulator"]  # the module's fixtures: an api that proves phone claims
 
 PERSON = "60123456789"
 CHAT = f"{PERSON}@c.us"
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProc]:
-    """The Cloud API (and 360dialog) that connecting a phone proves the claim at."""
-    proc = EmulatorProc(tmp_path_factory.mktemp("emulator"), app_secret=None)
-    try:
-        yield proc
-    finally:
-        proc.close()
-
-
-@pytest.fixture(scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory, module_db: tuple[str, Database], module_redis: str,
-              emulator: EmulatorProc) -> AsyncIterator[ApiServer]:
-    """The module's api process, asking the emulator about phone claims."""
-    async with running_api(tmp_path_factory.mktemp("api"), module_db[0], module_redis,
-                           META_GRAPH_URL=emulator.url, D360_BASE_URL=emulator.url) as server:
-        yield server
 
 
 @pytest.fixture
