@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from bisnesgpt.api.schemas.send import V1Message, V2Document, V2Edit, V2React, V2Text
+from bisnesgpt.api.schemas.send import V1Message
+from bisnesgpt.api.schemas.send_v2 import V2Document, V2Edit, V2React, V2Text
 from bisnesgpt.api.send_routes import v1_draft
 from bisnesgpt.core.errors import BadRequest, ValidationFailed
 from bisnesgpt.messaging import drafts

@@ -24,6 +24,7 @@ from bisnesgpt.api.admission import SendAdmission
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
 from bisnesgpt.api.rate_limits import api_limits
 from bisnesgpt.api.schemas import send as models
+from bisnesgpt.api.schemas import send_v2 as v2_models
 from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
 from bisnesgpt.messaging import drafts
 from bisnesgpt.messaging.addressing import STATUS_CHAT, Recipient, invalid, normalize_recipient
@@ -271,14 +272,14 @@ def build(sender: SendService, admission: SendAdmission) -> APIRouter:
         return router.api_route(path, methods=[method], summary=summary, status_code=202,
                                 response_model=models.SendResponse, responses=SEND_RESPONSES)
 
-    async def to_chat(send: ChatSend, body: models.V2Base, draft_of: DraftOf) -> JSONResponse:
+    async def to_chat(send: ChatSend, body: v2_models.V2Base, draft_of: DraftOf) -> JSONResponse:
         send.principal.require_company(send.company_id)
         draft = draft_of(normalize_recipient(send.chat_id), _request(body))
         return await send.dispatch(sender, send.company_id, body.phoneIndex, draft, explicit=True,
                                    ordered=body.ordered)
 
     @send_route("POST", "/api/v2/messages/text/{companyId}/{chatId}", "Send a text message")
-    async def send_text(send: ToChat, body: Annotated[models.V2Text, Body(openapi_examples={
+    async def send_text(send: ToChat, body: Annotated[v2_models.V2Text, Body(openapi_examples={
         "text": _ex("Text", {"message": "Hello from bisnesgpt", "phoneIndex": 0, "userName": "Aisyah"}),
         "reply": _ex("Reply", {"message": "Yes", "quotedMessageId": "true_60123456789@c.us_3EB0C767D26A1D4E"}),
     })]) -> JSONResponse:
@@ -286,28 +287,28 @@ def build(sender: SendService, admission: SendAdmission) -> APIRouter:
             to, body.message, reply_to=body.quotedMessageId, request=request))
 
     @send_route("POST", "/api/v2/messages/image/{companyId}/{chatId}", "Send an image by URL")
-    async def send_image(send: ToChat, body: Annotated[models.V2Image, Body(openapi_examples={
+    async def send_image(send: ToChat, body: Annotated[v2_models.V2Image, Body(openapi_examples={
         "image": _ex("Image", {"imageUrl": "https://example.com/menu.jpg", "caption": "Today's menu"})})],
     ) -> JSONResponse:
         return await to_chat(send, body, lambda to, request: drafts.media_draft(
             "image", to, link=body.imageUrl, caption=body.caption, reply_to=body.quotedMessageId, request=request))
 
     @send_route("POST", "/api/v2/messages/video/{companyId}/{chatId}", "Send a video by URL")
-    async def send_video(send: ToChat, body: Annotated[models.V2Video, Body(openapi_examples={
+    async def send_video(send: ToChat, body: Annotated[v2_models.V2Video, Body(openapi_examples={
         "video": _ex("Video", {"videoUrl": "https://example.com/demo.mp4", "caption": "Demo", "phoneIndex": 0})})],
     ) -> JSONResponse:
         return await to_chat(send, body, lambda to, request: drafts.media_draft(
             "video", to, link=body.videoUrl, caption=body.caption, reply_to=body.quotedMessageId, request=request))
 
     @send_route("POST", "/api/v2/messages/audio/{companyId}/{chatId}", "Send audio (voice note) by URL")
-    async def send_audio(send: ToChat, body: Annotated[models.V2Audio, Body(openapi_examples={
+    async def send_audio(send: ToChat, body: Annotated[v2_models.V2Audio, Body(openapi_examples={
         "audio": _ex("Audio", {"audioUrl": "https://example.com/note.ogg", "phoneIndex": 0})})],
     ) -> JSONResponse:
         return await to_chat(send, body, lambda to, request: drafts.media_draft(
             "audio", to, link=body.audioUrl, reply_to=body.quotedMessageId, request=request))
 
     @send_route("POST", "/api/v2/messages/document/{companyId}/{chatId}", "Send a document by URL")
-    async def send_document(send: ToChat, body: Annotated[models.V2Document, Body(openapi_examples={
+    async def send_document(send: ToChat, body: Annotated[v2_models.V2Document, Body(openapi_examples={
         "document": _ex("Document", {"documentUrl": "https://example.com/invoice.pdf",
                                      "filename": "invoice-4711.pdf", "caption": "Your invoice"})})],
     ) -> JSONResponse:
@@ -316,7 +317,7 @@ def build(sender: SendService, admission: SendAdmission) -> APIRouter:
             mime_type=body.mimeType, reply_to=body.quotedMessageId, request=request))
 
     @send_route("POST", "/api/v2/messages/template/{companyId}/{chatId}", "Send an approved template")
-    async def send_template(send: ToChat, body: Annotated[models.V2Template, Body(openapi_examples={
+    async def send_template(send: ToChat, body: Annotated[v2_models.V2Template, Body(openapi_examples={
         "template": _ex("Template", {"templateName": "order_update", "templateLang": "en_US",
                                      "templateComponents": [{"type": "body", "parameters": [
                                          {"type": "text", "text": "4711"}]}], "phoneIndex": 1})})],
@@ -326,7 +327,7 @@ def build(sender: SendService, admission: SendAdmission) -> APIRouter:
             request=request))
 
     @send_route("PUT", "/api/v2/messages/{companyId}/{chatId}/{messageId}", "Edit a sent message's text")
-    async def edit_message(send: ToMessage, body: Annotated[models.V2Edit, Body(openapi_examples={
+    async def edit_message(send: ToMessage, body: Annotated[v2_models.V2Edit, Body(openapi_examples={
         "edit": _ex("Edit", {"newMessage": "Corrected text", "phoneIndex": 0})})]) -> JSONResponse:
         send.principal.require_company(send.company_id)
         draft = drafts.edit_draft(normalize_recipient(send.chat_id), send.message_id, body.text,
@@ -335,11 +336,11 @@ def build(sender: SendService, admission: SendAdmission) -> APIRouter:
                                    explicit="phoneIndex" in body.model_fields_set, ordered=body.ordered)
 
     @send_route("DELETE", "/api/v2/messages/{companyId}/{chatId}/{messageId}", "Delete a sent message")
-    async def delete_message(send: ToMessage, body: Annotated[models.V2Delete | None, Body(openapi_examples={
+    async def delete_message(send: ToMessage, body: Annotated[v2_models.V2Delete | None, Body(openapi_examples={
         "everyone": _ex("Delete for everyone", {"deleteForEveryone": True, "phoneIndex": 0})})] = None,
     ) -> JSONResponse:
         send.principal.require_company(send.company_id)
-        body = body or models.V2Delete()
+        body = body or v2_models.V2Delete()
         recipient = normalize_recipient(send.chat_id)
         if body.messageId is not None and body.messageId != send.message_id:
             raise invalid("messageId", "differs from the messageId in the path")
@@ -351,7 +352,7 @@ def build(sender: SendService, admission: SendAdmission) -> APIRouter:
                                    explicit="phoneIndex" in body.model_fields_set, ordered=body.ordered)
 
     @send_route("POST", "/api/messages/react/{companyId}/{messageId}", "React to a message with an emoji")
-    async def react(send: ToReact, body: Annotated[models.V2React, Body(openapi_examples={
+    async def react(send: ToReact, body: Annotated[v2_models.V2React, Body(openapi_examples={
         "react": _ex("React", {"reaction": "👍", "phoneIndex": 0}),
         "remove": _ex("Remove a reaction", {"reaction": ""}),
     })]) -> JSONResponse:
