@@ -225,9 +225,7 @@ class ConversationsApiComponent(Component):
 
     def __init__(self, ctx: ProcessContext) -> None:
         settings = ctx.settings
-        self.client = CloudApiClient(timeout=settings.meta_http_timeout,
-                                     connect_timeout=settings.meta_http_connect_timeout,
-                                     max_connections=settings.meta_http_max_connections)
+        self.client = CloudApiClient.from_settings(settings)
         self._routes = ChatRoutes(ctx.db, self.client, secret_box(settings), settings)
 
     def routers(self) -> Sequence[APIRouter]:
