@@ -96,6 +96,9 @@ ROUTE_RULES: dict[tuple[str, str], RouteRule] = {
     ("POST", f"{_SESSION}/pairing-code"): SESSION,
     ("GET", f"{_SESSION}/commands/{{command_id}}"): SESSION,
     ("POST", f"{_SESSION}/{{action}}"): SESSION,
+    ("GET", f"{_SESSION}/antiban"): SESSION,
+    ("PATCH", f"{_SESSION}/antiban"): SESSION,
+    ("PATCH", "/api/sessions/{company_id}/antiban"): RouteRule("sessions:manage", "every"),
     # webhooks
     ("POST", "/api/v1/webhooks"): WEBHOOKS,
     ("GET", "/api/v1/webhooks"): WEBHOOKS,
