@@ -1,5 +1,6 @@
 """Anti-ban controls per phone, end to end: set by the CLI (company defaults, a phone's own)
-and the API, obeyed by the wwebjs process on that phone only, through the sandbox network.
+and the API, obeyed by the wwebjs process on that phone only, through the sandbox network;
+today's counts against the caps in the session, bot-status and ``phones list`` answers.
 
 Two paired phones of one company, no global caps: the company's default of 3 messages a day
 (failing when reached) and phone 1's own cap of 1.
@@ -102,6 +103,18 @@ async def test_a_phones_own_cap_applies_to_that_phone_only(stack: Stack) -> None
     assert raised.status_code == 200, raised.text
     assert raised.json()["effective"]["dailyMessageCap"] == {"value": 3, "source": "company"}
     assert raised.json()["phone"]["warmupDays"] == 2
+
+    # Today's counts against the caps in effect: phone 1 is on day 1 of its 2-day warm-up (3 x 1/2).
+    today = {"sentToday": 1, "newChatsToday": 1, "messageCap": 2, "newChatCap": 0, "warmupDay": 1, "warmupDays": 2}
+    assert raised.json()["today"] == today
+    assert (await stack.http.get("/api/sessions/acme/1")).json()["sending"] == today
+    bot = {p["phoneIndex"]: p for p in (await stack.http.get("/api/bot-status/acme")).json()["phones"]}
+    assert bot[1]["sending"] == today and bot[2]["sending"] is None
+    assert bot[0]["sending"] == {"sentToday": 3, "newChatsToday": 1, "messageCap": 3, "newChatCap": 0,
+                                 "warmupDay": None, "warmupDays": 0}
+    listed = stack.cli("phones", "list", "acme")
+    assert listed.returncode == 0, listed.stderr
+    assert "1/2 msgs, 1 new chats, warm-up day 1/2" in listed.stdout and "3/3 msgs, 1 new chats" in listed.stdout
     bad = await stack.http.patch("/api/sessions/acme/1/antiban", json={"dailyMessageCap": -1})
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
     assert "dailyMessageCap" in bad.text

@@ -73,9 +73,7 @@ def build(db: Database, settings: Settings) -> APIRouter:
                      for name, source in policy.sources.items()}
         return models.AntiBanView(
             companyId=company_id, phoneIndex=phone_index, effective=effective, phone=_api(phone),
-            company=_api(company), today=models.SendingTodayView(
-                sentToday=today.sent_today, newChatsToday=today.new_chats_today, messageCap=today.message_cap,
-                newChatCap=today.new_chat_cap, warmupDay=today.warmup_day))
+            company=_api(company), today=models.SendingTodayView.of(today))
 
     @router.get(
         "/api/sessions/{company_id}/{phone_index}/antiban", response_model=models.AntiBanView,

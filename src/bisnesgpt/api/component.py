@@ -78,7 +78,7 @@ class PipelineComponent(Component, HealthReporter):
         self.loop_lag = LoopLag()
         self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
         self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
-                         phone_routes.build(ctx.db, self.phones), usage_routes.build(ctx.db),
+                         phone_routes.build(ctx.db, self.phones, settings), usage_routes.build(ctx.db),
                          audit_routes.build(ctx.db), antiban_routes.build(ctx.db, settings))
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:

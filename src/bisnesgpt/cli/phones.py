@@ -1,4 +1,4 @@
-"""``bisnesgpt phones add|list|set|remove``: a company's phones and how each connects.
+"""``bisnesgpt phones add|list|set|remove``: a company's phones, how each connects, its anti-ban controls.
 
 Credentials (``--access-token``, ``--api-key``) are encrypted with ``ENCRYPTION_KEY``
 before they are stored and are never printed. Pass ``-`` to read one from stdin instead of
@@ -22,6 +22,7 @@ from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
 from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs.antiban import SendingToday, phone_sending
 from bisnesgpt.infra.secrets import resolve_encryption_key, secret_box
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
@@ -286,7 +287,7 @@ def phones_remove(
 def phones_list(company_id: str | None = typer.Argument(None, help="Only this company's phones")) -> None:
     """List phones (secrets only as set / not set)."""
 
-    async def fetch(db: Database, _settings: Settings) -> list[tuple[PhoneConfig, LiveStatus]]:
+    async def fetch(db: Database, settings: Settings) -> list[tuple[PhoneConfig, LiveStatus, SendingToday | None]]:
         async with db.connection() as conn:
             if company_id is not None:
                 await tenancy.get_company(conn, company_id)  # an unknown company is an error, not an empty table
@@ -296,13 +297,17 @@ def phones_list(company_id: str | None = typer.Argument(None, help="Only this co
             out = []
             for config in configs:
                 row = await store.get_phone_status(conn, config.company_id, config.phone_index)
-                out.append((config, live_status(row["status"] if row else None, row["metadata"] if row else {})))
+                sending = (await phone_sending(conn, settings, config.company_id, config.phone_index)
+                           if (config.connection_type or "wwebjs") == "wwebjs" else None)
+                out.append((config, live_status(row["status"] if row else None, row["metadata"] if row else {}),
+                            sending))
             return out
 
-    # "connection": the live status, as the console and /api/bot-status show it; "status": the configuration's.
+    # "connection": the live status, as the console and /api/bot-status show it; "status": the configuration's;
+    # "sent today": a WhatsApp-Web phone's sends against the anti-ban caps in effect (warm-up applied).
     table = Table("company", "index", "type", "queue", "connection", "status", "display number", "meta phone id",
-                  "360 channel", "secret", "order")
-    for config, live in run_with_database(fetch):
+                  "360 channel", "secret", "order", "sent today")
+    for config, live, sending in run_with_database(fetch):
         spec = CONNECTION_TYPE_QUEUES.get(config.connection_type)
         secret = "set" if (config.meta_access_token_encrypted or config.api_key_encrypted) else "-"
         connection = live.status + (f" until {live.paused_until:%H:%M} UTC" if live.paused_until else "")
@@ -310,5 +315,18 @@ def phones_list(company_id: str | None = typer.Argument(None, help="Only this co
                       spec.name if spec else "(unknown type)", connection, config.status or "-",
                       config.display_phone_number or "-", config.meta_phone_number_id or "-",
                       config.dialog360_channel_id or "-", secret,
-                      "per chat" if config.ordered_sends else "unordered")
+                      "per chat" if config.ordered_sends else "unordered", _today(sending))
     console.print(table)
+
+
+def _today(sending: SendingToday | None) -> str:
+    """``5/40 msgs, 2/4 new chats, warm-up day 2/5`` (no cap: the count alone)."""
+    if sending is None:
+        return "-"
+
+    def of(count: int, cap: int) -> str:
+        return f"{count}/{cap}" if cap else str(count)
+
+    messages, chats = of(sending.sent_today, sending.message_cap), of(sending.new_chats_today, sending.new_chat_cap)
+    shown = f"{messages} msgs, {chats} new chats"
+    return shown + (f", warm-up day {sending.warmup_day}/{sending.warmup_days}" if sending.warmup_day else "")

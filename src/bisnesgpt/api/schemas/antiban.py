@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from bisnesgpt.api.schemas.common import Strict
+from bisnesgpt.engines.wwebjs.antiban import SendingToday
 from bisnesgpt.engines.wwebjs.antiban_settings import MAX_DAILY_CAP, MAX_JITTER_MS, MAX_WARMUP_DAYS
 
 Cap = Annotated[int, Field(ge=0, le=MAX_DAILY_CAP)]
@@ -50,6 +51,13 @@ class SendingTodayView(BaseModel):
     messageCap: int
     newChatCap: int
     warmupDay: int | None = Field(description="the day of the warm-up (1: the pairing day); null: not warming up")
+    warmupDays: int = Field(0, description="the warm-up's length in effect (0: none)")
+
+    @classmethod
+    def of(cls, today: SendingToday) -> SendingTodayView:
+        """The API's view of a phone's sends today."""
+        return cls(sentToday=today.sent_today, newChatsToday=today.new_chats_today, messageCap=today.message_cap,
+                   newChatCap=today.new_chat_cap, warmupDay=today.warmup_day, warmupDays=today.warmup_days)
 
 
 class AntiBanView(BaseModel):
@@ -83,5 +91,6 @@ ANTIBAN_EXAMPLE = {
               "dailyCapAction": None, "warmupDays": None, "checkOnWhatsapp": None},
     "company": {"simulateTyping": True, "sendJitterMs": None, "dailyMessageCap": 500, "dailyNewChatCap": 20,
                 "dailyCapAction": None, "warmupDays": 7, "checkOnWhatsapp": None},
-    "today": {"sentToday": 12, "newChatsToday": 3, "messageCap": 58, "newChatCap": 6, "warmupDay": 2},
+    "today": {"sentToday": 12, "newChatsToday": 3, "messageCap": 58, "newChatCap": 6, "warmupDay": 2,
+              "warmupDays": 7},
 }

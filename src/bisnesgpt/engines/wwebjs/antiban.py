@@ -61,6 +61,7 @@ class SendingToday:
     warmup_day: int | None  # None: not warming up (no warm-up, over, or not paired yet)
     message_cap: int  # 0: no cap
     new_chat_cap: int
+    warmup_days: int = 0  # the warm-up's length in effect (0: none)
 
 
 def today_counts(row: asyncpg.Record, policy: AntiBanPolicy, now: datetime) -> SendingToday:
@@ -71,7 +72,8 @@ def today_counts(row: asyncpg.Record, policy: AntiBanPolicy, now: datetime) -> S
     return SendingToday(sent_today=int(row["sent_today"]), new_chats_today=int(row["new_chats_today"]),
                         warmup_day=day if in_warmup else None,
                         message_cap=warmup_cap(policy.daily_message_cap, days, day or days + 1),
-                        new_chat_cap=warmup_cap(policy.daily_new_chat_cap, days, day or days + 1))
+                        new_chat_cap=warmup_cap(policy.daily_new_chat_cap, days, day or days + 1),
+                        warmup_days=days)
 
 
 async def sending_today(conn: asyncpg.Connection, policy: AntiBanPolicy, company_id: str, phone_index: int,
@@ -80,6 +82,13 @@ async def sending_today(conn: asyncpg.Connection, policy: AntiBanPolicy, company
     row = await conn.fetchrow(SQL.sending_today, company_id, phone_index)
     assert row is not None
     return today_counts(row, policy, now or datetime.now(UTC))
+
+
+async def phone_sending(conn: asyncpg.Connection, settings: Settings, company_id: str,
+                        phone_index: int) -> SendingToday:
+    """A phone's sends today against the caps in effect for it (its own, its company's or the settings)."""
+    return await sending_today(conn, await load_policy(conn, settings, company_id, phone_index), company_id,
+                               phone_index)
 
 
 @dataclass(frozen=True)
