@@ -280,3 +280,48 @@ def test_pacing_jitter_spreads_gaps_evenly_over_the_configured_range() -> None:
     assert abs(sum(gaps) / len(gaps) - 0.45) < 0.01  # the jitter's mean: half its range
     quarters = [sum(1 for g in gaps if 0.25 + q * 0.1 <= g < 0.35 + q * 0.1) for q in range(4)]
     assert all(abs(n - len(gaps) / 4) < len(gaps) * 0.05 for n in quarters), quarters  # uniform, not clumped
+
+
+class RecordingClient:
+    """Stands in for neonize's client at the call boundary: records each call, answers as neonize would."""
+
+    def __init__(self, picture_error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self.picture_error = picture_error
+
+    async def get_profile_picture(self, jid: object, params: object) -> object:
+        from neonize.proto.Neonize_pb2 import ProfilePictureInfo
+
+        self.calls.append(("get_profile_picture", (jid, params)))
+        if self.picture_error is not None:
+            raise self.picture_error
+        return ProfilePictureInfo(URL="https://pps.whatsapp.net/p.jpg", ID="171")
+
+    async def set_group_photo(self, jid: object, data: bytes) -> str:
+        self.calls.append(("set_group_photo", (jid, data)))
+        return "172"
+
+
+async def test_neonize_group_pictures_use_set_group_photo_and_get_profile_picture() -> None:
+    from bisnesgpt.engines.wwebjs.driver import MediaSource
+
+    driver = NeonizeDriver(None, "postgresql://unused", schema="wa", sslmode="disable",  # type: ignore[arg-type]
+                           media=MediaFetcher(1 << 20, 5))
+    session = driver.session(SessionKey("neo", 0), lambda _event: None, None)
+    client = RecordingClient()
+    session.client, session.ready = client, True  # type: ignore[attr-defined]
+    assert await session.group_picture("120363@g.us") == "https://pps.whatsapp.net/p.jpg"
+    jid, params = client.calls[0][1]
+    assert (jid.User, jid.Server, params.Preview) == ("120363", "g.us", False)  # type: ignore[attr-defined]
+    assert await session.set_group_picture("120363@g.us", MediaSource(data=b"\xff\xd8jpeg", mime_type="image/jpeg")
+                                           ) == "172"
+    assert client.calls[1][0] == "set_group_photo" and client.calls[1][1][1] == b"\xff\xd8jpeg"
+    with pytest.raises(GroupRefused) as refused:
+        await session.remove_group_picture("120363@g.us")
+    assert refused.value.code == "PICTURE_REMOVAL_UNSUPPORTED" and len(client.calls) == 2
+    session.client = RecordingClient(Exception("profile picture not set: item-not-found"))  # type: ignore[attr-defined]
+    assert await session.group_picture("120363@g.us") is None
+    session.client = RecordingClient(Exception("forbidden (403)"))  # type: ignore[attr-defined]
+    with pytest.raises(GroupRefused) as forbidden:
+        await session.group_picture("120363@g.us")
+    assert forbidden.value.code == "NOT_GROUP_ADMIN"

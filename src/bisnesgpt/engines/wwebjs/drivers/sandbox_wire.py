@@ -167,8 +167,9 @@ class GroupFrame(TypedDict, total=False):
     type: Literal["group", "check"]
     numbers: list[str]
     ref: int
-    op: Literal["list", "info", "create", "participants", "update", "invite", "join", "leave"]
+    op: Literal["list", "info", "create", "participants", "update", "invite", "join", "leave", "picture"]
     group: str
+    media: UploadedMedia  # picture (set): the uploaded image
     subject: str
     participants: list[str]
     action: str
