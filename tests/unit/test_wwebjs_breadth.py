@@ -325,3 +325,39 @@ async def test_neonize_group_pictures_use_set_group_photo_and_get_profile_pictur
     with pytest.raises(GroupRefused) as forbidden:
         await session.group_picture("120363@g.us")
     assert forbidden.value.code == "NOT_GROUP_ADMIN"
+
+
+def test_neonize_view_once_media_and_animated_stickers_carry_their_flags() -> None:
+    from neonize.proto.Neonize_pb2 import Message as MessageEvent
+    from neonize.proto.Neonize_pb2 import MessageInfo, MessageSource
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import FutureProofMessage, ImageMessage, Message, StickerMessage
+
+    from bisnesgpt.engines.wwebjs.drivers.neonize_inbound import inbound_of
+
+    downloads: list[Any] = []
+
+    def download(message: Any) -> Any:
+        downloads.append(message)
+        return lambda: None
+
+    def event(message: Any) -> Any:
+        source = MessageSource(Chat=_jid("601"), Sender=_jid("601"))
+        return MessageEvent(Info=MessageInfo(MessageSource=source, ID="3A9", Timestamp=1767261600), Message=message)
+
+    photo = ImageMessage(mimetype="image/jpeg", caption="once", fileLength=5)
+    for wrapper in ("viewOnceMessage", "viewOnceMessageV2", "viewOnceMessageV2Extension"):
+        wrapped = Message(**{wrapper: FutureProofMessage(message=Message(imageMessage=photo))})
+        inbound = inbound_of(event(wrapped), download)
+        assert inbound is not None and inbound.media is not None
+        assert (inbound.type, inbound.media.view_once, inbound.media.caption, inbound.media.animated) == (
+            "image", True, "once", False)
+        assert downloads[-1].HasField("imageMessage")  # whatsmeow downloads the inner image
+    flagged = inbound_of(event(Message(imageMessage=ImageMessage(mimetype="image/jpeg", viewOnce=True))), download)
+    assert flagged is not None and flagged.media is not None and flagged.media.view_once
+    plain = inbound_of(event(Message(imageMessage=ImageMessage(mimetype="image/jpeg"))), download)
+    assert plain is not None and plain.media is not None and not plain.media.view_once
+    for animated in (True, False):
+        sticker = inbound_of(event(Message(stickerMessage=StickerMessage(mimetype="image/webp",
+                                                                          isAnimated=animated))), download)
+        assert sticker is not None and sticker.media is not None
+        assert (sticker.type, sticker.media.animated, sticker.media.view_once) == ("sticker", animated, False)
