@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from bisnesgpt.api import (
+    antiban_routes,
     audit_routes,
     event_stream,
     media_routes,
@@ -77,8 +78,8 @@ class PipelineComponent(Component, HealthReporter):
         self.loop_lag = LoopLag()
         self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
         self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
-                         phone_routes.build(ctx.db, self.phones), usage_routes.build(ctx.db),
-                         audit_routes.build(ctx.db))
+                         phone_routes.build(ctx.db, self.phones, settings), usage_routes.build(ctx.db),
+                         audit_routes.build(ctx.db), antiban_routes.build(ctx.db, settings))
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
         self.router.invalidate(company_id, phone_index)
