@@ -37,16 +37,25 @@ async def check_window(conn: asyncpg.Connection, company_id: str, phone_index: i
     if message_type in ALWAYS_ALLOWED_TYPES:
         return
     last = await last_inbound_at(conn, company_id, phone_index, contact)
-    current = now or datetime.now(UTC)
+    require_open(contact, last, now or datetime.now(UTC))
+
+
+def require_open(contact: str, last: datetime | None, now: datetime) -> None:
+    """Raise ``TemplateRequired`` unless ``contact``, who last wrote at ``last``, is inside the window."""
+    if last is None or now - last > WINDOW:
+        raise template_required(contact, last)
+
+
+def template_required(contact: str, last: datetime | None) -> TemplateRequired:
+    """The problem for a free-form message to ``contact`` outside the window (``last``: their last message)."""
     if last is None:
-        raise TemplateRequired(
+        return TemplateRequired(
             f"{contact} has never written to this number: only a template can start the conversation "
             "(POST /api/v2/messages/template/…); free-form messages may follow once the contact writes",
             extra={"code": "TEMPLATE_REQUIRED", "contact": contact},
         )
-    if current - last > WINDOW:
-        raise TemplateRequired(
-            f"{contact} last wrote at {last.isoformat()}, more than 24 hours ago: only a template may be sent "
-            "(POST /api/v2/messages/template/…) until the contact writes again",
-            extra={"code": "TEMPLATE_REQUIRED", "contact": contact, "lastInboundAt": last.isoformat()},
-        )
+    return TemplateRequired(
+        f"{contact} last wrote at {last.isoformat()}, more than 24 hours ago: only a template may be sent "
+        "(POST /api/v2/messages/template/…) until the contact writes again",
+        extra={"code": "TEMPLATE_REQUIRED", "contact": contact, "lastInboundAt": last.isoformat()},
+    )
