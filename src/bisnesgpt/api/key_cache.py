@@ -1,7 +1,8 @@
 """API keys remembered per process for a few seconds: no database round trip per request.
 
-Only a key that authenticated is kept (with its company's status), for at most
-``API_KEY_CACHE_SECONDS``; an unknown, revoked or expired key always asks PostgreSQL, so a
+Off by default (``API_KEY_CACHE_SECONDS=0``: every request reads its key, and a key changed
+in SQL counts at once). Otherwise only a key that authenticated is kept (with its company's
+status), for at most ``API_KEY_CACHE_SECONDS``; an unknown, revoked or expired key always asks PostgreSQL, so a
 key created a moment ago works at once and a failed authentication is counted as before.
 
 A revocation is honoured:
