@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import accept, e2e, fleet, floor, media, order, pacing
+from bench import accept, e2e, fleet, floor, media, order, pacing, profile
 from bench.report import render
 from bench.system import REPO, machine_info, open_servers
 
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ws-events", type=int, default=500, help="events the stream section commits")
     parser.add_argument("--quick", action="store_true", help="tiny durations: prove the harness works")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="directory for the JSON")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="directory for py-spy profiles of api and meta under the e2e saturation load")
     parser.add_argument("--keep-workdir", action="store_true", help="keep process logs after the run")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         args.duration, args.anchor_jobs, args.sessions = 1.0, 300, "1,2"
         args.no_node, args.no_granian = True, True
         args.media_files, args.media_mb, args.ws_clients, args.ws_events = 3, 2, 10, 20
+    if args.profile is not None and not profile.available():
+        parser.error("--profile needs py-spy: .venv/bin/pip install py-spy")
     session_counts = tuple(int(n) for n in args.sessions.split(","))
 
     workdir = Path(tempfile.mkdtemp(prefix="bisnesgpt-bench-"))
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                                            instance_counts=(1, 2), granian=not args.no_granian, log=log)
         if "e2e" in sections:
             results["e2e"] = e2e.run(servers, workdir, duration=args.duration, connections=args.connections,
-                                     anchor_jobs=args.anchor_jobs, node=not args.no_node, log=log)
+                                     anchor_jobs=args.anchor_jobs, node=not args.no_node, log=log,
+                                     profile_dir=args.profile)
         if "floor" in sections:
             results["floor"] = floor.run(servers, workdir, duration=args.duration, connections=args.connections,
                                          log=log)

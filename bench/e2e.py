@@ -29,6 +29,7 @@ from tests.support.meta import EmulatorProc
 from tests.support.orchestrator import FAST_TIMINGS, OrchestratorRun
 
 from bench import anchors, seed
+from bench.profile import Profiles
 from bench.system import (
     PidSource,
     RssSampler,
@@ -77,7 +78,7 @@ def receipts(emulator: EmulatorProc) -> dict[str, float]:
 
 
 def run(servers: Servers, workdir: Path, *, duration: float, connections: int, anchor_jobs: int, node: bool,
-        log: Any) -> dict[str, Any]:
+        log: Any, profile_dir: Path | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with scenario_storage(servers) as (database_url, redis_url):
         api_key = seed.seed_meta_tenant(database_url)
@@ -130,9 +131,12 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, a
 
             # --- saturation --------------------------------------------------------------------------
             log("e2e: saturation (closed loop)")
-            with RssSampler({"api": kids["api"].pid, "meta": kids["meta"].pid}) as rss:
+            with RssSampler({"api": kids["api"].pid, "meta": kids["meta"].pid}) as rss, \
+                    Profiles(profile_dir, {"api": kids["api"].pid, "meta": kids["meta"].pid}, "e2e") as profiles:
                 sat = run_load(base, shapes, connections=connections, duration=duration, cpu_pids=pids,
                                workdir=workdir)
+            if profile_dir is not None:
+                out["profile"] = profiles.summary()
             drain = wait_drained(database_url, timeout=300)
             got = receipts(emulator)
             t0, t1 = sat.started_at, sat.started_at + sat.duration

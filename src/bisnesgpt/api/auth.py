@@ -12,14 +12,17 @@ needs what is the table in ``scopes.py``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from bisnesgpt.api.key_cache import KeyCache, key_cache
 from bisnesgpt.api.rate_limits import api_limits, client_subject
 from bisnesgpt.api.scopes import ROUTE_RULES, RouteRule
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
@@ -117,24 +120,41 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def authenticate(ctx: ProcessContext, key: str | None) -> Principal:
-    """The principal of an API key: the operator key, or an active key of an active company (401 otherwise)."""
+async def authenticate(ctx: ProcessContext, key: str | None, cache: KeyCache | None = None) -> Principal:
+    """The principal of an API key: the operator key, or an active key of an active company (401 otherwise).
+
+    With ``cache``, a key that authenticated a moment ago is not read again (``key_cache.py``
+    says how soon a revocation is honoured).
+    """
     if not key:
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    key_hash = hash_api_key(key)
+    generation = cache.generation if cache is not None else 0
     admin = ctx.settings.admin_api_key
-    if admin is not None and constant_time_equals(hash_api_key(key), hash_api_key(admin.get_secret_value())):
+    if admin is not None and constant_time_equals(key_hash, hash_api_key(admin.get_secret_value())):
         return Principal("admin", None, None)
-    async with ctx.db.connection() as conn:
-        found = await store.find_key(conn, key)
+    cached = cache.get(key_hash) if cache is not None else None
+    if cached is not None:
+        record, company_status = cached.record, cached.company_status
+    else:
+        async with ctx.db.connection() as conn:
+            found = await store.find_key(conn, key)
         if found is None or found[0].revoked_at is not None:
             raise Unauthorized("invalid or revoked API key: use a key `bisnesgpt keys create <company>` printed")
         record, company_status = found
-        if record.role == "company" and company_status != "active":
-            raise Unauthorized("this company is disabled")
-        if record.expired():
-            raise Unauthorized(f"this API key expired at {record.expires_at:%Y-%m-%dT%H:%M:%SZ}; create a new one")
-        if store.touch_due(record):
+    if record.role == "company" and company_status != "active":
+        raise Unauthorized("this company is disabled")
+    if record.expired():
+        raise Unauthorized(f"this API key expired at {record.expires_at:%Y-%m-%dT%H:%M:%SZ}; create a new one")
+    if store.touch_due(record):
+        async with ctx.db.connection() as conn:
             await store.touch_key(conn, record.id)
+        record = dataclasses.replace(record, last_used_at=datetime.now(UTC))
+        if cache is not None and cached is not None:
+            generation = cache.generation
+            cached = None  # re-cached below with the new last_used_at
+    if cache is not None and cached is None:
+        cache.put(key_hash, record, company_status, generation)
     return Principal("admin" if record.role == "admin" else "company", record.company_id, record.id,
                      frozenset(record.scopes) if record.scopes is not None else None,
                      frozenset(record.phone_indexes) if record.phone_indexes is not None else None)
@@ -185,7 +205,7 @@ async def authenticate_connection(conn: HTTPConnection, key: str | None, *, surf
     subject = client_subject(conn)
     await limits.before_auth(subject)
     try:
-        principal = await authenticate(ctx, key)
+        principal = await authenticate(ctx, key, key_cache(conn))
     except Unauthorized:
         if key:
             await limits.auth_failed(subject, surface)

@@ -24,6 +24,7 @@ from bisnesgpt.api import (
 from bisnesgpt.api.admission import LoopLag, SendAdmission
 from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.group_routes import GroupRoutes
+from bisnesgpt.api.key_cache import cache_for
 from bisnesgpt.api.rate_limits import publish_settings
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
@@ -117,7 +118,8 @@ class SessionsApiComponent(Component, HealthReporter):
 
     def __init__(self, ctx: ProcessContext) -> None:
         self.hub = SessionEventHub(ctx.coordinator)
-        self.guard = StreamGuard(ctx.db, ctx.settings.stream_auth_recheck_seconds, self.name)
+        self.guard = StreamGuard(ctx.db, ctx.settings.stream_auth_recheck_seconds, self.name,
+                                 on_revoked_key=cache_for(ctx).drop)
         self._routes = SessionRoutes(ctx, self.hub, self.guard)
 
     def routers(self) -> Sequence[APIRouter]:
@@ -191,7 +193,8 @@ class EventStreamComponent(Component, HealthReporter):
 
     def __init__(self, ctx: ProcessContext) -> None:
         self.feed = EventFeed(ctx.db, ctx.settings.event_stream_poll_ms / 1000)
-        self.guard = StreamGuard(ctx.db, ctx.settings.stream_auth_recheck_seconds, self.name)
+        self.guard = StreamGuard(ctx.db, ctx.settings.stream_auth_recheck_seconds, self.name,
+                                 on_revoked_key=cache_for(ctx).drop)
         self._router = event_stream.build(ctx, self.feed, self.guard)
 
     def routers(self) -> Sequence[APIRouter]:

@@ -35,8 +35,11 @@ class Watch:
 class StreamGuard:
     """Checks the keys of the open streams every ``interval`` seconds and ends those revoked."""
 
-    def __init__(self, db: Database, interval: float, name: str) -> None:
+    def __init__(self, db: Database, interval: float, name: str,
+                 on_revoked_key: Callable[[], None] | None = None) -> None:
         self.db = db
+        # Called once per pass that found a revoked key: the process's key cache forgets it.
+        self.on_revoked_key = on_revoked_key
         self.watches: set[Watch] = set()
         self.ended = 0
         self.periodic = Periodic(f"{name}:stream-guard", interval, self.check)
@@ -61,6 +64,8 @@ class StreamGuard:
         watched = list(self.watches)
         async with self.db.connection() as conn:
             live = await store.live_key_ids(conn, sorted({w.key_id for w in watched}))
+        if self.on_revoked_key is not None and any(w.key_id not in live for w in watched):
+            self.on_revoked_key()
         for entry in watched:
             if entry.key_id in live or entry.ended:
                 continue

@@ -207,9 +207,31 @@ def keys_list(
 def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (see `keys list`)")) -> None:
     """Revoke an API key: it stops working at once."""
 
-    async def revoke(db: Database, _settings: Settings) -> None:
+    async def revoke(db: Database, settings: Settings) -> None:
         async with db.connection() as conn:
             await store.revoke_api_key(conn, key_id)
+        await _announce_revocation(settings, db.dsn, key_id)
 
     run_with_database(revoke)
     console.print(f"key {key_id} revoked")
+
+
+async def _announce_revocation(settings: Settings, database_url: str, key_id: int) -> None:
+    """Tell the running processes to forget the keys they cached (best effort; else API_KEY_CACHE_SECONDS)."""
+    from bisnesgpt.coordination.channels import API_KEYS_CHANGED, deployment_namespace, publish
+    from bisnesgpt.infra.redis import redis_client
+    from bisnesgpt.infra.services import embedded_redis
+
+    url = settings.effective_redis_url or embedded_redis(settings).running_url()
+    delivered = False
+    if url is not None:
+        client = redis_client(url, name="bisnesgpt:cli")
+        try:
+            namespace = deployment_namespace(settings.redis_namespace, database_url, url)
+            delivered = await publish(client, API_KEYS_CHANGED, {"keyId": key_id, "origin": "cli"},
+                                      namespace=namespace)
+        finally:
+            await client.aclose()
+    if not delivered:
+        err_console.print(f"note: Redis not reachable; running APIs refuse the key within "
+                          f"API_KEY_CACHE_SECONDS ({settings.api_key_cache_seconds:g} s)")

@@ -61,6 +61,10 @@ class EdgeSettings(BaseSettings):
     # Per-company send quotas are set per company (`bisnesgpt companies quota`); a company's
     # quota is re-read from the database at most this often per api process.
     send_quota_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    # An API key that authenticated is not read again for this long per process (0, the
+    # default: every request reads it). `bisnesgpt keys revoke` is honoured at once (pub/sub);
+    # a key changed otherwise (revoked or expired in SQL, Redis unreachable) within this long.
+    api_key_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 0.0
 
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

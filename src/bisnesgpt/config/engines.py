@@ -80,6 +80,9 @@ class EngineSettings(BaseSettings):
     meta_http_max_connections: Annotated[int, Field(ge=1)] = 100
     meta_send_concurrency: Annotated[int, Field(ge=1, le=500)] = 10
     meta_enforce_conversation_window: bool = True
+    # The engine remembers a contact's window it saw open for this long (one read per contact,
+    # not per message; an inbound message only lengthens a window, so nothing goes stale).
+    meta_window_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     meta_webhook_max_bytes: Annotated[int, Field(ge=1024)] = 3 * 1024 * 1024
     meta_status_retry_seconds: Annotated[float, Field(gt=0)] = 120.0
     meta_phone_pause_seconds: Annotated[int, Field(ge=1)] = 3_600

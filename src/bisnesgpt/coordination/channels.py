@@ -30,7 +30,10 @@ PROCESS_MESSAGE = "process:message"
 PROCESS_SHUTDOWN = "process:shutdown"
 # Router cache invalidation: a phone's connection type changed.
 PHONE_CONFIG_CHANGED = "phone:config"
-CHANNELS = (PROCESS_STATUS, PROCESS_HEARTBEAT, BOT_EVENT, PROCESS_MESSAGE, PROCESS_SHUTDOWN, PHONE_CONFIG_CHANGED)
+# API key cache invalidation: a key was revoked (every process drops its cached keys).
+API_KEYS_CHANGED = "api:keys"
+CHANNELS = (PROCESS_STATUS, PROCESS_HEARTBEAT, BOT_EVENT, PROCESS_MESSAGE, PROCESS_SHUTDOWN, PHONE_CONFIG_CHANGED,
+            API_KEYS_CHANGED)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

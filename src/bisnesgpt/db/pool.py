@@ -45,6 +45,13 @@ POOL_REFUSED = Counter("bisnesgpt_pool_admission_refused_total",
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    if conn.get_server_version() >= (14, 0):
+        # A statement that is its own transaction (the one-statement accept) commits when it
+        # ends even if its process died meanwhile; with this check the server notices the
+        # dead client while the statement runs and rolls it back, as it does an open
+        # transaction (PostgreSQL 14+; the same setting on every pooled connection). Every
+        # second, in milliseconds.
+        await conn.execute("SET client_connection_check_interval = 1000")
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:

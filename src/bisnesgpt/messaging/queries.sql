@@ -279,3 +279,11 @@ WHERE company_id = ANY($1::text[]) AND context_message_id = ANY($2::text[])
   AND direction = 'outbound' AND message_type IN ('edit', 'delete')
   AND status IN ('sent', 'delivered', 'read')
 ORDER BY sent_at, id
+
+-- accept_outbound --
+-- The common accept in one statement (migration 0024): window check, key claim, chat number,
+-- message, history, tenant event, key answer; the outcome, and the messages row's columns when stored.
+SELECT a.outcome, a.last_inbound, a.is_head, (a.message::messages).*
+FROM accept_outbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb, $15, $16, $17,
+                     $18, $19, $20, $21, $22, $23, $24, $25, $26::interval, $27::interval, $28::jsonb, $29,
+                     $30::jsonb) a

@@ -6,7 +6,8 @@ Order of one send (ARCHITECTURE §3):
    now; 409 / 422 answer here);
 2. route the phone (404 no config, 422 unknown type, 503 engine disabled: nothing stored),
    and refuse a message type the phone's engine cannot send (422 UNSUPPORTED_MESSAGE_TYPE);
-3. one transaction: claim the Idempotency-Key, resolve targets, take the chat's next
+3. one transaction (for the common message that names its recipient and no other message,
+   one statement, ``accept_fast``): claim the Idempotency-Key, resolve targets, take the chat's next
    number (an ordered message, ``chat_order``), INSERT the message ``queued`` (+ history +
    event), store the idempotent answer — COMMIT. Only now may a 2xx leave. Claim and
    message commit together: an API killed in between leaves no key behind, so the
@@ -35,7 +36,7 @@ from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.window import check_window
 from bisnesgpt.health import metrics
-from bisnesgpt.messaging import chat_order, idempotency, store
+from bisnesgpt.messaging import accept_fast, chat_order, idempotency, store
 from bisnesgpt.messaging.capabilities import check_mentions, check_pacing, check_sendable
 from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, StoredResponse
@@ -142,18 +143,24 @@ class SendService:
     async def send(self, request: SendRequest) -> SendOutcome:
         """Accept one message: the stored answer of a replay, 202 once stored, or 200 when final within ``wait``."""
         key = request.idempotency
-        if key is not None:
-            # Fast path for a replay (no routing): the key is only *claimed* inside the
-            # transaction that stores the message (_store), so a process killed between
-            # the claim and the insert leaves nothing behind and a retry simply runs again.
-            async with self.db.connection() as conn:
-                stored = await idempotency.lookup(conn, key)
-                if stored is not None:
-                    return await replay(conn, request.company_id, stored)
-        record, route, outcome, held = await self._store(request)
-        if outcome is not None:  # a replay, or the message already existed under this key
-            return outcome
-        assert record is not None
+        common = await self._store_common(request)
+        if common is not None:
+            (stored_common, route) = common
+            record, held = stored_common.record, stored_common.held
+        else:
+            if key is not None:
+                # Fast path for a replay (no routing): the key is only *claimed* inside the
+                # transaction that stores the message (_store), so a process killed between
+                # the claim and the insert leaves nothing behind and a retry simply runs again.
+                async with self.db.connection() as conn:
+                    stored = await idempotency.lookup(conn, key)
+                    if stored is not None:
+                        return await replay(conn, request.company_id, stored)
+            stored_record, route, outcome, held = await self._store(request)
+            if outcome is not None:  # a replay, or the message already existed under this key
+                return outcome
+            assert stored_record is not None
+            record = stored_record
         # A message behind an unfinished one of its chat gets its job when that one ends.
         enqueued = False if held else await self.enqueue(route, record)
         if request.wait_seconds <= 0:
@@ -176,6 +183,38 @@ class SendService:
                 await idempotency.complete(conn, key, response)
         except BisnesgptError as exc:
             log.warning("could not store the idempotent answer for %s: %s", key.key, exc.detail)
+
+    async def _store_common(self, request: SendRequest) -> tuple[accept_fast.Stored, Route] | None:
+        """The common path in one statement (``accept_fast``); None: the full path answers."""
+        draft = request.draft
+        if not accept_fast.eligible(draft):
+            return None
+        try:
+            route = await self.router.route(request.company_id, request.phone_index)
+            check_sendable(route.process_name, draft.type, request.phone_index)
+            check_mentions(route.process_name, isinstance(draft.body, dict) and bool(draft.body.get("mentions")),
+                           request.phone_index)
+            check_pacing(route.process_name, bool(draft.pacing), request.phone_index)
+        except BisnesgptError:
+            if request.idempotency is None:
+                raise
+            return None  # a replay of the key answers before the routing does (the full path)
+        job = accept_fast.FastAccept(
+            company_id=request.company_id, phone_index=request.phone_index, route=route,
+            ordered=route.ordered if request.ordered is None else request.ordered, source=request.source,
+            key=request.idempotency, key_ttl=self.idempotency_ttl, complete_key=request.wait_seconds <= 0)
+        try:
+            async with self.db.connection() as conn:
+                stored = await accept_fast.accept(conn, draft, job)
+        except asyncpg.UniqueViolationError as exc:
+            if request.idempotency is None or "idempotency" not in (exc.constraint_name or ""):
+                raise
+            return None  # stored by an earlier attempt under this key: the full path finds it
+        if stored is None:
+            return None
+        metrics.MESSAGES_ACCEPTED.labels(route.queue_name).inc()
+        self.accepted += 1
+        return stored, route
 
     async def _store(self, request: SendRequest
                      ) -> tuple[store.MessageRecord | None, Route, SendOutcome | None, bool]:

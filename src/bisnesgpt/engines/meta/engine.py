@@ -51,7 +51,7 @@ from bisnesgpt.engines.meta.metrics import PACING_DEFERRALS
 from bisnesgpt.engines.meta.pacing import Pacer, rates_for_phone
 from bisnesgpt.engines.meta.phones import PhoneCache, change_phone_status
 from bisnesgpt.engines.meta.profiles import Credentials, credentials_for_phone
-from bisnesgpt.engines.meta.window import TemplateRequired, check_window
+from bisnesgpt.engines.meta.window import OpenWindows, TemplateRequired
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
 from bisnesgpt.messaging.queues import META
@@ -110,6 +110,11 @@ class MetaEngine:
     # Phones this process recorded as connected, and when (monotonic): a send that succeeds
     # records ``ready`` at most once per CONNECTED_RECHECK_S per phone, not once per message.
     _connected: dict[tuple[str, int], float] = field(default_factory=dict, init=False)
+    windows: OpenWindows = field(init=False)
+
+    def __post_init__(self) -> None:
+        """The window check, remembering the open windows it saw (``window.OpenWindows``)."""
+        self.windows = OpenWindows(self.db, self.settings.meta_window_cache_seconds)
 
     async def _phone(self, message: MessageRecord) -> PhoneConfig:
         phone = await self.phones.get(message.company_id, message.phone_index)
@@ -134,9 +139,7 @@ class MetaEngine:
         # have opened or closed while it waited.
         if self.settings.meta_enforce_conversation_window and (phone.settings or {}).get("enforce_window", True):
             try:
-                async with self.db.connection() as conn:
-                    await check_window(conn, message.company_id, message.phone_index, message.contact,
-                                       str(body["type"]))
+                await self.windows.check(message.company_id, message.phone_index, message.contact, str(body["type"]))
             except TemplateRequired as exc:
                 raise PermanentSendError(exc.detail, code="TEMPLATE_REQUIRED",
                                          title="Template required: the contact has not written in the last 24 hours",
