@@ -27,6 +27,7 @@ from bisnesgpt.api.rate_limits import publish_settings
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.stream_guard import StreamGuard
+from bisnesgpt.api.uploaded_media import UploadedMedia
 from bisnesgpt.api.webhook_routes import WebhookRoutes
 from bisnesgpt.engines.meta.claims import CloudApiClaims
 from bisnesgpt.engines.meta.client import CloudApiClient
@@ -76,7 +77,9 @@ class PipelineComponent(Component, HealthReporter):
                                          claims=CloudApiClaims(settings))
         self.loop_lag = LoopLag()
         self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
-        self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
+        # Only rows are read for uploaded media at accept: the store itself is never opened here.
+        uploads = UploadedMedia(MediaLibrary(ctx.db, build_store(settings), settings))
+        self._routers = (send_routes.build(self.sender, self.admission, uploads), message_routes.build(ctx.db),
                          phone_routes.build(ctx.db, self.phones), usage_routes.build(ctx.db),
                          audit_routes.build(ctx.db))
 
