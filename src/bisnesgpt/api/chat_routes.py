@@ -153,10 +153,6 @@ def _ok(example: object) -> dict[int | str, dict[str, object]]:
     return {200: {"content": {"application/json": {"example": example}}}}
 
 
-def _number(chat_id: str) -> str | None:
-    return chat_id.split("@", 1)[0] if chat_id.endswith("@c.us") else None
-
-
 def _preview(text: str | None) -> str | None:
     return text if text is None or len(text) <= 120 else text[:119] + "…"
 
@@ -194,7 +190,7 @@ class ChatRoutes:
             rows = await store.chats(self.db, company_id, phoneIndex, cursor=Cursor.decode(cursor), limit=limit,
                                      unread_only=unread)
             data: list[ChatJson] = [{
-                "chat_id": r.chat_id, "number": _number(r.chat_id), "lid": r.lid, "contact_name": r.contact_name,
+                "chat_id": r.chat_id, "number": r.number, "lid": r.lid, "contact_name": r.contact_name,
                 "unread_count": r.unread_count,
                 "last_message": {"message_id": r.message_id, "direction": r.direction, "status": r.status,
                                  "type": r.message_type, "preview": _preview(r.content),
@@ -277,7 +273,7 @@ class ChatRoutes:
             await self._phone(company_id, phoneIndex)
             rows = await store.contacts(self.db, company_id, phoneIndex, cursor=Cursor.decode(cursor), limit=limit)
             data: list[ContactJson] = [{
-                "chat_id": r.chat_id, "number": _number(r.chat_id), "lid": r.lid, "profile_name": r.profile_name,
+                "chat_id": r.chat_id, "number": r.number, "lid": r.lid, "profile_name": r.profile_name,
                 "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat()} for r in rows]
             last = rows[-1] if len(rows) == limit else None
             return {"data": data, "nextCursor": Cursor(last.last_seen, last.chat_id).encode() if last else None}

@@ -68,6 +68,7 @@ class ChatRow(RowRecord):
     unread_count: int
     contact_name: str | None
     lid: str | None
+    number: str | None
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class ContactRow(RowRecord):
     last_seen: datetime
     profile_name: str | None
     lid: str | None
+    number: str | None
 
 
 def _row_key(cursor: Cursor | None) -> int:
