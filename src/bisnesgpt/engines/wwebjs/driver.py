@@ -87,12 +87,17 @@ class Location(TypedDict):
 
 @dataclass(frozen=True)
 class MediaSource:
-    """Media by URL (downloaded by the driver, size-limited) or by bytes."""
+    """Media by URL (downloaded by the driver, size-limited), by bytes, or by a gateway media id.
+
+    A ``media_id`` (``med_…``, uploaded with ``POST /api/v1/media``) never reaches a driver:
+    the engine replaces it with the stored bytes (``stored_media.py``).
+    """
 
     url: str | None = None
     data: bytes | None = None
     mime_type: str | None = None
     filename: str | None = None
+    media_id: str | None = None
 
 
 @dataclass(frozen=True)
