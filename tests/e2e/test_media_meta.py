@@ -135,7 +135,10 @@ async def test_inbound_media_is_stored_and_fetched_byte_identical(stack: Stack, 
     await eventually(lambda: events_for(stack, wamid, "message.inbound") and events_for(stack, wamid,
                                                                                          "message.media"),
                      timeout=60)
-    inbound = events_for(stack, wamid, "message.inbound")[0]["data"]["media"]
+    inbound_data = events_for(stack, wamid, "message.inbound")[0]["data"]
+    assert (inbound_data["from"], inbound_data["from_number"], inbound_data["from_lid"]) == ("60190000001",
+                                                                                           "60190000001", None)
+    inbound = inbound_data["media"]
     assert inbound["id"] == media_id and inbound["state"] == "pending" and inbound["url"]
     done = events_for(stack, wamid, "message.media")[0]["data"]["media"]
     assert (done["id"], done["state"], done["sha256"], done["size"]) == (media_id, "stored", digest, len(content))

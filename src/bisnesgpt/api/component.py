@@ -231,7 +231,7 @@ class ConversationsApiComponent(Component):
         self.client = CloudApiClient(timeout=settings.meta_http_timeout,
                                      connect_timeout=settings.meta_http_connect_timeout,
                                      max_connections=settings.meta_http_max_connections)
-        self._routes = ChatRoutes(ctx.db, self.client, secret_box(settings), settings)
+        self._routes = ChatRoutes(ctx, self.client, secret_box(settings), settings)
 
     def routers(self) -> Sequence[APIRouter]:
         """The conversation routes."""

@@ -75,3 +75,11 @@ FROM seen s
 WHERE ($3::timestamptz IS NULL OR (s.last_seen, s.chat_id) < ($3, $4))
 ORDER BY s.last_seen DESC, s.chat_id DESC
 LIMIT $5
+
+-- unread_inbound --
+-- The chat's unread inbound messages with a provider id (and their author), oldest first, at most $4: what a read receipt covers.
+SELECT external_id, payload->>'from' AS sender FROM messages
+WHERE company_id = $1 AND phone_index = $2 AND chat_id = $3 AND direction = 'inbound' AND read_at IS NULL
+  AND external_id IS NOT NULL
+ORDER BY created_at, id
+LIMIT $4

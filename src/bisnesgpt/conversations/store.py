@@ -134,6 +134,13 @@ async def mark_read(conn: asyncpg.Connection, company_id: str, phone_index: int,
     return (int(row["marked"]), row["newest_external_id"]) if row is not None else (0, None)
 
 
+async def unread_inbound(db: Database, company_id: str, phone_index: int, chat_id: str,
+                         limit: int = 500) -> list[tuple[str, str | None]]:
+    """The chat's unread inbound messages as (provider id, author), oldest first (at most ``limit``)."""
+    rows = await db.fetch(SQL.unread_inbound, company_id, phone_index, chat_id, limit)
+    return [(str(r["external_id"]), r["sender"]) for r in rows]
+
+
 async def last_inbound(db: Database, company_id: str, phone_index: int, chat_id: str) -> str | None:
     """The provider id of the chat's newest inbound message."""
     value = await db.fetchval(SQL.last_inbound, company_id, phone_index, chat_id)

@@ -163,9 +163,17 @@ class SentMessage:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class ReadMessage:
+    """An inbound message to send a read receipt for: its id, and its author in a group (digits)."""
+
+    id: str
+    sender: str | None = None
+
+
 # --- groups (manager -> driver) -------------------------------------------------------------
 
-TypingState = Literal["composing", "paused"]
+TypingState = Literal["composing", "recording", "paused"]
 GroupRole = Literal["member", "admin", "superadmin"]
 ParticipantAction = Literal["add", "remove", "promote", "demote"]
 # What became of one participant of an add/remove/promote/demote.
@@ -241,7 +249,10 @@ class DriverSession(Protocol):
         """Whether each number (digits) has a WhatsApp account."""
 
     async def typing(self, chat_id: str, state: TypingState) -> None:
-        """Show "typing…" in the chat (``composing``) or stop showing it (``paused``)."""
+        """Show "typing…" (``composing``) or "recording audio…" (``recording``) in the chat, or stop (``paused``)."""
+
+    async def mark_read(self, chat_id: str, messages: list[ReadMessage]) -> None:
+        """Send read receipts (blue ticks) for inbound messages of the chat."""
 
     async def groups(self) -> list[GroupInfo]:
         """The groups this phone is in (participants without LIDs; invite links left out)."""

@@ -87,6 +87,9 @@ class Routing:
                              "result": {"numbers": {n: not not_on_whatsapp(n, listed) for n in numbers}}})
         elif kind == "presence" and conn.session:
             records.record_presence(conn.session, str(frame.get("chat") or ""), str(frame.get("state") or ""))
+        elif kind == "read" and conn.session:
+            records.record_reads(conn.session, str(frame.get("chat") or ""),
+                                 [i for i in as_strings(frame.get("ids") or []) if i])
         elif kind in ("receipt", "ack_received") and conn.session:
             self._confirmed(conn.session, frame)
         elif kind == "logout" and conn.session:
@@ -246,6 +249,14 @@ class Routing:
             "mentions": body.get("mentions"), "contacts": body.get("contacts")}
         if kind == p.POLL_VOTE:
             given.update(self._vote(session, sender, chat, body))
+        if body.get("lid") is True and not chat.endswith("@g.us"):
+            # A LID-addressed contact: the message comes from the LID, in the LID's chat; the number
+            # rides along as the sender's "alt" only when WhatsApp reveals it (``revealNumber``).
+            lid = p.lid_of(sender)
+            given["from"] = lid
+            if body.get("revealNumber", True) is not False:
+                given["fromAlt"] = sender
+            chat = str(body.get("chat") or lid)
         if chat.endswith("@g.us"):
             # In a group the author is a participant: WhatsApp says who, by number and by LID.
             group = self.board.records.group(chat)

@@ -33,6 +33,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     OutgoingMessage,
     ParticipantAction,
     ParticipantResult,
+    ReadMessage,
     SentMessage,
     SessionKey,
     TypingState,
@@ -205,6 +206,11 @@ class SandboxSession(SessionBase):
         """A ``presence`` frame (the network records it; nothing to wait for)."""
         self.require_ready()
         await self._send_frame(wire.PresenceFrame(type="presence", chat=chat_id, state=state))
+
+    async def mark_read(self, chat_id: str, messages: list[ReadMessage]) -> None:
+        """A ``read`` frame (the network records the receipts; nothing to wait for)."""
+        self.require_ready()
+        await self._send_frame(wire.ReadFrame(type="read", chat=chat_id, ids=[m.id for m in messages]))
 
     async def groups(self) -> list[GroupInfo]:
         """The groups this phone is in."""
