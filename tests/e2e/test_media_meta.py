@@ -31,6 +31,8 @@ from tests.support.meta import (
     meta_env,
     module_database,
     module_redis,
+    open_window,
+    wait_statuses,
 )
 from tests.support.polling import eventually
 from tests.support.procs import Proc, free_port
@@ -133,7 +135,10 @@ async def test_inbound_media_is_stored_and_fetched_byte_identical(stack: Stack, 
     await eventually(lambda: events_for(stack, wamid, "message.inbound") and events_for(stack, wamid,
                                                                                          "message.media"),
                      timeout=60)
-    inbound = events_for(stack, wamid, "message.inbound")[0]["data"]["media"]
+    inbound_data = events_for(stack, wamid, "message.inbound")[0]["data"]
+    assert (inbound_data["from"], inbound_data["from_number"], inbound_data["from_lid"]) == ("60190000001",
+                                                                                           "60190000001", None)
+    inbound = inbound_data["media"]
     assert inbound["id"] == media_id and inbound["state"] == "pending" and inbound["url"]
     done = events_for(stack, wamid, "message.media")[0]["data"]["media"]
     assert (done["id"], done["state"], done["sha256"], done["size"]) == (media_id, "stored", digest, len(content))
@@ -257,3 +262,48 @@ async def test_conversations_on_a_cloud_api_phone(stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=stack.base, timeout=30, headers=auth(stack.other_key)) as http:
         assert (await http.get("/api/v1/chats")).status_code == 404
         assert (await http.post(f"/api/v1/chats/{chat}/read")).status_code == 404
+
+
+async def send_uploaded(http: httpx.AsyncClient, key: str, to: str, kind: str, media: dict[str, Any]) -> httpx.Response:
+    return await http.post("/api/v1/messages", headers=auth(key),
+                           json={"to": to, "type": kind, kind: media, "phoneIndex": 0})
+
+
+async def test_uploaded_media_is_sent_by_id_and_the_recipient_gets_the_same_bytes(stack: Stack) -> None:
+    to = "60190000055"
+    await open_window(stack.db, [to], company_id=stack.company)
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(300_000)
+    pdf = b"%PDF-1.7\n" + os.urandom(2 * 1024 * 1024) + b"\n%%EOF\n"
+    async with httpx.AsyncClient(base_url=stack.base, timeout=60) as http:
+        uploads = {}
+        for name, content, mime in (("photo.png", png, "image/png"), ("terms.pdf", pdf, "application/pdf")):
+            answer = await http.post("/api/v1/media", headers=auth(stack.key), files={"file": (name, content, mime)})
+            assert answer.status_code == 201, answer.text
+            uploads[name] = answer.json()["id"]
+        image = await send_uploaded(http, stack.key, to, "image", {"id": uploads["photo.png"], "caption": "ours"})
+        document = await send_uploaded(http, stack.key, to, "document", {"id": uploads["terms.pdf"]})
+        assert image.status_code == 202 and document.status_code == 202, (image.text, document.text)
+        ids = [image.json()["messageId"], document.json()["messageId"]]
+        await wait_statuses(stack.db, ids, {"sent", "delivered", "read"}, what="uploaded media sent")
+
+        # Another company cannot send this company's media: 404, nothing stored.
+        theirs = await send_uploaded(http, stack.other_key, to, "image", {"id": uploads["photo.png"]})
+        assert theirs.status_code == 404 and theirs.json()["type"].endswith("/not-found"), theirs.text
+        # A PDF is no image: a clear 422 before anything is stored.
+        wrong = await send_uploaded(http, stack.key, to, "image", {"id": uploads["terms.pdf"]})
+        assert wrong.status_code == 422 and "application/pdf" in wrong.json()["detail"], wrong.text
+
+    # Graph got each file on the phone's media endpoint, then a send naming the Graph id; the
+    # recipient's side (the emulator's send log) has the very bytes uploaded to us.
+    sends = {r["wamid"]: r for r in stack.emulator.requests(operation="send", body="true") if r.get("wamid")}
+    rows = await stack.db.fetch("SELECT message_id, external_id FROM messages WHERE message_id = ANY($1::text[])", ids)
+    external = {r["message_id"]: r["external_id"] for r in rows}
+    image_send, document_send = sends[external[ids[0]]], sends[external[ids[1]]]
+    assert image_send["media_sha256"] == hashlib.sha256(png).hexdigest() and image_send["size"] == len(png)
+    assert document_send["media_sha256"] == hashlib.sha256(pdf).hexdigest()
+    assert image_send["body"]["image"]["caption"] == "ours"
+    assert image_send["body"]["image"]["id"].isdigit() and not image_send["body"]["image"]["id"].startswith("med_")
+    assert document_send["body"]["document"]["filename"] == "terms.pdf"
+    uploaded = {r["media_id"] for r in stack.emulator.requests(operation="media_upload", phone_number_id=stack.phone)
+                if r["http_status"] == 200}
+    assert {image_send["media_id"], document_send["media_id"]} <= uploaded

@@ -24,9 +24,11 @@ __all__ = ["module_db", "module_redis"]
 
 # The live streams (SSE) stream for as long as the client listens; /health/all answers 503 by design
 # while the engine roles (not run here) are down; verifying, connecting and onboarding a phone ask the
-# provider (Graph API, 360dialog), which is unreachable here: their 503 says so. Group operations run
-# on the wwebjs process that owns the session (not run here): their 503 says none answered.
-EXCLUDED = r"(/events$|^/health|/verify$|/meta-direct/connect$|/360dialog/onboard$|^/api/v1/groups)"
+# provider (Graph API, 360dialog), which is unreachable here: their 503 says so. Group operations,
+# and the typing indicator and number checks of a WhatsApp-Web phone, run on the wwebjs process that
+# owns the session (not run here): their 503 says none answered.
+EXCLUDED = (r"(/events$|^/health|/verify$|/meta-direct/connect$|/360dialog/onboard$|^/api/v1/groups"
+            r"|^/api/v1/chats/\{chatId\}/typing$|^/api/v1/contacts/check$)")
 MAX_EXAMPLES = 5
 
 

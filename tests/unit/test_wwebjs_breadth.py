@@ -211,6 +211,15 @@ def test_neonize_group_messages_carry_the_author_by_number_and_lid_and_the_menti
     inbound = session._inbound(event)
     assert inbound is not None and (inbound.sender, inbound.sender_lid, inbound.mentions) == (
         "602", "104812300551234@lid", ())
+    # A one-to-one chat addressed by LID, the number not revealed: the LID names chat and author,
+    # its digits are never passed off as a phone number.
+    lid_only = MessageSource(Chat=_jid("104812300551234", "lid"), Sender=_jid("104812300551234", "lid"),
+                             IsGroup=False)
+    event = MessageEvent(Info=MessageInfo(MessageSource=lid_only, ID="3A3", Timestamp=1767261600),
+                         Message=Message(conversation="hi"))
+    inbound = session._inbound(event)
+    assert inbound is not None and (inbound.chat_id, inbound.sender, inbound.sender_lid) == (
+        "104812300551234@lid", "104812300551234@lid", "104812300551234@lid")
 
 
 def test_contact_cards_round_trip_between_the_cloud_api_shape_and_vcards() -> None:

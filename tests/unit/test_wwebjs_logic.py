@@ -63,6 +63,10 @@ def test_media_by_link_and_by_data_url() -> None:
     assert by_bytes.media is not None and by_bytes.media.data == b"%PDF-1.4 x"
     assert (by_bytes.media.mime_type, by_bytes.media.filename) == ("application/pdf", "q.pdf")
     assert parse_data_url("data:,hello%20world") == (b"hello world", None)
+    # An upload to the gateway is named by its id; the engine reads its bytes before the driver sees it.
+    uploaded = to_outgoing(record({"type": "document", "document": {"id": "med_0193", "filename": "q.pdf"}}))
+    assert uploaded.media is not None and (uploaded.media.media_id, uploaded.media.filename) == ("med_0193", "q.pdf")
+    assert uploaded.media.data is None and uploaded.media.url is None
 
 
 def test_reaction_edit_delete_location() -> None:

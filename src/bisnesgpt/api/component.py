@@ -29,6 +29,7 @@ from bisnesgpt.api.rate_limits import publish_settings
 from bisnesgpt.api.session_events import SessionEventHub
 from bisnesgpt.api.session_routes import SessionRoutes
 from bisnesgpt.api.stream_guard import StreamGuard
+from bisnesgpt.api.uploaded_media import UploadedMedia
 from bisnesgpt.api.webhook_routes import WebhookRoutes
 from bisnesgpt.engines.meta.claims import CloudApiClaims
 from bisnesgpt.engines.meta.client import CloudApiClient
@@ -78,7 +79,9 @@ class PipelineComponent(Component, HealthReporter):
                                          claims=CloudApiClaims(settings))
         self.loop_lag = LoopLag()
         self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
-        self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
+        # Only rows are read for uploaded media at accept: the store itself is never opened here.
+        uploads = UploadedMedia(MediaLibrary(ctx.db, build_store(settings), settings))
+        self._routers = (send_routes.build(self.sender, self.admission, uploads), message_routes.build(ctx.db),
                          phone_routes.build(ctx.db, self.phones, settings), usage_routes.build(ctx.db),
                          audit_routes.build(ctx.db), antiban_routes.build(ctx.db, settings))
 
@@ -230,7 +233,7 @@ class ConversationsApiComponent(Component):
     def __init__(self, ctx: ProcessContext) -> None:
         settings = ctx.settings
         self.client = CloudApiClient.from_settings(settings)
-        self._routes = ChatRoutes(ctx.db, self.client, secret_box(settings), settings)
+        self._routes = ChatRoutes(ctx, self.client, secret_box(settings), settings)
 
     def routers(self) -> Sequence[APIRouter]:
         """The conversation routes."""

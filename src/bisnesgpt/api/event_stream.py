@@ -97,7 +97,8 @@ def build(ctx: ProcessContext, feed: EventFeed, guard: StreamGuard) -> APIRouter
 
 async def _serve(websocket: WebSocket, feed: EventFeed, subscriber: Subscriber, since: str | None,
                  watch: Watch | None) -> None:
-    sent: set[str] = set()
+    # The live feed may still hand out the ``since`` event itself or a replayed one: never twice.
+    sent: set[str] = {since} if since else set()
     if since:
         replayed = await feed.replay(subscriber.filter, since)
         if replayed is None:

@@ -26,6 +26,7 @@ from bisnesgpt.api.rate_limits import api_limits
 from bisnesgpt.api.schemas import send as models
 from bisnesgpt.api.schemas import send_v2 as v2_models
 from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
+from bisnesgpt.api.uploaded_media import UploadedMedia
 from bisnesgpt.messaging import drafts
 from bisnesgpt.messaging.addressing import STATUS_CHAT, Recipient, invalid, normalize_recipient
 from bisnesgpt.messaging.drafts import Draft
@@ -230,6 +231,8 @@ V1_EXAMPLES: dict[str, Example] = {
                                               "image": {"link": "https://example.com/p.jpg", "caption": "Menu"}}),
     "document": _ex("Document", {"to": "60123456789", "type": "document",
                                  "document": {"link": "https://example.com/invoice.pdf", "filename": "invoice.pdf"}}),
+    "uploaded": _ex("Document uploaded first (POST /api/v1/media), sent by its id", {
+        "to": "60123456789", "type": "document", "document": {"id": "med_01936f6e6a7b7c3d9e2f4a5b6c7d8e9f"}}),
     "template": _ex("Template", {"to": "60123456789", "type": "template", "template": {
         "name": "order_update", "language": {"code": "en_US"},
         "components": [{"type": "body", "parameters": [{"type": "text", "text": "4711"}]}]}}),
@@ -263,8 +266,11 @@ V1_EXAMPLES: dict[str, Example] = {
 }
 
 
-def build(sender: SendService, admission: SendAdmission) -> APIRouter:
-    """The send routes (v2 per type, react, edit, delete; v1 in the Cloud API shape), behind ``admission``."""
+def build(sender: SendService, admission: SendAdmission, uploads: UploadedMedia) -> APIRouter:
+    """The send routes (v2 per type, react, edit, delete; v1 in the Cloud API shape), behind ``admission``.
+
+    ``uploads`` settles v1 media naming an uploaded ``med_…`` id (404 when not the company's).
+    """
     router = APIRouter(tags=["send"], dependencies=[Depends(admission)])
 
     def send_route(method: Literal["POST", "PUT", "DELETE"], path: str,
@@ -366,7 +372,7 @@ def build(sender: SendService, admission: SendAdmission) -> APIRouter:
     async def send_v1(send: AnySend, body: Annotated[models.V1Message, Body(openapi_examples=V1_EXAMPLES)],
                       ) -> JSONResponse:
         company_id = send.principal.company_required(body.companyId)
-        draft = v1_draft(body)
+        draft = await uploads.settle(company_id, v1_draft(body))
         return await send.dispatch(sender, company_id, body.phoneIndex, draft,
                                    explicit="phoneIndex" in body.model_fields_set or draft.target is None,
                                    ordered=body.ordered)

@@ -21,9 +21,10 @@ from typing_extensions import TypedDict
 from bisnesgpt.api.auth import Principal
 from bisnesgpt.api.schemas.common import JsonObject, iso
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
-from bisnesgpt.core.errors import ValidationFailed
+from bisnesgpt.core.errors import Conflict, ServiceUnavailable, ValidationFailed
 from bisnesgpt.engines.wwebjs import store as sessions_store
 from bisnesgpt.engines.wwebjs.driver import SessionKey
+from bisnesgpt.engines.wwebjs.driver_errors import DriverError
 from bisnesgpt.engines.wwebjs.fleet import SESSION_COMMAND_MESSAGE
 from bisnesgpt.engines.wwebjs.store import CommandAction, CommandRecord, CommandState
 from bisnesgpt.processes.context import ProcessContext
@@ -137,3 +138,30 @@ async def run_session_command(ctx: ProcessContext, key: SessionKey, action: Comm
         await asyncio.sleep(POLL_INTERVAL_S)
         command = await load_command(ctx, key, command.id) or command
     return command
+
+
+async def owner_answer(ctx: ProcessContext, key: SessionKey, action: CommandAction, args: JsonObject, *,
+                       principal: Principal, what: str, wait: float) -> JsonObject:
+    """Run a command the session's owner answers (a chat operation) and return its ``data``.
+
+    Nobody carrying it out within ``wait`` withdraws it (503, so it never happens later
+    unseen); a session that is not connected is a 409; any other failure the driver's 502.
+    """
+    command = await run_session_command(ctx, key, action, args, requested_by=requester(principal), wait=wait)
+    if command.state == "pending":
+        async with ctx.db.connection() as conn:
+            await sessions_store.finish_command(conn, command.id, ok=False, handled_by="api", result={
+                "error": "no wwebjs process carried it out in time"})
+        raise ServiceUnavailable(f"no wwebjs process answered for phone {key.phone_index} within {wait:g}s: "
+                                 "is its session running? (GET /api/sessions/{company}/{phone})")
+    result = command.result or {}
+    if command.state == "failed":
+        code, error = str(result.get("code") or ""), str(result.get("error") or "the operation failed")
+        if code == "SESSION_NOT_CONNECTED":
+            raise Conflict(f"{what} failed: {error}: the phone's WhatsApp-Web session is not connected; pair it or "
+                           "wait until it is ready (GET /api/sessions/{company}/{phone})", extra={"code": code})
+        if code == "BAD_CHAT_REQUEST":
+            raise ValidationFailed(f"{what} failed: {error}", extra={"code": code})
+        raise DriverError(f"{what} failed: {error}")
+    data = result.get("data")
+    return data if isinstance(data, dict) else {}

@@ -11,9 +11,13 @@ WITH last AS (
            (SELECT coalesce(n.raw->'contact'->'profile'->>'name', n.raw->>'pushName')
               FROM messages n WHERE n.company_id = $1 AND n.phone_index = $2 AND n.chat_id = l.chat_id
                AND n.direction = 'inbound' ORDER BY n.created_at DESC, n.id DESC LIMIT 1) AS contact_name,
-           (SELECT n.raw->>'lid'
-              FROM messages n WHERE n.company_id = $1 AND n.phone_index = $2 AND n.chat_id = l.chat_id
-               AND n.direction = 'inbound' AND n.raw ? 'lid' ORDER BY n.created_at DESC LIMIT 1) AS lid
+           CASE WHEN l.chat_id LIKE '%@lid' THEN l.chat_id
+                ELSE (SELECT c.lid FROM contact_lids c WHERE c.company_id = $1 AND c.phone_index = $2
+                        AND l.chat_id LIKE '%@c.us' AND c.number = split_part(l.chat_id, '@', 1)
+                      ORDER BY c.learned_at DESC NULLS LAST LIMIT 1) END AS lid,
+           CASE WHEN l.chat_id LIKE '%@c.us' THEN split_part(l.chat_id, '@', 1)
+                WHEN l.chat_id LIKE '%@lid' THEN (SELECT c.number FROM contact_lids c WHERE c.company_id = $1
+                                                    AND c.phone_index = $2 AND c.lid = l.chat_id) END AS number
     FROM last l
 )
 SELECT * FROM chats
@@ -50,20 +54,32 @@ WHERE company_id = $1 AND phone_index = $2 AND chat_id = $3 AND direction = 'inb
 ORDER BY created_at DESC, id DESC LIMIT 1
 
 -- list_contacts --
--- Everyone who wrote to the phone (or was written to), most recently seen first, after the cursor ($3 time, $4 chat).
+-- Everyone who wrote to the phone (or was written to; by number or by LID), most recently seen first, after the cursor ($3 time, $4 chat).
 WITH seen AS (
     SELECT chat_id, min(created_at) AS first_seen, max(created_at) AS last_seen
-    FROM messages WHERE company_id = $1 AND phone_index = $2 AND chat_id LIKE '%@c.us'
+    FROM messages WHERE company_id = $1 AND phone_index = $2 AND (chat_id LIKE '%@c.us' OR chat_id LIKE '%@lid')
     GROUP BY chat_id
 )
 SELECT s.chat_id, s.first_seen, s.last_seen,
        (SELECT coalesce(n.raw->'contact'->'profile'->>'name', n.raw->>'pushName')
           FROM messages n WHERE n.company_id = $1 AND n.phone_index = $2 AND n.chat_id = s.chat_id
            AND n.direction = 'inbound' ORDER BY n.created_at DESC LIMIT 1) AS profile_name,
-       (SELECT n.raw->>'lid'
-          FROM messages n WHERE n.company_id = $1 AND n.phone_index = $2 AND n.chat_id = s.chat_id
-           AND n.direction = 'inbound' AND n.raw ? 'lid' ORDER BY n.created_at DESC LIMIT 1) AS lid
+       CASE WHEN s.chat_id LIKE '%@lid' THEN s.chat_id
+            ELSE (SELECT c.lid FROM contact_lids c WHERE c.company_id = $1 AND c.phone_index = $2
+                    AND c.number = split_part(s.chat_id, '@', 1)
+                  ORDER BY c.learned_at DESC NULLS LAST LIMIT 1) END AS lid,
+       CASE WHEN s.chat_id LIKE '%@c.us' THEN split_part(s.chat_id, '@', 1)
+            ELSE (SELECT c.number FROM contact_lids c WHERE c.company_id = $1 AND c.phone_index = $2
+                    AND c.lid = s.chat_id) END AS number
 FROM seen s
 WHERE ($3::timestamptz IS NULL OR (s.last_seen, s.chat_id) < ($3, $4))
 ORDER BY s.last_seen DESC, s.chat_id DESC
 LIMIT $5
+
+-- unread_inbound --
+-- The chat's unread inbound messages with a provider id (and their author), oldest first, at most $4: what a read receipt covers.
+SELECT external_id, payload->>'from' AS sender FROM messages
+WHERE company_id = $1 AND phone_index = $2 AND chat_id = $3 AND direction = 'inbound' AND read_at IS NULL
+  AND external_id IS NOT NULL
+ORDER BY created_at, id
+LIMIT $4

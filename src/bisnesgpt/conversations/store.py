@@ -68,6 +68,7 @@ class ChatRow(RowRecord):
     unread_count: int
     contact_name: str | None
     lid: str | None
+    number: str | None
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class ContactRow(RowRecord):
     last_seen: datetime
     profile_name: str | None
     lid: str | None
+    number: str | None
 
 
 def _row_key(cursor: Cursor | None) -> int:
@@ -130,6 +132,13 @@ async def mark_read(conn: asyncpg.Connection, company_id: str, phone_index: int,
     """Mark the chat's inbound messages read: how many were unread, and the newest one's provider id."""
     row = await conn.fetchrow(SQL.mark_chat_read, company_id, phone_index, chat_id)
     return (int(row["marked"]), row["newest_external_id"]) if row is not None else (0, None)
+
+
+async def unread_inbound(db: Database, company_id: str, phone_index: int, chat_id: str,
+                         limit: int = 500) -> list[tuple[str, str | None]]:
+    """The chat's unread inbound messages as (provider id, author), oldest first (at most ``limit``)."""
+    rows = await db.fetch(SQL.unread_inbound, company_id, phone_index, chat_id, limit)
+    return [(str(r["external_id"]), r["sender"]) for r in rows]
 
 
 async def last_inbound(db: Database, company_id: str, phone_index: int, chat_id: str) -> str | None:

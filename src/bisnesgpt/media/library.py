@@ -9,8 +9,10 @@ bytes no row uses any more: a file stored again while its old copy expires keeps
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Literal, TypedDict
 
 from bisnesgpt.config import Settings
@@ -135,6 +137,19 @@ class MediaLibrary:
     def read(self, media: MediaObject, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The object's bytes ``start``..``end`` (inclusive), streamed."""
         return self.store.read(media.company_id, media.sha256, start, end)
+
+    @asynccontextmanager
+    async def local_copy(self, media: MediaObject) -> AsyncIterator[Path]:
+        """The object's bytes in a temporary file (streamed there from the store), deleted afterwards.
+
+        For handing the bytes to a client that reads a file (a multipart upload) without
+        holding them in memory.
+        """
+        spooled = await spool(self.read(media), self.store.spool_dir, max(media.size_bytes, 1))
+        try:
+            yield spooled.path
+        finally:
+            spooled.discard()
 
     async def expire(self) -> RetentionResult:
         """Delete expired objects (and bytes no object uses any more); their messages become ``expired``."""

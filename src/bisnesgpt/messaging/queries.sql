@@ -287,3 +287,19 @@ SELECT a.outcome, a.last_inbound, a.is_head, (a.message::messages).*
 FROM accept_outbound($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb, $15, $16, $17,
                      $18, $19, $20, $21, $22, $23, $24, $25, $26::interval, $27::interval, $28::jsonb, $29,
                      $30::jsonb) a
+
+-- learn_lid --
+-- Keep that a LID ($3) was seen on a phone, with its number ($4) when the protocol revealed it (a number, once known, is kept; a different revealed number replaces it); the row as it is now.
+INSERT INTO contact_lids (company_id, phone_index, lid, number, learned_at)
+VALUES ($1, $2, $3, $4, CASE WHEN $4::text IS NULL THEN NULL ELSE now() END)
+ON CONFLICT (company_id, phone_index, lid) DO UPDATE
+    SET number = COALESCE(EXCLUDED.number, contact_lids.number),
+        learned_at = CASE WHEN EXCLUDED.number IS NOT NULL AND EXCLUDED.number IS DISTINCT FROM contact_lids.number
+                          THEN now() ELSE contact_lids.learned_at END
+RETURNING lid, number
+
+-- lid_of_number --
+-- The LID a phone learnt for a number, if any (the most recently learnt).
+SELECT lid FROM contact_lids
+WHERE company_id = $1 AND phone_index = $2 AND number = $3
+ORDER BY learned_at DESC NULLS LAST LIMIT 1

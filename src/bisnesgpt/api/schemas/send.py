@@ -66,7 +66,10 @@ class Media(Strict):
     """A media object: exactly one of ``link`` (http/https) or ``id`` (an uploaded media id)."""
 
     link: MediaUrl | None = None
-    id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    id: Annotated[str, Field(
+        min_length=1, max_length=128, examples=["med_01936f6e6a7b7c3d9e2f4a5b6c7d8e9f"],
+        description="A media id from POST /api/v1/media (med_…; sent on both engines), or on Cloud API "
+                    "phones a Graph media id")] | None = None
 
     @model_validator(mode="after")
     def _link_or_id(self) -> Media:

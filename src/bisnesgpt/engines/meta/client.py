@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import IO, TYPE_CHECKING, Any, TypedDict
 
 import httpx
 
@@ -168,9 +168,12 @@ class CloudApiClient:
 
     # --- media --------------------------------------------------------------------------------
 
-    async def upload_media(self, creds: Credentials, content: bytes, mime_type: str,
+    async def upload_media(self, creds: Credentials, content: bytes | IO[bytes], mime_type: str,
                            filename: str = "file") -> str:
-        """Multipart upload (``file``, ``type``, ``messaging_product``); returns the media id."""
+        """Multipart upload (``file``, ``type``, ``messaging_product``); returns the media id.
+
+        ``content`` may be an open file: it is then read in chunks while the request streams.
+        """
         response = await self._request(
             "media_upload", creds, "POST", creds.media_upload_url(),
             data={"messaging_product": "whatsapp", "type": mime_type},

@@ -11,6 +11,7 @@ from bisnesgpt.engines.meta.engine import MetaEngine, ProcessRateLimiter
 from bisnesgpt.engines.meta.media_downloads import MetaMediaDownloader, media_downloads_spec
 from bisnesgpt.engines.meta.pacing import Pacer
 from bisnesgpt.engines.meta.phones import PhoneCache
+from bisnesgpt.engines.meta.uploads import GraphUploads
 from bisnesgpt.engines.meta.webhook_processor import WebhookProcessor
 from bisnesgpt.engines.meta.webhook_routes import webhook_router
 from bisnesgpt.engines.queue_components import QueueComponent, SendQueueComponent
@@ -31,20 +32,25 @@ class MetaSendComponent(SendQueueComponent):
     def __init__(self, ctx: ProcessContext) -> None:
         settings = ctx.settings
         self.client = CloudApiClient.from_settings(settings)
+        self.store = build_store(settings)
+        uploads = GraphUploads(MediaLibrary(ctx.db, self.store, settings), self.client)
         engine = MetaEngine(settings, ctx.db, self.client, Pacer(ctx.redis), PhoneCache(ctx.db), ctx.events,
-                            secret_box(settings), ProcessRateLimiter(settings.meta_max_messages_per_second))
+                            secret_box(settings), ProcessRateLimiter(settings.meta_max_messages_per_second),
+                            uploads)
         # Held jobs (waiting for a near pacing slot) do no work: they get slots of their own.
         super().__init__(ctx, META, engine, concurrency=settings.meta_send_concurrency + settings.meta_pacing_hold_jobs,
                          worker_name=f"{ctx.process_name}:{META.name}")
 
     async def start(self) -> None:
-        """Open the HTTP client, then begin consuming."""
+        """Open the HTTP client and the media store (uploaded media is sent from it), then begin consuming."""
         await self.client.open()
+        await self.store.open()
         await super().start()
 
     async def stop(self) -> None:
-        """Close the worker and the HTTP client."""
+        """Close the worker, the media store and the HTTP client."""
         await super().stop()
+        await self.store.close()
         await self.client.close()
 
     async def checks(self) -> dict[str, Check]:

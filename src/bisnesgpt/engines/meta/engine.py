@@ -4,7 +4,8 @@
 24-hour window (``TEMPLATE_REQUIRED``, before Meta is called), and paces — phone
 throughput and recipient spacing in Redis; a job that must wait is delayed, not spun.
 
-``send``: one request through the phone's transport profile, and the Graph error mapped
+``send``: one request through the phone's transport profile (media uploaded to the
+gateway first goes to Graph's media endpoint, ``uploads.py``), and the Graph error mapped
 onto the helper's outcomes:
 
 =====================================  ==========================================================
@@ -51,6 +52,7 @@ from bisnesgpt.engines.meta.metrics import PACING_DEFERRALS
 from bisnesgpt.engines.meta.pacing import Pacer, rates_for_phone
 from bisnesgpt.engines.meta.phones import PhoneCache, change_phone_status
 from bisnesgpt.engines.meta.profiles import Credentials, credentials_for_phone
+from bisnesgpt.engines.meta.uploads import GraphUploads, uploaded_media_id
 from bisnesgpt.engines.meta.window import OpenWindows, TemplateRequired
 from bisnesgpt.health.events import EventRecorder
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
@@ -106,6 +108,8 @@ class MetaEngine:
     events: EventRecorder
     box: SecretBox
     process_limiter: ProcessRateLimiter | None = None
+    # Media uploaded to the gateway (``med_…``) goes to Graph's media endpoint first; None: not offered.
+    uploads: GraphUploads | None = None
     held: int = field(default=0, init=False)  # jobs waiting in this process for a near slot
     # Phones this process recorded as connected, and when (monotonic): a send that succeeds
     # records ``ready`` at most once per CONNECTED_RECHECK_S per phone, not once per message.
@@ -152,6 +156,7 @@ class MetaEngine:
         body = self._body(message)
         await self._through_the_gate(message, phone)
         try:
+            body = await self._with_graph_media(message, creds, body)
             sent = await self.client.send_message(creds, body)
         except RecipientBackoffError as exc:
             await self._recipient_backoff(message, exc)
@@ -170,6 +175,16 @@ class MetaEngine:
         await self.pacer.clear_recipient_backoff(message.company_id, message.phone_index, message.contact)
         await self._connected_now(phone)
         return SendReceipt(external_id=sent.wamid, detail=_receipt_detail(creds, sent.wa_id, sent.message_status))
+
+    async def _with_graph_media(self, message: MessageRecord, creds: Credentials,
+                                body: messages.Body) -> messages.Body:
+        """The body with uploaded gateway media (``med_…``) replaced by its Graph media id."""
+        if uploaded_media_id(body) is None:
+            return body
+        if self.uploads is None:
+            raise PermanentSendError("this meta process cannot read the media store", code="MEDIA_NOT_FOUND",
+                                     title="Uploaded media not found")
+        return await self.uploads.resolve(message.company_id, creds, body)
 
     async def _pace(self, message: MessageRecord, phone: PhoneConfig) -> None:
         """Return when the message may go; raise DeferSend when it should wait in the queue.

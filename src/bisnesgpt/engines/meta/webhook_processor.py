@@ -252,7 +252,9 @@ class WebhookProcessor:
                     conn, company_id=phone.company_id, phone_index=phone.phone_index, type=MESSAGE_INBOUND,
                     data={
                         "message_id": row["message_id"], "external_id": external_id, "chat_id": f"{sender}@c.us",
-                        "from": sender, "contact_name": item.contact_name, "type": fields.message_type,
+                        # The Cloud API names senders by number (wa_id); it has no LIDs.
+                        "from": sender, "from_number": sender, "from_lid": None,
+                        "contact_name": item.contact_name, "type": fields.message_type,
                         "content": fields.content, "timestamp": at.isoformat(), "provider": provider,
                         "context_message_id": fields.context_message_id, "media": media,
                     },

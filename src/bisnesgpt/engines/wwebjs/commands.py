@@ -1,4 +1,5 @@
-"""Operator commands for a session this process owns: start, restart, stop, logout, pairing code, group operations.
+"""Operator commands for a session this process owns: start, restart, stop, logout, pairing code, group and
+chat operations.
 
 The API queues a command in ``wwebjs_session_commands``; the manager runs each one for a
 session it holds the lease of, one at a time per session, and stores what it answered.
@@ -15,6 +16,7 @@ from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
+from bisnesgpt.engines.wwebjs.chats import run_chat_op
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.driver_errors import DriverError, NotConnected
 from bisnesgpt.engines.wwebjs.groups import run_group_op
@@ -90,7 +92,8 @@ class SessionCommands:
     async def _execute(self, command: store.Command) -> CommandResult:
         handlers: dict[str, CommandHandler] = {
             "start": self._start_command, "restart": self._restart_command, "stop": self._stop_command,
-            "logout": self._logout_command, "pairing_code": self._pairing_command, "group": self._group_command}
+            "logout": self._logout_command, "pairing_code": self._pairing_command, "group": self._group_command,
+            "chat": self._chat_command}
         handler = handlers.get(command.action)
         if handler is None:
             return {"error": f"unknown action {command.action!r}"}
@@ -135,4 +138,11 @@ class SessionCommands:
         if session is None or not session.running:
             raise NotConnected(f"session {command.key} is not running; start it first")
         data = await asyncio.wait_for(run_group_op(session.ready_driver(), command.args), GROUP_OP_TIMEOUT_S)
+        return {"data": data}
+
+    async def _chat_command(self, command: store.Command) -> CommandResult:
+        session = self.sessions.get(command.key)
+        if session is None or not session.running:
+            raise NotConnected(f"session {command.key} is not running; start it first")
+        data = await asyncio.wait_for(run_chat_op(session.ready_driver(), command.args), GROUP_OP_TIMEOUT_S)
         return {"data": data}

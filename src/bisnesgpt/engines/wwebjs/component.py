@@ -23,6 +23,7 @@ from bisnesgpt.engines.wwebjs.inbound_media import InboundMediaKeeper
 from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.status import SESSION_STATUSES
 from bisnesgpt.engines.wwebjs.store import AuthStore
+from bisnesgpt.engines.wwebjs.stored_media import StoredMediaReader
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.media.library import MediaLibrary, build_store
 from bisnesgpt.media.signing import MediaUrlSigner
@@ -44,8 +45,8 @@ class WebSessionsComponent(Component, HealthReporter):
         driver = build_driver(ctx.settings, ctx.db, ctx.database_url, process_name=ctx.process_name,
                               holder=ctx.holder)
         self.media_store = build_store(ctx.settings)
-        keeper = InboundMediaKeeper(MediaLibrary(ctx.db, self.media_store, ctx.settings),
-                                    MediaUrlSigner.from_settings(ctx.settings))
+        self.library = MediaLibrary(ctx.db, self.media_store, ctx.settings)
+        keeper = InboundMediaKeeper(self.library, MediaUrlSigner.from_settings(ctx.settings))
         self.recorder = InboundRecorder(ctx.db, media=keeper)
         self.manager = SessionManager(
             ctx.settings, ctx.db, ctx.redis, ctx.coordinator, driver, AuthStore(secret_box(ctx.settings), driver.name),
@@ -102,7 +103,10 @@ class WebSendWorkerComponent(SendQueueComponent):
         self.sessions = sessions
         self.wakeups = Wakeups()
         self._wake_tasks: set[asyncio.Task[None]] = set()
-        super().__init__(ctx, WWEBJS, WebEngine(ctx.settings, sessions.manager, db=ctx.db), wakeups=self.wakeups)
+        # The media store is the sessions component's, opened before this worker starts.
+        stored_media = StoredMediaReader(sessions.library, ctx.settings.wwebjs_media_max_bytes)
+        engine = WebEngine(ctx.settings, sessions.manager, db=ctx.db, stored_media=stored_media)
+        super().__init__(ctx, WWEBJS, engine, wakeups=self.wakeups)
         sessions.manager.ready_listeners.append(self._session_ready)
 
     def _session_ready(self, key: SessionKey) -> None:

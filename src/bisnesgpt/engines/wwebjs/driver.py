@@ -87,12 +87,17 @@ class Location(TypedDict):
 
 @dataclass(frozen=True)
 class MediaSource:
-    """Media by URL (downloaded by the driver, size-limited) or by bytes."""
+    """Media by URL (downloaded by the driver, size-limited), by bytes, or by a gateway media id.
+
+    A ``media_id`` (``med_…``, uploaded with ``POST /api/v1/media``) never reaches a driver:
+    the engine replaces it with the stored bytes (``stored_media.py``).
+    """
 
     url: str | None = None
     data: bytes | None = None
     mime_type: str | None = None
     filename: str | None = None
+    media_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,9 +163,17 @@ class SentMessage:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class ReadMessage:
+    """An inbound message to send a read receipt for: its id, and its author in a group (digits)."""
+
+    id: str
+    sender: str | None = None
+
+
 # --- groups (manager -> driver) -------------------------------------------------------------
 
-TypingState = Literal["composing", "paused"]
+TypingState = Literal["composing", "recording", "paused"]
 GroupRole = Literal["member", "admin", "superadmin"]
 ParticipantAction = Literal["add", "remove", "promote", "demote"]
 # What became of one participant of an add/remove/promote/demote.
@@ -236,7 +249,10 @@ class DriverSession(Protocol):
         """Whether each number (digits) has a WhatsApp account."""
 
     async def typing(self, chat_id: str, state: TypingState) -> None:
-        """Show "typing…" in the chat (``composing``) or stop showing it (``paused``)."""
+        """Show "typing…" (``composing``) or "recording audio…" (``recording``) in the chat, or stop (``paused``)."""
+
+    async def mark_read(self, chat_id: str, messages: list[ReadMessage]) -> None:
+        """Send read receipts (blue ticks) for inbound messages of the chat."""
 
     async def groups(self) -> list[GroupInfo]:
         """The groups this phone is in (participants without LIDs; invite links left out)."""

@@ -88,8 +88,8 @@ class InboundMessage:
     """A message someone sent to this phone. ``confirm`` is awaited once it is stored."""
 
     id: str
-    chat_id: str  # <digits>@c.us or <id>@g.us
-    sender: str  # <digits> of the author
+    chat_id: str  # <digits>@c.us, <digits>@lid (a LID-addressed chat) or <id>@g.us
+    sender: str  # <digits> of the author's number, or their <digits>@lid when WhatsApp did not reveal it
     timestamp: float
     type: str  # text | image | video | audio | document | sticker | location | reaction | unknown
     text: str | None = None
@@ -98,7 +98,7 @@ class InboundMessage:
     push_name: str | None = None
     raw: JsonObject = field(default_factory=dict)
     confirm: Confirm | None = field(default=None, compare=False, repr=False)
-    # In a group: the author's LID (WhatsApp's privacy id, ``<digits>@lid``) when known.
+    # The author's LID (WhatsApp's privacy id, ``<digits>@lid``) when the message names one.
     sender_lid: str | None = None
     # The numbers the message @-mentions.
     mentions: tuple[str, ...] = ()

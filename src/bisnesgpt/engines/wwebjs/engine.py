@@ -25,6 +25,7 @@ from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.outgoing import to_outgoing
 from bisnesgpt.engines.wwebjs.pacing import SessionPacer
 from bisnesgpt.engines.wwebjs.session import ManagedSession
+from bisnesgpt.engines.wwebjs.stored_media import StoredMediaReader
 from bisnesgpt.messaging.errors import DeferSend, PermanentSendError, RetryableSendError
 from bisnesgpt.messaging.send_processor import SendReceipt
 from bisnesgpt.messaging.store import MessageRecord
@@ -68,9 +69,12 @@ class WebEngine:
 
     provider = "wwebjs"
 
-    def __init__(self, settings: Settings, manager: SessionManager, *, db: Database | None = None) -> None:
+    def __init__(self, settings: Settings, manager: SessionManager, *, db: Database | None = None,
+                 stored_media: StoredMediaReader | None = None) -> None:
         self.settings = settings
         self.manager = manager
+        # Media uploaded to the gateway (``med_…``) is read from the media store; None: not offered.
+        self.stored_media = stored_media
         self.pacer = SessionPacer(settings.wwebjs_max_messages_per_second, settings.wwebjs_send_jitter_ms)
         # The caps and the on-WhatsApp check read the phone's messages (none needed when they are off).
         self.antiban = AntiBan(settings, db)
@@ -99,7 +103,7 @@ class WebEngine:
 
     async def send(self, message: MessageRecord) -> SendReceipt:
         """Pace, send through the session's driver, and map driver errors onto the worker's outcomes."""
-        outgoing = to_outgoing(message)
+        outgoing = await self._with_stored_media(message, to_outgoing(message))
         key = SessionKey(message.company_id, message.phone_index)
         policy = await self.antiban.policy(message.company_id, message.phone_index)
         wait = self.pacer.reserve(key, max_wait=MAX_INLINE_WAIT, jitter_ms=policy.send_jitter_ms)
@@ -132,6 +136,14 @@ class WebEngine:
             raise PermanentSendError(exc.detail, code=exc.code, title=exc.summary,
                                      details=failure_details(exc)) from exc
         return SendReceipt(sent.id, {"duplicate": sent.duplicate, "timestamp": sent.timestamp})
+
+    async def _with_stored_media(self, message: MessageRecord, outgoing: OutgoingMessage) -> OutgoingMessage:
+        if outgoing.media is None or outgoing.media.media_id is None:
+            return outgoing
+        if self.stored_media is None:
+            raise PermanentSendError("this wwebjs process cannot read the media store", code="MEDIA_NOT_FOUND",
+                                     title="Uploaded media not found")
+        return await self.stored_media.fill(message.company_id, outgoing)
 
     async def _before_driver(self, session: ManagedSession, message: MessageRecord, outgoing: OutgoingMessage,
                              policy: AntiBanPolicy) -> None:

@@ -2,8 +2,11 @@
 
 Inbound messages become ``messages`` rows (direction ``inbound``, provider ``wwebjs``,
 deduplicated on the provider id per phone) with a tenant ``message.inbound`` event in the
-same transaction; media is downloaded first (``inbound_media.py``) and the event's
-``data.media`` names the stored object (or why it failed). Acks move our outbound messages
+same transaction; the author's number and LID are completed from what earlier messages
+revealed (``messaging.lids``) and both carried by the row's payload and the event
+(``from_number``, ``from_lid``), a LID-addressed chat filed under the number once known;
+media is downloaded first (``inbound_media.py``) and the event's ``data.media`` names the
+stored object (or why it failed). Acks move our outbound messages
 forward (``sent → delivered → read``) through ``advance_status``, which never moves
 backwards; an ack that arrives before the worker recorded the external id is retried for a
 short while.
@@ -39,6 +42,7 @@ from bisnesgpt.engines.wwebjs.inbound_media import InboundMediaKeeper, KeptMedia
 from bisnesgpt.engines.wwebjs.vcards import contact_of
 from bisnesgpt.media import downloads
 from bisnesgpt.media.library import MediaJson
+from bisnesgpt.messaging import lids
 from bisnesgpt.messaging import store as message_store
 from bisnesgpt.messaging.events import (
     GROUP_PARTICIPANTS,
@@ -187,6 +191,14 @@ class InboundRecorder:
         at = datetime.fromtimestamp(message.timestamp, UTC)
         chat_id = message.chat_id if "@" in message.chat_id else f"{message.chat_id}@c.us"
         async with self.db.transaction() as conn:
+            who = await lids.identify(conn, key.company_id, key.phone_index, lid=message.sender_lid,
+                                      number=None if message.sender.endswith(lids.LID_SUFFIX) else message.sender)
+            sender = who.number or who.lid or message.sender
+            if not chat_id.endswith("@g.us") and who.chat_id:
+                chat_id = who.chat_id  # one conversation per contact: by number once WhatsApp revealed it
+            payload["from"] = sender
+            if who.lid:
+                payload["from_lid"] = who.lid
             row = await conn.fetchrow(
                 SQL.insert_inbound_message, new_message_id(), key.company_id, key.phone_index, chat_id, message.type,
                 content, media.url if media else None, media.mime_type if media else None,
@@ -201,12 +213,13 @@ class InboundRecorder:
             await record_tenant_event(conn, company_id=key.company_id, phone_index=key.phone_index,
                                       type=MESSAGE_INBOUND, data={
                                           "message_id": row["message_id"], "external_id": message.id,
-                                          "chat_id": chat_id, "from": message.sender, "type": message.type,
+                                          "chat_id": chat_id, "from": sender, "from_number": who.number,
+                                          "from_lid": who.lid, "type": message.type,
                                           "text": content, "timestamp": at.isoformat(), "provider": "wwebjs",
                                           "push_name": message.push_name, "payload": payload,
                                           "media": media_json, **_group_fields(message)},
                                       raw=message.raw or None)
-            await message_store.touch_inbound_session(conn, key.company_id, key.phone_index, message.sender, at)
+            await message_store.touch_inbound_session(conn, key.company_id, key.phone_index, sender, at)
         self.stored += 1
         metrics.INBOUND.labels("stored").inc()
         return True

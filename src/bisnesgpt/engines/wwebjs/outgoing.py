@@ -3,7 +3,8 @@
 WhatsApp Web has no templates or interactive messages; those (and anything unknown) fail
 permanently with ``UNSUPPORTED_MESSAGE_TYPE`` before anything is sent. Media given by a
 Cloud API media ``id`` cannot be fetched from WhatsApp Web either (``MEDIA_ID_UNSUPPORTED``);
-media comes by ``link`` (http(s), downloaded by the driver) or as a ``data:`` URL (bytes).
+media comes by ``link`` (http(s), downloaded by the driver), as a ``data:`` URL (bytes), or
+by the ``med_…`` id of an upload to the gateway (its bytes read by the engine).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bisnesgpt.engines.wwebjs.vcards import card_of
 from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.store import MessageRecord
 
+UPLOADED_PREFIX = "med_"
 MEDIA_KINDS: tuple[OutgoingKind, ...] = ("image", "video", "audio", "document", "sticker")
 SUPPORTED: tuple[OutgoingKind, ...] = (*MEDIA_KINDS, "text", "location", "contacts", "poll", "status", "reaction",
                                        "edit", "delete")
@@ -57,9 +59,13 @@ def _media_source(kind: str, body: JsonObject, mime_type: str | None) -> MediaSo
         return MediaSource(data=data, mime_type=mime or mime_type, filename=filename)
     if isinstance(link, str) and link.startswith(("http://", "https://")):
         return MediaSource(url=link, mime_type=mime_type, filename=filename)
-    if body.get("id"):
+    media_id = body.get("id")
+    if isinstance(media_id, str) and media_id.startswith(UPLOADED_PREFIX):
+        return MediaSource(media_id=media_id, mime_type=mime_type, filename=filename)
+    if media_id:
         raise PermanentSendError(
-            "a Cloud API media id cannot be used on a WhatsApp Web session; send the media by link",
+            "a Cloud API media id cannot be used on a WhatsApp Web session; upload the file with "
+            "POST /api/v1/media and send its med_ id, or send the media by link",
             code="MEDIA_ID_UNSUPPORTED", title="Media id not supported on WhatsApp Web",
         )
     raise _invalid(f"{kind} needs a 'link' (http(s) or data: URL)")

@@ -24,8 +24,8 @@ from bisnesgpt.engines.wwebjs.driver import AuthState, SessionKey
 SQL = load_queries("bisnesgpt.engines.wwebjs")
 
 DesiredState = Literal["running", "stopped"]
-# ``group``: a group operation (``args.op``), run on the session's driver by its owner.
-CommandAction = Literal["start", "stop", "restart", "logout", "pairing_code", "group"]
+# ``group`` / ``chat``: a group or chat operation (``args.op``), run on the session's driver by its owner.
+CommandAction = Literal["start", "stop", "restart", "logout", "pairing_code", "group", "chat"]
 CommandState = Literal["pending", "done", "failed"]
 COMMAND_ACTIONS: tuple[CommandAction, ...] = get_args(CommandAction)
 

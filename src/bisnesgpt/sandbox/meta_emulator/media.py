@@ -21,6 +21,31 @@ from bisnesgpt.sandbox.meta_emulator.phone_numbers import PhoneNumbers
 from bisnesgpt.sandbox.meta_emulator.state import EmulatedPhone, EmulatorState, StoredMedia
 
 MAX_MEDIA_BYTES = 100 * 1024 * 1024
+# Meta's supported media types per message type (a document may be any of them too).
+SUPPORTED_TYPES: dict[str, frozenset[str]] = {
+    "image": frozenset({"image/jpeg", "image/png"}),
+    "video": frozenset({"video/mp4", "video/3gpp"}),
+    "audio": frozenset({"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"}),
+    "sticker": frozenset({"image/webp"}),
+    "document": frozenset({
+        "text/plain", "application/pdf", "application/msword", "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation"}),
+}
+UPLOADABLE_TYPES = frozenset().union(*SUPPORTED_TYPES.values())
+
+
+def base_type(mime_type: str) -> str:
+    """``audio/ogg; codecs=opus`` → ``audio/ogg``."""
+    return mime_type.split(";", 1)[0].strip().lower()
+
+
+def fits_kind(kind: str, mime_type: str) -> bool:
+    """Whether media of ``mime_type`` can go out as a ``kind`` message (a document takes any supported type)."""
+    base = base_type(mime_type)
+    return base in (UPLOADABLE_TYPES if kind == "document" else SUPPORTED_TYPES.get(kind, frozenset()))
 ATTACHMENTS_PATH = "/whatsapp_business/attachments/"
 
 
@@ -60,8 +85,9 @@ class Media:
             return self.answers.error(ctx, 131053, details="The file is larger than 100 MB.")
         declared = form.get("type")
         mime = str(declared) if isinstance(declared, str) and declared else (upload.content_type or "")
-        if not mime:
-            return self.answers.error(ctx, 100, details="The media type could not be determined.")
+        if base_type(mime) not in UPLOADABLE_TYPES:
+            return self.answers.error(ctx, 100, message="(#100) Param file must be a file with one of the following "
+                                      f"types: {', '.join(sorted(UPLOADABLE_TYPES))}. Received file of type '{mime}'.")
         media = self.state.store_media(phone.phone_number_id, content, mime)
         return self.answers.ok(ctx, {"id": media.id}, media_id=media.id, size=len(content))
 

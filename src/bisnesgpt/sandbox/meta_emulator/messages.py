@@ -3,7 +3,9 @@
 The checks run in Meta's order: the body against the message-type schema, the recipient,
 injected ``sync`` error rules, throughput (130429), pair rate (131056), unknown templates
 (132001). What Meta reports only later — the 24-hour window (131047), media that was never
-uploaded (131053), injected ``webhook`` rules — is accepted and then fails by webhook.
+uploaded to this phone or is of a type the message type cannot carry (131053), injected
+``webhook`` rules — is accepted and then fails by webhook. A send by media id logs the
+media's size and sha256 (``media_sha256``): what the recipient's phone receives.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from fastapi.responses import JSONResponse
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.sandbox.meta_emulator.context import Answers, RequestContext
+from bisnesgpt.sandbox.meta_emulator.media import fits_kind
+from bisnesgpt.sandbox.meta_emulator.record import Created
 from bisnesgpt.sandbox.meta_emulator.spec import MessageValidator
 from bisnesgpt.sandbox.meta_emulator.state import EmulatedPhone, EmulatorState, ErrorRule, digits, new_wamid
 from bisnesgpt.sandbox.meta_emulator.webhooks import WebhookSender
@@ -130,7 +134,10 @@ class Messages:
             message["message_status"] = "accepted"
         answer: SendAnswer = {"messaging_product": "whatsapp", "contacts": [{"input": filled["to"], "wa_id": wa_id}],
                               "messages": [message]}
-        response = self.answers.ok(ctx, answer, wamid=wamid, failed_code=failed_code)
+        created: Created = {"wamid": wamid, "failed_code": failed_code}
+        if failed_code is None:
+            created.update(self._sent_media(phone, kind, filled))
+        response = self.answers.ok(ctx, answer, **created)
         template = filled.get("template") if kind == "template" else None
         billing = self.state.billing(phone.phone_number_id, wa_id,
                                      str(template.get("name")) if isinstance(template, dict) else None,
@@ -147,9 +154,22 @@ class Messages:
         if kind != "template" and not self.state.has_written(phone.phone_number_id, wa_id):
             return 131047, None
         media = body.get(kind) if kind in MEDIA_TYPES else None
-        if isinstance(media, dict) and "id" in media and str(media["id"]) not in self.state.media:
-            return 131053, f"Media id {media['id']} was not uploaded to this phone number."
+        if isinstance(media, dict) and "id" in media:
+            stored = self.state.media.get(str(media["id"]))
+            if stored is None or stored.phone_number_id != phone.phone_number_id:
+                return 131053, f"Media id {media['id']} was not uploaded to this phone number."
+            if not fits_kind(kind, stored.mime_type):
+                return 131053, f"Media id {media['id']} is {stored.mime_type}, which cannot be sent as {kind}."
         return None, None
+
+    def _sent_media(self, phone: EmulatedPhone, kind: str, body: JsonObject) -> Created:
+        """What a send by media id hands the recipient: the media, its size and its bytes' sha256."""
+        media = body.get(kind) if kind in MEDIA_TYPES else None
+        stored = self.state.media.get(str(media["id"])) if isinstance(media, dict) and "id" in media else None
+        if stored is None or stored.phone_number_id != phone.phone_number_id:
+            return {}
+        return {"media_id": stored.id, "size": len(stored.content), "media_sha256": stored.sha256_hex}
+
 
 
 def _usage_header(phone: EmulatedPhone, minutes: int) -> dict[str, str]:

@@ -43,6 +43,8 @@ class Created(TypedDict, total=False):
     failed_code: int | None
     media_id: str
     size: int
+    # A send by media id: the sha256 (hex) of the bytes the recipient gets.
+    media_sha256: str
 
 
 class Outcome(Created, total=False):

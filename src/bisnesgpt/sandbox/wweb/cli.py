@@ -147,6 +147,8 @@ def inbound(
     contact: list[str] = CONTACT_OPTION,
     view_once: bool = typer.Option(False, "--view-once", help="with --media: view-once (image, video, audio)"),
     animated: bool = typer.Option(False, "--animated", help="with --media --type sticker: an animated sticker"),
+    as_lid: bool = typer.Option(False, "--lid", help="write as a LID-addressed contact (from its <digits>@lid)"),
+    hide_number: bool = typer.Option(False, "--hide-number", help="with --lid: WhatsApp does not reveal the number"),
     url: str = URL_OPTION,
 ) -> None:
     """Send a text (or, with ``--media``, a file; ``--location``, a pin; ``--contact``, cards) to the
@@ -169,6 +171,8 @@ def inbound(
         body["chat"] = chat
     if mention:
         body["mentions"] = list(mention)
+    if as_lid:
+        body.update({"lid": True, "revealNumber": not hide_number})
     result: InjectedInbound = _call("POST", f"{_url(url)}/admin/sessions/{company_id}/{phone_index}/inbound",
                                     json=body)
     console.print(f"message {result['id']} {'delivered' if result['pushed'] else 'queued until the session is ready'}")

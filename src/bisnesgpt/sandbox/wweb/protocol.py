@@ -10,7 +10,8 @@ Client (the ``sandbox`` driver in a wwebjs process) -> server::
     group        {ref, op, ...}                   a group operation (see ``groups.py``): list, info,
                                                   create, participants, update, invite, join, leave
     check        {ref, numbers:[digits]}          which numbers are on WhatsApp (answered by check_result)
-    presence     {chat, state: composing|paused}  "typing…" shown in the chat, or no longer
+    presence     {chat, state: composing|recording|paused}  "typing…" / "recording audio…" in the chat, or no longer
+    read         {chat, ids:[...]}                read receipts (blue ticks) for messages received in the chat
     receipt      {ids:[...]}                      inbound messages stored (stop redelivering)
     ack_received {acks:[{id,level}]}              delivery acks applied (stop replaying)
     logout       {}                               unlink this device
@@ -28,7 +29,8 @@ Server -> client::
     group_result {ref, result} | {ref, error:{code,message}}
     check_result {ref, result:{numbers:{digits: bool}}}
     ack          {id, level: server|device|read, timestamp}   (timestamp: when; none when replayed)
-    message      {message:{id,from,chat,timestamp,type,text,media,quotedId,pushName,participantLid,mentions}}
+    message      {message:{id,from,fromAlt?,chat,timestamp,type,text,media,quotedId,pushName,participantLid,mentions}}
+                 a LID-addressed contact: from and chat are its <digits>@lid, fromAlt its number when revealed;
                  type contacts {contacts:[{name,vcard}]}, location {location}, poll_vote {pollId,
                  selected:[option names], participantLid?};
                  type group_participants {group, change, participants, by} and

@@ -48,8 +48,14 @@ CREATE TABLE IF NOT EXISTS media (
 CREATE TABLE IF NOT EXISTS presence (
     session  TEXT NOT NULL,
     chat     TEXT NOT NULL,
-    state    TEXT NOT NULL,              -- composing | paused
+    state    TEXT NOT NULL,              -- composing | recording | paused
     at       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS read_receipts (
+    session     TEXT NOT NULL,
+    chat        TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    at          REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS groups (
     id          TEXT PRIMARY KEY,           -- <digits>-<digits>@g.us
@@ -194,3 +200,11 @@ INSERT INTO presence (session, chat, state, at) VALUES (:session, :chat, :state,
 -- presence --
 -- A session's presence updates, oldest first.
 SELECT * FROM presence WHERE session = :session ORDER BY at, rowid
+
+-- record_read --
+-- A client sent a read receipt for a message it received in a chat.
+INSERT INTO read_receipts (session, chat, message_id, at) VALUES (:session, :chat, :message_id, :at)
+
+-- read_receipts --
+-- A session's read receipts, oldest first.
+SELECT * FROM read_receipts WHERE session = :session ORDER BY at, rowid

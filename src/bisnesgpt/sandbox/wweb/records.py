@@ -287,6 +287,16 @@ class Records:
         """The session's presence updates, oldest first."""
         return [dict(r) for r in self.conn.execute(SQL.presence, {"session": session}).fetchall()]
 
+    def record_reads(self, session: str, chat: str, message_ids: list[str]) -> None:
+        """A client sent read receipts (blue ticks) for messages it received in ``chat``."""
+        now = time.time()
+        for message_id in message_ids:
+            self.conn.execute(SQL.record_read, {"session": session, "chat": chat, "message_id": message_id, "at": now})
+
+    def read_receipts(self, session: str) -> list[JsonObject]:
+        """The session's read receipts, oldest first."""
+        return [dict(r) for r in self.conn.execute(SQL.read_receipts, {"session": session}).fetchall()]
+
     # --- groups ---------------------------------------------------------------------------------
 
     def save_group(self, group_id: str, body: JsonObject) -> None:

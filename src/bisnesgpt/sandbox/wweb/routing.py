@@ -89,6 +89,9 @@ class Routing:
                              "result": {"numbers": {n: not not_on_whatsapp(n, listed) for n in numbers}}})
         elif kind == "presence" and conn.session:
             records.record_presence(conn.session, str(frame.get("chat") or ""), str(frame.get("state") or ""))
+        elif kind == "read" and conn.session:
+            records.record_reads(conn.session, str(frame.get("chat") or ""),
+                                 [i for i in as_strings(frame.get("ids") or []) if i])
         elif kind in ("receipt", "ack_received") and conn.session:
             self._confirmed(conn.session, frame)
         elif kind == "logout" and conn.session:
@@ -240,12 +243,7 @@ class Routing:
         kind = str(body.get("type") or "text")
         if kind not in p.INBOUND_KINDS:
             raise NetworkError(400, f"unsupported inbound type {kind!r}: one of {', '.join(p.INBOUND_KINDS)}")
-        media = body.get("media")
-        if isinstance(media, dict):
-            if media.get("viewOnce") is True and kind not in VIEW_ONCE_KINDS:
-                raise NetworkError(400, f"only {', '.join(VIEW_ONCE_KINDS)} can be view-once, not {kind}")
-            if media.get("animated") is True and kind != "sticker":
-                raise NetworkError(400, f"only a sticker can be animated, not {kind}")
+        _check_media_flags(kind, body.get("media"))
         message_id = str(body.get("id") or ("3A" + secrets.token_hex(10).upper()))
         chat = str(body.get("chat") or f"{sender}@c.us")
         given: JsonObject = {
@@ -254,6 +252,14 @@ class Routing:
             "mentions": body.get("mentions"), "contacts": body.get("contacts")}
         if kind == p.POLL_VOTE:
             given.update(self._vote(session, sender, chat, body))
+        if body.get("lid") is True and not chat.endswith("@g.us"):
+            # A LID-addressed contact: the message comes from the LID, in the LID's chat; the number
+            # rides along as the sender's "alt" only when WhatsApp reveals it (``revealNumber``).
+            lid = p.lid_of(sender)
+            given["from"] = lid
+            if body.get("revealNumber", True) is not False:
+                given["fromAlt"] = sender
+            chat = str(body.get("chat") or lid)
         if chat.endswith("@g.us"):
             # In a group the author is a participant: WhatsApp says who, by number and by LID.
             group = self.board.records.group(chat)
@@ -274,3 +280,13 @@ class Routing:
                 await self.board.push_inbound(conn, stored)
                 pushed = True
         return {"id": message_id, "session": session, "pushed": pushed}
+
+
+def _check_media_flags(kind: str, media: object) -> None:
+    """Refuse the flag combinations WhatsApp never sends (view-once stickers, animated images)."""
+    if not isinstance(media, dict):
+        return
+    if media.get("viewOnce") is True and kind not in VIEW_ONCE_KINDS:
+        raise NetworkError(400, f"only {', '.join(VIEW_ONCE_KINDS)} can be view-once, not {kind}")
+    if media.get("animated") is True and kind != "sticker":
+        raise NetworkError(400, f"only a sticker can be animated, not {kind}")

@@ -227,6 +227,11 @@ def _admin_routes(app: FastAPI, network: Network) -> None:
         found = network.records.presence(session)
         return JSONResponse({"presence": found, "count": len(found)})
 
+    @app.get("/admin/reads", response_model=AN_OBJECT)
+    async def reads(session: str) -> Response:
+        found = network.records.read_receipts(session)
+        return JSONResponse({"reads": found, "count": len(found)})
+
     @app.get("/admin/groups", response_model=AN_OBJECT)
     async def groups() -> Response:
         found = network.group_views()

@@ -1,4 +1,4 @@
-"""Groups on neonize (and the other calls that answer: number checks, chat presence), through whatsmeow.
+"""Groups on neonize (and the other calls that answer: number checks, chat presence, read receipts), through whatsmeow.
 
 whatsmeow's group calls: GetJoinedGroups, GetGroupInfo, CreateGroup, UpdateGroupParticipants,
 SetGroupName, SetGroupTopic, SetGroupAnnounce, SetGroupLocked, GetGroupInviteLink,
@@ -17,6 +17,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     MediaSource,
     ParticipantAction,
     ParticipantResult,
+    ReadMessage,
     TypingState,
 )
 from bisnesgpt.engines.wwebjs.driver_errors import DriverError, GroupRefused
@@ -58,9 +59,23 @@ class NeonizeCalls(SessionBase):
         self.require_ready()
         from neonize.utils.enum import ChatPresence, ChatPresenceMedia
 
-        presence = ChatPresence.CHAT_PRESENCE_COMPOSING if state == "composing" else ChatPresence.CHAT_PRESENCE_PAUSED
-        await self._call("presence", self.client.send_chat_presence(user_jid(chat_id), presence,
-                                                                     ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
+        presence = ChatPresence.CHAT_PRESENCE_PAUSED if state == "paused" else ChatPresence.CHAT_PRESENCE_COMPOSING
+        media = (ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO if state == "recording"
+                 else ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT)
+        await self._call("presence", self.client.send_chat_presence(user_jid(chat_id), presence, media))
+
+    async def mark_read(self, chat_id: str, messages: list[ReadMessage]) -> None:
+        """``mark_read`` (whatsmeow's MarkRead) per author: one read receipt for each sender's messages."""
+        self.require_ready()
+        from neonize.utils.enum import ReceiptType
+
+        chat = user_jid(chat_id)
+        by_sender: dict[str | None, list[str]] = {}
+        for message in messages:
+            by_sender.setdefault(message.sender, []).append(message.id)
+        for sender, ids in by_sender.items():
+            await self._call("read", self.client.mark_read(*ids, chat=chat, sender=user_jid(sender) if sender else chat,
+                                                            receipt=ReceiptType.READ))
 
     @property
     def _me(self) -> str | None:

@@ -29,12 +29,12 @@ PARTICIPANT_ERRORS: dict[int, ParticipantOutcome] = {403: "privacy_blocked", 409
 
 
 def user_jid(number: str) -> Any:
-    """The JID of a phone number (``<digits>@s.whatsapp.net``) or of a group (``<id>@g.us``)."""
+    """The JID of a phone number (``<digits>@s.whatsapp.net``), a LID (``<digits>@lid``) or a group (``<id>@g.us``)."""
     from neonize.proto.Neonize_pb2 import JID
 
     user, _, server = number.partition("@")
     digits = user if server == "g.us" else "".join(ch for ch in user if ch.isdigit())
-    return JID(User=digits, Server="g.us" if server == "g.us" else "s.whatsapp.net", Device=0, RawAgent=0,
+    return JID(User=digits, Server=server if server in ("g.us", "lid") else "s.whatsapp.net", Device=0, RawAgent=0,
                Integrator=0, IsEmpty=False)
 
 

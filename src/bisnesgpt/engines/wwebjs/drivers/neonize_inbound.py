@@ -16,16 +16,22 @@ VIEW_ONCE_WRAPPERS = ("viewOnceMessage", "viewOnceMessageV2", "viewOnceMessageV2
 
 
 def sender_of(source: Any) -> tuple[str, str | None]:
-    """The author's number and LID (in LID-addressed chats the author is a LID, the number the "alt")."""
+    """The author's number and LID (in LID-addressed chats the author is a LID, the number the "alt").
+
+    A LID author whose number WhatsApp did not reveal is named by the LID (``<digits>@lid``),
+    never by the LID's digits as if they were a number.
+    """
     if source.Sender.Server == "lid":
-        return source.SenderAlt.User or source.Sender.User, f"{source.Sender.User}@lid"
+        return source.SenderAlt.User or f"{source.Sender.User}@lid", f"{source.Sender.User}@lid"
     if source.SenderAlt.Server == "lid" and source.SenderAlt.User:
         return source.Sender.User, f"{source.SenderAlt.User}@lid"
     return source.Sender.User, None
 
 
 def chat_of(source: Any) -> str:
-    """The chat of a message: ``<digits>@c.us`` or ``<id>@g.us``."""
+    """The chat of a message: ``<digits>@c.us``, ``<digits>@lid`` (a LID-addressed chat) or ``<id>@g.us``."""
+    if not source.IsGroup and source.Chat.Server == "lid":
+        return f"{source.Chat.User}@lid"
     return f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
 
 

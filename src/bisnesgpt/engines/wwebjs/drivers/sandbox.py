@@ -27,13 +27,10 @@ from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.engines.wwebjs.driver import (
     AuthState,
     Confirm,
-    GroupChanges,
-    GroupInfo,
     MediaDownload,
     MediaSource,
     OutgoingMessage,
-    ParticipantAction,
-    ParticipantResult,
+    ReadMessage,
     SentMessage,
     SessionKey,
     TypingState,
@@ -43,6 +40,7 @@ from bisnesgpt.engines.wwebjs.driver_events import EventSink
 from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.drivers.faults import DriverFaults
+from bisnesgpt.engines.wwebjs.drivers.sandbox_groups import SandboxGroupCalls
 from bisnesgpt.engines.wwebjs.media import MediaDownloadFailed, MediaFetcher
 from bisnesgpt.sandbox.wweb import protocol as p
 
@@ -95,7 +93,7 @@ class SandboxDriver:
                                holder=self.holder)
 
 
-class SandboxSession(SessionBase):
+class SandboxSession(SandboxGroupCalls, SessionBase):
     """One phone's WebSocket to the sandbox network: keepalive, frames in and out, sends by ``ref``."""
 
     def __init__(self, driver: SandboxDriver, key: SessionKey, sink: EventSink,
@@ -207,60 +205,13 @@ class SandboxSession(SessionBase):
         self.require_ready()
         await self._send_frame(wire.PresenceFrame(type="presence", chat=chat_id, state=state))
 
-    async def groups(self) -> list[GroupInfo]:
-        """The groups this phone is in."""
-        found = (await self._group({"op": "list"})).get("groups")
-        return [wire.group_info(g) for g in (found if isinstance(found, list) else []) if isinstance(g, dict)]
+    async def mark_read(self, chat_id: str, messages: list[ReadMessage]) -> None:
+        """A ``read`` frame (the network records the receipts; nothing to wait for)."""
+        self.require_ready()
+        await self._send_frame(wire.ReadFrame(type="read", chat=chat_id, ids=[m.id for m in messages]))
 
-    async def group_info(self, group_id: str) -> GroupInfo:
-        """One group, with its invite link when this phone is an admin."""
-        return wire.group_info(wire.member(await self._group({"op": "info", "group": group_id}), "group"))
-
-    async def create_group(self, subject: str, participants: list[str]) -> tuple[GroupInfo, list[ParticipantResult]]:
-        """A new group owned by this phone, and what became of each participant."""
-        result = await self._group({"op": "create", "subject": subject, "participants": participants})
-        return wire.group_info(wire.member(result, "group")), wire.participant_results(result)
-
-    async def update_participants(self, group_id: str, action: ParticipantAction,
-                                  numbers: list[str]) -> list[ParticipantResult]:
-        """Add, remove, promote or demote; one result per number."""
-        return wire.participant_results(await self._group({"op": "participants", "group": group_id,
-                                                           "action": action, "participants": numbers}))
-
-    async def update_group(self, group_id: str, changes: GroupChanges) -> GroupInfo:
-        """Change subject, description or settings; the group afterwards."""
-        values: JsonObject = {"subject": changes.subject, "description": changes.description,
-                              "announce": changes.announce, "locked": changes.locked}
-        result = await self._group({"op": "update", "group": group_id,
-                                    "changes": {k: v for k, v in values.items() if v is not None}})
-        return wire.group_info(wire.member(result, "group"))
-
-    async def invite_link(self, group_id: str, *, revoke: bool = False) -> str:
-        """The invite link (a new one with ``revoke``)."""
-        return str((await self._group({"op": "invite", "group": group_id, "revoke": revoke})).get("inviteLink"))
-
-    async def join_group(self, invite: str) -> str:
-        """Join by invite link; the group's id."""
-        return str((await self._group({"op": "join", "invite": invite})).get("group"))
-
-    async def leave_group(self, group_id: str) -> None:
-        """Leave the group."""
-        await self._group({"op": "leave", "group": group_id})
-
-    async def group_picture(self, group_id: str) -> str | None:
-        """The group picture's URL on the network's media server (None: no picture)."""
-        handle = (await self._group({"op": "picture", "group": group_id, "action": "get"})).get("picture")
-        return f"{self.driver.base_url}/media/{handle}" if isinstance(handle, str) and handle else None
-
-    async def set_group_picture(self, group_id: str, image: MediaSource) -> str:
-        """Upload the image, then make it the group's picture; its picture id."""
-        uploaded = await self._upload(image)
-        result = await self._group({"op": "picture", "group": group_id, "action": "set", "media": uploaded})
-        return str(result.get("pictureId"))
-
-    async def remove_group_picture(self, group_id: str) -> None:
-        """Remove the group's picture."""
-        await self._group({"op": "picture", "group": group_id, "action": "remove"})
+    def _media_url(self, handle: str) -> str:
+        return f"{self.driver.base_url}/media/{handle}"
 
     async def _upload(self, source: MediaSource) -> wire.UploadedMedia:
         media = await self.driver.media.fetch(source, client=self.driver.http)

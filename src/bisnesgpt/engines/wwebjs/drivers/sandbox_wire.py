@@ -160,6 +160,14 @@ class PresenceFrame(TypedDict):
     state: TypingState
 
 
+class ReadFrame(TypedDict):
+    """Read receipts for inbound messages of a chat (blue ticks at the sender's)."""
+
+    type: Literal["read"]
+    chat: str
+    ids: list[str]
+
+
 class GroupFrame(TypedDict, total=False):
     """A group operation (``op``), or a ``check`` of ``numbers``; answered by a ``group_result``
     (``check_result``) with the same ``ref``."""
@@ -212,8 +220,8 @@ class PingFrame(TypedDict):
     n: int
 
 
-ClientFrame = (HelloFrame | PairPhoneFrame | SendFrame | GroupFrame | PresenceFrame | ReceiptFrame | AckReceivedFrame
-               | LogoutFrame | PingFrame)
+ClientFrame = (HelloFrame | PairPhoneFrame | SendFrame | GroupFrame | PresenceFrame | ReadFrame | ReceiptFrame
+               | AckReceivedFrame | LogoutFrame | PingFrame)
 
 
 def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireMessage:
@@ -294,12 +302,15 @@ def inbound_message(message: JsonObject, confirm: Confirm,
                              url=text(body, "url"), caption=text(message, "text"),
                              view_once=body.get("viewOnce") is True, animated=body.get("animated") is True,
                              download=download_for(url) if download_for and (url := text(body, "url")) else None)
+    # A LID-addressed sender: ``from`` is the LID, ``fromAlt`` the number when the network reveals it.
     sender = text(message, "from") or ""
+    lid = text(message, "participantLid") or (sender if sender.endswith("@lid") else None)
+    author = text(message, "fromAlt") or sender
     return InboundMessage(
-        id=str(message["id"]), chat_id=text(message, "chat") or f"{message.get('from')}@c.us", sender=sender,
+        id=str(message["id"]), chat_id=text(message, "chat") or f"{sender}@c.us", sender=author,
         timestamp=number(message, "timestamp") or time.time(), type=kind,
         text=text(message, "text") if media is None else None, media=media, quoted_id=text(message, "quotedId"),
-        push_name=text(message, "pushName"), raw=message, confirm=confirm, sender_lid=text(message, "participantLid"),
+        push_name=text(message, "pushName"), raw=message, confirm=confirm, sender_lid=lid,
         mentions=strings(message, "mentions"), location=_location(message) if kind == "location" else None,
         contacts=_cards(message),
     )
