@@ -1,4 +1,4 @@
-"""``bisnesgpt companies add|list|quota`` and ``bisnesgpt keys create|list|revoke``.
+"""``bisnesgpt companies add|list|quota|disable|enable`` and ``bisnesgpt keys create|list|revoke``.
 
 API keys are stored as SHA-256 only: ``keys create`` prints the key once and never again.
 A company key may be limited to scopes (``--scope``) and phones (``--phone``); any key may
@@ -19,7 +19,7 @@ from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
 from bisnesgpt.tenancy import store
-from bisnesgpt.tenancy.store import SCOPES, ApiKey, Company, KeyLimits, Scope, SendQuota
+from bisnesgpt.tenancy.store import SCOPES, ApiKey, Company, CompanyStatus, KeyLimits, Scope, SendQuota
 
 companies_app = command_group(help="Companies (tenants).")
 keys_app = command_group(help="API keys: company keys and operator (admin) keys.")
@@ -109,6 +109,27 @@ def companies_quota(
 
     quota = run_with_database(apply)
     console.print(f"company {company_id} send quota: {quota.describe()}")
+
+
+def _set_status(company_id: str, status: CompanyStatus) -> None:
+    async def apply(db: Database, _settings: Settings) -> Company:
+        async with db.connection() as conn:
+            return await store.set_company_status(conn, company_id, status)
+
+    company = run_with_database(apply)
+    console.print(f"company {company.id} is {company.status}")
+
+
+@companies_app.command("disable")
+def companies_disable(company_id: str = typer.Argument(..., help="The company")) -> None:
+    """Disable a company: its keys (and dashboard sign-ins) are refused until it is enabled again."""
+    _set_status(company_id, "disabled")
+
+
+@companies_app.command("enable")
+def companies_enable(company_id: str = typer.Argument(..., help="The company")) -> None:
+    """Enable a disabled company again."""
+    _set_status(company_id, "active")
 
 
 @keys_app.command("create")

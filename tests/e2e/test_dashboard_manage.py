@@ -1,0 +1,260 @@
+"""Managing the system from the dashboard, in Chromium: companies, API keys (and what they then allow).
+
+The same running system as ``test_dashboard_browser.py`` (its ``system``, ``browser`` and
+``axe_script`` fixtures): the orchestrator with api, wwebjs (sandbox) and meta (emulator), and
+the companies ``acme`` and ``beta``. Every change is checked where it lands (the rows, what a
+key can then do) and in the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bisnesgpt.tenancy import store as tenancy
+from tests.e2e import test_dashboard_browser as base
+from tests.support.dashboard import ADMIN_KEY, CHROMIUM, DashboardSystem, screenshot
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)"),
+]
+
+# The running system, the browser and axe-core's bundle, shared with the dashboard's other browser tests.
+system = base.system
+browser = base.browser
+axe_script = base.axe_script
+sign_in = base.sign_in
+LIVE_TIMEOUT_MS = base.LIVE_TIMEOUT_MS
+
+
+def watch_problems(page: Any) -> list[str]:
+    """Script errors and server errors the page meets (4xx answers are the tests' own business)."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    return problems
+
+
+@pytest.fixture(scope="module")
+async def admin(system: DashboardSystem, browser: Any) -> AsyncIterator[Any]:
+    """An operator's signed-in page (axe-core may be injected: the context ignores the page's CSP)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    page = await context.new_page()
+    page.problems = watch_problems(page)
+    assert (await sign_in(page, system.url, ADMIN_KEY)).status == 303
+    try:
+        yield page
+    finally:
+        await context.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_server_errors(request: pytest.FixtureRequest) -> Any:
+    yield
+    if "admin" in request.fixturenames:
+        page = request.getfixturevalue("admin")
+        problems, page.problems[:] = list(page.problems), []
+        assert not problems, problems
+
+
+async def audited(system: DashboardSystem, path: str) -> list[tuple[str, int, str | None]]:
+    """The audit log's dashboard rows for ``path``: (route, status, company acted on)."""
+    rows = await system.db.fetch("SELECT route, status, target_company_id FROM audit_log "
+                                 "WHERE via = 'dashboard' AND path = $1 ORDER BY id", path)
+    return [(r["route"], r["status"], r["target_company_id"]) for r in rows]
+
+
+async def confirm_dialog(page: Any, *, ok: bool) -> None:
+    await page.wait_for_selector("#confirm[open]")
+    await page.click("#confirm-ok" if ok else "#confirm-cancel")
+
+
+async def test_an_operator_creates_a_company_sets_its_quota_and_disables_and_enables_it(
+        system: DashboardSystem, admin: Any) -> None:
+    page = admin
+    await page.goto(system.url + "/dashboard/companies")
+    await page.wait_for_selector('#companies tr[data-company-row="acme"]')
+    await page.fill("#new-company-id", "gamma")
+    await page.fill("#new-company-name", "Gamma Goods")
+    await page.click("#create-company")
+    row = page.locator('#companies tr[data-company-row="gamma"]')
+    await row.wait_for()
+    assert "Gamma Goods" in await row.inner_text()
+    assert await system.db.fetchval("SELECT status FROM companies WHERE id = 'gamma'") == "active"
+    # The same id again: the API's problem detail, in the form.
+    await page.fill("#new-company-id", "gamma")
+    await page.click("#create-company")
+    await page.wait_for_selector("#company-error:not([hidden])")
+    assert "already exists" in await page.inner_text("#company-error")
+
+    # A send quota of 5 a minute: stored, shown, and what a send over it meets.
+    await row.locator('input[id="quota-gamma-minute"]').fill("5")
+    await row.locator("button.set-quota").click()
+    await page.wait_for_function("""() => document.querySelector('tr[data-company-row="gamma"] [data-field="quota"]')
+        .textContent.startsWith("5 / minute")""")
+    assert await system.db.fetchval("SELECT send_quota_per_minute FROM companies WHERE id = 'gamma'") == 5
+
+    # A key of gamma's works until gamma is disabled; cancelling the dialog changes nothing.
+    async with system.db.connection() as conn:
+        _record, gamma_key = await tenancy.create_api_key(conn, company_id="gamma", name="probe")
+    assert (await system.api("GET", "/dashboard/api/me", gamma_key)).status_code == 200
+    await row.locator('button[data-action="disable"]').click()
+    await confirm_dialog(page, ok=False)
+    assert await system.db.fetchval("SELECT status FROM companies WHERE id = 'gamma'") == "active"
+    await row.locator('button[data-action="disable"]').click()
+    await confirm_dialog(page, ok=True)
+    await page.wait_for_selector('#companies tr[data-company-row="gamma"][data-status="disabled"]')
+    assert (await system.api("GET", "/dashboard/api/me", gamma_key)).status_code == 401
+    # Focus stays on the row acted on: Disable became Enable.
+    await page.wait_for_function("""() => document.activeElement.dataset.action === "enable"
+        && document.activeElement.closest('tr').dataset.companyRow === "gamma" """)
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector('#companies tr[data-company-row="gamma"][data-status="active"]')
+    assert (await system.api("GET", "/dashboard/api/me", gamma_key)).status_code == 200
+
+    # The command line changes the same row the page does.
+    code, out = await system.cli("companies", "disable", "gamma")
+    assert code == 0 and "gamma is disabled" in out, out
+    await page.reload()
+    await page.wait_for_selector('#companies tr[data-company-row="gamma"][data-status="disabled"]')
+    code, out = await system.cli("companies", "enable", "gamma")
+    assert code == 0 and "gamma is active" in out, out
+
+    assert [a[:2] for a in await audited(system, "/dashboard/api/companies")] == [
+        ("/dashboard/api/companies", 201), ("/dashboard/api/companies", 409)]
+    assert await audited(system, "/dashboard/api/companies/gamma/disable") == [
+        ("/dashboard/api/companies/{company_id}/disable", 200, "gamma")]
+    assert await audited(system, "/dashboard/api/companies/gamma/quota") == [
+        ("/dashboard/api/companies/{company_id}/quota", 200, "gamma")]
+    assert await audited(system, "/dashboard/api/companies/gamma/enable") == [
+        ("/dashboard/api/companies/{company_id}/enable", 200, "gamma")]
+
+
+async def test_an_operator_creates_a_limited_key_shown_once_and_revokes_it(
+        system: DashboardSystem, admin: Any) -> None:
+    page = admin
+    await page.goto(system.url + "/dashboard/companies")
+    await page.wait_for_selector('#keys tr[data-key-id]')
+    await page.select_option("#new-key-company", "acme")
+    await page.fill("#new-key-name", "crm")
+    await page.check('#new-key-scopes input[value="messages:read"]')
+    await page.fill("#new-key-phones", "1")
+    await page.fill("#new-key-days", "30")
+    await page.click("#create-key")
+    await page.wait_for_selector("#new-key-shown:not([hidden])")
+    key = await page.input_value("#new-key-value")
+    assert key.startswith("bgpt_")
+    row = await system.db.fetchrow("SELECT id, scopes, phone_indexes, expires_at > now() + interval '29 days' AS later "
+                                   "FROM api_keys WHERE key_prefix = $1", key[:14])
+    assert row is not None and row["scopes"] == ["messages:read"] and row["phone_indexes"] == [1] and row["later"]
+    # The key reads its phone's messages, is refused a send (no scope) and phone 0 (not its phone).
+    async with httpx.AsyncClient(base_url=system.url, headers={"Authorization": f"Bearer {key}"}) as client:
+        assert (await client.get("/api/v1/messages?phoneIndex=1")).status_code == 200
+        assert (await client.get("/api/v1/messages?phoneIndex=0")).status_code == 403
+        refused = await client.post("/api/v2/messages/text/acme/60123456789", json={"message": "x", "phoneIndex": 1})
+        assert refused.status_code == 403 and "messages:send" in refused.json()["detail"]
+    # Shown once: after a reload only the prefix is on the page.
+    await page.reload()
+    key_row = page.locator(f'#keys tr[data-key-id="{row["id"]}"]')
+    await key_row.wait_for()
+    assert await page.is_hidden("#new-key-shown")
+    assert key not in await page.content()
+    assert "messages:read; phones 1; expires" in await key_row.inner_text()
+
+    # A bad limit is the API's problem detail, in the form.
+    await page.fill("#new-key-phones", "0")
+    await page.select_option("#new-key-company", "")  # an operator key cannot be limited to phones
+    await page.click("#create-key")
+    await page.wait_for_selector("#key-error:not([hidden])")
+    assert "operator keys reach everything" in await page.inner_text("#key-error")
+
+    await key_row.locator('button[data-action="revoke"]').click()
+    await confirm_dialog(page, ok=True)
+    await page.wait_for_selector(f'#keys tr[data-key-id="{row["id"]}"][data-state="revoked"]')
+    async with httpx.AsyncClient(base_url=system.url, headers={"Authorization": f"Bearer {key}"}) as client:
+        assert (await client.get("/api/v1/messages?phoneIndex=1")).status_code == 401
+    assert await audited(system, f"/dashboard/api/keys/{row['id']}/revoke") == [
+        ("/dashboard/api/keys/{key_id}/revoke", 200, None)]
+    await screenshot(page, "companies", into=system.workdir / "screenshots")
+
+
+async def test_a_company_user_sees_and_manages_only_its_own_company(
+        system: DashboardSystem, browser: Any, axe_script: Path) -> None:
+    beta_key = await system.db.fetchval("SELECT id FROM api_keys WHERE company_id = 'beta' ORDER BY id LIMIT 1")
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    try:
+        page = await context.new_page()
+        problems = watch_problems(page)
+        assert (await sign_in(page, system.url, system.keys["acme"])).status == 303
+        await page.goto(system.url + "/dashboard/companies")
+        await page.wait_for_selector('#companies tr[data-company-row="acme"]')
+        await page.wait_for_selector("#keys tr[data-key-id]")
+        assert await page.locator("#companies tr[data-company-row]").count() == 1
+        assert await page.is_hidden("#new-company")
+        assert await page.locator('#companies button[data-action="disable"]').count() == 0
+        companies = await page.locator("#keys tr[data-key-id] td:nth-of-type(1)").all_inner_texts()
+        assert companies and set(companies) == {"acme"}, companies
+        assert [o for o in await page.locator("#new-key-company option").all_inner_texts()] == ["Acme Trading (acme)"]
+        # Its own key: created and shown once.
+        await page.fill("#new-key-name", "own")
+        await page.click("#create-key")
+        await page.wait_for_selector("#new-key-shown:not([hidden])")
+        assert (await page.input_value("#new-key-value")).startswith("bgpt_")
+        violations = await base.serious_violations(page, axe_script)
+
+        # Another company's key, an operator key, the company routes: refused by the API itself.
+        csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
+        headers = {"X-CSRF-Token": csrf or "", "Origin": system.url}
+        revoke = await page.request.post(f"{system.url}/dashboard/api/keys/{beta_key}/revoke", headers=headers,
+                                         data={"confirm": True})
+        assert revoke.status == 404
+        assert await system.db.fetchval("SELECT revoked_at FROM api_keys WHERE id = $1", beta_key) is None
+        operator_key = await page.request.post(f"{system.url}/dashboard/api/keys", headers=headers,
+                                               data={"companyId": None})
+        assert operator_key.status == 403
+        beta = await page.request.post(f"{system.url}/dashboard/api/keys", headers=headers,
+                                       data={"companyId": "beta"})
+        assert beta.status == 404
+        disable = await page.request.post(f"{system.url}/dashboard/api/companies/beta/disable", headers=headers,
+                                          data={"confirm": True})
+        assert disable.status == 403
+        listed = await page.request.get(f"{system.url}/dashboard/api/keys?company=beta")
+        assert listed.status == 404
+        assert not problems, problems
+    finally:
+        await context.close()
+    assert not violations, violations
+
+
+async def test_the_companies_page_passes_axe_and_fits_a_390px_screen(
+        system: DashboardSystem, admin: Any, browser: Any, axe_script: Path) -> None:
+    await admin.goto(system.url + "/dashboard/companies")
+    await admin.wait_for_selector('#companies tr[data-company-row="acme"]')
+    await admin.wait_for_selector('#attention-count:not([data-status="unknown"])')
+    violations = await base.serious_violations(admin, axe_script)
+    assert not violations, violations
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    try:
+        page = await context.new_page()
+        assert (await sign_in(page, system.url, ADMIN_KEY)).status == 303
+        await page.goto(system.url + "/dashboard/companies")
+        await page.wait_for_selector('#companies tr[data-company-row="acme"]')
+        await page.wait_for_selector("#keys tr[data-key-id]")
+        widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], widths
+        for button in await page.locator('#companies tr[data-company-row="acme"] button').all():
+            box = await button.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        await screenshot(page, "companies-mobile", into=system.workdir / "screenshots")
+    finally:
+        await context.close()
