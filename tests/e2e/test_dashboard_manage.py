@@ -1,4 +1,4 @@
-"""Managing the system from the dashboard, in Chromium: companies, API keys (and what they then allow).
+"""Managing the system from the dashboard, in Chromium: companies, API keys, tenant webhook endpoints.
 
 The same running system as ``test_dashboard_browser.py`` (its ``system``, ``browser`` and
 ``axe_script`` fixtures): the orchestrator with api, wwebjs (sandbox) and meta (emulator), and
@@ -8,7 +8,9 @@ key can then do) and in the audit log.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,10 @@ import httpx
 import pytest
 
 from bisnesgpt.tenancy import store as tenancy
+from bisnesgpt.webhooks.signing import verify_signature
 from tests.e2e import test_dashboard_browser as base
 from tests.support.dashboard import ADMIN_KEY, CHROMIUM, DashboardSystem, screenshot
+from tests.support.procs import free_port
 
 pytestmark = [
     pytest.mark.e2e,
@@ -258,3 +262,162 @@ async def test_the_companies_page_passes_axe_and_fits_a_390px_screen(
         await screenshot(page, "companies-mobile", into=system.workdir / "screenshots")
     finally:
         await context.close()
+
+
+class Receiver:
+    """A webhook receiver on a real port: records each request (headers, body) and answers 200."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+async def test_an_operator_adds_a_webhook_endpoint_tests_it_re_enables_it_and_removes_it(
+        system: DashboardSystem, admin: Any, receiver: Receiver) -> None:
+    page = admin
+    await page.goto(system.url + "/dashboard/webhooks")
+    await page.wait_for_selector("#new-webhook-company option", state="attached")
+    await page.select_option("#new-webhook-company", "acme")
+    await page.fill("#new-webhook-url", receiver.url)
+    await page.fill("#new-webhook-description", "crm")
+    await page.click("#create-webhook")
+    await page.wait_for_selector("#new-webhook-shown:not([hidden])")
+    secret = await page.input_value("#new-webhook-secret")
+    endpoint = await system.db.fetchval("SELECT id FROM webhook_endpoints WHERE url = $1", receiver.url)
+    assert endpoint is not None and secret.startswith("whsec_"), secret
+    row = page.locator(f'#webhooks tr[data-webhook="{endpoint}"]')
+    await row.wait_for()
+
+    # Send test: a signed webhook.test document reaches the receiver now; its answer is shown in the row.
+    await row.locator('button[data-action="test"]').click()
+    await row.locator('[data-test="ok"]').wait_for()
+    assert "HTTP 200" in await row.locator('[data-field="test"]').inner_text()
+    tests = [(h, b) for h, b in receiver.requests if h.get("x-bisnesgpt-event-type") == "webhook.test"]
+    assert len(tests) == 1
+    headers, body = tests[0]
+    assert verify_signature(secret, body, headers["x-bisnesgpt-signature"])
+    assert b'"type":"webhook.test"' in body and b'"company_id":"acme"' in body
+    # It is not an event: nothing of it in the events or the delivery log, nor in the failure streak.
+    assert await system.db.fetchval("SELECT count(*) FROM tenant_events WHERE id = $1",
+                                    headers["x-bisnesgpt-event-id"]) == 0
+
+    # Disabled after failing (as the delivery worker leaves it): the strip links here, Enable turns it back on.
+    await system.db.execute("UPDATE webhook_endpoints SET enabled = false, disabled_at = now(), "
+                            "disabled_reason = 'disabled after 24 h of failed deliveries' WHERE id = $1", endpoint)
+    await page.goto(system.url + "/dashboard/processes")
+    item = base.strip_item(page, "webhook", "acme")
+    await item.wait_for()
+    await item.locator("a").click()
+    await page.wait_for_url(f"**/dashboard/webhooks?company=acme#webhook-{endpoint}")
+    row = page.locator(f'#webhooks tr[data-webhook="{endpoint}"][data-enabled="false"]')
+    await row.wait_for()
+    assert "disabled after 24 h" in await row.inner_text()
+    await row.locator('button[data-action="enable"]').click()
+    await page.wait_for_selector(f'#webhooks tr[data-webhook="{endpoint}"][data-enabled="true"]')
+    assert await system.db.fetchval("SELECT enabled FROM webhook_endpoints WHERE id = $1", endpoint) is True
+    await screenshot(page, "webhooks", into=system.workdir / "screenshots")
+
+    # Remove: cancelled, nothing happens; confirmed, the endpoint is gone.
+    row = page.locator(f'#webhooks tr[data-webhook="{endpoint}"]')
+    await row.locator('button[data-action="remove"]').click()
+    await confirm_dialog(page, ok=False)
+    assert await system.db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE id = $1", endpoint) == 1
+    await row.locator('button[data-action="remove"]').click()
+    await confirm_dialog(page, ok=True)
+    await row.wait_for(state="detached")
+    assert await system.db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE id = $1", endpoint) == 0
+
+    assert await audited(system, "/dashboard/api/webhooks") == [("/dashboard/api/webhooks", 201, "acme")]
+    for action in ("test", "enable", "remove"):
+        assert [a[:2] for a in await audited(system, f"/dashboard/api/webhooks/{endpoint}/{action}")] == [
+            (f"/dashboard/api/webhooks/{{endpoint_id}}/{action}", 200)]
+
+
+async def test_a_webhook_test_that_gets_no_answer_and_a_refused_url_are_shown(
+        system: DashboardSystem, admin: Any) -> None:
+    page = admin
+    await page.goto(system.url + "/dashboard/webhooks")
+    await page.wait_for_selector("#new-webhook-company option", state="attached")
+    await page.select_option("#new-webhook-company", "beta")
+    await page.fill("#new-webhook-url", "ftp://example.com/hook")
+    await page.click("#create-webhook")
+    await page.wait_for_selector("#webhook-error:not([hidden])")
+    assert "url" in (await page.inner_text("#webhook-error")).lower()
+
+    silent = f"http://127.0.0.1:{free_port()}/nobody"
+    await page.fill("#new-webhook-url", silent)
+    await page.click("#create-webhook")
+    await page.wait_for_selector("#new-webhook-shown:not([hidden])")
+    endpoint = await system.db.fetchval("SELECT id FROM webhook_endpoints WHERE url = $1", silent)
+    row = page.locator(f'#webhooks tr[data-webhook="{endpoint}"]')
+    await row.locator('button[data-action="test"]').click()
+    await row.locator('[data-test="failed"]').wait_for()
+    assert "no answer" in await row.locator('[data-field="test"]').inner_text()
+    async with system.db.connection() as conn:
+        await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint)
+
+
+async def test_a_company_user_sees_and_tests_only_its_own_webhook_endpoints(
+        system: DashboardSystem, browser: Any, axe_script: Path, receiver: Receiver) -> None:
+    beta = await system.api("POST", "/api/v1/webhooks", system.keys["beta"], json={"url": receiver.url})
+    assert beta.status_code == 201, beta.text
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                        bypass_csp=True)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    try:
+        page = await context.new_page()
+        problems = watch_problems(page)
+        assert (await sign_in(page, system.url, system.keys["acme"])).status == 303
+        await page.goto(system.url + "/dashboard/webhooks")
+        assert await page.is_hidden("#new-webhook-company-label")
+        await page.fill("#new-webhook-url", receiver.url)
+        await page.click("#create-webhook")
+        await page.wait_for_selector("#new-webhook-shown:not([hidden])")
+        await page.wait_for_selector("#webhooks tr[data-webhook]")
+        assert set(await page.locator("#webhooks tr[data-webhook] td:nth-of-type(1)").all_inner_texts()) == {"acme"}
+        widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], widths
+        violations = await base.serious_violations(page, axe_script)
+        await screenshot(page, "webhooks-company-mobile", into=system.workdir / "screenshots")
+        csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
+        headers = {"X-CSRF-Token": csrf or "", "Origin": system.url}
+        for action in ("test", "enable", "remove"):
+            refused = await page.request.post(f"{system.url}/dashboard/api/webhooks/{beta.json()['id']}/{action}",
+                                              headers=headers, data={"confirm": True} if action == "remove" else None)
+            assert refused.status == 404, (action, refused.status)
+        assert not [h for h, _b in receiver.requests if h.get("x-bisnesgpt-event-type") == "webhook.test"]
+        assert not problems, problems
+    finally:
+        await context.close()
+        await system.db.execute("DELETE FROM webhook_endpoints WHERE company_id IN ('acme', 'beta')")
+    assert not violations, violations

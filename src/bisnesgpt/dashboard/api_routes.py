@@ -46,6 +46,7 @@ from bisnesgpt.dashboard.queue_types import (
     Retried,
 )
 from bisnesgpt.dashboard.queues import QueueAdmin
+from bisnesgpt.dashboard.webhook_admin import webhook_routes
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
@@ -191,6 +192,7 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
                                          paused_queues=await queues.paused_queues())
 
     account_routes(router, ctx)
+    webhook_routes(router, ctx)
     _process_routes(router, ctx)
     _queue_routes(router, queues)
     _phone_routes(router, ctx, phone_config)

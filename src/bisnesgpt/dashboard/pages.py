@@ -40,6 +40,7 @@ PAGES: dict[str, tuple[str, bool]] = {
     "queues": ("Queues", True),
     "phones": ("Phones & sessions", False),
     "messages": ("Messages", False),
+    "webhooks": ("Webhooks", False),
     "companies": ("Companies & keys", False),
 }
 # Pages load only their own scripts, styles and images (QR codes included): no inline

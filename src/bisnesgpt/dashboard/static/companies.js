@@ -47,9 +47,9 @@
           okLabel: "Disable", done: () => c.id + " disabled" }) }, "Disable")
       : el("button", { dataset: { action: "enable" }, onclick: () => BG.act(path + "/enable", { done: () => c.id + " enabled" }) }, "Enable");
     return el("tr", { dataset: { companyRow: c.id, status: c.status } },
-      el("th", { scope: "row" }, c.name, el("div", { class: "small muted mono" }, c.id)),
-      el("td", {}, badge(c.status === "active" ? "ready" : "disabled", c.status)),
-      el("td", { dataset: { field: "quota" } }, quotaText(c), operator ? quotaForm(c) : null),
+      el("th", { scope: "row" }, el("div", {}, c.name, el("div", { class: "small muted mono" }, c.id))),
+      el("td", {}, el("div", {}, badge(c.status === "active" ? "ready" : "disabled", c.status))),
+      el("td", { dataset: { field: "quota" } }, el("div", {}, quotaText(c), operator ? quotaForm(c) : null)),
       el("td", { class: "actions" }, operator ? toggle : el("span", { class: "muted small" }, "operators change companies")));
   }
 
@@ -62,10 +62,10 @@
 
   function keyRow(k) {
     return el("tr", { dataset: { keyId: String(k.id), state: k.state } },
-      el("th", { scope: "row" }, el("span", { class: "mono" }, k.prefix + "…"), el("div", { class: "small muted" }, "#" + k.id + (k.name ? " " + k.name : ""))),
+      el("th", { scope: "row" }, el("div", {}, el("span", { class: "mono" }, k.prefix + "…"), el("div", { class: "small muted" }, "#" + k.id + (k.name ? " " + k.name : "")))),
       el("td", {}, k.companyId || "operator"),
       el("td", { class: "small" }, limitsText(k)),
-      el("td", {}, badge(k.state === "active" ? "ready" : "disabled", k.state)),
+      el("td", {}, el("div", {}, badge(k.state === "active" ? "ready" : "disabled", k.state))),
       el("td", {}, k.lastUsedAt ? fmt.ago(k.lastUsedAt) : "never"),
       el("td", { class: "actions" }, k.state === "revoked" ? null
         : el("button", { class: "danger", dataset: { action: "revoke" }, onclick: () => BG.act("/dashboard/api/keys/" + k.id + "/revoke", {
