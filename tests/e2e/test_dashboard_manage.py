@@ -421,3 +421,112 @@ async def test_a_company_user_sees_and_tests_only_its_own_webhook_endpoints(
         await context.close()
         await system.db.execute("DELETE FROM webhook_endpoints WHERE company_id IN ('acme', 'beta')")
     assert not violations, violations
+
+
+NEW_META_PHONE = "106540352242999"
+NEW_META_WABA = "419561257915477"
+NEW_META_TOKEN = "dashboard-added-phone-token"
+
+
+async def test_an_operator_adds_a_cloud_api_and_a_whatsapp_web_phone_changes_settings_and_removes_one(
+        system: DashboardSystem, admin: Any) -> None:
+    assert system.emulator is not None
+    async with httpx.AsyncClient() as client:  # the number exists at "Meta" (the emulator), with its token
+        registered = await client.post(system.emulator.url + "/_emulator/phones", json={
+            "phone_number_id": NEW_META_PHONE, "access_token": NEW_META_TOKEN, "waba_id": NEW_META_WABA})
+        assert registered.status_code < 300, registered.text
+    page = admin
+    await page.goto(system.url + "/dashboard/phones")
+    await page.wait_for_selector("#phone-cards [data-phone]")
+    await page.click("#add-phone summary")
+    await page.select_option("#new-phone-company", "beta")
+    await page.fill("#new-phone-index", "1")
+    await page.select_option("#new-phone-type", "meta_direct")
+    await page.fill("#new-phone-number-id", NEW_META_PHONE)
+    await page.fill("#new-phone-waba-id", NEW_META_WABA)
+    # A token that does not read the number: refused by the Graph API, nothing stored.
+    await page.fill("#new-phone-token", "not-the-token")
+    await page.click("#create-phone")
+    await page.wait_for_selector("#phone-error:not([hidden])")
+    refusal = await page.inner_text("#phone-error")
+    assert refusal and await system.db.fetchval(
+        "SELECT count(*) FROM phone_configs WHERE company_id = 'beta' AND phone_index = 1") == 0, refusal
+    await page.fill("#new-phone-token", NEW_META_TOKEN)
+    await page.click("#create-phone")
+    cloud = page.locator('#phone-cards [data-phone="beta:1"][data-kind="cloud"]')
+    await cloud.wait_for()
+    stored = await system.db.fetchrow("SELECT connection_type, meta_phone_number_id, meta_access_token_encrypted "
+                                      "FROM phone_configs WHERE company_id = 'beta' AND phone_index = 1")
+    assert stored["connection_type"] == "meta_direct" and stored["meta_phone_number_id"] == NEW_META_PHONE
+    assert NEW_META_TOKEN not in stored["meta_access_token_encrypted"]  # encrypted at rest
+    assert NEW_META_TOKEN not in await page.content()  # and never shown again
+    assert await page.input_value("#new-phone-token") == ""
+
+    # A WhatsApp-Web phone: stored, and its session starts (the card shows a QR code to scan).
+    await page.fill("#new-phone-index", "2")
+    await page.select_option("#new-phone-type", "wwebjs")
+    await page.click("#create-phone")
+    await base.wait_status(page, '[data-phone="beta:2"]', ("qr",), timeout=60_000)
+    await page.locator('[data-phone="beta:2"] img[data-qr]').wait_for()
+    # The same index again: the API's problem detail.
+    await page.click("#create-phone")
+    await page.wait_for_function("() => document.getElementById('phone-error').textContent.includes('exists')")
+
+    # Settings of the Cloud API phone: the number shown and per-chat order.
+    await cloud.locator("details.settings summary").click()
+    await cloud.locator('input[id="settings-beta-1-display"]').fill("+1 555-010-0100")
+    await cloud.locator('input[id="settings-beta-1-ordered"]').uncheck()
+    await cloud.locator("button.save-settings").click()
+    await page.wait_for_function("""() => document.querySelector('[data-phone="beta:1"]').textContent
+        .includes("+1 555-010-0100")""")
+    row = await system.db.fetchrow("SELECT display_phone_number, ordered_sends FROM phone_configs "
+                                   "WHERE company_id = 'beta' AND phone_index = 1")
+    assert row["display_phone_number"] == "+1 555-010-0100" and row["ordered_sends"] is False
+
+    # Remove the WhatsApp-Web phone (confirmed): its card and configuration are gone.
+    await page.click('[data-phone="beta:2"] button[data-action="remove"]')
+    await confirm_dialog(page, ok=True)
+    await page.locator('[data-phone="beta:2"]').wait_for(state="detached")
+    assert await system.db.fetchval(
+        "SELECT count(*) FROM phone_configs WHERE company_id = 'beta' AND phone_index = 2") == 0
+    await screenshot(page, "phones-add", into=system.workdir / "screenshots")
+
+    assert [a[:3] for a in await audited(system, "/dashboard/api/phones")][-3:] == [
+        ("/dashboard/api/phones", 201, "beta"), ("/dashboard/api/phones", 201, "beta"),
+        ("/dashboard/api/phones", 409, "beta")]
+    assert await audited(system, "/dashboard/api/phones/beta/1/settings") == [
+        ("/dashboard/api/phones/{company_id}/{phone_index}/settings", 200, "beta")]
+
+
+async def test_a_company_user_adds_phones_only_to_its_own_company(
+        system: DashboardSystem, browser: Any, axe_script: Path) -> None:
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                        bypass_csp=True)
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    try:
+        page = await context.new_page()
+        problems = watch_problems(page)
+        assert (await sign_in(page, system.url, system.keys["acme"])).status == 303
+        await page.goto(system.url + "/dashboard/phones")
+        await page.wait_for_selector("#phone-cards [data-phone]")
+        await page.click("#add-phone summary")
+        await page.select_option("#new-phone-type", "meta_direct")
+        assert await page.is_hidden("#new-phone-company-label")
+        await page.locator('[data-phone="acme:1"] details.settings summary').click()
+        widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1], widths
+        violations = await base.serious_violations(page, axe_script)
+        csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
+        headers = {"X-CSRF-Token": csrf or "", "Origin": system.url}
+        other = await page.request.post(f"{system.url}/dashboard/api/phones", headers=headers,
+                                        data={"companyId": "beta", "phoneIndex": 5, "connectionType": "wwebjs"})
+        assert other.status == 404
+        settings = await page.request.post(f"{system.url}/dashboard/api/phones/beta/1/settings", headers=headers,
+                                           data={"orderedSends": True})
+        assert settings.status == 404
+        assert await system.db.fetchval(
+            "SELECT count(*) FROM phone_configs WHERE company_id = 'beta' AND phone_index = 5") == 0
+        assert not problems, problems
+    finally:
+        await context.close()
+    assert not violations, violations

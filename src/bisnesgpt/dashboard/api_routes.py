@@ -32,6 +32,7 @@ from bisnesgpt.dashboard.accounts import account_routes
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operator
 from bisnesgpt.dashboard.confirm import Confirmed, require_confirmed
 from bisnesgpt.dashboard.live import LiveHub
+from bisnesgpt.dashboard.phone_admin import phone_admin_routes
 from bisnesgpt.dashboard.queue_types import (
     BulkRetried,
     Cleaned,
@@ -196,6 +197,7 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
     _process_routes(router, ctx)
     _queue_routes(router, queues)
     _phone_routes(router, ctx, phone_config)
+    phone_admin_routes(router, ctx, phone_config)
     _message_routes(router, ctx)
 
     @router.get("/live", summary="Live updates (Server-Sent Events)", response_class=StreamingResponse)

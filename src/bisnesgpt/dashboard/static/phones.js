@@ -38,7 +38,8 @@
       el("button", { dataset: { action: "pairing-code" }, onclick: async () => {
         const number = window.prompt("Phone number to link (international format, e.g. +60123456789)");
         if (number) await BG.act(path(phone, "/pairing-code"), { payload: { phoneNumber: number }, done: () => "pairing code requested" });
-      } }, "pairing code"));
+      } }, "pairing code"),
+      removeButton(phone));
   }
 
   function cloudActions(phone) {
@@ -49,9 +50,29 @@
         okLabel: "Resume", done: (r) => "sending resumed; " + r.released + " held message(s) released" }) }, "resume") : null,
       phone.connectionType === "360dialog" ? null : el("button", { dataset: { action: "verify" }, onclick: () => BG.act(path(phone, "/verify"), {
         done: (r) => "verified: quality " + (r.verification.qualityRating || "?") }) }, "verify"),
-      el("button", { class: "danger", dataset: { action: "remove" }, onclick: () => BG.act(path(phone, "/remove"), {
-        confirmText: "Remove phone " + phone.phoneIndex + " of " + phone.companyId + "? Its messages can no longer be sent.",
-        okLabel: "Remove", done: () => "phone removed" }) }, "remove"));
+      removeButton(phone));
+  }
+
+  function removeButton(phone) {
+    return el("button", { class: "danger", dataset: { action: "remove" }, onclick: () => BG.act(path(phone, "/remove"), {
+      confirmText: "Remove phone " + phone.phoneIndex + " of " + phone.companyId + "? Its messages can no longer be sent.",
+      okLabel: "Remove", done: () => "phone removed" }) }, "remove");
+  }
+
+  /* The phone's settings: the number shown and per-chat order, saved through the phone service. */
+  function settingsBlock(phone) {
+    const id = "settings-" + phone.companyId + "-" + phone.phoneIndex;
+    const display = el("input", { id: id + "-display", value: phone.displayNumber || "", size: 14, autocomplete: "off" });
+    const ordered = el("input", { id: id + "-ordered", type: "checkbox", checked: phone.orderedSends });
+    return el("details", { class: "settings", dataset: { settings: "1" } }, el("summary", {}, "Settings"),
+      el("form", { class: "filters", onsubmit: (event) => {
+        event.preventDefault();
+        BG.act(path(phone, "/settings"), { payload: { displayPhoneNumber: display.value.trim(), orderedSends: ordered.checked },
+          done: () => "settings saved" });
+      } },
+        el("label", { for: id + "-display" }, "Number shown", display),
+        el("label", { for: id + "-ordered", class: "check" }, ordered, "Messages to one chat leave in order"),
+        el("button", { type: "submit", class: "save-settings" }, "Save settings")));
   }
 
   /* What the badge says: a Cloud API phone is "connected" while its sends succeed, "paused until HH:MM". */
@@ -83,7 +104,8 @@
       el("dl", { class: "fields" }, rows.map(([label, value]) => el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value)))),
       phone.reason && phone.status !== "ready" ? el("p", { class: "small error" }, phone.reason) : null,
       phone.kind === "wwebjs" ? qrBlock(phone) : null,
-      phone.kind === "wwebjs" ? wwebjsActions(phone) : cloudActions(phone));
+      phone.kind === "wwebjs" ? wwebjsActions(phone) : cloudActions(phone),
+      settingsBlock(phone));
   }
 
   /* Worst first: broken, then paused, then waiting to be linked / unknown, then connected. */
@@ -128,6 +150,8 @@
     const data = await BG.api("/dashboard/api/phones?" + query);
     renderCounts(data.counts);
     if (companyFilter.unfilled()) { companyFilter.fill(data.companies); BG.preset(companySelect, "company"); }
+    const newCompany = document.getElementById("new-phone-company");
+    if (!newCompany.options.length) data.companies.forEach((c) => newCompany.append(el("option", { value: c.id }, c.name + " (" + c.id + ")")));
     lastPhones = data.phones;
     renderCards();
   };
@@ -139,8 +163,36 @@
     if (!node) return;
     BG.api(path(event, "")).then((phone) => {
       lastPhones = lastPhones.map((p) => (p.companyId === phone.companyId && p.phoneIndex === phone.phoneIndex ? phone : p));
-      node.replaceWith(card(phone));
+      if (node.contains(document.activeElement) && document.activeElement.matches("input, select")) return;  // being edited
+      const fresh = card(phone);
+      if (node.querySelector("details[open]")) fresh.querySelector("details").open = true;
+      node.replaceWith(fresh);
     }).catch(() => {});
+  });
+
+  const newCompany = document.getElementById("new-phone-company");
+  const newType = document.getElementById("new-phone-type");
+  const phoneError = document.getElementById("phone-error");
+  if (BG.kind !== "admin") document.getElementById("new-phone-company-label").hidden = true;
+  newType.addEventListener("change", () => { document.getElementById("new-phone-cloud").hidden = newType.value !== "meta_direct"; });
+  document.getElementById("new-phone").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = (id) => document.getElementById(id).value.trim() || null;
+    const cloud = newType.value === "meta_direct";
+    try {
+      const added = await BG.post("/dashboard/api/phones", {
+        companyId: BG.kind === "admin" ? newCompany.value : null, phoneIndex: Number(document.getElementById("new-phone-index").value),
+        connectionType: newType.value, displayPhoneNumber: value("new-phone-display"),
+        phoneNumberId: cloud ? value("new-phone-number-id") : null, wabaId: cloud ? value("new-phone-waba-id") : null,
+        accessToken: cloud ? value("new-phone-token") : null });
+      phoneError.hidden = true;
+      document.getElementById("new-phone-token").value = "";
+      BG.toast("phone " + added.phoneIndex + " of " + added.companyId + " added", "ok");
+      await BG.load();
+    } catch (error) {
+      phoneError.textContent = error.message;
+      phoneError.hidden = false;
+    }
   });
 
   companySelect.addEventListener("change", () => BG.load().catch((e) => BG.toast(e.message, "error")));
