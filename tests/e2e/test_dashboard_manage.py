@@ -20,7 +20,7 @@ import pytest
 from bisnesgpt.tenancy import store as tenancy
 from bisnesgpt.webhooks.signing import verify_signature
 from tests.e2e import test_dashboard_browser as base
-from tests.support.dashboard import ADMIN_KEY, CHROMIUM, DashboardSystem, screenshot
+from tests.support.dashboard import ADMIN_KEY, CHROMIUM, CONTACT, DashboardSystem, screenshot
 from tests.support.procs import free_port
 
 pytestmark = [
@@ -530,3 +530,40 @@ async def test_a_company_user_adds_phones_only_to_its_own_company(
     finally:
         await context.close()
     assert not violations, violations
+
+
+async def test_a_test_message_from_a_phone_card_shows_its_id_and_its_status_as_it_moves(
+        system: DashboardSystem, admin: Any) -> None:
+    page = admin
+    await page.goto(system.url + "/dashboard/phones")
+    card = page.locator('#phone-cards [data-phone="acme:1"]')
+    await card.locator("details.test-send summary").click()
+    await card.locator('input[id="test-acme-1-to"]').fill("+" + CONTACT)
+    await card.locator('input[id="test-acme-1-text"]').fill("dashboard test message")
+    await card.locator("button.send-test").click()
+    status = card.locator('[data-test-message="acme:1"]')
+    await status.locator("a.mono").wait_for()
+    message_id = await status.locator("a.mono").inner_text()
+    row = await system.db.fetchrow("SELECT source, content, phone_index FROM messages WHERE message_id = $1",
+                                   message_id)
+    assert row is not None and row["source"] == "dashboard" and row["content"] == "dashboard test message"
+    # Followed live: the Cloud API (the emulator) sends it, then reports it delivered and read.
+    await status.locator('.badge[data-status="read"]').wait_for(timeout=60_000)
+    assert await system.message_status(message_id) == "read"
+    await screenshot(page, "phones-test-message", into=system.workdir / "screenshots")
+
+    # A number outside the Cloud API's 24-hour window: the API's refusal, and nothing stored.
+    beta = page.locator('#phone-cards [data-phone="beta:1"]')
+    await beta.locator("details.test-send summary").click()
+    await beta.locator('input[id="test-beta-1-to"]').fill("+60111222333")
+    await beta.locator("button.send-test").click()
+    await page.wait_for_selector('#toast[data-kind="error"]:not([hidden])')
+    assert "template" in (await page.inner_text("#toast")).lower()
+    assert await system.db.fetchval("SELECT count(*) FROM messages WHERE company_id = 'beta' AND phone_index = 1") == 0
+    assert await audited(system, "/dashboard/api/phones/acme/1/test-message") == [
+        ("/dashboard/api/phones/{company_id}/{phone_index}/test-message", 202, "acme")]
+
+    # A company's user sends from its own phones only.
+    refused = await system.api("POST", "/dashboard/api/phones/beta/0/test-message", system.keys["acme"],
+                               json={"to": CONTACT, "text": "not mine"})
+    assert refused.status_code == 404

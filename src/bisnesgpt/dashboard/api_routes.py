@@ -47,12 +47,14 @@ from bisnesgpt.dashboard.queue_types import (
     Retried,
 )
 from bisnesgpt.dashboard.queues import QueueAdmin
+from bisnesgpt.dashboard.trial_send import trial_send_routes
 from bisnesgpt.dashboard.webhook_admin import webhook_routes
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
 from bisnesgpt.engines.wwebjs.store import CommandAction, CommandState
 from bisnesgpt.health.overview import fetch_overview
+from bisnesgpt.messaging.sending import SendService
 from bisnesgpt.phones.service import PhoneConfigService
 from bisnesgpt.processes.context import ProcessContext
 
@@ -177,7 +179,8 @@ def _command_answer(command: SessionCommand) -> SessionCommandState:
             else "done"}
 
 
-def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigService, queues: QueueAdmin) -> APIRouter:
+def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigService, queues: QueueAdmin,
+              sender: SendService) -> APIRouter:
     """``/dashboard/api/…``: what the pages read, the operator actions and the live stream."""
     router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
@@ -198,6 +201,7 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
     _queue_routes(router, queues)
     _phone_routes(router, ctx, phone_config)
     phone_admin_routes(router, ctx, phone_config)
+    trial_send_routes(router, sender)
     _message_routes(router, ctx)
 
     @router.get("/live", summary="Live updates (Server-Sent Events)", response_class=StreamingResponse)

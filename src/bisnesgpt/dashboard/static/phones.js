@@ -75,6 +75,49 @@
         el("button", { type: "submit", class: "save-settings" }, "Save settings")));
   }
 
+  /* A test message from this phone: sent like any message, then followed by its id until it is
+     final (read or failed, at most two minutes); the last one stays shown when the card re-renders. */
+  const tests = {};
+  const FINAL = ["read", "failed"];
+  function testBlock(phone) {
+    const key = phone.companyId + ":" + phone.phoneIndex;
+    const id = "test-" + phone.companyId + "-" + phone.phoneIndex;
+    const to = el("input", { id: id + "-to", size: 14, autocomplete: "off", inputmode: "tel", placeholder: "+60123456789" });
+    const text = el("input", { id: id + "-text", size: 18, autocomplete: "off", value: "Test from the dashboard" });
+    const last = tests[key];
+    return el("details", { class: "test-send", open: last ? true : null }, el("summary", {}, "Send a test message"),
+      el("form", { class: "filters", onsubmit: async (event) => {
+        event.preventDefault();
+        const result = await BG.act(path(phone, "/test-message"), { payload: { to: to.value.trim(), text: text.value },
+          done: (r) => "test message accepted: " + r.messageId });
+        if (result) follow(phone, result.messageId);
+      } },
+        el("label", { for: id + "-to" }, "To", to), el("label", { for: id + "-text" }, "Text", text),
+        el("button", { type: "submit", class: "send-test" }, "Send")),
+      el("p", { class: "small", role: "status", dataset: { testMessage: key } }, last ? testLine(last) : ""));
+  }
+  function testLine(test) {
+    return el("span", {}, "Message ", el("a", { class: "mono", href: "/dashboard/messages?company=" + encodeURIComponent(test.companyId)
+      + "&id=" + encodeURIComponent(test.messageId) }, test.messageId), ": ",
+      el("span", { dataset: { status: test.status } }, badge(test.status, test.status)), test.error ? el("span", { class: "error" }, " " + test.error) : null);
+  }
+  async function follow(phone, messageId) {
+    const key = phone.companyId + ":" + phone.phoneIndex;
+    const test = tests[key] = { companyId: phone.companyId, messageId, status: "queued", error: null };
+    const started = Date.now();
+    while (tests[key] === test && Date.now() - started < 120000) {
+      const node = cardsBox.querySelector(`[data-test-message="${CSS.escape(key)}"]`);
+      if (node) { node.replaceChildren(testLine(test)); node.closest("details").open = true; }
+      if (FINAL.includes(test.status)) return;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      try {
+        const m = await BG.api("/dashboard/api/messages/" + encodeURIComponent(phone.companyId) + "/" + encodeURIComponent(messageId));
+        test.status = m.status;
+        test.error = m.error && m.error.code ? m.error.code + (m.error.title ? ": " + m.error.title : "") : null;
+      } catch (_) { /* the next tick tries again */ }
+    }
+  }
+
   /* What the badge says: a Cloud API phone is "connected" while its sends succeed, "paused until HH:MM". */
   function statusText(phone) {
     if (phone.status === "paused" && phone.pausedUntil) {
@@ -105,7 +148,7 @@
       phone.reason && phone.status !== "ready" ? el("p", { class: "small error" }, phone.reason) : null,
       phone.kind === "wwebjs" ? qrBlock(phone) : null,
       phone.kind === "wwebjs" ? wwebjsActions(phone) : cloudActions(phone),
-      settingsBlock(phone));
+      testBlock(phone), settingsBlock(phone));
   }
 
   /* Worst first: broken, then paused, then waiting to be linked / unknown, then connected. */
@@ -165,7 +208,7 @@
       lastPhones = lastPhones.map((p) => (p.companyId === phone.companyId && p.phoneIndex === phone.phoneIndex ? phone : p));
       if (node.contains(document.activeElement) && document.activeElement.matches("input, select")) return;  // being edited
       const fresh = card(phone);
-      if (node.querySelector("details[open]")) fresh.querySelector("details").open = true;
+      node.querySelectorAll("details").forEach((d, i) => { if (d.open) fresh.querySelectorAll("details")[i].open = true; });
       node.replaceWith(fresh);
     }).catch(() => {});
   });
