@@ -567,3 +567,39 @@ async def test_a_test_message_from_a_phone_card_shows_its_id_and_its_status_as_i
     refused = await system.api("POST", "/dashboard/api/phones/beta/0/test-message", system.keys["acme"],
                                json={"to": CONTACT, "text": "not mine"})
     assert refused.status_code == 404
+
+
+async def test_after_a_logout_the_card_offers_start_with_a_new_qr_and_a_live_restart_asks_first(
+        system: DashboardSystem, admin: Any) -> None:
+    page = admin
+    await page.goto(system.url + "/dashboard/phones")
+    card = page.locator('#phone-cards [data-phone="acme:0"]')
+    await base.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
+    # Nothing is linked yet: logging out could not do anything.
+    assert await card.locator('button[data-action="logout"]').is_disabled()
+    assert system.sandbox is not None
+    code, out = await system.cli("sandbox", "wweb", "scan", "acme", "0", "--url", system.sandbox.url)
+    assert code == 0, out
+    await base.wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)
+    assert await card.locator('button[data-action="start"]').is_disabled()  # connected: nothing to start
+
+    # Restarting the connected session asks first; cancelled, it stays connected.
+    await card.locator('button[data-action="restart"]').click()
+    await confirm_dialog(page, ok=False)
+    assert await system.db.fetchval("SELECT count(*) FROM wwebjs_session_commands WHERE company_id = 'acme' "
+                                    "AND phone_index = 0 AND action = 'restart'") == 0
+
+    await card.locator('button[data-action="logout"]').click()
+    await confirm_dialog(page, ok=True)
+    await base.wait_status(page, '[data-phone="acme:0"]', ("disconnected",), timeout=60_000)
+    start = card.locator('button[data-action="start"]')
+    await page.wait_for_function("""() => { const b = document.querySelector('[data-phone="acme:0"] '
+        + 'button[data-action="start"]'); return b && b.textContent === "start (new QR)" && !b.disabled; }""")
+    for action in ("restart", "stop", "logout"):
+        assert await card.locator(f'button[data-action="{action}"]').is_disabled(), action
+    await screenshot(page, "phones-logged-out", into=system.workdir / "screenshots")
+    await start.click()
+    await base.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
+    await card.locator("img[data-qr]").wait_for()
+    assert await system.db.fetchval("SELECT desired_state FROM wwebjs_sessions WHERE company_id = 'acme' "
+                                    "AND phone_index = 0") == "running"

@@ -1,3 +1,23 @@
+  /* A session changed: update its card in place (status, QR, pairing code). The card is looked up
+     when the answer arrives (a reload may have replaced it meanwhile), and only the latest read
+     of a phone is applied (answers can arrive out of order). A card being edited is left alone. */
+  const reads = {};
+  BG.on("session", (event) => {
+    const key = event.companyId + ":" + event.phoneIndex;
+    const selector = `[data-phone="${CSS.escape(key)}"]`;
+    if (!cardsBox.querySelector(selector)) return;
+    const mine = reads[key] = (reads[key] || 0) + 1;
+    listing.then(() => BG.api(path(event, ""))).then((phone) => {
+      if (reads[key] !== mine) return;
+      lastPhones = lastPhones.map((p) => (p.companyId === phone.companyId && p.phoneIndex === phone.phoneIndex ? phone : p));
+      const node = cardsBox.querySelector(selector);
+      if (!node || (node.contains(document.activeElement) && document.activeElement.matches("input, select"))) return;
+      const fresh = card(phone);
+      node.querySelectorAll("details").forEach((d, i) => { if (d.open) fresh.querySelectorAll("details")[i].open = true; });
+      node.replaceWith(fresh);
+    }).catch(() => {});
+  });
+
 /* Phones & sessions: counts, a card per phone; live QR / pairing code; session and Cloud API actions. */
 "use strict";
 
@@ -27,14 +47,28 @@
     return null;
   }
 
+  /* A session's actions, as far as they can do something now: after a logout (unlinked, stopped)
+     the way back is "start (new QR)"; restarting a live session asks first; stop, logout and
+     restart are disabled when there is nothing to stop, unlink or restart. */
   function wwebjsActions(phone) {
-    const act = (action, confirmText) => el("button", { dataset: { action }, class: action === "logout" ? "danger" : "",
+    const name = phone.companyId + " phone " + phone.phoneIndex;
+    const live = phone.status === "ready" || phone.status === "authenticated";
+    const stopped = phone.desiredState === "stopped";
+    const loggedOut = stopped && !phone.paired && phone.status === "disconnected";
+    const act = (action, { label, confirmText, disabled, why } = {}) => el("button", {
+      dataset: { action }, class: action === "logout" ? "danger" : (label && label !== action ? "primary" : ""),
+      disabled: disabled || null, title: disabled ? why : null,
       onclick: () => BG.act(path(phone, "/session/" + action), { confirmText, okLabel: action,
-        done: (r) => action + ": " + (r.state === "pending" ? "queued" : "done") }) }, action);
+        done: (r) => action + ": " + (r.state === "pending" ? "queued" : "done") }) }, label || action);
     return el("div", { class: "actions" },
-      act("start"), act("restart"),
-      act("stop", "Stop the session of " + phone.companyId + " phone " + phone.phoneIndex + "? It stays stopped until started."),
-      act("logout", "Log out " + phone.companyId + " phone " + phone.phoneIndex + "? The device is unlinked; it needs a new QR scan."),
+      act("start", { label: loggedOut ? "start (new QR)" : "start", disabled: phone.status === "ready",
+                     why: "the session is connected" }),
+      act("restart", { confirmText: live ? "Restart the connected session of " + name + "? It reconnects; messages wait meanwhile." : null,
+                       disabled: loggedOut, why: "logged out: start it to link the device again with a new QR code" }),
+      act("stop", { confirmText: "Stop the session of " + name + "? It stays stopped until started.",
+                    disabled: stopped && phone.status === "disconnected", why: "the session is stopped" }),
+      act("logout", { confirmText: "Log out " + name + "? The device is unlinked; it needs a new QR scan.",
+                      disabled: !phone.paired, why: "no device is linked" }),
       el("button", { dataset: { action: "pairing-code" }, onclick: async () => {
         const number = window.prompt("Phone number to link (international format, e.g. +60123456789)");
         if (number) await BG.act(path(phone, "/pairing-code"), { payload: { phoneNumber: number }, done: () => "pairing code requested" });
@@ -184,7 +218,16 @@
       : [el("p", { class: "muted" }, lastPhones.length ? "No phones match this tile." : "No phones configured" + (companySelect.value ? " for this company." : "."))]));
   }
 
-  BG.load = async function () {
+  /* A session event read while the list is being (re)read waits for it: the list's answer may be
+     older than the event and would otherwise overwrite the card with the earlier status. */
+  let listing = Promise.resolve();
+  BG.load = function () {
+    const read = loadList();
+    listing = read.catch(() => {});
+    return read;
+  };
+
+  async function loadList() {
     const query = new URLSearchParams();
     // Before the company list is filled, the page's ?company= (a link from the attention strip) applies.
     const company = companySelect.value || (companyFilter.unfilled() ? BG.params.get("company") : null);
@@ -197,7 +240,7 @@
     if (!newCompany.options.length) data.companies.forEach((c) => newCompany.append(el("option", { value: c.id }, c.name + " (" + c.id + ")")));
     lastPhones = data.phones;
     renderCards();
-  };
+  }
 
   /* A session changed: update its card in place (status, QR, pairing code); unknown cards reload the list. */
   BG.on("session", (event) => {
