@@ -39,10 +39,13 @@ LIVE_TIMEOUT_MS = base.LIVE_TIMEOUT_MS
 
 
 def watch_problems(page: Any) -> list[str]:
-    """Script errors and server errors the page meets (4xx answers are the tests' own business)."""
+    """Script errors, logged errors and server errors the page meets (4xx answers are the tests' own business)."""
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
     page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    # Errors a page script logs (a live-update handler that throws is caught and logged, not raised).
+    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" and not any(
+        expected in m.text for expected in ("Failed to load resource", "net::ERR_FAILED")) else None)
     return problems
 
 

@@ -1,23 +1,3 @@
-  /* A session changed: update its card in place (status, QR, pairing code). The card is looked up
-     when the answer arrives (a reload may have replaced it meanwhile), and only the latest read
-     of a phone is applied (answers can arrive out of order). A card being edited is left alone. */
-  const reads = {};
-  BG.on("session", (event) => {
-    const key = event.companyId + ":" + event.phoneIndex;
-    const selector = `[data-phone="${CSS.escape(key)}"]`;
-    if (!cardsBox.querySelector(selector)) return;
-    const mine = reads[key] = (reads[key] || 0) + 1;
-    listing.then(() => BG.api(path(event, ""))).then((phone) => {
-      if (reads[key] !== mine) return;
-      lastPhones = lastPhones.map((p) => (p.companyId === phone.companyId && p.phoneIndex === phone.phoneIndex ? phone : p));
-      const node = cardsBox.querySelector(selector);
-      if (!node || (node.contains(document.activeElement) && document.activeElement.matches("input, select"))) return;
-      const fresh = card(phone);
-      node.querySelectorAll("details").forEach((d, i) => { if (d.open) fresh.querySelectorAll("details")[i].open = true; });
-      node.replaceWith(fresh);
-    }).catch(() => {});
-  });
-
 /* Phones & sessions: counts, a card per phone; live QR / pairing code; session and Cloud API actions. */
 "use strict";
 
@@ -242,14 +222,20 @@
     renderCards();
   }
 
-  /* A session changed: update its card in place (status, QR, pairing code); unknown cards reload the list. */
+  /* A session changed: update its card in place (status, QR, pairing code). The card is looked up
+     when the answer arrives (a reload may have replaced it meanwhile), and only the latest read
+     of a phone is applied (answers can arrive out of order). A card being edited is left alone. */
+  const reads = {};
   BG.on("session", (event) => {
     const key = event.companyId + ":" + event.phoneIndex;
-    const node = cardsBox.querySelector(`[data-phone="${CSS.escape(key)}"]`);
-    if (!node) return;
-    BG.api(path(event, "")).then((phone) => {
+    const selector = `[data-phone="${CSS.escape(key)}"]`;
+    if (!cardsBox.querySelector(selector)) return;
+    const mine = reads[key] = (reads[key] || 0) + 1;
+    listing.then(() => BG.api(path(event, ""))).then((phone) => {
+      if (reads[key] !== mine) return;
       lastPhones = lastPhones.map((p) => (p.companyId === phone.companyId && p.phoneIndex === phone.phoneIndex ? phone : p));
-      if (node.contains(document.activeElement) && document.activeElement.matches("input, select")) return;  // being edited
+      const node = cardsBox.querySelector(selector);
+      if (!node || (node.contains(document.activeElement) && document.activeElement.matches("input, select"))) return;
       const fresh = card(phone);
       node.querySelectorAll("details").forEach((d, i) => { if (d.open) fresh.querySelectorAll("details")[i].open = true; });
       node.replaceWith(fresh);
