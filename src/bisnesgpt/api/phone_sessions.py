@@ -77,7 +77,7 @@ class PhoneSession:
             desired_state=row["desired_state"] or "running", breaker_tripped_at=row["breaker_tripped_at"],
             breaker_reason=row["breaker_reason"], last_ready_at=row["last_ready_at"], paired=bool(row["paired"]),
             owner=row["owner"], reason=live.reason, paused_until=live.paused_until,
-            last_activity=row["last_activity"], ordered_sends=bool(row["ordered_sends"]),
+            last_activity=row["last_activity"], ordered_sends=bool(row.get("ordered_sends", True)),
         )
 
     @property

@@ -28,20 +28,20 @@ Who = Annotated[Caller, Depends(dashboard_caller)]
 EndpointId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-class EndpointList(TypedDict):
+class WebhookEndpoints(TypedDict):
     """The endpoints the caller may see, with their failure notice if disabled."""
 
     endpoints: list[EndpointView]
 
 
-class CreatedEndpoint(TypedDict):
+class AddedEndpoint(TypedDict):
     """A new endpoint and its signing secret, shown this once."""
 
     endpoint: EndpointView
     secret: str
 
 
-class EndpointRemoved(TypedDict):
+class WebhookRemoved(TypedDict):
     """An endpoint deleted with its delivery log."""
 
     removed: bool
@@ -69,12 +69,12 @@ def webhook_routes(router: APIRouter, ctx: ProcessContext) -> None:
 
     @router.get("/webhooks", summary="Tenant webhook endpoints, with their health and failure notice")
     async def endpoint_list(who: Who, company: Annotated[str | None, Query(
-            pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None) -> EndpointList:
+            pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None) -> WebhookEndpoints:
         scope = who.principal.company_scope(company)
         return {"endpoints": [view(e) for e in await service.list_endpoints(scope)]}
 
     @router.post("/webhooks", status_code=201, summary="Add a webhook endpoint (its signing secret is shown once)")
-    async def endpoint_create(who: Who, body: NewEndpoint) -> CreatedEndpoint:
+    async def endpoint_create(who: Who, body: NewEndpoint) -> AddedEndpoint:
         company_id = who.principal.company_required(body.companyId)
         created = await service.create(company_id, url=body.url, events=list(body.events or []),
                                        description=body.description)
@@ -98,7 +98,7 @@ def webhook_routes(router: APIRouter, ctx: ProcessContext) -> None:
         return view(record)
 
     @router.post("/webhooks/{endpoint_id}/remove", summary="Remove an endpoint and its delivery log")
-    async def endpoint_remove(who: Who, endpoint_id: EndpointId, body: Confirmed | None = None) -> EndpointRemoved:
+    async def endpoint_remove(who: Who, endpoint_id: EndpointId, body: Confirmed | None = None) -> WebhookRemoved:
         require_confirmed(body)
         await service.delete(endpoint_id, who.principal.company_scope(None))
         await ctx.events.record("dashboard.webhook.remove", {"endpointId": endpoint_id, "by": who.label}, "warning")
