@@ -59,6 +59,8 @@ class PhoneSession:
     paused_until: datetime | None = None
     # The phone's last message in or out (None: none yet).
     last_activity: datetime | None = None
+    # Messages to one chat leave in acceptance order (the phone's ``ordered_sends``).
+    ordered_sends: bool = True
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> PhoneSession:
@@ -75,7 +77,7 @@ class PhoneSession:
             desired_state=row["desired_state"] or "running", breaker_tripped_at=row["breaker_tripped_at"],
             breaker_reason=row["breaker_reason"], last_ready_at=row["last_ready_at"], paired=bool(row["paired"]),
             owner=row["owner"], reason=live.reason, paused_until=live.paused_until,
-            last_activity=row["last_activity"],
+            last_activity=row["last_activity"], ordered_sends=bool(row.get("ordered_sends", True)),
         )
 
     @property

@@ -1,4 +1,4 @@
-"""``bisnesgpt companies add|list|quota|antiban`` and ``bisnesgpt keys create|list|revoke``.
+"""``bisnesgpt companies add|list|quota|antiban|disable|enable`` and ``bisnesgpt keys create|list|revoke``.
 
 API keys are stored as SHA-256 only: ``keys create`` prints the key once and never again.
 A company key may be limited to scopes (``--scope``) and phones (``--phone``); any key may
@@ -21,7 +21,7 @@ from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.antiban_settings import AntiBanOverrides
 from bisnesgpt.tenancy import store
-from bisnesgpt.tenancy.store import SCOPES, ApiKey, Company, KeyLimits, Scope, SendQuota
+from bisnesgpt.tenancy.store import SCOPES, ApiKey, Company, CompanyStatus, KeyLimits, Scope, SendQuota
 
 companies_app = command_group(help="Companies (tenants).")
 keys_app = command_group(help="API keys: company keys and operator (admin) keys.")
@@ -140,6 +140,29 @@ def companies_antiban(
     console.print(f"company {company_id} anti-ban defaults: {antiban.describe(run_with_database(apply))}")
 
 
+def _set_status(company_id: str, status: CompanyStatus) -> None:
+    async def apply(db: Database, settings: Settings) -> Company:
+        async with db.connection() as conn:
+            company = await store.set_company_status(conn, company_id, status)
+        await _announce_key_change(settings, db.dsn, {"companyId": company_id, "origin": "cli"})
+        return company
+
+    company = run_with_database(apply)
+    console.print(f"company {company.id} is {company.status}")
+
+
+@companies_app.command("disable")
+def companies_disable(company_id: str = typer.Argument(..., help="The company")) -> None:
+    """Disable a company: its keys (and dashboard sign-ins) are refused until it is enabled again."""
+    _set_status(company_id, "disabled")
+
+
+@companies_app.command("enable")
+def companies_enable(company_id: str = typer.Argument(..., help="The company")) -> None:
+    """Enable a disabled company again."""
+    _set_status(company_id, "active")
+
+
 @keys_app.command("create")
 def keys_create(
     company_id: str | None = typer.Argument(None, help=f"{COMPANY_HELP}: the key's company (omit with --admin)"),
@@ -210,13 +233,13 @@ def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (see `keys 
     async def revoke(db: Database, settings: Settings) -> None:
         async with db.connection() as conn:
             await store.revoke_api_key(conn, key_id)
-        await _announce_revocation(settings, db.dsn, key_id)
+        await _announce_key_change(settings, db.dsn, {"keyId": key_id, "origin": "cli"})
 
     run_with_database(revoke)
     console.print(f"key {key_id} revoked")
 
 
-async def _announce_revocation(settings: Settings, database_url: str, key_id: int) -> None:
+async def _announce_key_change(settings: Settings, database_url: str, what: dict[str, object]) -> None:
     """Tell the running processes to forget the keys they cached (best effort; else API_KEY_CACHE_SECONDS)."""
     from bisnesgpt.coordination.channels import API_KEYS_CHANGED, deployment_namespace, publish
     from bisnesgpt.infra.redis import redis_client
@@ -228,10 +251,10 @@ async def _announce_revocation(settings: Settings, database_url: str, key_id: in
         client = redis_client(url, name="bisnesgpt:cli")
         try:
             namespace = deployment_namespace(settings.redis_namespace, database_url, url)
-            delivered = await publish(client, API_KEYS_CHANGED, {"keyId": key_id, "origin": "cli"},
+            delivered = await publish(client, API_KEYS_CHANGED, what,
                                       namespace=namespace)
         finally:
             await client.aclose()
     if not delivered:
-        err_console.print(f"note: Redis not reachable; running APIs refuse the key within "
+        err_console.print(f"note: Redis not reachable; running APIs see the change within "
                           f"API_KEY_CACHE_SECONDS ({settings.api_key_cache_seconds:g} s)")

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from typing_extensions import TypedDict
 
 from bisnesgpt.api.auth import PrincipalKind
@@ -28,8 +28,11 @@ from bisnesgpt.api.session_commands import (
 )
 from bisnesgpt.core.errors import Conflict, NotFound, ServiceUnavailable
 from bisnesgpt.dashboard import attention, charts, messages, phones
+from bisnesgpt.dashboard.accounts import account_routes
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operator
+from bisnesgpt.dashboard.confirm import Confirmed, require_confirmed
 from bisnesgpt.dashboard.live import LiveHub
+from bisnesgpt.dashboard.phone_admin import phone_admin_routes
 from bisnesgpt.dashboard.queue_types import (
     BulkRetried,
     Cleaned,
@@ -44,11 +47,14 @@ from bisnesgpt.dashboard.queue_types import (
     Retried,
 )
 from bisnesgpt.dashboard.queues import QueueAdmin
+from bisnesgpt.dashboard.trial_send import trial_send_routes
+from bisnesgpt.dashboard.webhook_admin import webhook_routes
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
 from bisnesgpt.engines.wwebjs.store import CommandAction, CommandState
 from bisnesgpt.health.overview import fetch_overview
+from bisnesgpt.messaging.sending import SendService
 from bisnesgpt.phones.service import PhoneConfigService
 from bisnesgpt.processes.context import ProcessContext
 
@@ -68,13 +74,6 @@ PAIRING_WAIT_S = 20.0
 
 Who = Annotated[Caller, Depends(dashboard_caller)]
 Operator = Annotated[Caller, Depends(dashboard_operator)]
-
-
-class Confirmed(BaseModel):
-    """Body of a destructive action: the page's confirmation dialog sets it."""
-
-    model_config = ConfigDict(extra="forbid")
-    confirm: bool = Field(description="true: the operator confirmed this action")
 
 
 class RetryFailed(Confirmed):
@@ -158,11 +157,6 @@ class SessionCommandState(TypedDict):
     detail: str
 
 
-def _confirmed(body: Confirmed | None) -> None:
-    if body is None or not body.confirm:
-        raise Conflict("confirm the action: send {\"confirm\": true}")
-
-
 async def overview_snapshot(ctx: ProcessContext) -> dict[str, object]:
     """Every process as ``/health/all`` judges it, and which api process answered."""
     overview = await fetch_overview(ctx.db, ctx.settings, legacy=ctx.role == "legacy")
@@ -185,7 +179,8 @@ def _command_answer(command: SessionCommand) -> SessionCommandState:
             else "done"}
 
 
-def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigService, queues: QueueAdmin) -> APIRouter:
+def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigService, queues: QueueAdmin,
+              sender: SendService) -> APIRouter:
     """``/dashboard/api/…``: what the pages read, the operator actions and the live stream."""
     router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
@@ -200,9 +195,13 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
         return await attention.attention(ctx, who.principal.company_scope(company),
                                          paused_queues=await queues.paused_queues())
 
+    account_routes(router, ctx)
+    webhook_routes(router, ctx)
     _process_routes(router, ctx)
     _queue_routes(router, queues)
     _phone_routes(router, ctx, phone_config)
+    phone_admin_routes(router, ctx, phone_config)
+    trial_send_routes(router, sender)
     _message_routes(router, ctx)
 
     @router.get("/live", summary="Live updates (Server-Sent Events)", response_class=StreamingResponse)
@@ -262,7 +261,7 @@ def _queue_routes(router: APIRouter, queues: QueueAdmin) -> None:
     @router.post("/queues/{queue}/retry-failed", name="retry_failed", response_model=BulkRetried,
                  summary="Retry every failed job (up to 1000 per call), or those of a company / phone / error code")
     async def retry_failed(who: Operator, queue: QueueName, body: RetryFailed | None = None) -> BulkRetried:
-        _confirmed(body)
+        require_confirmed(body)
         assert body is not None
         return await queues.retry_all_failed(queue, who.label,
                                              JobFilter(body.companyId, body.phoneIndex, body.errorCode))
@@ -291,7 +290,7 @@ def _queue_routes(router: APIRouter, queues: QueueAdmin) -> None:
 
 def _add_job_action(router: APIRouter, verb: str, summary: str, answer: type[object], act: JobAction) -> None:
     async def endpoint(who: Operator, queue: QueueName, job_id: JobId, body: Confirmed | None = None) -> object:
-        _confirmed(body)
+        require_confirmed(body)
         return await act(queue, job_id, who.label)
 
     router.add_api_route(f"/queues/{{queue}}/jobs/{{job_id}}/{verb}", endpoint, methods=["POST"], name=verb,
@@ -301,7 +300,7 @@ def _add_job_action(router: APIRouter, verb: str, summary: str, answer: type[obj
 def _add_queue_action(router: APIRouter, path: str, name: str, summary: str, answer: type[object],
                       act: QueueAction) -> None:
     async def endpoint(who: Operator, queue: QueueName, body: Confirmed | None = None) -> object:
-        _confirmed(body)
+        require_confirmed(body)
         return await act(queue, who.label)
 
     router.add_api_route(f"/queues/{{queue}}/{path}", endpoint, methods=["POST"], name=name, summary=summary,
@@ -355,7 +354,7 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
     async def session_action(who: Who, company_id: CompanyId, phone_index: PhoneIndex, action: SessionAction,
                              body: Confirmed | None = None) -> SessionCommandState:
         if action in ("stop", "logout"):
-            _confirmed(body)
+            require_confirmed(body)
         key = await wwebjs_phone(who, company_id, phone_index)
         return await command(who, key, action, {}, COMMAND_WAIT_S)
 
@@ -377,14 +376,14 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
                  summary="End a Cloud API phone's sending pause (after 368 / 131031) and release its held messages")
     async def resume_phone(who: Who, company_id: CompanyId, phone_index: PhoneIndex,
                            body: Confirmed | None = None) -> phones.Resumed:
-        _confirmed(body)
+        require_confirmed(body)
         who.principal.require_company(company_id, "phone")
         return await phones.resume_cloud_phone(ctx, company_id, phone_index, by=who.label)
 
     @router.post("/phones/{company_id}/{phone_index}/remove", summary="Remove a phone's configuration")
     async def remove_phone(who: Who, company_id: CompanyId, phone_index: PhoneIndex,
                            body: Confirmed | None = None) -> PhoneRemoved:
-        _confirmed(body)
+        require_confirmed(body)
         who.principal.require_company(company_id, "phone")
         await phone_config.remove(company_id, phone_index)
         await ctx.events.record("dashboard.phone.remove", {

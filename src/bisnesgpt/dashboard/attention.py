@@ -125,7 +125,7 @@ async def attention(ctx: ProcessContext, company_id: str | None, *, paused_queue
                       "title": title,
                       "detail": f"endpoint {row['id']}: " + (row["disabled_reason"] or "deliveries are being retried"),
                       "since": iso(row["failing_since"] or row["disabled_at"]),
-                      # Endpoints are managed through the API (PATCH / DELETE /api/v1/webhooks/{id}).
-                      "link": "/docs#/webhooks"})
+                      # The webhooks page tests, re-enables or removes it.
+                      "link": f"/dashboard/webhooks?company={row['company_id']}#webhook-{row['id']}"})
     items.sort(key=lambda i: (i["severity"] != "error", i["since"] or ""))
     return {"status": "attention" if items else "ok", "items": items}

@@ -20,6 +20,7 @@ from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.pages import build_pages
 from bisnesgpt.dashboard.queues import QueueAdmin
 from bisnesgpt.dashboard.rollup import LEASE_NAME, MetricsRollup
+from bisnesgpt.dashboard.trial_send import send_service
 from bisnesgpt.engines.meta.claims import CloudApiClaims
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.router import announce_change
@@ -46,7 +47,8 @@ class DashboardComponent(Component, HealthReporter):
         self.rollup = MetricsRollup(ctx.db, ctx.process_name)
         self.rollup_loop = LeasedLoop(ctx.db, LEASE_NAME, ctx.holder, ctx.settings.dashboard_rollup_interval_ms / 1000,
                                       self._roll_up)
-        self._routers = (build_pages(ctx), build_api(ctx, self.hub, self.phones, self.queues))
+        self.sender = send_service(ctx)
+        self._routers = (build_pages(ctx), build_api(ctx, self.hub, self.phones, self.queues, self.sender))
 
     async def _overview(self) -> dict[str, object]:
         return await overview_snapshot(self.ctx)

@@ -40,6 +40,8 @@ PAGES: dict[str, tuple[str, bool]] = {
     "queues": ("Queues", True),
     "phones": ("Phones & sessions", False),
     "messages": ("Messages", False),
+    "webhooks": ("Webhooks", False),
+    "companies": ("Companies & keys", False),
 }
 # Pages load only their own scripts, styles and images (QR codes included): no inline
 # script, no framing (clickjacking), forms post only here.

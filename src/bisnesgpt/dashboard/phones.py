@@ -78,6 +78,7 @@ class PhoneCard(TypedDict):
     pausedUntil: str | None
     reason: JsonValue
     metadata: JsonObject
+    orderedSends: bool
     qrAvailable: NotRequired[bool]
     pairingCode: NotRequired[JsonValue]
     desiredState: NotRequired[DesiredState]
@@ -133,7 +134,7 @@ def phone_card(phone: PhoneSession) -> PhoneCard:
         # Last seen: the phone's last message in or out, not when its status was last written.
         "lastSeen": iso(phone.last_activity), "statusUpdatedAt": iso(phone.status_updated_at),
         "pausedUntil": iso(phone.paused_until), "reason": phone.reason,
-        "metadata": metadata,
+        "metadata": metadata, "orderedSends": phone.ordered_sends,
     }
     if phone.is_wwebjs:
         card["qrAvailable"] = phone.qr_available

@@ -54,3 +54,13 @@ RETURNING send_quota_per_minute, send_quota_per_day
 -- Of the key ids $1, those still valid: not revoked and, for a company key, its company active.
 SELECT k.id FROM api_keys k LEFT JOIN companies c ON c.id = k.company_id
 WHERE k.id = ANY($1::bigint[]) AND k.revoked_at IS NULL AND (k.role = 'admin' OR c.status = 'active')
+
+-- set_company_status --
+-- Enable or disable a company ($2 'active' | 'disabled'); a disabled company's keys are refused.
+UPDATE companies SET status = $2 WHERE id = $1 RETURNING id, name, status, created_at
+
+-- get_api_key --
+-- One key (revoked ones too) by id.
+SELECT id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at, scopes, phone_indexes,
+       expires_at
+FROM api_keys WHERE id = $1

@@ -136,6 +136,15 @@ async def get_company(conn: asyncpg.Connection, company_id: str) -> Company:
     return Company.from_row(row)
 
 
+async def set_company_status(conn: asyncpg.Connection, company_id: str, status: CompanyStatus) -> Company:
+    """Enable (``active``) or disable a company; its keys are refused while it is disabled. NotFound for
+    an unknown company."""
+    row = await conn.fetchrow(SQL.set_company_status, company_id, status)
+    if row is None:
+        raise NotFound(f"company {company_id!r} not found")
+    return Company.from_row(row)
+
+
 async def create_api_key(conn: asyncpg.Connection, *, company_id: str | None, name: str = "",
                          limits: KeyLimits | None = None) -> tuple[ApiKey, str]:
     """Create a key; returns (record, plaintext key). company_id None = operator (admin) key.
@@ -156,6 +165,14 @@ async def create_api_key(conn: asyncpg.Connection, *, company_id: str | None, na
 async def list_api_keys(conn: asyncpg.Connection, company_id: str | None = None) -> list[ApiKey]:
     """Every key, revoked ones too (or one company's), by id."""
     return [ApiKey.from_row(r) for r in await conn.fetch(SQL.list_api_keys, company_id)]
+
+
+async def get_api_key(conn: asyncpg.Connection, key_id: int) -> ApiKey:
+    """One key, revoked or not; NotFound when there is none with this id."""
+    row = await conn.fetchrow(SQL.get_api_key, key_id)
+    if row is None:
+        raise NotFound(f"no API key with id {key_id}")
+    return ApiKey.from_row(row)
 
 
 async def revoke_api_key(conn: asyncpg.Connection, key_id: int) -> None:

@@ -11,7 +11,9 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NotRequired, TypedDict
+from typing import NotRequired
+
+from typing_extensions import TypedDict
 
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import SecretBox

@@ -16,7 +16,7 @@
   /* Focus stays on the acted-on element: the page re-renders after an action, so remember the
      button by its action and the row or card it belongs to, and focus its replacement (or the
      first action of the same row / card when the action changed, e.g. pause -> resume). */
-  const SCOPES = ["phone", "queue", "job", "process", "messageId"];
+  const SCOPES = ["phone", "queue", "job", "process", "messageId", "companyRow", "keyId", "webhook"];
   function focusAnchor(node) {
     if (!node || node === document.body) return null;
     const scope = node.closest(SCOPES.map((k) => "[data-" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()) + "]").join(","));
