@@ -8,7 +8,8 @@ one host's api) and each ending with the chaos checker over everything acknowled
 before. Each prints a ``CLUSTER RESULT`` line with its failover / hand-off times and the balance.
 
 ``make test-cluster`` runs it in full (300 sessions, the product's 20 s lease, a 60 s
-partition); ``make test`` at ``CHAOS_SCALE`` < 1 runs the same scenarios small.
+partition, every host restarted); ``make test`` (``CHAOS_SCALE`` < 1) runs the same scenarios
+small: 12 sessions, a 10 s lease, a 15 s partition, one host restarted.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from typing import Any
 import pytest
 
 from tests.support.chaos import CHAOS_SCALE, WEB_COMPANY, LoadGenerator, Send, check, log, scaled
-from tests.support.cluster import ClusterSystem, balance, describe, two_drivers
+from tests.support.cluster import ClusterSystem, balance, describe, messages_from_two_processes, two_drivers
 from tests.support.netns import netns_unavailable
 
 FULL = CHAOS_SCALE >= 1.0
 SESSIONS = 300 if FULL else 12
-LEASE_TTL_S = 20.0 if FULL else 6.0
+LEASE_TTL_S = 20.0 if FULL else 10.0  # above the sandbox's silence window (5 s)
 PARTITION_S = 60.0 if FULL else 15.0
 FAILOVER_BOUND_S = 30.0
 BALANCE_BOUND_PCT = 20.0
@@ -80,15 +81,22 @@ def _start_load(cluster: ClusterSystem, loads: Loads, *, avoid: str | None = Non
 
 
 def _finish(cluster: ClusterSystem, loads: Loads, load: LoadGenerator, scenario: str, extra: dict[str, Any]) -> None:
+    """More load, stop it, then the checker and the two-driver record; prints the scenario's result line."""
     load.wait_acked(int(scaled(30, 10)), timeout=180)
     load.stop()
-    connections = asyncio.run(cluster.sandbox.connections())["connections"]  # type: ignore[union-attr]
-    overlapped = two_drivers(connections)
+    sandbox = cluster.sandbox
+    assert sandbox is not None
+    overlapped = two_drivers(asyncio.run(sandbox.connections())["connections"])
+    twice = messages_from_two_processes(asyncio.run(sandbox.call("GET", "/admin/receipts"))["receipts"])
+    extra = {**extra, "two_drivers": len(overlapped), "messages_from_two_processes": len(twice)}
     result = check(cluster, loads, scenario=scenario, extra=extra)  # type: ignore[arg-type]
     print(f"\nCLUSTER RESULT scenario={scenario!r} scale={CHAOS_SCALE:g} sessions={SESSIONS} "
-          + " ".join(f"{k}={v}" for k, v in extra.items()) + f" two_drivers={len(overlapped)}", flush=True)
+          + " ".join(f"{k}={v}" for k, v in extra.items()), flush=True)
     result.assert_ok()
     assert not overlapped, f"sessions driven by two processes at once: {overlapped[:10]}"
+    # A message in flight at a fault may be sent again by the session's next owner: the checker
+    # bounds those copies by what was in flight; beyond that none may come from two processes.
+    assert len(twice) <= result.duplicate_bound, f"messages sent by two processes: {twice[:10]}"
 
 
 def _victim(cluster: ClusterSystem) -> str:
@@ -171,17 +179,18 @@ def test_5_a_fourth_host_joins_and_takes_its_share(cluster: ClusterSystem, loads
 
 
 def test_4_rolling_restart_of_every_host(cluster: ClusterSystem, loads: Loads) -> None:
+    """Each host in turn drains (SIGTERM) and comes back; the small run restarts one host only."""
     load = _start_load(cluster, loads)
     handoffs: dict[str, float] = {}
-    for name in sorted(cluster.hosts):
-        if name == cluster.front:
-            continue  # the load's api; restarted last, after the load moved
+    others = [name for name in sorted(cluster.hosts) if name != cluster.front]
+    for name in others if FULL else others[:1]:
         handoffs[name] = _restart(cluster, name)
-    old_front = cluster.front
-    load.wait_acked(int(scaled(10, 5)), timeout=120)
-    load.stop()
-    load = _start_load(cluster, loads, avoid=old_front)
-    handoffs[old_front] = _restart(cluster, old_front)
+    if FULL:  # the load's api last, after the load moved to another host
+        old_front = cluster.front
+        load.wait_acked(int(scaled(10, 5)), timeout=120)
+        load.stop()
+        load = _start_load(cluster, loads, avoid=old_front)
+        handoffs[old_front] = _restart(cluster, old_front)
     counts = cluster.owners()
     _finish(cluster, loads, load, "rolling restart", {"handoff_s": handoffs, "per_host_after": describe(counts)})
     assert max(handoffs.values()) <= FAILOVER_BOUND_S, f"a hand-off took longer than {FAILOVER_BOUND_S}s: {handoffs}"

@@ -377,8 +377,37 @@ def balance(counts: Counter[str], hosts: list[str]) -> float:
 
 
 def two_drivers(connections: list[dict[str, Any]]) -> list[str]:
-    """Sessions the sandbox saw connected by two client processes at once (its overlap flags)."""
-    return sorted({str(c["session"]) for c in connections if c.get("session") and c.get("overlapped")})
+    """Sessions a second client process connected while another's connection was still open.
+
+    The sandbox, like WhatsApp, drops a client silent for its keepalive window and flags a
+    connection opened while another of the session is open (the older one is replaced: a
+    conflict). A cut-off owner that stopped driving is silent, so it is dropped before any
+    successor connects; a flagged overlap between two holders is two drivers at once.
+    """
+    found: set[str] = set()
+    open_by_session: dict[str, list[dict[str, Any]]] = {}
+    for conn in sorted(connections, key=lambda c: float(c["opened_at"])):
+        session = conn.get("session")
+        if not session:
+            continue
+        earlier = open_by_session.setdefault(str(session), [])
+        holder = (conn.get("client") or {}).get("holder")
+        if conn.get("overlapped") and any((e.get("client") or {}).get("holder") != holder
+                                          and (e.get("closed_at") is None
+                                               or float(e["closed_at"]) > float(conn["opened_at"]))
+                                          for e in earlier):
+            found.add(str(session))
+        earlier.append(conn)
+    return sorted(found)
+
+
+def messages_from_two_processes(receipts: list[dict[str, Any]]) -> list[str]:
+    """Sent messages that reached the network from more than one client process."""
+    holders: dict[tuple[str, str], set[str]] = {}
+    for receipt in receipts:
+        holder = str((receipt.get("client") or {}).get("holder"))
+        holders.setdefault((str(receipt["session"]), str(receipt["id"])), set()).add(holder)
+    return sorted(f"{s}/{i}: {sorted(h)}" for (s, i), h in holders.items() if len(h) > 1)
 
 
 def describe(counts: Counter[str]) -> str:
