@@ -18,17 +18,8 @@ from bisnesgpt.config import load_settings
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.db.pool import Database
-from bisnesgpt.engines.wwebjs.driver import (
-    Authenticated,
-    DeliveryAck,
-    EventSink,
-    InboundMessage,
-    OutgoingMessage,
-    QrCode,
-    Ready,
-    SentMessage,
-    SessionKey,
-)
+from bisnesgpt.engines.wwebjs.driver import OutgoingMessage, SentMessage, SessionKey
+from bisnesgpt.engines.wwebjs.driver_events import Authenticated, DeliveryAck, EventSink, InboundMessage, QrCode, Ready
 from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.store import AuthStore
 from bisnesgpt.health.events import EventRecorder

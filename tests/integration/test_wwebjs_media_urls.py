@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bisnesgpt.engines.wwebjs.driver import MediaSource, SendRejected
+from bisnesgpt.engines.wwebjs.driver import MediaSource
+from bisnesgpt.engines.wwebjs.driver_errors import SendRejected
 from bisnesgpt.engines.wwebjs.media import MediaFetcher
 from bisnesgpt.webhooks.urls import IPAddress
 

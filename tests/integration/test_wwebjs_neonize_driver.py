@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bisnesgpt.db.pool import Database
-from bisnesgpt.engines.wwebjs.driver import DriverConnectError, SessionEvent, SessionKey
+from bisnesgpt.engines.wwebjs.driver import SessionKey
+from bisnesgpt.engines.wwebjs.driver_errors import DriverConnectError
+from bisnesgpt.engines.wwebjs.driver_events import SessionEvent
 from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeDriver, store_dsn
 from bisnesgpt.engines.wwebjs.media import MediaFetcher
 

@@ -12,7 +12,8 @@ from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.core.errors import DatabaseUnavailable
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
-from bisnesgpt.engines.wwebjs.driver import DeliveryAck, InboundMessage, SessionKey
+from bisnesgpt.engines.wwebjs.driver import SessionKey
+from bisnesgpt.engines.wwebjs.driver_events import DeliveryAck, InboundMessage
 from bisnesgpt.engines.wwebjs.inbound import InboundRecorder
 from bisnesgpt.engines.wwebjs.leases import SessionLeases
 from bisnesgpt.messaging import store as messages

@@ -11,7 +11,8 @@ import ipaddress
 
 import pytest
 
-from bisnesgpt.engines.wwebjs.driver import MediaSource, SendRejected
+from bisnesgpt.engines.wwebjs.driver import MediaSource
+from bisnesgpt.engines.wwebjs.driver_errors import SendRejected
 from bisnesgpt.engines.wwebjs.media import MediaFetcher
 from bisnesgpt.webhooks.delivery import Deliverer
 from bisnesgpt.webhooks.urls import DestinationRefused, IPAddress, check_endpoint_url, refusal_reason

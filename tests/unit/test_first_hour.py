@@ -25,7 +25,8 @@ from bisnesgpt.cli.demo_world import SandboxUrls, demo_lines, try_commands
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import ValidationFailed
 from bisnesgpt.engines.meta.window import TemplateRequired, check_window
-from bisnesgpt.engines.wwebjs.driver import SendRejected, SessionKey
+from bisnesgpt.engines.wwebjs.driver import SessionKey
+from bisnesgpt.engines.wwebjs.driver_errors import SendRejected
 from bisnesgpt.engines.wwebjs.engine import WebEngine
 from bisnesgpt.engines.wwebjs.manager import Readiness
 from bisnesgpt.messaging.addressing import normalize_recipient

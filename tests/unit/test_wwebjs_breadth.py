@@ -13,16 +13,12 @@ from bisnesgpt.engines.wwebjs.driver import (
     GroupChanges,
     GroupInfo,
     GroupParticipant,
-    GroupParticipantsChanged,
-    GroupRefused,
-    GroupUpdated,
-    NotConnected,
     ParticipantAction,
     ParticipantResult,
-    SendRejected,
-    SessionEvent,
     SessionKey,
 )
+from bisnesgpt.engines.wwebjs.driver_errors import GroupRefused, NotConnected, SendRejected
+from bisnesgpt.engines.wwebjs.driver_events import GroupParticipantsChanged, GroupUpdated, SessionEvent
 from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
 from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeDriver
 from bisnesgpt.engines.wwebjs.drivers.neonize_groups import group_events_of, group_of, participant_results, user_jid
@@ -235,7 +231,8 @@ def test_neonize_builds_cards_and_quotes_and_mentions_in_any_message() -> None:
     from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import LocationMessage, Message
 
     from bisnesgpt.engines.wwebjs.driver import ContactCard, OutgoingMessage
-    from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeSession, _with_context
+    from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeSession
+    from bisnesgpt.engines.wwebjs.drivers.neonize_send import _with_context
 
     one = OutgoingMessage("contacts", "601@c.us", "m1", contacts=(ContactCard("A", "BEGIN:VCARD\nEND:VCARD\n"),))
     assert NeonizeSession._cards(one).contactMessage.displayName == "A"

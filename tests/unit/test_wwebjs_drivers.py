@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bisnesgpt.engines.wwebjs.driver import (
+from bisnesgpt.engines.wwebjs.driver import Location, MediaSource, OutgoingMessage, SessionKey
+from bisnesgpt.engines.wwebjs.driver_errors import (
     DriverConnectError,
     DriverError,
-    Location,
-    MediaSource,
     NotConnected,
-    OutgoingMessage,
     PairingUnavailable,
-    Ready,
     SendRejected,
-    SessionEvent,
-    SessionKey,
 )
+from bisnesgpt.engines.wwebjs.driver_events import Ready, SessionEvent
 from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.drivers.neonize import DeviceJid

@@ -12,7 +12,8 @@ import pytest
 from bisnesgpt.config import load_settings
 from bisnesgpt.core.errors import ConfigError
 from bisnesgpt.engines.wwebjs.backoff import Backoff, CircuitBreaker
-from bisnesgpt.engines.wwebjs.driver import InboundMedia, InboundMessage, SessionKey
+from bisnesgpt.engines.wwebjs.driver import SessionKey
+from bisnesgpt.engines.wwebjs.driver_events import InboundMedia, InboundMessage
 from bisnesgpt.engines.wwebjs.drivers.faults import DriverFaults
 from bisnesgpt.engines.wwebjs.inbound import inbound_payload
 from bisnesgpt.engines.wwebjs.outgoing import parse_data_url, to_outgoing

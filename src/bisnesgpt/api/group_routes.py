@@ -25,9 +25,10 @@ from bisnesgpt.core.errors import Conflict, Forbidden, NotFound, ServiceUnavaila
 from bisnesgpt.core.jsontypes import JsonValue
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store as sessions_store
-from bisnesgpt.engines.wwebjs.driver import DriverError, SessionKey
+from bisnesgpt.engines.wwebjs.commands import GROUP_OP_TIMEOUT_S
+from bisnesgpt.engines.wwebjs.driver import SessionKey
+from bisnesgpt.engines.wwebjs.driver_errors import DriverError
 from bisnesgpt.engines.wwebjs.groups import GroupOp
-from bisnesgpt.engines.wwebjs.manager import GROUP_OP_TIMEOUT_S
 from bisnesgpt.messaging.capabilities import check_groups
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones.store import get_phone

@@ -26,7 +26,7 @@ from bisnesgpt.conversations.store import NotOnThisEngine
 from bisnesgpt.core import errors
 from bisnesgpt.engines.meta.errors import CloudApiError
 from bisnesgpt.engines.meta.window import TemplateRequired
-from bisnesgpt.engines.wwebjs.driver import DriverError
+from bisnesgpt.engines.wwebjs.driver_errors import DriverError
 from bisnesgpt.media.store import BlobMissing, MediaStoreError, RangeNotSatisfiable, UnsupportedMediaType
 from bisnesgpt.messaging.capabilities import UnsupportedMessageType, UnsupportedOperation
 from bisnesgpt.messaging.errors import SendError

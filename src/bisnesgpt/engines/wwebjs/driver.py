@@ -1,8 +1,9 @@
 """The driver interface: what a WhatsApp Web implementation offers the session manager.
 
 A driver opens one ``DriverSession`` per phone. The session reports what happens through
-events pushed into an ``EventSink`` (QR, pairing code, authenticated, ready, disconnected,
-logged out, inbound message, delivery ack) and accepts ``OutgoingMessage``s. Drivers know
+events pushed into an ``EventSink`` (``driver_events``: QR, pairing code, authenticated, ready,
+disconnected, logged out, inbound message, delivery ack) and accepts ``OutgoingMessage``s; it
+raises the errors of ``driver_errors``. Drivers know
 nothing about the database schema, queues or tenants: the manager owns the lifecycle, the
 driver only speaks to WhatsApp (or to the sandbox network that stands in for it).
 """
@@ -10,11 +11,13 @@ driver only speaks to WhatsApp (or to the sandbox network that stands in for it)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol, TypeAlias, TypedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, TypedDict
 
-from bisnesgpt.core.errors import BisnesgptError
 from bisnesgpt.core.jsontypes import JsonObject
+
+if TYPE_CHECKING:  # the events import this module's types; the interface only names the sink
+    from bisnesgpt.engines.wwebjs.driver_events import EventSink
 
 LEASE_PREFIX = "wwebjs:session:"
 # What a driver needs to resume a paired session; stored encrypted, meaningful to that driver only.
@@ -59,72 +62,6 @@ class SessionKey:
         return cls(company, int(index))
 
 
-# --- events (driver -> manager) ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QrCode:
-    """A new QR code to scan (rotates while nobody scans)."""
-
-    code: str
-
-
-@dataclass(frozen=True)
-class PairingCode:
-    """A pairing code for "link with phone number" on the phone."""
-
-    code: str
-    phone_number: str
-
-
-@dataclass(frozen=True)
-class Authenticated:
-    """Paired or resumed; ``auth_state`` is what the driver needs to resume next time."""
-
-    auth_state: AuthState
-    phone_number: str | None = None
-    device_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Ready:
-    """Connected and able to send, as the number ``phone_number`` (WhatsApp display name ``push_name``)."""
-
-    phone_number: str | None = None
-    push_name: str | None = None
-
-
-@dataclass(frozen=True)
-class Disconnected:
-    """The connection ended; the manager decides whether and when to reconnect."""
-
-    reason: str
-    # True when the connection never got going (could not reach WhatsApp at all).
-    connect_failure: bool = False
-
-
-@dataclass(frozen=True)
-class LoggedOut:
-    """The device was unlinked (from the phone, by WhatsApp, or by our logout)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class InboundMedia:
-    """The media of an inbound message: what WhatsApp says about the file, and where to fetch it."""
-
-    kind: str  # image | video | audio | document | sticker
-    mime_type: str | None = None
-    filename: str | None = None
-    size: int | None = None
-    sha256: str | None = None
-    url: str | None = None
-    caption: str | None = None
-    # How this driver gets the bytes (the sandbox network's media server; whatsmeow's
-    # download and decryption with the message's media key); None: it cannot.
-    download: MediaDownload | None = field(default=None, compare=False, repr=False)
-
 
 @dataclass(frozen=True)
 class ContactCard:
@@ -143,96 +80,6 @@ class Location(TypedDict):
     name: str | None
     address: str | None
 
-
-@dataclass(frozen=True)
-class InboundMessage:
-    """A message someone sent to this phone. ``confirm`` is awaited once it is stored."""
-
-    id: str
-    chat_id: str  # <digits>@c.us or <id>@g.us
-    sender: str  # <digits> of the author
-    timestamp: float
-    type: str  # text | image | video | audio | document | sticker | location | reaction | unknown
-    text: str | None = None
-    media: InboundMedia | None = None
-    quoted_id: str | None = None
-    push_name: str | None = None
-    raw: JsonObject = field(default_factory=dict)
-    confirm: Confirm | None = field(default=None, compare=False, repr=False)
-    # In a group: the author's LID (WhatsApp's privacy id, ``<digits>@lid``) when known.
-    sender_lid: str | None = None
-    # The numbers the message @-mentions.
-    mentions: tuple[str, ...] = ()
-    location: Location | None = None  # type location (``live``: a live location's current point)
-    contacts: tuple[ContactCard, ...] = ()  # type contacts
-
-
-AckLevel = Literal["server", "device", "read", "played"]
-
-
-@dataclass(frozen=True)
-class DeliveryAck:
-    """A receipt for a message we sent: server (sent), device (delivered), read."""
-
-    message_id: str
-    level: AckLevel
-    confirm: Confirm | None = field(default=None, compare=False, repr=False)
-    at: float | None = None  # WhatsApp's time of the receipt (Unix seconds), when it says
-
-
-GroupChange = Literal["joined", "left", "promoted", "demoted"]
-
-
-@dataclass(frozen=True)
-class GroupParticipantsChanged:
-    """People joined or left a group this phone is in, or became or stopped being admins (``by``: who did it)."""
-
-    id: str  # the notification's id (what the confirm acknowledges)
-    group_id: str
-    change: GroupChange
-    participants: tuple[str, ...]
-    by: str | None
-    timestamp: float
-    confirm: Confirm | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class GroupUpdated:
-    """A group's subject, description or settings changed (``changes``: the new values only)."""
-
-    id: str
-    group_id: str
-    changes: JsonObject
-    by: str | None
-    timestamp: float
-    confirm: Confirm | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class PollVote:
-    """Someone voted on a poll (their whole current choice: an empty one takes the vote back).
-
-    ``selected`` names the options when the driver knows them; WhatsApp itself only says
-    their SHA-256 (``selected_hashes``, hex), which the poll's stored options resolve.
-    """
-
-    id: str
-    poll_id: str
-    chat_id: str
-    voter: str
-    timestamp: float
-    selected: tuple[str, ...] = ()
-    selected_hashes: tuple[str, ...] = ()
-    voter_lid: str | None = None
-    confirm: Confirm | None = field(default=None, compare=False, repr=False)
-
-
-GroupEvent = GroupParticipantsChanged | GroupUpdated
-# What a session reports besides messages and receipts, each confirmed once handled.
-Notification = GroupParticipantsChanged | GroupUpdated | PollVote
-SessionEvent = (QrCode | PairingCode | Authenticated | Ready | Disconnected | LoggedOut | InboundMessage | DeliveryAck
-                | GroupParticipantsChanged | GroupUpdated | PollVote)
-EventSink = Callable[[SessionEvent], None]
 
 
 # --- outgoing messages (manager -> driver) -----------------------------------------------
@@ -362,66 +209,6 @@ class GroupChanges:
     description: str | None = None
     announce: bool | None = None
     locked: bool | None = None
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-class DriverError(BisnesgptError):
-    """Something the driver could not do; ``retryable`` says whether trying later may work.
-
-    ``code`` and ``summary`` are what a message that fails this way records as its error
-    code and title; a subclass sets them (and ``retryable``) as class keywords.
-    """
-
-    summary: ClassVar[str] = "WhatsApp Web driver error"
-    retryable: ClassVar[bool] = True
-    code: str = "DRIVER_ERROR"
-
-    def __init_subclass__(cls, *, summary: str | None = None, code: str | None = None,
-                          retryable: bool | None = None) -> None:
-        """Take the subclass's ``summary``, ``code`` and ``retryable`` class keywords."""
-        super().__init_subclass__()
-        if summary is not None:
-            cls.summary = summary
-        if code is not None:
-            cls.code = code
-        if retryable is not None:
-            cls.retryable = retryable
-
-
-class DriverConnectError(DriverError, summary="Cannot reach WhatsApp Web", code="CONNECT_FAILED"):
-    """Could not connect (network, WhatsApp unreachable, sandbox server down)."""
-
-
-class NotConnected(DriverError, summary="Session not connected", code="SESSION_NOT_CONNECTED"):
-    """The session has no live connection right now."""
-
-
-class SendTimeout(DriverError, summary="No answer to a send in time", code="SEND_TIMEOUT"):
-    """WhatsApp did not acknowledge a send in time."""
-
-
-class SendRejected(DriverError, summary="Message rejected", retryable=False):
-    """WhatsApp refused the message for good (bad recipient, media too large, ...); ``code`` says why."""
-
-    def __init__(self, detail: str, *, code: str) -> None:
-        super().__init__(detail)
-        self.code = code
-
-
-class GroupRefused(DriverError, summary="Group operation refused", retryable=False):
-    """WhatsApp refused a group operation (``code``: GROUP_NOT_FOUND, NOT_GROUP_ADMIN, NOT_IN_GROUP,
-    INVITE_INVALID, BAD_GROUP_REQUEST)."""
-
-    def __init__(self, detail: str, *, code: str) -> None:
-        super().__init__(detail)
-        self.code = code
-
-
-class PairingUnavailable(DriverError, summary="Pairing not possible now", code="PAIRING_UNAVAILABLE",
-                         retryable=False):
-    """A pairing code can only be requested while the session waits to be paired."""
 
 
 # --- the interface -------------------------------------------------------------------------

@@ -18,14 +18,8 @@ from bisnesgpt.config import Settings
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.antiban import AntiBan
-from bisnesgpt.engines.wwebjs.driver import (
-    DriverError,
-    NotConnected,
-    OutgoingMessage,
-    SendRejected,
-    SendTimeout,
-    SessionKey,
-)
+from bisnesgpt.engines.wwebjs.driver import OutgoingMessage, SessionKey
+from bisnesgpt.engines.wwebjs.driver_errors import DriverError, NotConnected, SendRejected, SendTimeout
 from bisnesgpt.engines.wwebjs.manager import SessionManager
 from bisnesgpt.engines.wwebjs.outgoing import to_outgoing
 from bisnesgpt.engines.wwebjs.pacing import SessionPacer

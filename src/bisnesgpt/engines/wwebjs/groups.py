@@ -12,14 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, get_args
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
-from bisnesgpt.engines.wwebjs.driver import (
-    DriverSession,
-    GroupChanges,
-    GroupInfo,
-    GroupRefused,
-    ParticipantAction,
-    ParticipantResult,
-)
+from bisnesgpt.engines.wwebjs.driver import DriverSession, GroupChanges, GroupInfo, ParticipantAction, ParticipantResult
+from bisnesgpt.engines.wwebjs.driver_errors import GroupRefused
 
 GroupOp = Literal["list", "info", "create", "participants", "update", "invite", "join", "leave"]
 GROUP_OPS: tuple[GroupOp, ...] = get_args(GroupOp)

@@ -26,14 +26,14 @@ from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs import metrics
-from bisnesgpt.engines.wwebjs.driver import (
+from bisnesgpt.engines.wwebjs.driver import SessionKey
+from bisnesgpt.engines.wwebjs.driver_events import (
     DeliveryAck,
     GroupEvent,
     GroupParticipantsChanged,
     InboundMessage,
     Notification,
     PollVote,
-    SessionKey,
 )
 from bisnesgpt.engines.wwebjs.inbound_media import InboundMediaKeeper, KeptMedia
 from bisnesgpt.engines.wwebjs.vcards import contact_of

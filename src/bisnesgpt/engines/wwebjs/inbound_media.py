@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from bisnesgpt.core.errors import BisnesgptError, PayloadTooLarge
-from bisnesgpt.engines.wwebjs.driver import InboundMedia
+from bisnesgpt.engines.wwebjs.driver_events import InboundMedia
 from bisnesgpt.media.library import MediaLibrary, MediaObject
 from bisnesgpt.media.signing import MediaUrlSigner
 

@@ -35,22 +35,15 @@ from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE
 from bisnesgpt.coordination.coordinator import Subscriptions
 from bisnesgpt.core.errors import BisnesgptError
-from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
-from bisnesgpt.engines.wwebjs.driver import (
-    DeliveryAck,
-    DriverError,
-    InboundMessage,
-    NotConnected,
-    Notification,
-    SessionKey,
-    WebDriver,
-)
+from bisnesgpt.engines.wwebjs.commands import SessionCommands
+from bisnesgpt.engines.wwebjs.driver import SessionKey, WebDriver
+from bisnesgpt.engines.wwebjs.driver_events import DeliveryAck, InboundMessage, Notification
 from bisnesgpt.engines.wwebjs.fleet import SESSION_COMMAND_MESSAGE, SessionFleet
-from bisnesgpt.engines.wwebjs.groups import run_group_op
 from bisnesgpt.engines.wwebjs.leases import SessionLeases
-from bisnesgpt.engines.wwebjs.session import ManagedSession, SessionConfig, SessionServices
+from bisnesgpt.engines.wwebjs.session import ManagedSession
+from bisnesgpt.engines.wwebjs.session_services import SessionConfig, SessionServices
 from bisnesgpt.engines.wwebjs.status import SessionStatus
 from bisnesgpt.health.events import EventRecorder
 
@@ -85,27 +78,9 @@ class ManagerSummary(TypedDict):
     capacity: int | None  # WWEBJS_MAX_SESSIONS (None: no limit)
 
 
-class CommandResult(TypedDict, total=False):
-    """What a session command answers (stored in ``wwebjs_session_commands.result``)."""
-
-    status: SessionStatus
-    note: str
-    desiredState: Literal["stopped"]
-    loggedOut: bool
-    detail: str
-    pairingCode: str
-    phoneNumber: str
-    error: str
-    code: str
-    data: JsonObject  # a group operation's answer
 
 
-# A group operation waits this long for WhatsApp at the most (the API waits a little longer).
-GROUP_OP_TIMEOUT_S = 20.0
-CommandHandler = Callable[[store.Command], Awaitable[CommandResult]]
-
-
-class SessionManager:
+class SessionManager(SessionCommands):
     """The sessions of this process: which it drives (by lease), starting them, and operator commands."""
 
     def __init__(
@@ -382,84 +357,9 @@ class SessionManager:
         session.start()
         return session
 
-    # --- operator commands -----------------------------------------------------------------------
+    # --- operator commands (run by SessionCommands) -------------------------------------------
 
     def _on_process_message(self, payload: Mapping[str, object]) -> None:
         """Wake the reconcile loop when the API queued a command (best effort; the loop polls)."""
         if payload.get("messageType") == SESSION_COMMAND_MESSAGE:
             self.poke()
-
-    async def _run_command(self, command: store.Command) -> None:
-        ok, result = True, CommandResult()
-        try:
-            result = await self._execute(command)
-        except DriverError as exc:
-            ok, result = False, {"error": exc.detail, "code": exc.code}
-        except BisnesgptError as exc:
-            ok, result = False, {"error": exc.detail}
-        except TimeoutError:
-            ok, result = False, {"error": "timed out"}
-        except Exception as exc:
-            log.exception("command %s failed", command.id)
-            ok, result = False, {"error": f"internal error: {exc!r}"}
-        finally:
-            self._command_tasks.pop(command.key, None)
-        try:
-            async with self.db.connection() as conn:
-                await store.finish_command(conn, command.id, ok=ok, result=result, handled_by=self.holder)
-        except BisnesgptError as exc:
-            log.warning("command %s result not stored: %s", command.id, exc.detail)
-        await self.services.events.record("wwebjs_session_command", {
-            "session": str(command.key), "action": command.action, "ok": ok,
-            **{k: v for k, v in result.items() if k != "data"}})  # a group list can be long
-        self.poke()
-
-    async def _execute(self, command: store.Command) -> CommandResult:
-        handlers: dict[str, CommandHandler] = {
-            "start": self._start_command, "restart": self._restart_command, "stop": self._stop_command,
-            "logout": self._logout_command, "pairing_code": self._pairing_command, "group": self._group_command}
-        handler = handlers.get(command.action)
-        if handler is None:
-            return {"error": f"unknown action {command.action!r}"}
-        return await handler(command)
-
-    async def _start_command(self, command: store.Command) -> CommandResult:
-        session = self.sessions.get(command.key)
-        if session is not None and session.running:
-            session.wake()
-            return {"status": session.status, "note": "already running; retrying now if it was waiting"}
-        self._launch(command.key)
-        return {"status": "initializing"}
-
-    async def _restart_command(self, command: store.Command) -> CommandResult:
-        session = self.sessions.get(command.key)
-        if session is not None:
-            await session.close()
-        self._launch(command.key)
-        return {"status": "initializing"}
-
-    async def _stop_command(self, command: store.Command) -> CommandResult:
-        session = self.sessions.pop(command.key, None)
-        if session is not None:
-            await session.close(final_status=("disconnected", {"reason": "stopped by operator"}))
-        return {"status": "disconnected", "desiredState": "stopped"}
-
-    async def _logout_command(self, command: store.Command) -> CommandResult:
-        session = self.sessions.pop(command.key, None) or ManagedSession(command.key, self.services, self.config)
-        how = await session.logout()
-        return {"status": "disconnected", "loggedOut": True, "detail": how}
-
-    async def _pairing_command(self, command: store.Command) -> CommandResult:
-        phone = str(command.args.get("phoneNumber") or "")
-        session = self.sessions.get(command.key)
-        if session is None or not session.running:
-            session = self._launch(command.key, pairing_phone=phone)
-        code = await session.request_pairing_code(phone)
-        return {"status": "pairing_code", "pairingCode": code, "phoneNumber": phone}
-
-    async def _group_command(self, command: store.Command) -> CommandResult:
-        session = self.sessions.get(command.key)
-        if session is None or not session.running:
-            raise NotConnected(f"session {command.key} is not running; start it first")
-        data = await asyncio.wait_for(run_group_op(session.ready_driver(), command.args), GROUP_OP_TIMEOUT_S)
-        return {"data": data}

@@ -17,7 +17,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from bisnesgpt.engines.wwebjs.driver import DriverError, MediaSource, SendRejected
+from bisnesgpt.engines.wwebjs.driver import MediaSource
+from bisnesgpt.engines.wwebjs.driver_errors import DriverError, SendRejected
 from bisnesgpt.webhooks.urls import (
     DestinationRefused,
     DestinationUnresolvable,

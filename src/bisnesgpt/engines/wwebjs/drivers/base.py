@@ -8,22 +8,19 @@ session (a connection lost after that is not reported: the manager asked for it)
 
 from __future__ import annotations
 
-from bisnesgpt.engines.wwebjs.driver import (
+from bisnesgpt.engines.wwebjs.driver import AuthState, Confirm, SessionKey
+from bisnesgpt.engines.wwebjs.driver_errors import NotConnected, PairingUnavailable
+from bisnesgpt.engines.wwebjs.driver_events import (
     AckLevel,
     Authenticated,
-    AuthState,
-    Confirm,
     DeliveryAck,
     Disconnected,
     EventSink,
     InboundMessage,
     LoggedOut,
-    NotConnected,
     PairingCode,
-    PairingUnavailable,
     QrCode,
     Ready,
-    SessionKey,
 )
 
 

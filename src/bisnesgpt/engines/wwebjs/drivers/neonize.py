@@ -12,62 +12,35 @@
 
 whatsmeow reconnects by itself; the session manager owns reconnects instead, so a
 disconnect stops the client and the manager decides when to try again (backoff, breaker).
+
+This module holds the driver and a session's lifecycle and events; the session's sends are
+``neonize_send``, its group calls ``neonize_calls``, the inbound translation ``neonize_inbound``
+and the device JID and store DSN ``neonize_device``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bisnesgpt.core.errors import BisnesgptError
-from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
-from bisnesgpt.engines.wwebjs.driver import (
-    AckLevel,
-    AuthState,
-    ContactCard,
-    DriverConnectError,
-    DriverError,
-    EventSink,
-    GroupChanges,
-    GroupInfo,
-    GroupRefused,
-    InboundMedia,
-    InboundMessage,
-    Location,
-    MediaDownload,
-    NotConnected,
-    OutgoingMessage,
-    PairingUnavailable,
-    ParticipantAction,
-    ParticipantResult,
-    Poll,
-    PollVote,
-    SendRejected,
-    SentMessage,
-    SessionKey,
-    TypingState,
-)
-from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
-from bisnesgpt.engines.wwebjs.drivers.neonize_groups import (
-    INVITE_PREFIX,
-    group_events_of,
-    group_of,
-    participant_results,
-    user_jid,
-)
+from bisnesgpt.engines.wwebjs.driver import AuthState, MediaDownload, SessionKey
+from bisnesgpt.engines.wwebjs.driver_errors import DriverConnectError, DriverError, NotConnected, PairingUnavailable
+from bisnesgpt.engines.wwebjs.driver_events import EventSink, InboundMessage, PollVote
+from bisnesgpt.engines.wwebjs.drivers.neonize_calls import NeonizeCalls
+from bisnesgpt.engines.wwebjs.drivers.neonize_device import DeviceJid, readable_error, store_dsn
+from bisnesgpt.engines.wwebjs.drivers.neonize_groups import group_events_of
+from bisnesgpt.engines.wwebjs.drivers.neonize_inbound import RECEIPT_LEVELS, chat_of, inbound_of, sender_of
+from bisnesgpt.engines.wwebjs.drivers.neonize_send import NeonizeSending
 from bisnesgpt.engines.wwebjs.media import MediaDownloadFailed, MediaFetcher
 
 log = logging.getLogger(__name__)
@@ -76,82 +49,6 @@ SQL = load_queries("bisnesgpt.engines.wwebjs.drivers")
 # A connect attempt that fails does so within milliseconds (DNS, TCP, TLS); one that is
 # still running after this long is connected and waiting for a QR scan or the server.
 STARTUP_GRACE = 3.0
-RECEIPT_LEVELS: dict[int, AckLevel] = {1: "device", 4: "read", 6: "played"}
-
-
-# The message fields that carry a ``contextInfo`` (the quote of a reply, the mentions).
-CONTEXT_FIELDS = ("extendedTextMessage", "imageMessage", "videoMessage", "audioMessage", "documentMessage",
-                  "stickerMessage", "locationMessage", "contactMessage", "contactsArrayMessage", "pollCreationMessage",
-                  "pollCreationMessageV2", "pollCreationMessageV3")
-
-
-def _with_context(payload: Any, message: OutgoingMessage) -> Any:
-    """Quote ``message.reply_to`` and mention ``message.mentions`` in whichever message ``payload`` carries."""
-    if not message.reply_to and not message.mentions:
-        return payload
-    for name in CONTEXT_FIELDS:
-        if payload.HasField(name):
-            context = getattr(payload, name).contextInfo
-            if message.reply_to:
-                context.stanzaID, context.participant = message.reply_to, message.to
-            context.mentionedJID.extend(f"{n}@s.whatsapp.net" for n in message.mentions)
-            break
-    return payload
-
-
-def _refused(what: str, exc: Exception) -> DriverError:
-    """A neonize group error as the driver's: WhatsApp's answers name the cause in words."""
-    text = readable_error(exc).lower()
-    code = ("NOT_GROUP_ADMIN" if "forbidden" in text or "not-authorized" in text or "403" in text
-            else "GROUP_NOT_FOUND" if "item-not-found" in text or "404" in text
-            else "INVITE_INVALID" if what == "join" else None)
-    if code is None:
-        return DriverError(f"group {what} failed: {readable_error(exc)}")
-    return GroupRefused(f"group {what} failed: {readable_error(exc)}", code=code)
-
-
-def store_dsn(database_url: str, schema: str, sslmode: str, application_name: str | None = None) -> str:
-    """DATABASE_URL for lib/pq with whatsmeow's schema on the search path."""
-    parts = urlsplit(database_url)
-    query = dict(parse_qsl(parts.query))
-    query.setdefault("sslmode", sslmode)
-    query["search_path"] = schema
-    if application_name:
-        query["application_name"] = application_name
-    scheme = "postgres" if parts.scheme in ("postgres", "postgresql") else parts.scheme
-    return urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
-
-
-def readable_error(exc: BaseException) -> str:
-    """What went wrong in whatsmeow's words, saying so plainly when WhatsApp cannot be reached."""
-    text = str(exc) or type(exc).__name__
-    if "web.whatsapp.com" in text and ("no such host" in text or "dial" in text):
-        return f"cannot reach WhatsApp (web.whatsapp.com): {text}"
-    return text
-
-
-@dataclass(frozen=True)
-class DeviceJid:
-    """The paired device's JID: all our session store keeps for neonize (its keys are whatsmeow's)."""
-
-    user: str
-    server: str
-    device: int = 0
-    raw_agent: int = 0
-
-    @classmethod
-    def from_auth(cls, auth_state: AuthState) -> DeviceJid | None:
-        """The JID stored in ``auth_state`` (``{"jid": {user, server, device, rawAgent}}``); None if unpaired."""
-        jid = auth_state.get("jid")
-        if not isinstance(jid, dict) or not jid:
-            return None
-        device, raw_agent = jid.get("device", 0), jid.get("rawAgent", 0)
-        return cls(str(jid["user"]), str(jid["server"]), int(device) if isinstance(device, int | str) else 0,
-                   int(raw_agent) if isinstance(raw_agent, int | str) else 0)
-
-    def as_auth(self) -> JsonObject:
-        """The ``auth_state`` that resumes this device."""
-        return {"jid": {"user": self.user, "server": self.server, "device": self.device, "rawAgent": self.raw_agent}}
 
 
 class NeonizeDriver:
@@ -206,7 +103,7 @@ class NeonizeDriver:
         return None
 
 
-class NeonizeSession(SessionBase):
+class NeonizeSession(NeonizeSending, NeonizeCalls):
     """One phone's neonize client: connect (QR, pairing code or resume), events, sends."""
 
     def __init__(self, driver: NeonizeDriver, key: SessionKey, sink: EventSink,
@@ -374,15 +271,6 @@ class NeonizeSession(SessionBase):
                                     (GroupInfoEv, on_group_info)):
             client.event(event_type)(handler)
 
-    @staticmethod
-    def _sender(source: Any) -> tuple[str, str | None]:
-        """The author's number and LID (in LID-addressed chats the author is a LID, the number the "alt")."""
-        if source.Sender.Server == "lid":
-            return source.SenderAlt.User or source.Sender.User, f"{source.Sender.User}@lid"
-        if source.SenderAlt.Server == "lid" and source.SenderAlt.User:
-            return source.Sender.User, f"{source.SenderAlt.User}@lid"
-        return source.Sender.User, None
-
     async def _poll_vote(self, client: Any, event: Any) -> PollVote | None:
         """A vote on a poll: whatsmeow decrypts it (``decrypt_poll_vote``); the options come as SHA-256."""
         info = event.Info
@@ -394,61 +282,14 @@ class NeonizeSession(SessionBase):
         except Exception as exc:  # neonize's DecryptPollVoteError: not our poll, or keys missing
             log.warning("session %s: poll vote %s not readable: %s", self.key, info.ID, readable_error(exc))
             return None
-        voter, lid = self._sender(source)
-        chat = f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
+        voter, lid = sender_of(source)
+        chat = chat_of(source)
         return PollVote(id=info.ID, poll_id=event.Message.pollUpdateMessage.pollCreationMessageKey.ID, chat_id=chat,
                         voter=voter, timestamp=float(info.Timestamp),
                         selected_hashes=tuple(bytes(h).hex() for h in vote.selectedOptions), voter_lid=lid)
 
     def _inbound(self, event: Any) -> InboundMessage | None:
-        info, message = event.Info, event.Message
-        source = info.MessageSource
-        if source.IsFromMe:
-            return None
-        chat = f"{source.Chat.User}@{'g.us' if source.IsGroup else 'c.us'}"
-        kind, text, media, quoted = "unknown", None, None, None
-        mentions: tuple[str, ...] = ()
-        location: Location | None = None
-        contacts: tuple[ContactCard, ...] = ()
-        sender, lid = self._sender(source)
-        if message.conversation:
-            kind, text = "text", message.conversation
-        elif message.HasField("extendedTextMessage"):
-            kind, text = "text", message.extendedTextMessage.text
-            context = message.extendedTextMessage.contextInfo
-            quoted = context.stanzaID or None
-            mentions = tuple(str(j).partition("@")[0] for j in context.mentionedJID)
-        elif message.HasField("locationMessage") or message.HasField("liveLocationMessage"):
-            live = message.HasField("liveLocationMessage")
-            pin = message.liveLocationMessage if live else message.locationMessage
-            kind = "location"
-            location = Location(latitude=pin.degreesLatitude, longitude=pin.degreesLongitude,
-                                name=None if live else (pin.name or None),
-                                address=None if live else (pin.address or None))
-            text = pin.caption or None if live else None
-        elif message.HasField("contactMessage"):
-            card = message.contactMessage
-            kind, contacts = "contacts", (ContactCard(card.displayName, card.vcard),)
-        elif message.HasField("contactsArrayMessage"):
-            kind = "contacts"
-            contacts = tuple(ContactCard(c.displayName, c.vcard) for c in message.contactsArrayMessage.contacts)
-        else:
-            for name in ("image", "video", "audio", "document", "sticker"):
-                field = f"{name}Message"
-                if message.HasField(field):
-                    body = getattr(message, field)
-                    kind = name
-                    media = InboundMedia(name, mime_type=getattr(body, "mimetype", None) or None,
-                                         filename=getattr(body, "fileName", None) or None,
-                                         size=int(getattr(body, "fileLength", 0) or 0) or None,
-                                         sha256=(getattr(body, "fileSHA256", b"") or b"").hex() or None,
-                                         caption=getattr(body, "caption", None) or None,
-                                         download=self._media_download(message))
-                    break
-        return InboundMessage(id=info.ID, chat_id=chat, sender=sender, timestamp=float(info.Timestamp),
-                              type=kind, text=text, media=media, quoted_id=quoted, push_name=info.Pushname or None,
-                              raw={"type": info.Type, "mediaType": info.MediaType}, sender_lid=lid,
-                              mentions=mentions, location=location, contacts=contacts)
+        return inbound_of(event, self._media_download)
 
     def _media_download(self, message: Any) -> MediaDownload:
         """whatsmeow downloads and decrypts the media (its media key, CDN path) into a file we then stream."""
@@ -467,226 +308,3 @@ class NeonizeSession(SessionBase):
                         yield chunk
 
         return chunks
-
-    # --- sending ----------------------------------------------------------------------------------
-
-    async def send(self, message: OutgoingMessage) -> SentMessage:
-        """Send through whatsmeow (media is downloaded here first, with the size limit)."""
-        self.require_ready()
-        from neonize.proto.Neonize_pb2 import JID
-
-        user, _, server = message.to.partition("@")
-        servers = {"g.us": "g.us", "broadcast": "broadcast"}  # a group, or status@broadcast
-        chat = JID(User=user, Server=servers.get(server, "s.whatsapp.net"), Device=0, RawAgent=0, Integrator=0,
-                   IsEmpty=False)
-        try:
-            response = await self._send(self.client, chat, message)
-        except DriverError:
-            raise
-        except Exception as exc:
-            raise DriverError(f"send failed: {readable_error(exc)}") from exc
-        return SentMessage(str(response.ID), float(response.Timestamp or time.time()))
-
-    async def _send(self, client: Any, chat: Any, message: OutgoingMessage) -> Any:
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
-
-        if message.kind == "reaction":
-            # The reacted-to message's author is not known here; in 1:1 chats the chat JID works.
-            reaction = await client.build_reaction(chat, chat, message.target_id or "", message.text or "")
-            return await client.send_message(chat, reaction)
-        if message.kind == "edit":
-            return await client.edit_message(chat, message.target_id or "", WAMessage(conversation=message.text or ""))
-        if message.kind == "delete":
-            me = getattr(getattr(client, "me", None), "JID", None) or chat
-            return await client.revoke_message(chat, me, message.target_id or "")
-        built = await (self._status(client, message) if message.kind == "status" else self._payload(client, message))
-        payload = _with_context(built, message)
-        if message.kind == "text":
-            return await client.send_message(chat, payload, link_preview=message.preview_url)
-        return await client.send_message(chat, payload)
-
-    async def _payload(self, client: Any, message: OutgoingMessage) -> Any:
-        """The WhatsApp message for a text, media, contacts, poll or location send."""
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage, LocationMessage
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
-
-        if message.kind == "text":
-            if message.reply_to or message.mentions:  # quotes and mentions live in an extended text
-                return WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or ""))
-            return WAMessage(conversation=message.text or "")
-        if message.media is not None:
-            return await self._media_message(client, message)
-        if message.kind == "contacts" and message.contacts:
-            return self._cards(message)
-        if message.kind == "poll" and message.poll is not None:
-            return await self._poll(client, message.poll)
-        if message.kind == "location" and message.location is not None:
-            loc = message.location
-            return WAMessage(locationMessage=LocationMessage(
-                degreesLatitude=loc["latitude"], degreesLongitude=loc["longitude"], name=loc.get("name") or "",
-                address=loc.get("address") or ""))
-        raise SendRejected(f"cannot send {message.kind} on WhatsApp Web", code="UNSUPPORTED_MESSAGE_TYPE")
-
-    async def _status(self, client: Any, message: OutgoingMessage) -> Any:
-        """A status post to status@broadcast: a text with ``backgroundArgb``/``font``, or an image or video.
-
-        neonize's ``send_message`` has no list of status recipients (whatsmeow then sends to the
-        contacts the phone's status privacy setting names): a list is refused rather than ignored.
-        """
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
-
-        post = message.status
-        assert post is not None
-        if post.recipients:
-            raise SendRejected("status posts to a list of contacts are not offered by the neonize driver: leave "
-                               "out status.recipients (the phone's status privacy setting decides who sees it)",
-                               code="STATUS_RECIPIENTS_UNSUPPORTED")
-        if message.media is not None:
-            return await self._media_message(client, message, kind=post.media_kind)
-        text = ExtendedTextMessage(text=message.text or "")
-        if post.background_color:
-            text.backgroundArgb = 0xFF000000 | int(post.background_color.lstrip("#"), 16)
-        if post.font is not None:
-            text.font = post.font
-        return WAMessage(extendedTextMessage=text)
-
-    @staticmethod
-    def _cards(message: OutgoingMessage) -> Any:
-        """One card: a ``contactMessage``; several: a ``contactsArrayMessage``."""
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContactMessage, ContactsArrayMessage
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
-
-        cards = [ContactMessage(displayName=c.name, vcard=c.vcard) for c in message.contacts]
-        if len(cards) == 1:
-            return WAMessage(contactMessage=cards[0])
-        return WAMessage(contactsArrayMessage=ContactsArrayMessage(displayName=f"{len(cards)} contacts",
-                                                                   contacts=cards))
-
-    @staticmethod
-    async def _poll(client: Any, poll: Poll) -> Any:
-        """``build_poll_vote_creation`` (SINGLE for one choice, else MULTIPLE, capped at ``selectable_count``)."""
-        from neonize.utils.enum import VoteType
-
-        vote_type = VoteType.SINGLE if poll.selectable_count == 1 else VoteType.MULTIPLE
-        built = await client.build_poll_vote_creation(poll.name, list(poll.options), vote_type)
-        if poll.selectable_count > 1:
-            for name in ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3"):
-                if built.HasField(name):
-                    getattr(built, name).selectableOptionsCount = poll.selectable_count
-        return built
-
-    async def _media_message(self, client: Any, message: OutgoingMessage, *, kind: str | None = None) -> Any:
-        assert message.media is not None
-        media = await self.driver.media.fetch(message.media)
-        kind = kind or message.kind
-        if kind == "image":
-            return await client.build_image_message(media.data, caption=message.text)
-        if kind == "video":
-            return await client.build_video_message(media.data, caption=message.text)
-        if kind == "audio":
-            return await client.build_audio_message(media.data)
-        if kind == "sticker":
-            return await client.build_sticker_message(media.data)
-        return await client.build_document_message(media.data, caption=message.text, filename=media.filename,
-                                                   mimetype=media.mime_type)
-
-    # --- groups -----------------------------------------------------------------------------------
-    # whatsmeow's group calls: GetJoinedGroups, GetGroupInfo, CreateGroup, UpdateGroupParticipants,
-    # SetGroupName, SetGroupTopic, SetGroupAnnounce, SetGroupLocked, GetGroupInviteLink,
-    # JoinGroupWithLink, LeaveGroup (neonize's get_joined_groups, get_group_info, ...).
-
-    async def check_numbers(self, numbers: list[str]) -> dict[str, bool]:
-        """``is_on_whatsapp`` (whatsmeow's IsOnWhatsApp usync query), answered per number."""
-        self.require_ready()
-        answers = await self._call("check", self.client.is_on_whatsapp(*[f"+{n}" for n in numbers]))
-        found = {"".join(ch for ch in str(a.Query) if ch.isdigit()): bool(a.IsIn) for a in answers}
-        return {n: found.get(n, False) for n in numbers}
-
-    async def typing(self, chat_id: str, state: TypingState) -> None:
-        """``send_chat_presence`` with ``CHAT_PRESENCE_COMPOSING`` / ``CHAT_PRESENCE_PAUSED`` (text)."""
-        self.require_ready()
-        from neonize.utils.enum import ChatPresence, ChatPresenceMedia
-
-        presence = ChatPresence.CHAT_PRESENCE_COMPOSING if state == "composing" else ChatPresence.CHAT_PRESENCE_PAUSED
-        await self._call("presence", self.client.send_chat_presence(user_jid(chat_id), presence,
-                                                                     ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT))
-
-    @property
-    def _me(self) -> str | None:
-        return self.jid.user if self.jid else None
-
-    async def _call(self, what: str, call: Any) -> Any:
-        self.require_ready()
-        try:
-            return await call
-        except DriverError:
-            raise
-        except Exception as exc:  # neonize raises its own error per call (GetGroupInfoError, ...)
-            raise _refused(what, exc) from exc
-
-    async def groups(self) -> list[GroupInfo]:
-        """The groups this phone is in (``get_joined_groups``)."""
-        self.require_ready()
-        found = await self._call("list", self.client.get_joined_groups())
-        return [group_of(g, self._me) for g in found]
-
-    async def group_info(self, group_id: str) -> GroupInfo:
-        """One group (``get_group_info``), with ``get_group_invite_link`` when this phone is an admin."""
-        self.require_ready()
-        group = group_of(await self._call("info", self.client.get_group_info(user_jid(group_id))), self._me)
-        if group.is_admin:
-            link = await self._call("invite", self.client.get_group_invite_link(user_jid(group_id), False))
-            group = dataclasses.replace(group, invite_link=str(link))
-        return group
-
-    async def create_group(self, subject: str, participants: list[str]) -> tuple[GroupInfo, list[ParticipantResult]]:
-        """A new group (``create_group``); what became of each participant is read from its participants."""
-        self.require_ready()
-        info = await self._call("create", self.client.create_group(subject, [user_jid(n) for n in participants]))
-        return group_of(info, self._me), participant_results("add", participants, info.Participants)
-
-    async def update_participants(self, group_id: str, action: ParticipantAction,
-                                  numbers: list[str]) -> list[ParticipantResult]:
-        """``update_group_participants`` with neonize's ``ParticipantChange`` for ``action``."""
-        self.require_ready()
-        from neonize.utils.enum import ParticipantChange
-
-        changed = await self._call(action, self.client.update_group_participants(
-            user_jid(group_id), [user_jid(n) for n in numbers], ParticipantChange(action)))
-        return participant_results(action, numbers, changed)
-
-    async def update_group(self, group_id: str, changes: GroupChanges) -> GroupInfo:
-        """``set_group_name``, ``set_group_topic``, ``set_group_announce``, ``set_group_locked``; then the group."""
-        self.require_ready()
-        jid = user_jid(group_id)
-        if changes.subject is not None:
-            await self._call("update", self.client.set_group_name(jid, changes.subject))
-        if changes.description is not None:
-            # whatsmeow wants the current topic's id and a new one (empty previous id: none known).
-            current = await self._call("info", self.client.get_group_info(jid))
-            new_id = await self.client.generate_message_id()
-            await self._call("update", self.client.set_group_topic(jid, current.GroupTopic.TopicID, new_id,
-                                                                  changes.description))
-        if changes.announce is not None:
-            await self._call("update", self.client.set_group_announce(jid, changes.announce))
-        if changes.locked is not None:
-            await self._call("update", self.client.set_group_locked(jid, changes.locked))
-        return await self.group_info(group_id)
-
-    async def invite_link(self, group_id: str, *, revoke: bool = False) -> str:
-        """``get_group_invite_link`` (``revoke``: a new link, the old one void)."""
-        self.require_ready()
-        return str(await self._call("invite", self.client.get_group_invite_link(user_jid(group_id), revoke)))
-
-    async def join_group(self, invite: str) -> str:
-        """``join_group_with_link`` with the link's code; the group's id."""
-        self.require_ready()
-        code = invite.strip().removeprefix(INVITE_PREFIX).strip("/")
-        jid = await self._call("join", self.client.join_group_with_link(code))
-        return f"{jid.User}@g.us"
-
-    async def leave_group(self, group_id: str) -> None:
-        """``leave_group``."""
-        self.require_ready()
-        await self._call("leave", self.client.leave_group(user_jid(group_id)))

@@ -13,16 +13,13 @@ from typing import Any
 
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.engines.wwebjs.driver import (
-    GroupChange,
-    GroupEvent,
     GroupInfo,
     GroupParticipant,
-    GroupParticipantsChanged,
-    GroupUpdated,
     ParticipantAction,
     ParticipantOutcome,
     ParticipantResult,
 )
+from bisnesgpt.engines.wwebjs.driver_events import GroupChange, GroupEvent, GroupParticipantsChanged, GroupUpdated
 
 INVITE_PREFIX = "https://chat.whatsapp.com/"
 DONE: dict[ParticipantAction, ParticipantOutcome] = {"add": "added", "remove": "removed", "promote": "promoted",

@@ -27,21 +27,18 @@ from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.engines.wwebjs.driver import (
     AuthState,
     Confirm,
-    DriverConnectError,
-    DriverError,
-    EventSink,
     GroupChanges,
     GroupInfo,
     MediaDownload,
-    NotConnected,
     OutgoingMessage,
-    PairingUnavailable,
     ParticipantAction,
     ParticipantResult,
     SentMessage,
     SessionKey,
     TypingState,
 )
+from bisnesgpt.engines.wwebjs.driver_errors import DriverConnectError, DriverError, NotConnected, PairingUnavailable
+from bisnesgpt.engines.wwebjs.driver_events import EventSink
 from bisnesgpt.engines.wwebjs.drivers import sandbox_wire as wire
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.drivers.faults import DriverFaults

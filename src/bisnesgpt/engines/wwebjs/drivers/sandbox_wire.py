@@ -14,32 +14,31 @@ from typing import Literal, TypedDict
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.engines.wwebjs.driver import (
-    AckLevel,
     AuthState,
     Confirm,
     ContactCard,
-    DriverError,
-    GroupChange,
-    GroupEvent,
     GroupInfo,
     GroupParticipant,
-    GroupParticipantsChanged,
-    GroupRefused,
     GroupRole,
-    GroupUpdated,
-    InboundMedia,
-    InboundMessage,
     Location,
     MediaDownload,
-    NotConnected,
     OutgoingKind,
     OutgoingMessage,
     ParticipantOutcome,
     ParticipantResult,
-    PollVote,
-    SendRejected,
     SentMessage,
     TypingState,
+)
+from bisnesgpt.engines.wwebjs.driver_errors import DriverError, GroupRefused, NotConnected, SendRejected
+from bisnesgpt.engines.wwebjs.driver_events import (
+    AckLevel,
+    GroupChange,
+    GroupEvent,
+    GroupParticipantsChanged,
+    GroupUpdated,
+    InboundMedia,
+    InboundMessage,
+    PollVote,
 )
 from bisnesgpt.sandbox.wweb import protocol as p
 
