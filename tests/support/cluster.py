@@ -245,6 +245,8 @@ class ClusterSystem(ChaosSystem):
             "LOG_LEVEL": "INFO", "PYTHONFAULTHANDLER": "1",
             **FAST_TIMINGS, **chaos.WWEBJS_ENV, **chaos.META_PACING_ENV, **chaos.POOL_ENV,
             "WWEBJS_START_CONCURRENCY": "10", "WWEBJS_START_STAGGER_MS": "0", "WWEBJS_HANDOFF_BATCH": "10",
+            # Many processes on 2 shared cores: a heartbeat can be late without anything hung.
+            "MAX_HEARTBEAT_AGE": "30000",
             **self.extra_env})
 
     def add_host(self, name: str, *, wait: bool = True) -> HostRun:
