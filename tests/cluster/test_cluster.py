@@ -9,7 +9,7 @@ before. Each prints a ``CLUSTER RESULT`` line with its failover / hand-off times
 
 ``make test-cluster`` runs it in full (300 sessions, the product's 20 s lease, a 60 s
 partition, every host restarted); ``make test`` (``CHAOS_SCALE`` < 1) runs the same scenarios
-small: 12 sessions, a 10 s lease, a 15 s partition, one host restarted.
+small: 12 sessions, an 8 s lease, a 12 s partition, one host restarted.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from tests.support.netns import netns_unavailable
 
 FULL = CHAOS_SCALE >= 1.0
 SESSIONS = 300 if FULL else 12
-LEASE_TTL_S = 20.0 if FULL else 10.0  # above the sandbox's silence window (5 s)
-PARTITION_S = 60.0 if FULL else 15.0
+LEASE_TTL_S = 20.0 if FULL else 8.0  # above the sandbox's silence window (5 s)
+PARTITION_S = 60.0 if FULL else 12.0
 FAILOVER_BOUND_S = 30.0
 BALANCE_BOUND_PCT = 20.0
 JOIN_BOUND_S = 120.0
