@@ -8,8 +8,9 @@ one host's api) and each ending with the chaos checker over everything acknowled
 before. Each prints a ``CLUSTER RESULT`` line with its failover / hand-off times and the balance.
 
 ``make test-cluster`` runs it in full (300 sessions, the product's 20 s lease, a 60 s
-partition, every host restarted); ``make test`` (``CHAOS_SCALE`` < 1) runs the same scenarios
-small: 12 sessions, an 8 s lease, a 12 s partition, one host restarted.
+partition, every host restarted); ``make test`` (``CHAOS_SCALE`` < 1) runs scenarios 1 to 3
+small (12 sessions, an 8 s lease, a 12 s partition, the killed host left down; ``conftest.py``
+leaves the join and the rolling restart to the full run).
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ def test_2_kill9_of_every_process_of_one_host(cluster: ClusterSystem, loads: Loa
     failover = cluster.wait_owned_by(others, SESSIONS, timeout=120)
     fault.recovered_s = round(failover, 2)
     after = cluster.owners()
-    run.start()  # the machine comes back
-    back = cluster.wait_host(run)
+    back = 0.0
+    if FULL:  # the machine comes back (the small run goes on with two hosts: CI's time budget)
+        run.start()
+        back = cluster.wait_host(run)
     _finish(cluster, loads, load, "kill -9 of one host", {
         "host": victim, "its_sessions": before[victim], "failover_s": round(failover, 2),
         "per_host_after": describe(after), "host_back_s": round(back, 1)})
