@@ -208,3 +208,38 @@ async def test_groups_are_refused_on_cloud_api_phones_and_for_other_tenants(stac
     bad = await stack.http.post("/api/v1/groups", json={"subject": "x", "participants": ["not a number"]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "participants.0", bad.text
     assert (await stack.http.get("/api/v1/groups/abc")).status_code == 422
+
+
+async def test_set_read_and_remove_a_group_picture(stack: GroupStack) -> None:
+    created = await stack.ok("POST", "/api/v1/groups", 201, json={"subject": "Pictured", "participants": [FRIEND]})
+    group_id = created["group"]["id"]
+    path = f"/api/v1/groups/{group_id}/picture"
+    assert await stack.ok("GET", path) == {"groupId": group_id, "pictureUrl": None}
+
+    image = f"{stack.sandbox.url}/samples/image.png"
+    picture = await stack.ok("PUT", path, json={"link": image})
+    assert picture["groupId"] == group_id and picture["pictureId"] and picture["pictureUrl"]
+    async with httpx.AsyncClient(timeout=30) as plain:
+        served, sample = (await plain.get(picture["pictureUrl"])), (await plain.get(image))
+    assert served.status_code == 200 and served.content == sample.content  # the network keeps what was uploaded
+    assert await stack.ok("GET", path) == {"groupId": group_id, "pictureUrl": picture["pictureUrl"]}
+    view = (await stack.sandbox.call("GET", "/admin/groups"))["groups"]
+    assert next(g for g in view if g["id"] == group_id)["picture"] == picture["pictureUrl"].rsplit("/", 1)[1]
+
+    # Not an image: refused by the network, a 422 for the caller; a bad link never leaves the API.
+    not_image = await stack.http.put(path, json={"link": f"{stack.sandbox.url}/samples/document.pdf"})
+    assert not_image.status_code == 422 and "image" in not_image.json()["detail"], not_image.text
+    assert (await stack.http.put(path, json={"link": "not a url"})).status_code == 422
+
+    # A locked group of someone else's: only its admins change the picture.
+    theirs = await stack.sandbox.call("POST", "/admin/groups", json={"by": FRIEND, "subject": "Locked",
+                                                                     "participants": [ME]})
+    await stack.sandbox.call("POST", f"/admin/groups/{theirs['id']}/actions", json={
+        "by": FRIEND, "action": "update", "changes": {"locked": True}})
+    refused = await stack.http.put(f"/api/v1/groups/{theirs['id']}/picture", json={"link": image})
+    assert refused.status_code == 403 and refused.json()["code"] == "NOT_GROUP_ADMIN", refused.text
+
+    assert await stack.ok("DELETE", path) == {"groupId": group_id, "pictureUrl": None}
+    assert await stack.ok("GET", path) == {"groupId": group_id, "pictureUrl": None}
+    assert next(g for g in (await stack.sandbox.call("GET", "/admin/groups"))["groups"]
+                if g["id"] == group_id)["picture"] is None

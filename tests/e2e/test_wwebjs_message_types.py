@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -192,3 +193,41 @@ async def test_status_posts_to_a_list_or_to_all_contacts(stack: Stack) -> None:
     paced = await stack.http.post("/api/v1/messages", json={"to": CONTACT, "type": "text", "phoneIndex": 1,
                                                             "text": {"body": "x"}, "delayMs": 500})
     assert paced.status_code == 422 and paced.json()["code"] == "UNSUPPORTED", paced.text
+
+
+async def test_view_once_media_and_animated_stickers_come_in_with_their_flags(stack: Stack, tmp_path: Path) -> None:
+    async with httpx.AsyncClient(base_url=stack.sandbox.url, timeout=60) as net:
+        image = (await net.get("/samples/image.png")).content
+        uploaded = (await net.post("/media/upload", content=image, headers={"Content-Type": "image/png"})).json()
+    once = await stack.sandbox.inbound("acme", 0, **{"from": FRIEND, "type": "image", "text": "just once",
+                                                     "media": {**uploaded, "viewOnce": True}})
+    [seen] = await stack.events("message.inbound", "external_id", once["id"], 1)
+    assert seen["type"] == "image" and seen["payload"]["image"]["view_once"] is True
+    assert seen["payload"]["image"]["caption"] == "just once" and "animated" not in seen["payload"]["image"]
+    assert seen["media"]["state"] == "stored"  # kept like any image: the gateway saw it once, for the tenant
+
+    # An animated sticker from the sandbox's CLI; a static one carries no flag (as before).
+    sticker_file = tmp_path / "wave.webp"
+    async with httpx.AsyncClient(base_url=stack.sandbox.url, timeout=60) as net:
+        sticker_file.write_bytes((await net.get("/samples/sticker.webp")).content)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "bisnesgpt", "sandbox", "wweb", "inbound", "acme", "0",
+                               "--from", FRIEND, "--media", str(sticker_file), "--type", "sticker", "--mime",
+                               "image/webp", *args, "--url", stack.sandbox.url], env=clean_env(),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[1]
+    [moving] = await stack.events("message.inbound", "external_id", cli("--animated"), 1)
+    assert moving["type"] == "sticker" and moving["payload"]["sticker"]["animated"] is True
+    [still] = await stack.events("message.inbound", "external_id", cli(), 1)
+    assert "animated" not in still["payload"]["sticker"] and "view_once" not in still["payload"]["sticker"]
+
+    # What WhatsApp never sends is refused by the network.
+    async with httpx.AsyncClient(base_url=stack.sandbox.url, timeout=60) as net:
+        bad = await net.post("/admin/sessions/acme/0/inbound", json={
+            "from": FRIEND, "type": "image", "media": {**uploaded, "animated": True}})
+        assert bad.status_code == 400 and "only a sticker can be animated" in bad.text
+        document = await net.post("/admin/sessions/acme/0/inbound", json={
+            "from": FRIEND, "type": "document", "media": {**uploaded, "viewOnce": True}})
+        assert document.status_code == 400 and "can be view-once" in document.text

@@ -280,3 +280,84 @@ def test_pacing_jitter_spreads_gaps_evenly_over_the_configured_range() -> None:
     assert abs(sum(gaps) / len(gaps) - 0.45) < 0.01  # the jitter's mean: half its range
     quarters = [sum(1 for g in gaps if 0.25 + q * 0.1 <= g < 0.35 + q * 0.1) for q in range(4)]
     assert all(abs(n - len(gaps) / 4) < len(gaps) * 0.05 for n in quarters), quarters  # uniform, not clumped
+
+
+class RecordingClient:
+    """Stands in for neonize's client at the call boundary: records each call, answers as neonize would."""
+
+    def __init__(self, picture_error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self.picture_error = picture_error
+
+    async def get_profile_picture(self, jid: object, params: object) -> object:
+        from neonize.proto.Neonize_pb2 import ProfilePictureInfo
+
+        self.calls.append(("get_profile_picture", (jid, params)))
+        if self.picture_error is not None:
+            raise self.picture_error
+        return ProfilePictureInfo(URL="https://pps.whatsapp.net/p.jpg", ID="171")
+
+    async def set_group_photo(self, jid: object, data: bytes) -> str:
+        self.calls.append(("set_group_photo", (jid, data)))
+        return "172"
+
+
+async def test_neonize_group_pictures_use_set_group_photo_and_get_profile_picture() -> None:
+    from bisnesgpt.engines.wwebjs.driver import MediaSource
+
+    driver = NeonizeDriver(None, "postgresql://unused", schema="wa", sslmode="disable",  # type: ignore[arg-type]
+                           media=MediaFetcher(1 << 20, 5))
+    session = driver.session(SessionKey("neo", 0), lambda _event: None, None)
+    client = RecordingClient()
+    session.client, session.ready = client, True  # type: ignore[attr-defined]
+    assert await session.group_picture("120363@g.us") == "https://pps.whatsapp.net/p.jpg"
+    jid, params = client.calls[0][1]
+    assert (jid.User, jid.Server, params.Preview) == ("120363", "g.us", False)  # type: ignore[attr-defined]
+    assert await session.set_group_picture("120363@g.us", MediaSource(data=b"\xff\xd8jpeg", mime_type="image/jpeg")
+                                           ) == "172"
+    assert client.calls[1][0] == "set_group_photo" and client.calls[1][1][1] == b"\xff\xd8jpeg"
+    with pytest.raises(GroupRefused) as refused:
+        await session.remove_group_picture("120363@g.us")
+    assert refused.value.code == "PICTURE_REMOVAL_UNSUPPORTED" and len(client.calls) == 2
+    session.client = RecordingClient(Exception("profile picture not set: item-not-found"))  # type: ignore[attr-defined]
+    assert await session.group_picture("120363@g.us") is None
+    session.client = RecordingClient(Exception("forbidden (403)"))  # type: ignore[attr-defined]
+    with pytest.raises(GroupRefused) as forbidden:
+        await session.group_picture("120363@g.us")
+    assert forbidden.value.code == "NOT_GROUP_ADMIN"
+
+
+def test_neonize_view_once_media_and_animated_stickers_carry_their_flags() -> None:
+    from neonize.proto.Neonize_pb2 import Message as MessageEvent
+    from neonize.proto.Neonize_pb2 import MessageInfo, MessageSource
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import FutureProofMessage, ImageMessage, Message, StickerMessage
+
+    from bisnesgpt.engines.wwebjs.drivers.neonize_inbound import inbound_of
+
+    downloads: list[Any] = []
+
+    def download(message: Any) -> Any:
+        downloads.append(message)
+        return lambda: None
+
+    def event(message: Any) -> Any:
+        source = MessageSource(Chat=_jid("601"), Sender=_jid("601"))
+        return MessageEvent(Info=MessageInfo(MessageSource=source, ID="3A9", Timestamp=1767261600), Message=message)
+
+    photo = ImageMessage(mimetype="image/jpeg", caption="once", fileLength=5)
+    for wrapper in ("viewOnceMessage", "viewOnceMessageV2", "viewOnceMessageV2Extension"):
+        wrapped = Message(**{wrapper: FutureProofMessage(message=Message(imageMessage=photo))})
+        inbound = inbound_of(event(wrapped), download)
+        assert inbound is not None and inbound.media is not None
+        assert (inbound.type, inbound.media.view_once, inbound.media.caption, inbound.media.animated) == (
+            "image", True, "once", False)
+        assert downloads[-1].HasField("imageMessage")  # whatsmeow downloads the inner image
+    flagged = inbound_of(event(Message(imageMessage=ImageMessage(mimetype="image/jpeg", viewOnce=True))), download)
+    assert flagged is not None and flagged.media is not None and flagged.media.view_once
+    plain = inbound_of(event(Message(imageMessage=ImageMessage(mimetype="image/jpeg"))), download)
+    assert plain is not None and plain.media is not None and not plain.media.view_once
+    for animated in (True, False):
+        sticker = inbound_of(event(Message(stickerMessage=StickerMessage(mimetype="image/webp",
+                                                                          isAnimated=animated))), download)
+        assert sticker is not None and sticker.media is not None
+        assert (sticker.type, sticker.media.animated, sticker.media.view_once) == ("sticker", animated, False)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from bisnesgpt.api import (
+    antiban_routes,
     audit_routes,
     event_stream,
     media_routes,
@@ -77,8 +78,8 @@ class PipelineComponent(Component, HealthReporter):
         self.loop_lag = LoopLag()
         self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
         self._routers = (send_routes.build(self.sender, self.admission), message_routes.build(ctx.db),
-                         phone_routes.build(ctx.db, self.phones), usage_routes.build(ctx.db),
-                         audit_routes.build(ctx.db))
+                         phone_routes.build(ctx.db, self.phones, settings), usage_routes.build(ctx.db),
+                         audit_routes.build(ctx.db), antiban_routes.build(ctx.db, settings))
 
     async def _config_changed(self, company_id: str, phone_index: int, connection_type: str | None) -> None:
         self.router.invalidate(company_id, phone_index)
@@ -225,9 +226,7 @@ class ConversationsApiComponent(Component):
 
     def __init__(self, ctx: ProcessContext) -> None:
         settings = ctx.settings
-        self.client = CloudApiClient(timeout=settings.meta_http_timeout,
-                                     connect_timeout=settings.meta_http_connect_timeout,
-                                     max_connections=settings.meta_http_max_connections)
+        self.client = CloudApiClient.from_settings(settings)
         self._routes = ChatRoutes(ctx.db, self.client, secret_box(settings), settings)
 
     def routers(self) -> Sequence[APIRouter]:

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from bisnesgpt.api.auth import authenticate_connection
 from bisnesgpt.api.scopes import EVENT_STREAM
 from bisnesgpt.api.stream_guard import StreamGuard, Watch
-from bisnesgpt.core.errors import Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from bisnesgpt.core.errors import BisnesgptError, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from bisnesgpt.messaging.events import EVENT_TYPES
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.webhooks.stream import EventFeed, StreamFilter, Subscriber, streamed
@@ -33,6 +33,11 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_INVALID = 4422
 CLOSE_TOO_SLOW = 4008
 CLOSE_RATE_LIMITED = 4429
+# Why a connection is refused before it streams -> the close code that says so (HTTP's, + 4000).
+REFUSALS: dict[type[BisnesgptError], int] = {
+    Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN, NotFound: CLOSE_NOT_FOUND,
+    TooManyRequests: CLOSE_RATE_LIMITED, ValidationFailed: CLOSE_INVALID,
+}
 
 
 def _key(websocket: WebSocket, api_key: str | None) -> str | None:
@@ -73,20 +78,9 @@ def build(ctx: ProcessContext, feed: EventFeed, guard: StreamGuard) -> APIRouter
             else:
                 principal.require_phone(phoneIndex)
             stream_filter = StreamFilter(company_id, _types(types), phoneIndex)
-        except Unauthorized as exc:
-            await websocket.close(CLOSE_UNAUTHORIZED, exc.detail[:120])
-            return
-        except Forbidden as exc:
-            await websocket.close(CLOSE_FORBIDDEN, exc.detail[:120])
-            return
-        except NotFound as exc:
-            await websocket.close(CLOSE_NOT_FOUND, exc.detail[:120])
-            return
-        except TooManyRequests as exc:
-            await websocket.close(CLOSE_RATE_LIMITED, exc.detail[:120])
-            return
-        except ValidationFailed as exc:
-            await websocket.close(CLOSE_INVALID, exc.detail[:120])
+        except tuple(REFUSALS) as exc:
+            await websocket.close(next(code for kind, code in REFUSALS.items() if isinstance(exc, kind)),
+                                  exc.detail[:120])
             return
         subscriber = feed.subscribe(stream_filter)  # before the replay: nothing falls between the two
         watch = guard.watch(principal, subscriber.end)

@@ -1,5 +1,5 @@
 """Groups of a WhatsApp-Web phone: ``/api/v1/groups`` (list, info, create, participants, settings,
-invite links, join, leave).
+invite links, join, leave, picture).
 
 Every operation is carried out by the session that owns the phone: the API queues a
 ``group`` session command (``session_commands``), the wwebjs process driving the session
@@ -19,7 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bisnesgpt.api.auth import CurrentPrincipal
-from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN, MAX_PHONE_INDEX, JsonObject, problem_responses
+from bisnesgpt.api.schemas.common import (
+    COMPANY_ID_PATTERN,
+    MAX_PHONE_INDEX,
+    URL_PATTERN,
+    JsonObject,
+    problem_responses,
+)
 from bisnesgpt.api.session_commands import normalise_phone, requester, run_session_command
 from bisnesgpt.core.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
 from bisnesgpt.core.jsontypes import JsonValue
@@ -52,7 +58,10 @@ Numbers = Annotated[list[Annotated[str, Field(min_length=5, max_length=32)]],
 REFUSALS: dict[str, type[NotFound] | type[Forbidden] | type[ValidationFailed] | type[Conflict]] = {
     "GROUP_NOT_FOUND": NotFound, "NOT_IN_GROUP": NotFound, "NOT_GROUP_ADMIN": Forbidden,
     "INVITE_INVALID": ValidationFailed, "BAD_GROUP_REQUEST": ValidationFailed,
-    "SESSION_NOT_CONNECTED": Conflict,
+    "SESSION_NOT_CONNECTED": Conflict, "PICTURE_REMOVAL_UNSUPPORTED": ValidationFailed,
+    # A picture's link the wwebjs process could not use: the caller's to fix.
+    "MEDIA_URL_REFUSED": ValidationFailed, "MEDIA_DOWNLOAD_FAILED": ValidationFailed,
+    "MEDIA_TOO_LARGE": ValidationFailed, "INVALID_PAYLOAD": ValidationFailed,
 }
 
 GROUP_EXAMPLE: JsonObject = {
@@ -111,6 +120,14 @@ class JoinGroup(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"invite": "https://chat.whatsapp.com/F4k3Inv1teC0de"}]})
     invite: str = Field(min_length=4, max_length=200)
+
+
+class GroupPicture(BaseModel):
+    """Body of setting a group's picture: a JPEG by URL (fetched by the wwebjs process, size-limited)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"link": "https://cdn.acme.example/logo.jpg"}]})
+    link: str = Field(min_length=8, max_length=2048, pattern=URL_PATTERN)
 
 
 def group_id_of(raw: str) -> str:
@@ -266,3 +283,29 @@ class GroupRoutes:
                         companyId: CompanyQuery = None) -> JSONResponse:
             return JSONResponse(await self.run(principal, companyId, phoneIndex, "leave",
                                                groupId=group_id_of(groupId)))
+
+        @router.get("/api/v1/groups/{groupId}/picture", summary="Where the group's picture can be fetched now",
+                    responses=_ok({"groupId": "120363025246125888@g.us",
+                                   "pictureUrl": "https://pps.whatsapp.net/v/t61.24694-24/…"},
+                                  "The picture's URL (null: the group has none)"))
+        async def picture(principal: CurrentPrincipal, groupId: GroupPath, phoneIndex: PhoneQuery = 0,
+                          companyId: CompanyQuery = None) -> JSONResponse:
+            return JSONResponse(await self.run(principal, companyId, phoneIndex, "picture",
+                                               groupId=group_id_of(groupId), action="get"))
+
+        @router.put("/api/v1/groups/{groupId}/picture",
+                    summary="Set the group's picture (a JPEG by URL; admins only when the group is locked)",
+                    responses=_ok({"groupId": "120363025246125888@g.us", "pictureId": "1767261600123",
+                                   "pictureUrl": "https://pps.whatsapp.net/v/t61.24694-24/…"},
+                                  "The new picture's id and URL"))
+        async def set_picture(principal: CurrentPrincipal, groupId: GroupPath, body: GroupPicture,
+                              phoneIndex: PhoneQuery = 0, companyId: CompanyQuery = None) -> JSONResponse:
+            return JSONResponse(await self.run(principal, companyId, phoneIndex, "picture",
+                                               groupId=group_id_of(groupId), action="set", link=body.link))
+
+        @router.delete("/api/v1/groups/{groupId}/picture", summary="Remove the group's picture",
+                       responses=_ok({"groupId": "120363025246125888@g.us", "pictureUrl": None}, "Removed"))
+        async def remove_picture(principal: CurrentPrincipal, groupId: GroupPath, phoneIndex: PhoneQuery = 0,
+                                 companyId: CompanyQuery = None) -> JSONResponse:
+            return JSONResponse(await self.run(principal, companyId, phoneIndex, "picture",
+                                               groupId=group_id_of(groupId), action="remove"))

@@ -13,8 +13,11 @@ from pydantic import JsonValue
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
 from bisnesgpt.api.schemas import phones as models
+from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import MAX_PHONE_INDEX, CompanyPath, JsonObject, problem_responses
+from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs.antiban import SendingToday, phone_sending
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
 from bisnesgpt.phones.live_status import live_status
@@ -63,8 +66,9 @@ def qr_data_url(qr: JsonValue) -> str | None:
     return str(segno.make(qr, error="m").png_data_uri(scale=4))
 
 
-def phone_status_json(row: CompanyPhoneStatus) -> models.PhoneBotStatus:
-    """One phone of ``/api/bot-status`` (the QR code as a PNG data URL while pairing)."""
+def phone_status_json(row: CompanyPhoneStatus, sending: SendingToday | None = None) -> models.PhoneBotStatus:
+    """One phone of ``/api/bot-status`` (the QR code as a PNG data URL while pairing; a WhatsApp-Web
+    phone's sends today against its anti-ban caps as ``sending``)."""
     metadata: JsonObject = row["metadata"] or {}
     live = live_status(row["status"], metadata)
     status = live.status if row["status"] or row["configured"] else "not_configured"
@@ -82,10 +86,11 @@ def phone_status_json(row: CompanyPhoneStatus) -> models.PhoneBotStatus:
         lastSeen=row["last_seen"].isoformat() if row["last_seen"] else None,
         error=error,
         pausedUntil=live.paused_until.isoformat() if live.paused_until else None,
+        sending=SendingTodayView.of(sending) if sending is not None else None,
     )
 
 
-def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
+def build(db: Database, phone_config: PhoneConfigService, settings: Settings) -> APIRouter:
     """Phone configuration routes: connect Meta / 360dialog, list, status, remove."""
     router = APIRouter(tags=["phones"])
 
@@ -184,7 +189,9 @@ def build(db: Database, phone_config: PhoneConfigService) -> APIRouter:
             rows = await store.company_phone_statuses(conn, companyId)
             if not rows:
                 await tenancy.get_company(conn, companyId)
-        phones = [phone_status_json(r) for r in rows]
+            sending = {r["phone_index"]: await phone_sending(conn, settings, companyId, r["phone_index"])
+                       for r in rows if r["configured"] and (r["connection_type"] or "wwebjs") == "wwebjs"}
+        phones = [phone_status_json(r, sending.get(r["phone_index"])) for r in rows]
         first = phones[0] if phones else None
         return models.BotStatus(
             companyId=companyId,

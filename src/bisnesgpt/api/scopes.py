@@ -83,6 +83,9 @@ ROUTE_RULES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/v1/groups/{groupId}/participants"): MANAGE_GROUPS,
     ("POST", "/api/v1/groups/{groupId}/invite/revoke"): MANAGE_GROUPS,
     ("POST", "/api/v1/groups/{groupId}/leave"): MANAGE_GROUPS,
+    ("GET", "/api/v1/groups/{groupId}/picture"): READ_GROUPS,
+    ("PUT", "/api/v1/groups/{groupId}/picture"): MANAGE_GROUPS,
+    ("DELETE", "/api/v1/groups/{groupId}/picture"): MANAGE_GROUPS,
     # phones and WhatsApp-Web sessions
     ("POST", "/api/whatsapp/meta-direct/connect"): RouteRule("sessions:manage", "body"),
     ("POST", "/api/whatsapp/360dialog/onboard"): RouteRule("sessions:manage", "body"),
@@ -96,6 +99,9 @@ ROUTE_RULES: dict[tuple[str, str], RouteRule] = {
     ("POST", f"{_SESSION}/pairing-code"): SESSION,
     ("GET", f"{_SESSION}/commands/{{command_id}}"): SESSION,
     ("POST", f"{_SESSION}/{{action}}"): SESSION,
+    ("GET", f"{_SESSION}/antiban"): SESSION,
+    ("PATCH", f"{_SESSION}/antiban"): SESSION,
+    ("PATCH", "/api/sessions/{company_id}/antiban"): RouteRule("sessions:manage", "every"),
     # webhooks
     ("POST", "/api/v1/webhooks"): WEBHOOKS,
     ("GET", "/api/v1/webhooks"): WEBHOOKS,

@@ -11,7 +11,7 @@ Routes (a company key reaches its own company; the operator key reaches all):
 
 * ``GET  /api/sessions/{companyId}`` — every wwebjs phone's session
 * ``GET  /api/sessions/{companyId}/events`` — live ``status_update``/``auth_status`` (SSE)
-* ``GET  /api/sessions/{companyId}/{phoneIndex}`` — one session
+* ``GET  /api/sessions/{companyId}/{phoneIndex}`` — one session (and its sends today against its caps)
 * ``GET  /api/sessions/{companyId}/{phoneIndex}/qr`` — the QR as ``image/png`` (``Accept`` or
   ``?format=png``) or JSON with the PNG data URL
 * ``POST /api/sessions/{companyId}/{phoneIndex}/{start|stop|restart|logout}``
@@ -38,6 +38,7 @@ from bisnesgpt.api.phone_sessions import (
     load_phone_session,
     load_phone_sessions,
 )
+from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import JsonObject, iso
 from bisnesgpt.api.session_commands import (
     CommandView,
@@ -51,6 +52,7 @@ from bisnesgpt.api.session_commands import (
 from bisnesgpt.api.session_events import CLOSED, REVOKED, SessionEventHub, put_dropping_oldest, sse
 from bisnesgpt.api.stream_guard import StreamGuard
 from bisnesgpt.core.errors import Conflict, NotFound
+from bisnesgpt.engines.wwebjs.antiban import phone_sending
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url
 from bisnesgpt.engines.wwebjs.store import CommandAction, DesiredState
@@ -93,6 +95,12 @@ class SessionView(TypedDict):
     owner: str | None
     stale: bool
     metadata: JsonObject
+
+
+class SessionDetail(SessionView):
+    """One session, with its sends today against the phone's anti-ban caps."""
+
+    sending: SendingTodayView
 
 
 class SessionList(TypedDict):
@@ -249,8 +257,11 @@ class SessionRoutes:
 
         @router.get("/api/sessions/{company_id}/{phone_index}", summary="One phone's WhatsApp Web session")
         async def one_session(principal: CurrentPrincipal, company_id: CompanyId,
-                              phone_index: PhoneIndex) -> SessionView:
-            return session_view(await self._session(principal, company_id, phone_index))
+                              phone_index: PhoneIndex) -> SessionDetail:
+            view = session_view(await self._session(principal, company_id, phone_index))
+            async with self.ctx.db.connection() as conn:
+                today = await phone_sending(conn, self.ctx.settings, company_id, phone_index)
+            return SessionDetail(**view, sending=SendingTodayView.of(today))
 
         @router.get("/api/sessions/{company_id}/{phone_index}/qr",
                     summary="The QR code to scan: image/png, or JSON with a PNG data URL",

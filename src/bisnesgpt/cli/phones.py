@@ -1,4 +1,4 @@
-"""``bisnesgpt phones add|list|set|remove``: a company's phones and how each connects.
+"""``bisnesgpt phones add|list|set|remove``: a company's phones, how each connects, its anti-ban controls.
 
 Credentials (``--access-token``, ``--api-key``) are encrypted with ``ENCRYPTION_KEY``
 before they are stored and are never printed. Pass ``-`` to read one from stdin instead of
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import sys
 
+import asyncpg
 import typer
 from rich.table import Table
 
-from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console
+from bisnesgpt.cli import antiban
+from bisnesgpt.cli.common import COMPANY_HELP, cli_errors, command_group, console, err_console
 from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
-from bisnesgpt.core.errors import Conflict, ValidationFailed
+from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
 from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.wwebjs.antiban import SendingToday, phone_sending
 from bisnesgpt.infra.secrets import resolve_encryption_key, secret_box
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
@@ -181,14 +184,28 @@ def phones_set(
     api_key: str | None = typer.Option(None, "--api-key", help="('-': stdin)"),
     ordered: bool | None = typer.Option(None, "--ordered/--unordered", help=ORDERED_HELP),
     verify: bool = typer.Option(True, "--verify/--no-verify", help=VERIFY_HELP),
+    simulate_typing: bool | None = antiban.TYPING_OPTION,
+    jitter_ms: int | None = antiban.JITTER_OPTION,
+    daily_message_cap: int | None = antiban.MESSAGE_CAP_OPTION,
+    daily_new_chat_cap: int | None = antiban.NEW_CHAT_CAP_OPTION,
+    cap_action: str | None = antiban.CAP_ACTION_OPTION,
+    warmup_days: int | None = antiban.WARMUP_OPTION,
+    check_on_whatsapp: bool | None = antiban.CHECK_OPTION,
+    inherit: list[str] | None = antiban.INHERIT_OPTION,
 ) -> None:
-    """Change a phone's connection type, status, credentials or per-chat order (the rest is kept).
+    """Change a phone's connection type, status, credentials, per-chat order or anti-ban controls (the rest is kept).
 
     A change of the number or its credentials is proven at the provider with the values given
-    and, for the rest, the stored ones.
+    and, for the rest, the stored ones. The anti-ban options set the WhatsApp-Web phone's own
+    controls (over its company's defaults, ``bisnesgpt companies antiban``, and the WWEBJS_* settings).
     """
     token = _secret(access_token, "access token")
     d360_key = _secret(api_key, "API key")
+    with cli_errors():
+        controls = antiban.antiban_changes(
+            simulate_typing=simulate_typing, jitter_ms=jitter_ms, daily_message_cap=daily_message_cap,
+            daily_new_chat_cap=daily_new_chat_cap, cap_action=cap_action, warmup_days=warmup_days,
+            check_on_whatsapp=check_on_whatsapp, inherit=inherit)
 
     async def change(db: Database, settings: Settings) -> PhoneConfig:
         plain = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id, ordered)
@@ -198,12 +215,36 @@ def phones_set(
                                 d360_key=d360_key)
         service, fields = _with_secrets(db, settings, (company_id, index), plain, token=token, d360_key=d360_key)
         if not fields and connection_type is None and status is None:
-            raise ValidationFailed("nothing to change: give --type, --status, --ordered/--unordered or a credential "
-                                   "option")
-        return await service.update(company_id, index, connection_type=connection_type, status=status,
-                                    fields=fields)
+            if controls:
+                return await _set_antiban(db, company_id, index, controls)
+            raise ValidationFailed("nothing to change: give --type, --status, --ordered/--unordered, a credential "
+                                   "option or an anti-ban option")
+        updated = await service.update(company_id, index, connection_type=connection_type, status=status,
+                                       fields=fields)
+        if controls:
+            await _set_antiban(db, company_id, index, controls)
+        return updated
 
     console.print(_describe(run_with_database(change)) + " updated")
+
+
+async def _phone_or_404(conn: asyncpg.Connection, company_id: str, index: int) -> PhoneConfig:
+    phone = await store.get_phone(conn, company_id, index)
+    if phone is None:
+        raise NotFound(f"phone {company_id}/{index} is not configured; add it with `bisnesgpt phones add`")
+    return phone
+
+
+async def _set_antiban(db: Database, company_id: str, index: int, controls: dict[str, object]) -> PhoneConfig:
+    """Set a WhatsApp-Web phone's own anti-ban controls (printed as they are now); the phone."""
+    async with db.connection() as conn:
+        phone = await _phone_or_404(conn, company_id, index)
+    if (phone.connection_type or "wwebjs") != "wwebjs":
+        raise Conflict(f"phone {company_id}/{index} is {phone.connection_type}: the anti-ban controls are for "
+                       "WhatsApp-Web (wwebjs) phones")
+    changed = await antiban.change_antiban(db, company_id, index, controls)
+    console.print(f"phone {company_id}/{index} anti-ban: {antiban.describe(changed)}")
+    return phone
 
 
 async def _prove_change(db: Database, settings: Settings, company_id: str, index: int, connection_type: str | None,
@@ -246,7 +287,7 @@ def phones_remove(
 def phones_list(company_id: str | None = typer.Argument(None, help="Only this company's phones")) -> None:
     """List phones (secrets only as set / not set)."""
 
-    async def fetch(db: Database, _settings: Settings) -> list[tuple[PhoneConfig, LiveStatus]]:
+    async def fetch(db: Database, settings: Settings) -> list[tuple[PhoneConfig, LiveStatus, SendingToday | None]]:
         async with db.connection() as conn:
             if company_id is not None:
                 await tenancy.get_company(conn, company_id)  # an unknown company is an error, not an empty table
@@ -256,13 +297,17 @@ def phones_list(company_id: str | None = typer.Argument(None, help="Only this co
             out = []
             for config in configs:
                 row = await store.get_phone_status(conn, config.company_id, config.phone_index)
-                out.append((config, live_status(row["status"] if row else None, row["metadata"] if row else {})))
+                sending = (await phone_sending(conn, settings, config.company_id, config.phone_index)
+                           if (config.connection_type or "wwebjs") == "wwebjs" else None)
+                out.append((config, live_status(row["status"] if row else None, row["metadata"] if row else {}),
+                            sending))
             return out
 
-    # "connection": the live status, as the console and /api/bot-status show it; "status": the configuration's.
+    # "connection": the live status, as the console and /api/bot-status show it; "status": the configuration's;
+    # "sent today": a WhatsApp-Web phone's sends against the anti-ban caps in effect (warm-up applied).
     table = Table("company", "index", "type", "queue", "connection", "status", "display number", "meta phone id",
-                  "360 channel", "secret", "order")
-    for config, live in run_with_database(fetch):
+                  "360 channel", "secret", "order", "sent today")
+    for config, live, sending in run_with_database(fetch):
         spec = CONNECTION_TYPE_QUEUES.get(config.connection_type)
         secret = "set" if (config.meta_access_token_encrypted or config.api_key_encrypted) else "-"
         connection = live.status + (f" until {live.paused_until:%H:%M} UTC" if live.paused_until else "")
@@ -270,5 +315,18 @@ def phones_list(company_id: str | None = typer.Argument(None, help="Only this co
                       spec.name if spec else "(unknown type)", connection, config.status or "-",
                       config.display_phone_number or "-", config.meta_phone_number_id or "-",
                       config.dialog360_channel_id or "-", secret,
-                      "per chat" if config.ordered_sends else "unordered")
+                      "per chat" if config.ordered_sends else "unordered", _today(sending))
     console.print(table)
+
+
+def _today(sending: SendingToday | None) -> str:
+    """``5/40 msgs, 2/4 new chats, warm-up day 2/5`` (no cap: the count alone)."""
+    if sending is None:
+        return "-"
+
+    def of(count: int, cap: int) -> str:
+        return f"{count}/{cap}" if cap else str(count)
+
+    messages, chats = of(sending.sent_today, sending.message_cap), of(sending.new_chats_today, sending.new_chat_cap)
+    shown = f"{messages} msgs, {chats} new chats"
+    return shown + (f", warm-up day {sending.warmup_day}/{sending.warmup_days}" if sending.warmup_day else "")

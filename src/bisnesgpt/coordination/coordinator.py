@@ -30,6 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.asyncio as aioredis
@@ -79,25 +80,26 @@ def shutdown_targets_me(payload: dict[str, Any], *, process_name: str, role: str
     return any(t in (process_name, role, "all") for t in targets)
 
 
+@dataclass(eq=False)
 class Coordinator:
     """One process's pub/sub listener: peers, shutdown requests, and the components' handlers."""
 
-    def __init__(self, redis_url: str, *, namespace: str, process_name: str, role: str, host: str,
-                 peers: dict[str, Peer], on_shutdown: Callable[[str], None]) -> None:
-        self.redis_url = redis_url
-        self.namespace = namespace
-        self.process_name = process_name
-        self.role = role
-        self.host = host
-        self.peers = peers
-        self.on_shutdown = on_shutdown
-        self._handlers: dict[str, list[Handler]] = {channel: [] for channel in BUILT_IN}
-        self._connection_listeners: list[ConnectionListener] = []
-        self._unsubscribed: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._client: aioredis.Redis | None = None
-        self._db = 0
-        self.connected = False
+    redis_url: str
+    _: KW_ONLY
+    namespace: str
+    process_name: str
+    role: str
+    host: str
+    peers: dict[str, Peer]
+    on_shutdown: Callable[[str], None]
+    connected: bool = field(default=False, init=False)
+    _handlers: dict[str, list[Handler]] = field(default_factory=lambda: {channel: [] for channel in BUILT_IN},
+                                                init=False, repr=False)
+    _connection_listeners: list[ConnectionListener] = field(default_factory=list, init=False, repr=False)
+    _unsubscribed: set[str] = field(default_factory=set, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _client: aioredis.Redis | None = field(default=None, init=False, repr=False)
+    _db: int = field(default=0, init=False, repr=False)
 
     def on(self, channel: str, handler: Handler) -> None:
         """Call ``handler(payload)`` for every JSON object published on ``channel``."""

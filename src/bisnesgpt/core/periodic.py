@@ -2,7 +2,7 @@
 
 Every recurring job of a process is a ``Periodic`` (or a ``LeasedLoop``, the same loop
 run only by the holder of a lease: ``coordination/leased_loop.py``); their intervals are
-settings (``config.py``), so how often anything runs is read in one place. A pass that
+settings (``bisnesgpt.config``), so how often anything runs is read in one place. A pass that
 raises is logged (once per distinct error, then at DEBUG while it repeats) and the loop
 goes on; a pass that returns ``True`` ("more to do now") runs again without sleeping.
 """

@@ -49,16 +49,7 @@ def sentinel_target(url: str) -> SentinelTarget | None:
         user, sep, secret = auth.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if sep else None
-    sentinels = []
-    for hostport in filter(None, netloc.split(",")):
-        parts = urlsplit("//" + hostport)
-        try:
-            port = parts.port or 26379
-        except ValueError as exc:
-            raise ValueError(f"sentinel {hostport!r} has an invalid port") from exc
-        if not parts.hostname:
-            raise ValueError(f"sentinel {hostport!r} has no host")
-        sentinels.append((parts.hostname, port))
+    sentinels = [_host_port(hostport, 26379, "sentinel") for hostport in filter(None, netloc.split(","))]
     segments = [segment for segment in path.split("/") if segment]
     if not sentinels:
         raise ValueError("names no sentinel (host:port[,host:port...])")
@@ -86,17 +77,19 @@ TARGET_ATTRS = "target_session_attrs"
 def database_hosts(url: str) -> list[tuple[str, int]]:
     """Every (host, port) a PostgreSQL URL names, in order; ValueError when one is malformed."""
     netloc = urlsplit(url).netloc.rpartition("@")[2]
-    hosts = []
-    for hostport in netloc.split(",") if netloc else []:
-        parts = urlsplit("//" + hostport)
-        try:
-            port = parts.port or 5432
-        except ValueError as exc:
-            raise ValueError(f"host {hostport!r} has an invalid port") from exc
-        if not parts.hostname:
-            raise ValueError(f"host {hostport!r} is empty")
-        hosts.append((parts.hostname, port))
-    return hosts
+    return [_host_port(hostport, 5432, "host") for hostport in netloc.split(",")] if netloc else []
+
+
+def _host_port(hostport: str, default_port: int, what: str) -> tuple[str, int]:
+    """``host[:port]`` as (host, port); ValueError naming ``what`` when either part is malformed."""
+    parts = urlsplit("//" + hostport)
+    try:
+        port = parts.port or default_port
+    except ValueError as exc:
+        raise ValueError(f"{what} {hostport!r} has an invalid port") from exc
+    if not parts.hostname:
+        raise ValueError(f"{what} {hostport!r} has no host")
+    return parts.hostname, port
 
 
 def writable_target(url: str) -> str:

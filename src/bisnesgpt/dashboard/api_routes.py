@@ -30,7 +30,7 @@ from bisnesgpt.core.errors import Conflict, NotFound, ServiceUnavailable
 from bisnesgpt.dashboard import attention, charts, messages, phones
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operator
 from bisnesgpt.dashboard.live import LiveHub
-from bisnesgpt.dashboard.queues import (
+from bisnesgpt.dashboard.queue_types import (
     BulkRetried,
     Cleaned,
     FailedJobsPage,
@@ -40,10 +40,10 @@ from bisnesgpt.dashboard.queues import (
     JobState,
     Paused,
     Promoted,
-    QueueAdmin,
     QueueView,
     Retried,
 )
+from bisnesgpt.dashboard.queues import QueueAdmin
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.qr import png_from_data_url

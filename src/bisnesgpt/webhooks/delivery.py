@@ -14,7 +14,7 @@ import asyncio
 import email.utils
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -60,18 +60,17 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
+@dataclass(eq=False, kw_only=True)
 class Deliverer:
     """Posts signed bodies; one small connection pool per endpoint (bounded like its concurrency)."""
 
-    def __init__(self, *, resolver: Resolver, allow_private: bool, timeout: float, response_max_bytes: int,
-                 endpoint_concurrency: int, private_excerpts: bool = False) -> None:
-        self.resolver = resolver
-        self.allow_private = allow_private
-        self.private_excerpts = private_excerpts
-        self.timeout = timeout
-        self.response_max_bytes = response_max_bytes
-        self.endpoint_concurrency = endpoint_concurrency
-        self._clients: dict[str, tuple[httpx.AsyncClient, float]] = {}
+    resolver: Resolver
+    allow_private: bool
+    timeout: float
+    response_max_bytes: int
+    endpoint_concurrency: int
+    private_excerpts: bool = False
+    _clients: dict[str, tuple[httpx.AsyncClient, float]] = field(default_factory=dict, init=False, repr=False)
 
     def _client(self, endpoint_id: str) -> httpx.AsyncClient:
         entry = self._clients.get(endpoint_id)

@@ -129,12 +129,14 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]
     return found
 
 
-def _ipv4_reason(address: ipaddress.IPv4Address) -> str | None:
+def _own_reason(address: IPAddress) -> str | None:
+    """Why ``address`` itself (not an IPv4 address it embeds) is not public."""
     checks = (("loopback", address.is_loopback), ("link-local", address.is_link_local),
               ("multicast", address.is_multicast), ("unspecified", address.is_unspecified),
               ("private", address.is_private))
     found = next((reason for reason, refused in checks if refused), None)
-    if found is None and (not address.is_global or any(address in net for net in SPECIAL_PURPOSE_V4)):
+    special = SPECIAL_PURPOSE_V4 if isinstance(address, ipaddress.IPv4Address) else SPECIAL_PURPOSE_V6
+    if found is None and (not address.is_global or any(address in net for net in special)):
         found = "not globally routable"
     return found
 
@@ -149,20 +151,14 @@ def refusal_reason(address: IPAddress) -> str | None:
     reached), except Teredo, refused with the rest of the special-purpose ranges.
     """
     if isinstance(address, ipaddress.IPv4Address):
-        return _ipv4_reason(address)
+        return _own_reason(address)
     for inner in embedded_ipv4(address):
-        reason = _ipv4_reason(inner)
+        reason = _own_reason(inner)
         if reason is not None:
             return reason
     if address.teredo is None and embedded_ipv4(address):
         return None  # reached through its (public) IPv4 address; Teredo is refused below
-    checks = (("loopback", address.is_loopback), ("link-local", address.is_link_local),
-              ("multicast", address.is_multicast), ("unspecified", address.is_unspecified),
-              ("private", address.is_private))
-    found = next((reason for reason, refused in checks if refused), None)
-    if found is None and (not address.is_global or any(address in net for net in SPECIAL_PURPOSE_V6)):
-        found = "not globally routable"
-    return found
+    return _own_reason(address)
 
 
 def is_public(address: IPAddress) -> bool:

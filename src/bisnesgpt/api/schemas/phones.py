@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import CompanyId, JsonObject, PhoneIndex, Strict
 
 ProviderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -100,6 +101,8 @@ class PhoneBotStatus(BaseModel):
     error: str | None
     pausedUntil: str | None = Field(None, description="While status is 'paused' (a Cloud API phone after "
                                                        "368 / 131031): when sending resumes (ISO 8601)")
+    sending: SendingTodayView | None = Field(None, description="A WhatsApp-Web phone's sends today (UTC) against "
+                                                               "its anti-ban caps and warm-up day")
 
 
 class BotStatus(BaseModel):
@@ -120,7 +123,9 @@ BOT_STATUS_EXAMPLE: JsonObject = {
     "phones": [
         {"phoneIndex": 0, "status": "qr", "connectionType": "wwebjs", "processName": "wwebjs", "configured": True,
          "qrCode": "data:image/png;base64,iVBORw0KGgo...", "pairingCode": None, "phoneInfo": None,
-         "lastSeen": "2025-01-01T10:00:00+00:00", "error": None},
+         "lastSeen": "2025-01-01T10:00:00+00:00", "error": None,
+         "sending": {"sentToday": 12, "newChatsToday": 3, "messageCap": 58, "newChatCap": 6, "warmupDay": 2,
+                     "warmupDays": 7}},
         {"phoneIndex": 1, "status": "pending", "connectionType": "meta_direct", "processName": "meta",
          "configured": True, "qrCode": None, "pairingCode": None, "phoneInfo": "+60 12-345 6789",
          "lastSeen": None, "error": None},

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 
@@ -23,6 +23,9 @@ from bisnesgpt.engines.meta import messages
 from bisnesgpt.engines.meta.errors import CloudApiError, PermanentGraphError, TransportError
 from bisnesgpt.engines.meta.metrics import GRAPH_REQUESTS, GRAPH_SECONDS
 from bisnesgpt.engines.meta.profiles import Credentials
+
+if TYPE_CHECKING:
+    from bisnesgpt.config import Settings
 
 USER_AGENT = f"bisnesgpt/{__version__}"
 # What an operator's "verify" asks for (Meta's PhoneNumberInfo; the first four are the defaults).
@@ -72,6 +75,12 @@ class CloudApiClient:
                                     keepalive_expiry=60.0)
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CloudApiClient:
+        """A client with the META_HTTP_* timeouts and connection limit."""
+        return cls(timeout=settings.meta_http_timeout, connect_timeout=settings.meta_http_connect_timeout,
+                   max_connections=settings.meta_http_max_connections)
 
     async def open(self) -> None:
         """Create the shared connection pool (inside the running event loop)."""

@@ -30,9 +30,7 @@ class MetaSendComponent(SendQueueComponent):
 
     def __init__(self, ctx: ProcessContext) -> None:
         settings = ctx.settings
-        self.client = CloudApiClient(timeout=settings.meta_http_timeout,
-                                     connect_timeout=settings.meta_http_connect_timeout,
-                                     max_connections=settings.meta_http_max_connections)
+        self.client = CloudApiClient.from_settings(settings)
         engine = MetaEngine(settings, ctx.db, self.client, Pacer(ctx.redis), PhoneCache(ctx.db), ctx.events,
                             secret_box(settings), ProcessRateLimiter(settings.meta_max_messages_per_second))
         # Held jobs (waiting for a near pacing slot) do no work: they get slots of their own.
@@ -102,9 +100,7 @@ class MetaMediaDownloadComponent(QueueComponent):
 
     def __init__(self, ctx: ProcessContext) -> None:
         settings = ctx.settings
-        self.client = CloudApiClient(timeout=settings.meta_http_timeout,
-                                     connect_timeout=settings.meta_http_connect_timeout,
-                                     max_connections=settings.meta_http_max_connections)
+        self.client = CloudApiClient.from_settings(settings)
         self.store = build_store(settings)
         self.processor = MetaMediaDownloader(ctx.db, self.client, MediaLibrary(ctx.db, self.store, settings),
                                              MediaUrlSigner.from_settings(settings), secret_box(settings),

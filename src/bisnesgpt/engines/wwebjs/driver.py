@@ -263,6 +263,15 @@ class DriverSession(Protocol):
     async def leave_group(self, group_id: str) -> None:
         """Leave the group."""
 
+    async def group_picture(self, group_id: str) -> str | None:
+        """Where the group's picture can be fetched now (None: it has none)."""
+
+    async def set_group_picture(self, group_id: str, image: MediaSource) -> str:
+        """Set the group's picture (a JPEG; admins only when the group is locked); the new picture's id."""
+
+    async def remove_group_picture(self, group_id: str) -> None:
+        """Remove the group's picture."""
+
 
 class WebDriver(Protocol):
     """A WhatsApp Web implementation (one per process)."""

@@ -74,6 +74,10 @@ class InboundMedia:
     sha256: str | None = None
     url: str | None = None
     caption: str | None = None
+    # View-once media (an image, video or voice note the recipient may open once).
+    view_once: bool = False
+    # An animated sticker (static ones are False).
+    animated: bool = False
     # How this driver gets the bytes (the sandbox network's media server; whatsmeow's
     # download and decryption with the message's media key); None: it cannot.
     download: MediaDownload | None = field(default=None, compare=False, repr=False)

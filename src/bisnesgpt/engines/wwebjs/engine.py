@@ -19,6 +19,7 @@ from bisnesgpt.core.errors import LeaseLost
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.antiban import AntiBan
+from bisnesgpt.engines.wwebjs.antiban_settings import AntiBanPolicy
 from bisnesgpt.engines.wwebjs.driver import OutgoingMessage, SessionKey
 from bisnesgpt.engines.wwebjs.driver_errors import DriverError, NotConnected, SendRejected, SendTimeout
 from bisnesgpt.engines.wwebjs.manager import SessionManager
@@ -101,7 +102,8 @@ class WebEngine:
         """Pace, send through the session's driver, and map driver errors onto the worker's outcomes."""
         outgoing = to_outgoing(message)
         key = SessionKey(message.company_id, message.phone_index)
-        wait = self.pacer.reserve(key, max_wait=MAX_INLINE_WAIT)
+        policy = await self.antiban.policy(message.company_id, message.phone_index)
+        wait = self.pacer.reserve(key, max_wait=MAX_INLINE_WAIT, jitter_ms=policy.send_jitter_ms)
         if wait is None:
             raise DeferSend("paced", delay_ms=int(self.pacer.delay_until_free(key) * 1000) + 1)
         if wait > 0:
@@ -111,7 +113,7 @@ class WebEngine:
             raise DeferSend(f"session not ready: {readiness.detail}", delay_ms=self._defer_ms(message),
                             wake_on=ready_condition(message))
         try:
-            await self._before_driver(readiness.session, message, outgoing)
+            await self._before_driver(readiness.session, message, outgoing, policy)
             await self.manager.fence_send(key)  # not one send after the lease is gone (fencing)
             sent = await readiness.session.send(outgoing)
         except LeaseLost as exc:
@@ -136,9 +138,10 @@ class WebEngine:
                                      details=failure_details(exc)) from exc
         return SendReceipt(sent.id, {"duplicate": sent.duplicate, "timestamp": sent.timestamp})
 
-    async def _before_driver(self, session: ManagedSession, message: MessageRecord, outgoing: OutgoingMessage) -> None:
+    async def _before_driver(self, session: ManagedSession, message: MessageRecord, outgoing: OutgoingMessage,
+                             policy: AntiBanPolicy) -> None:
         """The on-WhatsApp check of a new number, then "typing…" before a text (``antiban``)."""
-        if self.settings.wwebjs_check_on_whatsapp and await self.antiban.opens_chat(message):
+        if policy.check_on_whatsapp and await self.antiban.opens_chat(message, policy):
             number = message.chat_id.partition("@")[0]
             on = self.antiban.cached(number)
             if on is None:
@@ -155,7 +158,7 @@ class WebEngine:
             await asyncio.sleep(min(delay_ms, MAX_DELAY_MS) / 1000)
         wanted = hints.get("simulateTyping")
         pause = self.antiban.typing_seconds(outgoing.text if outgoing.kind == "text" else None,
-                                            wanted if isinstance(wanted, bool) else None)
+                                            wanted if isinstance(wanted, bool) else None, policy)
         if pause > 0:
             driver = session.ready_driver()
             await driver.typing(message.chat_id, "composing")

@@ -12,10 +12,18 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, get_args
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
-from bisnesgpt.engines.wwebjs.driver import DriverSession, GroupChanges, GroupInfo, ParticipantAction, ParticipantResult
+from bisnesgpt.engines.wwebjs.driver import (
+    DriverSession,
+    GroupChanges,
+    GroupInfo,
+    MediaSource,
+    ParticipantAction,
+    ParticipantResult,
+)
 from bisnesgpt.engines.wwebjs.driver_errors import GroupRefused
 
-GroupOp = Literal["list", "info", "create", "participants", "update", "invite", "join", "leave"]
+GroupOp = Literal["list", "info", "create", "participants", "update", "invite", "join", "leave", "picture"]
+PictureAction = Literal["get", "set", "remove"]
 GROUP_OPS: tuple[GroupOp, ...] = get_args(GroupOp)
 PARTICIPANT_ACTIONS: tuple[ParticipantAction, ...] = get_args(ParticipantAction)
 
@@ -104,9 +112,24 @@ async def _leave(session: DriverSession, args: JsonObject) -> JsonObject:
     return {"groupId": group_id, "left": True}
 
 
+async def _picture(session: DriverSession, args: JsonObject) -> JsonObject:
+    """``action`` get (its URL), set (``link``: an image URL, fetched by this process) or remove."""
+    group_id = _text(args, "groupId")
+    action = args.get("action")
+    if action == "set":
+        picture_id = await session.set_group_picture(group_id, MediaSource(url=_text(args, "link")))
+        return {"groupId": group_id, "pictureId": picture_id, "pictureUrl": await session.group_picture(group_id)}
+    if action == "remove":
+        await session.remove_group_picture(group_id)
+        return {"groupId": group_id, "pictureUrl": None}
+    if action == "get":
+        return {"groupId": group_id, "pictureUrl": await session.group_picture(group_id)}
+    raise GroupRefused("'action' must be get, set or remove", code="BAD_GROUP_REQUEST")
+
+
 OPERATIONS: dict[GroupOp, Callable[[DriverSession, JsonObject], Awaitable[JsonObject]]] = {
     "list": _list, "create": _create, "join": _join, "info": _info, "participants": _participants,
-    "update": _update, "invite": _invite, "leave": _leave}
+    "update": _update, "invite": _invite, "leave": _leave, "picture": _picture}
 
 
 async def run_group_op(session: DriverSession, args: JsonObject) -> JsonObject:

@@ -78,7 +78,9 @@ def inbound_payload(message: InboundMessage) -> JsonObject:
         media = message.media
         body[message.type] = {k: v for k, v in {
             "mime_type": media.mime_type, "sha256": media.sha256, "caption": media.caption,
-            "filename": media.filename, "link": media.url, "file_size": media.size}.items() if v is not None}
+            "filename": media.filename, "link": media.url, "file_size": media.size,
+            # Flags only when set (a plain image or a static sticker looks as it always did).
+            "view_once": media.view_once or None, "animated": media.animated or None}.items() if v is not None}
     elif message.text is not None:
         body[message.type] = {"body": message.text}
     if message.quoted_id:

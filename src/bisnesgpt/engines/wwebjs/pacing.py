@@ -23,14 +23,18 @@ class SessionPacer:
         self._rand = rand
         self._next: dict[Hashable, float] = {}
 
-    def reserve(self, key: Hashable, *, max_wait: float) -> float | None:
-        """Seconds to wait before this send, or None (nothing reserved) if that exceeds ``max_wait``."""
+    def reserve(self, key: Hashable, *, max_wait: float, jitter_ms: int | None = None) -> float | None:
+        """Seconds to wait before this send, or None (nothing reserved) if that exceeds ``max_wait``.
+
+        ``jitter_ms``: this session's own random gap (its phone's setting), else the pacer's.
+        """
         now = self._clock()
         slot = max(now, self._next.get(key, now))
         wait = slot - now
         if wait > max_wait:
             return None
-        self._next[key] = slot + self.interval + self._rand() * self.jitter
+        jitter = self.jitter if jitter_ms is None else jitter_ms / 1000
+        self._next[key] = slot + self.interval + self._rand() * jitter
         return wait
 
     def delay_until_free(self, key: Hashable) -> float:

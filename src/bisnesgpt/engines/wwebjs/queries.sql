@@ -151,3 +151,50 @@ SELECT
     NOT EXISTS (SELECT 1 FROM messages x WHERE x.company_id = $1 AND x.phone_index = $2 AND x.chat_id = $3
                 AND (x.direction = 'inbound' OR x.sent_at IS NOT NULL)) AS opens_chat,
     (SELECT paired_at FROM wwebjs_sessions WHERE company_id = $1 AND phone_index = $2) AS paired_at
+
+-- antiban_overrides --
+-- The anti-ban controls company $1 sets for phone $2 and as its defaults (phone_index NULL).
+SELECT phone_index, simulate_typing, send_jitter_ms, daily_message_cap, daily_new_chat_cap, daily_cap_action,
+       warmup_days, check_on_whatsapp
+FROM wwebjs_antiban_settings
+WHERE company_id = $1 AND (phone_index = $2 OR phone_index IS NULL)
+
+-- company_antiban_overrides --
+-- Every anti-ban row of company $1 (NULL: of every company): the defaults and each phone's.
+SELECT company_id, phone_index, simulate_typing, send_jitter_ms, daily_message_cap, daily_new_chat_cap,
+       daily_cap_action, warmup_days, check_on_whatsapp
+FROM wwebjs_antiban_settings
+WHERE $1::text IS NULL OR company_id = $1
+ORDER BY company_id, phone_index NULLS FIRST
+
+-- save_antiban_overrides --
+-- Set the controls of company $1's phone $2 (NULL: the company's defaults); NULL columns inherit.
+INSERT INTO wwebjs_antiban_settings (company_id, phone_index, simulate_typing, send_jitter_ms, daily_message_cap,
+                                     daily_new_chat_cap, daily_cap_action, warmup_days, check_on_whatsapp)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (company_id, COALESCE(phone_index, -1)) DO UPDATE SET
+    simulate_typing = EXCLUDED.simulate_typing, send_jitter_ms = EXCLUDED.send_jitter_ms,
+    daily_message_cap = EXCLUDED.daily_message_cap, daily_new_chat_cap = EXCLUDED.daily_new_chat_cap,
+    daily_cap_action = EXCLUDED.daily_cap_action, warmup_days = EXCLUDED.warmup_days,
+    check_on_whatsapp = EXCLUDED.check_on_whatsapp, updated_at = now()
+
+-- delete_antiban_overrides --
+-- Forget the controls of company $1's phone $2 (NULL: the company's defaults): all inherit again.
+DELETE FROM wwebjs_antiban_settings WHERE company_id = $1 AND phone_index IS NOT DISTINCT FROM $2::int
+
+-- sending_today --
+-- What phone ($1, $2) sent today (UTC), how many chats it opened today, and when it was paired
+-- (send_limits without a message at hand).
+WITH today AS (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start)
+SELECT
+    (SELECT count(*) FROM messages m, today
+     WHERE m.company_id = $1 AND m.phone_index = $2 AND m.direction = 'outbound' AND m.sent_at >= today.start
+    ) AS sent_today,
+    (SELECT count(DISTINCT m.chat_id) FROM messages m, today
+     WHERE m.company_id = $1 AND m.phone_index = $2 AND m.direction = 'outbound' AND m.sent_at >= today.start
+       AND NOT EXISTS (SELECT 1 FROM messages i WHERE i.company_id = $1 AND i.phone_index = $2
+                       AND i.chat_id = m.chat_id AND i.direction = 'inbound')
+       AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.company_id = $1 AND o.phone_index = $2
+                       AND o.chat_id = m.chat_id AND o.direction = 'outbound' AND o.sent_at < today.start)
+    ) AS new_chats_today,
+    (SELECT paired_at FROM wwebjs_sessions WHERE company_id = $1 AND phone_index = $2) AS paired_at

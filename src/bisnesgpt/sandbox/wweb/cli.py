@@ -145,6 +145,8 @@ def inbound(
     mention: list[str] = MENTION_OPTION,
     location: str = typer.Option(None, "--location", help="send a location instead: LAT,LON[,NAME]"),
     contact: list[str] = CONTACT_OPTION,
+    view_once: bool = typer.Option(False, "--view-once", help="with --media: view-once (image, video, audio)"),
+    animated: bool = typer.Option(False, "--animated", help="with --media --type sticker: an animated sticker"),
     url: str = URL_OPTION,
 ) -> None:
     """Send a text (or, with ``--media``, a file; ``--location``, a pin; ``--contact``, cards) to the
@@ -161,7 +163,8 @@ def inbound(
             uploaded = _call("POST", f"{_url(url)}/media/upload", params={"name": media.name}, content=handle,
                              headers={"Content-Type": mime})
         body = {"from": sender, "type": kind, "text": text if text != "hello from the sandbox" else None,
-                "media": {**uploaded, "filename": media.name}}
+                "media": {**uploaded, "filename": media.name, **({"viewOnce": True} if view_once else {}),
+                          **({"animated": True} if animated else {})}}
     if chat:
         body["chat"] = chat
     if mention:

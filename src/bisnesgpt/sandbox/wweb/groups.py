@@ -2,7 +2,8 @@
 
 A group is recorded whole (``Records.save_group``): subject, description, owner, each
 participant's role (``member``/``admin``/``superadmin``), announcement-only (only admins
-send) and locked info (only admins change subject and description), and its invite code.
+send) and locked info (only admins change subject, description and picture), its invite code
+and its picture (an upload to the network's media server).
 A session acts as the phone its device is linked to; other phones are numbers, driven
 through the admin API (``act``) as if someone did it on their phone.
 
@@ -93,7 +94,31 @@ class Groups:
         if op == "leave":
             await self.change_members(group_id, body, "left", [me], by=me)
             return {"left": group_id}
+        if op == "picture":
+            media = frame.get("media")
+            return self._picture(group_id, body, me, str(frame.get("action") or ""),
+                                 media if isinstance(media, dict) else {})
         raise GroupFault(p.BAD_REQUEST, f"unknown group operation {op!r}")
+
+    def _picture(self, group_id: str, body: JsonObject, me: str, action: str, media: JsonObject) -> JsonObject:
+        """get / set (an uploaded image: ``media.handle``) / remove the group's picture (admins when locked)."""
+        if action == "get":
+            return {"picture": body.get("picture"), "pictureId": body.get("pictureId")}
+        if action not in ("set", "remove"):
+            raise GroupFault(p.BAD_REQUEST, f"unknown picture action {action!r}: get, set or remove")
+        if body.get("locked"):
+            self._require_admin(group_id, body, me)
+        if action == "remove":
+            self.board.records.save_group(group_id, {**body, "picture": None, "pictureId": None})
+            return {"picture": None, "pictureId": None}
+        upload = self.board.records.media(str(media.get("handle") or ""))
+        if upload is None:
+            raise GroupFault(p.BAD_REQUEST, "the picture was not uploaded to the media server first")
+        if not str(upload["mime"]).startswith("image/"):
+            raise GroupFault(p.BAD_REQUEST, f"a group picture is an image, not {upload['mime']}")
+        picture_id = str(int(time.time() * 1000))
+        self.board.records.save_group(group_id, {**body, "picture": upload["handle"], "pictureId": picture_id})
+        return {"picture": upload["handle"], "pictureId": picture_id}
 
     def _member_group(self, group_id: str, me: str) -> JsonObject:
         row = self.board.records.group(group_id)
@@ -285,7 +310,7 @@ class Groups:
         view: JsonObject = {"id": group_id, "subject": body.get("subject"), "description": body.get("description"),
                             "owner": body.get("owner"), "createdAt": body.get("createdAt"),
                             "announce": bool(body.get("announce")), "locked": bool(body.get("locked")),
-                            "isAdmin": is_admin, "size": len(members),
+                            "isAdmin": is_admin, "size": len(members), "picture": body.get("picture"),
                             "participants": [{"number": n, "lid": p.lid_of(n), "role": r} for n, r in members.items()]}
         if full and is_admin:
             view["inviteLink"] = p.INVITE_PREFIX + str(body.get("invite"))

@@ -28,6 +28,8 @@ from bisnesgpt.sandbox.wweb.switchboard import NetworkError, Switchboard
 
 CHANGE_KINDS: dict[str, ChangeKind] = {"reaction": "reaction", "edit": "edit", "delete": "delete"}
 # What of a sent message the network records (and the admin API shows as its body).
+# What WhatsApp sends as view-once (``media.viewOnce``); only stickers are ``media.animated``.
+VIEW_ONCE_KINDS = ("image", "video", "audio")
 RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl", "mentions", "contacts", "poll",
                    "status")
 def _content_refusal(kind: str, message: JsonObject) -> tuple[str, str] | None:
@@ -238,6 +240,12 @@ class Routing:
         kind = str(body.get("type") or "text")
         if kind not in p.INBOUND_KINDS:
             raise NetworkError(400, f"unsupported inbound type {kind!r}: one of {', '.join(p.INBOUND_KINDS)}")
+        media = body.get("media")
+        if isinstance(media, dict):
+            if media.get("viewOnce") is True and kind not in VIEW_ONCE_KINDS:
+                raise NetworkError(400, f"only {', '.join(VIEW_ONCE_KINDS)} can be view-once, not {kind}")
+            if media.get("animated") is True and kind != "sticker":
+                raise NetworkError(400, f"only a sticker can be animated, not {kind}")
         message_id = str(body.get("id") or ("3A" + secrets.token_hex(10).upper()))
         chat = str(body.get("chat") or f"{sender}@c.us")
         given: JsonObject = {

@@ -2,19 +2,30 @@
 
 whatsmeow's group calls: GetJoinedGroups, GetGroupInfo, CreateGroup, UpdateGroupParticipants,
 SetGroupName, SetGroupTopic, SetGroupAnnounce, SetGroupLocked, GetGroupInviteLink,
-JoinGroupWithLink, LeaveGroup (neonize's get_joined_groups, get_group_info, ...).
+JoinGroupWithLink, LeaveGroup, SetGroupPhoto, GetProfilePictureInfo (neonize's get_joined_groups,
+get_group_info, ..., set_group_photo, get_profile_picture).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bisnesgpt.engines.wwebjs.driver import GroupChanges, GroupInfo, ParticipantAction, ParticipantResult, TypingState
+from bisnesgpt.engines.wwebjs.driver import (
+    GroupChanges,
+    GroupInfo,
+    MediaSource,
+    ParticipantAction,
+    ParticipantResult,
+    TypingState,
+)
 from bisnesgpt.engines.wwebjs.driver_errors import DriverError, GroupRefused
 from bisnesgpt.engines.wwebjs.drivers.base import SessionBase
 from bisnesgpt.engines.wwebjs.drivers.neonize_device import DeviceJid, readable_error
 from bisnesgpt.engines.wwebjs.drivers.neonize_groups import INVITE_PREFIX, group_of, participant_results, user_jid
+
+if TYPE_CHECKING:
+    from bisnesgpt.engines.wwebjs.drivers.neonize import NeonizeDriver
 
 
 def _refused(what: str, exc: Exception) -> DriverError:
@@ -33,6 +44,7 @@ class NeonizeCalls(SessionBase):
 
     client: Any
     jid: DeviceJid | None
+    driver: NeonizeDriver
 
     async def check_numbers(self, numbers: list[str]) -> dict[str, bool]:
         """``is_on_whatsapp`` (whatsmeow's IsOnWhatsApp usync query), answered per number."""
@@ -128,3 +140,29 @@ class NeonizeCalls(SessionBase):
         """``leave_group``."""
         self.require_ready()
         await self._call("leave", self.client.leave_group(user_jid(group_id)))
+
+    async def group_picture(self, group_id: str) -> str | None:
+        """``get_profile_picture`` of the group (the full picture, not the preview): its URL, None when unset."""
+        self.require_ready()
+        from neonize.proto.Neonize_pb2 import GetProfilePictureParams
+
+        try:
+            picture = await self.client.get_profile_picture(user_jid(group_id), GetProfilePictureParams(Preview=False))
+        except Exception as exc:  # whatsmeow: ErrProfilePictureNotSet (item-not-found) when there is none
+            text = readable_error(exc).lower()
+            if "not set" in text or "item-not-found" in text or "404" in text:
+                return None
+            raise _refused("picture", exc) from exc
+        return str(picture.URL) or None
+
+    async def set_group_picture(self, group_id: str, image: MediaSource) -> str:
+        """``set_group_photo`` with the image's bytes (downloaded here, size-limited); the new picture id."""
+        self.require_ready()
+        media = await self.driver.media.fetch(image)
+        return str(await self._call("picture", self.client.set_group_photo(user_jid(group_id), media.data)))
+
+    async def remove_group_picture(self, group_id: str) -> None:
+        """Refused: neonize's ``set_group_photo`` always sends a picture (whatsmeow removes one only for nil)."""
+        self.require_ready()
+        raise GroupRefused("the neonize driver cannot remove a group picture (neonize offers no removal); remove "
+                           "it on the phone, or set another picture", code="PICTURE_REMOVAL_UNSUPPORTED")

@@ -11,6 +11,8 @@ from bisnesgpt.engines.wwebjs.driver_events import AckLevel, InboundMedia, Inbou
 # whatsmeow's receipt types that say how far a sent message got.
 RECEIPT_LEVELS: dict[int, AckLevel] = {1: "device", 4: "read", 6: "played"}
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
+# View-once media arrives wrapped (a FutureProofMessage around the image, video or voice note).
+VIEW_ONCE_WRAPPERS = ("viewOnceMessage", "viewOnceMessageV2", "viewOnceMessageV2Extension")
 
 
 def sender_of(source: Any) -> tuple[str, str | None]:
@@ -30,6 +32,9 @@ def chat_of(source: Any) -> str:
 def inbound_of(event: Any, download: Callable[[Any], MediaDownload]) -> InboundMessage | None:
     """whatsmeow's ``Message`` event as an ``InboundMessage`` (None for our own messages).
 
+    View-once media (in one of its wrappers, or flagged ``viewOnce``) and animated stickers
+    (``isAnimated``) carry their flags on the ``InboundMedia``.
+
     ``download`` makes the media's download from the WhatsApp message (whatsmeow fetches
     and decrypts it with the message's media key).
     """
@@ -37,6 +42,9 @@ def inbound_of(event: Any, download: Callable[[Any], MediaDownload]) -> InboundM
     source = info.MessageSource
     if source.IsFromMe:
         return None
+    wrapped = next((w for w in VIEW_ONCE_WRAPPERS if message.HasField(w)), None)
+    if wrapped is not None:
+        message = getattr(message, wrapped).message
     chat = chat_of(source)
     kind, text, media, quoted = "unknown", None, None, None
     mentions: tuple[str, ...] = ()
@@ -75,6 +83,8 @@ def inbound_of(event: Any, download: Callable[[Any], MediaDownload]) -> InboundM
                                      size=int(getattr(body, "fileLength", 0) or 0) or None,
                                      sha256=(getattr(body, "fileSHA256", b"") or b"").hex() or None,
                                      caption=getattr(body, "caption", None) or None,
+                                     view_once=wrapped is not None or bool(getattr(body, "viewOnce", False)),
+                                     animated=bool(getattr(body, "isAnimated", False)),
                                      download=download(message))
                 break
     return InboundMessage(id=info.ID, chat_id=chat, sender=sender, timestamp=float(info.Timestamp),

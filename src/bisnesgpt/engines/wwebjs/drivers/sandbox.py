@@ -30,6 +30,7 @@ from bisnesgpt.engines.wwebjs.driver import (
     GroupChanges,
     GroupInfo,
     MediaDownload,
+    MediaSource,
     OutgoingMessage,
     ParticipantAction,
     ParticipantResult,
@@ -167,7 +168,7 @@ class SandboxSession(SessionBase):
         """Send one message (media uploaded first) and wait for its ``send_result``."""
         self.require_ready()
         await self.driver.faults.before_send()
-        media = await self._upload(message) if message.media is not None else None
+        media = await self._upload(message.media) if message.media is not None else None
         ref = next(self._refs)
         future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
@@ -246,9 +247,23 @@ class SandboxSession(SessionBase):
         """Leave the group."""
         await self._group({"op": "leave", "group": group_id})
 
-    async def _upload(self, message: OutgoingMessage) -> wire.UploadedMedia:
-        assert message.media is not None
-        media = await self.driver.media.fetch(message.media, client=self.driver.http)
+    async def group_picture(self, group_id: str) -> str | None:
+        """The group picture's URL on the network's media server (None: no picture)."""
+        handle = (await self._group({"op": "picture", "group": group_id, "action": "get"})).get("picture")
+        return f"{self.driver.base_url}/media/{handle}" if isinstance(handle, str) and handle else None
+
+    async def set_group_picture(self, group_id: str, image: MediaSource) -> str:
+        """Upload the image, then make it the group's picture; its picture id."""
+        uploaded = await self._upload(image)
+        result = await self._group({"op": "picture", "group": group_id, "action": "set", "media": uploaded})
+        return str(result.get("pictureId"))
+
+    async def remove_group_picture(self, group_id: str) -> None:
+        """Remove the group's picture."""
+        await self._group({"op": "picture", "group": group_id, "action": "remove"})
+
+    async def _upload(self, source: MediaSource) -> wire.UploadedMedia:
+        media = await self.driver.media.fetch(source, client=self.driver.http)
         try:
             response = await self.driver.http.post(f"{self.driver.base_url}/media/upload", content=media.data,
                                                    params={"name": media.filename},

@@ -167,8 +167,9 @@ class GroupFrame(TypedDict, total=False):
     type: Literal["group", "check"]
     numbers: list[str]
     ref: int
-    op: Literal["list", "info", "create", "participants", "update", "invite", "join", "leave"]
+    op: Literal["list", "info", "create", "participants", "update", "invite", "join", "leave", "picture"]
     group: str
+    media: UploadedMedia  # picture (set): the uploaded image
     subject: str
     participants: list[str]
     action: str
@@ -291,6 +292,7 @@ def inbound_message(message: JsonObject, confirm: Confirm,
         media = InboundMedia(kind, mime_type=text(body, "mime"), filename=text(body, "filename"),
                              size=int(size) if size is not None else None, sha256=text(body, "sha256"),
                              url=text(body, "url"), caption=text(message, "text"),
+                             view_once=body.get("viewOnce") is True, animated=body.get("animated") is True,
                              download=download_for(url) if download_for and (url := text(body, "url")) else None)
     sender = text(message, "from") or ""
     return InboundMessage(
