@@ -77,7 +77,9 @@ class DataHost:
         postgres = [str(_bin_dir() / "postgres"), "-D", str(data), "-p", "5432",
                     "-c", f"listen_addresses=127.0.0.1,{self.host.address}", "-c", "unix_socket_directories=",
                     "-c", "max_connections=300", "-c", "shared_buffers=64MB"]
-        as_user = ["runuser", "-u", SYSTEM_USER, "--"] if self.pg._run_as else []
+        # setpriv execs postgres in place (runuser would fork and keep it out of our signals).
+        as_user = (["setpriv", f"--reuid={SYSTEM_USER}", f"--regid={SYSTEM_USER}", "--init-groups", "--"]
+                   if self.pg._run_as else [])
         self._spawn(self.lab.exec_args(self.host, *as_user, *postgres), "postgres.log")
         redis_dir = self.workdir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
@@ -105,14 +107,21 @@ class DataHost:
         return True
 
     def stop(self) -> None:
+        """SIGINT (PostgreSQL's fast shutdown) to the servers and anything under them; SIGKILL what stays."""
+        tree: list[psutil.Process] = []
         for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(psutil.Error):
+                top = psutil.Process(proc.pid)
+                tree += [top, *top.children(recursive=True)]
+        for member in tree:
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(signal.SIGINT)
+        _gone, alive = psutil.wait_procs(tree, timeout=20)
+        for member in alive:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
         for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
 
 
