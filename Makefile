@@ -11,7 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv start demo test test-fast test-chaos lint bench lock clean
+.PHONY: venv start demo test test-fast test-chaos test-cluster lint bench lock clean
 
 # Progress a line per step (and a line per package while installing): the first run takes minutes.
 $(STAMP): pyproject.toml constraints.txt
@@ -42,7 +42,8 @@ demo: venv
 # would prune each other's directories (embedded servers' data among them).
 PYTEST_TMP := $(CURDIR)/.pytest-tmp
 
-# The chaos scenarios run at reduced load here (CHAOS_SCALE 0.3); `make test-chaos` runs them in full.
+# The chaos and cluster scenarios run at reduced load here (CHAOS_SCALE 0.3); `make test-chaos` and
+# `make test-cluster` run them in full.
 test: venv
 	CHAOS_SCALE=$${CHAOS_SCALE:-0.3} $(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) $(PYTEST_ARGS)
 
@@ -52,6 +53,10 @@ test-fast: venv
 
 test-chaos: venv
 	CHAOS_SCALE=$${CHAOS_SCALE:-1.0} $(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) -m chaos tests/chaos $(PYTEST_ARGS)
+
+## make test-cluster: the cluster scenarios in full (hosts as network namespaces; needs root and iproute2)
+test-cluster: venv
+	CHAOS_SCALE=$${CHAOS_SCALE:-1.0} $(BIN)/python -m pytest --basetemp=$(PYTEST_TMP) -m cluster tests/cluster $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests $(wildcard bench/*.py)

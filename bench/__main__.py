@@ -3,8 +3,10 @@
 Sections: ``accept``, ``e2e``, ``floor`` (the durable floor, ``bench/floor.py``: the product's
 e2e figures as ratios to it), ``order`` (per-chat order: many chats ordered vs unordered,
 ABBA, and one chat), ``pacing`` (achieved rate against a phone's limit), ``fleet``
-(footprint and recovery under the orchestrator), ``media`` (inbound media pipeline latency and
-RSS while large files stream through), ``stream`` (WebSocket event fan-out).
+(footprint and recovery under the orchestrator), ``spread`` (sessions over many wwebjs
+processes: sessions and RSS per process and session, time to re-home an owner's sessions),
+``media`` (inbound media pipeline latency and RSS while large files stream through),
+``stream`` (WebSocket event fan-out).
 ``--quick`` shrinks every duration (a harness check, not a measurement).
 """
 
@@ -20,11 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import accept, e2e, fleet, floor, media, order, pacing, profile
+from bench import accept, e2e, fleet, floor, media, order, pacing, profile, spread
 from bench.report import render
 from bench.system import REPO, machine_info, open_servers
 
-SECTIONS = ("accept", "e2e", "floor", "order", "pacing", "fleet", "media", "stream")
+SECTIONS = ("accept", "e2e", "floor", "order", "pacing", "fleet", "spread", "media", "stream")
 
 
 def log(message: str) -> None:
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections of the generator")
     parser.add_argument("--anchor-jobs", type=int, default=5000, help="jobs of each BullMQ no-op anchor")
     parser.add_argument("--sessions", default="1,10,50", help="sandbox session counts for the wwebjs footprint")
+    parser.add_argument("--spread-processes", type=int, default=4, help="wwebjs processes of the spread section")
+    parser.add_argument("--spread-sessions", default="100,500,1000", help="session counts spread over them")
+    parser.add_argument("--rehome", type=int, default=100, help="sessions of the owner killed in the spread section")
     parser.add_argument("--no-granian", action="store_true", help="skip the granian comparison")
     parser.add_argument("--no-node", action="store_true", help="skip the Node BullMQ anchor")
     parser.add_argument("--media-files", type=int, default=20, help="inbound documents of the media section")
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         args.duration, args.anchor_jobs, args.sessions = 1.0, 300, "1,2"
         args.no_node, args.no_granian = True, True
         args.media_files, args.media_mb, args.ws_clients, args.ws_events = 3, 2, 10, 20
+        args.spread_processes, args.spread_sessions, args.rehome = 2, "4,6", 4
     if args.profile is not None and not profile.available():
         parser.error("--profile needs py-spy: .venv/bin/pip install py-spy")
     session_counts = tuple(int(n) for n in args.sessions.split(","))
@@ -91,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             results["pacing"] = pacing.run(servers, workdir, messages=200 if args.quick else 1000, log=log)
         if "fleet" in sections:
             results["fleet"] = fleet.run(servers, workdir, duration=args.duration, sessions=session_counts, log=log)
+        if "spread" in sections:
+            results["spread"] = spread.run(servers, workdir, processes=args.spread_processes,
+                                           counts=tuple(int(n) for n in args.spread_sessions.split(",")),
+                                           rehome=args.rehome, log=log)
         if "media" in sections:
             results["media"] = media.run_media(servers, workdir, files=args.media_files,
                                                size=args.media_mb * 1024 * 1024, log=log)

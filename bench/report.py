@@ -136,6 +136,18 @@ def render(results: dict[str, Any]) -> str:
                 extra = f", in-flight job re-run {_f(rec['in_flight_rerun_s'], 2)} s (goal <= 10 s)"
             lines.append(f"  {rec['role']:<7} respawn {_f(rec['respawn_s'], 2)} s, /health 200 "
                          f"{_f(rec['health_200_s'], 2)} s{extra}")
+    if "spread" in results:
+        sp = results["spread"]
+        r = sp["rehome"]
+        lines += ["", f"SPREAD — sandbox sessions over {sp['processes']} wwebjs processes "
+                      f"(lease TTL {r['lease_ttl_s']} s, each process as on its own host)",
+                  f"  re-home: {r['sessions']} sessions of a frozen then killed owner ready elsewhere "
+                  f"{_f(r['from_freeze_s'], 2)} s after the freeze (now {r['sessions_per_process_after']})",
+                  f"  idle process {_f(sp['rss_mb_idle_process'])} MB"]
+        for row in sp["by_count"]:
+            lines.append(f"  {row['sessions']:>5} sessions: per process {row['sessions_per_process']} "
+                         f"(balance ±{_f(row['balance_pct'])} %), RSS {row['rss_mb_per_process']} MB, "
+                         f"{_f(row['per_session_mb'], 3)} MB/session")
     if "media" in results:
         m = results["media"]
         lines += ["", f"INBOUND MEDIA — {m['files']} x {m['bytes_each'] // (1024 * 1024)} MB documents: emulator "

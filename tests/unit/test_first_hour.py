@@ -156,6 +156,9 @@ class _OneReadySession:
     def readiness(self, key: SessionKey) -> Readiness:
         return Readiness("ready", self.session)  # type: ignore[arg-type]
 
+    async def fence_send(self, key: SessionKey) -> None:
+        """This process holds the session's lease (the fence before each send passes)."""
+
 
 async def test_a_refused_media_url_fails_naming_its_setting_and_is_logged(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -80,3 +80,21 @@ def test_message_filters_and_known_sessions() -> None:
     assert changed is not None and changed["body"]["editedText"] == "x2" and changed["received_count"] == 2
     records.bind_connection(records.open_connection({}, None), "c:2", {"holder": "h"}, False)
     assert records.sessions() == {"a:0", "b:1", "c:2"}
+
+
+def test_every_arrival_of_a_sent_message_is_a_receipt_naming_the_process_that_drove_it() -> None:
+    records = Records(None)
+    first = records.open_connection({}, None)
+    records.bind_connection(first, "a:0", {"holder": "wwebjs@h1:10:aa", "pid": 10}, False)
+    second = records.open_connection({}, None)
+    records.bind_connection(second, "a:0", {"holder": "wwebjs@h2:20:bb", "pid": 20}, False)
+    records.record_outbound("a:0", "m1", "601@c.us", "text", {}, first)
+    records.record_outbound("a:0", "m1", "601@c.us", "text", {}, second)  # the same message, again, elsewhere
+    records.record_outbound("b:0", "m2", "601@c.us", "text", {}, first)
+    receipts = records.receipts("a:0")
+    assert [(r["id"], r["connection_id"], (r["client"] or {}).get("holder")) for r in receipts] == [
+        ("m1", first, "wwebjs@h1:10:aa"), ("m1", second, "wwebjs@h2:20:bb")]
+    assert receipts[0]["at"] <= receipts[1]["at"]
+    assert [r["session"] for r in records.receipts()] == ["a:0", "a:0", "b:0"]
+    message = records.message("a:0", "m1")
+    assert message is not None and message["received_count"] == 2 and message["connection_id"] == first

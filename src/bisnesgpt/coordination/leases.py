@@ -19,9 +19,10 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import asyncpg
 import psutil
 
-from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.errors import BisnesgptError, LeaseLost
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
 
@@ -70,11 +71,24 @@ class LeaseStore:
 
     async def acquire(self, names: Iterable[str], holder: str, ttl_seconds: float) -> set[str]:
         """Take or renew ``names`` for ``holder``; the names it holds afterwards."""
+        return set(await self.acquire_epochs(names, holder, ttl_seconds))
+
+    async def acquire_epochs(self, names: Iterable[str], holder: str, ttl_seconds: float) -> dict[str, int]:
+        """Take or renew ``names`` for ``holder``; each name it holds afterwards with its tenure's epoch."""
         wanted = sorted(set(names))
         if not wanted:
-            return set()
+            return {}
         rows = await self.db.fetch(SQL.acquire_leases, wanted, holder, float(ttl_seconds))
-        return {str(r["name"]) for r in rows}
+        return {str(r["name"]): int(r["epoch"]) for r in rows}
+
+    @staticmethod
+    async def fence(conn: asyncpg.Connection, name: str, holder: str, epoch: int) -> None:
+        """Inside the caller's transaction: LeaseLost unless this tenure of ``name`` is still the live one.
+
+        The lease row stays locked until that transaction ends (a takeover waits for the write).
+        """
+        if await conn.fetchval(SQL.lease_is_current, name, holder, epoch) is None:
+            raise LeaseLost(f"lease {name} (epoch {epoch}) is no longer held by {holder}")
 
     async def holders(self, names: Iterable[str]) -> dict[str, str]:
         """The current (unexpired) holder of each of ``names`` that has one."""

@@ -117,6 +117,11 @@ class EngineDisabled(ServiceUnavailable):
     """The engine that would send this message is switched off (``ENABLE_*``)."""
 
 
+class LeaseLost(ServiceUnavailable):
+    """This process's tenure of a lease is over (it expired or another holder took it): what the
+    lease protects must not be written or driven from here any more."""
+
+
 class MigrationError(BisnesgptError):
     """A migration could not be applied, or an applied one was edited."""
 

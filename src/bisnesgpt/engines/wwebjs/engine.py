@@ -15,6 +15,7 @@ import logging
 from datetime import UTC, datetime
 
 from bisnesgpt.config import Settings
+from bisnesgpt.core.errors import LeaseLost
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.antiban import AntiBan
@@ -117,7 +118,11 @@ class WebEngine:
                             wake_on=ready_condition(message))
         try:
             await self._before_driver(readiness.session, message, outgoing, policy)
+            await self.manager.fence_send(key)  # not one send after the lease is gone (fencing)
             sent = await readiness.session.send(outgoing)
+        except LeaseLost as exc:
+            self.manager.lease_lost(key)
+            raise DeferSend(exc.detail, delay_ms=self._defer_ms(message), wake_on=ready_condition(message)) from exc
         except NotConnected as exc:
             raise DeferSend(exc.detail, delay_ms=self._defer_ms(message), wake_on=ready_condition(message)) from exc
         except SendTimeout as exc:

@@ -6,6 +6,12 @@ sessions at once) and the process stops driving a session on its own once its la
 successful renewal is older than ``ttl - margin`` (so a process cut off from PostgreSQL
 lets go before anyone else can take over). A lease whose holder ran on this host and whose
 pid is gone (kill -9) is taken over at once instead of waiting for it to expire.
+
+Fencing: each tenure of a lease has an epoch (migration 0023). ``fence`` is called inside the
+transaction of every write the lease protects (the session's status, credentials, desired
+state) and before every send: it fails (``LeaseLost``) unless this process may still act on
+the lease by its own clock *and* the row still names this holder and epoch — so an owner
+frozen (SIGSTOP) or cut off past its lease writes nothing over its successor when it resumes.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import logging
 import time
 from collections.abc import Iterable
 
+import asyncpg
+
 from bisnesgpt.coordination.leases import Holder, LeaseStore
-from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.errors import BisnesgptError, LeaseLost
 from bisnesgpt.db.pool import Database
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,8 @@ class SessionLeases:
         self.takeover_same_host = takeover_same_host
         # name -> monotonic time until which we may act on it (renewal time + ttl - margin)
         self._valid_until: dict[str, float] = {}
+        # name -> the epoch of this process's current tenure (its fencing token)
+        self.epochs: dict[str, int] = {}
         # name -> the other holder, as last seen (for /health "standby")
         self.others: dict[str, str] = {}
 
@@ -61,7 +71,8 @@ class SessionLeases:
         try:
             if self.takeover_same_host and wanted:
                 await self._drop_dead_holders(wanted)
-            got = await self.store.acquire(wanted, self.holder, self.ttl_seconds)
+            epochs = await self.store.acquire_epochs(wanted, self.holder, self.ttl_seconds)
+            got = set(epochs)
             holders = await self.store.holders(looked_up)
         except BisnesgptError as exc:
             log.warning("session leases not renewed: %s", exc.detail)
@@ -70,10 +81,13 @@ class SessionLeases:
         for name in wanted:
             if name in got:
                 if self._valid_until.get(name, 0.0) <= time.monotonic():
-                    log.info("lease %s acquired by %s", name, self.holder)
+                    log.info("lease %s acquired by %s (epoch %d)", name, self.holder, epochs[name])
                 self._valid_until[name] = until
-            elif self._valid_until.pop(name, 0.0) > time.monotonic():
-                log.warning("lease %s lost by %s", name, self.holder)
+                self.epochs[name] = epochs[name]
+            else:
+                self.epochs.pop(name, None)
+                if self._valid_until.pop(name, 0.0) > time.monotonic():
+                    log.warning("lease %s lost by %s", name, self.holder)
         self.others = {name: holder for name, holder in holders.items() if holder != self.holder}
         return got
 
@@ -84,10 +98,19 @@ class SessionLeases:
                 await self.store.release([name], text)
                 log.warning("lease %s: holder %s is dead (pid %d gone); taking over", name, text, holder.pid)
 
+    async def fence(self, conn: asyncpg.Connection, name: str) -> None:
+        """Inside a write's transaction: LeaseLost unless this process still holds ``name`` (its
+        clock and the lease row, this tenure's epoch); the row stays locked until the commit."""
+        epoch = self.epochs.get(name)
+        if epoch is None or not self.held(name):
+            raise LeaseLost(f"lease {name} is not held by {self.holder} any more")
+        await LeaseStore.fence(conn, name, self.holder, epoch)
+
     def forget(self, names: Iterable[str]) -> None:
         """Stop acting on these leases (without releasing them)."""
         for name in names:
             self._valid_until.pop(name, None)
+            self.epochs.pop(name, None)
 
     async def release(self, names: Iterable[str]) -> None:
         """Give these leases up now, for a successor."""

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from bisnesgpt.config import Settings
@@ -112,7 +113,8 @@ class SessionManager(SessionCommands):
                                         process_name=process_name, holder=self.holder, pid=pid,
                                         namespace=namespace,
                                         on_inbound=on_inbound, on_ack=on_ack, on_ready=self._session_ready,
-                                        on_notification=on_notification)
+                                        on_notification=on_notification, fence=self._fence,
+                                        on_lease_lost=self.lease_lost)
         # Called with the key of each session that becomes ready (the send worker wakes its jobs).
         self.ready_listeners: list[Callable[[SessionKey], None]] = []
         self.config = SessionConfig.from_settings(settings)
@@ -180,6 +182,20 @@ class SessionManager(SessionCommands):
         if session is not None and session.running:
             return Readiness("not_ready", session, f"session status is {session.status}")
         return Readiness("not_running", detail="session not running here")
+
+    async def _fence(self, conn: asyncpg.Connection, key: SessionKey) -> None:
+        await self.leases.fence(conn, key.lease_name)
+
+    async def fence_send(self, key: SessionKey) -> None:
+        """Right before a send goes to the driver: LeaseLost unless this process's tenure of the
+        session's lease is still the live one (its own clock and the lease row's epoch)."""
+        async with self.db.transaction() as conn:
+            await self.leases.fence(conn, key.lease_name)
+
+    def lease_lost(self, key: SessionKey) -> None:
+        """A fence failed: act on the lease no more; the next round stops the session's driver."""
+        self.leases.forget([key.lease_name])
+        self.poke()
 
     def _session_ready(self, key: SessionKey) -> None:
         for listener in self.ready_listeners:

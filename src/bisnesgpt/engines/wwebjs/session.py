@@ -29,7 +29,7 @@ from typing import Literal, TypeVar
 
 import asyncpg
 
-from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.errors import BisnesgptError, LeaseLost
 from bisnesgpt.engines.wwebjs import store
 from bisnesgpt.engines.wwebjs.backoff import Backoff, CircuitBreaker
 from bisnesgpt.engines.wwebjs.driver import DriverSession, OutgoingMessage, SentMessage, SessionKey
@@ -391,11 +391,23 @@ class ManagedSession:
         except Exception as exc:
             log.warning("session %s: stopping the driver session: %r", self.key, exc)
 
+    async def _fence(self, conn: asyncpg.Connection) -> None:
+        if self.services.fence is not None:
+            await self.services.fence(conn, self.key)
+
+    def _lost(self, exc: LeaseLost) -> None:
+        log.warning("session %s: %s; nothing written, stopping it here", self.key, exc.detail)
+        self.services.on_lease_lost(self.key)
+
     async def _guard_db(self, fn: Callable[..., Awaitable[None]], *args: object) -> bool:
         try:
             async with self.services.db.transaction() as conn:
+                await self._fence(conn)
                 await fn(conn, *args)
             return True
+        except LeaseLost as exc:
+            self._lost(exc)
+            return False
         except BisnesgptError as exc:
             log.warning("session %s: %s not written: %s", self.key, getattr(fn, "__name__", "update"), exc.detail)
             return False
@@ -410,7 +422,11 @@ class ManagedSession:
                      "since": _iso(time.time())})
         try:
             async with services.db.transaction() as conn:
+                await self._fence(conn)
                 await write_status(conn, self.key, status, full, phone_number=self.phone_number)
+        except LeaseLost as exc:
+            self._lost(exc)
+            return  # not ours to announce either
         except BisnesgptError as exc:
             log.warning("session %s: status %s not written: %s", self.key, status, exc.detail)
         log.info("session %s: %s %s", self.key, status, full.get("reason") or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from bisnesgpt.config import Settings
@@ -55,3 +56,8 @@ class SessionServices:
     on_ready: Callable[[SessionKey], None] = lambda _key: None
     # Group notifications and poll votes; False: not handled yet, not confirmed.
     on_notification: Callable[[SessionKey, Notification], Awaitable[bool]] | None = None
+    # Called first inside the transaction of every write of the session's state: LeaseLost
+    # unless this process's tenure of the session's lease is still the live one (fencing).
+    fence: Callable[[asyncpg.Connection, SessionKey], Awaitable[None]] | None = None
+    # Told when a fence failed: the session is to be stopped here at once.
+    on_lease_lost: Callable[[SessionKey], None] = lambda _key: None

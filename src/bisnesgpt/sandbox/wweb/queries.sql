@@ -28,6 +28,13 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (session, id)
 );
 CREATE INDEX IF NOT EXISTS idx_messages_session_first ON messages(session, first_at);
+CREATE TABLE IF NOT EXISTS receipts (     -- every arrival of a sent message, and the socket it came on
+    session        TEXT NOT NULL,
+    id             TEXT NOT NULL,
+    connection_id  INTEGER NOT NULL,
+    at             REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_receipts_session_at ON receipts(session, at);
 CREATE TABLE IF NOT EXISTS connections (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     session       TEXT,
@@ -153,6 +160,17 @@ UPDATE connections SET closed_at = :at, close_reason = :reason WHERE id = :id AN
 -- all_connections --
 -- Every connection ever made, in order.
 SELECT * FROM connections ORDER BY id
+
+-- add_receipt --
+-- A sent message arrived (first time or again) on this connection.
+INSERT INTO receipts (session, id, connection_id, at) VALUES (:session, :id, :connection_id, :at)
+
+-- receipts --
+-- Every arrival of a sent message in order, with the client process that drove it.
+SELECT r.session, r.id, r.at, r.connection_id, c.client FROM receipts r
+LEFT JOIN connections c ON c.id = r.connection_id
+WHERE (:session IS NULL OR r.session = :session)
+ORDER BY r.at, r.rowid
 
 -- session_connections --
 -- The connections of one session, in order.

@@ -69,6 +69,16 @@ class ConnectionRow(TypedDict):
     overlapped: int
 
 
+class ReceiptRow(TypedDict):
+    """One arrival of a sent message: on which connection, from which client process."""
+
+    session: str
+    id: str
+    at: float
+    connection_id: int
+    client: JsonObject | None
+
+
 class MediaRow(TypedDict):
     """An upload to the network's media server."""
 
@@ -161,6 +171,8 @@ class Records:
                         connection_id: int) -> bool:
         """True if new; a known id counts as a duplicate receipt (delivered once, counted twice)."""
         now = time.time()
+        self.conn.execute(SQL.add_receipt, {"session": session, "id": message_id, "connection_id": connection_id,
+                                            "at": now})
         cursor = self.conn.execute(SQL.count_outbound_again, {"at": now, "session": session, "id": message_id})
         if cursor.rowcount:
             return False
@@ -268,6 +280,12 @@ class Records:
         else:
             rows = self.conn.execute(SQL.session_connections, {"session": session}).fetchall()
         return [_connection(r) for r in rows]
+
+    def receipts(self, session: str | None = None) -> list[ReceiptRow]:
+        """Every arrival of a sent message, oldest first, with the client that drove it."""
+        rows = self.conn.execute(SQL.receipts, {"session": session}).fetchall()
+        return [cast(ReceiptRow, {**dict(r), "client": json.loads(r["client"]) if r["client"] else None})
+                for r in rows]
 
     def close_dangling(self) -> None:
         """After a restart of the sandbox itself, no connection from before is open."""

@@ -103,8 +103,15 @@ def _chat_route(app: FastAPI, network: Network) -> None:
             await conn.push(network.welcome())
             hello = await asyncio.wait_for(websocket.receive_json(), network.config.hello_timeout)
             await network.hello(conn, hello if isinstance(hello, dict) else {})
+            # Like WhatsApp's servers: a client silent for a keepalive interval plus its timeout
+            # (a dead or cut-off host) is dropped, so a successor's connection is not a conflict.
+            silence = network.config.keepalive_interval + network.config.keepalive_timeout
             while conn.open:
-                frame = await websocket.receive_json()
+                try:
+                    frame = await asyncio.wait_for(websocket.receive_json(), silence)
+                except TimeoutError:
+                    reason = f"silent for {silence:g}s: dropped"
+                    break
                 if isinstance(frame, dict):
                     await network.frame(conn, frame)
         except WebSocketDisconnect:
@@ -244,6 +251,10 @@ def _admin_routes(app: FastAPI, network: Network) -> None:
     @app.post("/admin/groups/{group_id}/actions", response_model=AN_OBJECT)
     async def group_action(group_id: str, body: dict[str, object]) -> Response:
         return JSONResponse(await network.group_act(group_id, decoded(body)))
+
+    @app.get("/admin/receipts", response_model=AN_OBJECT)
+    async def receipts(session: str | None = None) -> Response:
+        return JSONResponse({"receipts": network.records.receipts(session)})
 
     @app.get("/admin/connections", response_model=AN_OBJECT)
     async def connections(session: str | None = None) -> Response:
