@@ -475,7 +475,7 @@ def test_every_route_is_documented_with_examples(api: ApiServer) -> None:
             assert operation["requestBody"]["content"]["application/json"].get("examples"), (method, path)
     v1 = spec["paths"]["/api/v1/messages"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert v1["discriminator"]["propertyName"] == "type"
-    assert len(v1["oneOf"]) == 15  # the Cloud API types, edit, delete, poll, status
+    assert len(v1["oneOf"]) == 16  # the Cloud API types, edit, delete, poll, status, forward
 
 
 async def test_a_disabled_engine_refuses_and_stores_nothing(

@@ -231,3 +231,77 @@ async def test_view_once_media_and_animated_stickers_come_in_with_their_flags(st
         document = await net.post("/admin/sessions/acme/0/inbound", json={
             "from": FRIEND, "type": "document", "media": {**uploaded, "viewOnce": True}})
         assert document.status_code == 400 and "can be view-once" in document.text
+
+
+async def test_forwards_resend_a_stored_message_marked_forwarded(stack: Stack) -> None:
+    # An outbound text of ours, forwarded to another chat: the network gets its text, marked forwarded.
+    original = await stack.send({"type": "text", "text": {"body": "Order #4711 is ready"}})
+    sent = await stack.on_network(original)
+    assert "forwarded" not in sent["body"]
+    forward = {"to": FRIEND, "type": "forward", "forward": {"message_id": original}}
+    first = await stack.http.post("/api/v1/messages", json=forward, headers={"Idempotency-Key": "fwd-4711"})
+    again = await stack.http.post("/api/v1/messages", json=forward, headers={"Idempotency-Key": "fwd-4711"})
+    assert first.status_code == 202 and again.json()["messageId"] == first.json()["messageId"], again.text
+    forwarded = await stack.on_network(first.json()["messageId"])
+    assert (forwarded["kind"], forwarded["chat"], forwarded["body"]["text"], forwarded["body"]["forwarded"]) == (
+        "text", f"{FRIEND}@c.us", "Order #4711 is ready", True)
+    assert forwarded["id"] != sent["id"]
+    row = await stack.db.message(first.json()["messageId"])
+    assert row is not None and (row["message_type"], row["content"], row["chat_id"]) == (
+        "forward", "Order #4711 is ready", f"{FRIEND}@c.us")
+    assert row["payload"]["forward"] == {"message_id": original, "type": "text",
+                                         "text": {"body": "Order #4711 is ready"}}
+    assert await stack.db.history(first.json()["messageId"]) == await stack.db.history(original)
+
+    # A received image (the gateway's stored copy) and a received location, forwarded onwards.
+    async with httpx.AsyncClient(base_url=stack.sandbox.url, timeout=60) as net:
+        image = (await net.get("/samples/image.png")).content
+        uploaded = (await net.post("/media/upload", content=image, headers={"Content-Type": "image/png"})).json()
+    photo = await stack.sandbox.inbound("acme", 0, **{"from": FRIEND, "type": "image", "text": "the parcel",
+                                                      "media": uploaded})
+    [received] = await stack.events("message.inbound", "external_id", photo["id"], 1)
+    assert received["media"]["state"] == "stored"
+    shown = await stack.on_network(await stack.send({"type": "forward", "forward": {
+        "message_id": received["message_id"]}}))
+    assert (shown["kind"], shown["body"]["text"], shown["body"]["forwarded"]) == ("image", "the parcel", True)
+    assert shown["body"]["media"]["mime"] == "image/png" and shown["body"]["media"]["size"] == len(image)
+    pin = await stack.sandbox.inbound("acme", 0, **{"from": FRIEND, "type": "location", "location": {
+        "latitude": 3.139, "longitude": 101.6869, "name": "KL Sentral"}})
+    [located] = await stack.events("message.inbound", "external_id", pin["id"], 1)
+    moved = await stack.on_network(await stack.send({"type": "forward", "forward": {
+        "message_id": located["message_id"]}}))
+    assert moved["kind"] == "location" and moved["body"]["forwarded"] is True
+    assert moved["body"]["location"]["name"] == "KL Sentral"
+
+
+async def test_forwards_that_cannot_be_sent_are_refused_at_once(stack: Stack, module_db: tuple[str, Database]
+                                                               ) -> None:
+    url = module_db[0]
+    original = await stack.send({"type": "text", "text": {"body": "hello"}})
+    meta = await stack.http.post("/api/v1/messages", json={"to": CONTACT, "type": "forward", "phoneIndex": 1,
+                                                           "forward": {"message_id": original}})
+    assert meta.status_code == 422 and meta.json()["code"] == "UNSUPPORTED_MESSAGE_TYPE", meta.text
+    assert "forwards" in meta.json()["detail"]
+
+    # Another company's message is not there for acme (404), nor is an unknown one.
+    await seed_phone(url, "rival", 0)
+    async with httpx.AsyncClient(base_url=str(stack.http.base_url), timeout=60, headers={
+            "Authorization": f"Bearer {await company_key(url, 'rival')}"}) as rival:
+        theirs = await rival.post("/api/v1/messages", json={"to": CONTACT, "type": "text", "text": {"body": "x"}})
+    assert theirs.status_code == 202, theirs.text
+    for ref in (theirs.json()["messageId"], "01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f"):
+        missing = await stack.http.post("/api/v1/messages", json={"to": FRIEND, "type": "forward",
+                                                                  "forward": {"message_id": ref}})
+        assert missing.status_code == 404, missing.text
+    await stack.db.wait_message(original, "read", timeout=30)
+    reaction = await stack.send({"type": "reaction", "reaction": {"message_id": original, "emoji": "👍"}})
+    refused = await stack.http.post("/api/v1/messages", json={"to": FRIEND, "type": "forward",
+                                                              "forward": {"message_id": reaction}})
+    assert refused.status_code == 422 and refused.json()["code"] == "NOT_FORWARDABLE", refused.text
+    quoting = await stack.http.post("/api/v1/messages", json={"to": FRIEND, "type": "forward", "context": {
+        "message_id": original}, "forward": {"message_id": original}})
+    assert quoting.status_code == 422, quoting.text
+    rows = await stack.db.fetch("SELECT count(*) AS n FROM messages WHERE company_id = 'acme' AND chat_id = $1 "
+                                "AND message_type = 'forward' AND payload->'forward'->>'message_id' = $2",
+                                f"{FRIEND}@c.us", reaction)
+    assert rows[0]["n"] == 0

@@ -220,6 +220,8 @@ def _v1_draft(message: models.V1Message) -> Draft:
     if isinstance(message, models.DeleteMessage):
         return drafts.delete_draft(recipient, message.delete.message_id,
                                    for_everyone=message.delete.for_everyone, request=request)
+    if isinstance(message, models.ForwardMessage):
+        return drafts.forward_draft(recipient, message.forward.message_id, request=request)
     return _v1_body(message, recipient, message.context.message_id if message.context else None, request)
 
 
@@ -261,6 +263,8 @@ V1_EXAMPLES: dict[str, Example] = {
     "status_image": _ex("Status post: an image, to all contacts (WhatsApp Web)", {
         "to": "status@broadcast", "type": "status", "status": {"image": {"link": "https://example.com/sale.jpg"},
                                                                "caption": "Sale this week"}}),
+    "forward": _ex("Forward a message sent or received earlier, by its messageId (WhatsApp Web)", {
+        "to": "60198765432", "type": "forward", "forward": {"message_id": "01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f"}}),
     "no_preview": _ex("Text without a link preview", {"to": "60123456789", "type": "text",
                                                        "text": {"body": "https://example.com", "preview_url": False}}),
 }

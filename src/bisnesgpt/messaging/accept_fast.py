@@ -55,7 +55,8 @@ class Stored:
 
 def eligible(draft: Draft) -> bool:
     """Whether the draft needs no other message looked up (its recipient is known)."""
-    return draft.recipient is not None and draft.target is None and draft.reply_to is None
+    return (draft.recipient is not None and draft.target is None and draft.reply_to is None
+            and draft.forward_of is None)
 
 
 async def accept(conn: asyncpg.Connection, draft: Draft, job: FastAccept) -> Stored | None:

@@ -1,6 +1,6 @@
 """Which message types each engine can send, checked when a message is accepted.
 
-The Cloud API cannot edit or delete a message, nor send a poll; WhatsApp Web has no
+The Cloud API cannot edit, delete or forward a message, nor send a poll; WhatsApp Web has no
 templates or interactive messages. Such a message could only fail later, so the API refuses it at once
 with ``422 UNSUPPORTED_MESSAGE_TYPE`` (as ``TEMPLATE_REQUIRED`` is refused), nothing stored.
 The engines check again when sending (``engines.meta.messages``, ``engines.wwebjs.outgoing``);
@@ -16,10 +16,10 @@ MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 SENDABLE_TYPES: dict[str, frozenset[str]] = {
     "meta": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "interactive", "template", "reaction"}),
     "wwebjs": frozenset({"text", *MEDIA_TYPES, "location", "contacts", "poll", "status", "reaction", "edit",
-                         "delete"}),
+                         "delete", "forward"}),
 }
 _ENGINE_NAMES = {"meta": "a Cloud API phone", "wwebjs": "a WhatsApp-Web phone"}
-_INSTEAD = {"meta": "edits, deletes, polls and status posts need a WhatsApp-Web phone",
+_INSTEAD = {"meta": "edits, deletes, forwards, polls and status posts need a WhatsApp-Web phone",
             "wwebjs": "templates and interactive messages need a Cloud API phone"}
 
 

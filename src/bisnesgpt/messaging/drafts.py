@@ -10,6 +10,8 @@ The payload contract (shared with both engines) is::
 ``reaction``, ``edit`` and ``delete`` carry ``message_id`` = the *provider* id of their
 target; the API resolves our message ids to provider ids before storing (``targets.py``).
 ``delete`` also carries ``for_everyone`` (default true).
+``forward`` (WhatsApp Web) carries the original message: ``{"message_id": "<our id of it>",
+"type": T, T: {...}}``, its content as it was stored, settled at accept (``forwards.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ MediaType = Literal["image", "video", "audio", "document", "sticker"]
 # Types that act on an earlier message: their object's ``message_id`` names the target.
 TargetedType = Literal["reaction", "edit", "delete"]
 MessageType = Literal["text", "location", "contacts", "poll", "status", "interactive", "template", MediaType,
-                      TargetedType]
+                      TargetedType, "forward"]
 MEDIA_TYPES: frozenset[str] = frozenset(get_args(MediaType))
 TARGETED_TYPES: frozenset[str] = frozenset(get_args(TargetedType))
 MESSAGE_TYPES: frozenset[str] = frozenset(get_args(MessageType))
@@ -60,6 +62,8 @@ class Draft:
     request: JsonObject = field(default_factory=dict)
     # Per-message pacing hints for WhatsApp-Web phones (``simulateTyping``, ``delayMs``).
     pacing: JsonObject = field(default_factory=dict)
+    # A forward: the message (our id or its provider id) whose content is sent again.
+    forward_of: str | None = None
 
     def __post_init__(self) -> None:
         """Refuse an unknown type, and a target on a type that takes none (or none where one is needed)."""
@@ -67,6 +71,8 @@ class Draft:
             raise ValueError(f"unknown message type {self.type!r}")
         if (self.type in TARGETED_TYPES) != (self.target is not None):
             raise ValueError(f"{self.type} drafts {'need' if self.type in TARGETED_TYPES else 'take no'} target")
+        if (self.type == "forward") != (self.forward_of is not None):
+            raise ValueError("forward drafts, and only they, name the message they forward")
 
     @property
     def media(self) -> MediaRef:
@@ -164,3 +170,8 @@ def delete_draft(recipient: Recipient | None, target: str, *, for_everyone: bool
     """Delete ``target``: for everyone in the chat, or only on our phone."""
     return Draft("delete", {"message_id": target, "for_everyone": for_everyone}, recipient, target=target,
                  request=request or {})
+
+
+def forward_draft(recipient: Recipient, message_id: str, *, request: JsonObject | None = None) -> Draft:
+    """Forward the company's message ``message_id`` (either direction) to ``recipient``, marked as forwarded."""
+    return Draft("forward", {"message_id": message_id}, recipient, forward_of=message_id, request=request or {})

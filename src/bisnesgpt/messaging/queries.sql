@@ -303,3 +303,7 @@ RETURNING lid, number
 SELECT lid FROM contact_lids
 WHERE company_id = $1 AND phone_index = $2 AND number = $3
 ORDER BY learned_at DESC NULLS LAST LIMIT 1
+
+-- message_media_object --
+-- The media object ($2's bytes in the media store, med_…) a company's message carries, if any.
+SELECT media_object_id FROM messages WHERE company_id = $1 AND id = $2

@@ -241,6 +241,7 @@ class SendService:
                     if stored is not None:
                         return None, route, await replay(conn, request.company_id, stored), False
                 resolved = await resolve_draft(conn, request.company_id, phone_index, draft)
+                draft = resolved.draft  # a forward's content is settled here
                 if route.process_name == "meta":
                     # The Cloud API's 24-hour window: refuse now with a clear problem rather
                     # than let Meta fail the message later (the engine checks again).

@@ -22,6 +22,7 @@ from bisnesgpt.db.queries import load_queries
 from bisnesgpt.messaging import store
 from bisnesgpt.messaging.addressing import Recipient, chat_of_wweb_id
 from bisnesgpt.messaging.drafts import Draft, Resolved
+from bisnesgpt.messaging.forwards import resolve_forward
 
 SQL = load_queries("bisnesgpt.messaging")
 
@@ -57,7 +58,9 @@ async def resolve_ref(conn: asyncpg.Connection, company_id: str, ref: str, *, fi
 
 
 async def resolve_draft(conn: asyncpg.Connection, company_id: str, phone_index: int, draft: Draft) -> Resolved:
-    """Settle the draft's recipient and provider ids (404/409/422 problems on failure)."""
+    """Settle the draft's recipient and provider ids, and a forward's content (404/409/422 problems on failure)."""
+    if draft.forward_of is not None:
+        draft = await resolve_forward(conn, company_id, phone_index, draft)
     target: TargetRef | None = None
     if draft.target is not None:
         target = await resolve_ref(conn, company_id, draft.target, field="messageId")

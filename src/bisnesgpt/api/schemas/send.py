@@ -176,6 +176,14 @@ class DeleteObject(Strict):
     for_everyone: bool = True
 
 
+class ForwardObject(Strict):
+    """The message to forward: ours, sent or received, of the same company and phone."""
+
+    message_id: MessageRef = Field(description="Its messageId (or provider id); its text, media, location or "
+                                               "contacts are sent again, marked as forwarded",
+                                   examples=["01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f"])
+
+
 class TextMessage(V1Base):
     """A v1 text message."""
 
@@ -321,11 +329,24 @@ class DeleteMessage(V1Base):
     delete: DeleteObject
 
 
+class ForwardMessage(V1Base):
+    """WhatsApp-Web extension: forward a stored message to ``to``, shown there as forwarded."""
+
+    type: Literal["forward"]
+    forward: ForwardObject
+
+    @model_validator(mode="after")
+    def _no_quote(self) -> ForwardMessage:
+        if self.context is not None:
+            raise ValueError("a forward cannot quote a message: leave out context")
+        return self
+
+
 V1Message = Annotated[
     TextMessage | ImageMessage | VideoMessage | AudioMessage | DocumentMessage | StickerMessage
     | LocationMessage | ContactsMessage | PollMessage | StatusMessage | InteractiveMessage | TemplateMessage
     | ReactionMessage
-    | EditMessage | DeleteMessage,
+    | EditMessage | DeleteMessage | ForwardMessage,
     Field(discriminator="type"),
 ]
 

@@ -152,6 +152,9 @@ class OutgoingMessage:
     contacts: tuple[ContactCard, ...] = ()  # contacts: one card or several
     poll: Poll | None = None
     status: StatusPost | None = None  # status: to status@broadcast (``text``, or ``media`` with ``text`` as caption)
+    # A forward: the original's content (any kind above but reactions, edits, deletes, polls, status posts),
+    # shown to the recipient as forwarded.
+    forwarded: bool = False
 
 
 @dataclass(frozen=True)

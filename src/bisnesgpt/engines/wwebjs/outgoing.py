@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+from typing import Literal
 from urllib.parse import unquote_to_bytes
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
@@ -21,8 +23,10 @@ from bisnesgpt.messaging.store import MessageRecord
 
 UPLOADED_PREFIX = "med_"
 MEDIA_KINDS: tuple[OutgoingKind, ...] = ("image", "video", "audio", "document", "sticker")
-SUPPORTED: tuple[OutgoingKind, ...] = (*MEDIA_KINDS, "text", "location", "contacts", "poll", "status", "reaction",
-                                       "edit", "delete")
+SUPPORTED: tuple[OutgoingKind | Literal["forward"], ...] = (
+    *MEDIA_KINDS, "text", "location", "contacts", "poll", "status", "reaction", "edit", "delete", "forward")
+# What a forward may carry: the original's content (its ``type`` and ``T`` object).
+FORWARDED_KINDS = (*MEDIA_KINDS, "text", "location", "contacts")
 
 
 def _unsupported(kind: str) -> PermanentSendError:
@@ -81,7 +85,15 @@ def _target(body: JsonObject, kind: str) -> str:
 def to_outgoing(message: MessageRecord) -> OutgoingMessage:
     """Translate a queued message; raise PermanentSendError for what WhatsApp Web cannot send."""
     payload: JsonObject = message.payload or {}
+    if payload.get("type") == "forward":
+        return _forward(message, payload)
+    return _translate(message, payload)
+
+
+def _translate(message: MessageRecord, payload: JsonObject) -> OutgoingMessage:
     kind = _supported_kind(str(payload.get("type") or message.message_type or "text"))
+    if kind == "forward":
+        raise _invalid("a forward carries the original's content, not another forward")
     context = payload.get("context")
     reply_to = _text(context.get("message_id")) if isinstance(context, dict) else None
     to, client_id, reply_to = message.chat_id, message.message_id, reply_to or None
@@ -122,11 +134,23 @@ def to_outgoing(message: MessageRecord) -> OutgoingMessage:
     return OutgoingMessage(kind, to, client_id, target_id=_target(body, kind), text=text, reply_to=reply_to)
 
 
-def _supported_kind(kind: str) -> OutgoingKind:
+def _supported_kind(kind: str) -> OutgoingKind | Literal["forward"]:
     for supported in SUPPORTED:
         if kind == supported:
             return supported
     raise _unsupported(kind)
+
+
+def _forward(message: MessageRecord, payload: JsonObject) -> OutgoingMessage:
+    """A forward: the original's content as its own kind would be sent (no quote), marked ``forwarded``."""
+    body = payload.get("forward")
+    inner = body.get("type") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or inner not in FORWARDED_KINDS:
+        raise _invalid("forward needs the original's 'type' (text, media, location or contacts) and its object")
+    assert isinstance(inner, str)
+    original: JsonObject = {"type": inner, inner: body.get(inner)}
+    out = _translate(dataclasses.replace(message, payload=original, message_type=inner), original)
+    return dataclasses.replace(out, forwarded=True)
 
 
 def _structured(kind: OutgoingKind, to: str, client_id: str, body: JsonObject, reply_to: str | None,

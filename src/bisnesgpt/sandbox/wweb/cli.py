@@ -245,6 +245,8 @@ def _detail(body: JsonObject) -> str:
         parts.append(f"changed {json.dumps(body['changes'])} by={body.get('by')}")
     if body.get("participantLid"):
         parts.append(f"from={body.get('from')} lid={body['participantLid']}")
+    if body.get("forwarded"):
+        parts.append("forwarded")
     if body.get("mentions"):
         parts.append(f"mentions={','.join(as_strings(body['mentions']))}")
     poll = body.get("poll")

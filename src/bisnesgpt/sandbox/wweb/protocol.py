@@ -4,7 +4,7 @@ Client (the ``sandbox`` driver in a wwebjs process) -> server::
 
     hello        {session, client:{process,pid,host,holder}, auth:{deviceId,secret}|null, pairPhone}
     pair_phone   {phone}                          ask for a pairing code instead of the QR
-    send         {ref, message:{id,to,kind,text,media,targetId,replyTo,location,mentions,
+    send         {ref, message:{id,to,kind,text,media,targetId,replyTo,location,previewUrl,mentions,forwarded,
                   contacts:[{name,vcard}], poll:{name,options,selectableCount},
                   status:{mediaKind,backgroundColor,font,recipients}}}   (kind status: to status@broadcast)
     group        {ref, op, ...}                   a group operation (see ``groups.py``): list, info,

@@ -31,7 +31,9 @@ CHANGE_KINDS: dict[str, ChangeKind] = {"reaction": "reaction", "edit": "edit", "
 # What WhatsApp sends as view-once (``media.viewOnce``); only stickers are ``media.animated``.
 VIEW_ONCE_KINDS = ("image", "video", "audio")
 RECORDED_FIELDS = ("text", "media", "targetId", "replyTo", "location", "previewUrl", "mentions", "contacts", "poll",
-                   "status")
+                   "status", "forwarded")
+# What WhatsApp lets one forward: a message's content (not a change to another message, a poll or a status post).
+FORWARDABLE_KINDS = ("text", "location", "contacts", *p.MEDIA_KINDS)
 def _content_refusal(kind: str, message: JsonObject) -> tuple[str, str] | None:
     """What WhatsApp refuses in a contacts message or a poll (no cards; too few, too many or repeated options)."""
     if kind == "contacts":
@@ -184,6 +186,8 @@ class Routing:
                 return p.MEDIA_TOO_LARGE, f"{kind} of {stored['size']} bytes exceeds {limit}"
         if kind in CHANGE_KINDS and not message.get("targetId"):
             return p.BAD_REQUEST, f"{kind} needs targetId"
+        if message.get("forwarded") and (kind not in FORWARDABLE_KINDS or message.get("replyTo")):
+            return p.BAD_REQUEST, f"a forward carries a text, media, location or contacts and quotes nothing ({kind!r})"
         return _content_refusal(kind, message)
 
     def _recipient_refusal(self, session: str, kind: str, to: str) -> tuple[str, str] | None:

@@ -20,9 +20,14 @@ CONTEXT_FIELDS = ("extendedTextMessage", "imageMessage", "videoMessage", "audioM
                   "pollCreationMessageV2", "pollCreationMessageV3")
 
 
+# How often the content was forwarded, as WhatsApp counts it (from 5 it shows "Forwarded many times").
+FORWARDING_SCORE = 1
+
+
 def _with_context(payload: Any, message: OutgoingMessage) -> Any:
-    """Quote ``message.reply_to`` and mention ``message.mentions`` in whichever message ``payload`` carries."""
-    if not message.reply_to and not message.mentions:
+    """Quote ``message.reply_to``, mention ``message.mentions`` and mark a forward (``isForwarded``,
+    ``forwardingScore``) in whichever message ``payload`` carries."""
+    if not message.reply_to and not message.mentions and not message.forwarded:
         return payload
     for name in CONTEXT_FIELDS:
         if payload.HasField(name):
@@ -30,8 +35,21 @@ def _with_context(payload: Any, message: OutgoingMessage) -> Any:
             if message.reply_to:
                 context.stanzaID, context.participant = message.reply_to, message.to
             context.mentionedJID.extend(f"{n}@s.whatsapp.net" for n in message.mentions)
+            if message.forwarded:
+                context.isForwarded, context.forwardingScore = True, FORWARDING_SCORE
             break
     return payload
+
+
+def text_message(message: OutgoingMessage) -> Any:
+    """A text: a plain ``conversation``, or an ``extendedTextMessage`` when it quotes, mentions or is forwarded
+    (those live in its ``contextInfo``)."""
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
+
+    if not (message.reply_to or message.mentions or message.forwarded):
+        return WAMessage(conversation=message.text or "")
+    return WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or ""))
 
 
 class NeonizeSending(SessionBase):
@@ -77,13 +95,11 @@ class NeonizeSending(SessionBase):
 
     async def _payload(self, client: Any, message: OutgoingMessage) -> Any:
         """The WhatsApp message for a text, media, contacts, poll or location send."""
-        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage, LocationMessage
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import LocationMessage
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 
         if message.kind == "text":
-            if message.reply_to or message.mentions:  # quotes and mentions live in an extended text
-                return WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or ""))
-            return WAMessage(conversation=message.text or "")
+            return text_message(message)
         if message.media is not None:
             return await self._media_message(client, message)
         if message.kind == "contacts" and message.contacts:

@@ -137,6 +137,7 @@ class WireMessage(TypedDict, total=False):
     replyTo: str
     location: Location
     previewUrl: Literal[True]
+    forwarded: Literal[True]
     media: UploadedMedia
     mentions: list[str]
     contacts: list[WireCard]
@@ -237,6 +238,8 @@ def wire_message(message: OutgoingMessage, media: UploadedMedia | None) -> WireM
         wire["location"] = message.location
     if message.preview_url:
         wire["previewUrl"] = True
+    if message.forwarded:
+        wire["forwarded"] = True
     if media is not None:
         wire["media"] = media
     if message.mentions:
