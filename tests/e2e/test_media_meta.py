@@ -307,3 +307,22 @@ async def test_uploaded_media_is_sent_by_id_and_the_recipient_gets_the_same_byte
     uploaded = {r["media_id"] for r in stack.emulator.requests(operation="media_upload", phone_number_id=stack.phone)
                 if r["http_status"] == 200}
     assert {image_send["media_id"], document_send["media_id"]} <= uploaded
+
+
+async def test_link_preview_flags_reach_graph_as_given(stack: Stack) -> None:
+    to = "60190000056"
+    await open_window(stack.db, [to], company_id=stack.company)
+    async with httpx.AsyncClient(base_url=stack.base, timeout=60) as http:
+        answers = [await http.post("/api/v1/messages", headers=auth(stack.key), json={
+            "to": to, "type": "text", "phoneIndex": 0, "text": text}) for text in (
+            {"body": "Menu: https://example.com/menu", "preview_url": True},
+            {"body": "Menu: https://example.com/menu", "preview_url": False},
+            {"body": "Menu: https://example.com/menu"})]
+    assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
+    ids = [a.json()["messageId"] for a in answers]
+    await wait_statuses(stack.db, ids, {"sent", "delivered", "read"}, what="texts sent")
+    rows = await stack.db.fetch("SELECT message_id, external_id FROM messages WHERE message_id = ANY($1::text[])", ids)
+    external = {r["message_id"]: r["external_id"] for r in rows}
+    sends = {r["wamid"]: r for r in stack.emulator.requests(operation="send", body="true") if r.get("wamid")}
+    asked = [sends[external[i]]["body"]["text"].get("preview_url") for i in ids]
+    assert asked == [True, False, False]  # the default is sent as false, as the payload stores it

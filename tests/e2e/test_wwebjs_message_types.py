@@ -305,3 +305,30 @@ async def test_forwards_that_cannot_be_sent_are_refused_at_once(stack: Stack, mo
                                 "AND message_type = 'forward' AND payload->'forward'->>'message_id' = $2",
                                 f"{FRIEND}@c.us", reaction)
     assert rows[0]["n"] == 0
+
+
+async def test_link_previews_are_recorded_only_when_asked_and_survive_a_forward(stack: Stack) -> None:
+    link = "Our menu: https://example.com/menu"
+    asked = await stack.send({"type": "text", "text": {"body": link, "preview_url": True}})
+    previewed = await stack.on_network(asked)
+    declined = await stack.on_network(await stack.send({"type": "text", "text": {"body": link,
+                                                                                 "preview_url": False}}))
+    quoted = await stack.on_network(await stack.send({"type": "text", "text": {"body": link, "preview_url": True},
+                                                      "context": {"message_id": asked}}))
+    assert previewed["body"]["previewUrl"] is True and "previewUrl" not in declined["body"]
+    assert quoted["body"]["previewUrl"] is True and quoted["body"]["replyTo"] == previewed["id"]
+    onwards = await stack.on_network(await stack.send({"to": FRIEND, "type": "forward",
+                                                       "forward": {"message_id": asked}}))
+    assert (onwards["body"]["text"], onwards["body"]["previewUrl"], onwards["body"]["forwarded"]) == (
+        link, True, True)
+
+    # The network's record as an operator reads it.
+    done = subprocess.run([sys.executable, "-m", "bisnesgpt", "sandbox", "wweb", "messages", "--session", "acme:0",
+                           "--url", stack.sandbox.url], env={**clean_env(), "COLUMNS": "400"}, capture_output=True,
+                          text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[2]: line for line in done.stdout.splitlines() if len(line.split()) > 2}
+    assert "preview" in lines[previewed["id"]] and "forwarded" not in lines[previewed["id"]]
+    assert "preview" not in lines[declined["id"]]
+    assert "forwarded" in lines[onwards["id"]] and "preview" in lines[onwards["id"]]

@@ -90,6 +90,7 @@ async def test_neonize_marks_forwards_in_the_context_info_of_each_kind() -> None
     assert not text.HasField("conversation") and text.extendedTextMessage.text == "Order ready"
     context = text.extendedTextMessage.contextInfo
     assert (context.isForwarded, context.forwardingScore, context.stanzaID) == (True, 1, "")
+    assert "link_preview" not in client.sent[0][2]
     await session.send(OutgoingMessage("image", "60190000003@c.us", "m2", text="Menu", forwarded=True,
                                        media=MediaSource(data=b"\x89PNG", mime_type="image/png")))
     image = client.sent[1][1].imageMessage
@@ -100,3 +101,23 @@ async def test_neonize_marks_forwards_in_the_context_info_of_each_kind() -> None
     assert chat.Server == "g.us" and pin.locationMessage.contextInfo.isForwarded is True
     await session.send(OutgoingMessage("text", "601@c.us", "m4", text="not forwarded"))
     assert client.sent[3][1].conversation == "not forwarded"
+
+
+async def test_neonize_asks_a_link_preview_by_the_matched_link_and_never_otherwise() -> None:
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage
+
+    session, client = _session()
+    body = "Our menu: https://example.com/menu?day=1 and https://example.org"
+    await session.send(OutgoingMessage("text", "601@c.us", "m1", text=body, preview_url=True))
+    previewed = client.sent[0][1].extendedTextMessage
+    assert (previewed.text, previewed.matchedText) == (body, "https://example.com/menu?day=1")
+    assert previewed.HasField("previewType") and previewed.previewType == ExtendedTextMessage.PreviewType.NONE
+    assert not previewed.HasField("title") and not previewed.HasField("JPEGThumbnail")  # nothing fetched
+    await session.send(OutgoingMessage("text", "601@c.us", "m2", text=body))
+    assert client.sent[1][1].conversation == body  # no preview asked: a plain text, no matchedText
+    await session.send(OutgoingMessage("text", "601@c.us", "m3", text=body, reply_to="3EB0AA"))
+    quoted = client.sent[2][1].extendedTextMessage
+    assert quoted.contextInfo.stanzaID == "3EB0AA" and not quoted.HasField("matchedText")
+    await session.send(OutgoingMessage("text", "601@c.us", "m4", text="no link here", preview_url=True))
+    assert client.sent[3][1].conversation == "no link here"  # nothing to preview
+    assert all("link_preview" not in options for _, _, options in client.sent)

@@ -265,6 +265,9 @@ V1_EXAMPLES: dict[str, Example] = {
                                                                "caption": "Sale this week"}}),
     "forward": _ex("Forward a message sent or received earlier, by its messageId (WhatsApp Web)", {
         "to": "60198765432", "type": "forward", "forward": {"message_id": "01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f"}}),
+    "preview": _ex("Text with a link preview", {"to": "60123456789", "type": "text",
+                                                "text": {"body": "Our menu: https://example.com/menu",
+                                                         "preview_url": True}}),
     "no_preview": _ex("Text without a link preview", {"to": "60123456789", "type": "text",
                                                        "text": {"body": "https://example.com", "preview_url": False}}),
 }

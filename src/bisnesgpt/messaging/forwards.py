@@ -65,7 +65,9 @@ async def _content(conn: asyncpg.Connection, record: store.MessageRecord, kind: 
         body = text if isinstance(text, str) and text else record.content
         if not body:
             raise _refused(f"message {record.message_id} has no text stored", "no text stored")
-        return {"body": body}
+        # A text that asked for a link preview asks for one again when forwarded.
+        preview = isinstance(stored, dict) and stored.get("preview_url") is True
+        return {"body": body, "preview_url": True} if preview else {"body": body}
     if not isinstance(stored, dict):
         raise _refused(f"message {record.message_id} has no {kind} stored", f"no {kind} stored")
     if kind == "location":

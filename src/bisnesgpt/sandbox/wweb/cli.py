@@ -247,6 +247,8 @@ def _detail(body: JsonObject) -> str:
         parts.append(f"from={body.get('from')} lid={body['participantLid']}")
     if body.get("forwarded"):
         parts.append("forwarded")
+    if body.get("previewUrl"):
+        parts.append("preview")
     if body.get("mentions"):
         parts.append(f"mentions={','.join(as_strings(body['mentions']))}")
     poll = body.get("poll")

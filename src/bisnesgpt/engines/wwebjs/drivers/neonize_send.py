@@ -3,6 +3,7 @@ reactions, edits, deletes), quotes and mentions, and the send itself."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ CONTEXT_FIELDS = ("extendedTextMessage", "imageMessage", "videoMessage", "audioM
                   "pollCreationMessageV2", "pollCreationMessageV3")
 
 
+# The first link of a text, as WhatsApp marks it for a preview (``matchedText``).
+LINK = re.compile(r"https?://\S+")
 # How often the content was forwarded, as WhatsApp counts it (from 5 it shows "Forwarded many times").
 FORWARDING_SCORE = 1
 
@@ -42,14 +45,26 @@ def _with_context(payload: Any, message: OutgoingMessage) -> Any:
 
 
 def text_message(message: OutgoingMessage) -> Any:
-    """A text: a plain ``conversation``, or an ``extendedTextMessage`` when it quotes, mentions or is forwarded
-    (those live in its ``contextInfo``)."""
+    """A text: a plain ``conversation``, or an ``extendedTextMessage`` when it quotes, mentions, is forwarded
+    (those live in its ``contextInfo``) or asks for a link preview.
+
+    A preview is asked by ``matchedText`` = the text's first http(s) link, with ``previewType`` NONE;
+    no title, description or thumbnail is fetched (neonize's own ``link_preview=True`` would fetch
+    the page from this process, and applies only to a text given as a string). Without the flag the
+    text carries no ``matchedText``, so WhatsApp shows no preview card.
+    """
     from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage
     from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 
-    if not (message.reply_to or message.mentions or message.forwarded):
-        return WAMessage(conversation=message.text or "")
-    return WAMessage(extendedTextMessage=ExtendedTextMessage(text=message.text or ""))
+    text = message.text or ""
+    link = LINK.search(text) if message.preview_url else None
+    if link is None and not (message.reply_to or message.mentions or message.forwarded):
+        return WAMessage(conversation=text)
+    extended = ExtendedTextMessage(text=text)
+    if link is not None:
+        extended.matchedText = link.group(0)
+        extended.previewType = ExtendedTextMessage.PreviewType.NONE
+    return WAMessage(extendedTextMessage=extended)
 
 
 class NeonizeSending(SessionBase):
@@ -88,10 +103,7 @@ class NeonizeSending(SessionBase):
             me = getattr(getattr(client, "me", None), "JID", None) or chat
             return await client.revoke_message(chat, me, message.target_id or "")
         built = await (self._status(client, message) if message.kind == "status" else self._payload(client, message))
-        payload = _with_context(built, message)
-        if message.kind == "text":
-            return await client.send_message(chat, payload, link_preview=message.preview_url)
-        return await client.send_message(chat, payload)
+        return await client.send_message(chat, _with_context(built, message))
 
     async def _payload(self, client: Any, message: OutgoingMessage) -> Any:
         """The WhatsApp message for a text, media, contacts, poll or location send."""
