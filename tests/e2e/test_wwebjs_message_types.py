@@ -293,6 +293,11 @@ async def test_forwards_that_cannot_be_sent_are_refused_at_once(stack: Stack, mo
         missing = await stack.http.post("/api/v1/messages", json={"to": FRIEND, "type": "forward",
                                                                   "forward": {"message_id": ref}})
         assert missing.status_code == 404, missing.text
+    # A phone forwards its own messages only.
+    await seed_phone(url, "acme", 2)
+    elsewhere = await stack.http.post("/api/v1/messages", json={"to": FRIEND, "type": "forward", "phoneIndex": 2,
+                                                                "forward": {"message_id": original}})
+    assert elsewhere.status_code == 422 and "phone 0" in elsewhere.json()["detail"], elsewhere.text
     await stack.db.wait_message(original, "read", timeout=30)
     reaction = await stack.send({"type": "reaction", "reaction": {"message_id": original, "emoji": "👍"}})
     refused = await stack.http.post("/api/v1/messages", json={"to": FRIEND, "type": "forward",
