@@ -33,6 +33,7 @@ from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operato
 from bisnesgpt.dashboard.confirm import Confirmed, require_confirmed
 from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.phone_admin import phone_admin_routes
+from bisnesgpt.dashboard.provider_webhooks import provider_webhook_routes
 from bisnesgpt.dashboard.queue_types import (
     BulkRetried,
     Cleaned,
@@ -199,6 +200,7 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
     webhook_routes(router, ctx)
     _process_routes(router, ctx)
     _queue_routes(router, queues)
+    provider_webhook_routes(router, ctx)
     _phone_routes(router, ctx, phone_config)
     phone_admin_routes(router, ctx, phone_config)
     trial_send_routes(router, sender)

@@ -1,0 +1,120 @@
+"""The dashboard's operations views in Chromium: provider webhooks kept aside, error code names, sending caps.
+
+The same kind of running system as ``test_dashboard_browser.py`` (its fixtures; one system for
+this module): the orchestrator with api, wwebjs (sandbox) and meta (the Cloud API emulator,
+which signs and delivers the webhooks these tests make it send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import test_dashboard_browser as base
+from tests.support.dashboard import ADMIN_KEY, CHROMIUM, DashboardSystem
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)"),
+]
+
+system = base.system
+browser = base.browser
+axe_script = base.axe_script
+operator = base.operator
+_no_page_errors = base._no_page_errors
+LIVE_TIMEOUT_MS = base.LIVE_TIMEOUT_MS
+ACME_WABA = "419561257915477"
+
+
+def webhook(waba: str, field: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A Cloud API webhook envelope with one change."""
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": waba, "changes": [{"field": field, "value": value}]}]}
+
+
+async def wait_kept_aside(system: DashboardSystem, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while await system.db.fetchval("SELECT count(*) FROM meta_webhook_changes WHERE routing <> 'routed'") < count:
+        assert time.monotonic() < deadline, "the webhooks were not kept aside"
+        await asyncio.sleep(0.2)
+
+
+async def narrow_page(browser: Any, system: DashboardSystem) -> AsyncIterator[Any]:
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                        bypass_csp=True)  # axe-core is injected
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    try:
+        page = await context.new_page()
+        assert (await base.sign_in(page, system.url, ADMIN_KEY)).status == 303
+        yield page
+    finally:
+        await context.close()
+
+
+async def fits(page: Any) -> None:
+    widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+
+
+async def test_provider_webhooks_kept_aside_are_listed_beside_failed_jobs_for_operators_only(
+        system: DashboardSystem, operator: Any, browser: Any, axe_script: Path) -> None:
+    emulator = system.emulator
+    assert emulator is not None
+    # An inbound message for a phone_number_id no phone has: kept aside, unmatched.
+    nobody = webhook("111222333444555", "messages", {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550001111",
+                                                      "phone_number_id": "123123123"},
+        "contacts": [{"profile": {"name": "Nobody"}, "wa_id": "60111222333"}],
+        "messages": [{"from": "60111222333", "id": "wamid.kept-aside-1", "timestamp": str(int(time.time())),
+                      "type": "text", "text": {"body": "for nobody"}}]})
+    emulator.admin("POST", "/webhooks", json={"payload": nobody})
+    # An account-level change for a WABA whose phones are in two companies: kept aside, ambiguous.
+    await system.db.execute(
+        """INSERT INTO phone_configs (company_id, phone_index, connection_type, meta_phone_number_id, meta_waba_id)
+           VALUES ('beta', 7, 'meta_direct', '999000111', $1)""", ACME_WABA)
+    try:
+        emulator.admin("POST", "/webhooks", json={"payload": webhook(ACME_WABA, "account_update", {
+            "phone_number": "15550783881", "event": "ACCOUNT_UPDATE_TEST"})})
+        await wait_kept_aside(system, 2)
+    finally:
+        await system.db.execute("DELETE FROM phone_configs WHERE company_id = 'beta' AND phone_index = 7")
+
+    page = operator
+    assert (await base.sign_in(page, system.url, ADMIN_KEY)).status == 303
+    await page.goto(system.url + "/dashboard/queues")
+    unmatched = page.locator('#kept-aside tr[data-routing="unmatched"]')
+    await unmatched.wait_for()
+    text = await unmatched.inner_text()
+    assert "123123123" in text and "messages.unrouted" in text, text
+    assert "no configured phone has 123123123" in await unmatched.locator('[data-field="what-to-do"]').inner_text()
+    ambiguous = page.locator('#kept-aside tr[data-routing="ambiguous"]')
+    assert await ambiguous.locator('[data-field="candidates"]').inner_text() == "acme/1, beta/7"
+    assert "several phones match (acme/1, beta/7)" in await ambiguous.locator('[data-field="what-to-do"]').inner_text()
+
+    # The command line says the same of each.
+    code, out = await system.cli("inbound", "unrouted")
+    assert code == 0, out
+    said = {line.split(": ", 1)[1] for line in out.splitlines() if line.split(":", 1)[0].isdigit()}
+    assert said == set(await page.locator('#kept-aside [data-field="what-to-do"]').all_inner_texts()), out
+
+    # A company user never sees them: they belong to no company.
+    answer = await system.api("GET", "/dashboard/api/provider-webhooks/unrouted", system.keys["acme"])
+    assert answer.status_code == 403, answer.text
+    admin = await system.api("GET", "/dashboard/api/provider-webhooks/unrouted?limit=1", ADMIN_KEY)
+    assert admin.status_code == 200 and len(admin.json()["changes"]) == 1
+    assert (await system.api("GET", "/dashboard/api/provider-webhooks/unrouted?limit=0", ADMIN_KEY)).status_code == 422
+
+    async for narrow in narrow_page(browser, system):
+        await narrow.goto(system.url + "/dashboard/queues")
+        await narrow.locator('#kept-aside tr[data-routing="ambiguous"]').wait_for()
+        await narrow.click('#kept-aside tr[data-routing="unmatched"] details summary')
+        await fits(narrow)
+        assert await base.serious_violations(narrow, axe_script) == []
