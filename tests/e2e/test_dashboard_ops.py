@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e import test_dashboard_browser as base
-from tests.support.dashboard import ADMIN_KEY, CHROMIUM, DashboardSystem
+from tests.support.dashboard import ADMIN_KEY, CHROMIUM, CONTACT, META_PHONE_ID, DashboardSystem
 
 pytestmark = [
     pytest.mark.e2e,
@@ -59,6 +59,13 @@ async def narrow_page(browser: Any, system: DashboardSystem) -> AsyncIterator[An
         await context.close()
 
 
+async def signed_in(page: Any, system: DashboardSystem) -> Any:
+    """The module's operator page, signed in by the first test that uses it."""
+    if "/dashboard/" not in page.url:
+        assert (await base.sign_in(page, system.url, ADMIN_KEY)).status == 303
+    return page
+
+
 async def fits(page: Any) -> None:
     widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], widths
@@ -87,8 +94,7 @@ async def test_provider_webhooks_kept_aside_are_listed_beside_failed_jobs_for_op
     finally:
         await system.db.execute("DELETE FROM phone_configs WHERE company_id = 'beta' AND phone_index = 7")
 
-    page = operator
-    assert (await base.sign_in(page, system.url, ADMIN_KEY)).status == 303
+    page = await signed_in(operator, system)
     await page.goto(system.url + "/dashboard/queues")
     unmatched = page.locator('#kept-aside tr[data-routing="unmatched"]')
     await unmatched.wait_for()
@@ -116,5 +122,38 @@ async def test_provider_webhooks_kept_aside_are_listed_beside_failed_jobs_for_op
         await narrow.goto(system.url + "/dashboard/queues")
         await narrow.locator('#kept-aside tr[data-routing="ambiguous"]').wait_for()
         await narrow.click('#kept-aside tr[data-routing="unmatched"] details summary')
+        await fits(narrow)
+        assert await base.serious_violations(narrow, axe_script) == []
+
+
+async def test_error_codes_are_shown_with_their_names_on_failed_jobs_and_messages(
+        system: DashboardSystem, operator: Any, browser: Any, axe_script: Path) -> None:
+    acme = system.keys["acme"]
+    assert system.emulator is not None
+    system.emulator.admin("POST", "/rules", json={"code": 131026, "times": 1, "phone_number_id": META_PHONE_ID})
+    sent = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", acme,
+                            json={"message": "name my error", "phoneIndex": 1})
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["messageId"]
+    await system.wait_message(message_id, "failed")
+
+    names = await system.api("GET", "/dashboard/api/error-names", acme)  # no tenant data: any signed-in caller
+    assert names.status_code == 200 and names.json()["names"]["131026"] == "not deliverable"
+
+    page = await signed_in(operator, system)
+    await page.goto(system.url + "/dashboard/queues")
+    error = page.locator(f'#failed tr[data-job="{message_id}"] [data-field="error"]')
+    await error.wait_for()
+    assert await error.locator('.code-name[data-code="131026"]').inner_text() == " (not deliverable)"
+    assert (await error.inner_text()).count("not deliverable") == 1
+
+    await page.goto(f"{system.url}/dashboard/messages?company=acme&id={message_id}")
+    await page.wait_for_selector("#detail-fields .code-name")
+    assert "131026" in await page.inner_text("#detail-fields")
+    assert await page.locator("#detail-fields .code-name").inner_text() == " (not deliverable)"
+
+    async for narrow in narrow_page(browser, system):
+        await narrow.goto(system.url + "/dashboard/queues")
+        await narrow.locator(f'#failed tr[data-job="{message_id}"] .code-name').wait_for()
         await fits(narrow)
         assert await base.serious_violations(narrow, axe_script) == []

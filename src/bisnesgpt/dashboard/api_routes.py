@@ -31,6 +31,7 @@ from bisnesgpt.dashboard import attention, charts, messages, phones
 from bisnesgpt.dashboard.accounts import account_routes
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operator
 from bisnesgpt.dashboard.confirm import Confirmed, require_confirmed
+from bisnesgpt.dashboard.error_names import error_name_routes
 from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.phone_admin import phone_admin_routes
 from bisnesgpt.dashboard.provider_webhooks import provider_webhook_routes
@@ -201,6 +202,7 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
     _process_routes(router, ctx)
     _queue_routes(router, queues)
     provider_webhook_routes(router, ctx)
+    error_name_routes(router)
     _phone_routes(router, ctx, phone_config)
     phone_admin_routes(router, ctx, phone_config)
     trial_send_routes(router, sender)

@@ -113,7 +113,7 @@
   function testLine(test) {
     return el("span", {}, "Message ", el("a", { class: "mono", href: "/dashboard/messages?company=" + encodeURIComponent(test.companyId)
       + "&id=" + encodeURIComponent(test.messageId) }, test.messageId), ": ",
-      el("span", { dataset: { status: test.status } }, badge(test.status, test.status)), test.error ? el("span", { class: "error" }, " " + test.error) : null);
+      el("span", { dataset: { status: test.status } }, badge(test.status, test.status)), test.error ? el("span", { class: "error" }, " " + test.error) : null, test.error ? BG.codeName(BG.leadingCode(test.error)) : null);
   }
   async function follow(phone, messageId) {
     const key = phone.companyId + ":" + phone.phoneIndex;
@@ -159,7 +159,8 @@
     return el("article", { class: "card phone", id: "phone-" + phone.companyId + "-" + phone.phoneIndex, dataset: { phone: phone.companyId + ":" + phone.phoneIndex, status: phone.status, kind: phone.kind } },
       el("header", {}, el("h3", {}, phone.companyName + " · phone " + phone.phoneIndex), badge(phone.status, statusText(phone))),
       el("dl", { class: "fields" }, rows.map(([label, value]) => el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value)))),
-      phone.reason && phone.status !== "ready" ? el("p", { class: "small error" }, phone.reason) : null,
+      phone.reason && phone.status !== "ready" ? el("p", { class: "small error", dataset: { field: "reason" } }, phone.reason,
+        BG.codeName(phone.metadata && phone.metadata.code)) : null,
       phone.kind === "wwebjs" ? qrBlock(phone) : null,
       phone.kind === "wwebjs" ? wwebjsActions(phone) : cloudActions(phone),
       testBlock(phone), settingsBlock(phone));

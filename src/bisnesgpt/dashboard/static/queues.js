@@ -75,7 +75,7 @@
   function errorCell(job, m) {
     const reason = (job.failedReason || "").trim();
     const stored = m && m.errorCode ? m.errorCode + (m.errorTitle ? ": " + m.errorTitle : "") : "";
-    const lines = [reason];
+    const lines = [reason, BG.codeName((m && m.errorCode) || BG.leadingCode(reason))];
     if (stored && !reason.includes(stored)) lines.push(el("div", { class: "muted" }, stored));
     return lines;
   }
