@@ -157,3 +157,51 @@ async def test_error_codes_are_shown_with_their_names_on_failed_jobs_and_message
         await narrow.locator(f'#failed tr[data-job="{message_id}"] .code-name').wait_for()
         await fits(narrow)
         assert await base.serious_violations(narrow, axe_script) == []
+
+
+async def test_a_whatsapp_web_card_shows_todays_sends_against_the_caps_and_the_warm_up_day(
+        system: DashboardSystem, operator: Any, browser: Any, axe_script: Path) -> None:
+    acme = system.keys["acme"]
+    assert system.sandbox is not None
+    code, out = await system.cli("sandbox", "wweb", "scan", "acme", "0", "--url", system.sandbox.url)
+    assert code == 0, out
+    page = await signed_in(operator, system)
+    await page.goto(system.url + "/dashboard/phones")
+    await base.wait_status(page, '[data-phone="acme:0"]', ("ready",))
+    # No caps set: the card says so, from the same answer as the sessions API.
+    assert await page.inner_text('[data-phone="acme:0"] [data-field="sent-today"]') == "0 (no cap)"
+    assert await page.inner_text('[data-phone="acme:0"] [data-field="warmup"]') == "none"
+
+    changed = await system.api("PATCH", "/api/sessions/acme/0/antiban", acme,
+                               json={"dailyMessageCap": 40, "dailyNewChatCap": 20, "warmupDays": 4})
+    assert changed.status_code == 200, changed.text
+    for n in range(2):
+        sent = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", acme,
+                                json={"message": f"counted {n}", "phoneIndex": 0})
+        assert sent.status_code == 202, sent.text
+        await system.wait_message(sent.json()["messageId"], "sent")
+    session = await system.api("GET", "/api/sessions/acme/0", acme)
+    assert session.status_code == 200, session.text
+    sending = session.json()["sending"]
+    assert (sending["sentToday"], sending["warmupDay"], sending["warmupDays"]) == (2, 1, 4), sending
+    assert 0 < sending["messageCap"] < 40  # day 1 of the warm-up: a share of the cap
+
+    await page.goto(system.url + "/dashboard/phones")
+    card = page.locator('[data-phone="acme:0"]')
+    await card.locator('[data-field="warmup"]').wait_for()
+    assert await card.locator('[data-field="sent-today"]').inner_text() == f"2 / {sending['messageCap']}" + (
+        " — cap reached" if sending["messageCap"] <= 2 else "")
+    assert await card.locator('[data-field="new-chats-today"]').inner_text() == (
+        f"{sending['newChatsToday']} / {sending['newChatCap']}"
+        + (" — cap reached" if sending["newChatsToday"] >= sending["newChatCap"] else ""))
+    assert await card.locator('[data-field="warmup"]').inner_text() == "day 1 of 4"
+    # A Cloud API card has no such block.
+    assert await page.locator('[data-phone="acme:1"] [data-field="sent-today"]').count() == 0
+    one = await system.api("GET", "/dashboard/api/phones/acme/0", acme)
+    assert one.json()["sending"] == sending
+
+    async for narrow in narrow_page(browser, system):
+        await narrow.goto(system.url + "/dashboard/phones")
+        await narrow.locator('[data-phone="acme:0"] [data-field="warmup"]').wait_for()
+        await fits(narrow)
+        assert await base.serious_violations(narrow, axe_script) == []

@@ -316,7 +316,7 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
     async def phone_list(who: Who, company: CompanyQuery = None,
                          type: Annotated[phones.PhoneKind | None, Query()] = None) -> PhoneList:
         company_id = who.principal.company_scope(company)
-        cards, counts = await phones.list_phones(ctx.db, company_id)
+        cards, counts = await phones.list_phones(ctx.db, company_id, settings=ctx.settings)
         if type is not None:
             cards = [c for c in cards if c["kind"] == type]
         return {"companies": await phones.companies(ctx.db, company_id), "counts": counts, "phones": cards}
@@ -324,7 +324,7 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
     @router.get("/phones/{company_id}/{phone_index}", summary="One phone")
     async def phone(who: Who, company_id: CompanyId, phone_index: PhoneIndex) -> phones.PhoneCard:
         who.principal.require_company(company_id, "phone")
-        cards, _counts = await phones.list_phones(ctx.db, company_id, phone_index)
+        cards, _counts = await phones.list_phones(ctx.db, company_id, phone_index, settings=ctx.settings)
         if not cards:
             raise NotFound(f"phone {phone_index} of company {company_id} is not configured")
         return cards[0]

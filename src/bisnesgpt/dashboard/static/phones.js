@@ -141,6 +141,20 @@
     return phone.status.replace("_", " ");
   }
 
+  /* Today's sends (UTC) against the caps in effect (warm-up applied; 0: no cap), and the warm-up day. */
+  function against(count, cap, field) {
+    const over = cap > 0 && count >= cap;
+    return el("span", { class: over ? "error" : "", dataset: { field } }, cap > 0 ? count + " / " + cap : count + " (no cap)",
+      over ? " — cap reached" : "");
+  }
+  function sendingRows(s) {
+    const warmup = s.warmupDay ? "day " + s.warmupDay + " of " + s.warmupDays
+      : s.warmupDays ? "not warming up (" + s.warmupDays + "-day schedule: over, or not paired yet)" : "none";
+    return [["Sent today", against(s.sentToday, s.messageCap, "sent-today")],
+            ["New chats today", against(s.newChatsToday, s.newChatCap, "new-chats-today")],
+            ["Warm-up", el("span", { dataset: { field: "warmup" } }, warmup)]];
+  }
+
   function card(phone) {
     const v = phone.verification;
     const rows = [
@@ -151,6 +165,7 @@
     if (phone.kind === "wwebjs") {
       rows.push(["Wanted", phone.desiredState], ["Owner", phone.owner || "–"]);
       if (phone.breaker && phone.breaker.open) rows.push(["Breaker", "open: " + (phone.breaker.reason || "")]);
+      if (phone.sending) rows.push(...sendingRows(phone.sending));
     } else {
       rows.push(["Phone number id", phone.metaPhoneNumberId || phone.dialog360ChannelId || "–"], ["WABA", phone.metaWabaId || "–"]);
       if (v && v.ok) rows.push(["Verified name", v.verifiedName || "–"], ["Quality", v.qualityRating || "–"],
