@@ -17,7 +17,7 @@ from bisnesgpt.cli.common import command_group, console
 from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
-from bisnesgpt.engines.meta.phones import UnroutedChange, unrouted_changes
+from bisnesgpt.engines.meta.phones import UnroutedChange, unrouted_changes, unrouted_next_step
 
 inbound_app = command_group(help="Provider webhooks as they arrived: those no phone could be found for.")
 
@@ -48,3 +48,6 @@ def unrouted(
         table.add_row(str(row.id), row.received_at.isoformat(timespec="seconds"), row.provider, row.routing,
                       row.field, row.waba_id or "-", row.phone_number_id or "-", candidates or "-")
     console.print(table)
+    # What to do, one unwrapped line per change (the dashboard's Queues page says the same).
+    for row in rows:
+        typer.echo(f"{row.id}: {unrouted_next_step(row)}")

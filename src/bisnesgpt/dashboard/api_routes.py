@@ -31,8 +31,10 @@ from bisnesgpt.dashboard import attention, charts, messages, phones
 from bisnesgpt.dashboard.accounts import account_routes
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller, dashboard_operator
 from bisnesgpt.dashboard.confirm import Confirmed, require_confirmed
+from bisnesgpt.dashboard.error_names import error_name_routes
 from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.phone_admin import phone_admin_routes
+from bisnesgpt.dashboard.provider_webhooks import provider_webhook_routes
 from bisnesgpt.dashboard.queue_types import (
     BulkRetried,
     Cleaned,
@@ -199,6 +201,8 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
     webhook_routes(router, ctx)
     _process_routes(router, ctx)
     _queue_routes(router, queues)
+    provider_webhook_routes(router, ctx)
+    error_name_routes(router)
     _phone_routes(router, ctx, phone_config)
     phone_admin_routes(router, ctx, phone_config)
     trial_send_routes(router, sender)
@@ -312,7 +316,7 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
     async def phone_list(who: Who, company: CompanyQuery = None,
                          type: Annotated[phones.PhoneKind | None, Query()] = None) -> PhoneList:
         company_id = who.principal.company_scope(company)
-        cards, counts = await phones.list_phones(ctx.db, company_id)
+        cards, counts = await phones.list_phones(ctx.db, company_id, settings=ctx.settings)
         if type is not None:
             cards = [c for c in cards if c["kind"] == type]
         return {"companies": await phones.companies(ctx.db, company_id), "counts": counts, "phones": cards}
@@ -320,7 +324,7 @@ def _phone_routes(router: APIRouter, ctx: ProcessContext, phone_config: PhoneCon
     @router.get("/phones/{company_id}/{phone_index}", summary="One phone")
     async def phone(who: Who, company_id: CompanyId, phone_index: PhoneIndex) -> phones.PhoneCard:
         who.principal.require_company(company_id, "phone")
-        cards, _counts = await phones.list_phones(ctx.db, company_id, phone_index)
+        cards, _counts = await phones.list_phones(ctx.db, company_id, phone_index, settings=ctx.settings)
         if not cards:
             raise NotFound(f"phone {phone_index} of company {company_id} is not configured")
         return cards[0]

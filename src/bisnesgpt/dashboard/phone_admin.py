@@ -63,7 +63,7 @@ def phone_admin_routes(router: APIRouter, ctx: ProcessContext, phone_config: Pho
     """``POST /dashboard/api/phones`` and ``…/phones/{company}/{index}/settings`` on ``router``."""
 
     async def card(company_id: str, phone_index: int) -> phones.PhoneCard:
-        cards, _counts = await phones.list_phones(ctx.db, company_id, phone_index)
+        cards, _counts = await phones.list_phones(ctx.db, company_id, phone_index, settings=ctx.settings)
         if not cards:
             raise NotFound(f"phone {phone_index} of company {company_id} is not configured")
         return cards[0]

@@ -29,6 +29,7 @@ from bisnesgpt.api.phone_sessions import (
     load_phone_sessions,
 )
 from bisnesgpt.api.schemas.common import JsonObject, iso
+from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, NotFound, QueueUnavailable, ServiceUnavailable
 from bisnesgpt.db.pool import Database
 from bisnesgpt.db.queries import load_queries
@@ -37,6 +38,7 @@ from bisnesgpt.engines.meta.errors import CloudApiError, PhoneAuthError, PhoneBl
 from bisnesgpt.engines.meta.pacing import Pacer
 from bisnesgpt.engines.meta.phones import change_phone_status
 from bisnesgpt.engines.meta.profiles import META_CONNECTION_TYPES, credentials_for_phone
+from bisnesgpt.engines.wwebjs.antiban import phone_sending
 from bisnesgpt.engines.wwebjs.store import DesiredState
 from bisnesgpt.infra.bullmq_worker import promote
 from bisnesgpt.infra.secrets import secret_box
@@ -62,6 +64,17 @@ class Breaker(TypedDict):
     reason: str | None
 
 
+class Sending(TypedDict):
+    """A WhatsApp-Web phone's sends today (UTC) against its caps in effect (0: no cap), and its warm-up day."""
+
+    sentToday: int
+    newChatsToday: int
+    messageCap: int
+    newChatCap: int
+    warmupDay: int | None
+    warmupDays: int
+
+
 class PhoneCard(TypedDict):
     """A phone as the phones page shows it; the session fields for ``wwebjs``, the Cloud API ones otherwise."""
 
@@ -85,6 +98,7 @@ class PhoneCard(TypedDict):
     paired: NotRequired[bool]
     owner: NotRequired[str | None]
     breaker: NotRequired[Breaker]
+    sending: NotRequired[Sending]
     lastReadyAt: NotRequired[str | None]
     metaPhoneNumberId: NotRequired[str | None]
     metaWabaId: NotRequired[str | None]
@@ -164,13 +178,25 @@ def counts(cards: list[PhoneCard], active_now: int) -> PhoneCounts:
     }
 
 
-async def list_phones(db: Database, company_id: str | None, phone_index: int | None = None) \
-        -> tuple[list[PhoneCard], PhoneCounts]:
-    """The cards of a company's phones (None: every company's), or of one, with the counters."""
+async def list_phones(db: Database, company_id: str | None, phone_index: int | None = None, *,
+                      settings: Settings | None = None) -> tuple[list[PhoneCard], PhoneCounts]:
+    """The cards of a company's phones (None: every company's), or of one, with the counters.
+
+    With ``settings``, a WhatsApp-Web card carries its sends today against its caps (the same
+    answer as the ``sending`` block of ``GET /api/sessions/{company}/{phone}``).
+    """
     async with db.connection() as conn:
         phones = await load_phone_sessions(conn, company_id, phone_index)
         active = int(await conn.fetchval(SQL.active_phones, company_id, ACTIVE_WINDOW_MINUTES) or 0)
-    cards = [phone_card(p) for p in phones]
+        cards = []
+        for p in phones:
+            card = phone_card(p)
+            if settings is not None and p.is_wwebjs:
+                today = await phone_sending(conn, settings, p.company_id, p.phone_index)
+                card["sending"] = {"sentToday": today.sent_today, "newChatsToday": today.new_chats_today,
+                                   "messageCap": today.message_cap, "newChatCap": today.new_chat_cap,
+                                   "warmupDay": today.warmup_day, "warmupDays": today.warmup_days}
+            cards.append(card)
     return cards, counts(cards, active)
 
 

@@ -118,6 +118,23 @@
       };
     },
 
+    /* Provider error codes with their human names (one table, GET /dashboard/api/error-names,
+       read once before the page's first load). */
+    errorNames: {},
+    errorName(code) {
+      return code === null || code === undefined ? null : BG.errorNames[String(code).trim().toUpperCase()] || null;
+    },
+    /* The code's name as an element to put beside the code (null when the code has none). */
+    codeName(code) {
+      const name = BG.errorName(code);
+      return name ? BG.el("span", { class: "code-name small", dataset: { code: String(code).trim() } }, " (" + name + ")") : null;
+    },
+    /* The code in front of a job's failure reason ("131026: …", "NOT_ON_WHATSAPP: …"). */
+    leadingCode(text) {
+      const found = /^\s*\(?#?([A-Z0-9_]+)\)?\s*[:)]/.exec(text || "");
+      return found ? found[1] : null;
+    },
+
     badge(status, text) { return BG.el("span", { class: "badge", dataset: { status: status || "unknown" } }, text || status || "?"); },
 
     confirm(text, okLabel) {
@@ -212,6 +229,10 @@
   BG.refresh = async function () {
     if (!BG.load) return;
     try {
+      if (!BG.namesRead) {
+        BG.namesRead = BG.api("/dashboard/api/error-names").then((d) => { BG.errorNames = d.names; });
+      }
+      await BG.namesRead.catch(() => { BG.namesRead = null; });  // codes alone until it answers
       await BG.load();
       markFresh();
       loadAttention();

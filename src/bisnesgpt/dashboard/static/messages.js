@@ -34,6 +34,13 @@
     return q;
   }
 
+  /* The provider error code a timeline step's detail carries, whichever shape it has. */
+  function timelineCode(d) {
+    if (!d || typeof d !== "object") return null;
+    const first = Array.isArray(d.errors) && d.errors.length ? d.errors[0] : null;
+    return d.code || d.errorCode || (d.error && d.error.code) || (first && first.code) || null;
+  }
+
   function row(m) {
     return el("tr", {
         class: "clickable", tabindex: 0, dataset: { messageId: m.messageId, companyId: m.companyId },
@@ -41,7 +48,7 @@
         onkeydown: (e) => { if (e.key === "Enter") show(m.companyId, m.messageId); } },
       el("td", { class: "small" }, fmt.time(m.createdAt)), el("td", {}, m.companyId + " / " + m.phoneIndex),
       el("td", { class: "mono small" }, m.chatId), el("td", {}, m.direction === "inbound" ? "in" : "out"),
-      el("td", {}, m.type), el("td", {}, badge(m.status, m.status), m.errorCode ? el("span", { class: "small error" }, " " + m.errorCode) : null),
+      el("td", {}, m.type), el("td", {}, badge(m.status, m.status), m.errorCode ? el("span", { class: "small error" }, " " + m.errorCode) : null, m.errorCode ? BG.codeName(m.errorCode) : null),
       el("td", { class: "small preview" }, m.content || ""));
   }
 
@@ -85,7 +92,8 @@
       ["Provider id", m.externalId || "–"], ["Attempts", m.attempts], ["Created", fmt.time(m.createdAt)],
       ["Sent", fmt.time(m.sentAt)], ["Delivered", fmt.time(m.deliveredAt)], ["Read", fmt.time(m.readAt)]];
     if (m.content) fields.push(["Text", m.content]);
-    if (m.error) fields.push(["Error", el("span", { class: "error" }, (m.error.code || "") + " " + (m.error.title || ""))]);
+    if (m.error) fields.push(["Error", el("span", {}, el("span", { class: "error" }, (m.error.code || "") + " " + (m.error.title || "")),
+      BG.codeName(m.error.code))]);
     document.getElementById("detail-fields").replaceChildren(...fields.map(([label, value]) =>
       el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value))));
     document.getElementById("timeline").replaceChildren(...m.history.map((h) => {
@@ -94,7 +102,9 @@
         el("span", { class: "small muted" }, fmt.time(h.at) + " "),
         h.fromStatus ? badge(h.fromStatus, h.fromStatus) : null, h.fromStatus ? " → " : null, badge(h.toStatus, h.toStatus),
         el("span", { class: "small" }, " by " + h.source),
-        previous ? el("div", { class: "small error" }, "previous error: " + (previous.code || "") + " " + (previous.title || "")) : null,
+        previous ? el("div", { class: "small error" }, "previous error: " + (previous.code || "") + " " + (previous.title || ""),
+          BG.codeName(previous.code)) : null,
+        h.detail && !previous ? BG.codeName(timelineCode(h.detail)) : null,
         h.detail && Object.keys(h.detail).length && !previous ? el("div", { class: "small mono muted" }, fmt.json(h.detail).slice(0, 300)) : null);
     }));
     const tbody = document.querySelector("#deliveries tbody");

@@ -113,7 +113,7 @@
   function testLine(test) {
     return el("span", {}, "Message ", el("a", { class: "mono", href: "/dashboard/messages?company=" + encodeURIComponent(test.companyId)
       + "&id=" + encodeURIComponent(test.messageId) }, test.messageId), ": ",
-      el("span", { dataset: { status: test.status } }, badge(test.status, test.status)), test.error ? el("span", { class: "error" }, " " + test.error) : null);
+      el("span", { dataset: { status: test.status } }, badge(test.status, test.status)), test.error ? el("span", { class: "error" }, " " + test.error) : null, test.error ? BG.codeName(BG.leadingCode(test.error)) : null);
   }
   async function follow(phone, messageId) {
     const key = phone.companyId + ":" + phone.phoneIndex;
@@ -141,6 +141,20 @@
     return phone.status.replace("_", " ");
   }
 
+  /* Today's sends (UTC) against the caps in effect (warm-up applied; 0: no cap), and the warm-up day. */
+  function against(count, cap, field) {
+    const over = cap > 0 && count >= cap;
+    return el("span", { class: over ? "error" : "", dataset: { field } }, cap > 0 ? count + " / " + cap : count + " (no cap)",
+      over ? " — cap reached" : "");
+  }
+  function sendingRows(s) {
+    const warmup = s.warmupDay ? "day " + s.warmupDay + " of " + s.warmupDays
+      : s.warmupDays ? "not warming up (" + s.warmupDays + "-day schedule: over, or not paired yet)" : "none";
+    return [["Sent today", against(s.sentToday, s.messageCap, "sent-today")],
+            ["New chats today", against(s.newChatsToday, s.newChatCap, "new-chats-today")],
+            ["Warm-up", el("span", { dataset: { field: "warmup" } }, warmup)]];
+  }
+
   function card(phone) {
     const v = phone.verification;
     const rows = [
@@ -151,6 +165,7 @@
     if (phone.kind === "wwebjs") {
       rows.push(["Wanted", phone.desiredState], ["Owner", phone.owner || "–"]);
       if (phone.breaker && phone.breaker.open) rows.push(["Breaker", "open: " + (phone.breaker.reason || "")]);
+      if (phone.sending) rows.push(...sendingRows(phone.sending));
     } else {
       rows.push(["Phone number id", phone.metaPhoneNumberId || phone.dialog360ChannelId || "–"], ["WABA", phone.metaWabaId || "–"]);
       if (v && v.ok) rows.push(["Verified name", v.verifiedName || "–"], ["Quality", v.qualityRating || "–"],
@@ -159,7 +174,8 @@
     return el("article", { class: "card phone", id: "phone-" + phone.companyId + "-" + phone.phoneIndex, dataset: { phone: phone.companyId + ":" + phone.phoneIndex, status: phone.status, kind: phone.kind } },
       el("header", {}, el("h3", {}, phone.companyName + " · phone " + phone.phoneIndex), badge(phone.status, statusText(phone))),
       el("dl", { class: "fields" }, rows.map(([label, value]) => el("div", { class: "field" }, el("dt", {}, label), el("dd", {}, value)))),
-      phone.reason && phone.status !== "ready" ? el("p", { class: "small error" }, phone.reason) : null,
+      phone.reason && phone.status !== "ready" ? el("p", { class: "small error", dataset: { field: "reason" } }, phone.reason,
+        BG.codeName(phone.metadata && phone.metadata.code)) : null,
       phone.kind === "wwebjs" ? qrBlock(phone) : null,
       phone.kind === "wwebjs" ? wwebjsActions(phone) : cloudActions(phone),
       testBlock(phone), settingsBlock(phone));

@@ -75,7 +75,7 @@
   function errorCell(job, m) {
     const reason = (job.failedReason || "").trim();
     const stored = m && m.errorCode ? m.errorCode + (m.errorTitle ? ": " + m.errorTitle : "") : "";
-    const lines = [reason];
+    const lines = [reason, BG.codeName((m && m.errorCode) || BG.leadingCode(reason))];
     if (stored && !reason.includes(stored)) lines.push(el("div", { class: "muted" }, stored));
     return lines;
   }
@@ -192,10 +192,29 @@
       done: (r) => "retried " + r.done + (r.skippedCount ? ", skipped " + r.skippedCount : "") });
   });
 
+  /* --- provider webhooks kept aside (no phone, or several, matched): what to do about each -- */
+  async function loadKeptAside() {
+    const data = await BG.api("/dashboard/api/provider-webhooks/unrouted?limit=50");
+    const tbody = document.querySelector("#kept-aside tbody");
+    if (!data.changes.length) {
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No provider webhook is kept aside.")));
+      return;
+    }
+    tbody.replaceChildren(...data.changes.map((c) => el("tr", { dataset: { change: String(c.id), routing: c.routing } },
+      el("td", { class: "small" }, fmt.time(Date.parse(c.receivedAt))),
+      el("td", { class: "small" }, c.provider + " · " + c.field,
+        el("div", { class: "mono" }, "phone_number_id " + (c.phoneNumberId || "-") + (c.wabaId ? " · WABA " + c.wabaId : "")),
+        el("details", { class: "job-details" }, el("summary", {}, "value"), el("pre", { class: "small mono" }, c.valuePreview))),
+      el("td", {}, badge(c.routing === "ambiguous" ? "degraded" : "error", c.routing),
+        c.candidates.length ? el("div", { class: "small", dataset: { field: "candidates" } },
+          c.candidates.map((p) => p.companyId + "/" + p.phoneIndex).join(", ")) : null),
+      el("td", { class: "small", dataset: { field: "what-to-do" } }, c.whatToDo))));
+  }
+
   BG.load = async function () {
     const data = await BG.api("/dashboard/api/queues");
     renderQueues(data.queues);
-    await loadFailed();
+    await Promise.all([loadFailed(), loadKeptAside()]);
   };
 
   BG.on("queues", (data) => {

@@ -162,6 +162,18 @@ class UnroutedChange:
     received_at: datetime
 
 
+def unrouted_next_step(change: UnroutedChange) -> str:
+    """What the operator does about a change kept aside (the CLI and the dashboard say the same)."""
+    names = ", ".join(f"{c['companyId']}/{c['phoneIndex']}" for c in change.candidates
+                      if isinstance(c, dict)) if isinstance(change.candidates, list) else ""
+    if change.routing == "ambiguous":
+        return (f"several phones match ({names or 'see candidates'}): keep this phone_number_id / channel on "
+                "one phone only (correct or remove the others); later webhooks then route to it")
+    named = change.phone_number_id or change.waba_id or "this number"
+    return (f"no configured phone has {named}: add the phone (or correct its phone_number_id / 360dialog "
+            "channel) in the company it belongs to; later webhooks then route to it")
+
+
 async def unrouted_changes(conn: asyncpg.Connection, limit: int) -> list[UnroutedChange]:
     """The newest ``limit`` webhook changes kept aside (for the operator)."""
     return [UnroutedChange(**dict(r)) for r in await conn.fetch(SQL.unrouted_webhook_changes, limit)]
