@@ -110,6 +110,13 @@ async def test_a_phones_own_cap_applies_to_that_phone_only(stack: Stack) -> None
     assert (await stack.http.get("/api/sessions/acme/1")).json()["sending"] == today
     bot = {p["phoneIndex"]: p for p in (await stack.http.get("/api/bot-status/acme")).json()["phones"]}
     assert bot[1]["sending"] == today and bot[2]["sending"] is None
+    # The same phone through the v1 phone route; a Cloud API phone has no caps, an unknown one is 404.
+    one = await stack.http.get("/api/v1/phones/1")
+    assert one.status_code == 200, one.text
+    assert one.json() == bot[1]
+    assert (await stack.http.get("/api/v1/phones/2")).json()["sending"] is None
+    missing = await stack.http.get("/api/v1/phones/7")
+    assert missing.status_code == 404 and "phone 7" in missing.json()["detail"]
     assert bot[0]["sending"] == {"sentToday": 3, "newChatsToday": 1, "messageCap": 3, "newChatCap": 0,
                                  "warmupDay": None, "warmupDays": 0}
     listed = stack.cli("phones", "list", "acme")

@@ -8,14 +8,21 @@ from __future__ import annotations
 from typing import Annotated
 
 import segno
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import JsonValue
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
 from bisnesgpt.api.schemas import phones as models
 from bisnesgpt.api.schemas.antiban import SendingTodayView
-from bisnesgpt.api.schemas.common import MAX_PHONE_INDEX, CompanyPath, JsonObject, problem_responses
+from bisnesgpt.api.schemas.common import (
+    COMPANY_ID_PATTERN,
+    MAX_PHONE_INDEX,
+    CompanyPath,
+    JsonObject,
+    problem_responses,
+)
 from bisnesgpt.config import Settings
+from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.antiban import SendingToday, phone_sending
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
@@ -176,6 +183,30 @@ def build(db: Database, phone_config: PhoneConfigService, settings: Settings) ->
         async with db.connection() as conn:
             phones = await store.all_phones(conn, [*META_TYPES, "360dialog"])
         return [phone_row(p) for p in phones]
+
+    @router.get(
+        "/api/v1/phones/{phoneIndex}", response_model=models.PhoneBotStatus,
+        summary="One phone's status; on WhatsApp Web also today's sends against its anti-ban caps",
+        responses={200: {"content": {"application/json": {"example": models.WWEBJS_PHONE_STATUS_EXAMPLE}}},
+                   **problem_responses(401, 403, 404, 422, 503)},
+    )
+    async def phone_status(
+        principal: CurrentPrincipal, phoneIndex: Annotated[int, Path(ge=0, le=MAX_PHONE_INDEX, examples=[0])],
+        companyId: Annotated[str | None, Query(pattern=COMPANY_ID_PATTERN, examples=["acme"],
+                                               description="The company (required with an operator key)")] = None,
+    ) -> models.PhoneBotStatus:
+        company_id = principal.company_required(companyId)
+        async with db.connection() as conn:
+            rows = await store.company_phone_statuses(conn, company_id)
+            if not rows:
+                await tenancy.get_company(conn, company_id)  # 404 for a company that does not exist
+            row = next((r for r in rows if r["phone_index"] == phoneIndex and r["configured"]), None)
+            if row is None:
+                raise NotFound(f"no phone {phoneIndex} configured for company {company_id!r}: "
+                               "GET /api/whatsapp/config/{companyId} lists them")
+            sending = (await phone_sending(conn, settings, company_id, phoneIndex)
+                       if (row["connection_type"] or "wwebjs") == "wwebjs" else None)
+        return phone_status_json(row, sending)
 
     @router.get(
         "/api/bot-status/{companyId}", response_model=models.BotStatus,

@@ -117,15 +117,17 @@ class BotStatus(BaseModel):
     phones: list[PhoneBotStatus]
 
 
+WWEBJS_PHONE_STATUS_EXAMPLE: JsonObject = {
+    "phoneIndex": 0, "status": "qr", "connectionType": "wwebjs", "processName": "wwebjs", "configured": True,
+    "qrCode": "data:image/png;base64,iVBORw0KGgo...", "pairingCode": None, "phoneInfo": None,
+    "lastSeen": "2025-01-01T10:00:00+00:00", "error": None,
+    "sending": {"sentToday": 12, "newChatsToday": 3, "messageCap": 58, "newChatCap": 6, "warmupDay": 2,
+                "warmupDays": 7}}
 BOT_STATUS_EXAMPLE: JsonObject = {
     "companyId": "acme", "status": "qr", "qrCode": "data:image/png;base64,iVBORw0KGgo...", "phoneInfo": None,
     "connectionType": "wwebjs", "phoneCount": 2,
     "phones": [
-        {"phoneIndex": 0, "status": "qr", "connectionType": "wwebjs", "processName": "wwebjs", "configured": True,
-         "qrCode": "data:image/png;base64,iVBORw0KGgo...", "pairingCode": None, "phoneInfo": None,
-         "lastSeen": "2025-01-01T10:00:00+00:00", "error": None,
-         "sending": {"sentToday": 12, "newChatsToday": 3, "messageCap": 58, "newChatCap": 6, "warmupDay": 2,
-                     "warmupDays": 7}},
+        WWEBJS_PHONE_STATUS_EXAMPLE,
         {"phoneIndex": 1, "status": "pending", "connectionType": "meta_direct", "processName": "meta",
          "configured": True, "qrCode": None, "pairingCode": None, "phoneInfo": "+60 12-345 6789",
          "lastSeen": None, "error": None},
