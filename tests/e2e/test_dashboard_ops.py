@@ -205,3 +205,82 @@ async def test_a_whatsapp_web_card_shows_todays_sends_against_the_caps_and_the_w
         await narrow.locator('[data-phone="acme:0"] [data-field="warmup"]').wait_for()
         await fits(narrow)
         assert await base.serious_violations(narrow, axe_script) == []
+
+
+async def test_messages_failed_by_a_provider_status_webhook_are_listed_beside_failed_jobs_filtered_and_scoped(
+        system: DashboardSystem, operator: Any, browser: Any, axe_script: Path) -> None:
+    acme, beta = system.keys["acme"], system.keys["beta"]
+    assert system.emulator is not None
+    failed: dict[int, str] = {}
+    # Accepted by the Cloud API (the job completes), then failed by a ``failed`` status webhook.
+    for code in (131049, 131026):
+        system.emulator.admin("POST", "/rules", json={"code": code, "mode": "webhook", "times": 1,
+                                                      "phone_number_id": META_PHONE_ID})
+        sent = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", acme,
+                                json={"message": f"fails later with {code}", "phoneIndex": 1})
+        assert sent.status_code == 202, sent.text
+        failed[code] = sent.json()["messageId"]
+        await system.wait_message(failed[code], "failed")
+    sources = await system.db.fetch(
+        """SELECT m.message_id, h.source FROM message_status_history h JOIN messages m ON m.id = h.message_pk
+           WHERE m.message_id = ANY($1::text[]) AND h.to_status = 'failed'""", list(failed.values()))
+    assert {r["source"] for r in sources} == {"meta-webhook"}, sources
+    # A message failed by its job (an answered 131026) is a failed job, not one of these.
+    system.emulator.admin("POST", "/rules", json={"code": 131026, "times": 1, "phone_number_id": META_PHONE_ID})
+    by_job = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", acme,
+                              json={"message": "fails at once", "phoneIndex": 1})
+    assert by_job.status_code == 202, by_job.text
+    await system.wait_message(by_job.json()["messageId"], "failed")
+
+    page = await signed_in(operator, system)
+    await page.goto(system.url + "/dashboard/queues")
+    row = page.locator(f'#provider-failed tr[data-message="{failed[131049]}"]')
+    await row.wait_for()
+    assert "acme · phone 1 · meta" in await row.inner_text()
+    assert await row.locator('[data-field="error"] .code-name[data-code="131049"]').count() == 1
+    assert await page.locator(f'#provider-failed tr[data-message="{failed[131026]}"] .code-name').inner_text() \
+        == " (not deliverable)"
+    assert await page.locator(f'#provider-failed tr[data-message="{by_job.json()["messageId"]}"]').count() == 0
+    # Newest first.
+    shown = await page.locator("#provider-failed tbody tr").evaluate_all("rows => rows.map(r => r.dataset.message)")
+    assert shown.index(failed[131026]) < shown.index(failed[131049]), shown
+
+    # Filters: error code, phone, company.
+    await page.fill("#pf-code", "131049")
+    await page.click("#pf-filters button[type=submit]")
+    await page.locator(f'#provider-failed tr[data-message="{failed[131026]}"]').wait_for(state="detached")
+    assert await page.locator("#provider-failed tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.code)") == ["131049"]
+    await page.fill("#pf-code", "")
+    await page.fill("#pf-phone", "0")
+    await page.click("#pf-filters button[type=submit]")
+    await page.locator("#provider-failed td.muted", has_text="matching the filters").wait_for()
+    await page.fill("#pf-phone", "")
+    await page.fill("#pf-company", "beta")
+    await page.click("#pf-filters button[type=submit]")
+    await page.locator("#provider-failed td.muted", has_text="matching the filters").wait_for()
+    await page.fill("#pf-company", "")
+
+    # A company sees only its own; another company's filter is refused.
+    own = await system.api("GET", "/dashboard/api/provider-failures", acme)
+    assert own.status_code == 200, own.text
+    assert {m["messageId"] for m in own.json()["messages"]} >= set(failed.values())
+    assert own.json()["windowDays"] == 7
+    other = await system.api("GET", "/dashboard/api/provider-failures", beta)
+    assert other.status_code == 200 and other.json()["messages"] == [] and other.json()["total"] == 0
+    # Another company is not there at all for it (as elsewhere: no hint that it exists).
+    assert (await system.api("GET", "/dashboard/api/provider-failures?company=acme", beta)).status_code == 404
+    one = await system.api("GET", "/dashboard/api/provider-failures?limit=1&start=1", ADMIN_KEY)
+    assert one.status_code == 200 and len(one.json()["messages"]) == 1 and one.json()["total"] >= 2
+    assert one.json()["messages"][0]["messageId"] == failed[131049]
+    past = await system.api("GET", "/dashboard/api/provider-failures?start=500", ADMIN_KEY)
+    assert past.json()["messages"] == [] and past.json()["total"] == one.json()["total"]
+    for bad in ("limit=0", "start=-1", "phone=x", "code=a%20b"):
+        answer = await system.api("GET", f"/dashboard/api/provider-failures?{bad}", ADMIN_KEY)
+        assert answer.status_code == 422, (bad, answer.text)
+
+    async for narrow in narrow_page(browser, system):
+        await narrow.goto(system.url + "/dashboard/queues")
+        await narrow.locator(f'#provider-failed tr[data-message="{failed[131049]}"] .code-name').wait_for()
+        await fits(narrow)
+        assert await base.serious_violations(narrow, axe_script) == []

@@ -34,6 +34,7 @@ from bisnesgpt.dashboard.confirm import Confirmed, require_confirmed
 from bisnesgpt.dashboard.error_names import error_name_routes
 from bisnesgpt.dashboard.live import LiveHub
 from bisnesgpt.dashboard.phone_admin import phone_admin_routes
+from bisnesgpt.dashboard.provider_failures import provider_failure_routes
 from bisnesgpt.dashboard.provider_webhooks import provider_webhook_routes
 from bisnesgpt.dashboard.queue_types import (
     BulkRetried,
@@ -202,6 +203,7 @@ def build_api(ctx: ProcessContext, hub: LiveHub, phone_config: PhoneConfigServic
     _process_routes(router, ctx)
     _queue_routes(router, queues)
     provider_webhook_routes(router, ctx)
+    provider_failure_routes(router, ctx)
     error_name_routes(router)
     _phone_routes(router, ctx, phone_config)
     phone_admin_routes(router, ctx, phone_config)

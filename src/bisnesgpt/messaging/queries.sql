@@ -307,3 +307,22 @@ ORDER BY learned_at DESC NULLS LAST LIMIT 1
 -- message_media_object --
 -- The media object ($2's bytes in the media store, med_…) a company's message carries, if any.
 SELECT media_object_id FROM messages WHERE company_id = $1 AND id = $2
+
+-- select_failed_by_provider --
+-- Outbound messages of company $1 (or any) that a provider's status webhook failed (the last
+-- applied move to failed came from a '<provider>-webhook' source), failed in the last $4
+-- seconds, of phone $2 and error code $3 (NULL: any); newest first, $5 rows from row $6, each
+-- with the total. Bounded by time so idx_messages_failed_at reads only that window's failures.
+SELECT m.message_id, m.company_id, m.phone_index, m.provider, m.chat_id, m.external_id, m.error_code,
+       m.error_title, m.sent_at, m.failed_at, h.source, count(*) OVER () AS total
+FROM messages m
+JOIN LATERAL (
+    SELECT source FROM message_status_history
+    WHERE message_pk = m.id AND to_status = 'failed' AND applied
+    ORDER BY id DESC LIMIT 1
+) h ON h.source LIKE '%-webhook'
+WHERE m.failed_at >= now() - make_interval(secs => $4) AND m.status = 'failed' AND m.direction = 'outbound'
+  AND ($1::text IS NULL OR m.company_id = $1) AND ($2::int IS NULL OR m.phone_index = $2)
+  AND ($3::text IS NULL OR m.error_code = $3)
+ORDER BY m.failed_at DESC, m.id DESC
+LIMIT $5 OFFSET $6

@@ -192,6 +192,43 @@
       done: (r) => "retried " + r.done + (r.skippedCount ? ", skipped " + r.skippedCount : "") });
   });
 
+  /* --- messages failed by provider webhook (accepted, then a failed status): filtered, paged - */
+  const pfFilters = { company: document.getElementById("pf-company"), phone: document.getElementById("pf-phone"),
+                      code: document.getElementById("pf-code") };
+  let pfStart = 0;
+
+  async function loadProviderFailed() {
+    const query = new URLSearchParams({ start: String(pfStart), limit: String(PAGE) });
+    for (const [name, input] of Object.entries(pfFilters)) if (input.value.trim()) query.set(name, input.value.trim());
+    const data = await BG.api("/dashboard/api/provider-failures?" + query);
+    const tbody = document.querySelector("#provider-failed tbody");
+    document.getElementById("pf-page").textContent = data.total
+      ? (pfStart + 1) + "-" + (pfStart + data.messages.length) + " of " + data.total : "";
+    document.getElementById("pf-prev").disabled = pfStart === 0;
+    document.getElementById("pf-next").disabled = pfStart + data.messages.length >= data.total;
+    if (!data.messages.length) {
+      const filtered = Object.values(pfFilters).some((input) => input.value.trim());
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No message failed by provider webhook in the last "
+        + data.windowDays + " days" + (filtered ? " matching the filters." : "."))));
+      return;
+    }
+    tbody.replaceChildren(...data.messages.map((m) => el("tr", { dataset: { message: m.messageId, code: m.errorCode || "" } },
+      el("td", {}, el("a", { href: "/dashboard/messages?company=" + encodeURIComponent(m.companyId) + "&id=" + encodeURIComponent(m.messageId) },
+        m.messageId), el("div", { class: "small" }, m.companyId + " · phone " + m.phoneIndex + " · " + m.provider)),
+      el("td", { class: "small", dataset: { field: "error" } }, (m.errorCode || "no code") + (m.errorTitle ? ": " + m.errorTitle : ""),
+        BG.codeName(m.errorCode)),
+      el("td", { class: "small" }, m.sentAt ? fmt.time(Date.parse(m.sentAt)) : "-"),
+      el("td", { class: "small" }, fmt.time(Date.parse(m.failedAt))))));
+  }
+
+  document.getElementById("pf-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    pfStart = 0;
+    loadProviderFailed().catch((e) => BG.toast(e.message, "error"));
+  });
+  document.getElementById("pf-prev").addEventListener("click", () => { pfStart = Math.max(0, pfStart - PAGE); loadProviderFailed().catch((e) => BG.toast(e.message, "error")); });
+  document.getElementById("pf-next").addEventListener("click", () => { pfStart += PAGE; loadProviderFailed().catch((e) => BG.toast(e.message, "error")); });
+
   /* --- provider webhooks kept aside (no phone, or several, matched): what to do about each -- */
   async function loadKeptAside() {
     const data = await BG.api("/dashboard/api/provider-webhooks/unrouted?limit=50");
@@ -214,7 +251,7 @@
   BG.load = async function () {
     const data = await BG.api("/dashboard/api/queues");
     renderQueues(data.queues);
-    await Promise.all([loadFailed(), loadKeptAside()]);
+    await Promise.all([loadFailed(), loadProviderFailed(), loadKeptAside()]);
   };
 
   BG.on("queues", (data) => {
