@@ -8,8 +8,10 @@ key can then do) and in the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -606,3 +608,150 @@ async def test_after_a_logout_the_card_offers_start_with_a_new_qr_and_a_live_res
     await card.locator("img[data-qr]").wait_for()
     assert await system.db.fetchval("SELECT desired_state FROM wwebjs_sessions WHERE company_id = 'acme' "
                                     "AND phone_index = 0") == "running"
+
+
+async def wait_for(condition: Any, what: str, timeout: float = 30) -> None:
+    """Poll ``condition`` (an async callable) until it is true."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+async def test_an_operator_edits_an_endpoint_reads_its_deliveries_retries_a_dead_one_replays_and_rotates(
+        system: DashboardSystem, admin: Any, browser: Any, axe_script: Path, receiver: Receiver) -> None:
+    acme = system.keys["acme"]
+    created = await system.api("POST", "/api/v1/webhooks", acme, json={"url": receiver.url})
+    assert created.status_code == 201, created.text
+    endpoint, secret = created.json()["id"], created.json()["secret"]
+    try:
+        started = datetime.now(UTC) - timedelta(seconds=5)
+        sent = await system.api("POST", f"/api/v2/messages/text/acme/{CONTACT}", acme,
+                                json={"message": "tell my webhook", "phoneIndex": 1})
+        assert sent.status_code == 202, sent.text
+        await wait_for(lambda: system.db.fetchval(
+            "SELECT count(*) >= 2 FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'delivered'", endpoint),
+            "no deliveries reached the receiver")
+        # One delivery failed past the horizon (as the delivery worker leaves it).
+        dead = await system.db.fetchval(
+            """UPDATE webhook_deliveries SET status = 'dead', dead_at = now(),
+                      last_status_code = 500, last_error = 'HTTP 500', attempts = 9
+               WHERE id = (SELECT min(id) FROM webhook_deliveries WHERE endpoint_id = $1) RETURNING id""", endpoint)
+        dead_event = await system.db.fetchval("SELECT event_id FROM webhook_deliveries WHERE id = $1", dead)
+
+        page = admin
+        await page.goto(system.url + "/dashboard/webhooks")
+        await page.locator(f'#webhooks tr[data-webhook="{endpoint}"] button[data-action="manage"]').click()
+        await page.wait_for_selector(f'#webhook-manage[data-endpoint="{endpoint}"]:not([hidden])')
+        row = page.locator(f'#wm-deliveries tr[data-delivery="{dead}"][data-status="dead"]')
+        await row.wait_for()
+        assert await row.locator('[data-field="attempts"]').inner_text() == "9"
+        assert "HTTP 500" in await row.locator('[data-field="response"]').inner_text()
+        assert "dead 1" in await page.inner_text("#wm-counts")
+        # Only a dead delivery offers a retry.
+        delivered_rows = page.locator('#wm-deliveries tr[data-status="delivered"]')
+        assert await delivered_rows.count() >= 1
+        assert await delivered_rows.locator('[data-action="retry-delivery"]').count() == 0
+        await page.select_option("#wm-status", "dead")
+        await page.locator('#wm-deliveries tr[data-status="delivered"]').first.wait_for(state="detached")
+        assert await page.locator("#wm-deliveries tr[data-delivery]").count() == 1
+
+        before = sum(1 for h, _b in receiver.requests if h.get("x-bisnesgpt-event-id") == dead_event)
+        await row.locator('[data-action="retry-delivery"]').click()
+        await wait_for(lambda: system.db.fetchval("SELECT status = 'delivered' FROM webhook_deliveries WHERE id = $1",
+                                                  dead), "the retried delivery was not delivered")
+        assert sum(1 for h, _b in receiver.requests if h.get("x-bisnesgpt-event-id") == dead_event) == before + 1
+        await page.select_option("#wm-status", "")
+        await page.locator(f'#wm-deliveries tr[data-delivery="{dead}"][data-status="delivered"]').wait_for()
+
+        # Edit: only message.status events, disabled, then enabled again; a bad URL is refused and said.
+        await page.fill("#wm-events", "message.status")
+        await page.uncheck("#wm-enabled")
+        await page.click("#wm-save")
+        await page.wait_for_selector(f'#webhooks tr[data-webhook="{endpoint}"][data-enabled="false"]')
+        stored = await system.db.fetchrow("SELECT event_types, enabled FROM webhook_endpoints WHERE id = $1", endpoint)
+        assert (list(stored["event_types"]), stored["enabled"]) == (["message.status"], False)
+        await page.check("#wm-enabled")
+        await page.click("#wm-save")
+        await page.wait_for_selector(f'#webhooks tr[data-webhook="{endpoint}"][data-enabled="true"]')
+        await page.fill("#wm-url", "ftp://example.com/hook")
+        await page.click("#wm-save")
+        await page.wait_for_selector("#wm-error:not([hidden])")
+        assert "url" in (await page.inner_text("#wm-error")).lower()
+        assert await system.db.fetchval("SELECT url FROM webhook_endpoints WHERE id = $1", endpoint) == receiver.url
+        await page.fill("#wm-url", receiver.url)
+
+        # Rotate: the new secret is shown once; the old one keeps signing for the overlap.
+        await page.click("#wm-rotate")
+        await confirm_dialog(page, ok=True)
+        await page.wait_for_selector("#wm-secret-shown:not([hidden])")
+        new_secret = await page.input_value("#wm-secret")
+        assert new_secret.startswith("whsec_") and new_secret != secret
+        overlap = await system.db.fetchval("SELECT EXTRACT(EPOCH FROM previous_secret_expires_at - now()) "
+                                           "FROM webhook_endpoints WHERE id = $1", endpoint)
+        assert overlap > 60, overlap
+        assert await page.inner_text("#wm-overlap-until") != "now (no overlap)"
+
+        # Replay the range: the events go out again (origin replay), signed with both secrets.
+        delivered = await system.db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1",
+                                             endpoint)
+        await page.fill("#wm-since", started.astimezone().strftime("%Y-%m-%dT%H:%M"))
+        await page.click("#wm-replay-go")
+        await confirm_dialog(page, ok=True)
+        await wait_for(lambda: system.db.fetchval(
+            "SELECT count(*) > 0 AND bool_and(status = 'delivered') FROM webhook_deliveries "
+            "WHERE endpoint_id = $1 AND origin = 'replay'", endpoint), "the replayed events were not delivered")
+        replayed = await system.db.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND origin = 'replay'", endpoint)
+        assert replayed >= 1 and delivered >= 2
+        last_headers, last_body = receiver.requests[-1]
+        assert verify_signature(new_secret, last_body, last_headers["x-bisnesgpt-signature"])
+        assert verify_signature(secret, last_body, last_headers["x-bisnesgpt-signature"])
+        await page.select_option("#wm-status", "delivered")  # the log reloads: the replayed deliveries are in it
+        await page.locator("#wm-deliveries td", has_text="· replay").first.wait_for()
+
+        # The log pages newest first: nextBefore asks for the older ones.
+        first = (await system.api("GET", f"/dashboard/api/webhooks/{endpoint}/deliveries?limit=1", acme)).json()
+        older = (await system.api("GET", f"/dashboard/api/webhooks/{endpoint}/deliveries?limit=1&before="
+                                  f"{first['nextBefore']}", acme)).json()
+        assert older["deliveries"][0]["id"] < first["deliveries"][0]["id"] == first["nextBefore"]
+        assert (await system.api("GET", f"/dashboard/api/webhooks/{endpoint}/deliveries?status=gone",
+                                 acme)).status_code == 422
+
+        # Another company's user cannot reach any of it.
+        beta = system.keys["beta"]
+        for method, path, body in (("GET", "deliveries", None), ("POST", "edit", {"enabled": False}),
+                                   ("POST", f"deliveries/{dead}/retry", None),
+                                   ("POST", "rotate-secret", {"confirm": True}),
+                                   ("POST", "replay", {"confirm": True, "since": started.isoformat()})):
+            refused = await system.api(method, f"/dashboard/api/webhooks/{endpoint}/{path}", beta, json=body)
+            assert refused.status_code == 404, (path, refused.text)
+        # A replay or rotation not confirmed does nothing; a bad range is a 422.
+        assert (await system.api("POST", f"/dashboard/api/webhooks/{endpoint}/rotate-secret", acme)).status_code == 409
+        inverted = await system.api("POST", f"/dashboard/api/webhooks/{endpoint}/replay", acme, json={
+            "confirm": True, "since": datetime.now(UTC).isoformat(), "until": started.isoformat()})
+        assert inverted.status_code == 422, inverted.text
+        assert not page.problems, page.problems
+        for action in ("edit", "rotate-secret", "replay", f"deliveries/{dead}/retry"):
+            assert [a[1] for a in await audited(system, f"/dashboard/api/webhooks/{endpoint}/{action}")
+                    if a[1] < 300], action
+
+        context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                            bypass_csp=True)
+        context.set_default_timeout(LIVE_TIMEOUT_MS)
+        try:
+            narrow = await context.new_page()
+            assert (await sign_in(narrow, system.url, ADMIN_KEY)).status == 303
+            await narrow.goto(system.url + "/dashboard/webhooks")
+            await narrow.locator(f'#webhooks tr[data-webhook="{endpoint}"] button[data-action="manage"]').click()
+            await narrow.locator("#wm-deliveries tr[data-delivery]").first.wait_for()
+            if await narrow.locator("#wm-deliveries details").count():  # a response body, opened
+                await narrow.locator("#wm-deliveries details summary").first.click()
+            widths = await narrow.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert widths[0] <= widths[1], widths
+            violations = await base.serious_violations(narrow, axe_script)
+        finally:
+            await context.close()
+        assert not violations, violations
+    finally:
+        await system.db.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint)

@@ -1,5 +1,7 @@
 """The dashboard's tenant webhook endpoints: list, add (secret shown once), send a test, re-enable, remove.
 
+Editing one, its delivery log, retry, replay and secret rotation: ``webhook_manage``.
+
 Every change goes through ``webhooks.service.WebhookService``, as ``/api/v1/webhooks`` and
 ``bisnesgpt webhooks …`` do: the destination check (public addresses only unless
 ``WEBHOOK_ALLOW_PRIVATE_DESTINATIONS``), the per-company limit, event types, and re-enabling
@@ -17,6 +19,7 @@ from typing_extensions import TypedDict
 
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller
 from bisnesgpt.dashboard.confirm import Confirmed, require_confirmed
+from bisnesgpt.dashboard.webhook_manage import webhook_manage_routes
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.messaging.events import EventType
 from bisnesgpt.processes.context import ProcessContext
@@ -66,6 +69,8 @@ def webhook_routes(router: APIRouter, ctx: ProcessContext) -> None:
 
     def view(record: EndpointRecord) -> EndpointView:
         return endpoint_view(record, service.header_names(record))
+
+    webhook_manage_routes(router, ctx, service, view)
 
     @router.get("/webhooks", summary="Tenant webhook endpoints, with their health and failure notice")
     async def endpoint_list(who: Who, company: Annotated[str | None, Query(
