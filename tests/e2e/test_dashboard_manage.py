@@ -755,3 +755,75 @@ async def test_an_operator_edits_an_endpoint_reads_its_deliveries_retries_a_dead
         assert not violations, violations
     finally:
         await system.db.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint)
+
+
+NEW_D360_PHONE = "106540352243777"
+NEW_D360_KEY = "d360-dashboard-added-key"
+
+
+async def test_an_operator_adds_a_360dialog_phone_its_key_checked_first_and_never_shown_again(
+        system: DashboardSystem, admin: Any, browser: Any, axe_script: Path) -> None:
+    assert system.emulator is not None
+    async with httpx.AsyncClient() as client:  # the channel exists at "360dialog" (the emulator), with its key
+        registered = await client.post(system.emulator.url + "/_emulator/phones", json={
+            "phone_number_id": NEW_D360_PHONE, "d360_api_key": NEW_D360_KEY})
+        assert registered.status_code < 300, registered.text
+    page = admin
+    try:
+        await page.goto(system.url + "/dashboard/phones")
+        await page.wait_for_selector("#phone-cards [data-phone]")
+        await page.click("#add-phone summary")
+        await page.select_option("#new-phone-company", "beta")
+        await page.fill("#new-phone-index", "3")
+        await page.select_option("#new-phone-type", "360dialog")
+        assert await page.is_hidden("#new-phone-cloud") and await page.is_visible("#new-phone-d360")
+        # Missing credentials: said, nothing stored.
+        await page.click("#create-phone")
+        await page.wait_for_selector("#phone-error:not([hidden])")
+        assert "clientId, channelId, apiKey" in await page.inner_text("#phone-error")
+        await page.fill("#new-phone-client-id", "dashClient1")
+        await page.fill("#new-phone-channel-id", "dashChannel1")
+        # A key 360dialog refuses: nothing stored.
+        await page.fill("#new-phone-api-key", "not-the-key")
+        await page.click("#create-phone")
+        await page.wait_for_function("() => !document.getElementById('phone-error').textContent.includes('clientId')")
+        assert await page.inner_text("#phone-error")
+        assert await system.db.fetchval(
+            "SELECT count(*) FROM phone_configs WHERE company_id = 'beta' AND phone_index = 3") == 0
+        await page.fill("#new-phone-api-key", NEW_D360_KEY)
+        await page.click("#create-phone")
+        card = page.locator('#phone-cards [data-phone="beta:3"]')
+        await card.wait_for()
+        stored = await system.db.fetchrow(
+            "SELECT connection_type, meta_phone_number_id, dialog360_client_id, dialog360_channel_id, "
+            "api_key_encrypted FROM phone_configs WHERE company_id = 'beta' AND phone_index = 3")
+        assert (stored["connection_type"], stored["meta_phone_number_id"], stored["dialog360_client_id"],
+                stored["dialog360_channel_id"]) == ("360dialog", NEW_D360_PHONE, "dashClient1", "dashChannel1")
+        assert NEW_D360_KEY not in stored["api_key_encrypted"]  # encrypted at rest
+        assert NEW_D360_KEY not in await page.content()  # and never shown again
+        assert await page.input_value("#new-phone-api-key") == ""
+        assert not page.problems, page.problems
+        # A company user adds only to its own company.
+        refused = await system.api("POST", "/dashboard/api/phones", system.keys["acme"], json={
+            "companyId": "beta", "phoneIndex": 4, "connectionType": "360dialog", "clientId": "c", "channelId": "d",
+            "apiKey": NEW_D360_KEY})
+        assert refused.status_code == 404, refused.text
+
+        context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                            bypass_csp=True)
+        context.set_default_timeout(LIVE_TIMEOUT_MS)
+        try:
+            narrow = await context.new_page()
+            assert (await sign_in(narrow, system.url, ADMIN_KEY)).status == 303
+            await narrow.goto(system.url + "/dashboard/phones")
+            await narrow.locator('#phone-cards [data-phone="beta:3"]').wait_for()
+            await narrow.click("#add-phone summary")
+            await narrow.select_option("#new-phone-type", "360dialog")
+            widths = await narrow.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert widths[0] <= widths[1], widths
+            violations = await base.serious_violations(narrow, axe_script)
+        finally:
+            await context.close()
+        assert not violations, violations
+    finally:
+        await system.db.execute("DELETE FROM phone_configs WHERE company_id = 'beta' AND phone_index = 3")

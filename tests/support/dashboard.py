@@ -82,7 +82,7 @@ class DashboardSystem:
         wwebjs = {k: v for k, v in FAST_WWEBJS_ENV.items() if k != "HEARTBEAT_INTERVAL"}
         run.env.update(wwebjs)
         run.env.update(ADMIN_API_KEY=ADMIN_KEY, WWEBJS_DRIVER="sandbox", WWEBJS_SANDBOX_URL=self.sandbox.url,
-                       META_GRAPH_URL=self.emulator.url, META_APP_SECRET=APP_SECRET,
+                       META_GRAPH_URL=self.emulator.url, D360_BASE_URL=self.emulator.url, META_APP_SECRET=APP_SECRET,
                        META_WEBHOOK_VERIFY_TOKEN=VERIFY_TOKEN, META_RETRY_BASE_MS="200",
                        DASHBOARD_LIVE_INTERVAL_MS="500", DASHBOARD_ROLLUP_INTERVAL_MS="1000", **env)
         self.run = run.start()

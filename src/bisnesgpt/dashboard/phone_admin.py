@@ -3,7 +3,9 @@
 Through ``phones.service.PhoneConfigService``, as ``/api/whatsapp/meta-direct/connect`` and
 ``bisnesgpt phones add|set`` do: a Cloud API phone's claim is proven at the Graph API before it
 is stored (the token must read the number, in that WABA; one number, one phone), its token is
-stored encrypted and never shown again; a WhatsApp-Web phone is stored and its session starts
+stored encrypted and never shown again; a 360dialog phone's API key is checked at 360dialog
+first, like ``/api/whatsapp/360dialog/onboard`` (the number it names is stored), then kept
+encrypted and never shown again; a WhatsApp-Web phone is stored and its session starts
 (the card then shows the QR code). Settings: the number shown and whether messages to one chat
 leave in acceptance order. Scoped like every phone route: another company's phone is a 404.
 """
@@ -25,16 +27,18 @@ from bisnesgpt.processes.context import ProcessContext
 Who = Annotated[Caller, Depends(dashboard_caller)]
 CompanyId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 PhoneIndex = Annotated[int, Path(ge=0, le=1000)]
-NewPhoneKind = Literal["wwebjs", "meta_direct"]
+NewPhoneKind = Literal["wwebjs", "meta_direct", "360dialog"]
 
 
 class NewPhone(BaseModel):
-    """Body of a new phone: WhatsApp Web (nothing else needed) or Cloud API (its ids and token)."""
+    """Body of a new phone: WhatsApp Web (nothing else needed), Cloud API (its ids and token) or 360dialog."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"companyId": "acme", "phoneIndex": 2, "connectionType": "wwebjs"},
         {"companyId": "acme", "phoneIndex": 3, "connectionType": "meta_direct", "phoneNumberId": "106540352242922",
-         "wabaId": "102290129340398", "accessToken": "EAAG…", "displayPhoneNumber": "+60 12-345 6789"}]})
+         "wabaId": "102290129340398", "accessToken": "EAAG…", "displayPhoneNumber": "+60 12-345 6789"},
+        {"companyId": "acme", "phoneIndex": 4, "connectionType": "360dialog", "clientId": "aBcD1234",
+         "channelId": "XyZ98765", "apiKey": "d360-secret-key"}]})
     companyId: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="operators: the company")
     phoneIndex: int = Field(ge=0, le=1000)
     connectionType: NewPhoneKind
@@ -42,6 +46,10 @@ class NewPhone(BaseModel):
     wabaId: str | None = Field(None, pattern=r"^[0-9]{1,32}$", description="Cloud API: the WhatsApp Business Account")
     accessToken: str | None = Field(None, min_length=1, max_length=4096, description="Cloud API: stored encrypted")
     displayPhoneNumber: str | None = Field(None, max_length=32)
+    clientId: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="360dialog: the client id")
+    channelId: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="360dialog: the channel id")
+    apiKey: str | None = Field(None, min_length=1, max_length=4096,
+                               description="360dialog: the channel's D360-API-KEY, checked first, stored encrypted")
 
 
 class PhoneSettings(BaseModel):
@@ -53,9 +61,9 @@ class PhoneSettings(BaseModel):
     orderedSends: bool | None = Field(None, description="messages to one chat leave in acceptance order")
 
 
-def _missing(*fields: str) -> ValidationFailed:
-    return ValidationFailed(f"{', '.join(fields)}: required for a Cloud API phone",
-                            errors=[{"field": f, "message": "required for a Cloud API phone", "type": "missing"}
+def _missing(*fields: str, kind: str = "a Cloud API phone") -> ValidationFailed:
+    return ValidationFailed(f"{', '.join(fields)}: required for {kind}",
+                            errors=[{"field": f, "message": f"required for {kind}", "type": "missing"}
                                     for f in fields])
 
 
@@ -69,7 +77,8 @@ def phone_admin_routes(router: APIRouter, ctx: ProcessContext, phone_config: Pho
         return cards[0]
 
     @router.post("/phones", status_code=201,
-                 summary="Add a phone: WhatsApp Web (its session starts) or Cloud API (the claim proven first)")
+                 summary="Add a phone: WhatsApp Web (its session starts), Cloud API or 360dialog (the claim "
+                         "proven first)")
     async def phone_add(who: Who, body: NewPhone) -> phones.PhoneCard:
         company_id = who.principal.company_required(body.companyId)
         async with ctx.db.connection() as conn:
@@ -83,6 +92,14 @@ def phone_admin_routes(router: APIRouter, ctx: ProcessContext, phone_config: Pho
             await phone_config.connect_meta(company_id, body.phoneIndex, phone_number_id=number_id,
                                             waba_id=waba_id, access_token=token,
                                             display_phone_number=body.displayPhoneNumber or None)
+        elif body.connectionType == "360dialog":
+            client_id, channel_id, api_key = body.clientId, body.channelId, body.apiKey
+            if not (client_id and channel_id and api_key):
+                raise _missing(*[f for f in ("clientId", "channelId", "apiKey") if not getattr(body, f)],
+                               kind="a 360dialog phone")
+            await phone_config.onboard_360dialog(company_id, body.phoneIndex, client_id=client_id,
+                                                 channel_id=channel_id, api_key=api_key,
+                                                 display_phone_number=body.displayPhoneNumber or None)
         else:
             fields: dict[str, str | None] = {}
             if body.displayPhoneNumber:

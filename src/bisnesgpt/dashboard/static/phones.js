@@ -262,19 +262,26 @@
   const newType = document.getElementById("new-phone-type");
   const phoneError = document.getElementById("phone-error");
   if (BG.kind !== "admin") document.getElementById("new-phone-company-label").hidden = true;
-  newType.addEventListener("change", () => { document.getElementById("new-phone-cloud").hidden = newType.value !== "meta_direct"; });
+  newType.addEventListener("change", () => {
+    document.getElementById("new-phone-cloud").hidden = newType.value !== "meta_direct";
+    document.getElementById("new-phone-d360").hidden = newType.value !== "360dialog";
+  });
   document.getElementById("new-phone").addEventListener("submit", async (event) => {
     event.preventDefault();
     const value = (id) => document.getElementById(id).value.trim() || null;
     const cloud = newType.value === "meta_direct";
+    const d360 = newType.value === "360dialog";
     try {
       const added = await BG.post("/dashboard/api/phones", {
         companyId: BG.kind === "admin" ? newCompany.value : null, phoneIndex: Number(document.getElementById("new-phone-index").value),
         connectionType: newType.value, displayPhoneNumber: value("new-phone-display"),
         phoneNumberId: cloud ? value("new-phone-number-id") : null, wabaId: cloud ? value("new-phone-waba-id") : null,
-        accessToken: cloud ? value("new-phone-token") : null });
+        accessToken: cloud ? value("new-phone-token") : null,
+        clientId: d360 ? value("new-phone-client-id") : null, channelId: d360 ? value("new-phone-channel-id") : null,
+        apiKey: d360 ? value("new-phone-api-key") : null });
       phoneError.hidden = true;
       document.getElementById("new-phone-token").value = "";
+      document.getElementById("new-phone-api-key").value = "";
       BG.toast("phone " + added.phoneIndex + " of " + added.companyId + " added", "ok");
       await BG.load();
     } catch (error) {
