@@ -29,6 +29,9 @@ __all__ = ["module_db", "module_redis"]
 # owns the session (not run here): their 503 says none answered.
 EXCLUDED = (r"(/events$|^/health|/verify$|/meta-direct/connect$|/360dialog/onboard$|^/api/v1/groups"
             r"|^/api/v1/chats/\{chatId\}/typing$|^/api/v1/contacts/check$)")
+# Adding a Cloud API or 360dialog phone from the console proves the claim at the provider first:
+# 503 here, where no provider answers (as the API's own onboarding routes above).
+EXCLUDED_OPERATION = "POST /dashboard/api/phones"
 MAX_EXAMPLES = 5
 
 
@@ -55,7 +58,7 @@ def test_no_operation_answers_a_server_error(target: tuple[ApiServer, Tenant], t
     key = tenant.api_key if who == "company" else ADMIN_KEY
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", f"{server.url}/openapi.json",
-        "--exclude-path-regex", EXCLUDED, "--checks", "not_a_server_error",
+        "--exclude-path-regex", EXCLUDED, "--exclude-name", EXCLUDED_OPERATION, "--checks", "not_a_server_error",
         "--header", f"Authorization: Bearer {key}",
         "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES), "--seed", "20261202",
         # One worker: see tests/e2e/test_pipeline_schemathesis.py (CPython's shared AST recursion counter).
