@@ -97,7 +97,7 @@ async def _noop_ack(_key: SessionKey, _ack: DeliveryAck) -> bool:
 
 
 def manager_for(db: Database, redis_url: str, driver: ScriptedDriver, **settings: Any) -> SessionManager:
-    config = load_settings(wwebjs_reconcile_interval_ms=200, wwebjs_lease_ttl_seconds=2, **settings)
+    config = load_settings(**{"wwebjs_reconcile_interval_ms": 200, "wwebjs_lease_ttl_seconds": 2, **settings})
     coordinator = Coordinator(redis_url, namespace="test", process_name="wwebjs", role="wwebjs", host="test-host",
                               peers={}, on_shutdown=lambda _reason: None)
     return SessionManager(config, db, redis_client(redis_url), coordinator, driver,  # type: ignore[arg-type]
@@ -111,7 +111,10 @@ async def test_starts_are_bounded_and_staggered(db: Database, redis_url: str) ->
     await db.execute("INSERT INTO phone_configs (company_id, phone_index) "
                      "SELECT 'many', g FROM generate_series(0, 7) g")
     driver = ScriptedDriver(connect_seconds=0.4)
-    manager = manager_for(db, redis_url, driver, wwebjs_start_concurrency=2, wwebjs_start_stagger_ms=100)
+    # A lease that outlives a busy machine's late renewals: a lost lease would (rightly) keep the
+    # stop from writing "disconnected", and leases are not what this test is about.
+    manager = manager_for(db, redis_url, driver, wwebjs_start_concurrency=2, wwebjs_start_stagger_ms=100,
+                          wwebjs_lease_ttl_seconds=20)
     # The stagger is between launches; the driver's own start times add each task's
     # scheduling delay (tens of ms on a loaded machine), so the launches are what is timed.
     launches: list[float] = []
