@@ -132,7 +132,8 @@ def test_the_readmes_quick_start_and_sending_blocks_run_as_written(tmp_path: Pat
             return [m for m in data if m["direction"] == "outbound"]
 
         sent = messages()
-        assert {(m["type"], m["phoneIndex"]) for m in sent} == {("text", 1), ("template", 1), ("image", 0)}, sent
+        assert {(m["type"], m["phoneIndex"]) for m in sent} == {("text", 1), ("template", 1), ("image", 0),
+                                                                ("forward", 0)}, sent
         wait_until(lambda: all(m["status"] in ("sent", "delivered", "read") for m in messages()), timeout=60,
                    what="every message of the README sent")
         assert demo.stop() == 0
