@@ -65,7 +65,7 @@ class SendingToday:
 
 
 def today_counts(row: asyncpg.Record, policy: AntiBanPolicy, now: datetime) -> SendingToday:
-    """Today's counts of a ``send_limits``/``sending_today`` row against ``policy``'s caps on warm-up day."""
+    """Today's counts of a ``send_limits`` row against ``policy``'s caps on warm-up day."""
     day = warmup_day(row["paired_at"], now)
     days = policy.warmup_days
     in_warmup = day is not None and days > 0 and day <= days
@@ -79,7 +79,7 @@ def today_counts(row: asyncpg.Record, policy: AntiBanPolicy, now: datetime) -> S
 async def sending_today(conn: asyncpg.Connection, policy: AntiBanPolicy, company_id: str, phone_index: int,
                         now: datetime | None = None) -> SendingToday:
     """What a phone sent today against the caps of ``policy`` (the phone and bot-status answers show it)."""
-    row = await conn.fetchrow(SQL.sending_today, company_id, phone_index)
+    row = await conn.fetchrow(SQL.send_limits, company_id, phone_index, None)
     assert row is not None
     return today_counts(row, policy, now or datetime.now(UTC))
 

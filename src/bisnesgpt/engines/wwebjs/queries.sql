@@ -135,7 +135,8 @@ LIMIT 1
 -- send_limits --
 -- For a message about to go out on a phone ($1, $2) to chat $3: what the phone sent today (UTC),
 -- how many chats it opened today (first message to a number that never wrote), whether this
--- message opens one, and when the number was paired.
+-- message opens one, and when the number was paired. $3 NULL: no message at hand (opens_chat
+-- then means nothing).
 WITH today AS (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start)
 SELECT
     (SELECT count(*) FROM messages m, today
@@ -181,20 +182,3 @@ ON CONFLICT (company_id, COALESCE(phone_index, -1)) DO UPDATE SET
 -- delete_antiban_overrides --
 -- Forget the controls of company $1's phone $2 (NULL: the company's defaults): all inherit again.
 DELETE FROM wwebjs_antiban_settings WHERE company_id = $1 AND phone_index IS NOT DISTINCT FROM $2::int
-
--- sending_today --
--- What phone ($1, $2) sent today (UTC), how many chats it opened today, and when it was paired
--- (send_limits without a message at hand).
-WITH today AS (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start)
-SELECT
-    (SELECT count(*) FROM messages m, today
-     WHERE m.company_id = $1 AND m.phone_index = $2 AND m.direction = 'outbound' AND m.sent_at >= today.start
-    ) AS sent_today,
-    (SELECT count(DISTINCT m.chat_id) FROM messages m, today
-     WHERE m.company_id = $1 AND m.phone_index = $2 AND m.direction = 'outbound' AND m.sent_at >= today.start
-       AND NOT EXISTS (SELECT 1 FROM messages i WHERE i.company_id = $1 AND i.phone_index = $2
-                       AND i.chat_id = m.chat_id AND i.direction = 'inbound')
-       AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.company_id = $1 AND o.phone_index = $2
-                       AND o.chat_id = m.chat_id AND o.direction = 'outbound' AND o.sent_at < today.start)
-    ) AS new_chats_today,
-    (SELECT paired_at FROM wwebjs_sessions WHERE company_id = $1 AND phone_index = $2) AS paired_at
