@@ -6,8 +6,14 @@ the company's default (for a phone) or the WWEBJS_* setting applies.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
+from bisnesgpt.cli.common import cli_errors
 from bisnesgpt.core.errors import ValidationFailed
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.antiban_settings import (
@@ -30,6 +36,43 @@ WARMUP_OPTION = typer.Option(None, "--warmup-days", min=0, help="A new number's 
 CHECK_OPTION = typer.Option(None, "--check-on-whatsapp/--no-check-on-whatsapp",
                             help="Check a new number is on WhatsApp before the first message")
 INHERIT_OPTION = typer.Option(None, "--inherit", help=f"Clear a control (repeat; or 'all'): {', '.join(CONTROLS)}")
+
+# The options as a command's parameters: (name, type, typer option), in the order --help lists them.
+_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
+    ("simulate_typing", bool | None, TYPING_OPTION),
+    ("jitter_ms", int | None, JITTER_OPTION),
+    ("daily_message_cap", int | None, MESSAGE_CAP_OPTION),
+    ("daily_new_chat_cap", int | None, NEW_CHAT_CAP_OPTION),
+    ("cap_action", str | None, CAP_ACTION_OPTION),
+    ("warmup_days", int | None, WARMUP_OPTION),
+    ("check_on_whatsapp", bool | None, CHECK_OPTION),
+    ("inherit", list[str] | None, INHERIT_OPTION),
+)
+
+
+def with_antiban_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a typer command the anti-ban options; it receives what they change as ``controls``.
+
+    Typer reads a command's parameters from its signature, so the wrapper shows the command's
+    own parameters (without ``controls``) followed by the options, and hands the command the
+    checked changes (``antiban_changes``; a bad combination exits as a CLI error).
+    """
+    signature = inspect.signature(command)
+    own = [parameter for parameter in signature.parameters.values() if parameter.name != "controls"]
+    options = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+               for name, kind, option in _PARAMETERS]
+
+    @functools.wraps(command)
+    def with_controls(**given: Any) -> None:
+        chosen = {name: given.pop(name) for name, _kind, _option in _PARAMETERS}
+        with cli_errors():
+            controls = antiban_changes(**chosen)
+        command(**given, controls=controls)
+
+    setattr(with_controls, "__signature__", signature.replace(parameters=own + options))  # noqa: B010
+    annotations = {name: kind for name, kind in command.__annotations__.items() if name != "controls"}
+    with_controls.__annotations__ = annotations | {name: kind for name, kind, _option in _PARAMETERS}
+    return with_controls
 
 
 def antiban_changes(*, simulate_typing: bool | None, jitter_ms: int | None, daily_message_cap: int | None,

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from bisnesgpt.cli import antiban
-from bisnesgpt.cli.common import COMPANY_HELP, cli_errors, command_group, console, err_console
+from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console
 from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
@@ -170,6 +170,7 @@ def phones_add(
 
 
 @phones_app.command("set")
+@antiban.with_antiban_options
 def phones_set(
     company_id: str = typer.Argument(..., help=COMPANY_HELP),
     index: int = typer.Argument(..., min=0, help="Phone index"),
@@ -184,14 +185,8 @@ def phones_set(
     api_key: str | None = typer.Option(None, "--api-key", help="('-': stdin)"),
     ordered: bool | None = typer.Option(None, "--ordered/--unordered", help=ORDERED_HELP),
     verify: bool = typer.Option(True, "--verify/--no-verify", help=VERIFY_HELP),
-    simulate_typing: bool | None = antiban.TYPING_OPTION,
-    jitter_ms: int | None = antiban.JITTER_OPTION,
-    daily_message_cap: int | None = antiban.MESSAGE_CAP_OPTION,
-    daily_new_chat_cap: int | None = antiban.NEW_CHAT_CAP_OPTION,
-    cap_action: str | None = antiban.CAP_ACTION_OPTION,
-    warmup_days: int | None = antiban.WARMUP_OPTION,
-    check_on_whatsapp: bool | None = antiban.CHECK_OPTION,
-    inherit: list[str] | None = antiban.INHERIT_OPTION,
+    *,
+    controls: dict[str, object],
 ) -> None:
     """Change a phone's connection type, status, credentials, per-chat order or anti-ban controls (the rest is kept).
 
@@ -201,11 +196,6 @@ def phones_set(
     """
     token = _secret(access_token, "access token")
     d360_key = _secret(api_key, "API key")
-    with cli_errors():
-        controls = antiban.antiban_changes(
-            simulate_typing=simulate_typing, jitter_ms=jitter_ms, daily_message_cap=daily_message_cap,
-            daily_new_chat_cap=daily_new_chat_cap, cap_action=cap_action, warmup_days=warmup_days,
-            check_on_whatsapp=check_on_whatsapp, inherit=inherit)
 
     async def change(db: Database, settings: Settings) -> PhoneConfig:
         plain = _fields(display_phone_number, phone_number_id, waba_id, client_id, channel_id, ordered)

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from bisnesgpt.cli import antiban
-from bisnesgpt.cli.common import COMPANY_HELP, cli_errors, command_group, console, err_console, one_company
+from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console, one_company
 from bisnesgpt.cli.database import run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
@@ -114,23 +114,10 @@ def companies_quota(
 
 
 @companies_app.command("antiban")
-def companies_antiban(
-    company_id: str = typer.Argument(..., help="The company"),
-    simulate_typing: bool | None = antiban.TYPING_OPTION,
-    jitter_ms: int | None = antiban.JITTER_OPTION,
-    daily_message_cap: int | None = antiban.MESSAGE_CAP_OPTION,
-    daily_new_chat_cap: int | None = antiban.NEW_CHAT_CAP_OPTION,
-    cap_action: str | None = antiban.CAP_ACTION_OPTION,
-    warmup_days: int | None = antiban.WARMUP_OPTION,
-    check_on_whatsapp: bool | None = antiban.CHECK_OPTION,
-    inherit: list[str] | None = antiban.INHERIT_OPTION,
-) -> None:
+@antiban.with_antiban_options
+def companies_antiban(company_id: str = typer.Argument(..., help="The company"), *,
+                      controls: dict[str, object]) -> None:
     """Show or set a company's anti-ban defaults (for its WhatsApp-Web phones that set none of their own)."""
-    with cli_errors():
-        controls = antiban.antiban_changes(
-            simulate_typing=simulate_typing, jitter_ms=jitter_ms, daily_message_cap=daily_message_cap,
-            daily_new_chat_cap=daily_new_chat_cap, cap_action=cap_action, warmup_days=warmup_days,
-            check_on_whatsapp=check_on_whatsapp, inherit=inherit)
 
     async def apply(db: Database, _settings: Settings) -> AntiBanOverrides:
         async with db.connection() as conn:
