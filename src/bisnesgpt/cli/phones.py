@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bisnesgpt.cli import antiban
 from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console
-from bisnesgpt.cli.database import run_with_database
+from bisnesgpt.cli.database import announce, run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
 from bisnesgpt.db.pool import Database
@@ -60,21 +60,10 @@ ORDERED_HELP = ("Messages to one chat leave in acceptance order (the default); -
 async def _announce(settings: Settings, database_url: str, company_id: str, phone_index: int,
                     connection_type: str | None) -> None:
     """Publish the change so the deployment's running APIs drop their cached route (best effort)."""
-    from bisnesgpt.coordination.channels import deployment_namespace
-    from bisnesgpt.infra.redis import redis_client
-    from bisnesgpt.infra.services import embedded_redis
     from bisnesgpt.messaging.router import announce_change
 
-    url = settings.effective_redis_url or embedded_redis(settings).running_url()
-    delivered = False
-    if url is not None:
-        client = redis_client(url, name="bisnesgpt:cli")
-        try:
-            namespace = deployment_namespace(settings.redis_namespace, database_url, url)
-            delivered = await announce_change(client, namespace, company_id, phone_index, connection_type, "cli")
-        finally:
-            await client.aclose()
-    if not delivered:
+    if not await announce(settings, database_url, lambda client, namespace: announce_change(
+            client, namespace, company_id, phone_index, connection_type, "cli")):
         err_console.print("note: Redis not reachable; running APIs pick the change up within ROUTER_CACHE_TTL")
 
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from bisnesgpt.cli import antiban
 from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console, one_company
-from bisnesgpt.cli.database import run_with_database
+from bisnesgpt.cli.database import announce, run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.antiban_settings import AntiBanOverrides
@@ -228,20 +228,10 @@ def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (see `keys 
 
 async def _announce_key_change(settings: Settings, database_url: str, what: dict[str, object]) -> None:
     """Tell the running processes to forget the keys they cached (best effort; else API_KEY_CACHE_SECONDS)."""
-    from bisnesgpt.coordination.channels import API_KEYS_CHANGED, deployment_namespace, publish
-    from bisnesgpt.infra.redis import redis_client
-    from bisnesgpt.infra.services import embedded_redis
+    from bisnesgpt.coordination.channels import API_KEYS_CHANGED, publish
 
-    url = settings.effective_redis_url or embedded_redis(settings).running_url()
-    delivered = False
-    if url is not None:
-        client = redis_client(url, name="bisnesgpt:cli")
-        try:
-            namespace = deployment_namespace(settings.redis_namespace, database_url, url)
-            delivered = await publish(client, API_KEYS_CHANGED, what,
-                                      namespace=namespace)
-        finally:
-            await client.aclose()
+    delivered = await announce(settings, database_url,
+                               lambda client, namespace: publish(client, API_KEYS_CHANGED, what, namespace=namespace))
     if not delivered:
         err_console.print(f"note: Redis not reachable; running APIs see the change within "
                           f"API_KEY_CACHE_SECONDS ({settings.api_key_cache_seconds:g} s)")
