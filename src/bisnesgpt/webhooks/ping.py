@@ -10,24 +10,15 @@ endpoint may be tested before it is enabled again.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from typing_extensions import TypedDict
 
 from bisnesgpt.core.ids import uuid7
 from bisnesgpt.webhooks.delivery import Deliverer
-from bisnesgpt.webhooks.endpoints import CUSTOM_HEADERS, SIGNING_SECRET, EndpointRecord
 from bisnesgpt.webhooks.payload import encode_body, event_document
+from bisnesgpt.webhooks.request import delivery_headers
 from bisnesgpt.webhooks.service import WebhookService
-from bisnesgpt.webhooks.signing import (
-    ATTEMPT_HEADER,
-    DELIVERY_ID_HEADER,
-    EVENT_ID_HEADER,
-    EVENT_TYPE_HEADER,
-    SIGNATURE_HEADER,
-    signature_header,
-)
 
 TEST_EVENT_TYPE = "webhook.test"
 
@@ -44,15 +35,6 @@ class TestDelivery(TypedDict):
     durationMs: int
 
 
-def _signing_secrets(service: WebhookService, endpoint: EndpointRecord) -> list[str]:
-    place = SIGNING_SECRET.at(endpoint.id)
-    signing = [service.box.decrypt(endpoint.secret_encrypted, place)]
-    until = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret_encrypted and until is not None and until > datetime.now(UTC):
-        signing.append(service.box.decrypt(endpoint.previous_secret_encrypted, place))
-    return signing
-
-
 async def send_test(service: WebhookService, endpoint_id: str, scope: str | None) -> TestDelivery:
     """Post a signed ``webhook.test`` document to the endpoint in ``scope`` now and answer how it went."""
     endpoint = await service.get(endpoint_id, scope)
@@ -61,11 +43,12 @@ async def send_test(service: WebhookService, endpoint_id: str, scope: str | None
         event_id=event_id, event_type=TEST_EVENT_TYPE, created_at=datetime.now(UTC), company_id=endpoint.company_id,
         phone_index=None, data={"test": True, "message": "a test delivery: no event happened"}, raw=None,
         include_raw=False))
-    custom: dict[str, str] = {}
-    if endpoint.headers_encrypted:
-        custom = json.loads(service.box.decrypt(endpoint.headers_encrypted, CUSTOM_HEADERS.at(endpoint.id)))
-    headers = {**custom, EVENT_ID_HEADER: event_id, EVENT_TYPE_HEADER: TEST_EVENT_TYPE, DELIVERY_ID_HEADER: "test",
-               ATTEMPT_HEADER: "1", SIGNATURE_HEADER: signature_header(_signing_secrets(service, endpoint), body)}
+    until = endpoint.previous_secret_expires_at
+    previous = endpoint.previous_secret_encrypted if until is not None and until > datetime.now(UTC) else None
+    headers = delivery_headers(
+        service.box, endpoint.id, body, secret_encrypted=endpoint.secret_encrypted, previous_secret_encrypted=previous,
+        headers_encrypted=endpoint.headers_encrypted, event_id=event_id, event_type=TEST_EVENT_TYPE,
+        delivery_id="test", attempt=1)
     settings = service.settings
     private = settings.webhook_allow_private_destinations
     deliverer = Deliverer(resolver=service.resolver, allow_private=private, timeout=settings.webhook_timeout_seconds,

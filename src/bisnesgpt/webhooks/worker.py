@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -34,16 +33,8 @@ from bisnesgpt.webhooks import metrics
 from bisnesgpt.webhooks.backoff import retry_delay
 from bisnesgpt.webhooks.deliveries import NOTIFY_CHANNEL, ClaimedDelivery, FailureOutcome
 from bisnesgpt.webhooks.delivery import AttemptResult, Deliverer
-from bisnesgpt.webhooks.endpoints import CUSTOM_HEADERS, SIGNING_SECRET
 from bisnesgpt.webhooks.payload import encode_body, event_document
-from bisnesgpt.webhooks.signing import (
-    ATTEMPT_HEADER,
-    DELIVERY_ID_HEADER,
-    EVENT_ID_HEADER,
-    EVENT_TYPE_HEADER,
-    SIGNATURE_HEADER,
-    signature_header,
-)
+from bisnesgpt.webhooks.request import delivery_headers
 from bisnesgpt.webhooks.urls import Resolver, SystemResolver
 
 log = logging.getLogger(__name__)
@@ -208,26 +199,15 @@ class DeliveryWorker:
 
     def signed_request(self, item: ClaimedDelivery) -> tuple[bytes, dict[str, str]]:
         """The exact body and headers of this attempt (secrets decrypted only here)."""
-        secret_place = SIGNING_SECRET.at(item.endpoint_id)
-        signing = [self.box.decrypt(item.secret_encrypted, secret_place)]
-        if item.previous_secret_encrypted:
-            signing.append(self.box.decrypt(item.previous_secret_encrypted, secret_place))
-        custom: dict[str, str] = {}
-        if item.headers_encrypted:
-            custom = json.loads(self.box.decrypt(item.headers_encrypted, CUSTOM_HEADERS.at(item.endpoint_id)))
         body = encode_body(event_document(
             event_id=item.event_id, event_type=item.event_type, created_at=item.event_created_at,
             company_id=item.company_id, phone_index=item.phone_index, data=item.data, raw=item.raw,
             include_raw=item.include_raw,
         ))
-        headers = {
-            **custom,
-            EVENT_ID_HEADER: item.event_id,
-            EVENT_TYPE_HEADER: item.event_type,
-            DELIVERY_ID_HEADER: str(item.id),
-            ATTEMPT_HEADER: str(item.attempts),
-            SIGNATURE_HEADER: signature_header(signing, body),
-        }
+        headers = delivery_headers(
+            self.box, item.endpoint_id, body, secret_encrypted=item.secret_encrypted,
+            previous_secret_encrypted=item.previous_secret_encrypted, headers_encrypted=item.headers_encrypted,
+            event_id=item.event_id, event_type=item.event_type, delivery_id=str(item.id), attempt=item.attempts)
         return body, headers
 
     async def _attempt(self, item: ClaimedDelivery) -> None:
