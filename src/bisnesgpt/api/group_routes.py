@@ -26,14 +26,12 @@ from bisnesgpt.api.schemas.common import (
     JsonObject,
     problem_responses,
 )
-from bisnesgpt.api.session_commands import normalise_phone, requester, run_session_command
-from bisnesgpt.core.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
+from bisnesgpt.api.session_commands import Refusals, normalise_phone, owner_answer
+from bisnesgpt.core.errors import Forbidden, NotFound, ValidationFailed
 from bisnesgpt.core.jsontypes import JsonValue
 from bisnesgpt.db.pool import Database
-from bisnesgpt.engines.wwebjs import store as sessions_store
 from bisnesgpt.engines.wwebjs.commands import GROUP_OP_TIMEOUT_S
 from bisnesgpt.engines.wwebjs.driver import SessionKey
-from bisnesgpt.engines.wwebjs.driver_errors import DriverError
 from bisnesgpt.engines.wwebjs.groups import GroupOp
 from bisnesgpt.messaging.capabilities import check_groups
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
@@ -55,10 +53,10 @@ Numbers = Annotated[list[Annotated[str, Field(min_length=5, max_length=32)]],
                           examples=[["60123456789", "+60198765432"]])]
 
 # A driver's refusal code → the problem it is answered with.
-REFUSALS: dict[str, type[NotFound] | type[Forbidden] | type[ValidationFailed] | type[Conflict]] = {
+REFUSALS: Refusals = {
     "GROUP_NOT_FOUND": NotFound, "NOT_IN_GROUP": NotFound, "NOT_GROUP_ADMIN": Forbidden,
     "INVITE_INVALID": ValidationFailed, "BAD_GROUP_REQUEST": ValidationFailed,
-    "SESSION_NOT_CONNECTED": Conflict, "PICTURE_REMOVAL_UNSUPPORTED": ValidationFailed,
+    "PICTURE_REMOVAL_UNSUPPORTED": ValidationFailed,
     # A picture's link the wwebjs process could not use: the caller's to fix.
     "MEDIA_URL_REFUSED": ValidationFailed, "MEDIA_DOWNLOAD_FAILED": ValidationFailed,
     "MEDIA_TOO_LARGE": ValidationFailed, "INVALID_PAYLOAD": ValidationFailed,
@@ -181,24 +179,8 @@ class GroupRoutes:
         check_groups(spec.process_name if spec else str(phone.connection_type), phone_index)
         key = SessionKey(company, phone_index)
         body: JsonObject = {"op": op, **{k: v for k, v in args.items() if v is not None}}
-        command = await run_session_command(self.ctx, key, "group", body, requested_by=requester(principal),
-                                            wait=WAIT_S)
-        if command.state == "pending":
-            # Nobody carried it out in time: it is withdrawn, so that it does not happen later unseen.
-            async with self.db.connection() as conn:
-                await sessions_store.finish_command(conn, command.id, ok=False, handled_by="api", result={
-                    "error": "no wwebjs process carried it out in time"})
-            raise ServiceUnavailable(f"no wwebjs process answered for phone {phone_index} within {WAIT_S:g}s: "
-                                     "is its session running? (GET /api/v1/sessions)")
-        result = command.result or {}
-        if command.state == "failed":
-            code, error = str(result.get("code") or ""), str(result.get("error") or "the operation failed")
-            problem = REFUSALS.get(code)
-            if problem is not None:
-                raise problem(f"{op} failed: {error}", extra={"code": code})
-            raise DriverError(f"{op} failed: {error}")
-        data = result.get("data")
-        return data if isinstance(data, dict) else {}
+        return await owner_answer(self.ctx, key, "group", body, principal=principal, what=op, wait=WAIT_S,
+                                  refusals=REFUSALS)
 
     def _add_routes(self) -> None:
         router = self.router

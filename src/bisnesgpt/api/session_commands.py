@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -21,7 +22,7 @@ from typing_extensions import TypedDict
 from bisnesgpt.api.auth import Principal
 from bisnesgpt.api.schemas.common import JsonObject, iso
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE, publish
-from bisnesgpt.core.errors import Conflict, ServiceUnavailable, ValidationFailed
+from bisnesgpt.core.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
 from bisnesgpt.engines.wwebjs import store as sessions_store
 from bisnesgpt.engines.wwebjs.driver import SessionKey
 from bisnesgpt.engines.wwebjs.driver_errors import DriverError
@@ -140,12 +141,18 @@ async def run_session_command(ctx: ProcessContext, key: SessionKey, action: Comm
     return command
 
 
+# What the code of a failed command means to the caller; any other failure is the driver's 502.
+Refusals = Mapping[str, type[NotFound] | type[Forbidden] | type[ValidationFailed] | type[Conflict]]
+CHAT_REFUSALS: Refusals = {"BAD_CHAT_REQUEST": ValidationFailed}
+
+
 async def owner_answer(ctx: ProcessContext, key: SessionKey, action: CommandAction, args: JsonObject, *,
-                       principal: Principal, what: str, wait: float) -> JsonObject:
-    """Run a command the session's owner answers (a chat operation) and return its ``data``.
+                       principal: Principal, what: str, wait: float, refusals: Refusals = CHAT_REFUSALS) -> JsonObject:
+    """Run a command the session's owner answers (a chat or group operation) and return its ``data``.
 
     Nobody carrying it out within ``wait`` withdraws it (503, so it never happens later
-    unseen); a session that is not connected is a 409; any other failure the driver's 502.
+    unseen); a session that is not connected is a 409; a code in ``refusals`` its problem;
+    any other failure the driver's 502.
     """
     command = await run_session_command(ctx, key, action, args, requested_by=requester(principal), wait=wait)
     if command.state == "pending":
@@ -160,8 +167,9 @@ async def owner_answer(ctx: ProcessContext, key: SessionKey, action: CommandActi
         if code == "SESSION_NOT_CONNECTED":
             raise Conflict(f"{what} failed: {error}: the phone's WhatsApp-Web session is not connected; pair it or "
                            "wait until it is ready (GET /api/sessions/{company}/{phone})", extra={"code": code})
-        if code == "BAD_CHAT_REQUEST":
-            raise ValidationFailed(f"{what} failed: {error}", extra={"code": code})
+        problem = refusals.get(code)
+        if problem is not None:
+            raise problem(f"{what} failed: {error}", extra={"code": code})
         raise DriverError(f"{what} failed: {error}")
     data = result.get("data")
     return data if isinstance(data, dict) else {}

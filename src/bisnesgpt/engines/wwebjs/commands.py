@@ -17,7 +17,7 @@ from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
 from bisnesgpt.engines.wwebjs.chats import run_chat_op
-from bisnesgpt.engines.wwebjs.driver import SessionKey
+from bisnesgpt.engines.wwebjs.driver import DriverSession, SessionKey
 from bisnesgpt.engines.wwebjs.driver_errors import DriverError, NotConnected
 from bisnesgpt.engines.wwebjs.groups import run_group_op
 from bisnesgpt.engines.wwebjs.session import ManagedSession
@@ -44,6 +44,8 @@ class CommandResult(TypedDict, total=False):
 
 # A group operation waits this long for WhatsApp at the most (the API waits a little longer).
 GROUP_OP_TIMEOUT_S = 20.0
+# A group or chat operation: what the owner does with the session's driver for a command.
+DriverOperation = Callable[[DriverSession, JsonObject], Awaitable[JsonObject]]
 CommandHandler = Callable[[store.Command], Awaitable[CommandResult]]
 
 
@@ -134,15 +136,15 @@ class SessionCommands:
         return {"status": "pairing_code", "pairingCode": code, "phoneNumber": phone}
 
     async def _group_command(self, command: store.Command) -> CommandResult:
-        session = self.sessions.get(command.key)
-        if session is None or not session.running:
-            raise NotConnected(f"session {command.key} is not running; start it first")
-        data = await asyncio.wait_for(run_group_op(session.ready_driver(), command.args), GROUP_OP_TIMEOUT_S)
-        return {"data": data}
+        return await self._driver_command(command, run_group_op)
 
     async def _chat_command(self, command: store.Command) -> CommandResult:
+        return await self._driver_command(command, run_chat_op)
+
+    async def _driver_command(self, command: store.Command, operation: DriverOperation) -> CommandResult:
+        """Carry out a group or chat operation on the running session's driver; its answer as ``data``."""
         session = self.sessions.get(command.key)
         if session is None or not session.running:
             raise NotConnected(f"session {command.key} is not running; start it first")
-        data = await asyncio.wait_for(run_chat_op(session.ready_driver(), command.args), GROUP_OP_TIMEOUT_S)
+        data = await asyncio.wait_for(operation(session.ready_driver(), command.args), GROUP_OP_TIMEOUT_S)
         return {"data": data}
