@@ -45,12 +45,14 @@ def fence_of(leases: SessionLeases) -> OutcomeFence:
 
 
 @dataclass
-class TakenOverDuringSend:
-    """A driver call during which the session went to ``successor``; then ``error`` (or sent)."""
+class Driver:
+    """A driver call; with ``successor``, the session goes to it during the call (``a`` frozen
+    past its lease), then the call raises ``error`` or goes out."""
 
     db: Database
-    successor: SessionLeases
-    error: Exception | None
+    successor: SessionLeases | None = None
+    error: Exception | None = None
+    name: str = "a"
     provider: str = "test"
     calls: list[str] = field(default_factory=list)
 
@@ -59,27 +61,13 @@ class TakenOverDuringSend:
 
     async def send(self, message: store.MessageRecord) -> SendReceipt:
         self.calls.append(message.message_id)
-        await self.db.execute("UPDATE process_leases SET expires_at = now() - interval '1 second' WHERE name = $1",
-                              LEASE)
-        assert await self.successor.acquire([LEASE]) == {LEASE}
+        if self.successor is not None:
+            await self.db.execute("UPDATE process_leases SET expires_at = now() - interval '1 second' "
+                                  "WHERE name = $1", LEASE)
+            assert await self.successor.acquire([LEASE]) == {LEASE}
         if self.error is not None:
             raise self.error
-        return SendReceipt(external_id=f"ext-{message.message_id}")
-
-
-@dataclass
-class Succeeds:
-    """The successor's driver: every send goes out."""
-
-    provider: str = "test"
-    sent: list[str] = field(default_factory=list)
-
-    async def before_send(self, message: store.MessageRecord) -> None:
-        return None
-
-    async def send(self, message: store.MessageRecord) -> SendReceipt:
-        self.sent.append(message.message_id)
-        return SendReceipt(external_id=f"ext-b-{message.message_id}")
+        return SendReceipt(external_id=f"ext-{self.name}-{message.message_id}")
 
 
 async def _run(db: Database, redis_url: str, engine: object, leases: SessionLeases, *,
@@ -98,7 +86,7 @@ async def _run(db: Database, redis_url: str, engine: object, leases: SessionLeas
 async def _handed_to_successor(db: Database, redis_url: str, record: store.MessageRecord,
                                successor: SessionLeases) -> None:
     """``b`` runs the deferred job: it sends the message ``a`` could not fail."""
-    engine = Succeeds()
+    engine = Driver(db, name="b")
     producer = QueueProducer(redis_url)
     queue = spec(record.queue_name or "")
     worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db, producer), engine, queue,
@@ -106,7 +94,7 @@ async def _handed_to_successor(db: Database, redis_url: str, record: store.Messa
     await worker.start()
     try:
         sent = await wait_status(db, record.message_id, "sent")
-        assert sent.external_id == f"ext-b-{record.message_id}" and engine.sent == [record.message_id]
+        assert sent.external_id == f"ext-b-{record.message_id}" and engine.calls == [record.message_id]
     finally:
         await worker.close(timeout=5)
         await producer.close()
@@ -120,7 +108,7 @@ async def test_a_failure_after_losing_the_session_is_left_to_the_new_owner(
     a = SessionLeases(db, "wwebjs@host-a:1:aaaaaa", 30)
     b = SessionLeases(db, "wwebjs@host-b:2:bbbbbb", 30)
     assert await a.acquire([LEASE]) == {LEASE}
-    engine = TakenOverDuringSend(db, b, error)
+    engine = Driver(db, b, error)
     worker, producer, record = await _run(db, redis_url, engine, a, attempts=1)
     try:
         deadline = asyncio.get_running_loop().time() + 15
@@ -141,10 +129,10 @@ async def test_a_send_that_went_out_is_recorded_sent_even_after_losing_the_sessi
     a = SessionLeases(db, "wwebjs@host-a:1:aaaaaa", 30)
     b = SessionLeases(db, "wwebjs@host-b:2:bbbbbb", 30)
     assert await a.acquire([LEASE]) == {LEASE}
-    worker, producer, record = await _run(db, redis_url, TakenOverDuringSend(db, b, None), a)
+    worker, producer, record = await _run(db, redis_url, Driver(db, b), a)
     try:
         sent = await wait_status(db, record.message_id, "sent")
-        assert sent.external_id == f"ext-{record.message_id}"
+        assert sent.external_id == f"ext-a-{record.message_id}"
     finally:
         await worker.close(timeout=5)
         await producer.close()
@@ -153,12 +141,7 @@ async def test_a_send_that_went_out_is_recorded_sent_even_after_losing_the_sessi
 async def test_the_owner_still_records_its_failures(db: Database, redis_url: str) -> None:
     a = SessionLeases(db, "wwebjs@host-a:1:aaaaaa", 30)
     assert await a.acquire([LEASE]) == {LEASE}
-    engine = Succeeds()
-
-    async def reject(message: store.MessageRecord) -> SendReceipt:
-        raise PermanentSendError("bad number", code="131026", title="Message undeliverable")
-
-    engine.send = reject  # type: ignore[method-assign]
+    engine = Driver(db, error=PermanentSendError("bad number", code="131026", title="Message undeliverable"))
     worker, producer, record = await _run(db, redis_url, engine, a)
     try:
         failed = await wait_status(db, record.message_id, "failed")
