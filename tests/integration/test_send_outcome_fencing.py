@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -29,7 +29,7 @@ from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import QueueProducer
 from bisnesgpt.messaging.send_processor import OutcomeFence, SendJobProcessor, SendReceipt
 from bisnesgpt.messaging.send_store import PgSendStore
-from tests.integration.test_worker_helper import history, new_message, spec, wait_status
+from tests.integration.test_worker_helper import ScriptedEngine, history, new_message, spec, wait_status
 
 pytestmark = pytest.mark.integration
 LEASE = SessionKey("acme", 0).lease_name  # the session of test_worker_helper's messages
@@ -45,40 +45,33 @@ def fence_of(leases: SessionLeases) -> OutcomeFence:
 
 
 @dataclass
-class Driver:
-    """A driver call; with ``successor``, the session goes to it during the call (``a`` frozen
-    past its lease), then the call raises ``error`` or goes out."""
+class TakenOverDuringSend(ScriptedEngine):
+    """A driver call during which the session goes to ``successor`` (``a`` frozen past its
+    lease); then the call fails as scripted, or goes out."""
 
-    db: Database
+    db: Database | None = None
     successor: SessionLeases | None = None
-    error: Exception | None = None
-    name: str = "a"
-    provider: str = "test"
-    calls: list[str] = field(default_factory=list)
-
-    async def before_send(self, message: store.MessageRecord) -> None:
-        return None
 
     async def send(self, message: store.MessageRecord) -> SendReceipt:
-        self.calls.append(message.message_id)
-        if self.successor is not None:
-            await self.db.execute("UPDATE process_leases SET expires_at = now() - interval '1 second' "
-                                  "WHERE name = $1", LEASE)
-            assert await self.successor.acquire([LEASE]) == {LEASE}
-        if self.error is not None:
-            raise self.error
-        return SendReceipt(external_id=f"ext-{self.name}-{message.message_id}")
+        assert self.db is not None and self.successor is not None
+        await self.db.execute("UPDATE process_leases SET expires_at = now() - interval '1 second' WHERE name = $1",
+                              LEASE)
+        assert await self.successor.acquire([LEASE]) == {LEASE}
+        return await super().send(message)
 
 
-async def _run(db: Database, redis_url: str, engine: object, leases: SessionLeases, *,
-               attempts: int = 3) -> tuple[QueueWorker, QueueProducer, store.MessageRecord]:
+async def _run(db: Database, redis_url: str, engine: ScriptedEngine, leases: SessionLeases, *, attempts: int = 3,
+               error: Exception | None = None) -> tuple[QueueWorker, QueueProducer, store.MessageRecord]:
+    """``a``'s worker (fenced by ``leases``) on a new queue, and a message whose send raises ``error``."""
     queue = dataclasses.replace(spec(f"fence-{uuid.uuid4().hex[:8]}"), attempts=attempts)
     producer = QueueProducer(redis_url)
-    processor = SendJobProcessor(PgSendStore(db, producer), engine, queue, process_name="a",  # type: ignore[arg-type]
+    processor = SendJobProcessor(PgSendStore(db, producer), engine, queue, process_name="a",
                                  outcome_fence=fence_of(leases))
     worker = QueueWorker(redis_url, queue, processor)
     await worker.start()
     record = await new_message(db, queue)
+    if error is not None:
+        engine.script[record.message_id] = [error]
     await producer.add(queue, record.message_id, {"messageId": record.message_id, "companyId": "acme"})
     return worker, producer, record
 
@@ -86,15 +79,15 @@ async def _run(db: Database, redis_url: str, engine: object, leases: SessionLeas
 async def _handed_to_successor(db: Database, redis_url: str, record: store.MessageRecord,
                                successor: SessionLeases) -> None:
     """``b`` runs the deferred job: it sends the message ``a`` could not fail."""
-    engine = Driver(db, name="b")
+    engine = ScriptedEngine()
     producer = QueueProducer(redis_url)
     queue = spec(record.queue_name or "")
     worker = QueueWorker(redis_url, queue, SendJobProcessor(PgSendStore(db, producer), engine, queue,
                                                             process_name="b", outcome_fence=fence_of(successor)))
     await worker.start()
     try:
-        sent = await wait_status(db, record.message_id, "sent")
-        assert sent.external_id == f"ext-b-{record.message_id}" and engine.calls == [record.message_id]
+        await wait_status(db, record.message_id, "sent")
+        assert engine.sent == [record.message_id]
     finally:
         await worker.close(timeout=5)
         await producer.close()
@@ -108,8 +101,8 @@ async def test_a_failure_after_losing_the_session_is_left_to_the_new_owner(
     a = SessionLeases(db, "wwebjs@host-a:1:aaaaaa", 30)
     b = SessionLeases(db, "wwebjs@host-b:2:bbbbbb", 30)
     assert await a.acquire([LEASE]) == {LEASE}
-    engine = Driver(db, b, error)
-    worker, producer, record = await _run(db, redis_url, engine, a, attempts=1)
+    engine = TakenOverDuringSend(db=db, successor=b)
+    worker, producer, record = await _run(db, redis_url, engine, a, attempts=1, error=error)
     try:
         deadline = asyncio.get_running_loop().time() + 15
         while not engine.calls and asyncio.get_running_loop().time() < deadline:
@@ -129,10 +122,11 @@ async def test_a_send_that_went_out_is_recorded_sent_even_after_losing_the_sessi
     a = SessionLeases(db, "wwebjs@host-a:1:aaaaaa", 30)
     b = SessionLeases(db, "wwebjs@host-b:2:bbbbbb", 30)
     assert await a.acquire([LEASE]) == {LEASE}
-    worker, producer, record = await _run(db, redis_url, Driver(db, b), a)
+    engine = TakenOverDuringSend(db=db, successor=b)
+    worker, producer, record = await _run(db, redis_url, engine, a)
     try:
         sent = await wait_status(db, record.message_id, "sent")
-        assert sent.external_id == f"ext-a-{record.message_id}"
+        assert engine.sent == [record.message_id] and sent.external_id == f"ext-{record.message_id}"
     finally:
         await worker.close(timeout=5)
         await producer.close()
@@ -141,8 +135,8 @@ async def test_a_send_that_went_out_is_recorded_sent_even_after_losing_the_sessi
 async def test_the_owner_still_records_its_failures(db: Database, redis_url: str) -> None:
     a = SessionLeases(db, "wwebjs@host-a:1:aaaaaa", 30)
     assert await a.acquire([LEASE]) == {LEASE}
-    engine = Driver(db, error=PermanentSendError("bad number", code="131026", title="Message undeliverable"))
-    worker, producer, record = await _run(db, redis_url, engine, a)
+    worker, producer, record = await _run(db, redis_url, ScriptedEngine(), a, error=PermanentSendError(
+        "bad number", code="131026", title="Message undeliverable"))
     try:
         failed = await wait_status(db, record.message_id, "failed")
         assert (failed.error_code, failed.error_title) == ("131026", "Message undeliverable")
