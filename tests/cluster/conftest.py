@@ -2,7 +2,8 @@
 
 It runs the spread and kill -9 scenarios; the partition (its timing margins are the full run's
 20 s lease, not the small run's 8 s), the join and the rolling restart (each another host
-start-up or four on this machine) run in ``make test-cluster`` only. They are deselected here,
+start-up or four on this machine) and the Redis / PostgreSQL failovers (the full run's data
+host is the highly available one) run in ``make test-cluster`` only. They are deselected here,
 not skipped: nothing of theirs ran.
 """
 
@@ -13,7 +14,8 @@ import pytest
 from tests.support.chaos import CHAOS_SCALE
 
 FULL_ONLY = ("test_3_partition_of_one_host_never_two_drivers", "test_4_rolling_restart_of_every_host",
-             "test_5_a_fourth_host_joins_and_takes_its_share")
+             "test_5_a_fourth_host_joins_and_takes_its_share",
+             "test_6_redis_sentinel_failover_and_postgres_promotion")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

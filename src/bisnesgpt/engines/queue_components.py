@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from bisnesgpt.health import metrics
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import QueueSpec
-from bisnesgpt.messaging.send_processor import Engine, OutcomeKind, SendJobProcessor
+from bisnesgpt.messaging.send_processor import Engine, OutcomeFence, OutcomeKind, SendJobProcessor
 from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.wakeups import Wakeups
 from bisnesgpt.processes.component import Component, HealthReporter
@@ -46,11 +46,13 @@ class SendQueueComponent(QueueComponent):
     """Consumes one send queue with ``engine``; ``concurrency`` and ``worker_name`` default to the queue's."""
 
     def __init__(self, ctx: ProcessContext, spec: QueueSpec, engine: Engine, *, concurrency: int | None = None,
-                 worker_name: str | None = None, wakeups: Wakeups | None = None) -> None:
+                 worker_name: str | None = None, wakeups: Wakeups | None = None,
+                 outcome_fence: OutcomeFence | None = None) -> None:
         self.spec = spec
         self.processed = 0
         processor = SendJobProcessor(PgSendStore(ctx.db, ctx.queues), engine, spec, process_name=ctx.process_name,
-                                     on_outcome=self._on_outcome, wakeups=wakeups, events=ctx.events)
+                                     on_outcome=self._on_outcome, wakeups=wakeups, events=ctx.events,
+                                     outcome_fence=outcome_fence)
         self.worker = QueueWorker(ctx.redis_url, spec, processor, concurrency=concurrency, name=worker_name)
 
     def _on_outcome(self, outcome: OutcomeKind, seconds: float) -> None:

@@ -8,6 +8,10 @@
 4. claim (``sending``, attempts + 1; an ordered message waits while an earlier one of its
    chat is unfinished, see ``chat_order``), ``engine.send``, then ``sent`` with the external
    id — or ``failed`` with the provider's code and title when permanent or out of attempts.
+   An engine whose sessions have one owner at a time (wwebjs) gives an ``OutcomeFence``: a
+   failure after the provider call is recorded only in a transaction where the fence still
+   passes; a process fenced out (its lease gone) defers the job instead, for the new owner to
+   send or fail. ``sent`` is never fenced: a message that left is recorded as sent, truthfully.
 
 The processor sees a job only through ``JobHandle`` (the handful of bullmq ``Job``
 members it uses) and the database only through ``SendStore`` (``PgSendStore`` in
@@ -25,8 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, NoReturn, Protocol
 
+import asyncpg
 from bullmq.custom_errors import DelayedError, UnrecoverableError
 
+from bisnesgpt.core.errors import LeaseLost
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.health import metrics
 from bisnesgpt.health.events import EventRecorder
@@ -49,6 +55,12 @@ DELAYED_RETRIES_KEY = "delayedRetries"
 # deferred: moved to delayed (not now); failed: for good (the message, or a job refused for
 # having none); error: the job ended in an error its queue will retry.
 OutcomeKind = Literal["sent", "skipped", "deferred", "failed", "error"]
+
+# Inside the transaction recording a failure after the provider call: raises LeaseLost unless
+# this process may still decide the message's outcome (it owns the message's session).
+OutcomeFence = Callable[[asyncpg.Connection, MessageRecord], Awaitable[None]]
+# A fenced-out failure waits this long before the job runs again (on the session's new owner).
+FENCED_OUT_RETRY_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -114,8 +126,9 @@ class SendStore(Protocol):
         """``sent`` with the provider's id (waiting out a short database outage: it has left already)."""
 
     async def record_failed(self, message: MessageRecord, *, code: str, title: str, details: JsonValue,
-                            source: str) -> None:
-        """``failed`` for good, with the error's code, title and details."""
+                            source: str, fence: OutcomeFence | None = None) -> None:
+        """``failed`` for good, with the error's code, title and details; ``fence`` (LeaseLost:
+        nothing written) runs first in the same transaction."""
 
 
 class JobHandle(Protocol):
@@ -152,8 +165,10 @@ class SendJobProcessor:
         on_outcome: OutcomeListener | None = None,
         wakeups: Wakeups | None = None,
         events: EventRecorder | None = None,
+        outcome_fence: OutcomeFence | None = None,
     ) -> None:
         self.store = send_store
+        self.outcome_fence = outcome_fence
         self.engine = engine
         self.spec = spec
         self.process_name = process_name
@@ -212,7 +227,7 @@ class SendJobProcessor:
         except DeferSend as defer:
             await self._defer(job, token, message, defer)
         except PermanentSendError as exc:
-            await self._fail(message, exc.code, exc.provider_title, exc.details)
+            await self._fail_sent(job, token, message, exc.code, exc.provider_title, exc.details)
             raise UnrecoverableError(f"{exc.code}: {exc.provider_title}") from exc
         except RetryableSendError as exc:
             await self._retry_or_fail(job, token, message, exc)
@@ -299,7 +314,7 @@ class SendJobProcessor:
         delayed_retries = as_int(data.get(DELAYED_RETRIES_KEY, 0))
         if job.attemptsMade + delayed_retries + 1 >= attempts_allowed:
             code = exc.code or "RETRIES_EXHAUSTED"
-            await self._fail(message, code, exc.provider_title, exc.details)
+            await self._fail_sent(job, token, message, code, exc.provider_title, exc.details)
             # Fail the job now too (BullMQ alone would schedule another try: it does not count
             # the provider-delayed ones), so it shows among failed jobs and can be retried.
             raise UnrecoverableError(f"{code}: {exc.provider_title} (out of attempts)") from exc
@@ -313,6 +328,17 @@ class SendJobProcessor:
     async def _fail(self, message: MessageRecord, code: str, title: str, details: JsonValue) -> None:
         await self.store.record_failed(message, code=str(code), title=title, details=details,
                                        source=self.spec.process_name)
+
+    async def _fail_sent(self, job: JobHandle, token: str, message: MessageRecord, code: str, title: str,
+                         details: JsonValue) -> None:
+        """``failed`` after the provider call, fenced: a process that lost the message's session
+        meanwhile defers the job (no attempt counted) for the new owner, writing nothing."""
+        try:
+            await self.store.record_failed(message, code=str(code), title=title, details=details,
+                                           source=self.spec.process_name, fence=self.outcome_fence)
+        except LeaseLost as lost:
+            await self._defer(job, token, message, DeferSend(f"{code} not recorded: {lost.detail}",
+                                                             delay_ms=FENCED_OUT_RETRY_MS))
 
     async def _deadline_passed(self, message: MessageRecord, reason: str) -> bool:
         if message.deadline_at is None or message.deadline_at > datetime.now(UTC):

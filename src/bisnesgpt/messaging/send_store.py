@@ -3,7 +3,8 @@
 Each method is one transaction, as the processor ran them when it held the connection
 itself: loading the message, or recording a Node-format job's (or finding it again); the claim for
 an attempt; ``sent`` with the provider id together with the conversation's last outbound
-time; ``failed`` with the provider's code, title and details. Recording ``sent`` is
+time; ``failed`` with the provider's code, title and details (behind the engine's fence, when
+given, in the same transaction). Recording ``sent`` is
 patient: the message has left already, so a PostgreSQL restart is waited out in place
 rather than handing the job back (a re-run would send it a second time).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from bisnesgpt.core.errors import DatabaseUnavailable
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
@@ -24,6 +26,9 @@ from bisnesgpt.messaging import chat_order, store
 from bisnesgpt.messaging.chat_order import ChatHead, ChatRelease
 from bisnesgpt.messaging.queues import QueueProducer
 from bisnesgpt.messaging.states import advance_status
+
+if TYPE_CHECKING:
+    from bisnesgpt.messaging.send_processor import OutcomeFence
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +91,12 @@ class PgSendStore:
         await self.release.enqueue(head)
 
     async def record_failed(self, message: store.MessageRecord, *, code: str, title: str, details: JsonValue,
-                            source: str) -> None:
+                            source: str, fence: OutcomeFence | None = None) -> None:
         """``failed`` for good, with the provider's (or our) error code, title and details."""
         head: ChatHead | None
         async with self.db.transaction() as conn:
+            if fence is not None:  # LeaseLost: this process may not decide the outcome any more
+                await fence(conn, message)
             await chat_order.lock_chat(conn, message)
             await advance_status(conn, message.id, "failed", source=source, error_code=code, error_title=title,
                                  error_details=details)

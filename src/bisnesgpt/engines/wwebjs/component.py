@@ -106,7 +106,8 @@ class WebSendWorkerComponent(SendQueueComponent):
         # The media store is the sessions component's, opened before this worker starts.
         stored_media = StoredMediaReader(sessions.library, ctx.settings.wwebjs_media_max_bytes)
         engine = WebEngine(ctx.settings, sessions.manager, db=ctx.db, stored_media=stored_media)
-        super().__init__(ctx, WWEBJS, engine, wakeups=self.wakeups)
+        # A failure after the driver call is recorded only while this process still owns the session.
+        super().__init__(ctx, WWEBJS, engine, wakeups=self.wakeups, outcome_fence=sessions.manager.fence_outcome)
         sessions.manager.ready_listeners.append(self._session_ready)
 
     def _session_ready(self, key: SessionKey) -> None:

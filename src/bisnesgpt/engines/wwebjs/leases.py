@@ -9,9 +9,12 @@ pid is gone (kill -9) is taken over at once instead of waiting for it to expire.
 
 Fencing: each tenure of a lease has an epoch (migration 0023). ``fence`` is called inside the
 transaction of every write the lease protects (the session's status, credentials, desired
-state) and before every send: it fails (``LeaseLost``) unless this process may still act on
-the lease by its own clock *and* the row still names this holder and epoch — so an owner
-frozen (SIGSTOP) or cut off past its lease writes nothing over its successor when it resumes.
+state), before every send and in the transaction recording a send's failure (the shared
+send worker's ``OutcomeFence``: a fenced-out owner defers the job to the new owner instead of
+failing it; ``sent`` is recorded unfenced, since the message did leave): it fails
+(``LeaseLost``) unless this process may still act on the lease by its own clock *and* the row
+still names this holder and epoch — so an owner frozen (SIGSTOP) or cut off past its lease
+writes nothing over its successor when it resumes.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from bisnesgpt.config import Settings
 from bisnesgpt.coordination.channels import PROCESS_MESSAGE
 from bisnesgpt.coordination.coordinator import Subscriptions
-from bisnesgpt.core.errors import BisnesgptError
+from bisnesgpt.core.errors import BisnesgptError, LeaseLost
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs import store
 from bisnesgpt.engines.wwebjs.commands import SessionCommands
@@ -47,6 +47,7 @@ from bisnesgpt.engines.wwebjs.session import ManagedSession
 from bisnesgpt.engines.wwebjs.session_services import SessionConfig, SessionServices
 from bisnesgpt.engines.wwebjs.status import SessionStatus
 from bisnesgpt.health.events import EventRecorder
+from bisnesgpt.messaging.store import MessageRecord
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,16 @@ class SessionManager(SessionCommands):
         session's lease is still the live one (its own clock and the lease row's epoch)."""
         async with self.db.transaction() as conn:
             await self.leases.fence(conn, key.lease_name)
+
+    async def fence_outcome(self, conn: asyncpg.Connection, message: MessageRecord) -> None:
+        """Inside the transaction recording a send's failure: LeaseLost (and the session let go)
+        unless this process still owns the message's session; its new owner decides then."""
+        key = SessionKey(message.company_id, message.phone_index)
+        try:
+            await self.leases.fence(conn, key.lease_name)
+        except LeaseLost:
+            self.lease_lost(key)
+            raise
 
     def lease_lost(self, key: SessionKey) -> None:
         """A fence failed: act on the lease no more; the next round stops the session's driver."""
