@@ -4,8 +4,13 @@
 ``SendService`` (a cached route, as after the first send; with and without an
 Idempotency-Key; a WhatsApp-Web phone and a Cloud API phone, whose 24-hour window is checked
 at accept) on a pool of one connection whose every statement asyncpg's query logger counts
-(BEGIN and COMMIT included), and prints statements per message for each kind. Run it against
-another checkout with ``PYTHONPATH=<checkout>/src`` to compare builds. Uses
+(BEGIN and COMMIT included), and prints statements per message for each kind. The engine side too: the Cloud API
+messages then go through the product's ``SendJobProcessor`` and ``PgSendStore`` (all at once, as a
+busy worker's jobs do; the provider call itself stubbed: the Graph request is not a database
+statement), counting statements per delivered message and transactions (commits) per message;
+and Redis round trips per send of the meta engine's pacing (``MetaEngine``'s own pacing steps
+on a real ``Pacer``). Run it against another checkout with ``PYTHONPATH=<checkout>/src`` to
+compare builds. Uses
 ``BENCH_DATABASE_URL`` / ``TEST_DATABASE_URL`` and ``BENCH_REDIS_URL`` / ``TEST_REDIS_URL``.
 """
 
@@ -21,6 +26,7 @@ from pathlib import Path
 
 from tests.support.polling import eventually
 
+from bench.roundtrips_engine import engine_counts
 from bench.system import open_servers, scenario_storage
 from bisnesgpt.config import load_settings
 from bisnesgpt.coordination.coordinator import Coordinator
@@ -69,6 +75,7 @@ async def measure(url: str, redis_url: str, messages: int) -> dict[str, float]:
                     assert outcome.status_code == 202, outcome
                 kind = f"{'meta' if phone else 'wwebjs'}{' + Idempotency-Key' if keyed else ''}"
                 out[kind] = round(len(queries) / messages, 2)
+        out.update(await engine_counts(db, producer, queries, redis_url))
     finally:
         await producer.close()
         await coordinator.stop()

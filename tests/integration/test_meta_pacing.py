@@ -118,3 +118,29 @@ def test_rates_from_phone_settings() -> None:
     assert rates_for_phone(settings, {"coexistence": True}).messages_per_second == 20
     custom = rates_for_phone(settings, {"messages_per_second": 250, "pair_interval_ms": 0, "pair_burst": 3})
     assert (custom.messages_per_second, custom.burst, custom.pair_interval_ms, custom.pair_burst) == (250, 25, 0, 3)
+
+
+async def test_a_go_takes_the_send_gate_in_the_same_round_trip(clients: tuple[aioredis.Redis, aioredis.Redis]) -> None:
+    client = clients[0]
+    pacer = Pacer(client)
+    company = f"gate-{time.monotonic_ns()}"
+    # A generous phone schedule (burst 10) but a gate of one: the messages may go, spaced by the gate.
+    rates = PhoneRates(messages_per_second=20, burst=10, pair_interval_ms=0, pair_burst=1, gate_burst=1)
+    await pacer.acquire(company, 9, "600", "warm", rates)  # the script is loaded (a first EVALSHA may reload it)
+    sent: list[str] = []
+    real = client.execute_command
+
+    async def counted(*args: object, **options: object) -> object:
+        sent.append(str(args[0]))
+        return await real(*args, **options)
+
+    client.execute_command = counted  # type: ignore[method-assign]
+    decisions = [await pacer.acquire(company, 9, f"60{i}", f"g{i}", rates) for i in range(3)]
+    assert len(sent) == 3, sent  # one call per message: pacing, gate and the backoff check together
+    assert all(d.go for d in decisions)
+    assert [d.gate_ms > 0 for d in decisions] == [True, True, True]  # each waits one gate interval more
+    assert 40 <= decisions[0].gate_ms <= 50 and 140 <= decisions[2].gate_ms <= 150
+    assert not any(d.backoff_known for d in decisions)
+    await pacer.back_off_recipient(company, 9, "601", max_exponent=5)
+    await client.hset(f"{phone_key(company, 9)}:backoff:601", "until", "0")  # the backoff ran out, its count stays
+    assert (await pacer.acquire(company, 9, "601", "g9", rates)).backoff_known

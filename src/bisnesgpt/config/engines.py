@@ -83,6 +83,10 @@ class EngineSettings(BaseSettings):
     # The engine remembers a contact's window it saw open for this long (one read per contact,
     # not per message; an inbound message only lengthens a window, so nothing goes stale).
     meta_window_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # Group commit of send outcomes: the claims and ends (sent/failed, history, events) of up
+    # to this many jobs share one transaction, flushed at most this many ms after its first.
+    meta_write_batch_max: Annotated[int, Field(ge=1, le=1000)] = 64
+    meta_write_batch_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
     meta_webhook_max_bytes: Annotated[int, Field(ge=1024)] = 3 * 1024 * 1024
     meta_status_retry_seconds: Annotated[float, Field(gt=0)] = 120.0
     meta_phone_pause_seconds: Annotated[int, Field(ge=1)] = 3_600

@@ -16,6 +16,7 @@ from bisnesgpt.messaging.queues import QueueSpec
 from bisnesgpt.messaging.send_processor import Engine, OutcomeFence, OutcomeKind, SendJobProcessor
 from bisnesgpt.messaging.send_store import PgSendStore
 from bisnesgpt.messaging.wakeups import Wakeups
+from bisnesgpt.messaging.write_batch import WriteBatcher
 from bisnesgpt.processes.component import Component, HealthReporter
 from bisnesgpt.processes.context import ProcessContext
 
@@ -47,12 +48,12 @@ class SendQueueComponent(QueueComponent):
 
     def __init__(self, ctx: ProcessContext, spec: QueueSpec, engine: Engine, *, concurrency: int | None = None,
                  worker_name: str | None = None, wakeups: Wakeups | None = None,
-                 outcome_fence: OutcomeFence | None = None) -> None:
+                 outcome_fence: OutcomeFence | None = None, batcher: WriteBatcher | None = None) -> None:
         self.spec = spec
         self.processed = 0
-        processor = SendJobProcessor(PgSendStore(ctx.db, ctx.queues), engine, spec, process_name=ctx.process_name,
-                                     on_outcome=self._on_outcome, wakeups=wakeups, events=ctx.events,
-                                     outcome_fence=outcome_fence)
+        processor = SendJobProcessor(PgSendStore(ctx.db, ctx.queues, batcher=batcher), engine, spec,
+                                     process_name=ctx.process_name, on_outcome=self._on_outcome, wakeups=wakeups,
+                                     events=ctx.events, outcome_fence=outcome_fence)
         self.worker = QueueWorker(ctx.redis_url, spec, processor, concurrency=concurrency, name=worker_name)
 
     def _on_outcome(self, outcome: OutcomeKind, seconds: float) -> None:

@@ -114,8 +114,10 @@ SELECT (SELECT status FROM prev) AS previous_status, (SELECT attempts FROM upd) 
 -- Move a message to $2 if message_status_allows it, with its history row. A provider status
 -- ($12 true) that may not move it is recorded all the same: a history row with applied false,
 -- its own timestamp column and the pricing/conversation blocks. $9 is the provider's time
--- for the status (NULL: now). Answers the updated row (applied says whether it moved), or
--- one row of NULLs but current_status when nothing was written.
+-- for the status (NULL: now). A move with $13 (the type, ``message.status``) also writes the
+-- tenant event (id $14, raw $15) and its webhook deliveries, as insert_tenant_event does, in this same
+-- statement. Answers the updated row (applied says whether it moved), or one row of NULLs but
+-- current_status when nothing was written.
 WITH prev AS (
     SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
 ), moved AS (
@@ -151,6 +153,24 @@ WITH prev AS (
 ), hist AS (
     INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail, applied, provider_at)
     SELECT id, from_status, $2, $3, $8::jsonb, applied, $9 FROM upd
+), event AS (
+    INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
+    SELECT $14, company_id, phone_index, $13::text,
+           jsonb_build_object('message_id', message_id, 'external_id', external_id, 'chat_id', chat_id,
+                              'direction', direction, 'provider', provider, 'status', $2,
+                              'previous_status', from_status)
+           || CASE WHEN $2 = 'failed'
+                   THEN jsonb_build_object('error', jsonb_build_object('code', error_code, 'title', error_title,
+                                                                       'details', $7::jsonb))
+                   ELSE '{}'::jsonb END,
+           $15::jsonb
+    FROM upd WHERE applied AND $13::text IS NOT NULL
+    RETURNING id, company_id, type
+), deliveries AS (
+    INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
+    SELECT e.id, event.id, event.company_id
+    FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
+    WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
 )
 SELECT upd.*, (SELECT status FROM prev) AS current_status FROM upd
 UNION ALL

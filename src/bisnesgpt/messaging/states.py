@@ -13,9 +13,10 @@ from typing import Literal
 
 import asyncpg
 
+from bisnesgpt.core.ids import new_event_id
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.queries import load_queries
-from bisnesgpt.messaging.events import MESSAGE_STATUS, MessageStatusData, record_tenant_event
+from bisnesgpt.messaging.events import MESSAGE_STATUS
 
 SQL = load_queries("bisnesgpt.messaging")
 
@@ -84,33 +85,20 @@ async def advance_status(
     may not move the message: a history row (``applied`` false), its own timestamp column
     (the provider's time when given) and Meta's pricing/conversation blocks.
 
-    Call inside a transaction: the history row and the tenant ``message.status`` event commit
-    together with the status change, or not at all.
+    Call inside a transaction: the history row and the tenant ``message.status`` event (the
+    ``events.MessageStatusData`` shape, with its webhook deliveries) are written by the same
+    statement as the status change, and commit with it or not at all.
     """
     given = provider_status or ProviderStatus()
+    # The tenant event is written by the same statement (one round trip for the whole change).
     row = await conn.fetchrow(
         SQL.advance_status, message_pk, to_status, source, external_id, error_code, error_title,
         error_details, detail or {}, given.at, given.pricing, given.conversation, provider_status is not None,
+        MESSAGE_STATUS if to_status in PUBLISHED_STATUSES else None, new_event_id(), raw,
     )
     if row is None or row["id"] is None:
         current = row["current_status"] if row is not None else None
         return Transition(False, current, to_status, current)
     if not row["applied"]:
         return Transition(False, row["from_status"], to_status, row["from_status"], recorded=True)
-    if to_status in PUBLISHED_STATUSES:
-        data: MessageStatusData = {
-            "message_id": row["message_id"],
-            "external_id": row["external_id"],
-            "chat_id": row["chat_id"],
-            "direction": row["direction"],
-            "provider": row["provider"],
-            "status": to_status,
-            "previous_status": row["from_status"],
-        }
-        if to_status == "failed":
-            data["error"] = {"code": row["error_code"], "title": row["error_title"], "details": error_details}
-        await record_tenant_event(
-            conn, company_id=row["company_id"], phone_index=row["phone_index"], type=MESSAGE_STATUS,
-            data=data, raw=raw,
-        )
     return Transition(True, row["from_status"], to_status, row["from_status"])

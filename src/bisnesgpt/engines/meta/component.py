@@ -20,6 +20,7 @@ from bisnesgpt.media.library import MediaLibrary, build_store
 from bisnesgpt.media.signing import MediaUrlSigner
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WEBHOOK_EVENTS
+from bisnesgpt.messaging.write_batch import WriteBatcher
 from bisnesgpt.processes.component import Check, Component
 from bisnesgpt.processes.context import ProcessContext
 
@@ -37,9 +38,11 @@ class MetaSendComponent(SendQueueComponent):
         engine = MetaEngine(settings, ctx.db, self.client, Pacer(ctx.redis), PhoneCache(ctx.db), ctx.events,
                             secret_box(settings), ProcessRateLimiter(settings.meta_max_messages_per_second),
                             uploads)
+        self.batcher = WriteBatcher(ctx.db, max_items=settings.meta_write_batch_max,
+                                    max_delay_ms=settings.meta_write_batch_ms)
         # Held jobs (waiting for a near pacing slot) do no work: they get slots of their own.
         super().__init__(ctx, META, engine, concurrency=settings.meta_send_concurrency + settings.meta_pacing_hold_jobs,
-                         worker_name=f"{ctx.process_name}:{META.name}")
+                         worker_name=f"{ctx.process_name}:{META.name}", batcher=self.batcher)
 
     async def start(self) -> None:
         """Open the HTTP client and the media store (uploaded media is sent from it), then begin consuming."""
@@ -48,8 +51,9 @@ class MetaSendComponent(SendQueueComponent):
         await super().start()
 
     async def stop(self) -> None:
-        """Close the worker, the media store and the HTTP client."""
+        """Close the worker (its last outcomes committed), the media store and the HTTP client."""
         await super().stop()
+        await self.batcher.close()
         await self.store.close()
         await self.client.close()
 

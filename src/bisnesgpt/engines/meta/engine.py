@@ -2,7 +2,8 @@
 
 ``before_send`` (nothing sent yet): refuses what the Cloud API cannot send, enforces the
 24-hour window (``TEMPLATE_REQUIRED``, before Meta is called), and paces — phone
-throughput and recipient spacing in Redis; a job that must wait is delayed, not spun.
+throughput, recipient spacing and the send gate in one Redis call; a job that must wait is
+delayed, not spun.
 
 ``send``: one request through the phone's transport profile (media uploaded to the
 gateway first goes to Graph's media endpoint, ``uploads.py``), and the Graph error mapped
@@ -49,7 +50,7 @@ from bisnesgpt.engines.meta.errors import (
     RetryableGraphError,
 )
 from bisnesgpt.engines.meta.metrics import PACING_DEFERRALS
-from bisnesgpt.engines.meta.pacing import Pacer, rates_for_phone
+from bisnesgpt.engines.meta.pacing import Decision, Pacer, rates_for_phone
 from bisnesgpt.engines.meta.phones import PhoneCache, change_phone_status
 from bisnesgpt.engines.meta.profiles import Credentials, credentials_for_phone
 from bisnesgpt.engines.meta.uploads import GraphUploads, uploaded_media_id
@@ -114,6 +115,9 @@ class MetaEngine:
     # Phones this process recorded as connected, and when (monotonic): a send that succeeds
     # records ``ready`` at most once per CONNECTED_RECHECK_S per phone, not once per message.
     _connected: dict[tuple[str, int], float] = field(default_factory=dict, init=False)
+    # Recipients with a 131056 backoff count (seen by pacing or set here): a send that gets
+    # through clears it; for every other recipient there is nothing to clear (no round trip).
+    _backed_off: set[tuple[str, int, str]] = field(default_factory=set, init=False)
     windows: OpenWindows = field(init=False)
 
     def __post_init__(self) -> None:
@@ -172,7 +176,7 @@ class MetaEngine:
             raise AssertionError("unreachable") from exc
         except PermanentGraphError as exc:
             raise _permanent(exc) from exc
-        await self.pacer.clear_recipient_backoff(message.company_id, message.phone_index, message.contact)
+        await self._through_to(message)
         await self._connected_now(phone)
         return SendReceipt(external_id=sent.wamid, detail=_receipt_detail(creds, sent.wa_id, sent.message_status))
 
@@ -198,6 +202,7 @@ class MetaEngine:
             decision = await self.pacer.acquire(message.company_id, message.phone_index, message.contact,
                                                 message.message_id, rates)
             if decision.go:
+                await self._gate(message, decision)
                 return
             near = decision.wait_ms <= self.settings.meta_pacing_hold_ms
             holdable = near and decision.reason in ("phone", "recipient")
@@ -211,22 +216,33 @@ class MetaEngine:
         PACING_DEFERRALS.labels(decision.reason).inc()
         raise DeferSend(f"pacing: {decision.reason}", delay_ms=decision.wait_ms)
 
+    async def _gate(self, message: MessageRecord, decision: Decision) -> None:
+        """Wait for the phone's shared send gate slot that pacing took with the message's go."""
+        if decision.backoff_known:
+            self._backed_off.add((message.company_id, message.phone_index, message.contact))
+        if decision.gate_ms > MAX_GATE_WAIT_MS:  # a backlog of the phone: let the job wait in the queue, not here
+            PACING_DEFERRALS.labels("gate").inc()
+            raise DeferSend("pacing: gate", delay_ms=decision.gate_ms)
+        if decision.gate_ms > 0:
+            await asyncio.sleep(decision.gate_ms / 1000)
+
     async def _through_the_gate(self, message: MessageRecord, phone: PhoneConfig) -> None:
-        """Space the moments requests leave: the process cap, then the phone's shared gate."""
+        """Space the moments requests leave this process (its cap; the phone's gate was taken with pacing)."""
         if self.process_limiter is not None:
             await self.process_limiter.wait()
-        wait_ms = await self.pacer.gate(message.company_id, message.phone_index,
-                                        rates_for_phone(self.settings, phone.settings))
-        if wait_ms > MAX_GATE_WAIT_MS:  # a backlog of the phone: let the job wait in the queue, not here
-            PACING_DEFERRALS.labels("gate").inc()
-            raise DeferSend("pacing: gate", delay_ms=wait_ms)
-        if wait_ms > 0:
-            await asyncio.sleep(wait_ms / 1000)
+
+    async def _through_to(self, message: MessageRecord) -> None:
+        """A message got through to its recipient: the next 131056 starts again at 4^1 s."""
+        key = (message.company_id, message.phone_index, message.contact)
+        if key in self._backed_off:
+            self._backed_off.discard(key)
+            await self.pacer.clear_recipient_backoff(*key)
 
     # --- outcomes -------------------------------------------------------------------------------
 
     async def _recipient_backoff(self, message: MessageRecord, exc: RecipientBackoffError) -> None:
         limit = self.settings.meta_pair_backoff_max_exponent
+        self._backed_off.add((message.company_id, message.phone_index, message.contact))
         n, delay_ms = await self.pacer.back_off_recipient(message.company_id, message.phone_index, message.contact,
                                                           limit)
         if n > limit:

@@ -32,11 +32,14 @@ from bisnesgpt.config import Settings
 PREFIX = "bisnesgpt:meta"
 
 # KEYS: 1 phone schedule, 2 recipient schedule, 3 this message's reservation,
-#       4 recipient backoff (hash until/n), 5 phone pause (until ms)
+#       4 recipient backoff (hash until/n), 5 phone pause (until ms), 6 send gate schedule
 # ARGV: 1 phone interval ms, 2 phone tolerance ms, 3 recipient interval ms,
-#       4 recipient tolerance ms, 5 early-wake tolerance ms
-# Returns {code, wait_ms}: 0 go, 1 wait for phone slot, 2 wait for recipient slot,
-#                          3 recipient backing off, 4 phone paused.
+#       4 recipient tolerance ms, 5 early-wake tolerance ms, 6 gate interval ms, 7 gate tolerance ms
+# Returns {code, wait_ms, gate_ms, backoff_known}: code 0 go, 1 wait for phone slot, 2 wait for
+# recipient slot, 3 recipient backing off, 4 phone paused. A message that may go also takes its
+# send gate slot in the same call (gate_ms: how long to wait for it), and learns whether its
+# recipient has a backoff count to clear once a send gets through (backoff_known 1): pacing is
+# one round trip per send.
 ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -56,6 +59,21 @@ local function take(schedule, interval, tolerance, tag, code)
   end
   return nil
 end
+-- The send gate: the phone's schedule says when a job should wake; the gate spaces the
+-- moments requests actually leave. Jobs that wake late together (a stalled or restarted
+-- process, delayed jobs queued behind fresh ones) may catch up by at most ``gate_burst``
+-- messages (META_PACING_CATCHUP_MS worth), never as an unbounded burst. Reserve-and-wait:
+-- each message that may go takes the next gate slot and waits in-process until it.
+local function go()
+  local gate = tonumber(redis.call('GET', KEYS[6]) or '0')
+  if gate < now then gate = now end
+  local interval = tonumber(ARGV[6])
+  redis.call('SET', KEYS[6], tostring(gate + interval), 'PX', math.ceil(gate + interval - now) + 1000)
+  local allow = gate - tonumber(ARGV[7])
+  local wait = 0
+  if allow > now then wait = math.ceil(allow - now) end
+  return {0, '0', tostring(wait), redis.call('EXISTS', KEYS[4])}
+end
 local paused = tonumber(redis.call('GET', KEYS[5]) or '0')
 if paused > now then return {4, tostring(paused - now)} end
 local backoff = tonumber(redis.call('HGET', KEYS[4], 'until') or '0')
@@ -73,7 +91,7 @@ if held then
     return {2, tostring(slot - now)}
   end
   redis.call('DEL', KEYS[3])
-  if kind == 'p' then return {0, '0'} end
+  if kind == 'p' then return go() end
   stage = 'phone'
 end
 if stage == 'recipient' then
@@ -82,25 +100,7 @@ if stage == 'recipient' then
 end
 local waiting = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 'p', 1)
 if waiting then return waiting end
-return {0, '0'}
-"""
-
-# The send gate: the phone's schedule says when a job should wake; the gate spaces the
-# moments requests actually leave. Jobs that wake late together (a stalled or restarted
-# process, delayed jobs queued behind fresh ones) may catch up by at most ``gate_burst``
-# messages (META_PACING_CATCHUP_MS worth), never as an unbounded burst. Reserve-and-wait:
-# each caller takes the next gate slot and waits in-process until it (steady state: none).
-# KEYS: 1 gate schedule. ARGV: 1 interval ms, 2 tolerance ms. Returns wait ms.
-GATE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
-local allow = tat - tonumber(ARGV[2])
-if allow > now then return math.ceil(allow - now) end
-return 0
+return go()
 """
 
 # KEYS: 1 recipient backoff hash. ARGV: 1 max exponent. Returns {n, delay_ms}.
@@ -185,6 +185,8 @@ class Decision:
     go: bool
     wait_ms: int
     reason: Reason
+    gate_ms: int = 0  # a message that may go: how long to wait for its send gate slot (taken)
+    backoff_known: bool = False  # its recipient has a 131056 count to clear once a send gets through
 
 
 _REASONS: dict[int, Reason] = {0: "ok", 1: "phone", 2: "recipient", 3: "backoff", 4: "paused"}
@@ -203,25 +205,21 @@ class Pacer:
         self._acquire = redis.register_script(ACQUIRE_LUA)
         self._backoff = redis.register_script(BACKOFF_LUA)
         self._pause = redis.register_script(PAUSE_LUA)
-        self._gate = redis.register_script(GATE_LUA)
 
     async def acquire(self, company_id: str, phone_index: int, contact: str, message_id: str,
                       rates: PhoneRates) -> Decision:
-        """May this message go now? Otherwise how long to wait (its slot is reserved)."""
+        """May this message go now (its gate slot then taken)? Otherwise how long to wait (its slot is reserved)."""
         base = phone_key(company_id, phone_index)
         keys = [f"{base}:rate", f"{base}:pair:{contact}", f"{base}:res:{message_id}", f"{base}:backoff:{contact}",
-                f"{base}:pause"]
+                f"{base}:pause", f"{base}:gate"]
         args = [rates.interval_ms, (rates.burst - 1) * rates.interval_ms, rates.pair_interval_ms,
-                (rates.pair_burst - 1) * rates.pair_interval_ms, EARLY_WAKE_MS]
-        code, wait = cast(list[Any], await self._acquire(keys=keys, args=args))
-        wait_ms = max(1, math.ceil(float(wait))) if int(code) else 0
-        return Decision(int(code) == 0, wait_ms, _REASONS[int(code)])
-
-    async def gate(self, company_id: str, phone_index: int, rates: PhoneRates) -> int:
-        """Milliseconds to wait before this request may leave (its gate slot is taken)."""
-        key = f"{phone_key(company_id, phone_index)}:gate"
-        wait = await self._gate(keys=[key], args=[rates.interval_ms, (rates.gate_burst - 1) * rates.interval_ms])
-        return int(cast(int, wait))
+                (rates.pair_burst - 1) * rates.pair_interval_ms, EARLY_WAKE_MS, rates.interval_ms,
+                (rates.gate_burst - 1) * rates.interval_ms]
+        answer = cast(list[Any], await self._acquire(keys=keys, args=args))
+        code = int(answer[0])
+        if code:
+            return Decision(False, max(1, math.ceil(float(answer[1]))), _REASONS[code])
+        return Decision(True, 0, "ok", gate_ms=int(answer[2]), backoff_known=bool(int(answer[3])))
 
     async def back_off_recipient(self, company_id: str, phone_index: int, contact: str,
                                  max_exponent: int) -> tuple[int, int]:
