@@ -33,27 +33,18 @@ SENDS = 12
 async def test_a_busy_pool_answers_503_with_retry_after_and_stores_only_what_got_202(
         tmp_path: Path, db: Database, database_url: str, redis_url: str) -> None:
     tenant = await seed_tenant(db, "admitco", {0: "wwebjs"})
-    server = await ApiServer(tmp_path, database_url, redis_url, DATABASE_POOL_API_MAX="3",
-                             ADMISSION_POOL_WAIT="200", ADMISSION_MAX_IN_FLIGHT="0").start()
-    try:
-        answers, _ = await sends_while_messages_locked(server, tenant, database_url)
-    finally:
-        server.stop()
+    answers, _, _ = await overloaded_api(ApiServer(tmp_path, database_url, redis_url, DATABASE_POOL_API_MAX="3",
+                                                   ADMISSION_POOL_WAIT="200", ADMISSION_MAX_IN_FLIGHT="0"),
+                                         tenant, database_url, refused_at_least=1)
     await assert_refused_problems_and_only_202s_stored(db, tenant, answers)
 
 
 async def test_sends_past_the_in_flight_limit_are_refused_at_once_and_counted(
         tmp_path: Path, db: Database, database_url: str, redis_url: str) -> None:
     tenant = await seed_tenant(db, "inflightco", {0: "wwebjs"})
-    server = await ApiServer(tmp_path, database_url, redis_url, DATABASE_POOL_API_MAX="20",
-                             ADMISSION_POOL_WAIT="0", ADMISSION_MAX_IN_FLIGHT="2").start()
-    try:
-        answers, refused_while_locked = await sends_while_messages_locked(server, tenant, database_url,
-                                                                          refused_at_least=SENDS - 2)
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            metrics = (await client.get("/metrics")).text
-    finally:
-        server.stop()
+    answers, refused_while_locked, metrics = await overloaded_api(
+        ApiServer(tmp_path, database_url, redis_url, DATABASE_POOL_API_MAX="20", ADMISSION_POOL_WAIT="0",
+                  ADMISSION_MAX_IN_FLIGHT="2"), tenant, database_url, refused_at_least=SENDS - 2)
     # Exactly the two held sends were admitted; every other was refused while they were held.
     assert refused_while_locked == SENDS - 2
     assert sorted(a.status_code for a in answers) == [202] * 2 + [503] * (SENDS - 2)
@@ -62,8 +53,22 @@ async def test_sends_past_the_in_flight_limit_are_refused_at_once_and_counted(
     await assert_refused_problems_and_only_202s_stored(db, tenant, answers)
 
 
+async def overloaded_api(server: ApiServer, tenant: Tenant, database_url: str,
+                         refused_at_least: int) -> tuple[list[httpx.Response], int, str]:
+    """Start ``server``, overload it (``sends_while_messages_locked``), read its ``/metrics``, stop it."""
+    await server.start()
+    try:
+        answers, refused_while_locked = await sends_while_messages_locked(server, tenant, database_url,
+                                                                          refused_at_least)
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            metrics = (await client.get("/metrics")).text
+    finally:
+        server.stop()
+    return answers, refused_while_locked, metrics
+
+
 async def sends_while_messages_locked(server: ApiServer, tenant: Tenant, database_url: str,
-                                      refused_at_least: int = 1) -> tuple[list[httpx.Response], int]:
+                                      refused_at_least: int) -> tuple[list[httpx.Response], int]:
     """``SENDS`` concurrent sends while ``messages`` is locked; the lock goes once enough are refused.
 
     Returns every answer and how many were refused before the lock was released.
