@@ -1,7 +1,7 @@
 """Overload: open-loop POSTs well above one api process's saturation — answered fast, 202 or 503.
 
-One ``bisnesgpt run api`` (admission at its defaults: ``ADMISSION_POOL_WAIT``,
-``ADMISSION_MAX_LOOP_LAG``, ``ADMISSION_MAX_IN_FLIGHT``). First its closed-loop saturation throughput, then an open loop
+One ``bisnesgpt run api`` (``ADMISSION_POOL_WAIT`` and ``ADMISSION_MAX_LOOP_LAG`` at their
+defaults, ``ADMISSION_MAX_IN_FLIGHT`` 8). First its closed-loop saturation throughput, then an open loop
 (no coordinated omission: latency from each request's scheduled start) at ``factors`` times that
 rate. For each: p99 of all answers and of the 202s and 503s apart, the refused count and share,
 the refusals the process counted in ``/metrics``, and the rows written during the window
@@ -18,8 +18,9 @@ from typing import Any
 from bench import seed
 from bench.accept import start_api
 from bench.system import PidSource, Servers, free_port, run_load, run_sql, scenario_storage, storage_pids
-from bisnesgpt.config import Settings
 
+# ADMISSION_MAX_IN_FLIGHT of the run (off by default): the value the README recommends for tails.
+IN_FLIGHT = 8
 REFUSAL_COUNTERS = ("bisnesgpt_sends_refused_total", "bisnesgpt_pool_admission_refused_total")
 
 
@@ -58,7 +59,7 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, f
     with scenario_storage(servers) as (database_url, redis_url):
         api_key = seed.seed_meta_tenant(database_url)
         port = free_port()
-        in_flight = int(Settings.model_fields["admission_max_in_flight"].default)  # the product's default
+        in_flight = IN_FLIGHT
         procs = start_api(workdir, database_url, redis_url, instances=1, server="uvicorn", port=port,
                           in_flight=in_flight)
         try:
@@ -69,7 +70,7 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, f
             # As many connections as the gate admits: the closed loop then finds the capacity; more
             # would be refused and retried at once, a load no real client fleet offers.
             log("overload: saturation POST text (closed loop)")
-            saturation = run_load(base, post, connections=in_flight or connections, duration=duration, cpu_pids=pids,
+            saturation = run_load(base, post, connections=in_flight, duration=duration, cpu_pids=pids,
                                   workdir=workdir).public()
             out: dict[str, Any] = {"admission_max_in_flight": in_flight, "saturation": saturation, "windows": []}
             for factor in factors:
