@@ -6,7 +6,8 @@ ABBA, and one chat), ``pacing`` (achieved rate against a phone's limit), ``fleet
 (footprint and recovery under the orchestrator), ``spread`` (sessions over many wwebjs
 processes: sessions and RSS per process and session, time to re-home an owner's sessions),
 ``media`` (inbound media pipeline latency and RSS while large files stream through),
-``stream`` (WebSocket event fan-out).
+``stream`` (WebSocket event fan-out), ``overload`` (open loop at 1.5x and 3x one api's
+saturation: p99 of 202s and 503s, refused share, nothing refused stored).
 ``--quick`` shrinks every duration (a harness check, not a measurement).
 """
 
@@ -22,11 +23,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import accept, e2e, fleet, floor, media, order, pacing, profile, spread
+from bench import accept, e2e, fleet, floor, media, order, overload, pacing, profile, spread
 from bench.report import render
 from bench.system import REPO, machine_info, open_servers
 
-SECTIONS = ("accept", "e2e", "floor", "order", "pacing", "fleet", "spread", "media", "stream")
+SECTIONS = ("accept", "e2e", "floor", "order", "pacing", "fleet", "spread", "media", "stream", "overload")
 
 
 def log(message: str) -> None:
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         if "accept" in sections:
             results["accept"] = accept.run(servers, workdir, duration=args.duration, connections=args.connections,
                                            instance_counts=(1, 2), granian=not args.no_granian, log=log)
+        if "overload" in sections:
+            results["overload"] = overload.run(servers, workdir, duration=args.duration,
+                                               connections=args.connections, factors=(1.5, 3.0), log=log)
         if "e2e" in sections:
             results["e2e"] = e2e.run(servers, workdir, duration=args.duration, connections=args.connections,
                                      anchor_jobs=args.anchor_jobs, node=not args.no_node, log=log,

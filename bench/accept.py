@@ -43,7 +43,8 @@ def granian_available() -> bool:
 
 
 def start_api(workdir: Path, database_url: str, redis_url: str, *, instances: int, server: str,
-              port: int) -> list[Spawned]:
+              port: int, in_flight: int = 0) -> list[Spawned]:
+    """``in_flight``: ADMISSION_MAX_IN_FLIGHT; 0 (off) here, where closed-loop saturation is the figure."""
     procs: list[Spawned] = []
     try:
         for instance in range(instances):
@@ -51,6 +52,7 @@ def start_api(workdir: Path, database_url: str, redis_url: str, *, instances: in
                 DATABASE_URL=database_url, REDIS_URL=redis_url, API_PORT=str(port), HOST="127.0.0.1",
                 INSTANCE_ID=str(instance), API_INSTANCES=str(instances), DATA_DIR=str(workdir / "data"),
                 OUTBOX_RECONCILE_INTERVAL="60000", OUTBOX_MIN_AGE="600000", PYTHONPATH=str(REPO),
+                ADMISSION_MAX_IN_FLIGHT=str(in_flight),
                 **seed.PACING_ENV,
             )
             args = [sys.executable, "-m", "bench.granian_api"] if server == "granian" else bisnesgpt_args("run", "api")

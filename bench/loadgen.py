@@ -33,8 +33,16 @@ class LoadResult:
     duration: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
+    # The same latencies split by status: under overload a 503's tail and a 202's are separate goals.
+    latencies_by_status: dict[str, list[float]] = field(default_factory=dict)
     generator_cpu_seconds: float = 0.0
     started_at: float = 0.0  # time.time() when the measured window began
+
+    def record(self, status: int, latency_ms: float) -> None:
+        self.requests += 1
+        self.latencies_ms.append(latency_ms)
+        self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
+        self.latencies_by_status.setdefault(str(status), []).append(latency_ms)
 
     @property
     def throughput(self) -> float:
@@ -113,9 +121,7 @@ async def closed_loop(url: str, requests: list[bytes], connections: int, duratio
                 await asyncio.sleep(0.01)
                 continue
             if measuring:
-                result.requests += 1
-                result.latencies_ms.append((time.perf_counter() - start) * 1000)
-                result.statuses[str(status)] = result.statuses.get(str(status), 0) + 1
+                result.record(status, (time.perf_counter() - start) * 1000)
 
     tasks = [asyncio.create_task(worker()) for _ in range(connections)]
     await asyncio.sleep(warmup)
@@ -142,9 +148,7 @@ async def open_loop(url: str, requests: list[bytes], rate: float, duration: floa
         conn = await idle.get() if not idle.empty() else _Conn(parts.hostname or "127.0.0.1", parts.port or 80)
         try:
             status = await conn.roundtrip(request)
-            result.requests += 1
-            result.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
-            result.statuses[str(status)] = result.statuses.get(str(status), 0) + 1
+            result.record(status, (time.perf_counter() - scheduled) * 1000)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             result.errors += 1
         finally:
@@ -167,6 +171,10 @@ async def open_loop(url: str, requests: list[bytes], rate: float, duration: floa
         n += 1
     if pending:
         await asyncio.wait(pending, timeout=30)
+    # Requests still unanswered are cut off: errors (they may or may not have been served).
+    for task in list(pending):
+        task.cancel()
+        result.errors += 1
     result.duration = time.perf_counter() - t0
     result.generator_cpu_seconds = _cpu() - cpu0
     return result

@@ -24,6 +24,20 @@ def _load_row(label: str, load: dict[str, Any]) -> str:
             f"{_f(load['generator_cores'], 2):>7} {errors:>6}  {_cores(load['server_cores'])}")
 
 
+def _overload_rows(over: dict[str, Any], head: str) -> list[str]:
+    lines = ["", "OVERLOAD — 1 api, open loop above its POST saturation (202 accepted, 503 refused fast)", head,
+             _load_row("POST saturation (closed)", over["saturation"])]
+    for w in over["windows"]:
+        lines.append(_load_row(f"POST {w['factor']}x ({_f(w['offered_rate'])}/s)", w))
+        by = w["latency_by_status_ms"]
+        p99 = {code: _f((by.get(code) or {}).get("p99"), 1) for code in ("202", "503")}
+        lines.append(f"    p99 all {_f(w['latency_ms']['p99'], 1)} ms (goal <= 100), 202 {p99['202']} ms, "
+                     f"503 {p99['503']} ms; refused {w['refused']} ({w['refused_pct']} %), counted in /metrics "
+                     f"{w['refused_in_metrics']}; rows {w['rows_written']} for {w['accepted']} 202s: "
+                     f"refused wrote nothing: {w['refused_wrote_nothing']}")
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     lines = [f"bisnesgpt benchmarks — {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, "
@@ -51,6 +65,8 @@ def render(results: dict[str, Any]) -> str:
                          f"health {_ratio(g, u, 'health_saturation')}x")
         elif results["accept"].get("granian_skipped"):
             lines.append(f"  granian: {results['accept']['granian_skipped']}")
+    if "overload" in results:
+        lines += _overload_rows(results["overload"], head)
     if "e2e" in results:
         e = results["e2e"]
         lines += ["", "END-TO-END, META PATH — accept -> Cloud API emulator receipt (orchestrator: api + meta)"]

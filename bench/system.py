@@ -367,6 +367,7 @@ class LoadRun:
     generator_cores: float
     started_at: float
     server_cores: dict[str, float] = field(default_factory=dict)
+    latency_by_status_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -407,6 +408,7 @@ def run_load(url: str, shapes: list[dict[str, Any]], *, connections: int, durati
         throughput=round(data["requests"] / measured, 1), latency_ms=latency_summary(lat),
         generator_cores=round(data["generator_cpu_seconds"] / measured, 3), started_at=data["started_at"],
         server_cores=cores,
+        latency_by_status_ms={k: latency_summary(v) for k, v in data.get("latencies_by_status", {}).items()},
     )
 
 

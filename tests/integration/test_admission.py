@@ -62,16 +62,16 @@ async def test_the_send_gate_refuses_while_the_loop_lags_and_admits_once_it_catc
     lag.periodic.start()
     try:
         await asyncio.sleep(LAG_SAMPLE_SECONDS * 3)
-        await gate()  # an idle loop: admitted
+        gate.check()  # an idle loop: admitted
         time.sleep(0.5)  # the loop blocked: the sample that was due runs 0.5 s late
         await asyncio.sleep(0.001)  # the overdue sample runs first and records its lateness
         with pytest.raises(Overloaded, match="ms behind"):
-            await gate()
+            gate.check()
         assert gate.refused == 1
 
         async def admitted() -> bool:
             try:
-                await gate()
+                gate.check()
             except Overloaded:
                 return False
             return True
@@ -81,7 +81,7 @@ async def test_the_send_gate_refuses_while_the_loop_lags_and_admits_once_it_catc
         await lag.periodic.stop()
 
 
-async def test_a_gate_without_a_limit_admits_whatever_the_lag() -> None:
+def test_a_gate_without_a_limit_admits_whatever_the_lag() -> None:
     lag = LoopLag()
     lag.seconds = 10.0
-    await SendAdmission(0.0, lag)()
+    SendAdmission(0.0, lag).check()

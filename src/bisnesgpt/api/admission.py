@@ -1,17 +1,22 @@
 """Admission control at the send edge: under overload answer 503 fast instead of in seconds.
 
-Two gates, both answered with ``Overloaded`` (503 + ``Retry-After``) and counted:
+Three gates, all answered with ``Overloaded`` (503 + ``Retry-After``) and counted:
 
 - the database pool (``db.pool.Database(pool_wait=…)``, set for the api role from
   ``ADMISSION_POOL_WAIT``): a request that finds every connection busy waits at most that long;
 - the event loop (here): a send that arrives while this process's loop runs more than
   ``ADMISSION_MAX_LOOP_LAG`` behind is refused before any database work, so the work already
-  admitted finishes and the backlog shrinks instead of every request waiting longer.
+  admitted finishes and the backlog shrinks instead of every request waiting longer;
+- sends in flight (here): past ``ADMISSION_MAX_IN_FLIGHT`` sends being served by this process,
+  the next is refused at once. By Little's law this bounds an admitted send's time in the
+  process to about that many service times, and it reacts within one request, where the lag
+  sample and the pool wait each need a bounded wait to notice overload first.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from prometheus_client import Counter
 
@@ -19,7 +24,8 @@ from bisnesgpt.core.errors import Overloaded
 from bisnesgpt.core.periodic import Periodic
 
 SENDS_REFUSED = Counter("bisnesgpt_sends_refused_total",
-                        "Sends refused (503 Overloaded) because the event loop lagged over ADMISSION_MAX_LOOP_LAG")
+                        "Sends refused (503 Overloaded) because the event loop lagged over ADMISSION_MAX_LOOP_LAG "
+                        "or ADMISSION_MAX_IN_FLIGHT sends were already being served", ["reason"])
 
 # How often the loop's lateness is sampled: often enough to react within a fraction of the limit.
 LAG_SAMPLE_SECONDS = 0.05
@@ -41,18 +47,34 @@ class LoopLag:
 
 
 class SendAdmission:
-    """The event-loop gate of the send routes (a router dependency); ``max_lag`` 0 admits everything."""
+    """The send routes' gates (a router dependency): loop lag and sends in flight; 0 turns each off."""
 
-    def __init__(self, max_lag_seconds: float, lag: LoopLag) -> None:
+    def __init__(self, max_lag_seconds: float, lag: LoopLag, max_in_flight: int = 0) -> None:
         self.max_lag = max_lag_seconds
         self.lag = lag
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.refused = 0
 
-    async def __call__(self) -> None:
-        """FastAPI dependency: raise ``Overloaded`` while the loop lags over the limit."""
+    def _refuse(self, reason: str, detail: str) -> Overloaded:
+        self.refused += 1
+        SENDS_REFUSED.labels(reason).inc()
+        return Overloaded(f"{detail}; retry after the Retry-After seconds, or run more instances (API_INSTANCES)")
+
+    def check(self) -> None:
+        """Raise ``Overloaded`` while the loop lags over its limit or the in-flight sends are at theirs."""
         if self.max_lag and self.lag.seconds > self.max_lag:
-            self.refused += 1
-            SENDS_REFUSED.inc()
-            raise Overloaded(f"this API process is {self.lag.seconds * 1000:.0f} ms behind (limit "
-                             f"{self.max_lag * 1000:.0f} ms, ADMISSION_MAX_LOOP_LAG); retry after the "
-                             "Retry-After seconds, or run more instances (API_INSTANCES)")
+            raise self._refuse("loop_lag", f"this API process is {self.lag.seconds * 1000:.0f} ms behind (limit "
+                                           f"{self.max_lag * 1000:.0f} ms, ADMISSION_MAX_LOOP_LAG)")
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            raise self._refuse("in_flight", f"this API process is already serving {self.in_flight} sends "
+                                            f"(limit ADMISSION_MAX_IN_FLIGHT {self.max_in_flight})")
+
+    async def __call__(self) -> AsyncIterator[None]:
+        """FastAPI dependency: ``check``, then hold an in-flight slot while the request is served."""
+        self.check()
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1

@@ -78,7 +78,8 @@ class PipelineComponent(Component, HealthReporter):
         self.phones = PhoneConfigService(ctx.db, secret_box(settings), on_change=self._config_changed,
                                          claims=CloudApiClaims(settings))
         self.loop_lag = LoopLag()
-        self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag)
+        self.admission = SendAdmission(settings.admission_max_loop_lag / 1000, self.loop_lag,
+                                       settings.admission_max_in_flight)
         # Only rows are read for uploaded media at accept: the store itself is never opened here.
         uploads = UploadedMedia(MediaLibrary(ctx.db, build_store(settings), settings))
         self._routers = (send_routes.build(self.sender, self.admission, uploads), message_routes.build(ctx.db),

@@ -41,9 +41,13 @@ class ProcessSettings(BaseSettings):
     # Admission control of the api (and legacy) role: a request that finds every pooled
     # connection busy waits at most this long, then gets 503 + Retry-After; a send arriving
     # while the event loop lags more than ADMISSION_MAX_LOOP_LAG is refused the same way.
+    # ADMISSION_MAX_IN_FLIGHT bounds the sends one process serves at once: the next is refused
+    # at once, which keeps an admitted send's latency near that many service times at any load.
+    # Off by default: it also refuses a client's legitimate burst past it (which then retries).
     # Overload is answered in bounded time instead of queueing for seconds. 0 turns each off.
     admission_pool_wait: Annotated[int, Field(ge=0)] = 250
     admission_max_loop_lag: Annotated[int, Field(ge=0)] = 500
+    admission_max_in_flight: Annotated[int, Field(ge=0)] = 0
 
     # --- Redis ----------------------------------------------------------------------------
     redis_url: str | None = None
