@@ -46,6 +46,7 @@ from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queues import META_QUEUE
 from bisnesgpt.phones import store as phones_store
 from bisnesgpt.phones.live_status import live_status
+from bisnesgpt.phones.service import rate_limit
 from bisnesgpt.phones.store import PhoneStatus
 from bisnesgpt.processes.context import ProcessContext
 
@@ -73,6 +74,15 @@ class Sending(TypedDict):
     newChatCap: int
     warmupDay: int | None
     warmupDays: int
+
+
+class Rate(TypedDict):
+    """The phone's send rate (messages per second): its own (None: the default), the default, the one in effect."""
+
+    configured: float | None
+    default: float
+    effective: float
+    perPhone: bool
 
 
 class PhoneCard(TypedDict):
@@ -104,6 +114,7 @@ class PhoneCard(TypedDict):
     metaWabaId: NotRequired[str | None]
     dialog360ChannelId: NotRequired[str | None]
     verification: NotRequired[JsonValue]
+    rateLimit: NotRequired[Rate]
 
 
 class PhoneCounts(TypedDict):
@@ -191,6 +202,10 @@ async def list_phones(db: Database, company_id: str | None, phone_index: int | N
         cards = []
         for p in phones:
             card = phone_card(p)
+            if settings is not None:
+                rate = rate_limit(settings, p.connection_type, p.settings)
+                card["rateLimit"] = {"configured": rate.configured, "default": rate.default,
+                                     "effective": rate.effective, "perPhone": rate.per_phone}
             if settings is not None and p.is_wwebjs:
                 today = await phone_sending(conn, settings, p.company_id, p.phone_index)
                 card["sending"] = {"sentToday": today.sent_today, "newChatsToday": today.new_chats_today,
