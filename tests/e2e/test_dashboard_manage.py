@@ -1,9 +1,9 @@
 """Managing the system from the dashboard, in Chromium: companies, API keys, tenant webhook endpoints.
 
-The same running system as ``test_dashboard_browser.py`` (its ``system``, ``browser`` and
-``axe_script`` fixtures): the orchestrator with api, wwebjs (sandbox) and meta (emulator), and
-the companies ``acme`` and ``beta``. Every change is checked where it lands (the rows, what a
-key can then do) and in the audit log.
+The same running system as ``test_dashboard_browser.py`` (the ``system``, ``browser`` and
+``axe_script`` fixtures of ``tests/support/dashboard.py``): the orchestrator with api, wwebjs
+(sandbox) and meta (emulator), and the companies ``acme`` and ``beta``. Every change is
+checked where it lands (the rows, what a key can then do) and in the audit log.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 from bisnesgpt.tenancy import store as tenancy
 from bisnesgpt.webhooks.signing import verify_signature
-from tests.e2e import test_dashboard_browser as base
+from tests.support import dashboard as shared
 from tests.support.dashboard import ADMIN_KEY, CHROMIUM, CONTACT, DashboardSystem, screenshot
 from tests.support.procs import free_port
 
@@ -33,11 +33,11 @@ pytestmark = [
 ]
 
 # The running system, the browser and axe-core's bundle, shared with the dashboard's other browser tests.
-system = base.system
-browser = base.browser
-axe_script = base.axe_script
-sign_in = base.sign_in
-LIVE_TIMEOUT_MS = base.LIVE_TIMEOUT_MS
+system = shared.system
+browser = shared.browser
+axe_script = shared.axe_script
+sign_in = shared.sign_in
+LIVE_TIMEOUT_MS = shared.LIVE_TIMEOUT_MS
 
 
 def watch_problems(page: Any) -> list[str]:
@@ -218,7 +218,7 @@ async def test_a_company_user_sees_and_manages_only_its_own_company(
         await page.click("#create-key")
         await page.wait_for_selector("#new-key-shown:not([hidden])")
         assert (await page.input_value("#new-key-value")).startswith("bgpt_")
-        violations = await base.serious_violations(page, axe_script)
+        violations = await shared.serious_violations(page, axe_script)
 
         # Another company's key, an operator key, the company routes: refused by the API itself.
         csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
@@ -249,7 +249,7 @@ async def test_the_companies_page_passes_axe_and_fits_a_390px_screen(
     await admin.goto(system.url + "/dashboard/companies")
     await admin.wait_for_selector('#companies tr[data-company-row="acme"]')
     await admin.wait_for_selector('#attention-count:not([data-status="unknown"])')
-    violations = await base.serious_violations(admin, axe_script)
+    violations = await shared.serious_violations(admin, axe_script)
     assert not violations, violations
     context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     context.set_default_timeout(LIVE_TIMEOUT_MS)
@@ -340,7 +340,7 @@ async def test_an_operator_adds_a_webhook_endpoint_tests_it_re_enables_it_and_re
     await system.db.execute("UPDATE webhook_endpoints SET enabled = false, disabled_at = now(), "
                             "disabled_reason = 'disabled after 24 h of failed deliveries' WHERE id = $1", endpoint)
     await page.goto(system.url + "/dashboard/processes")
-    item = base.strip_item(page, "webhook", "acme")
+    item = shared.strip_item(page, "webhook", "acme")
     await item.wait_for()
     await item.locator("a").click()
     await page.wait_for_url(f"**/dashboard/webhooks?company=acme#webhook-{endpoint}")
@@ -412,7 +412,7 @@ async def test_a_company_user_sees_and_tests_only_its_own_webhook_endpoints(
         assert set(await page.locator("#webhooks tr[data-webhook] td:nth-of-type(1)").all_inner_texts()) == {"acme"}
         widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], widths
-        violations = await base.serious_violations(page, axe_script)
+        violations = await shared.serious_violations(page, axe_script)
         await screenshot(page, "webhooks-company-mobile", into=system.workdir / "screenshots")
         csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
         headers = {"X-CSRF-Token": csrf or "", "Origin": system.url}
@@ -471,7 +471,7 @@ async def test_an_operator_adds_a_cloud_api_and_a_whatsapp_web_phone_changes_set
     await page.fill("#new-phone-index", "2")
     await page.select_option("#new-phone-type", "wwebjs")
     await page.click("#create-phone")
-    await base.wait_status(page, '[data-phone="beta:2"]', ("qr",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="beta:2"]', ("qr",), timeout=60_000)
     await page.locator('[data-phone="beta:2"] img[data-qr]').wait_for()
     # The same index again: the API's problem detail.
     await page.click("#create-phone")
@@ -520,7 +520,7 @@ async def test_a_company_user_adds_phones_only_to_its_own_company(
         await page.locator('[data-phone="acme:1"] details.settings summary').click()
         widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], widths
-        violations = await base.serious_violations(page, axe_script)
+        violations = await shared.serious_violations(page, axe_script)
         csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
         headers = {"X-CSRF-Token": csrf or "", "Origin": system.url}
         other = await page.request.post(f"{system.url}/dashboard/api/phones", headers=headers,
@@ -579,13 +579,13 @@ async def test_after_a_logout_the_card_offers_start_with_a_new_qr_and_a_live_res
     page = admin
     await page.goto(system.url + "/dashboard/phones")
     card = page.locator('#phone-cards [data-phone="acme:0"]')
-    await base.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
     # Nothing is linked yet: logging out could not do anything.
     assert await card.locator('button[data-action="logout"]').is_disabled()
     assert system.sandbox is not None
     code, out = await system.cli("sandbox", "wweb", "scan", "acme", "0", "--url", system.sandbox.url)
     assert code == 0, out
-    await base.wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)
     assert await card.locator('button[data-action="start"]').is_disabled()  # connected: nothing to start
 
     # Restarting the connected session asks first; cancelled, it stays connected.
@@ -596,7 +596,7 @@ async def test_after_a_logout_the_card_offers_start_with_a_new_qr_and_a_live_res
 
     await card.locator('button[data-action="logout"]').click()
     await confirm_dialog(page, ok=True)
-    await base.wait_status(page, '[data-phone="acme:0"]', ("disconnected",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("disconnected",), timeout=60_000)
     start = card.locator('button[data-action="start"]')
     await page.wait_for_function("""() => { const b = document.querySelector('[data-phone="acme:0"] '
         + 'button[data-action="start"]'); return b && b.textContent === "start (new QR)" && !b.disabled; }""")
@@ -604,7 +604,7 @@ async def test_after_a_logout_the_card_offers_start_with_a_new_qr_and_a_live_res
         assert await card.locator(f'button[data-action="{action}"]').is_disabled(), action
     await screenshot(page, "phones-logged-out", into=system.workdir / "screenshots")
     await start.click()
-    await base.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
     await card.locator("img[data-qr]").wait_for()
     assert await system.db.fetchval("SELECT desired_state FROM wwebjs_sessions WHERE company_id = 'acme' "
                                     "AND phone_index = 0") == "running"
@@ -749,7 +749,7 @@ async def test_an_operator_edits_an_endpoint_reads_its_deliveries_retries_a_dead
                 await narrow.locator("#wm-deliveries details summary").first.click()
             widths = await narrow.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
             assert widths[0] <= widths[1], widths
-            violations = await base.serious_violations(narrow, axe_script)
+            violations = await shared.serious_violations(narrow, axe_script)
         finally:
             await context.close()
         assert not violations, violations
@@ -821,7 +821,7 @@ async def test_an_operator_adds_a_360dialog_phone_its_key_checked_first_and_neve
             await narrow.select_option("#new-phone-type", "360dialog")
             widths = await narrow.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
             assert widths[0] <= widths[1], widths
-            violations = await base.serious_violations(narrow, axe_script)
+            violations = await shared.serious_violations(narrow, axe_script)
         finally:
             await context.close()
         assert not violations, violations
