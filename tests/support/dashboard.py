@@ -158,7 +158,10 @@ async def screenshot(page: Any, name: str, *, into: Path, full_page: bool = True
 
 @pytest.fixture(scope="module")
 async def system(pg_server_url: str, template_database: str, redis_server_url: str,
-                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DashboardSystem]:
+                 tmp_path_factory: pytest.TempPathFactory,
+                 request: pytest.FixtureRequest) -> AsyncIterator[DashboardSystem]:
+    """The running system of one module; its ``SYSTEM_ENV`` (a dict, if it has one) adds settings."""
+    extra_env: dict[str, str] = getattr(request.module, "SYSTEM_ENV", {})
     database_url = await module_database(pg_server_url, template_database)
     db = Database(database_url, max_size=4)
     await db.open()
@@ -169,7 +172,7 @@ async def system(pg_server_url: str, template_database: str, redis_server_url: s
             await running.seed()
             started = time.monotonic()
             running.start(META_RESTART_DELAY="3000", DASHBOARD_BACKLOG_SECONDS="2",
-                          WEBHOOK_ALLOW_PRIVATE_DESTINATIONS="true", WEBHOOK_POLL_INTERVAL_SECONDS="0.5")
+                          WEBHOOK_ALLOW_PRIVATE_DESTINATIONS="true", WEBHOOK_POLL_INTERVAL_SECONDS="0.5", **extra_env)
             print(f"\n[measured] system up (orchestrator + 3 roles healthy): {time.monotonic() - started:.1f}s")
             yield running
         finally:
