@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import JsonValue
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
+from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.api.schemas import phones as models
 from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import (
@@ -28,7 +29,7 @@ from bisnesgpt.engines.wwebjs.antiban import SendingToday, phone_sending
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
 from bisnesgpt.phones.live_status import live_status
-from bisnesgpt.phones.service import META_TYPES, PhoneConfigService, rate_limit
+from bisnesgpt.phones.service import META_TYPES, PhoneConfigService
 from bisnesgpt.phones.store import CompanyPhoneStatus, PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
 

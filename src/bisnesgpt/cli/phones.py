@@ -16,6 +16,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.cli import antiban
 from bisnesgpt.cli.common import COMPANY_HELP, cli_errors, command_group, console, err_console
 from bisnesgpt.cli.database import run_with_database
@@ -27,7 +28,7 @@ from bisnesgpt.infra.secrets import resolve_encryption_key, secret_box
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
 from bisnesgpt.phones.live_status import LiveStatus, live_status
-from bisnesgpt.phones.service import CONNECTION_TYPES, META_TYPES, PhoneConfigService, rate_limit
+from bisnesgpt.phones.service import CONNECTION_TYPES, META_TYPES, PhoneConfigService
 from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN, PhoneConfig
 from bisnesgpt.tenancy import store as tenancy
 

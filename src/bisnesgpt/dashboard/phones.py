@@ -23,6 +23,7 @@ from pydantic import JsonValue
 from redis.exceptions import RedisError
 from typing_extensions import TypedDict
 
+from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.api.phone_sessions import (
     PhoneSession,
     load_phone_session,
@@ -46,7 +47,6 @@ from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queues import META_QUEUE
 from bisnesgpt.phones import store as phones_store
 from bisnesgpt.phones.live_status import live_status
-from bisnesgpt.phones.service import rate_limit
 from bisnesgpt.phones.store import PhoneStatus
 from bisnesgpt.processes.context import ProcessContext
 

@@ -21,13 +21,10 @@ from typing import Protocol
 
 import asyncpg
 
-from bisnesgpt.config import Settings
 from bisnesgpt.config.engines import MAX_PHONE_MESSAGES_PER_SECOND
 from bisnesgpt.core.crypto import SecretBox, SecretColumn
 from bisnesgpt.core.errors import ConfigError, Conflict, NotFound, ProviderIdentityTaken, ValidationFailed
-from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.pool import Database
-from bisnesgpt.engines.meta.pacing import rates_for_phone
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store
 from bisnesgpt.phones.store import D360_API_KEY, META_ACCESS_TOKEN, PHONE_CONFIG_STATUSES, PhoneConfig
@@ -68,32 +65,6 @@ class ClaimCheck(Protocol):
     async def prove_d360(self, *, api_key: str) -> ProvenNumber:
         """The number behind a 360dialog API key, if 360dialog accepts the key."""
         ...
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """A phone's send rate (messages per second): its own, the default it falls back to, the one in effect.
-
-    Cloud API and 360dialog phones each have their own (``per_phone``); WhatsApp-Web sessions
-    share WWEBJS_MAX_MESSAGES_PER_SECOND (their per-phone limits are the anti-ban daily caps).
-    """
-
-    configured: float | None
-    default: float
-    effective: float
-    per_phone: bool
-
-
-def rate_limit(settings: Settings, connection_type: str | None, phone_settings: JsonObject) -> RateLimit:
-    """What the phone's engine paces it by (given its ``phone_configs.settings``), read as the engine reads it."""
-    if (connection_type or "wwebjs") not in PER_PHONE_RATE_TYPES:
-        rate = settings.wwebjs_max_messages_per_second
-        return RateLimit(None, rate, rate, per_phone=False)
-    own = phone_settings.get(RATE_SETTING)
-    configured = float(own) if isinstance(own, int | float) and own > 0 else None
-    default = rates_for_phone(settings, {k: v for k, v in phone_settings.items() if k != RATE_SETTING})
-    return RateLimit(configured, default.messages_per_second,
-                     rates_for_phone(settings, phone_settings).messages_per_second, per_phone=True)
 
 
 async def _no_listener(_company_id: str, _phone_index: int, _connection_type: str | None) -> None:
