@@ -320,6 +320,10 @@ async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: Da
     await cloud_card(page, system, "error")
     assert "190" in await page.inner_text('[data-phone="acme:1"]')
     assert (await bot_status())["status"] == "error"
+    # The attention strip lists the broken phone (re-read every 10 s), with its reason.
+    broken = strip_item(page, "phone", "acme", 1)
+    await broken.wait_for(timeout=20_000)
+    assert "phone 1: error" in (shown := await broken.inner_text()) and "190" in shown, shown
     # The "Disconnected" tile shows the broken phones only; pressed again, every phone.
     await page.click('#counts [data-count="disconnected"]')
     assert await page.locator("#phone-cards article").count() == 1
@@ -328,6 +332,7 @@ async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: Da
     assert await page.locator("#phone-cards article").count() == 3
     await system.wait_message(await send("status: after"), "sent")
     assert await cloud_card(page, system, "ready") == "connected"
+    await broken.wait_for(state="detached", timeout=20_000)  # and clears it once sends succeed again
 
 
 async def test_queue_browser_pages_every_state_shows_a_job_promotes_and_retries_filtered_failures(
