@@ -9,30 +9,37 @@ Screenshots of every page go to ``docs/screenshots/``.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bisnesgpt.db.pool import Database
+from tests.support import dashboard as shared
 from tests.support.dashboard import (
     ADMIN_KEY,
     CHROMIUM,
-    CHROMIUM_ARGS,
     CONTACT,
+    LIVE_TIMEOUT_MS,
     META_PHONE_ID,
     DashboardSystem,
     screenshot,
+    serious_violations,
+    sign_in,
+    strip_item,
+    wait_status,
 )
-from tests.support.meta import drop_module_database, module_database, module_redis
 from tests.support.procs import free_port
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is a dev dependency")
+pytest.importorskip("playwright.async_api", reason="playwright is a dev dependency")
+
+# The running system, the browser, a signed-in operator page and axe-core (tests/support/dashboard.py).
+system = shared.system
+browser = shared.browser
+operator = shared.operator
+_no_page_errors = shared._no_page_errors
+axe_script = shared.axe_script
 
 pytestmark = [
     pytest.mark.e2e,
@@ -41,86 +48,6 @@ pytestmark = [
                        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)"),
 ]
 
-LIVE_TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-async def system(pg_server_url: str, template_database: str, redis_server_url: str,
-                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DashboardSystem]:
-    database_url = await module_database(pg_server_url, template_database)
-    db = Database(database_url, max_size=4)
-    await db.open()
-    workdir: Path = tmp_path_factory.mktemp("dashboard")
-    with module_redis(redis_server_url) as redis_url:
-        running = DashboardSystem(workdir, database_url, redis_url, db)
-        try:
-            await running.seed()
-            started = time.monotonic()
-            running.start(META_RESTART_DELAY="3000", DASHBOARD_BACKLOG_SECONDS="2",
-                          WEBHOOK_ALLOW_PRIVATE_DESTINATIONS="true", WEBHOOK_POLL_INTERVAL_SECONDS="0.5")
-            print(f"\n[measured] system up (orchestrator + 3 roles healthy): {time.monotonic() - started:.1f}s")
-            yield running
-        finally:
-            running.close()
-            await db.close()
-            await drop_module_database(pg_server_url, database_url)
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-@pytest.fixture(scope="module")
-async def operator(system: DashboardSystem, browser: Any) -> AsyncIterator[Any]:
-    """A browser context signed in as the operator (the first test does the signing in)."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(LIVE_TIMEOUT_MS)
-    page = await context.new_page()
-    page.problems = []  # script errors and server errors seen by the page, checked after each test
-    page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
-    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}") if r.status >= 500 or (
-        r.status == 404 and "/dashboard/" in r.url) else None)
-    # Console errors other than expected ones (the browser's favicon probe; a wrong key's 401).
-    page.on("console", lambda m: page.problems.append(f"console: {m.text} ({m.location.get('url')})")
-            if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") and not any(
-                allowed in m.text for allowed in ("401 (Unauthorized)", "net::ERR_FAILED")) else None)
-    try:
-        yield page
-    finally:
-        await context.close()
-
-
-@pytest.fixture(autouse=True)
-def _no_page_errors(request: pytest.FixtureRequest) -> Any:
-    yield
-    if "operator" in request.fixturenames:
-        page = request.getfixturevalue("operator")
-        problems, page.problems[:] = list(page.problems), []
-        assert not problems, problems
-
-
-async def sign_in(page: Any, base: str, key: str) -> Any:
-    await page.goto(base + "/dashboard/login")
-    await page.fill("#api_key", key)
-    def is_sign_in(response: Any) -> bool:
-        return bool(response.url.endswith("/dashboard/login") and response.request.method == "POST")
-
-    async with page.expect_response(is_sign_in) as info:
-        await page.click("#sign-in")
-    return await info.value
-
-
-async def wait_status(page: Any, selector: str, statuses: tuple[str, ...], timeout: int = LIVE_TIMEOUT_MS) -> None:
-    await page.wait_for_function(
-        "([sel, wanted]) => { const n = document.querySelector(sel); "
-        "return !!n && wanted.includes(n.dataset.status); }",
-        arg=[selector, list(statuses)], timeout=timeout)
 
 
 async def test_sign_in_refuses_a_wrong_key_and_accepts_the_operator_key(system: DashboardSystem, operator: Any) -> None:
@@ -281,12 +208,6 @@ async def test_failed_job_is_retried_from_the_queue_page_and_its_message_is_sent
     await screenshot(page, "messages", into=system.workdir / "screenshots")
 
 
-def strip_item(page: Any, kind: str, company: str, phone: int | None = None) -> Any:
-    """An item of the attention strip (every page shows it)."""
-    phone_part = "" if phone is None else f'[data-phone="{phone}"]'
-    return page.locator(f'#attention-items li[data-kind="{kind}"][data-company="{company}"]{phone_part}')
-
-
 async def test_attention_strip_lists_a_phone_waiting_to_be_linked_with_its_backlog_and_failing_webhooks(
         system: DashboardSystem, operator: Any) -> None:
     page = operator
@@ -399,6 +320,10 @@ async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: Da
     await cloud_card(page, system, "error")
     assert "190" in await page.inner_text('[data-phone="acme:1"]')
     assert (await bot_status())["status"] == "error"
+    # The attention strip lists the broken phone (re-read every 10 s), with its reason.
+    broken = strip_item(page, "phone", "acme", 1)
+    await broken.wait_for(timeout=20_000)
+    assert "phone 1: error" in (shown := await broken.inner_text()) and "190" in shown, shown
     # The "Disconnected" tile shows the broken phones only; pressed again, every phone.
     await page.click('#counts [data-count="disconnected"]')
     assert await page.locator("#phone-cards article").count() == 1
@@ -407,6 +332,7 @@ async def test_cloud_phone_status_follows_sends_pauses_and_bad_tokens(system: Da
     assert await page.locator("#phone-cards article").count() == 3
     await system.wait_message(await send("status: after"), "sent")
     assert await cloud_card(page, system, "ready") == "connected"
+    await broken.wait_for(state="detached", timeout=20_000)  # and clears it once sends succeed again
 
 
 async def test_queue_browser_pages_every_state_shows_a_job_promotes_and_retries_filtered_failures(
@@ -666,33 +592,6 @@ async def test_alerts_and_the_operators_audit_trail_are_apart_and_a_lost_session
     await wait_status(page, '[data-process="wwebjs"]', ("healthy",))
     await page.goto(system.url + "/dashboard/phones")
     await wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)  # it reconnected
-
-
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
-AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
-
-
-@pytest.fixture(scope="module")
-def axe_script() -> Path:
-    """axe-core's browser bundle, from tests/node (pinned in its package-lock.json)."""
-    if not AXE.exists():
-        npm = shutil.which("npm")
-        assert npm is not None, "npm is needed to install axe-core (tests/node: npm ci)"
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True,
-                       timeout=300)
-    return AXE
-
-
-async def serious_violations(page: Any, axe: Path) -> list[str]:
-    """axe-core's serious and critical violations of the page as it is now: rule, impact, where."""
-    await page.add_script_tag(path=str(axe))
-    found = await page.evaluate("""async () => {
-        const result = await axe.run(document, { resultTypes: ["violations"] });
-        return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-          .map((v) => v.id + " (" + v.impact + "): " + v.nodes.slice(0, 3).map((n) => n.target.join(" ")
-            + " " + (n.failureSummary || "").split("\\n").slice(1, 2).join("")).join(" | "));
-    }""")
-    return list(found)
 
 
 async def test_no_page_has_serious_or_critical_accessibility_violations(

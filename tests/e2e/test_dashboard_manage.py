@@ -1,9 +1,9 @@
 """Managing the system from the dashboard, in Chromium: companies, API keys, tenant webhook endpoints.
 
-The same running system as ``test_dashboard_browser.py`` (its ``system``, ``browser`` and
-``axe_script`` fixtures): the orchestrator with api, wwebjs (sandbox) and meta (emulator), and
-the companies ``acme`` and ``beta``. Every change is checked where it lands (the rows, what a
-key can then do) and in the audit log.
+The same running system as ``test_dashboard_browser.py`` (the ``system``, ``browser`` and
+``axe_script`` fixtures of ``tests/support/dashboard.py``): the orchestrator with api, wwebjs
+(sandbox) and meta (emulator), and the companies ``acme`` and ``beta``. Every change is
+checked where it lands (the rows, what a key can then do) and in the audit log.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import pytest
 
 from bisnesgpt.tenancy import store as tenancy
 from bisnesgpt.webhooks.signing import verify_signature
-from tests.e2e import test_dashboard_browser as base
+from tests.support import dashboard as shared
 from tests.support.dashboard import ADMIN_KEY, CHROMIUM, CONTACT, DashboardSystem, screenshot
+from tests.support.polling import eventually
 from tests.support.procs import free_port
 
 pytestmark = [
@@ -33,11 +34,14 @@ pytestmark = [
 ]
 
 # The running system, the browser and axe-core's bundle, shared with the dashboard's other browser tests.
-system = base.system
-browser = base.browser
-axe_script = base.axe_script
-sign_in = base.sign_in
-LIVE_TIMEOUT_MS = base.LIVE_TIMEOUT_MS
+system = shared.system
+browser = shared.browser
+axe_script = shared.axe_script
+sign_in = shared.sign_in
+LIVE_TIMEOUT_MS = shared.LIVE_TIMEOUT_MS
+# The api processes cache keys for a minute: a change of a key must still hold at once (api:keys).
+KEY_CACHE_SECONDS = 60
+SYSTEM_ENV = {"API_KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS)}
 
 
 def watch_problems(page: Any) -> list[str]:
@@ -218,7 +222,7 @@ async def test_a_company_user_sees_and_manages_only_its_own_company(
         await page.click("#create-key")
         await page.wait_for_selector("#new-key-shown:not([hidden])")
         assert (await page.input_value("#new-key-value")).startswith("bgpt_")
-        violations = await base.serious_violations(page, axe_script)
+        violations = await shared.serious_violations(page, axe_script)
 
         # Another company's key, an operator key, the company routes: refused by the API itself.
         csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
@@ -249,7 +253,7 @@ async def test_the_companies_page_passes_axe_and_fits_a_390px_screen(
     await admin.goto(system.url + "/dashboard/companies")
     await admin.wait_for_selector('#companies tr[data-company-row="acme"]')
     await admin.wait_for_selector('#attention-count:not([data-status="unknown"])')
-    violations = await base.serious_violations(admin, axe_script)
+    violations = await shared.serious_violations(admin, axe_script)
     assert not violations, violations
     context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     context.set_default_timeout(LIVE_TIMEOUT_MS)
@@ -340,7 +344,7 @@ async def test_an_operator_adds_a_webhook_endpoint_tests_it_re_enables_it_and_re
     await system.db.execute("UPDATE webhook_endpoints SET enabled = false, disabled_at = now(), "
                             "disabled_reason = 'disabled after 24 h of failed deliveries' WHERE id = $1", endpoint)
     await page.goto(system.url + "/dashboard/processes")
-    item = base.strip_item(page, "webhook", "acme")
+    item = shared.strip_item(page, "webhook", "acme")
     await item.wait_for()
     await item.locator("a").click()
     await page.wait_for_url(f"**/dashboard/webhooks?company=acme#webhook-{endpoint}")
@@ -412,7 +416,7 @@ async def test_a_company_user_sees_and_tests_only_its_own_webhook_endpoints(
         assert set(await page.locator("#webhooks tr[data-webhook] td:nth-of-type(1)").all_inner_texts()) == {"acme"}
         widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], widths
-        violations = await base.serious_violations(page, axe_script)
+        violations = await shared.serious_violations(page, axe_script)
         await screenshot(page, "webhooks-company-mobile", into=system.workdir / "screenshots")
         csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
         headers = {"X-CSRF-Token": csrf or "", "Origin": system.url}
@@ -471,7 +475,7 @@ async def test_an_operator_adds_a_cloud_api_and_a_whatsapp_web_phone_changes_set
     await page.fill("#new-phone-index", "2")
     await page.select_option("#new-phone-type", "wwebjs")
     await page.click("#create-phone")
-    await base.wait_status(page, '[data-phone="beta:2"]', ("qr",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="beta:2"]', ("qr",), timeout=60_000)
     await page.locator('[data-phone="beta:2"] img[data-qr]').wait_for()
     # The same index again: the API's problem detail.
     await page.click("#create-phone")
@@ -520,7 +524,7 @@ async def test_a_company_user_adds_phones_only_to_its_own_company(
         await page.locator('[data-phone="acme:1"] details.settings summary').click()
         widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], widths
-        violations = await base.serious_violations(page, axe_script)
+        violations = await shared.serious_violations(page, axe_script)
         csrf = await page.get_attribute('meta[name="csrf-token"]', "content")
         headers = {"X-CSRF-Token": csrf or "", "Origin": system.url}
         other = await page.request.post(f"{system.url}/dashboard/api/phones", headers=headers,
@@ -579,13 +583,13 @@ async def test_after_a_logout_the_card_offers_start_with_a_new_qr_and_a_live_res
     page = admin
     await page.goto(system.url + "/dashboard/phones")
     card = page.locator('#phone-cards [data-phone="acme:0"]')
-    await base.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
     # Nothing is linked yet: logging out could not do anything.
     assert await card.locator('button[data-action="logout"]').is_disabled()
     assert system.sandbox is not None
     code, out = await system.cli("sandbox", "wweb", "scan", "acme", "0", "--url", system.sandbox.url)
     assert code == 0, out
-    await base.wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)
     assert await card.locator('button[data-action="start"]').is_disabled()  # connected: nothing to start
 
     # Restarting the connected session asks first; cancelled, it stays connected.
@@ -596,7 +600,7 @@ async def test_after_a_logout_the_card_offers_start_with_a_new_qr_and_a_live_res
 
     await card.locator('button[data-action="logout"]').click()
     await confirm_dialog(page, ok=True)
-    await base.wait_status(page, '[data-phone="acme:0"]', ("disconnected",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("disconnected",), timeout=60_000)
     start = card.locator('button[data-action="start"]')
     await page.wait_for_function("""() => { const b = document.querySelector('[data-phone="acme:0"] '
         + 'button[data-action="start"]'); return b && b.textContent === "start (new QR)" && !b.disabled; }""")
@@ -604,7 +608,7 @@ async def test_after_a_logout_the_card_offers_start_with_a_new_qr_and_a_live_res
         assert await card.locator(f'button[data-action="{action}"]').is_disabled(), action
     await screenshot(page, "phones-logged-out", into=system.workdir / "screenshots")
     await start.click()
-    await base.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("qr",), timeout=60_000)
     await card.locator("img[data-qr]").wait_for()
     assert await system.db.fetchval("SELECT desired_state FROM wwebjs_sessions WHERE company_id = 'acme' "
                                     "AND phone_index = 0") == "running"
@@ -749,7 +753,7 @@ async def test_an_operator_edits_an_endpoint_reads_its_deliveries_retries_a_dead
                 await narrow.locator("#wm-deliveries details summary").first.click()
             widths = await narrow.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
             assert widths[0] <= widths[1], widths
-            violations = await base.serious_violations(narrow, axe_script)
+            violations = await shared.serious_violations(narrow, axe_script)
         finally:
             await context.close()
         assert not violations, violations
@@ -821,9 +825,138 @@ async def test_an_operator_adds_a_360dialog_phone_its_key_checked_first_and_neve
             await narrow.select_option("#new-phone-type", "360dialog")
             widths = await narrow.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
             assert widths[0] <= widths[1], widths
-            violations = await base.serious_violations(narrow, axe_script)
+            violations = await shared.serious_violations(narrow, axe_script)
         finally:
             await context.close()
         assert not violations, violations
     finally:
         await system.db.execute("DELETE FROM phone_configs WHERE company_id = 'beta' AND phone_index = 3")
+
+
+async def cloud_settings(system: DashboardSystem) -> dict[str, Any]:
+    """``phone_configs.settings`` of acme's Cloud API phone 1."""
+    return dict(await system.db.fetchval(
+        "SELECT settings FROM phone_configs WHERE company_id = 'acme' AND phone_index = 1"))
+
+
+async def test_an_operator_sets_a_cloud_phones_rate_limit_in_its_settings_and_resets_it(
+        system: DashboardSystem, admin: Any, axe_script: Path) -> None:
+    page = admin
+    await page.goto(system.url + "/dashboard/phones")
+    cloud = page.locator('#phone-cards [data-phone="acme:1"]')
+    await cloud.locator("details.settings summary").click()
+    assert "In effect: 80 messages/s (the default)" in await cloud.locator('[data-field="rate"]').inner_text()
+    await cloud.locator("#settings-acme-1-rate").fill("2.5")
+    await cloud.locator("button.save-rate").click()
+    await page.wait_for_function("""() => document.querySelector('[data-phone="acme:1"] [data-field="rate"]')
+        .textContent.includes("In effect: 2.5 messages/s (this phone's own; default 80)")""")
+    stored = await cloud_settings(system)
+    assert stored["messages_per_second"] == 2.5
+    # A WhatsApp-Web phone shows the rate its sessions share, with nothing to edit.
+    wwebjs = page.locator('#phone-cards [data-phone="acme:0"]')
+    await wwebjs.locator("details.settings summary").click()
+    assert "shared by every WhatsApp-Web session" in await wwebjs.locator('[data-field="rate"]').inner_text()
+    assert await wwebjs.locator("#settings-acme-0-rate").count() == 0
+    await cloud.locator("details.settings summary").click()
+    assert await shared.serious_violations(page, axe_script) == []
+
+    # "Use default": the phone's own rate is gone.
+    await cloud.locator("button.reset-rate").click()
+    await page.wait_for_function("""() => document.querySelector('[data-phone="acme:1"] [data-field="rate"]')
+        .textContent.includes("(the default)")""")
+    stored = await cloud_settings(system)
+    assert "messages_per_second" not in stored
+    assert [a[:2] for a in await audited(system, "/dashboard/api/phones/acme/1/rate-limit")] == [
+        ("/dashboard/api/phones/{company_id}/{phone_index}/rate-limit", 200)] * 2
+
+
+async def test_the_rate_limit_route_takes_a_company_key_for_its_own_phones_and_explains_bad_values(
+        system: DashboardSystem) -> None:
+    path = "/api/whatsapp/config/acme/1/rate-limit"
+    done = await system.api("PUT", path, system.keys["acme"], json={"messagesPerSecond": 40})
+    assert done.status_code == 200, done.text
+    assert done.json() == {"companyId": "acme", "phoneIndex": 1, "messagesPerSecond": 40,
+                           "defaultMessagesPerSecond": 80, "effectiveMessagesPerSecond": 40, "perPhone": True}
+    assert (await system.api("PUT", path, ADMIN_KEY, json={"messagesPerSecond": 12})).json()[
+        "effectiveMessagesPerSecond"] == 12
+    assert (await system.api("PUT", path, system.keys["beta"], json={"messagesPerSecond": 5})).status_code == 404
+    for bad in (0, -3, 10_001, "fast"):
+        refused = await system.api("PUT", path, system.keys["acme"], json={"messagesPerSecond": bad})
+        problem = refused.json()
+        assert refused.status_code == 422 and problem["type"] and problem["title"], refused.text
+        assert any("messagesPerSecond" in str(e) for e in problem.get("errors", [])), problem
+    missing = await system.api("PUT", path, system.keys["acme"], json={})
+    assert missing.status_code == 422  # null resets; leaving the field out is a mistake
+    wwebjs = await system.api("PUT", "/api/whatsapp/config/acme/0/rate-limit", system.keys["acme"],
+                              json={"messagesPerSecond": 5})
+    assert wwebjs.status_code == 422 and "WWEBJS_MAX_MESSAGES_PER_SECOND" in wwebjs.json()["detail"]
+    assert (await system.api("PUT", "/api/whatsapp/config/acme/7/rate-limit", ADMIN_KEY,
+                             json={"messagesPerSecond": 5})).status_code == 404
+    stored = await cloud_settings(system)
+    assert stored["messages_per_second"] == 12  # the refusals changed nothing
+    # The CLI's option, through the same service.
+    code, out = await system.cli("phones", "set", "acme", "1", "--messages-per-second", "7")
+    assert code == 0 and "messages per second: 7 (default 80)" in out, out
+    code, out = await system.cli("phones", "set", "acme", "1", "--messages-per-second", "default")
+    assert code == 0 and "messages per second: 80 (the default)" in out, out
+    reset = await system.api("PUT", path, system.keys["acme"], json={"messagesPerSecond": None})
+    assert reset.json()["messagesPerSecond"] is None and reset.json()["effectiveMessagesPerSecond"] == 80
+
+
+async def test_an_operator_edits_a_keys_scopes_phones_and_expiry_and_they_hold_at_once_with_the_key_cache(
+        system: DashboardSystem, admin: Any) -> None:
+    async with system.db.connection() as conn:
+        record, key = await tenancy.create_api_key(conn, company_id="acme", name="editable")
+    async with httpx.AsyncClient(base_url=system.url, headers={"Authorization": f"Bearer {key}"}) as client:
+        for _ in range(2):  # authenticated, then served from the api's key cache
+            assert (await client.get("/api/v1/messages?phoneIndex=0")).status_code == 200
+        page = admin
+        await page.goto(system.url + "/dashboard/companies")
+        row = page.locator(f'#keys tr[data-key-id="{record.id}"]')
+        await row.locator("details.key-limits summary").click()
+        await row.locator('details.key-limits input[value="messages:read"]').uncheck()
+        await row.locator(f"#key-{record.id}-phones").fill("1")
+        expiry = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
+        await row.locator(f"#key-{record.id}-expires").fill(expiry)
+        await row.locator("button.save-limits").click()
+        await page.wait_for_function(
+            "([sel, text]) => document.querySelector(sel).textContent.includes(text)",
+            arg=[f'#keys tr[data-key-id="{record.id}"] [data-field="limits"]',
+                 "messages:send, sessions:manage, webhooks:manage; phones 1; expires"])
+        stored = await system.db.fetchrow("SELECT scopes, phone_indexes, expires_at FROM api_keys WHERE id = $1",
+                                          record.id)
+        assert stored["scopes"] == ["messages:send", "sessions:manage", "webhooks:manage"]
+        assert stored["phone_indexes"] == [1] and stored["expires_at"].date().isoformat() == expiry
+
+        async def refused() -> bool:
+            return (await client.get("/api/v1/messages?phoneIndex=1")).status_code == 403
+        # Well within the cache's minute: the change was announced, not waited out.
+        await eventually(refused, timeout=5, what="the narrowed key refused at once")
+        answer = await client.get("/api/v1/messages?phoneIndex=1")
+        assert "messages:read" in answer.json()["detail"]
+
+        # Nothing ticked is no scope at all: the API's problem, shown in the form, nothing changed.
+        row = page.locator(f'#keys tr[data-key-id="{record.id}"]')
+        await row.locator("details.key-limits summary").click()
+        for box in await row.locator('details.key-limits input[type="checkbox"]').all():
+            await box.uncheck()
+        await row.locator("button.save-limits").click()
+        await row.locator('details.key-limits [role="alert"]:not([hidden])').wait_for()
+        assert "give one or more of" in await row.locator('details.key-limits [role="alert"]').inner_text()
+        assert await system.db.fetchval("SELECT scopes FROM api_keys WHERE id = $1", record.id) == stored["scopes"]
+
+        # Every scope, every phone, no expiry again: the key reads phone 0 once more.
+        for box in await row.locator('details.key-limits input[type="checkbox"]').all():
+            await box.check()
+        await row.locator(f"#key-{record.id}-phones").fill("")
+        await row.locator(f"#key-{record.id}-expires").fill("")
+        await row.locator("button.save-limits").click()
+        await page.wait_for_function(
+            "([sel, text]) => document.querySelector(sel).textContent.includes(text)",
+            arg=[f'#keys tr[data-key-id="{record.id}"] [data-field="limits"]',
+                 "every scope; every phone; no expiry"])
+
+        async def reads_again() -> bool:
+            return (await client.get("/api/v1/messages?phoneIndex=0")).status_code == 200
+        await eventually(reads_again, timeout=5, what="the widened key allowed at once")
+    assert [a[1] for a in await audited(system, f"/dashboard/api/keys/{record.id}/limits")] == [200, 422, 200]

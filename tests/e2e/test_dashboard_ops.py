@@ -1,8 +1,9 @@
 """The dashboard's operations views in Chromium: provider webhooks kept aside, error code names, sending caps.
 
-The same kind of running system as ``test_dashboard_browser.py`` (its fixtures; one system for
-this module): the orchestrator with api, wwebjs (sandbox) and meta (the Cloud API emulator,
-which signs and delivers the webhooks these tests make it send).
+The same kind of running system as ``test_dashboard_browser.py`` (the fixtures of
+``tests/support/dashboard.py``; one system for this module): the orchestrator with api,
+wwebjs (sandbox) and meta (the Cloud API emulator, which signs and delivers the webhooks
+these tests make it send).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import test_dashboard_browser as base
+from tests.support import dashboard as shared
 from tests.support.dashboard import ADMIN_KEY, CHROMIUM, CONTACT, META_PHONE_ID, DashboardSystem
 
 pytestmark = [
@@ -25,12 +26,12 @@ pytestmark = [
                        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)"),
 ]
 
-system = base.system
-browser = base.browser
-axe_script = base.axe_script
-operator = base.operator
-_no_page_errors = base._no_page_errors
-LIVE_TIMEOUT_MS = base.LIVE_TIMEOUT_MS
+system = shared.system
+browser = shared.browser
+axe_script = shared.axe_script
+operator = shared.operator
+_no_page_errors = shared._no_page_errors
+LIVE_TIMEOUT_MS = shared.LIVE_TIMEOUT_MS
 ACME_WABA = "419561257915477"
 
 
@@ -53,7 +54,7 @@ async def narrow_page(browser: Any, system: DashboardSystem) -> AsyncIterator[An
     context.set_default_timeout(LIVE_TIMEOUT_MS)
     try:
         page = await context.new_page()
-        assert (await base.sign_in(page, system.url, ADMIN_KEY)).status == 303
+        assert (await shared.sign_in(page, system.url, ADMIN_KEY)).status == 303
         yield page
     finally:
         await context.close()
@@ -62,7 +63,7 @@ async def narrow_page(browser: Any, system: DashboardSystem) -> AsyncIterator[An
 async def signed_in(page: Any, system: DashboardSystem) -> Any:
     """The module's operator page, signed in by the first test that uses it."""
     if "/dashboard/" not in page.url:
-        assert (await base.sign_in(page, system.url, ADMIN_KEY)).status == 303
+        assert (await shared.sign_in(page, system.url, ADMIN_KEY)).status == 303
     return page
 
 
@@ -123,7 +124,7 @@ async def test_provider_webhooks_kept_aside_are_listed_beside_failed_jobs_for_op
         await narrow.locator('#kept-aside tr[data-routing="ambiguous"]').wait_for()
         await narrow.click('#kept-aside tr[data-routing="unmatched"] details summary')
         await fits(narrow)
-        assert await base.serious_violations(narrow, axe_script) == []
+        assert await shared.serious_violations(narrow, axe_script) == []
 
 
 async def test_error_codes_are_shown_with_their_names_on_failed_jobs_and_messages(
@@ -156,7 +157,7 @@ async def test_error_codes_are_shown_with_their_names_on_failed_jobs_and_message
         await narrow.goto(system.url + "/dashboard/queues")
         await narrow.locator(f'#failed tr[data-job="{message_id}"] .code-name').wait_for()
         await fits(narrow)
-        assert await base.serious_violations(narrow, axe_script) == []
+        assert await shared.serious_violations(narrow, axe_script) == []
 
 
 async def test_a_whatsapp_web_card_shows_todays_sends_against_the_caps_and_the_warm_up_day(
@@ -167,7 +168,7 @@ async def test_a_whatsapp_web_card_shows_todays_sends_against_the_caps_and_the_w
     assert code == 0, out
     page = await signed_in(operator, system)
     await page.goto(system.url + "/dashboard/phones")
-    await base.wait_status(page, '[data-phone="acme:0"]', ("ready",))
+    await shared.wait_status(page, '[data-phone="acme:0"]', ("ready",))
     # No caps set: the card says so, from the same answer as the sessions API.
     assert await page.inner_text('[data-phone="acme:0"] [data-field="sent-today"]') == "0 (no cap)"
     assert await page.inner_text('[data-phone="acme:0"] [data-field="warmup"]') == "none"
@@ -204,7 +205,7 @@ async def test_a_whatsapp_web_card_shows_todays_sends_against_the_caps_and_the_w
         await narrow.goto(system.url + "/dashboard/phones")
         await narrow.locator('[data-phone="acme:0"] [data-field="warmup"]').wait_for()
         await fits(narrow)
-        assert await base.serious_violations(narrow, axe_script) == []
+        assert await shared.serious_violations(narrow, axe_script) == []
 
 
 async def test_messages_failed_by_a_provider_status_webhook_are_listed_beside_failed_jobs_filtered_and_scoped(
@@ -283,4 +284,4 @@ async def test_messages_failed_by_a_provider_status_webhook_are_listed_beside_fa
         await narrow.goto(system.url + "/dashboard/queues")
         await narrow.locator(f'#provider-failed tr[data-message="{failed[131049]}"] .code-name').wait_for()
         await fits(narrow)
-        assert await base.serious_violations(narrow, axe_script) == []
+        assert await shared.serious_violations(narrow, axe_script) == []

@@ -183,6 +183,14 @@ def test_operators_create_scoped_keys_from_the_command_line(tmp_path: Path, api:
     assert "messages:send messages:read" in listed.stdout, listed.stdout
     answer = httpx.get(api.url + "/api/v1/webhooks", headers={"Authorization": f"Bearer {plaintext}"})
     assert answer.status_code == 403 and answer.json()["missing_scope"] == "webhooks:manage"
+    # The key's limits replaced: webhooks:manage now, every phone, no expiry; the same key.
+    key_id = created.stderr.split()[1]  # "key <id> for company …"
+    changed = cli("keys", "set", key_id, "--scope", "webhooks:manage")
+    assert changed.returncode == 0 and "webhooks:manage; every phone; no expiry" in changed.stdout, changed
+    answer = httpx.get(api.url + "/api/v1/webhooks", headers={"Authorization": f"Bearer {plaintext}"})
+    assert answer.status_code == 200, answer.text
+    refused = cli("keys", "set", key_id, "--expires", "2001-01-01T00:00:00Z")
+    assert refused.returncode != 0 and "must be in the future" in refused.stderr + refused.stdout, refused
     unknown = cli("keys", "create", cid, "--scope", "messages:write")
     assert unknown.returncode == 2 and "unknown scope messages:write" in unknown.stderr
     assert cli("keys", "create", "--admin", "--scope", "messages:read").returncode == 2

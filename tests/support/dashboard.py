@@ -5,20 +5,30 @@ real orchestrator (``bisnesgpt start``: api, wwebjs with the sandbox driver, met
 the emulator), with two companies: ``acme`` (a WhatsApp-Web phone 0 and a Cloud API phone 1)
 and ``beta`` (a WhatsApp-Web phone 0). The browser is Debian's ``/usr/bin/chromium`` driven
 by Playwright (``playwright install`` is never used).
+
+The fixtures the dashboard's browser modules share live here too (each module imports them,
+so each module runs one system of its own): ``system``, ``browser``, ``operator`` (a signed-in
+operator page, its script and server errors checked after each test by ``_no_page_errors``)
+and ``axe_script`` (axe-core's bundle), with the helpers ``sign_in``, ``wait_status``,
+``strip_item`` and ``serious_violations``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from bisnesgpt.core.crypto import SecretBox
 from bisnesgpt.db.pool import Database
@@ -26,7 +36,14 @@ from bisnesgpt.messaging.store import touch_inbound_session
 from bisnesgpt.phones.store import META_ACCESS_TOKEN
 from bisnesgpt.tenancy import store as tenancy
 from tests.support import orchestrator as orch
-from tests.support.meta import APP_SECRET, VERIFY_TOKEN, EmulatorProc
+from tests.support.meta import (
+    APP_SECRET,
+    VERIFY_TOKEN,
+    EmulatorProc,
+    drop_module_database,
+    module_database,
+    module_redis,
+)
 from tests.support.wwebjs import FAST_WWEBJS_ENV, SandboxNetwork, start_sandbox
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,6 +57,7 @@ DELIVERED = ("sent", "delivered", "read")  # a sent message's later states, in o
 # The README's screenshots; refreshed only on request (a test run never edits tracked files).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+LIVE_TIMEOUT_MS = 30_000
 
 
 @dataclass
@@ -134,3 +152,121 @@ async def screenshot(page: Any, name: str, *, into: Path, full_page: bool = True
     path = folder / f"{name}.png"
     await page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+# --- fixtures and helpers shared by the dashboard's browser modules ---------------------------
+
+@pytest.fixture(scope="module")
+async def system(pg_server_url: str, template_database: str, redis_server_url: str,
+                 tmp_path_factory: pytest.TempPathFactory,
+                 request: pytest.FixtureRequest) -> AsyncIterator[DashboardSystem]:
+    """The running system of one module; its ``SYSTEM_ENV`` (a dict, if it has one) adds settings."""
+    extra_env: dict[str, str] = getattr(request.module, "SYSTEM_ENV", {})
+    database_url = await module_database(pg_server_url, template_database)
+    db = Database(database_url, max_size=4)
+    await db.open()
+    workdir: Path = tmp_path_factory.mktemp("dashboard")
+    with module_redis(redis_server_url) as redis_url:
+        running = DashboardSystem(workdir, database_url, redis_url, db)
+        try:
+            await running.seed()
+            started = time.monotonic()
+            running.start(META_RESTART_DELAY="3000", DASHBOARD_BACKLOG_SECONDS="2",
+                          WEBHOOK_ALLOW_PRIVATE_DESTINATIONS="true", WEBHOOK_POLL_INTERVAL_SECONDS="0.5", **extra_env)
+            print(f"\n[measured] system up (orchestrator + 3 roles healthy): {time.monotonic() - started:.1f}s")
+            yield running
+        finally:
+            running.close()
+            await db.close()
+            await drop_module_database(pg_server_url, database_url)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is a dev dependency")
+    async with playwright_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture(scope="module")
+async def operator(system: DashboardSystem, browser: Any) -> AsyncIterator[Any]:
+    """A browser context signed in as the operator (the first test does the signing in)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(LIVE_TIMEOUT_MS)
+    page = await context.new_page()
+    page.problems = []  # script errors and server errors seen by the page, checked after each test
+    page.on("pageerror", lambda error: page.problems.append(f"script error: {error}"))
+    page.on("response", lambda r: page.problems.append(f"{r.status} {r.url}") if r.status >= 500 or (
+        r.status == 404 and "/dashboard/" in r.url) else None)
+    # Console errors other than expected ones (the browser's favicon probe; a wrong key's 401).
+    page.on("console", lambda m: page.problems.append(f"console: {m.text} ({m.location.get('url')})")
+            if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") and not any(
+                allowed in m.text for allowed in ("401 (Unauthorized)", "net::ERR_FAILED")) else None)
+    try:
+        yield page
+    finally:
+        await context.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_page_errors(request: pytest.FixtureRequest) -> Any:
+    yield
+    if "operator" in request.fixturenames:
+        page = request.getfixturevalue("operator")
+        problems, page.problems[:] = list(page.problems), []
+        assert not problems, problems
+
+
+async def sign_in(page: Any, base: str, key: str) -> Any:
+    await page.goto(base + "/dashboard/login")
+    await page.fill("#api_key", key)
+    def is_sign_in(response: Any) -> bool:
+        return bool(response.url.endswith("/dashboard/login") and response.request.method == "POST")
+
+    async with page.expect_response(is_sign_in) as info:
+        await page.click("#sign-in")
+    return await info.value
+
+
+async def wait_status(page: Any, selector: str, statuses: tuple[str, ...], timeout: int = LIVE_TIMEOUT_MS) -> None:
+    await page.wait_for_function(
+        "([sel, wanted]) => { const n = document.querySelector(sel); "
+        "return !!n && wanted.includes(n.dataset.status); }",
+        arg=[selector, list(statuses)], timeout=timeout)
+
+
+def strip_item(page: Any, kind: str, company: str, phone: int | None = None) -> Any:
+    """An item of the attention strip (every page shows it)."""
+    phone_part = "" if phone is None else f'[data-phone="{phone}"]'
+    return page.locator(f'#attention-items li[data-kind="{kind}"][data-company="{company}"]{phone_part}')
+
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> Path:
+    """axe-core's browser bundle, from tests/node (pinned in its package-lock.json)."""
+    if not AXE.exists():
+        npm = shutil.which("npm")
+        assert npm is not None, "npm is needed to install axe-core (tests/node: npm ci)"
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True,
+                       timeout=300)
+    return AXE
+
+
+async def serious_violations(page: Any, axe: Path) -> list[str]:
+    """axe-core's serious and critical violations of the page as it is now: rule, impact, where."""
+    await page.add_script_tag(path=str(axe))
+    found = await page.evaluate("""async () => {
+        const result = await axe.run(document, { resultTypes: ["violations"] });
+        return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+          .map((v) => v.id + " (" + v.impact + "): " + v.nodes.slice(0, 3).map((n) => n.target.join(" ")
+            + " " + (n.failureSummary || "").split("\\n").slice(1, 2).join("")).join(" | "));
+    }""")
+    return list(found)

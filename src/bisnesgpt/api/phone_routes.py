@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import JsonValue
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
+from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.api.schemas import phones as models
 from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import (
@@ -172,6 +173,25 @@ def build(db: Database, phone_config: PhoneConfigService, settings: Settings) ->
         principal.require_company(companyId)
         await phone_config.remove(companyId, phoneIndex)
         return models.Removed(success=True, companyId=companyId, phoneIndex=phoneIndex)
+
+    @router.put(
+        "/api/whatsapp/config/{companyId}/{phoneIndex}/rate-limit", response_model=models.PhoneRateLimit,
+        summary="Set a Cloud API / 360dialog phone's messages per second (null: the default); applies within 5 s",
+        responses={200: {"content": {"application/json": {"example": models.RATE_LIMIT_EXAMPLE}}},
+                   **problem_responses(401, 403, 404, 422, 503)},
+    )
+    async def put_rate_limit(
+        principal: CurrentPrincipal, companyId: CompanyPath,
+        phoneIndex: Annotated[int, Path(ge=0, le=MAX_PHONE_INDEX, examples=[1])],
+        body: Annotated[models.RateLimitChange, Body(openapi_examples={
+            "set": {"summary": "40 messages per second", "value": {"messagesPerSecond": 40}},
+            "reset": {"summary": "back to the default", "value": {"messagesPerSecond": None}}})],
+    ) -> models.PhoneRateLimit:
+        principal.require_company(companyId)
+        principal.require_phone(phoneIndex)
+        config = await phone_config.set_rate_limit(companyId, phoneIndex, body.messagesPerSecond)
+        rate = rate_limit(settings, config.connection_type, config.settings)
+        return models.PhoneRateLimit.of(companyId, phoneIndex, rate)
 
     @router.get(
         "/api/whatsapp/meta-accounts", response_model=list[models.PhoneConfigRow],

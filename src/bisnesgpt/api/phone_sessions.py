@@ -9,7 +9,7 @@ sessions, the dashboard as phone cards; both read them through ``load_phone_sess
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -61,6 +61,8 @@ class PhoneSession:
     last_activity: datetime | None = None
     # Messages to one chat leave in acceptance order (the phone's ``ordered_sends``).
     ordered_sends: bool = True
+    # The phone's ``phone_configs.settings`` (its own rate limit, coexistence, …).
+    settings: JsonObject = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> PhoneSession:
@@ -78,6 +80,7 @@ class PhoneSession:
             breaker_reason=row["breaker_reason"], last_ready_at=row["last_ready_at"], paired=bool(row["paired"]),
             owner=row["owner"], reason=live.reason, paused_until=live.paused_until,
             last_activity=row["last_activity"], ordered_sends=bool(row.get("ordered_sends", True)),
+            settings=dict(row.get("settings") or {}),
         )
 
     @property

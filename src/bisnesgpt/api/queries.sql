@@ -5,7 +5,7 @@
 SELECT pc.company_id, c.name AS company_name, pc.phone_index,
        coalesce(pc.connection_type, 'wwebjs') AS connection_type, pc.status AS config_status,
        pc.display_phone_number, pc.meta_phone_number_id, pc.meta_waba_id, pc.dialog360_channel_id,
-       pc.ordered_sends, ps.status, ps.phone_number, ps.last_seen, ps.metadata, ps.updated_at AS status_updated_at,
+       pc.ordered_sends, pc.settings, ps.status, ps.phone_number, ps.last_seen, ps.metadata, ps.updated_at AS status_updated_at,
        ws.desired_state, ws.breaker_tripped_at, ws.breaker_reason, ws.last_ready_at,
        (ws.auth_state IS NOT NULL) AS paired, pl.holder AS owner,
        (SELECT max(greatest(cs.last_inbound_at, cs.last_outbound_at)) FROM conversation_sessions cs

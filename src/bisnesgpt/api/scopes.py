@@ -91,6 +91,7 @@ ROUTE_RULES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/whatsapp/360dialog/onboard"): RouteRule("sessions:manage", "body"),
     ("GET", "/api/whatsapp/config/{companyId}"): RouteRule("sessions:manage", "every"),
     ("DELETE", "/api/whatsapp/config/{companyId}/{phoneIndex}"): RouteRule("sessions:manage", "path"),
+    ("PUT", "/api/whatsapp/config/{companyId}/{phoneIndex}/rate-limit"): RouteRule("sessions:manage", "path"),
     ("GET", "/api/bot-status/{companyId}"): RouteRule("sessions:manage", "every"),
     ("GET", "/api/v1/phones/{phoneIndex}"): RouteRule("messages:read", "path"),
     ("GET", "/api/sessions/{company_id}"): RouteRule("sessions:manage", "every"),

@@ -16,6 +16,7 @@ import asyncpg
 import typer
 from rich.table import Table
 
+from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.cli import antiban
 from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console
 from bisnesgpt.cli.database import announce, run_with_database
@@ -174,10 +175,13 @@ def phones_set(
     api_key: str | None = typer.Option(None, "--api-key", help="('-': stdin)"),
     ordered: bool | None = typer.Option(None, "--ordered/--unordered", help=ORDERED_HELP),
     verify: bool = typer.Option(True, "--verify/--no-verify", help=VERIFY_HELP),
+    messages_per_second: str | None = typer.Option(
+        None, "--messages-per-second", help="Cloud API / 360dialog: this phone's own send rate, applied within "
+        "5 s ('default': back to META_PHONE_MESSAGES_PER_SECOND)"),
     *,
     controls: dict[str, object],
 ) -> None:
-    """Change a phone's connection type, status, credentials, per-chat order or anti-ban controls (the rest is kept).
+    """Change a phone's type, status, credentials, per-chat order, send rate or anti-ban controls (the rest is kept).
 
     A change of the number or its credentials is proven at the provider with the values given
     and, for the rest, the stored ones. The anti-ban options set the WhatsApp-Web phone's own
@@ -193,6 +197,10 @@ def phones_set(
             await _prove_change(db, settings, company_id, index, connection_type, plain, token=token,
                                 d360_key=d360_key)
         service, fields = _with_secrets(db, settings, (company_id, index), plain, token=token, d360_key=d360_key)
+        if messages_per_second is not None:
+            rated = await _set_rate(service, settings, company_id, index, messages_per_second)
+            if not (fields or connection_type or status or controls):
+                return rated
         if not fields and connection_type is None and status is None:
             if controls:
                 return await _set_antiban(db, company_id, index, controls)
@@ -212,6 +220,20 @@ async def _phone_or_404(conn: asyncpg.Connection, company_id: str, index: int) -
     if phone is None:
         raise NotFound(f"phone {company_id}/{index} is not configured; add it with `bisnesgpt phones add`")
     return phone
+
+
+async def _set_rate(service: PhoneConfigService, settings: Settings, company_id: str, index: int,
+                    given: str) -> PhoneConfig:
+    """Set (``default``: reset) the phone's own send rate and print the rate in effect."""
+    try:
+        rate = None if given.strip().lower() == "default" else float(given)
+    except ValueError:
+        raise ValidationFailed(f"--messages-per-second: {given!r} is not a number (or 'default')") from None
+    config = await service.set_rate_limit(company_id, index, rate)
+    effective = rate_limit(settings, config.connection_type, config.settings)
+    console.print(f"messages per second: {effective.effective:g}"
+                  + (" (the default)" if effective.configured is None else f" (default {effective.default:g})"))
+    return config
 
 
 async def _set_antiban(db: Database, company_id: str, index: int, controls: dict[str, object]) -> PhoneConfig:

@@ -213,6 +213,26 @@ def keys_list(
     console.print(table)
 
 
+@keys_app.command("set")
+def keys_set(
+    key_id: int = typer.Argument(..., help="The key's id (see `keys list`)"),
+    scope: list[str] | None = SCOPE_OPTION,
+    phone: list[int] | None = PHONE_OPTION,
+    expires: str | None = typer.Option(None, "--expires", help="Expiry: 90d, 12h, 30m or an ISO 8601 time"),
+) -> None:
+    """Replace an API key's limits (an option left out: no limit of that kind); they hold at once."""
+    limits = KeyLimits(parse_scopes(scope), tuple(phone) if phone else None,
+                       parse_expiry(expires) if expires is not None else None)
+
+    async def change(db: Database, settings: Settings) -> ApiKey:
+        async with db.connection() as conn:
+            changed = await store.set_api_key_limits(conn, key_id, limits)
+        await _announce_key_change(settings, db.dsn, {"keyId": key_id, "origin": "cli"})
+        return changed
+
+    console.print(f"key {key_id}: {_limits(run_with_database(change))}", markup=False)
+
+
 @keys_app.command("revoke")
 def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (see `keys list`)")) -> None:
     """Revoke an API key: it stops working at once."""

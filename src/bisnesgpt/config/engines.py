@@ -9,6 +9,9 @@ from pydantic_settings import BaseSettings
 
 from bisnesgpt.config.types import Millis
 
+# The highest per-phone send rate the settings and a phone's own rate limit accept (messages per
+# second): far above any Cloud API tier, low enough to catch a typo of a few zeros.
+MAX_PHONE_MESSAGES_PER_SECOND = 10_000
 
 class EngineSettings(BaseSettings):
     """How messages are accepted, paced, sent by each engine and delivered to tenants."""
@@ -59,8 +62,8 @@ class EngineSettings(BaseSettings):
     d360_base_url: str = "https://waba-v2.360dialog.io"
     # Per business phone number (Meta's default tier); per-phone override in
     # phone_configs.settings {"messages_per_second": n} or {"coexistence": true}.
-    meta_phone_messages_per_second: Annotated[float, Field(gt=0, le=10_000)] = 80
-    meta_coexistence_messages_per_second: Annotated[float, Field(gt=0, le=10_000)] = 20
+    meta_phone_messages_per_second: Annotated[float, Field(gt=0, le=MAX_PHONE_MESSAGES_PER_SECOND)] = 80
+    meta_coexistence_messages_per_second: Annotated[float, Field(gt=0, le=MAX_PHONE_MESSAGES_PER_SECOND)] = 20
     meta_pacing_burst_ms: Annotated[int, Field(ge=0, le=10_000)] = 100
     # How much of a late backlog may go out faster than the rate to catch up (kept below
     # one second's worth: Meta's bucket is per second).

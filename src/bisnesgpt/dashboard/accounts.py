@@ -1,7 +1,9 @@
 """The dashboard's companies and API keys: list, create, disable/enable, send quota, keys.
 
 Every change goes through ``tenancy.store``, as ``bisnesgpt companies …`` and ``bisnesgpt keys …``
-do: the same checks (ids, scopes, phone limits, expiry), the same rows. Operators see and manage
+do: the same checks (ids, scopes, phone limits, expiry), the same rows. A key's limits can
+change later (``keys set``); like a revocation, the change is announced on ``api:keys`` so
+that no api process keeps authorising by its cached copy. Operators see and manage
 every company; a company's dashboard user sees its own company and manages its own company's keys
 (never an operator key, never another company's: those answer 404). A new key is answered once,
 in full; afterwards only its prefix is shown.
@@ -12,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+from asyncpg import Connection
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
@@ -95,7 +98,23 @@ class QuotaChange(BaseModel):
     perDay: int | None = Field(None, ge=0, le=100_000_000)
 
 
-class NewKey(BaseModel):
+class KeyLimitsBody(BaseModel):
+    """Body of a key's limits, replaced as a whole: scopes, phones and expiry (null: no limit)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"scopes": ["messages:send", "messages:read"], "phoneIndexes": [0, 1], "expiresAt": "2027-06-30T00:00:00Z"}]})
+    scopes: list[Scope] | None = Field(None, description="only these scopes (null: every scope)")
+    phoneIndexes: list[Annotated[int, Field(ge=0, le=1000)]] | None = Field(
+        None, description="only these phones (null: every phone)")
+    expiresAt: datetime | None = Field(None, description="when the key stops working (null: never)")
+
+    def limits(self) -> KeyLimits:
+        """The limits as ``tenancy.store`` checks and stores them."""
+        return KeyLimits(tuple(self.scopes) if self.scopes is not None else None,
+                         tuple(self.phoneIndexes) if self.phoneIndexes is not None else None, self.expiresAt)
+
+
+class NewKey(KeyLimitsBody):
     """Body of a new API key: a company key (optionally limited) or, operators only, an operator key."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -103,10 +122,6 @@ class NewKey(BaseModel):
          "expiresAt": "2027-01-01T00:00:00Z"}]})
     companyId: str | None = Field(None, pattern=COMPANY_ID, description="the key's company; null: an operator key")
     name: str = Field("", max_length=200, description="a label to recognise the key by")
-    scopes: list[Scope] | None = Field(None, description="only these scopes (null: every scope)")
-    phoneIndexes: list[Annotated[int, Field(ge=0, le=1000)]] | None = Field(
-        None, description="only these phones (null: every phone)")
-    expiresAt: datetime | None = Field(None, description="when the key stops working (null: never)")
 
 
 def _company_view(company: Company, quota: store.SendQuota) -> CompanyView:
@@ -185,6 +200,12 @@ def account_routes(router: APIRouter, ctx: ProcessContext) -> None:
                                                             "perDay": body.perDay, "by": who.label})
         return await view(company_id)
 
+    _key_routes(router, ctx)
+
+
+def _key_routes(router: APIRouter, ctx: ProcessContext) -> None:
+    """``/dashboard/api/keys…``: list, create, change limits, revoke."""
+
     @router.get("/keys", summary="API keys (prefixes only), revoked ones too; a company user: its own company's")
     async def key_list(who: Who, company: Annotated[str | None, Query(pattern=COMPANY_ID)] = None) -> KeyList:
         async with ctx.db.connection() as conn:
@@ -200,8 +221,7 @@ def account_routes(router: APIRouter, ctx: ProcessContext) -> None:
             who.principal.require_admin()
         else:
             who.principal.require_company(body.companyId)
-        limits = KeyLimits(tuple(body.scopes) if body.scopes is not None else None,
-                           tuple(body.phoneIndexes) if body.phoneIndexes is not None else None, body.expiresAt)
+        limits = body.limits()
         async with ctx.db.transaction() as conn:
             if body.companyId is not None:
                 await store.get_company(conn, body.companyId)
@@ -211,13 +231,28 @@ def account_routes(router: APIRouter, ctx: ProcessContext) -> None:
                                                          "by": who.label})
         return {"apiKey": key_view(record), "key": plaintext}
 
+    async def own_key(who: Caller, conn: Connection, key_id: int) -> ApiKey:
+        key = await store.get_api_key(conn, key_id)
+        if not who.principal.is_admin and key.company_id != who.principal.company_id:
+            raise NotFound("API key not found")  # another tenant's key: do not confirm it exists
+        return key
+
+    @router.post("/keys/{key_id}/limits",
+                 summary="Change an API key's scopes, phones and expiry: they hold at once, on every api process")
+    async def key_limits(who: Who, key_id: KeyId, body: KeyLimitsBody) -> KeyView:
+        async with ctx.db.transaction() as conn:
+            key = await own_key(who, conn, key_id)
+            changed = await store.set_api_key_limits(conn, key_id, body.limits())
+        await _keys_changed(ctx, {"keyId": key_id, "origin": "dashboard"})
+        await ctx.events.record("dashboard.key.limits", {"companyId": key.company_id, "keyId": key_id,
+                                                         "by": who.label})
+        return key_view(changed)
+
     @router.post("/keys/{key_id}/revoke", summary="Revoke an API key: it stops working at once")
     async def key_revoke(who: Who, key_id: KeyId, body: Confirmed | None = None) -> KeyView:
         require_confirmed(body)
         async with ctx.db.transaction() as conn:
-            key = await store.get_api_key(conn, key_id)
-            if not who.principal.is_admin and key.company_id != who.principal.company_id:
-                raise NotFound("API key not found")  # another tenant's key: do not confirm it exists
+            key = await own_key(who, conn, key_id)
             await store.revoke_api_key(conn, key_id)
             revoked = await store.get_api_key(conn, key_id)
         await _keys_changed(ctx, {"keyId": key_id, "origin": "dashboard"})

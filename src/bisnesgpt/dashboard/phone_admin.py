@@ -6,8 +6,10 @@ is stored (the token must read the number, in that WABA; one number, one phone),
 stored encrypted and never shown again; a 360dialog phone's API key is checked at 360dialog
 first, like ``/api/whatsapp/360dialog/onboard`` (the number it names is stored), then kept
 encrypted and never shown again; a WhatsApp-Web phone is stored and its session starts
-(the card then shows the QR code). Settings: the number shown and whether messages to one chat
-leave in acceptance order. Scoped like every phone route: another company's phone is a 404.
+(the card then shows the QR code). Settings: the number shown, whether messages to one chat
+leave in acceptance order, and a Cloud API / 360dialog phone's own send rate
+(``PhoneConfigService.set_rate_limit``, as ``PUT /api/whatsapp/config/{c}/{i}/rate-limit``).
+Scoped like every phone route: another company's phone is a 404.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from bisnesgpt.api.schemas.phones import RateLimitChange
 from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
 from bisnesgpt.dashboard import phones
 from bisnesgpt.dashboard.auth import Caller, dashboard_caller
@@ -124,4 +127,15 @@ def phone_admin_routes(router: APIRouter, ctx: ProcessContext, phone_config: Pho
         await phone_config.update(company_id, phone_index, fields=fields)
         await ctx.events.record("dashboard.phone.settings", {"companyId": company_id, "phoneIndex": phone_index,
                                                              "changed": sorted(fields), "by": who.label})
+        return await card(company_id, phone_index)
+
+    @router.post("/phones/{company_id}/{phone_index}/rate-limit",
+                 summary="Set a Cloud API / 360dialog phone's messages per second (null: the default)")
+    async def phone_rate_limit(who: Who, company_id: CompanyId, phone_index: PhoneIndex,
+                               body: RateLimitChange) -> phones.PhoneCard:
+        who.principal.require_company(company_id, "phone")
+        await phone_config.set_rate_limit(company_id, phone_index, body.messagesPerSecond)
+        await ctx.events.record("dashboard.phone.rate_limit", {"companyId": company_id, "phoneIndex": phone_index,
+                                                               "messagesPerSecond": body.messagesPerSecond,
+                                                               "by": who.label})
         return await card(company_id, phone_index)

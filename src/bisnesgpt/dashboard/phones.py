@@ -23,6 +23,7 @@ from pydantic import JsonValue
 from redis.exceptions import RedisError
 from typing_extensions import TypedDict
 
+from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.api.phone_sessions import (
     PhoneSession,
     load_phone_session,
@@ -75,6 +76,15 @@ class Sending(TypedDict):
     warmupDays: int
 
 
+class Rate(TypedDict):
+    """The phone's send rate (messages per second): its own (None: the default), the default, the one in effect."""
+
+    configured: float | None
+    default: float
+    effective: float
+    perPhone: bool
+
+
 class PhoneCard(TypedDict):
     """A phone as the phones page shows it; the session fields for ``wwebjs``, the Cloud API ones otherwise."""
 
@@ -104,6 +114,7 @@ class PhoneCard(TypedDict):
     metaWabaId: NotRequired[str | None]
     dialog360ChannelId: NotRequired[str | None]
     verification: NotRequired[JsonValue]
+    rateLimit: NotRequired[Rate]
 
 
 class PhoneCounts(TypedDict):
@@ -191,6 +202,10 @@ async def list_phones(db: Database, company_id: str | None, phone_index: int | N
         cards = []
         for p in phones:
             card = phone_card(p)
+            if settings is not None:
+                rate = rate_limit(settings, p.connection_type, p.settings)
+                card["rateLimit"] = {"configured": rate.configured, "default": rate.default,
+                                     "effective": rate.effective, "perPhone": rate.per_phone}
             if settings is not None and p.is_wwebjs:
                 today = await phone_sending(conn, settings, p.company_id, p.phone_index)
                 card["sending"] = {"sentToday": today.sent_today, "newChatsToday": today.new_chats_today,

@@ -94,3 +94,13 @@ ORDER BY 1
 -- company_exists --
 -- Whether the company exists (checked before a provider is asked about a claim).
 SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)
+
+-- set_phone_setting --
+-- Set one key ($3) of a phone's settings to the JSON value $4, or remove it when $4 is NULL
+-- (the phone's default applies again); answers the phone, none when it is not configured.
+UPDATE phone_configs
+SET settings = CASE WHEN $4::jsonb IS NULL THEN settings - $3::text
+                    ELSE settings || jsonb_build_object($3::text, $4::jsonb) END,
+    updated_at = now()
+WHERE company_id = $1 AND phone_index = $2
+RETURNING *

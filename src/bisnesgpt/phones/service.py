@@ -21,6 +21,7 @@ from typing import Protocol
 
 import asyncpg
 
+from bisnesgpt.config.engines import MAX_PHONE_MESSAGES_PER_SECOND
 from bisnesgpt.core.crypto import SecretBox, SecretColumn
 from bisnesgpt.core.errors import ConfigError, Conflict, NotFound, ProviderIdentityTaken, ValidationFailed
 from bisnesgpt.db.pool import Database
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 CONNECTION_TYPES = tuple(sorted(t for t in CONNECTION_TYPE_QUEUES if t is not None))
 META_TYPES = ("meta_direct", "meta_embedded")
+# The phones the meta engine sends for, each paced by its own rate (``engines/meta/pacing.py``).
+PER_PHONE_RATE_TYPES = (*META_TYPES, "360dialog")
+RATE_SETTING = "messages_per_second"
 
 # The unique indexes of provider identities: (what the identity is, its column, the request field).
 IDENTITY_INDEXES = {
@@ -172,6 +176,34 @@ class PhoneConfigService:
             raise ValidationFailed(f"status must be one of {', '.join(PHONE_CONFIG_STATUSES)}")
         return await self.save(company_id, phone_index, connection_type=connection_type or current.connection_type
                                or "wwebjs", fields=fields or {}, status=status or current.status or "pending")
+
+    async def set_rate_limit(self, company_id: str, phone_index: int, messages_per_second: float | None) -> PhoneConfig:
+        """Pace a Cloud API / 360dialog phone at its own rate; None: back to the default (coexistence aware).
+
+        The meta engine reads it with the phone's row, which it caches for at most 5 s
+        (``engines/meta/phones.py``): a change applies to sends from then on, without a restart.
+        """
+        if messages_per_second is not None and not 0 < messages_per_second <= MAX_PHONE_MESSAGES_PER_SECOND:
+            raise ValidationFailed(
+                f"messagesPerSecond must be above 0 and at most {MAX_PHONE_MESSAGES_PER_SECOND:,}; null: the default",
+                errors=[{"field": "messagesPerSecond", "type": "range",
+                         "message": f"give a number in (0, {MAX_PHONE_MESSAGES_PER_SECOND}] or null"}])
+        async with self.db.transaction() as conn:
+            current = await store.get_phone(conn, company_id, phone_index)
+            if current is None:
+                raise NotFound(f"no phone {phone_index} configured for company {company_id!r}")
+            if (current.connection_type or "wwebjs") not in PER_PHONE_RATE_TYPES:
+                raise ValidationFailed(
+                    f"phone {phone_index} is a WhatsApp-Web phone: sessions share WWEBJS_MAX_MESSAGES_PER_SECOND; "
+                    "limit this phone with its anti-ban daily caps (bisnesgpt phones set --daily-message-cap)",
+                    errors=[{"field": "messagesPerSecond", "type": "value",
+                             "message": "only Cloud API and 360dialog phones have their own rate"}])
+            config = await store.set_phone_setting(conn, company_id, phone_index, RATE_SETTING, messages_per_second)
+        if config is None:  # removed meanwhile
+            raise NotFound(f"no phone {phone_index} configured for company {company_id!r}")
+        log.info("phone %s/%d rate limit set to %s", company_id, phone_index, messages_per_second or "the default")
+        await self.on_change(company_id, phone_index, config.connection_type)
+        return config
 
     async def remove(self, company_id: str, phone_index: int) -> None:
         """Delete a phone's configuration and status (its next message answers 404), and announce it."""

@@ -10,7 +10,7 @@ from typing import Literal, TypedDict, get_args
 import asyncpg
 
 from bisnesgpt.core.crypto import SecretBox, SecretColumn
-from bisnesgpt.core.jsontypes import JsonObject
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.db.records import Row, RowRecord
 
@@ -156,6 +156,12 @@ async def get_phone_status(conn: asyncpg.Connection, company_id: str, phone_inde
 
 
 # --- writes (phone configuration API and CLI) -----------------------------------------------
+
+
+async def set_phone_setting(conn: asyncpg.Connection, company_id: str, phone_index: int, name: str,
+                            value: JsonValue) -> PhoneConfig | None:
+    """Set one key of the phone's ``settings`` (None removes it); the phone, None when not configured."""
+    return await PhoneConfig.fetch_one(conn, SQL.set_phone_setting, company_id, phone_index, name, value)
 
 
 async def upsert_phone(conn: asyncpg.Connection, company_id: str, phone_index: int, *, connection_type: str,

@@ -64,3 +64,11 @@ UPDATE companies SET status = $2 WHERE id = $1 RETURNING id, name, status, creat
 SELECT id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at, scopes, phone_indexes,
        expires_at
 FROM api_keys WHERE id = $1
+
+-- set_api_key_limits --
+-- Replace a key's scopes ($2), phone indexes ($3; NULL: all) and expiry ($4; NULL: never), unless
+-- it is revoked; answers the key when it changed.
+UPDATE api_keys SET scopes = $2, phone_indexes = $3, expires_at = $4
+WHERE id = $1 AND revoked_at IS NULL
+RETURNING id, company_id, role, name, key_prefix, created_at, last_used_at, revoked_at, scopes, phone_indexes,
+          expires_at

@@ -111,6 +111,12 @@ def check_limits(limits: KeyLimits, *, operator: bool) -> KeyLimits:
     return KeyLimits(scopes, phones, limits.expires_at)
 
 
+def _limit_columns(limits: KeyLimits) -> tuple[list[Scope] | None, list[int] | None, datetime | None]:
+    """The ``scopes``, ``phone_indexes`` and ``expires_at`` columns of checked limits."""
+    return (list(limits.scopes) if limits.scopes is not None else None,
+            list(limits.phone_indexes) if limits.phone_indexes is not None else None, limits.expires_at)
+
+
 async def create_company(conn: asyncpg.Connection, company_id: str, name: str) -> Company:
     """A new active company; Conflict when the id is taken or not a valid id."""
     try:
@@ -154,10 +160,7 @@ async def create_api_key(conn: asyncpg.Connection, *, company_id: str | None, na
     checked = check_limits(limits or KeyLimits(), operator=company_id is None)
     plaintext = new_api_key("bgpt_admin" if company_id is None else "bgpt")
     row = await conn.fetchrow(SQL.insert_api_key, company_id, "admin" if company_id is None else "company", name,
-                              plaintext[:14], hash_api_key(plaintext),
-                              list(checked.scopes) if checked.scopes is not None else None,
-                              list(checked.phone_indexes) if checked.phone_indexes is not None else None,
-                              checked.expires_at)
+                              plaintext[:14], hash_api_key(plaintext), *_limit_columns(checked))
     assert row is not None
     return ApiKey.from_row(row), plaintext
 
@@ -179,6 +182,20 @@ async def revoke_api_key(conn: asyncpg.Connection, key_id: int) -> None:
     """Revoke a key at once; NotFound when there is no active key with this id."""
     if await conn.fetchval(SQL.revoke_api_key, key_id) is None:
         raise NotFound(f"no active API key with id {key_id}")
+
+
+async def set_api_key_limits(conn: asyncpg.Connection, key_id: int, limits: KeyLimits) -> ApiKey:
+    """Replace a key's scopes, phones and expiry (checked as for a new key); it keeps its secret.
+
+    NotFound for an unknown key, Conflict for a revoked one. The caller announces the change
+    (``api:keys``) so that no process keeps authorising by the old limits.
+    """
+    key = await get_api_key(conn, key_id)
+    checked = check_limits(limits, operator=key.role == "admin")
+    row = await conn.fetchrow(SQL.set_api_key_limits, key_id, *_limit_columns(checked))
+    if row is None:
+        raise Conflict(f"API key {key_id} is revoked: its limits cannot change; create a new key")
+    return ApiKey.from_row(row)
 
 
 async def find_key(conn: asyncpg.Connection, plaintext: str) -> tuple[ApiKey, CompanyStatus | None] | None:

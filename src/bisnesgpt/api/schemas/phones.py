@@ -6,8 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from bisnesgpt.api.phone_rates import RateLimit
 from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import CompanyId, JsonObject, PhoneIndex, Strict
+from bisnesgpt.config.engines import MAX_PHONE_MESSAGES_PER_SECOND
 
 ProviderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 # Graph object ids are digit strings (they go into the Graph URL's path when the claim is proven).
@@ -75,6 +77,40 @@ class PhoneConfigSaved(BaseModel):
     queueName: str | None
     displayPhoneNumber: str | None
     status: str | None
+
+
+MessagesPerSecond = Annotated[float, Field(gt=0, le=MAX_PHONE_MESSAGES_PER_SECOND, examples=[40])]
+
+
+class RateLimitChange(Strict):
+    """Body of a rate-limit change: the phone's own messages per second, or null for the default."""
+
+    messagesPerSecond: MessagesPerSecond | None = Field(
+        description=f"above 0, at most {MAX_PHONE_MESSAGES_PER_SECOND}; null: the default "
+                    "(META_PHONE_MESSAGES_PER_SECOND, or META_COEXISTENCE_MESSAGES_PER_SECOND for a "
+                    "coexistence number)")
+
+
+class PhoneRateLimit(BaseModel):
+    """A phone's send rate: its own (null: none), the default, and the one the engine paces by."""
+
+    companyId: str
+    phoneIndex: int
+    messagesPerSecond: float | None
+    defaultMessagesPerSecond: float
+    effectiveMessagesPerSecond: float
+    perPhone: bool = Field(description="false: a WhatsApp-Web phone (WWEBJS_MAX_MESSAGES_PER_SECOND, every session)")
+
+    @classmethod
+    def of(cls, company_id: str, phone_index: int, rate: RateLimit) -> PhoneRateLimit:
+        """The answer for one phone's ``RateLimit``."""
+        return cls(companyId=company_id, phoneIndex=phone_index, messagesPerSecond=rate.configured,
+                   defaultMessagesPerSecond=rate.default, effectiveMessagesPerSecond=rate.effective,
+                   perPhone=rate.per_phone)
+
+
+RATE_LIMIT_EXAMPLE = {"companyId": "acme", "phoneIndex": 1, "messagesPerSecond": 40,
+                      "defaultMessagesPerSecond": 80, "effectiveMessagesPerSecond": 40, "perPhone": True}
 
 
 class Removed(BaseModel):

@@ -60,11 +60,42 @@
       + (k.expiresAt ? "expires " + fmt.time(k.expiresAt) : "no expiry");
   }
 
+  /* A key's limits, edited in place and replaced as a whole (scopes and phones: company keys
+     only). The API answers 422 with what to fix; the change holds at once on every api process. */
+  const SCOPES = [...document.querySelectorAll("#new-key-scopes input")].map((i) => i.value);
+  function limitsForm(k) {
+    const id = "key-" + k.id;
+    const company = k.role !== "admin";
+    const boxes = SCOPES.map((scope) => el("input", { type: "checkbox", value: scope, checked: !k.scopes || k.scopes.includes(scope) }));
+    const phones = el("input", { id: id + "-phones", size: 8, autocomplete: "off", value: k.phoneIndexes ? k.phoneIndexes.join(", ") : "" });
+    const expires = el("input", { id: id + "-expires", type: "date", value: k.expiresAt ? k.expiresAt.slice(0, 10) : "" });
+    const error = el("p", { class: "small error", role: "alert", hidden: true });
+    return el("details", { class: "key-limits" }, el("summary", {}, "Edit limits"),
+      el("form", { class: "filters", onsubmit: async (event) => {
+        event.preventDefault();
+        const ticked = boxes.filter((b) => b.checked).map((b) => b.value);
+        const listed = phones.value.split(/[\s,]+/).filter(Boolean);
+        const body = { scopes: company && ticked.length < SCOPES.length ? ticked : null,
+                       phoneIndexes: company && listed.length ? listed.map(Number) : null,
+                       expiresAt: expires.value ? expires.value + "T00:00:00Z" : null };
+        try {
+          await BG.post("/dashboard/api/keys/" + k.id + "/limits", body);
+          BG.toast("key #" + k.id + " limits saved", "ok");
+          await BG.load();
+        } catch (e) { error.textContent = e.message; error.hidden = false; }
+      } },
+        company ? el("fieldset", { class: "scopes" }, el("legend", {}, "Scopes"),
+          boxes.map((box, i) => el("label", {}, box, " " + SCOPES[i]))) : null,
+        company ? el("label", { for: id + "-phones" }, "Phones (empty: every phone)", phones) : null,
+        el("label", { for: id + "-expires" }, "Expires on (UTC; empty: never)", expires),
+        el("button", { type: "submit", class: "save-limits" }, "Save limits"), error));
+  }
+
   function keyRow(k) {
     return el("tr", { dataset: { keyId: String(k.id), state: k.state } },
       el("th", { scope: "row" }, el("div", {}, el("span", { class: "mono" }, k.prefix + "…"), el("div", { class: "small muted" }, "#" + k.id + (k.name ? " " + k.name : "")))),
       el("td", {}, k.companyId || "operator"),
-      el("td", { class: "small" }, limitsText(k)),
+      el("td", { class: "small", dataset: { field: "limits" } }, el("div", {}, limitsText(k), k.state === "revoked" ? null : limitsForm(k))),
       el("td", {}, el("div", {}, badge(k.state === "active" ? "ready" : "disabled", k.state))),
       el("td", {}, k.lastUsedAt ? fmt.ago(k.lastUsedAt) : "never"),
       el("td", { class: "actions" }, k.state === "revoked" ? null

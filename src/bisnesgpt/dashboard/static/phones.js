@@ -86,7 +86,32 @@
       } },
         el("label", { for: id + "-display" }, "Number shown", display),
         el("label", { for: id + "-ordered", class: "check" }, ordered, "Messages to one chat leave in order"),
-        el("button", { type: "submit", class: "save-settings" }, "Save settings")));
+        el("button", { type: "submit", class: "save-settings" }, "Save settings")),
+      rateBlock(phone, id));
+  }
+
+  /* The send rate in effect; a Cloud API / 360dialog phone's own rate is edited here (empty or
+     "use default": the default again). WhatsApp-Web sessions share one rate, shown only. */
+  function rateBlock(phone, id) {
+    const rate = phone.rateLimit;
+    if (!rate) return null;
+    const inEffect = el("p", { class: "small", dataset: { field: "rate" } }, "In effect: " + rate.effective + " messages/s",
+      rate.perPhone ? (rate.configured === null ? " (the default)" : " (this phone's own; default " + rate.default + ")")
+                    : " (WWEBJS_MAX_MESSAGES_PER_SECOND, shared by every WhatsApp-Web session)");
+    if (!rate.perPhone) return inEffect;
+    const input = el("input", { id: id + "-rate", type: "number", min: "0.01", max: "10000", step: "any", size: 8,
+                                value: rate.configured === null ? "" : String(rate.configured), placeholder: "default " + rate.default });
+    const save = (value) => BG.act(path(phone, "/rate-limit"), { payload: { messagesPerSecond: value },
+      done: (r) => "rate limit: " + r.rateLimit.effective + " messages/s" + (value === null ? " (default)" : "") });
+    return el("form", { class: "filters", dataset: { rateForm: "1" }, onsubmit: (event) => {
+      event.preventDefault();
+      save(input.value.trim() === "" ? null : Number(input.value));
+    } },
+      el("label", { for: id + "-rate" }, "Messages per second", input),
+      el("button", { type: "submit", class: "save-rate" }, "Save rate"),
+      el("button", { type: "button", class: "reset-rate", disabled: rate.configured === null || null,
+                     title: rate.configured === null ? "already the default" : null, onclick: () => save(null) }, "Use default"),
+      inEffect);
   }
 
   /* A test message from this phone: sent like any message, then followed by its id until it is
