@@ -594,6 +594,32 @@ async def test_alerts_and_the_operators_audit_trail_are_apart_and_a_lost_session
     await wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)  # it reconnected
 
 
+async def test_attention_strip_raises_a_disconnected_wwebjs_phone_and_clears_it_once_it_reconnects(
+        system: DashboardSystem, operator: Any) -> None:
+    page = operator
+    # The network goes silent for acme's WhatsApp-Web session (its reconnects too): the engine drops
+    # it, and the strip names the phone (disconnected, or in error once its reconnects count as flapping).
+    code, out = await system.cli("sandbox", "wweb", "fault", "acme", "0", "hang", "--seconds", "120",
+                                 "--url", system.sandbox.url)  # type: ignore[union-attr]
+    assert code == 0, out
+    await page.goto(system.url + "/dashboard/messages")  # every page has the strip
+    item = strip_item(page, "phone", "acme", 0)
+    await item.wait_for(timeout=45_000)
+    text = await item.inner_text()
+    assert "phone 0: disconnected" in text or "phone 0: error" in text, text
+    assert await item.locator("a").get_attribute("href") == "/dashboard/phones?company=acme#phone-acme-0"
+    # The network answers again; the operator restarts the session (which also closes the circuit
+    # breaker, should the hang have counted as flapping): the item goes once the phone is ready.
+    code, out = await system.cli("sandbox", "wweb", "fault", "acme", "0", "clear",
+                                 "--url", system.sandbox.url)  # type: ignore[union-attr]
+    assert code == 0, out
+    restarted = await system.api("POST", "/api/sessions/acme/0/restart", ADMIN_KEY)
+    assert restarted.status_code == 200, restarted.text
+    await item.wait_for(state="detached", timeout=90_000)
+    await page.goto(system.url + "/dashboard/phones")
+    await wait_status(page, '[data-phone="acme:0"]', ("ready",), timeout=60_000)
+
+
 async def test_no_page_has_serious_or_critical_accessibility_violations(
         system: DashboardSystem, browser: Any, axe_script: Path) -> None:
     # The pages' Content-Security-Policy forbids injected scripts; this browser context ignores it for axe.
