@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.config import load_settings
 from bisnesgpt.core.errors import NotFound, ValidationFailed
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.meta.pacing import Pacer, rates_for_phone
+from bisnesgpt.engines.meta.phone_rates import rate_limit
 from bisnesgpt.engines.meta.phones import PhoneCache
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.phones.service import PhoneConfigService

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import JsonValue
 
 from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal
-from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.api.schemas import phones as models
 from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import (
@@ -25,6 +24,7 @@ from bisnesgpt.api.schemas.common import (
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.meta.phone_rates import rate_limit
 from bisnesgpt.engines.wwebjs.antiban import SendingToday, phone_sending
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES
 from bisnesgpt.phones import store

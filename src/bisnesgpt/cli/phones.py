@@ -16,13 +16,13 @@ import asyncpg
 import typer
 from rich.table import Table
 
-from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.cli import antiban
 from bisnesgpt.cli.common import COMPANY_HELP, command_group, console, err_console
 from bisnesgpt.cli.database import announce, run_with_database
 from bisnesgpt.config import Settings
 from bisnesgpt.core.errors import Conflict, NotFound, ValidationFailed
 from bisnesgpt.db.pool import Database
+from bisnesgpt.engines.meta.phone_rates import rate_limit
 from bisnesgpt.engines.wwebjs.antiban import SendingToday, phone_sending
 from bisnesgpt.infra.secrets import resolve_encryption_key, secret_box
 from bisnesgpt.messaging.queues import CONNECTION_TYPE_QUEUES

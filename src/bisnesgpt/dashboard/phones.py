@@ -23,7 +23,6 @@ from pydantic import JsonValue
 from redis.exceptions import RedisError
 from typing_extensions import TypedDict
 
-from bisnesgpt.api.phone_rates import rate_limit
 from bisnesgpt.api.phone_sessions import (
     PhoneSession,
     load_phone_session,
@@ -37,6 +36,7 @@ from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.meta.client import CloudApiClient
 from bisnesgpt.engines.meta.errors import CloudApiError, PhoneAuthError, PhoneBlockedError, TransportError
 from bisnesgpt.engines.meta.pacing import Pacer
+from bisnesgpt.engines.meta.phone_rates import rate_limit
 from bisnesgpt.engines.meta.phones import change_phone_status
 from bisnesgpt.engines.meta.profiles import META_CONNECTION_TYPES, credentials_for_phone
 from bisnesgpt.engines.wwebjs.antiban import phone_sending

@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from bisnesgpt.api.phone_rates import RateLimit
 from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import CompanyId, JsonObject, PhoneIndex, Strict
 from bisnesgpt.config.engines import MAX_PHONE_MESSAGES_PER_SECOND
+from bisnesgpt.engines.meta.phone_rates import RateLimit
 
 ProviderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 # Graph object ids are digit strings (they go into the Graph URL's path when the claim is proven).
