@@ -37,6 +37,7 @@ pytestmark = [
 system = shared.system
 browser = shared.browser
 axe_script = shared.axe_script
+_no_page_errors = shared._no_page_errors  # checks the ``admin`` page's problems after each test
 sign_in = shared.sign_in
 LIVE_TIMEOUT_MS = shared.LIVE_TIMEOUT_MS
 # The api processes cache keys for a minute: a change of a key must still hold at once (api:keys).
@@ -67,15 +68,6 @@ async def admin(system: DashboardSystem, browser: Any) -> AsyncIterator[Any]:
         yield page
     finally:
         await context.close()
-
-
-@pytest.fixture(autouse=True)
-def _no_server_errors(request: pytest.FixtureRequest) -> Any:
-    yield
-    if "admin" in request.fixturenames:
-        page = request.getfixturevalue("admin")
-        problems, page.problems[:] = list(page.problems), []
-        assert not problems, problems
 
 
 async def audited(system: DashboardSystem, path: str) -> list[tuple[str, int, str | None]]:

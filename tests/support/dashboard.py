@@ -214,11 +214,13 @@ async def operator(system: DashboardSystem, browser: Any) -> AsyncIterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _no_page_errors(request: pytest.FixtureRequest) -> Any:
+    """After each test: the problems its module's signed-in page (``operator`` or ``admin``) met."""
     yield
-    if "operator" in request.fixturenames:
-        page = request.getfixturevalue("operator")
-        problems, page.problems[:] = list(page.problems), []
-        assert not problems, problems
+    for name in ("operator", "admin"):
+        if name in request.fixturenames:
+            page = request.getfixturevalue(name)
+            problems, page.problems[:] = list(page.problems), []
+            assert not problems, problems
 
 
 async def sign_in(page: Any, base: str, key: str) -> Any:
