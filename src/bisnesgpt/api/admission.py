@@ -11,15 +11,21 @@ Three gates, all answered with ``Overloaded`` (503 + ``Retry-After``) and counte
   the next is refused at once. By Little's law this bounds an admitted send's time in the
   process to about that many service times, and it reacts within one request, where the lag
   sample and the pool wait each need a bounded wait to notice overload first.
+
+The last two are judged by ``AdmissionGate``, the outermost ASGI middleware of the api role:
+a refused send costs no body read, JSON inspection, authentication or audit row, so refusing
+stays cheap at any offered load and the capacity goes to the sends admitted.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 from prometheus_client import Counter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bisnesgpt.api.edge import route_family
+from bisnesgpt.api.problems import error_response
 from bisnesgpt.core.errors import Overloaded
 from bisnesgpt.core.periodic import Periodic
 
@@ -46,8 +52,12 @@ class LoopLag:
         return True  # the sleep above is the interval
 
 
+# The methods of the send routes (reads of messages share their paths and are never refused).
+SEND_METHODS = frozenset({"POST", "PUT", "DELETE"})
+
+
 class SendAdmission:
-    """The send routes' gates (a router dependency): loop lag and sends in flight; 0 turns each off."""
+    """The send routes' gates, loop lag and sends in flight (0 turns each off); judged by ``AdmissionGate``."""
 
     def __init__(self, max_lag_seconds: float, lag: LoopLag, max_in_flight: int = 0) -> None:
         self.max_lag = max_lag_seconds
@@ -70,11 +80,31 @@ class SendAdmission:
             raise self._refuse("in_flight", f"this API process is already serving {self.in_flight} sends "
                                             f"(limit ADMISSION_MAX_IN_FLIGHT {self.max_in_flight})")
 
-    async def __call__(self) -> AsyncIterator[None]:
-        """FastAPI dependency: ``check``, then hold an in-flight slot while the request is served."""
-        self.check()
-        self.in_flight += 1
+
+
+class AdmissionGate:
+    """ASGI middleware: every send request passes ``admission`` before anything reads it; a
+    refusal is the ``Overloaded`` problem (503 + ``Retry-After``), an admitted send holds an
+    in-flight slot until its answer is sent."""
+
+    def __init__(self, app: ASGIApp, admission: SendAdmission) -> None:
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Judge a send, pass everything else straight on."""
+        if (scope["type"] != "http" or scope["method"] not in SEND_METHODS
+                or route_family(scope["method"], scope["path"]) != "sends"):
+            await self.app(scope, receive, send)
+            return
+        admission = self.admission
         try:
-            yield
+            admission.check()
+        except Overloaded as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        admission.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            admission.in_flight -= 1

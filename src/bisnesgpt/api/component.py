@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.middleware import Middleware
 
 from bisnesgpt.api import (
     antiban_routes,
@@ -21,7 +22,7 @@ from bisnesgpt.api import (
     send_routes,
     usage_routes,
 )
-from bisnesgpt.api.admission import LoopLag, SendAdmission
+from bisnesgpt.api.admission import AdmissionGate, LoopLag, SendAdmission
 from bisnesgpt.api.chat_routes import ChatRoutes
 from bisnesgpt.api.group_routes import GroupRoutes
 from bisnesgpt.api.key_cache import cache_for
@@ -82,7 +83,7 @@ class PipelineComponent(Component, HealthReporter):
                                        settings.admission_max_in_flight)
         # Only rows are read for uploaded media at accept: the store itself is never opened here.
         uploads = UploadedMedia(MediaLibrary(ctx.db, build_store(settings), settings))
-        self._routers = (send_routes.build(self.sender, self.admission, uploads), message_routes.build(ctx.db),
+        self._routers = (send_routes.build(self.sender, uploads), message_routes.build(ctx.db),
                          phone_routes.build(ctx.db, self.phones, settings), usage_routes.build(ctx.db),
                          audit_routes.build(ctx.db), antiban_routes.build(ctx.db, settings))
 
@@ -94,6 +95,10 @@ class PipelineComponent(Component, HealthReporter):
     def routers(self) -> Sequence[APIRouter]:
         """Send, message, phone and usage routes."""
         return self._routers
+
+    def asgi_middleware(self) -> Sequence[Middleware]:
+        """The send routes' admission gate."""
+        return (Middleware(AdmissionGate, admission=self.admission),)
 
     async def start(self) -> None:
         """Sample the event loop's lag for the send routes' admission (when a limit is set)."""

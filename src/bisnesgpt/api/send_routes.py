@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
-from bisnesgpt.api.admission import SendAdmission
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
 from bisnesgpt.api.rate_limits import api_limits
 from bisnesgpt.api.schemas import send as models
@@ -273,12 +272,12 @@ V1_EXAMPLES: dict[str, Example] = {
 }
 
 
-def build(sender: SendService, admission: SendAdmission, uploads: UploadedMedia) -> APIRouter:
-    """The send routes (v2 per type, react, edit, delete; v1 in the Cloud API shape), behind ``admission``.
+def build(sender: SendService, uploads: UploadedMedia) -> APIRouter:
+    """The send routes (v2 per type, react, edit, delete; v1 in the Cloud API shape); ``api.admission`` gates them.
 
     ``uploads`` settles v1 media naming an uploaded ``med_…`` id (404 when not the company's).
     """
-    router = APIRouter(tags=["send"], dependencies=[Depends(admission)])
+    router = APIRouter(tags=["send"])
 
     def send_route(method: Literal["POST", "PUT", "DELETE"], path: str,
                    summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:

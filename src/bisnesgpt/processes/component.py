@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+    from starlette.middleware import Middleware
 
     from bisnesgpt.messaging.queue_worker import QueueWorker
 
@@ -44,6 +45,10 @@ class Component:
 
     def routers(self) -> Sequence[APIRouter]:
         """HTTP routes this component serves on its process's port."""
+        return ()
+
+    def asgi_middleware(self) -> Sequence[Middleware]:
+        """ASGI middleware placed outside the HTTP edge: it sees a request before anything reads it."""
         return ()
 
     async def start(self) -> None:

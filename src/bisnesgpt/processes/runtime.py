@@ -107,6 +107,10 @@ def build_app(ctx: ProcessContext, components: Sequence[Component], monitor: Hea
     # The edge is outermost (added last): the audit trail sees the client address it judged.
     app.add_middleware(AuditTrail, db=ctx.db)
     app.add_middleware(HttpEdge, settings=ctx.settings)
+    # Outside the edge: a gate that refuses (admission) costs the request nothing more.
+    for component in {id(c): c for c in components}.values():
+        for middleware in component.asgi_middleware():
+            app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.state.ctx = ctx
     app.state.components = components
     app.state.monitor = monitor
