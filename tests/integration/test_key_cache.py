@@ -80,3 +80,27 @@ async def test_entries_expire_and_a_read_overtaken_by_a_drop_is_not_cached(redis
     off.listening = True
     off.put("h1", a_key(), "active", off.generation)
     assert off.get("h1") is None  # API_KEY_CACHE_SECONDS=0: every request reads its key
+
+
+async def test_a_cache_attached_to_a_running_coordinator_caches_only_once_its_channel_is_subscribed(
+        redis_url: str) -> None:
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    coordinator = Coordinator(redis_url, namespace=namespace, process_name="api", role="api", host="h", peers={},
+                              on_shutdown=lambda _reason: None)
+    coordinator.start()
+    client = redis_client(redis_url)
+    try:
+        await eventually(lambda: coordinator.connected, timeout=10, what="coordinator connected")
+        cache = KeyCache(60.0)
+        cache.attach(coordinator)  # first use of the cache, as by an api process's first request
+        assert cache.listening and not coordinator.hears(API_KEYS_CHANGED)
+        cache.put("h1", a_key(), "active", cache.generation)
+        assert cache.get("h1") is None  # a revocation published now would not be heard
+        await eventually(lambda: coordinator.hears(API_KEYS_CHANGED), timeout=5, what="api:keys subscribed")
+        cache.put("h1", a_key(), "active", cache.generation)
+        assert cache.get("h1") is not None
+        assert await publish(client, API_KEYS_CHANGED, {"keyId": 1}, namespace=namespace)
+        await eventually(lambda: cache.get("h1") is None, timeout=5, what="cache dropped by api:keys")
+    finally:
+        await client.aclose()
+        await coordinator.stop()

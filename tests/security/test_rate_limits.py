@@ -17,8 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bisnesgpt.coordination.channels import AUTH_FAILED, channel_name, deployment_namespace
 from bisnesgpt.db.pool import Database
+from bisnesgpt.infra.redis import redis_client
 from tests.support.pipeline import ADMIN_KEY, ApiServer, Tenant, seed_tenant
+from tests.support.polling import eventually
 from tests.support.servers import unique_name
 
 pytestmark = [pytest.mark.security, pytest.mark.timeout(180)]
@@ -75,6 +78,52 @@ async def test_wrong_keys_lock_out_the_address_across_instances_with_a_429_an_ev
         assert again.status_code == 429
     finally:
         other.stop()
+
+
+async def test_an_address_remembered_clean_is_locked_out_everywhere_once_it_fails_on_one_instance(
+        db: Database, database_url: str, redis_url: str, tmp_path: Path) -> None:
+    # With API_KEY_CACHE_SECONDS both instances skip the lock-out check of an address they found
+    # without failures; the failures counted on one must end that on the other at once.
+    cached = {**LIMITS, "API_KEY_CACHE_SECONDS": "60", "API_KEY_REQUESTS_PER_MINUTE": "0"}
+    tenant = await seed_tenant(db, unique_name("acme"), {0: "wwebjs"})
+    attacker = _from("203.0.113.77")
+    first = ApiServer(tmp_path / "api1", database_url, redis_url, **cached)
+    second = ApiServer(tmp_path / "api2", database_url, redis_url, instance_id=1, name="api2", **cached)
+    try:
+        await first.start()
+        await second.start()
+        channel = channel_name(deployment_namespace(None, database_url, redis_url), AUTH_FAILED)
+        async with httpx.AsyncClient(base_url=first.url) as one, httpx.AsyncClient(base_url=second.url) as two:
+            for client in (one, two):  # each builds its limits (subscribing to api:auth-failed)
+                assert (await client.get("/api/v1/messages", headers={**attacker, **tenant.headers})
+                        ).status_code == 200
+
+            async def both_subscribed() -> bool:
+                return dict(await redis.pubsub_numsub(channel)).get(channel, 0) >= 2
+
+            redis = redis_client(redis_url)
+            try:
+                await eventually(both_subscribed, timeout=10, what=f"both instances subscribed to {channel}")
+            finally:
+                await redis.aclose()
+            for client in (one, two):  # now heard: both remember the address clean
+                assert (await client.get("/api/v1/messages", headers={**attacker, **tenant.headers})
+                        ).status_code == 200
+            answers = [(await one.get("/api/v1/messages", headers={**attacker, "X-API-Key": f"bgpt_wrong{i}"}))
+                       for i in range(5)]
+            assert [a.status_code for a in answers] == [401] * 5
+            locked = await one.get("/api/v1/messages", headers={**attacker, **tenant.headers})
+            assert locked.status_code == 429 and "failed authentications" in locked.json()["detail"], locked.text
+
+            async def locked_on_the_other() -> bool:
+                answer = await two.get("/api/v1/messages", headers={**attacker, **tenant.headers})
+                assert answer.status_code in (200, 429), answer.text
+                return answer.status_code == 429 and "failed authentications" in answer.json()["detail"]
+
+            await eventually(locked_on_the_other, timeout=3, what="the second instance hears of the failures")
+    finally:
+        first.stop()
+        second.stop()
 
 
 async def test_one_key_is_limited_to_its_request_rate_and_others_are_not(limited: ApiServer, db: Database) -> None:

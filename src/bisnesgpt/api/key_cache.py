@@ -54,12 +54,16 @@ class KeyCache:
         self._generation = 0
         self.listening = False
         self.drops = 0
+        # Until attached, ``listening`` alone says whether a drop would be heard (set by tests).
+        self._hears: Callable[[], bool] = lambda: True
 
     def attach(self, coordinator: Coordinator) -> None:
         """Listen for ``api:keys`` (the coordinator may already be connected)."""
         coordinator.on(API_KEYS_CHANGED, self._on_change)
         coordinator.on_connection(self._on_connection)
         self.listening = coordinator.connected
+        # Registered while connected, the channel is subscribed a moment later: not before.
+        self._hears = lambda: coordinator.hears(API_KEYS_CHANGED)
 
     @property
     def generation(self) -> int:
@@ -68,7 +72,7 @@ class KeyCache:
 
     def get(self, key_hash: str) -> CachedKey | None:
         """The cached entry, if it is still fresh and the cache is in use."""
-        if not self.listening or self.ttl <= 0:
+        if not self.listening or self.ttl <= 0 or not self._hears():
             return None
         entry = self._entries.get(key_hash)
         if entry is None or entry.expires <= self._clock():
@@ -77,7 +81,7 @@ class KeyCache:
 
     def put(self, key_hash: str, record: ApiKey, company_status: CompanyStatus | None, generation: int) -> None:
         """Remember a key that authenticated (read while ``generation`` was current)."""
-        if not self.listening or self.ttl <= 0 or generation != self._generation:
+        if not self.listening or self.ttl <= 0 or generation != self._generation or not self._hears():
             return
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()

@@ -5,6 +5,9 @@
   company counts one; past the limit every authentication from that address (a good key too:
   no oracle for a guesser) is answered 429 with ``Retry-After``; the lock-out is recorded as an
   ``auth.rate_limited`` event. IPv6 addresses count per /64 (what one host can pick from).
+  With ``API_KEY_CACHE_SECONDS`` set, an address found without failures is not asked about
+  again for that long (``CleanAddresses``): every failed authentication is announced on
+  ``api:auth-failed``, so each api process re-checks that address from its next request.
 - **Requests per API key** (``API_KEY_REQUESTS_PER_MINUTE``, off by default).
 - **Send quotas per company** (``companies.send_quota_per_minute`` / ``_per_day``, set with
   ``bisnesgpt companies quota``; none by default): a send over quota is answered 429
@@ -18,18 +21,24 @@ configured limits are exported as gauges on ``/metrics``.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 from starlette.requests import HTTPConnection
 
 from bisnesgpt.config import Settings
+from bisnesgpt.coordination.channels import AUTH_FAILED, publish
+from bisnesgpt.coordination.coordinator import Subscriptions
 from bisnesgpt.core.errors import SendQuotaExceeded, TooManyRequests
+from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.infra.rate_limits import Backoff, BackoffPolicy, GcraLimiter, Rate, Verdict
 from bisnesgpt.processes.context import ProcessContext
 from bisnesgpt.tenancy import store as tenancy
 from bisnesgpt.tenancy.store import SendQuota
 
+log = logging.getLogger(__name__)
 KEY_PREFIX = "bisnesgpt:ratelimit"
 
 AUTH_FAILURES = Counter("bisnesgpt_auth_failures_total",
@@ -65,6 +74,62 @@ def client_subject(conn: HTTPConnection) -> str:
     return str(address.ipv4_mapped or address) if isinstance(address, ipaddress.IPv6Address) else str(address)
 
 
+# Entries past this many are dropped wholesale: a flood of distinct addresses cannot grow it.
+MAX_CLEAN_ADDRESSES = 10_000
+
+
+class CleanAddresses:
+    """Addresses seen without failed authentications, trusted for ``ttl`` seconds while pub/sub is up.
+
+    An address leaves at once when a failure from it is announced (``api:auth-failed``, by any
+    api process) or counted here; nothing is trusted while the subscription is down. So a
+    request from an address with no failures costs no Redis call, and an address with any
+    failure is checked on every request, as without the memory.
+    """
+
+    def __init__(self, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        self._subscriptions: Subscriptions | None = None
+
+    def attach(self, subscriptions: Subscriptions) -> None:
+        """Hear ``api:auth-failed``; nothing is trusted until the subscription is up."""
+        subscriptions.on(AUTH_FAILED, self._on_failure)
+        subscriptions.on_connection(self._on_connection)
+        self._subscriptions = subscriptions
+
+    @property
+    def listening(self) -> bool:
+        """Whether a failure announced now would be heard."""
+        return self._subscriptions is not None and self._subscriptions.hears(AUTH_FAILED)
+
+    def trusted(self, subject: str) -> bool:
+        """Whether ``subject`` was seen clean within the TTL (and the subscription is up)."""
+        until = self._until.get(subject)
+        return until is not None and until > self._clock() and self.listening
+
+    def remember(self, subject: str) -> None:
+        """``subject`` was just found without failures."""
+        if self.ttl <= 0 or not self.listening:
+            return
+        if len(self._until) >= MAX_CLEAN_ADDRESSES:
+            self._until.clear()
+        self._until[subject] = self._clock() + self.ttl
+
+    def forget(self, subject: str) -> None:
+        """``subject`` failed: check it from now on."""
+        self._until.pop(subject, None)
+
+    def _on_failure(self, change: JsonObject) -> None:
+        address = change.get("address")
+        if isinstance(address, str):
+            self.forget(address)
+
+    def _on_connection(self, _connected: bool) -> None:
+        self._until.clear()  # a failure announced while away was missed
+
+
 class ApiLimits:
     """The limits of one api process (see module docstring); counts live in Redis."""
 
@@ -82,23 +147,32 @@ class ApiLimits:
             settings.dashboard_sign_in_backoff_max_seconds,
             memory_seconds=max(3600.0, settings.dashboard_sign_in_backoff_max_seconds)))
         self._quotas: dict[str, tuple[float, SendQuota]] = {}
+        self.clean = CleanAddresses(settings.api_key_cache_seconds)
+        self.clean.attach(ctx.coordinator)
         publish_settings(settings)
 
     # --- authentication failures ---------------------------------------------------------------
 
     async def before_auth(self, subject: str) -> None:
         """429 while ``subject`` is locked out for failed authentications."""
-        if not self.auth_rate.limit:
+        if not self.auth_rate.limit or self.clean.trusted(subject):
             return
         verdict = await self._auth.check([(subject, self.auth_rate)], "peek")
         if not verdict.allowed:
             self._refuse("auth_failures", verdict, "too many failed authentications from this address")
+        if verdict.remaining >= self.auth_rate.limit - 1:  # the whole allowance left: no failure counts
+            self.clean.remember(subject)
 
     async def auth_failed(self, subject: str, surface: str) -> None:
         """Count a failed authentication; the one that uses up the allowance records the lock-out."""
         AUTH_FAILURES.labels(surface).inc()
         if not self.auth_rate.limit:
             return
+        self.clean.forget(subject)
+        if self.clean.ttl > 0 and not await publish(self.ctx.redis, AUTH_FAILED, {"address": subject},
+                                                     namespace=self.ctx.namespace):
+            log.warning("a failed authentication from %s was not announced; other api processes "
+                        "re-check it within API_KEY_CACHE_SECONDS", subject)
         verdict = await self._auth.check([(subject, self.auth_rate)], "take")
         if verdict.allowed and verdict.remaining == 0:
             await self.ctx.events.record("auth.rate_limited", {

@@ -32,8 +32,10 @@ PROCESS_SHUTDOWN = "process:shutdown"
 PHONE_CONFIG_CHANGED = "phone:config"
 # API key cache invalidation: a key was revoked (every process drops its cached keys).
 API_KEYS_CHANGED = "api:keys"
+# A failed authentication from an address: every api process re-checks that address's lock-out.
+AUTH_FAILED = "api:auth-failed"
 CHANNELS = (PROCESS_STATUS, PROCESS_HEARTBEAT, BOT_EVENT, PROCESS_MESSAGE, PROCESS_SHUTDOWN, PHONE_CONFIG_CHANGED,
-            API_KEYS_CHANGED)
+            API_KEYS_CHANGED, AUTH_FAILED)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

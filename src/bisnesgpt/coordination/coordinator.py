@@ -68,6 +68,9 @@ class Subscriptions(Protocol):
     def on_connection(self, listener: ConnectionListener) -> None:
         """Call ``listener(True)`` after every (re)subscription and ``listener(False)`` on a loss."""
 
+    def hears(self, channel: str) -> bool:
+        """Whether what is published on ``channel`` now reaches its handlers (subscribed, connected)."""
+
 
 def shutdown_targets_me(payload: dict[str, Any], *, process_name: str, role: str, host: str) -> bool:
     """Whether a ``process:shutdown`` message addresses this process."""
@@ -111,6 +114,14 @@ class Coordinator:
     def on_connection(self, listener: ConnectionListener) -> None:
         """Call ``listener(True)`` after every (re)subscription and ``listener(False)`` on a loss."""
         self._connection_listeners.append(listener)
+
+    def hears(self, channel: str) -> bool:
+        """Whether what is published on ``channel`` now reaches its handlers (subscribed, connected).
+
+        A channel registered while listening is subscribed at the next read, up to ``READ_TIMEOUT``
+        later: a cache that relies on hearing its invalidations asks this, not ``connected``.
+        """
+        return self.connected and channel in self._handlers and channel not in self._unsubscribed
 
     def update_peer(self, payload: dict[str, Any]) -> None:
         """Remember a sibling's status from a ``process:status`` / ``process:heartbeat`` message."""
@@ -169,8 +180,9 @@ class Coordinator:
             self._set_connected(True)
             while True:
                 if self._unsubscribed:
-                    channels, self._unsubscribed = sorted(self._unsubscribed), set()
+                    channels = sorted(self._unsubscribed)
                     await pubsub.subscribe(*(channel_name(self.namespace, c) for c in channels))
+                    self._unsubscribed.difference_update(channels)
                 message = await pubsub.get_message(timeout=READ_TIMEOUT)
                 if message is not None and message.get("type") == "message":
                     prefix = channel_name(self.namespace, "")
