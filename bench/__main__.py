@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                                      anchor_jobs=args.anchor_jobs, node=not args.no_node, log=log,
                                      profile_dir=args.profile)
         if "floor" in sections:
+            steady = results["e2e"]["half_load"]["offered_rate"] if "e2e" in results else None
             results["floor"] = floor.run(servers, workdir, duration=args.duration, connections=args.connections,
-                                         log=log)
+                                         log=log, steady_rate=steady)
             if "e2e" in results:
                 results["floor"]["product_vs_floor"] = floor.compare(results["e2e"], results["floor"])
         if "order" in sections:

@@ -178,8 +178,14 @@ def _spawn(role: str, workdir: Path, *args: str) -> Spawned:
                    env=clean_env(PYTHONPATH=str(Path(__file__).resolve().parents[1])), log_name=f"floor-{role}")
 
 
-def run(servers: Servers, workdir: Path, *, duration: float, connections: int, log: Any) -> dict[str, Any]:
-    """Saturate the floor with the e2e section's load; its delivered rate and CPU per message."""
+def run(servers: Servers, workdir: Path, *, duration: float, connections: int, log: Any,
+        steady_rate: float | None = None) -> dict[str, Any]:
+    """Saturate the floor with the e2e section's load; its delivered rate and CPU per message.
+
+    With ``steady_rate`` (the e2e section's 50 % rate), also an open loop at that rate, which both
+    deliver as it comes (no backlog): CPU per message without the accept work of messages still
+    queued at a saturation window's end, which the saturation figure charges to those delivered.
+    """
     from tests.support.meta import EmulatorProc
     from tests.support.procs import free_port
 
@@ -212,8 +218,14 @@ def run(servers: Servers, workdir: Path, *, duration: float, connections: int, l
                            if name != "machine"} if sustained else {}
             out = {"load": sat.public(), "delivered_in_window": delivered, "sustained_rate": round(sustained, 1),
                    "backlog_drain_seconds": drained, "cpu_ms_per_delivered_message": per_message,
-                   "all_sent": run_sql(database_url, UNFINISHED)[0]["n"] == 0,
-                   "finished_at": datetime.now().isoformat(timespec="seconds")}
+                   "all_sent": run_sql(database_url, UNFINISHED)[0]["n"] == 0}
+            if steady_rate:
+                log(f"floor: steady open loop at the e2e 50 % rate ({steady_rate:.0f}/s)")
+                steady = run_load(base, seed.text_shapes(base, "unused"), connections=connections,
+                                  duration=duration, rate=steady_rate, cpu_pids=pids, workdir=workdir)
+                out["steady"] = {"load": steady.public(), "drain_seconds": _wait_drained(database_url, timeout=300),
+                                 "cpu_ms_per_message": steady_cpu_per_message(steady.public())}
+            out["finished_at"] = datetime.now().isoformat(timespec="seconds")
         finally:
             worker.close()
             api.close()
@@ -236,9 +248,25 @@ def compare(e2e: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
 
     product_rate, floor_rate = e2e["saturation"]["sustained_rate"], floor["sustained_rate"]
     product_cpu, floor_cpu = summed(e2e["saturation"]), summed(floor)
-    return {"throughput_ratio": round(product_rate / floor_rate, 3) if floor_rate else None,
-            "cpu_per_message_ratio": round(product_cpu / floor_cpu, 2) if floor_cpu else None,
-            "product_cpu_ms": round(product_cpu, 2), "floor_cpu_ms": round(floor_cpu, 2)}
+    out: dict[str, Any] = {
+        "throughput_ratio": round(product_rate / floor_rate, 3) if floor_rate else None,
+        "cpu_per_message_ratio": round(product_cpu / floor_cpu, 2) if floor_cpu else None,
+        "product_cpu_ms": round(product_cpu, 2), "floor_cpu_ms": round(floor_cpu, 2)}
+    if "steady" in floor:
+        steady_product = sum(steady_cpu_per_message(e2e["half_load"]["load"]).values())
+        steady_floor = sum(floor["steady"]["cpu_ms_per_message"].values())
+        out.update({"steady_rate": e2e["half_load"]["offered_rate"], "steady_product_cpu_ms": round(steady_product, 2),
+                    "steady_floor_cpu_ms": round(steady_floor, 2),
+                    "steady_cpu_per_message_ratio": round(steady_product / steady_floor, 2) if steady_floor else None})
+    return out
+
+
+def steady_cpu_per_message(load: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per message of each process (emulator, orchestrator and machine left out) at an open-loop
+    rate delivered as it comes: its cores over the rate answered."""
+    rate = load["throughput"]
+    return {name: round(cores * 1000 / rate, 2) for name, cores in load["server_cores"].items()
+            if name not in ("emulator", "orchestrator", "machine")} if rate else {}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,6 +111,14 @@ def render(results: dict[str, Any]) -> str:
             lines.append(f"  product/floor: throughput {_f(vs['throughput_ratio'], 3)} (goal >= 0.5); CPU per message "
                          f"{_f(vs['cpu_per_message_ratio'], 2)}x ({_f(vs['product_cpu_ms'], 2)} vs "
                          f"{_f(vs['floor_cpu_ms'], 2)} ms, emulator excluded; goal <= 2)")
+        steady = fl.get("steady")
+        if steady:
+            lines.append(_load_row(f"floor steady ({_f(steady['load']['offered_rate'], 0)}/s open loop)",
+                                   steady["load"]))
+        if vs and vs.get("steady_cpu_per_message_ratio") is not None:
+            lines.append(f"  steady, both at {_f(vs['steady_rate'], 0)}/s delivered as they come: CPU per message "
+                         f"{_f(vs['steady_cpu_per_message_ratio'], 2)}x ({_f(vs['steady_product_cpu_ms'], 2)} vs "
+                         f"{_f(vs['steady_floor_cpu_ms'], 2)} ms, emulator excluded; idle upkeep included)")
     if "order" in results:
         o = results["order"]
         lines += ["", f"PER-CHAT ORDER — meta path, {o['chats']} chats over {o['phones']} phones, closed loop, "
