@@ -16,11 +16,11 @@ import asyncpg
 from fastapi import APIRouter, Body, Path
 
 from bisnesgpt.api.auth import CurrentPrincipal, Principal
-from bisnesgpt.api.phone_sessions import company_exists, load_phone_session
+from bisnesgpt.api.phone_sessions import company_exists, load_wwebjs_phone
 from bisnesgpt.api.schemas import antiban as models
 from bisnesgpt.api.schemas.common import MAX_PHONE_INDEX, CompanyPath, problem_responses
 from bisnesgpt.config import Settings
-from bisnesgpt.core.errors import Conflict, NotFound
+from bisnesgpt.core.errors import NotFound
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.wwebjs.antiban import sending_today
 from bisnesgpt.engines.wwebjs.antiban_settings import (
@@ -53,12 +53,8 @@ async def _wwebjs_phone(conn: asyncpg.Connection, principal: Principal, company_
     """404 for a company or phone that is not the caller's, 409 for a phone that is not WhatsApp Web."""
     principal.require_company(company_id)
     principal.require_phone(phone_index)
-    if not await company_exists(conn, company_id):
-        raise NotFound("company not found")
-    phone = await load_phone_session(conn, company_id, phone_index)
-    if not phone.is_wwebjs:
-        raise Conflict(f"phone {phone_index} uses connection type {phone.connection_type!r}; the anti-ban "
-                       "controls are for WhatsApp-Web (wwebjs) phones (Meta paces Cloud API phones itself)")
+    await load_wwebjs_phone(conn, company_id, phone_index, only="the anti-ban controls are for WhatsApp-Web "
+                            "(wwebjs) phones (Meta paces Cloud API phones itself)")
 
 
 def build(db: Database, settings: Settings) -> APIRouter:

@@ -16,7 +16,7 @@ import asyncpg
 from pydantic import JsonValue
 
 from bisnesgpt.api.schemas.common import JsonObject
-from bisnesgpt.core.errors import NotFound
+from bisnesgpt.core.errors import Conflict, NotFound
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.engines.wwebjs.store import DesiredState
 from bisnesgpt.phones.live_status import live_status
@@ -136,3 +136,13 @@ async def load_phone_session(conn: asyncpg.Connection, company_id: str, phone_in
 async def company_exists(conn: asyncpg.Connection, company_id: str) -> bool:
     """Whether the company is known (an empty phone list means something else when it is not)."""
     return await conn.fetchval(SQL.company_exists, company_id) is not None
+
+
+async def load_wwebjs_phone(conn: asyncpg.Connection, company_id: str, phone_index: int, *, only: str) -> PhoneSession:
+    """One WhatsApp-Web phone: 404 for an unknown company or phone, 409 (saying ``only``) for another engine's."""
+    if not await company_exists(conn, company_id):
+        raise NotFound("company not found")
+    phone = await load_phone_session(conn, company_id, phone_index)
+    if not phone.is_wwebjs:
+        raise Conflict(f"phone {phone_index} uses connection type {phone.connection_type!r}; {only}")
+    return phone

@@ -35,8 +35,8 @@ from bisnesgpt.api.auth import AdminPrincipal, CurrentPrincipal, Principal
 from bisnesgpt.api.phone_sessions import (
     PhoneSession,
     company_exists,
-    load_phone_session,
     load_phone_sessions,
+    load_wwebjs_phone,
 )
 from bisnesgpt.api.schemas.antiban import SendingTodayView
 from bisnesgpt.api.schemas.common import JsonObject, iso
@@ -171,13 +171,8 @@ class SessionRoutes:
         """One phone's session: 404 for a phone not configured (or not the caller's), 409 if not wwebjs."""
         principal.require_company(company_id)
         async with self.ctx.db.connection() as conn:
-            if not await company_exists(conn, company_id):
-                raise NotFound("company not found")
-            phone = await load_phone_session(conn, company_id, phone_index)
-        if not phone.is_wwebjs:
-            raise Conflict(f"phone {phone_index} uses connection type {phone.connection_type!r}; "
-                           "WhatsApp Web sessions exist only for wwebjs phones")
-        return phone
+            return await load_wwebjs_phone(conn, company_id, phone_index,
+                                           only="WhatsApp Web sessions exist only for wwebjs phones")
 
     async def _command(self, principal: Principal, company_id: str, phone_index: int,
                        action: CommandAction, args: JsonObject, wait: float) -> Response:

@@ -54,10 +54,9 @@ class Cursor:
 
 
 @dataclass(frozen=True)
-class ChatRow(RowRecord):
-    """A chat and its last message."""
+class MessageColumns(RowRecord):
+    """The columns of a stored message that every conversation view reads."""
 
-    chat_id: str
     id: int
     message_id: str
     direction: str
@@ -65,6 +64,13 @@ class ChatRow(RowRecord):
     message_type: str
     content: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ChatRow(MessageColumns):
+    """A chat and its last message (the message's columns)."""
+
+    chat_id: str
     unread_count: int
     contact_name: str | None
     lid: str | None
@@ -72,21 +78,14 @@ class ChatRow(RowRecord):
 
 
 @dataclass(frozen=True)
-class ChatMessageRow(RowRecord):
+class ChatMessageRow(MessageColumns):
     """One message of a chat."""
 
-    id: int
-    message_id: str
-    direction: str
-    status: str
-    message_type: str
-    content: str | None
     external_id: str | None
     media_object_id: str | None
     media_state: str | None
     media_mime_type: str | None
     media_filename: str | None
-    created_at: datetime
     read_at: datetime | None
 
 

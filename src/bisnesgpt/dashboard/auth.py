@@ -32,6 +32,7 @@ from bisnesgpt.api.auth import Principal, authenticate_connection, presented_key
 from bisnesgpt.config import Settings
 from bisnesgpt.core.crypto import constant_time_equals, hash_api_key
 from bisnesgpt.core.errors import ConfigError, Forbidden, Unauthorized
+from bisnesgpt.core.hmac_secret import hmac_secret
 from bisnesgpt.core.jsontypes import JsonObject
 from bisnesgpt.db.queries import load_queries
 from bisnesgpt.processes.context import ProcessContext
@@ -98,13 +99,9 @@ class SessionSigner:
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionSigner:
         """The signer of ``DASHBOARD_SESSION_SECRET``, else of ``ENCRYPTION_KEY`` (ConfigError with neither)."""
-        if settings.dashboard_session_secret is not None and settings.dashboard_session_secret.get_secret_value():
-            secret = settings.dashboard_session_secret.get_secret_value().encode()
-        elif settings.encryption_key is not None:
-            secret = bytes.fromhex(settings.encryption_key.get_secret_value())
-        else:
-            raise ConfigError("invalid setting ENCRYPTION_KEY: the dashboard signs its sessions with a key derived "
-                              "from it (or set DASHBOARD_SESSION_SECRET)")
+        secret = hmac_secret(settings.dashboard_session_secret, settings.encryption_key,
+                             needs_key="the dashboard signs its sessions with a key derived from it "
+                                       "(or set DASHBOARD_SESSION_SECRET)")
         return cls(secret, settings.dashboard_session_hours * 3600)
 
     def _mac(self, payload: bytes) -> bytes:

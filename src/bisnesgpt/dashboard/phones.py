@@ -47,7 +47,7 @@ from bisnesgpt.messaging.errors import PermanentSendError
 from bisnesgpt.messaging.queues import META_QUEUE
 from bisnesgpt.phones import store as phones_store
 from bisnesgpt.phones.live_status import live_status
-from bisnesgpt.phones.store import PhoneStatus
+from bisnesgpt.phones.store import PhoneConfig, PhoneStatus
 from bisnesgpt.processes.context import ProcessContext
 
 SQL = load_queries("bisnesgpt.dashboard")
@@ -235,16 +235,23 @@ async def qr_data_url(db: Database, company_id: str, phone_index: int) -> str:
     return phone.qr_code
 
 
-async def verify_cloud_phone(ctx: ProcessContext, company_id: str, phone_index: int) -> Verification:
-    """Ask the Cloud API for the number's status and quality; record it; return what Meta said."""
-    settings = ctx.settings
+async def _cloud_phone(ctx: ProcessContext, company_id: str, phone_index: int, types: frozenset[str],
+                       only: str) -> PhoneConfig:
+    """The phone's configuration: 404 if it is not configured, 409 (saying ``only``) if not one of ``types``."""
     async with ctx.db.connection() as conn:
         phone = await phones_store.get_phone(conn, company_id, phone_index)
     if phone is None:
         raise NotFound(f"phone {phone_index} of company {company_id} is not configured")
-    if phone.connection_type not in META_CONNECTION_TYPES:
-        raise Conflict(f"phone {phone_index} uses {phone.connection_type or 'wwebjs'!r}: verify asks Meta's Graph API "
-                       "about a Cloud API number (meta_direct / meta_embedded)")
+    if phone.connection_type not in types:
+        raise Conflict(f"phone {phone_index} uses {phone.connection_type or 'wwebjs'!r}: {only}")
+    return phone
+
+
+async def verify_cloud_phone(ctx: ProcessContext, company_id: str, phone_index: int) -> Verification:
+    """Ask the Cloud API for the number's status and quality; record it; return what Meta said."""
+    settings = ctx.settings
+    phone = await _cloud_phone(ctx, company_id, phone_index, META_CONNECTION_TYPES,
+                               "verify asks Meta's Graph API about a Cloud API number (meta_direct / meta_embedded)")
     try:
         creds = credentials_for_phone(settings, secret_box(settings), phone)
     except PermanentSendError as exc:
@@ -311,13 +318,8 @@ async def resume_cloud_phone(ctx: ProcessContext, company_id: str, phone_index: 
     The messages the pause held wait as delayed jobs (delayed until the pause's end); they
     are promoted so that they go now, in the order the pacer lets them.
     """
-    async with ctx.db.connection() as conn:
-        phone = await phones_store.get_phone(conn, company_id, phone_index)
-    if phone is None:
-        raise NotFound(f"phone {phone_index} of company {company_id} is not configured")
-    if phone.connection_type not in CLOUD_TYPES:
-        raise Conflict(f"phone {phone_index} uses {phone.connection_type or 'wwebjs'!r}: only Cloud API / 360dialog "
-                       "phones are paused by the Cloud API engine")
+    phone = await _cloud_phone(ctx, company_id, phone_index, CLOUD_TYPES,
+                               "only Cloud API / 360dialog phones are paused by the Cloud API engine")
     await Pacer(ctx.redis).resume_phone(company_id, phone_index)
     released = await _release_held_jobs(ctx, company_id, phone_index)
     async with ctx.db.transaction() as conn:

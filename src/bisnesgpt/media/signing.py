@@ -14,7 +14,8 @@ import time
 from urllib.parse import urlencode
 
 from bisnesgpt.config import Settings
-from bisnesgpt.core.errors import ConfigError, Forbidden
+from bisnesgpt.core.errors import Forbidden
+from bisnesgpt.core.hmac_secret import hmac_secret
 
 API_PREFIX = "/api/v1/media"
 
@@ -34,13 +35,8 @@ class MediaUrlSigner:
     @classmethod
     def from_settings(cls, settings: Settings) -> MediaUrlSigner:
         """The signer of ``MEDIA_URL_SECRET``, else of ``ENCRYPTION_KEY`` (ConfigError with neither)."""
-        if settings.media_url_secret is not None and settings.media_url_secret.get_secret_value():
-            secret = settings.media_url_secret.get_secret_value().encode()
-        elif settings.encryption_key is not None:
-            secret = bytes.fromhex(settings.encryption_key.get_secret_value())
-        else:
-            raise ConfigError("invalid setting ENCRYPTION_KEY: media URLs are signed with a key derived from it "
-                              "(or set MEDIA_URL_SECRET)")
+        secret = hmac_secret(settings.media_url_secret, settings.encryption_key,
+                             needs_key="media URLs are signed with a key derived from it (or set MEDIA_URL_SECRET)")
         return cls(secret, settings.media_url_ttl_seconds, settings.public_url)
 
     def _signature(self, media_id: str, company_id: str, expires: int) -> str:

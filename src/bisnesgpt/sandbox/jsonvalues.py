@@ -8,7 +8,12 @@ admin routes answer it in their 400s).
 
 from __future__ import annotations
 
-from bisnesgpt.core.jsontypes import JsonValue
+from typing import TYPE_CHECKING
+
+from bisnesgpt.core.jsontypes import JsonObject, JsonValue
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def as_float(value: JsonValue) -> float:
@@ -36,3 +41,28 @@ def as_strings(value: JsonValue) -> list[str]:
 def as_text(value: JsonValue) -> str | None:
     """A setting that is text or unset: None stays None, anything else becomes its ``str()``."""
     return None if value is None else str(value)
+
+
+def update_settings(settings: DataclassInstance, changes: JsonObject) -> None:
+    """Set each named field of a settings dataclass to its value converted as the field's current value is typed.
+
+    A bool, int, float or list of strings takes ``bool()``/``int()``/``float()``/``as_strings``;
+    text or unset takes ``as_text``. An unknown name is a KeyError, a bad value the conversion's
+    TypeError/ValueError (the admin routes answer both with a 400).
+    """
+    for name, value in changes.items():
+        if name not in settings.__dataclass_fields__:
+            raise KeyError(name)
+        current = getattr(settings, name)
+        converted: object
+        if isinstance(current, bool):  # before int: a bool is an int
+            converted = bool(value)
+        elif isinstance(current, int):
+            converted = as_int(value)
+        elif isinstance(current, float):
+            converted = as_float(value)
+        elif isinstance(current, list):
+            converted = as_strings(value)
+        else:
+            converted = as_text(value)
+        setattr(settings, name, converted)

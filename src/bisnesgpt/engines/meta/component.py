@@ -18,6 +18,7 @@ from bisnesgpt.engines.queue_components import QueueComponent, SendQueueComponen
 from bisnesgpt.infra.secrets import secret_box
 from bisnesgpt.media.library import MediaLibrary, build_store
 from bisnesgpt.media.signing import MediaUrlSigner
+from bisnesgpt.media.store import MediaStore
 from bisnesgpt.messaging.queue_worker import QueueWorker
 from bisnesgpt.messaging.queues import META, WEBHOOK_EVENTS
 from bisnesgpt.messaging.write_batch import WriteBatcher
@@ -25,7 +26,30 @@ from bisnesgpt.processes.component import Check, Component
 from bisnesgpt.processes.context import ProcessContext
 
 
-class MetaSendComponent(SendQueueComponent):
+class _GraphAndStoreComponent(QueueComponent):
+    """A queue component that needs the Cloud API client and the media store open while it consumes."""
+
+    client: CloudApiClient
+    store: MediaStore
+
+    async def start(self) -> None:
+        """Open the HTTP client and the media store, then begin consuming."""
+        await self.client.open()
+        await self.store.open()
+        await super().start()
+
+    async def stop(self) -> None:
+        """Close the worker (and what it writes through), the media store and the HTTP client."""
+        await super().stop()
+        await self._close_after_worker()
+        await self.store.close()
+        await self.client.close()
+
+    async def _close_after_worker(self) -> None:
+        """What the component closes once its worker stopped, before the store and the client."""
+
+
+class MetaSendComponent(_GraphAndStoreComponent, SendQueueComponent):
     """Consumes ``meta-messages``: paces and sends through the Cloud API (or 360dialog)."""
 
     name = "meta-send"
@@ -44,18 +68,9 @@ class MetaSendComponent(SendQueueComponent):
         super().__init__(ctx, META, engine, concurrency=settings.meta_send_concurrency + settings.meta_pacing_hold_jobs,
                          worker_name=f"{ctx.process_name}:{META.name}", batcher=self.batcher)
 
-    async def start(self) -> None:
-        """Open the HTTP client and the media store (uploaded media is sent from it), then begin consuming."""
-        await self.client.open()
-        await self.store.open()
-        await super().start()
-
-    async def stop(self) -> None:
-        """Close the worker (its last outcomes committed), the media store and the HTTP client."""
-        await super().stop()
+    async def _close_after_worker(self) -> None:
+        """Commit the worker's last outcomes."""
         await self.batcher.close()
-        await self.store.close()
-        await self.client.close()
 
     async def checks(self) -> dict[str, Check]:
         """``metaSendWorker``: the consumer is running."""
@@ -103,7 +118,7 @@ class MetaWebhookComponent(QueueComponent):
         return self.processor.processed
 
 
-class MetaMediaDownloadComponent(QueueComponent):
+class MetaMediaDownloadComponent(_GraphAndStoreComponent):
     """Consumes ``media-downloads``: fetches inbound Cloud API media into the media store."""
 
     name = "meta-media"
@@ -117,18 +132,6 @@ class MetaMediaDownloadComponent(QueueComponent):
                                              settings, ctx.events)
         spec = media_downloads_spec(settings)
         self.worker = QueueWorker(ctx.redis_url, spec, self.processor, name=f"{ctx.process_name}:{spec.name}")
-
-    async def start(self) -> None:
-        """Open the HTTP client and the store, then begin consuming."""
-        await self.client.open()
-        await self.store.open()
-        await super().start()
-
-    async def stop(self) -> None:
-        """Close the worker, the store and the HTTP client."""
-        await super().stop()
-        await self.store.close()
-        await self.client.close()
 
     async def checks(self) -> dict[str, Check]:
         """``mediaDownloadWorker``: the consumer is running (and which store it writes to)."""

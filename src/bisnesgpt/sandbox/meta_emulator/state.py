@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from bisnesgpt.core.jsontypes import JsonObject, JsonValue
-from bisnesgpt.sandbox.jsonvalues import as_float, as_int, as_text
+from bisnesgpt.sandbox.jsonvalues import as_float, as_int, as_text, update_settings
 from bisnesgpt.sandbox.meta_emulator.record import RequestLog
 
 RuleMode = Literal["sync", "webhook"]
@@ -199,16 +199,7 @@ class WebhookConfig:
 
     def update(self, values: JsonObject) -> None:
         """Apply ``PATCH /_emulator/config``'s ``webhook`` object; an unknown name is a KeyError."""
-        for key, value in values.items():
-            if key not in self.__dataclass_fields__:
-                raise KeyError(key)
-            current = getattr(self, key)
-            if isinstance(current, str | type(None)):
-                setattr(self, key, as_text(value))
-            elif isinstance(current, bool):
-                setattr(self, key, bool(value))
-            else:
-                setattr(self, key, as_float(value))
+        update_settings(self, values)
 
     def public(self) -> JsonObject:
         """The settings as the admin API shows them, secrets masked."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from bisnesgpt.core.jsontypes import JsonObject
-from bisnesgpt.sandbox.jsonvalues import as_float, as_int, as_strings
+from bisnesgpt.sandbox.jsonvalues import update_settings
 
 NOT_ON_WHATSAPP_SUFFIX = "404"
 
@@ -48,18 +48,7 @@ class NetworkConfig:
 
     def update(self, changes: JsonObject) -> None:
         """Apply ``PUT /admin/config``; an unknown name is a KeyError, a bad value a TypeError/ValueError."""
-        for name, value in changes.items():
-            if name not in self.__dataclass_fields__:
-                raise KeyError(name)
-            current = getattr(self, name)
-            if isinstance(current, bool):
-                setattr(self, name, bool(value))
-            elif isinstance(current, int):
-                setattr(self, name, as_int(value))
-            elif isinstance(current, float):
-                setattr(self, name, as_float(value))
-            else:
-                setattr(self, name, as_strings(value))
+        update_settings(self, changes)
 
     def as_json(self) -> JsonObject:
         """The settings as the admin API shows them."""

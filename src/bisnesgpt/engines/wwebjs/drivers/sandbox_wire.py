@@ -383,25 +383,30 @@ def participant_results(result: JsonObject) -> list[ParticipantResult]:
             for r in (found if isinstance(found, list) else []) if isinstance(r, dict)]
 
 
+def _refusal(result: JsonObject) -> tuple[str, str] | None:
+    """A ``*_result``'s ``error`` as (code, message), None without one; a session not ready raises NotConnected."""
+    if not result.get("error"):
+        return None
+    error = member(result, "error")
+    code, message = str(error.get("code")), str(error.get("message"))
+    if code == p.NOT_READY:
+        raise NotConnected(message)
+    return code, message
+
+
 def group_result(result: JsonObject) -> JsonObject:
     """A ``group_result``'s result, or the driver error its ``error`` stands for."""
-    if result.get("error"):
-        error = member(result, "error")
-        code = str(error.get("code"))
-        if code == p.NOT_READY:
-            raise NotConnected(str(error.get("message")))
-        raise GroupRefused(str(error.get("message")), code=GROUP_ERRORS.get(code, "BAD_GROUP_REQUEST"))
+    if (refusal := _refusal(result)) is not None:
+        code, message = refusal
+        raise GroupRefused(message, code=GROUP_ERRORS.get(code, "BAD_GROUP_REQUEST"))
     return member(result, "result")
 
 
 def sent_message(result: JsonObject) -> SentMessage:
     """A ``send_result``: the sent message, or the driver error its ``error`` stands for."""
-    if result.get("error"):
-        error = member(result, "error")
-        code = str(error.get("code"))
-        if code == p.NOT_READY:
-            raise NotConnected(str(error.get("message")))
+    if (refusal := _refusal(result)) is not None:
+        code, message = refusal
         if code in SEND_ERRORS:
-            raise SendRejected(str(error.get("message")), code=SEND_ERRORS[code])
-        raise DriverError(f"send failed: {error.get('message')} ({code})")
+            raise SendRejected(message, code=SEND_ERRORS[code])
+        raise DriverError(f"send failed: {message} ({code})")
     return SentMessage(str(result["id"]), number(result, "timestamp") or time.time(), bool(result.get("duplicate")))
