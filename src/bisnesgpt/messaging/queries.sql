@@ -153,8 +153,8 @@ ORDER BY item.ord
 -- ($12 true) that may not move it is recorded all the same: a history row with applied false,
 -- its own timestamp column and the pricing/conversation blocks. $9 is the provider's time
 -- for the status (NULL: now). A move with $13 (the type, ``message.status``) also writes the
--- tenant event (id $14, raw $15) and its webhook deliveries, as insert_tenant_event does, in this same
--- statement. Answers the updated row (applied says whether it moved), or one row of NULLs but
+-- tenant event (id $14, raw $15), in this same statement (its webhook deliveries: the
+-- tenant_events trigger). Answers the updated row (applied says whether it moved), or one row of NULLs but
 -- current_status when nothing was written.
 WITH prev AS (
     SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
@@ -203,12 +203,6 @@ WITH prev AS (
                    ELSE '{}'::jsonb END,
            $15::jsonb
     FROM upd WHERE applied AND $13::text IS NOT NULL
-    RETURNING id, company_id, type
-), deliveries AS (
-    INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
-    SELECT e.id, event.id, event.company_id
-    FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
-    WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
 )
 SELECT upd.*, (SELECT status FROM prev) AS current_status FROM upd
 UNION ALL
@@ -226,7 +220,7 @@ FOR UPDATE OF c
 
 -- record_sent_batch --
 -- What recording ``sent`` does for one message (advance_status to sent with the provider id,
--- its history row, its message.status event with its webhook deliveries, then
+-- its history row, its message.status event (its webhook deliveries: the trigger), then
 -- touch_outbound_session and, for an ordered one, select_chat_head), for many messages of
 -- distinct chats in one statement (a write batch; their chats locked before). Per message (in
 -- the order given, which is the order rows are written in): $1 row id, $2 history source, $3
@@ -263,14 +257,6 @@ WITH item AS (
            NULL::jsonb
     FROM upd
     ORDER BY ord
-    RETURNING id, company_id, type
-), deliveries AS (
-    INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
-    SELECT e.id, event.id, event.company_id
-    FROM event JOIN item ON item.event_id = event.id
-    JOIN webhook_endpoints e ON e.company_id = event.company_id
-    WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
-    ORDER BY item.ord, e.id
 ), sessions AS (
     INSERT INTO conversation_sessions (company_id, phone_index, contact, last_outbound_at)
     SELECT company_id, phone_index, contact, now() FROM item
@@ -347,16 +333,10 @@ UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_
 WHERE company_id = $1 AND key = $2
 
 -- insert_tenant_event --
--- One tenant event, plus a delivery row for each enabled endpoint of the company that wants it.
-WITH event AS (
-    INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
-    RETURNING id, company_id, type
-)
-INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
-SELECT e.id, event.id, event.company_id
-FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
-WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
+-- One tenant event (its delivery rows, one for each enabled endpoint of the company that wants
+-- it, are written by the tenant_events trigger, migration 0025).
+INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
 
 -- next_chat_seq --
 -- The next number of a chat's ordered messages; the chat's row stays locked until the
