@@ -97,3 +97,30 @@ async def test_a_failing_write_fails_alone(db: Database) -> None:
     assert isinstance(results[0], int) and isinstance(results[2], int)
     assert isinstance(results[1], ValueError)
     assert sorted(await _rows(db)) == [("a", 1), ("c", 3)]  # its row rolled back, the others' committed
+
+
+async def test_writes_handed_together_run_in_one_call_per_round_in_key_order(db: Database) -> None:
+    await _table(db)
+    batcher = WriteBatcher(db, max_items=100, max_delay_ms=600_000)
+    calls: list[list[tuple[str, int]]] = []
+
+    async def together(conn: asyncpg.Connection, items: list[tuple[str, int]]) -> list[int]:
+        calls.append(items)
+        await conn.executemany("INSERT INTO batch_log (key, n) VALUES ($1, $2)", items)
+        return [n * 10 for _key, n in items]
+
+    def run(key: str, n: int, *, alone: bool = False):  # type: ignore[no-untyped-def]
+        if alone:
+            return batcher.run(key, _logged(key, n))
+        return batcher.run(key, _logged(key, n), together=together, item=(key, n))
+
+    handed = [("b", 1, False), ("a", 2, False), ("b", 3, True), ("b", 4, False), ("c", 5, False), ("a", 6, False)]
+    pending = [asyncio.ensure_future(run(key, n, alone=alone)) for key, n, alone in handed]
+    await asyncio.wait_for(batcher.close(), 30)
+    results = [await p for p in pending]
+    assert [r for r, (_k, _n, alone) in zip(results, handed, strict=True) if not alone] == [10, 20, 40, 50, 60]
+    assert calls == [[("a", 2), ("b", 1), ("c", 5)], [("a", 6)], [("b", 4)]]  # round by round, keys in order
+    rows = await _rows(db)
+    for key in ("a", "b", "c"):
+        assert [n for k, n in rows if k == key] == [n for k, n, _alone in handed if k == key]
+    assert (batcher.batches, batcher.writes) == (1, 6)

@@ -1,10 +1,10 @@
 """Canonical tenant events, written in the same transaction as the change that caused them.
 
-``tenant_events`` is the outbox that tenant webhook delivery fans out from:
-``record_tenant_event`` also writes one ``webhook_deliveries`` row per enabled endpoint of
-the company whose event filter matches, in the same statement, so an event and its
-deliveries commit (or roll back) together with the change. Every engine produces the
-same shapes:
+``tenant_events`` is the outbox that tenant webhook delivery fans out from: the statement
+that inserts events also writes one ``webhook_deliveries`` row per enabled endpoint of the
+company whose event filter matches (the ``tenant_events`` trigger of migration 0025, the one
+place that rule lives, whoever inserts the event), so an event and its deliveries commit (or
+roll back) together with the change. Every engine produces the same shapes:
 
 ``message.inbound``  ``{message_id, external_id, chat_id, from, type, text, media, context,
                      timestamp, provider, push_name}``

@@ -110,13 +110,51 @@ WITH prev AS (
 SELECT (SELECT status FROM prev) AS previous_status, (SELECT attempts FROM upd) AS attempts,
        (SELECT message_id FROM earlier) AS waiting_for
 
+-- claim_for_send_batch --
+-- claim_for_send for many messages in one statement (a write batch): $1 the row ids (distinct),
+-- $2 and $3 each one's history source and process name. The rows are locked in the order given;
+-- one row per message, ord its place in $1, with what claim_for_send answers for it alone.
+WITH item AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS t(id, source, process_name, ord)
+), prev AS (
+    SELECT m.id, m.status, m.company_id, m.phone_index, m.chat_id, m.chat_seq, item.ord, item.source,
+           item.process_name
+    FROM messages m JOIN item ON m.id = item.id
+    ORDER BY item.ord
+    FOR UPDATE OF m
+), earlier AS (
+    SELECT prev.id, (
+        SELECT e.message_id FROM messages e
+        WHERE e.company_id = prev.company_id AND e.phone_index = prev.phone_index AND e.chat_id = prev.chat_id
+          AND e.chat_seq < prev.chat_seq AND e.direction = 'outbound'
+          AND e.status IN ('accepted', 'queued', 'sending')
+        ORDER BY e.chat_seq LIMIT 1) AS waiting_for
+    FROM prev
+), upd AS (
+    UPDATE messages m SET status = 'sending', attempts = m.attempts + 1, process_name = prev.process_name
+    FROM prev JOIN earlier ON earlier.id = prev.id
+    WHERE m.id = prev.id AND prev.status IN ('accepted', 'queued', 'sending') AND earlier.waiting_for IS NULL
+    RETURNING m.id, prev.status AS from_status, m.attempts, prev.ord, prev.source
+), hist AS (
+    INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail)
+    SELECT id, from_status, 'sending', source, jsonb_build_object('attempt', attempts)
+    FROM upd WHERE from_status <> 'sending'
+    ORDER BY ord
+)
+SELECT item.ord, prev.status AS previous_status, upd.attempts, earlier.waiting_for
+FROM item
+LEFT JOIN prev ON prev.ord = item.ord
+LEFT JOIN upd ON upd.ord = item.ord
+LEFT JOIN earlier ON earlier.id = item.id
+ORDER BY item.ord
+
 -- advance_status --
 -- Move a message to $2 if message_status_allows it, with its history row. A provider status
 -- ($12 true) that may not move it is recorded all the same: a history row with applied false,
 -- its own timestamp column and the pricing/conversation blocks. $9 is the provider's time
 -- for the status (NULL: now). A move with $13 (the type, ``message.status``) also writes the
--- tenant event (id $14, raw $15) and its webhook deliveries, as insert_tenant_event does, in this same
--- statement. Answers the updated row (applied says whether it moved), or one row of NULLs but
+-- tenant event (id $14, raw $15), in this same statement (its webhook deliveries: the
+-- tenant_events trigger). Answers the updated row (applied says whether it moved), or one row of NULLs but
 -- current_status when nothing was written.
 WITH prev AS (
     SELECT id, status FROM messages WHERE id = $1 FOR UPDATE
@@ -165,18 +203,79 @@ WITH prev AS (
                    ELSE '{}'::jsonb END,
            $15::jsonb
     FROM upd WHERE applied AND $13::text IS NOT NULL
-    RETURNING id, company_id, type
-), deliveries AS (
-    INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
-    SELECT e.id, event.id, event.company_id
-    FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
-    WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
 )
 SELECT upd.*, (SELECT status FROM prev) AS current_status FROM upd
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        (SELECT status FROM prev)
 WHERE NOT EXISTS (SELECT 1 FROM upd)
+
+-- lock_chat_sequences --
+-- lock_chat_sequence for many chats ($1, $2, $3: company, phone, chat of each), locked in the order given.
+SELECT c.last_seq
+FROM unnest($1::text[], $2::int[], $3::text[]) WITH ORDINALITY AS t(company_id, phone_index, chat_id, ord)
+JOIN chat_sequences c ON c.company_id = t.company_id AND c.phone_index = t.phone_index AND c.chat_id = t.chat_id
+ORDER BY t.ord
+FOR UPDATE OF c
+
+-- record_sent_batch --
+-- What recording ``sent`` does for one message (advance_status to sent with the provider id,
+-- its history row, its message.status event (its webhook deliveries: the trigger), then
+-- touch_outbound_session and, for an ordered one, select_chat_head), for many messages of
+-- distinct chats in one statement (a write batch; their chats locked before). Per message (in
+-- the order given, which is the order rows are written in): $1 row id, $2 history source, $3
+-- provider id, $4 history detail (JSON text), $5 event id, $6 company, $7 phone, $8 chat, $9
+-- contact, $10 whether it is ordered; $11 the event type. Answers each ordered message's
+-- chat head after it ended (none when its chat has no unfinished message left).
+WITH item AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
+                         $8::text[], $9::text[], $10::boolean[])
+        WITH ORDINALITY AS t(id, source, external_id, detail, event_id, company_id, phone_index, chat_id, contact,
+                             ordered, ord)
+), prev AS (
+    SELECT m.id, m.status, item.ord FROM messages m JOIN item ON m.id = item.id
+    ORDER BY item.ord
+    FOR UPDATE OF m
+), moved AS (
+    SELECT id, ord, status AS from_status FROM prev WHERE message_status_allows(status, 'sent')
+), upd AS (
+    UPDATE messages m SET status = 'sent', external_id = coalesce(item.external_id, m.external_id), sent_at = now()
+    FROM moved JOIN item ON item.ord = moved.ord
+    WHERE m.id = moved.id
+    RETURNING m.id, moved.from_status, moved.ord, item.source, item.detail, item.event_id, m.message_id,
+              m.company_id, m.phone_index, m.chat_id, m.external_id, m.direction, m.provider
+), hist AS (
+    INSERT INTO message_status_history (message_pk, from_status, to_status, source, detail, applied, provider_at)
+    SELECT id, from_status, 'sent', source, detail::jsonb, true, NULL FROM upd
+    ORDER BY ord
+), event AS (
+    INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
+    SELECT event_id, company_id, phone_index, $11::text,
+           jsonb_build_object('message_id', message_id, 'external_id', external_id, 'chat_id', chat_id,
+                              'direction', direction, 'provider', provider, 'status', 'sent',
+                              'previous_status', from_status),
+           NULL::jsonb
+    FROM upd
+    ORDER BY ord
+), sessions AS (
+    INSERT INTO conversation_sessions (company_id, phone_index, contact, last_outbound_at)
+    SELECT company_id, phone_index, contact, now() FROM item
+    GROUP BY company_id, phone_index, contact
+    ORDER BY min(ord)
+    ON CONFLICT (company_id, phone_index, contact) DO UPDATE SET last_outbound_at = now()
+)
+SELECT item.ord, h.id, h.message_id, h.company_id, h.phone_index, h.status, h.queue_name, h.chat_seq
+FROM item CROSS JOIN LATERAL (
+    SELECT id, message_id, company_id, phone_index, status, queue_name, chat_seq
+    FROM messages
+    WHERE company_id = item.company_id AND phone_index = item.phone_index AND chat_id = item.chat_id
+      AND chat_seq IS NOT NULL AND direction = 'outbound' AND status IN ('accepted', 'queued', 'sending')
+      AND id <> item.id  -- itself: ended by this statement, whose reads do not see its own writes
+    ORDER BY chat_seq
+    LIMIT 1
+) h
+WHERE item.ordered
+ORDER BY item.ord
 
 -- touch_outbound_session --
 -- The conversation's last outbound message was now.
@@ -234,16 +333,10 @@ UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_
 WHERE company_id = $1 AND key = $2
 
 -- insert_tenant_event --
--- One tenant event, plus a delivery row for each enabled endpoint of the company that wants it.
-WITH event AS (
-    INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
-    RETURNING id, company_id, type
-)
-INSERT INTO webhook_deliveries (endpoint_id, event_id, company_id)
-SELECT e.id, event.id, event.company_id
-FROM event JOIN webhook_endpoints e ON e.company_id = event.company_id
-WHERE e.enabled AND (cardinality(e.event_types) = 0 OR event.type = ANY (e.event_types))
+-- One tenant event (its delivery rows, one for each enabled endpoint of the company that wants
+-- it, are written by the tenant_events trigger, migration 0025).
+INSERT INTO tenant_events (id, company_id, phone_index, type, data, raw)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
 
 -- next_chat_seq --
 -- The next number of a chat's ordered messages; the chat's row stays locked until the

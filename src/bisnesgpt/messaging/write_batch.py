@@ -11,6 +11,18 @@ they were handed over: per-chat order holds, and two processes' batches lock cha
 same order (no deadlock between them). One commit (one WAL flush) and one pool acquisition
 serve the whole batch.
 
+Set-based writes: a write handed over with a ``BatchWrite`` (and its item) may run together
+with the other writes of the batch handed with the same ``BatchWrite``: one call for all of
+them, with their items in key order, answering one result per item (a statement over arrays
+instead of one statement per write). The batch runs in rounds: round n holds the n-th write
+of each key, so a key's writes still run one after the other in hand-over order, and in a
+round each ``BatchWrite`` is called once, for items of distinct keys (then the other writes of
+the round, one by one, in key order). A key's later writes come in a later round, so a batch
+with several writes of one key may lock that key after other keys handed later (a deadlock
+between two such batches is an error like any other: see below). The write handed with the
+item is what runs when the batch is run one by one, alone in its transaction: it must do
+what the ``BatchWrite`` does for that item.
+
 Failures: when PostgreSQL is unavailable every write of the batch fails with it (each job
 retries as it would have alone). Any other error rolls the batch back and its writes are run
 again one transaction each, so only the write that fails on its own fails.
@@ -31,7 +43,10 @@ from bisnesgpt.db.pool import Database
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 Write = Callable[[asyncpg.Connection], Awaitable[T]]
+# The writes of many items in one go: one result per item, in the items' order.
+BatchWrite = Callable[[asyncpg.Connection, list[ItemT]], Awaitable[list[T]]]
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,8 @@ class _Pending:
     key: str
     write: Write[Any]
     done: asyncio.Future[Any]
+    together: BatchWrite[Any, Any] | None = None
+    item: object = None
 
 
 class WriteBatcher:
@@ -54,11 +71,16 @@ class WriteBatcher:
         self.batches = 0  # committed batches (and writes in them): what the batcher saved
         self.writes = 0
 
-    async def run(self, key: str, write: Write[T]) -> T:
-        """Run ``write`` in the next batch; its result once that batch has committed."""
+    async def run(self, key: str, write: Write[T], *, together: BatchWrite[ItemT, T] | None = None,
+                  item: ItemT | None = None) -> T:
+        """Run ``write`` in the next batch; its result once that batch has committed.
+
+        With ``together`` (and ``item``), the write may run as ``together``'s call for ``item``
+        with the batch's other items of it (see module docstring).
+        """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
-        self._pending.append(_Pending(key, write, done))
+        self._pending.append(_Pending(key, write, done, together, item))
         if len(self._pending) >= self.max_items:
             self._flush_soon()
         elif self._timer is None:
@@ -92,7 +114,7 @@ class WriteBatcher:
         ordered = sorted(batch, key=lambda pending: pending.key)  # stable: hand-over order within a key
         try:
             async with self.db.transaction() as conn:
-                results = [await pending.write(conn) for pending in ordered]
+                results = await _run_rounds(conn, ordered)
         except DatabaseUnavailable as exc:
             for pending in ordered:
                 _settle(pending, exc=exc)
@@ -122,6 +144,37 @@ class WriteBatcher:
             self._flush_soon()
             if self._flushing is not None:
                 await asyncio.shield(self._flushing)
+
+
+async def _run_rounds(conn: asyncpg.Connection, ordered: list[_Pending]) -> list[object]:
+    """Each write's result, run in rounds (see module docstring); ``ordered`` is in key order."""
+    rounds: list[list[int]] = []
+    writes_of_key: dict[str, int] = {}
+    for index, pending in enumerate(ordered):
+        nth = writes_of_key.get(pending.key, 0)
+        writes_of_key[pending.key] = nth + 1
+        if nth == len(rounds):
+            rounds.append([])
+        rounds[nth].append(index)
+    results: list[object] = [None] * len(ordered)
+    for indexes in rounds:
+        groups: dict[BatchWrite[Any, Any], list[int]] = {}
+        alone: list[int] = []
+        for index in indexes:
+            together = ordered[index].together
+            if together is None:
+                alone.append(index)
+            else:
+                groups.setdefault(together, []).append(index)
+        for together, members in groups.items():
+            answers = await together(conn, [ordered[index].item for index in members])
+            if len(answers) != len(members):
+                raise RuntimeError(f"{together!r} answered {len(answers)} results for {len(members)} items")
+            for index, answer in zip(members, answers, strict=True):
+                results[index] = answer
+        for index in alone:
+            results[index] = await ordered[index].write(conn)
+    return results
 
 
 def _settle(pending: _Pending, *, result: object = None, exc: BaseException | None = None) -> None:
