@@ -81,7 +81,6 @@ class SendAdmission:
                                             f"(limit ADMISSION_MAX_IN_FLIGHT {self.max_in_flight})")
 
 
-
 class AdmissionGate:
     """ASGI middleware: every send request passes ``admission`` before anything reads it; a
     refusal is the ``Overloaded`` problem (503 + ``Retry-After``), an admitted send holds an
