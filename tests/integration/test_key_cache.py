@@ -12,6 +12,7 @@ from bisnesgpt.coordination.channels import API_KEYS_CHANGED, publish
 from bisnesgpt.coordination.coordinator import Coordinator
 from bisnesgpt.infra.redis import redis_client
 from bisnesgpt.tenancy.store import ApiKey
+from tests.support.clock import ManualClock
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -21,14 +22,6 @@ def a_key(key_id: int = 1) -> ApiKey:
     now = datetime.now(UTC)
     return ApiKey(id=key_id, company_id="acme", role="company", name="k", key_prefix="bgpt_", scopes=None,
                   phone_indexes=None, expires_at=None, created_at=now, last_used_at=now, revoked_at=None)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_a_revocation_announced_on_pubsub_drops_the_cache_at_once(redis_url: str) -> None:
@@ -64,7 +57,7 @@ async def test_a_revocation_announced_on_pubsub_drops_the_cache_at_once(redis_ur
 
 
 async def test_entries_expire_and_a_read_overtaken_by_a_drop_is_not_cached(redis_url: str) -> None:
-    clock = Clock()
+    clock = ManualClock()
     cache = KeyCache(2.0, clock=clock)
     cache.listening = True  # as after attach() to a connected coordinator
     cache.put("h1", a_key(), "active", cache.generation)

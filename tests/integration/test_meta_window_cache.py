@@ -10,17 +10,10 @@ import pytest
 from bisnesgpt.db.pool import Database
 from bisnesgpt.engines.meta.window import OpenWindows, TemplateRequired
 from bisnesgpt.messaging.store import touch_inbound_session
+from tests.support.clock import ManualClock
 from tests.support.pipeline import seed_tenant
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def inbound(db: Database, contact: str, at: datetime) -> None:
@@ -30,7 +23,7 @@ async def inbound(db: Database, contact: str, at: datetime) -> None:
 
 async def test_an_open_window_is_read_once_and_a_closed_one_every_time(db: Database) -> None:
     await seed_tenant(db, "acme", {0: "meta_direct"})
-    clock = Clock()
+    clock = ManualClock()
     windows = OpenWindows(db, 60.0, clock=clock)
     await inbound(db, "60100000001", datetime.now(UTC) - timedelta(hours=1))
     for _ in range(3):

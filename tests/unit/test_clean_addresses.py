@@ -7,16 +7,9 @@ import pytest
 from bisnesgpt.api.rate_limits import MAX_CLEAN_ADDRESSES, CleanAddresses
 from bisnesgpt.coordination.channels import AUTH_FAILED
 from bisnesgpt.coordination.coordinator import ConnectionListener, Handler
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Subscriptions:
@@ -38,7 +31,7 @@ class Subscriptions:
 
 
 def test_an_address_is_trusted_for_the_ttl_and_forgotten_when_a_failure_is_heard() -> None:
-    clock, subscriptions = Clock(), Subscriptions()
+    clock, subscriptions = ManualClock(), Subscriptions()
     clean = CleanAddresses(2.0, clock=clock)
     clean.attach(subscriptions)
     clean.remember("203.0.113.7")

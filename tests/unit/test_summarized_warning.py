@@ -9,27 +9,20 @@ import pytest
 from bisnesgpt.api.problems import error_response
 from bisnesgpt.core.errors import Overloaded
 from bisnesgpt.core.logging import SummarizedWarning
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.unit
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_one_line_per_interval_with_the_count_since_the_last(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = ManualClock()
     warn = SummarizedWarning(logging.getLogger("t.summary"), 10.0, clock=clock)
     with caplog.at_level(logging.WARNING, logger="t.summary"):
         warn("refused")  # the first is logged at once
         for _ in range(999):
             clock.now += 0.005
             warn("refused")
-        clock.now = 10.0
+        clock.now = 1010.0  # ten seconds after the first line
         warn("refused again")
     assert [r.getMessage() for r in caplog.records] == [
         "refused", "refused again (1000 times since the last such line)"]
