@@ -31,18 +31,27 @@ class UnsupportedMessageType(ValidationFailed):
     """The phone's engine cannot send this type of message at all."""
 
 
+def _refusal(error: type[ValidationFailed], process_name: str, phone_index: int, why: str, *, field: str,
+             message: str, code: str, **extra: str) -> ValidationFailed:
+    """``error`` for something phone ``phone_index``'s engine does not offer: the phone and its engine named,
+    then ``why``; ``field`` and ``message`` as the field error, ``code`` (and ``extra``) as the problem's."""
+    return error(
+        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}{why}",
+        errors=[{"field": field, "message": message, "type": "value_error"}],
+        extra={"code": code, "phoneIndex": phone_index, **extra},
+    )
+
+
 def check_sendable(process_name: str, message_type: str, phone_index: int) -> None:
     """Raise ``UnsupportedMessageType`` if the engine ``process_name`` cannot send ``message_type``."""
     sendable = SENDABLE_TYPES.get(process_name)
     if sendable is None or message_type in sendable:
         return
-    raise UnsupportedMessageType(
-        f"phone {phone_index} is {_ENGINE_NAMES[process_name]}, which cannot send '{message_type}' messages: "
-        f"{_INSTEAD[process_name]} (choose another phoneIndex)",
-        errors=[{"field": "type", "message": f"'{message_type}' is not supported on {_ENGINE_NAMES[process_name]}",
-                 "type": "value_error"}],
-        extra={"code": "UNSUPPORTED_MESSAGE_TYPE", "phoneIndex": phone_index, "messageType": message_type},
-    )
+    raise _refusal(UnsupportedMessageType, process_name, phone_index,
+                   f", which cannot send '{message_type}' messages: {_INSTEAD[process_name]} (choose another "
+                   "phoneIndex)",
+                   field="type", message=f"'{message_type}' is not supported on {_ENGINE_NAMES[process_name]}",
+                   code="UNSUPPORTED_MESSAGE_TYPE", messageType=message_type)
 
 
 # What each engine offers besides sending: groups are WhatsApp Web's (the Cloud API has none).
@@ -57,34 +66,26 @@ def check_groups(process_name: str, phone_index: int) -> None:
     """Raise ``UnsupportedOperation`` unless the engine ``process_name`` manages groups."""
     if process_name in GROUP_ENGINES:
         return
-    raise UnsupportedOperation(
-        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}, which has no groups: "
-        "groups need a WhatsApp-Web phone (choose another phoneIndex)",
-        errors=[{"field": "phoneIndex", "message": "groups are offered on WhatsApp-Web phones only",
-                 "type": "value_error"}],
-        extra={"code": "UNSUPPORTED", "phoneIndex": phone_index},
-    )
+    raise _refusal(UnsupportedOperation, process_name, phone_index,
+                   ", which has no groups: groups need a WhatsApp-Web phone (choose another phoneIndex)",
+                   field="phoneIndex", message="groups are offered on WhatsApp-Web phones only", code="UNSUPPORTED")
 
 
 def check_mentions(process_name: str, mentions: bool, phone_index: int) -> None:
     """Raise ``UnsupportedMessageType`` for mentions on an engine without them."""
     if not mentions or process_name in MENTION_ENGINES:
         return
-    raise UnsupportedMessageType(
-        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}, which cannot @-mention: "
-        "leave out text.mentions or choose a WhatsApp-Web phone",
-        errors=[{"field": "text.mentions", "message": "mentions need a WhatsApp-Web phone", "type": "value_error"}],
-        extra={"code": "UNSUPPORTED_MESSAGE_TYPE", "phoneIndex": phone_index, "messageType": "text"},
-    )
+    raise _refusal(UnsupportedMessageType, process_name, phone_index,
+                   ", which cannot @-mention: leave out text.mentions or choose a WhatsApp-Web phone",
+                   field="text.mentions", message="mentions need a WhatsApp-Web phone",
+                   code="UNSUPPORTED_MESSAGE_TYPE", messageType="text")
 
 
 def check_pacing(process_name: str, pacing: bool, phone_index: int) -> None:
     """Raise ``UnsupportedOperation`` for per-message pacing (``simulateTyping``, ``delayMs``) off WhatsApp Web."""
     if not pacing or process_name in MENTION_ENGINES:
         return
-    raise UnsupportedOperation(
-        f"phone {phone_index} is {_ENGINE_NAMES.get(process_name, process_name)}: simulateTyping and delayMs are "
-        "for WhatsApp-Web phones (the Cloud API paces itself); leave them out",
-        errors=[{"field": "simulateTyping", "message": "WhatsApp-Web phones only", "type": "value_error"}],
-        extra={"code": "UNSUPPORTED", "phoneIndex": phone_index},
-    )
+    raise _refusal(UnsupportedOperation, process_name, phone_index,
+                   ": simulateTyping and delayMs are for WhatsApp-Web phones (the Cloud API paces itself); "
+                   "leave them out",
+                   field="simulateTyping", message="WhatsApp-Web phones only", code="UNSUPPORTED")
