@@ -196,15 +196,17 @@ class EngineSettings(BaseSettings):
     @field_validator("meta_graph_url", "d360_base_url")
     @classmethod
     def _check_http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s):// URL")
-        return value.rstrip("/")
+        return _base_url(value, "")
 
     @field_validator("wwebjs_sandbox_url")
     @classmethod
     def _check_sandbox_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s):// URL of the sandbox network server")
-        return value.rstrip("/")
+        return _base_url(value, " of the sandbox network server")
+
+
+def _base_url(value: str, of_what: str) -> str:
+    """``value`` without a trailing slash, if it is an http(s) URL with a host (else why not, naming ``of_what``)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s):// URL{of_what}")
+    return value.rstrip("/")
