@@ -14,6 +14,11 @@ from bisnesgpt.core.service_urls import database_hosts, sentinel_target, sentine
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
+def _sentinel_hosts(value: str) -> list[str]:
+    """REDIS_SENTINELS as its list of host:port (comma-separated, blanks ignored)."""
+    return [s.strip() for s in value.split(",") if s.strip()]
+
+
 class ProcessSettings(BaseSettings):
     """Where a process runs, what it connects to, and how it is supervised."""
 
@@ -165,7 +170,7 @@ class ProcessSettings(BaseSettings):
     def _check_redis_sentinels(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        sentinel_target(sentinel_url([s.strip() for s in value.split(",") if s.strip()], "m"))
+        sentinel_target(sentinel_url(_sentinel_hosts(value), "m"))
         return value
 
     @field_validator("encryption_key", "encryption_key_previous")
@@ -189,9 +194,8 @@ class ProcessSettings(BaseSettings):
         if self.redis_sentinels:
             sentinel_password = (self.redis_sentinel_password.get_secret_value()
                                  if self.redis_sentinel_password is not None else None)
-            sentinels = [s.strip() for s in self.redis_sentinels.split(",") if s.strip()]
-            return sentinel_url(sentinels, self.redis_sentinel_master, db=self.redis_db, password=password or None,
-                                sentinel_password=sentinel_password or None)
+            return sentinel_url(_sentinel_hosts(self.redis_sentinels), self.redis_sentinel_master, db=self.redis_db,
+                                password=password or None, sentinel_password=sentinel_password or None)
         if self.redis_host:
             auth = ":" + quote(password, safe="") + "@" if password else ""
             return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
