@@ -91,15 +91,18 @@ class NewOutboundMessage(MessageColumns):
 
 async def insert_outbound(conn: asyncpg.Connection, new: NewOutboundMessage) -> MessageRecord | None:
     """Insert a ``queued`` outbound message with its first history row (None if it exists)."""
-    row = await conn.fetchrow(
-        SQL.insert_outbound, new.message_id, new.company_id, new.phone_index, new.provider,
-        new.connection_type, new.chat_id, new.message_type, new.content, new.media_url, new.media_id,
-        new.media_mime_type, new.media_filename, new.payload, new.raw, new.context_message_id,
-        new.idempotency_key, new.queue_name, new.process_name, new.source, new.deadline_at, new.chat_seq,
-    )
+    row = await conn.fetchrow(SQL.insert_outbound, *_outbound_columns(new), new.chat_seq)
     if row is None:
         return None
     return await _queued(conn, MessageRecord.from_row(row), new)
+
+
+def _outbound_columns(new: NewOutboundMessage) -> tuple[object, ...]:
+    """Parameters $1 to $20 of both outbound inserts (``insert_outbound``, ``insert_node_job``): the same columns."""
+    return (new.message_id, new.company_id, new.phone_index, new.provider, new.connection_type, new.chat_id,
+            new.message_type, new.content, new.media_url, new.media_id, new.media_mime_type, new.media_filename,
+            new.payload, new.raw, new.context_message_id, new.idempotency_key, new.queue_name, new.process_name,
+            new.source, new.deadline_at)
 
 
 async def _queued(conn: asyncpg.Connection, message: MessageRecord, new: NewOutboundMessage) -> MessageRecord:
@@ -127,12 +130,7 @@ async def record_node_job(conn: asyncpg.Connection, new: NewOutboundMessage) -> 
     if not target["phone_found"]:
         raise JobRefused(f"company {new.company_id!r} has no phone {new.phone_index}: add it (`bisnesgpt phones "
                          "add`) or fix the job's phoneIndex", code="PHONE_NOT_FOUND")
-    row = await conn.fetchrow(
-        SQL.insert_node_job, new.message_id, new.company_id, new.phone_index, new.provider,
-        new.connection_type, new.chat_id, new.message_type, new.content, new.media_url, new.media_id,
-        new.media_mime_type, new.media_filename, new.payload, new.raw, new.context_message_id,
-        new.idempotency_key, new.queue_name, new.process_name, new.source, new.deadline_at, new.external_ref,
-    )
+    row = await conn.fetchrow(SQL.insert_node_job, *_outbound_columns(new), new.external_ref)
     if row is not None:
         return await _queued(conn, MessageRecord.from_row(row), new)
     existing = await MessageRecord.fetch_one(conn, SQL.select_message_by_external_ref, new.queue_name,
