@@ -16,10 +16,15 @@ Every 202 is checked against the database afterwards (durable means: the row exi
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
+import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from bench import seed
 from bench.system import (
@@ -36,6 +41,49 @@ from bench.system import (
     storage_pids,
     wait_for,
 )
+
+
+class StatementWaits:
+    """What the server's busy client backends are doing, sampled every 20 ms while a window runs.
+
+    ``pg_stat_activity`` of the scenario's database: each sample counts the backends running a
+    statement by their wait event (none: on the CPU, or waiting for it). For the POST window
+    that says where an accept's time inside PostgreSQL goes — e.g. ``LWLock:WALWrite`` and
+    ``IO:WalSync``, waiting for the commit's WAL flush (the durability of the 202).
+    """
+
+    INTERVAL = 0.02
+    QUERY = ("SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS what FROM pg_stat_activity "
+             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' "
+             "AND backend_type = 'client backend'")
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._sample()), daemon=True)
+
+    async def _sample(self) -> None:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            while not self._stop.is_set():
+                self.counts.update(row["what"] for row in await conn.fetch(self.QUERY))
+                await asyncio.sleep(self.INTERVAL)
+        finally:
+            await conn.close()
+
+    def __enter__(self) -> StatementWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def shares(self) -> dict[str, float]:
+        """Each wait's share of the sampled busy backends, % (largest first)."""
+        total = sum(self.counts.values())
+        return {what: round(100 * n / total, 1) for what, n in self.counts.most_common(8)} if total else {}
 
 
 def granian_available() -> bool:
@@ -83,8 +131,10 @@ def measure(servers: Servers, workdir: Path, *, instances: int, server: str, dur
             out["health_saturation"] = run_load(base, health, connections=connections, duration=duration,
                                                 cpu_pids=pids, workdir=workdir).public()
             log(f"accept[{server} x{instances}]: saturation POST text")
-            out["post_saturation"] = run_load(base, post, connections=connections, duration=duration,
-                                              cpu_pids=pids, workdir=workdir).public()
+            with StatementWaits(database_url) as waits:
+                out["post_saturation"] = run_load(base, post, connections=connections, duration=duration,
+                                                  cpu_pids=pids, workdir=workdir).public()
+            out["post_saturation"]["postgres_busy_backends_pct"] = waits.shares()
             half_health = out["health_saturation"]["throughput"] / 2
             half_post = out["post_saturation"]["throughput"] / 2
             log(f"accept[{server} x{instances}]: 50 % /api/health ({half_health:.0f}/s)")

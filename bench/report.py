@@ -54,6 +54,10 @@ def render(results: dict[str, Any]) -> str:
             lines.append(_load_row(f"{name} POST    saturation", run["post_saturation"]))
             lines.append(_load_row(f"{name} health  50 %", run["health_half"]))
             lines.append(_load_row(f"{name} POST    50 %", run["post_half"]))
+            waits = run["post_saturation"].get("postgres_busy_backends_pct")
+            if waits:
+                lines.append("    PostgreSQL backends busy with the POSTs (sampled): "
+                             + ", ".join(f"{what} {share} %" for what, share in waits.items()))
             durable = run["durability"]
             lines.append(f"  {name}: ratio POST/health = {_f(run['ratio'], 2)} (goal >= 0.5); "
                          f"every 202 stored: {durable['every_202_stored']}")

@@ -144,6 +144,34 @@ async def test_every_send_type_lands_in_its_queue_with_the_contract_payload(
             assert await job_of(module_redis, other, answer["messageId"]) is None
 
 
+async def test_a_common_text_send_is_stored_as_fastapis_handler_stores_it(api: ApiServer, db: Database) -> None:
+    """The common shape takes the route's express handler; a query string (``?wait=0``, which
+    waits for nothing) sends the same request through FastAPI's: both answers and rows match."""
+    tenant = await seed_tenant(db, company(), {0: "wwebjs", 2: "meta_direct"})
+    path = f"/api/v2/messages/text/{tenant.company_id}/{PERSON}"
+    body = {"message": "same either way", "phoneIndex": 2, "userName": "Aisyah", "ordered": False}
+    columns = ("status", "queue_name", "process_name", "phone_index", "chat_id", "message_type", "content",
+               "payload", "raw", "chat_seq", "source", "provider", "connection_type")
+    rows, answers = [], []
+    async with httpx.AsyncClient(base_url=api.url, headers=tenant.headers) as client:
+        for url, key in ((path, "express-1"), (path + "?wait=0", "fastapi-1")):
+            answer = await client.post(url, json=body, headers={"Idempotency-Key": key})
+            assert answer.status_code == 202, answer.text
+            assert answer.headers["location"] == f"/api/v1/messages/{answer.json()['messageId']}"
+            answers.append({k: v for k, v in answer.json().items() if k != "messageId"})
+            row = await row_of(db, answer.json()["messageId"])
+            rows.append({c: row[c] for c in columns})
+            stored = await db.fetchval("SELECT response_body FROM idempotency_keys WHERE company_id = $1 "
+                                       "AND key = $2", tenant.company_id, key)
+            assert stored == answer.json()
+        assert answers[0] == answers[1] == {"success": True, "status": "queued", "process": "meta",
+                                            "queueName": META.name}
+        assert rows[0] == rows[1]
+        # A mistake in the common shape is answered by FastAPI's handler, as before.
+        refused = await client.post(path, json={"message": ""})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "message"
+
+
 async def test_the_202_comes_only_after_the_row_is_committed(api: ApiServer, module_db: tuple[str, Database]) -> None:
     db = module_db[1]
     tenant = await seed_tenant(db, company(), {0: "wwebjs"})

@@ -20,11 +20,12 @@ from fastapi.responses import JSONResponse
 from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
-from bisnesgpt.api.auth import CurrentPrincipal, Principal
+from bisnesgpt.api.auth import CurrentPrincipal, Principal, current_principal
 from bisnesgpt.api.rate_limits import api_limits
 from bisnesgpt.api.schemas import send as models
 from bisnesgpt.api.schemas import send_v2 as v2_models
 from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
+from bisnesgpt.api.send_express import Express, common_text, express_route
 from bisnesgpt.api.uploaded_media import UploadedMedia
 from bisnesgpt.messaging import drafts
 from bisnesgpt.messaging.addressing import STATUS_CHAT, Recipient, invalid, normalize_recipient
@@ -279,10 +280,14 @@ def build(sender: SendService, uploads: UploadedMedia) -> APIRouter:
     """
     router = APIRouter(tags=["send"])
 
-    def send_route(method: Literal["POST", "PUT", "DELETE"], path: str,
-                   summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
-        return router.api_route(path, methods=[method], summary=summary, status_code=202,
-                                response_model=models.SendResponse, responses=SEND_RESPONSES)
+    def send_route(method: Literal["POST", "PUT", "DELETE"], path: str, summary: str,
+                   express: Express | None = None) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        def add(endpoint: DecoratedCallable) -> DecoratedCallable:
+            router.add_api_route(path, endpoint, methods=[method], summary=summary, status_code=202,
+                                 response_model=models.SendResponse, responses=SEND_RESPONSES,
+                                 route_class_override=express_route(express) if express is not None else None)
+            return endpoint
+        return add
 
     async def to_chat(send: ChatSend, body: v2_models.V2Base, draft_of: DraftOf) -> JSONResponse:
         send.principal.require_company(send.company_id)
@@ -290,13 +295,25 @@ def build(sender: SendService, uploads: UploadedMedia) -> APIRouter:
         return await send.dispatch(sender, send.company_id, body.phoneIndex, draft, explicit=True,
                                    ordered=body.ordered)
 
-    @send_route("POST", "/api/v2/messages/text/{companyId}/{chatId}", "Send a text message")
+    async def text_to_chat(send: ChatSend, body: v2_models.V2Text) -> JSONResponse:
+        return await to_chat(send, body, lambda to, request: drafts.text_draft(
+            to, body.message, reply_to=body.quotedMessageId, request=request))
+
+    async def express_text(request: Request) -> JSONResponse | None:
+        common = await common_text(request, v2_models.V2Text)
+        if common is None:
+            return None
+        principal = await current_principal(request)
+        send = ChatSend(request, principal, 0.0, common.idempotency_key, company_id=common.company_id,
+                        chat_id=common.chat_id)
+        return await text_to_chat(send, common.body)
+
+    @send_route("POST", "/api/v2/messages/text/{companyId}/{chatId}", "Send a text message", express=express_text)
     async def send_text(send: ToChat, body: Annotated[v2_models.V2Text, Body(openapi_examples={
         "text": _ex("Text", {"message": "Hello from bisnesgpt", "phoneIndex": 0, "userName": "Aisyah"}),
         "reply": _ex("Reply", {"message": "Yes", "quotedMessageId": "true_60123456789@c.us_3EB0C767D26A1D4E"}),
     })]) -> JSONResponse:
-        return await to_chat(send, body, lambda to, request: drafts.text_draft(
-            to, body.message, reply_to=body.quotedMessageId, request=request))
+        return await text_to_chat(send, body)
 
     @send_route("POST", "/api/v2/messages/image/{companyId}/{chatId}", "Send an image by URL")
     async def send_image(send: ToChat, body: Annotated[v2_models.V2Image, Body(openapi_examples={
