@@ -31,7 +31,7 @@ Body = TypeVar("Body", bound=BaseModel)
 Express = Callable[[Request], Awaitable[Response | None]]
 
 _COMPANY_ID = re.compile(COMPANY_ID_PATTERN)
-# The route's limits (send_routes: ChatPath, IdempotencyHeader): what passes here passes there.
+# The route's limits (send_routes' ChatPath and IdempotencyHeader are declared with them).
 CHAT_ID_MAX = 64
 IDEMPOTENCY_KEY_MAX = 255
 

@@ -25,7 +25,7 @@ from bisnesgpt.api.rate_limits import api_limits
 from bisnesgpt.api.schemas import send as models
 from bisnesgpt.api.schemas import send_v2 as v2_models
 from bisnesgpt.api.schemas.common import CompanyPath, JsonObject, problem_responses
-from bisnesgpt.api.send_express import Express, common_text, express_route
+from bisnesgpt.api.send_express import CHAT_ID_MAX, IDEMPOTENCY_KEY_MAX, Express, common_text, express_route
 from bisnesgpt.api.uploaded_media import UploadedMedia
 from bisnesgpt.messaging import drafts
 from bisnesgpt.messaging.addressing import STATUS_CHAT, Recipient, invalid, normalize_recipient
@@ -33,8 +33,8 @@ from bisnesgpt.messaging.drafts import Draft
 from bisnesgpt.messaging.idempotency import IdempotencyKey, fingerprint, validate_key
 from bisnesgpt.messaging.sending import MAX_WAIT_SECONDS, SendRequest, SendService
 
-ChatPath = Annotated[str, Path(min_length=1, max_length=64, description="Phone number with country code or chat id",
-                               examples=["60123456789@c.us"])]
+ChatPath = Annotated[str, Path(min_length=1, max_length=CHAT_ID_MAX,
+                               description="Phone number with country code or chat id", examples=["60123456789@c.us"])]
 MessagePath = Annotated[str, Path(min_length=1, max_length=256,
                                   description="Our messageId or the provider's message id",
                                   examples=["01936f6e-6a7b-7c3d-9e2f-4a5b6c7d8e9f"])]
@@ -42,7 +42,7 @@ WaitQuery = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS,
                                    description="Hold the answer up to this many seconds until the message is sent "
                                                "or failed (200); 202 if it is still on its way")]
 IdempotencyHeader = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=255,
+    alias="Idempotency-Key", max_length=IDEMPOTENCY_KEY_MAX,
     description="Makes the send exactly-once per company: a retry with the same key and body gets the "
                 "original answer; a different body 422; while the first is in flight 409. Kept ≥ 24 h.",
     examples=["order-4711-confirmation"])]
