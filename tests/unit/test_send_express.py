@@ -12,6 +12,7 @@ from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
+from bisnesgpt.api.edge import PARSED_JSON
 from bisnesgpt.api.schemas.send_v2 import V2Text
 from bisnesgpt.api.send_express import CHAT_ID_MAX, IDEMPOTENCY_KEY_MAX, common_text, express_route
 
@@ -89,3 +90,18 @@ async def test_two_idempotency_keys_are_not_the_common_shape() -> None:
                                    headers=[("Content-Type", "application/json"), ("Idempotency-Key", "a"),
                                             ("Idempotency-Key", "b")])
     assert answer.json()["by"] == "fastapi"
+
+
+async def test_the_document_the_edge_parsed_is_not_parsed_again() -> None:
+    app = app_with_express()
+    parsed = {"message": "as the edge parsed it"}
+
+    async def edge(scope: dict[str, object], receive: object, send: object) -> None:
+        scope[PARSED_JSON] = parsed
+        await app(scope, receive, send)  # type: ignore[arg-type]
+
+    transport = httpx.ASGITransport(app=edge)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answer = await client.post("/api/v2/messages/text/acme/x", content=json.dumps(GOOD),
+                                   headers={"Content-Type": "application/json"})
+    assert answer.json()["by"] == "express" and answer.json()["body"] == {**parsed, "phoneIndex": 0}

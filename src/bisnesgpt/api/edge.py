@@ -120,8 +120,15 @@ def _no_constant(name: str) -> float:
     raise JsonRefused(422, f"{name} is not a JSON number: send numbers as finite decimals")
 
 
-def inspect_json(body: bytes, *, max_depth: int, storable_strings: bool) -> None:
-    """Raise ``JsonRefused`` for a body the product must not parse further; leave invalid JSON to the route."""
+# The scope key under which the edge hands the route the JSON document it parsed (absent: not
+# JSON, or not inspected), so that a route reading it need not parse the body again.
+PARSED_JSON = "bisnesgpt.parsed_json"
+NOT_JSON = object()
+
+
+def inspect_json(body: bytes, *, max_depth: int, storable_strings: bool) -> object:
+    """The parsed document (``NOT_JSON`` for invalid JSON, left to the route); ``JsonRefused`` for a body
+    the product must not parse further."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -131,7 +138,7 @@ def inspect_json(body: bytes, *, max_depth: int, storable_strings: bool) -> None
     except RecursionError as exc:
         raise JsonRefused(422, f"the JSON nests deeper than {max_depth} levels") from exc
     except ValueError:
-        return  # not JSON: the route answers that with the position of the mistake
+        return NOT_JSON  # the route answers that with the position of the mistake
     stack: list[tuple[object, int]] = [(document, 0)]
     while stack:
         value, depth = stack.pop()
@@ -145,6 +152,7 @@ def inspect_json(body: bytes, *, max_depth: int, storable_strings: bool) -> None
                 stack.append((item, depth + 1))
         elif storable_strings and isinstance(value, str) and _UNSTORABLE.search(value):
             raise JsonRefused(422, _unstorable(value))
+    return document
 
 
 def _unstorable(text: str) -> str:
@@ -253,13 +261,16 @@ class HttpEdge:
             if not message.get("more_body", False):
                 break
         try:
-            inspect_json(bytes(body), max_depth=self.policy.json_max_depth, storable_strings=family != "webhooks")
+            document = inspect_json(bytes(body), max_depth=self.policy.json_max_depth,
+                                    storable_strings=family != "webhooks")
         except JsonRefused as exc:
             title = "Bad request" if exc.status == 400 else "Request validation failed"
             slug = "bad-request" if exc.status == 400 else "validation-error"
             await problem(exc.status, slug, title, exc.detail,
                           [{"field": "body", "message": exc.detail, "type": "json_refused"}])(scope, receive, send)
             return
+        if document is not NOT_JSON:
+            scope[PARSED_JSON] = document
         replayed = False
 
         async def replay() -> Message:

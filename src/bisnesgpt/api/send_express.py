@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bisnesgpt.api.edge import NOT_JSON, PARSED_JSON
 from bisnesgpt.api.schemas.common import COMPANY_ID_PATTERN
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -65,7 +66,8 @@ def express_route(express: Express) -> type[APIRoute]:
 async def common_text(request: Request, model: type[Body]) -> CommonSend[Body] | None:
     """The request's path, key and body when it is in the common shape (see the module docstring); None otherwise.
 
-    Reads the body (Starlette keeps it for FastAPI's handler) and has no other effect.
+    Takes the document the edge parsed, else reads and parses the body (Starlette keeps it for
+    FastAPI's handler); no other effect.
     """
     if request.scope.get("query_string"):
         return None
@@ -79,8 +81,9 @@ async def common_text(request: Request, model: type[Body]) -> CommonSend[Body] |
     if (not isinstance(company_id, str) or not _COMPANY_ID.fullmatch(company_id)
             or not isinstance(chat_id, str) or not 0 < len(chat_id) <= CHAT_ID_MAX):
         return None
+    document = request.scope.get(PARSED_JSON, NOT_JSON)  # the edge's parse of the body, if it made one
     try:
-        body = model.model_validate(json.loads(await request.body()))
+        body = model.model_validate(json.loads(await request.body()) if document is NOT_JSON else document)
     except ValueError:  # not JSON, or not the model (ValidationError): FastAPI's handler says what is wrong
         return None
     return CommonSend(company_id, chat_id, keys[0] if keys else None, body)
